@@ -1,0 +1,254 @@
+//! Actions and their identity.
+//!
+//! An [`Action`] is one (manifest, device entry) pair. Its [`ActionKey`] is the lowercase hex
+//! SHA-256 of a canonical form of exactly the fields that identify it, so cosmetic edits never
+//! create a new action and never re-send a reset.
+//!
+//! # Canonical form (stable across releases)
+//!
+//! The key hashes the compact JSON array
+//!
+//! ```text
+//! ["intune-reconcile/action/v1","PasscodeReset",<metadata.name>,<round>,<collection>,<selector kind>,<normalized value>]
+//! ```
+//!
+//! serialized by `serde_json` (no whitespace; strings JSON-escaped, so the form is unambiguous).
+//! Selector kinds are `id`, `serialNumber`, `deviceName` and `imei`; values are normalized as
+//! [`Selector::normalized`] documents. Example: `inc-4711-lost-phone`, round 1, managedDevices,
+//! `id: 3FA85F64-5717-4562-B3FC-2C963F66AFA6` hashes
+//! `["intune-reconcile/action/v1","PasscodeReset","inc-4711-lost-phone",1,"managedDevices","id","3fa85f64-5717-4562-b3fc-2c963f66afa6"]`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::diagnostic::Pos;
+
+/// The version tag inside the canonical form; bump only with a ledger migration.
+const CANONICAL_TAG: &str = "intune-reconcile/action/v1";
+
+/// The kind of remote action. Only one exists today; the key carries it so others can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ActionKind {
+    PasscodeReset,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::PasscodeReset => "PasscodeReset",
+        }
+    }
+}
+
+/// Which Graph collection the device lives in (and so which URL the POST goes to).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Collection {
+    /// `deviceManagement/managedDevices` (v1.0 and beta).
+    #[default]
+    ManagedDevices,
+    /// `deviceManagement/comanagedDevices` (beta API only).
+    ComanagedDevices,
+}
+
+impl Collection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Collection::ManagedDevices => "managedDevices",
+            Collection::ComanagedDevices => "comanagedDevices",
+        }
+    }
+}
+
+/// How a manifest names a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SelectorKind {
+    Id,
+    SerialNumber,
+    DeviceName,
+    Imei,
+}
+
+impl SelectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectorKind::Id => "id",
+            SelectorKind::SerialNumber => "serialNumber",
+            SelectorKind::DeviceName => "deviceName",
+            SelectorKind::Imei => "imei",
+        }
+    }
+}
+
+/// A validated device selector: the kind and the value as the author wrote it (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Selector {
+    pub kind: SelectorKind,
+    pub value: String,
+}
+
+impl Selector {
+    /// The value as it enters the action key and duplicate detection.
+    ///
+    /// - `id`: lowercase (GUIDs compare case-insensitively);
+    /// - `serialNumber`, `deviceName`: lowercase, because Intune matches them case-insensitively
+    ///   and a change of case in a manifest must not reset the device a second time;
+    /// - `imei`: as written (validation has already reduced it to digits).
+    pub fn normalized(&self) -> String {
+        match self.kind {
+            SelectorKind::Id | SelectorKind::SerialNumber | SelectorKind::DeviceName => self.value.to_lowercase(),
+            SelectorKind::Imei => self.value.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.kind.as_str(), self.value)
+    }
+}
+
+/// Lowercase hex SHA-256 of an action's canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActionKey(String);
+
+impl ActionKey {
+    /// Computes the key from the identifying fields; see the module docs for the form.
+    pub fn compute(kind: ActionKind, name: &str, round: u32, collection: Collection, selector: &Selector) -> Self {
+        let canonical = serde_json::json!([
+            CANONICAL_TAG,
+            kind.as_str(),
+            name,
+            round,
+            collection.as_str(),
+            selector.kind.as_str(),
+            selector.normalized(),
+        ]);
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        ActionKey(hex::encode(digest))
+    }
+
+    /// Wraps a key read from the ledger, if it has the shape of one.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        ok.then(|| ActionKey(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex digits, as shown in plans (like a short git hash).
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl fmt::Display for ActionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One requested remote action on one device, as read from a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub key: ActionKey,
+    pub kind: ActionKind,
+    /// `metadata.name` of the manifest.
+    pub manifest: String,
+    /// The manifest file, as found (relative to the working directory when it was given so).
+    pub file: PathBuf,
+    /// Where the device entry stands in the file.
+    pub pos: Pos,
+    pub round: u32,
+    pub collection: Collection,
+    pub selector: Selector,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, round: u32, collection: Collection, kind: SelectorKind, value: &str) -> String {
+        let selector = Selector { kind, value: value.to_owned() };
+        ActionKey::compute(ActionKind::PasscodeReset, name, round, collection, &selector).0
+    }
+
+    // These keys are a compatibility contract with every ledger ever written: if this test fails,
+    // a release would re-send resets that were already executed. The values were computed
+    // independently with `printf '%s' '<canonical form>' | sha256sum`.
+    #[test]
+    fn known_keys_are_pinned() {
+        let cases = [
+            (
+                key(
+                    "inc-4711-lost-phone",
+                    1,
+                    Collection::ManagedDevices,
+                    SelectorKind::Id,
+                    "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                ),
+                "6586dc0f5220ace6099c2b3cd4a3aaf52a55c32121d286d31735e038fa11a15d",
+            ),
+            (
+                key("inc-4711-lost-phone", 1, Collection::ManagedDevices, SelectorKind::SerialNumber, "R58M12345AB"),
+                "8cd1e2afa0ceb547a3d1b695bcc326485f4e20990299b862bf8721fd86ff6db9",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn canonical_form_is_the_documented_json_array() {
+        let s = Selector { kind: SelectorKind::Id, value: "3FA85F64-5717-4562-B3FC-2C963F66AFA6".into() };
+        let want = r#"["intune-reconcile/action/v1","PasscodeReset","inc-4711-lost-phone",1,"managedDevices","id","3fa85f64-5717-4562-b3fc-2c963f66afa6"]"#;
+        let got =
+            ActionKey::compute(ActionKind::PasscodeReset, "inc-4711-lost-phone", 1, Collection::ManagedDevices, &s);
+        assert_eq!(got.0, hex::encode(Sha256::digest(want.as_bytes())));
+    }
+
+    #[test]
+    fn identifying_fields_change_the_key() {
+        let base = key("a", 1, Collection::ManagedDevices, SelectorKind::SerialNumber, "X1");
+        assert_ne!(base, key("b", 1, Collection::ManagedDevices, SelectorKind::SerialNumber, "X1"));
+        assert_ne!(base, key("a", 2, Collection::ManagedDevices, SelectorKind::SerialNumber, "X1"));
+        assert_ne!(base, key("a", 1, Collection::ComanagedDevices, SelectorKind::SerialNumber, "X1"));
+        assert_ne!(base, key("a", 1, Collection::ManagedDevices, SelectorKind::DeviceName, "X1"));
+        assert_ne!(base, key("a", 1, Collection::ManagedDevices, SelectorKind::SerialNumber, "X2"));
+    }
+
+    #[test]
+    fn case_of_ids_serials_and_names_does_not_change_the_key() {
+        for kind in [SelectorKind::Id, SelectorKind::SerialNumber, SelectorKind::DeviceName] {
+            assert_eq!(
+                key("a", 1, Collection::ManagedDevices, kind, "AbC"),
+                key("a", 1, Collection::ManagedDevices, kind, "aBc")
+            );
+        }
+    }
+
+    #[test]
+    fn short_key_is_a_prefix() {
+        let k = ActionKey::compute(
+            ActionKind::PasscodeReset,
+            "a",
+            1,
+            Collection::ManagedDevices,
+            &Selector { kind: SelectorKind::Imei, value: "356938035643809".into() },
+        );
+        assert_eq!(k.short().len(), 12);
+        assert!(k.as_str().starts_with(k.short()));
+        assert_eq!(ActionKey::parse(k.as_str()), Some(k.clone()));
+        assert_eq!(ActionKey::parse("XYZ"), None);
+    }
+}

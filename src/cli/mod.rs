@@ -1,0 +1,170 @@
+//! The command line: flags → options → core. No business logic lives here.
+
+mod logging;
+mod plan;
+mod schema;
+mod state;
+mod validate;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::diagnostic::Diagnostics;
+use crate::duration::HumanDuration;
+use crate::settings::Overrides;
+
+/// Pull-request change control for Intune device actions.
+#[derive(Debug, Parser)]
+#[command(name = "reconcile", version, about, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags accepted before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The config file [default: reconcile.yaml, if present].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The ledger [default: `state:` in the config, else .reconcile/state.json].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// More logging (-v, -vv). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less logging (-q: errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    pub log_format: logging::LogFormat,
+    /// No colour (also NO_COLOR=1).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Wait up to this long for another writer to release the ledger (e.g. 30s) [default: fail at once].
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_timeout: Option<HumanDuration>,
+}
+
+impl GlobalArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides { config: self.config.clone(), state: self.state.clone() }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and check manifests and config; no network.
+    Validate(validate::ValidateArgs),
+    /// Show what apply would do: diff the manifests against the ledger.
+    Plan(plan::PlanArgs),
+    /// Inspect the ledger.
+    #[command(subcommand)]
+    State(state::StateCommand),
+    /// Write (or print) the JSON Schemas of the manifest and config formats.
+    Schema(schema::SchemaArgs),
+}
+
+/// How a command ended, beyond success.
+#[derive(Debug)]
+pub enum Failure {
+    /// Diagnostics about the user's input; already complete, rendered by `main`.
+    Invalid(Diagnostics),
+    /// An error with its chain of causes.
+    Error(anyhow::Error),
+    /// A chosen exit code with nothing more to say (e.g. `--detailed-exitcode`).
+    Exit(u8),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Error(e.into())
+    }
+}
+
+pub type CmdResult = Result<(), Failure>;
+
+/// Reads the process environment; the core gets it as a function so tests can pass their own.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    logging::init(&cli.global);
+    if let Some(dir) = &cli.global.dir
+        && let Err(e) = std::env::set_current_dir(dir)
+    {
+        return report(Failure::Error(
+            anyhow::Error::new(e).context(format!("cannot change to directory `{}`", dir.display())),
+        ));
+    }
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(&cli.global, args),
+        Command::Plan(args) => plan::run(&cli.global, args),
+        Command::State(cmd) => state::run(&cli.global, cmd),
+        Command::Schema(args) => schema::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => report(f),
+    }
+}
+
+/// Prints a failure to stderr and picks the exit code.
+#[allow(clippy::print_stderr)]
+fn report(f: Failure) -> ExitCode {
+    match f {
+        Failure::Exit(code) => ExitCode::from(code),
+        Failure::Invalid(diags) => {
+            print_diagnostics(&diags);
+            let (e, w) = (diags.error_count(), diags.warning_count());
+            let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+            let mut line = format!("error: aborting due to {}", plural(e, "error"));
+            if w > 0 {
+                line.push_str(&format!(" and {}", plural(w, "warning")));
+            }
+            eprintln!("{line}");
+            ExitCode::from(1)
+        }
+        Failure::Error(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Diagnostics to stderr, plus GitHub annotations when running in GitHub Actions.
+fn print_diagnostics(diags: &Diagnostics) {
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    let _ = diags.render(&mut err);
+    if env("GITHUB_ACTIONS").as_deref() == Some("true") {
+        let _ = diags.render_github(&mut err);
+    }
+    let _ = err.flush();
+}
+
+/// Whether stdin and stderr are a terminal (for prompts and progress bars).
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}

@@ -1,0 +1,30 @@
+//! intune-reconcile: pull-request change control for Intune device actions.
+//!
+//! Code map (data flows top to bottom):
+//!
+//! - [`cli`] — argument parsing and one file per subcommand; turns flags into options and calls
+//!   the core. The only place with `anyhow`, exit codes and stdout/stderr decisions.
+//! - [`settings`] — the one place that reads `reconcile.yaml` and the environment.
+//! - [`manifest`] — finds, parses and validates manifests into [`action::Action`]s, with
+//!   `file:line:column` [`diagnostic`]s for every problem.
+//! - [`action`] — `Action` and `ActionKey` (the canonical form and its SHA-256).
+//! - [`state`] — the ledger model and its local store (snapshot + journal + lock).
+//! - [`plan`] — the pure diff `(actions, ledger) → Plan`.
+//! - [`render`] — plans and ledger listings as text, JSON and Markdown, to any `io::Write`.
+//! - [`schema`] — JSON Schemas generated from the manifest and config types.
+//! - [`duration`] — `500ms` / `20s` / `5m` / `1h`.
+//!
+//! `manifest`, `action`, `plan` and `render` do no I/O beyond reading the manifest files they are
+//! given, and never read the clock or the environment.
+
+pub mod action;
+pub mod cli;
+pub mod diagnostic;
+pub mod duration;
+pub mod manifest;
+pub mod plan;
+pub mod project;
+pub mod render;
+pub mod schema;
+pub mod settings;
+pub mod state;

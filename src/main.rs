@@ -1,0 +1,7 @@
+//! `reconcile`: parse arguments, set up logging, run, map the result to an exit code.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    intune_reconcile::cli::main()
+}

@@ -1,0 +1,133 @@
+//! Manifests: finding them, parsing them, validating them, and turning them into [`Action`]s.
+//!
+//! Pure apart from reading the files named to it: no network, no clock, no environment.
+
+mod discover;
+pub mod raw;
+pub mod source;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use discover::{ManifestInput, discover};
+
+use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
+use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
+use raw::RawManifest;
+
+/// A validated `PasscodeReset` manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: String,
+    pub name_pos: Pos,
+    pub file: PathBuf,
+    pub ticket: Option<String>,
+    pub reason: Option<String>,
+    pub requested_by: Option<String>,
+    pub round: u32,
+    pub collection: Collection,
+    pub devices: Vec<DeviceEntry>,
+}
+
+/// One entry of `spec.devices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEntry {
+    pub selector: Selector,
+    pub pos: Pos,
+}
+
+impl Manifest {
+    /// One action per device entry, in manifest order.
+    pub fn actions(&self) -> impl Iterator<Item = Action> + '_ {
+        self.devices.iter().map(|d| Action {
+            key: ActionKey::compute(ActionKind::PasscodeReset, &self.name, self.round, self.collection, &d.selector),
+            kind: ActionKind::PasscodeReset,
+            manifest: self.name.clone(),
+            file: self.file.clone(),
+            pos: d.pos,
+            round: self.round,
+            collection: self.collection,
+            selector: d.selector.clone(),
+        })
+    }
+}
+
+/// Everything read from a set of manifest files.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub manifests: Vec<Manifest>,
+    pub files: Vec<PathBuf>,
+    pub diagnostics: Diagnostics,
+}
+
+impl Loaded {
+    pub fn actions(&self) -> Vec<Action> {
+        self.manifests.iter().flat_map(Manifest::actions).collect()
+    }
+}
+
+/// Parses and validates every file, collecting every problem, then checks names across files.
+pub fn load(files: &[PathBuf], ctx: validate::Context) -> Loaded {
+    let mut loaded = Loaded { files: files.to_vec(), ..Loaded::default() };
+    let mut names = Vec::new();
+    for file in files {
+        load_file(file, ctx, &mut loaded, &mut names);
+    }
+    check_unique_names(&names, &mut loaded.diagnostics);
+    loaded.diagnostics.sort();
+    loaded
+}
+
+/// Where a `metadata.name` was written: kept for every parsed document, valid or not, so a
+/// duplicate name is reported even next to other errors.
+struct NameSite {
+    name: String,
+    file: PathBuf,
+    pos: Pos,
+}
+
+fn load_file(file: &Path, ctx: validate::Context, loaded: &mut Loaded, names: &mut Vec<NameSite>) {
+    let diags = &mut loaded.diagnostics;
+    let Some(src) = source::read_text(file, diags) else { return };
+    let docs = source::split_documents(&src.text);
+    if docs.is_empty() {
+        diags.push(Diagnostic::warning(file, None, "file holds no manifest"));
+    }
+    for doc in docs {
+        let Some(raw) = source::parse_document::<RawManifest>(file, &doc, diags) else { continue };
+        names.push(NameSite {
+            name: raw.metadata.name.value.clone(),
+            file: file.to_path_buf(),
+            pos: source::pos_of(&raw.metadata.name, doc.line_offset).unwrap_or(Pos::new(1, 1)),
+        });
+        if let Some(m) = validate::validate(raw, file, doc.line_offset, ctx, diags) {
+            loaded.manifests.push(m);
+        }
+    }
+}
+
+fn check_unique_names(names: &[NameSite], diags: &mut Diagnostics) {
+    let mut first: HashMap<&str, &NameSite> = HashMap::new();
+    for site in names {
+        match first.get(site.name.as_str()) {
+            Some(prev) => diags.push(
+                Diagnostic::error(
+                    &site.file,
+                    Some(site.pos),
+                    format!(
+                        "duplicate metadata.name `{}`: already used at {}:{}:{}",
+                        site.name,
+                        prev.file.display(),
+                        prev.pos.line,
+                        prev.pos.column
+                    ),
+                )
+                .with_hint("every manifest needs its own name; renaming one creates new actions"),
+            ),
+            None => {
+                first.insert(&site.name, site);
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The manifest as written: serde types with `deny_unknown_fields` and a span on every value.
+//!
+//! These types are the single source of the JSON Schema (`reconcile schema`); everything a schema
+//! cannot say (GUID shape, uniqueness, one selector per entry) is checked in [`super::validate`].
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::action::Collection;
+
+/// A request to reset the passcode of the listed Intune-managed devices.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "intune-reconcile PasscodeReset manifest")]
+pub struct RawManifest {
+    /// Always `intune-reconcile/v1`.
+    #[schemars(with = "String", extend("const" = "intune-reconcile/v1"))]
+    pub api_version: Spanned<String>,
+    /// Always `PasscodeReset`.
+    #[schemars(with = "String", extend("const" = "PasscodeReset"))]
+    pub kind: Spanned<String>,
+    pub metadata: RawMetadata,
+    pub spec: RawSpec,
+}
+
+/// Who asks and why. Only `name` identifies the request; the rest is for reviewers and policy.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawMetadata {
+    /// Unique across all manifests: lowercase letters, digits and `-`, 1 to 63 characters.
+    /// Renaming a manifest creates new actions.
+    #[schemars(with = "String", regex(pattern = r"^[a-z0-9-]{1,63}$"))]
+    pub name: Spanned<String>,
+    /// The ticket this request belongs to (e.g. `INC-4711`). Editing it never re-sends a reset.
+    #[schemars(with = "Option<String>")]
+    pub ticket: Option<Spanned<String>>,
+    /// Why the reset is needed. Editing it never re-sends a reset.
+    #[schemars(with = "Option<String>")]
+    pub reason: Option<Spanned<String>>,
+    /// Who asked (e.g. an e-mail address). Editing it never re-sends a reset.
+    #[schemars(with = "Option<String>")]
+    pub requested_by: Option<Spanned<String>>,
+}
+
+/// What to do, to which devices.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSpec {
+    /// Bump it to reset the same devices again. Default 1.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub round: Option<Spanned<i64>>,
+    /// `managedDevices` (default) or `comanagedDevices` (beta API only).
+    #[schemars(with = "Option<Collection>")]
+    pub collection: Option<Spanned<Collection>>,
+    /// At least one device, each named by exactly one selector.
+    #[schemars(with = "Vec<RawDevice>", length(min = 1))]
+    pub devices: Spanned<Vec<Spanned<RawDevice>>>,
+}
+
+/// One device, named by exactly one of `id`, `serialNumber`, `deviceName` or `imei`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct RawDevice {
+    /// The Intune managedDevice id (a GUID; case does not matter).
+    #[schemars(
+        with = "Option<String>",
+        regex(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+    )]
+    pub id: Option<Spanned<String>>,
+    /// The serial number on the device's sticker.
+    #[schemars(with = "Option<String>")]
+    pub serial_number: Option<Spanned<String>>,
+    /// The device name as Intune shows it.
+    #[schemars(with = "Option<String>")]
+    pub device_name: Option<Spanned<String>>,
+    /// The IMEI, digits only (quote it so YAML keeps it a string).
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]{14,16}$"))]
+    pub imei: Option<Spanned<String>>,
+}

@@ -1,0 +1,229 @@
+//! Raw manifest → validated [`Manifest`], pushing a diagnostic for every problem found.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_saphyr::Spanned;
+
+use super::raw::{RawDevice, RawManifest};
+use super::{DeviceEntry, Manifest};
+use crate::action::{Collection, Selector, SelectorKind};
+use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
+use crate::manifest::source::pos_of;
+use crate::settings::ApiVersion;
+
+pub const API_VERSION: &str = "intune-reconcile/v1";
+pub const KIND: &str = "PasscodeReset";
+
+/// What validation needs to know beyond the manifest itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    pub api_version: ApiVersion,
+}
+
+/// Checks one parsed document. Returns the manifest only when it has no errors.
+pub fn validate(
+    raw: RawManifest,
+    file: &Path,
+    line_offset: u32,
+    ctx: Context,
+    diags: &mut Diagnostics,
+) -> Option<Manifest> {
+    let p = |s: &Spanned<String>| pos_of(s, line_offset);
+    let before = diags.error_count();
+
+    if raw.api_version.value != API_VERSION {
+        diags.push(Diagnostic::error(
+            file,
+            p(&raw.api_version),
+            format!("unsupported apiVersion `{}`: expected `{API_VERSION}`", raw.api_version.value),
+        ));
+    }
+    if raw.kind.value != KIND {
+        diags.push(Diagnostic::error(
+            file,
+            p(&raw.kind),
+            format!("unsupported kind `{}`: expected `{KIND}`", raw.kind.value),
+        ));
+    }
+    let name = &raw.metadata.name;
+    if !is_valid_name(&name.value) {
+        diags.push(
+            Diagnostic::error(file, p(name), format!("invalid metadata.name `{}`", name.value))
+                .with_hint("use 1 to 63 lowercase letters, digits and `-`, e.g. `inc-4711-lost-phone`"),
+        );
+    }
+
+    let round = match &raw.spec.round {
+        None => 1,
+        Some(r) => match u32::try_from(r.value) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        pos_of(r, line_offset),
+                        format!("invalid spec.round `{}`: must be a whole number from 1", r.value),
+                    )
+                    .with_hint("leave it out for 1; bump it to reset the same devices again"),
+                );
+                1
+            }
+        },
+    };
+
+    let collection = raw.spec.collection.as_ref().map_or(Collection::ManagedDevices, |c| c.value);
+    if let Some(c) = &raw.spec.collection
+        && c.value == Collection::ComanagedDevices
+        && ctx.api_version == ApiVersion::V1
+    {
+        diags.push(
+            Diagnostic::error(
+                file,
+                pos_of(c, line_offset),
+                "collection `comanagedDevices` exists only in the beta API",
+            )
+            .with_hint("set `graph.apiVersion: beta` in reconcile.yaml, or use `managedDevices`"),
+        );
+    }
+
+    let devices_pos = pos_of(&raw.spec.devices, line_offset);
+    if raw.spec.devices.value.is_empty() {
+        diags.push(Diagnostic::error(file, devices_pos, "spec.devices is empty: name at least one device"));
+    }
+    let mut devices = Vec::with_capacity(raw.spec.devices.value.len());
+    let mut seen: HashMap<(SelectorKind, String), Pos> = HashMap::new();
+    for entry in &raw.spec.devices.value {
+        let entry_pos = pos_of(entry, line_offset).or(devices_pos).unwrap_or(Pos::new(1, 1));
+        let Some((selector, pos)) = device_selector(&entry.value, file, entry_pos, line_offset, diags) else {
+            continue;
+        };
+        match seen.get(&(selector.kind, selector.normalized())) {
+            Some(first) => diags.push(Diagnostic::error(
+                file,
+                Some(pos),
+                format!("device {selector} is listed twice in this manifest (first at line {})", first.line),
+            )),
+            None => {
+                seen.insert((selector.kind, selector.normalized()), pos);
+                devices.push(DeviceEntry { selector, pos });
+            }
+        }
+    }
+
+    (diags.error_count() == before).then(|| Manifest {
+        name: name.value.clone(),
+        name_pos: pos_of(name, line_offset).unwrap_or(Pos::new(1, 1)),
+        file: file.to_path_buf(),
+        ticket: raw.metadata.ticket.map(|t| t.value),
+        reason: raw.metadata.reason.map(|t| t.value),
+        requested_by: raw.metadata.requested_by.map(|t| t.value),
+        round,
+        collection,
+        devices,
+    })
+}
+
+/// Exactly one selector per entry, with a well-formed value.
+fn device_selector(
+    d: &RawDevice,
+    file: &Path,
+    entry_pos: Pos,
+    line_offset: u32,
+    diags: &mut Diagnostics,
+) -> Option<(Selector, Pos)> {
+    let given: Vec<(SelectorKind, &Spanned<String>)> = [
+        (SelectorKind::Id, &d.id),
+        (SelectorKind::SerialNumber, &d.serial_number),
+        (SelectorKind::DeviceName, &d.device_name),
+        (SelectorKind::Imei, &d.imei),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+
+    let (kind, raw) = match given.as_slice() {
+        [one] => *one,
+        [] => {
+            diags.push(
+                Diagnostic::error(file, Some(entry_pos), "device entry names no device")
+                    .with_hint("use exactly one of `id`, `serialNumber`, `deviceName` or `imei`"),
+            );
+            return None;
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|(k, _)| k.as_str()).collect();
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    Some(entry_pos),
+                    format!("device entry has {} selectors ({}): use exactly one", many.len(), names.join(", ")),
+                )
+                .with_hint("split it into one entry per selector, or keep only the most precise (`id`)"),
+            );
+            return None;
+        }
+    };
+    let pos = pos_of(raw, line_offset).unwrap_or(entry_pos);
+    let value = raw.value.trim();
+    let problem = match kind {
+        _ if value.is_empty() => Some(format!("`{}` is empty", kind.as_str())),
+        SelectorKind::Id if !is_guid(value) => {
+            Some(format!("invalid device id `{value}`: expected a GUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6"))
+        }
+        SelectorKind::Imei
+            if !(value.len() >= 14 && value.len() <= 16 && value.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            Some(format!("invalid imei `{value}`: expected 14 to 16 digits"))
+        }
+        _ if value.chars().any(char::is_control) => Some(format!("`{}` contains a control character", kind.as_str())),
+        _ => None,
+    };
+    if let Some(message) = problem {
+        diags.push(Diagnostic::error(file, Some(pos), message));
+        return None;
+    }
+    Some((Selector { kind, value: value.to_owned() }, pos))
+}
+
+fn is_valid_name(s: &str) -> bool {
+    (1..=63).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+}
+
+/// `8-4-4-4-12` hexadecimal digits, either case.
+pub fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guids() {
+        assert!(is_guid("3fa85f64-5717-4562-b3fc-2c963f66afa6"));
+        assert!(is_guid("3FA85F64-5717-4562-B3FC-2C963F66AFA6"));
+        for bad in [
+            "",
+            "3fa85f64",
+            "{3fa85f64-5717-4562-b3fc-2c963f66afa6}",
+            "3fa85f64-5717-4562-b3fc-2c963f66afa",
+            "3fa85f64x5717-4562-b3fc-2c963f66afa6",
+            "gfa85f64-5717-4562-b3fc-2c963f66afa6",
+        ] {
+            assert!(!is_guid(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("inc-4711-lost-phone"));
+        assert!(is_valid_name(&"a".repeat(63)));
+        assert!(!is_valid_name(&"a".repeat(64)));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("Inc-4711"));
+        assert!(!is_valid_name("inc_4711"));
+    }
+}

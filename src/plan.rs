@@ -1,0 +1,222 @@
+//! The plan: a pure diff of the actions the manifests ask for against what the ledger recorded.
+//!
+//! No I/O and no clock: `(actions, ledger) → Plan`. What `apply` will send is exactly the
+//! [`Change::Reset`] entries.
+
+use std::collections::HashSet;
+
+use crate::action::{Action, ActionKey};
+use crate::state::{Ledger, Record, Status};
+
+/// What will happen to one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Change {
+    /// Never executed: `apply` sends it.
+    Reset,
+    /// Executed (accepted or done): never sent again.
+    AlreadyDone,
+    /// Recorded with a result that needs a human or `refresh` (rejected, unknown, failed, …).
+    Attention,
+    /// In the ledger, but no manifest asks for it any more. Nothing is undone.
+    Orphaned,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Reset => "reset",
+            Change::AlreadyDone => "already-done",
+            Change::Attention => "attention",
+            Change::Orphaned => "orphaned",
+        }
+    }
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub change: Change,
+    /// The manifest's action; `None` for orphans.
+    pub action: Option<Action>,
+    /// The ledger's record, if any.
+    pub record: Option<Record>,
+    /// Why it is in this category, for a human.
+    pub reason: String,
+}
+
+impl Entry {
+    pub fn key(&self) -> &ActionKey {
+        match (&self.action, &self.record) {
+            (Some(a), _) => &a.key,
+            (None, Some(r)) => &r.key,
+            (None, None) => unreachable!("an entry has an action or a record"),
+        }
+    }
+
+    pub fn manifest(&self) -> &str {
+        match (&self.action, &self.record) {
+            (Some(a), _) => &a.manifest,
+            (None, Some(r)) => &r.manifest,
+            (None, None) => unreachable!("an entry has an action or a record"),
+        }
+    }
+}
+
+/// Counts per category.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub to_reset: usize,
+    pub already_done: usize,
+    pub orphaned: usize,
+    pub attention: usize,
+}
+
+/// How to plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Report ledger records that no manifest asks for. Off when the run was limited to some
+    /// manifest paths, since the others were simply not read.
+    pub report_orphans: bool,
+}
+
+/// The whole plan, in manifest order, orphans last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub entries: Vec<Entry>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.to_reset > 0
+    }
+
+    pub fn to_reset(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.change == Change::Reset)
+    }
+}
+
+/// Diffs `actions` against `ledger`.
+pub fn plan(actions: &[Action], ledger: &Ledger, opts: PlanOptions) -> Plan {
+    let mut entries = Vec::with_capacity(actions.len());
+    let mut summary = Summary::default();
+    for a in actions {
+        let record = ledger.records.get(&a.key);
+        let (change, reason) = classify(record);
+        entries.push(Entry { change, action: Some(a.clone()), record: record.cloned(), reason });
+    }
+    if opts.report_orphans {
+        let wanted: HashSet<&ActionKey> = actions.iter().map(|a| &a.key).collect();
+        let mut orphans: Vec<&Record> = ledger.records.values().filter(|r| !wanted.contains(&r.key)).collect();
+        orphans.sort_by(|a, b| (&a.manifest, &a.created_at, &a.key).cmp(&(&b.manifest, &b.created_at, &b.key)));
+        entries.extend(orphans.into_iter().map(|r| Entry {
+            change: Change::Orphaned,
+            action: None,
+            record: Some(r.clone()),
+            reason: format!("no manifest asks for it any more (status {}); nothing will be undone", r.status),
+        }));
+    }
+    for e in &entries {
+        match e.change {
+            Change::Reset => summary.to_reset += 1,
+            Change::AlreadyDone => summary.already_done += 1,
+            Change::Attention => summary.attention += 1,
+            Change::Orphaned => summary.orphaned += 1,
+        }
+    }
+    Plan { entries, summary }
+}
+
+fn classify(record: Option<&Record>) -> (Change, String) {
+    let Some(r) = record else {
+        return (Change::Reset, "new".to_owned());
+    };
+    let last_error = r.attempts.last().and_then(|a| a.error_message.clone());
+    match r.status {
+        Status::NotExecuted => (Change::Reset, "earlier attempt did not take effect".to_owned()),
+        Status::Accepted => (Change::AlreadyDone, "accepted by Intune; `reconcile refresh` learns the result".to_owned()),
+        Status::Done => (Change::AlreadyDone, "done".to_owned()),
+        Status::Unknown => (
+            Change::Attention,
+            "outcome unknown (the request may have reached Intune): run `reconcile refresh`; it is not re-sent until then".to_owned(),
+        ),
+        s @ (Status::Rejected | Status::Failed | Status::NotSupported | Status::Canceled) => (
+            Change::Attention,
+            format!(
+                "{s}{}; bump spec.round to try again",
+                last_error.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{ActionKind, Collection, Selector, SelectorKind};
+    use crate::diagnostic::Pos;
+    use crate::state::Record;
+
+    fn action(name: &str, serial: &str) -> Action {
+        let selector = Selector { kind: SelectorKind::SerialNumber, value: serial.into() };
+        Action {
+            key: ActionKey::compute(ActionKind::PasscodeReset, name, 1, Collection::ManagedDevices, &selector),
+            kind: ActionKind::PasscodeReset,
+            manifest: name.into(),
+            file: "m.yaml".into(),
+            pos: Pos::new(1, 1),
+            round: 1,
+            collection: Collection::ManagedDevices,
+            selector,
+        }
+    }
+
+    fn ledger_with(records: &[(&Action, Status)]) -> Ledger {
+        let mut l = Ledger::empty();
+        for (a, s) in records {
+            let mut r = Record::new(a, None, jiff::Timestamp::UNIX_EPOCH);
+            r.status = *s;
+            l.records.insert(r.key.clone(), r);
+        }
+        l
+    }
+
+    #[test]
+    fn every_status_lands_in_its_category() {
+        let acts: Vec<Action> = (0..9).map(|i| action("m", &format!("S{i}"))).collect();
+        let statuses = [
+            Status::Accepted,
+            Status::Done,
+            Status::Failed,
+            Status::NotSupported,
+            Status::Canceled,
+            Status::Rejected,
+            Status::Unknown,
+            Status::NotExecuted,
+        ];
+        let recs: Vec<(&Action, Status)> = acts.iter().zip(statuses).collect();
+        let p = plan(&acts, &ledger_with(&recs), PlanOptions { report_orphans: true });
+        let changes: Vec<Change> = p.entries.iter().map(|e| e.change).collect();
+        use Change::*;
+        assert_eq!(
+            changes,
+            [AlreadyDone, AlreadyDone, Attention, Attention, Attention, Attention, Attention, Reset, Reset]
+        );
+        assert_eq!(p.summary, Summary { to_reset: 2, already_done: 2, orphaned: 0, attention: 5 });
+    }
+
+    #[test]
+    fn recorded_actions_are_never_planned_again_and_removed_ones_are_orphans() {
+        let a = action("m", "A");
+        let b = action("m", "B");
+        let gone = action("old", "C");
+        let l = ledger_with(&[(&a, Status::Accepted), (&gone, Status::Done)]);
+        let p = plan(&[a.clone(), b.clone()], &l, PlanOptions { report_orphans: true });
+        assert_eq!(p.to_reset().map(|e| e.key()).collect::<Vec<_>>(), [&b.key]);
+        assert_eq!(p.summary.orphaned, 1);
+        assert_eq!(p.entries.last().map(Entry::key), Some(&gone.key));
+
+        let limited = plan(&[a, b], &l, PlanOptions { report_orphans: false });
+        assert_eq!(limited.summary.orphaned, 0);
+    }
+}

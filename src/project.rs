@@ -1,0 +1,55 @@
+//! Loading what a command works on: settings, manifests and the ledger, with every problem in
+//! the user's input collected as diagnostics before anything else happens.
+
+use std::path::PathBuf;
+
+use crate::action::Action;
+use crate::diagnostic::Diagnostics;
+use crate::manifest::{self, Manifest, ManifestInput};
+use crate::settings::{self, Overrides, Settings};
+
+/// Settings and manifests, validated.
+#[derive(Debug)]
+pub struct Project {
+    pub settings: Settings,
+    pub manifests: Vec<Manifest>,
+    pub files: Vec<PathBuf>,
+    /// Whether the run was limited to paths given on the command line.
+    pub limited: bool,
+    /// Warnings (errors stop loading).
+    pub diagnostics: Diagnostics,
+}
+
+impl Project {
+    pub fn actions(&self) -> Vec<Action> {
+        self.manifests.iter().flat_map(Manifest::actions).collect()
+    }
+}
+
+/// Reads the config and the manifests (those under `paths` when given, else the config's).
+/// Returns every diagnostic as `Err` when any of them is an error.
+pub fn load(
+    overrides: &Overrides,
+    paths: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let settings = settings::load(overrides, env, &mut diags);
+    let inputs: Vec<ManifestInput> = if paths.is_empty() {
+        settings.manifests.clone()
+    } else {
+        paths
+            .iter()
+            .map(|p| ManifestInput { base: PathBuf::from("."), pattern: p.display().to_string(), origin: None })
+            .collect()
+    };
+    let files = manifest::discover(&inputs, &mut diags);
+    let ctx = manifest::validate::Context { api_version: settings.graph.api_version };
+    let loaded = manifest::load(&files, ctx);
+    diags.extend(loaded.diagnostics);
+    diags.sort();
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Project { settings, manifests: loaded.manifests, files, limited: !paths.is_empty(), diagnostics: diags })
+}

@@ -1,0 +1,92 @@
+//! Versioned JSON output. Consumers branch on `format_version`; fields are only ever added.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::PlanContext;
+use crate::plan::{Entry, Plan};
+
+/// Bumped only when a field changes meaning or disappears.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct PlanDto<'a> {
+    format_version: u32,
+    offline: bool,
+    simulated: bool,
+    summary: SummaryDto,
+    actions: Vec<EntryDto<'a>>,
+}
+
+#[derive(Serialize)]
+struct SummaryDto {
+    to_reset: usize,
+    already_done: usize,
+    orphaned: usize,
+    attention: usize,
+}
+
+#[derive(Serialize)]
+struct EntryDto<'a> {
+    key: &'a str,
+    change: &'static str,
+    manifest: &'a str,
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u32>,
+    round: u32,
+    collection: &'static str,
+    selector: SelectorDto<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    managed_device_id: Option<&'a str>,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+pub(super) struct SelectorDto<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub value: &'a str,
+}
+
+fn entry(e: &Entry) -> EntryDto<'_> {
+    let (file, line, round, collection, selector) = match (&e.action, &e.record) {
+        (Some(a), _) => (a.file.display().to_string(), Some(a.pos.line), a.round, a.collection, &a.selector),
+        (None, Some(r)) => (r.file.clone(), None, r.round, r.collection, &r.selector),
+        (None, None) => unreachable!("an entry has an action or a record"),
+    };
+    EntryDto {
+        key: e.key().as_str(),
+        change: e.change.as_str(),
+        manifest: e.manifest(),
+        file,
+        line,
+        round,
+        collection: collection.as_str(),
+        selector: SelectorDto { kind: selector.kind.as_str(), value: &selector.value },
+        status: e.record.as_ref().map(|r| r.status.as_str()),
+        managed_device_id: e.record.as_ref().and_then(|r| r.managed_device_id.as_deref()),
+        reason: &e.reason,
+    }
+}
+
+pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
+    let s = plan.summary;
+    let dto = PlanDto {
+        format_version: FORMAT_VERSION,
+        offline: ctx.offline,
+        simulated: ctx.simulated,
+        summary: SummaryDto {
+            to_reset: s.to_reset,
+            already_done: s.already_done,
+            orphaned: s.orphaned,
+            attention: s.attention,
+        },
+        actions: plan.entries.iter().map(entry).collect(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &dto)?;
+    writeln!(out)
+}

@@ -1,0 +1,53 @@
+//! Everything printed to stdout: plans and ledger listings, as text, JSON or Markdown.
+//!
+//! Renderers write to any `io::Write` and read nothing else, so tests render into a `Vec<u8>`.
+//! JSON output is a versioned contract ([`json::FORMAT_VERSION`]) built from DTOs, never from
+//! `Serialize` on domain types.
+
+pub mod json;
+pub mod markdown;
+pub mod state;
+pub mod text;
+
+use crate::plan::Plan;
+
+/// What the plan was made from, for the header lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanContext {
+    /// Devices were not looked up in Intune.
+    pub offline: bool,
+    /// Against the built-in simulator, not a real tenant.
+    pub simulated: bool,
+}
+
+/// Output formats of `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// Renders `plan` in `format`.
+pub fn plan(out: &mut impl std::io::Write, plan: &Plan, ctx: PlanContext, format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Text => text::plan(out, plan, ctx),
+        Format::Json => json::plan(out, plan, ctx),
+        Format::Markdown => markdown::plan(out, plan, ctx),
+    }
+}
+
+/// `Plan: N to reset, M already done, K orphaned.`
+pub fn summary_line(plan: &Plan) -> String {
+    let s = plan.summary;
+    format!("Plan: {} to reset, {} already done, {} orphaned.", s.to_reset, s.already_done, s.orphaned)
+}
+
+/// The attention line under the summary, when anything needs attention.
+pub fn attention_line(plan: &Plan) -> Option<String> {
+    match plan.summary.attention {
+        0 => None,
+        1 => Some("1 action needs attention (marked `!`).".to_owned()),
+        n => Some(format!("{n} actions need attention (marked `!`).")),
+    }
+}

@@ -1,0 +1,67 @@
+//! The plan as a Terraform-like text: grouped by manifest, one line per action, a summary.
+
+use std::io::{self, Write};
+
+use super::{PlanContext, attention_line, summary_line};
+use crate::plan::{Change, Entry, Plan};
+
+/// The marker at the start of an action line.
+pub fn symbol(change: Change) -> &'static str {
+    match change {
+        Change::Reset => "+",
+        Change::AlreadyDone => "=",
+        Change::Attention => "!",
+        Change::Orphaned => "~",
+    }
+}
+
+fn verb(e: &Entry) -> String {
+    match (e.change, &e.record) {
+        (Change::Reset, _) => "reset passcode".to_owned(),
+        (Change::AlreadyDone | Change::Attention | Change::Orphaned, Some(r)) => r.status.to_string(),
+        (_, None) => e.change.as_str().to_owned(),
+    }
+}
+
+pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
+    if ctx.simulated {
+        writeln!(out, "SIMULATED: against the built-in Intune simulator, not a real tenant.")?;
+    }
+    if ctx.offline {
+        writeln!(out, "Offline plan: devices were not looked up in Intune.")?;
+    }
+    if plan.entries.is_empty() {
+        writeln!(out, "No actions: the manifests ask for nothing and the ledger is empty.")?;
+    } else {
+        writeln!(out, "Legend: + reset passcode, = already done, ! needs attention, ~ orphaned")?;
+    }
+    let mut current: Option<(&str, bool)> = None;
+    for e in &plan.entries {
+        let orphan = e.change == Change::Orphaned;
+        if current != Some((e.manifest(), orphan)) {
+            writeln!(out)?;
+            match (&e.action, &e.record) {
+                (Some(a), _) => writeln!(out, "manifest {} ({})", a.manifest, a.file.display())?,
+                (None, Some(r)) => writeln!(out, "orphaned from manifest {} (was {})", r.manifest, r.file)?,
+                (None, None) => {}
+            }
+            current = Some((e.manifest(), orphan));
+        }
+        let selector = match (&e.action, &e.record) {
+            (Some(a), _) => a.selector.to_string(),
+            (None, Some(r)) => r.selector.to_string(),
+            (None, None) => String::new(),
+        };
+        let detail = match e.change {
+            Change::Reset | Change::AlreadyDone => String::new(),
+            Change::Attention | Change::Orphaned => format!("  ({})", e.reason),
+        };
+        writeln!(out, "  {} {:<15} {:<45} key {}{detail}", symbol(e.change), verb(e), selector, e.key().short())?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", summary_line(plan))?;
+    if let Some(line) = attention_line(plan) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}

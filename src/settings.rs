@@ -1,0 +1,279 @@
+//! The one place that reads `reconcile.yaml` and the environment.
+//!
+//! Precedence: command-line flag > environment > `reconcile.yaml` > default. Everything else in the
+//! crate receives a [`Settings`] value and never looks at files or variables itself.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::duration::HumanDuration;
+use crate::manifest::ManifestInput;
+use crate::manifest::source::{self, pos_of};
+
+/// The config file looked for in the working directory when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "reconcile.yaml";
+/// The local ledger used when neither `--state` nor `state:` says otherwise.
+pub const DEFAULT_STATE: &str = ".reconcile/state.json";
+/// Intune's documented write limit per app and tenant: 200 requests per 20 seconds.
+pub const INTUNE_WRITE_LIMIT: (u32, Duration) = (200, Duration::from_secs(20));
+
+/// The national cloud the tenant lives in; it fixes the Graph root, login host and token scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cloud {
+    #[default]
+    Global,
+    Usgov,
+    UsgovDod,
+    China,
+}
+
+/// The Graph API version requests go to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[default]
+    #[serde(rename = "v1.0")]
+    V1,
+    #[serde(rename = "beta")]
+    Beta,
+}
+
+impl ApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "v1.0",
+            ApiVersion::Beta => "beta",
+        }
+    }
+}
+
+/// `reconcile.yaml` as written. Every key is optional.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "intune-reconcile config (reconcile.yaml)")]
+pub struct RawConfig {
+    /// Manifest files, folders or globs, relative to this file. Default `[manifests]`.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub manifests: Option<Vec<Spanned<String>>>,
+    /// The ledger path, relative to this file. Default `.reconcile/state.json`.
+    #[schemars(with = "Option<String>")]
+    pub state: Option<Spanned<String>>,
+    /// How to talk to Microsoft Graph.
+    pub graph: Option<RawGraph>,
+}
+
+/// The `graph:` section.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGraph {
+    /// `global` (default), `usgov`, `usgov-dod` or `china`.
+    pub cloud: Option<Cloud>,
+    /// `v1.0` (default) or `beta`.
+    pub api_version: Option<ApiVersion>,
+    /// Requests in flight at most. Default 4.
+    #[schemars(with = "Option<u32>", range(min = 1, max = 64))]
+    pub concurrency: Option<Spanned<i64>>,
+    /// Client-side pacing of POSTs. Default 150 requests per 20s.
+    pub write_budget: Option<RawBudget>,
+    /// One request's deadline; a POST past it becomes `unknown`. Default `30s`.
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub timeout: Option<Spanned<String>>,
+    /// How long `refresh` waits before deciding an unknown request never happened. Default `2m`.
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub unknown_grace: Option<Spanned<String>>,
+}
+
+/// A number of requests per time window.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    #[schemars(with = "u32", range(min = 1))]
+    pub requests: Spanned<i64>,
+    #[schemars(with = "String", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub window: Spanned<String>,
+}
+
+/// Requests per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+/// The `graph:` settings after defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphSettings {
+    pub cloud: Cloud,
+    pub api_version: ApiVersion,
+    pub concurrency: u32,
+    pub write_budget: Budget,
+    pub timeout: Duration,
+    pub unknown_grace: Duration,
+}
+
+impl Default for GraphSettings {
+    fn default() -> Self {
+        GraphSettings {
+            cloud: Cloud::Global,
+            api_version: ApiVersion::V1,
+            concurrency: 4,
+            write_budget: Budget { requests: 150, window: Duration::from_secs(20) },
+            timeout: Duration::from_secs(30),
+            unknown_grace: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Everything a command needs to know about where things are and how to behave.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    pub manifests: Vec<ManifestInput>,
+    pub state: PathBuf,
+    pub graph: GraphSettings,
+    /// `AZURE_TENANT_ID`, which binds the ledger.
+    pub tenant: Option<String>,
+}
+
+/// What the command line says about settings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+}
+
+/// Reads the config (if any) and environment. Problems in the config become diagnostics with
+/// positions; the settings returned are usable only when `diags` has no errors.
+pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: &mut Diagnostics) -> Settings {
+    let (config_file, raw, base) = read_config(overrides, diags);
+    let mut graph = GraphSettings::default();
+    let file = config_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    if let Some(g) = raw.graph {
+        apply_graph(g, &file, &mut graph, diags);
+    }
+    let manifests = match raw.manifests {
+        Some(list) => list
+            .into_iter()
+            .map(|m| ManifestInput { base: base.clone(), pattern: m.value, origin: Some(file.clone()) })
+            .collect(),
+        None => vec![ManifestInput { base: base.clone(), pattern: "manifests".into(), origin: None }],
+    };
+    let state = overrides
+        .state
+        .clone()
+        .or_else(|| raw.state.map(|s| join(&base, Path::new(&s.value))))
+        .unwrap_or_else(|| join(&base, Path::new(DEFAULT_STATE)));
+    Settings { config_file, manifests, state, graph, tenant: env("AZURE_TENANT_ID").filter(|t| !t.trim().is_empty()) }
+}
+
+fn join(base: &Path, p: &Path) -> PathBuf {
+    if base.as_os_str().is_empty() || base == Path::new(".") || p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn read_config(overrides: &Overrides, diags: &mut Diagnostics) -> (Option<PathBuf>, RawConfig, PathBuf) {
+    let path = match &overrides.config {
+        Some(p) => p.clone(),
+        None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+        None => return (None, RawConfig::default(), PathBuf::from(".")),
+    };
+    let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let Some(src) = source::read_text(&path, diags) else {
+        return (Some(path), RawConfig::default(), base);
+    };
+    let docs = source::split_documents(&src.text);
+    let raw = match docs.as_slice() {
+        [] => Some(RawConfig::default()),
+        [doc] => source::parse_document::<RawConfig>(&path, doc, diags),
+        [_, second, ..] => {
+            diags.push(Diagnostic::error(
+                &path,
+                Some(crate::diagnostic::Pos::new(second.line_offset + 1, 1)),
+                "the config holds more than one YAML document",
+            ));
+            None
+        }
+    };
+    (Some(path), raw.unwrap_or_default(), base)
+}
+
+fn apply_graph(g: RawGraph, file: &Path, graph: &mut GraphSettings, diags: &mut Diagnostics) {
+    if let Some(c) = g.cloud {
+        graph.cloud = c;
+    }
+    if let Some(v) = g.api_version {
+        graph.api_version = v;
+    }
+    if let Some(c) = g.concurrency {
+        match u32::try_from(c.value) {
+            Ok(n @ 1..=64) => graph.concurrency = n,
+            _ => diags.push(Diagnostic::error(
+                file,
+                pos_of(&c, 0),
+                format!("invalid graph.concurrency `{}`: must be from 1 to 64", c.value),
+            )),
+        }
+    }
+    if let Some(t) = g.timeout.and_then(|t| duration(&t, "graph.timeout", file, diags)) {
+        graph.timeout = t;
+    }
+    if let Some(t) = g.unknown_grace.and_then(|t| duration(&t, "graph.unknownGrace", file, diags)) {
+        graph.unknown_grace = t;
+    }
+    if let Some(b) = g.write_budget {
+        let requests = match u32::try_from(b.requests.value) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                diags.push(Diagnostic::error(
+                    file,
+                    pos_of(&b.requests, 0),
+                    format!("invalid graph.writeBudget.requests `{}`: must be at least 1", b.requests.value),
+                ));
+                None
+            }
+        };
+        let window = duration(&b.window, "graph.writeBudget.window", file, diags);
+        if let Some(w) = window
+            && w.is_zero()
+        {
+            diags.push(Diagnostic::error(
+                file,
+                pos_of(&b.window, 0),
+                "graph.writeBudget.window must be longer than 0s",
+            ));
+        } else if let (Some(requests), Some(window)) = (requests, window) {
+            graph.write_budget = Budget { requests, window };
+            let (limit, limit_window) = INTUNE_WRITE_LIMIT;
+            if f64::from(requests) / window.as_secs_f64() > f64::from(limit) / limit_window.as_secs_f64() {
+                diags.push(
+                    Diagnostic::warning(
+                        file,
+                        pos_of(&b.requests, 0),
+                        format!("graph.writeBudget of {requests} per {} is above Intune's documented limit of {limit} writes per 20s per app", HumanDuration(window)),
+                    )
+                    .with_hint("expect 429 throttling unless your tenant has other limits"),
+                );
+            }
+        }
+    }
+}
+
+fn duration(s: &Spanned<String>, key: &str, file: &Path, diags: &mut Diagnostics) -> Option<Duration> {
+    match s.value.parse::<HumanDuration>() {
+        Ok(d) => Some(d.0),
+        Err(e) => {
+            diags.push(Diagnostic::error(file, pos_of(s, 0), format!("{key}: {e}")));
+            None
+        }
+    }
+}

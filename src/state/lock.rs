@@ -1,0 +1,102 @@
+//! One writer at a time: an advisory lock on a sidecar file (`state.json.lock`), never on the
+//! ledger itself (which is replaced by rename). The lock file names its holder so a second writer
+//! can say who is in the way.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Who holds the ledger lock, as written into the lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub pid: u32,
+    pub host: String,
+    pub since: jiff::Timestamp,
+    pub command: String,
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} on host {} since {} (`{}`)", self.pid, self.host, self.since, self.command)
+    }
+}
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("ledger `{ledger}` is locked by {}", holder.as_ref().map_or_else(|| "another process".to_owned(), ToString::to_string))]
+    Held { ledger: PathBuf, holder: Option<LockInfo> },
+    #[error("cannot lock ledger `{}` through `{}`", ledger.display(), lock.display())]
+    Io {
+        ledger: PathBuf,
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A held lock; released when dropped (or when the process dies, however it dies).
+#[derive(Debug)]
+pub struct LockGuard {
+    file: File,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+/// `state.json` → `state.json.lock`.
+pub fn lock_path(ledger: &Path) -> PathBuf {
+    let mut s = ledger.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// Takes the lock, waiting up to `timeout` (zero: fail at once) for a holder to finish.
+pub fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGuard, LockError> {
+    let path = lock_path(ledger);
+    let io = |source| LockError::Io { ledger: ledger.to_path_buf(), lock: path.clone(), source };
+    // Never truncate on open: the holder's details are in there.
+    let mut file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path).map_err(io)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())));
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LockError::Held { ledger: ledger.to_path_buf(), holder: serde_json::from_str(&text).ok() });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+    }
+    let info = serde_json::to_string(me).expect("lock info serializes");
+    file.set_len(0).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(info.as_bytes()).map_err(io)?;
+    file.flush().map_err(io)?;
+    Ok(LockGuard { file })
+}
+
+/// This process, as a lock holder.
+pub fn me(command: &str) -> LockInfo {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    LockInfo { pid: std::process::id(), host, since: jiff::Timestamp::now(), command: command.to_owned() }
+}

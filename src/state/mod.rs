@@ -1,0 +1,222 @@
+//! The ledger: what has been requested of Intune, what it answered, and when.
+//!
+//! [`Ledger`] is the in-memory model the planner diffs against. [`local`] stores it on disk as a
+//! checksummed snapshot plus an append-only journal, so that recording one outcome among 100,000
+//! appends one line instead of rewriting the file.
+
+pub mod local;
+mod lock;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
+
+pub use local::{LedgerWriter, LocalStore, StateError};
+pub use lock::LockInfo;
+
+/// The on-disk format version this build reads and writes.
+pub const LEDGER_VERSION: u32 = 1;
+
+/// Where an action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Graph answered 204: Intune took the request; its final state is learned by `refresh`.
+    Accepted,
+    /// Intune reports the reset done.
+    Done,
+    /// Intune reports the reset failed.
+    Failed,
+    /// Intune reports the device does not support it.
+    NotSupported,
+    /// Intune canceled it (for example a retire or wipe came first).
+    Canceled,
+    /// Graph refused it (4xx other than 429): it never ran.
+    Rejected,
+    /// The request may have reached Graph but no answer was recorded (timeout, 5xx, crash).
+    /// Never re-sent blindly: `refresh` decides.
+    Unknown,
+    /// The request certainly did not take effect (a 429, or `refresh` found no trace of an
+    /// unknown one after the grace period): the next `apply` sends it.
+    NotExecuted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "accepted",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::NotSupported => "not-supported",
+            Status::Canceled => "canceled",
+            Status::Rejected => "rejected",
+            Status::Unknown => "unknown",
+            Status::NotExecuted => "not-executed",
+        }
+    }
+
+    /// Whether a reset was (or may have been) executed, so sending again would be a second reset.
+    pub fn blocks_sending(self) -> bool {
+        !matches!(self, Status::NotExecuted)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One HTTP request made for an action: the intent is recorded before it is sent, the outcome
+/// fields after the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Attempt {
+    pub started_at: Timestamp,
+    /// The `client-request-id` we sent.
+    pub client_request_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// Graph's `request-id` header, for Microsoft support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// Everything the ledger knows about one action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Record {
+    pub key: ActionKey,
+    pub kind: ActionKind,
+    /// `metadata.name` of the manifest that asked for it.
+    pub manifest: String,
+    /// The manifest file when it was recorded.
+    pub file: String,
+    pub round: u32,
+    pub collection: Collection,
+    pub selector: Selector,
+    /// The Intune device the selector resolved to when the action was first sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_device_id: Option<String>,
+    pub status: Status,
+    pub attempts: Vec<Attempt>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Record {
+    /// A record for an action about to be sent for the first time.
+    pub fn new(action: &Action, managed_device_id: Option<String>, now: Timestamp) -> Self {
+        Record {
+            key: action.key.clone(),
+            kind: action.kind,
+            manifest: action.manifest.clone(),
+            file: action.file.display().to_string(),
+            round: action.round,
+            collection: action.collection,
+            selector: action.selector.clone(),
+            managed_device_id,
+            status: Status::Unknown,
+            attempts: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// The whole ledger in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ledger {
+    /// Fixed when the ledger is created; `None` while no ledger file exists.
+    pub lineage: Option<Uuid>,
+    /// Incremented on every recorded change.
+    pub serial: u64,
+    /// The tenant the ledger is bound to, once something was recorded for one.
+    pub tenant: Option<String>,
+    pub records: BTreeMap<ActionKey, Record>,
+}
+
+impl Ledger {
+    /// The state before anything was ever recorded.
+    pub fn empty() -> Self {
+        Ledger { lineage: None, serial: 0, tenant: None, records: BTreeMap::new() }
+    }
+
+    /// Finds a record by full key or unique prefix (at least 4 hex digits).
+    pub fn find(&self, prefix: &str) -> Result<&Record, FindError> {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        if prefix.len() < 4 {
+            return Err(FindError::TooShort(prefix));
+        }
+        let hits: Vec<&Record> = self.records.values().filter(|r| r.key.as_str().starts_with(&prefix)).collect();
+        match hits.as_slice() {
+            [one] => Ok(one),
+            [] => Err(FindError::NotFound(prefix)),
+            many => Err(FindError::Ambiguous(prefix, many.iter().take(10).map(|r| r.key.short().to_owned()).collect())),
+        }
+    }
+}
+
+/// Why `state show KEY` found nothing to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindError {
+    #[error("key prefix `{0}` is too short: give at least 4 hex digits")]
+    TooShort(String),
+    #[error("no action in the ledger has a key starting with `{0}`")]
+    NotFound(String),
+    #[error("key prefix `{0}` is ambiguous: it matches {keys}", keys = .1.join(", "))]
+    Ambiguous(String, Vec<String>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::SelectorKind;
+
+    pub(crate) fn record(name: &str, serial: &str, status: Status) -> Record {
+        let action = Action {
+            key: ActionKey::compute(
+                ActionKind::PasscodeReset,
+                name,
+                1,
+                Collection::ManagedDevices,
+                &Selector { kind: SelectorKind::SerialNumber, value: serial.into() },
+            ),
+            kind: ActionKind::PasscodeReset,
+            manifest: name.into(),
+            file: "manifests/a.yaml".into(),
+            pos: crate::diagnostic::Pos::new(1, 1),
+            round: 1,
+            collection: Collection::ManagedDevices,
+            selector: Selector { kind: SelectorKind::SerialNumber, value: serial.into() },
+        };
+        let mut r = Record::new(&action, None, Timestamp::UNIX_EPOCH);
+        r.status = status;
+        r
+    }
+
+    #[test]
+    fn finds_by_unique_prefix() {
+        let mut l = Ledger::empty();
+        for s in ["A1", "A2", "A3"] {
+            let r = record("m", s, Status::Accepted);
+            l.records.insert(r.key.clone(), r);
+        }
+        let key = l.records.keys().next().expect("three records").clone();
+        assert_eq!(l.find(key.as_str()).map(|r| &r.key), Ok(&key));
+        assert_eq!(l.find(&key.as_str()[..10].to_uppercase()).map(|r| &r.key), Ok(&key));
+        assert!(matches!(l.find("ab"), Err(FindError::TooShort(_))));
+        assert!(matches!(l.find("zzzz"), Err(FindError::NotFound(_))));
+    }
+}

@@ -28,7 +28,13 @@ pub fn discover(inputs: &[ManifestInput], diags: &mut Diagnostics) -> Vec<PathBu
         } else {
             let path = join(&input.base, Path::new(&input.pattern));
             match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => walk(&path, None, &mut files, diags),
+                Ok(m) if m.is_dir() => {
+                    let before = files.len();
+                    walk(&path, None, &mut files, diags);
+                    if files.len() == before {
+                        diags.push(Diagnostic::warning(&path, None, "folder holds no .yaml or .yml files"));
+                    }
+                }
                 Ok(_) => files.push(path),
                 Err(e) => {
                     let where_ = input.origin.clone().unwrap_or_else(|| path.clone());

@@ -134,7 +134,10 @@ fn has_content(doc: &str) -> bool {
 /// Parser options: the crate's defaults already refuse duplicate keys and bound alias expansion;
 /// these budgets are tighter still, sized for files of at most [`MAX_FILE_BYTES`].
 fn options() -> serde_saphyr::Options {
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = 50_000;
     serde_saphyr::options! {
+        alias_limits: alias_limits,
         budget: serde_saphyr::budget! {
             max_aliases: 1_000,
             max_anchors: 1_000,
@@ -202,6 +205,22 @@ mod tests {
     fn skips_empty_documents() {
         assert_eq!(split_documents("---\n# only a comment\n---\n...\n").len(), 0);
         assert_eq!(split_documents("").len(), 0);
+    }
+
+    // Billion laughs: a walk over every value must hit the alias budget, not expand 9^8 nodes.
+    #[test]
+    fn alias_bombs_hit_the_budget() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let mut diags = Diagnostics::default();
+        let doc = Document { text: &bomb, line_offset: 0 };
+        let parsed = parse_document::<serde::de::IgnoredAny>(Path::new("bomb.yaml"), &doc, &mut diags);
+        assert!(parsed.is_none());
+        let msg = &diags.items()[0].message;
+        assert!(msg.contains("budget") || msg.contains("alias"), "{msg}");
     }
 
     #[test]

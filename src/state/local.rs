@@ -396,3 +396,140 @@ fn sync_dir(file: &Path) -> std::io::Result<()> {
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Status;
+    use crate::state::tests::record;
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStore::new(dir.path().join(".reconcile/state.json"));
+        (dir, store)
+    }
+
+    fn lock(store: &LocalStore) -> LedgerWriter {
+        store.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock")
+    }
+
+    #[test]
+    fn missing_ledger_is_empty() {
+        let (_d, s) = store();
+        assert_eq!(s.load().expect("load"), Ledger::empty());
+    }
+
+    #[test]
+    fn records_survive_commit_and_serial_counts_every_write() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "A", Status::Accepted)).expect("record");
+        w.record(record("m", "B", Status::Rejected)).expect("record");
+        let committed = w.commit().expect("commit");
+        let loaded = s.load().expect("load");
+        assert_eq!(loaded, committed);
+        assert_eq!(loaded.serial, 3);
+        assert_eq!(loaded.tenant.as_deref(), Some("tenant-a"));
+        assert_eq!(loaded.records.len(), 2);
+        assert!(!s.journal_path().exists());
+        let mode = std::fs::metadata(s.path()).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // A crash after some intents were recorded must not lose them: readers replay the journal.
+    #[test]
+    fn journal_is_replayed_after_a_crash() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let lineage = w.ledger().lineage;
+        drop(w); // no commit: like a kill -9
+        let l = s.load().expect("load");
+        assert_eq!(l.records.values().map(|r| r.status).collect::<Vec<_>>(), [Status::Unknown]);
+        assert_eq!((l.lineage, l.serial), (lineage, 1));
+        // The next writer folds it into the snapshot.
+        let w = lock(&s);
+        assert!(!s.journal_path().exists());
+        assert_eq!(w.ledger(), &l);
+    }
+
+    // A torn last line means its fsync never returned, so its request was never sent.
+    #[test]
+    fn torn_last_journal_line_is_ignored_but_a_bad_middle_line_is_corruption() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        drop(w);
+        let full = std::fs::read(s.journal_path()).expect("journal");
+        std::fs::write(s.journal_path(), &full[..full.len() - 7]).expect("tear");
+        assert_eq!(s.load().expect("load").records.len(), 1);
+
+        let mut bad = full.clone();
+        let second_line = full.iter().position(|&b| b == b'\n').expect("lines") + 70;
+        bad[second_line] ^= 1;
+        std::fs::write(s.journal_path(), &bad).expect("flip");
+        assert!(matches!(s.load(), Err(StateError::Corrupt { .. })));
+    }
+
+    // A crash between the snapshot's rename and the journal's removal must not apply it twice.
+    #[test]
+    fn journal_already_folded_is_ignored() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let journal = std::fs::read(s.journal_path()).expect("journal");
+        let l = w.commit().expect("commit");
+        std::fs::write(s.journal_path(), journal).expect("restore journal");
+        assert_eq!(s.load().expect("load"), l);
+    }
+
+    fn committed_ledger(s: &LocalStore) -> Vec<u8> {
+        let mut w = lock(s);
+        w.record(record("m", "A", Status::Accepted)).expect("record");
+        w.commit().expect("commit");
+        std::fs::read(s.path()).expect("read")
+    }
+
+    #[test]
+    fn hand_edits_fail_the_checksum() {
+        let (_d, s) = store();
+        let text = String::from_utf8(committed_ledger(&s)).expect("utf8");
+        std::fs::write(s.path(), text.replace("\"accepted\"", "\"not-executed\"")).expect("edit");
+        let err = s.load().expect_err("refused");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        assert!(s.lock(Duration::ZERO, "test", None).is_err());
+    }
+
+    #[test]
+    fn newer_truncated_and_foreign_files_are_refused() {
+        let (_d, s) = store();
+        let bytes = committed_ledger(&s);
+        let text = String::from_utf8(bytes.clone()).expect("utf8");
+        std::fs::write(s.path(), text.replace("\"version\": 1", "\"version\": 2")).expect("edit");
+        assert!(matches!(s.load(), Err(StateError::NewerVersion { found: 2, .. })));
+        std::fs::write(s.path(), &bytes[..bytes.len() / 2]).expect("truncate");
+        assert!(matches!(s.load(), Err(StateError::Corrupt { .. })));
+        std::fs::write(s.path(), "[1, 2]").expect("array");
+        assert!(matches!(s.load(), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_ledger_of_another_tenant_is_refused() {
+        let (_d, s) = store();
+        committed_ledger(&s);
+        let err = s.lock(Duration::ZERO, "test", Some("tenant-b")).expect_err("refused");
+        assert!(matches!(err, StateError::WrongTenant { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_second_writer_is_told_who_holds_the_lock() {
+        let (_d, s) = store();
+        let _held = lock(&s);
+        let err = s.lock(Duration::from_millis(120), "second", Some("tenant-a")).expect_err("locked");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(msg.contains("`test`"), "{msg}");
+    }
+}

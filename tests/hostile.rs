@@ -1,0 +1,178 @@
+//! Hostile or broken input: a clear error naming the file, exit 1, never a panic or a hang, and the
+//! ledger left exactly as it was.
+
+mod common;
+
+use std::time::SystemTime;
+
+use common::{Repo, stderr};
+use intune_reconcile::state::Status;
+
+/// A repository with a committed ledger, so each case can check the ledger is untouched.
+fn repo_with_ledger() -> (Repo, Vec<u8>, SystemTime) {
+    let repo = Repo::from_examples();
+    let actions = repo.actions();
+    repo.record(&[&actions[0]], Status::Accepted, None);
+    let path = repo.store().path().to_path_buf();
+    let bytes = std::fs::read(&path).expect("ledger");
+    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+    (repo, bytes, mtime)
+}
+
+fn alias_bomb() -> String {
+    let mut s = String::from(
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: bomb\n  ticket: &a0 [x, x, x, x, x, x, x, x, x]\n",
+    );
+    for i in 1..9 {
+        s.push_str(&format!("  a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 9].join(", ")));
+    }
+    s.push_str("spec:\n  devices: *a8\n");
+    s
+}
+
+/// A case: its name, what it writes into `manifests/`, and what stderr must say.
+type Case = (&'static str, Box<dyn Fn(&Repo)>, &'static str);
+
+fn cases() -> Vec<Case> {
+    vec![
+        (
+            "malformed yaml",
+            Box::new(|r: &Repo| {
+                r.write("manifests/x.yaml", "apiVersion: \"unterminated\n");
+            }),
+            "manifests/x.yaml:1:13: error: unclosed quote",
+        ),
+        (
+            "tabs",
+            Box::new(|r: &Repo| {
+                r.write("manifests/x.yaml", "apiVersion: x\n\tkind: y\n");
+            }),
+            "manifests/x.yaml:1:13: error: while scanning a plain scalar, found a tab",
+        ),
+        (
+            "non-utf8",
+            Box::new(|r: &Repo| {
+                r.write("manifests/x.yaml", b"apiVersion: \xff\xfe\n");
+            }),
+            "manifests/x.yaml:1:13: error: file is not valid UTF-8",
+        ),
+        (
+            "json array",
+            Box::new(|r: &Repo| {
+                r.write("manifests/x.yaml", "[1, 2, 3]\n");
+            }),
+            "manifests/x.yaml:1:1: error: expected a mapping",
+        ),
+        (
+            "alias bomb",
+            Box::new(|r: &Repo| {
+                r.write("manifests/x.yaml", alias_bomb());
+            }),
+            "manifests/x.yaml:",
+        ),
+        (
+            "huge file",
+            Box::new(|r: &Repo| {
+                r.write("manifests/x.yaml", format!("# {}\n", "x".repeat(1024 * 1024)));
+            }),
+            "manifests/x.yaml: error: file is 1048579 bytes; the limit is 1048576 bytes (1 MiB)",
+        ),
+        (
+            "symlink loop",
+            Box::new(|r: &Repo| {
+                std::fs::create_dir_all(r.path().join("manifests/loop")).expect("mkdir");
+                std::os::unix::fs::symlink("..", r.path().join("manifests/loop/up")).expect("symlink");
+            }),
+            "manifests/loop/up: error: symbolic link loop in manifest folder",
+        ),
+        (
+            "dangling symlink",
+            Box::new(|r: &Repo| {
+                std::os::unix::fs::symlink("nowhere.yaml", r.path().join("manifests/gone.yaml")).expect("symlink");
+            }),
+            "manifests/gone.yaml: error: cannot read",
+        ),
+        (
+            "fifo",
+            Box::new(|r: &Repo| {
+                let p = r.path().join("manifests/pipe.yaml");
+                let ok = std::process::Command::new("mkfifo").arg(&p).status().expect("mkfifo").success();
+                assert!(ok);
+            }),
+            "manifests/pipe.yaml: error: is not a regular file",
+        ),
+        (
+            "scalar document",
+            Box::new(|r: &Repo| {
+                r.write("manifests/x.yaml", "just a string\n");
+            }),
+            "manifests/x.yaml:1:1: error: expected a mapping",
+        ),
+        (
+            "duplicate keys",
+            Box::new(|r: &Repo| {
+                r.write("manifests/x.yaml", "apiVersion: a\napiVersion: b\n");
+            }),
+            "manifests/x.yaml:2:1: error: duplicate mapping key",
+        ),
+    ]
+}
+
+#[test]
+fn hostile_input_gets_a_clear_error_and_leaves_the_ledger_untouched() {
+    for (name, setup, want) in cases() {
+        let (repo, bytes, mtime) = repo_with_ledger();
+        setup(&repo);
+        for args in [&["validate"][..], &["plan", "--offline"]] {
+            let out = repo.cmd().args(args).output().expect("run");
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{name}: {args:?}: {err}");
+            assert!(err.contains(want), "{name}: want {want:?} in:\n{err}");
+            assert!(!err.contains("panicked"), "{name}: {err}");
+            assert!(out.stdout.is_empty(), "{name}: no plan on stdout");
+        }
+        let path = repo.store().path().to_path_buf();
+        assert_eq!(std::fs::read(&path).expect("ledger"), bytes, "{name}: ledger changed");
+        assert_eq!(std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime"), mtime, "{name}");
+    }
+}
+
+#[test]
+fn a_corrupt_ledger_is_refused_and_never_overwritten() {
+    let (repo, bytes, _) = repo_with_ledger();
+    let path = repo.store().path().to_path_buf();
+    for (name, content) in [
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("hand-edited", String::from_utf8(bytes.clone()).expect("utf8").replace("accepted", "rejected").into_bytes()),
+        (
+            "newer",
+            String::from_utf8(bytes.clone()).expect("utf8").replace("\"version\": 1", "\"version\": 9").into_bytes(),
+        ),
+        ("empty", Vec::new()),
+    ] {
+        std::fs::write(&path, &content).expect("write");
+        for args in [&["plan", "--offline"][..], &["state", "list"]] {
+            let out = repo.cmd().args(args).output().expect("run");
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+            assert!(err.contains("error: ") && err.contains(".reconcile/state.json"), "{name}: {err}");
+            assert!(err.contains("hint: "), "{name}: {err}");
+            assert_eq!(std::fs::read(&path).expect("read"), content, "{name}: overwritten");
+        }
+    }
+    std::fs::write(&path, String::from_utf8(bytes).expect("utf8").replace("\"version\": 1", "\"version\": 9"))
+        .expect("write");
+    let err = stderr(&repo.cmd().args(["plan", "--offline"]).output().expect("run"));
+    assert!(err.contains("format version 9, newer than this build reads (1)"), "{err}");
+}
+
+#[test]
+fn a_ledger_of_another_tenant_is_refused() {
+    let repo = Repo::from_examples();
+    let actions = repo.actions();
+    repo.record(&[&actions[0]], Status::Accepted, Some("tenant-a"));
+    let out = repo.cmd().args(["plan", "--offline"]).env("AZURE_TENANT_ID", "tenant-b").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("belongs to tenant `tenant-a`, not `tenant-b`"), "{}", stderr(&out));
+    repo.cmd().args(["plan", "--offline"]).env("AZURE_TENANT_ID", "tenant-a").assert().success();
+}

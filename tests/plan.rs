@@ -1,0 +1,123 @@
+//! `reconcile plan --offline` end to end.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Repo, stderr, stdout};
+use intune_reconcile::state::Status;
+use predicates::prelude::*;
+
+fn plan_json(repo: &Repo, extra: &[&str]) -> serde_json::Value {
+    let out = repo.cmd().args(["plan", "--offline", "--format", "json"]).args(extra).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("plan is JSON")
+}
+
+fn keys(plan: &serde_json::Value) -> BTreeSet<String> {
+    plan["actions"].as_array().expect("actions").iter().map(|a| a["key"].as_str().expect("key").to_owned()).collect()
+}
+
+#[test]
+fn examples_plan_reads_like_terraform() {
+    let repo = Repo::from_examples();
+    let out = repo.cmd().args(["plan", "--offline"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "Offline plan: devices were not looked up in Intune.",
+        "manifest inc-4711-lost-phone (manifests/helpdesk/inc-4711-lost-phone.yaml)\n  + reset passcode  id=3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        "key 6586dc0f5220",
+        "manifest inc-4791-warehouse-scanner (manifests/helpdesk/inc-4790-batch.yaml)\n  + reset passcode  deviceName=WH-SCANNER-07",
+        "\nPlan: 7 to reset, 0 already done, 0 orphaned.\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}
+
+#[test]
+fn detailed_exitcode_says_whether_anything_is_pending() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["plan", "--offline", "--detailed-exitcode"]).assert().code(2);
+    let actions = repo.actions();
+    repo.record(&actions.iter().collect::<Vec<_>>(), Status::Accepted, None);
+    repo.cmd()
+        .args(["plan", "--offline", "--detailed-exitcode"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Plan: 0 to reset, 7 already done, 0 orphaned."));
+    repo.write("manifests/broken.yaml", "kind: [");
+    repo.cmd().args(["plan", "--offline", "--detailed-exitcode"]).assert().code(1);
+}
+
+// Editing ticket, reason, requestedBy, comments, order, quoting or whitespace must never create a
+// new action: that would reset someone's phone a second time.
+#[test]
+fn cosmetic_edits_keep_keys_and_identity_edits_change_them() {
+    let repo = Repo::empty();
+    repo.write(
+        "manifests/a.yaml",
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: inc-1\n  ticket: INC-1\nspec:\n  devices:\n    - serialNumber: R58M12345AB\n    - id: 3fa85f64-5717-4562-b3fc-2c963f66afa6\n",
+    );
+    let before = keys(&plan_json(&repo, &[]));
+    repo.write(
+        "manifests/a.yaml",
+        "# moved around, re-quoted, re-cased, commented\nkind: \"PasscodeReset\"\napiVersion: 'intune-reconcile/v1'\nspec:\n  round: 1\n  collection: managedDevices\n  devices:\n    - id: \"3FA85F64-5717-4562-B3FC-2C963F66AFA6\"   # the lost one\n    -   serialNumber:    'R58M12345AB'\nmetadata: {name: inc-1, ticket: INC-2, reason: changed, requestedBy: someone@contoso.com}\n",
+    );
+    assert_eq!(keys(&plan_json(&repo, &[])), before);
+
+    repo.write(
+        "manifests/a.yaml",
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: inc-1\nspec:\n  round: 2\n  devices:\n    - serialNumber: R58M12345AB\n    - id: 3fa85f64-5717-4562-b3fc-2c963f66afa6\n",
+    );
+    assert!(keys(&plan_json(&repo, &[])).is_disjoint(&before), "round bump makes new actions");
+    repo.write(
+        "manifests/a.yaml",
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: inc-1-renamed\nspec:\n  devices:\n    - serialNumber: R58M12345AB\n",
+    );
+    assert!(keys(&plan_json(&repo, &[])).is_disjoint(&before), "rename makes new actions");
+}
+
+#[test]
+fn ledger_states_show_as_done_attention_and_orphaned() {
+    let repo = Repo::from_examples();
+    let actions = repo.actions();
+    repo.record(&[&actions[0]], Status::Done, None);
+    repo.record(&[&actions[1]], Status::Unknown, None);
+    repo.record(&[&actions[2]], Status::NotExecuted, None);
+    // Then the manifest of actions[3..] disappears: its recorded action becomes an orphan.
+    let orphan = actions.iter().find(|a| a.manifest == "sec-2026-118-phished-passcodes").expect("example");
+    repo.record(&[orphan], Status::Accepted, None);
+    std::fs::remove_file(repo.path().join("manifests/security/sec-2026-118-compromised.yaml")).expect("rm");
+
+    let out = repo.cmd().args(["plan", "--offline"]).output().expect("run");
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("  = done"), "{text}");
+    assert!(text.contains("  ! unknown") && text.contains("run `reconcile refresh`"), "{text}");
+    assert!(text.contains("orphaned from manifest sec-2026-118-phished-passcodes"), "{text}");
+    assert!(text.contains("Plan: 2 to reset, 1 already done, 1 orphaned.\n1 action needs attention"), "{text}");
+
+    let json = plan_json(&repo, &[]);
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["summary"], serde_json::json!({"to_reset": 2, "already_done": 1, "orphaned": 1, "attention": 1}));
+
+    // Limited to some paths, nothing is orphaned: the other manifests were simply not read.
+    let limited = plan_json(&repo, &["manifests/helpdesk/inc-4711-lost-phone.yaml"]);
+    assert_eq!(limited["summary"]["orphaned"], 0);
+    assert_eq!(limited["actions"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn markdown_plan_has_marker_summary_table_and_details() {
+    let repo = Repo::from_examples();
+    let out = repo.cmd().args(["plan", "--offline", "--format", "markdown"]).output().expect("run");
+    assert!(out.status.success());
+    insta::assert_snapshot!(stdout(&out));
+}
+
+#[test]
+fn online_plan_is_not_there_yet_and_says_so() {
+    let repo = Repo::from_examples();
+    repo.cmd().arg("plan").assert().code(1).stderr(predicate::str::contains("hint: run `reconcile plan --offline`"));
+}

@@ -1,0 +1,191 @@
+//! `reconcile validate` end to end: the real binary on real files.
+
+mod common;
+
+use common::{Repo, stderr, stdout};
+use predicates::prelude::*;
+
+const GOOD: &str = "apiVersion: intune-reconcile/v1
+kind: PasscodeReset
+metadata:
+  name: good-one
+spec:
+  devices:
+    - serialNumber: R58M12345AB
+";
+
+#[test]
+fn examples_are_valid() {
+    let repo = Repo::empty();
+    let out = repo.cmd().arg("validate").arg(common::examples().join("manifests")).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ok: 4 manifests with 7 actions in 3 files"), "{}", stdout(&out));
+}
+
+#[test]
+fn config_manifests_are_found_and_global_flags_work_after_the_subcommand() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["validate"]).assert().success().stdout(predicate::str::contains("4 manifests"));
+    let root = Repo::empty();
+    root.cmd().arg("validate").arg("-C").arg(repo.path()).assert().success();
+    root.cmd().arg("-C").arg(repo.path()).arg("validate").assert().success();
+}
+
+// Every problem in one run, each with file:line:column and the source line.
+#[test]
+fn every_problem_is_reported_in_one_run_with_positions() {
+    let repo = Repo::empty();
+    repo.write(
+        "manifests/a.yaml",
+        "apiVersion: intune-reconcile/v1
+kind: PasscodeReset
+metadata:
+  name: Bad_Name
+spec:
+  round: 0
+  devices:
+    - id: 3fa85
+    - serialNumber: A1
+      deviceName: B
+    - serialNumber: X9
+    - serialNumber: x9
+    - imei: 12ab
+    - {}
+---
+apiVersion: intune-reconcile/v2
+kind: Wipe
+metadata: {name: twice}
+spec: {devices: []}
+",
+    );
+    repo.write("manifests/team/b.yml", "# another team\napiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata: {name: twice, colour: red}\nspec: {devices: [{id: 3fa85f64-5717-4562-b3fc-2c963f66afa6}]}\n");
+    repo.write("manifests/team/c.yaml", "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata: {name: twice}\nspec: {devices: [{id: 3fa85f64-5717-4562-b3fc-2c963f66afa6}]}\n");
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for want in [
+        "manifests/a.yaml:4:9: error: invalid metadata.name `Bad_Name`",
+        "manifests/a.yaml:6:10: error: invalid spec.round `0`",
+        "manifests/a.yaml:8:11: error: invalid device id `3fa85`",
+        "manifests/a.yaml:9:7: error: device entry has 2 selectors (serialNumber, deviceName)",
+        "manifests/a.yaml:12:21: error: device serialNumber=x9 is listed twice in this manifest (first at line 11)",
+        "manifests/a.yaml:13:13: error: invalid imei `12ab`",
+        "manifests/a.yaml:14:7: error: device entry names no device",
+        "manifests/a.yaml:16:13: error: unsupported apiVersion `intune-reconcile/v2`",
+        "manifests/a.yaml:17:7: error: unsupported kind `Wipe`",
+        "manifests/a.yaml:19:17: error: spec.devices is empty",
+        "manifests/team/b.yml:4:25: error: unknown field `colour`",
+        "manifests/team/c.yaml:3:18: error: duplicate metadata.name `twice`: already used at manifests/a.yaml:18:18",
+        "8 |     - id: 3fa85\n  |           ^^^^^",
+        "error: aborting due to 12 errors",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("::error"), "annotations only inside GitHub Actions");
+}
+
+#[test]
+fn github_actions_get_annotations() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD.replace("R58M12345AB", "\"\""));
+    let out = repo.cmd().arg("validate").env("GITHUB_ACTIONS", "true").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("::error file=manifests/a.yaml,line=7,col=21::`serialNumber` is empty"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unquoted_imei_and_case_insensitive_duplicates() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD.replace("serialNumber: R58M12345AB", "imei: 356938035643809"));
+    repo.cmd().arg("validate").assert().success();
+    repo.write(
+        "manifests/a.yaml",
+        GOOD.replace(
+            "serialNumber: R58M12345AB",
+            "id: 3FA85F64-5717-4562-B3FC-2C963F66AFA6\n    - id: 3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        ),
+    );
+    repo.cmd().arg("validate").assert().code(1).stderr(predicate::str::contains("is listed twice"));
+}
+
+#[test]
+fn comanaged_devices_need_the_beta_api() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD.replace("spec:\n", "spec:\n  collection: comanagedDevices\n"));
+    repo.cmd().arg("validate").assert().code(1).stderr(predicate::str::contains(
+        "manifests/a.yaml:6:15: error: collection `comanagedDevices` exists only in the beta API",
+    ));
+    repo.write("reconcile.yaml", "graph:\n  apiVersion: beta\n");
+    repo.cmd().arg("validate").assert().success();
+}
+
+#[test]
+fn config_problems_point_into_the_config() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD);
+    repo.write("reconcile.yaml", "graph:\n  timeout: 30 seconds\n  concurrency: 0\n  retries: 3\n");
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("reconcile.yaml:4:3: error: unknown field `retries`"), "{}", stderr(&out));
+    repo.write("reconcile.yaml", "graph:\n  timeout: 30 seconds\n  concurrency: 0\n");
+    let err = stderr(&repo.cmd().arg("validate").output().expect("run"));
+    assert!(err.contains("reconcile.yaml:2:12: error: graph.timeout: invalid duration `30 seconds`"), "{err}");
+    assert!(err.contains("reconcile.yaml:3:16: error: invalid graph.concurrency `0`"), "{err}");
+}
+
+#[test]
+fn a_budget_above_intunes_limit_is_a_warning() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD);
+    repo.write("reconcile.yaml", "graph:\n  writeBudget: { requests: 500, window: 20s }\n");
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "reconcile.yaml:2:28: warning: graph.writeBudget of 500 per 20s is above Intune's documented limit"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_paths_and_explicit_config_are_errors() {
+    let repo = Repo::empty();
+    repo.cmd()
+        .args(["validate", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("manifest path `nope`: no such file or directory"));
+    repo.cmd()
+        .args(["--config", "missing.yaml", "validate"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("missing.yaml: error: cannot read file"));
+    // With no config and no manifests folder, the default folder is reported missing.
+    repo.cmd().arg("validate").assert().code(1).stderr(predicate::str::contains("manifest path `manifests`"));
+}
+
+#[test]
+fn globs_select_files() {
+    let repo = Repo::empty();
+    repo.write("requests/a.yaml", GOOD);
+    repo.write("requests/deep/b.yaml", GOOD.replace("good-one", "good-two"));
+    repo.write("requests/notes.txt", "not yaml");
+    repo.write("reconcile.yaml", "manifests: ['requests/*.yaml']\n");
+    repo.cmd()
+        .arg("validate")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 manifest with 1 action in 1 file"));
+    repo.write("reconcile.yaml", "manifests: ['requests/**/*.yaml']\n");
+    repo.cmd()
+        .arg("validate")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 manifests with 2 actions in 2 files"));
+}

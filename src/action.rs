@@ -114,6 +114,19 @@ impl fmt::Display for Selector {
     }
 }
 
+/// Feeds everything written into a SHA-256.
+pub(crate) struct HashWriter(pub(crate) Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Lowercase hex SHA-256 of an action's canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -122,7 +135,8 @@ pub struct ActionKey(String);
 impl ActionKey {
     /// Computes the key from the identifying fields; see the module docs for the form.
     pub fn compute(kind: ActionKind, name: &str, round: u32, collection: Collection, selector: &Selector) -> Self {
-        let canonical = serde_json::json!([
+        // A tuple serializes as a JSON array: the canonical form, streamed into the hash.
+        let canonical = (
             CANONICAL_TAG,
             kind.as_str(),
             name,
@@ -130,9 +144,10 @@ impl ActionKey {
             collection.as_str(),
             selector.kind.as_str(),
             selector.normalized(),
-        ]);
-        let digest = Sha256::digest(canonical.to_string().as_bytes());
-        ActionKey(hex::encode(digest))
+        );
+        let mut hasher = HashWriter(Sha256::new());
+        serde_json::to_writer(&mut hasher, &canonical).expect("hashing into memory cannot fail");
+        ActionKey(hex::encode(hasher.0.finalize()))
     }
 
     /// Wraps a key read from the ledger, if it has the shape of one.

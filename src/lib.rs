@@ -17,6 +17,8 @@
 //! `manifest`, `action`, `plan` and `render` do no I/O beyond reading the manifest files they are
 //! given, and never read the clock or the environment.
 
+#![forbid(unsafe_code)]
+
 pub mod action;
 pub mod cli;
 pub mod diagnostic;

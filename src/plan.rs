@@ -3,9 +3,10 @@
 //! No I/O and no clock: `(actions, ledger) → Plan`. What `apply` will send is exactly the
 //! [`Change::Reset`] entries.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
-use crate::action::{Action, ActionKey};
+use crate::action::{Action, ActionKey, Selector};
 use crate::state::{Ledger, Record, Status};
 
 /// What will happen to one action.
@@ -32,19 +33,19 @@ impl Change {
     }
 }
 
-/// One line of the plan.
+/// One line of the plan, borrowing the action and record it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<'a> {
     pub change: Change,
     /// The manifest's action; `None` for orphans.
-    pub action: Option<Action>,
+    pub action: Option<&'a Action>,
     /// The ledger's record, if any.
-    pub record: Option<Record>,
+    pub record: Option<&'a Record>,
     /// Why it is in this category, for a human.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
 }
 
-impl Entry {
+impl Entry<'_> {
     pub fn key(&self) -> &ActionKey {
         match (&self.action, &self.record) {
             (Some(a), _) => &a.key,
@@ -57,6 +58,14 @@ impl Entry {
         match (&self.action, &self.record) {
             (Some(a), _) => &a.manifest,
             (None, Some(r)) => &r.manifest,
+            (None, None) => unreachable!("an entry has an action or a record"),
+        }
+    }
+
+    pub fn selector(&self) -> &Selector {
+        match (&self.action, &self.record) {
+            (Some(a), _) => &a.selector,
+            (None, Some(r)) => &r.selector,
             (None, None) => unreachable!("an entry has an action or a record"),
         }
     }
@@ -81,29 +90,29 @@ pub struct PlanOptions {
 
 /// The whole plan, in manifest order, orphans last.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub entries: Vec<Entry>,
+pub struct Plan<'a> {
+    pub entries: Vec<Entry<'a>>,
     pub summary: Summary,
 }
 
-impl Plan {
+impl<'a> Plan<'a> {
     pub fn has_changes(&self) -> bool {
         self.summary.to_reset > 0
     }
 
-    pub fn to_reset(&self) -> impl Iterator<Item = &Entry> {
+    pub fn to_reset(&self) -> impl Iterator<Item = &Entry<'a>> {
         self.entries.iter().filter(|e| e.change == Change::Reset)
     }
 }
 
 /// Diffs `actions` against `ledger`.
-pub fn plan(actions: &[Action], ledger: &Ledger, opts: PlanOptions) -> Plan {
+pub fn plan<'a>(actions: &'a [Action], ledger: &'a Ledger, opts: PlanOptions) -> Plan<'a> {
     let mut entries = Vec::with_capacity(actions.len());
     let mut summary = Summary::default();
     for a in actions {
         let record = ledger.records.get(&a.key);
         let (change, reason) = classify(record);
-        entries.push(Entry { change, action: Some(a.clone()), record: record.cloned(), reason });
+        entries.push(Entry { change, action: Some(a), record, reason });
     }
     if opts.report_orphans {
         let wanted: HashSet<&ActionKey> = actions.iter().map(|a| &a.key).collect();
@@ -112,8 +121,8 @@ pub fn plan(actions: &[Action], ledger: &Ledger, opts: PlanOptions) -> Plan {
         entries.extend(orphans.into_iter().map(|r| Entry {
             change: Change::Orphaned,
             action: None,
-            record: Some(r.clone()),
-            reason: format!("no manifest asks for it any more (status {}); nothing will be undone", r.status),
+            record: Some(r),
+            reason: format!("no manifest asks for it any more (status {}); nothing will be undone", r.status).into(),
         }));
     }
     for e in &entries {
@@ -127,25 +136,24 @@ pub fn plan(actions: &[Action], ledger: &Ledger, opts: PlanOptions) -> Plan {
     Plan { entries, summary }
 }
 
-fn classify(record: Option<&Record>) -> (Change, String) {
+fn classify(record: Option<&Record>) -> (Change, Cow<'static, str>) {
     let Some(r) = record else {
-        return (Change::Reset, "new".to_owned());
+        return (Change::Reset, "new".into());
     };
     let last_error = r.attempts.last().and_then(|a| a.error_message.clone());
     match r.status {
-        Status::NotExecuted => (Change::Reset, "earlier attempt did not take effect".to_owned()),
-        Status::Accepted => (Change::AlreadyDone, "accepted by Intune; `reconcile refresh` learns the result".to_owned()),
-        Status::Done => (Change::AlreadyDone, "done".to_owned()),
+        Status::NotExecuted => (Change::Reset, "earlier attempt did not take effect".into()),
+        Status::Accepted => (Change::AlreadyDone, "accepted by Intune; `reconcile refresh` learns the result".into()),
+        Status::Done => (Change::AlreadyDone, "done".into()),
         Status::Unknown => (
             Change::Attention,
-            "outcome unknown (the request may have reached Intune): run `reconcile refresh`; it is not re-sent until then".to_owned(),
+            "outcome unknown (the request may have reached Intune): run `reconcile refresh`; it is not re-sent until then"
+                .into(),
         ),
         s @ (Status::Rejected | Status::Failed | Status::NotSupported | Status::Canceled) => (
             Change::Attention,
-            format!(
-                "{s}{}; bump spec.round to try again",
-                last_error.map(|m| format!(": {m}")).unwrap_or_default()
-            ),
+            format!("{s}{}; bump spec.round to try again", last_error.map(|m| format!(": {m}")).unwrap_or_default())
+                .into(),
         ),
     }
 }
@@ -195,7 +203,8 @@ mod tests {
             Status::NotExecuted,
         ];
         let recs: Vec<(&Action, Status)> = acts.iter().zip(statuses).collect();
-        let p = plan(&acts, &ledger_with(&recs), PlanOptions { report_orphans: true });
+        let ledger = ledger_with(&recs);
+        let p = plan(&acts, &ledger, PlanOptions { report_orphans: true });
         let changes: Vec<Change> = p.entries.iter().map(|e| e.change).collect();
         use Change::*;
         assert_eq!(
@@ -211,12 +220,13 @@ mod tests {
         let b = action("m", "B");
         let gone = action("old", "C");
         let l = ledger_with(&[(&a, Status::Accepted), (&gone, Status::Done)]);
-        let p = plan(&[a.clone(), b.clone()], &l, PlanOptions { report_orphans: true });
+        let both = [a.clone(), b.clone()];
+        let p = plan(&both, &l, PlanOptions { report_orphans: true });
         assert_eq!(p.to_reset().map(|e| e.key()).collect::<Vec<_>>(), [&b.key]);
         assert_eq!(p.summary.orphaned, 1);
         assert_eq!(p.entries.last().map(Entry::key), Some(&gone.key));
 
-        let limited = plan(&[a, b], &l, PlanOptions { report_orphans: false });
+        let limited = plan(&both, &l, PlanOptions { report_orphans: false });
         assert_eq!(limited.summary.orphaned, 0);
     }
 }

@@ -33,8 +33,19 @@ pub fn load(
     paths: &[PathBuf],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Project, Diagnostics> {
+    let (settings, diags) = load_settings(overrides, env);
+    load_manifests(settings, paths, diags)
+}
+
+/// The first half of [`load`]: the config and environment, with their diagnostics.
+pub fn load_settings(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> (Settings, Diagnostics) {
     let mut diags = Diagnostics::default();
     let settings = settings::load(overrides, env, &mut diags);
+    (settings, diags)
+}
+
+/// The second half of [`load`]: the manifests, validated, adding to the settings' diagnostics.
+pub fn load_manifests(settings: Settings, paths: &[PathBuf], mut diags: Diagnostics) -> Result<Project, Diagnostics> {
     let inputs: Vec<ManifestInput> = if paths.is_empty() {
         settings.manifests.clone()
     } else {

@@ -33,15 +33,24 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
         )
         .into());
     }
-    let p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
+    let (settings, diags) = project::load_settings(&g.overrides(), &env);
+    let store = LocalStore::new(&settings.state);
+    // The ledger is read on the second core while the manifests are parsed on this one.
+    let (p, ledger) = std::thread::scope(|s| {
+        let ledger = s.spawn(|| store.load());
+        let p = project::load_manifests(settings, &args.paths, diags);
+        (p, ledger.join())
+    });
+    let p = p.map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
-    let store = LocalStore::new(&p.settings.state);
-    let ledger = store.load().context("cannot plan without the ledger")?;
+    let ledger = ledger
+        .map_err(|_| anyhow::anyhow!("reading the ledger panicked"))?
+        .context("cannot plan without the ledger")?;
     store.check_tenant(&ledger, p.settings.tenant.as_deref())?;
-    let plan = plan::plan(&p.actions(), &ledger, PlanOptions { report_orphans: !p.limited });
+    let actions = p.actions();
+    let plan = plan::plan(&actions, &ledger, PlanOptions { report_orphans: !p.limited });
     let ctx = PlanContext { offline: true, simulated: false };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     render::plan(&mut out, &plan, ctx, args.format).context("cannot write the plan to stdout")?;
     out.flush().context("cannot write the plan to stdout")?;
     if args.detailed_exitcode && plan.has_changes() {

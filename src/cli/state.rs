@@ -38,8 +38,7 @@ pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
         return Err(Failure::Invalid(diags));
     }
     let ledger = LocalStore::new(&settings.state).load()?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match cmd {
         StateCommand::List { format: StateFormat::Text } => render::state::list_text(&mut out, &ledger),
         StateCommand::List { format: StateFormat::Json } => render::state::list_json(&mut out, &ledger),

@@ -52,7 +52,7 @@ pub(super) struct SelectorDto<'a> {
     pub value: &'a str,
 }
 
-fn entry(e: &Entry) -> EntryDto<'_> {
+fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
     let (file, line, round, collection, selector) = match (&e.action, &e.record) {
         (Some(a), _) => (a.file.display().to_string(), Some(a.pos.line), a.round, a.collection, &a.selector),
         (None, Some(r)) => (r.file.clone(), None, r.round, r.collection, &r.selector),
@@ -67,8 +67,8 @@ fn entry(e: &Entry) -> EntryDto<'_> {
         round,
         collection: collection.as_str(),
         selector: SelectorDto { kind: selector.kind.as_str(), value: &selector.value },
-        status: e.record.as_ref().map(|r| r.status.as_str()),
-        managed_device_id: e.record.as_ref().and_then(|r| r.managed_device_id.as_deref()),
+        status: e.record.map(|r| r.status.as_str()),
+        managed_device_id: e.record.and_then(|r| r.managed_device_id.as_deref()),
         reason: &e.reason,
     }
 }

@@ -46,13 +46,12 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         writeln!(out, "| | device | status | key |")?;
         writeln!(out, "|---|---|---|---|")?;
         for e in group {
-            let selector = e.action.as_ref().map(|a| &a.selector).or(e.record.as_ref().map(|r| &r.selector));
-            let status = e.record.as_ref().map_or("new", |r| r.status.as_str());
+            let status = e.record.map_or("new", |r| r.status.as_str());
             writeln!(
                 out,
                 "| `{}` | {} | {} | `{}` |",
                 symbol(e.change),
-                selector.map(|s| escape(&s.to_string())).unwrap_or_default(),
+                escape(&e.selector().to_string()),
                 status,
                 e.key().short()
             )?;

@@ -47,11 +47,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
             }
             current = Some((e.manifest(), orphan));
         }
-        let selector = match (&e.action, &e.record) {
-            (Some(a), _) => a.selector.to_string(),
-            (None, Some(r)) => r.selector.to_string(),
-            (None, None) => String::new(),
-        };
+        let selector = e.selector().to_string();
         let detail = match e.change {
             Change::Reset | Change::AlreadyDone => String::new(),
             Change::Attention | Change::Orphaned => format!("  ({})", e.reason),

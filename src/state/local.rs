@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use super::lock::{self, LockError, LockGuard};
 use super::{LEDGER_VERSION, Ledger, Record};
-use crate::action::ActionKey;
+use crate::action::{ActionKey, HashWriter};
 
 /// Why the ledger could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -97,18 +97,6 @@ struct Body<'a> {
     serial: u64,
     tenant: &'a Option<String>,
     records: &'a BTreeMap<ActionKey, Record>,
-}
-
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Only the version, read first so a newer file is refused with the right message.
@@ -312,6 +300,11 @@ impl LedgerWriter {
 
     /// Durably records a record's new content: one fsynced journal line.
     pub fn record(&mut self, record: Record) -> Result<(), StateError> {
+        self.record_all(std::iter::once(record))
+    }
+
+    /// Durably records several records with one fsync (for outcomes learned together).
+    pub fn record_all(&mut self, records: impl IntoIterator<Item = Record>) -> Result<(), StateError> {
         let jpath = self.store.journal_path();
         let werr = |source| StateError::Write { path: jpath.clone(), source };
         if self.journal.is_none() {
@@ -325,13 +318,19 @@ impl LedgerWriter {
             sync_dir(&jpath).map_err(werr)?;
             self.journal = Some(f);
         }
-        let line = line_bytes(&JournalLine::Put(Box::new(record.clone())));
+        let records: Vec<Record> = records.into_iter().collect();
+        let mut lines = Vec::new();
+        for r in &records {
+            lines.extend(line_bytes(&JournalLine::Put(Box::new(r.clone()))));
+        }
         let f = self.journal.as_mut().expect("opened above");
-        f.write_all(&line).map_err(werr)?;
+        f.write_all(&lines).map_err(werr)?;
         f.sync_data().map_err(werr)?;
-        self.ledger.serial += 1;
-        self.pending += 1;
-        self.ledger.records.insert(record.key.clone(), record);
+        for r in records {
+            self.ledger.serial += 1;
+            self.pending += 1;
+            self.ledger.records.insert(r.key.clone(), r);
+        }
         Ok(())
     }
 

@@ -20,13 +20,18 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod apply;
 pub mod cli;
 pub mod diagnostic;
 pub mod duration;
+pub mod graph;
 pub mod manifest;
 pub mod plan;
 pub mod project;
+pub mod refresh;
 pub mod render;
+pub mod resolve;
 pub mod schema;
 pub mod settings;
+pub mod sim;
 pub mod state;

@@ -6,7 +6,10 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use std::collections::HashMap;
+
 use crate::action::{Action, ActionKey, Selector};
+use crate::graph::Device;
 use crate::state::{Ledger, Record, Status};
 
 /// What will happen to one action.
@@ -20,6 +23,9 @@ pub enum Change {
     Attention,
     /// In the ledger, but no manifest asks for it any more. Nothing is undone.
     Orphaned,
+    /// Would be reset, but the device cannot be acted on (not found, ambiguous, unsupported):
+    /// never sent.
+    Blocked,
 }
 
 impl Change {
@@ -29,6 +35,7 @@ impl Change {
             Change::AlreadyDone => "already-done",
             Change::Attention => "attention",
             Change::Orphaned => "orphaned",
+            Change::Blocked => "blocked",
         }
     }
 }
@@ -41,6 +48,8 @@ pub struct Entry<'a> {
     pub action: Option<&'a Action>,
     /// The ledger's record, if any.
     pub record: Option<&'a Record>,
+    /// The Intune device the selector resolved to, when devices were looked up.
+    pub device: Option<&'a Device>,
     /// Why it is in this category, for a human.
     pub reason: Cow<'static, str>,
 }
@@ -78,6 +87,7 @@ pub struct Summary {
     pub already_done: usize,
     pub orphaned: usize,
     pub attention: usize,
+    pub blocked: usize,
 }
 
 /// How to plan.
@@ -105,14 +115,40 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Diffs `actions` against `ledger`.
-pub fn plan<'a>(actions: &'a [Action], ledger: &'a Ledger, opts: PlanOptions) -> Plan<'a> {
+/// What looking an action's device up in Intune found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The device to act on.
+    Device(Device),
+    /// Why the action cannot be sent (not found, ambiguous, not supported, …).
+    Blocked(String),
+}
+
+/// Devices looked up for a plan, by action key. Empty for an offline plan.
+pub type Resolutions = HashMap<ActionKey, Resolution>;
+
+/// Diffs `actions` against `ledger`; `resolutions` (empty offline) block what cannot be sent.
+pub fn plan<'a>(
+    actions: &'a [Action],
+    ledger: &'a Ledger,
+    resolutions: &'a Resolutions,
+    opts: PlanOptions,
+) -> Plan<'a> {
     let mut entries = Vec::with_capacity(actions.len());
     let mut summary = Summary::default();
     for a in actions {
         let record = ledger.records.get(&a.key);
-        let (change, reason) = classify(record);
-        entries.push(Entry { change, action: Some(a), record, reason });
+        let (mut change, mut reason) = classify(record);
+        let mut device = None;
+        match resolutions.get(&a.key) {
+            Some(Resolution::Device(d)) => device = Some(d),
+            Some(Resolution::Blocked(why)) if change == Change::Reset => {
+                change = Change::Blocked;
+                reason = why.clone().into();
+            }
+            _ => {}
+        }
+        entries.push(Entry { change, action: Some(a), record, device, reason });
     }
     if opts.report_orphans {
         let wanted: HashSet<&ActionKey> = actions.iter().map(|a| &a.key).collect();
@@ -122,6 +158,7 @@ pub fn plan<'a>(actions: &'a [Action], ledger: &'a Ledger, opts: PlanOptions) ->
             change: Change::Orphaned,
             action: None,
             record: Some(r),
+            device: None,
             reason: format!("no manifest asks for it any more (status {}); nothing will be undone", r.status).into(),
         }));
     }
@@ -131,6 +168,7 @@ pub fn plan<'a>(actions: &'a [Action], ledger: &'a Ledger, opts: PlanOptions) ->
             Change::AlreadyDone => summary.already_done += 1,
             Change::Attention => summary.attention += 1,
             Change::Orphaned => summary.orphaned += 1,
+            Change::Blocked => summary.blocked += 1,
         }
     }
     Plan { entries, summary }
@@ -204,14 +242,15 @@ mod tests {
         ];
         let recs: Vec<(&Action, Status)> = acts.iter().zip(statuses).collect();
         let ledger = ledger_with(&recs);
-        let p = plan(&acts, &ledger, PlanOptions { report_orphans: true });
+        let none = Resolutions::new();
+        let p = plan(&acts, &ledger, &none, PlanOptions { report_orphans: true });
         let changes: Vec<Change> = p.entries.iter().map(|e| e.change).collect();
         use Change::*;
         assert_eq!(
             changes,
             [AlreadyDone, AlreadyDone, Attention, Attention, Attention, Attention, Attention, Reset, Reset]
         );
-        assert_eq!(p.summary, Summary { to_reset: 2, already_done: 2, orphaned: 0, attention: 5 });
+        assert_eq!(p.summary, Summary { to_reset: 2, already_done: 2, orphaned: 0, attention: 5, blocked: 0 });
     }
 
     #[test]
@@ -221,12 +260,18 @@ mod tests {
         let gone = action("old", "C");
         let l = ledger_with(&[(&a, Status::Accepted), (&gone, Status::Done)]);
         let both = [a.clone(), b.clone()];
-        let p = plan(&both, &l, PlanOptions { report_orphans: true });
+        let none = Resolutions::new();
+        let p = plan(&both, &l, &none, PlanOptions { report_orphans: true });
         assert_eq!(p.to_reset().map(|e| e.key()).collect::<Vec<_>>(), [&b.key]);
         assert_eq!(p.summary.orphaned, 1);
         assert_eq!(p.entries.last().map(Entry::key), Some(&gone.key));
 
-        let limited = plan(&both, &l, PlanOptions { report_orphans: false });
+        let limited = plan(&both, &l, &none, PlanOptions { report_orphans: false });
+        assert_eq!(limited.summary.orphaned, 0);
+
+        let blocked: Resolutions = [(b.key.clone(), Resolution::Blocked("not found".into()))].into();
+        let p = plan(&both, &l, &blocked, PlanOptions { report_orphans: false });
+        assert_eq!((p.summary.to_reset, p.summary.blocked), (0, 1));
         assert_eq!(limited.summary.orphaned, 0);
     }
 }

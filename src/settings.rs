@@ -65,6 +65,18 @@ pub struct RawConfig {
     pub state: Option<Spanned<String>>,
     /// How to talk to Microsoft Graph.
     pub graph: Option<RawGraph>,
+    /// The built-in simulator used by `--simulate`.
+    pub simulator: Option<RawSimulator>,
+}
+
+/// The `simulator:` section.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSimulator {
+    /// A JSON array of managedDevice objects to seed the simulator with, relative to this file.
+    /// Default: the examples' fixture, built in.
+    #[schemars(with = "Option<String>")]
+    pub devices: Option<Spanned<String>>,
 }
 
 /// The `graph:` section.
@@ -86,6 +98,19 @@ pub struct RawGraph {
     /// How long `refresh` waits before deciding an unknown request never happened. Default `2m`.
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub unknown_grace: Option<Spanned<String>>,
+    /// Waits after a 429 that carries no `Retry-After`: exponential with jitter from `initial`
+    /// (default `3s`) up to `max` (default `3m`).
+    pub backoff: Option<RawBackoff>,
+}
+
+/// The `graph.backoff:` section.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub initial: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub max: Option<Spanned<String>>,
 }
 
 /// A number of requests per time window.
@@ -114,6 +139,8 @@ pub struct GraphSettings {
     pub write_budget: Budget,
     pub timeout: Duration,
     pub unknown_grace: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
 }
 
 impl Default for GraphSettings {
@@ -125,6 +152,8 @@ impl Default for GraphSettings {
             write_budget: Budget { requests: 150, window: Duration::from_secs(20) },
             timeout: Duration::from_secs(30),
             unknown_grace: Duration::from_secs(120),
+            backoff_initial: Duration::from_secs(3),
+            backoff_max: Duration::from_secs(180),
         }
     }
 }
@@ -139,6 +168,27 @@ pub struct Settings {
     pub graph: GraphSettings,
     /// `AZURE_TENANT_ID`, which binds the ledger.
     pub tenant: Option<String>,
+    /// `RECONCILE_GRAPH_URL`: replaces the cloud's Graph root.
+    pub graph_url: Option<String>,
+    /// `AZURE_AUTHORITY_HOST`: replaces the cloud's login host.
+    pub authority_host: Option<String>,
+    /// The device fixture for `--simulate`, if the config names one.
+    pub sim_devices: Option<PathBuf>,
+    /// Whether `--state` was given (then `--simulate` uses it as is).
+    pub state_from_flag: bool,
+}
+
+impl Settings {
+    /// The ledger `--simulate` uses: `state.simulated.json` beside the real one, unless
+    /// `--state` named one explicitly.
+    pub fn simulated_state(&self) -> PathBuf {
+        if self.state_from_flag {
+            return self.state.clone();
+        }
+        let stem = self.state.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
+        let ext = self.state.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        self.state.with_file_name(format!("{stem}.simulated{ext}"))
+    }
 }
 
 /// What the command line says about settings.
@@ -169,7 +219,18 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
         .clone()
         .or_else(|| raw.state.map(|s| join(&base, Path::new(&s.value))))
         .unwrap_or_else(|| join(&base, Path::new(DEFAULT_STATE)));
-    Settings { config_file, manifests, state, graph, tenant: env("AZURE_TENANT_ID").filter(|t| !t.trim().is_empty()) }
+    let nonempty = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    Settings {
+        config_file,
+        manifests,
+        state,
+        graph,
+        tenant: nonempty("AZURE_TENANT_ID"),
+        graph_url: nonempty("RECONCILE_GRAPH_URL"),
+        authority_host: nonempty("AZURE_AUTHORITY_HOST"),
+        sim_devices: raw.simulator.and_then(|s| s.devices).map(|d| join(&base, Path::new(&d.value))),
+        state_from_flag: overrides.state.is_some(),
+    }
 }
 
 fn join(base: &Path, p: &Path) -> PathBuf {
@@ -229,6 +290,14 @@ fn apply_graph(g: RawGraph, file: &Path, graph: &mut GraphSettings, diags: &mut 
     }
     if let Some(t) = g.unknown_grace.and_then(|t| duration(&t, "graph.unknownGrace", file, diags)) {
         graph.unknown_grace = t;
+    }
+    if let Some(b) = g.backoff {
+        if let Some(t) = b.initial.and_then(|t| duration(&t, "graph.backoff.initial", file, diags)) {
+            graph.backoff_initial = t;
+        }
+        if let Some(t) = b.max.and_then(|t| duration(&t, "graph.backoff.max", file, diags)) {
+            graph.backoff_max = t;
+        }
     }
     if let Some(b) = g.write_budget {
         let requests = match u32::try_from(b.requests.value) {

@@ -1,8 +1,12 @@
 //! The command line: flags → options → core. No business logic lives here.
 
+mod apply;
+mod connect;
 mod logging;
 mod plan;
+mod refresh;
 mod schema;
+mod sim;
 mod state;
 mod validate;
 
@@ -67,6 +71,12 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Show what apply would do: diff the manifests against the ledger.
     Plan(plan::PlanArgs),
+    /// Plan, confirm, then reset each planned device's passcode once and record the outcome.
+    Apply(apply::ApplyArgs),
+    /// Ask Intune what became of accepted and unknown actions.
+    Refresh(refresh::RefreshArgs),
+    /// Run the Intune Graph simulator on loopback.
+    Sim(sim::SimArgs),
     /// Inspect the ledger.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -118,6 +128,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Plan(args) => plan::run(&cli.global, args),
+        Command::Apply(args) => apply::run(&cli.global, args),
+        Command::Refresh(args) => refresh::run(&cli.global, args),
+        Command::Sim(args) => sim::run(args),
         Command::State(cmd) => state::run(&cli.global, cmd),
         Command::Schema(args) => schema::run(args),
     };

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use super::connect::{self, Connection};
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
-use crate::plan::{self, PlanOptions};
+use crate::graph::auth::{PRIVILEGED_ROLE, READ_ROLES};
+use crate::plan::{self, PlanOptions, Resolutions};
 use crate::project;
 use crate::render::{self, Format, PlanContext};
 use crate::state::LocalStore;
@@ -18,6 +20,9 @@ pub struct PlanArgs {
     /// Do not contact Intune: devices are not looked up.
     #[arg(long)]
     pub offline: bool,
+    /// Use the built-in Intune simulator and its own ledger instead of Graph.
+    #[arg(long)]
+    pub simulate: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -27,14 +32,14 @@ pub struct PlanArgs {
 }
 
 pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
-    if !args.offline {
-        return Err(anyhow::anyhow!(
-            "looking devices up in Intune is not available in this build yet\nhint: run `reconcile plan --offline`"
-        )
-        .into());
-    }
     let (settings, diags) = project::load_settings(&g.overrides(), &env);
-    let store = LocalStore::new(&settings.state);
+    let conn = if args.offline { None } else { Some(connect::connect(&settings, args.simulate, &env)?) };
+    let state = match (&conn, args.simulate) {
+        (Some(c), _) => c.state.clone(),
+        (None, true) => settings.simulated_state(),
+        (None, false) => settings.state.clone(),
+    };
+    let store = LocalStore::new(&state);
     // The ledger is read on the second core while the manifests are parsed on this one.
     let (p, ledger) = std::thread::scope(|s| {
         let ledger = s.spawn(|| store.load());
@@ -46,15 +51,50 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let ledger = ledger
         .map_err(|_| anyhow::anyhow!("reading the ledger panicked"))?
         .context("cannot plan without the ledger")?;
-    store.check_tenant(&ledger, p.settings.tenant.as_deref())?;
+    let tenant = conn.as_ref().map_or(p.settings.tenant.clone(), |c| c.tenant.clone());
+    store.check_tenant(&ledger, tenant.as_deref())?;
     let actions = p.actions();
-    let plan = plan::plan(&actions, &ledger, PlanOptions { report_orphans: !p.limited });
-    let ctx = PlanContext { offline: true, simulated: false };
+    let opts = PlanOptions { report_orphans: !p.limited };
+    let resolutions = match &conn {
+        None => Resolutions::new(),
+        Some(conn) => {
+            let none = Resolutions::new();
+            let candidates: Vec<_> =
+                plan::plan(&actions, &ledger, &none, opts).to_reset().filter_map(|e| e.action).collect();
+            connect::runtime()?.block_on(lookup(conn, &candidates, &ledger))?
+        }
+    };
+    let plan = plan::plan(&actions, &ledger, &resolutions, opts);
+    let ctx = PlanContext { offline: args.offline, simulated: args.simulate };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     render::plan(&mut out, &plan, ctx, args.format).context("cannot write the plan to stdout")?;
     out.flush().context("cannot write the plan to stdout")?;
+    if plan.summary.blocked > 0 {
+        return Err(Failure::Exit(1));
+    }
     if args.detailed_exitcode && plan.has_changes() {
         return Err(Failure::Exit(2));
     }
     Ok(())
+}
+
+/// Checks the token can read devices, then looks the candidates' devices up.
+async fn lookup(
+    conn: &Connection,
+    candidates: &[&crate::action::Action],
+    ledger: &crate::state::Ledger,
+) -> anyhow::Result<Resolutions> {
+    let token = conn.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
+    let roles = token.roles().unwrap_or_default();
+    if !roles.iter().any(|r| READ_ROLES.contains(&r.as_str()) || r == PRIVILEGED_ROLE) {
+        anyhow::bail!(
+            "the access token cannot read managed devices (roles: {})\nhint: grant the application permission {} (and admin consent), or plan with --offline",
+            if roles.is_empty() { "none".to_owned() } else { roles.join(", ") },
+            READ_ROLES[0]
+        );
+    }
+    if !roles.iter().any(|r| r == PRIVILEGED_ROLE) {
+        tracing::warn!("the token lacks {PRIVILEGED_ROLE}: this identity can plan but `apply` will refuse to run");
+    }
+    Ok(crate::resolve::resolve(&conn.graph, candidates, ledger).await?)
 }

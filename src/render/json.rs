@@ -25,6 +25,7 @@ struct SummaryDto {
     already_done: usize,
     orphaned: usize,
     attention: usize,
+    blocked: usize,
 }
 
 #[derive(Serialize)]
@@ -42,6 +43,8 @@ struct EntryDto<'a> {
     status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     managed_device_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a crate::graph::Device>,
     reason: &'a str,
 }
 
@@ -68,7 +71,8 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
         collection: collection.as_str(),
         selector: SelectorDto { kind: selector.kind.as_str(), value: &selector.value },
         status: e.record.map(|r| r.status.as_str()),
-        managed_device_id: e.record.and_then(|r| r.managed_device_id.as_deref()),
+        managed_device_id: e.device.map(|d| d.id.as_str()).or(e.record.and_then(|r| r.managed_device_id.as_deref())),
+        device: e.device,
         reason: &e.reason,
     }
 }
@@ -84,6 +88,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
             already_done: s.already_done,
             orphaned: s.orphaned,
             attention: s.attention,
+            blocked: s.blocked,
         },
         actions: plan.entries.iter().map(entry).collect(),
     };

@@ -17,9 +17,9 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         writeln!(out)?;
     }
     let s = plan.summary;
-    writeln!(out, "| reset | already done | needs attention | orphaned |")?;
-    writeln!(out, "|---:|---:|---:|---:|")?;
-    writeln!(out, "| {} | {} | {} | {} |", s.to_reset, s.already_done, s.attention, s.orphaned)?;
+    writeln!(out, "| reset | already done | needs attention | blocked | orphaned |")?;
+    writeln!(out, "|---:|---:|---:|---:|---:|")?;
+    writeln!(out, "| {} | {} | {} | {} | {} |", s.to_reset, s.already_done, s.attention, s.blocked, s.orphaned)?;
     writeln!(out)?;
     let mut i = 0;
     while i < plan.entries.len() {

@@ -29,7 +29,7 @@ pub enum Format {
 }
 
 /// Renders `plan` in `format`.
-pub fn plan(out: &mut impl std::io::Write, plan: &Plan, ctx: PlanContext, format: Format) -> std::io::Result<()> {
+pub fn plan(out: &mut impl std::io::Write, plan: &Plan<'_>, ctx: PlanContext, format: Format) -> std::io::Result<()> {
     match format {
         Format::Text => text::plan(out, plan, ctx),
         Format::Json => json::plan(out, plan, ctx),
@@ -43,11 +43,19 @@ pub fn summary_line(plan: &Plan) -> String {
     format!("Plan: {} to reset, {} already done, {} orphaned.", s.to_reset, s.already_done, s.orphaned)
 }
 
-/// The attention line under the summary, when anything needs attention.
+/// The lines under the summary: what is blocked and what needs attention.
 pub fn attention_line(plan: &Plan) -> Option<String> {
-    match plan.summary.attention {
-        0 => None,
-        1 => Some("1 action needs attention (marked `!`).".to_owned()),
-        n => Some(format!("{n} actions need attention (marked `!`).")),
+    let s = plan.summary;
+    let mut parts = Vec::new();
+    match s.blocked {
+        0 => {}
+        1 => parts.push("1 action is blocked and will not be sent (marked `x`).".to_owned()),
+        n => parts.push(format!("{n} actions are blocked and will not be sent (marked `x`).")),
     }
+    match s.attention {
+        0 => {}
+        1 => parts.push("1 action needs attention (marked `!`).".to_owned()),
+        n => parts.push(format!("{n} actions need attention (marked `!`).")),
+    }
+    (!parts.is_empty()).then(|| parts.join("\n"))
 }

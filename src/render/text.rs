@@ -12,12 +12,14 @@ pub fn symbol(change: Change) -> &'static str {
         Change::AlreadyDone => "=",
         Change::Attention => "!",
         Change::Orphaned => "~",
+        Change::Blocked => "x",
     }
 }
 
 fn verb(e: &Entry) -> String {
     match (e.change, &e.record) {
         (Change::Reset, _) => "reset passcode".to_owned(),
+        (Change::Blocked, _) => "blocked".to_owned(),
         (Change::AlreadyDone | Change::Attention | Change::Orphaned, Some(r)) => r.status.to_string(),
         (_, None) => e.change.as_str().to_owned(),
     }
@@ -33,7 +35,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
     if plan.entries.is_empty() {
         writeln!(out, "No actions: the manifests ask for nothing and the ledger is empty.")?;
     } else {
-        writeln!(out, "Legend: + reset passcode, = already done, ! needs attention, ~ orphaned")?;
+        writeln!(out, "Legend: + reset passcode, = already done, ! needs attention, ~ orphaned, x blocked (not sent)")?;
     }
     let mut current: Option<(&str, bool)> = None;
     for e in &plan.entries {
@@ -50,7 +52,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         let selector = e.selector().to_string();
         let detail = match e.change {
             Change::Reset | Change::AlreadyDone => String::new(),
-            Change::Attention | Change::Orphaned => format!("  ({})", e.reason),
+            Change::Attention | Change::Orphaned | Change::Blocked => format!("  ({})", e.reason),
         };
         writeln!(out, "  {} {:<15} {:<45} key {}{detail}", symbol(e.change), verb(e), selector, e.key().short())?;
     }

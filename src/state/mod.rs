@@ -180,7 +180,7 @@ pub enum FindError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::action::SelectorKind;
 

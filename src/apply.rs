@@ -1,0 +1,364 @@
+//! The executor: lock → plan → confirm → for each action: intent → call → outcome → unlock.
+//!
+//! # Expected flow
+//! 1. Take the ledger lock (a second writer fails at once, or waits `--lock-timeout`).
+//! 2. Plan against the locked ledger; nothing to reset ends here.
+//! 3. Refuse a plan larger than `--max-actions`; check the token's `roles`.
+//! 4. Look the devices up; blocked actions are never sent.
+//! 5. Show the plan and ask for confirmation (the [`Ui`] decides how).
+//! 6. For each action, concurrently and paced: take a send slot, durably record the intent
+//!    (status `unknown`), POST once, durably record the outcome.
+//! 7. Fold the journal into the ledger and release the lock.
+//!
+//! # Guarantees
+//! - Never twice: a POST is sent only after its intent is on disk, and an action whose record
+//!   says it was (or may have been) executed is never planned again. A crash or kill at any
+//!   instant leaves at worst `unknown` actions, which only `refresh` can make sendable again.
+//! - A 429 or 401 answer means the request was not executed: it is recorded as such and the
+//!   action is retried (after the server's `Retry-After` or an exponential backoff) with a new
+//!   intent. A 5xx, a timeout or a broken connection is `unknown` and never retried.
+//! - Cancellation (Ctrl-C, SIGTERM) stops taking new send slots; requests in flight finish and
+//!   are recorded.
+//!
+//! # Errors
+//! Infrastructure failures (ledger unreadable or unwritable, lock held, authentication, missing
+//! permission) abort the run; a failed action is data: an outcome in the ledger.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::BackoffBuilder as _;
+use jiff::Timestamp;
+use tokio::sync::watch;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::action::Action;
+use crate::graph::auth::PRIVILEGED_ROLE;
+use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
+use crate::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
+use crate::state::{Attempt, LedgerWriter, LocalStore, Record, StateError, Status};
+
+/// How many 429s one action may meet before it is left `not-executed` for the next run.
+const MAX_THROTTLED: usize = 20;
+/// How many times a request that could not be sent at all is tried.
+const MAX_NOT_SENT: usize = 3;
+
+/// What the command line decided.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub lock_timeout: Duration,
+    pub max_actions: Option<usize>,
+    pub report_orphans: bool,
+    pub tenant: Option<String>,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+/// How the executor talks to the person (or CI job) running it.
+pub trait Ui {
+    /// Shows the plan about to be executed.
+    fn show_plan(&mut self, plan: &Plan<'_>);
+    /// Asks whether to go on.
+    fn confirm(&mut self, plan: &Plan<'_>) -> bool;
+    /// Sending starts: `total` actions.
+    fn started(&mut self, total: usize);
+    /// One action reached its outcome for this run.
+    fn outcome(&mut self, record: &Record);
+}
+
+/// Why the run stopped before (or while) sending.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot authenticate to Microsoft Graph")]
+    Auth(#[from] AuthError),
+    #[error("the access token lacks the application permission {PRIVILEGED_ROLE} (it has: {})\nhint: in Entra ID, add that Microsoft Graph application permission to the app registration and grant admin consent", if roles.is_empty() { "no roles".to_owned() } else { roles.join(", ") })]
+    MissingRole { roles: Vec<String> },
+    #[error(
+        "the access token is not a JWT, so its permissions cannot be checked\nhint: use a token issued by Entra ID for Microsoft Graph"
+    )]
+    OpaqueToken,
+    #[error(
+        "the plan has {planned} resets, more than --max-actions {max}\nhint: split the change, or raise --max-actions in a reviewed change"
+    )]
+    TooMany { planned: usize, max: usize },
+    #[error("looking devices up failed: {0}")]
+    Lookup(#[from] ReadError),
+    #[error("apply was not confirmed; nothing was sent")]
+    Declined,
+    #[error("an action task failed: {0}")]
+    Task(String),
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Resets in the plan that were to be sent.
+    pub planned: usize,
+    pub blocked: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub unknown: usize,
+    /// Not executed this run (throttled too long, never sent, or stopped by Ctrl-C).
+    pub not_executed: usize,
+    pub interrupted: bool,
+}
+
+impl ApplyReport {
+    /// Exit 0 only when every planned action was accepted and nothing is blocked.
+    pub fn success(&self) -> bool {
+        self.accepted == self.planned && self.blocked == 0 && !self.interrupted
+    }
+}
+
+/// Runs `actions` against Graph. See the module docs for the flow and guarantees.
+pub async fn apply(
+    actions: &[Action],
+    store: &LocalStore,
+    graph: Arc<Graph>,
+    opts: &ApplyOptions,
+    ui: &mut dyn Ui,
+    cancel: watch::Receiver<bool>,
+) -> Result<ApplyReport, ApplyError> {
+    let writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref())?;
+    let none = Resolutions::new();
+    let first = plan::plan(actions, writer.ledger(), &none, PlanOptions { report_orphans: opts.report_orphans });
+    let candidates: Vec<&Action> = first.to_reset().filter_map(|e| e.action).collect();
+    if candidates.is_empty() {
+        ui.show_plan(&first);
+        writer.commit()?;
+        return Ok(ApplyReport::default());
+    }
+    if let Some(max) = opts.max_actions
+        && candidates.len() > max
+    {
+        return Err(ApplyError::TooMany { planned: candidates.len(), max });
+    }
+    check_role(&graph).await?;
+    let resolutions = crate::resolve::resolve(&graph, &candidates, writer.ledger()).await?;
+    let plan = plan::plan(actions, writer.ledger(), &resolutions, PlanOptions { report_orphans: opts.report_orphans });
+    ui.show_plan(&plan);
+    let mut report =
+        ApplyReport { planned: plan.summary.to_reset, blocked: plan.summary.blocked, ..ApplyReport::default() };
+    if plan.summary.to_reset == 0 {
+        writer.commit()?;
+        return Ok(report);
+    }
+    if !ui.confirm(&plan) {
+        return Err(ApplyError::Declined);
+    }
+    let jobs: Vec<(Action, String, Record)> = plan
+        .to_reset()
+        .filter_map(|e| {
+            let action = e.action?;
+            let Some(Resolution::Device(d)) = resolutions.get(&action.key) else { return None };
+            let record = e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), Timestamp::now()));
+            Some((action.clone(), d.id.clone(), record))
+        })
+        .collect();
+    drop(plan);
+
+    let ctx = Arc::new(Ctx {
+        graph,
+        writer: Mutex::new(writer),
+        cancel,
+        stopped: AtomicBool::new(false),
+        opts: opts.clone(),
+    });
+    ui.started(jobs.len());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (action, device_id, record) in jobs {
+        let ctx = ctx.clone();
+        let span = tracing::info_span!("action", key = action.key.short(), device = %device_id);
+        tasks.spawn(async move { execute(&ctx, &action, &device_id, record).await }.instrument(span));
+    }
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(Some(record))) => {
+                match record.status {
+                    Status::Accepted => report.accepted += 1,
+                    Status::Rejected => report.rejected += 1,
+                    Status::Unknown => report.unknown += 1,
+                    _ => report.not_executed += 1,
+                }
+                ui.outcome(&record);
+            }
+            Ok(Ok(None)) => report.not_executed += 1,
+            Ok(Err(e)) => {
+                ctx.stop();
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                ctx.stop();
+                failure.get_or_insert(ApplyError::Task(e.to_string()));
+            }
+        }
+    }
+    report.interrupted = *ctx.cancel.borrow();
+    let ctx = Arc::into_inner(ctx).expect("every task has finished");
+    let writer = ctx.writer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    writer.commit()?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+async fn check_role(graph: &Graph) -> Result<(), ApplyError> {
+    let token = graph.tokens().token().await?;
+    let roles = token.roles().ok_or(ApplyError::OpaqueToken)?;
+    if roles.iter().any(|r| r == PRIVILEGED_ROLE) { Ok(()) } else { Err(ApplyError::MissingRole { roles }) }
+}
+
+struct Ctx {
+    graph: Arc<Graph>,
+    writer: Mutex<LedgerWriter>,
+    cancel: watch::Receiver<bool>,
+    stopped: AtomicBool,
+    opts: ApplyOptions,
+}
+
+impl Ctx {
+    /// Durably records `r` (fsync) before the caller goes on.
+    fn record(&self, r: &Record) -> Result<(), ApplyError> {
+        tokio::task::block_in_place(|| {
+            let mut w = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            w.record(r.clone())
+        })?;
+        Ok(())
+    }
+
+    /// Whether new sends must stop: cancelled by the user, or stopped after a failure.
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow() || self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Stops every task from taking new send slots (an infrastructure failure happened).
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One action: as many attempts as 429/401/unsendable answers require, each with its own intent.
+/// `Ok(None)`: cancelled before anything was sent.
+async fn execute(
+    ctx: &Ctx,
+    action: &Action,
+    device_id: &str,
+    mut record: Record,
+) -> Result<Option<Record>, ApplyError> {
+    let mut backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(ctx.opts.backoff_initial)
+        .with_max_delay(ctx.opts.backoff_max)
+        .with_jitter()
+        .with_max_times(MAX_THROTTLED)
+        .build();
+    let mut reauthed = false;
+    let mut not_sent = 0;
+    let mut sent_any = false;
+    record.managed_device_id = Some(device_id.to_owned());
+    loop {
+        if ctx.cancelled() {
+            return Ok(sent_any.then_some(record));
+        }
+        let mut cancel = ctx.cancel.clone();
+        let slot = tokio::select! {
+            slot = ctx.graph.write_slot() => slot?,
+            _ = cancel.wait_for(|c| *c) => return Ok(sent_any.then_some(record)),
+        };
+        if ctx.cancelled() {
+            return Ok(sent_any.then_some(record));
+        }
+        let client_request_id = Uuid::new_v4();
+        let now = Timestamp::now();
+        record.attempts.push(Attempt {
+            started_at: now,
+            client_request_id,
+            finished_at: None,
+            http_status: None,
+            request_id: None,
+            error_code: None,
+            error_message: None,
+        });
+        record.status = Status::Unknown;
+        record.updated_at = now;
+        ctx.record(&record)?;
+        sent_any = true;
+        let result = ctx.graph.reset_passcode(slot, action.collection, device_id, client_request_id).await;
+        let now = Timestamp::now();
+        record.updated_at = now;
+        let attempt = record.attempts.last_mut().expect("pushed above");
+        attempt.finished_at = Some(now);
+        let retry = match result {
+            SendResult::Accepted(a) => {
+                fill(attempt, Some(&a), None);
+                record.status = Status::Accepted;
+                false
+            }
+            SendResult::Rejected(a, e) => {
+                fill(attempt, Some(&a), Some(&e));
+                record.status = Status::Rejected;
+                false
+            }
+            SendResult::Unknown(a, why) => {
+                fill(attempt, a.as_ref(), None);
+                attempt.error_message = Some(why);
+                record.status = Status::Unknown;
+                false
+            }
+            SendResult::Throttled(a, retry_after, e) => {
+                fill(attempt, Some(&a), Some(&e));
+                record.status = Status::NotExecuted;
+                match retry_after.or_else(|| backoff.next()) {
+                    Some(delay) => {
+                        tracing::info!(delay_ms = delay.as_millis() as u64, "throttled (429); slowing down");
+                        ctx.graph.writes().throttled(delay).await;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            SendResult::Unauthorized(a, e) => {
+                fill(attempt, Some(&a), Some(&e));
+                record.status = Status::NotExecuted;
+                let retry = !reauthed && ctx.graph.tokens().invalidate_all().await;
+                reauthed = true;
+                retry
+            }
+            SendResult::NotSent(why) => {
+                attempt.error_message = Some(why);
+                record.status = Status::NotExecuted;
+                not_sent += 1;
+                if not_sent < MAX_NOT_SENT {
+                    tokio::time::sleep(ctx.opts.backoff_initial.min(Duration::from_secs(5))).await;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        tracing::info!(status = %record.status, "outcome");
+        ctx.record(&record)?;
+        if !retry {
+            return Ok(Some(record));
+        }
+    }
+}
+
+fn fill(a: &mut Attempt, answer: Option<&Answer>, error: Option<&GraphError>) {
+    if let Some(ans) = answer {
+        a.http_status = Some(ans.status);
+        a.request_id = ans.request_id.clone();
+    }
+    if let Some(e) = error {
+        a.error_code = e.code.clone();
+        a.error_message = e.message.clone().or_else(|| Some(format!("HTTP {}", e.status)));
+        if a.request_id.is_none() {
+            a.request_id = e.request_id.clone();
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `reconcile apply [PATH...]`
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::connect;
+use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
+use crate::apply::{self, ApplyOptions, Ui};
+use crate::plan::Plan;
+use crate::project;
+use crate::render::{self, Format, PlanContext};
+use crate::state::{LocalStore, Record, Status};
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Limit the run to these manifest files or folders.
+    pub paths: Vec<PathBuf>,
+    /// Do not ask for confirmation (needed when there is no terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Refuse to start when more than N resets are planned.
+    #[arg(long, value_name = "N")]
+    pub max_actions: Option<usize>,
+    /// Use the built-in Intune simulator and its own ledger instead of Graph.
+    #[arg(long)]
+    pub simulate: bool,
+}
+
+struct CliUi {
+    simulated: bool,
+    auto_approve: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Ui for CliUi {
+    #[allow(clippy::print_stdout)]
+    fn show_plan(&mut self, plan: &Plan<'_>) {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let ctx = PlanContext { offline: false, simulated: self.simulated };
+        let _ = render::plan(&mut out, plan, ctx, Format::Text);
+        let _ = out.flush();
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn confirm(&mut self, plan: &Plan<'_>) -> bool {
+        if self.auto_approve {
+            return true;
+        }
+        let n = plan.summary.to_reset;
+        eprint!(
+            "\nDo you want to reset the passcode of {n} device{}? Only 'yes' will be accepted: ",
+            if n == 1 { "" } else { "s" }
+        );
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        line.trim() == "yes"
+    }
+
+    fn started(&mut self, total: usize) {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total as u64);
+            if let Ok(style) =
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+            {
+                bar.set_style(style);
+            }
+            self.bar = Some(bar);
+        }
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn outcome(&mut self, r: &Record) {
+        let last = r.attempts.last();
+        let http = last.and_then(|a| a.http_status).map(|s| format!(" HTTP {s}")).unwrap_or_default();
+        let rid = last.and_then(|a| a.request_id.as_deref()).map(|id| format!(" request-id {id}")).unwrap_or_default();
+        let err = match r.status {
+            Status::Accepted => String::new(),
+            _ => last.and_then(|a| a.error_message.as_deref()).map(|m| format!(": {m}")).unwrap_or_default(),
+        };
+        let line = format!("{:<13} {} {} {}{http}{rid}{err}", r.status.as_str(), r.key.short(), r.manifest, r.selector);
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                if r.status != Status::Accepted {
+                    bar.println(line);
+                }
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
+    let p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
+    print_diagnostics(&p.diagnostics);
+    if !args.auto_approve && !super::interactive() {
+        return Err(anyhow::anyhow!(
+            "apply needs confirmation, but there is no terminal to ask on\nhint: review `reconcile plan` and pass --auto-approve"
+        )
+        .into());
+    }
+    let rt = connect::runtime()?;
+    let conn = connect::connect(&p.settings, args.simulate, &env)?;
+    let store = LocalStore::new(&conn.state);
+    let opts = ApplyOptions {
+        lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
+        max_actions: args.max_actions,
+        report_orphans: !p.limited,
+        tenant: conn.tenant.clone(),
+        backoff_initial: p.settings.graph.backoff_initial,
+        backoff_max: p.settings.graph.backoff_max,
+    };
+    let mut ui = CliUi { simulated: conn.simulated, auto_approve: args.auto_approve, bar: None };
+    let actions = p.actions();
+    let report = rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            eprintln!("\nstopping: no new requests; waiting for those in flight to be recorded");
+            let _ = tx.send(true);
+        });
+        apply::apply(&actions, &store, conn.graph.clone(), &opts, &mut ui, rx).await
+    });
+    if let Some(bar) = &ui.bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    let sim = if conn.simulated { "SIMULATED: " } else { "" };
+    if report.planned == 0 && report.blocked == 0 {
+        println!("{sim}Nothing to do.");
+        return Ok(());
+    }
+    println!(
+        "\n{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.",
+        if report.interrupted { "interrupted" } else { "complete" },
+        report.accepted,
+        report.rejected,
+        report.unknown,
+        report.not_executed,
+        report.blocked
+    );
+    if report.unknown > 0 {
+        println!("Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.");
+    }
+    if report.success() { Ok(()) } else { Err(Failure::Exit(1)) }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,81 @@
+//! Wiring a command to Graph: the real service (endpoints and credentials from the environment)
+//! or the built-in simulator (`--simulate`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+
+use crate::graph::{ClientOptions, Credential, Endpoints, Graph, READ_BUDGET};
+use crate::settings::Settings;
+use crate::sim::{SimConfig, SimHandle};
+
+/// The tenant the simulator pretends to be; simulated ledgers are bound to it.
+pub const SIM_TENANT: &str = "simulated-tenant";
+
+/// A Graph client for this run, and what it is connected to.
+#[derive(Debug)]
+pub struct Connection {
+    pub graph: Arc<Graph>,
+    pub tenant: Option<String>,
+    pub state: PathBuf,
+    pub simulated: bool,
+    /// Keeps the in-process simulator running while the connection lives.
+    pub _sim: Option<SimHandle>,
+}
+
+pub fn connect(
+    settings: &Settings,
+    simulate: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Connection> {
+    let g = &settings.graph;
+    let opts = ClientOptions {
+        timeout: g.timeout,
+        concurrency: g.concurrency,
+        write_budget: g.write_budget,
+        read_budget: READ_BUDGET,
+    };
+    if simulate {
+        let devices = match &settings.sim_devices {
+            Some(path) => crate::sim::load_devices(path).map_err(anyhow::Error::msg)?,
+            None => crate::sim::fixture::parse_devices(crate::sim::BUILTIN_DEVICES).map_err(anyhow::Error::msg)?,
+        };
+        let sim =
+            SimHandle::start(SimConfig { devices, ..SimConfig::default() }, 0).context("cannot start the simulator")?;
+        let endpoints = Endpoints::resolve(g.cloud, g.api_version, Some(&sim.url()), Some(&sim.url()))?;
+        let credential = Credential::Secret {
+            tenant: SIM_TENANT.into(),
+            client_id: "intune-reconcile-simulator".into(),
+            secret: SecretString::from("simulated".to_owned()),
+        };
+        return Ok(Connection {
+            graph: Arc::new(Graph::new(endpoints, credential, &opts)),
+            tenant: Some(SIM_TENANT.into()),
+            state: settings.simulated_state(),
+            simulated: true,
+            _sim: Some(sim),
+        });
+    }
+    let endpoints =
+        Endpoints::resolve(g.cloud, g.api_version, settings.graph_url.as_deref(), settings.authority_host.as_deref())?;
+    let credential = Credential::from_env(env)?;
+    tracing::info!(credential = credential.kind(), graph = %endpoints.graph_root, "connecting to Microsoft Graph");
+    Ok(Connection {
+        graph: Arc::new(Graph::new(endpoints, credential, &opts)),
+        tenant: settings.tenant.clone(),
+        state: settings.state.clone(),
+        simulated: false,
+        _sim: None,
+    })
+}
+
+/// A runtime for the async part of a command: two workers, like the machine's cores.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -1,0 +1,72 @@
+//! `reconcile sim`: the Intune Graph simulator as a standalone server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::CmdResult;
+use crate::duration::HumanDuration;
+use crate::settings::Budget;
+use crate::sim::{RetryAfter, SimConfig, SimHandle};
+
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// Port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Device fixture (JSON array of managedDevice objects) [default: the examples' fixture].
+    #[arg(long, value_name = "FILE")]
+    pub devices: Option<PathBuf>,
+    /// Writes allowed per 20 s before 429 (Intune: 200).
+    #[arg(long, default_value_t = 200)]
+    pub write_limit: u32,
+    /// `Retry-After` on 429s: `none`, seconds (`2.5`), or `date`.
+    #[arg(long, default_value = "none")]
+    pub retry_after: String,
+    /// Added to every request.
+    #[arg(long, default_value = "0s")]
+    pub latency: HumanDuration,
+    /// How long an accepted reset stays pending.
+    #[arg(long, default_value = "5s")]
+    pub complete_after: HumanDuration,
+    /// Lifetime of issued tokens.
+    #[arg(long, default_value = "1h")]
+    pub token_lifetime: HumanDuration,
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(args: SimArgs) -> CmdResult {
+    let devices = match &args.devices {
+        Some(p) => crate::sim::load_devices(p).map_err(anyhow::Error::msg)?,
+        None => crate::sim::fixture::parse_devices(crate::sim::BUILTIN_DEVICES).map_err(anyhow::Error::msg)?,
+    };
+    let retry_after = match args.retry_after.as_str() {
+        "none" => RetryAfter::None,
+        "date" => RetryAfter::HttpDate(Duration::from_secs(2)),
+        secs => RetryAfter::Seconds(secs.parse().context("--retry-after takes `none`, `date` or seconds")?),
+    };
+    let n = devices.len();
+    let config = SimConfig {
+        devices,
+        write_limit: Some(Budget { requests: args.write_limit, window: Duration::from_secs(20) }),
+        retry_after,
+        latency: args.latency.0,
+        complete_after: args.complete_after.0,
+        token_lifetime: args.token_lifetime.0,
+        ..SimConfig::default()
+    };
+    let sim =
+        SimHandle::start(config, args.port).with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let url = sim.url();
+    println!("Intune Graph simulator on {url} with {n} devices. Point the tool at it with:");
+    println!("  export RECONCILE_GRAPH_URL={url} AZURE_AUTHORITY_HOST={url}");
+    println!("  export AZURE_TENANT_ID=sim-tenant AZURE_CLIENT_ID=sim-client AZURE_CLIENT_SECRET=any");
+    println!("Requests received: {url}/_sim/requests. Ctrl-C stops it.");
+    let rt = super::connect::runtime()?;
+    rt.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    drop(sim);
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! Client-credentials authentication: a ready token, a client secret, a certificate (PEM or
+//! PKCS#12), a workload-identity token file, or GitHub Actions OIDC.
+//!
+//! Secrets live in [`SecretString`]s (redacted `Debug`, zeroized on drop) and are exposed only
+//! while building a request body. One token per run, renewed shortly before it expires or once
+//! after a 401.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha1::Digest as _;
+
+/// The application permission `resetPasscode` needs.
+pub const PRIVILEGED_ROLE: &str = "DeviceManagementManagedDevices.PrivilegedOperations.All";
+/// Roles that allow reading managed devices.
+pub const READ_ROLES: [&str; 2] =
+    ["DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All"];
+
+/// Where the access token comes from.
+pub enum Credential {
+    /// `RECONCILE_GRAPH_TOKEN`: used as is, never renewed.
+    Token(SecretString),
+    /// `AZURE_CLIENT_SECRET`.
+    Secret { tenant: String, client_id: String, secret: SecretString },
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`: signs an RS256 assertion with an `x5t` header.
+    Certificate { tenant: String, client_id: String, key: jsonwebtoken::EncodingKey, x5t: String },
+    /// `AZURE_FEDERATED_TOKEN_FILE`: the assertion is the file's content, re-read every time.
+    FederatedFile { tenant: String, client_id: String, path: PathBuf },
+    /// GitHub Actions OIDC: the assertion is fetched from the runner for every token request.
+    GithubOidc { tenant: String, client_id: String, request_url: String, request_token: SecretString },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl Credential {
+    /// A name for logs, never the secret.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::Token(_) => "ready token (RECONCILE_GRAPH_TOKEN)",
+            Credential::Secret { .. } => "client secret",
+            Credential::Certificate { .. } => "client certificate",
+            Credential::FederatedFile { .. } => "workload identity token file",
+            Credential::GithubOidc { .. } => "GitHub Actions OIDC",
+        }
+    }
+
+    fn tenant_and_client(&self) -> Option<(&str, &str)> {
+        match self {
+            Credential::Token(_) => None,
+            Credential::Secret { tenant, client_id, .. }
+            | Credential::Certificate { tenant, client_id, .. }
+            | Credential::FederatedFile { tenant, client_id, .. }
+            | Credential::GithubOidc { tenant, client_id, .. } => Some((tenant, client_id)),
+        }
+    }
+
+    /// Picks the credential the environment describes, in this order: `RECONCILE_GRAPH_TOKEN`,
+    /// client secret, certificate, token file, GitHub Actions OIDC.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Credential, AuthError> {
+        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        if let Some(t) = get("RECONCILE_GRAPH_TOKEN") {
+            return Ok(Credential::Token(SecretString::from(t.trim().to_owned())));
+        }
+        let has_any = [
+            "AZURE_CLIENT_SECRET",
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+        ]
+        .iter()
+        .any(|k| get(k).is_some());
+        if !has_any {
+            return Err(AuthError::NoCredentials);
+        }
+        let tenant = get("AZURE_TENANT_ID").ok_or(AuthError::Missing("AZURE_TENANT_ID"))?;
+        let client_id = get("AZURE_CLIENT_ID").ok_or(AuthError::Missing("AZURE_CLIENT_ID"))?;
+        if let Some(secret) = get("AZURE_CLIENT_SECRET") {
+            return Ok(Credential::Secret { tenant, client_id, secret: SecretString::from(secret) });
+        }
+        if let Some(path) = get("AZURE_CLIENT_CERTIFICATE_PATH") {
+            let password = get("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(SecretString::from);
+            let (key, x5t) = super::cert::load(path.as_ref(), password.as_ref())?;
+            return Ok(Credential::Certificate { tenant, client_id, key, x5t });
+        }
+        if let Some(path) = get("AZURE_FEDERATED_TOKEN_FILE") {
+            return Ok(Credential::FederatedFile { tenant, client_id, path: path.into() });
+        }
+        let request_url = get("ACTIONS_ID_TOKEN_REQUEST_URL").ok_or(AuthError::NoCredentials)?;
+        let request_token =
+            get("ACTIONS_ID_TOKEN_REQUEST_TOKEN").ok_or(AuthError::Missing("ACTIONS_ID_TOKEN_REQUEST_TOKEN"))?;
+        Ok(Credential::GithubOidc { tenant, client_id, request_url, request_token: SecretString::from(request_token) })
+    }
+}
+
+/// Why no token could be had. Messages never contain a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "no Graph credentials in the environment\nhint: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or a certificate, a federated token file, GitHub OIDC, or RECONCILE_GRAPH_TOKEN); or use --offline or --simulate"
+    )]
+    NoCredentials,
+    #[error("{0} is not set, but the credential chosen needs it")]
+    Missing(&'static str),
+    #[error("cannot use the client certificate `{path}`: {reason}")]
+    Certificate { path: String, reason: String },
+    #[error("cannot read the federated token file `{path}`: {reason}")]
+    FederatedFile { path: String, reason: String },
+    #[error("cannot get a GitHub Actions OIDC token: {0}")]
+    Github(String),
+    #[error("the token endpoint refused the request (HTTP {status}): {error}{}", description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Refused { status: u16, error: String, description: Option<String> },
+    #[error("cannot reach the token endpoint `{url}`: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the token endpoint answered something that is not a token (HTTP {status})")]
+    BadAnswer { status: u16 },
+}
+
+/// A bearer token.
+#[derive(Clone)]
+pub struct AccessToken(SecretString);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+impl AccessToken {
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.0.expose_secret())
+    }
+
+    /// The `roles` claim of a JWT access token, without verifying it (Graph does that).
+    /// `None` when the token is not a readable JWT.
+    pub fn roles(&self) -> Option<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Claims {
+            #[serde(default)]
+            roles: Vec<String>,
+        }
+        let payload = self.0.expose_secret().split('.').nth(1)?;
+        let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+        serde_json::from_slice::<Claims>(&bytes).ok().map(|c| c.roles)
+    }
+}
+
+struct Cached {
+    token: AccessToken,
+    renew_at: Option<Instant>,
+}
+
+/// Hands out the run's token, renewing it when due.
+pub struct TokenProvider {
+    http: reqwest::Client,
+    credential: Credential,
+    token_url: Option<String>,
+    scope: String,
+    audience: &'static str,
+    cache: tokio::sync::Mutex<Option<Cached>>,
+}
+
+impl std::fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenProvider").field("credential", &self.credential).field("scope", &self.scope).finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct TokenRefusal {
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+impl TokenProvider {
+    pub fn new(http: reqwest::Client, credential: Credential, endpoints: &super::Endpoints) -> Self {
+        let token_url = credential.tenant_and_client().map(|(tenant, _)| endpoints.token_url(tenant));
+        TokenProvider {
+            http,
+            credential,
+            token_url,
+            scope: endpoints.scope.clone(),
+            audience: endpoints.federation_audience,
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// The current token, fetching a new one when there is none or it is about to expire.
+    pub async fn token(&self) -> Result<AccessToken, AuthError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache.as_ref()
+            && c.renew_at.is_none_or(|t| Instant::now() < t)
+        {
+            return Ok(c.token.clone());
+        }
+        let fresh = self.fetch().await?;
+        let token = fresh.token.clone();
+        *cache = Some(fresh);
+        Ok(token)
+    }
+
+    /// Forgets the current token (after a 401) so the next call fetches a new one. A ready token
+    /// cannot be renewed: returns false then.
+    pub async fn invalidate_all(&self) -> bool {
+        if matches!(self.credential, Credential::Token(_)) {
+            return false;
+        }
+        *self.cache.lock().await = None;
+        true
+    }
+
+    async fn fetch(&self) -> Result<Cached, AuthError> {
+        let (Some(url), Some((_, client_id))) = (&self.token_url, self.credential.tenant_and_client()) else {
+            let Credential::Token(t) = &self.credential else { unreachable!("only a ready token has no token URL") };
+            return Ok(Cached { token: AccessToken(t.clone()), renew_at: None });
+        };
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", client_id.to_owned()),
+            ("scope", self.scope.clone()),
+        ];
+        const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+        match &self.credential {
+            Credential::Token(_) => unreachable!("handled above"),
+            Credential::Secret { secret, .. } => form.push(("client_secret", secret.expose_secret().to_owned())),
+            Credential::Certificate { key, x5t, .. } => {
+                form.push(("client_assertion_type", JWT_BEARER.into()));
+                form.push(("client_assertion", super::cert::assertion(key, x5t, client_id, url)?));
+            }
+            Credential::FederatedFile { path, .. } => {
+                let text = std::fs::read_to_string(path).map_err(|e| AuthError::FederatedFile {
+                    path: path.display().to_string(),
+                    reason: crate::manifest::source::io_reason(&e),
+                })?;
+                form.push(("client_assertion_type", JWT_BEARER.into()));
+                form.push(("client_assertion", text.trim().to_owned()));
+            }
+            Credential::GithubOidc { request_url, request_token, .. } => {
+                form.push(("client_assertion_type", JWT_BEARER.into()));
+                form.push(("client_assertion", self.github_assertion(request_url, request_token).await?));
+            }
+        }
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| AuthError::Unreachable { url: url.clone(), reason: super::error_chain(&e) })?;
+        drop(form);
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| AuthError::Unreachable { url: url.clone(), reason: super::error_chain(&e) })?;
+        if status != 200 {
+            let r: TokenRefusal =
+                serde_json::from_slice(&body).unwrap_or(TokenRefusal { error: None, error_description: None });
+            return Err(AuthError::Refused {
+                status,
+                error: r.error.unwrap_or_else(|| "unknown_error".into()),
+                description: r.error_description.map(|d| d.lines().next().unwrap_or_default().to_owned()),
+            });
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| AuthError::BadAnswer { status })?;
+        let lifetime = answer
+            .expires_in
+            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .map_or(Duration::from_secs(3599), Duration::from_secs);
+        // Renew a little before expiry: five minutes, or a tenth of a short lifetime.
+        let margin = (lifetime / 10).min(Duration::from_secs(300));
+        tracing::debug!(credential = self.credential.kind(), lifetime_s = lifetime.as_secs(), "got an access token");
+        Ok(Cached {
+            token: AccessToken(SecretString::from(answer.access_token)),
+            renew_at: Some(started + lifetime - margin),
+        })
+    }
+
+    async fn github_assertion(&self, request_url: &str, request_token: &SecretString) -> Result<String, AuthError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            value: String,
+        }
+        let sep = if request_url.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{request_url}{sep}audience={}",
+            url::form_urlencoded::byte_serialize(self.audience.as_bytes()).collect::<String>()
+        );
+        let resp = self
+            .http
+            .get(&url)
+            .header("Authorization", format!("bearer {}", request_token.expose_secret()))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| AuthError::Github(super::error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(AuthError::Github(format!(
+                "the runner answered HTTP {status}; does the job have `permissions: id-token: write`?"
+            )));
+        }
+        let a: Answer =
+            resp.json().await.map_err(|_| AuthError::Github("the runner's answer has no `value`".into()))?;
+        Ok(a.value)
+    }
+}
+
+/// `x5t`: the base64url SHA-1 thumbprint of a certificate's DER bytes.
+pub fn x5t(cert_der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(cert_der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(payload: &str) -> AccessToken {
+        let p = URL_SAFE_NO_PAD.encode(payload);
+        AccessToken(SecretString::from(format!("eyJhbGciOiJub25lIn0.{p}.sig")))
+    }
+
+    #[test]
+    fn roles_are_read_from_the_payload() {
+        assert_eq!(jwt(r#"{"roles":["A","B"]}"#).roles(), Some(vec!["A".to_owned(), "B".to_owned()]));
+        assert_eq!(jwt(r#"{"tid":"x"}"#).roles(), Some(vec![]));
+        assert_eq!(AccessToken(SecretString::from("opaque".to_owned())).roles(), None);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let t = jwt(r#"{"roles":[]}"#);
+        assert_eq!(format!("{t:?}"), "AccessToken([redacted])");
+        let c = Credential::Secret {
+            tenant: "t".into(),
+            client_id: "c".into(),
+            secret: SecretString::from("hunter2".to_owned()),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn environment_picks_the_credential() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        assert!(matches!(Credential::from_env(&env(&[])), Err(AuthError::NoCredentials)));
+        assert!(matches!(Credential::from_env(&env(&[("RECONCILE_GRAPH_TOKEN", "x")])), Ok(Credential::Token(_))));
+        assert!(matches!(
+            Credential::from_env(&env(&[("AZURE_CLIENT_SECRET", "s")])),
+            Err(AuthError::Missing("AZURE_TENANT_ID"))
+        ));
+        let secret = env(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "s")]);
+        assert!(matches!(Credential::from_env(&secret), Ok(Credential::Secret { .. })));
+        let file = env(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_FEDERATED_TOKEN_FILE", "/f")]);
+        assert!(matches!(Credential::from_env(&file), Ok(Credential::FederatedFile { .. })));
+        let gh = env(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", "http://x"),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "y"),
+        ]);
+        assert!(matches!(Credential::from_env(&gh), Ok(Credential::GithubOidc { .. })));
+    }
+}

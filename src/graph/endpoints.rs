@@ -1,0 +1,157 @@
+//! Where requests go: the national cloud's Graph root, login host, token scope and federation
+//! audience, with the `RECONCILE_GRAPH_URL` / `AZURE_AUTHORITY_HOST` overrides.
+
+use reqwest::Url;
+
+use crate::settings::{ApiVersion, Cloud};
+
+/// The resolved addresses of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Graph root without trailing slash, e.g. `https://graph.microsoft.com`.
+    pub graph_root: String,
+    /// Login host without trailing slash, e.g. `https://login.microsoftonline.com`.
+    pub authority: String,
+    /// `{cloud graph root}/.default`: follows the cloud even when the root is overridden.
+    pub scope: String,
+    /// The audience a federated (OIDC) token must be issued for.
+    pub federation_audience: &'static str,
+    pub api_version: ApiVersion,
+}
+
+/// An address that must not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("{var} `{url}` is not a valid URL")]
+    Invalid { var: &'static str, url: String },
+    #[error(
+        "{var} `{url}` uses http://, which is accepted only for loopback hosts (127.0.0.1, localhost, [::1])\nhint: use https://"
+    )]
+    Insecure { var: &'static str, url: String },
+}
+
+/// `(graph root, login host, federation audience)` of a cloud, as Microsoft documents them.
+pub fn cloud_defaults(cloud: Cloud) -> (&'static str, &'static str, &'static str) {
+    match cloud {
+        Cloud::Global => {
+            ("https://graph.microsoft.com", "https://login.microsoftonline.com", "api://AzureADTokenExchange")
+        }
+        Cloud::Usgov => {
+            ("https://graph.microsoft.us", "https://login.microsoftonline.us", "api://AzureADTokenExchangeUSGov")
+        }
+        Cloud::UsgovDod => {
+            ("https://dod-graph.microsoft.us", "https://login.microsoftonline.us", "api://AzureADTokenExchangeUSGov")
+        }
+        Cloud::China => (
+            "https://microsoftgraph.chinacloudapi.cn",
+            "https://login.chinacloudapi.cn",
+            "api://AzureADTokenExchangeChina",
+        ),
+    }
+}
+
+impl Endpoints {
+    /// Resolves the cloud's addresses, applying the overrides (each checked for `https://`, or
+    /// `http://` on a loopback host).
+    pub fn resolve(
+        cloud: Cloud,
+        api_version: ApiVersion,
+        graph_url: Option<&str>,
+        authority_host: Option<&str>,
+    ) -> Result<Self, EndpointError> {
+        let (root, login, audience) = cloud_defaults(cloud);
+        let graph_root = match graph_url {
+            Some(u) => checked("RECONCILE_GRAPH_URL", u)?,
+            None => root.to_owned(),
+        };
+        let authority = match authority_host {
+            Some(u) => checked("AZURE_AUTHORITY_HOST", u)?,
+            None => login.to_owned(),
+        };
+        Ok(Endpoints {
+            graph_root,
+            authority,
+            scope: format!("{root}/.default"),
+            federation_audience: audience,
+            api_version,
+        })
+    }
+
+    /// `{authority}/{tenant}/oauth2/v2.0/token`
+    pub fn token_url(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.authority)
+    }
+
+    /// `{root}/{apiVersion}/deviceManagement/{rest}`
+    pub fn device_management(&self, rest: &str) -> String {
+        format!("{}/{}/deviceManagement/{rest}", self.graph_root, self.api_version.as_str())
+    }
+}
+
+/// Accepts `https://…`, or `http://` for a loopback host; returns it without a trailing slash.
+pub fn checked(var: &'static str, url: &str) -> Result<String, EndpointError> {
+    let parsed = Url::parse(url).map_err(|_| EndpointError::Invalid { var, url: url.to_owned() })?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if is_loopback(&parsed) => {}
+        "http" => return Err(EndpointError::Insecure { var, url: url.to_owned() }),
+        _ => return Err(EndpointError::Invalid { var, url: url.to_owned() }),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(EndpointError::Invalid { var, url: url.to_owned() });
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clouds_follow_the_table_and_scope_follows_the_cloud() {
+        let e = Endpoints::resolve(Cloud::Usgov, ApiVersion::V1, Some("http://127.0.0.1:8080/"), None).expect("ok");
+        assert_eq!(e.graph_root, "http://127.0.0.1:8080");
+        assert_eq!(e.scope, "https://graph.microsoft.us/.default");
+        assert_eq!(e.token_url("t1"), "https://login.microsoftonline.us/t1/oauth2/v2.0/token");
+        assert_eq!(
+            e.device_management("managedDevices/x"),
+            "http://127.0.0.1:8080/v1.0/deviceManagement/managedDevices/x"
+        );
+        let g = Endpoints::resolve(Cloud::China, ApiVersion::Beta, None, None).expect("ok");
+        assert_eq!(g.graph_root, "https://microsoftgraph.chinacloudapi.cn");
+        assert_eq!(g.federation_audience, "api://AzureADTokenExchangeChina");
+        let d = Endpoints::resolve(Cloud::UsgovDod, ApiVersion::V1, None, None).expect("ok");
+        assert_eq!(d.scope, "https://dod-graph.microsoft.us/.default");
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for ok in [
+            "http://127.0.0.1:1",
+            "http://localhost:9",
+            "http://[::1]:3",
+            "https://proxy.example.com",
+            "http://127.8.9.10",
+        ] {
+            assert!(checked("X", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1",
+            "http://graph.microsoft.com",
+            "ftp://127.0.0.1",
+            "not a url",
+            "http://localhost.evil.com",
+        ] {
+            assert!(checked("X", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Graph error bodies and `Retry-After`.
+//!
+//! Intune answers `{"error":{"code","message","innerError":{"request-id","client-request-id","date"}}}`,
+//! often with a JSON document inside `message` (`{"_version":3,"Message":"…"}`) and unhelpful codes
+//! (`UnknownError` for a 403): callers branch on the HTTP status first.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A non-success answer from Graph, reduced to what a person needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphError {
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub request_id: Option<String>,
+    pub date: Option<String>,
+}
+
+impl std::fmt::Display for GraphError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(c) = &self.code {
+            write!(f, " {c}")?;
+        }
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        if let Some(r) = &self.request_id {
+            write!(f, " (request-id {r})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    error: Body,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    code: Option<String>,
+    message: Option<String>,
+    #[serde(rename = "innerError", alias = "innererror")]
+    inner: Option<Inner>,
+}
+
+#[derive(Deserialize)]
+struct Inner {
+    #[serde(rename = "request-id")]
+    request_id: Option<String>,
+    date: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IntuneMessage {
+    #[serde(rename = "Message")]
+    message: Option<String>,
+}
+
+/// The longest error message kept: Intune's can run to kilobytes of diagnostics.
+const MAX_MESSAGE: usize = 500;
+
+/// Parses an error answer. `header_request_id` is the `request-id` response header, which wins
+/// over the body's copy.
+pub fn parse(status: u16, header_request_id: Option<String>, body: &[u8]) -> GraphError {
+    let env: Option<Envelope> = serde_json::from_slice(body).ok();
+    let (code, message, inner) = match env {
+        Some(Envelope { error }) => (error.code, error.message, error.inner),
+        None => (None, None, None),
+    };
+    let message = message.map(|m| {
+        let m = match serde_json::from_str::<IntuneMessage>(m.trim()) {
+            Ok(IntuneMessage { message: Some(inner) }) => inner,
+            _ => m,
+        };
+        shorten(m.trim())
+    });
+    let (body_request_id, date) = inner.map_or((None, None), |i| (i.request_id, i.date));
+    GraphError {
+        status,
+        code: code.filter(|c| !c.is_empty()),
+        message: message.filter(|m| !m.is_empty()),
+        request_id: header_request_id.or(body_request_id),
+        date,
+    }
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() <= MAX_MESSAGE {
+        return s.to_owned();
+    }
+    let cut: String = s.chars().take(MAX_MESSAGE).collect();
+    format!("{cut}…")
+}
+
+/// `Retry-After` in seconds (possibly fractional, e.g. `2.128`) or as an HTTP date.
+pub fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(24.0 * 3600.0)));
+    }
+    let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+    let d = at.duration_since(now);
+    Some(Duration::try_from(d).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intune_json_inside_message_is_unwrapped() {
+        let body = br#"{"error":{"code":"BadRequest","message":"{\"_version\":3,\"Message\":\"An error has occurred - Operation ID (for customer support): 0000 - Activity ID: 1111\",\"CustomApiErrorPhrase\":\"\"}","innerError":{"date":"2026-11-27T10:00:00","request-id":"body-rid","client-request-id":"c"}}}"#;
+        let e = parse(400, None, body);
+        assert_eq!(e.code.as_deref(), Some("BadRequest"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("An error has occurred - Operation ID (for customer support): 0000 - Activity ID: 1111")
+        );
+        assert_eq!(e.request_id.as_deref(), Some("body-rid"));
+        assert_eq!(parse(400, Some("hdr".into()), body).request_id.as_deref(), Some("hdr"));
+    }
+
+    #[test]
+    fn garbage_bodies_keep_the_status() {
+        let e = parse(503, None, b"<html>Service Unavailable</html>");
+        assert_eq!((e.status, e.code.as_deref(), e.message.as_deref()), (503, None, None));
+        assert_eq!(e.to_string(), "HTTP 503");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now: jiff::Timestamp = "2026-11-27T10:00:00Z".parse().expect("ts");
+        assert_eq!(retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after("2.128", now), Some(Duration::from_millis(2128)));
+        assert_eq!(retry_after("Fri, 27 Nov 2026 10:00:05 GMT", now), Some(Duration::from_secs(5)));
+        assert_eq!(retry_after("Fri, 27 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-1", now), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! Looking devices up in Intune: selectors → managed device ids, and whether the device can take
+//! a passcode reset at all.
+//!
+//! Each distinct lookup is done once per run, concurrently (the Graph client paces reads). An
+//! action already recorded with a device id keeps it: later runs act on the recorded id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::action::{Action, Collection, SelectorKind};
+use crate::graph::{Device, Graph, ReadError};
+use crate::plan::{Resolution, Resolutions};
+use crate::state::Ledger;
+
+/// Whether Intune can reset (or remove) the passcode of `d`; `Err` says why not.
+pub fn eligibility(d: &Device) -> Result<&'static str, String> {
+    let os = d.operating_system.as_deref().unwrap_or_default().to_ascii_lowercase();
+    let owner = d.managed_device_owner_type.as_deref().unwrap_or_default().to_ascii_lowercase();
+    let state = d.management_state.as_deref().unwrap_or_default().to_ascii_lowercase();
+    if let Some(pending) = ["retirepending", "wipepending", "deletepending"].iter().find(|s| **s == state) {
+        let what = pending.trim_end_matches("pending");
+        return Err(format!("device is pending {what}: Intune would cancel the reset"));
+    }
+    if os.contains("android") || os.contains("aosp") {
+        return Ok("reset passcode");
+    }
+    if os.contains("ios") || os.contains("ipados") {
+        return if owner == "company" {
+            Ok("remove passcode")
+        } else {
+            Err(format!(
+                "{} device owned by `{}`: only corporate iOS/iPadOS devices support it",
+                d.operating_system.as_deref().unwrap_or("iOS"),
+                if owner.is_empty() { "unknown" } else { &owner }
+            ))
+        };
+    }
+    Err(format!(
+        "{} is not supported: only Android, AOSP and corporate iOS/iPadOS",
+        d.operating_system.as_deref().filter(|s| !s.is_empty()).unwrap_or("this platform")
+    ))
+}
+
+/// A lookup, shared by every action that names the same device the same way.
+type LookupKey = (Collection, SelectorKind, String);
+
+/// Resolves every action in `actions` that has no device id in `ledger` yet.
+/// Fails only when Graph itself cannot be used (auth, transport); a device problem blocks its
+/// action and the rest go on.
+pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -> Result<Resolutions, ReadError> {
+    let mut lookups: HashMap<LookupKey, Vec<&Action>> = HashMap::new();
+    for a in actions {
+        let recorded = ledger.records.get(&a.key).and_then(|r| r.managed_device_id.clone());
+        let key = match recorded {
+            Some(id) => (a.collection, SelectorKind::Id, id.to_ascii_lowercase()),
+            None => (a.collection, a.selector.kind, a.selector.value.clone()),
+        };
+        lookups.entry(key).or_default().push(a);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in lookups.keys().cloned() {
+        let graph = graph.clone();
+        tasks.spawn(async move {
+            let found = lookup(&graph, &key).await;
+            (key, found)
+        });
+    }
+    let mut out = Resolutions::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (key, found) = joined.map_err(|e| ReadError::Transport(format!("a lookup task failed: {e}")))?;
+        let resolution = match found? {
+            Ok(device) => match eligibility(&device) {
+                Ok(_) => Resolution::Device(device),
+                Err(why) => Resolution::Blocked(format!("{why} ({})", describe(&device))),
+            },
+            Err(why) => Resolution::Blocked(why),
+        };
+        for a in &lookups[&key] {
+            out.insert(a.key.clone(), resolution.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// One lookup: `Ok(Ok(device))`, `Ok(Err(why blocked))`, or `Err` when Graph failed.
+async fn lookup(graph: &Graph, (collection, kind, value): &LookupKey) -> Result<Result<Device, String>, ReadError> {
+    if *kind == SelectorKind::Id {
+        return Ok(graph
+            .device(*collection, value)
+            .await?
+            .ok_or_else(|| format!("device {value} not found in Intune")));
+    }
+    let mut found = graph.find_devices(*collection, kind.as_str(), value).await?;
+    match found.len() {
+        0 => Ok(Err(format!("no device has {} `{value}`", kind.as_str()))),
+        1 => Ok(Ok(found.remove(0))),
+        n => {
+            let candidates: Vec<String> =
+                found.iter().take(10).map(|d| format!("{} ({})", d.id, describe(d))).collect();
+            Ok(Err(format!(
+                "{n} devices have {} `{value}`: use `id` to pick one of {}",
+                kind.as_str(),
+                candidates.join("; ")
+            )))
+        }
+    }
+}
+
+/// Name, serial, OS, owner type and last sync, for messages.
+pub fn describe(d: &Device) -> String {
+    let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+    format!(
+        "{}, serial {}, {} {}, {}, last sync {}",
+        f(&d.device_name),
+        f(&d.serial_number),
+        f(&d.operating_system),
+        f(&d.os_version),
+        f(&d.managed_device_owner_type),
+        f(&d.last_sync_date_time)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(os: &str, owner: &str, state: &str) -> Device {
+        Device {
+            id: "x".into(),
+            device_name: None,
+            serial_number: None,
+            operating_system: Some(os.into()),
+            os_version: None,
+            managed_device_owner_type: Some(owner.into()),
+            device_enrollment_type: None,
+            management_state: Some(state.into()),
+            last_sync_date_time: None,
+        }
+    }
+
+    #[test]
+    fn platforms() {
+        assert_eq!(eligibility(&device("Android", "personal", "managed")), Ok("reset passcode"));
+        assert_eq!(eligibility(&device("AOSP", "company", "managed")), Ok("reset passcode"));
+        assert_eq!(eligibility(&device("iOS", "company", "managed")), Ok("remove passcode"));
+        assert_eq!(eligibility(&device("iPadOS", "company", "managed")), Ok("remove passcode"));
+        assert!(eligibility(&device("iOS", "personal", "managed")).is_err());
+        assert!(eligibility(&device("Windows", "company", "managed")).is_err());
+        assert!(eligibility(&device("macOS", "company", "managed")).is_err());
+        assert!(eligibility(&device("Android", "company", "retirePending")).is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! The Intune Graph simulator: a real HTTP server on loopback that behaves like the parts of
+//! Microsoft Graph and Entra ID this tool uses, with faults on demand.
+//!
+//! - `POST /{tenant}/oauth2/v2.0/token` — client credentials (secret or assertion); tokens carry
+//!   a `roles` claim and expire.
+//! - `GET /{v}/deviceManagement/managedDevices` — `$filter` (`eq`, `and`), `$select`, `$top`,
+//!   `@odata.nextLink` paging.
+//! - `GET /{v}/deviceManagement/managedDevices/{id}` — with `deviceActionResults`, including the
+//!   `passcode` the real service returns, so tests can prove the tool never leaks it.
+//! - `POST /{v}/deviceManagement/managedDevices/{id}/resetPasscode` — Android and AOSP accepted
+//!   then `done`; corporate iOS/iPadOS accepted (passcode removed); personal iOS accepted then
+//!   `notSupported`; Windows/macOS 400 as Intune answers; unknown ids 404. `comanagedDevices` on
+//!   beta only.
+//! - `GET /_github/oidc` — a stand-in for the GitHub Actions OIDC token endpoint.
+//! - `GET /_sim/requests` — every request received, for tests and curious users.
+//!
+//! Faults: write and read throttling windows with or without `Retry-After`, latency, scripted
+//! per-request faults (503 before applying, 500 after applying, hang after applying, 429, 401),
+//! short token lifetimes.
+
+pub mod fixture;
+mod routes;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use fixture::{BUILTIN_DEVICES, load_devices};
+pub use state::{Fault, FaultKind, RecordedRequest, RetryAfter, SimConfig, SimState};
+
+/// A running simulator. Stops when dropped.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    state: Arc<Mutex<SimState>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// Starts the simulator on `127.0.0.1:port` (0: any free port) on a thread of its own.
+    pub fn start(config: SimConfig, port: u16) -> std::io::Result<SimHandle> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(SimState::new(config)));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let app = routes::router(state.clone());
+        let thread = std::thread::Builder::new().name("intune-sim".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime for the simulator");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                    let _ = rx.await;
+                });
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "simulator stopped");
+                }
+            });
+            // Handlers still sleeping (a simulated hang) are dropped with the runtime.
+            rt.shutdown_timeout(Duration::from_millis(100));
+        })?;
+        Ok(SimHandle { addr, state, shutdown: Some(tx), thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:PORT`: both the Graph root and the login host.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().requests.clone()
+    }
+
+    /// How many resets took effect on `device_id`.
+    pub fn resets_applied(&self, device_id: &str) -> usize {
+        self.state().resets_applied(device_id)
+    }
+
+    /// Replaces the scripted faults.
+    pub fn set_faults(&self, faults: Vec<Fault>) {
+        self.state().config.faults = faults;
+    }
+
+    /// A token the simulator accepts, with these roles (like `az account get-access-token`).
+    pub fn mint_token(&self, roles: &[&str]) -> String {
+        self.state().mint_token(roles.iter().map(|r| (*r).to_owned()).collect())
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The simulator's state: devices, their action results, issued tokens, throttling windows,
+//! scripted faults, and the log of every request.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::settings::Budget;
+
+/// How a 429 says when to come back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryAfter {
+    /// No `Retry-After` header (Intune often sends none).
+    None,
+    /// `Retry-After: <seconds>` (possibly fractional).
+    Seconds(f64),
+    /// `Retry-After: <HTTP date>`, this far ahead (rounded up to whole seconds).
+    HttpDate(Duration),
+}
+
+/// What a scripted fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// 503 without applying the reset.
+    UnavailableBefore,
+    /// Apply the reset, then answer 500.
+    ErrorAfter,
+    /// Apply the reset, then never answer.
+    HangAfter,
+    /// 429 without applying.
+    Throttle,
+    /// 401 without applying (as after a token revocation).
+    Unauthorized,
+}
+
+/// A fault for the next `times` resetPasscode requests (on one device, or any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub device_id: Option<String>,
+    pub kind: FaultKind,
+    pub times: u32,
+}
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub devices: Vec<Map<String, Value>>,
+    /// When set, the token endpoint demands exactly this client secret.
+    pub client_secret: Option<String>,
+    /// The `roles` claim of issued tokens.
+    pub roles: Vec<String>,
+    pub token_lifetime: Duration,
+    pub write_limit: Option<Budget>,
+    pub read_limit: Option<Budget>,
+    pub retry_after: RetryAfter,
+    pub latency: Duration,
+    /// How long an accepted reset stays `pending` before its final state.
+    pub complete_after: Duration,
+    /// The largest page of the list endpoint (Graph: 1,000).
+    pub page_size: usize,
+    pub faults: Vec<Fault>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            devices: Vec::new(),
+            client_secret: None,
+            roles: vec!["DeviceManagementManagedDevices.Read.All".into(), crate::graph::auth::PRIVILEGED_ROLE.into()],
+            token_lifetime: Duration::from_secs(3599),
+            write_limit: Some(Budget { requests: 200, window: Duration::from_secs(20) }),
+            read_limit: Some(Budget { requests: 2_000, window: Duration::from_secs(20) }),
+            retry_after: RetryAfter::None,
+            latency: Duration::ZERO,
+            complete_after: Duration::ZERO,
+            page_size: 1_000,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// One request as the simulator saw it. Never holds a secret: only whether a header was there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedRequest {
+    pub seq: u64,
+    pub at: jiff::Timestamp,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    pub client_request_id: Option<String>,
+    pub accept: Option<String>,
+    pub user_agent: Option<String>,
+    pub authorized: bool,
+    /// For resetPasscode: whether the reset took effect.
+    pub applied: bool,
+    /// For token requests: `secret`, `assertion`, or what was missing.
+    pub credential: Option<String>,
+}
+
+/// A remote action a device went through.
+#[derive(Debug, Clone)]
+pub struct ActionRecord {
+    pub name: &'static str,
+    pub start: jiff::Timestamp,
+    pub started: Instant,
+    pub final_state: &'static str,
+    pub passcode: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct SimDevice {
+    pub fields: Map<String, Value>,
+    pub actions: Vec<ActionRecord>,
+}
+
+/// Everything the simulator knows.
+#[derive(Debug)]
+pub struct SimState {
+    pub config: SimConfig,
+    pub devices: Vec<SimDevice>,
+    by_id: HashMap<String, usize>,
+    tokens: HashMap<String, Instant>,
+    writes: VecDeque<Instant>,
+    reads: VecDeque<Instant>,
+    pub requests: Vec<RecordedRequest>,
+    seq: u64,
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> Self {
+        let devices: Vec<SimDevice> =
+            config.devices.iter().map(|d| SimDevice { fields: d.clone(), actions: Vec::new() }).collect();
+        let by_id = devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.fields.get("id").and_then(Value::as_str).map(|id| (id.to_ascii_lowercase(), i)))
+            .collect();
+        SimState {
+            config,
+            devices,
+            by_id,
+            tokens: HashMap::new(),
+            writes: VecDeque::new(),
+            reads: VecDeque::new(),
+            requests: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    pub fn record(&mut self, mut r: RecordedRequest) {
+        self.seq += 1;
+        r.seq = self.seq;
+        self.requests.push(r);
+    }
+
+    pub fn resets_applied(&self, device_id: &str) -> usize {
+        self.device(device_id).map_or(0, |d| d.actions.iter().filter(|a| a.name == "resetPasscode").count())
+    }
+
+    pub fn device_index(&self, id: &str) -> Option<usize> {
+        self.by_id.get(&id.to_ascii_lowercase()).copied()
+    }
+
+    pub fn device(&self, id: &str) -> Option<&SimDevice> {
+        self.device_index(id).map(|i| &self.devices[i])
+    }
+
+    /// Issues a token carrying `roles`, valid for the configured lifetime.
+    pub fn mint_token(&mut self, roles: Vec<String>) -> String {
+        let now = jiff::Timestamp::now().as_second();
+        let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"none"}"#);
+        let mut claims = json!({
+            "aud": "https://graph.microsoft.com",
+            "tid": "simulated-tenant",
+            "iat": now,
+            "exp": now + self.config.token_lifetime.as_secs() as i64,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        if !roles.is_empty() {
+            claims["roles"] = json!(roles);
+        }
+        let token =
+            format!("{header}.{}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()), uuid::Uuid::new_v4().simple());
+        self.tokens.insert(token.clone(), Instant::now() + self.config.token_lifetime);
+        token
+    }
+
+    /// Whether `Authorization: Bearer <token>` names a live token.
+    pub fn authorized(&self, header: Option<&str>) -> bool {
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
+        self.tokens.get(token).is_some_and(|exp| Instant::now() < *exp)
+    }
+
+    /// Counts a request against a window; `false` when the window is full (→ 429).
+    pub fn admit(&mut self, write: bool) -> bool {
+        let (limit, log) =
+            if write { (self.config.write_limit, &mut self.writes) } else { (self.config.read_limit, &mut self.reads) };
+        let Some(limit) = limit else { return true };
+        let now = Instant::now();
+        while log.front().is_some_and(|t| now.duration_since(*t) >= limit.window) {
+            log.pop_front();
+        }
+        if log.len() >= limit.requests as usize {
+            return false;
+        }
+        log.push_back(now);
+        true
+    }
+
+    /// Takes the next scripted fault that applies to `device_id`.
+    pub fn take_fault(&mut self, device_id: &str) -> Option<FaultKind> {
+        let f = self
+            .config
+            .faults
+            .iter_mut()
+            .find(|f| f.times > 0 && f.device_id.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(device_id)))?;
+        f.times -= 1;
+        Some(f.kind)
+    }
+
+    /// Applies a reset to device `i`: what Intune will report for it, by platform.
+    pub fn apply_reset(&mut self, i: usize) {
+        let d = &self.devices[i];
+        let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+        let (os, owner, state) = (field("operatingSystem"), field("managedDeviceOwnerType"), field("managementState"));
+        let ios = os.contains("ios") || os.contains("ipados");
+        let final_state = if matches!(state.as_str(), "retirepending" | "wipepending" | "deletepending") {
+            "canceled"
+        } else if ios && owner != "company" {
+            "notSupported"
+        } else {
+            "done"
+        };
+        // Android gets a new passcode (returned by Graph); iOS gets it removed.
+        let passcode = (!ios).then(|| format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000));
+        self.devices[i].actions.push(ActionRecord {
+            name: "resetPasscode",
+            start: jiff::Timestamp::now(),
+            started: Instant::now(),
+            final_state,
+            passcode,
+        });
+    }
+
+    /// Whether a reset on device `i` is refused outright (Windows, macOS).
+    pub fn unsupported(&self, i: usize) -> bool {
+        let os = self.devices[i]
+            .fields
+            .get("operatingSystem")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        os.contains("windows") || os.contains("macos")
+    }
+
+    /// Device `i` as Graph shows it, with `deviceActionResults` (passcodes included, as the real
+    /// service does), limited to `select` when given.
+    pub fn render_device(&self, i: usize, select: Option<&[String]>) -> Value {
+        let d = &self.devices[i];
+        let mut obj = d.fields.clone();
+        let results: Vec<Value> = d
+            .actions
+            .iter()
+            .map(|a| {
+                let state = if a.started.elapsed() >= self.config.complete_after { a.final_state } else { "pending" };
+                let mut r = json!({
+                    "@odata.type": "#microsoft.graph.resetPasscodeActionResult",
+                    "actionName": a.name,
+                    "actionState": state,
+                    "startDateTime": a.start.to_string(),
+                    "lastUpdatedDateTime": jiff::Timestamp::now().to_string(),
+                });
+                if let Some(p) = &a.passcode {
+                    r["passcode"] = json!(p);
+                }
+                r
+            })
+            .collect();
+        obj.insert("deviceActionResults".into(), Value::Array(results));
+        if let Some(sel) = select {
+            obj.retain(|k, _| k == "id" || sel.iter().any(|s| s.eq_ignore_ascii_case(k)));
+        }
+        Value::Object(obj)
+    }
+}

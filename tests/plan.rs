@@ -100,7 +100,7 @@ fn ledger_states_show_as_done_attention_and_orphaned() {
 
     let json = plan_json(&repo, &[]);
     assert_eq!(json["format_version"], 1);
-    assert_eq!(json["summary"], serde_json::json!({"to_reset": 2, "already_done": 1, "orphaned": 1, "attention": 1}));
+    assert_eq!(json["summary"], serde_json::json!({"to_reset": 2, "already_done": 1, "orphaned": 1, "attention": 1, "blocked": 0}));
 
     // Limited to some paths, nothing is orphaned: the other manifests were simply not read.
     let limited = plan_json(&repo, &["manifests/helpdesk/inc-4711-lost-phone.yaml"]);
@@ -117,7 +117,10 @@ fn markdown_plan_has_marker_summary_table_and_details() {
 }
 
 #[test]
-fn online_plan_is_not_there_yet_and_says_so() {
+fn online_plan_without_credentials_suggests_offline_or_simulate() {
     let repo = Repo::from_examples();
-    repo.cmd().arg("plan").assert().code(1).stderr(predicate::str::contains("hint: run `reconcile plan --offline`"));
+    let out = repo.cmd().arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no Graph credentials") && err.contains("--offline") && err.contains("--simulate"), "{err}");
 }

@@ -21,8 +21,23 @@ pub struct Connection {
     pub tenant: Option<String>,
     pub state: PathBuf,
     pub simulated: bool,
-    /// Keeps the in-process simulator running while the connection lives.
-    pub _sim: Option<SimHandle>,
+    /// The in-process simulator, and where it keeps what it did between runs.
+    sim: Option<(SimHandle, PathBuf)>,
+}
+
+impl Drop for Connection {
+    /// Keeps the simulator's action results for the next `--simulate` run (so `refresh
+    /// --simulate` sees what `apply --simulate` did). Passcodes are not kept.
+    fn drop(&mut self) {
+        if let Some((sim, path)) = &self.sim {
+            let saved = sim.state().saved_actions();
+            let write =
+                serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other).and_then(|b| std::fs::write(path, b));
+            if let Err(e) = write {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep the simulator's state");
+            }
+        }
+    }
 }
 
 pub fn connect(
@@ -42,8 +57,15 @@ pub fn connect(
             Some(path) => crate::sim::load_devices(path).map_err(anyhow::Error::msg)?,
             None => crate::sim::fixture::parse_devices(crate::sim::BUILTIN_DEVICES).map_err(anyhow::Error::msg)?,
         };
+        let state = settings.simulated_state();
+        let saved_path = state.with_file_name("simulator.json");
         let sim =
             SimHandle::start(SimConfig { devices, ..SimConfig::default() }, 0).context("cannot start the simulator")?;
+        if let Ok(text) = std::fs::read(&saved_path)
+            && let Ok(saved) = serde_json::from_slice::<Vec<crate::sim::SavedAction>>(&text)
+        {
+            sim.state().restore(saved);
+        }
         let endpoints = Endpoints::resolve(g.cloud, g.api_version, Some(&sim.url()), Some(&sim.url()))?;
         let credential = Credential::Secret {
             tenant: SIM_TENANT.into(),
@@ -53,9 +75,9 @@ pub fn connect(
         return Ok(Connection {
             graph: Arc::new(Graph::new(endpoints, credential, &opts)),
             tenant: Some(SIM_TENANT.into()),
-            state: settings.simulated_state(),
+            state,
             simulated: true,
-            _sim: Some(sim),
+            sim: Some((sim, saved_path)),
         });
     }
     let endpoints =
@@ -67,7 +89,7 @@ pub fn connect(
         tenant: settings.tenant.clone(),
         state: settings.state.clone(),
         simulated: false,
-        _sim: None,
+        sim: None,
     })
 }
 

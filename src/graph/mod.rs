@@ -187,16 +187,17 @@ impl Graph {
     /// waiting leaves nothing `unknown`.
     pub async fn write_slot(&self) -> Result<WriteSlot<'_>, AuthError> {
         let permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
-        let token = self.tokens.token().await?;
         self.writes.acquire().await;
+        // The token last, so it is fresh when the request leaves.
+        let token = self.tokens.token().await?;
         Ok(WriteSlot { _permit: permit, token })
     }
 
     /// Sends one read: a concurrency permit, then a paced slot, then the request.
     async fn send_read(&self, url: &str) -> Result<reqwest::Response, SendError> {
         let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
-        let token = self.tokens.token().await.map_err(SendError::Auth)?;
         self.reads.acquire().await;
+        let token = self.tokens.token().await.map_err(SendError::Auth)?;
         self.request(Kind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await
     }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use fixture::{BUILTIN_DEVICES, load_devices};
-pub use state::{Fault, FaultKind, RecordedRequest, RetryAfter, SimConfig, SimState};
+pub use state::{Fault, FaultKind, RecordedRequest, RetryAfter, SavedAction, SimConfig, SimState};
 
 /// A running simulator. Stops when dropped.
 #[derive(Debug)]
@@ -90,6 +90,14 @@ impl SimHandle {
     /// Replaces the scripted faults.
     pub fn set_faults(&self, faults: Vec<Fault>) {
         self.state().config.faults = faults;
+    }
+
+    /// Every token issued and every passcode handed out, for leak tests.
+    pub fn secrets(&self) -> Vec<String> {
+        let s = self.state();
+        let mut all = s.issued_tokens();
+        all.extend(s.passcodes());
+        all
     }
 
     /// A token the simulator accepts, with these roles (like `az account get-access-token`).

@@ -105,11 +105,19 @@ pub struct RecordedRequest {
 /// A remote action a device went through.
 #[derive(Debug, Clone)]
 pub struct ActionRecord {
-    pub name: &'static str,
+    pub name: String,
     pub start: jiff::Timestamp,
-    pub started: Instant,
-    pub final_state: &'static str,
+    pub final_state: String,
     pub passcode: Option<String>,
+}
+
+/// An action as `--simulate` keeps it between runs (never with its passcode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SavedAction {
+    pub device: String,
+    pub name: String,
+    pub start: jiff::Timestamp,
+    pub final_state: String,
 }
 
 #[derive(Debug)]
@@ -160,6 +168,46 @@ impl SimState {
 
     pub fn resets_applied(&self, device_id: &str) -> usize {
         self.device(device_id).map_or(0, |d| d.actions.iter().filter(|a| a.name == "resetPasscode").count())
+    }
+
+    /// Every action taken, for keeping between `--simulate` runs.
+    pub fn saved_actions(&self) -> Vec<SavedAction> {
+        self.devices
+            .iter()
+            .flat_map(|d| {
+                let id = d.fields.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                d.actions.iter().map(move |a| SavedAction {
+                    device: id.clone(),
+                    name: a.name.clone(),
+                    start: a.start,
+                    final_state: a.final_state.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Restores actions kept by [`saved_actions`](Self::saved_actions); unknown devices are skipped.
+    pub fn restore(&mut self, saved: Vec<SavedAction>) {
+        for a in saved {
+            if let Some(i) = self.device_index(&a.device) {
+                self.devices[i].actions.push(ActionRecord {
+                    name: a.name,
+                    start: a.start,
+                    final_state: a.final_state,
+                    passcode: None,
+                });
+            }
+        }
+    }
+
+    /// Every token issued (for leak tests).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+
+    /// Every passcode handed out (for leak tests).
+    pub fn passcodes(&self) -> Vec<String> {
+        self.devices.iter().flat_map(|d| d.actions.iter().filter_map(|a| a.passcode.clone())).collect()
     }
 
     pub fn device_index(&self, id: &str) -> Option<usize> {
@@ -239,10 +287,9 @@ impl SimState {
         // Android gets a new passcode (returned by Graph); iOS gets it removed.
         let passcode = (!ios).then(|| format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000));
         self.devices[i].actions.push(ActionRecord {
-            name: "resetPasscode",
+            name: "resetPasscode".into(),
             start: jiff::Timestamp::now(),
-            started: Instant::now(),
-            final_state,
+            final_state: final_state.into(),
             passcode,
         });
     }
@@ -267,7 +314,9 @@ impl SimState {
             .actions
             .iter()
             .map(|a| {
-                let state = if a.started.elapsed() >= self.config.complete_after { a.final_state } else { "pending" };
+                let elapsed = jiff::Timestamp::now().duration_since(a.start);
+                let done = jiff::SignedDuration::try_from(self.config.complete_after).is_ok_and(|c| elapsed >= c);
+                let state = if done { a.final_state.as_str() } else { "pending" };
                 let mut r = json!({
                     "@odata.type": "#microsoft.graph.resetPasscodeActionResult",
                     "actionName": a.name,

@@ -103,3 +103,117 @@ pub fn stdout(o: &std::process::Output) -> String {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The simulator, started in this test process, with the examples' devices unless told otherwise.
+pub fn sim(config: intune_reconcile::sim::SimConfig) -> intune_reconcile::sim::SimHandle {
+    intune_reconcile::sim::SimHandle::start(config, 0).expect("simulator starts")
+}
+
+/// A simulator config seeded with the examples' fixture and generous limits.
+pub fn sim_config() -> intune_reconcile::sim::SimConfig {
+    let devices =
+        intune_reconcile::sim::fixture::parse_devices(intune_reconcile::sim::BUILTIN_DEVICES).expect("fixture");
+    intune_reconcile::sim::SimConfig { devices, ..Default::default() }
+}
+
+fn sim_env(sim: &intune_reconcile::sim::SimHandle) -> Vec<(&'static str, String)> {
+    vec![
+        ("RECONCILE_GRAPH_URL", sim.url()),
+        ("AZURE_AUTHORITY_HOST", sim.url()),
+        ("AZURE_TENANT_ID", "test-tenant".into()),
+        ("AZURE_CLIENT_ID", "test-client".into()),
+        ("AZURE_CLIENT_SECRET", SECRET.into()),
+    ]
+}
+
+/// A client secret distinctive enough to grep for.
+pub const SECRET: &str = "S3cret-Value-That-Must-Never-Leak-7f3a";
+
+impl Repo {
+    /// `reconcile` pointed at `sim` with a client secret.
+    pub fn cmd_on(&self, sim: &intune_reconcile::sim::SimHandle) -> Command {
+        let mut c = self.cmd();
+        for (k, v) in sim_env(sim) {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// The same as a `std::process::Command`, for tests that spawn and kill.
+    pub fn spawn_on(&self, sim: &intune_reconcile::sim::SimHandle, args: &[&str]) -> std::process::Child {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"));
+        c.current_dir(self.path()).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        for var in ["AZURE_TENANT_ID", "GITHUB_ACTIONS", "RUST_LOG", "NO_COLOR"] {
+            c.env_remove(var);
+        }
+        for (k, v) in sim_env(sim) {
+            c.env(k, v);
+        }
+        c.spawn().expect("spawn reconcile")
+    }
+
+    /// A `reconcile.yaml` tuned for tests: zero backoff, short timeout and grace, a write budget
+    /// as large as given.
+    pub fn fast_config(&self, extra: &str) {
+        self.write(
+            "reconcile.yaml",
+            format!(
+                "manifests: [manifests]\ngraph:\n  concurrency: 4\n  writeBudget: {{ requests: 1000, window: 1s }}\n  timeout: 2s\n  unknownGrace: 0s\n  backoff: {{ initial: 10ms, max: 200ms }}\n{extra}"
+            ),
+        );
+    }
+
+    /// Every file under the repository, as bytes (for leak checks).
+    pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        walkdir::WalkDir::new(self.path())
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap_or_default()))
+            .collect()
+    }
+
+    pub fn ledger_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.read(".reconcile/state.json")).expect("ledger JSON")
+    }
+}
+
+/// A manifest resetting the given device ids.
+pub fn manifest_for(name: &str, ids: &[&str]) -> String {
+    let mut s =
+        format!("apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: {name}\nspec:\n  devices:\n");
+    for id in ids {
+        s.push_str(&format!("    - id: {id}\n"));
+    }
+    s
+}
+
+/// `n` Android devices with ids `00000000-0000-4000-8000-{i:012}`.
+pub fn android_devices(n: usize) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    (0..n)
+        .map(|i| {
+            let v = serde_json::json!({
+                "id": android_id(i),
+                "deviceName": format!("ANDROID-{i:05}"),
+                "serialNumber": format!("SN{i:08}"),
+                "imei": format!("35{i:013}"),
+                "operatingSystem": "Android",
+                "osVersion": "14",
+                "managedDeviceOwnerType": "company",
+                "deviceEnrollmentType": "androidEnterpriseFullyManaged",
+                "managementState": "managed",
+                "lastSyncDateTime": "2026-11-27T08:00:00Z"
+            });
+            v.as_object().expect("object").clone()
+        })
+        .collect()
+}
+
+pub fn android_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+/// POSTs the simulator received.
+pub fn posts(sim: &intune_reconcile::sim::SimHandle) -> Vec<intune_reconcile::sim::RecordedRequest> {
+    sim.requests().into_iter().filter(|r| r.method == "POST" && r.path.ends_with("/resetPasscode")).collect()
+}

@@ -1,0 +1,280 @@
+//! `reconcile apply` and `refresh` end to end: the real binary against the simulator on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Repo, android_devices, android_id, manifest_for, posts, sim, sim_config, stderr, stdout};
+use intune_reconcile::settings::Budget;
+use intune_reconcile::sim::{Fault, FaultKind, RetryAfter, SimConfig};
+
+fn android_repo(n: usize) -> (Repo, Vec<String>) {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let ids: Vec<String> = (0..n).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
+    (repo, ids)
+}
+
+fn android_sim(n: usize, tweak: impl FnOnce(&mut SimConfig)) -> intune_reconcile::sim::SimHandle {
+    let mut cfg = SimConfig { devices: android_devices(n), ..SimConfig::default() };
+    tweak(&mut cfg);
+    sim(cfg)
+}
+
+fn assert_each_reset_once(sim: &intune_reconcile::sim::SimHandle, ids: &[String]) {
+    for id in ids {
+        assert_eq!(sim.resets_applied(id), 1, "device {id} must be reset exactly once");
+    }
+}
+
+#[test]
+fn apply_resets_every_device_once_and_a_second_run_sends_nothing() {
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    let sim = sim(sim_config());
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Apply complete: 7 accepted, 0 rejected, 0 unknown, 0 not executed, 0 blocked."),
+        "{}",
+        stdout(&out)
+    );
+    let first = posts(&sim);
+    assert_eq!(first.len(), 7);
+    for p in &first {
+        assert_eq!(p.status, 204);
+        assert!(p.authorized, "Authorization carries a live token");
+        assert_eq!(p.accept.as_deref(), Some("application/json"));
+        assert!(p.user_agent.as_deref().is_some_and(|u| u.starts_with("intune-reconcile/")), "{:?}", p.user_agent);
+        let crid = p.client_request_id.as_deref().expect("client-request-id");
+        assert!(uuid::Uuid::parse_str(crid).is_ok(), "{crid}");
+    }
+    let ids: std::collections::HashSet<_> = first.iter().map(|p| p.client_request_id.clone()).collect();
+    assert_eq!(ids.len(), 7, "a fresh client-request-id per request");
+
+    let again = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("Nothing to do."), "{}", stdout(&again));
+    assert_eq!(posts(&sim).len(), 7, "nothing is sent twice");
+
+    // The ledger records every attempt with both correlation ids.
+    let ledger = repo.ledger_json();
+    let records = ledger["records"].as_object().expect("records");
+    assert_eq!(records.len(), 7);
+    for r in records.values() {
+        assert_eq!(r["status"], "accepted");
+        let a = &r["attempts"][0];
+        assert_eq!(a["httpStatus"], 204);
+        assert!(a["requestId"].is_string() && a["clientRequestId"].is_string());
+        assert!(r["managedDeviceId"].is_string());
+    }
+    assert_eq!(ledger["tenant"], "test-tenant");
+}
+
+#[test]
+fn refresh_learns_final_states() {
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    let sim = sim(sim_config());
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    let out = repo.cmd_on(&sim).arg("refresh").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Refresh: 7 checked, 7 changed, 0 still waiting."), "{}", stdout(&out));
+    let ledger = repo.ledger_json();
+    assert!(ledger["records"].as_object().expect("records").values().all(|r| r["status"] == "done"));
+    let plan = repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("Plan: 0 to reset, 7 already done, 0 orphaned."));
+}
+
+// A single 429 means "not executed": retried after the delay, never counted as a reset.
+#[test]
+fn a_429_storm_ends_with_exactly_one_reset_per_device() {
+    for retry_after in [RetryAfter::None, RetryAfter::Seconds(0.3), RetryAfter::HttpDate(Duration::from_secs(1))] {
+        let (repo, ids) = android_repo(12);
+        let sim = android_sim(12, |c| {
+            c.write_limit = Some(Budget { requests: 3, window: Duration::from_millis(500) });
+            c.retry_after = retry_after;
+        });
+        let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+        assert!(out.status.success(), "{retry_after:?}: {}\n{}", stdout(&out), stderr(&out));
+        assert_each_reset_once(&sim, &ids);
+        let throttled = posts(&sim).iter().filter(|p| p.status == 429).count();
+        assert!(throttled > 0, "{retry_after:?}: the storm happened");
+        let ledger = repo.ledger_json();
+        let recorded_429s: usize = ledger["records"]
+            .as_object()
+            .expect("records")
+            .values()
+            .map(|r| r["attempts"].as_array().expect("attempts").iter().filter(|a| a["httpStatus"] == 429).count())
+            .sum();
+        assert_eq!(recorded_429s, throttled, "every attempt is in the ledger");
+    }
+}
+
+// 503 before applying and 500 after applying both leave the outcome unknown: never re-sent
+// until refresh has looked at the device.
+#[test]
+fn server_errors_become_unknown_and_refresh_decides() {
+    let (repo, ids) = android_repo(2);
+    let sim = android_sim(2, |c| {
+        c.faults = vec![
+            Fault { device_id: Some(android_id(0)), kind: FaultKind::UnavailableBefore, times: 1 },
+            Fault { device_id: Some(android_id(1)), kind: FaultKind::ErrorAfter, times: 1 },
+        ];
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "unknown outcomes fail the run");
+    assert!(stdout(&out).contains("0 accepted, 0 rejected, 2 unknown"), "{}", stdout(&out));
+    assert_eq!(posts(&sim).len(), 2, "no retry after 5xx");
+    assert_eq!((sim.resets_applied(&ids[0]), sim.resets_applied(&ids[1])), (0, 1));
+
+    // A second apply does not touch unknown actions.
+    let again = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(
+        stdout(&again).contains("needs attention") || stdout(&again).contains("need attention"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(posts(&sim).len(), 2);
+
+    // refresh: device 1 shows the reset (done), device 0 shows none after the grace: sendable.
+    let out = repo.cmd_on(&sim).arg("refresh").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("unknown       -> done"), "{text}");
+    assert!(text.contains("unknown       -> not-executed"), "{text}");
+
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(posts(&sim).len(), 3, "only the one that never happened is sent again");
+    assert_each_reset_once(&sim, &ids);
+}
+
+#[test]
+fn a_hang_after_applying_times_out_as_unknown_and_is_not_sent_again() {
+    let (repo, ids) = android_repo(1);
+    repo.fast_config("");
+    repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("timeout: 2s", "timeout: 1s"));
+    let sim = android_sim(1, |c| c.faults = vec![Fault { device_id: None, kind: FaultKind::HangAfter, times: 1 }]);
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("1 unknown"), "{}", stdout(&out));
+    repo.cmd_on(&sim).arg("refresh").assert().success();
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(posts(&sim).len(), 1);
+    assert_each_reset_once(&sim, &ids);
+    assert_eq!(
+        repo.ledger_json()["records"].as_object().expect("records").values().next().expect("one")["status"],
+        "done"
+    );
+}
+
+// A 401 (expired or revoked token) was not executed: get a new token once and retry.
+#[test]
+fn token_expiry_gets_a_new_token_and_retries_once() {
+    let (repo, ids) = android_repo(3);
+    let sim = android_sim(3, |c| {
+        c.faults = vec![Fault { device_id: Some(android_id(1)), kind: FaultKind::Unauthorized, times: 1 }]
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_each_reset_once(&sim, &ids);
+    let token_requests = sim.requests().iter().filter(|r| r.path.ends_with("/oauth2/v2.0/token")).count();
+    assert_eq!(token_requests, 2, "one token, then one more after the 401");
+
+    // Tokens that really expire during a run are renewed before use.
+    let (repo, ids) = android_repo(4);
+    repo.write(
+        "reconcile.yaml",
+        repo.read("reconcile.yaml")
+            .replace("writeBudget: { requests: 1000, window: 1s }", "writeBudget: { requests: 2, window: 1s }"),
+    );
+    let sim = android_sim(4, |c| c.token_lifetime = Duration::from_secs(1));
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_each_reset_once(&sim, &ids);
+    assert!(posts(&sim).iter().all(|p| p.status == 204));
+    assert!(sim.requests().iter().filter(|r| r.path.ends_with("/token")).count() >= 2);
+}
+
+#[test]
+fn a_token_without_the_permission_sends_nothing() {
+    let (repo, _) = android_repo(2);
+    let sim = android_sim(2, |c| c.roles = vec![]);
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("lacks the application permission DeviceManagementManagedDevices.PrivilegedOperations.All"),
+        "{err}"
+    );
+    assert!(err.contains("admin consent"), "{err}");
+    assert!(posts(&sim).is_empty());
+}
+
+#[test]
+fn ineligible_and_missing_devices_are_blocked_and_never_sent() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write(
+        "manifests/a.yaml",
+        manifest_for(
+            "mixed",
+            &[
+                "4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a",
+                "11111111-2222-4333-8444-555555555555",
+                "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            ],
+        ),
+    );
+    let sim = sim(sim_config());
+    let plan = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert_eq!(plan.status.code(), Some(1), "blocked devices make plan exit 1");
+    let text = stdout(&plan);
+    assert!(text.contains("x blocked") && text.contains("Windows is not supported"), "{text}");
+    assert!(text.contains("not found in Intune"), "{text}");
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("1 accepted, 0 rejected, 0 unknown, 0 not executed, 2 blocked"), "{}", stdout(&out));
+    let sent: Vec<String> = posts(&sim).iter().map(|p| p.path.clone()).collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("3fa85f64-5717-4562-b3fc-2c963f66afa6"));
+}
+
+#[test]
+fn max_actions_and_confirmation_guard_the_run() {
+    let (repo, _) = android_repo(3);
+    let sim = android_sim(3, |_| {});
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "2"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the plan has 3 resets, more than --max-actions 2"), "{}", stderr(&out));
+    // No terminal and no --auto-approve: refused before anything happens.
+    let out = repo.cmd_on(&sim).arg("apply").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no terminal"), "{}", stderr(&out));
+    assert!(posts(&sim).is_empty());
+    repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "3"]).assert().success();
+}
+
+#[test]
+fn two_applies_at_once_on_one_ledger() {
+    let (repo, ids) = android_repo(6);
+    let sim = android_sim(6, |c| c.latency = Duration::from_millis(300));
+    let mut first = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
+    // Wait until the first one holds the lock (its first request arrives).
+    let start = std::time::Instant::now();
+    while sim.requests().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(second.status.code(), Some(1));
+    let err = stderr(&second);
+    assert!(err.contains("is locked by pid") && err.contains("reconcile apply"), "{err}");
+    assert!(first.wait().expect("wait").success());
+    assert_each_reset_once(&sim, &ids);
+    // With --lock-timeout the second one waits, then finds nothing to do.
+    let third = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--lock-timeout", "5s"]).output().expect("run");
+    assert!(third.status.success(), "{}", stderr(&third));
+}

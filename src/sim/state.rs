@@ -284,8 +284,9 @@ impl SimState {
         } else {
             "done"
         };
-        // Android gets a new passcode (returned by Graph); iOS gets it removed.
-        let passcode = (!ios).then(|| format!("{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000));
+        // Android gets a new passcode (returned by Graph); iOS gets it removed. Distinctive, so a
+        // leak test can never mistake a timestamp or an id for one.
+        let passcode = (!ios).then(|| format!("Pc{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
         self.devices[i].actions.push(ActionRecord {
             name: "resetPasscode".into(),
             start: jiff::Timestamp::now(),

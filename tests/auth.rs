@@ -1,0 +1,218 @@
+//! Every credential kind end to end against the simulator, and secrets that never leak.
+
+mod common;
+
+use common::{Repo, SECRET, android_devices, android_id, manifest_for, posts, sim, stderr};
+use intune_reconcile::sim::SimConfig;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn setup(n: usize) -> (Repo, intune_reconcile::sim::SimHandle) {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let ids: Vec<String> = (0..n).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/a.yaml", manifest_for("a", &refs));
+    (repo, sim(SimConfig { devices: android_devices(n), ..SimConfig::default() }))
+}
+
+fn token_credentials(sim: &intune_reconcile::sim::SimHandle) -> Vec<String> {
+    sim.requests().into_iter().filter(|r| r.path.ends_with("/oauth2/v2.0/token")).filter_map(|r| r.credential).collect()
+}
+
+/// `reconcile apply` with only the given credential variables.
+fn apply_with(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, vars: &[(&str, &str)]) -> std::process::Output {
+    let mut c = repo.cmd();
+    c.env("RECONCILE_GRAPH_URL", sim.url()).env("AZURE_AUTHORITY_HOST", sim.url()).args(["apply", "--auto-approve"]);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().expect("run")
+}
+
+#[test]
+fn pem_and_pkcs12_certificates_sign_an_assertion() {
+    for (file, password) in [("client-cert.pem", None), ("client-cert.p12", Some("test-password"))] {
+        let (repo, sim) = setup(1);
+        let path = fixture(file);
+        let mut vars =
+            vec![("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_CERTIFICATE_PATH", path.as_str())];
+        if let Some(p) = password {
+            vars.push(("AZURE_CLIENT_CERTIFICATE_PASSWORD", p));
+        }
+        let out = apply_with(&repo, &sim, &vars);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        assert_eq!(token_credentials(&sim), ["assertion:certificate"], "{file}");
+        assert_eq!(posts(&sim).len(), 1);
+    }
+}
+
+#[test]
+fn a_wrong_pkcs12_password_is_a_clear_error() {
+    let (repo, sim) = setup(1);
+    let path = fixture("client-cert.p12");
+    let out = apply_with(
+        &repo,
+        &sim,
+        &[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", &path),
+            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "nope"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("client-cert.p12") && err.contains("password"), "{err}");
+    assert!(!err.contains("nope"), "the password is not echoed");
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn workload_identity_file_and_github_oidc_federate() {
+    let (repo, sim) = setup(1);
+    let file = repo.write("token-file", "eyJ.federated.assertion\n");
+    let out = apply_with(
+        &repo,
+        &sim,
+        &[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_FEDERATED_TOKEN_FILE", file.to_str().expect("utf8")),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(token_credentials(&sim)[0].starts_with("assertion:federated:"));
+
+    let (repo, sim) = setup(1);
+    let url = format!("{}/_github/oidc?api-version=2.0", sim.url());
+    let out = apply_with(
+        &repo,
+        &sim,
+        &[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let creds: Vec<String> = sim.requests().into_iter().filter_map(|r| r.credential).collect();
+    assert_eq!(creds[0], "audience:api://AzureADTokenExchange", "the global cloud's audience");
+    assert!(creds[1].starts_with("assertion:federated:"));
+}
+
+// The token file is re-read on every token request (Kubernetes rotates it).
+#[test]
+fn the_federated_token_file_is_re_read_for_every_token() {
+    let (repo, sim) = setup(0);
+    let file = repo.write("token-file", "first-assertion");
+    let endpoints = intune_reconcile::graph::Endpoints::resolve(
+        intune_reconcile::settings::Cloud::Global,
+        intune_reconcile::settings::ApiVersion::V1,
+        Some(&sim.url()),
+        Some(&sim.url()),
+    )
+    .expect("endpoints");
+    let cred = intune_reconcile::graph::Credential::FederatedFile {
+        tenant: "t".into(),
+        client_id: "c".into(),
+        path: file.clone(),
+    };
+    let provider = intune_reconcile::graph::TokenProvider::new(
+        intune_reconcile::graph::http_client(std::time::Duration::from_secs(5)),
+        cred,
+        &endpoints,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        provider.token().await.expect("first token");
+        std::fs::write(&file, "second-assertion").expect("rotate");
+        assert!(provider.invalidate_all().await);
+        provider.token().await.expect("second token");
+    });
+    let creds = token_credentials(&sim);
+    assert_eq!(creds.len(), 2);
+    assert_ne!(creds[0], creds[1], "the rotated file was read");
+}
+
+#[test]
+fn a_ready_token_is_used_as_is() {
+    let (repo, sim) = setup(2);
+    let token = sim.mint_token(&[
+        "DeviceManagementManagedDevices.Read.All",
+        "DeviceManagementManagedDevices.PrivilegedOperations.All",
+    ]);
+    let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &token)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(token_credentials(&sim).is_empty(), "no token request");
+    assert_eq!(posts(&sim).len(), 2);
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback_and_nothing_is_contacted() {
+    let (repo, sim) = setup(1);
+    let out = repo
+        .cmd()
+        .env("RECONCILE_GRAPH_URL", "http://graph.example.invalid")
+        .env("AZURE_TENANT_ID", "t")
+        .env("AZURE_CLIENT_ID", "c")
+        .env("AZURE_CLIENT_SECRET", SECRET)
+        .args(["apply", "--auto-approve"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("accepted only for loopback hosts"), "{}", stderr(&out));
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn a_refused_secret_is_reported_without_the_secret() {
+    let (repo, _) = setup(1);
+    let sim = sim(SimConfig {
+        devices: android_devices(1),
+        client_secret: Some("the-right-one".into()),
+        ..SimConfig::default()
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("invalid_client") && err.contains("AADSTS7000215"), "{err}");
+    assert!(!err.contains(SECRET));
+    assert!(posts(&sim).is_empty());
+}
+
+// Tokens, the client secret and passcodes appear in no output, log or file, even at -vv.
+#[test]
+fn secrets_tokens_and_passcodes_never_leak() {
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    let sim = sim(common::sim_config());
+    let mut outputs = Vec::new();
+    for args in [
+        &["-vv", "apply", "--auto-approve"][..],
+        &["-vv", "refresh"],
+        &["-vv", "--log-format", "json", "plan"],
+        &["state", "list", "--format", "json"],
+    ] {
+        let out = repo.cmd_on(&sim).args(args).env("RUST_LOG", "trace").output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        outputs.push((format!("{args:?} stdout"), out.stdout));
+        outputs.push((format!("{args:?} stderr"), out.stderr));
+    }
+    let secrets = sim.secrets();
+    assert!(secrets.len() >= 8, "tokens were issued and passcodes minted: {}", secrets.len());
+    let files = repo.all_files();
+    let mut places: Vec<(String, Vec<u8>)> = files.into_iter().map(|(p, b)| (p.display().to_string(), b)).collect();
+    places.extend(outputs);
+    for (place, bytes) in &places {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(SECRET), "client secret in {place}");
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "token or passcode in {place}");
+        }
+    }
+    assert!(places.iter().any(|(p, _)| p.ends_with("state.json")), "the ledger was checked");
+}

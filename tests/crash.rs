@@ -1,0 +1,94 @@
+//! Crashes and interruptions: kill -9 and Ctrl-C in the middle of an apply never lead to a second
+//! reset of any device.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Repo, android_devices, android_id, manifest_for, posts, sim, stdout};
+use intune_reconcile::sim::SimConfig;
+
+const N: usize = 30;
+
+fn setup() -> (Repo, Vec<String>, intune_reconcile::sim::SimHandle) {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("concurrency: 4", "concurrency: 3"));
+    let ids: Vec<String> = (0..N).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
+    let sim =
+        sim(SimConfig { devices: android_devices(N), latency: Duration::from_millis(150), ..SimConfig::default() });
+    (repo, ids, sim)
+}
+
+fn wait_for_posts(sim: &intune_reconcile::sim::SimHandle, n: usize) {
+    let start = Instant::now();
+    while posts(sim).len() < n {
+        assert!(start.elapsed() < Duration::from_secs(30), "the apply never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn max_resets(sim: &intune_reconcile::sim::SimHandle, ids: &[String]) -> usize {
+    ids.iter().map(|id| sim.resets_applied(id)).max().unwrap_or(0)
+}
+
+// The heart of the product: whatever instant the process dies at, recorded outcomes survive and
+// no device whose request may have been sent gets a second POST.
+#[test]
+fn kill_dash_nine_mid_apply_then_rerun_resets_every_device_exactly_once() {
+    let (repo, ids, sim) = setup();
+    let mut child = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
+    wait_for_posts(&sim, 8);
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let sent_before: std::collections::HashSet<String> = posts(&sim).iter().map(|p| p.path.clone()).collect();
+    assert!(sent_before.len() < N, "killed before the end");
+
+    // The rerun replays the journal: actions that may have been sent are `unknown`, not re-sent.
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    let text = stdout(&out);
+    assert!(max_resets(&sim, &ids) <= 1, "{text}");
+    let mut per_device = std::collections::HashMap::new();
+    for p in posts(&sim) {
+        *per_device.entry(p.path).or_insert(0) += 1;
+    }
+    assert!(per_device.values().all(|&n| n == 1), "no device got a second POST: {per_device:?}");
+
+    // refresh decides the unknown ones; apply sends those that never happened.
+    repo.cmd_on(&sim).arg("refresh").assert().success();
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    for id in &ids {
+        assert_eq!(sim.resets_applied(id), 1, "device {id}");
+    }
+    let plan = repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+}
+
+#[test]
+fn ctrl_c_stops_sending_records_what_was_in_flight_and_exits_non_zero() {
+    let (repo, ids, sim) = setup();
+    let child = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
+    wait_for_posts(&sim, 5);
+    let ok =
+        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill").success();
+    assert!(ok);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("Apply interrupted"), "{text}");
+    let sent = posts(&sim).len();
+    assert!(sent < N, "sending stopped: {sent}");
+    // Everything sent was recorded with its outcome: no unknowns, and the journal was folded.
+    assert!(!repo.path().join(".reconcile/state.json.journal").exists());
+    let ledger = repo.ledger_json();
+    let records = ledger["records"].as_object().expect("records");
+    assert_eq!(records.values().filter(|r| r["status"] == "accepted").count(), sent, "{text}");
+    assert!(records.values().all(|r| r["status"] == "accepted"));
+
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    for id in &ids {
+        assert_eq!(sim.resets_applied(id), 1, "device {id}");
+    }
+}

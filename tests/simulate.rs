@@ -1,0 +1,44 @@
+//! `--simulate`: the README's main job, on a copy of the examples.
+
+mod common;
+
+use common::{Repo, stderr, stdout};
+
+#[test]
+fn simulated_apply_twice_then_refresh() {
+    let repo = Repo::from_examples();
+    let out = repo.cmd().args(["apply", "--simulate", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("SIMULATED"), "{text}");
+    assert!(text.contains("SIMULATED: Apply complete: 7 accepted"), "{text}");
+    assert!(repo.path().join(".reconcile/state.simulated.json").exists());
+    assert!(!repo.path().join(".reconcile/state.json").exists(), "the real ledger is never touched");
+
+    let again = repo.cmd().args(["apply", "--simulate", "--auto-approve"]).output().expect("run");
+    assert!(again.status.success());
+    assert!(stdout(&again).contains("SIMULATED: Nothing to do."), "{}", stdout(&again));
+
+    let refresh = repo.cmd().args(["refresh", "--simulate"]).output().expect("run");
+    assert!(refresh.status.success(), "{}", stderr(&refresh));
+    assert!(stdout(&refresh).contains("SIMULATED: Refresh: 7 checked, 7 changed"), "{}", stdout(&refresh));
+
+    let plan = repo.cmd().args(["plan", "--simulate", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("Plan: 0 to reset, 7 already done, 0 orphaned."));
+}
+
+// A simulated ledger is bound to the simulator's tenant: a real run refuses it.
+#[test]
+fn a_simulated_ledger_is_refused_for_a_real_tenant() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["apply", "--simulate", "--auto-approve"]).assert().success();
+    let out = repo
+        .cmd()
+        .args(["plan", "--offline", "--state", ".reconcile/state.simulated.json"])
+        .env("AZURE_TENANT_ID", "contoso-tenant")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("belongs to tenant `simulated-tenant`"), "{}", stderr(&out));
+}

@@ -42,3 +42,33 @@ fn a_simulated_ledger_is_refused_for_a_real_tenant() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("belongs to tenant `simulated-tenant`"), "{}", stderr(&out));
 }
+
+// `reconcile sim` is a real server another process can use, as the README shows.
+#[test]
+fn the_standalone_simulator_serves_another_process() {
+    use std::io::BufRead as _;
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    let mut sim = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
+        .args(["sim", "--port", "0", "--complete-after", "0s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sim");
+    let mut first = String::new();
+    std::io::BufReader::new(sim.stdout.take().expect("stdout")).read_line(&mut first).expect("banner");
+    let url = first.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).expect("url in banner").to_owned();
+    let out = repo
+        .cmd()
+        .env("RECONCILE_GRAPH_URL", &url)
+        .env("AZURE_AUTHORITY_HOST", &url)
+        .env("AZURE_TENANT_ID", "t")
+        .env("AZURE_CLIENT_ID", "c")
+        .env("AZURE_CLIENT_SECRET", "s")
+        .args(["apply", "--auto-approve"])
+        .output()
+        .expect("run");
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Apply complete: 7 accepted"), "{}", stdout(&out));
+}

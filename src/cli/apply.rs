@@ -131,10 +131,10 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let report = report?;
     let sim = if conn.simulated { "SIMULATED: " } else { "" };
     if report.planned == 0 && report.blocked == 0 {
-        println!("{sim}Nothing to do.");
+        say!("{sim}Nothing to do.");
         return Ok(());
     }
-    println!(
+    say!(
         "\n{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.",
         if report.interrupted { "interrupted" } else { "complete" },
         report.accepted,
@@ -144,7 +144,7 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         report.blocked
     );
     if report.unknown > 0 {
-        println!("Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.");
+        say!("Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.");
     }
     if report.success() { Ok(()) } else { Err(Failure::Exit(1)) }
 }

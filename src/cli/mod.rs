@@ -1,5 +1,13 @@
 //! The command line: flags → options → core. No business logic lives here.
 
+/// `println!` that does not panic when stdout is closed (`reconcile sim | head -1`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod apply;
 mod connect;
 mod logging;

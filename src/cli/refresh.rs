@@ -30,7 +30,7 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
     let report = rt.block_on(refresh::refresh(&store, conn.graph.clone(), &opts))?;
     let sim = if conn.simulated { "SIMULATED: " } else { "" };
     for c in &report.changes {
-        println!(
+        say!(
             "{:<13} -> {:<13} {} {} {}  {}",
             c.from.as_str(),
             c.record.status.as_str(),
@@ -40,7 +40,7 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
             c.note
         );
     }
-    println!(
+    say!(
         "{sim}Refresh: {} checked, {} changed, {} still waiting.",
         report.checked,
         report.changes.len(),

@@ -40,7 +40,7 @@ pub fn run(args: SchemaArgs) -> CmdResult {
     for path in
         schema::write_all(&args.out).with_context(|| format!("cannot write schemas into `{}`", args.out.display()))?
     {
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
     Ok(())
 }

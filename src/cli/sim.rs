@@ -59,10 +59,10 @@ pub fn run(args: SimArgs) -> CmdResult {
     let sim =
         SimHandle::start(config, args.port).with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let url = sim.url();
-    println!("Intune Graph simulator on {url} with {n} devices. Point the tool at it with:");
-    println!("  export RECONCILE_GRAPH_URL={url} AZURE_AUTHORITY_HOST={url}");
-    println!("  export AZURE_TENANT_ID=sim-tenant AZURE_CLIENT_ID=sim-client AZURE_CLIENT_SECRET=any");
-    println!("Requests received: {url}/_sim/requests. Ctrl-C stops it.");
+    say!("Intune Graph simulator on {url} with {n} devices. Point the tool at it with:");
+    say!("  export RECONCILE_GRAPH_URL={url} AZURE_AUTHORITY_HOST={url}");
+    say!("  export AZURE_TENANT_ID=sim-tenant AZURE_CLIENT_ID=sim-client AZURE_CLIENT_SECRET=any");
+    say!("Requests received: {url}/_sim/requests. Ctrl-C stops it.");
     let rt = super::connect::runtime()?;
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;

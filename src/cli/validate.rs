@@ -16,7 +16,7 @@ pub fn run(g: &GlobalArgs, args: ValidateArgs) -> CmdResult {
     let p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
     let actions: usize = p.manifests.iter().map(|m| m.devices.len()).sum();
-    println!(
+    say!(
         "ok: {} manifest{} with {actions} action{} in {} file{}",
         p.manifests.len(),
         if p.manifests.len() == 1 { "" } else { "s" },

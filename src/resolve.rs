@@ -24,6 +24,10 @@ pub fn eligibility(d: &Device) -> Result<&'static str, String> {
     if os.contains("android") || os.contains("aosp") {
         return Ok("reset passcode");
     }
+    if os.trim().is_empty() {
+        // Intune did not say: let it decide (a 400 or a later `notSupported` is recorded).
+        return Ok("reset passcode (platform unknown)");
+    }
     if os.contains("ios") || os.contains("ipados") {
         return if owner == "company" {
             Ok("remove passcode")
@@ -148,5 +152,6 @@ mod tests {
         assert!(eligibility(&device("Windows", "company", "managed")).is_err());
         assert!(eligibility(&device("macOS", "company", "managed")).is_err());
         assert!(eligibility(&device("Android", "company", "retirePending")).is_err());
+        assert!(eligibility(&device("", "", "")).is_ok(), "unknown platforms are left to Intune");
     }
 }

@@ -85,7 +85,10 @@ async fn lookup(
     ledger: &crate::state::Ledger,
 ) -> anyhow::Result<Resolutions> {
     let token = conn.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
-    let roles = token.roles().unwrap_or_default();
+    let Some(roles) = token.roles() else {
+        tracing::warn!("the access token is not a JWT: cannot check its permissions");
+        return Ok(crate::resolve::resolve(&conn.graph, candidates, ledger).await?);
+    };
     if !roles.iter().any(|r| READ_ROLES.contains(&r.as_str()) || r == PRIVILEGED_ROLE) {
         anyhow::bail!(
             "the access token cannot read managed devices (roles: {})\nhint: grant the application permission {} (and admin consent), or plan with --offline",

@@ -31,6 +31,12 @@ impl Drop for Connection {
     fn drop(&mut self) {
         if let Some((sim, path)) = &self.sim {
             let saved = sim.state().saved_actions();
+            if saved.is_empty() && !path.exists() {
+                return;
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(dir);
+            }
             let write =
                 serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other).and_then(|b| std::fs::write(path, b));
             if let Err(e) = write {

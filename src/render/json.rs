@@ -32,6 +32,8 @@ struct SummaryDto {
 struct EntryDto<'a> {
     key: &'a str,
     change: &'static str,
+    /// `reset-passcode`, or `remove-passcode` on corporate iOS/iPadOS.
+    action: &'static str,
     manifest: &'a str,
     file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,8 +46,32 @@ struct EntryDto<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     managed_device_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    device: Option<&'a crate::graph::Device>,
+    device: Option<DeviceDto<'a>>,
     reason: &'a str,
+}
+
+/// What a plan shows of a device: nothing personal the manifest did not name.
+#[derive(Serialize)]
+struct DeviceDto<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    operating_system: Option<&'a str>,
+    os_version: Option<&'a str>,
+    owner_type: Option<&'a str>,
+    last_sync: Option<&'a str>,
+}
+
+impl<'a> From<&'a crate::graph::Device> for DeviceDto<'a> {
+    fn from(d: &'a crate::graph::Device) -> Self {
+        DeviceDto {
+            id: &d.id,
+            name: d.device_name.as_deref(),
+            operating_system: d.operating_system.as_deref(),
+            os_version: d.os_version.as_deref(),
+            owner_type: d.managed_device_owner_type.as_deref(),
+            last_sync: d.last_sync_date_time.as_deref(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -64,6 +90,7 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
     EntryDto {
         key: e.key().as_str(),
         change: e.change.as_str(),
+        action: if super::action_verb(e).starts_with("remove") { "remove-passcode" } else { "reset-passcode" },
         manifest: e.manifest(),
         file,
         line,
@@ -72,7 +99,7 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
         selector: SelectorDto { kind: selector.kind.as_str(), value: &selector.value },
         status: e.record.map(|r| r.status.as_str()),
         managed_device_id: e.device.map(|d| d.id.as_str()).or(e.record.and_then(|r| r.managed_device_id.as_deref())),
-        device: e.device,
+        device: e.device.map(DeviceDto::from),
         reason: &e.reason,
     }
 }

@@ -43,18 +43,19 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         };
         writeln!(out, "<details><summary>{title}</summary>")?;
         writeln!(out)?;
-        writeln!(out, "| | device | status | key |")?;
-        writeln!(out, "|---|---|---|---|")?;
+        writeln!(out, "| | device | action | status | key |")?;
+        writeln!(out, "|---|---|---|---|---|")?;
         for e in group {
-            let status = e.record.map_or("new", |r| r.status.as_str());
-            writeln!(
-                out,
-                "| `{}` | {} | {} | `{}` |",
-                symbol(e.change),
-                escape(&e.selector().to_string()),
-                status,
-                e.key().short()
-            )?;
+            let status = match e.change {
+                Change::Blocked => format!("blocked: {}", escape(&e.reason)),
+                _ => e.record.map_or("new", |r| r.status.as_str()).to_owned(),
+            };
+            let device = match e.device {
+                Some(d) => format!("{}<br>{}", escape(&e.selector().to_string()), escape(&super::device_summary(d))),
+                None => escape(&e.selector().to_string()),
+            };
+            let action = if e.change == Change::Reset { super::action_verb(e) } else { "" };
+            writeln!(out, "| `{}` | {} | {} | {} | `{}` |", symbol(e.change), device, action, status, e.key().short())?;
         }
         writeln!(out)?;
         writeln!(out, "</details>")?;

@@ -37,6 +37,37 @@ pub fn plan(out: &mut impl std::io::Write, plan: &Plan<'_>, ctx: PlanContext, fo
     }
 }
 
+/// What will be done to the device: `reset passcode`, or `remove passcode` on corporate iOS/iPadOS
+/// (Intune removes it there), as far as the looked-up device tells.
+pub fn action_verb(e: &crate::plan::Entry<'_>) -> &'static str {
+    match e.device.map(crate::resolve::eligibility) {
+        Some(Ok(v)) if v.starts_with("remove") => "remove passcode",
+        _ => "reset passcode",
+    }
+}
+
+/// The device as a plan shows it: name, OS and version, owner type, last sync. Nothing personal
+/// (no user, no serial the manifest did not name).
+pub fn device_summary(d: &crate::graph::Device) -> String {
+    let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let mut parts = Vec::new();
+    if let Some(n) = f(&d.device_name) {
+        parts.push(n);
+    }
+    match (f(&d.operating_system), f(&d.os_version)) {
+        (Some(os), Some(v)) => parts.push(format!("{os} {v}")),
+        (Some(os), None) => parts.push(os),
+        _ => {}
+    }
+    if let Some(o) = f(&d.managed_device_owner_type) {
+        parts.push(o);
+    }
+    if let Some(s) = f(&d.last_sync_date_time) {
+        parts.push(format!("last sync {s}"));
+    }
+    parts.join(", ")
+}
+
 /// `Plan: N to reset, M already done, K orphaned.`
 pub fn summary_line(plan: &Plan) -> String {
     let s = plan.summary;

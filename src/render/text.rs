@@ -18,7 +18,7 @@ pub fn symbol(change: Change) -> &'static str {
 
 fn verb(e: &Entry) -> String {
     match (e.change, &e.record) {
-        (Change::Reset, _) => "reset passcode".to_owned(),
+        (Change::Reset, _) => super::action_verb(e).to_owned(),
         (Change::Blocked, _) => "blocked".to_owned(),
         (Change::AlreadyDone | Change::Attention | Change::Orphaned, Some(r)) => r.status.to_string(),
         (_, None) => e.change.as_str().to_owned(),
@@ -31,6 +31,17 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
     }
     if ctx.offline {
         writeln!(out, "Offline plan: devices were not looked up in Intune.")?;
+        let unresolved = plan
+            .entries
+            .iter()
+            .filter(|e| e.change == Change::Reset && e.selector().kind != crate::action::SelectorKind::Id)
+            .count();
+        if unresolved > 0 {
+            writeln!(
+                out,
+                "{unresolved} of the resets name devices by serial number, name or IMEI: they are resolved online."
+            )?;
+        }
     }
     if plan.entries.is_empty() {
         writeln!(out, "No actions: the manifests ask for nothing and the ledger is empty.")?;
@@ -50,10 +61,13 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
             current = Some((e.manifest(), orphan));
         }
         let selector = e.selector().to_string();
-        let detail = match e.change {
+        let mut detail = match e.change {
             Change::Reset | Change::AlreadyDone => String::new(),
             Change::Attention | Change::Orphaned | Change::Blocked => format!("  ({})", e.reason),
         };
+        if let Some(d) = e.device {
+            detail = format!("  {}{detail}", super::device_summary(d));
+        }
         writeln!(out, "  {} {:<15} {:<45} key {}{detail}", symbol(e.change), verb(e), selector, e.key().short())?;
     }
     writeln!(out)?;

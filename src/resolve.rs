@@ -48,18 +48,21 @@ pub fn eligibility(d: &Device) -> Result<&'static str, String> {
 /// A lookup, shared by every action that names the same device the same way.
 type LookupKey = (Collection, SelectorKind, String);
 
-/// Resolves every action in `actions` that has no device id in `ledger` yet.
+/// Resolves every action in `actions`. Each distinct selector is looked up once. An action the
+/// ledger already tied to a device must still resolve to that device: if the selector now finds
+/// another one (re-enrolled, renamed), the action is blocked until the author decides (for
+/// instance by bumping `round`).
+///
 /// Fails only when Graph itself cannot be used (auth, transport); a device problem blocks its
 /// action and the rest go on.
 pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -> Result<Resolutions, ReadError> {
     let mut lookups: HashMap<LookupKey, Vec<&Action>> = HashMap::new();
     for a in actions {
-        let recorded = ledger.records.get(&a.key).and_then(|r| r.managed_device_id.clone());
-        let key = match recorded {
-            Some(id) => (a.collection, SelectorKind::Id, id.to_ascii_lowercase()),
-            None => (a.collection, a.selector.kind, a.selector.value.clone()),
+        let value = match a.selector.kind {
+            SelectorKind::Id => a.selector.value.to_ascii_lowercase(),
+            _ => a.selector.value.clone(),
         };
-        lookups.entry(key).or_default().push(a);
+        lookups.entry((a.collection, a.selector.kind, value)).or_default().push(a);
     }
     let mut tasks = tokio::task::JoinSet::new();
     for key in lookups.keys().cloned() {
@@ -72,15 +75,26 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
     let mut out = Resolutions::new();
     while let Some(joined) = tasks.join_next().await {
         let (key, found) = joined.map_err(|e| ReadError::Transport(format!("a lookup task failed: {e}")))?;
-        let resolution = match found? {
-            Ok(device) => match eligibility(&device) {
-                Ok(_) => Resolution::Device(device),
-                Err(why) => Resolution::Blocked(format!("{why} ({})", describe(&device))),
-            },
-            Err(why) => Resolution::Blocked(why),
-        };
+        let found = found?;
         for a in &lookups[&key] {
-            out.insert(a.key.clone(), resolution.clone());
+            let recorded = ledger.records.get(&a.key).and_then(|r| r.managed_device_id.as_deref());
+            let resolution = match (&found, recorded) {
+                (Ok(device), Some(was)) if !device.id.eq_ignore_ascii_case(was) => Resolution::Blocked(format!(
+                    "{} now finds device {} ({}), but this action was recorded for device {was}: re-enrolled or renamed? Bump spec.round to act on the new device",
+                    a.selector,
+                    device.id,
+                    describe(device)
+                )),
+                (Ok(device), _) => match eligibility(device) {
+                    Ok(_) => Resolution::Device(device.clone()),
+                    Err(why) => Resolution::Blocked(format!("{why} ({})", describe(device))),
+                },
+                (Err(why), Some(was)) => {
+                    Resolution::Blocked(format!("{why}; this action was recorded for device {was}"))
+                }
+                (Err(why), None) => Resolution::Blocked(why.clone()),
+            };
+            out.insert(a.key.clone(), resolution);
         }
     }
     Ok(out)

@@ -429,18 +429,7 @@ fn list(
         get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(s.config.page_size).clamp(1, s.config.page_size);
     let skip = get("$skiptoken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
     let select = parse_select(query);
-    let matching: Vec<usize> = (0..s.devices.len())
-        .filter(|&i| {
-            clauses.iter().all(|(p, v)| {
-                s.devices[i]
-                    .fields
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(p))
-                    .and_then(|(_, x)| x.as_str())
-                    .is_some_and(|x| x.eq_ignore_ascii_case(v))
-            })
-        })
-        .collect();
+    let matching = s.matching(&clauses);
     let page: Vec<Value> =
         matching.iter().skip(skip).take(top).map(|&i| s.render_device(i, select.as_deref())).collect();
     let mut body = json!({"@odata.context": format!("https://graph.microsoft.com/{ver}/$metadata#deviceManagement/{collection}"), "value": page});

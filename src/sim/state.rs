@@ -132,6 +132,8 @@ pub struct SimState {
     pub config: SimConfig,
     pub devices: Vec<SimDevice>,
     by_id: HashMap<String, usize>,
+    /// (lowercase property, lowercase value) → devices, so a 50,000-device tenant answers fast.
+    by_value: HashMap<(String, String), Vec<usize>>,
     tokens: HashMap<String, Instant>,
     writes: VecDeque<Instant>,
     reads: VecDeque<Instant>,
@@ -148,10 +150,19 @@ impl SimState {
             .enumerate()
             .filter_map(|(i, d)| d.fields.get("id").and_then(Value::as_str).map(|id| (id.to_ascii_lowercase(), i)))
             .collect();
+        let mut by_value: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, d) in devices.iter().enumerate() {
+            for (k, v) in &d.fields {
+                if let Some(v) = v.as_str() {
+                    by_value.entry((k.to_ascii_lowercase(), v.to_lowercase())).or_default().push(i);
+                }
+            }
+        }
         SimState {
             config,
             devices,
             by_id,
+            by_value,
             tokens: HashMap::new(),
             writes: VecDeque::new(),
             reads: VecDeque::new(),
@@ -212,6 +223,18 @@ impl SimState {
 
     pub fn device_index(&self, id: &str) -> Option<usize> {
         self.by_id.get(&id.to_ascii_lowercase()).copied()
+    }
+
+    /// Devices whose string property `prop` equals every `(prop, value)` clause, case-insensitively.
+    pub fn matching(&self, clauses: &[(String, String)]) -> Vec<usize> {
+        let Some((first, rest)) = clauses.split_first() else { return (0..self.devices.len()).collect() };
+        let key = |(p, v): &(String, String)| (p.to_ascii_lowercase(), v.to_lowercase());
+        let Some(candidates) = self.by_value.get(&key(first)) else { return Vec::new() };
+        candidates
+            .iter()
+            .copied()
+            .filter(|i| rest.iter().all(|c| self.by_value.get(&key(c)).is_some_and(|v| v.contains(i))))
+            .collect()
     }
 
     pub fn device(&self, id: &str) -> Option<&SimDevice> {

@@ -1,0 +1,216 @@
+//! Finding devices the way admins name them: serial number, device name, IMEI.
+
+mod common;
+
+use common::{Repo, android_devices, posts, sim, stderr, stdout};
+use intune_reconcile::sim::SimConfig;
+use serde_json::json;
+
+fn manifest(entries: &[(&str, &str)]) -> String {
+    let mut s = String::from(
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: by-selector\nspec:\n  devices:\n",
+    );
+    for (k, v) in entries {
+        s.push_str(&format!("    - {k}: {}\n", serde_json::to_string(v).expect("json string")));
+    }
+    s
+}
+
+fn device(id: &str, name: &str, serial: &str, os: &str, owner: &str) -> serde_json::Map<String, serde_json::Value> {
+    json!({"id": id, "deviceName": name, "serialNumber": serial, "imei": "", "operatingSystem": os, "osVersion": "14",
+        "managedDeviceOwnerType": owner, "managementState": "managed", "lastSyncDateTime": "2026-11-27T08:00:00Z"})
+    .as_object()
+    .expect("object")
+    .clone()
+}
+
+/// The `$filter` values of every list request the simulator received.
+fn filters(sim: &intune_reconcile::sim::SimHandle) -> Vec<Option<String>> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/managedDevices"))
+        .map(|r| {
+            url::form_urlencoded::parse(r.query.as_bytes()).find(|(k, _)| k == "$filter").map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn serial_name_and_imei_resolve_plan_and_apply() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write(
+        "manifests/a.yaml",
+        manifest(&[("serialNumber", "r58m12345ab"), ("deviceName", "WH-SCANNER-07"), ("imei", "356938035643809")]),
+    );
+    let sim = sim(common::sim_config());
+    let plan = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    for want in [
+        "ANDROID-PIN-BOB, Android 13, company, last sync",
+        "WH-SCANNER-07, Android 11",
+        "SOC-PIXEL-31, Android 15, personal",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    assert!(!text.contains("holiday.user@contoso.com"), "no user names the manifest did not give");
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    for id in [
+        "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f",
+        "0f9e8d7c-6b5a-4948-8372-615f4e3d2c1b",
+        "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
+    ] {
+        assert_eq!(sim.resets_applied(id), 1, "{id}");
+    }
+    // The ledger keeps the resolved ids: later runs act on them.
+    let ledger = repo.ledger_json();
+    let ids: Vec<&str> = ledger["records"]
+        .as_object()
+        .expect("records")
+        .values()
+        .filter_map(|r| r["managedDeviceId"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 3);
+}
+
+// No selector value can change the query: quotes are doubled, everything is percent-encoded.
+#[test]
+fn hostile_selector_values_are_harmless() {
+    let hostile = [
+        "x' or serialNumber eq 'R58M12345AB",
+        "R58M12345AB' and deviceName eq 'x",
+        "a&b=c#d%25+e",
+        "ünïcødé/..\\?",
+        "''",
+        "$top=1",
+    ];
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let entries: Vec<(&str, &str)> = hostile.iter().map(|v| ("serialNumber", *v)).collect();
+    repo.write("manifests/a.yaml", manifest(&entries));
+    let sim = sim(common::sim_config());
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "nothing matches: every action is blocked");
+    let text = stdout(&out);
+    assert_eq!(text.lines().filter(|l| l.starts_with("  x blocked")).count(), hostile.len(), "{text}");
+    let mut got: Vec<String> = filters(&sim).into_iter().map(|f| f.expect("a filter on every list request")).collect();
+    let mut want: Vec<String> =
+        hostile.iter().map(|v| format!("serialNumber eq '{}'", v.replace('\'', "''"))).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(posts(&sim).is_empty());
+}
+
+#[test]
+fn a_quote_inside_a_real_serial_number_still_matches() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/a.yaml", manifest(&[("serialNumber", "O'BRIEN-01")]));
+    let sim = sim(SimConfig {
+        devices: vec![device("aaaaaaaa-0000-4000-8000-000000000001", "OB", "O'BRIEN-01", "Android", "company")],
+        ..SimConfig::default()
+    });
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(sim.resets_applied("aaaaaaaa-0000-4000-8000-000000000001"), 1);
+}
+
+#[test]
+fn ambiguous_selectors_list_the_candidates_and_follow_next_links() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/a.yaml", manifest(&[("deviceName", "SHARED-TABLET")]));
+    let devices: Vec<_> = (0..5)
+        .map(|i| {
+            device(
+                &format!("bbbbbbbb-0000-4000-8000-00000000000{i}"),
+                "SHARED-TABLET",
+                &format!("SER{i}"),
+                "Android",
+                "company",
+            )
+        })
+        .collect();
+    let sim = sim(SimConfig { devices, page_size: 2, ..SimConfig::default() });
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("5 devices have deviceName `SHARED-TABLET`: use `id` to pick one of"), "{text}");
+    for i in 0..5 {
+        assert!(text.contains(&format!("bbbbbbbb-0000-4000-8000-00000000000{i} (SHARED-TABLET, serial SER{i}, Android 14, company, last sync 2026-11-27T08:00:00Z)")), "{text}");
+    }
+    let pages = sim.requests().iter().filter(|r| r.path.ends_with("/managedDevices")).count();
+    assert_eq!(pages, 3, "two nextLinks followed");
+}
+
+#[test]
+fn paging_past_a_thousand_devices() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/a.yaml", manifest(&[("deviceName", "KIOSK")]));
+    let devices: Vec<_> = (0..1_500)
+        .map(|i| device(&format!("cccccccc-0000-4000-8000-{i:012}"), "KIOSK", &format!("K{i}"), "Android", "company"))
+        .collect();
+    let sim = sim(SimConfig { devices, ..SimConfig::default() });
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert!(stdout(&out).contains("1500 devices have deviceName `KIOSK`"), "{}", stdout(&out));
+    assert_eq!(filters(&sim).len(), 2, "1,000 per page");
+}
+
+// Resolving 500 selectors in a 50,000-device tenant: one filtered lookup each, never a listing
+// of the whole tenant.
+#[test]
+fn a_large_tenant_is_never_listed_whole() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("concurrency: 4", "concurrency: 16"));
+    let serials: Vec<String> = (0..500).map(|i| format!("SN{:08}", i * 97)).collect();
+    let entries: Vec<(&str, &str)> = serials.iter().map(|s| ("serialNumber", s.as_str())).collect();
+    repo.write("manifests/a.yaml", manifest(&entries));
+    let sim = sim(SimConfig { devices: android_devices(50_000), ..SimConfig::default() });
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Plan: 500 to reset"), "{}", stdout(&out));
+    let f = filters(&sim);
+    assert_eq!(f.len(), 500);
+    assert!(f.iter().all(|x| x.as_deref().is_some_and(|x| x.starts_with("serialNumber eq 'SN"))));
+}
+
+// A device re-enrolled since the action was recorded: nothing is sent until the author decides.
+#[test]
+fn a_selector_that_now_finds_another_device_is_flagged() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/a.yaml", manifest(&[("serialNumber", "R58M12345AB")]));
+    let actions = repo.actions();
+    {
+        let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
+        let mut r = intune_reconcile::state::Record::new(
+            &actions[0],
+            Some("dddddddd-0000-4000-8000-000000000000".into()),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        r.status = intune_reconcile::state::Status::NotExecuted;
+        w.record(r).expect("record");
+        w.commit().expect("commit");
+    }
+    let sim = sim(common::sim_config());
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("re-enrolled or renamed? Bump spec.round"), "{}", stdout(&out));
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(posts(&sim).is_empty());
+}
+
+#[test]
+fn offline_plans_say_what_was_not_resolved() {
+    let repo = Repo::from_examples();
+    let out = repo.cmd().args(["plan", "--offline"]).output().expect("run");
+    assert!(
+        stdout(&out).contains("5 of the resets name devices by serial number, name or IMEI: they are resolved online."),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -260,6 +260,7 @@ async fn execute(
         .build();
     let mut reauthed = false;
     let mut not_sent = 0;
+    let mut throttled = 0;
     let mut sent_any = false;
     record.managed_device_id = Some(device_id.to_owned());
     loop {
@@ -314,7 +315,9 @@ async fn execute(
             SendResult::Throttled(a, retry_after, e) => {
                 fill(attempt, Some(&a), Some(&e));
                 record.status = Status::NotExecuted;
-                match retry_after.or_else(|| backoff.next()) {
+                throttled += 1;
+                let computed = backoff.next();
+                match retry_after.or(computed).filter(|_| throttled <= MAX_THROTTLED) {
                     Some(delay) => {
                         tracing::info!(delay_ms = delay.as_millis() as u64, "throttled (429); slowing down");
                         ctx.graph.writes().throttled(delay).await;

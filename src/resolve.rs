@@ -73,10 +73,13 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
         });
     }
     let mut out = Resolutions::new();
+    let mut found_by_key = HashMap::new();
     while let Some(joined) = tasks.join_next().await {
         let (key, found) = joined.map_err(|e| ReadError::Transport(format!("a lookup task failed: {e}")))?;
-        let found = found?;
-        for a in &lookups[&key] {
+        found_by_key.insert(key, found?);
+    }
+    for (key, found) in &found_by_key {
+        for a in &lookups[key] {
             let recorded = ledger.records.get(&a.key).and_then(|r| r.managed_device_id.as_deref());
             let resolution = match (&found, recorded) {
                 (Ok(device), Some(was)) if !device.id.eq_ignore_ascii_case(was) => Resolution::Blocked(format!(
@@ -97,11 +100,47 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
             out.insert(a.key.clone(), resolution);
         }
     }
+    block_repeated_devices(actions, &mut out);
     Ok(out)
 }
 
-/// One lookup: `Ok(Ok(device))`, `Ok(Err(why blocked))`, or `Err` when Graph failed.
-async fn lookup(graph: &Graph, (collection, kind, value): &LookupKey) -> Result<Result<Device, String>, ReadError> {
+/// Two entries of one manifest that name the same device by different selectors (an `id` and a
+/// serial number, say) would reset it twice in one run: the later ones are blocked.
+fn block_repeated_devices(actions: &[&Action], out: &mut Resolutions) {
+    let mut first: HashMap<(&str, String), &Action> = HashMap::new();
+    for a in actions {
+        let Some(Resolution::Device(d)) = out.get(&a.key) else { continue };
+        let id = d.id.to_ascii_lowercase();
+        match first.get(&(a.manifest.as_str(), id.clone())) {
+            Some(prev) => {
+                let why = format!(
+                    "device {} is also named by {} at line {} of this manifest: one manifest resets a device once",
+                    d.id, prev.selector, prev.pos.line
+                );
+                out.insert(a.key.clone(), Resolution::Blocked(why));
+            }
+            None => {
+                first.insert((a.manifest.as_str(), id), a);
+            }
+        }
+    }
+}
+
+/// One lookup: `Ok(Ok(device))`, `Ok(Err(why blocked))`, or `Err` when Graph itself failed.
+/// Graph refusing this one lookup (a 4xx other than 401/403/429) blocks only its actions.
+async fn lookup(graph: &Graph, key: &LookupKey) -> Result<Result<Device, String>, ReadError> {
+    match lookup_once(graph, key).await {
+        Err(ReadError::Graph(e)) if (400..500).contains(&e.status) && ![401, 403, 429].contains(&e.status) => {
+            Ok(Err(format!("Graph refused to look up {} `{}`: {e}", key.1.as_str(), key.2)))
+        }
+        other => other,
+    }
+}
+
+async fn lookup_once(
+    graph: &Graph,
+    (collection, kind, value): &LookupKey,
+) -> Result<Result<Device, String>, ReadError> {
     if *kind == SelectorKind::Id {
         return Ok(graph
             .device(*collection, value)

@@ -174,15 +174,13 @@ pub struct Settings {
     pub authority_host: Option<String>,
     /// The device fixture for `--simulate`, if the config names one.
     pub sim_devices: Option<PathBuf>,
-    /// Whether `--state` was given (then `--simulate` uses it as is).
-    pub state_from_flag: bool,
 }
 
 impl Settings {
-    /// The ledger `--simulate` uses: `state.simulated.json` beside the real one, unless
-    /// `--state` named one explicitly.
+    /// The ledger `--simulate` uses: always a separate file beside the real one
+    /// (`state.json` → `state.simulated.json`), so a simulated run can never touch a real ledger.
     pub fn simulated_state(&self) -> PathBuf {
-        if self.state_from_flag {
+        if self.state.file_name().is_some_and(|n| n.to_string_lossy().contains(".simulated")) {
             return self.state.clone();
         }
         let stem = self.state.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
@@ -229,7 +227,6 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
         graph_url: nonempty("RECONCILE_GRAPH_URL"),
         authority_host: nonempty("AZURE_AUTHORITY_HOST"),
         sim_devices: raw.simulator.and_then(|s| s.devices).map(|d| join(&base, Path::new(&d.value))),
-        state_from_flag: overrides.state.is_some(),
     }
 }
 

@@ -216,3 +216,27 @@ fn secrets_tokens_and_passcodes_never_leak() {
     }
     assert!(places.iter().any(|(p, _)| p.ends_with("state.json")), "the ledger was checked");
 }
+
+// With only a ready token, the ledger is bound to the token's tenant (`tid`).
+#[test]
+fn a_ready_token_binds_the_ledger_to_its_tenant_and_delegated_scopes_count() {
+    let (repo, sim) = setup(1);
+    let token = sim.mint_token(&["DeviceManagementManagedDevices.PrivilegedOperations.All"]);
+    apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &token)]);
+    assert_eq!(repo.ledger_json()["tenant"], "simulated-tenant");
+    let out = repo.cmd().args(["plan", "--offline"]).env("AZURE_TENANT_ID", "another-tenant").output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // A delegated (user) token carries `scp` instead of `roles`.
+    use base64::Engine as _;
+    let (repo, sim) = setup(1);
+    let real = sim.mint_token(&[]);
+    let claims = r#"{"tid":"t","scp":"DeviceManagementManagedDevices.Read.All DeviceManagementManagedDevices.PrivilegedOperations.All"}"#;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
+    // The simulator accepts the token it issued; only the claims the tool reads are swapped.
+    let parts: Vec<&str> = real.split('.').collect();
+    let delegated = format!("{}.{payload}.{}", parts[0], parts[2]);
+    sim.state().accept_token(&delegated);
+    let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &delegated)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

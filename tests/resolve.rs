@@ -214,3 +214,23 @@ fn offline_plans_say_what_was_not_resolved() {
         stdout(&out)
     );
 }
+
+// One manifest naming a device twice by different selectors must not reset it twice in one run.
+#[test]
+fn the_same_device_by_two_selectors_in_one_manifest_is_reset_once() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write(
+        "manifests/a.yaml",
+        manifest(&[("id", "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), ("serialNumber", "R58M12345AB")]),
+    );
+    let sim = sim(common::sim_config());
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("is also named by id=c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f at line 7"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(sim.resets_applied("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), 1);
+}

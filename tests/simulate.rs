@@ -72,3 +72,12 @@ fn the_standalone_simulator_serves_another_process() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Apply complete: 7 accepted"), "{}", stdout(&out));
 }
+
+// `--simulate --state X` still writes a separate ledger: X is never touched.
+#[test]
+fn simulate_never_writes_the_named_real_ledger() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["apply", "--simulate", "--auto-approve", "--state", "real.json"]).assert().success();
+    assert!(!repo.path().join("real.json").exists());
+    assert!(repo.path().join("real.simulated.json").exists());
+}

@@ -90,9 +90,11 @@ pub fn connect(
         Endpoints::resolve(g.cloud, g.api_version, settings.graph_url.as_deref(), settings.authority_host.as_deref())?;
     let credential = Credential::from_env(env)?;
     tracing::info!(credential = credential.kind(), graph = %endpoints.graph_root, "connecting to Microsoft Graph");
+    // The ledger is bound to AZURE_TENANT_ID, or to a ready token's tenant when that is all there is.
+    let tenant = settings.tenant.clone().or_else(|| credential.tenant());
     Ok(Connection {
         graph: Arc::new(Graph::new(endpoints, credential, &opts)),
-        tenant: settings.tenant.clone(),
+        tenant,
         state: settings.state.clone(),
         simulated: false,
         sim: None,

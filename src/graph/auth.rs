@@ -52,6 +52,14 @@ impl Credential {
         }
     }
 
+    /// The tenant this credential acts in: the configured one, or a ready token's `tid`.
+    pub fn tenant(&self) -> Option<String> {
+        match self {
+            Credential::Token(t) => claims(t.expose_secret()).and_then(|c| c.tid),
+            _ => self.tenant_and_client().map(|(t, _)| t.to_owned()),
+        }
+    }
+
     fn tenant_and_client(&self) -> Option<(&str, &str)> {
         match self {
             Credential::Token(_) => None,
@@ -140,16 +148,34 @@ impl AccessToken {
 
     /// The `roles` claim of a JWT access token, without verifying it (Graph does that).
     /// `None` when the token is not a readable JWT.
+    ///
+    /// A delegated (user) token has no `roles` but a space-separated `scp`; its scopes count as
+    /// permissions the same way.
     pub fn roles(&self) -> Option<Vec<String>> {
-        #[derive(Deserialize)]
-        struct Claims {
-            #[serde(default)]
-            roles: Vec<String>,
-        }
-        let payload = self.0.expose_secret().split('.').nth(1)?;
-        let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-        serde_json::from_slice::<Claims>(&bytes).ok().map(|c| c.roles)
+        let c = claims(self.0.expose_secret())?;
+        let mut roles = c.roles;
+        roles.extend(c.scp.unwrap_or_default().split_whitespace().map(str::to_owned));
+        Some(roles)
     }
+
+    /// The `tid` (tenant id) claim, if the token is a readable JWT.
+    pub fn tenant(&self) -> Option<String> {
+        claims(self.0.expose_secret())?.tid
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    roles: Vec<String>,
+    scp: Option<String>,
+    tid: Option<String>,
+}
+
+fn claims(token: &str) -> Option<Claims> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 struct Cached {
@@ -342,6 +368,8 @@ mod tests {
     fn roles_are_read_from_the_payload() {
         assert_eq!(jwt(r#"{"roles":["A","B"]}"#).roles(), Some(vec!["A".to_owned(), "B".to_owned()]));
         assert_eq!(jwt(r#"{"tid":"x"}"#).roles(), Some(vec![]));
+        assert_eq!(jwt(r#"{"tid":"x"}"#).tenant().as_deref(), Some("x"));
+        assert_eq!(jwt(r#"{"scp":"A.Read B.Write"}"#).roles(), Some(vec!["A.Read".to_owned(), "B.Write".to_owned()]));
         assert_eq!(AccessToken(SecretString::from("opaque".to_owned())).roles(), None);
     }
 

@@ -10,6 +10,8 @@ use crate::settings::{ApiVersion, Cloud};
 pub struct Endpoints {
     /// Graph root without trailing slash, e.g. `https://graph.microsoft.com`.
     pub graph_root: String,
+    /// The cloud's own Graph root (differs from `graph_root` when overridden).
+    pub cloud_root: &'static str,
     /// Login host without trailing slash, e.g. `https://login.microsoftonline.com`.
     pub authority: String,
     /// `{cloud graph root}/.default`: follows the cloud even when the root is overridden.
@@ -70,6 +72,7 @@ impl Endpoints {
         };
         Ok(Endpoints {
             graph_root,
+            cloud_root: root,
             authority,
             scope: format!("{root}/.default"),
             federation_audience: audience,
@@ -80,6 +83,17 @@ impl Endpoints {
     /// `{authority}/{tenant}/oauth2/v2.0/token`
     pub fn token_url(&self, tenant: &str) -> String {
         format!("{}/{tenant}/oauth2/v2.0/token", self.authority)
+    }
+
+    /// Where to fetch an `@odata.nextLink`: itself when it is under our Graph root, rewritten to
+    /// our root when it is under the cloud's, `None` anywhere else (the token must not go there).
+    pub fn follow(&self, link: &str) -> Option<String> {
+        if let Some(rest) = link.strip_prefix(&self.graph_root).filter(|r| r.starts_with('/')) {
+            return Some(format!("{}{rest}", self.graph_root));
+        }
+        link.strip_prefix(self.cloud_root)
+            .filter(|r| r.starts_with('/'))
+            .map(|rest| format!("{}{rest}", self.graph_root))
     }
 
     /// `{root}/{apiVersion}/deviceManagement/{rest}`
@@ -131,6 +145,22 @@ mod tests {
         assert_eq!(g.federation_audience, "api://AzureADTokenExchangeChina");
         let d = Endpoints::resolve(Cloud::UsgovDod, ApiVersion::V1, None, None).expect("ok");
         assert_eq!(d.scope, "https://dod-graph.microsoft.us/.default");
+    }
+
+    #[test]
+    fn next_links_stay_under_the_graph_root() {
+        let e = Endpoints::resolve(Cloud::Global, ApiVersion::V1, Some("http://127.0.0.1:9"), None).expect("ok");
+        assert_eq!(
+            e.follow("http://127.0.0.1:9/v1.0/x?$skiptoken=a").as_deref(),
+            Some("http://127.0.0.1:9/v1.0/x?$skiptoken=a")
+        );
+        assert_eq!(
+            e.follow("https://graph.microsoft.com/v1.0/x?s=1").as_deref(),
+            Some("http://127.0.0.1:9/v1.0/x?s=1")
+        );
+        assert_eq!(e.follow("https://evil.example.com/v1.0/x"), None);
+        assert_eq!(e.follow("http://127.0.0.1:99/v1.0/x"), None);
+        assert_eq!(e.follow("https://graph.microsoft.com.evil.com/v1.0/x"), None);
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("intune-reconcile/", env!("CARGO_PKG_VERSION")))
+        // A redirected POST would be a second send, to an address nobody checked.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("the TLS backend initializes")
 }
@@ -375,7 +377,14 @@ impl Graph {
             };
             found.extend(page.value);
             match page.next {
-                Some(next) => url = next,
+                // The bearer token goes wherever nextLink points: only ever to the Graph root. A
+                // link to the cloud's own root (behind a proxy or override) is taken through ours.
+                Some(next) => {
+                    url = self
+                        .endpoints
+                        .follow(&next)
+                        .ok_or_else(|| ReadError::Decode(format!("@odata.nextLink leaves the Graph root: {next}")))?
+                }
                 None => return Ok(found),
             }
         }

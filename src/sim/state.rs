@@ -261,6 +261,11 @@ impl SimState {
         token
     }
 
+    /// Accepts `token` as if issued now (tests that craft their own claims).
+    pub fn accept_token(&mut self, token: &str) {
+        self.tokens.insert(token.to_owned(), Instant::now() + self.config.token_lifetime);
+    }
+
     /// Whether `Authorization: Bearer <token>` names a live token.
     pub fn authorized(&self, header: Option<&str>) -> bool {
         let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };

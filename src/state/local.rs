@@ -242,7 +242,15 @@ impl LocalStore {
         if tenant.is_some() && ledger.tenant.is_none() {
             ledger.tenant = tenant.map(str::to_owned);
         }
-        let mut writer = LedgerWriter { store: self.clone(), ledger, journal: None, pending: 0, _guard: guard };
+        let mut writer = LedgerWriter {
+            store: self.clone(),
+            ledger,
+            journal: None,
+            journal_len: 0,
+            broken: false,
+            pending: 0,
+            _guard: guard,
+        };
         if fresh || replayed > 0 || self.journal_path().exists() {
             writer.write_snapshot()?;
         }
@@ -289,6 +297,10 @@ pub struct LedgerWriter {
     store: LocalStore,
     ledger: Ledger,
     journal: Option<File>,
+    /// The journal's length after its last complete, synced write.
+    journal_len: u64,
+    /// A journal write failed: nothing more is appended after a possibly partial line.
+    broken: bool,
     pending: usize,
     _guard: LockGuard,
 }
@@ -307,25 +319,36 @@ impl LedgerWriter {
     pub fn record_all(&mut self, records: impl IntoIterator<Item = Record>) -> Result<(), StateError> {
         let jpath = self.store.journal_path();
         let werr = |source| StateError::Write { path: jpath.clone(), source };
+        if self.broken {
+            return Err(werr(std::io::Error::other(
+                "an earlier write to the journal failed; nothing more is recorded",
+            )));
+        }
+        let mut lines = Vec::new();
         if self.journal.is_none() {
-            let mut f = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&jpath).map_err(werr)?;
+            let f = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&jpath).map_err(werr)?;
+            sync_dir(&jpath).map_err(werr)?;
             let base = JournalLine::Base {
                 lineage: self.ledger.lineage.expect("a locked ledger has a lineage"),
                 base_serial: self.ledger.serial,
                 tenant: self.ledger.tenant.clone(),
             };
-            f.write_all(&line_bytes(&base)).map_err(werr)?;
-            sync_dir(&jpath).map_err(werr)?;
+            lines.extend(line_bytes(&base));
             self.journal = Some(f);
+            self.journal_len = 0;
         }
         let records: Vec<Record> = records.into_iter().collect();
-        let mut lines = Vec::new();
         for r in &records {
             lines.extend(line_bytes(&JournalLine::Put(Box::new(r.clone()))));
         }
         let f = self.journal.as_mut().expect("opened above");
-        f.write_all(&lines).map_err(werr)?;
-        f.sync_data().map_err(werr)?;
+        if let Err(e) = f.write_all(&lines).and_then(|()| f.sync_data()) {
+            // Cut a partial line off so the journal stays readable, and append nothing more.
+            let _ = f.set_len(self.journal_len).and_then(|()| f.sync_data());
+            self.broken = true;
+            return Err(werr(e));
+        }
+        self.journal_len += lines.len() as u64;
         for r in records {
             self.ledger.serial += 1;
             self.pending += 1;

@@ -234,3 +234,26 @@ fn the_same_device_by_two_selectors_in_one_manifest_is_reset_once() {
     );
     assert_eq!(sim.resets_applied("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), 1);
 }
+
+// Lookups throttled by Intune's read limit wait and go on: the plan still completes.
+#[test]
+fn read_throttling_slows_lookups_down_without_failing() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let serials: Vec<String> = (0..12).map(|i| format!("SN{i:08}")).collect();
+    let entries: Vec<(&str, &str)> = serials.iter().map(|s| ("serialNumber", s.as_str())).collect();
+    repo.write("manifests/a.yaml", manifest(&entries));
+    let sim = sim(SimConfig {
+        devices: android_devices(12),
+        read_limit: Some(intune_reconcile::settings::Budget {
+            requests: 4,
+            window: std::time::Duration::from_millis(500),
+        }),
+        retry_after: intune_reconcile::sim::RetryAfter::Seconds(0.2),
+        ..SimConfig::default()
+    });
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Plan: 12 to reset"), "{}", stdout(&out));
+    assert!(sim.requests().iter().any(|r| r.status == 429), "the limit was hit");
+}

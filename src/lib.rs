@@ -31,6 +31,7 @@ pub mod project;
 pub mod refresh;
 pub mod render;
 pub mod resolve;
+pub mod saved;
 pub mod schema;
 pub mod settings;
 pub mod sim;

@@ -50,6 +50,8 @@ pub struct Entry<'a> {
     pub record: Option<&'a Record>,
     /// The Intune device the selector resolved to, when devices were looked up.
     pub device: Option<&'a Device>,
+    /// Why a [`Change::Blocked`] entry is blocked.
+    pub block: Option<BlockKind>,
     /// Why it is in this category, for a human.
     pub reason: Cow<'static, str>,
 }
@@ -106,6 +108,21 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
+    /// A plan of these entries, with their counts.
+    pub fn from_entries(entries: Vec<Entry<'a>>) -> Self {
+        let mut summary = Summary::default();
+        for e in &entries {
+            match e.change {
+                Change::Reset => summary.to_reset += 1,
+                Change::AlreadyDone => summary.already_done += 1,
+                Change::Attention => summary.attention += 1,
+                Change::Orphaned => summary.orphaned += 1,
+                Change::Blocked => summary.blocked += 1,
+            }
+        }
+        Plan { entries, summary }
+    }
+
     pub fn has_changes(&self) -> bool {
         self.summary.to_reset > 0
     }
@@ -115,13 +132,40 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// Why a device cannot be acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BlockKind {
+    NotFound,
+    Ambiguous,
+    NotSupported,
+    /// The selector now finds another device than the one recorded.
+    ReEnrolled,
+    /// Graph refused the lookup.
+    Refused,
+    /// Another entry of the same manifest names the same device.
+    Repeated,
+}
+
+impl BlockKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockKind::NotFound => "not-found",
+            BlockKind::Ambiguous => "ambiguous",
+            BlockKind::NotSupported => "not-supported",
+            BlockKind::ReEnrolled => "re-enrolled",
+            BlockKind::Refused => "lookup-refused",
+            BlockKind::Repeated => "repeated",
+        }
+    }
+}
+
 /// What looking an action's device up in Intune found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
     /// The device to act on.
     Device(Device),
-    /// Why the action cannot be sent (not found, ambiguous, not supported, …).
-    Blocked(String),
+    /// Why the action cannot be sent.
+    Blocked(BlockKind, String),
 }
 
 /// Devices looked up for a plan, by action key. Empty for an offline plan.
@@ -135,20 +179,20 @@ pub fn plan<'a>(
     opts: PlanOptions,
 ) -> Plan<'a> {
     let mut entries = Vec::with_capacity(actions.len());
-    let mut summary = Summary::default();
     for a in actions {
         let record = ledger.records.get(&a.key);
         let (mut change, mut reason) = classify(record);
-        let mut device = None;
+        let (mut device, mut block) = (None, None);
         match resolutions.get(&a.key) {
             Some(Resolution::Device(d)) => device = Some(d),
-            Some(Resolution::Blocked(why)) if change == Change::Reset => {
+            Some(Resolution::Blocked(kind, why)) if change == Change::Reset => {
                 change = Change::Blocked;
+                block = Some(*kind);
                 reason = why.clone().into();
             }
             _ => {}
         }
-        entries.push(Entry { change, action: Some(a), record, device, reason });
+        entries.push(Entry { change, action: Some(a), record, device, block, reason });
     }
     if opts.report_orphans {
         let wanted: HashSet<&ActionKey> = actions.iter().map(|a| &a.key).collect();
@@ -159,19 +203,11 @@ pub fn plan<'a>(
             action: None,
             record: Some(r),
             device: None,
+            block: None,
             reason: format!("no manifest asks for it any more (status {}); nothing will be undone", r.status).into(),
         }));
     }
-    for e in &entries {
-        match e.change {
-            Change::Reset => summary.to_reset += 1,
-            Change::AlreadyDone => summary.already_done += 1,
-            Change::Attention => summary.attention += 1,
-            Change::Orphaned => summary.orphaned += 1,
-            Change::Blocked => summary.blocked += 1,
-        }
-    }
-    Plan { entries, summary }
+    Plan::from_entries(entries)
 }
 
 fn classify(record: Option<&Record>) -> (Change, Cow<'static, str>) {
@@ -269,7 +305,8 @@ mod tests {
         let limited = plan(&both, &l, &none, PlanOptions { report_orphans: false });
         assert_eq!(limited.summary.orphaned, 0);
 
-        let blocked: Resolutions = [(b.key.clone(), Resolution::Blocked("not found".into()))].into();
+        let blocked: Resolutions =
+            [(b.key.clone(), Resolution::Blocked(BlockKind::NotFound, "not found".into()))].into();
         let p = plan(&both, &l, &blocked, PlanOptions { report_orphans: false });
         assert_eq!((p.summary.to_reset, p.summary.blocked), (0, 1));
         assert_eq!(limited.summary.orphaned, 0);

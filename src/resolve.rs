@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::action::{Action, Collection, SelectorKind};
 use crate::graph::{Device, Graph, ReadError};
-use crate::plan::{Resolution, Resolutions};
+use crate::plan::{BlockKind, Resolution, Resolutions};
 use crate::state::Ledger;
 
 /// Whether Intune can reset (or remove) the passcode of `d`; `Err` says why not.
@@ -82,20 +82,23 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
         for a in &lookups[key] {
             let recorded = ledger.records.get(&a.key).and_then(|r| r.managed_device_id.as_deref());
             let resolution = match (&found, recorded) {
-                (Ok(device), Some(was)) if !device.id.eq_ignore_ascii_case(was) => Resolution::Blocked(format!(
-                    "{} now finds device {} ({}), but this action was recorded for device {was}: re-enrolled or renamed? Bump spec.round to act on the new device",
-                    a.selector,
-                    device.id,
-                    describe(device)
-                )),
+                (Ok(device), Some(was)) if !device.id.eq_ignore_ascii_case(was) => Resolution::Blocked(
+                    BlockKind::ReEnrolled,
+                    format!(
+                        "{} now finds device {} ({}), but this action was recorded for device {was}: re-enrolled or renamed? Bump spec.round to act on the new device",
+                        a.selector,
+                        device.id,
+                        describe(device)
+                    ),
+                ),
                 (Ok(device), _) => match eligibility(device) {
                     Ok(_) => Resolution::Device(device.clone()),
-                    Err(why) => Resolution::Blocked(format!("{why} ({})", describe(device))),
+                    Err(why) => Resolution::Blocked(BlockKind::NotSupported, format!("{why} ({})", describe(device))),
                 },
                 (Err(why), Some(was)) => {
-                    Resolution::Blocked(format!("{why}; this action was recorded for device {was}"))
+                    Resolution::Blocked(why.0, format!("{}; this action was recorded for device {was}", why.1))
                 }
-                (Err(why), None) => Resolution::Blocked(why.clone()),
+                (Err((kind, why)), None) => Resolution::Blocked(*kind, why.clone()),
             };
             out.insert(a.key.clone(), resolution);
         }
@@ -117,7 +120,7 @@ fn block_repeated_devices(actions: &[&Action], out: &mut Resolutions) {
                     "device {} is also named by {} at line {} of this manifest: one manifest resets a device once",
                     d.id, prev.selector, prev.pos.line
                 );
-                out.insert(a.key.clone(), Resolution::Blocked(why));
+                out.insert(a.key.clone(), Resolution::Blocked(BlockKind::Repeated, why));
             }
             None => {
                 first.insert((a.manifest.as_str(), id), a);
@@ -128,36 +131,39 @@ fn block_repeated_devices(actions: &[&Action], out: &mut Resolutions) {
 
 /// One lookup: `Ok(Ok(device))`, `Ok(Err(why blocked))`, or `Err` when Graph itself failed.
 /// Graph refusing this one lookup (a 4xx other than 401/403/429) blocks only its actions.
-async fn lookup(graph: &Graph, key: &LookupKey) -> Result<Result<Device, String>, ReadError> {
+async fn lookup(graph: &Graph, key: &LookupKey) -> Result<Found, ReadError> {
     match lookup_once(graph, key).await {
         Err(ReadError::Graph(e)) if (400..500).contains(&e.status) && ![401, 403, 429].contains(&e.status) => {
-            Ok(Err(format!("Graph refused to look up {} `{}`: {e}", key.1.as_str(), key.2)))
+            Ok(Err((BlockKind::Refused, format!("Graph refused to look up {} `{}`: {e}", key.1.as_str(), key.2))))
         }
         other => other,
     }
 }
 
-async fn lookup_once(
-    graph: &Graph,
-    (collection, kind, value): &LookupKey,
-) -> Result<Result<Device, String>, ReadError> {
+/// A device, or why there is none to act on.
+type Found = Result<Device, (BlockKind, String)>;
+
+async fn lookup_once(graph: &Graph, (collection, kind, value): &LookupKey) -> Result<Found, ReadError> {
     if *kind == SelectorKind::Id {
         return Ok(graph
             .device(*collection, value)
             .await?
-            .ok_or_else(|| format!("device {value} not found in Intune")));
+            .ok_or_else(|| (BlockKind::NotFound, format!("device {value} not found in Intune"))));
     }
     let mut found = graph.find_devices(*collection, kind.as_str(), value).await?;
     match found.len() {
-        0 => Ok(Err(format!("no device has {} `{value}`", kind.as_str()))),
+        0 => Ok(Err((BlockKind::NotFound, format!("no device has {} `{value}`", kind.as_str())))),
         1 => Ok(Ok(found.remove(0))),
         n => {
             let candidates: Vec<String> =
                 found.iter().take(10).map(|d| format!("{} ({})", d.id, describe(d))).collect();
-            Ok(Err(format!(
-                "{n} devices have {} `{value}`: use `id` to pick one of {}",
-                kind.as_str(),
-                candidates.join("; ")
+            Ok(Err((
+                BlockKind::Ambiguous,
+                format!(
+                    "{n} devices have {} `{value}`: use `id` to pick one of {}",
+                    kind.as_str(),
+                    candidates.join("; ")
+                ),
             )))
         }
     }

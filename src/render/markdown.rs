@@ -1,76 +1,192 @@
 //! The plan as Markdown for a pull-request comment or a CI job summary.
+//!
+//! Warnings first, then a summary table, then one collapsible list per manifest. The whole stays
+//! under GitHub's 65,536-character comment limit for any plan: past [`BUDGET`], the lists are cut
+//! with a line saying how much was left out and where the full plan is.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{PlanContext, attention_line, summary_line, text::symbol};
-use crate::plan::{Change, Plan};
+use super::{PlanContext, action_verb, device_summary, summary_line, text::symbol};
+use crate::plan::{BlockKind, Change, Entry, Plan};
 
 /// Marks the comment so a bot can find and update it instead of adding another.
 pub const MARKER: &str = "<!-- intune-reconcile:plan -->";
+/// GitHub's limit on a comment body, in characters.
+pub const GITHUB_LIMIT: usize = 65_536;
+/// What the rendered plan may use, leaving room for the closing lines.
+pub const BUDGET: usize = 60_000;
+/// More resets than this earn a "large change" warning.
+pub const LARGE_CHANGE: usize = 100;
+/// How many examples a warning lists.
+const EXAMPLES: usize = 5;
 
 pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
-    writeln!(out, "{MARKER}")?;
-    writeln!(out, "### intune-reconcile plan{}", if ctx.simulated { " (SIMULATED)" } else { "" })?;
-    writeln!(out)?;
+    out.write_all(render(plan, ctx).as_bytes())
+}
+
+/// The Markdown, never longer than [`GITHUB_LIMIT`] characters.
+pub fn render(plan: &Plan, ctx: PlanContext) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{MARKER}");
+    let _ = writeln!(s, "### intune-reconcile plan{}\n", if ctx.simulated { " (SIMULATED)" } else { "" });
     if ctx.offline {
-        writeln!(out, "> Offline plan: devices were not looked up in Intune.")?;
-        writeln!(out)?;
+        let _ = writeln!(s, "> Offline plan: devices were not looked up in Intune.\n");
     }
-    let s = plan.summary;
-    writeln!(out, "| reset | already done | needs attention | blocked | orphaned |")?;
-    writeln!(out, "|---:|---:|---:|---:|---:|")?;
-    writeln!(out, "| {} | {} | {} | {} | {} |", s.to_reset, s.already_done, s.attention, s.blocked, s.orphaned)?;
-    writeln!(out)?;
+    warnings(&mut s, plan);
+    summary_table(&mut s, plan);
+    let closing = format!("**{}**\n", summary_line(plan));
+    let mut shown = 0;
+    let groups = groups(plan);
+    for (i, group) in groups.iter().enumerate() {
+        let section = details(group);
+        if s.len() + section.len() + closing.len() + 400 > BUDGET {
+            let left: usize = groups[i..].iter().map(|g| g.len()).sum();
+            let _ = writeln!(
+                s,
+                "_{left} more action{} in {} more manifest group{} are not shown to stay within GitHub's comment limit: the full plan is in the job summary and the saved plan (`reconcile show plan.json`)._\n",
+                if left == 1 { "" } else { "s" },
+                groups.len() - i,
+                if groups.len() - i == 1 { "" } else { "s" },
+            );
+            break;
+        }
+        s.push_str(&section);
+        shown += group.len();
+    }
+    let _ = shown;
+    s.push_str(&closing);
+    s
+}
+
+/// Entries of one manifest (orphans of one manifest form their own group).
+fn groups<'p, 'a>(plan: &'p Plan<'a>) -> Vec<&'p [Entry<'a>]> {
+    let mut out = Vec::new();
     let mut i = 0;
     while i < plan.entries.len() {
         let first = &plan.entries[i];
-        let group_end = plan.entries[i..]
+        let end = plan.entries[i..]
             .iter()
             .position(|e| {
                 e.manifest() != first.manifest() || (e.change == Change::Orphaned) != (first.change == Change::Orphaned)
             })
             .map_or(plan.entries.len(), |n| i + n);
-        let group = &plan.entries[i..group_end];
-        let resets = group.iter().filter(|e| e.change == Change::Reset).count();
-        let title = match (&first.action, &first.record) {
-            (Some(a), _) => format!(
-                "<code>{}</code> ({}): {resets} to reset",
-                escape(&a.manifest),
-                escape(&a.file.display().to_string())
-            ),
-            (None, Some(r)) => format!("orphaned from <code>{}</code>: {}", escape(&r.manifest), group.len()),
-            (None, None) => String::new(),
-        };
-        writeln!(out, "<details><summary>{title}</summary>")?;
-        writeln!(out)?;
-        writeln!(out, "| | device | action | status | key |")?;
-        writeln!(out, "|---|---|---|---|---|")?;
-        for e in group {
-            let status = match e.change {
-                Change::Blocked => format!("blocked: {}", escape(&e.reason)),
-                _ => e.record.map_or("new", |r| r.status.as_str()).to_owned(),
-            };
-            let device = match e.device {
-                Some(d) => format!("{}<br>{}", escape(&e.selector().to_string()), escape(&super::device_summary(d))),
-                None => escape(&e.selector().to_string()),
-            };
-            let action = if e.change == Change::Reset { super::action_verb(e) } else { "" };
-            writeln!(out, "| `{}` | {} | {} | {} | `{}` |", symbol(e.change), device, action, status, e.key().short())?;
+        out.push(&plan.entries[i..end]);
+        i = end;
+    }
+    out
+}
+
+fn warnings(s: &mut String, plan: &Plan) {
+    let mut lines = Vec::new();
+    for (kind, what) in [
+        (BlockKind::NotSupported, "not supported"),
+        (BlockKind::Ambiguous, "ambiguous (several devices match)"),
+        (BlockKind::ReEnrolled, "re-enrolled or renamed since recorded"),
+        (BlockKind::NotFound, "not found in Intune"),
+        (BlockKind::Repeated, "named twice in one manifest"),
+        (BlockKind::Refused, "refused by Graph"),
+    ] {
+        let hits: Vec<&Entry> = plan.entries.iter().filter(|e| e.block == Some(kind)).collect();
+        if hits.is_empty() {
+            continue;
         }
-        writeln!(out)?;
-        writeln!(out, "</details>")?;
-        writeln!(out)?;
-        i = group_end;
+        let examples: Vec<String> = hits
+            .iter()
+            .take(EXAMPLES)
+            .map(|e| format!("`{}` in `{}`", escape(&e.selector().to_string()), escape(e.manifest())))
+            .collect();
+        let more = if hits.len() > EXAMPLES { format!(" and {} more", hits.len() - EXAMPLES) } else { String::new() };
+        lines.push(format!(
+            "- **{} device{} {what}**, never sent: {}{more}",
+            hits.len(),
+            if hits.len() == 1 { "" } else { "s" },
+            examples.join(", ")
+        ));
     }
-    writeln!(out, "**{}**", summary_line(plan))?;
-    if let Some(line) = attention_line(plan) {
-        writeln!(out)?;
-        writeln!(out, "{line}")?;
+    if plan.summary.to_reset > LARGE_CHANGE {
+        lines.push(format!(
+            "- **Large change: {} passcodes will be reset.** Check this is intended.",
+            plan.summary.to_reset
+        ));
     }
-    Ok(())
+    if plan.summary.attention > 0 {
+        lines.push(format!(
+            "- **{} action{} need{} attention** (unknown outcome, rejected or failed).",
+            plan.summary.attention,
+            if plan.summary.attention == 1 { "" } else { "s" },
+            if plan.summary.attention == 1 { "s" } else { "" }
+        ));
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(s, "> [!WARNING]");
+        for l in lines {
+            let _ = writeln!(s, "> {l}");
+        }
+        let _ = writeln!(s);
+    }
+}
+
+fn summary_table(s: &mut String, plan: &Plan) {
+    let resets = plan.entries.iter().filter(|e| e.change == Change::Reset);
+    let removes = resets.clone().filter(|e| action_verb(e) == "remove passcode").count();
+    let not_supported = plan.entries.iter().filter(|e| e.block == Some(BlockKind::NotSupported)).count();
+    let sm = plan.summary;
+    let _ = writeln!(
+        s,
+        "| reset passcode | remove passcode | not supported | other blocked | already done | orphaned | needs attention |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| {} | {removes} | {not_supported} | {} | {} | {} | {} |\n",
+        sm.to_reset - removes,
+        sm.blocked - not_supported,
+        sm.already_done,
+        sm.orphaned,
+        sm.attention
+    );
+}
+
+fn details(group: &[Entry]) -> String {
+    let first = &group[0];
+    let resets = group.iter().filter(|e| e.change == Change::Reset).count();
+    let title = match (&first.action, &first.record) {
+        (Some(a), _) => format!(
+            "<code>{}</code> ({}): {resets} to reset",
+            escape(&a.manifest),
+            escape(&a.file.display().to_string())
+        ),
+        (None, Some(r)) => format!("orphaned from <code>{}</code>: {}", escape(&r.manifest), group.len()),
+        (None, None) => String::new(),
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "<details><summary>{title}</summary>\n");
+    let _ = writeln!(s, "| | device | action | status | key |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for e in group {
+        let status = match e.change {
+            Change::Blocked => format!("blocked: {}", escape(&e.reason)),
+            _ => e.record.map_or("new", |r| r.status.as_str()).to_owned(),
+        };
+        let device = match e.device {
+            Some(d) => format!("{}<br>{}", escape(&e.selector().to_string()), escape(&device_summary(d))),
+            None => escape(&e.selector().to_string()),
+        };
+        let action = if e.change == Change::Reset { action_verb(e) } else { "" };
+        let _ =
+            writeln!(s, "| `{}` | {} | {} | {} | `{}` |", symbol(e.change), device, action, status, e.key().short());
+    }
+    let _ = writeln!(s, "\n</details>\n");
+    s
 }
 
 /// Escapes what Markdown tables and HTML would otherwise interpret.
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|").replace('`', "'")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace('`', "'")
+        .replace('\n', " ")
 }

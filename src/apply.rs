@@ -38,6 +38,7 @@ use crate::action::Action;
 use crate::graph::auth::PRIVILEGED_ROLE;
 use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
 use crate::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
+use crate::saved::{Binding, SavedError, SavedPlan, commitments_of};
 use crate::state::{Attempt, LedgerWriter, LocalStore, Record, StateError, Status};
 
 /// How many 429s one action may meet before it is left `not-executed` for the next run.
@@ -48,12 +49,23 @@ const MAX_NOT_SENT: usize = 3;
 /// What the command line decided.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
+    /// `apply --plan FILE`: execute exactly this saved plan, or refuse it as stale.
+    pub expected: Option<Expected>,
+    /// The digest of the manifests and config of this run (see [`crate::saved::inputs_digest`]).
+    pub inputs: String,
     pub lock_timeout: Duration,
     pub max_actions: Option<usize>,
     pub report_orphans: bool,
     pub tenant: Option<String>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+}
+
+/// A saved plan to execute exactly.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub path: std::path::PathBuf,
+    pub saved: SavedPlan,
 }
 
 /// How the executor talks to the person (or CI job) running it.
@@ -87,6 +99,8 @@ pub enum ApplyError {
     Declined,
     #[error("an action task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Saved(#[from] SavedError),
 }
 
 /// What happened.
@@ -101,6 +115,10 @@ pub struct ApplyReport {
     /// Not executed this run (throttled too long, never sent, or stopped by Ctrl-C).
     pub not_executed: usize,
     pub interrupted: bool,
+    /// Every action's record as this run left it, in completion order.
+    pub records: Vec<Record>,
+    /// Every blocked action: (action, why).
+    pub blocked_actions: Vec<(Action, String)>,
 }
 
 impl ApplyReport {
@@ -120,6 +138,13 @@ pub async fn apply(
     cancel: watch::Receiver<bool>,
 ) -> Result<ApplyReport, ApplyError> {
     let writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref())?;
+    if let Some(exp) = &opts.expected {
+        let (lineage, serial) = writer.ledger_before();
+        let now = Binding { lineage, serial, tenant: opts.tenant.clone(), inputs: opts.inputs.clone() };
+        if let Some(what) = exp.saved.binding.changes_since(&now) {
+            return Err(SavedError::Stale { path: exp.path.clone(), what }.into());
+        }
+    }
     let none = Resolutions::new();
     let first = plan::plan(actions, writer.ledger(), &none, PlanOptions { report_orphans: opts.report_orphans });
     let candidates: Vec<&Action> = first.to_reset().filter_map(|e| e.action).collect();
@@ -136,14 +161,30 @@ pub async fn apply(
     check_role(&graph).await?;
     let resolutions = crate::resolve::resolve(&graph, &candidates, writer.ledger()).await?;
     let plan = plan::plan(actions, writer.ledger(), &resolutions, PlanOptions { report_orphans: opts.report_orphans });
+    if let Some(exp) = &opts.expected
+        && exp.saved.commitments() != commitments_of(&plan)
+    {
+        let what = "devices resolve differently now (found, blocked or re-enrolled since the plan was made)".to_owned();
+        return Err(SavedError::Stale { path: exp.path.clone(), what }.into());
+    }
     ui.show_plan(&plan);
-    let mut report =
-        ApplyReport { planned: plan.summary.to_reset, blocked: plan.summary.blocked, ..ApplyReport::default() };
+    let mut report = ApplyReport {
+        planned: plan.summary.to_reset,
+        blocked: plan.summary.blocked,
+        blocked_actions: plan
+            .entries
+            .iter()
+            .filter(|e| e.change == crate::plan::Change::Blocked)
+            .filter_map(|e| e.action.map(|a| (a.clone(), e.reason.to_string())))
+            .collect(),
+        ..ApplyReport::default()
+    };
     if plan.summary.to_reset == 0 {
         writer.commit()?;
         return Ok(report);
     }
-    if !ui.confirm(&plan) {
+    // A saved plan was reviewed already: applying it is the approval.
+    if opts.expected.is_none() && !ui.confirm(&plan) {
         return Err(ApplyError::Declined);
     }
     let jobs: Vec<(Action, String, Record)> = plan
@@ -182,6 +223,7 @@ pub async fn apply(
                     _ => report.not_executed += 1,
                 }
                 ui.outcome(&record);
+                report.records.push(record);
             }
             Ok(Ok(None)) => report.not_executed += 1,
             Ok(Err(e)) => {

@@ -24,6 +24,7 @@ pub mod apply;
 pub mod cli;
 pub mod diagnostic;
 pub mod duration;
+pub mod github;
 pub mod graph;
 pub mod manifest;
 pub mod plan;

@@ -7,10 +7,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::connect;
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
-use crate::apply::{self, ApplyOptions, Ui};
+use anyhow::Context as _;
+
+use crate::apply::{self, ApplyOptions, Expected, Ui};
 use crate::plan::Plan;
 use crate::project;
 use crate::render::{self, Format, PlanContext};
+use crate::saved::{SavedError, SavedPlan, inputs_digest};
 use crate::state::{LocalStore, Record, Status};
 
 #[derive(Debug, clap::Args)]
@@ -26,21 +29,43 @@ pub struct ApplyArgs {
     /// Use the built-in Intune simulator and its own ledger instead of Graph.
     #[arg(long)]
     pub simulate: bool,
+    /// Execute exactly this saved plan (from `reconcile plan --out`), or refuse it as stale.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Result format on stdout (`json`: versioned; the plan then goes to stderr).
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
+    pub format: ApplyFormat,
+    /// Also write a JUnit XML report, one test case per action.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApplyFormat {
+    Text,
+    Json,
 }
 
 struct CliUi {
     simulated: bool,
     auto_approve: bool,
+    plan_to_stderr: bool,
     bar: Option<ProgressBar>,
 }
 
 impl Ui for CliUi {
     #[allow(clippy::print_stdout)]
     fn show_plan(&mut self, plan: &Plan<'_>) {
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let ctx = PlanContext { offline: false, simulated: self.simulated };
-        let _ = render::plan(&mut out, plan, ctx, Format::Text);
-        let _ = out.flush();
+        if self.plan_to_stderr {
+            let mut out = std::io::BufWriter::new(std::io::stderr().lock());
+            let _ = render::plan(&mut out, plan, ctx, Format::Text);
+            let _ = out.flush();
+        } else {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let _ = render::plan(&mut out, plan, ctx, Format::Text);
+            let _ = out.flush();
+        }
     }
 
     #[allow(clippy::print_stderr)]
@@ -97,9 +122,29 @@ impl Ui for CliUi {
 pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
-    if !args.auto_approve && !super::interactive() {
+    let expected = match &args.plan {
+        Some(path) => {
+            let saved = SavedPlan::read(path)?;
+            if saved.offline {
+                return Err(
+                    SavedError::Unusable { path: path.clone(), why: "offline", hint: "without --offline" }.into()
+                );
+            }
+            if saved.simulated != args.simulate {
+                let (why, hint) = if saved.simulated {
+                    ("with --simulate", "without --simulate")
+                } else {
+                    ("against Graph", "with --simulate")
+                };
+                return Err(SavedError::Unusable { path: path.clone(), why, hint }.into());
+            }
+            Some(Expected { path: path.clone(), saved })
+        }
+        None => None,
+    };
+    if !args.auto_approve && expected.is_none() && !super::interactive() {
         return Err(anyhow::anyhow!(
-            "apply needs confirmation, but there is no terminal to ask on\nhint: review `reconcile plan` and pass --auto-approve"
+            "apply needs confirmation, but there is no terminal to ask on\nhint: review `reconcile plan` and pass --auto-approve, or apply a reviewed saved plan with --plan FILE"
         )
         .into());
     }
@@ -107,6 +152,8 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let conn = connect::connect(&p.settings, args.simulate, &env)?;
     let store = LocalStore::new(&conn.state);
     let opts = ApplyOptions {
+        expected,
+        inputs: inputs_digest(p.settings.config_file.as_deref(), &p.files)?,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
         max_actions: args.max_actions,
         report_orphans: !p.limited,
@@ -114,7 +161,8 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         backoff_initial: p.settings.graph.backoff_initial,
         backoff_max: p.settings.graph.backoff_max,
     };
-    let mut ui = CliUi { simulated: conn.simulated, auto_approve: args.auto_approve, bar: None };
+    let json = args.format == ApplyFormat::Json;
+    let mut ui = CliUi { simulated: conn.simulated, auto_approve: args.auto_approve, plan_to_stderr: json, bar: None };
     let actions = p.actions();
     let report = rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -129,6 +177,17 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         bar.finish_and_clear();
     }
     let report = report?;
+    if let Some(path) = &args.junit {
+        crate::render::report::write_junit(path, &report)
+            .with_context(|| format!("cannot write the JUnit report `{}`", path.display()))?;
+    }
+    if json {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        crate::render::report::json(&mut out, &report, conn.simulated)
+            .and_then(|()| out.flush())
+            .context("cannot write to stdout")?;
+        return if report.success() { Ok(()) } else { Err(Failure::Exit(1)) };
+    }
     let sim = if conn.simulated { "SIMULATED: " } else { "" };
     if report.planned == 0 && report.blocked == 0 {
         say!("{sim}Nothing to do.");

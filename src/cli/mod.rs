@@ -9,11 +9,13 @@ macro_rules! say {
 }
 
 mod apply;
+mod comment;
 mod connect;
 mod logging;
 mod plan;
 mod refresh;
 mod schema;
+mod show;
 mod sim;
 mod state;
 mod validate;
@@ -85,6 +87,10 @@ enum Command {
     Refresh(refresh::RefreshArgs),
     /// Run the Intune Graph simulator on loopback.
     Sim(sim::SimArgs),
+    /// Render a saved plan (from `plan --out`).
+    Show(show::ShowArgs),
+    /// Create or update the plan comment on a GitHub pull request.
+    Comment(comment::CommentArgs),
     /// Inspect the ledger.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -139,6 +145,8 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&cli.global, args),
         Command::Refresh(args) => refresh::run(&cli.global, args),
         Command::Sim(args) => sim::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Comment(args) => comment::run(args),
         Command::State(cmd) => state::run(&cli.global, cmd),
         Command::Schema(args) => schema::run(args),
     };

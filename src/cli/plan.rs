@@ -11,6 +11,7 @@ use crate::graph::auth::{PRIVILEGED_ROLE, READ_ROLES};
 use crate::plan::{self, PlanOptions, Resolutions};
 use crate::project;
 use crate::render::{self, Format, PlanContext};
+use crate::saved::{Binding, SavedPlan, inputs_digest};
 use crate::state::LocalStore;
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +30,9 @@ pub struct PlanArgs {
     /// Exit 0 when there is nothing to do, 2 when resets are pending, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Save the plan to FILE, for `reconcile apply --plan FILE` and `reconcile show FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
@@ -66,14 +70,49 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     };
     let plan = plan::plan(&actions, &ledger, &resolutions, opts);
     let ctx = PlanContext { offline: args.offline, simulated: args.simulate };
+    if let Some(path) = &args.out {
+        let inputs = inputs_digest(p.settings.config_file.as_deref(), &p.files)?;
+        let binding = Binding::of(&ledger, tenant.as_deref(), inputs);
+        SavedPlan::new(&plan, binding, args.simulate, args.offline).write(path)?;
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     render::plan(&mut out, &plan, ctx, args.format).context("cannot write the plan to stdout")?;
     out.flush().context("cannot write the plan to stdout")?;
+    drop(out);
+    github_outputs(&plan, ctx)?;
     if plan.summary.blocked > 0 {
         return Err(Failure::Exit(1));
     }
     if args.detailed_exitcode && plan.has_changes() {
         return Err(Failure::Exit(2));
+    }
+    Ok(())
+}
+
+/// Inside GitHub Actions: the Markdown plan appended to the job summary, and a warning
+/// annotation on the manifest line of every blocked device.
+fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Result<()> {
+    if let Some(summary) = env("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&summary)
+            .with_context(|| format!("cannot open GITHUB_STEP_SUMMARY `{summary}`"))?;
+        f.write_all(render::markdown::render(plan, ctx).as_bytes())
+            .with_context(|| format!("cannot write `{summary}`"))?;
+    }
+    if env("GITHUB_ACTIONS").as_deref() == Some("true") {
+        let mut diags = crate::diagnostic::Diagnostics::default();
+        for e in plan.entries.iter().filter(|e| e.change == crate::plan::Change::Blocked) {
+            if let Some(a) = e.action {
+                diags.push(crate::diagnostic::Diagnostic::warning(
+                    &a.file,
+                    Some(a.pos),
+                    format!("{} is blocked: {}", a.selector, e.reason),
+                ));
+            }
+        }
+        let _ = diags.render_github(&mut std::io::stderr().lock());
     }
     Ok(())
 }

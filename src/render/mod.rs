@@ -6,6 +6,7 @@
 
 pub mod json;
 pub mod markdown;
+pub mod report;
 pub mod state;
 pub mod text;
 

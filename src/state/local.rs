@@ -248,6 +248,7 @@ impl LocalStore {
             journal: None,
             journal_len: 0,
             broken: false,
+            created: fresh,
             pending: 0,
             _guard: guard,
         };
@@ -301,6 +302,8 @@ pub struct LedgerWriter {
     journal_len: u64,
     /// A journal write failed: nothing more is appended after a possibly partial line.
     broken: bool,
+    /// This lock created the ledger (there was none before).
+    created: bool,
     pending: usize,
     _guard: LockGuard,
 }
@@ -308,6 +311,11 @@ pub struct LedgerWriter {
 impl LedgerWriter {
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The ledger as it was before this lock: empty (no lineage) when the lock created it.
+    pub fn ledger_before(&self) -> (Option<Uuid>, u64) {
+        if self.created { (None, 0) } else { (self.ledger.lineage, self.ledger.serial) }
     }
 
     /// Durably records a record's new content: one fsynced journal line.

@@ -1,0 +1,281 @@
+//! The pull-request workflow: saved plans, Markdown comments, CI outputs, the comment upsert.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{Repo, posts, sim, sim_config, stderr, stdout};
+
+fn plan_out(repo: &Repo, sim: &intune_reconcile::sim::SimHandle) {
+    let out = repo.cmd_on(sim).args(["plan", "--out", "plan.json"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_saved_plan_is_applied_exactly_once_and_shown_in_every_format() {
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    let sim = sim(sim_config());
+    plan_out(&repo, &sim);
+    for format in ["text", "json", "markdown"] {
+        let out = repo.cmd().args(["show", "plan.json", "--format", format]).output().expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("7"), "{format}");
+    }
+    let shown = stdout(&repo.cmd().args(["show", "plan.json"]).output().expect("run"));
+    assert!(shown.contains("+ remove passcode serialNumber=F2LXK0QAHG7F"), "{shown}");
+    // --plan is the approval: no terminal and no --auto-approve needed.
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(posts(&sim).len(), 7);
+    // A plan made on an empty ledger cannot be applied twice.
+    let again = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("is stale: the ledger changed since the plan was made"), "{}", stderr(&again));
+    assert_eq!(posts(&sim).len(), 7);
+}
+
+#[test]
+fn stale_plans_are_refused_and_say_what_changed() {
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    let sim = sim(sim_config());
+    plan_out(&repo, &sim);
+    // The manifests changed (even a comment: what was reviewed is not what is there).
+    let path = repo.path().join("manifests/helpdesk/inc-4711-lost-phone.yaml");
+    let original = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(&path, format!("{original}# edited after review\n")).expect("edit");
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the manifests or the config changed"), "{}", stderr(&out));
+    std::fs::write(&path, original).expect("restore");
+
+    // The ledger changed: someone applied part of it meanwhile.
+    repo.cmd_on(&sim)
+        .args(["apply", "--auto-approve", "manifests/helpdesk/inc-4711-lost-phone.yaml"])
+        .assert()
+        .success();
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the ledger changed"), "{}", stderr(&out));
+    assert_eq!(posts(&sim).len(), 1);
+
+    // An offline plan has no devices: it cannot be applied.
+    repo.cmd().args(["plan", "--offline", "--out", "offline.json"]).assert().success();
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "offline.json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("was made offline"), "{}", stderr(&out));
+}
+
+// Devices that resolve differently than when the plan was reviewed make it stale.
+#[test]
+fn a_plan_whose_devices_changed_is_stale() {
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    let first = sim(sim_config());
+    plan_out(&repo, &first);
+    drop(first);
+    let mut cfg = sim_config();
+    cfg.devices.retain(|d| d["serialNumber"] != "R58M12345AB");
+    let second = sim(cfg);
+    let out = repo.cmd_on(&second).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("devices resolve differently now"), "{}", stderr(&out));
+    assert!(posts(&second).is_empty());
+}
+
+// Any plan fits in one GitHub comment.
+#[test]
+fn the_markdown_of_twenty_thousand_actions_fits_a_comment() {
+    let repo = Repo::empty();
+    for m in 0..200 {
+        let mut s = format!(
+            "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: big-{m:03}\nspec:\n  devices:\n"
+        );
+        for d in 0..100 {
+            s.push_str(&format!("    - serialNumber: SN{:06}\n", m * 100 + d));
+        }
+        repo.write(&format!("manifests/big-{m:03}.yaml"), s);
+    }
+    let out = repo.cmd().args(["plan", "--offline", "--format", "markdown"]).output().expect("run");
+    assert!(out.status.success());
+    let md = stdout(&out);
+    assert!(md.chars().count() < intune_reconcile::render::markdown::GITHUB_LIMIT, "{} chars", md.chars().count());
+    assert!(md.starts_with(intune_reconcile::render::markdown::MARKER));
+    assert!(md.contains("Large change: 20000 passcodes will be reset"));
+    assert!(md.contains("more actions in") && md.contains("are not shown"), "the cut is said");
+    assert!(md.trim_end().ends_with("**Plan: 20000 to reset, 0 already done, 0 orphaned.**"));
+}
+
+#[test]
+fn warnings_come_first_in_the_markdown() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write(
+        "manifests/a.yaml",
+        common::manifest_for(
+            "mixed",
+            &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a", "3fa85f64-5717-4562-b3fc-2c963f66afa6"],
+        ),
+    );
+    let sim = sim(sim_config());
+    let out = repo.cmd_on(&sim).args(["plan", "--format", "markdown"]).output().expect("run");
+    let md = stdout(&out);
+    let warning = md.find("> [!WARNING]").expect("a warning block");
+    let table = md.find("| reset passcode |").expect("a summary table");
+    assert!(warning < table);
+    assert!(
+        md.contains("**1 device not supported**, never sent: `id=4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a` in `mixed`"),
+        "{md}"
+    );
+    assert!(md.contains("| 1 | 0 | 1 | 0 | 0 | 0 | 0 |"), "{md}");
+}
+
+#[test]
+fn github_actions_get_a_job_summary_and_annotations() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/a.yaml", common::manifest_for("mixed", &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a"]));
+    repo.write("summary.md", "previous step\n");
+    let sim = sim(sim_config());
+    let out = repo
+        .cmd_on(&sim)
+        .arg("plan")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", repo.path().join("summary.md"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let summary = repo.read("summary.md");
+    assert!(summary.starts_with("previous step\n<!-- intune-reconcile:plan -->"), "appended: {summary}");
+    assert!(
+        stderr(&out).contains(
+            "::warning file=manifests/a.yaml,line=7,col=11::id=4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a is blocked"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn apply_reports_json_and_junit() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write(
+        "manifests/a.yaml",
+        common::manifest_for(
+            "mixed",
+            &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a", "3fa85f64-5717-4562-b3fc-2c963f66afa6"],
+        ),
+    );
+    let sim = sim(sim_config());
+    let out = repo
+        .cmd_on(&sim)
+        .args(["apply", "--auto-approve", "--format", "json", "--junit", "junit.xml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "a blocked device fails the run");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is only JSON");
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["summary"]["accepted"], 1);
+    assert_eq!(json["summary"]["blocked"], 1);
+    let statuses: Vec<&str> =
+        json["actions"].as_array().expect("actions").iter().filter_map(|a| a["status"].as_str()).collect();
+    assert_eq!(statuses.len(), 2);
+    assert!(statuses.contains(&"accepted") && statuses.contains(&"blocked"));
+    assert!(stderr(&out).contains("Plan: 1 to reset"), "the plan goes to stderr");
+    let junit = repo.read("junit.xml");
+    assert!(junit.contains("<testsuite name=\"reconcile apply\" tests=\"2\" failures=\"0\" skipped=\"1\">"), "{junit}");
+    assert_eq!(junit.matches("<testcase ").count(), 2);
+}
+
+/// A fake of the GitHub REST API: issue comments in memory.
+fn fake_github()
+-> (String, Arc<Mutex<Vec<(u64, String)>>>, std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
+    use axum::Json;
+    use axum::extract::{Path, State};
+    use axum::routing::{get, patch};
+    type Db = Arc<Mutex<Vec<(u64, String)>>>;
+    let db: Db = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/repos/{owner}/{repo}/issues/{pr}/comments",
+            get(|State(db): State<Db>| async move {
+                let list: Vec<serde_json::Value> = db
+                    .lock()
+                    .expect("db")
+                    .iter()
+                    .map(|(id, body)| serde_json::json!({"id": id, "body": body}))
+                    .collect();
+                Json(list)
+            })
+            .post(|State(db): State<Db>, Json(b): Json<serde_json::Value>| async move {
+                let mut db = db.lock().expect("db");
+                let id = 1000 + db.len() as u64;
+                db.push((id, b["body"].as_str().unwrap_or_default().to_owned()));
+                (axum::http::StatusCode::CREATED, Json(serde_json::json!({"id": id})))
+            }),
+        )
+        .route(
+            "/repos/{owner}/{repo}/issues/comments/{id}",
+            patch(
+                |State(db): State<Db>,
+                 Path((_, _, id)): Path<(String, String, u64)>,
+                 Json(b): Json<serde_json::Value>| async move {
+                    let mut db = db.lock().expect("db");
+                    if let Some(c) = db.iter_mut().find(|(i, _)| *i == id) {
+                        c.1 = b["body"].as_str().unwrap_or_default().to_owned();
+                    }
+                    Json(serde_json::json!({"id": id}))
+                },
+            ),
+        )
+        .with_state(db.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+    });
+    (url, db, thread, tx)
+}
+
+#[test]
+fn the_plan_comment_is_created_once_then_updated() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
+    repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
+    let (url, db, thread, stop) = fake_github();
+    db.lock().expect("db").push((7, "an unrelated review comment".into()));
+    let comment = |repo: &Repo| {
+        repo.cmd()
+            .args(["comment", "--plan", "plan.json"])
+            .env("GITHUB_TOKEN", "ghs_test_token")
+            .env("GITHUB_REPOSITORY", "contoso/devices")
+            .env("GITHUB_API_URL", &url)
+            .env("GITHUB_EVENT_PATH", repo.path().join("event.json"))
+            .output()
+            .expect("run")
+    };
+    let first = comment(&repo);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("created plan comment 1001 on pull request #42"), "{}", stdout(&first));
+    let second = comment(&repo);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stdout(&second).contains("updated plan comment 1001"), "{}", stdout(&second));
+    let comments = db.lock().expect("db").clone();
+    assert_eq!(comments.len(), 2, "never a second plan comment");
+    assert!(comments[1].1.starts_with(intune_reconcile::render::markdown::MARKER));
+    assert!(!stdout(&second).contains("ghs_test_token") && !stderr(&second).contains("ghs_test_token"));
+    let _ = stop.send(());
+    let _ = thread.join();
+}

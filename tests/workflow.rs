@@ -246,7 +246,7 @@ fn fake_github()
                 .await;
         });
     });
-    (url, db, thread, tx)
+    FakeGithub { url, comments: db, thread, stop: tx }
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn the_plan_comment_is_created_once_then_updated() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
-    let (url, db, thread, stop) = fake_github();
+    let FakeGithub { url, comments: db, thread, stop } = fake_github();
     db.lock().expect("db").push((7, "an unrelated review comment".into()));
     let comment = |repo: &Repo| {
         repo.cmd()

@@ -189,9 +189,19 @@ fn apply_reports_json_and_junit() {
     assert_eq!(junit.matches("<testcase ").count(), 2);
 }
 
+/// Comments by id, as the fake GitHub keeps them.
+type Comments = Arc<Mutex<Vec<(u64, String)>>>;
+
+/// A running fake of the GitHub REST API.
+struct FakeGithub {
+    url: String,
+    comments: Comments,
+    thread: std::thread::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
 /// A fake of the GitHub REST API: issue comments in memory.
-fn fake_github()
--> (String, Arc<Mutex<Vec<(u64, String)>>>, std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
+fn fake_github() -> FakeGithub {
     use axum::Json;
     use axum::extract::{Path, State};
     use axum::routing::{get, patch};

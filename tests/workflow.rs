@@ -289,3 +289,49 @@ fn the_plan_comment_is_created_once_then_updated() {
     let _ = stop.send(());
     let _ = thread.join();
 }
+
+/// A pipeline file as a JSON value.
+fn pipeline(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(common::examples().join("ci").join(name)).expect("read");
+    serde_saphyr::from_str(&text).expect("valid YAML")
+}
+
+#[test]
+fn the_example_pipelines_are_complete() {
+    let gh = pipeline("github-actions.yml");
+    assert!(gh["on"]["pull_request"].is_object(), "{gh}");
+    assert_eq!(gh["on"]["push"]["branches"][0], "main");
+    let plan = &gh["jobs"]["plan"];
+    assert_eq!(plan["permissions"]["id-token"], "write");
+    assert_eq!(plan["permissions"]["pull-requests"], "write");
+    let runs = |job: &serde_json::Value| -> String {
+        job["steps"].as_array().expect("steps").iter().filter_map(|s| s["run"].as_str()).collect::<Vec<_>>().join("\n")
+    };
+    assert!(runs(plan).contains("reconcile plan --out plan.json --detailed-exitcode"));
+    assert!(runs(plan).contains("reconcile comment --plan plan.json"));
+    let apply = &gh["jobs"]["apply"];
+    assert_eq!(apply["concurrency"]["cancel-in-progress"], false);
+    assert!(apply["concurrency"]["group"].is_string());
+    assert!(runs(apply).contains("reconcile apply --plan plan.json"));
+    let upload = apply["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == "Store the ledger, whatever happened")
+        .expect("upload step");
+    assert_eq!(upload["if"], "always()");
+
+    let az = pipeline("azure-pipelines.yml");
+    let stages = az["stages"].as_array().expect("stages");
+    assert_eq!(stages.len(), 2);
+    let text = serde_json::to_string(&az).expect("json");
+    for want in [
+        "reconcile plan --out plan.json",
+        "reconcile apply --auto-approve",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "PublishTestResults@2",
+    ] {
+        assert!(text.contains(want), "{want}");
+    }
+    assert_eq!(stages[1]["lockBehavior"], "sequential");
+}

@@ -112,6 +112,7 @@ fn write_ledger(root: &Path) {
                 request_id: Some(uuid::Uuid::new_v4().to_string()),
                 error_code: None,
                 error_message: None,
+                policy_override: None,
             });
             r
         })

@@ -49,6 +49,11 @@ const MAX_NOT_SENT: usize = 3;
 /// What the command line decided.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
+    /// The policy, and the violations the manifests alone show (refused before any request).
+    pub policy: crate::policy::Policy,
+    pub static_violations: Vec<crate::diagnostic::Diagnostic>,
+    /// A policy rule knowingly overridden, recorded with every attempt.
+    pub policy_override: Option<String>,
     /// `apply --plan FILE`: execute exactly this saved plan, or refuse it as stale.
     pub expected: Option<Expected>,
     /// The digest of the manifests and config of this run (see [`crate::saved::inputs_digest`]).
@@ -101,6 +106,8 @@ pub enum ApplyError {
     Task(String),
     #[error(transparent)]
     Saved(#[from] SavedError),
+    #[error("{} policy violation{}: nothing was sent", .0.items().len(), if .0.items().len() == 1 { "" } else { "s" })]
+    Policy(crate::diagnostic::Diagnostics),
 }
 
 /// What happened.
@@ -161,6 +168,15 @@ pub async fn apply(
     check_role(&graph).await?;
     let resolutions = crate::resolve::resolve(&graph, &candidates, writer.ledger()).await?;
     let plan = plan::plan(actions, writer.ledger(), &resolutions, PlanOptions { report_orphans: opts.report_orphans });
+    let mut violations = opts.static_violations.clone();
+    violations.extend(opts.policy.check_plan(&plan, writer.ledger(), Timestamp::now()));
+    if !violations.is_empty() {
+        let mut diags = crate::diagnostic::Diagnostics::default();
+        for v in violations {
+            diags.push(v);
+        }
+        return Err(ApplyError::Policy(diags));
+    }
     if let Some(exp) = &opts.expected
         && exp.saved.commitments() != commitments_of(&plan)
     {
@@ -327,6 +343,7 @@ async fn execute(
             request_id: None,
             error_code: None,
             error_message: None,
+            policy_override: ctx.opts.policy_override.clone(),
         });
         record.status = Status::Unknown;
         record.updated_at = now;

@@ -28,6 +28,7 @@ pub mod github;
 pub mod graph;
 pub mod manifest;
 pub mod plan;
+pub mod policy;
 pub mod project;
 pub mod refresh;
 pub mod render;

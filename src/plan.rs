@@ -90,6 +90,8 @@ pub struct Summary {
     pub orphaned: usize,
     pub attention: usize,
     pub blocked: usize,
+    /// Policy violations: any makes `apply` refuse.
+    pub violations: usize,
 }
 
 /// How to plan.
@@ -105,6 +107,8 @@ pub struct PlanOptions {
 pub struct Plan<'a> {
     pub entries: Vec<Entry<'a>>,
     pub summary: Summary,
+    /// Policy violations found in this plan (see [`crate::policy`]).
+    pub violations: Vec<crate::diagnostic::Diagnostic>,
 }
 
 impl<'a> Plan<'a> {
@@ -120,7 +124,14 @@ impl<'a> Plan<'a> {
                 Change::Blocked => summary.blocked += 1,
             }
         }
-        Plan { entries, summary }
+        Plan { entries, summary, violations: Vec::new() }
+    }
+
+    /// The same plan, with the policy violations found in it.
+    pub fn with_violations(mut self, violations: Vec<crate::diagnostic::Diagnostic>) -> Self {
+        self.summary.violations = violations.len();
+        self.violations = violations;
+        self
     }
 
     pub fn has_changes(&self) -> bool {
@@ -286,7 +297,10 @@ mod tests {
             changes,
             [AlreadyDone, AlreadyDone, Attention, Attention, Attention, Attention, Attention, Reset, Reset]
         );
-        assert_eq!(p.summary, Summary { to_reset: 2, already_done: 2, orphaned: 0, attention: 5, blocked: 0 });
+        assert_eq!(
+            p.summary,
+            Summary { to_reset: 2, already_done: 2, orphaned: 0, attention: 5, blocked: 0, violations: 0 }
+        );
     }
 
     #[test]

@@ -201,6 +201,7 @@ mod tests {
             request_id: None,
             error_code: None,
             error_message: None,
+            policy_override: None,
         });
         r
     }

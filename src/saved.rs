@@ -44,6 +44,19 @@ pub struct SavedPlan {
     pub offline: bool,
     pub binding: Binding,
     pub entries: Vec<SavedEntry>,
+    /// Policy violations when the plan was made.
+    #[serde(default)]
+    pub violations: Vec<SavedViolation>,
+}
+
+/// A policy violation as saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedViolation {
+    pub file: Option<PathBuf>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub message: String,
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +244,17 @@ impl SavedPlan {
             offline,
             binding,
             entries,
+            violations: plan
+                .violations
+                .iter()
+                .map(|v| SavedViolation {
+                    file: v.file.clone(),
+                    line: v.pos.map(|p| p.line),
+                    column: v.pos.map(|p| p.column),
+                    message: v.message.clone(),
+                    hint: v.hint.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -356,6 +380,21 @@ impl Restored {
                 reason: Cow::Owned(e.reason.clone()),
             })
             .collect();
-        Plan::from_entries(entries)
+        let violations = self
+            .saved
+            .violations
+            .iter()
+            .map(|v| crate::diagnostic::Diagnostic {
+                severity: crate::diagnostic::Severity::Error,
+                file: v.file.clone(),
+                pos: match (v.line, v.column) {
+                    (Some(l), Some(c)) => Some(Pos::new(l, c)),
+                    _ => None,
+                },
+                message: v.message.clone(),
+                hint: v.hint.clone(),
+            })
+            .collect();
+        Plan::from_entries(entries).with_violations(violations)
     }
 }

@@ -67,6 +67,8 @@ pub struct RawConfig {
     pub graph: Option<RawGraph>,
     /// The built-in simulator used by `--simulate`.
     pub simulator: Option<RawSimulator>,
+    /// Guard rails enforced by `validate`, `plan` and `apply` (apply refuses on any violation).
+    pub policy: Option<crate::policy::RawPolicy>,
 }
 
 /// The `simulator:` section.
@@ -174,6 +176,8 @@ pub struct Settings {
     pub authority_host: Option<String>,
     /// The device fixture for `--simulate`, if the config names one.
     pub sim_devices: Option<PathBuf>,
+    /// The `policy:` section, validated.
+    pub policy: crate::policy::Policy,
 }
 
 impl Settings {
@@ -227,6 +231,7 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
         graph_url: nonempty("RECONCILE_GRAPH_URL"),
         authority_host: nonempty("AZURE_AUTHORITY_HOST"),
         sim_devices: raw.simulator.and_then(|s| s.devices).map(|d| join(&base, Path::new(&d.value))),
+        policy: raw.policy.map(|p| crate::policy::Policy::from_raw(p, &file, diags)).unwrap_or_default(),
     }
 }
 

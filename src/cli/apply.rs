@@ -38,6 +38,12 @@ pub struct ApplyArgs {
     /// Also write a JUnit XML report, one test case per action.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Apply outside the policy's change windows (needs --reason, recorded in the ledger).
+    #[arg(long, requires = "reason")]
+    pub ignore_change_windows: bool,
+    /// Why the change windows are ignored.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -148,10 +154,26 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         )
         .into());
     }
+    let policy_override = match (args.ignore_change_windows, &args.reason) {
+        (true, Some(reason)) if !reason.trim().is_empty() => Some(format!("changeWindows ignored: {}", reason.trim())),
+        (true, _) => return Err(anyhow::anyhow!("--ignore-change-windows needs a non-empty --reason").into()),
+        (false, _) => None,
+    };
+    if policy_override.is_none()
+        && let Err(v) = p.settings.policy.check_window(jiff::Timestamp::now())
+    {
+        let mut diags = crate::diagnostic::Diagnostics::default();
+        diags.push(v);
+        return Err(Failure::Invalid(diags));
+    }
+    let static_violations = p.settings.policy.check_manifests(&p.manifests);
     let rt = connect::runtime()?;
     let conn = connect::connect(&p.settings, args.simulate, &env)?;
     let store = LocalStore::new(&conn.state);
     let opts = ApplyOptions {
+        policy: p.settings.policy.clone(),
+        static_violations,
+        policy_override,
         expected,
         inputs: inputs_digest(p.settings.config_file.as_deref(), &p.files)?,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
@@ -176,7 +198,10 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     if let Some(bar) = &ui.bar {
         bar.finish_and_clear();
     }
-    let report = report?;
+    let report = match report {
+        Err(apply::ApplyError::Policy(diags)) => return Err(Failure::Invalid(diags)),
+        other => other?,
+    };
     if let Some(path) = &args.junit {
         crate::render::report::write_junit(path, &report)
             .with_context(|| format!("cannot write the JUnit report `{}`", path.display()))?;

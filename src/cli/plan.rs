@@ -68,7 +68,10 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
             connect::runtime()?.block_on(lookup(conn, &candidates, &ledger))?
         }
     };
+    let mut violations = p.settings.policy.check_manifests(&p.manifests);
     let plan = plan::plan(&actions, &ledger, &resolutions, opts);
+    violations.extend(p.settings.policy.check_plan(&plan, &ledger, jiff::Timestamp::now()));
+    let plan = plan.with_violations(violations);
     let ctx = PlanContext { offline: args.offline, simulated: args.simulate };
     if let Some(path) = &args.out {
         let inputs = inputs_digest(p.settings.config_file.as_deref(), &p.files)?;
@@ -80,7 +83,7 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     out.flush().context("cannot write the plan to stdout")?;
     drop(out);
     github_outputs(&plan, ctx)?;
-    if plan.summary.blocked > 0 {
+    if plan.summary.blocked > 0 || plan.summary.violations > 0 {
         return Err(Failure::Exit(1));
     }
     if args.detailed_exitcode && plan.has_changes() {
@@ -103,6 +106,9 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
     }
     if env("GITHUB_ACTIONS").as_deref() == Some("true") {
         let mut diags = crate::diagnostic::Diagnostics::default();
+        for v in &plan.violations {
+            diags.push(v.clone());
+        }
         for e in plan.entries.iter().filter(|e| e.change == crate::plan::Change::Blocked) {
             if let Some(a) = e.action {
                 diags.push(crate::diagnostic::Diagnostic::warning(

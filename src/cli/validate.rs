@@ -13,7 +13,15 @@ pub struct ValidateArgs {
 
 #[allow(clippy::print_stdout)]
 pub fn run(g: &GlobalArgs, args: ValidateArgs) -> CmdResult {
-    let p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
+    let mut p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
+    let violations = p.settings.policy.check_manifests(&p.manifests);
+    if !violations.is_empty() {
+        for v in violations {
+            p.diagnostics.push(v);
+        }
+        p.diagnostics.sort();
+        return Err(Failure::Invalid(p.diagnostics));
+    }
     print_diagnostics(&p.diagnostics);
     let actions: usize = p.manifests.iter().map(|m| m.devices.len()).sum();
     say!(

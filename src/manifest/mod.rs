@@ -22,9 +22,10 @@ pub struct Manifest {
     pub name: String,
     pub name_pos: Pos,
     pub file: PathBuf,
-    pub ticket: Option<String>,
-    pub reason: Option<String>,
-    pub requested_by: Option<String>,
+    /// `metadata.ticket`, `reason`, `requestedBy` with where they stand (policy points at them).
+    pub ticket: Option<(String, Pos)>,
+    pub reason: Option<(String, Pos)>,
+    pub requested_by: Option<(String, Pos)>,
     pub round: u32,
     pub collection: Collection,
     pub devices: Vec<DeviceEntry>,

@@ -115,9 +115,9 @@ pub fn validate(
         name: name.value.clone(),
         name_pos: pos_of(name, line_offset).unwrap_or(Pos::new(1, 1)),
         file: file.to_path_buf(),
-        ticket: raw.metadata.ticket.map(|t| t.value),
-        reason: raw.metadata.reason.map(|t| t.value),
-        requested_by: raw.metadata.requested_by.map(|t| t.value),
+        ticket: spanned(raw.metadata.ticket, line_offset),
+        reason: spanned(raw.metadata.reason, line_offset),
+        requested_by: spanned(raw.metadata.requested_by, line_offset),
         round,
         collection,
         devices,
@@ -184,6 +184,14 @@ fn device_selector(
         return None;
     }
     Some((Selector { kind, value: value.to_owned() }, pos))
+}
+
+/// A value and its position.
+fn spanned(v: Option<Spanned<String>>, line_offset: u32) -> Option<(String, Pos)> {
+    v.map(|v| {
+        let pos = pos_of(&v, line_offset).unwrap_or(Pos::new(1, 1));
+        (v.value, pos)
+    })
 }
 
 fn is_valid_name(s: &str) -> bool {

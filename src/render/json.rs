@@ -17,6 +17,16 @@ struct PlanDto<'a> {
     simulated: bool,
     summary: SummaryDto,
     actions: Vec<EntryDto<'a>>,
+    violations: Vec<ViolationDto<'a>>,
+}
+
+#[derive(Serialize)]
+struct ViolationDto<'a> {
+    file: Option<String>,
+    line: Option<u32>,
+    column: Option<u32>,
+    message: &'a str,
+    hint: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -26,6 +36,7 @@ struct SummaryDto {
     orphaned: usize,
     attention: usize,
     blocked: usize,
+    violations: usize,
 }
 
 #[derive(Serialize)]
@@ -116,8 +127,20 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
             orphaned: s.orphaned,
             attention: s.attention,
             blocked: s.blocked,
+            violations: s.violations,
         },
         actions: plan.entries.iter().map(entry).collect(),
+        violations: plan
+            .violations
+            .iter()
+            .map(|v| ViolationDto {
+                file: v.file.as_ref().map(|f| f.display().to_string()),
+                line: v.pos.map(|p| p.line),
+                column: v.pos.map(|p| p.column),
+                message: &v.message,
+                hint: v.hint.as_deref(),
+            })
+            .collect(),
     };
     serde_json::to_writer_pretty(&mut *out, &dto)?;
     writeln!(out)

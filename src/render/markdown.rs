@@ -104,6 +104,31 @@ fn warnings(s: &mut String, plan: &Plan) {
             examples.join(", ")
         ));
     }
+    if !plan.violations.is_empty() {
+        let examples: Vec<String> = plan
+            .violations
+            .iter()
+            .take(EXAMPLES)
+            .map(|v| {
+                let at = match (&v.file, v.pos) {
+                    (Some(f), Some(p)) => format!("`{}:{}`: ", escape(&f.display().to_string()), p.line),
+                    _ => String::new(),
+                };
+                format!("{at}{}", escape(&v.message))
+            })
+            .collect();
+        let more = if plan.violations.len() > EXAMPLES {
+            format!("; and {} more", plan.violations.len() - EXAMPLES)
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "- **{} policy violation{}: apply will refuse.** {}{more}",
+            plan.violations.len(),
+            if plan.violations.len() == 1 { "" } else { "s" },
+            examples.join("; ")
+        ));
+    }
     if plan.summary.to_reset > LARGE_CHANGE {
         lines.push(format!(
             "- **Large change: {} passcodes will be reset.** Check this is intended.",

@@ -89,5 +89,10 @@ pub fn attention_line(plan: &Plan) -> Option<String> {
         1 => parts.push("1 action needs attention (marked `!`).".to_owned()),
         n => parts.push(format!("{n} actions need attention (marked `!`).")),
     }
+    match s.violations {
+        0 => {}
+        1 => parts.push("1 policy violation: apply will refuse.".to_owned()),
+        n => parts.push(format!("{n} policy violations: apply will refuse.")),
+    }
     (!parts.is_empty()).then(|| parts.join("\n"))
 }

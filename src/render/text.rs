@@ -70,6 +70,20 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         }
         writeln!(out, "  {} {:<15} {:<45} key {}{detail}", symbol(e.change), verb(e), selector, e.key().short())?;
     }
+    if !plan.violations.is_empty() {
+        writeln!(out, "\nPolicy violations (apply refuses while any remains):")?;
+        for v in &plan.violations {
+            let at = match (&v.file, v.pos) {
+                (Some(f), Some(p)) => format!("{}:{}:{}: ", f.display(), p.line, p.column),
+                (Some(f), None) => format!("{}: ", f.display()),
+                _ => String::new(),
+            };
+            writeln!(out, "  {at}{}", v.message)?;
+            if let Some(h) = &v.hint {
+                writeln!(out, "    hint: {h}")?;
+            }
+        }
+    }
     writeln!(out)?;
     writeln!(out, "{}", summary_line(plan))?;
     if let Some(line) = attention_line(plan) {

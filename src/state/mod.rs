@@ -91,6 +91,9 @@ pub struct Attempt {
     pub error_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// A policy rule knowingly overridden for this attempt, and why (`--ignore-change-windows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_override: Option<String>,
 }
 
 /// Everything the ledger knows about one action.

@@ -1,0 +1,502 @@
+//! Policy as code: guard rails in `reconcile.yaml` that no single pull request can slip past.
+//!
+//! Rules are checked in three places, all pure (the clock is passed in):
+//! - [`Policy::check_manifests`]: what the manifests alone show (tickets, reasons, requesters,
+//!   protected selectors), for `validate`, `plan` and `apply`;
+//! - [`Policy::check_plan`]: what needs the plan, the devices and the ledger (blast radius,
+//!   platforms, protected devices by id, cooldown), for `plan` and `apply`;
+//! - [`Policy::check_window`]: change windows, for `apply`.
+//!
+//! Every violation is a [`Diagnostic`] naming the rule, pointing at the offending line and saying
+//! what to do. `apply` refuses on any, before any request.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::civil::Weekday;
+use jiff::tz::TimeZone;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::action::{Selector, SelectorKind};
+use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
+use crate::duration::HumanDuration;
+use crate::manifest::Manifest;
+use crate::manifest::source::pos_of;
+use crate::plan::{Change, Plan};
+use crate::state::{Ledger, Status};
+
+/// The `policy:` section as written.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPolicy {
+    /// The blast radius: a plan with more resets than this is refused. Split the change, or raise
+    /// the limit in a reviewed change to this file.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_actions_per_apply: Option<Spanned<i64>>,
+    /// Every manifest must have `metadata.ticket`.
+    pub require_ticket: Option<bool>,
+    /// A regular expression every `metadata.ticket` must match (e.g. `^(INC|SEC)-[0-9]+$`).
+    #[schemars(with = "Option<String>")]
+    pub ticket_pattern: Option<Spanned<String>>,
+    /// Every manifest must have `metadata.reason`.
+    pub require_reason: Option<bool>,
+    /// Every manifest must have `metadata.requestedBy`.
+    pub require_requested_by: Option<bool>,
+    /// Only devices of these platforms may be reset (e.g. `[android, aosp]` to forbid iOS
+    /// passcode removal).
+    #[schemars(with = "Option<Vec<Platform>>")]
+    pub allow_platforms: Option<Spanned<Vec<Platform>>>,
+    /// Devices that must never be touched, each with a reason.
+    #[schemars(with = "Option<Vec<RawProtected>>")]
+    pub protected_devices: Option<Vec<Spanned<RawProtected>>>,
+    /// No second reset of the same device within this duration (e.g. `24h`), across manifests
+    /// and rounds, judged from the ledger's history.
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub cooldown: Option<Spanned<String>>,
+    /// When `apply` may run; outside, it refuses unless `--ignore-change-windows --reason "…"`.
+    pub change_windows: Option<RawWindows>,
+}
+
+/// A device platform, as policy names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Android,
+    Aosp,
+    Ios,
+    Ipados,
+}
+
+impl Platform {
+    fn of(operating_system: &str) -> Option<Platform> {
+        let os = operating_system.to_ascii_lowercase();
+        if os.contains("aosp") {
+            Some(Platform::Aosp)
+        } else if os.contains("android") {
+            Some(Platform::Android)
+        } else if os.contains("ipados") {
+            Some(Platform::Ipados)
+        } else if os.contains("ios") {
+            Some(Platform::Ios)
+        } else {
+            None
+        }
+    }
+}
+
+/// A protected device: exactly one of `id`, `serialNumber`, `deviceName`, and a reason.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawProtected {
+    pub id: Option<String>,
+    pub serial_number: Option<String>,
+    pub device_name: Option<String>,
+    /// Why it is protected; shown to whoever tries.
+    pub reason: String,
+}
+
+/// Change windows in one time zone.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawWindows {
+    /// An IANA time zone, e.g. `Europe/Berlin`.
+    #[schemars(with = "String")]
+    pub time_zone: Spanned<String>,
+    pub windows: Vec<RawWindow>,
+}
+
+/// Days and hours: `from` inclusive, `to` exclusive; `to` before `from` runs past midnight.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub days: Vec<Day>,
+    /// `HH:MM`
+    #[schemars(with = "String", regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
+    pub from: Spanned<String>,
+    /// `HH:MM` (`24:00` for the end of the day)
+    #[schemars(with = "String", regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
+    pub to: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Day {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Day {
+    fn weekday(self) -> Weekday {
+        match self {
+            Day::Mon => Weekday::Monday,
+            Day::Tue => Weekday::Tuesday,
+            Day::Wed => Weekday::Wednesday,
+            Day::Thu => Weekday::Thursday,
+            Day::Fri => Weekday::Friday,
+            Day::Sat => Weekday::Saturday,
+            Day::Sun => Weekday::Sunday,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Protected {
+    selector: Selector,
+    reason: String,
+    pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+struct Window {
+    days: Vec<Weekday>,
+    /// Minutes since midnight.
+    from: u32,
+    to: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Windows {
+    tz: TimeZone,
+    tz_name: String,
+    list: Vec<Window>,
+}
+
+/// The validated `policy:` section. The default enforces nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    file: PathBuf,
+    max_actions: Option<(u32, Pos)>,
+    require_ticket: bool,
+    ticket_pattern: Option<(regex_lite::Regex, String, Pos)>,
+    require_reason: bool,
+    require_requested_by: bool,
+    allow_platforms: Option<(Vec<Platform>, Pos)>,
+    protected: Vec<Protected>,
+    cooldown: Option<(Duration, Pos)>,
+    windows: Option<Windows>,
+}
+
+fn violation(file: &Path, pos: Option<Pos>, rule: &str, message: String, hint: &str) -> Diagnostic {
+    Diagnostic::error(file, pos, format!("policy {rule}: {message}")).with_hint(hint)
+}
+
+fn minutes(s: &Spanned<String>, file: &Path, diags: &mut Diagnostics) -> Option<u32> {
+    let parsed = s.value.split_once(':').and_then(|(h, m)| {
+        let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+        (h < 24 && m < 60 && s.value.len() == 5 || s.value == "24:00").then_some(h * 60 + m)
+    });
+    if parsed.is_none() {
+        diags.push(Diagnostic::error(
+            file,
+            pos_of(s, 0),
+            format!("invalid time `{}`: expected HH:MM, 00:00 to 24:00", s.value),
+        ));
+    }
+    parsed
+}
+
+impl Policy {
+    /// Validates the raw section, pushing a diagnostic (in the config file) for every problem.
+    pub fn from_raw(raw: RawPolicy, file: &Path, diags: &mut Diagnostics) -> Policy {
+        let mut p = Policy { file: file.to_path_buf(), ..Policy::default() };
+        if let Some(m) = raw.max_actions_per_apply {
+            match u32::try_from(m.value) {
+                Ok(n) if n >= 1 => p.max_actions = Some((n, pos_of(&m, 0).unwrap_or(Pos::new(1, 1)))),
+                _ => diags.push(Diagnostic::error(
+                    file,
+                    pos_of(&m, 0),
+                    format!("invalid policy.maxActionsPerApply `{}`: must be at least 1", m.value),
+                )),
+            }
+        }
+        p.require_ticket = raw.require_ticket.unwrap_or(false);
+        p.require_reason = raw.require_reason.unwrap_or(false);
+        p.require_requested_by = raw.require_requested_by.unwrap_or(false);
+        if let Some(pat) = raw.ticket_pattern {
+            match regex_lite::Regex::new(&pat.value) {
+                Ok(re) => p.ticket_pattern = Some((re, pat.value.clone(), pos_of(&pat, 0).unwrap_or(Pos::new(1, 1)))),
+                Err(e) => {
+                    diags.push(Diagnostic::error(file, pos_of(&pat, 0), format!("invalid policy.ticketPattern: {e}")))
+                }
+            }
+        }
+        if let Some(list) = raw.allow_platforms {
+            p.allow_platforms = Some((list.value.clone(), pos_of(&list, 0).unwrap_or(Pos::new(1, 1))));
+        }
+        for entry in raw.protected_devices.into_iter().flatten() {
+            let pos = pos_of(&entry, 0).unwrap_or(Pos::new(1, 1));
+            let d = entry.value;
+            let given: Vec<(SelectorKind, String)> = [
+                (SelectorKind::Id, d.id),
+                (SelectorKind::SerialNumber, d.serial_number),
+                (SelectorKind::DeviceName, d.device_name),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v.trim().to_owned())))
+            .collect();
+            match given.as_slice() {
+                [(kind, value)] if !value.is_empty() => p.protected.push(Protected {
+                    selector: Selector { kind: *kind, value: value.clone() },
+                    reason: d.reason,
+                    pos,
+                }),
+                _ => diags.push(Diagnostic::error(
+                    file,
+                    Some(pos),
+                    "a protected device needs exactly one of `id`, `serialNumber`, `deviceName`",
+                )),
+            }
+        }
+        if let Some(c) = raw.cooldown {
+            match c.value.parse::<HumanDuration>() {
+                Ok(d) => p.cooldown = Some((d.0, pos_of(&c, 0).unwrap_or(Pos::new(1, 1)))),
+                Err(e) => diags.push(Diagnostic::error(file, pos_of(&c, 0), format!("policy.cooldown: {e}"))),
+            }
+        }
+        if let Some(w) = raw.change_windows {
+            let tz = TimeZone::get(&w.time_zone.value);
+            if tz.is_err() {
+                diags.push(Diagnostic::error(
+                    file,
+                    pos_of(&w.time_zone, 0),
+                    format!("unknown time zone `{}`: use an IANA name like Europe/Berlin", w.time_zone.value),
+                ));
+            }
+            let mut list = Vec::new();
+            for win in &w.windows {
+                if let (Some(from), Some(to)) = (minutes(&win.from, file, diags), minutes(&win.to, file, diags)) {
+                    if from == to {
+                        diags.push(Diagnostic::error(
+                            file,
+                            pos_of(&win.from, 0),
+                            "a change window needs `from` and `to` to differ",
+                        ));
+                    }
+                    list.push(Window { days: win.days.iter().map(|d| d.weekday()).collect(), from, to });
+                }
+            }
+            if let Ok(tz) = tz {
+                p.windows = Some(Windows { tz, tz_name: w.time_zone.value.clone(), list });
+            }
+        }
+        p
+    }
+
+    /// What the manifests alone break: tickets, reasons, requesters, protected selectors.
+    pub fn check_manifests(&self, manifests: &[Manifest]) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for m in manifests {
+            let f = &m.file;
+            let at = Some(m.name_pos);
+            match (&m.ticket, self.require_ticket) {
+                (None, true) => out.push(violation(
+                    f,
+                    at,
+                    "requireTicket",
+                    format!("manifest `{}` has no metadata.ticket", m.name),
+                    "add `ticket:` under `metadata:`",
+                )),
+                (Some((t, pos)), _) => {
+                    if let Some((re, pat, _)) = &self.ticket_pattern
+                        && !re.is_match(t)
+                    {
+                        out.push(violation(
+                            f,
+                            Some(*pos),
+                            "ticketPattern",
+                            format!("ticket `{t}` does not match `{pat}`"),
+                            "use a ticket id of the form the policy asks for",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            if self.require_reason && m.reason.as_ref().is_none_or(|(r, _)| r.trim().is_empty()) {
+                out.push(violation(
+                    f,
+                    at,
+                    "requireReason",
+                    format!("manifest `{}` has no metadata.reason", m.name),
+                    "add `reason:` under `metadata:`",
+                ));
+            }
+            if self.require_requested_by && m.requested_by.as_ref().is_none_or(|(r, _)| r.trim().is_empty()) {
+                out.push(violation(
+                    f,
+                    at,
+                    "requireRequestedBy",
+                    format!("manifest `{}` has no metadata.requestedBy", m.name),
+                    "add `requestedBy:` under `metadata:`",
+                ));
+            }
+            for d in &m.devices {
+                if let Some(p) = self
+                    .protected
+                    .iter()
+                    .find(|p| p.selector.kind == d.selector.kind && p.selector.normalized() == d.selector.normalized())
+                {
+                    out.push(self.protected_violation(f, d.pos, &d.selector.to_string(), p));
+                }
+            }
+        }
+        out
+    }
+
+    fn protected_violation(&self, file: &Path, pos: Pos, what: &str, p: &Protected) -> Diagnostic {
+        violation(
+            file,
+            Some(pos),
+            "protectedDevices",
+            format!("device {what} is protected ({}; listed at {}:{})", p.reason, self.file.display(), p.pos.line),
+            "remove it from the manifest; protection is lifted only by a reviewed change to reconcile.yaml",
+        )
+    }
+
+    /// What the plan breaks: blast radius, platforms, protected devices (by what they resolved
+    /// to), cooldown. `now` is when the resets would be sent.
+    pub fn check_plan(&self, plan: &Plan<'_>, ledger: &Ledger, now: jiff::Timestamp) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        if let Some((max, pos)) = self.max_actions
+            && plan.summary.to_reset > max as usize
+        {
+            out.push(violation(
+                &self.file,
+                Some(pos),
+                "maxActionsPerApply",
+                format!("the plan resets {} devices, more than the limit of {max}", plan.summary.to_reset),
+                "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
+            ));
+        }
+        for e in plan.entries.iter().filter(|e| e.change == Change::Reset) {
+            let Some(a) = e.action else { continue };
+            if let Some(d) = e.device {
+                let matches = |p: &Protected| {
+                    let v = p.selector.value.to_lowercase();
+                    let field = match p.selector.kind {
+                        SelectorKind::Id => Some(&d.id),
+                        SelectorKind::SerialNumber => d.serial_number.as_ref(),
+                        SelectorKind::DeviceName => d.device_name.as_ref(),
+                        SelectorKind::Imei => None,
+                    };
+                    field.is_some_and(|f| f.to_lowercase() == v)
+                };
+                let static_hit = self
+                    .protected
+                    .iter()
+                    .any(|p| p.selector.kind == a.selector.kind && p.selector.normalized() == a.selector.normalized());
+                if !static_hit && let Some(p) = self.protected.iter().find(|p| matches(p)) {
+                    out.push(self.protected_violation(&a.file, a.pos, &format!("{} (device {})", a.selector, d.id), p));
+                }
+                if let Some((allowed, _)) = &self.allow_platforms {
+                    let os = d.operating_system.clone().unwrap_or_default();
+                    if Platform::of(&os).is_none_or(|pl| !allowed.contains(&pl)) {
+                        out.push(violation(
+                            &a.file,
+                            Some(a.pos),
+                            "allowPlatforms",
+                            format!(
+                                "device {} runs {}, which the policy does not allow",
+                                a.selector,
+                                if os.is_empty() { "an unknown platform" } else { &os }
+                            ),
+                            "remove it from the manifest, or change policy.allowPlatforms in a reviewed change",
+                        ));
+                    }
+                }
+            }
+            if let Some((cooldown, _)) = self.cooldown
+                && let Some((when, by)) = last_reset(ledger, a, e.device.map(|d| d.id.as_str()))
+            {
+                let until = when + jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
+                if now < until {
+                    out.push(violation(
+                        &a.file,
+                        Some(a.pos),
+                        "cooldown",
+                        format!(
+                            "device {} was reset at {when} by `{by}`; the {} cooldown lasts until {until}",
+                            a.selector,
+                            HumanDuration(cooldown)
+                        ),
+                        "wait until then, or remove the device from the manifest",
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// `Err` when `now` is outside every change window (none configured: always inside).
+    pub fn check_window(&self, now: jiff::Timestamp) -> Result<(), Diagnostic> {
+        let Some(w) = &self.windows else { return Ok(()) };
+        let local = now.to_zoned_datetime(w.tz.clone());
+        let (day, minute) = (local.weekday(), local.hour() as u32 * 60 + local.minute() as u32);
+        let yesterday = day.previous();
+        let inside = w.list.iter().any(|win| {
+            if win.from < win.to {
+                win.days.contains(&day) && minute >= win.from && minute < win.to
+            } else {
+                (win.days.contains(&day) && minute >= win.from) || (win.days.contains(&yesterday) && minute < win.to)
+            }
+        });
+        if inside {
+            return Ok(());
+        }
+        Err(violation(
+            &self.file,
+            None,
+            "changeWindows",
+            format!("{} in {} is outside every change window", local.strftime("%a %Y-%m-%d %H:%M"), w.tz_name),
+            "apply inside a window, or pass --ignore-change-windows --reason \"…\" (the reason is recorded in the ledger)",
+        ))
+    }
+}
+
+/// The latest successful reset of the same device (by resolved id, or by the same selector),
+/// across manifests and rounds: when, and by which manifest.
+fn last_reset(
+    ledger: &Ledger,
+    a: &crate::action::Action,
+    device_id: Option<&str>,
+) -> Option<(jiff::Timestamp, String)> {
+    ledger
+        .records
+        .values()
+        .filter(|r| r.key != a.key)
+        .filter(|r| {
+            let same_device =
+                device_id.is_some_and(|id| r.managed_device_id.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(id)));
+            let same_selector = r.collection == a.collection
+                && r.selector.kind == a.selector.kind
+                && r.selector.normalized() == a.selector.normalized();
+            same_device || same_selector
+        })
+        .filter(|r| {
+            matches!(
+                r.status,
+                Status::Accepted
+                    | Status::Done
+                    | Status::Failed
+                    | Status::Canceled
+                    | Status::NotSupported
+                    | Status::Unknown
+            )
+        })
+        .filter_map(|r| {
+            let sent = r
+                .attempts
+                .iter()
+                .filter(|at| at.http_status == Some(204) || at.http_status.is_none() && r.status == Status::Unknown)
+                .map(|at| at.started_at)
+                .max()?;
+            Some((sent, r.manifest.clone()))
+        })
+        .max_by_key(|(t, _)| *t)
+}

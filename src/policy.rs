@@ -500,3 +500,77 @@ fn last_reset(
         })
         .max_by_key(|(t, _)| *t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(yaml: &str) -> Policy {
+        let raw: RawPolicy = serde_saphyr::from_str(yaml).expect("policy YAML");
+        let mut diags = Diagnostics::default();
+        let p = Policy::from_raw(raw, Path::new("reconcile.yaml"), &mut diags);
+        assert!(!diags.has_errors(), "{diags:?}");
+        p
+    }
+
+    fn at(ts: &str) -> jiff::Timestamp {
+        ts.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn office_hours_edges_in_the_configured_time_zone() {
+        // Berlin is UTC+1 in November.
+        let p = policy(
+            "changeWindows:\n  timeZone: Europe/Berlin\n  windows:\n    - { days: [mon, tue, wed, thu, fri], from: '08:00', to: '18:00' }\n",
+        );
+        assert!(p.check_window(at("2026-11-30T06:59:59Z")).is_err(), "Mon 07:59:59 Berlin");
+        assert!(p.check_window(at("2026-11-30T07:00:00Z")).is_ok(), "Mon 08:00 Berlin: from is inclusive");
+        assert!(p.check_window(at("2026-11-30T16:59:00Z")).is_ok(), "Mon 17:59 Berlin");
+        assert!(p.check_window(at("2026-11-30T17:00:00Z")).is_err(), "Mon 18:00 Berlin: to is exclusive");
+        assert!(p.check_window(at("2026-11-28T10:00:00Z")).is_err(), "Saturday");
+        // The same instant is inside for Berlin and outside for New York (02:00 there).
+        let ny = policy(
+            "changeWindows:\n  timeZone: America/New_York\n  windows:\n    - { days: [mon], from: '08:00', to: '18:00' }\n",
+        );
+        assert!(ny.check_window(at("2026-11-30T07:00:00Z")).is_err());
+        assert!(ny.check_window(at("2026-11-30T13:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn overnight_windows_belong_to_the_day_they_start() {
+        let p =
+            policy("changeWindows:\n  timeZone: UTC\n  windows:\n    - { days: [fri], from: '22:00', to: '06:00' }\n");
+        assert!(p.check_window(at("2026-11-27T21:59:00Z")).is_err(), "Fri 21:59");
+        assert!(p.check_window(at("2026-11-27T22:00:00Z")).is_ok(), "Fri 22:00");
+        assert!(p.check_window(at("2026-11-28T05:59:00Z")).is_ok(), "Sat 05:59");
+        assert!(p.check_window(at("2026-11-28T06:00:00Z")).is_err(), "Sat 06:00");
+        assert!(p.check_window(at("2026-11-29T01:00:00Z")).is_err(), "Sun 01:00 follows Saturday");
+    }
+
+    #[test]
+    fn no_windows_means_always() {
+        assert!(Policy::default().check_window(at("2026-11-28T03:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn bad_policies_point_into_the_config() {
+        let raw: RawPolicy = serde_saphyr::from_str(
+            "maxActionsPerApply: 0\nticketPattern: '(['\ncooldown: 1d\nchangeWindows:\n  timeZone: Mars/Olympus\n  windows:\n    - { days: [mon], from: '25:00', to: '08:00' }\nprotectedDevices:\n  - { reason: no selector }\n",
+        )
+        .expect("yaml");
+        let mut diags = Diagnostics::default();
+        Policy::from_raw(raw, Path::new("reconcile.yaml"), &mut diags);
+        let text: Vec<String> =
+            diags.items().iter().map(|d| format!("{}:{}", d.pos.map_or(0, |p| p.line), d.message)).collect();
+        for want in [
+            "1:invalid policy.maxActionsPerApply",
+            "2:invalid policy.ticketPattern",
+            "3:policy.cooldown",
+            "5:unknown time zone",
+            "7:invalid time `25:00`",
+            "9:a protected device needs exactly one",
+        ] {
+            assert!(text.iter().any(|t| t.starts_with(want)), "{want} in {text:?}");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Policy as code end to end: every rule at validate, plan and apply, at its boundaries.
+
+mod common;
+
+use common::{Repo, posts, sim, sim_config, stderr, stdout};
+use intune_reconcile::state::Status;
+
+const M: &str = "apiVersion: intune-reconcile/v1
+kind: PasscodeReset
+metadata:
+  name: inc-1
+  ticket: INC-0001
+  reason: locked out
+  requestedBy: alice@contoso.com
+spec:
+  devices:
+    - serialNumber: R58M12345AB
+";
+
+fn repo_with(policy: &str, manifest: &str) -> Repo {
+    let repo = Repo::empty();
+    repo.fast_config(&format!("policy:\n{policy}"));
+    repo.write("manifests/a.yaml", manifest);
+    repo
+}
+
+#[test]
+fn metadata_rules_are_checked_by_validate_plan_and_apply() {
+    let policy = "  requireTicket: true\n  ticketPattern: '^(INC|SEC)-[0-9]+$'\n  requireReason: true\n  requireRequestedBy: true\n";
+    let bare = "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: bare\nspec:\n  devices:\n    - serialNumber: R58M12345AB\n";
+    let repo = repo_with(policy, bare);
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for rule in ["requireTicket", "requireReason", "requireRequestedBy"] {
+        assert!(
+            err.contains(&format!("manifests/a.yaml:4:9: error: policy {rule}: manifest `bare` has no")),
+            "{rule}: {err}"
+        );
+    }
+    assert!(err.contains("hint: add `ticket:` under `metadata:`"), "{err}");
+
+    repo.write("manifests/a.yaml", M.replace("INC-0001", "TICKET 1"));
+    let err = stderr(&repo.cmd().arg("validate").output().expect("run"));
+    assert!(
+        err.contains(
+            "manifests/a.yaml:5:11: error: policy ticketPattern: ticket `TICKET 1` does not match `^(INC|SEC)-[0-9]+$`"
+        ),
+        "{err}"
+    );
+
+    let sim = sim(sim_config());
+    let plan = repo.cmd_on(&sim).args(["plan", "--format", "json"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    assert_eq!(json["summary"]["violations"], 1);
+    assert_eq!(json["violations"][0]["line"], 5);
+    let apply = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(apply.status.code(), Some(1));
+    assert!(stderr(&apply).contains("policy ticketPattern"), "{}", stderr(&apply));
+    assert!(posts(&sim).is_empty(), "refused before any request");
+
+    repo.write("manifests/a.yaml", M);
+    repo.cmd().arg("validate").assert().success();
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+}
+
+#[test]
+fn the_blast_radius_is_exact_at_the_limit() {
+    let three = common::manifest_for(
+        "three",
+        &[
+            "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f",
+            "9b2d7c1e-4f3a-4e8b-a6d5-0c1f2e3d4b5a",
+        ],
+    );
+    let sim = sim(sim_config());
+    let over = repo_with("  maxActionsPerApply: 2\n", &three);
+    let plan = over.cmd_on(&sim).arg("plan").output().expect("run");
+    assert_eq!(plan.status.code(), Some(1));
+    let text = stdout(&plan);
+    assert!(
+        text.contains(
+            "reconcile.yaml:9:23: policy maxActionsPerApply: the plan resets 3 devices, more than the limit of 2"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("1 policy violation: apply will refuse."), "{text}");
+    let apply = over.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(apply.status.code(), Some(1));
+    assert!(posts(&sim).is_empty());
+
+    let at_limit = repo_with("  maxActionsPerApply: 3\n", &three);
+    at_limit.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(posts(&sim).len(), 3);
+}
+
+#[test]
+fn protected_devices_by_selector_and_by_what_they_resolve_to() {
+    // By the same selector: validate already refuses, pointing at the device line.
+    let repo = repo_with("  protectedDevices:\n    - { serialNumber: r58m12345ab, reason: \"CEO's phone\" }\n", M);
+    let err = stderr(&repo.cmd().arg("validate").output().expect("run"));
+    assert!(err.contains("manifests/a.yaml:10:21: error: policy protectedDevices: device serialNumber=R58M12345AB is protected (CEO's phone; listed at reconcile.yaml:10)"), "{err}");
+
+    // By id, while the manifest names the serial: found once the device is looked up.
+    let repo =
+        repo_with("  protectedDevices:\n    - { id: C1D2E3F4-A5B6-4C7D-8E9F-0A1B2C3D4E5F, reason: board member }\n", M);
+    repo.cmd().arg("validate").assert().success();
+    let sim = sim(sim_config());
+    let plan = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert_eq!(plan.status.code(), Some(1));
+    assert!(stdout(&plan).contains("policy protectedDevices: device serialNumber=R58M12345AB (device c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f) is protected (board member"), "{}", stdout(&plan));
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    assert!(posts(&sim).is_empty());
+}
+
+#[test]
+fn allowed_platforms_forbid_ios_passcode_removal() {
+    let ios = M.replace("R58M12345AB", "F2LXK0QAHG7F");
+    let repo = repo_with("  allowPlatforms: [android, aosp]\n", &ios);
+    let sim = sim(sim_config());
+    let plan = repo.cmd_on(&sim).args(["plan", "--format", "markdown"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(1));
+    assert!(stdout(&plan).contains("**1 policy violation: apply will refuse.**"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("runs iOS, which the policy does not allow"), "{}", stdout(&plan));
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    assert!(posts(&sim).is_empty());
+    let android_ok = repo_with("  allowPlatforms: [android, aosp]\n", M);
+    android_ok.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+}
+
+/// Records a reset of `action`'s device at `when`, as an earlier apply would have.
+fn reset_at(repo: &Repo, action: &intune_reconcile::action::Action, device: &str, when: jiff::Timestamp) {
+    let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
+    let mut r = intune_reconcile::state::Record::new(action, Some(device.into()), when);
+    r.status = Status::Accepted;
+    r.attempts.push(intune_reconcile::state::Attempt {
+        started_at: when,
+        client_request_id: uuid::Uuid::new_v4(),
+        finished_at: Some(when),
+        http_status: Some(204),
+        request_id: None,
+        error_code: None,
+        error_message: None,
+        policy_override: None,
+    });
+    w.record(r).expect("record");
+    w.commit().expect("commit");
+}
+
+#[test]
+fn cooldown_spans_manifests_and_rounds_and_ends_on_time() {
+    let sim = sim(sim_config());
+    let device = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f";
+    // Round 1 of another manifest reset the device; now round 2 of this one asks again.
+    for (ago_secs, violates) in [(3_600 * 24 - 60, true), (3_600 * 24 + 60, false)] {
+        let repo = repo_with("  cooldown: 24h\n", &M.replace("spec:\n", "spec:\n  round: 2\n"));
+        repo.write("manifests/old.yaml", M.replace("inc-1", "inc-0"));
+        let old = repo.actions().into_iter().find(|a| a.manifest == "inc-0").expect("old action");
+        std::fs::remove_file(repo.path().join("manifests/old.yaml")).expect("rm");
+        let when = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(ago_secs);
+        reset_at(&repo, &old, device, when);
+        let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+        let text = stdout(&out);
+        assert_eq!(
+            text.contains("policy cooldown: device serialNumber=R58M12345AB was reset at"),
+            violates,
+            "{ago_secs}: {text}"
+        );
+        assert_eq!(out.status.code(), Some(if violates { 1 } else { 0 }), "{text}");
+    }
+}
+
+#[test]
+fn change_windows_refuse_apply_unless_overridden_with_a_recorded_reason() {
+    let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let hhmm = |z: &jiff::ZonedDateTime| format!("{:02}:{:02}", z.hour(), z.minute());
+    let later = now.clone() + jiff::SignedDuration::from_hours(2);
+    let much_later = now.clone() + jiff::SignedDuration::from_hours(3);
+    let window = format!(
+        "  changeWindows:\n    timeZone: UTC\n    windows:\n      - {{ days: [mon, tue, wed, thu, fri, sat, sun], from: '{}', to: '{}' }}\n",
+        hhmm(&later),
+        hhmm(&much_later)
+    );
+    let repo = repo_with(&window, M);
+    let sim = sim(sim_config());
+    repo.cmd_on(&sim).arg("plan").assert().success();
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("policy changeWindows:") && stderr(&out).contains("is outside every change window"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(posts(&sim).is_empty());
+    repo.cmd_on(&sim).args(["apply", "--auto-approve", "--ignore-change-windows"]).assert().code(1);
+    let out = repo
+        .cmd_on(&sim)
+        .args(["apply", "--auto-approve", "--ignore-change-windows", "--reason", "P1 incident INC-9"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ledger = repo.ledger_json();
+    let record = ledger["records"].as_object().expect("records").values().next().expect("one");
+    assert_eq!(record["attempts"][0]["policyOverride"], "changeWindows ignored: P1 incident INC-9");
+
+    // Inside a window, nothing is needed.
+    let inside = format!(
+        "  changeWindows:\n    timeZone: UTC\n    windows:\n      - {{ days: [mon, tue, wed, thu, fri, sat, sun], from: '00:00', to: '24:00' }}\n"
+    );
+    let repo = repo_with(&inside, &M.replace("R58M12345AB", "ZEB7TC52A07"));
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+}
+
+#[test]
+fn violations_become_github_annotations() {
+    let repo = repo_with("  requireReason: true\n", &M.replace("  reason: locked out\n", ""));
+    let sim = sim(sim_config());
+    let out = repo.cmd_on(&sim).arg("plan").env("GITHUB_ACTIONS", "true").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "::error file=manifests/a.yaml,line=4,col=9::policy requireReason: manifest `inc-1` has no metadata.reason"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -206,10 +206,8 @@ fn change_windows_refuse_apply_unless_overridden_with_a_recorded_reason() {
     assert_eq!(record["attempts"][0]["policyOverride"], "changeWindows ignored: P1 incident INC-9");
 
     // Inside a window, nothing is needed.
-    let inside = format!(
-        "  changeWindows:\n    timeZone: UTC\n    windows:\n      - {{ days: [mon, tue, wed, thu, fri, sat, sun], from: '00:00', to: '24:00' }}\n"
-    );
-    let repo = repo_with(&inside, &M.replace("R58M12345AB", "ZEB7TC52A07"));
+    let inside = "  changeWindows:\n    timeZone: UTC\n    windows:\n      - { days: [mon, tue, wed, thu, fri, sat, sun], from: '00:00', to: '24:00' }\n";
+    let repo = repo_with(inside, &M.replace("R58M12345AB", "ZEB7TC52A07"));
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
 }
 

@@ -10,9 +10,11 @@ pub enum LogFormat {
     Json,
 }
 
-pub fn init(g: &GlobalArgs) {
+/// `long_running`: a watcher logs one line per cycle at `info`, so that is its default level.
+pub fn init(g: &GlobalArgs, long_running: bool) {
     let level = match (g.quiet, g.verbose) {
         (q, _) if q > 0 => "error",
+        (_, 0) if long_running => "info",
         (_, 0) => "warn",
         (_, 1) => "info",
         (_, 2) => "debug",

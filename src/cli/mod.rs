@@ -19,6 +19,7 @@ mod show;
 mod sim;
 mod state;
 mod validate;
+mod watch;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -91,6 +92,8 @@ enum Command {
     Show(show::ShowArgs),
     /// Create or update the plan comment on a GitHub pull request.
     Comment(comment::CommentArgs),
+    /// Re-plan on every save; with --apply, a continuous reconciler.
+    Watch(watch::WatchArgs),
     /// Inspect the ledger.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -131,7 +134,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    logging::init(&cli.global);
+    logging::init(&cli.global, matches!(cli.command, Command::Watch(_)));
     if let Some(dir) = &cli.global.dir
         && let Err(e) = std::env::set_current_dir(dir)
     {
@@ -147,6 +150,7 @@ pub fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Show(args) => show::run(args),
         Command::Comment(args) => comment::run(args),
+        Command::Watch(args) => watch::run(&cli.global, args),
         Command::State(cmd) => state::run(&cli.global, cmd),
         Command::Schema(args) => schema::run(args),
     };

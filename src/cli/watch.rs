@@ -1,0 +1,226 @@
+//! `reconcile watch`: live plans while editing, and `--apply`, a continuous reconciler.
+//!
+//! The working directory is watched recursively (debounced, so an editor's save-by-rename or a
+//! burst of saves is one change); only YAML files and the config count, and hidden folders (the
+//! ledger's `.reconcile/`, `.git/`) are ignored, so the reconciler's own writes never wake it.
+//! Watching the folder rather than each manifest also picks up a folder that is deleted and
+//! created again. Each cycle runs the same code as `reconcile plan` or `reconcile apply
+//! --auto-approve` + `reconcile refresh`, so the ledger lock is held only during a cycle.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, new_debouncer, new_debouncer_opt};
+
+use super::{CmdResult, Failure, GlobalArgs, report};
+use crate::duration::HumanDuration;
+use crate::render::Format;
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Limit the plans to these manifest files or folders.
+    pub paths: Vec<PathBuf>,
+    /// Look devices up in Intune on every plan (default: offline plans).
+    #[arg(long)]
+    pub online: bool,
+    /// Use the built-in simulator and its own ledger.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Be the reconciler: apply (as `apply --auto-approve`) and refresh on every change and at
+    /// least every --interval.
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: the longest wait between two cycles.
+    #[arg(long, default_value = "5m")]
+    pub interval: HumanDuration,
+    /// How long to wait for more saves before acting on a change.
+    #[arg(long, default_value = "300ms")]
+    pub debounce: HumanDuration,
+    /// Poll the files every DURATION instead of using change events (network file systems).
+    #[arg(long, value_name = "DURATION")]
+    pub poll: Option<HumanDuration>,
+}
+
+/// The longest wait after failed cycles (they back off exponentially from 5 s).
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    listen_for_stop(stop.clone());
+    let root = std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the working directory: {e}"))?;
+    let config = g.config.clone().unwrap_or_else(|| PathBuf::from(crate::settings::DEFAULT_CONFIG));
+    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
+    let _watcher = start_watcher(&root, &args, tx)?;
+    tracing::info!(root = %root.display(), apply = args.apply, "watching for changes");
+
+    let mut cycle = 0u64;
+    let mut backoff = Duration::ZERO;
+    let mut next_due = Instant::now();
+    let mut changed = true;
+    while !stop.load(Ordering::SeqCst) {
+        if changed || Instant::now() >= next_due {
+            cycle += 1;
+            let ok = run_cycle(g, &args, cycle, changed);
+            changed = false;
+            backoff = if ok { Duration::ZERO } else { (backoff * 2).clamp(Duration::from_secs(5), MAX_BACKOFF) };
+            next_due = Instant::now()
+                + if args.apply {
+                    if ok { args.interval.0 } else { backoff }
+                } else {
+                    Duration::from_secs(3600 * 24 * 365)
+                };
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Ok(events)) => {
+                // Reading the manifests (every cycle does) raises access events: only changes count.
+                let changes = events.iter().filter(|e| is_change(&e.event.kind));
+                if changes.flat_map(|e| e.paths.iter()).any(|p| relevant(&root, &config, p)) {
+                    changed = true;
+                }
+            }
+            Ok(Err(errors)) => {
+                for e in errors {
+                    tracing::warn!(error = %e, "file watcher");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(anyhow::anyhow!("the file watcher stopped").into()),
+        }
+    }
+    tracing::info!(cycles = cycle, "stopped");
+    Ok(())
+}
+
+/// One plan, or one apply + refresh. Failures are reported and never end the loop.
+#[allow(clippy::print_stderr)]
+fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool) -> bool {
+    let started = Instant::now();
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S");
+    say!("── {now} ── {}", if args.apply { "reconcile" } else { "plan" });
+    let result = if args.apply {
+        let apply = super::apply::ApplyArgs {
+            paths: args.paths.clone(),
+            auto_approve: true,
+            max_actions: None,
+            simulate: args.simulate,
+            plan: None,
+            format: super::apply::ApplyFormat::Text,
+            junit: None,
+            ignore_change_windows: false,
+            reason: None,
+        };
+        super::apply::run(g, apply)
+            .and_then(|()| super::refresh::run(g, super::refresh::RefreshArgs { simulate: args.simulate }))
+    } else {
+        let plan = super::plan::PlanArgs {
+            paths: args.paths.clone(),
+            offline: !args.online,
+            simulate: args.simulate,
+            format: Format::Text,
+            detailed_exitcode: false,
+            out: None,
+        };
+        super::plan::run(g, plan)
+    };
+    let ok = match result {
+        Ok(()) => true,
+        // A plan with blocked devices exits 1 but is a plan all the same.
+        Err(Failure::Exit(_)) if !args.apply => true,
+        Err(f) => {
+            let _ = report(f);
+            false
+        }
+    };
+    let trigger = match (cycle, changed) {
+        (1, _) => "start",
+        (_, true) => "change",
+        (_, false) => "interval",
+    };
+    tracing::info!(cycle, trigger, ok, ms = started.elapsed().as_millis() as u64, "cycle");
+    ok
+}
+
+/// Content, names or existence changed (not an access, not metadata such as access times).
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether a changed path can change a plan: a YAML file or the config, outside hidden folders.
+fn relevant(root: &Path, config: &Path, path: &Path) -> bool {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+        return false;
+    }
+    let is_yaml = rel.extension().is_some_and(|x| x == "yaml" || x == "yml");
+    is_yaml || rel == config || path.is_dir() || !path.exists()
+}
+
+fn start_watcher(
+    root: &Path,
+    args: &WatchArgs,
+    tx: mpsc::Sender<DebounceEventResult>,
+) -> anyhow::Result<Box<dyn std::any::Any>> {
+    let debounce = args.debounce.0.max(Duration::from_millis(10));
+    let poll = |every: Duration, tx| -> anyhow::Result<Box<dyn std::any::Any>> {
+        let config = notify::Config::default().with_poll_interval(every).with_compare_contents(true);
+        let mut d = new_debouncer_opt::<_, notify::PollWatcher, notify_debouncer_full::NoCache>(
+            debounce,
+            None,
+            tx,
+            notify_debouncer_full::NoCache,
+            config,
+        )?;
+        d.watch(root, RecursiveMode::Recursive)?;
+        Ok(Box::new(d))
+    };
+    if let Some(every) = args.poll {
+        tracing::info!(every = %every, "polling for changes");
+        return poll(every.0, tx);
+    }
+    let events = new_debouncer(debounce, None, tx.clone()).and_then(|mut d| {
+        d.watch(root, RecursiveMode::Recursive)?;
+        Ok(d)
+    });
+    match events {
+        Ok(d) => Ok(Box::new(d)),
+        Err(e) => {
+            // No change events here (inotify limits, some network file systems): poll instead.
+            tracing::warn!(error = %e, "no file change events; polling every 2s instead");
+            poll(Duration::from_secs(2), tx)
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM sets `stop`; the current cycle finishes (an apply stops sending and records
+/// what was in flight) and the loop ends.
+fn listen_for_stop(stop: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+        });
+        stop.store(true, Ordering::SeqCst);
+    });
+}

@@ -335,3 +335,17 @@ fn the_example_pipelines_are_complete() {
     }
     assert_eq!(stages[1]["lockBehavior"], "sequential");
 }
+
+#[test]
+fn the_deployment_examples_run_the_reconciler() {
+    let k8s_text = std::fs::read_to_string(common::examples().join("deploy/kubernetes.yaml")).expect("read");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&k8s_text).expect("valid YAML");
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"], "true");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_array().expect("args");
+    assert_eq!(args[0], "watch");
+    assert!(args.iter().any(|a| a == "--apply"));
+    let unit = std::fs::read_to_string(common::examples().join("deploy/reconcile.service")).expect("read");
+    assert!(unit.contains("ExecStart=/usr/local/bin/reconcile watch --apply"));
+}

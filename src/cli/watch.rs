@@ -61,8 +61,11 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     let mut backoff = Duration::ZERO;
     let mut next_due = Instant::now();
     let mut changed = true;
+    // A change is acted on once the files have been quiet for the debounce time, so a burst of
+    // saves is one cycle however the watcher batches its events.
+    let mut quiet_from = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        if changed || Instant::now() >= next_due {
+        if (changed && Instant::now() >= quiet_from) || Instant::now() >= next_due {
             cycle += 1;
             let ok = run_cycle(g, &args, cycle, changed);
             changed = false;
@@ -74,12 +77,13 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
                     Duration::from_secs(3600 * 24 * 365)
                 };
         }
-        match rx.recv_timeout(Duration::from_millis(200)) {
+        match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok(events)) => {
                 // Reading the manifests (every cycle does) raises access events: only changes count.
                 let changes = events.iter().filter(|e| is_change(&e.event.kind));
                 if changes.flat_map(|e| e.paths.iter()).any(|p| relevant(&root, &config, p)) {
                     changed = true;
+                    quiet_from = Instant::now() + args.debounce.0;
                 }
             }
             Ok(Err(errors)) => {

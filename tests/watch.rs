@@ -1,0 +1,182 @@
+//! `reconcile watch` end to end: the real binary watching real files.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Repo, android_devices, android_id, manifest_for, posts, sim};
+use intune_reconcile::sim::SimConfig;
+
+/// A running `reconcile watch`, its output collected line by line.
+struct Watch {
+    child: std::process::Child,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(mut child: std::process::Child) -> Watch {
+        let collect = |stream: Box<dyn std::io::Read + Send>| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let l = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    l.lock().expect("lines").push(line);
+                }
+            });
+            lines
+        };
+        let out = collect(Box::new(child.stdout.take().expect("stdout")));
+        let err = collect(Box::new(child.stderr.take().expect("stderr")));
+        Watch { child, out, err }
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.out.lock().expect("lines").iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().expect("lines").join("\n")
+    }
+
+    /// Waits until `needle` was printed `n` times on stdout.
+    fn wait_for(&self, needle: &str, n: usize) {
+        let start = Instant::now();
+        while self.count(needle) < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no {n}x {needle:?} in:\n{}\n{}",
+                self.out.lock().expect("lines").join("\n"),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "watch did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn watch(repo: &Repo, args: &[&str]) -> Watch {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
+        .current_dir(repo.path())
+        .arg("watch")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("AZURE_TENANT_ID")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    Watch::start(child)
+}
+
+const ONE: &str = "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\nspec:\n  devices:\n    - serialNumber: S1\n";
+
+#[test]
+fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", ONE);
+    let w = watch(&repo, &[]);
+    w.wait_for("Plan: 1 to reset", 1);
+
+    // An edit → a new plan.
+    repo.write("manifests/a.yaml", format!("{ONE}    - serialNumber: S2\n"));
+    w.wait_for("Plan: 2 to reset", 1);
+
+    // A burst of ten saves → one plan.
+    let before = w.count("Plan:");
+    for i in 0..10 {
+        repo.write("manifests/a.yaml", format!("{ONE}    - serialNumber: S2\n    - serialNumber: S3\n# save {i}\n"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    w.wait_for("Plan: 3 to reset", 1);
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(w.count("Plan:"), before + 1, "one plan for the burst");
+
+    // A broken save → diagnostics and no crash; the fix → a plan again.
+    repo.write("manifests/a.yaml", "kind: [\n");
+    let start = Instant::now();
+    while !w.stderr().contains("manifests/a.yaml:1:7: error") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    repo.write("manifests/a.yaml", ONE);
+    w.wait_for("Plan: 1 to reset", 2);
+
+    // A folder deleted and created again is watched again.
+    std::fs::remove_dir_all(repo.path().join("manifests")).expect("rm");
+    std::thread::sleep(Duration::from_millis(500));
+    repo.write("manifests/b.yaml", ONE.replace("name: a", "name: b").replace("S1", "S9"));
+    w.wait_for("manifest b (manifests/b.yaml)", 1);
+
+    // The ledger lock is not held between cycles.
+    repo.cmd().args(["state", "list"]).assert().success();
+    assert!(w.terminate().success(), "SIGTERM ends the watch with 0");
+}
+
+#[test]
+fn the_reconciler_applies_new_manifests_exactly_once_and_stops_cleanly() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0)]));
+    let sim =
+        sim(SimConfig { devices: android_devices(12), latency: Duration::from_millis(150), ..SimConfig::default() });
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
+        .current_dir(repo.path())
+        .args(["watch", "--apply", "--interval", "2s"])
+        .env("RECONCILE_GRAPH_URL", sim.url())
+        .env("AZURE_AUTHORITY_HOST", sim.url())
+        .env("AZURE_TENANT_ID", "test-tenant")
+        .env("AZURE_CLIENT_ID", "c")
+        .env("AZURE_CLIENT_SECRET", common::SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let w = Watch::start(child);
+    w.wait_for("Apply complete: 1 accepted", 1);
+    // Intervals pass: the applied manifest is never sent again.
+    w.wait_for("Nothing to do.", 2);
+    assert_eq!(sim.resets_applied(&android_id(0)), 1);
+
+    // A new manifest with many devices; SIGTERM while its cycle sends.
+    let ids: Vec<String> = (1..12).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/second.yaml", manifest_for("second", &refs));
+    let start = Instant::now();
+    while posts(&sim).len() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = w.terminate();
+    assert!(status.success(), "stops with 0");
+
+    // Nothing was lost: every request sent has its outcome in the ledger, none is unknown.
+    let ledger = repo.ledger_json();
+    let records = ledger["records"].as_object().expect("records");
+    let sent = posts(&sim).len();
+    assert_eq!(records.values().filter(|r| r["status"] == "accepted" || r["status"] == "done").count(), sent);
+    assert!(records.values().all(|r| r["status"] != "unknown"));
+    // And the rest goes out exactly once on the next run.
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    for i in 0..12 {
+        assert_eq!(sim.resets_applied(&android_id(i)), 1, "device {i}");
+    }
+}

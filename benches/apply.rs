@@ -72,16 +72,7 @@ fn resolve_500() {
     std::fs::write(root.join("manifests/bench.yaml"), manifest).unwrap();
     std::fs::write(root.join("reconcile.yaml"), "graph:\n  concurrency: 16\n").unwrap();
     let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_reconcile"))
-        .args(["plan", "-q"])
-        .current_dir(root)
-        .env("RECONCILE_GRAPH_URL", sim.url())
-        .env("AZURE_AUTHORITY_HOST", sim.url())
-        .env("AZURE_TENANT_ID", "bench")
-        .env("AZURE_CLIENT_ID", "bench")
-        .env("AZURE_CLIENT_SECRET", "bench")
-        .output()
-        .unwrap();
+    let out = reconcile(root, &sim, &["plan", "-q"]);
     let wall = start.elapsed();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let reads: Vec<_> = sim.requests().into_iter().filter(|r| r.method == "GET").collect();
@@ -130,16 +121,7 @@ fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32) 
     )
     .unwrap();
     let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_reconcile"))
-        .args(["apply", "--auto-approve", "-q"])
-        .current_dir(root)
-        .env("RECONCILE_GRAPH_URL", sim.url())
-        .env("AZURE_AUTHORITY_HOST", sim.url())
-        .env("AZURE_TENANT_ID", "bench")
-        .env("AZURE_CLIENT_ID", "bench")
-        .env("AZURE_CLIENT_SECRET", "bench")
-        .output()
-        .unwrap();
+    let out = reconcile(root, &sim, &["apply", "--auto-approve", "-q"]);
     let wall = start.elapsed();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let posts: Vec<_> =
@@ -160,6 +142,20 @@ fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32) 
         budget_rate,
         100.0 * rate / budget_rate
     );
+}
+
+/// The real binary in `root`, pointed at `sim`.
+fn reconcile(root: &std::path::Path, sim: &SimHandle, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(args)
+        .current_dir(root)
+        .env("RECONCILE_GRAPH_URL", sim.url())
+        .env("AZURE_AUTHORITY_HOST", sim.url())
+        .env("AZURE_TENANT_ID", "bench")
+        .env("AZURE_CLIENT_ID", "bench")
+        .env("AZURE_CLIENT_SECRET", "bench")
+        .output()
+        .unwrap()
 }
 
 fn id(i: usize) -> String {

@@ -13,7 +13,8 @@ use crate::graph::Device;
 use crate::state::{Ledger, Record, Status};
 
 /// What will happen to one action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Change {
     /// Never executed: `apply` sends it.
     Reset,
@@ -144,7 +145,8 @@ impl<'a> Plan<'a> {
 }
 
 /// Why a device cannot be acted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BlockKind {
     NotFound,
     Ambiguous,

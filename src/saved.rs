@@ -61,9 +61,9 @@ pub struct SavedViolation {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedEntry {
-    pub change: SavedChange,
+    pub change: Change,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block: Option<SavedBlock>,
+    pub block: Option<BlockKind>,
     pub reason: String,
     pub key: ActionKey,
     pub manifest: String,
@@ -77,77 +77,6 @@ pub struct SavedEntry {
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SavedChange {
-    Reset,
-    AlreadyDone,
-    Attention,
-    Orphaned,
-    Blocked,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SavedBlock {
-    NotFound,
-    Ambiguous,
-    NotSupported,
-    ReEnrolled,
-    Refused,
-    Repeated,
-}
-
-impl From<Change> for SavedChange {
-    fn from(c: Change) -> Self {
-        match c {
-            Change::Reset => SavedChange::Reset,
-            Change::AlreadyDone => SavedChange::AlreadyDone,
-            Change::Attention => SavedChange::Attention,
-            Change::Orphaned => SavedChange::Orphaned,
-            Change::Blocked => SavedChange::Blocked,
-        }
-    }
-}
-
-impl From<SavedChange> for Change {
-    fn from(c: SavedChange) -> Self {
-        match c {
-            SavedChange::Reset => Change::Reset,
-            SavedChange::AlreadyDone => Change::AlreadyDone,
-            SavedChange::Attention => Change::Attention,
-            SavedChange::Orphaned => Change::Orphaned,
-            SavedChange::Blocked => Change::Blocked,
-        }
-    }
-}
-
-impl From<BlockKind> for SavedBlock {
-    fn from(b: BlockKind) -> Self {
-        match b {
-            BlockKind::NotFound => SavedBlock::NotFound,
-            BlockKind::Ambiguous => SavedBlock::Ambiguous,
-            BlockKind::NotSupported => SavedBlock::NotSupported,
-            BlockKind::ReEnrolled => SavedBlock::ReEnrolled,
-            BlockKind::Refused => SavedBlock::Refused,
-            BlockKind::Repeated => SavedBlock::Repeated,
-        }
-    }
-}
-
-impl From<SavedBlock> for BlockKind {
-    fn from(b: SavedBlock) -> Self {
-        match b {
-            SavedBlock::NotFound => BlockKind::NotFound,
-            SavedBlock::Ambiguous => BlockKind::Ambiguous,
-            SavedBlock::NotSupported => BlockKind::NotSupported,
-            SavedBlock::ReEnrolled => BlockKind::ReEnrolled,
-            SavedBlock::Refused => BlockKind::Refused,
-            SavedBlock::Repeated => BlockKind::Repeated,
-        }
-    }
 }
 
 /// Why a saved plan cannot be used.
@@ -220,8 +149,8 @@ impl SavedPlan {
                     (None, None) => unreachable!("an entry has an action or a record"),
                 };
                 SavedEntry {
-                    change: e.change.into(),
-                    block: e.block.map(Into::into),
+                    change: e.change,
+                    block: e.block,
                     reason: e.reason.to_string(),
                     key: e.key().clone(),
                     manifest: e.manifest().to_owned(),
@@ -292,11 +221,11 @@ impl SavedPlan {
         let mut resets: Vec<(ActionKey, String)> = self
             .entries
             .iter()
-            .filter(|e| e.change == SavedChange::Reset)
+            .filter(|e| e.change == Change::Reset)
             .map(|e| (e.key.clone(), e.device.as_ref().map(|d| d.id.to_ascii_lowercase()).unwrap_or_default()))
             .collect();
         let mut blocked: Vec<ActionKey> =
-            self.entries.iter().filter(|e| e.change == SavedChange::Blocked).map(|e| e.key.clone()).collect();
+            self.entries.iter().filter(|e| e.change == Change::Blocked).map(|e| e.key.clone()).collect();
         resets.sort();
         blocked.sort();
         (resets, blocked)
@@ -331,7 +260,7 @@ impl Restored {
         let mut actions = Vec::new();
         let mut records = Vec::new();
         for e in &saved.entries {
-            let action = (e.change != SavedChange::Orphaned).then(|| Action {
+            let action = (e.change != Change::Orphaned).then(|| Action {
                 key: e.key.clone(),
                 kind: ActionKind::PasscodeReset,
                 manifest: e.manifest.clone(),
@@ -372,11 +301,11 @@ impl Restored {
             .iter()
             .enumerate()
             .map(|(i, e)| Entry {
-                change: e.change.into(),
+                change: e.change,
                 action: self.actions[i].as_ref(),
                 record: self.records[i].as_ref(),
                 device: e.device.as_ref(),
-                block: e.block.map(Into::into),
+                block: e.block,
                 reason: Cow::Owned(e.reason.clone()),
             })
             .collect();

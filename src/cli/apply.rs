@@ -189,7 +189,7 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let report = rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            wait_for_stop_signal().await;
+            super::wait_for_stop_signal().await;
             eprintln!("\nstopping: no new requests; waiting for those in flight to be recorded");
             let _ = tx.send(true);
         });
@@ -231,20 +231,4 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         say!("Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.");
     }
     if report.success() { Ok(()) } else { Err(Failure::Exit(1)) }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn wait_for_stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }

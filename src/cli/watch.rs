@@ -211,20 +211,7 @@ fn start_watcher(
 fn listen_for_stop(stop: Arc<AtomicBool>) {
     let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
-            }
-        });
+        rt.block_on(super::wait_for_stop_signal());
         stop.store(true, Ordering::SeqCst);
     });
 }

@@ -72,7 +72,9 @@ pub async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upserted, Gi
             return Err(GithubError::Api { what: "listing comments", reason: format!("HTTP {status}") });
         }
         let comments: Vec<Comment> = resp.json().await.map_err(api_err("listing comments"))?;
-        if let Some(c) = comments.iter().find(|c| c.body.as_deref().is_some_and(|b| b.contains(MARKER))) {
+        // Ours starts with the marker; a person quoting it elsewhere in a comment is not us.
+        if let Some(c) = comments.iter().find(|c| c.body.as_deref().is_some_and(|b| b.trim_start().starts_with(MARKER)))
+        {
             existing = Some(c.id);
             break;
         }

@@ -37,7 +37,8 @@ pub struct RawPolicy {
     pub max_actions_per_apply: Option<Spanned<i64>>,
     /// Every manifest must have `metadata.ticket`.
     pub require_ticket: Option<bool>,
-    /// A regular expression every `metadata.ticket` must match (e.g. `^(INC|SEC)-[0-9]+$`).
+    /// A regular expression every `metadata.ticket` must match, anywhere in the ticket unless
+    /// anchored (e.g. `^(INC|SEC)-[0-9]+$`).
     #[schemars(with = "Option<String>")]
     pub ticket_pattern: Option<Spanned<String>>,
     /// Every manifest must have `metadata.reason`.
@@ -295,7 +296,8 @@ impl Policy {
         for m in manifests {
             let f = &m.file;
             let at = Some(m.name_pos);
-            match (&m.ticket, self.require_ticket) {
+            let ticket = m.ticket.as_ref().filter(|(t, _)| !t.trim().is_empty());
+            match (ticket, self.require_ticket) {
                 (None, true) => out.push(violation(
                     f,
                     at,
@@ -374,8 +376,27 @@ impl Policy {
                 "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
             ));
         }
+        let mut planned: std::collections::HashMap<String, &crate::action::Action> = std::collections::HashMap::new();
         for e in plan.entries.iter().filter(|e| e.change == Change::Reset) {
             let Some(a) = e.action else { continue };
+            if self.cooldown.is_some()
+                && let Some(d) = e.device
+            {
+                // Two manifests of one plan resetting one device: the cooldown forbids the second.
+                match planned.get(&d.id.to_ascii_lowercase()) {
+                    Some(first) if first.manifest != a.manifest => out.push(violation(
+                        &a.file,
+                        Some(a.pos),
+                        "cooldown",
+                        format!("device {} is also reset by manifest `{}` in this plan", a.selector, first.manifest),
+                        "reset it in one manifest only",
+                    )),
+                    Some(_) => {}
+                    None => {
+                        planned.insert(d.id.to_ascii_lowercase(), a);
+                    }
+                }
+            }
             if let Some(d) = e.device {
                 let matches = |p: &Protected| {
                     let v = p.selector.value.to_lowercase();
@@ -478,24 +499,12 @@ fn last_reset(
                 && r.selector.normalized() == a.selector.normalized();
             same_device || same_selector
         })
-        .filter(|r| {
-            matches!(
-                r.status,
-                Status::Accepted
-                    | Status::Done
-                    | Status::Failed
-                    | Status::Canceled
-                    | Status::NotSupported
-                    | Status::Unknown
-            )
-        })
+        .filter(|r| r.status != Status::Rejected)
         .filter_map(|r| {
-            let sent = r
-                .attempts
-                .iter()
-                .filter(|at| at.http_status == Some(204) || at.http_status.is_none() && r.status == Status::Unknown)
-                .map(|at| at.started_at)
-                .max()?;
+            // Every attempt that may have run counts: accepted, 5xx, timeouts, crashes.
+            // Only answers that prove nothing ran (429, 401, other 4xx) do not.
+            let may_have_run = |s: Option<u16>| s.is_none_or(|s| (200..300).contains(&s) || s >= 500);
+            let sent = r.attempts.iter().filter(|at| may_have_run(at.http_status)).map(|at| at.started_at).max()?;
             Some((sent, r.manifest.clone()))
         })
         .max_by_key(|(t, _)| *t)

@@ -103,17 +103,33 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
             out.insert(a.key.clone(), resolution);
         }
     }
-    block_repeated_devices(actions, &mut out);
+    block_repeated_devices(actions, ledger, &mut out);
     Ok(out)
 }
 
 /// Two entries of one manifest that name the same device by different selectors (an `id` and a
-/// serial number, say) would reset it twice in one run: the later ones are blocked.
-fn block_repeated_devices(actions: &[&Action], out: &mut Resolutions) {
+/// serial number, say) would reset it twice: the later ones are blocked, in this run and in
+/// later ones (when the ledger already holds the first entry's reset of that device).
+fn block_repeated_devices(actions: &[&Action], ledger: &Ledger, out: &mut Resolutions) {
     let mut first: HashMap<(&str, String), &Action> = HashMap::new();
     for a in actions {
         let Some(Resolution::Device(d)) = out.get(&a.key) else { continue };
         let id = d.id.to_ascii_lowercase();
+        let earlier = ledger.records.values().find(|r| {
+            r.key != a.key
+                && r.manifest == a.manifest
+                && r.round == a.round
+                && r.status.blocks_sending()
+                && r.managed_device_id.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&id))
+        });
+        if let Some(r) = earlier {
+            let why = format!(
+                "device {} was already reset by {} of this manifest: one manifest resets a device once",
+                d.id, r.selector
+            );
+            out.insert(a.key.clone(), Resolution::Blocked(BlockKind::Repeated, why));
+            continue;
+        }
         match first.get(&(a.manifest.as_str(), id.clone())) {
             Some(prev) => {
                 let why = format!(

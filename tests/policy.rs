@@ -27,6 +27,12 @@ fn repo_with(policy: &str, manifest: &str) -> Repo {
 #[test]
 fn metadata_rules_are_checked_by_validate_plan_and_apply() {
     let policy = "  requireTicket: true\n  ticketPattern: '^(INC|SEC)-[0-9]+$'\n  requireReason: true\n  requireRequestedBy: true\n";
+    let blank = M.replace("ticket: INC-0001", "ticket: ''");
+    let repo = repo_with("  requireTicket: true\n", &blank);
+    assert!(
+        stderr(&repo.cmd().arg("validate").output().expect("run")).contains("policy requireTicket"),
+        "a blank ticket is no ticket"
+    );
     let bare = "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: bare\nspec:\n  devices:\n    - serialNumber: R58M12345AB\n";
     let repo = repo_with(policy, bare);
     let out = repo.cmd().arg("validate").output().expect("run");
@@ -224,4 +230,48 @@ fn violations_become_github_annotations() {
         "{}",
         stderr(&out)
     );
+}
+
+// Two manifests of one plan resetting one device: the cooldown allows only the first.
+#[test]
+fn cooldown_covers_two_manifests_in_one_plan() {
+    let repo = repo_with("  cooldown: 24h\n", M);
+    repo.write(
+        "manifests/b.yaml",
+        M.replace("inc-1", "inc-2").replace("serialNumber: R58M12345AB", "id: c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"),
+    );
+    let sim = sim(sim_config());
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("is also reset by manifest `inc-1` in this plan"), "{}", stdout(&out));
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    assert!(posts(&sim).is_empty());
+}
+
+// A reset whose answer was a 5xx may have run: it counts for the cooldown.
+#[test]
+fn an_unknown_reset_counts_for_the_cooldown() {
+    let repo = repo_with("  cooldown: 24h\n", &M.replace("spec:\n", "spec:\n  round: 2\n"));
+    repo.write("manifests/old.yaml", M.replace("inc-1", "inc-0"));
+    let old = repo.actions().into_iter().find(|a| a.manifest == "inc-0").expect("old");
+    std::fs::remove_file(repo.path().join("manifests/old.yaml")).expect("rm");
+    let when = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
+    let mut r = intune_reconcile::state::Record::new(&old, Some("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f".into()), when);
+    r.status = Status::Done;
+    r.attempts.push(intune_reconcile::state::Attempt {
+        started_at: when,
+        client_request_id: uuid::Uuid::new_v4(),
+        finished_at: Some(when),
+        http_status: Some(500),
+        request_id: None,
+        error_code: None,
+        error_message: None,
+        policy_override: None,
+    });
+    w.record(r).expect("record");
+    w.commit().expect("commit");
+    let sim = sim(sim_config());
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert!(stdout(&out).contains("policy cooldown"), "{}", stdout(&out));
 }

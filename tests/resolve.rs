@@ -233,6 +233,15 @@ fn the_same_device_by_two_selectors_in_one_manifest_is_reset_once() {
         stdout(&out)
     );
     assert_eq!(sim.resets_applied("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), 1);
+    // The next run must not send the blocked entry now that the first one is recorded.
+    let again = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stdout(&again).contains("was already reset by id=c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(sim.resets_applied("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), 1);
 }
 
 // Lookups throttled by Intune's read limit wait and go on: the plan still completes.

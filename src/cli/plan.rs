@@ -118,6 +118,24 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
                 ));
             }
         }
+        if plan.summary.to_reset > render::markdown::LARGE_CHANGE {
+            diags.push(crate::diagnostic::Diagnostic {
+                severity: crate::diagnostic::Severity::Warning,
+                file: None,
+                pos: None,
+                message: format!("large change: {} passcodes will be reset", plan.summary.to_reset),
+                hint: None,
+            });
+        }
+        for e in plan.entries.iter().filter(|e| e.change == crate::plan::Change::Attention) {
+            if let Some(a) = e.action {
+                diags.push(crate::diagnostic::Diagnostic::warning(
+                    &a.file,
+                    Some(a.pos),
+                    format!("{} needs attention: {}", a.selector, e.reason),
+                ));
+            }
+        }
         let _ = diags.render_github(&mut std::io::stderr().lock());
     }
     Ok(())

@@ -167,7 +167,9 @@ fn relevant(root: &Path, config: &Path, path: &Path) -> bool {
         return false;
     }
     let is_yaml = rel.extension().is_some_and(|x| x == "yaml" || x == "yml");
-    is_yaml || rel == config || path.is_dir() || !path.exists()
+    // A removed folder (no extension) may have held manifests; a removed ledger journal or lock
+    // (`.journal`, `.lock`) never did.
+    is_yaml || rel == config || path.is_dir() || (!path.exists() && rel.extension().is_none())
 }
 
 fn start_watcher(

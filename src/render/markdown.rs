@@ -25,8 +25,14 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
     out.write_all(render(plan, ctx).as_bytes())
 }
 
-/// The Markdown, never longer than [`GITHUB_LIMIT`] characters.
+/// The Markdown for a PR comment, never longer than [`GITHUB_LIMIT`] characters.
 pub fn render(plan: &Plan, ctx: PlanContext) -> String {
+    render_within(plan, ctx, BUDGET)
+}
+
+/// The Markdown with the lists cut past `budget` bytes, and never longer than `budget` plus a
+/// few thousand bytes for the closing lines (a CI job summary takes up to 1 MiB).
+pub fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{MARKER}");
     let _ = writeln!(s, "### intune-reconcile plan{}\n", if ctx.simulated { " (SIMULATED)" } else { "" });
@@ -40,11 +46,11 @@ pub fn render(plan: &Plan, ctx: PlanContext) -> String {
     let groups = groups(plan);
     for (i, group) in groups.iter().enumerate() {
         let section = details(group);
-        if s.len() + section.len() + closing.len() + 400 > BUDGET {
+        if s.len() + section.len() + closing.len() + 400 > budget {
             let left: usize = groups[i..].iter().map(|g| g.len()).sum();
             let _ = writeln!(
                 s,
-                "_{left} more action{} in {} more manifest group{} are not shown to stay within GitHub's comment limit: the full plan is in the job summary and the saved plan (`reconcile show plan.json`)._\n",
+                "_{left} more action{} in {} more manifest group{} are not shown to stay within the size limit: the full plan is in the CI job summary and in the saved plan (`reconcile show`)._\n",
                 if left == 1 { "" } else { "s" },
                 groups.len() - i,
                 if groups.len() - i == 1 { "" } else { "s" },
@@ -56,7 +62,22 @@ pub fn render(plan: &Plan, ctx: PlanContext) -> String {
     }
     let _ = shown;
     s.push_str(&closing);
+    // Belt and braces: whatever the input, never past the limit (cut at a character boundary).
+    let hard = budget.max(BUDGET) + 5_000;
+    if s.len() > hard {
+        let mut end = hard - 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("\n\n_… cut to stay within the size limit._\n");
+    }
     s
+}
+
+/// At most `n` characters of `s`, with an ellipsis when cut (user text in warnings).
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_owned() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
 }
 
 /// Entries of one manifest (orphans of one manifest form their own group).
@@ -94,7 +115,7 @@ fn warnings(s: &mut String, plan: &Plan) {
         let examples: Vec<String> = hits
             .iter()
             .take(EXAMPLES)
-            .map(|e| format!("`{}` in `{}`", escape(&e.selector().to_string()), escape(e.manifest())))
+            .map(|e| format!("`{}` in `{}`", escape(&clip(&e.selector().to_string(), 120)), escape(e.manifest())))
             .collect();
         let more = if hits.len() > EXAMPLES { format!(" and {} more", hits.len() - EXAMPLES) } else { String::new() };
         lines.push(format!(
@@ -114,7 +135,7 @@ fn warnings(s: &mut String, plan: &Plan) {
                     (Some(f), Some(p)) => format!("`{}:{}`: ", escape(&f.display().to_string()), p.line),
                     _ => String::new(),
                 };
-                format!("{at}{}", escape(&v.message))
+                format!("{at}{}", escape(&clip(&v.message, 300)))
             })
             .collect();
         let more = if plan.violations.len() > EXAMPLES {

@@ -116,7 +116,7 @@ fn the_markdown_of_twenty_thousand_actions_fits_a_comment() {
 fn huge_values_in_warnings_stay_within_the_comment_limit() {
     let repo = Repo::empty();
     let long = "X".repeat(200_000);
-    repo.fast_config(&format!("policy:\n  ticketPattern: '^INC-[0-9]+$'\n"));
+    repo.fast_config("policy:\n  ticketPattern: '^INC-[0-9]+$'\n");
     for m in 0..4 {
         repo.write(
             &format!("manifests/m{m}.yaml"),

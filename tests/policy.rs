@@ -138,14 +138,26 @@ fn allowed_platforms_forbid_ios_passcode_removal() {
 
 /// Records a reset of `action`'s device at `when`, as an earlier apply would have.
 fn reset_at(repo: &Repo, action: &intune_reconcile::action::Action, device: &str, when: jiff::Timestamp) {
+    record_attempt(repo, action, device, when, 204, Status::Accepted);
+}
+
+/// Records one attempt on `action`'s device at `when`, answered `http_status`, leaving `status`.
+fn record_attempt(
+    repo: &Repo,
+    action: &intune_reconcile::action::Action,
+    device: &str,
+    when: jiff::Timestamp,
+    http_status: u16,
+    status: Status,
+) {
     let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
     let mut r = intune_reconcile::state::Record::new(action, Some(device.into()), when);
-    r.status = Status::Accepted;
+    r.status = status;
     r.attempts.push(intune_reconcile::state::Attempt {
         started_at: when,
         client_request_id: uuid::Uuid::new_v4(),
         finished_at: Some(when),
-        http_status: Some(204),
+        http_status: Some(http_status),
         request_id: None,
         error_code: None,
         error_message: None,
@@ -256,21 +268,7 @@ fn an_unknown_reset_counts_for_the_cooldown() {
     let old = repo.actions().into_iter().find(|a| a.manifest == "inc-0").expect("old");
     std::fs::remove_file(repo.path().join("manifests/old.yaml")).expect("rm");
     let when = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
-    let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
-    let mut r = intune_reconcile::state::Record::new(&old, Some("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f".into()), when);
-    r.status = Status::Done;
-    r.attempts.push(intune_reconcile::state::Attempt {
-        started_at: when,
-        client_request_id: uuid::Uuid::new_v4(),
-        finished_at: Some(when),
-        http_status: Some(500),
-        request_id: None,
-        error_code: None,
-        error_message: None,
-        policy_override: None,
-    });
-    w.record(r).expect("record");
-    w.commit().expect("commit");
+    record_attempt(&repo, &old, "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f", when, 500, Status::Done);
     let sim = sim(sim_config());
     let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
     assert!(stdout(&out).contains("policy cooldown"), "{}", stdout(&out));

@@ -290,10 +290,6 @@ impl Restored {
         Restored { actions, records, saved }
     }
 
-    pub fn saved(&self) -> &SavedPlan {
-        &self.saved
-    }
-
     pub fn plan(&self) -> Plan<'_> {
         let entries = self
             .saved

@@ -224,10 +224,6 @@ impl TokenProvider {
         }
     }
 
-    pub fn credential(&self) -> &Credential {
-        &self.credential
-    }
-
     /// The current token, fetching a new one when there is none or it is about to expire.
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
         let mut cache = self.cache.lock().await;

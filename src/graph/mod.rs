@@ -180,10 +180,6 @@ impl Graph {
         &self.writes
     }
 
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.endpoints
-    }
-
     /// Waits for the right to send one POST now: a concurrency permit and a paced slot, with a
     /// valid token. The executor records its intent only once it holds a slot, so a crash while
     /// waiting leaves nothing `unknown`.

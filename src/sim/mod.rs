@@ -87,11 +87,6 @@ impl SimHandle {
         self.state().resets_applied(device_id)
     }
 
-    /// Replaces the scripted faults.
-    pub fn set_faults(&self, faults: Vec<Fault>) {
-        self.state().config.faults = faults;
-    }
-
     /// Every token issued and every passcode handed out, for leak tests.
     pub fn secrets(&self) -> Vec<String> {
         let s = self.state();

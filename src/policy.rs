@@ -10,6 +10,7 @@
 //! Every violation is a [`Diagnostic`] naming the rule, pointing at the offending line and saying
 //! what to do. `apply` refuses on any, before any request.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -376,7 +377,8 @@ impl Policy {
                 "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
             ));
         }
-        let mut planned: std::collections::HashMap<String, &crate::action::Action> = std::collections::HashMap::new();
+        let mut planned: HashMap<String, &crate::action::Action> = HashMap::new();
+        let past = if self.cooldown.is_some() { ResetIndex::new(ledger) } else { ResetIndex::default() };
         for e in plan.entries.iter().filter(|e| e.change == Change::Reset) {
             let Some(a) = e.action else { continue };
             if self.cooldown.is_some()
@@ -433,7 +435,7 @@ impl Policy {
                 }
             }
             if let Some((cooldown, _)) = self.cooldown
-                && let Some((when, by)) = last_reset(ledger, a, e.device.map(|d| d.id.as_str()))
+                && let Some((when, by)) = past.last(a, e.device.map(|d| d.id.as_str()))
             {
                 let until = when + jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
                 if now < until {
@@ -480,34 +482,55 @@ impl Policy {
     }
 }
 
-/// The latest successful reset of the same device (by resolved id, or by the same selector),
-/// across manifests and rounds: when, and by which manifest.
-fn last_reset(
-    ledger: &Ledger,
-    a: &crate::action::Action,
-    device_id: Option<&str>,
-) -> Option<(jiff::Timestamp, String)> {
-    ledger
-        .records
-        .values()
-        .filter(|r| r.key != a.key)
-        .filter(|r| {
-            let same_device =
-                device_id.is_some_and(|id| r.managed_device_id.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(id)));
-            let same_selector = r.collection == a.collection
-                && r.selector.kind == a.selector.kind
-                && r.selector.normalized() == a.selector.normalized();
-            same_device || same_selector
-        })
-        .filter(|r| r.status != Status::Rejected)
-        .filter_map(|r| {
+/// One attempt that may have reset a device: when, by which manifest, for which action.
+#[derive(Debug, Clone)]
+struct PastReset {
+    sent: jiff::Timestamp,
+    manifest: String,
+    key: crate::action::ActionKey,
+}
+
+/// The ledger's past resets, indexed once per plan by device id and by selector, so checking
+/// 20,000 actions against 10,000 records is two lookups each, not a scan of the ledger each.
+#[derive(Debug, Default)]
+struct ResetIndex {
+    by_device: HashMap<String, Vec<PastReset>>,
+    by_selector: HashMap<(crate::action::Collection, SelectorKind, String), Vec<PastReset>>,
+}
+
+impl ResetIndex {
+    fn new(ledger: &Ledger) -> Self {
+        let mut index = ResetIndex::default();
+        for r in ledger.records.values().filter(|r| r.status != Status::Rejected) {
             // Every attempt that may have run counts: accepted, 5xx, timeouts, crashes.
             // Only answers that prove nothing ran (429, 401, other 4xx) do not.
             let may_have_run = |s: Option<u16>| s.is_none_or(|s| (200..300).contains(&s) || s >= 500);
-            let sent = r.attempts.iter().filter(|at| may_have_run(at.http_status)).map(|at| at.started_at).max()?;
-            Some((sent, r.manifest.clone()))
-        })
-        .max_by_key(|(t, _)| *t)
+            let Some(sent) = r.attempts.iter().filter(|at| may_have_run(at.http_status)).map(|at| at.started_at).max()
+            else {
+                continue;
+            };
+            let past = PastReset { sent, manifest: r.manifest.clone(), key: r.key.clone() };
+            if let Some(id) = &r.managed_device_id {
+                index.by_device.entry(id.to_ascii_lowercase()).or_default().push(past.clone());
+            }
+            index.by_selector.entry((r.collection, r.selector.kind, r.selector.normalized())).or_default().push(past);
+        }
+        index
+    }
+
+    /// The latest reset of the same device (by resolved id, or by the same selector), across
+    /// manifests and rounds, other than `a` itself: when, and by which manifest.
+    fn last(&self, a: &crate::action::Action, device_id: Option<&str>) -> Option<(jiff::Timestamp, String)> {
+        let by_device = device_id.and_then(|id| self.by_device.get(&id.to_ascii_lowercase()));
+        let by_selector = self.by_selector.get(&(a.collection, a.selector.kind, a.selector.normalized()));
+        by_device
+            .into_iter()
+            .chain(by_selector)
+            .flatten()
+            .filter(|p| p.key != a.key)
+            .max_by_key(|p| p.sent)
+            .map(|p| (p.sent, p.manifest.clone()))
+    }
 }
 
 #[cfg(test)]

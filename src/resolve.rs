@@ -111,17 +111,19 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
 /// serial number, say) would reset it twice: the later ones are blocked, in this run and in
 /// later ones (when the ledger already holds the first entry's reset of that device).
 fn block_repeated_devices(actions: &[&Action], ledger: &Ledger, out: &mut Resolutions) {
+    // Recorded resets by (manifest, round, device), built once: not a ledger scan per action.
+    let mut recorded: HashMap<(&str, u32, String), Vec<&crate::state::Record>> = HashMap::new();
+    for r in ledger.records.values().filter(|r| r.status.blocks_sending()) {
+        if let Some(id) = &r.managed_device_id {
+            recorded.entry((r.manifest.as_str(), r.round, id.to_ascii_lowercase())).or_default().push(r);
+        }
+    }
     let mut first: HashMap<(&str, String), &Action> = HashMap::new();
     for a in actions {
         let Some(Resolution::Device(d)) = out.get(&a.key) else { continue };
         let id = d.id.to_ascii_lowercase();
-        let earlier = ledger.records.values().find(|r| {
-            r.key != a.key
-                && r.manifest == a.manifest
-                && r.round == a.round
-                && r.status.blocks_sending()
-                && r.managed_device_id.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&id))
-        });
+        let earlier =
+            recorded.get(&(a.manifest.as_str(), a.round, id.clone())).and_then(|rs| rs.iter().find(|r| r.key != a.key));
         if let Some(r) = earlier {
             let why = format!(
                 "device {} was already reset by {} of this manifest: one manifest resets a device once",

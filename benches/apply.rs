@@ -43,15 +43,7 @@ fn main() {
 fn resolve_500() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let devices: Vec<_> = (0..50_000)
-        .map(|i| {
-            serde_json::json!({"id": id(i), "deviceName": format!("A-{i}"), "serialNumber": format!("SN{i:08}"),
-                "operatingSystem": "Android", "managedDeviceOwnerType": "company", "managementState": "managed"})
-            .as_object()
-            .unwrap()
-            .clone()
-        })
-        .collect();
+    let devices = android_devices(50_000);
     let sim = SimHandle::start(
         SimConfig {
             devices,
@@ -84,15 +76,7 @@ fn resolve_500() {
 fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let devices: Vec<_> = (0..n)
-        .map(|i| {
-            serde_json::json!({"id": id(i), "deviceName": format!("A-{i}"), "operatingSystem": "Android",
-                "managedDeviceOwnerType": "company", "managementState": "managed"})
-            .as_object()
-            .unwrap()
-            .clone()
-        })
-        .collect();
+    let devices = android_devices(n);
     let sim = SimHandle::start(
         SimConfig {
             devices,
@@ -142,6 +126,19 @@ fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32) 
         budget_rate,
         100.0 * rate / budget_rate
     );
+}
+
+/// `n` corporate Android devices with ids from [`id`] and serial numbers `SN00000000`….
+fn android_devices(n: usize) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({"id": id(i), "deviceName": format!("A-{i}"), "serialNumber": format!("SN{i:08}"),
+                "operatingSystem": "Android", "managedDeviceOwnerType": "company", "managementState": "managed"})
+            .as_object()
+            .unwrap()
+            .clone()
+        })
+        .collect()
 }
 
 /// The real binary in `root`, pointed at `sim`.

@@ -74,6 +74,21 @@ impl Entry<'_> {
         }
     }
 
+    /// Where the action comes from: the manifest file (as recorded for orphans), the line of its
+    /// device entry when the manifest still has it, its round and collection.
+    pub fn origin(&self) -> Origin {
+        match (&self.action, &self.record) {
+            (Some(a), _) => Origin {
+                file: a.file.display().to_string(),
+                line: Some(a.pos.line),
+                round: a.round,
+                collection: a.collection,
+            },
+            (None, Some(r)) => Origin { file: r.file.clone(), line: None, round: r.round, collection: r.collection },
+            (None, None) => unreachable!("an entry has an action or a record"),
+        }
+    }
+
     pub fn selector(&self) -> &Selector {
         match (&self.action, &self.record) {
             (Some(a), _) => &a.selector,
@@ -81,6 +96,15 @@ impl Entry<'_> {
             (None, None) => unreachable!("an entry has an action or a record"),
         }
     }
+}
+
+/// See [`Entry::origin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub line: Option<u32>,
+    pub round: u32,
+    pub collection: crate::action::Collection,
 }
 
 /// Counts per category.

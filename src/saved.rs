@@ -143,11 +143,7 @@ impl SavedPlan {
             .entries
             .iter()
             .map(|e| {
-                let (file, line, round, collection) = match (&e.action, &e.record) {
-                    (Some(a), _) => (a.file.display().to_string(), Some(a.pos.line), a.round, a.collection),
-                    (None, Some(r)) => (r.file.clone(), None, r.round, r.collection),
-                    (None, None) => unreachable!("an entry has an action or a record"),
-                };
+                let crate::plan::Origin { file, line, round, collection } = e.origin();
                 SavedEntry {
                     change: e.change,
                     block: e.block,

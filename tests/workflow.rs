@@ -6,6 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use common::{Repo, posts, sim, sim_config, stderr, stdout};
 
+/// A repository asking for a Windows laptop (not supported) and an Android phone.
+fn mixed_repo() -> Repo {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let ids = ["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a", "3fa85f64-5717-4562-b3fc-2c963f66afa6"];
+    repo.write("manifests/a.yaml", common::manifest_for("mixed", &ids));
+    repo
+}
+
 fn plan_out(repo: &Repo, sim: &intune_reconcile::sim::SimHandle) {
     let out = repo.cmd_on(sim).args(["plan", "--out", "plan.json"]).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -131,15 +140,7 @@ fn huge_values_in_warnings_stay_within_the_comment_limit() {
 
 #[test]
 fn warnings_come_first_in_the_markdown() {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    repo.write(
-        "manifests/a.yaml",
-        common::manifest_for(
-            "mixed",
-            &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a", "3fa85f64-5717-4562-b3fc-2c963f66afa6"],
-        ),
-    );
+    let repo = mixed_repo();
     let sim = sim(sim_config());
     let out = repo.cmd_on(&sim).args(["plan", "--format", "markdown"]).output().expect("run");
     let md = stdout(&out);
@@ -181,15 +182,7 @@ fn github_actions_get_a_job_summary_and_annotations() {
 
 #[test]
 fn apply_reports_json_and_junit() {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    repo.write(
-        "manifests/a.yaml",
-        common::manifest_for(
-            "mixed",
-            &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a", "3fa85f64-5717-4562-b3fc-2c963f66afa6"],
-        ),
-    );
+    let repo = mixed_repo();
     let sim = sim(sim_config());
     let out = repo
         .cmd_on(&sim)

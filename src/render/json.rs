@@ -93,11 +93,8 @@ pub(super) struct SelectorDto<'a> {
 }
 
 fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
-    let (file, line, round, collection, selector) = match (&e.action, &e.record) {
-        (Some(a), _) => (a.file.display().to_string(), Some(a.pos.line), a.round, a.collection, &a.selector),
-        (None, Some(r)) => (r.file.clone(), None, r.round, r.collection, &r.selector),
-        (None, None) => unreachable!("an entry has an action or a record"),
-    };
+    let crate::plan::Origin { file, line, round, collection } = e.origin();
+    let selector = e.selector();
     EntryDto {
         key: e.key().as_str(),
         change: e.change.as_str(),

@@ -94,6 +94,7 @@ fn write_ledger(root: &Path) {
     let loaded = manifest::load(&files, manifest::validate::Context { api_version: ApiVersion::V1 });
     assert!(!loaded.diagnostics.has_errors());
     let store = LocalStore::new(root.join(".reconcile/state.json"));
+    store.create(Duration::ZERO, "bench-tenant").unwrap();
     let mut w = store.lock(Duration::ZERO, "bench", Some("bench-tenant")).unwrap();
     let now = jiff::Timestamp::now();
     let records = loaded
@@ -110,9 +111,7 @@ fn write_ledger(root: &Path) {
                 finished_at: Some(now),
                 http_status: Some(204),
                 request_id: Some(uuid::Uuid::new_v4().to_string()),
-                error_code: None,
-                error_message: None,
-                policy_override: None,
+                ..Attempt::default()
             });
             r
         })

@@ -14,9 +14,12 @@
 //! - Never twice: a POST is sent only after its intent is on disk, and an action whose record
 //!   says it was (or may have been) executed is never planned again. A crash or kill at any
 //!   instant leaves at worst `unknown` actions, which only `refresh` can make sendable again.
-//! - A 429 or 401 answer means the request was not executed: it is recorded as such and the
-//!   action is retried (after the server's `Retry-After` or an exponential backoff) with a new
-//!   intent. A 5xx, a timeout or a broken connection is `unknown` and never retried.
+//! - A 429, 401 or 408 answer means the request was not executed: it is recorded as such and the
+//!   action is retried (after the server's `Retry-After`, capped at `graph.backoff.max`, or an
+//!   exponential backoff; after a 401 with a renewed token) with a new intent, a bounded number
+//!   of times. A 5xx, a timeout or a broken connection is `unknown` and never retried.
+//! - Every attempt records Intune's clock: the lower bound of its arrival ([`Attempt::server_sent_at`])
+//!   and the answer's `Date`, so `refresh` never has to trust this machine's clock.
 //! - Cancellation (Ctrl-C, SIGTERM) stops taking new send slots; requests in flight finish and
 //!   are recorded.
 //!
@@ -43,8 +46,10 @@ use crate::state::{Attempt, LedgerWriter, LocalStore, Record, StateError, Status
 
 /// How many 429s one action may meet before it is left `not-executed` for the next run.
 const MAX_THROTTLED: usize = 20;
-/// How many times a request that could not be sent at all is tried.
+/// How many times a request that could not be sent at all (or met a 408) is tried.
 const MAX_NOT_SENT: usize = 3;
+/// How many 401s one action may meet (each renewing the token) before it is left `not-executed`.
+const MAX_UNAUTHORIZED: u32 = crate::graph::MAX_REAUTH;
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
@@ -316,7 +321,7 @@ async fn execute(
         .with_jitter()
         .with_max_times(MAX_THROTTLED)
         .build();
-    let mut reauthed = false;
+    let mut unauthorized = 0;
     let mut not_sent = 0;
     let mut throttled = 0;
     let mut sent_any = false;
@@ -337,18 +342,16 @@ async fn execute(
         let now = Timestamp::now();
         record.attempts.push(Attempt {
             started_at: now,
+            server_sent_at: ctx.graph.server_time_lower_bound(),
             client_request_id,
-            finished_at: None,
-            http_status: None,
-            request_id: None,
-            error_code: None,
-            error_message: None,
             policy_override: ctx.opts.policy_override.clone(),
+            ..Attempt::default()
         });
         record.status = Status::Unknown;
         record.updated_at = now;
         ctx.record(&record)?;
         sent_any = true;
+        let token = slot.token().clone();
         let result = ctx.graph.reset_passcode(slot, action.collection, device_id, client_request_id).await;
         let now = Timestamp::now();
         record.updated_at = now;
@@ -378,6 +381,7 @@ async fn execute(
                 let computed = backoff.next();
                 match retry_after.or(computed).filter(|_| throttled <= MAX_THROTTLED) {
                     Some(delay) => {
+                        let delay = cap_retry_after(delay, ctx.opts.backoff_max);
                         tracing::info!(delay_ms = delay.as_millis() as u64, "throttled (429); slowing down");
                         ctx.graph.writes().throttled(delay).await;
                         true
@@ -388,20 +392,21 @@ async fn execute(
             SendResult::Unauthorized(a, e) => {
                 fill(attempt, Some(&a), Some(&e));
                 record.status = Status::NotExecuted;
-                let retry = !reauthed && ctx.graph.tokens().invalidate_all().await;
-                reauthed = true;
-                retry
+                unauthorized += 1;
+                // Renews the token once for every request that met the same expiry.
+                unauthorized <= MAX_UNAUTHORIZED && ctx.graph.tokens().invalidate(&token).await
+            }
+            SendResult::RequestTimeout(a, e) => {
+                fill(attempt, Some(&a), Some(&e));
+                record.status = Status::NotExecuted;
+                not_sent += 1;
+                not_sent < MAX_NOT_SENT && pause(ctx.opts.backoff_initial).await
             }
             SendResult::NotSent(why) => {
                 attempt.error_message = Some(why);
                 record.status = Status::NotExecuted;
                 not_sent += 1;
-                if not_sent < MAX_NOT_SENT {
-                    tokio::time::sleep(ctx.opts.backoff_initial.min(Duration::from_secs(5))).await;
-                    true
-                } else {
-                    false
-                }
+                not_sent < MAX_NOT_SENT && pause(ctx.opts.backoff_initial).await
             }
         };
         tracing::info!(status = %record.status, "outcome");
@@ -412,10 +417,33 @@ async fn execute(
     }
 }
 
+/// Waits before trying a request that was not executed again; always `true` (to retry).
+async fn pause(initial: Duration) -> bool {
+    tokio::time::sleep(initial.min(Duration::from_secs(5))).await;
+    true
+}
+
+/// A `Retry-After` longer than `graph.backoff.max` is cut to it (logged): a server asking for an
+/// hour would otherwise hold the run, and the lock, that long.
+fn cap_retry_after(delay: Duration, max: Duration) -> Duration {
+    if delay > max {
+        tracing::warn!(
+            retry_after_s = delay.as_secs_f64(),
+            cap_s = max.as_secs_f64(),
+            "Retry-After is longer than graph.backoff.max; waiting the cap instead"
+        );
+        return max;
+    }
+    delay
+}
+
 fn fill(a: &mut Attempt, answer: Option<&Answer>, error: Option<&GraphError>) {
     if let Some(ans) = answer {
         a.http_status = Some(ans.status);
         a.request_id = ans.request_id.clone();
+        a.server_date = ans.date;
+        // Both are lower bounds of the same instant: the larger says more.
+        a.server_sent_at = a.server_sent_at.max(ans.server_sent_at);
     }
     if let Some(e) = error {
         a.error_code = e.code.clone();

@@ -482,12 +482,11 @@ impl Policy {
     }
 }
 
-/// One attempt that may have reset a device: when, by which manifest, for which action.
+/// One attempt that may have reset a device: when, and by which manifest.
 #[derive(Debug, Clone)]
 struct PastReset {
     sent: jiff::Timestamp,
     manifest: String,
-    key: crate::action::ActionKey,
 }
 
 /// The ledger's past resets, indexed once per plan by device id and by selector, so checking
@@ -504,12 +503,17 @@ impl ResetIndex {
         for r in ledger.records.values().filter(|r| r.status != Status::Rejected) {
             // Every attempt that may have run counts: accepted, 5xx, timeouts, crashes.
             // Only answers that prove nothing ran (429, 401, other 4xx) do not.
-            let may_have_run = |s: Option<u16>| s.is_none_or(|s| (200..300).contains(&s) || s >= 500);
-            let Some(sent) = r.attempts.iter().filter(|at| may_have_run(at.http_status)).map(|at| at.started_at).max()
-            else {
+            // A person who checked the device and said it never ran is believed; refresh's
+            // "no trace" is not (the cooldown is what stops a second reset if refresh was wrong).
+            let may_have_run = |at: &crate::state::Attempt| {
+                let person_says_no =
+                    at.resolution.as_ref().is_some_and(|x| x.by != "refresh" && x.status == Status::NotExecuted);
+                !person_says_no && at.http_status.is_none_or(|s| (200..300).contains(&s) || s >= 500)
+            };
+            let Some(sent) = r.attempts.iter().filter(|at| may_have_run(at)).map(|at| at.started_at).max() else {
                 continue;
             };
-            let past = PastReset { sent, manifest: r.manifest.clone(), key: r.key.clone() };
+            let past = PastReset { sent, manifest: r.manifest.clone() };
             if let Some(id) = &r.managed_device_id {
                 index.by_device.entry(id.to_ascii_lowercase()).or_default().push(past.clone());
             }
@@ -519,17 +523,12 @@ impl ResetIndex {
     }
 
     /// The latest reset of the same device (by resolved id, or by the same selector), across
-    /// manifests and rounds, other than `a` itself: when, and by which manifest.
+    /// manifests and rounds, `a`'s own earlier attempts included (one that `refresh` found no
+    /// trace of may still have run): when, and by which manifest.
     fn last(&self, a: &crate::action::Action, device_id: Option<&str>) -> Option<(jiff::Timestamp, String)> {
         let by_device = device_id.and_then(|id| self.by_device.get(&id.to_ascii_lowercase()));
         let by_selector = self.by_selector.get(&(a.collection, a.selector.kind, a.selector.normalized()));
-        by_device
-            .into_iter()
-            .chain(by_selector)
-            .flatten()
-            .filter(|p| p.key != a.key)
-            .max_by_key(|p| p.sent)
-            .map(|p| (p.sent, p.manifest.clone()))
+        by_device.into_iter().chain(by_selector).flatten().max_by_key(|p| p.sent).map(|p| (p.sent, p.manifest.clone()))
     }
 }
 

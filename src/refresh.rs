@@ -1,33 +1,47 @@
 //! `refresh`: ask Intune what became of `accepted` and `unknown` actions.
 //!
-//! For each such action, the device's `deviceActionResults` are read (concurrently, paced under
-//! the read budget). A result matches when it is a `resetPasscode` (compared case-insensitively)
-//! that started at or after the action's last intent (less [`CLOCK_SKEW`]), not already taken by
-//! another action on the same device:
-//! - a match gives the action Intune's state (`done`, `failed`, `not-supported`, `canceled`;
-//!   pending or active ones stay `accepted`);
-//! - no match for an `unknown` action whose intent is older than `graph.unknownGrace` means the
-//!   request never took effect: the action becomes `not-executed`, and the next apply sends it;
-//! - no match yet within the grace period changes nothing.
+//! # Expected flow
+//! 1. Take the ledger lock; gather every device with an `accepted` or `unknown` action (and all
+//!    the ledger's other records of those devices, for the results they already claimed).
+//! 2. When some action is `unknown`, read the beta audit log `remoteActionAudits` once (filtered
+//!    by Graph on `requestDateTime`, every page), where the token may read it.
+//! 3. Read each device's `deviceActionResults` (paced under the read budget); its answer's `Date`
+//!    is Intune's clock now.
+//! 4. [`decide`] each action; record every decision with its evidence on the attempt it is about.
+//!
+//! # Guarantees
+//! - Everything is compared on Intune's clock: an attempt's [`server_sent_at`] (a lower bound of
+//!   its arrival, learned from `Date` headers) against results' `startDateTime`, and the grace
+//!   against the `Date` of the read. The runner's clock is never trusted for a decision.
+//! - A result counts for one action only, and never one another record already claimed (recorded
+//!   as `resolution.resultStarted`) or one the audit log attributes to a person.
+//! - An `unknown` action becomes `not-executed` (sendable again) only on evidence: no
+//!   `resetPasscode` result at or after its intent, none in the audit log (where readable), and
+//!   `graph.unknownGrace` of Intune's time passed since. Anything less leaves it `unknown` until
+//!   a person decides with `reconcile state resolve`.
 //!
 //! The passcode that Graph returns in those results is never deserialized (see
 //! [`crate::graph::ActionResult`]), logged or stored.
+//!
+//! [`server_sent_at`]: crate::state::Attempt::server_sent_at
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::action::Collection;
-use crate::graph::{ActionResult, Graph, ReadError};
-use crate::state::{LocalStore, Record, StateError, Status};
+use crate::graph::clock::TOLERANCE;
+use crate::graph::{ActionResult, Audits, Graph, ReadError, RemoteActionAudit};
+use crate::state::{LocalStore, Record, Resolution, StateError, Status};
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
 pub struct RefreshOptions {
     pub lock_timeout: Duration,
-    pub unknown_grace: Duration,
+    /// `graph.unknownGrace`; `None` (`never`): only a person makes an unknown action sendable.
+    pub unknown_grace: Option<Duration>,
     pub tenant: Option<String>,
 }
 
@@ -36,7 +50,7 @@ pub struct RefreshOptions {
 pub enum RefreshError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("cannot read device results from Graph: {0}")]
+    #[error("cannot read device results from Graph")]
     Graph(#[from] ReadError),
 }
 
@@ -53,82 +67,262 @@ pub struct Change {
 pub struct RefreshReport {
     pub checked: usize,
     pub changes: Vec<Change>,
-    /// Still pending in Intune, or unknown within the grace period.
+    /// Still pending in Intune, or unknown: how many.
     pub waiting: usize,
+    /// Unknown actions left unknown, and why (what a person may want to look at).
+    pub unresolved: Vec<(Record, String)>,
 }
 
-/// How long before an intent a result may have started and still be taken for ours: the CI
-/// runner's clock and Intune's differ a little, and Intune may round `startDateTime`. Erring this
-/// way can only take someone else's reset for ours (a missed reset, visible in the ledger), never
-/// send a second one.
-pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// What the audit log can tell.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditView<'a> {
+    /// Entries of this device (`resetPasscode`, requested since the earliest intent).
+    Read(&'a [RemoteActionAudit]),
+    /// The token may not read it: decisions rest on `deviceActionResults` alone (noted).
+    NotPermitted(&'a str),
+    /// Reading it failed this time: no action is made sendable on this run.
+    Unavailable(&'a str),
+}
 
-/// Decides the new status of every record of one device from that device's results (pure: no
-/// I/O, `now` given).
-///
-/// Each result counts for one record only: results and intents are paired in time order, each
-/// result going to the earliest intent that could have started it. A record left without a result becomes `not-executed`
-/// only when no result at all could be its own, so an ambiguous device stays `unknown` rather
-/// than risk a second reset.
-pub fn decide(
-    records: &[&Record],
-    results: Option<&[ActionResult]>,
-    now: Timestamp,
-    grace: Duration,
-) -> Vec<Option<(Status, String)>> {
-    let skew = jiff::SignedDuration::try_from(CLOCK_SKEW).unwrap_or(jiff::SignedDuration::ZERO);
-    let grace = jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::MAX);
-    let intents: Vec<Option<Timestamp>> = records.iter().map(|r| r.attempts.last().map(|a| a.started_at)).collect();
-    let mut resets: Vec<(&ActionResult, Timestamp)> = results
+/// Everything Intune said about one device.
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// `None`: the device does not exist (404).
+    pub results: Option<&'a [ActionResult]>,
+    /// The `Date` of the answer that carried the results: Intune's clock now.
+    pub server_now: Option<Timestamp>,
+    pub audits: AuditView<'a>,
+}
+
+/// A decision about one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The action takes this status; the note is the evidence.
+    Change { status: Status, note: String, result_started: Option<Timestamp>, audit_id: Option<String> },
+    /// Nothing changes: still pending, or not enough evidence (the note says which).
+    Wait(String),
+}
+
+/// How far before an intent an old record's result may have started and still be taken for
+/// its own, for attempts recorded before the server's clock was (no `serverSentAt`). Only used to
+/// claim a result (which can miss a reset), never to make an action sendable.
+const LEGACY_SKEW: SignedDuration = SignedDuration::from_secs(60);
+
+fn tol() -> SignedDuration {
+    SignedDuration::try_from(TOLERANCE).unwrap_or(SignedDuration::ZERO)
+}
+
+/// The claims already recorded on any attempt of `r`: result start times and audit ids.
+fn claims(r: &Record) -> (Vec<Timestamp>, Vec<&str>) {
+    let res = r.attempts.iter().filter_map(|a| a.resolution.as_ref());
+    let starts = res.clone().filter_map(|x| x.result_started).collect();
+    let audits = res.filter_map(|x| x.audit_id.as_deref()).collect();
+    (starts, audits)
+}
+
+fn status_of(state: &str) -> Status {
+    match state.to_ascii_lowercase().as_str() {
+        "done" => Status::Done,
+        "failed" => Status::Failed,
+        "notsupported" => Status::NotSupported,
+        "canceled" | "cancelled" => Status::Canceled,
+        _ => Status::Accepted,
+    }
+}
+
+fn is_pending(r: &Record) -> bool {
+    matches!(r.status, Status::Accepted | Status::Unknown)
+}
+
+/// Decides every `accepted`/`unknown` record of one device (pure: no I/O, no clock). `records`
+/// are all the ledger's records of the device, whatever their status, so that results they
+/// claimed are not taken again. Returns one verdict per record (`None` for records that are not
+/// pending).
+pub fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -> Vec<Option<Verdict>> {
+    let resets: Vec<(&ActionResult, Timestamp)> = ev
+        .results
         .into_iter()
         .flatten()
         .filter(|r| r.action_name.eq_ignore_ascii_case("resetPasscode"))
         .filter_map(|r| r.start_date_time.map(|s| (r, s)))
         .collect();
-    resets.sort_by_key(|(_, s)| *s);
-    let could_start = |intent: Timestamp, start: Timestamp| start >= intent - skew;
-    let mut taken: Vec<Option<&ActionResult>> = vec![None; records.len()];
-    for (r, start) in &resets {
-        let latest = (0..records.len())
-            .filter(|&i| taken[i].is_none() && intents[i].is_some_and(|t| could_start(t, *start)))
-            .min_by_key(|&i| intents[i]);
-        if let Some(i) = latest {
-            taken[i] = Some(r);
+    let audits: &[RemoteActionAudit] = match ev.audits {
+        AuditView::Read(a) => a,
+        _ => &[],
+    };
+    // Resets the audit log attributes to a person: not ours, whoever reads them.
+    let by_person = |start: Timestamp| {
+        audits.iter().any(|a| {
+            a.initiated_by_user_principal_name.as_deref().is_some_and(|u| !u.trim().is_empty())
+                && a.request_date_time.is_some_and(|t| (t - start).abs() <= tol())
+        })
+    };
+    let mut claimed_starts: HashSet<Timestamp> = HashSet::new();
+    let mut claimed_audits: HashSet<&str> = HashSet::new();
+    for r in records {
+        let (s, a) = claims(r);
+        claimed_starts.extend(s);
+        claimed_audits.extend(a);
+    }
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
+
+    // 1. Records that claimed a result earlier follow that result.
+    let mut unclaimed: Vec<usize> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let claim = r.attempts.last().and_then(|a| a.resolution.as_ref()).and_then(|x| x.result_started);
+        match claim {
+            Some(start) if is_pending(r) => {
+                verdicts[i] = Some(match resets.iter().find(|(_, s)| *s == start) {
+                    Some((res, _)) if status_of(&res.action_state) != r.status => Verdict::Change {
+                        status: status_of(&res.action_state),
+                        note: format!("Intune reports `{}` for the reset it started at {start}", res.action_state),
+                        result_started: Some(start),
+                        audit_id: None,
+                    },
+                    Some(_) => Verdict::Wait("Intune reports it pending".into()),
+                    None => Verdict::Wait(format!("Intune no longer lists the result it claimed ({start})")),
+                });
+            }
+            Some(_) => {}
+            None => unclaimed.push(i),
         }
     }
-    (0..records.len())
-        .map(|i| {
-            let record = records[i];
-            let intent = intents[i]?;
-            if let Some(r) = taken[i] {
-                let status = match r.action_state.to_ascii_lowercase().as_str() {
-                    "done" => Status::Done,
-                    "failed" => Status::Failed,
-                    "notsupported" => Status::NotSupported,
-                    "canceled" | "cancelled" => Status::Canceled,
-                    _ => Status::Accepted,
-                };
-                let started = r.start_date_time.map(|t| t.to_string()).unwrap_or_default();
-                return (status != record.status)
-                    .then(|| (status, format!("Intune reports `{}` (started {started})", r.action_state)));
-            }
-            let maybe_ours = resets.iter().any(|(_, start)| could_start(intent, *start));
-            if record.status == Status::Unknown && !maybe_ours && now.duration_since(intent) >= grace {
-                let why = if results.is_none() {
-                    "the device no longer exists"
-                } else {
-                    "Intune shows no reset since the intent"
-                };
-                return Some((
-                    Status::NotExecuted,
-                    format!(
-                        "{why} after the {grace:#} grace period: the request never took effect; the next apply sends it"
-                    ),
-                ));
-            }
-            None
+
+    // 2. The others take the earliest free result at or after their intent, earliest intent first.
+    // Final records of an older ledger that never recorded a claim take theirs too (silently).
+    let bound = |r: &Record| {
+        let a = r.attempts.last()?;
+        Some(match a.server_sent_at {
+            Some(t) => t - tol(),
+            None => a.started_at - LEGACY_SKEW,
         })
-        .collect()
+    };
+    unclaimed.retain(|&i| bound(records[i]).is_some());
+    unclaimed.sort_by_key(|&i| bound(records[i]));
+    let mut free: Vec<(&ActionResult, Timestamp)> =
+        resets.iter().copied().filter(|(_, s)| !claimed_starts.contains(s) && !by_person(*s)).collect();
+    free.sort_by_key(|(_, s)| *s);
+    for &i in &unclaimed {
+        let r = records[i];
+        let Some(from) = bound(r) else { continue };
+        let Some(pos) = free.iter().position(|(_, s)| *s >= from) else { continue };
+        let (res, start) = free.remove(pos);
+        if !is_pending(r) {
+            continue;
+        }
+        let status = status_of(&res.action_state);
+        verdicts[i] = Some(Verdict::Change {
+            status,
+            note: format!("Intune reports `{}` for a reset started at {start}, after the intent", res.action_state),
+            result_started: Some(start),
+            audit_id: None,
+        });
+    }
+
+    // 3. Unknown records without a result: sendable again only on evidence.
+    for &i in &unclaimed {
+        let r = records[i];
+        if r.status != Status::Unknown || verdicts[i].is_some() {
+            continue;
+        }
+        verdicts[i] = Some(unknown_without_result(r, ev, grace, &resets, audits, &claimed_audits, &by_person));
+        if let Some(Verdict::Change { audit_id: Some(id), .. }) = &verdicts[i] {
+            claimed_audits.insert(audits.iter().find(|a| a.id == *id).map_or("", |a| a.id.as_str()));
+        }
+    }
+    for (i, r) in records.iter().enumerate() {
+        if is_pending(r) && verdicts[i].is_none() {
+            verdicts[i] = Some(Verdict::Wait("Intune shows no result for it yet".into()));
+        }
+    }
+    verdicts
+}
+
+fn unknown_without_result(
+    r: &Record,
+    ev: &Evidence<'_>,
+    grace: Option<Duration>,
+    resets: &[(&ActionResult, Timestamp)],
+    audits: &[RemoteActionAudit],
+    claimed_audits: &HashSet<&str>,
+    by_person: &dyn Fn(Timestamp) -> bool,
+) -> Verdict {
+    let Some(attempt) = r.attempts.last() else { return Verdict::Wait("no attempt recorded".into()) };
+    let Some(sent) = attempt.server_sent_at else {
+        return Verdict::Wait(
+            "its intent has no time on Intune's clock (recorded by an older version): decide with `reconcile state resolve`".into(),
+        );
+    };
+    let from = sent - tol();
+    // Any reset at or after the intent may be this one (Intune keeps only the latest result of
+    // an action, and another record's claim may be the wrong one): never sendable then.
+    if let Some((_, start)) = resets.iter().find(|(_, s)| *s >= from && !by_person(*s)) {
+        return Verdict::Wait(format!(
+            "Intune shows a reset started at {start} that may be this one, but another action claimed it"
+        ));
+    }
+    let ours = |a: &&RemoteActionAudit| {
+        a.request_date_time.is_some_and(|t| t >= from)
+            && a.initiated_by_user_principal_name.as_deref().is_none_or(|u| u.trim().is_empty())
+    };
+    if let Some(a) = audits.iter().filter(ours).find(|a| !claimed_audits.contains(a.id.as_str())) {
+        let at = a.request_date_time.map(|t| t.to_string()).unwrap_or_default();
+        return Verdict::Change {
+            status: Status::Accepted,
+            note: format!("the audit log shows a resetPasscode requested at {at} (audit {}): it reached Intune", a.id),
+            result_started: None,
+            audit_id: Some(a.id.clone()),
+        };
+    }
+    if audits.iter().any(|a| ours(&a)) {
+        return Verdict::Wait("the audit log shows a reset after the intent that another action claimed".into());
+    }
+    let audit_note = match ev.audits {
+        AuditView::Read(_) => "no entry in the audit log".to_owned(),
+        AuditView::NotPermitted(why) => format!("audit log not consulted: {why}"),
+        AuditView::Unavailable(why) => {
+            return Verdict::Wait(format!("the audit log could not be read this time ({why}): no decision"));
+        }
+    };
+    let Some(grace) = grace else {
+        return Verdict::Wait(
+            "no trace in Intune, and graph.unknownGrace is `never`: decide with `reconcile state resolve`".into(),
+        );
+    };
+    let Some(now) = ev.server_now else {
+        return Verdict::Wait("Graph's answer had no Date: Intune's clock is unknown, no decision".into());
+    };
+    // The request may have been in the air until we gave up on it.
+    let in_air = attempt
+        .finished_at
+        .map_or(SignedDuration::ZERO, |f| f.duration_since(attempt.started_at).max(SignedDuration::ZERO));
+    // The clock error (a `Date` is whole seconds) is added to the grace; a grace of `0s` (tests,
+    // the simulator) decides on the first read that shows nothing.
+    let grace_sd = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
+    let required = if grace.is_zero() { SignedDuration::ZERO } else { grace_sd.saturating_add(tol()) };
+    let waited = now.duration_since(sent) - in_air;
+    if !grace.is_zero() && waited < required {
+        return Verdict::Wait(format!(
+            "no trace in Intune yet; {} of the {} grace passed on Intune's clock",
+            crate::duration::HumanDuration(Duration::try_from(waited.max(SignedDuration::ZERO)).unwrap_or_default()),
+            crate::duration::HumanDuration(grace)
+        ));
+    }
+    let device = if ev.results.is_none() {
+        "the device no longer exists"
+    } else {
+        "no resetPasscode result at or after the intent"
+    };
+    Verdict::Change {
+        status: Status::NotExecuted,
+        note: format!(
+            "{device} ({sent} on Intune's clock), {audit_note}, {} of Intune's time passed (grace {}): the request never took effect; the next apply sends it",
+            crate::duration::HumanDuration(Duration::try_from(waited).unwrap_or_default()),
+            crate::duration::HumanDuration(grace)
+        ),
+        result_started: None,
+        audit_id: None,
+    }
 }
 
 /// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
@@ -139,46 +333,105 @@ pub async fn refresh(
 ) -> Result<RefreshReport, RefreshError> {
     let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref())?;
     let mut by_device: BTreeMap<(Collection, String), Vec<Record>> = BTreeMap::new();
-    for r in writer.ledger().records.values() {
-        if let (Status::Accepted | Status::Unknown, Some(id)) = (r.status, &r.managed_device_id) {
-            by_device.entry((r.collection, id.to_ascii_lowercase())).or_default().push(r.clone());
+    let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.collection, id.to_ascii_lowercase()));
+    for r in writer.ledger().records.values().filter(|r| is_pending(r)) {
+        if let Some(d) = device_of(r) {
+            by_device.entry(d).or_default();
         }
     }
-    let mut report = RefreshReport { checked: by_device.values().map(Vec::len).sum(), ..RefreshReport::default() };
+    for r in writer.ledger().records.values() {
+        if let Some(list) = device_of(r).and_then(|d| by_device.get_mut(&d)) {
+            list.push(r.clone());
+        }
+    }
+    let pending = |list: &Vec<Record>| list.iter().filter(|r| is_pending(r)).count();
+    let mut report = RefreshReport { checked: by_device.values().map(pending).sum(), ..RefreshReport::default() };
+
+    // The audit log, once, from the earliest unknown intent.
+    let earliest = by_device
+        .values()
+        .flatten()
+        .filter(|r| r.status == Status::Unknown)
+        .filter_map(|r| r.attempts.last().map(|a| a.server_sent_at.unwrap_or(a.started_at - LEGACY_SKEW)))
+        .min();
+    let audits = match earliest {
+        None => Ok(Audits::Read(Vec::new())),
+        Some(t) => graph.reset_audits(t - SignedDuration::from_mins(5)).await.map_err(|e| e.to_string()),
+    };
+
     let mut tasks = tokio::task::JoinSet::new();
     for ((collection, id), records) in by_device {
         let graph = graph.clone();
         tasks.spawn(async move {
             let results = graph.device_action_results(collection, &id).await;
-            (records, results)
+            (id, records, results)
         });
     }
     let mut failure = None;
+    let mut updates = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((records, results)) = joined else { continue };
-        let results = match results {
+        let Ok((id, records, results)) = joined else { continue };
+        let read = match results {
             Ok(r) => r,
             Err(e) => {
                 failure.get_or_insert(e);
                 continue;
             }
         };
+        let device_audits: Vec<RemoteActionAudit> = match &audits {
+            Ok(Audits::Read(all)) => all
+                .iter()
+                .filter(|a| a.managed_device_id.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(&id)))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let view = match &audits {
+            Ok(Audits::Read(_)) => AuditView::Read(&device_audits),
+            Ok(Audits::Unreadable(why)) => AuditView::NotPermitted(why),
+            Err(why) => AuditView::Unavailable(why),
+        };
+        let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
         let refs: Vec<&Record> = records.iter().collect();
-        let decisions = decide(&refs, results.as_deref(), Timestamp::now(), opts.unknown_grace);
-        for (mut record, decision) in records.into_iter().zip(decisions) {
-            match decision {
-                Some((status, note)) => {
+        let verdicts = decide(&refs, &ev, opts.unknown_grace);
+        let now = Timestamp::now();
+        for (mut record, verdict) in records.into_iter().zip(verdicts) {
+            match verdict {
+                Some(Verdict::Change { status, note, result_started, audit_id }) => {
                     let from = record.status;
+                    if from == status {
+                        report.waiting += 1;
+                    }
                     record.status = status;
-                    record.updated_at = Timestamp::now();
-                    report.changes.push(Change { record, from, note });
+                    record.updated_at = now;
+                    if let Some(a) = record.attempts.last_mut() {
+                        a.resolution = Some(Resolution {
+                            by: "refresh".into(),
+                            at: now,
+                            server_time: read.server_date,
+                            status,
+                            note: note.clone(),
+                            result_started,
+                            audit_id,
+                        });
+                    }
+                    updates.push(Change { record, from, note });
                 }
-                None => report.waiting += 1,
+                Some(Verdict::Wait(why)) => {
+                    report.waiting += 1;
+                    if record.status == Status::Unknown {
+                        report.unresolved.push((record, why));
+                    }
+                }
+                None => {}
             }
         }
     }
-    report.changes.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));
-    writer.record_all(report.changes.iter().map(|c| c.record.clone()))?;
+    updates.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));
+    report.unresolved.sort_by(|a, b| (&a.0.manifest, &a.0.key).cmp(&(&b.0.manifest, &b.0.key)));
+    writer.record_all(updates.iter().map(|c| c.record.clone()))?;
+    // A status that did not change but gained a claim is recorded, not reported as a change.
+    report.changes = updates.into_iter().filter(|c| c.from != c.record.status).collect();
     writer.commit()?;
     match failure {
         Some(e) => Err(RefreshError::Graph(e)),
@@ -187,100 +440,4 @@ pub async fn refresh(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::Attempt;
-
-    fn record(serial: &str, status: Status, intent: &str) -> Record {
-        let mut r = crate::state::tests::record("m", serial, status);
-        r.attempts.push(Attempt {
-            started_at: intent.parse().expect("ts"),
-            client_request_id: uuid::Uuid::nil(),
-            finished_at: None,
-            http_status: None,
-            request_id: None,
-            error_code: None,
-            error_message: None,
-            policy_override: None,
-        });
-        r
-    }
-
-    fn result(name: &str, state: &str, start: &str) -> ActionResult {
-        ActionResult {
-            action_name: name.into(),
-            action_state: state.into(),
-            start_date_time: Some(start.parse().expect("ts")),
-            last_updated_date_time: None,
-        }
-    }
-
-    fn ts(s: &str) -> Timestamp {
-        s.parse().expect("ts")
-    }
-
-    fn one(r: &Record, results: Option<&[ActionResult]>, now: &str) -> Option<Status> {
-        decide(&[r], results, ts(now), GRACE)[0].as_ref().map(|d| d.0)
-    }
-
-    const GRACE: Duration = Duration::from_secs(120);
-
-    #[test]
-    fn a_matching_result_gives_its_state() {
-        let r = record("S1", Status::Accepted, "2026-11-27T10:00:00Z");
-        let done = [result("ResetPasscode", "done", "2026-11-27T10:00:01Z")];
-        assert_eq!(one(&r, Some(&done), "2026-11-27T10:05:00Z"), Some(Status::Done));
-        let pending = [result("resetPasscode", "pending", "2026-11-27T10:00:01Z")];
-        assert_eq!(one(&r, Some(&pending), "2026-11-27T10:05:00Z"), None);
-        let unknown = record("S1", Status::Unknown, "2026-11-27T10:00:00Z");
-        assert_eq!(one(&unknown, Some(&pending), "2026-11-27T10:05:00Z"), Some(Status::Accepted));
-    }
-
-    // Intune's clock or rounding may put our reset slightly before our intent: still ours.
-    #[test]
-    fn clock_skew_is_tolerated_but_older_resets_do_not_match() {
-        let r = record("S1", Status::Unknown, "2026-11-27T10:00:00.600Z");
-        let rounded = [result("resetPasscode", "done", "2026-11-27T10:00:00Z")];
-        assert_eq!(one(&r, Some(&rounded), "2026-11-27T10:00:30Z"), Some(Status::Done));
-        let earlier_round = [
-            result("resetPasscode", "done", "2026-11-27T09:00:00Z"),
-            result("remoteLock", "done", "2026-11-27T10:00:05Z"),
-        ];
-        assert_eq!(one(&r, Some(&earlier_round), "2026-11-27T10:01:00Z"), None, "within the grace period: wait");
-        assert_eq!(one(&r, Some(&earlier_round), "2026-11-27T10:02:01Z"), Some(Status::NotExecuted));
-    }
-
-    #[test]
-    fn the_grace_boundary_counts_as_elapsed() {
-        let r = record("S1", Status::Unknown, "2026-11-27T10:00:00Z");
-        assert_eq!(one(&r, Some(&[]), "2026-11-27T10:02:00Z"), Some(Status::NotExecuted));
-        assert_eq!(one(&r, Some(&[]), "2026-11-27T10:01:59Z"), None);
-        assert_eq!(one(&r, None, "2026-11-27T10:02:00Z"), Some(Status::NotExecuted), "device gone");
-    }
-
-    #[test]
-    fn accepted_without_results_stays_accepted() {
-        let r = record("S1", Status::Accepted, "2026-11-27T10:00:00Z");
-        assert_eq!(one(&r, Some(&[]), "2026-11-28T10:00:00Z"), None);
-    }
-
-    // Two actions on one device must not both take the one reset Intune shows, and the one left
-    // over must not be re-sent: that reset may have been its own.
-    #[test]
-    fn one_result_counts_for_one_action_and_ambiguity_is_never_resent() {
-        let a = record("S1", Status::Unknown, "2026-11-27T10:00:00Z");
-        let b = record("S2", Status::Unknown, "2026-11-27T10:00:10Z");
-        let results = [result("resetPasscode", "done", "2026-11-27T10:00:11Z")];
-        let d = decide(&[&a, &b], Some(&results), ts("2026-11-27T10:05:00Z"), GRACE);
-        let statuses: Vec<Option<Status>> = d.iter().map(|x| x.as_ref().map(|y| y.0)).collect();
-        assert_eq!(statuses, [Some(Status::Done), None], "the earliest intent takes it; the other stays unknown");
-        // Two results for two intents: each gets one.
-        let two = [
-            result("resetPasscode", "done", "2026-11-27T10:00:01Z"),
-            result("resetPasscode", "failed", "2026-11-27T10:00:11Z"),
-        ];
-        let d = decide(&[&a, &b], Some(&two), ts("2026-11-27T10:05:00Z"), GRACE);
-        let statuses: Vec<Option<Status>> = d.iter().map(|x| x.as_ref().map(|y| y.0)).collect();
-        assert_eq!(statuses, [Some(Status::Done), Some(Status::Failed)]);
-    }
-}
+mod tests;

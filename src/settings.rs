@@ -21,6 +21,8 @@ pub const DEFAULT_CONFIG: &str = "reconcile.yaml";
 pub const DEFAULT_STATE: &str = ".reconcile/state.json";
 /// Intune's documented write limit per app and tenant: 200 requests per 20 seconds.
 pub const INTUNE_WRITE_LIMIT: (u32, Duration) = (200, Duration::from_secs(20));
+/// Intune's documented limit of all requests per app and tenant: 2,000 per 20 seconds.
+pub const INTUNE_READ_LIMIT: (u32, Duration) = (2_000, Duration::from_secs(20));
 
 /// The national cloud the tenant lives in; it fixes the Graph root, login host and token scope.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -94,11 +96,15 @@ pub struct RawGraph {
     pub concurrency: Option<Spanned<i64>>,
     /// Client-side pacing of POSTs. Default 150 requests per 20s.
     pub write_budget: Option<RawBudget>,
+    /// Client-side pacing of GETs (device lookups, refresh). Default 1900 requests per 20s.
+    pub read_budget: Option<RawBudget>,
     /// One request's deadline; a POST past it becomes `unknown`. Default `30s`.
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub timeout: Option<Spanned<String>>,
-    /// How long `refresh` waits before deciding an unknown request never happened. Default `2m`.
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    /// How much of Intune's time must pass after an intent before "no trace in Intune" may make
+    /// an unknown action sendable again. Default `15m`; `never`: only a person decides (`reconcile
+    /// state resolve`).
+    #[schemars(with = "Option<String>", regex(pattern = r"^([0-9]+(ms|s|m|h)|never)$"))]
     pub unknown_grace: Option<Spanned<String>>,
     /// Waits after a 429 that carries no `Retry-After`: exponential with jitter from `initial`
     /// (default `3s`) up to `max` (default `3m`).
@@ -139,8 +145,10 @@ pub struct GraphSettings {
     pub api_version: ApiVersion,
     pub concurrency: u32,
     pub write_budget: Budget,
+    pub read_budget: Budget,
     pub timeout: Duration,
-    pub unknown_grace: Duration,
+    /// `None`: `never`.
+    pub unknown_grace: Option<Duration>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
 }
@@ -152,8 +160,9 @@ impl Default for GraphSettings {
             api_version: ApiVersion::V1,
             concurrency: 4,
             write_budget: Budget { requests: 150, window: Duration::from_secs(20) },
+            read_budget: Budget { requests: 1_900, window: Duration::from_secs(20) },
             timeout: Duration::from_secs(30),
-            unknown_grace: Duration::from_secs(120),
+            unknown_grace: Some(Duration::from_secs(15 * 60)),
             backoff_initial: Duration::from_secs(3),
             backoff_max: Duration::from_secs(180),
         }
@@ -290,8 +299,12 @@ fn apply_graph(g: RawGraph, file: &Path, graph: &mut GraphSettings, diags: &mut 
     if let Some(t) = g.timeout.and_then(|t| duration(&t, "graph.timeout", file, diags)) {
         graph.timeout = t;
     }
-    if let Some(t) = g.unknown_grace.and_then(|t| duration(&t, "graph.unknownGrace", file, diags)) {
-        graph.unknown_grace = t;
+    if let Some(t) = g.unknown_grace {
+        if t.value.trim() == "never" {
+            graph.unknown_grace = None;
+        } else if let Some(d) = duration(&t, "graph.unknownGrace", file, diags) {
+            graph.unknown_grace = Some(d);
+        }
     }
     if let Some(b) = g.backoff {
         if let Some(t) = b.initial.and_then(|t| duration(&t, "graph.backoff.initial", file, diags)) {
@@ -301,42 +314,49 @@ fn apply_graph(g: RawGraph, file: &Path, graph: &mut GraphSettings, diags: &mut 
             graph.backoff_max = t;
         }
     }
-    if let Some(b) = g.write_budget {
-        let requests = match u32::try_from(b.requests.value) {
-            Ok(n) if n >= 1 => Some(n),
-            _ => {
-                diags.push(Diagnostic::error(
-                    file,
-                    pos_of(&b.requests, 0),
-                    format!("invalid graph.writeBudget.requests `{}`: must be at least 1", b.requests.value),
-                ));
-                None
-            }
-        };
-        let window = duration(&b.window, "graph.writeBudget.window", file, diags);
-        if let Some(w) = window
-            && w.is_zero()
-        {
+    if let Some(b) = g.write_budget.and_then(|b| budget(&b, "writeBudget", INTUNE_WRITE_LIMIT, file, diags)) {
+        graph.write_budget = b;
+    }
+    if let Some(b) = g.read_budget.and_then(|b| budget(&b, "readBudget", INTUNE_READ_LIMIT, file, diags)) {
+        graph.read_budget = b;
+    }
+}
+
+/// A budget from the config; one above Intune's documented `limit` is kept with a warning.
+fn budget(b: &RawBudget, key: &str, limit: (u32, Duration), file: &Path, diags: &mut Diagnostics) -> Option<Budget> {
+    let requests = match u32::try_from(b.requests.value) {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
             diags.push(Diagnostic::error(
                 file,
-                pos_of(&b.window, 0),
-                "graph.writeBudget.window must be longer than 0s",
+                pos_of(&b.requests, 0),
+                format!("invalid graph.{key}.requests `{}`: must be at least 1", b.requests.value),
             ));
-        } else if let (Some(requests), Some(window)) = (requests, window) {
-            graph.write_budget = Budget { requests, window };
-            let (limit, limit_window) = INTUNE_WRITE_LIMIT;
-            if f64::from(requests) / window.as_secs_f64() > f64::from(limit) / limit_window.as_secs_f64() {
-                diags.push(
-                    Diagnostic::warning(
-                        file,
-                        pos_of(&b.requests, 0),
-                        format!("graph.writeBudget of {requests} per {} is above Intune's documented limit of {limit} writes per 20s per app", HumanDuration(window)),
-                    )
-                    .with_hint("expect 429 throttling unless your tenant has other limits"),
-                );
-            }
+            None
         }
+    };
+    let window = duration(&b.window, &format!("graph.{key}.window"), file, diags);
+    if window.is_some_and(|w| w.is_zero()) {
+        diags.push(Diagnostic::error(file, pos_of(&b.window, 0), format!("graph.{key}.window must be longer than 0s")));
+        return None;
     }
+    let (requests, window) = (requests?, window?);
+    let (max, max_window) = limit;
+    if f64::from(requests) / window.as_secs_f64() > f64::from(max) / max_window.as_secs_f64() {
+        let kind = if key == "readBudget" { "requests" } else { "writes" };
+        diags.push(
+            Diagnostic::warning(
+                file,
+                pos_of(&b.requests, 0),
+                format!(
+                    "graph.{key} of {requests} per {} is above Intune's documented limit of {max} {kind} per 20s per app",
+                    HumanDuration(window)
+                ),
+            )
+            .with_hint("expect 429 throttling unless your tenant has other limits"),
+        );
+    }
+    Some(Budget { requests, window })
 }
 
 fn duration(s: &Spanned<String>, key: &str, file: &Path, diags: &mut Diagnostics) -> Option<Duration> {

@@ -37,8 +37,11 @@ fn pem_and_pkcs12_certificates_sign_an_assertion() {
     for (file, password) in [("client-cert.pem", None), ("client-cert.p12", Some("test-password"))] {
         let (repo, sim) = setup(1);
         let path = fixture(file);
-        let mut vars =
-            vec![("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_CERTIFICATE_PATH", path.as_str())];
+        let mut vars = vec![
+            ("AZURE_TENANT_ID", "test-tenant"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", path.as_str()),
+        ];
         if let Some(p) = password {
             vars.push(("AZURE_CLIENT_CERTIFICATE_PASSWORD", p));
         }
@@ -57,7 +60,7 @@ fn a_wrong_pkcs12_password_is_a_clear_error() {
         &repo,
         &sim,
         &[
-            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_TENANT_ID", "test-tenant"),
             ("AZURE_CLIENT_ID", "c"),
             ("AZURE_CLIENT_CERTIFICATE_PATH", &path),
             ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "nope"),
@@ -78,7 +81,7 @@ fn workload_identity_file_and_github_oidc_federate() {
         &repo,
         &sim,
         &[
-            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_TENANT_ID", "test-tenant"),
             ("AZURE_CLIENT_ID", "c"),
             ("AZURE_FEDERATED_TOKEN_FILE", file.to_str().expect("utf8")),
         ],
@@ -92,7 +95,7 @@ fn workload_identity_file_and_github_oidc_federate() {
         &repo,
         &sim,
         &[
-            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_TENANT_ID", "test-tenant"),
             ("AZURE_CLIENT_ID", "c"),
             ("ACTIONS_ID_TOKEN_REQUEST_URL", &url),
             ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token"),
@@ -130,7 +133,8 @@ fn the_federated_token_file_is_re_read_for_every_token() {
     rt.block_on(async {
         provider.token().await.expect("first token");
         std::fs::write(&file, "second-assertion").expect("rotate");
-        assert!(provider.invalidate_all().await);
+        let first = provider.token().await.expect("cached");
+        assert!(provider.invalidate(&first).await);
         provider.token().await.expect("second token");
     });
     let creds = token_credentials(&sim);
@@ -141,10 +145,13 @@ fn the_federated_token_file_is_re_read_for_every_token() {
 #[test]
 fn a_ready_token_is_used_as_is() {
     let (repo, sim) = setup(2);
-    let token = sim.mint_token(&[
-        "DeviceManagementManagedDevices.Read.All",
-        "DeviceManagementManagedDevices.PrivilegedOperations.All",
-    ]);
+    let token = sim.state().mint_token_for(
+        "test-tenant",
+        vec![
+            "DeviceManagementManagedDevices.Read.All".into(),
+            "DeviceManagementManagedDevices.PrivilegedOperations.All".into(),
+        ],
+    );
     let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &token)]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(token_credentials(&sim).is_empty(), "no token request");
@@ -157,7 +164,7 @@ fn plain_http_is_refused_off_loopback_and_nothing_is_contacted() {
     let out = repo
         .cmd()
         .env("RECONCILE_GRAPH_URL", "http://graph.example.invalid")
-        .env("AZURE_TENANT_ID", "t")
+        .env("AZURE_TENANT_ID", "test-tenant")
         .env("AZURE_CLIENT_ID", "c")
         .env("AZURE_CLIENT_SECRET", SECRET)
         .args(["apply", "--auto-approve"])
@@ -217,21 +224,57 @@ fn secrets_tokens_and_passcodes_never_leak() {
     assert!(places.iter().any(|(p, _)| p.ends_with("state.json")), "the ledger was checked");
 }
 
-// With only a ready token, the ledger is bound to the token's tenant (`tid`).
+// Regression (finding 3): the tenant is the token's `tid`, not a string from the environment. A
+// token for tenant B with AZURE_TENANT_ID=A, or against A's ledger, is refused before any Graph
+// request, naming both tenants.
 #[test]
-fn a_ready_token_binds_the_ledger_to_its_tenant_and_delegated_scopes_count() {
-    let (repo, sim) = setup(1);
-    let token = sim.mint_token(&["DeviceManagementManagedDevices.PrivilegedOperations.All"]);
-    apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &token)]);
-    assert_eq!(repo.ledger_json()["tenant"], "simulated-tenant");
-    let out = repo.cmd().args(["plan", "--offline"]).env("AZURE_TENANT_ID", "another-tenant").output().expect("run");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+fn the_tenant_is_the_tokens_and_a_mismatch_is_refused_before_any_request() {
+    let (repo, sim) = setup(2);
+    let roles = vec!["DeviceManagementManagedDevices.PrivilegedOperations.All".to_owned()];
+    let other = sim.state().mint_token_for("tenant-b", roles.clone());
+    // A ready token for B, AZURE_TENANT_ID naming A (the ledger's tenant).
+    let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &other), ("AZURE_TENANT_ID", "test-tenant")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("tenant-b") && err.contains("test-tenant"), "names both: {err}");
+    assert!(sim.requests().is_empty(), "no Graph request: {:?}", sim.requests());
+    // The same token with no AZURE_TENANT_ID: the ledger (tenant A) refuses it.
+    let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &other)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("belongs to tenant `test-tenant`") && err.contains("`tenant-b`"), "{err}");
+    assert!(sim.requests().is_empty());
+    // A client secret for tenant B (the token endpoint of B) against A's ledger: refused after
+    // the token request, before any Graph request.
+    let out =
+        repo.cmd_on(&sim).env("AZURE_TENANT_ID", "tenant-b").args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("belongs to tenant `test-tenant`"), "{}", stderr(&out));
+    assert!(sim.requests().iter().all(|r| r.path.ends_with("/oauth2/v2.0/token")), "{:?}", sim.requests());
+    assert!(posts(&sim).is_empty());
+    // The right token works.
+    let mine = sim.state().mint_token_for("test-tenant", roles);
+    let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &mine)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(posts(&sim).len(), 2);
+}
 
+#[test]
+fn an_opaque_token_cannot_name_its_tenant_and_is_refused() {
+    let (repo, sim) = setup(1);
+    let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", "opaque-token-without-claims")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a JWT with a `tid` claim"), "{}", stderr(&out));
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn delegated_scopes_count_as_permissions() {
     // A delegated (user) token carries `scp` instead of `roles`.
     use base64::Engine as _;
     let (repo, sim) = setup(1);
     let real = sim.mint_token(&[]);
-    let claims = r#"{"tid":"t","scp":"DeviceManagementManagedDevices.Read.All DeviceManagementManagedDevices.PrivilegedOperations.All"}"#;
+    let claims = r#"{"tid":"test-tenant","scp":"DeviceManagementManagedDevices.Read.All DeviceManagementManagedDevices.PrivilegedOperations.All"}"#;
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
     // The simulator accepts the token it issued; only the claims the tool reads are swapped.
     let parts: Vec<&str> = real.split('.').collect();

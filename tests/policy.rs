@@ -150,6 +150,7 @@ fn record_attempt(
     http_status: u16,
     status: Status,
 ) {
+    repo.init();
     let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
     let mut r = intune_reconcile::state::Record::new(action, Some(device.into()), when);
     r.status = status;
@@ -158,10 +159,7 @@ fn record_attempt(
         client_request_id: uuid::Uuid::new_v4(),
         finished_at: Some(when),
         http_status: Some(http_status),
-        request_id: None,
-        error_code: None,
-        error_message: None,
-        policy_override: None,
+        ..Default::default()
     });
     w.record(r).expect("record");
     w.commit().expect("commit");

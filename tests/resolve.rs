@@ -185,6 +185,7 @@ fn a_selector_that_now_finds_another_device_is_flagged() {
     repo.write("manifests/a.yaml", manifest(&[("serialNumber", "R58M12345AB")]));
     let actions = repo.actions();
     {
+        repo.init();
         let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
         let mut r = intune_reconcile::state::Record::new(
             &actions[0],

@@ -61,7 +61,7 @@ fn the_standalone_simulator_serves_another_process() {
         .cmd()
         .env("RECONCILE_GRAPH_URL", &url)
         .env("AZURE_AUTHORITY_HOST", &url)
-        .env("AZURE_TENANT_ID", "t")
+        .env("AZURE_TENANT_ID", "test-tenant")
         .env("AZURE_CLIENT_ID", "c")
         .env("AZURE_CLIENT_SECRET", "s")
         .args(["apply", "--auto-approve"])

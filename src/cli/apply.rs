@@ -170,6 +170,8 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let rt = connect::runtime()?;
     let conn = connect::connect(&p.settings, args.simulate, &env)?;
     let store = LocalStore::new(&conn.state);
+    store.load_existing()?;
+    let tenant = rt.block_on(conn.tenant())?;
     let opts = ApplyOptions {
         policy: p.settings.policy.clone(),
         static_violations,
@@ -179,7 +181,7 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
         max_actions: args.max_actions,
         report_orphans: !p.limited,
-        tenant: conn.tenant.clone(),
+        tenant: Some(tenant),
         backoff_initial: p.settings.graph.backoff_initial,
         backoff_max: p.settings.graph.backoff_max,
     };

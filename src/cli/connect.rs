@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use secrecy::SecretString;
 
-use crate::graph::{ClientOptions, Credential, Endpoints, Graph, READ_BUDGET};
+use crate::graph::{ClientOptions, Credential, Endpoints, Graph};
 use crate::settings::Settings;
 use crate::sim::{SimConfig, SimHandle};
 
@@ -18,7 +18,8 @@ pub const SIM_TENANT: &str = "simulated-tenant";
 #[derive(Debug)]
 pub struct Connection {
     pub graph: Arc<Graph>,
-    pub tenant: Option<String>,
+    /// The tenant the environment names (`AZURE_TENANT_ID`), checked against the token's.
+    expected_tenant: Option<String>,
     pub state: PathBuf,
     pub simulated: bool,
     /// The in-process simulator, and where it keeps what it did between runs.
@@ -56,7 +57,7 @@ pub fn connect(
         timeout: g.timeout,
         concurrency: g.concurrency,
         write_budget: g.write_budget,
-        read_budget: READ_BUDGET,
+        read_budget: g.read_budget,
     };
     if simulate {
         let devices = match &settings.sim_devices {
@@ -78,9 +79,14 @@ pub fn connect(
             client_id: "intune-reconcile-simulator".into(),
             secret: SecretString::from("simulated".to_owned()),
         };
+        // The simulated ledger is made on first use, so the quick start is one command.
+        let store = crate::state::LocalStore::new(&state);
+        if !store.exists() {
+            store.create(std::time::Duration::ZERO, SIM_TENANT)?;
+        }
         return Ok(Connection {
             graph: Arc::new(Graph::new(endpoints, credential, &opts)),
-            tenant: Some(SIM_TENANT.into()),
+            expected_tenant: Some(SIM_TENANT.into()),
             state,
             simulated: true,
             sim: Some((sim, saved_path)),
@@ -90,15 +96,42 @@ pub fn connect(
         Endpoints::resolve(g.cloud, g.api_version, settings.graph_url.as_deref(), settings.authority_host.as_deref())?;
     let credential = Credential::from_env(env)?;
     tracing::info!(credential = credential.kind(), graph = %endpoints.graph_root, "connecting to Microsoft Graph");
-    // The ledger is bound to AZURE_TENANT_ID, or to a ready token's tenant when that is all there is.
-    let tenant = settings.tenant.clone().or_else(|| credential.tenant());
     Ok(Connection {
         graph: Arc::new(Graph::new(endpoints, credential, &opts)),
-        tenant,
+        expected_tenant: settings.tenant.clone(),
         state: settings.state.clone(),
         simulated: false,
         sim: None,
     })
+}
+
+/// Why the run's tenant is not the one it should be.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error(
+        "cannot tell which tenant the access token is for: it is not a JWT with a `tid` claim\nhint: the tenant of every run is the `tid` of its token; use a credential that issues Entra ID access tokens"
+    )]
+    Unreadable,
+    #[error(
+        "the access token is for tenant `{token}`, but AZURE_TENANT_ID is `{configured}`; nothing was sent\nhint: AZURE_TENANT_ID must be the tenant id (a GUID) of the tenant the credential belongs to"
+    )]
+    Mismatch { token: String, configured: String },
+}
+
+impl Connection {
+    /// The tenant of this run: the `tid` of the token it uses (fetched now, before any Graph
+    /// request). Refused when it differs from `AZURE_TENANT_ID`; the ledger compares it with its
+    /// own when it is locked or read.
+    pub async fn tenant(&self) -> anyhow::Result<String> {
+        let token = self.graph.tenant().await.context("cannot authenticate to Microsoft Graph")?;
+        let token = token.ok_or(TenantError::Unreadable)?;
+        if let Some(configured) = &self.expected_tenant
+            && !configured.eq_ignore_ascii_case(&token)
+        {
+            return Err(TenantError::Mismatch { token, configured: configured.clone() }.into());
+        }
+        Ok(token)
+    }
 }
 
 /// A runtime for the async part of a command: two workers, like the machine's cores.

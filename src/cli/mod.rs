@@ -11,6 +11,7 @@ macro_rules! say {
 mod apply;
 mod comment;
 mod connect;
+mod init;
 mod logging;
 mod plan;
 mod refresh;
@@ -78,6 +79,8 @@ impl GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create the ledger, bound to the tenant (once, before the first plan or apply).
+    Init(init::InitArgs),
     /// Parse and check manifests and config; no network.
     Validate(validate::ValidateArgs),
     /// Show what apply would do: diff the manifests against the ledger.
@@ -143,6 +146,7 @@ pub fn main() -> ExitCode {
         ));
     }
     let result = match cli.command {
+        Command::Init(args) => init::run(&cli.global, args),
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Apply(args) => apply::run(&cli.global, args),

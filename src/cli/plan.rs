@@ -44,6 +44,14 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
         (None, false) => settings.state.clone(),
     };
     let store = LocalStore::new(&state);
+    let missing = !store.exists();
+    if missing && conn.is_some() {
+        return Err(crate::state::StateError::Missing { path: state }.into());
+    }
+    let tenant = match &conn {
+        Some(c) => Some(connect::runtime()?.block_on(c.tenant())?),
+        None => settings.tenant.clone(),
+    };
     // The ledger is read on the second core while the manifests are parsed on this one.
     let (p, ledger) = std::thread::scope(|s| {
         let ledger = s.spawn(|| store.load());
@@ -55,7 +63,6 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let ledger = ledger
         .map_err(|_| anyhow::anyhow!("reading the ledger panicked"))?
         .context("cannot plan without the ledger")?;
-    let tenant = conn.as_ref().map_or(p.settings.tenant.clone(), |c| c.tenant.clone());
     store.check_tenant(&ledger, tenant.as_deref())?;
     let actions = p.actions();
     let opts = PlanOptions { report_orphans: !p.limited };
@@ -79,6 +86,16 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
         SavedPlan::new(&plan, binding, args.simulate, args.offline).write(path)?;
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if missing {
+        let note = format!(
+            "No ledger at `{}`: this plan assumes nothing was ever sent. Run `reconcile init` to create it, or find out why it is missing.",
+            store.path().display()
+        );
+        tracing::warn!("{note}");
+        if args.format == Format::Text {
+            writeln!(out, "{note}\n").context("cannot write the plan to stdout")?;
+        }
+    }
     render::plan(&mut out, &plan, ctx, args.format).context("cannot write the plan to stdout")?;
     out.flush().context("cannot write the plan to stdout")?;
     drop(out);

@@ -22,12 +22,15 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
     let rt = connect::runtime()?;
     let conn = connect::connect(&settings, args.simulate, &env)?;
     let store = LocalStore::new(&conn.state);
-    let opts = RefreshOptions {
-        lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
-        unknown_grace: settings.graph.unknown_grace,
-        tenant: conn.tenant.clone(),
-    };
-    let report = rt.block_on(refresh::refresh(&store, conn.graph.clone(), &opts))?;
+    store.load_existing()?;
+    let report = rt.block_on(async {
+        let opts = RefreshOptions {
+            lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
+            unknown_grace: settings.graph.unknown_grace,
+            tenant: Some(conn.tenant().await?),
+        };
+        anyhow::Ok(refresh::refresh(&store, conn.graph.clone(), &opts).await?)
+    })?;
     let sim = if conn.simulated { "SIMULATED: " } else { "" };
     for c in &report.changes {
         say!(
@@ -40,11 +43,21 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
             c.note
         );
     }
+    for (r, why) in &report.unresolved {
+        say!("{:<13}    {:<13} {} {} {}  {}", "unknown", "(unchanged)", r.key.short(), r.manifest, r.selector, why);
+    }
     say!(
         "{sim}Refresh: {} checked, {} changed, {} still waiting.",
         report.checked,
         report.changes.len(),
         report.waiting
     );
+    if !report.unresolved.is_empty() {
+        say!(
+            "{} unknown action{} stay unknown and are not re-sent: refresh again later, or decide with `reconcile state resolve KEY --as done|not-executed --reason TEXT`.",
+            report.unresolved.len(),
+            if report.unresolved.len() == 1 { "" } else { "s" }
+        );
+    }
     Ok(())
 }

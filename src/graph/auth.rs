@@ -131,9 +131,9 @@ pub enum AuthError {
     BadAnswer { status: u16 },
 }
 
-/// A bearer token.
+/// A bearer token, and which of the run's tokens it is (so a 401 renews it only once).
 #[derive(Clone)]
-pub struct AccessToken(SecretString);
+pub struct AccessToken(SecretString, u64);
 
 impl std::fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,6 +183,13 @@ struct Cached {
     renew_at: Option<Instant>,
 }
 
+/// The cache: the current token, and how many tokens were fetched (the next one's generation).
+#[derive(Default)]
+struct Cache {
+    current: Option<Cached>,
+    fetched: u64,
+}
+
 /// Hands out the run's token, renewing it when due.
 pub struct TokenProvider {
     http: reqwest::Client,
@@ -190,7 +197,7 @@ pub struct TokenProvider {
     token_url: Option<String>,
     scope: String,
     audience: &'static str,
-    cache: tokio::sync::Mutex<Option<Cached>>,
+    cache: tokio::sync::Mutex<Cache>,
 }
 
 impl std::fmt::Debug for TokenProvider {
@@ -220,38 +227,45 @@ impl TokenProvider {
             token_url,
             scope: endpoints.scope.clone(),
             audience: endpoints.federation_audience,
-            cache: tokio::sync::Mutex::new(None),
+            cache: tokio::sync::Mutex::new(Cache::default()),
         }
     }
 
     /// The current token, fetching a new one when there is none or it is about to expire.
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
         let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.as_ref()
+        if let Some(c) = cache.current.as_ref()
             && c.renew_at.is_none_or(|t| Instant::now() < t)
         {
             return Ok(c.token.clone());
         }
-        let fresh = self.fetch().await?;
+        let mut fresh = self.fetch().await?;
+        cache.fetched += 1;
+        fresh.token.1 = cache.fetched;
         let token = fresh.token.clone();
-        *cache = Some(fresh);
+        cache.current = Some(fresh);
         Ok(token)
     }
 
-    /// Forgets the current token (after a 401) so the next call fetches a new one. A ready token
-    /// cannot be renewed: returns false then.
-    pub async fn invalidate_all(&self) -> bool {
+    /// Graph answered 401 to a request made with `used`: forgets that token so the next call
+    /// fetches a new one. Many requests in flight may meet the same expiry; only the first
+    /// renews, the others find the new token already there. A ready token cannot be renewed:
+    /// returns false then.
+    pub async fn invalidate(&self, used: &AccessToken) -> bool {
         if matches!(self.credential, Credential::Token(_)) {
             return false;
         }
-        *self.cache.lock().await = None;
+        let mut cache = self.cache.lock().await;
+        if cache.current.as_ref().is_some_and(|c| c.token.1 == used.1) {
+            cache.current = None;
+        }
         true
     }
 
     async fn fetch(&self) -> Result<Cached, AuthError> {
         let (Some(url), Some((_, client_id))) = (&self.token_url, self.credential.tenant_and_client()) else {
             let Credential::Token(t) = &self.credential else { unreachable!("only a ready token has no token URL") };
-            return Ok(Cached { token: AccessToken(t.clone()), renew_at: None });
+            return Ok(Cached { token: AccessToken(t.clone(), 0), renew_at: None });
         };
         let mut form: Vec<(&str, String)> = vec![
             ("grant_type", "client_credentials".into()),
@@ -311,7 +325,7 @@ impl TokenProvider {
         let margin = (lifetime / 10).min(Duration::from_secs(300));
         tracing::debug!(credential = self.credential.kind(), lifetime_s = lifetime.as_secs(), "got an access token");
         Ok(Cached {
-            token: AccessToken(SecretString::from(answer.access_token)),
+            token: AccessToken(SecretString::from(answer.access_token), 0),
             renew_at: Some(started + lifetime - margin),
         })
     }
@@ -357,7 +371,7 @@ mod tests {
 
     fn jwt(payload: &str) -> AccessToken {
         let p = URL_SAFE_NO_PAD.encode(payload);
-        AccessToken(SecretString::from(format!("eyJhbGciOiJub25lIn0.{p}.sig")))
+        AccessToken(SecretString::from(format!("eyJhbGciOiJub25lIn0.{p}.sig")), 0)
     }
 
     #[test]
@@ -366,7 +380,7 @@ mod tests {
         assert_eq!(jwt(r#"{"tid":"x"}"#).roles(), Some(vec![]));
         assert_eq!(jwt(r#"{"tid":"x"}"#).tenant().as_deref(), Some("x"));
         assert_eq!(jwt(r#"{"scp":"A.Read B.Write"}"#).roles(), Some(vec!["A.Read".to_owned(), "B.Write".to_owned()]));
-        assert_eq!(AccessToken(SecretString::from("opaque".to_owned())).roles(), None);
+        assert_eq!(AccessToken(SecretString::from("opaque".to_owned()), 0).roles(), None);
     }
 
     #[test]

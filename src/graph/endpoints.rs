@@ -100,6 +100,11 @@ impl Endpoints {
     pub fn device_management(&self, rest: &str) -> String {
         format!("{}/{}/deviceManagement/{rest}", self.graph_root, self.api_version.as_str())
     }
+
+    /// `{root}/beta/deviceManagement/{rest}`, for what only beta has (the audit log).
+    pub fn beta_device_management(&self, rest: &str) -> String {
+        format!("{}/beta/deviceManagement/{rest}", self.graph_root)
+    }
 }
 
 /// Accepts `https://…`, or `http://` for a loopback host; returns it without a trailing slash.

@@ -10,26 +10,26 @@
 
 pub mod auth;
 pub mod cert;
+pub mod clock;
 pub mod endpoints;
 pub mod error;
 pub mod pacer;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 pub use auth::{AccessToken, AuthError, Credential, TokenProvider};
+pub use clock::ServerClock;
 pub use endpoints::Endpoints;
 pub use error::GraphError;
 pub use pacer::Pacer;
 
 use crate::action::Collection;
 use crate::settings::Budget;
-
-/// Intune's documented read limit per app and tenant (2,000 per 20 s), used to pace GETs.
-pub const READ_BUDGET: Budget = Budget { requests: 2_000, window: Duration::from_secs(20) };
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -49,12 +49,15 @@ pub enum SendResult {
     Rejected(Answer, GraphError),
     /// 429: not executed; may be retried after the delay (the server's `Retry-After` if any).
     Throttled(Answer, Option<Duration>, GraphError),
-    /// 401: not executed; retry once with a new token.
+    /// 401: not executed; retry with a new token.
     Unauthorized(Answer, GraphError),
+    /// 408: Graph did not receive the whole request in time; not executed, may be retried.
+    RequestTimeout(Answer, GraphError),
     /// The request may have reached Graph but no usable answer came (5xx, timeout, broken
     /// connection): never re-send blindly.
     Unknown(Option<Answer>, String),
-    /// The request was certainly not sent (no connection could be made).
+    /// The request was certainly not sent (no connection could be made, or a 429's pause began
+    /// while it was about to leave).
     NotSent(String),
 }
 
@@ -63,7 +66,11 @@ pub enum SendResult {
 pub struct Answer {
     pub status: u16,
     pub request_id: Option<String>,
-    pub date: Option<String>,
+    /// The `Date` header: Intune's clock when it answered.
+    pub date: Option<Timestamp>,
+    /// The earliest Intune's clock can have read when the request reached it, from this
+    /// answer's `Date` less the round trip.
+    pub server_sent_at: Option<Timestamp>,
 }
 
 /// One entry of a device's `deviceActionResults`. Deliberately without `passcode`/`unlockPin`:
@@ -75,6 +82,42 @@ pub struct ActionResult {
     pub action_state: String,
     pub start_date_time: Option<jiff::Timestamp>,
     pub last_updated_date_time: Option<jiff::Timestamp>,
+}
+
+/// A device's results as read, with Intune's clock at the time of reading.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceResults {
+    /// `None`: the device does not exist (404).
+    pub results: Option<Vec<ActionResult>>,
+    /// The `Date` of the answer.
+    pub server_date: Option<Timestamp>,
+}
+
+/// One entry of the beta audit log `remoteActionAudits` (it has no passcode field).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteActionAudit {
+    pub id: String,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub action_state: Option<String>,
+    #[serde(default)]
+    pub managed_device_id: Option<String>,
+    #[serde(default)]
+    pub request_date_time: Option<Timestamp>,
+    /// Who started it; empty for an app (such as this tool).
+    #[serde(default)]
+    pub initiated_by_user_principal_name: Option<String>,
+}
+
+/// What the audit log said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audits {
+    /// Every `resetPasscode` entry since the time asked for.
+    Read(Vec<RemoteActionAudit>),
+    /// The token may not read it (or the tenant has no beta API): why, for the evidence note.
+    Unreadable(String),
 }
 
 /// The device fields plans show and eligibility needs; never a secret.
@@ -125,6 +168,7 @@ pub struct Graph {
     writes: Pacer,
     reads: Pacer,
     in_flight: Semaphore,
+    clock: ServerClock,
 }
 
 /// Every cause of a reqwest error, joined (reqwest's Display alone hides the useful part).
@@ -149,6 +193,10 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .user_agent(concat!("intune-reconcile/", env!("CARGO_PKG_VERSION")))
         // A redirected POST would be a second send, to an address nobody checked.
         .redirect(reqwest::redirect::Policy::none())
+        // reqwest would re-send a request itself after an HTTP/2 GOAWAY or REFUSED_STREAM, below
+        // the ledger and with the same client-request-id: every retry is the executor's, with an
+        // intent of its own.
+        .retry(reqwest::retry::never())
         .build()
         .expect("the TLS backend initializes")
 }
@@ -169,7 +217,19 @@ impl Graph {
             writes: Pacer::new(opts.write_budget.requests, opts.write_budget.window),
             reads: Pacer::new(opts.read_budget.requests, opts.read_budget.window),
             in_flight: Semaphore::new(opts.concurrency.max(1) as usize),
+            clock: ServerClock::default(),
         }
+    }
+
+    /// The earliest Intune's clock can read now (see [`clock`]); `None` before any answer.
+    pub fn server_time_lower_bound(&self) -> Option<Timestamp> {
+        self.clock.lower_bound(Instant::now())
+    }
+
+    /// The tenant of the token this run uses (its `tid` claim). Every command that talks to
+    /// Graph checks it against `AZURE_TENANT_ID` and the ledger before its first Graph request.
+    pub async fn tenant(&self) -> Result<Option<String>, AuthError> {
+        Ok(self.tokens.token().await?.tenant())
     }
 
     pub fn tokens(&self) -> &TokenProvider {
@@ -191,12 +251,14 @@ impl Graph {
         Ok(WriteSlot { _permit: permit, token })
     }
 
-    /// Sends one read: a concurrency permit, then a paced slot, then the request.
-    async fn send_read(&self, url: &str) -> Result<reqwest::Response, SendError> {
+    /// Sends one read: a concurrency permit, then a paced slot, then the request. Returns the
+    /// token used, for a 401.
+    async fn send_read(&self, url: &str) -> Result<(reqwest::Response, AccessToken), SendError> {
         let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
         self.reads.acquire().await;
         let token = self.tokens.token().await.map_err(SendError::Auth)?;
-        self.request(Kind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await
+        let resp = self.request(Kind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await?;
+        Ok((resp, token))
     }
 
     async fn request(
@@ -217,7 +279,11 @@ impl Graph {
             Kind::Write => req.header("Content-Length", "0"),
             Kind::Read => req,
         };
-        req.send().await.map_err(SendError::Http)
+        let resp = req.send().await.map_err(SendError::Http)?;
+        if let Some(date) = resp.headers().get("date").and_then(|v| v.to_str().ok()).and_then(clock::http_date) {
+            self.clock.observe(date, Instant::now());
+        }
+        Ok(resp)
     }
 
     /// `POST …/{collection}/{id}/resetPasscode`, once, in `slot`. Never retried here: the caller
@@ -231,6 +297,12 @@ impl Graph {
     ) -> SendResult {
         let url =
             self.endpoints.device_management(&format!("{}/{}/resetPasscode", collection.as_str(), enc(device_id)));
+        // A 429 answered to another request while this one's intent was being written: the
+        // pause holds for this one too.
+        if self.writes.paused().await {
+            return SendResult::NotSent("held back: a 429's pause began before it left".into());
+        }
+        let sent_at = Instant::now();
         let sent = self.request(Kind::Write, reqwest::Method::POST, &url, client_request_id, &slot.token).await;
         let resp = match sent {
             Ok(r) => r,
@@ -242,13 +314,9 @@ impl Graph {
             }
             Err(SendError::Http(e)) => return SendResult::Unknown(None, error_chain(&e)),
         };
-        let answer = answer_of(&resp);
+        let answer = answer_of(&resp, Some(sent_at));
         let status = answer.status;
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| error::retry_after(v, jiff::Timestamp::now()));
+        let retry_after = retry_after_of(&resp, &answer);
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) if (200..300).contains(&status) => {
@@ -271,6 +339,10 @@ impl Graph {
                 let err = error::parse(status, answer.request_id.clone(), &body);
                 SendResult::Unauthorized(answer, err)
             }
+            408 => {
+                let err = error::parse(status, answer.request_id.clone(), &body);
+                SendResult::RequestTimeout(answer, err)
+            }
             400..=499 => {
                 let err = error::parse(status, answer.request_id.clone(), &body);
                 SendResult::Rejected(answer, err)
@@ -282,32 +354,37 @@ impl Graph {
         }
     }
 
-    /// GET with a token retry after a 401 and waits after 429s (reads are safe to repeat).
+    /// GET with a token renewal after a 401 and waits after 429s (reads are safe to repeat).
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<Option<T>, ReadError> {
+        Ok(self.get_json_dated(url).await?.0)
+    }
+
+    /// [`get_json`](Self::get_json), with the answer's `Date`.
+    async fn get_json_dated<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<(Option<T>, Option<Timestamp>), ReadError> {
         let mut throttled = 0;
-        let mut reauthed = false;
+        let mut reauthed = 0;
         loop {
-            let resp = match self.send_read(url).await {
+            let (resp, token) = match self.send_read(url).await {
                 Ok(r) => r,
                 Err(SendError::Auth(e)) => return Err(ReadError::Auth(e)),
                 Err(SendError::Http(e)) => return Err(ReadError::Transport(error_chain(&e))),
             };
-            let answer = answer_of(&resp);
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| error::retry_after(v, jiff::Timestamp::now()));
+            let answer = answer_of(&resp, None);
+            let retry_after = retry_after_of(&resp, &answer);
             let status = answer.status;
             let body = resp.bytes().await.map_err(|e| ReadError::Transport(error_chain(&e)))?;
             match status {
                 200..=299 => {
                     self.reads.succeeded().await;
                     // Never log `body`: a device may carry a passcode.
-                    return serde_json::from_slice(&body).map(Some).map_err(|e| ReadError::Decode(e.to_string()));
+                    let value = serde_json::from_slice(&body).map_err(|e| ReadError::Decode(e.to_string()))?;
+                    return Ok((Some(value), answer.date));
                 }
-                404 => return Ok(None),
-                401 if !reauthed && self.tokens.invalidate_all().await => reauthed = true,
+                404 => return Ok((None, answer.date)),
+                401 if reauthed < MAX_REAUTH && self.tokens.invalidate(&token).await => reauthed += 1,
                 429 if throttled < 8 => {
                     throttled += 1;
                     let delay = retry_after.unwrap_or(Duration::from_secs(1 << throttled.min(6)));
@@ -318,12 +395,9 @@ impl Graph {
         }
     }
 
-    /// A device's `deviceActionResults`; `None` when the device does not exist (404).
-    pub async fn device_action_results(
-        &self,
-        collection: Collection,
-        id: &str,
-    ) -> Result<Option<Vec<ActionResult>>, ReadError> {
+    /// A device's `deviceActionResults` (`None` when the device does not exist, 404), with the
+    /// answer's `Date`.
+    pub async fn device_action_results(&self, collection: Collection, id: &str) -> Result<DeviceResults, ReadError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct WithResults {
@@ -335,7 +409,35 @@ impl Graph {
             collection.as_str(),
             enc(id)
         ));
-        Ok(self.get_json::<WithResults>(&url).await?.map(|d| d.device_action_results))
+        let (found, server_date) = self.get_json_dated::<WithResults>(&url).await?;
+        Ok(DeviceResults { results: found.map(|d| d.device_action_results), server_date })
+    }
+
+    /// The `resetPasscode` entries of the beta audit log `remoteActionAudits` requested at or
+    /// after `since` (filtered by Graph), every page. A token that may not read it, or a tenant
+    /// without it, gives [`Audits::Unreadable`]: the audit log is evidence where it can be had,
+    /// never a requirement.
+    pub async fn reset_audits(&self, since: Timestamp) -> Result<Audits, ReadError> {
+        let filter = format!("requestDateTime ge {}", since.strftime("%Y-%m-%dT%H:%M:%SZ"));
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("$filter", &filter)
+            .append_pair(
+                "$select",
+                "id,action,actionState,managedDeviceId,requestDateTime,initiatedByUserPrincipalName",
+            )
+            .finish();
+        let url = self.endpoints.beta_device_management(&format!("remoteActionAudits?{query}"));
+        match self.get_pages::<RemoteActionAudit>(url, "remoteActionAudits").await {
+            Ok(all) => Ok(Audits::Read(
+                all.into_iter()
+                    .filter(|a| a.action.as_deref().is_some_and(|n| n.eq_ignore_ascii_case("resetPasscode")))
+                    .collect(),
+            )),
+            Err(ReadError::Graph(e)) if matches!(e.status, 400 | 403 | 404) => {
+                Ok(Audits::Unreadable(format!("the audit log could not be read ({e})")))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A device by id; `None` when it does not exist.
@@ -354,22 +456,31 @@ impl Graph {
         property: &str,
         value: &str,
     ) -> Result<Vec<Device>, ReadError> {
-        #[derive(Deserialize)]
-        struct Page {
-            value: Vec<Device>,
-            #[serde(rename = "@odata.nextLink")]
-            next: Option<String>,
-        }
         let filter = format!("{property} eq '{}'", value.replace('\'', "''"));
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("$filter", &filter)
             .append_pair("$select", DEVICE_SELECT)
             .finish();
-        let mut url = self.endpoints.device_management(&format!("{}?{query}", collection.as_str()));
+        let url = self.endpoints.device_management(&format!("{}?{query}", collection.as_str()));
+        self.get_pages(url, collection.as_str()).await
+    }
+
+    /// Every item of a listing, following `@odata.nextLink` (only ever under the Graph root).
+    async fn get_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        mut url: String,
+        what: &str,
+    ) -> Result<Vec<T>, ReadError> {
+        #[derive(Deserialize)]
+        struct Page<T> {
+            value: Vec<T>,
+            #[serde(rename = "@odata.nextLink")]
+            next: Option<String>,
+        }
         let mut found = Vec::new();
         for _ in 0..1_000 {
-            let Some(page) = self.get_json::<Page>(&url).await? else {
-                return Err(ReadError::Decode(format!("{} listing answered 404", collection.as_str())));
+            let Some(page) = self.get_json::<Page<T>>(&url).await? else {
+                return Err(ReadError::Decode(format!("{what} listing answered 404")));
             };
             found.extend(page.value);
             match page.next {
@@ -384,7 +495,7 @@ impl Graph {
                 None => return Ok(found),
             }
         }
-        Err(ReadError::Decode("more than 1,000 pages of devices".into()))
+        Err(ReadError::Decode(format!("more than 1,000 pages of {what}")))
     }
 }
 
@@ -400,10 +511,34 @@ pub struct WriteSlot<'a> {
     token: AccessToken,
 }
 
-fn answer_of(resp: &reqwest::Response) -> Answer {
-    let h = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    Answer { status: resp.status().as_u16(), request_id: h("request-id"), date: h("date") }
+impl WriteSlot<'_> {
+    /// The token the POST will carry (to renew exactly it after a 401).
+    pub fn token(&self) -> &AccessToken {
+        &self.token
+    }
 }
+
+/// The correlation data of an answer. With `sent_at` (when the request left), also the lower
+/// bound of Intune's clock at its arrival: the answer's `Date` less the round trip.
+fn answer_of(resp: &reqwest::Response, sent_at: Option<Instant>) -> Answer {
+    let h = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let date = h("date").as_deref().and_then(clock::http_date);
+    let server_sent_at = date.zip(sent_at).and_then(|(d, sent)| {
+        let rtt = jiff::SignedDuration::try_from(sent.elapsed()).ok()?;
+        d.checked_sub(rtt).ok()
+    });
+    Answer { status: resp.status().as_u16(), request_id: h("request-id"), date, server_sent_at }
+}
+
+/// `Retry-After`, an HTTP date measured against the answer's own `Date` (so the runner's clock
+/// does not matter) or a number of seconds.
+fn retry_after_of(resp: &reqwest::Response, answer: &Answer) -> Option<Duration> {
+    let v = resp.headers().get("retry-after")?.to_str().ok()?;
+    error::retry_after(v, answer.date.unwrap_or_else(Timestamp::now))
+}
+
+/// How many times one request renews the token after a 401 before giving up.
+pub const MAX_REAUTH: u32 = 3;
 
 /// Percent-encodes one path segment.
 fn enc(s: &str) -> String {

@@ -4,6 +4,10 @@
 //! Intune counts requests in a 20-second window per app and tenant. Sending `requests` evenly
 //! over `window` (with a 2% margin for timer and network jitter) never puts more than the budget
 //! in any window, however long the run, while a burst-then-wait scheme would.
+//!
+//! A 429's pause holds for everyone: a task that was handed a slot before the 429 arrived
+//! re-checks the pause when it wakes and waits again, and [`Pacer::paused`] lets the sender check
+//! once more just before a request leaves.
 
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ const RECOVERY: f64 = 0.97;
 #[derive(Debug)]
 struct State {
     next: Instant,
+    /// No request leaves before this (the server's `Retry-After`, or our backoff).
+    paused_until: Instant,
     factor: f64,
 }
 
@@ -35,7 +41,8 @@ impl Pacer {
     /// At most `requests` per `window`.
     pub fn new(requests: u32, window: Duration) -> Self {
         let base = window.div_f64(f64::from(requests.max(1)) * MARGIN);
-        Pacer { base, state: Mutex::new(State { next: Instant::now(), factor: 1.0 }) }
+        let now = Instant::now();
+        Pacer { base, state: Mutex::new(State { next: now, paused_until: now, factor: 1.0 }) }
     }
 
     /// The spacing between two sends now.
@@ -43,23 +50,36 @@ impl Pacer {
         self.base.mul_f64(self.state.lock().await.factor)
     }
 
-    /// Waits for the next send slot.
+    /// Waits for the next send slot. A pause learned while waiting (a 429 answered to someone
+    /// else) is honoured: the slot is given up and a new one taken after the pause.
     pub async fn acquire(&self) {
-        let at = {
-            let mut s = self.state.lock().await;
-            let now = Instant::now();
-            let at = s.next.max(now);
-            s.next = at + self.base.mul_f64(s.factor);
-            at
-        };
-        tokio::time::sleep_until(at).await;
+        loop {
+            let at = {
+                let mut s = self.state.lock().await;
+                let now = Instant::now();
+                let at = s.next.max(now).max(s.paused_until);
+                s.next = at + self.base.mul_f64(s.factor);
+                at
+            };
+            tokio::time::sleep_until(at).await;
+            if !self.paused().await {
+                return;
+            }
+        }
+    }
+
+    /// Whether a pause is in force now: no request may leave.
+    pub async fn paused(&self) -> bool {
+        Instant::now() < self.state.lock().await.paused_until
     }
 
     /// A 429: nobody sends before `delay` has passed, and the pace slows down.
     pub async fn throttled(&self, delay: Duration) {
         let mut s = self.state.lock().await;
         s.factor = (s.factor * SLOWDOWN).min(MAX_SLOWDOWN);
-        s.next = s.next.max(Instant::now() + delay);
+        let until = Instant::now() + delay;
+        s.paused_until = s.paused_until.max(until);
+        s.next = s.next.max(until);
     }
 
     /// A success: the pace recovers towards the budget.
@@ -93,5 +113,33 @@ mod tests {
             p.succeeded().await;
         }
         assert_eq!(p.interval().await, spacing);
+    }
+
+    // Regression: tasks handed a send time before a 429 came back still sent inside its window.
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_learned_while_waiting_holds_for_slots_already_handed_out() {
+        let p = std::sync::Arc::new(Pacer::new(10, Duration::from_secs(1)));
+        let t0 = Instant::now();
+        // Five tasks take slots spread over the next ~0.4 s.
+        let mut waiting = Vec::new();
+        for _ in 0..5 {
+            let p = p.clone();
+            waiting.push(tokio::spawn(async move {
+                p.acquire().await;
+                Instant::now()
+            }));
+        }
+        tokio::task::yield_now().await;
+        // A 429 arrives after 50 ms with a 3 s Retry-After.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let pause_end = Instant::now() + Duration::from_secs(3);
+        p.throttled(Duration::from_secs(3)).await;
+        let mut sent = Vec::new();
+        for w in waiting {
+            sent.push(w.await.expect("task"));
+        }
+        let inside: Vec<_> = sent.iter().filter(|t| **t > t0 + Duration::from_millis(50) && **t < pause_end).collect();
+        assert!(inside.is_empty(), "{} slots used inside the pause", inside.len());
+        assert!(!p.paused().await);
     }
 }

@@ -31,11 +31,21 @@ struct Reply {
     applied: bool,
     credential: Option<String>,
     hang: bool,
+    /// Answer only after this long (the request's effect has already happened).
+    delay: Duration,
 }
 
 impl Reply {
     fn new(status: StatusCode, body: Option<Value>) -> Self {
-        Reply { status, body, headers: Vec::new(), applied: false, credential: None, hang: false }
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+            applied: false,
+            credential: None,
+            hang: false,
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -51,7 +61,7 @@ fn graph_error(
         Some(json!({"error": {
             "code": code,
             "message": message,
-            "innerError": {"date": jiff::Timestamp::now().to_string(), "request-id": request_id, "client-request-id": client_request_id}
+            "innerError": {"request-id": request_id, "client-request-id": client_request_id}
         }})),
     )
 }
@@ -74,7 +84,8 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     let host = header("host").unwrap_or_else(|| "127.0.0.1".into());
     let reply = {
         let mut s = lock(&state);
-        let authorized = s.authorized(header("authorization").as_deref());
+        let graph = segments.get(1) == Some(&"deviceManagement");
+        let authorized = graph && s.authorized(header("authorization").as_deref());
         let crid = header("client-request-id");
         let reply =
             route(&mut s, &method, &segments, &query, &body, &headers, &host, &request_id, authorized, crid.as_deref());
@@ -97,10 +108,12 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     if reply.hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-    let mut resp = Response::builder()
-        .status(reply.status)
-        .header("request-id", &request_id)
-        .header("date", http_date(jiff::Timestamp::now()));
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let now = lock(&state).now();
+    let mut resp =
+        Response::builder().status(reply.status).header("request-id", &request_id).header("date", http_date(now));
     for (k, v) in &reply.headers {
         resp = resp.header(*k, v);
     }
@@ -128,7 +141,8 @@ fn route(
     crid: Option<&str>,
 ) -> Reply {
     match (method, seg) {
-        (&Method::POST, [_tenant, "oauth2", "v2.0", "token"]) => token(s, body),
+        (&Method::POST, [tenant, "oauth2", "v2.0", "token"]) => token(s, tenant, body),
+        (&Method::POST, ["_sim", "portal", id, "resetPasscode"]) => portal_reset(s, id, query),
         (&Method::GET, ["_github", "oidc"]) => github(query, headers),
         (&Method::GET, ["_sim", "requests"]) => Reply::new(StatusCode::OK, Some(json!(s.requests))),
         (_, [ver, "deviceManagement", collection, rest @ ..]) => {
@@ -142,6 +156,12 @@ fn route(
                 );
             }
             let beta = *ver == "beta";
+            if beta && *collection == "remoteActionAudits" && rest.is_empty() && *method == Method::GET {
+                if !s.admit(false) {
+                    return throttled(s, rid, crid);
+                }
+                return audits(s, query, host, rid, crid);
+            }
             let known = matches!(*ver, "v1.0" | "beta")
                 && (*collection == "managedDevices" || (beta && *collection == "comanagedDevices"));
             if !known {
@@ -194,7 +214,7 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn token(s: &mut SimState, body: &[u8]) -> Reply {
+fn token(s: &mut SimState, tenant: &str, body: &[u8]) -> Reply {
     let f = form(body);
     let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let refuse = |status: StatusCode, error: &str, desc: &str, cred: &str| {
@@ -254,7 +274,7 @@ fn token(s: &mut SimState, body: &[u8]) -> Reply {
         }
     };
     let roles = s.config.roles.clone();
-    let token = s.mint_token(roles);
+    let token = s.mint_token_for(tenant, roles);
     let mut r = Reply::new(
         StatusCode::OK,
         Some(
@@ -343,6 +363,15 @@ fn reset(s: &mut SimState, id: &str, rid: &str, crid: Option<&str>) -> Reply {
                 crid,
             );
         }
+        Some(FaultKind::RequestTimeout) => {
+            return graph_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                "The request did not arrive in time.",
+                rid,
+                crid,
+            );
+        }
         _ => {}
     }
     if s.unsupported(i) {
@@ -368,10 +397,92 @@ fn reset(s: &mut SimState, id: &str, rid: &str, crid: Option<&str>) -> Reply {
             r.hang = true;
             r
         }
+        Some(FaultKind::AnswerLate(after)) => {
+            let mut r = Reply::new(StatusCode::NO_CONTENT, None);
+            r.delay = after;
+            r
+        }
         _ => Reply::new(StatusCode::NO_CONTENT, None),
     };
     r.applied = true;
     r
+}
+
+/// A reset made in the Intune portal by a person (`?by=UPN`): it shows in the device's results
+/// and in the audit log with its initiator, like one the tool did not make.
+fn portal_reset(s: &mut SimState, id: &str, query: &str) -> Reply {
+    let by = form(query.as_bytes())
+        .into_iter()
+        .find(|(k, _)| k == "by")
+        .map_or_else(|| "admin@contoso.com".into(), |(_, v)| v);
+    match s.device_index(id) {
+        Some(i) => {
+            s.apply_reset_by(i, &by);
+            let mut r = Reply::new(StatusCode::NO_CONTENT, None);
+            r.applied = true;
+            r
+        }
+        None => Reply::new(StatusCode::NOT_FOUND, None),
+    }
+}
+
+/// `GET /beta/deviceManagement/remoteActionAudits`: `$filter=requestDateTime ge <RFC 3339>`
+/// (optionally `and action eq 'resetPasscode'`), paged like the device list.
+fn audits(s: &mut SimState, query: &str, host: &str, rid: &str, crid: Option<&str>) -> Reply {
+    if !s.config.audits_readable {
+        return graph_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &intune_message("Application is not authorized to perform this operation"),
+            rid,
+            crid,
+        );
+    }
+    let params = form(query.as_bytes());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut since = None;
+    if let Some(f) = get("$filter") {
+        for clause in f.split(" and ") {
+            let clause = clause.trim();
+            if let Some(t) = clause.strip_prefix("requestDateTime ge ") {
+                match t.trim().parse::<jiff::Timestamp>() {
+                    Ok(t) => since = Some(t),
+                    Err(e) => {
+                        return graph_error(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            &format!("Invalid date: {e}"),
+                            rid,
+                            crid,
+                        );
+                    }
+                }
+            } else if clause != "action eq 'resetPasscode'" {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("Unsupported filter '{clause}'"),
+                    rid,
+                    crid,
+                );
+            }
+        }
+    }
+    let all = s.audits(since);
+    let top = s.config.page_size;
+    let skip = get("$skiptoken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+    let page: Vec<Value> = all.iter().skip(skip).take(top).cloned().collect();
+    let mut body = json!({"value": page});
+    if skip + top < all.len() {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params.iter().filter(|(k, _)| k != "$skiptoken") {
+            next.append_pair(k, v);
+        }
+        next.append_pair("$skiptoken", &(skip + top).to_string());
+        body["@odata.nextLink"] =
+            json!(format!("http://{host}/beta/deviceManagement/remoteActionAudits?{}", next.finish()));
+    }
+    Reply::new(StatusCode::OK, Some(body))
 }
 
 /// `prop eq 'value'` clauses joined by `and`; quotes inside values are doubled.

@@ -35,6 +35,11 @@ pub enum FaultKind {
     Throttle,
     /// 401 without applying (as after a token revocation).
     Unauthorized,
+    /// Apply the reset, then answer 204 only after this long (a client that gives up or dies
+    /// meanwhile never learns that it was applied).
+    AnswerLate(Duration),
+    /// 408 without applying.
+    RequestTimeout,
 }
 
 /// A fault for the next `times` resetPasscode requests (on one device, or any).
@@ -63,6 +68,15 @@ pub struct SimConfig {
     /// The largest page of the list endpoint (Graph: 1,000).
     pub page_size: usize,
     pub faults: Vec<Fault>,
+    /// Intune's clock minus the real one: every time the simulator stamps (`Date`, results,
+    /// audits) is off by this much, like a runner whose clock is not Intune's.
+    pub clock_offset: jiff::SignedDuration,
+    /// How long an applied reset takes to show in `deviceActionResults` (Intune's reports lag).
+    pub report_delay: Duration,
+    /// Whether `remoteActionAudits` answers (false: 403, like a token that may not read it).
+    pub audits_readable: bool,
+    /// Tokens die after this many Graph requests each (0: never), like expiries under load.
+    pub token_requests: u32,
 }
 
 impl Default for SimConfig {
@@ -79,6 +93,10 @@ impl Default for SimConfig {
             complete_after: Duration::ZERO,
             page_size: 1_000,
             faults: Vec::new(),
+            clock_offset: jiff::SignedDuration::ZERO,
+            report_delay: Duration::ZERO,
+            audits_readable: true,
+            token_requests: 0,
         }
     }
 }
@@ -106,9 +124,15 @@ pub struct RecordedRequest {
 #[derive(Debug, Clone)]
 pub struct ActionRecord {
     pub name: String,
+    /// On the simulator's (Intune's) clock.
     pub start: jiff::Timestamp,
     pub final_state: String,
     pub passcode: Option<String>,
+    /// Who started it (`initiatedByUserPrincipalName`): empty for an app.
+    pub initiator: String,
+    /// When it shows in `deviceActionResults` (real time).
+    pub visible_at: Instant,
+    pub audit_id: String,
 }
 
 /// An action as `--simulate` keeps it between runs (never with its passcode).
@@ -118,6 +142,8 @@ pub struct SavedAction {
     pub name: String,
     pub start: jiff::Timestamp,
     pub final_state: String,
+    #[serde(default)]
+    pub initiator: String,
 }
 
 #[derive(Debug)]
@@ -134,7 +160,8 @@ pub struct SimState {
     by_id: HashMap<String, usize>,
     /// (lowercase property, lowercase value) → devices, so a 50,000-device tenant answers fast.
     by_value: HashMap<(String, String), Vec<usize>>,
-    tokens: HashMap<String, Instant>,
+    /// Live tokens: when each expires, and how many Graph requests it may still make.
+    tokens: HashMap<String, (Instant, u32)>,
     writes: VecDeque<Instant>,
     reads: VecDeque<Instant>,
     pub requests: Vec<RecordedRequest>,
@@ -192,6 +219,7 @@ impl SimState {
                     name: a.name.clone(),
                     start: a.start,
                     final_state: a.final_state.clone(),
+                    initiator: a.initiator.clone(),
                 })
             })
             .collect()
@@ -206,6 +234,9 @@ impl SimState {
                     start: a.start,
                     final_state: a.final_state,
                     passcode: None,
+                    initiator: a.initiator,
+                    visible_at: Instant::now(),
+                    audit_id: uuid::Uuid::new_v4().to_string(),
                 });
             }
         }
@@ -241,13 +272,23 @@ impl SimState {
         self.device_index(id).map(|i| &self.devices[i])
     }
 
-    /// Issues a token carrying `roles`, valid for the configured lifetime.
+    /// Intune's clock: the real one plus the configured offset.
+    pub fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now() + self.config.clock_offset
+    }
+
+    /// Issues a token for the simulator's own tenant carrying `roles` (a ready token).
     pub fn mint_token(&mut self, roles: Vec<String>) -> String {
+        self.mint_token_for("simulated-tenant", roles)
+    }
+
+    /// Issues a token for `tenant` (its `tid`) carrying `roles`, valid for the configured lifetime.
+    pub fn mint_token_for(&mut self, tenant: &str, roles: Vec<String>) -> String {
         let now = jiff::Timestamp::now().as_second();
         let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"none"}"#);
         let mut claims = json!({
             "aud": "https://graph.microsoft.com",
-            "tid": "simulated-tenant",
+            "tid": tenant,
             "iat": now,
             "exp": now + self.config.token_lifetime.as_secs() as i64,
             "jti": uuid::Uuid::new_v4().to_string(),
@@ -257,19 +298,26 @@ impl SimState {
         }
         let token =
             format!("{header}.{}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()), uuid::Uuid::new_v4().simple());
-        self.tokens.insert(token.clone(), Instant::now() + self.config.token_lifetime);
+        self.accept_token(&token);
         token
     }
 
     /// Accepts `token` as if issued now (tests that craft their own claims).
     pub fn accept_token(&mut self, token: &str) {
-        self.tokens.insert(token.to_owned(), Instant::now() + self.config.token_lifetime);
+        let uses = if self.config.token_requests == 0 { u32::MAX } else { self.config.token_requests };
+        self.tokens.insert(token.to_owned(), (Instant::now() + self.config.token_lifetime, uses));
     }
 
-    /// Whether `Authorization: Bearer <token>` names a live token.
-    pub fn authorized(&self, header: Option<&str>) -> bool {
+    /// Whether `Authorization: Bearer <token>` names a live token; counts one use of it.
+    pub fn authorized(&mut self, header: Option<&str>) -> bool {
         let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
-        self.tokens.get(token).is_some_and(|exp| Instant::now() < *exp)
+        match self.tokens.get_mut(token) {
+            Some((exp, uses)) if Instant::now() < *exp && *uses > 0 => {
+                *uses -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Counts a request against a window; `false` when the window is full (→ 429).
@@ -299,8 +347,14 @@ impl SimState {
         Some(f.kind)
     }
 
-    /// Applies a reset to device `i`: what Intune will report for it, by platform.
+    /// Applies a reset to device `i` made by this tool (an app: no initiator).
     pub fn apply_reset(&mut self, i: usize) {
+        self.apply_reset_by(i, "");
+    }
+
+    /// Applies a reset to device `i` started by `initiator` (a person in the portal, or "" for
+    /// an app): what Intune will report for it, by platform, and an audit log entry.
+    pub fn apply_reset_by(&mut self, i: usize, initiator: &str) {
         let d = &self.devices[i];
         let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
         let (os, owner, state) = (field("operatingSystem"), field("managedDeviceOwnerType"), field("managementState"));
@@ -315,11 +369,15 @@ impl SimState {
         // Android gets a new passcode (returned by Graph); iOS gets it removed. Distinctive, so a
         // leak test can never mistake a timestamp or an id for one.
         let passcode = (!ios).then(|| format!("Pc{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+        let start = self.now();
         self.devices[i].actions.push(ActionRecord {
             name: "resetPasscode".into(),
-            start: jiff::Timestamp::now(),
+            start,
             final_state: final_state.into(),
             passcode,
+            initiator: initiator.to_owned(),
+            visible_at: Instant::now() + self.config.report_delay,
+            audit_id: uuid::Uuid::new_v4().to_string(),
         });
     }
 
@@ -342,8 +400,9 @@ impl SimState {
         let results: Vec<Value> = d
             .actions
             .iter()
+            .filter(|a| Instant::now() >= a.visible_at)
             .map(|a| {
-                let elapsed = jiff::Timestamp::now().duration_since(a.start);
+                let elapsed = self.now().duration_since(a.start);
                 let done = jiff::SignedDuration::try_from(self.config.complete_after).is_ok_and(|c| elapsed >= c);
                 let state = if done { a.final_state.as_str() } else { "pending" };
                 let mut r = json!({
@@ -351,7 +410,7 @@ impl SimState {
                     "actionName": a.name,
                     "actionState": state,
                     "startDateTime": a.start.to_string(),
-                    "lastUpdatedDateTime": jiff::Timestamp::now().to_string(),
+                    "lastUpdatedDateTime": self.now().to_string(),
                 });
                 if let Some(p) = &a.passcode {
                     r["passcode"] = json!(p);
@@ -364,5 +423,38 @@ impl SimState {
             obj.retain(|k, _| k == "id" || sel.iter().any(|s| s.eq_ignore_ascii_case(k)));
         }
         Value::Object(obj)
+    }
+
+    /// The audit log (`remoteActionAudits`): every visible action requested at or after `since`
+    /// on the simulator's clock. No passcode field, like the real one.
+    pub fn audits(&self, since: Option<jiff::Timestamp>) -> Vec<Value> {
+        let mut all: Vec<(jiff::Timestamp, Value)> = Vec::new();
+        for d in &self.devices {
+            let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            for a in d.actions.iter().filter(|a| Instant::now() >= a.visible_at) {
+                if since.is_some_and(|s| a.start < s) {
+                    continue;
+                }
+                all.push((
+                    a.start,
+                    json!({
+                        "id": a.audit_id,
+                        "action": a.name,
+                        "actionState": a.final_state,
+                        "managedDeviceId": field("id"),
+                        "deviceDisplayName": field("deviceName"),
+                        "requestDateTime": a.start.to_string(),
+                        "initiatedByUserPrincipalName": a.initiator,
+                        "userName": a.initiator,
+                        "deviceOwnerUserPrincipalName": field("userPrincipalName"),
+                        "deviceIMEI": field("imei"),
+                        "bulkDeviceActionId": "",
+                        "deviceActionCategory": "single",
+                    }),
+                ));
+            }
+        }
+        all.sort_by_key(|(t, _)| *t);
+        all.into_iter().map(|(_, v)| v).collect()
     }
 }

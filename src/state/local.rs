@@ -14,10 +14,17 @@
 //! - A torn last journal line (a crash mid-write) is ignored: its fsync never completed, so the
 //!   request it announced was never sent. A bad line anywhere else is corruption and refused.
 //! - A journal left by a crash is replayed by every reader and folded into a new snapshot by the
-//!   next writer. A journal whose changes are already in the snapshot (a crash between the rename
-//!   and the journal's removal) is recognised by its base serial and ignored.
+//!   next writer.
+//! - A journal that does not extend the snapshot next to it (a crash between the rename and the
+//!   journal's removal, or a snapshot that arrived from elsewhere: another runner, a restore, a
+//!   `git pull`) is never dropped: every record is compared with the snapshot's, and records the
+//!   snapshot lacks or has older versions of are merged in. A record that diverged (each side has
+//!   attempts the other lacks), a journal of another lineage or tenant, or a journal whose
+//!   snapshot is missing is refused with both files named, and nothing is written.
 //! - A ledger that fails to parse, is of a newer version or fails its checksum is refused, and
 //!   nothing ever overwrites it.
+//! - A ledger is created only on purpose ([`LocalStore::create`], `reconcile init`): a missing
+//!   ledger is never taken for an empty one by a writer.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -53,10 +60,20 @@ pub enum StateError {
     Corrupt { path: PathBuf, reason: String },
     #[error("ledger `{}` has format version {found}, newer than this build reads ({LEDGER_VERSION})\nhint: upgrade intune-reconcile; the ledger was not modified", path.display())]
     NewerVersion { path: PathBuf, found: u64 },
-    #[error("ledger `{}` belongs to tenant `{ledger}`, not `{current}`\nhint: point --state at the ledger of tenant `{current}`", path.display())]
+    #[error("ledger `{}` belongs to tenant `{ledger}`, not `{current}` (the tenant of this run's token, or AZURE_TENANT_ID offline); nothing was sent\nhint: point --state at the ledger of tenant `{current}`, or use the credentials of tenant `{ledger}`", path.display())]
     WrongTenant { path: PathBuf, ledger: String, current: String },
+    #[error("there is no ledger at `{}`\nhint: run `reconcile init` once to create it; if it should exist (a CI download, --state, -C), find out why it is missing: planning or applying without it would re-send every reset ever made", path.display())]
+    Missing { path: PathBuf },
+    #[error("ledger `{}` has no tenant, and this run knows none to bind it to\nhint: run `reconcile init --tenant TENANT_ID`", path.display())]
+    NoTenant { path: PathBuf },
+    #[error("journal `{}` does not fit the ledger `{}`: {why}\nhint: the journal holds requests that may have been sent; nothing was changed. {hint}", journal.display(), path.display())]
+    Diverged { path: PathBuf, journal: PathBuf, why: String, hint: &'static str },
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Find(#[from] super::FindError),
+    #[error(transparent)]
+    Decision(#[from] super::DecisionError),
 }
 
 /// The snapshot as stored. Field order is the checksum's order: do not reorder.
@@ -136,9 +153,23 @@ impl LocalStore {
         PathBuf::from(s)
     }
 
-    /// Reads the ledger (snapshot plus journal) without locking. A missing ledger is empty.
+    /// Reads the ledger (snapshot plus journal) without locking. A missing ledger is empty: use
+    /// [`exists`](Self::exists) where that must not be mistaken for "nothing was ever sent".
     pub fn load(&self) -> Result<Ledger, StateError> {
         Ok(self.load_parts()?.0)
+    }
+
+    /// Reads the ledger, refusing a missing one.
+    pub fn load_existing(&self) -> Result<Ledger, StateError> {
+        if !self.exists() {
+            return Err(StateError::Missing { path: self.path.clone() });
+        }
+        self.load()
+    }
+
+    /// Whether a ledger (snapshot or journal) is there.
+    pub fn exists(&self) -> bool {
+        self.path.exists() || self.journal_path().exists()
     }
 
     /// The ledger, and how many journal lines were replayed into it.
@@ -179,7 +210,7 @@ impl LocalStore {
         Ok(Ledger { lineage: Some(snap.lineage), serial: snap.serial, tenant: snap.tenant, records: snap.records })
     }
 
-    /// Applies the journal's changes to `ledger`; returns how many were applied.
+    /// Applies the journal's changes to `ledger`; returns how many records changed.
     fn replay_journal(&self, ledger: &mut Ledger) -> Result<usize, StateError> {
         let jpath = self.journal_path();
         let text = match std::fs::read(&jpath) {
@@ -203,32 +234,125 @@ impl LocalStore {
         let Some(JournalLine::Base { lineage, base_serial, tenant }) = lines.next() else {
             return if text.is_empty() || lines.len() == 0 { Ok(0) } else { Err(jerr(1, "missing base line")) };
         };
-        match ledger.lineage {
-            // Already folded into the snapshot (a crash after the rename): nothing to replay.
-            Some(l) if l == lineage && base_serial < ledger.serial => return Ok(0),
-            Some(l) if l == lineage && base_serial == ledger.serial => {}
-            None if base_serial == 0 => {}
-            _ => return Err(jerr(1, "journal does not extend this snapshot (different lineage or serial)")),
-        }
-        ledger.lineage = Some(lineage);
-        ledger.tenant = tenant;
-        let mut n = 0;
+        let mut puts: Vec<Record> = Vec::new();
         for (i, line) in lines.enumerate() {
             match line {
-                JournalLine::Put(r) => {
-                    ledger.records.insert(r.key.clone(), *r);
-                    n += 1;
-                }
+                JournalLine::Put(r) => puts.push(*r),
                 JournalLine::Base { .. } => return Err(jerr(i + 2, "second base line")),
             }
+        }
+        let diverged = |why: String, hint: &'static str| StateError::Diverged {
+            path: self.path.clone(),
+            journal: jpath.clone(),
+            why,
+            hint,
+        };
+        if let (Some(l), Some(t)) = (&ledger.tenant, &tenant)
+            && !l.eq_ignore_ascii_case(t)
+        {
+            return Err(diverged(
+                format!("the journal was written for tenant `{t}`, the ledger belongs to tenant `{l}`"),
+                "put the ledger of that tenant back next to the journal, or move the journal to where that ledger lives",
+            ));
+        }
+        match ledger.lineage {
+            None if base_serial == 0 => {}
+            None => {
+                return Err(diverged(
+                    format!(
+                        "the journal extends serial {base_serial} of ledger {lineage}, but the ledger file is missing"
+                    ),
+                    "restore the ledger file from its backup or remote copy; do not delete the journal",
+                ));
+            }
+            Some(l) if l != lineage => {
+                return Err(diverged(
+                    format!("the journal belongs to ledger {lineage}, the file next to it is ledger {l}"),
+                    "put the ledger the journal belongs to back in place (it holds the records before the journal)",
+                ));
+            }
+            Some(_) if base_serial == ledger.serial => {}
+            // The journal does not extend this snapshot: merged below, record by record.
+            Some(_) => return self.merge_journal(ledger, puts, base_serial, &diverged),
+        }
+        ledger.lineage = Some(lineage);
+        if ledger.tenant.is_none() {
+            ledger.tenant = tenant;
+        }
+        let n = puts.len();
+        for r in puts {
+            ledger.records.insert(r.key.clone(), r);
         }
         ledger.serial = base_serial + n as u64;
         Ok(n)
     }
 
+    /// Merges a journal that does not extend the snapshot (see the module docs). Returns how
+    /// many records the snapshot lacked or had an older version of.
+    fn merge_journal(
+        &self,
+        ledger: &mut Ledger,
+        puts: Vec<Record>,
+        base_serial: u64,
+        diverged: &dyn Fn(String, &'static str) -> StateError,
+    ) -> Result<usize, StateError> {
+        // The journal's last word on every record it touched.
+        let mut latest: BTreeMap<ActionKey, Record> = BTreeMap::new();
+        for r in puts {
+            latest.insert(r.key.clone(), r);
+        }
+        let mut merged = 0;
+        for (key, j) in latest {
+            match ledger.records.get(&key) {
+                None => {}
+                Some(s) => match newer(s, &j) {
+                    Some(Newer::Snapshot) => continue,
+                    Some(Newer::Journal) => {}
+                    None => {
+                        return Err(diverged(
+                            format!("action {} has attempts in each that the other lacks", key.short()),
+                            "both copies may hold requests that were sent: merge them by hand with `reconcile state show` on each, or ask for help",
+                        ));
+                    }
+                },
+            }
+            tracing::warn!(
+                key = key.short(),
+                journal = %self.journal_path().display(),
+                "merging a record the ledger file lacked from a journal that did not extend it"
+            );
+            ledger.records.insert(key, j);
+            merged += 1;
+        }
+        ledger.serial = ledger.serial.max(base_serial) + merged as u64;
+        Ok(merged)
+    }
+
     /// Takes the writer lock and returns a writer over the current ledger. A journal left by an
-    /// earlier crash is folded into a fresh snapshot first.
+    /// earlier crash is folded into a fresh snapshot first. A missing ledger is refused
+    /// ([`StateError::Missing`]): only [`create`](Self::create) makes one.
     pub fn lock(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
+        if !self.exists() {
+            return Err(StateError::Missing { path: self.path.clone() });
+        }
+        self.lock_inner(timeout, command, tenant)
+    }
+
+    /// Creates the ledger bound to `tenant` (`reconcile init`). An existing ledger of the same
+    /// tenant is left as it is (`Ok(false)`); one of another tenant is refused.
+    pub fn create(&self, timeout: Duration, tenant: &str) -> Result<bool, StateError> {
+        if self.exists() {
+            let w = self.lock_inner(timeout, "reconcile init", Some(tenant))?;
+            let bound_now = w.bound_tenant;
+            w.commit()?;
+            return Ok(bound_now);
+        }
+        let w = self.lock_inner(timeout, "reconcile init", Some(tenant))?;
+        w.commit()?;
+        Ok(true)
+    }
+
+    fn lock_inner(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir).map_err(|source| StateError::Write { path: self.path.clone(), source })?;
         }
@@ -239,8 +363,12 @@ impl LocalStore {
         if fresh {
             ledger.lineage = Some(Uuid::new_v4());
         }
-        if tenant.is_some() && ledger.tenant.is_none() {
+        let bound_tenant = ledger.tenant.is_none() && tenant.is_some();
+        if bound_tenant {
             ledger.tenant = tenant.map(str::to_owned);
+        }
+        if ledger.tenant.is_none() {
+            return Err(StateError::NoTenant { path: self.path.clone() });
         }
         let mut writer = LedgerWriter {
             store: self.clone(),
@@ -248,14 +376,33 @@ impl LocalStore {
             journal: None,
             journal_len: 0,
             broken: false,
-            created: fresh,
+            bound_tenant: fresh || bound_tenant,
             pending: 0,
             _guard: guard,
         };
-        if fresh || replayed > 0 || self.journal_path().exists() {
+        if fresh || bound_tenant || replayed > 0 || self.journal_path().exists() {
             writer.write_snapshot()?;
         }
         Ok(writer)
+    }
+
+    /// Records a person's decision about one action (`state resolve`, `state retry`).
+    pub fn decide_by_person(
+        &self,
+        timeout: Duration,
+        key: &str,
+        decision: super::PersonDecision,
+        by: &str,
+        reason: &str,
+    ) -> Result<Record, StateError> {
+        let command =
+            if decision == super::PersonDecision::Retry { "reconcile state retry" } else { "reconcile state resolve" };
+        let mut w = self.lock(timeout, command, None)?;
+        let mut record = w.ledger().find(key)?.clone();
+        record.decide_by_person(decision, by, reason, jiff::Timestamp::now())?;
+        w.record(record.clone())?;
+        w.commit()?;
+        Ok(record)
     }
 
     /// Refuses a ledger bound to another tenant.
@@ -281,9 +428,45 @@ fn parse_line(line: &[u8]) -> Option<JournalLine> {
     serde_json::from_slice(json).ok()
 }
 
+/// Which of two versions of one record is newer, when one extends the other; `None` when they
+/// diverged. Attempts are compared by `client-request-id`: an intent is never lost.
+enum Newer {
+    Snapshot,
+    Journal,
+}
+
+fn newer(snapshot: &Record, journal: &Record) -> Option<Newer> {
+    let ids = |r: &Record| r.attempts.iter().map(|a| a.client_request_id).collect::<Vec<_>>();
+    let (s, j) = (ids(snapshot), ids(journal));
+    if s.len() > j.len() && s.starts_with(&j) {
+        return Some(Newer::Snapshot);
+    }
+    if j.len() > s.len() && j.starts_with(&s) {
+        return Some(Newer::Journal);
+    }
+    if s != j {
+        return None;
+    }
+    // The same attempts: the later write knows more (an outcome after an intent, a refresh).
+    if journal.updated_at > snapshot.updated_at { Some(Newer::Journal) } else { Some(Newer::Snapshot) }
+}
+
+/// Creates `dir` (and missing parents) private to the user, and makes every new entry durable
+/// in its parent: a crash right after the first run must not lose the folder the ledger is in.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        cur = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        sync_dir(d)?;
     }
     Ok(())
 }
@@ -302,8 +485,8 @@ pub struct LedgerWriter {
     journal_len: u64,
     /// A journal write failed: nothing more is appended after a possibly partial line.
     broken: bool,
-    /// This lock created the ledger (there was none before).
-    created: bool,
+    /// This lock created the ledger or bound it to a tenant.
+    bound_tenant: bool,
     pending: usize,
     _guard: LockGuard,
 }
@@ -313,9 +496,9 @@ impl LedgerWriter {
         &self.ledger
     }
 
-    /// The ledger as it was before this lock: empty (no lineage) when the lock created it.
+    /// The ledger's lineage and serial when the lock was taken.
     pub fn ledger_before(&self) -> (Option<Uuid>, u64) {
-        if self.created { (None, 0) } else { (self.ledger.lineage, self.ledger.serial) }
+        (self.ledger.lineage, self.ledger.serial)
     }
 
     /// Durably records a record's new content: one fsynced journal line.
@@ -440,13 +623,34 @@ mod tests {
     }
 
     fn lock(store: &LocalStore) -> LedgerWriter {
+        store.create(Duration::ZERO, "tenant-a").expect("create");
         store.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock")
     }
 
     #[test]
-    fn missing_ledger_is_empty() {
+    fn missing_ledger_is_empty_to_readers_but_refused_to_writers() {
         let (_d, s) = store();
         assert_eq!(s.load().expect("load"), Ledger::empty());
+        assert!(matches!(s.load_existing(), Err(StateError::Missing { .. })));
+        let err = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect_err("refused");
+        assert!(matches!(err, StateError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("reconcile init"), "{err}");
+        assert!(!s.path().exists() && !s.journal_path().exists(), "nothing was created");
+    }
+
+    #[test]
+    fn create_binds_the_tenant_once_and_refuses_another() {
+        let (_d, s) = store();
+        assert!(s.create(Duration::ZERO, "tenant-a").expect("create"));
+        let l = s.load_existing().expect("exists");
+        assert_eq!((l.tenant.as_deref(), l.serial, l.records.len()), (Some("tenant-a"), 0, 0));
+        assert!(l.lineage.is_some());
+        let bytes = std::fs::read(s.path()).expect("read");
+        assert!(!s.create(Duration::ZERO, "TENANT-A").expect("no-op"), "same tenant: nothing to do");
+        assert_eq!(std::fs::read(s.path()).expect("read"), bytes, "a no-op writes nothing");
+        assert!(matches!(s.create(Duration::ZERO, "tenant-b"), Err(StateError::WrongTenant { .. })));
+        let mode = std::fs::metadata(s.path().parent().expect("dir")).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]
@@ -479,7 +683,7 @@ mod tests {
         assert_eq!(l.records.values().map(|r| r.status).collect::<Vec<_>>(), [Status::Unknown]);
         assert_eq!((l.lineage, l.serial), (lineage, 1));
         // The next writer folds it into the snapshot.
-        let w = lock(&s);
+        let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
         assert!(!s.journal_path().exists());
         assert_eq!(w.ledger(), &l);
     }
@@ -503,16 +707,114 @@ mod tests {
         assert!(matches!(s.load(), Err(StateError::Corrupt { .. })));
     }
 
-    // A crash between the snapshot's rename and the journal's removal must not apply it twice.
+    // A crash between the snapshot's rename and the journal's removal: the journal's records are
+    // all in the snapshot already, so nothing changes (and nothing counts twice).
     #[test]
-    fn journal_already_folded_is_ignored() {
+    fn journal_already_folded_changes_nothing() {
         let (_d, s) = store();
         let mut w = lock(&s);
         w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "A", Status::Accepted)).expect("record");
         let journal = std::fs::read(s.journal_path()).expect("journal");
         let l = w.commit().expect("commit");
+        assert_eq!(l.records.values().map(|r| r.status).collect::<Vec<_>>(), [Status::Accepted]);
         std::fs::write(s.journal_path(), journal).expect("restore journal");
         assert_eq!(s.load().expect("load"), l);
+        let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        assert_eq!(w.ledger(), &l);
+        assert!(!s.journal_path().exists(), "folded away");
+    }
+
+    /// A journal left by a crash, and next to it a snapshot written elsewhere with a higher
+    /// serial that lacks the journal's intents (regression: those intents were dropped, and the
+    /// next apply re-sent them).
+    fn crash_journal_beside_foreign_snapshot(s: &LocalStore) -> (Vec<u8>, Ledger) {
+        let mut w = lock(s);
+        w.record(record("m", "base", Status::Done)).expect("record");
+        w.commit().expect("commit");
+        let before = std::fs::read(s.path()).expect("snapshot");
+        // Runner 1 records two intents and dies.
+        let mut w = s.lock(Duration::ZERO, "runner-1", Some("tenant-a")).expect("lock");
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        drop(w);
+        let journal = std::fs::read(s.journal_path()).expect("journal");
+        // Meanwhile runner 2 worked from the old snapshot and uploaded a newer one.
+        std::fs::write(s.path(), &before).expect("old snapshot");
+        std::fs::remove_file(s.journal_path()).expect("rm");
+        let mut w = s.lock(Duration::ZERO, "runner-2", Some("tenant-a")).expect("lock");
+        for x in ["C", "D", "E"] {
+            w.record(record("m", x, Status::Accepted)).expect("record");
+        }
+        let foreign = w.commit().expect("commit");
+        std::fs::write(s.journal_path(), &journal).expect("journal back");
+        (journal, foreign)
+    }
+
+    #[test]
+    fn a_journal_beside_a_newer_foreign_snapshot_is_merged_not_dropped() {
+        let (_d, s) = store();
+        let (_, foreign) = crash_journal_beside_foreign_snapshot(&s);
+        let l = s.load().expect("load");
+        let statuses: BTreeMap<String, Status> =
+            l.records.values().map(|r| (r.selector.value.clone(), r.status)).collect();
+        assert_eq!(statuses.len(), 6, "{statuses:?}");
+        assert_eq!(statuses["A"], Status::Unknown);
+        assert_eq!(statuses["B"], Status::Unknown);
+        assert!(l.serial > foreign.serial);
+        // The next writer makes the merge durable and removes the journal.
+        let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        assert_eq!(w.ledger().records.len(), 6);
+        drop(w);
+        assert!(!s.journal_path().exists());
+        assert_eq!(s.load().expect("load").records.len(), 6);
+    }
+
+    #[test]
+    fn a_journal_that_diverged_from_the_snapshot_is_refused_and_nothing_is_written() {
+        let (_d, s) = store();
+        let (journal, _) = crash_journal_beside_foreign_snapshot(&s);
+        // The snapshot's copy of A has an attempt the journal's lacks, and the other way round.
+        let mut l = s.load().expect("load");
+        let mut a = l.records.values().find(|r| r.selector.value == "A").expect("A").clone();
+        a.attempts.push(crate::state::Attempt { client_request_id: Uuid::new_v4(), ..Default::default() });
+        let mut j = a.clone();
+        j.attempts.push(crate::state::Attempt { client_request_id: Uuid::new_v4(), ..Default::default() });
+        a.attempts.push(crate::state::Attempt { client_request_id: Uuid::new_v4(), ..Default::default() });
+        l.records.insert(a.key.clone(), a);
+        std::fs::remove_file(s.journal_path()).expect("rm");
+        let mut w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        w.record(l.records.values().find(|r| r.selector.value == "A").expect("A").clone()).expect("record");
+        w.commit().expect("commit");
+        let mut text = String::from_utf8(journal).expect("utf8");
+        text.push_str(&String::from_utf8(line_bytes(&JournalLine::Put(Box::new(j)))).expect("utf8"));
+        std::fs::write(s.journal_path(), &text).expect("journal");
+        let snapshot = std::fs::read(s.path()).expect("snapshot");
+        let err = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect_err("refused");
+        let msg = err.to_string();
+        assert!(matches!(err, StateError::Diverged { .. }), "{msg}");
+        assert!(msg.contains("state.json.journal") && msg.contains("state.json`"), "names both files: {msg}");
+        assert_eq!(std::fs::read(s.path()).expect("snapshot"), snapshot);
+        assert_eq!(std::fs::read_to_string(s.journal_path()).expect("journal"), text);
+    }
+
+    #[test]
+    fn a_journal_of_another_ledger_or_without_its_snapshot_is_refused() {
+        let (_d, s) = store();
+        committed_ledger(&s);
+        let mut w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        drop(w);
+        std::fs::remove_file(s.path()).expect("rm snapshot");
+        let err = s.load().expect_err("refused");
+        assert!(err.to_string().contains("the ledger file is missing"), "{err}");
+        assert!(s.lock(Duration::ZERO, "test", Some("tenant-a")).is_err());
+        // Another ledger's snapshot beside it.
+        let (_d2, other) = store();
+        lock(&other).commit().expect("commit");
+        std::fs::copy(other.path(), s.path()).expect("copy");
+        let err = s.load().expect_err("refused");
+        assert!(err.to_string().contains("the journal belongs to ledger"), "{err}");
     }
 
     fn committed_ledger(s: &LocalStore) -> Vec<u8> {
@@ -529,7 +831,7 @@ mod tests {
         std::fs::write(s.path(), text.replace("\"accepted\"", "\"not-executed\"")).expect("edit");
         let err = s.load().expect_err("refused");
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
-        assert!(s.lock(Duration::ZERO, "test", None).is_err());
+        assert!(s.lock(Duration::ZERO, "test", Some("tenant-a")).is_err());
     }
 
     #[test]

@@ -91,12 +91,16 @@ pub fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGu
 
 /// This process, as a lock holder.
 pub fn me(command: &str) -> LockInfo {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    LockInfo { pid: std::process::id(), host: hostname(), since: jiff::Timestamp::now(), command: command.to_owned() }
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_owned())
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".to_owned());
-    LockInfo { pid: std::process::id(), host, since: jiff::Timestamp::now(), command: command.to_owned() }
+        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -17,13 +17,13 @@ use uuid::Uuid;
 use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
 
 pub use local::{LedgerWriter, LocalStore, StateError};
-pub use lock::LockInfo;
+pub use lock::{LockInfo, hostname};
 
 /// The on-disk format version this build reads and writes.
 pub const LEDGER_VERSION: u32 = 1;
 
 /// Where an action stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Graph answered 204: Intune took the request; its final state is learned by `refresh`.
@@ -39,10 +39,12 @@ pub enum Status {
     /// Graph refused it (4xx other than 429): it never ran.
     Rejected,
     /// The request may have reached Graph but no answer was recorded (timeout, 5xx, crash).
-    /// Never re-sent blindly: `refresh` decides.
+    /// Never re-sent blindly: `refresh` decides on evidence, or a person (`state resolve`).
+    #[default]
     Unknown,
-    /// The request certainly did not take effect (a 429, or `refresh` found no trace of an
-    /// unknown one after the grace period): the next `apply` sends it.
+    /// The request certainly did not take effect (a 429, 401 or 408, `refresh` found no trace of
+    /// an unknown one in Intune after the grace period, or a person decided so with `state
+    /// resolve` / `state retry`): the next `apply` sends it.
     NotExecuted,
 }
 
@@ -74,10 +76,19 @@ impl fmt::Display for Status {
 
 /// One HTTP request made for an action: the intent is recorded before it is sent, the outcome
 /// fields after the answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Attempt {
+    /// When the intent was recorded, on this machine's clock.
     pub started_at: Timestamp,
+    /// The earliest Intune's clock can have read when the request reached it: derived from the
+    /// `Date` of earlier Graph answers plus the time elapsed since (a lower bound, so a result
+    /// Intune stamps for this request never starts before it). `None` when nothing was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_sent_at: Option<Timestamp>,
+    /// The `Date` header of Graph's answer (Intune's clock), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_date: Option<Timestamp>,
     /// The `client-request-id` we sent.
     pub client_request_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +105,33 @@ pub struct Attempt {
     /// A policy rule knowingly overridden for this attempt, and why (`--ignore-change-windows`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_override: Option<String>,
+    /// How the fate of this attempt was decided after the fact: by `refresh` on Intune's
+    /// evidence, or by a person (`state resolve`, `state retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+}
+
+/// A decision about an attempt made after its answer (or its lack of one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resolution {
+    /// `refresh`, or the person (`user@host`) who ran `state resolve` / `state retry`.
+    pub by: String,
+    /// When, on this machine's clock.
+    pub at: Timestamp,
+    /// Intune's clock at the time of the evidence (the `Date` of the answer it came from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_time: Option<Timestamp>,
+    /// The status the action took.
+    pub status: Status,
+    /// The evidence (refresh) or the reason given (a person).
+    pub note: String,
+    /// The `startDateTime` of the Intune result this attempt claimed: no other action may take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_started: Option<Timestamp>,
+    /// The `remoteActionAudits` entry this attempt claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
 }
 
 /// Everything the ledger knows about one action.
@@ -171,6 +209,79 @@ impl Ledger {
     }
 }
 
+/// What a person decides about an action (`state resolve`, `state retry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonDecision {
+    /// `state resolve --as done`: the unknown request did take effect.
+    ResolveDone,
+    /// `state resolve --as not-executed`: the unknown request never took effect; send it again.
+    ResolveNotExecuted,
+    /// `state retry`: a rejected request may be sent again.
+    Retry,
+}
+
+/// Why a person's decision was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    #[error("action {key} is `{status}`, not `unknown`: only an unknown outcome is resolved by hand{}", hint(*.status))]
+    NotUnknown { key: String, status: Status },
+    #[error("action {key} is `{status}`, not `rejected`: only a rejected action is retried by hand{}", hint(*.status))]
+    NotRejected { key: String, status: Status },
+    #[error("a reason is required (--reason TEXT): it is recorded in the ledger")]
+    NoReason,
+}
+
+fn hint(s: Status) -> &'static str {
+    match s {
+        Status::Unknown => "\nhint: use `reconcile state resolve`",
+        Status::Rejected => "\nhint: use `reconcile state retry`",
+        Status::NotExecuted => "\nhint: it is already sendable: the next apply sends it",
+        _ => "\nhint: to reset the device again, bump spec.round in its manifest",
+    }
+}
+
+impl Record {
+    /// Applies a person's decision, recorded on the last attempt with who, when and why.
+    pub fn decide_by_person(
+        &mut self,
+        decision: PersonDecision,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), DecisionError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(DecisionError::NoReason);
+        }
+        let key = self.key.short().to_owned();
+        let status = match decision {
+            PersonDecision::ResolveDone | PersonDecision::ResolveNotExecuted if self.status != Status::Unknown => {
+                return Err(DecisionError::NotUnknown { key, status: self.status });
+            }
+            PersonDecision::Retry if self.status != Status::Rejected => {
+                return Err(DecisionError::NotRejected { key, status: self.status });
+            }
+            PersonDecision::ResolveDone => Status::Done,
+            PersonDecision::ResolveNotExecuted | PersonDecision::Retry => Status::NotExecuted,
+        };
+        let verb = if decision == PersonDecision::Retry { "retry" } else { "resolve" };
+        let resolution = Resolution {
+            by: by.to_owned(),
+            at: now,
+            status,
+            note: format!("state {verb} by a person: {reason}"),
+            ..Resolution::default()
+        };
+        match self.attempts.last_mut() {
+            Some(a) => a.resolution = Some(resolution),
+            None => self.attempts.push(Attempt { started_at: now, resolution: Some(resolution), ..Attempt::default() }),
+        }
+        self.status = status;
+        self.updated_at = now;
+        Ok(())
+    }
+}
+
 /// Why `state show KEY` found nothing to show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FindError {
@@ -207,6 +318,36 @@ pub(crate) mod tests {
         let mut r = Record::new(&action, None, Timestamp::UNIX_EPOCH);
         r.status = status;
         r
+    }
+
+    #[test]
+    fn a_person_resolves_unknown_and_retries_rejected_only() {
+        let now = Timestamp::UNIX_EPOCH;
+        let mut r = record("m", "A", Status::Unknown);
+        r.attempts.push(Attempt::default());
+        assert_eq!(
+            r.decide_by_person(PersonDecision::ResolveNotExecuted, "ann@h", " ", now),
+            Err(DecisionError::NoReason)
+        );
+        assert!(matches!(
+            r.decide_by_person(PersonDecision::Retry, "ann@h", "x", now),
+            Err(DecisionError::NotRejected { .. })
+        ));
+        r.decide_by_person(PersonDecision::ResolveNotExecuted, "ann@h", "phone was off", now).expect("resolve");
+        assert_eq!(r.status, Status::NotExecuted);
+        let res = r.attempts[0].resolution.as_ref().expect("recorded");
+        assert_eq!((res.by.as_str(), res.status), ("ann@h", Status::NotExecuted));
+        assert!(res.note.contains("phone was off"));
+        assert!(matches!(
+            r.decide_by_person(PersonDecision::ResolveDone, "ann@h", "x", now),
+            Err(DecisionError::NotUnknown { status: Status::NotExecuted, .. })
+        ));
+        let mut rejected = record("m", "B", Status::Rejected);
+        rejected.decide_by_person(PersonDecision::Retry, "ann@h", "licence fixed", now).expect("retry");
+        assert_eq!(rejected.status, Status::NotExecuted);
+        let mut done = record("m", "C", Status::Unknown);
+        done.decide_by_person(PersonDecision::ResolveDone, "ann@h", "user confirmed", now).expect("resolve");
+        assert_eq!(done.status, Status::Done);
     }
 
     #[test]

@@ -71,8 +71,15 @@ impl Repo {
         LocalStore::new(self.path().join(".reconcile/state.json"))
     }
 
+    /// `reconcile init` for the tests' tenant (`test-tenant`), as a new user does once. A no-op
+    /// when the ledger exists.
+    pub fn init(&self) {
+        self.store().create(Duration::ZERO, "test-tenant").expect("init");
+    }
+
     /// Records `actions` in the ledger with `status`, as an apply would have.
     pub fn record(&self, actions: &[&Action], status: Status, tenant: Option<&str>) {
+        self.store().create(Duration::ZERO, tenant.unwrap_or("test-tenant")).expect("init");
         let mut w = self.store().lock(Duration::ZERO, "test", tenant).expect("lock");
         for a in actions {
             let mut r = Record::new(a, None, jiff::Timestamp::UNIX_EPOCH);
@@ -152,9 +159,10 @@ impl Repo {
         c.spawn().expect("spawn reconcile")
     }
 
-    /// A `reconcile.yaml` tuned for tests: zero backoff, short timeout and grace, a write budget
-    /// as large as given.
+    /// A `reconcile.yaml` tuned for tests (zero backoff, short timeout and grace, a large write
+    /// budget), and the ledger created as a new user does once (`reconcile init`).
     pub fn fast_config(&self, extra: &str) {
+        self.init();
         self.write(
             "reconcile.yaml",
             format!(

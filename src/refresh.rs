@@ -188,8 +188,10 @@ pub fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -
         }
     }
 
-    // 2. The others take the earliest free result at or after their intent, earliest intent first.
-    // Final records of an older ledger that never recorded a claim take theirs too (silently).
+    // 2. The others take the earliest free result at or after their intent: first the records
+    // that certainly ran (accepted, or final in an older ledger that recorded no claim), then the
+    // unknown ones, each group earliest intent first. An unknown action must never take the
+    // result of one that Intune accepted.
     let bound = |r: &Record| {
         let a = r.attempts.last()?;
         Some(match a.server_sent_at {
@@ -198,7 +200,7 @@ pub fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -
         })
     };
     unclaimed.retain(|&i| bound(records[i]).is_some());
-    unclaimed.sort_by_key(|&i| bound(records[i]));
+    unclaimed.sort_by_key(|&i| (records[i].status == Status::Unknown, bound(records[i])));
     let mut free: Vec<(&ActionResult, Timestamp)> =
         resets.iter().copied().filter(|(_, s)| !claimed_starts.contains(s) && !by_person(*s)).collect();
     free.sort_by_key(|(_, s)| *s);

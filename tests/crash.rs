@@ -6,20 +6,20 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Repo, android_devices, android_id, manifest_for, posts, sim, stdout};
-use intune_reconcile::sim::SimConfig;
+use intune_reconcile::sim::{Fault, FaultKind, SimConfig};
 
 const N: usize = 30;
 
-fn setup() -> (Repo, Vec<String>, intune_reconcile::sim::SimHandle) {
+fn setup(tweak: impl FnOnce(&mut SimConfig)) -> (Repo, Vec<String>, intune_reconcile::sim::SimHandle) {
     let repo = Repo::empty();
     repo.fast_config("");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("concurrency: 4", "concurrency: 3"));
     let ids: Vec<String> = (0..N).map(android_id).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
-    let sim =
-        sim(SimConfig { devices: android_devices(N), latency: Duration::from_millis(150), ..SimConfig::default() });
-    (repo, ids, sim)
+    let mut cfg = SimConfig { devices: android_devices(N), ..SimConfig::default() };
+    tweak(&mut cfg);
+    (repo, ids, sim(cfg))
 }
 
 fn wait_for_posts(sim: &intune_reconcile::sim::SimHandle, n: usize) {
@@ -35,16 +35,21 @@ fn max_resets(sim: &intune_reconcile::sim::SimHandle, ids: &[String]) -> usize {
 }
 
 // The heart of the product: whatever instant the process dies at, recorded outcomes survive and
-// no device whose request may have been sent gets a second POST.
+// no device whose request may have been sent gets a second POST. Intune applies each of the first
+// resets at once and answers a second later, so the kill lands between "applied" and "answered":
+// only the intent written before the POST keeps the rerun from sending them again.
 #[test]
 fn kill_dash_nine_mid_apply_then_rerun_resets_every_device_exactly_once() {
-    let (repo, ids, sim) = setup();
+    let (repo, ids, sim) = setup(|c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_secs(1)), times: 12 }];
+    });
     let mut child = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
-    wait_for_posts(&sim, 8);
+    wait_for_posts(&sim, 6);
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     let sent_before: std::collections::HashSet<String> = posts(&sim).iter().map(|p| p.path.clone()).collect();
     assert!(sent_before.len() < N, "killed before the end");
+    assert!(posts(&sim).iter().all(|p| p.applied), "the killed run's resets took effect");
 
     // The rerun replays the journal: actions that may have been sent are `unknown`, not re-sent.
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
@@ -68,7 +73,7 @@ fn kill_dash_nine_mid_apply_then_rerun_resets_every_device_exactly_once() {
 
 #[test]
 fn ctrl_c_stops_sending_records_what_was_in_flight_and_exits_non_zero() {
-    let (repo, ids, sim) = setup();
+    let (repo, ids, sim) = setup(|c| c.latency = Duration::from_millis(150));
     let child = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
     wait_for_posts(&sim, 5);
     let ok =

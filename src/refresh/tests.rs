@@ -198,3 +198,14 @@ fn a_device_that_is_gone_makes_unknown_sendable_after_the_grace_only() {
     assert_eq!(one(&r, &gone("2026-11-27T10:05:00Z"), GRACE), None);
     assert_eq!(one(&r, &gone("2026-11-27T11:00:00Z"), GRACE), Some(Status::NotExecuted));
 }
+
+// Regression (finding 9): an unknown action sent before an accepted one on the same device took
+// the accepted one's result and was marked done without ever having run.
+#[test]
+fn an_unknown_action_never_takes_the_result_of_an_accepted_one() {
+    let u = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
+    let a = record("S2", Status::Accepted, "2026-11-27T10:05:00Z", Some("2026-11-27T10:05:00Z"));
+    let res = [result("resetPasscode", "done", "2026-11-27T10:05:01Z")];
+    let v = decide(&[&u, &a], &ev(&res, "2026-11-27T12:00:00Z", &[]), GRACE);
+    assert_eq!(statuses(&v), [None, Some(Status::Done)], "{v:?}");
+}

@@ -363,6 +363,9 @@ fn reset(s: &mut SimState, id: &str, rid: &str, crid: Option<&str>) -> Reply {
                 crid,
             );
         }
+        Some(FaultKind::Forbidden) => {
+            return graph_error(StatusCode::FORBIDDEN, "UnknownError", &intune_message("Forbidden"), rid, crid);
+        }
         Some(FaultKind::RequestTimeout) => {
             return graph_error(
                 StatusCode::REQUEST_TIMEOUT,

@@ -40,6 +40,8 @@ pub enum FaultKind {
     AnswerLate(Duration),
     /// 408 without applying.
     RequestTimeout,
+    /// 403 without applying (a licence or permission problem fixed later).
+    Forbidden,
 }
 
 /// A fault for the next `times` resetPasscode requests (on one device, or any).
@@ -71,7 +73,8 @@ pub struct SimConfig {
     /// Intune's clock minus the real one: every time the simulator stamps (`Date`, results,
     /// audits) is off by this much, like a runner whose clock is not Intune's.
     pub clock_offset: jiff::SignedDuration,
-    /// How long an applied reset takes to show in `deviceActionResults` (Intune's reports lag).
+    /// How long an applied reset takes to show in `deviceActionResults` (Intune's reports lag;
+    /// the audit log does not).
     pub report_delay: Duration,
     /// Whether `remoteActionAudits` answers (false: 403, like a token that may not read it).
     pub audits_readable: bool,
@@ -431,7 +434,8 @@ impl SimState {
         let mut all: Vec<(jiff::Timestamp, Value)> = Vec::new();
         for d in &self.devices {
             let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-            for a in d.actions.iter().filter(|a| Instant::now() >= a.visible_at) {
+            // The audit log is written when the request is made; only the results lag.
+            for a in &d.actions {
                 if since.is_some_and(|s| a.start < s) {
                     continue;
                 }

@@ -225,3 +225,14 @@ pub fn android_id(i: usize) -> String {
 pub fn posts(sim: &intune_reconcile::sim::SimHandle) -> Vec<intune_reconcile::sim::RecordedRequest> {
     sim.requests().into_iter().filter(|r| r.method == "POST" && r.path.ends_with("/resetPasscode")).collect()
 }
+
+/// A bare `POST path` to the simulator (its test routes), returning the HTTP status.
+pub fn http_post(sim: &intune_reconcile::sim::SimHandle, path: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let addr = sim.url().trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect to the simulator");
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line")
+}

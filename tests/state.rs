@@ -9,6 +9,10 @@ use predicates::prelude::*;
 #[test]
 fn list_and_show_in_text_and_json() {
     let repo = Repo::from_examples();
+    let out = repo.cmd().args(["state", "list"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "no ledger is not an empty ledger");
+    assert!(stderr(&out).contains("there is no ledger at") && stderr(&out).contains("reconcile init"));
+    repo.cmd().args(["init", "--tenant", "tenant-a"]).assert().success();
     repo.cmd()
         .args(["state", "list"])
         .assert()

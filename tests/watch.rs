@@ -92,6 +92,7 @@ const ONE: &str = "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadat
 #[test]
 fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
     let repo = Repo::empty();
+    repo.init();
     repo.write("manifests/a.yaml", ONE);
     let w = watch(&repo, &[]);
     w.wait_for("Plan: 1 to reset", 1);

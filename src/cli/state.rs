@@ -100,7 +100,7 @@ pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
         }
         return Ok(());
     }
-    let ledger = store.load()?;
+    let ledger = store.load_existing()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match cmd {
         StateCommand::List { format: StateFormat::Text } => render::state::list_text(&mut out, &ledger),

@@ -176,3 +176,19 @@ fn a_ledger_of_another_tenant_is_refused() {
     assert!(stderr(&out).contains("belongs to tenant `tenant-a`, not `tenant-b`"), "{}", stderr(&out));
     repo.cmd().args(["plan", "--offline"]).env("AZURE_TENANT_ID", "tenant-a").assert().success();
 }
+
+// A lock file committed as a symlink was opened and truncated through it (a victim file went to
+// 0 bytes). It is refused, and the file it points at is untouched.
+#[test]
+fn a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched() {
+    let (repo, ledger, _) = repo_with_ledger();
+    let victim = repo.write("victim.txt", "precious\n");
+    let lock = repo.path().join(".reconcile/state.json.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink(&victim, &lock).expect("symlink");
+    let out = repo.cmd().args(["state", "retry", "0000", "--reason", "x"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot lock ledger"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+    assert_eq!(std::fs::read(repo.store().path()).expect("ledger"), ledger);
+}

@@ -35,11 +35,14 @@ impl Drop for Connection {
             if saved.is_empty() && !path.exists() {
                 return;
             }
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let write =
-                serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other).and_then(|b| std::fs::write(path, b));
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let _ = std::fs::create_dir_all(dir);
+            // A new file renamed over the old one: never written through a link in its place.
+            let write = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other).and_then(|b| {
+                let mut tmp = tempfile::Builder::new().prefix(".simulator-").tempfile_in(dir)?;
+                std::io::Write::write_all(&mut tmp, &b)?;
+                tmp.persist(path).map(drop).map_err(|e| e.error)
+            });
             if let Err(e) = write {
                 tracing::warn!(path = %path.display(), error = %e, "cannot keep the simulator's state");
             }

@@ -108,7 +108,11 @@ mod tests {
         let t1 = Instant::now();
         p.acquire().await;
         assert!(Instant::now() - t1 >= Duration::from_secs(3));
-        assert!(p.interval().await > spacing);
+        assert_eq!(p.interval().await, spacing.mul_f64(SLOWDOWN));
+        for _ in 0..10 {
+            p.throttled(Duration::ZERO).await;
+        }
+        assert_eq!(p.interval().await, spacing.mul_f64(MAX_SLOWDOWN), "the slow-down has a ceiling");
         for _ in 0..100 {
             p.succeeded().await;
         }

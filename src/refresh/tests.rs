@@ -209,3 +209,66 @@ fn an_unknown_action_never_takes_the_result_of_an_accepted_one() {
     let v = decide(&[&u, &a], &ev(&res, "2026-11-27T12:00:00Z", &[]), GRACE);
     assert_eq!(statuses(&v), [None, Some(Status::Done)], "{v:?}");
 }
+
+#[test]
+fn every_action_state_maps_to_its_status() {
+    for (state, want) in [
+        ("done", Some(Status::Done)),
+        ("failed", Some(Status::Failed)),
+        ("notSupported", Some(Status::NotSupported)),
+        ("canceled", Some(Status::Canceled)),
+        ("cancelled", Some(Status::Canceled)),
+        ("pending", Some(Status::Accepted)),
+        ("active", Some(Status::Accepted)),
+    ] {
+        let r = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
+        let res = [result("resetPasscode", state, "2026-11-27T10:00:01Z")];
+        assert_eq!(one(&r, &ev(&res, "2026-11-27T10:05:00Z", &[]), GRACE), want, "{state}");
+    }
+}
+
+#[test]
+fn records_that_are_not_pending_get_no_verdict() {
+    let mut done = record("S0", Status::Done, "2026-11-27T09:00:00Z", Some("2026-11-27T09:00:00Z"));
+    done.attempts[0].resolution =
+        Some(Resolution { result_started: Some(ts("2026-11-27T09:00:01Z")), ..Resolution::default() });
+    let rejected = record("S1", Status::Rejected, "2026-11-27T09:30:00Z", Some("2026-11-27T09:30:00Z"));
+    let res = [
+        result("resetPasscode", "done", "2026-11-27T09:00:01Z"),
+        result("resetPasscode", "done", "2026-11-27T09:30:01Z"),
+    ];
+    let v = decide(&[&done, &rejected], &ev(&res, "2026-11-27T12:00:00Z", &[]), GRACE);
+    assert_eq!(v, [None, None]);
+}
+
+#[test]
+fn a_claimed_result_still_pending_changes_nothing() {
+    let mut r = record("S1", Status::Accepted, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
+    r.attempts[0].resolution =
+        Some(Resolution { result_started: Some(ts("2026-11-27T10:00:02Z")), ..Resolution::default() });
+    let res = [result("resetPasscode", "pending", "2026-11-27T10:00:02Z")];
+    let v = decide(&[&r], &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE);
+    assert!(matches!(&v[0], Some(Verdict::Wait(_))), "{v:?}");
+}
+
+// Only an audit entry by a person, at the result's time, makes a result someone else's.
+#[test]
+fn a_persons_audit_entry_elsewhere_in_time_does_not_hide_our_result() {
+    let u = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
+    let res = [result("resetPasscode", "done", "2026-11-27T10:00:01Z")];
+    let audits = [
+        audit("ours", "2026-11-27T10:00:01Z", Some("")),
+        audit("bob", "2026-11-27T09:00:00Z", Some("bob@contoso.com")),
+    ];
+    assert_eq!(one(&u, &ev(&res, "2026-11-27T11:00:00Z", &audits), GRACE), Some(Status::Done));
+}
+
+// One audit entry counts for one action: the second unknown action on the device waits.
+#[test]
+fn one_audit_entry_counts_for_one_action() {
+    let a = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
+    let b = record("S2", Status::Unknown, "2026-11-27T10:00:05Z", Some("2026-11-27T10:00:05Z"));
+    let audits = [audit("only", "2026-11-27T10:00:06Z", None)];
+    let v = decide(&[&a, &b], &ev(&[], "2026-11-27T11:00:00Z", &audits), GRACE);
+    assert_eq!(statuses(&v), [Some(Status::Accepted), None], "{v:?}");
+}

@@ -156,7 +156,13 @@ impl LocalStore {
     /// Reads the ledger (snapshot plus journal) without locking. A missing ledger is empty: use
     /// [`exists`](Self::exists) where that must not be mistaken for "nothing was ever sent".
     pub fn load(&self) -> Result<Ledger, StateError> {
-        Ok(self.load_parts()?.0)
+        let mut ledger = match std::fs::read(&self.path) {
+            Ok(bytes) => self.parse_snapshot(&bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::empty(),
+            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
+        };
+        self.replay_journal(&mut ledger)?;
+        Ok(ledger)
     }
 
     /// Reads the ledger, refusing a missing one.
@@ -170,17 +176,6 @@ impl LocalStore {
     /// Whether a ledger (snapshot or journal) is there.
     pub fn exists(&self) -> bool {
         self.path.exists() || self.journal_path().exists()
-    }
-
-    /// The ledger, and how many journal lines were replayed into it.
-    fn load_parts(&self) -> Result<(Ledger, usize), StateError> {
-        let mut ledger = match std::fs::read(&self.path) {
-            Ok(bytes) => self.parse_snapshot(&bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::empty(),
-            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
-        };
-        let replayed = self.replay_journal(&mut ledger)?;
-        Ok((ledger, replayed))
     }
 
     fn corrupt(&self, reason: impl Into<String>) -> StateError {
@@ -210,12 +205,12 @@ impl LocalStore {
         Ok(Ledger { lineage: Some(snap.lineage), serial: snap.serial, tenant: snap.tenant, records: snap.records })
     }
 
-    /// Applies the journal's changes to `ledger`; returns how many records changed.
-    fn replay_journal(&self, ledger: &mut Ledger) -> Result<usize, StateError> {
+    /// Applies the journal's changes to `ledger`.
+    fn replay_journal(&self, ledger: &mut Ledger) -> Result<(), StateError> {
         let jpath = self.journal_path();
         let text = match std::fs::read(&jpath) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(StateError::Read { path: jpath, source }),
         };
         let jerr = |n: usize, why: &str| self.corrupt(format!("journal `{}` line {n}: {why}", jpath.display()));
@@ -231,8 +226,11 @@ impl LocalStore {
             }
         }
         let mut lines = parsed.into_iter();
-        let Some(JournalLine::Base { lineage, base_serial, tenant }) = lines.next() else {
-            return if text.is_empty() || lines.len() == 0 { Ok(0) } else { Err(jerr(1, "missing base line")) };
+        let (lineage, base_serial, tenant) = match lines.next() {
+            Some(JournalLine::Base { lineage, base_serial, tenant }) => (lineage, base_serial, tenant),
+            // Empty, or only a torn first line: nothing was recorded, so nothing was sent.
+            None => return Ok(()),
+            Some(JournalLine::Put(_)) => return Err(jerr(1, "missing base line")),
         };
         let mut puts: Vec<Record> = Vec::new();
         for (i, line) in lines.enumerate() {
@@ -284,18 +282,18 @@ impl LocalStore {
             ledger.records.insert(r.key.clone(), r);
         }
         ledger.serial = base_serial + n as u64;
-        Ok(n)
+        Ok(())
     }
 
-    /// Merges a journal that does not extend the snapshot (see the module docs). Returns how
-    /// many records the snapshot lacked or had an older version of.
+    /// Merges a journal that does not extend the snapshot (see the module docs): records the
+    /// snapshot lacks or has an older version of are taken from the journal.
     fn merge_journal(
         &self,
         ledger: &mut Ledger,
         puts: Vec<Record>,
         base_serial: u64,
         diverged: &dyn Fn(String, &'static str) -> StateError,
-    ) -> Result<usize, StateError> {
+    ) -> Result<(), StateError> {
         // The journal's last word on every record it touched.
         let mut latest: BTreeMap<ActionKey, Record> = BTreeMap::new();
         for r in puts {
@@ -322,10 +320,10 @@ impl LocalStore {
                 "merging a record the ledger file lacked from a journal that did not extend it"
             );
             ledger.records.insert(key, j);
-            merged += 1;
+            merged += 1u64;
         }
-        ledger.serial = ledger.serial.max(base_serial) + merged as u64;
-        Ok(merged)
+        ledger.serial = ledger.serial.max(base_serial) + merged;
+        Ok(())
     }
 
     /// Takes the writer lock and returns a writer over the current ledger. A journal left by an
@@ -357,12 +355,13 @@ impl LocalStore {
             create_private_dir(dir).map_err(|source| StateError::Write { path: self.path.clone(), source })?;
         }
         let guard = lock::acquire(&self.path, timeout, &lock::me(command))?;
-        let (mut ledger, replayed) = self.load_parts()?;
+        let mut ledger = self.load()?;
         check_tenant(&self.path, &ledger, tenant)?;
-        let fresh = ledger.lineage.is_none();
-        if fresh {
+        if ledger.lineage.is_none() {
             ledger.lineage = Some(Uuid::new_v4());
         }
+        // A new ledger, or one from before tenants were recorded, is bound now (a new one always
+        // is: without a tenant it is refused below).
         let bound_tenant = ledger.tenant.is_none() && tenant.is_some();
         if bound_tenant {
             ledger.tenant = tenant.map(str::to_owned);
@@ -370,17 +369,9 @@ impl LocalStore {
         if ledger.tenant.is_none() {
             return Err(StateError::NoTenant { path: self.path.clone() });
         }
-        let mut writer = LedgerWriter {
-            store: self.clone(),
-            ledger,
-            journal: None,
-            journal_len: 0,
-            broken: false,
-            bound_tenant: fresh || bound_tenant,
-            pending: 0,
-            _guard: guard,
-        };
-        if fresh || bound_tenant || replayed > 0 || self.journal_path().exists() {
+        let mut writer =
+            LedgerWriter { store: self.clone(), ledger, journal: None, broken: false, bound_tenant, _guard: guard };
+        if bound_tenant || self.journal_path().exists() {
             writer.write_snapshot()?;
         }
         Ok(writer)
@@ -481,13 +472,10 @@ pub struct LedgerWriter {
     store: LocalStore,
     ledger: Ledger,
     journal: Option<File>,
-    /// The journal's length after its last complete, synced write.
-    journal_len: u64,
     /// A journal write failed: nothing more is appended after a possibly partial line.
     broken: bool,
-    /// This lock created the ledger or bound it to a tenant.
+    /// This lock created the ledger or bound an older one to a tenant.
     bound_tenant: bool,
-    pending: usize,
     _guard: LockGuard,
 }
 
@@ -526,23 +514,22 @@ impl LedgerWriter {
             };
             lines.extend(line_bytes(&base));
             self.journal = Some(f);
-            self.journal_len = 0;
         }
         let records: Vec<Record> = records.into_iter().collect();
         for r in &records {
             lines.extend(line_bytes(&JournalLine::Put(Box::new(r.clone()))));
         }
         let f = self.journal.as_mut().expect("opened above");
+        // Its length after the last complete, synced write.
+        let before = f.metadata().map_err(werr)?.len();
         if let Err(e) = f.write_all(&lines).and_then(|()| f.sync_data()) {
             // Cut a partial line off so the journal stays readable, and append nothing more.
-            let _ = f.set_len(self.journal_len).and_then(|()| f.sync_data());
+            let _ = f.set_len(before).and_then(|()| f.sync_data());
             self.broken = true;
             return Err(werr(e));
         }
-        self.journal_len += lines.len() as u64;
         for r in records {
             self.ledger.serial += 1;
-            self.pending += 1;
             self.ledger.records.insert(r.key.clone(), r);
         }
         Ok(())
@@ -550,7 +537,7 @@ impl LedgerWriter {
 
     /// Folds the journal into a new snapshot and removes it.
     pub fn commit(mut self) -> Result<Ledger, StateError> {
-        if self.pending > 0 || self.journal.is_some() {
+        if self.journal.is_some() {
             self.write_snapshot()?;
         }
         Ok(self.ledger.clone())
@@ -587,7 +574,6 @@ impl LedgerWriter {
         // The snapshot now holds everything the journal said; a crash before this removal leaves a
         // journal whose base serial is behind the snapshot's, which readers ignore.
         self.journal = None;
-        self.pending = 0;
         match std::fs::remove_file(self.store.journal_path()) {
             Ok(()) => sync_dir(&path).map_err(werr),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -654,6 +640,64 @@ mod tests {
     }
 
     #[test]
+    fn newer_compares_attempts_then_update_time() {
+        let with = |ids: &[u128], updated: i64| {
+            let mut r = record("m", "A", Status::Unknown);
+            r.attempts = ids
+                .iter()
+                .map(|i| crate::state::Attempt { client_request_id: Uuid::from_u128(*i), ..Default::default() })
+                .collect();
+            r.updated_at = jiff::Timestamp::from_second(updated).expect("ts");
+            r
+        };
+        let is = |x: Option<Newer>| match x {
+            Some(Newer::Snapshot) => "snapshot",
+            Some(Newer::Journal) => "journal",
+            None => "diverged",
+        };
+        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[1], 9))), "snapshot");
+        assert_eq!(is(newer(&with(&[1], 9), &with(&[1, 2], 0))), "journal");
+        assert_eq!(is(newer(&with(&[], 0), &with(&[1], 0))), "journal");
+        assert_eq!(is(newer(&with(&[1], 0), &with(&[], 0))), "snapshot");
+        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[1, 3], 0))), "diverged");
+        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[3], 0))), "diverged");
+        assert_eq!(is(newer(&with(&[1], 5), &with(&[1], 6))), "journal", "same attempts: the later write");
+        assert_eq!(is(newer(&with(&[1], 6), &with(&[1], 5))), "snapshot");
+        assert_eq!(is(newer(&with(&[1], 5), &with(&[1], 5))), "snapshot");
+    }
+
+    // A ledger from before tenants were recorded is bound by `init` (which says it changed it).
+    #[test]
+    fn init_binds_a_ledger_that_has_no_tenant() {
+        let (_d, s) = store();
+        committed_ledger(&s);
+        let mut snap: Snapshot = serde_json::from_slice(&std::fs::read(s.path()).expect("read")).expect("snapshot");
+        snap.tenant = None;
+        snap.checksum = None;
+        snap.checksum = Some(snap.digest());
+        std::fs::write(s.path(), serde_json::to_vec(&snap).expect("json")).expect("write");
+        assert_eq!(s.load().expect("load").tenant, None);
+        assert!(s.create(Duration::ZERO, "tenant-a").expect("bind"), "bound now");
+        assert_eq!(s.load().expect("load").tenant.as_deref(), Some("tenant-a"));
+        assert!(!s.create(Duration::ZERO, "tenant-a").expect("no-op"));
+    }
+
+    #[test]
+    fn a_writer_knows_the_ledger_it_locked_and_commits_nothing_when_nothing_changed() {
+        let (_d, s) = store();
+        committed_ledger(&s);
+        let l = s.load().expect("load");
+        use std::os::unix::fs::MetadataExt as _;
+        let inode = || std::fs::metadata(s.path()).expect("meta").ino();
+        let before = inode();
+        let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        assert_eq!(w.ledger_before(), (l.lineage, 1));
+        assert!(l.lineage.is_some());
+        w.commit().expect("commit");
+        assert_eq!(inode(), before, "not rewritten");
+    }
+
+    #[test]
     fn records_survive_commit_and_serial_counts_every_write() {
         let (_d, s) = store();
         let mut w = lock(&s);
@@ -688,6 +732,37 @@ mod tests {
         assert_eq!(w.ledger(), &l);
     }
 
+    #[test]
+    fn journal_replay_counts_every_change_and_survives_a_lost_empty_snapshot() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "A", Status::Accepted)).expect("record");
+        drop(w);
+        let l = s.load().expect("load");
+        assert_eq!((l.serial, l.records.len()), (2, 1), "each journal line is one change");
+        // The snapshot it extends was empty (serial 0): losing it loses nothing.
+        std::fs::remove_file(s.path()).expect("rm");
+        let l = s.load().expect("load");
+        assert_eq!(l.records.values().map(|r| r.status).collect::<Vec<_>>(), [Status::Accepted]);
+    }
+
+    #[test]
+    fn a_journal_without_its_base_line_or_with_two_is_corrupt() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        drop(w);
+        let text = std::fs::read_to_string(s.journal_path()).expect("journal");
+        let (base, put) = text.split_once('\n').expect("two lines");
+        std::fs::write(s.journal_path(), put).expect("no base");
+        let err = s.load().expect_err("corrupt");
+        assert!(err.to_string().contains("line 1: missing base line"), "{err}");
+        std::fs::write(s.journal_path(), format!("{base}\n{base}\n{put}")).expect("two bases");
+        let err = s.load().expect_err("corrupt");
+        assert!(err.to_string().contains("line 2: second base line"), "{err}");
+    }
+
     // A torn last line means its fsync never returned, so its request was never sent.
     #[test]
     fn torn_last_journal_line_is_ignored_but_a_bad_middle_line_is_corruption() {
@@ -704,7 +779,8 @@ mod tests {
         let second_line = full.iter().position(|&b| b == b'\n').expect("lines") + 70;
         bad[second_line] ^= 1;
         std::fs::write(s.journal_path(), &bad).expect("flip");
-        assert!(matches!(s.load(), Err(StateError::Corrupt { .. })));
+        let err = s.load().expect_err("corrupt");
+        assert!(matches!(&err, StateError::Corrupt { reason, .. } if reason.contains("line 2:")), "{err}");
     }
 
     // A crash between the snapshot's rename and the journal's removal: the journal's records are
@@ -847,12 +923,41 @@ mod tests {
         assert!(matches!(s.load(), Err(StateError::Corrupt { .. })));
     }
 
+    // Only a ledger that is not there reads as empty: any other read error is an error.
+    #[test]
+    fn an_unreadable_ledger_is_an_error_not_an_empty_ledger() {
+        let (_d, s) = store();
+        std::fs::create_dir_all(s.path()).expect("a folder where the ledger should be");
+        assert!(matches!(s.load(), Err(StateError::Read { .. })));
+        assert!(s.lock(Duration::ZERO, "test", Some("tenant-a")).is_err());
+        // The same for the journal: unreadable is not absent (its intents must not be lost).
+        let (_d, s) = store();
+        committed_ledger(&s);
+        std::fs::create_dir_all(s.journal_path()).expect("a folder where the journal should be");
+        assert!(matches!(s.load(), Err(StateError::Read { .. })));
+    }
+
+    #[test]
+    fn an_older_unknown_version_is_corrupt_not_newer() {
+        let (_d, s) = store();
+        let text = String::from_utf8(committed_ledger(&s)).expect("utf8");
+        std::fs::write(s.path(), text.replace("\"version\": 1", "\"version\": 0")).expect("edit");
+        let err = s.load().expect_err("refused");
+        assert!(
+            matches!(&err, StateError::Corrupt { reason, .. } if reason.contains("unsupported version 0")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_ledger_of_another_tenant_is_refused() {
         let (_d, s) = store();
         committed_ledger(&s);
         let err = s.lock(Duration::ZERO, "test", Some("tenant-b")).expect_err("refused");
         assert!(matches!(err, StateError::WrongTenant { .. }), "{err}");
+        let l = s.load().expect("load");
+        assert!(matches!(s.check_tenant(&l, Some("tenant-b")), Err(StateError::WrongTenant { .. })));
+        assert!(s.check_tenant(&l, Some("TENANT-A")).is_ok() && s.check_tenant(&l, None).is_ok());
     }
 
     #[test]

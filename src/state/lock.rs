@@ -63,9 +63,20 @@ pub fn lock_path(ledger: &Path) -> PathBuf {
 pub fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGuard, LockError> {
     let path = lock_path(ledger);
     let io = |source| LockError::Io { ledger: ledger.to_path_buf(), lock: path.clone(), source };
-    // Never truncate on open: the holder's details are in there.
-    let mut file =
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path).map_err(io)?;
+    // Never truncate on open: the holder's details are in there. Never follow a symlink: a lock
+    // file committed as a link would have us write (and truncate) whatever it points at.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(io(std::io::Error::other("the lock file is not a regular file")));
+    }
     let deadline = Instant::now() + timeout;
     loop {
         match file.try_lock() {

@@ -322,7 +322,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_person_resolves_unknown_and_retries_rejected_only() {
-        let now = Timestamp::UNIX_EPOCH;
+        let now: Timestamp = "2026-11-30T10:00:00Z".parse().expect("ts");
         let mut r = record("m", "A", Status::Unknown);
         r.attempts.push(Attempt::default());
         assert_eq!(
@@ -337,7 +337,7 @@ pub(crate) mod tests {
         assert_eq!(r.status, Status::NotExecuted);
         let res = r.attempts[0].resolution.as_ref().expect("recorded");
         assert_eq!((res.by.as_str(), res.status), ("ann@h", Status::NotExecuted));
-        assert!(res.note.contains("phone was off"));
+        assert!(res.note.starts_with("state resolve by a person: phone was off"), "{}", res.note);
         assert!(matches!(
             r.decide_by_person(PersonDecision::ResolveDone, "ann@h", "x", now),
             Err(DecisionError::NotUnknown { status: Status::NotExecuted, .. })
@@ -345,9 +345,32 @@ pub(crate) mod tests {
         let mut rejected = record("m", "B", Status::Rejected);
         rejected.decide_by_person(PersonDecision::Retry, "ann@h", "licence fixed", now).expect("retry");
         assert_eq!(rejected.status, Status::NotExecuted);
+        // A record without attempts gets one that carries the decision.
+        assert_eq!(rejected.attempts.len(), 1);
+        assert_eq!(rejected.attempts[0].started_at, now);
+        assert_eq!(rejected.attempts[0].resolution.as_ref().map(|r| r.at), Some(now));
+        let note = &rejected.attempts[0].resolution.as_ref().expect("recorded").note;
+        assert!(note.starts_with("state retry by a person: licence fixed"), "{note}");
         let mut done = record("m", "C", Status::Unknown);
         done.decide_by_person(PersonDecision::ResolveDone, "ann@h", "user confirmed", now).expect("resolve");
         assert_eq!(done.status, Status::Done);
+    }
+
+    // Only `not-executed` may be sent; every other status says the reset ran or may have.
+    #[test]
+    fn only_not_executed_is_sendable() {
+        for s in [
+            Status::Accepted,
+            Status::Done,
+            Status::Failed,
+            Status::NotSupported,
+            Status::Canceled,
+            Status::Rejected,
+            Status::Unknown,
+        ] {
+            assert!(s.blocks_sending(), "{s}");
+        }
+        assert!(!Status::NotExecuted.blocks_sending());
     }
 
     #[test]

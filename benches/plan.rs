@@ -88,7 +88,7 @@ fn write_manifests(root: &Path) {
 fn write_ledger(root: &Path) {
     let mut diags = Default::default();
     let files = manifest::discover(
-        &[ManifestInput { base: root.to_path_buf(), pattern: "manifests".into(), origin: None }],
+        &[ManifestInput { base: root.to_path_buf(), pattern: "manifests".into(), origin: None, confine_to: None }],
         &mut diags,
     );
     let loaded = manifest::load(&files, manifest::validate::Context { api_version: ApiVersion::V1 });

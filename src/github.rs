@@ -1,5 +1,11 @@
 //! GitHub: one plan comment per pull request, created once and updated after, through the REST
 //! API (`GITHUB_TOKEN`, `GITHUB_REPOSITORY`, `GITHUB_API_URL`).
+//!
+//! Only a comment written by the identity the token acts as is ever adopted: anyone on a pull
+//! request can post a comment that starts with the marker, and editing *their* comment would let
+//! them turn it back into a fake plan. The identity is `GET /user`'s login when it answers (a
+//! personal or app-user token), else, inside GitHub Actions, the `github-actions[bot]` user that
+//! the workflow's `GITHUB_TOKEN` posts as. When neither is known, a new comment is created.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -12,7 +18,12 @@ pub struct GithubTarget {
     pub repository: String,
     pub pr: u64,
     pub token: SecretString,
+    /// Running inside GitHub Actions (`GITHUB_ACTIONS=true`).
+    pub actions: bool,
 }
+
+/// The login of the Actions token's bot user.
+pub const ACTIONS_BOT: &str = "github-actions[bot]";
 
 impl std::fmt::Debug for GithubTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,6 +53,24 @@ struct Comment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    user: Option<User>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+/// Whether `c` is our plan comment: it starts with the marker and was written by `me`.
+fn ours(c: &Comment, me: &User) -> bool {
+    let author_is_me = c
+        .user
+        .as_ref()
+        .is_some_and(|u| u.login.eq_ignore_ascii_case(&me.login) && (me.kind.is_none() || u.kind == me.kind));
+    author_is_me && c.body.as_deref().is_some_and(|b| b.trim_start().starts_with(MARKER))
 }
 
 /// The pull request number of the event that started the workflow (`GITHUB_EVENT_PATH`).
@@ -63,6 +92,15 @@ pub async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upserted, Gi
     };
     let api_err =
         |what: &'static str| move |e: reqwest::Error| GithubError::Api { what, reason: crate::graph::error_chain(&e) };
+    // Who the token acts as: `GET /user`, or the Actions bot when the token cannot say.
+    let me = match req(reqwest::Method::GET, format!("{}/user", t.api)).send().await {
+        Ok(r) if r.status().is_success() => r.json::<User>().await.ok().map(|u| User { login: u.login, kind: None }),
+        _ => None,
+    }
+    .or_else(|| t.actions.then(|| User { login: ACTIONS_BOT.into(), kind: Some("Bot".into()) }));
+    if me.is_none() {
+        tracing::warn!("cannot tell which GitHub user the token acts as: creating a new plan comment");
+    }
     let mut existing = None;
     for page in 1..=50 {
         let url = format!("{}/repos/{}/issues/{}/comments?per_page=100&page={page}", t.api, t.repository, t.pr);
@@ -72,9 +110,8 @@ pub async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upserted, Gi
             return Err(GithubError::Api { what: "listing comments", reason: format!("HTTP {status}") });
         }
         let comments: Vec<Comment> = resp.json().await.map_err(api_err("listing comments"))?;
-        // Ours starts with the marker; a person quoting it elsewhere in a comment is not us.
-        if let Some(c) = comments.iter().find(|c| c.body.as_deref().is_some_and(|b| b.trim_start().starts_with(MARKER)))
-        {
+        // Ours starts with the marker and is written by us; anyone else's is never touched.
+        if let Some(c) = me.as_ref().and_then(|me| comments.iter().find(|c| ours(c, me))) {
             existing = Some(c.id);
             break;
         }

@@ -5,6 +5,7 @@
 //! - [`cli`] — argument parsing and one file per subcommand; turns flags into options and calls
 //!   the core. The only place with `anyhow`, exit codes and stdout/stderr decisions.
 //! - [`settings`] — the one place that reads `reconcile.yaml` and the environment.
+//! - [`confine`] — paths the repository names stay inside it.
 //! - [`manifest`] — finds, parses and validates manifests into [`action::Action`]s, with
 //!   `file:line:column` [`diagnostic`]s for every problem.
 //! - [`action`] — `Action` and `ActionKey` (the canonical form and its SHA-256).
@@ -22,6 +23,7 @@
 pub mod action;
 pub mod apply;
 pub mod cli;
+pub mod confine;
 pub mod diagnostic;
 pub mod duration;
 pub mod github;

@@ -303,16 +303,7 @@ mod tests {
     #[test]
     fn every_status_lands_in_its_category() {
         let acts: Vec<Action> = (0..9).map(|i| action("m", &format!("S{i}"))).collect();
-        let statuses = [
-            Status::Accepted,
-            Status::Done,
-            Status::Failed,
-            Status::NotSupported,
-            Status::Canceled,
-            Status::Rejected,
-            Status::Unknown,
-            Status::NotExecuted,
-        ];
+        let statuses = Status::ALL;
         let recs: Vec<(&Action, Status)> = acts.iter().zip(statuses).collect();
         let ledger = ledger_with(&recs);
         let none = Resolutions::new();

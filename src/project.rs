@@ -51,7 +51,12 @@ pub fn load_manifests(settings: Settings, paths: &[PathBuf], mut diags: Diagnost
     } else {
         paths
             .iter()
-            .map(|p| ManifestInput { base: PathBuf::from("."), pattern: p.display().to_string(), origin: None })
+            .map(|p| ManifestInput {
+                base: PathBuf::from("."),
+                pattern: p.display().to_string(),
+                origin: None,
+                confine_to: None,
+            })
             .collect()
     };
     let files = manifest::discover(&inputs, &mut diags);

@@ -35,6 +35,23 @@ pub enum Cloud {
     China,
 }
 
+impl Cloud {
+    /// Its name in `reconcile.yaml` and `AZURE_CLOUD`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cloud::Global => "global",
+            Cloud::Usgov => "usgov",
+            Cloud::UsgovDod => "usgov-dod",
+            Cloud::China => "china",
+        }
+    }
+
+    /// Parses a name as written in `AZURE_CLOUD`.
+    pub fn parse(name: &str) -> Option<Cloud> {
+        [Cloud::Global, Cloud::Usgov, Cloud::UsgovDod, Cloud::China].into_iter().find(|c| c.as_str() == name)
+    }
+}
+
 /// The Graph API version requests go to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ApiVersion {
@@ -215,21 +232,83 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
     let (config_file, raw, base) = read_config(overrides, diags);
     let mut graph = GraphSettings::default();
     let file = config_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    // Where credentials may go is the environment's decision, never the repository's.
+    let pinned = match env("AZURE_CLOUD").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        None => Cloud::Global,
+        Some(v) => match Cloud::parse(&v) {
+            Some(c) => c,
+            None => {
+                diags.push(Diagnostic {
+                    severity: crate::diagnostic::Severity::Error,
+                    file: None,
+                    pos: None,
+                    message: format!("AZURE_CLOUD `{}` is not a cloud", v.escape_debug()),
+                    hint: Some("use global, usgov, usgov-dod or china".into()),
+                });
+                Cloud::Global
+            }
+        },
+    };
+    graph.cloud = pinned;
     if let Some(g) = raw.graph {
+        if let Some(c) = g.cloud
+            && c != pinned
+        {
+            diags.push(
+                Diagnostic::error(
+                    &file,
+                    None,
+                    format!(
+                        "graph.cloud is `{}`, but this environment pins AZURE_CLOUD=`{}`: credentials go only where the environment says",
+                        c.as_str(),
+                        pinned.as_str()
+                    ),
+                )
+                .with_hint("set AZURE_CLOUD in the CI environment (not in the repository) to the tenant's cloud, or fix graph.cloud"),
+            );
+        }
         apply_graph(g, &file, &mut graph, diags);
+        graph.cloud = pinned;
     }
     let manifests = match raw.manifests {
         Some(list) => list
             .into_iter()
-            .map(|m| ManifestInput { base: base.clone(), pattern: m.value, origin: Some(file.clone()) })
+            .map(|m| ManifestInput {
+                base: base.clone(),
+                pattern: m.value,
+                origin: Some(file.clone()),
+                confine_to: Some(base.clone()),
+            })
             .collect(),
-        None => vec![ManifestInput { base: base.clone(), pattern: "manifests".into(), origin: None }],
+        None => vec![ManifestInput {
+            base: base.clone(),
+            pattern: "manifests".into(),
+            origin: None,
+            confine_to: Some(base.clone()),
+        }],
     };
-    let state = overrides
-        .state
-        .clone()
-        .or_else(|| raw.state.map(|s| join(&base, Path::new(&s.value))))
-        .unwrap_or_else(|| join(&base, Path::new(DEFAULT_STATE)));
+    // The repository may name the ledger only inside itself; `--state` is the operator's.
+    let state = match (&overrides.state, raw.state) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => {
+            let path = join(&base, Path::new(&s.value));
+            if let Err(e) = crate::confine::inside(&base, &path) {
+                diags.push(Diagnostic::error(&file, pos_of(&s, 0), format!("state: {e}")).with_hint(
+                    "the ledger named by reconcile.yaml must be inside the repository; the operator may pass --state",
+                ));
+            }
+            path
+        }
+        (None, None) => join(&base, Path::new(DEFAULT_STATE)),
+    };
+    if overrides.state.is_none()
+        && let Err(e) = crate::confine::inside(&base, &state)
+        && !diags.has_errors()
+    {
+        diags.push(Diagnostic::error(&state, None, format!("the ledger {e}")).with_hint(
+            "a committed symlink must not move the ledger out of the repository; the operator may pass --state",
+        ));
+    }
     let nonempty = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     Settings {
         config_file,
@@ -239,7 +318,13 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
         tenant: nonempty("AZURE_TENANT_ID"),
         graph_url: nonempty("RECONCILE_GRAPH_URL"),
         authority_host: nonempty("AZURE_AUTHORITY_HOST"),
-        sim_devices: raw.simulator.and_then(|s| s.devices).map(|d| join(&base, Path::new(&d.value))),
+        sim_devices: raw.simulator.and_then(|s| s.devices).map(|d| {
+            let path = join(&base, Path::new(&d.value));
+            if let Err(e) = crate::confine::inside(&base, &path) {
+                diags.push(Diagnostic::error(&file, pos_of(&d, 0), format!("simulator.devices: {e}")));
+            }
+            path
+        }),
         policy: raw.policy.map(|p| crate::policy::Policy::from_raw(p, &file, diags)).unwrap_or_default(),
     }
 }

@@ -204,8 +204,8 @@ fn apply_reports_json_and_junit() {
     assert_eq!(junit.matches("<testcase ").count(), 2);
 }
 
-/// Comments by id, as the fake GitHub keeps them.
-type Comments = Arc<Mutex<Vec<(u64, String)>>>;
+/// Comments as the fake GitHub keeps them: id, body, author login.
+type Comments = Arc<Mutex<Vec<(u64, String, String)>>>;
 
 /// A running fake of the GitHub REST API.
 struct FakeGithub {
@@ -215,40 +215,67 @@ struct FakeGithub {
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// A fake of the GitHub REST API: issue comments in memory.
+/// Who a token acts as, as GitHub sees it: `ghs_…` is a workflow's installation token (the
+/// `github-actions[bot]` user; `GET /user` refuses it), `ghp_NAME` a personal token of NAME.
+fn author_of(headers: &axum::http::HeaderMap) -> (String, &'static str) {
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match token.strip_prefix("Bearer ghp_") {
+        Some(name) => (name.to_owned(), "User"),
+        None => ("github-actions[bot]".to_owned(), "Bot"),
+    }
+}
+
+/// A fake of the GitHub REST API: issue comments in memory, with their authors.
 fn fake_github() -> FakeGithub {
     use axum::Json;
     use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
     use axum::routing::{get, patch};
-    type Db = Arc<Mutex<Vec<(u64, String)>>>;
-    let db: Db = Arc::default();
+    let db: Comments = Arc::default();
     let app = axum::Router::new()
         .route(
+            "/user",
+            get(|headers: HeaderMap| async move {
+                match author_of(&headers) {
+                    (login, "User") => (StatusCode::OK, Json(serde_json::json!({"login": login, "type": "User"}))),
+                    _ => (
+                        StatusCode::FORBIDDEN,
+                        Json(serde_json::json!({"message": "Resource not accessible by integration"})),
+                    ),
+                }
+            }),
+        )
+        .route(
             "/repos/{owner}/{repo}/issues/{pr}/comments",
-            get(|State(db): State<Db>| async move {
+            get(|State(db): State<Comments>| async move {
                 let list: Vec<serde_json::Value> = db
                     .lock()
                     .expect("db")
                     .iter()
-                    .map(|(id, body)| serde_json::json!({"id": id, "body": body}))
+                    .map(|(id, body, login)| {
+                        let kind = if login.ends_with("[bot]") { "Bot" } else { "User" };
+                        serde_json::json!({"id": id, "body": body, "user": {"login": login, "type": kind}})
+                    })
                     .collect();
                 Json(list)
             })
-            .post(|State(db): State<Db>, Json(b): Json<serde_json::Value>| async move {
-                let mut db = db.lock().expect("db");
-                let id = 1000 + db.len() as u64;
-                db.push((id, b["body"].as_str().unwrap_or_default().to_owned()));
-                (axum::http::StatusCode::CREATED, Json(serde_json::json!({"id": id})))
-            }),
+            .post(
+                |State(db): State<Comments>, headers: HeaderMap, Json(b): Json<serde_json::Value>| async move {
+                    let mut db = db.lock().expect("db");
+                    let id = 1000 + db.len() as u64;
+                    db.push((id, b["body"].as_str().unwrap_or_default().to_owned(), author_of(&headers).0));
+                    (StatusCode::CREATED, Json(serde_json::json!({"id": id})))
+                },
+            ),
         )
         .route(
             "/repos/{owner}/{repo}/issues/comments/{id}",
             patch(
-                |State(db): State<Db>,
+                |State(db): State<Comments>,
                  Path((_, _, id)): Path<(String, String, u64)>,
                  Json(b): Json<serde_json::Value>| async move {
                     let mut db = db.lock().expect("db");
-                    if let Some(c) = db.iter_mut().find(|(i, _)| *i == id) {
+                    if let Some(c) = db.iter_mut().find(|(i, _, _)| *i == id) {
                         c.1 = b["body"].as_str().unwrap_or_default().to_owned();
                     }
                     Json(serde_json::json!({"id": id}))
@@ -274,33 +301,64 @@ fn fake_github() -> FakeGithub {
     FakeGithub { url, comments: db, thread, stop: tx }
 }
 
+/// `reconcile comment` in GitHub Actions with `token`, against the fake.
+fn comment(repo: &Repo, url: &str, token: &str) -> std::process::Output {
+    repo.cmd()
+        .args(["comment", "--plan", "plan.json"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_TOKEN", token)
+        .env("GITHUB_REPOSITORY", "contoso/devices")
+        .env("GITHUB_API_URL", url)
+        .env("GITHUB_EVENT_PATH", repo.path().join("event.json"))
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn the_plan_comment_is_created_once_then_updated() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
     let FakeGithub { url, comments: db, thread, stop } = fake_github();
-    db.lock().expect("db").push((7, "an unrelated review comment".into()));
-    let comment = |repo: &Repo| {
-        repo.cmd()
-            .args(["comment", "--plan", "plan.json"])
-            .env("GITHUB_TOKEN", "ghs_test_token")
-            .env("GITHUB_REPOSITORY", "contoso/devices")
-            .env("GITHUB_API_URL", &url)
-            .env("GITHUB_EVENT_PATH", repo.path().join("event.json"))
-            .output()
-            .expect("run")
-    };
-    let first = comment(&repo);
+    db.lock().expect("db").push((7, "an unrelated review comment".into(), "alice".into()));
+    let first = comment(&repo, &url, "ghs_test_token");
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(stdout(&first).contains("created plan comment 1001 on pull request #42"), "{}", stdout(&first));
-    let second = comment(&repo);
+    let second = comment(&repo, &url, "ghs_test_token");
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(stdout(&second).contains("updated plan comment 1001"), "{}", stdout(&second));
     let comments = db.lock().expect("db").clone();
     assert_eq!(comments.len(), 2, "never a second plan comment");
     assert!(comments[1].1.starts_with(intune_reconcile::render::markdown::MARKER));
     assert!(!stdout(&second).contains("ghs_test_token") && !stderr(&second).contains("ghs_test_token"));
+    let _ = stop.send(());
+    let _ = thread.join();
+}
+
+// Regression (issue 11, finding 1): anyone on a pull request could post a comment starting with
+// the invisible marker before the first run; the tool then edited *their* comment, which they
+// could edit back into a fake plan. Only the token's own comments are adopted.
+#[test]
+fn a_marker_in_someone_elses_comment_is_never_adopted() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
+    repo.write("event.json", r#"{"pull_request":{"number":42}}"#);
+    let FakeGithub { url, comments: db, thread, stop } = fake_github();
+    let marker = intune_reconcile::render::markdown::MARKER;
+    let planted = format!("{marker}\n**Plan: 0 to reset.** Nothing to see here.");
+    db.lock().expect("db").push((7, planted.clone(), "mallory".into()));
+    let first = comment(&repo, &url, "ghs_test_token");
+    assert!(stdout(&first).contains("created plan comment"), "{}", stdout(&first));
+    let second = comment(&repo, &url, "ghs_test_token");
+    assert!(stdout(&second).contains("updated plan comment 1001"), "{}", stdout(&second));
+    let comments = db.lock().expect("db").clone();
+    assert_eq!(comments[0], (7, planted, "mallory".into()), "mallory's comment is untouched");
+    assert_eq!(comments.len(), 2);
+    // A personal token acts as its user (GET /user): the bot's comment is not that user's.
+    let third = comment(&repo, &url, "ghp_ops-bot");
+    assert!(stdout(&third).contains("created plan comment 1002"), "{}", stdout(&third));
+    let fourth = comment(&repo, &url, "ghp_ops-bot");
+    assert!(stdout(&fourth).contains("updated plan comment 1002"), "{}", stdout(&fourth));
     let _ = stop.send(());
     let _ = thread.join();
 }

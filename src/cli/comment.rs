@@ -44,7 +44,8 @@ pub fn run(args: CommentArgs) -> CmdResult {
     let ctx = PlanContext { offline: saved.offline, simulated: saved.simulated };
     let restored = Restored::new(saved);
     let body = crate::render::markdown::render(&restored.plan(), ctx);
-    let target = GithubTarget { api, repository, pr, token: SecretString::from(token) };
+    let actions = get("GITHUB_ACTIONS").as_deref() == Some("true");
+    let target = GithubTarget { api, repository, pr, token: SecretString::from(token), actions };
     let done = super::connect::runtime()?.block_on(github::upsert_comment(&target, &body))?;
     match done {
         Upserted::Created(id) => say!("created plan comment {id} on pull request #{pr}"),

@@ -20,6 +20,8 @@ pub struct Connection {
     pub graph: Arc<Graph>,
     /// The tenant the environment names (`AZURE_TENANT_ID`), checked against the token's.
     expected_tenant: Option<String>,
+    /// The cloud credentials may go to (`AZURE_CLOUD`); a token for another is refused.
+    cloud: crate::settings::Cloud,
     pub state: PathBuf,
     pub simulated: bool,
     /// The in-process simulator, and where it keeps what it did between runs.
@@ -90,6 +92,7 @@ pub fn connect(
         return Ok(Connection {
             graph: Arc::new(Graph::new(endpoints, credential, &opts)),
             expected_tenant: Some(SIM_TENANT.into()),
+            cloud: g.cloud,
             state,
             simulated: true,
             sim: Some((sim, saved_path)),
@@ -102,6 +105,7 @@ pub fn connect(
     Ok(Connection {
         graph: Arc::new(Graph::new(endpoints, credential, &opts)),
         expected_tenant: settings.tenant.clone(),
+        cloud: g.cloud,
         state: settings.state.clone(),
         simulated: false,
         sim: None,
@@ -119,6 +123,10 @@ pub enum TenantError {
         "the access token is for tenant `{token}`, but AZURE_TENANT_ID is `{configured}`; nothing was sent\nhint: AZURE_TENANT_ID must be the tenant id (a GUID) of the tenant the credential belongs to"
     )]
     Mismatch { token: String, configured: String },
+    #[error(
+        "the access token is for `{aud}`, not Microsoft Graph of the `{cloud}` cloud; nothing was sent\nhint: tokens never cross clouds: set AZURE_CLOUD to the tenant's cloud, or use a token for {root}"
+    )]
+    OtherCloud { aud: String, cloud: &'static str, root: &'static str },
 }
 
 impl Connection {
@@ -126,8 +134,14 @@ impl Connection {
     /// request). Refused when it differs from `AZURE_TENANT_ID`; the ledger compares it with its
     /// own when it is locked or read.
     pub async fn tenant(&self) -> anyhow::Result<String> {
-        let token = self.graph.tenant().await.context("cannot authenticate to Microsoft Graph")?;
-        let token = token.ok_or(TenantError::Unreadable)?;
+        let access = self.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
+        let (root, _, _) = crate::graph::endpoints::cloud_defaults(self.cloud);
+        if let Some(aud) = access.audience()
+            && !crate::graph::auth::audience_is(&aud, root)
+        {
+            return Err(TenantError::OtherCloud { aud, cloud: self.cloud.as_str(), root }.into());
+        }
+        let token = access.tenant().ok_or(TenantError::Unreadable)?;
         if let Some(configured) = &self.expected_tenant
             && !configured.eq_ignore_ascii_case(&token)
         {

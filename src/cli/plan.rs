@@ -37,6 +37,11 @@ pub struct PlanArgs {
 
 pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let (settings, diags) = project::load_settings(&g.overrides(), &env);
+    // A broken config stops the run before anything is contacted (with the manifests' problems
+    // reported too).
+    if diags.has_errors() {
+        return Err(Failure::Invalid(project::load_manifests(settings, &args.paths, diags).err().unwrap_or_default()));
+    }
     let conn = if args.offline { None } else { Some(connect::connect(&settings, args.simulate, &env)?) };
     let state = match (&conn, args.simulate) {
         (Some(c), _) => c.state.clone(),

@@ -162,6 +162,19 @@ impl AccessToken {
     pub fn tenant(&self) -> Option<String> {
         claims(self.0.expose_secret())?.tid
     }
+
+    /// The `aud` claim (the resource the token is for), if the token is a readable JWT.
+    pub fn audience(&self) -> Option<String> {
+        claims(self.0.expose_secret())?.aud
+    }
+}
+
+/// Microsoft Graph's application id: the `aud` of v2 tokens for Graph in every cloud.
+pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+
+/// Whether a token's `aud` is Microsoft Graph of the cloud whose Graph root is `cloud_root`.
+pub fn audience_is(aud: &str, cloud_root: &str) -> bool {
+    aud.eq_ignore_ascii_case(GRAPH_APP_ID) || aud.trim_end_matches('/').eq_ignore_ascii_case(cloud_root)
 }
 
 #[derive(Deserialize)]
@@ -170,6 +183,17 @@ struct Claims {
     roles: Vec<String>,
     scp: Option<String>,
     tid: Option<String>,
+    #[serde(default, deserialize_with = "first_audience")]
+    aud: Option<String>,
+}
+
+/// `aud` is a string, or (rarely) an array of them: the first one.
+fn first_audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Array(a)) => a.into_iter().find_map(|v| v.as_str().map(str::to_owned)),
+        _ => None,
+    })
 }
 
 fn claims(token: &str) -> Option<Claims> {

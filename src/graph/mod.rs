@@ -226,12 +226,6 @@ impl Graph {
         self.clock.lower_bound(Instant::now())
     }
 
-    /// The tenant of the token this run uses (its `tid` claim). Every command that talks to
-    /// Graph checks it against `AZURE_TENANT_ID` and the ledger before its first Graph request.
-    pub async fn tenant(&self) -> Result<Option<String>, AuthError> {
-        Ok(self.tokens.token().await?.tenant())
-    }
-
     pub fn tokens(&self) -> &TokenProvider {
         &self.tokens
     }

@@ -15,6 +15,10 @@ pub struct ManifestInput {
     pub pattern: String,
     /// Where it was written (the config file), for error messages.
     pub origin: Option<PathBuf>,
+    /// The repository root, when the repository wrote it (`reconcile.yaml` or the default):
+    /// every file found must then resolve inside it, may not be hidden, and must be YAML.
+    /// `None` for paths the operator gave on the command line.
+    pub confine_to: Option<PathBuf>,
 }
 
 /// Every YAML file named by `inputs`, sorted and without repeats. Folders are searched
@@ -23,33 +27,66 @@ pub struct ManifestInput {
 pub fn discover(inputs: &[ManifestInput], diags: &mut Diagnostics) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for input in inputs {
-        if is_glob(&input.pattern) {
-            glob(input, &mut files, diags);
-        } else {
-            let path = join(&input.base, Path::new(&input.pattern));
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => {
-                    let before = files.len();
-                    walk(&path, None, &mut files, diags);
-                    if files.len() == before {
-                        diags.push(Diagnostic::warning(&path, None, "folder holds no .yaml or .yml files"));
-                    }
-                }
-                Ok(_) => files.push(path),
-                Err(e) => {
-                    let where_ = input.origin.clone().unwrap_or_else(|| path.clone());
-                    diags.push(Diagnostic::error(
-                        where_,
-                        None,
-                        format!("manifest path `{}`: {}", path.display(), io_reason(&e)),
-                    ));
-                }
-            }
+        let before = files.len();
+        find(input, &mut files, diags);
+        if let Some(root) = &input.confine_to {
+            let found = files.split_off(before);
+            files.extend(found.into_iter().filter(|f| confined(root, input, f, diags)));
         }
     }
     files.sort();
     files.dedup();
     files
+}
+
+/// Whether a file the repository named may be read. Refused files are never opened, so nothing
+/// of them can reach a log.
+fn confined(root: &Path, input: &ManifestInput, file: &Path, diags: &mut Diagnostics) -> bool {
+    let where_ = input.origin.clone().unwrap_or_else(|| PathBuf::from(&input.pattern));
+    let refuse = |diags: &mut Diagnostics, why: String| {
+        diags.push(
+            Diagnostic::error(&where_, None, format!("manifest `{}` refused: {why}", file.display()))
+                .with_hint("manifests named by reconcile.yaml must be .yaml/.yml files inside the repository"),
+        );
+        false
+    };
+    let rel = file.strip_prefix(&input.base).unwrap_or(file);
+    if crate::confine::names_hidden(rel) {
+        return refuse(diags, "it is hidden or in a hidden folder".into());
+    }
+    if !file.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+        return refuse(diags, "it is not a .yaml or .yml file".into());
+    }
+    match crate::confine::inside(root, file) {
+        Ok(_) => true,
+        Err(e) => refuse(diags, e.to_string()),
+    }
+}
+
+/// The files one input names, before any confinement.
+fn find(input: &ManifestInput, files: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
+    if is_glob(&input.pattern) {
+        return glob(input, files, diags);
+    }
+    let path = join(&input.base, Path::new(&input.pattern));
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => {
+            let before = files.len();
+            walk(&path, None, files, diags);
+            if files.len() == before {
+                diags.push(Diagnostic::warning(&path, None, "folder holds no .yaml or .yml files"));
+            }
+        }
+        Ok(_) => files.push(path),
+        Err(e) => {
+            let where_ = input.origin.clone().unwrap_or_else(|| path.clone());
+            diags.push(Diagnostic::error(
+                where_,
+                None,
+                format!("manifest path `{}`: {}", path.display(), io_reason(&e)),
+            ));
+        }
+    }
 }
 
 fn is_glob(s: &str) -> bool {

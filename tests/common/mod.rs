@@ -60,7 +60,12 @@ impl Repo {
     /// The actions the manifests of this repository ask for.
     pub fn actions(&self) -> Vec<Action> {
         let mut diags = Default::default();
-        let input = ManifestInput { base: self.path().to_path_buf(), pattern: "manifests".into(), origin: None };
+        let input = ManifestInput {
+            base: self.path().to_path_buf(),
+            pattern: "manifests".into(),
+            origin: None,
+            confine_to: None,
+        };
         let files = manifest::discover(&[input], &mut diags);
         let loaded = manifest::load(&files, manifest::validate::Context { api_version: ApiVersion::Beta });
         assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);

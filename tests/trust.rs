@@ -1,0 +1,124 @@
+//! What the repository may say, and what only the operator may say (SPEC §5): a pull request
+//! cannot decide where credentials go.
+
+mod common;
+
+use common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr};
+use intune_reconcile::sim::SimConfig;
+
+fn setup() -> (Repo, intune_reconcile::sim::SimHandle) {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/a.yaml", manifest_for("a", &[&android_id(0)]));
+    (repo, sim(SimConfig { devices: android_devices(1), ..SimConfig::default() }))
+}
+
+// Finding 5: `graph.cloud` from a pull request moved the login host and the Graph root, so the
+// client secret went to another cloud's token endpoint. The environment pins the cloud.
+#[test]
+fn graph_cloud_in_the_repository_must_match_the_environments_pin() {
+    let (repo, sim) = setup();
+    repo.write("reconcile.yaml", format!("{}  cloud: usgov\n", repo.read("reconcile.yaml")));
+    for args in [&["apply", "--auto-approve"][..], &["plan"], &["validate"], &["plan", "--offline"]] {
+        let out = repo.cmd_on(&sim).args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("graph.cloud is `usgov`") && err.contains("AZURE_CLOUD=`global`"), "{args:?}: {err}");
+    }
+    assert!(sim.requests().is_empty(), "no request at all, not even for a token");
+    let out = repo.cmd_on(&sim).env("AZURE_CLOUD", "gcc-high").arg("validate").output().expect("run");
+    assert!(stderr(&out).contains("AZURE_CLOUD `gcc-high` is not a cloud"), "{}", stderr(&out));
+}
+
+// The operator pins usgov; a token for the global cloud's Graph is refused before any request.
+#[test]
+fn a_token_for_another_clouds_graph_is_refused() {
+    let (repo, sim) = setup();
+    repo.write("reconcile.yaml", format!("{}  cloud: usgov\n", repo.read("reconcile.yaml")));
+    let token = sim
+        .state()
+        .mint_token_for("test-tenant", vec!["DeviceManagementManagedDevices.PrivilegedOperations.All".into()]);
+    let out = repo
+        .cmd_on(&sim)
+        .env("AZURE_CLOUD", "usgov")
+        .env("RECONCILE_GRAPH_TOKEN", &token)
+        .args(["apply", "--auto-approve"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("not Microsoft Graph of the `usgov` cloud"), "{err}");
+    assert!(sim.requests().is_empty());
+    assert!(posts(&sim).is_empty());
+}
+
+/// A repository whose config and links try to reach `secret`, a file outside it.
+fn hostile_repo() -> (Repo, tempfile::TempDir, std::path::PathBuf) {
+    let repo = Repo::empty();
+    repo.write("manifests/ok.yaml", manifest_for("ok", &[&android_id(0)]));
+    let outside = tempfile::tempdir().expect("tmp");
+    let secret = outside.path().join("token.yaml");
+    std::fs::write(&secret, "ghp_SECRET_FIRST_LINE: leaked\n").expect("secret");
+    (repo, outside, secret)
+}
+
+fn assert_not_leaked(out: &std::process::Output) {
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("SECRET_FIRST_LINE"), "the file outside was read into the output: {all}");
+}
+
+// Finding 2: `manifests:` accepted absolute paths, `..`, hidden files of any extension and
+// symlinks out of the repository; a parse error then printed the first line of the file.
+#[test]
+fn manifests_named_by_the_repository_stay_inside_it() {
+    let (repo, _outside, secret) = hostile_repo();
+    std::os::unix::fs::symlink(&secret, repo.path().join("manifests/evil.yaml")).expect("symlink");
+    repo.write(".git/config", "[http]\n\textraheader = AUTHORIZATION: basic SECRET_FIRST_LINE\n");
+    let rel_secret =
+        format!("../{}/token.yaml", secret.parent().and_then(|p| p.file_name()).expect("dir").to_string_lossy());
+    for entry in [secret.display().to_string(), rel_secret, ".git/config".into(), "manifests/evil.yaml".into()] {
+        repo.write("reconcile.yaml", format!("manifests: [manifests/ok.yaml, '{entry}']\n"));
+        let out = repo.cmd().arg("validate").output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{entry}: {}", stderr(&out));
+        assert!(stderr(&out).contains("refused"), "{entry}: {}", stderr(&out));
+        assert_not_leaked(&out);
+    }
+    // The default `manifests` folder is the repository's too: the symlink in it is refused.
+    std::fs::remove_file(repo.path().join("reconcile.yaml")).expect("rm");
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("leads outside the repository"), "{}", stderr(&out));
+    assert_not_leaked(&out);
+    // The operator may name any file on the command line.
+    std::fs::remove_file(repo.path().join("manifests/evil.yaml")).expect("rm");
+    let op = repo.write("../op-owned.yaml", manifest_for("op", &[&android_id(1)]));
+    let out = repo.cmd().args(["validate", op.to_str().expect("utf8")]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+// Finding 4: `state:` could point anywhere, so a pull request could divert the ledger out of the
+// uploaded location (records lost, devices re-sent next run), also through a committed symlink.
+#[test]
+fn the_ledger_named_by_the_repository_stays_inside_it() {
+    let (repo, outside, _) = hostile_repo();
+    for state in [format!("{}/state.json", outside.path().display()), "../state.json".into()] {
+        repo.write("reconcile.yaml", format!("state: '{state}'\n"));
+        let out = repo.cmd().args(["plan", "--offline"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{state}");
+        assert!(
+            stderr(&out).contains("state: ") && stderr(&out).contains("outside the repository"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    std::fs::remove_file(repo.path().join("reconcile.yaml")).expect("rm");
+    std::os::unix::fs::symlink(outside.path(), repo.path().join(".reconcile")).expect("symlink");
+    let out = repo.cmd().args(["init", "--tenant", "t"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("outside the repository"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(outside.path()).expect("dir").count(), 1, "nothing written outside");
+    // The operator's --state may be anywhere.
+    let elsewhere = outside.path().join("operator.json");
+    repo.cmd().args(["init", "--tenant", "t", "--state", elsewhere.to_str().expect("utf8")]).assert().success();
+    assert!(elsewhere.exists());
+}

@@ -110,7 +110,8 @@ impl Selector {
 
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.kind.as_str(), self.value)
+        // Selector values are written by other people: shown escaped, never raw.
+        write!(f, "{}={}", self.kind.as_str(), crate::render::safe::text(&self.value))
     }
 }
 

@@ -402,6 +402,14 @@ async fn execute(
                 not_sent += 1;
                 not_sent < MAX_NOT_SENT && pause(ctx.opts.backoff_initial).await
             }
+            // Not sent; the next slot waits out the pause. Counted with the 429s, so a storm
+            // that never ends still ends the action as not executed.
+            SendResult::HeldBack => {
+                attempt.error_message = Some("held back, never sent: a 429's pause began before it left".into());
+                record.status = Status::NotExecuted;
+                throttled += 1;
+                throttled <= MAX_THROTTLED
+            }
             SendResult::NotSent(why) => {
                 attempt.error_message = Some(why);
                 record.status = Status::NotExecuted;

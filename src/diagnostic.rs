@@ -10,6 +10,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::render::safe;
+
 /// How bad a diagnostic is. Errors stop `plan` and `apply`; warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -124,20 +126,20 @@ impl Diagnostics {
         let mut s = String::new();
         match (&d.file, d.pos) {
             (Some(f), Some(p)) => {
-                let _ = write!(s, "{}:{}:{}: ", f.display(), p.line, p.column);
+                let _ = write!(s, "{}:{}:{}: ", safe::text(&f.display().to_string()), p.line, p.column);
             }
             (Some(f), None) => {
-                let _ = write!(s, "{}: ", f.display());
+                let _ = write!(s, "{}: ", safe::text(&f.display().to_string()));
             }
             _ => {}
         }
-        let _ = writeln!(s, "{}: {}", d.severity.as_str(), d.message);
+        let _ = writeln!(s, "{}: {}", d.severity.as_str(), safe::text(&d.message));
         if let (Some(f), Some(p)) = (&d.file, d.pos)
             && let Some(line) = self.sources.get(f).and_then(|t| source_line(t, p.line))
         {
             let num = p.line.to_string();
             let pad = " ".repeat(num.len());
-            let line = line.replace('\t', " ");
+            let line = safe::text(&line.replace('\t', " ")).into_owned();
             let col = (p.column.max(1) - 1) as usize;
             let width = token_width(&line, col);
             let _ = writeln!(s, "{pad} |");
@@ -145,7 +147,7 @@ impl Diagnostics {
             let _ = writeln!(s, "{pad} | {}{}", " ".repeat(col), "^".repeat(width));
         }
         if let Some(h) = &d.hint {
-            let _ = writeln!(s, "  = hint: {h}");
+            let _ = writeln!(s, "  = hint: {}", safe::text(h));
         }
         s
     }
@@ -193,8 +195,11 @@ fn token_width(line: &str, col: usize) -> usize {
     n.max(1)
 }
 
+/// A workflow command's data: GitHub's own escaping of `%`, `\r`, `\n`, and every other control
+/// character shown escaped (it would otherwise reach the log raw).
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    let s = s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+    safe::text(&s).into_owned()
 }
 
 fn escape_property(s: &str) -> String {

@@ -122,3 +122,104 @@ fn the_ledger_named_by_the_repository_stays_inside_it() {
     repo.cmd().args(["init", "--tenant", "t", "--state", elsewhere.to_str().expect("utf8")]).assert().success();
     assert!(elsewhere.exists());
 }
+
+/// Every line GitHub would read as a workflow command: after leading whitespace, `::` or `##[`.
+fn workflow_commands(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("::") || l.starts_with("##[") || l.starts_with("##vso["))
+        .map(str::to_owned)
+        .collect()
+}
+
+// Finding 3 (and 6): ticket, reason, selectors, file names and Intune device names reached stdout
+// and stderr raw, so a newline followed by `::add-mask::`, `::stop-commands::` or `::error` became
+// a GitHub workflow command. Every output of every command is searched: the only commands are the
+// tool's own annotations (`::error ` / `::warning ` with a space, data escaped).
+#[test]
+fn hostile_values_never_become_workflow_commands() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let mut devices = android_devices(2);
+    devices[0].insert("deviceName".into(), "PHONE\n::add-mask::PWNED-NAME".into());
+    devices[0].insert("operatingSystem".into(), "Android\r\n::stop-commands::PWNED-OS".into());
+    devices[1].insert("managedDeviceOwnerType".into(), "company\n##[error]PWNED-OWNER".into());
+    let sim = sim(SimConfig { devices, ..SimConfig::default() });
+    repo.write(
+        "manifests/a.yaml",
+        format!(
+            "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\nspec:\n  devices:\n    - id: {}\n    - id: {}\n    - deviceName: \"PWNED-SELECTOR @contoso/admins [x](https://evil.example) <img src=x>\"\n",
+            android_id(0),
+            android_id(1)
+        ),
+    );
+    repo.write("manifests/evil\n::warning::PWNED-FILE.yaml", manifest_for("b", &[&android_id(1)]));
+    let summary = repo.path().join("summary.md");
+    let mut all = String::new();
+    for args in [
+        &["plan"][..],
+        &["plan", "--format", "markdown"],
+        &["plan", "--format", "json"],
+        &["apply", "--auto-approve"],
+        &["refresh"],
+        &["state", "list"],
+    ] {
+        let out = repo
+            .cmd_on(&sim)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .args(args)
+            .output()
+            .expect("run");
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+        all.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    let key = repo.ledger_json()["records"]
+        .as_object()
+        .expect("records")
+        .keys()
+        .next()
+        .unwrap_or_else(|| panic!("{all}"))
+        .clone();
+    let out = repo.cmd().args(["state", "show", &key]).output().expect("run");
+    all.push_str(&String::from_utf8_lossy(&out.stdout));
+    // A ticket with a control character is a validation error, shown escaped.
+    let bad = Repo::empty();
+    bad.write(
+        "manifests/t.yaml",
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: t\n  ticket: \"INC-1\\n::set-output name=x::PWNED-TICKET\"\nspec:\n  devices:\n    - serialNumber: \"S1\\n::error::PWNED-SERIAL\"\n",
+    );
+    let out = bad.cmd().env("GITHUB_ACTIONS", "true").arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("metadata.ticket contains a control character"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`serialNumber` contains a control character"), "{}", stderr(&out));
+    all.push_str(&String::from_utf8_lossy(&out.stdout));
+    all.push_str(&String::from_utf8_lossy(&out.stderr));
+
+    for what in ["PWNED-NAME", "PWNED-OS", "PWNED-OWNER", "PWNED-SELECTOR", "PWNED-FILE", "PWNED-TICKET"] {
+        assert!(all.contains(what), "{what} was shown somewhere (escaped): the test exercised it");
+    }
+    let commands = workflow_commands(&all);
+    assert!(!commands.is_empty(), "the tool's own annotations are there");
+    for c in &commands {
+        assert!(c.starts_with("::error ") || c.starts_with("::warning "), "a workflow command from data: {c}");
+    }
+    assert!(!all.contains('\r') && !all.contains('\u{1b}'), "no raw control characters");
+    // The job summary holds the values only in code spans or <code>.
+    let md = std::fs::read_to_string(&summary).expect("summary");
+    assert!(!md.contains('\r'));
+    // Outside code spans (split on backticks, even pieces) and <code> elements (HTML-escaped), no
+    // structure from data.
+    for line in md.lines() {
+        let mut rest = line.to_owned();
+        while let (Some(a), Some(b)) = (rest.find("<code>"), rest.find("</code>")) {
+            rest.replace_range(a..b + "</code>".len(), "");
+        }
+        let outside: String = rest.split('`').step_by(2).collect();
+        for bad in ["PWNED", "<img", "](https", "@contoso"] {
+            assert!(!outside.contains(bad), "`{bad}` outside a code span: {line}");
+        }
+    }
+    assert!(md.contains("PWNED-SELECTOR"), "the summary was written");
+}

@@ -111,7 +111,9 @@ impl Ui for CliUi {
             Status::Accepted => String::new(),
             _ => last.and_then(|a| a.error_message.as_deref()).map(|m| format!(": {m}")).unwrap_or_default(),
         };
+        // The request id and the error message come from Graph: shown escaped.
         let line = format!("{:<13} {} {} {}{http}{rid}{err}", r.status.as_str(), r.key.short(), r.manifest, r.selector);
+        let line = crate::render::safe::text(&line).into_owned();
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);

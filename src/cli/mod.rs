@@ -181,9 +181,11 @@ fn report(f: Failure) -> ExitCode {
             ExitCode::from(1)
         }
         Failure::Error(e) => {
-            eprintln!("error: {e}");
+            // Messages quote paths and Graph's answers: no line of them may start a workflow
+            // command, and no control character reaches the log raw.
+            eprintln!("{}", crate::render::safe::guard_lines(&format!("error: {e}")));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("{}", crate::render::safe::guard_lines(&format!("  caused by: {cause}")));
             }
             ExitCode::from(1)
         }

@@ -4,6 +4,7 @@ use super::connect;
 use super::{CmdResult, Failure, GlobalArgs, env};
 use crate::project;
 use crate::refresh::{self, RefreshOptions};
+use crate::render::safe::text;
 use crate::state::LocalStore;
 
 #[derive(Debug, clap::Args)]
@@ -32,8 +33,9 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
         anyhow::Ok(refresh::refresh(&store, conn.graph.clone(), &opts).await?)
     })?;
     let sim = if conn.simulated { "SIMULATED: " } else { "" };
+    // Notes quote Intune (audit ids, states): every line is shown escaped.
     for c in &report.changes {
-        say!(
+        let line = format!(
             "{:<13} -> {:<13} {} {} {}  {}",
             c.from.as_str(),
             c.record.status.as_str(),
@@ -42,9 +44,19 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
             c.record.selector,
             c.note
         );
+        say!("{}", text(&line));
     }
     for (r, why) in &report.unresolved {
-        say!("{:<13}    {:<13} {} {} {}  {}", "unknown", "(unchanged)", r.key.short(), r.manifest, r.selector, why);
+        let line = format!(
+            "{:<13}    {:<13} {} {} {}  {}",
+            "unknown",
+            "(unchanged)",
+            r.key.short(),
+            r.manifest,
+            r.selector,
+            why
+        );
+        say!("{}", text(&line));
     }
     say!(
         "{sim}Refresh: {} checked, {} changed, {} still waiting.",

@@ -56,9 +56,10 @@ pub enum SendResult {
     /// The request may have reached Graph but no usable answer came (5xx, timeout, broken
     /// connection): never re-send blindly.
     Unknown(Option<Answer>, String),
-    /// The request was certainly not sent (no connection could be made, or a 429's pause began
-    /// while it was about to leave).
+    /// The request was certainly not sent: no connection could be made.
     NotSent(String),
+    /// The request was held back, never sent: a 429's pause began while it was about to leave.
+    HeldBack,
 }
 
 /// Correlation data of an answer.
@@ -294,7 +295,7 @@ impl Graph {
         // A 429 answered to another request while this one's intent was being written: the
         // pause holds for this one too.
         if self.writes.paused().await {
-            return SendResult::NotSent("held back: a 429's pause began before it left".into());
+            return SendResult::HeldBack;
         }
         let sent_at = Instant::now();
         let sent = self.request(Kind::Write, reqwest::Method::POST, &url, client_request_id, &slot.token).await;

@@ -111,6 +111,29 @@ pub fn validate(
         }
     }
 
+    // Free text shown to reviewers, in logs and in the PR comment: no control characters.
+    for (key, v) in [
+        ("metadata.ticket", &raw.metadata.ticket),
+        ("metadata.reason", &raw.metadata.reason),
+        ("metadata.requestedBy", &raw.metadata.requested_by),
+    ] {
+        if let Some(v) = v
+            && v.value.chars().any(|c| {
+                c.is_control()
+                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            })
+        {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    pos_of(v, line_offset),
+                    format!("{key} contains a control character: {}", crate::render::safe::text(&v.value)),
+                )
+                .with_hint("write it on one line, without escape sequences"),
+            );
+        }
+    }
+
     (diags.error_count() == before).then(|| Manifest {
         name: name.value.clone(),
         name_pos: pos_of(name, line_offset).unwrap_or(Pos::new(1, 1)),

@@ -115,7 +115,7 @@ fn warnings(s: &mut String, plan: &Plan) {
         let examples: Vec<String> = hits
             .iter()
             .take(EXAMPLES)
-            .map(|e| format!("`{}` in `{}`", escape(&clip(&e.selector().to_string(), 120)), escape(e.manifest())))
+            .map(|e| format!("{} in {}", code(&clip(&e.selector().to_string(), 120)), code(e.manifest())))
             .collect();
         let more = if hits.len() > EXAMPLES { format!(" and {} more", hits.len() - EXAMPLES) } else { String::new() };
         lines.push(format!(
@@ -132,10 +132,10 @@ fn warnings(s: &mut String, plan: &Plan) {
             .take(EXAMPLES)
             .map(|v| {
                 let at = match (&v.file, v.pos) {
-                    (Some(f), Some(p)) => format!("`{}:{}`: ", escape(&f.display().to_string()), p.line),
+                    (Some(f), Some(p)) => format!("{}: ", code(&format!("{}:{}", f.display(), p.line))),
                     _ => String::new(),
                 };
-                format!("{at}{}", escape(&clip(&v.message, 300)))
+                format!("{at}{}", code(&clip(&v.message, 300)))
             })
             .collect();
         let more = if plan.violations.len() > EXAMPLES {
@@ -199,11 +199,11 @@ fn details(group: &[Entry]) -> String {
     let resets = group.iter().filter(|e| e.change == Change::Reset).count();
     let title = match (&first.action, &first.record) {
         (Some(a), _) => format!(
-            "<code>{}</code> ({}): {resets} to reset",
-            escape(&a.manifest),
-            escape(&a.file.display().to_string())
+            "{} ({}): {resets} to reset",
+            super::safe::html_code(&a.manifest),
+            super::safe::html_code(&a.file.display().to_string())
         ),
-        (None, Some(r)) => format!("orphaned from <code>{}</code>: {}", escape(&r.manifest), group.len()),
+        (None, Some(r)) => format!("orphaned from {}: {}", super::safe::html_code(&r.manifest), group.len()),
         (None, None) => String::new(),
     };
     let mut s = String::new();
@@ -212,12 +212,12 @@ fn details(group: &[Entry]) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|");
     for e in group {
         let status = match e.change {
-            Change::Blocked => format!("blocked: {}", escape(&e.reason)),
+            Change::Blocked => format!("blocked: {}", code(&e.reason)),
             _ => e.record.map_or("new", |r| r.status.as_str()).to_owned(),
         };
         let device = match e.device {
-            Some(d) => format!("{}<br>{}", escape(&e.selector().to_string()), escape(&device_summary(d))),
-            None => escape(&e.selector().to_string()),
+            Some(d) => format!("{}<br>{}", code(&e.selector().to_string()), code(&device_summary(d))),
+            None => code(&e.selector().to_string()),
         };
         let action = if e.change == Change::Reset { action_verb(e) } else { "" };
         let _ =
@@ -228,11 +228,7 @@ fn details(group: &[Entry]) -> String {
 }
 
 /// Escapes what Markdown tables and HTML would otherwise interpret.
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('|', "\\|")
-        .replace('`', "'")
-        .replace('\n', " ")
+/// Every value from a manifest, a file name or Intune goes into the comment as an inert code span.
+fn code(s: &str) -> String {
+    super::safe::markdown(s)
 }

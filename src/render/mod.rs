@@ -7,6 +7,7 @@
 pub mod json;
 pub mod markdown;
 pub mod report;
+pub mod safe;
 pub mod state;
 pub mod text;
 
@@ -66,7 +67,8 @@ pub fn device_summary(d: &crate::graph::Device) -> String {
     if let Some(s) = f(&d.last_sync_date_time) {
         parts.push(format!("last sync {s}"));
     }
-    parts.join(", ")
+    // Every part comes from Intune, written by whoever named the device.
+    safe::text(&parts.join(", ")).into_owned()
 }
 
 /// `Plan: N to reset, M already done, K orphaned.`

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::json::FORMAT_VERSION;
+use super::safe::text;
 use crate::state::{Ledger, Record};
 
 #[derive(Serialize)]
@@ -56,32 +57,44 @@ pub fn list_json(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
 }
 
 pub fn show_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
-    writeln!(out, "key:         {}", r.key)?;
-    writeln!(out, "kind:        {}", r.kind.as_str())?;
-    writeln!(out, "manifest:    {} ({})", r.manifest, r.file)?;
-    writeln!(out, "round:       {}", r.round)?;
-    writeln!(out, "collection:  {}", r.collection.as_str())?;
-    writeln!(out, "selector:    {}", r.selector)?;
-    writeln!(out, "device id:   {}", r.managed_device_id.as_deref().unwrap_or("(not resolved)"))?;
-    writeln!(out, "status:      {}", r.status)?;
-    writeln!(out, "created:     {}", r.created_at)?;
-    writeln!(out, "updated:     {}", r.updated_at)?;
-    writeln!(out, "attempts:    {}", r.attempts.len())?;
+    // File names, device ids, request ids, error messages and notes come from other people:
+    // every line is shown escaped.
+    let mut line = |l: String| writeln!(out, "{}", text(&l));
+    line(format!("key:         {}", r.key))?;
+    line(format!("kind:        {}", r.kind.as_str()))?;
+    line(format!("manifest:    {} ({})", r.manifest, r.file))?;
+    line(format!("round:       {}", r.round))?;
+    line(format!("collection:  {}", r.collection.as_str()))?;
+    line(format!("selector:    {}", r.selector))?;
+    line(format!("device id:   {}", r.managed_device_id.as_deref().unwrap_or("(not resolved)")))?;
+    line(format!("status:      {}", r.status))?;
+    line(format!("created:     {}", r.created_at))?;
+    line(format!("updated:     {}", r.updated_at))?;
+    line(format!("attempts:    {}", r.attempts.len()))?;
     for (i, a) in r.attempts.iter().enumerate() {
-        writeln!(out, "  #{} started {}  client-request-id {}", i + 1, a.started_at, a.client_request_id)?;
+        line(format!("  #{} started {}  client-request-id {}", i + 1, a.started_at, a.client_request_id))?;
+        if let Some(t) = a.server_sent_at {
+            line(format!("     reached Intune at or after {t} (Intune's clock)"))?;
+        }
         let status = a.http_status.map_or_else(|| "no answer".to_owned(), |s| format!("HTTP {s}"));
         let finished = a.finished_at.map(|f| format!(" at {f}")).unwrap_or_default();
-        writeln!(out, "     {status}{finished}")?;
+        let date = a.server_date.map(|d| format!(" (Intune's Date {d})")).unwrap_or_default();
+        line(format!("     {status}{finished}{date}"))?;
         if let Some(id) = &a.request_id {
-            writeln!(out, "     request-id {id}")?;
+            line(format!("     request-id {id}"))?;
         }
         if a.error_code.is_some() || a.error_message.is_some() {
-            writeln!(
-                out,
+            line(format!(
                 "     error {}: {}",
                 a.error_code.as_deref().unwrap_or("-"),
                 a.error_message.as_deref().unwrap_or("")
-            )?;
+            ))?;
+        }
+        if let Some(p) = &a.policy_override {
+            line(format!("     policy override: {p}"))?;
+        }
+        if let Some(res) = &a.resolution {
+            line(format!("     decided {} by {} at {}: {}", res.status, res.by, res.at, res.note))?;
         }
     }
     Ok(())

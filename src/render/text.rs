@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use super::safe::text;
 use super::{PlanContext, attention_line, summary_line};
 use crate::plan::{Change, Entry, Plan};
 
@@ -54,8 +55,8 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         if current != Some((e.manifest(), orphan)) {
             writeln!(out)?;
             match (&e.action, &e.record) {
-                (Some(a), _) => writeln!(out, "manifest {} ({})", a.manifest, a.file.display())?,
-                (None, Some(r)) => writeln!(out, "orphaned from manifest {} (was {})", r.manifest, r.file)?,
+                (Some(a), _) => writeln!(out, "manifest {} ({})", a.manifest, text(&a.file.display().to_string()))?,
+                (None, Some(r)) => writeln!(out, "orphaned from manifest {} (was {})", r.manifest, text(&r.file))?,
                 (None, None) => {}
             }
             current = Some((e.manifest(), orphan));
@@ -63,7 +64,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         let selector = e.selector().to_string();
         let mut detail = match e.change {
             Change::Reset | Change::AlreadyDone => String::new(),
-            Change::Attention | Change::Orphaned | Change::Blocked => format!("  ({})", e.reason),
+            Change::Attention | Change::Orphaned | Change::Blocked => format!("  ({})", text(&e.reason)),
         };
         if let Some(d) = e.device {
             detail = format!("  {}{detail}", super::device_summary(d));
@@ -78,9 +79,9 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
                 (Some(f), None) => format!("{}: ", f.display()),
                 _ => String::new(),
             };
-            writeln!(out, "  {at}{}", v.message)?;
+            writeln!(out, "  {}", text(&format!("{at}{}", v.message)))?;
             if let Some(h) = &v.hint {
-                writeln!(out, "    hint: {h}")?;
+                writeln!(out, "    hint: {}", text(h))?;
             }
         }
     }

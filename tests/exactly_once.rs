@@ -242,7 +242,9 @@ fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
     let sim = android_sim(3, |c| {
         c.faults = vec![Fault { device_id: Some(android_id(2)), kind: FaultKind::Forbidden, times: 1 }];
     });
-    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("2 accepted, 1 rejected, 0 unknown, 0 not executed"), "{}", stdout(&out));
     assert_eq!(status_of(&repo, &ids[2]), "rejected");
     let ledger = repo.ledger_json();
     let key = ledger["records"]

@@ -27,7 +27,7 @@ pub enum EndpointError {
     #[error("{var} `{url}` is not a valid URL")]
     Invalid { var: &'static str, url: String },
     #[error(
-        "{var} `{url}` uses http://, which is accepted only for loopback hosts (127.0.0.1, localhost, [::1])\nhint: use https://"
+        "{var} `{url}` uses http://, which is accepted only for loopback addresses (127.0.0.1, [::1]; not a name such as localhost)\nhint: use https://"
     )]
     Insecure { var: &'static str, url: String },
 }
@@ -88,6 +88,9 @@ impl Endpoints {
     /// Where to fetch an `@odata.nextLink`: itself when it is under our Graph root, rewritten to
     /// our root when it is under the cloud's, `None` anywhere else (the token must not go there).
     pub fn follow(&self, link: &str) -> Option<String> {
+        // Normalised first (`/v1.0/../x`, `%2e%2e`), so the prefix check sees where it really goes.
+        let link = Url::parse(link).ok()?.to_string();
+        let link = link.as_str();
         if let Some(rest) = link.strip_prefix(&self.graph_root).filter(|r| r.starts_with('/')) {
             return Some(format!("{}{rest}", self.graph_root));
         }
@@ -122,9 +125,11 @@ pub fn checked(var: &'static str, url: &str) -> Result<String, EndpointError> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
+/// A loopback address, by address only: a name (even `localhost`) is resolved by whatever the
+/// machine's resolver says, so it proves nothing.
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Domain(_)) => false,
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -166,17 +171,18 @@ mod tests {
         assert_eq!(e.follow("https://evil.example.com/v1.0/x"), None);
         assert_eq!(e.follow("http://127.0.0.1:99/v1.0/x"), None);
         assert_eq!(e.follow("https://graph.microsoft.com.evil.com/v1.0/x"), None);
+        // A link that climbs out of the version path is normalised before it is judged.
+        assert_eq!(e.follow("http://127.0.0.1:9/v1.0/../../x").as_deref(), Some("http://127.0.0.1:9/x"));
+        assert_eq!(e.follow("http://127.0.0.1:9/%2e%2e/y").as_deref(), Some("http://127.0.0.1:9/y"));
+        let proxied =
+            Endpoints::resolve(Cloud::Global, ApiVersion::V1, Some("http://127.0.0.1:9/graph"), None).expect("ok");
+        assert_eq!(proxied.follow("http://127.0.0.1:9/graph/../admin/x"), None, "climbs out of the root's path");
+        assert!(proxied.follow("http://127.0.0.1:9/graph/v1.0/x").is_some());
     }
 
     #[test]
     fn plain_http_only_on_loopback() {
-        for ok in [
-            "http://127.0.0.1:1",
-            "http://localhost:9",
-            "http://[::1]:3",
-            "https://proxy.example.com",
-            "http://127.8.9.10",
-        ] {
+        for ok in ["http://127.0.0.1:1", "http://[::1]:3", "https://proxy.example.com", "http://127.8.9.10"] {
             assert!(checked("X", ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -185,6 +191,7 @@ mod tests {
             "ftp://127.0.0.1",
             "not a url",
             "http://localhost.evil.com",
+            "http://localhost:9",
         ] {
             assert!(checked("X", bad).is_err(), "{bad}");
         }

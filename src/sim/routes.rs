@@ -82,13 +82,27 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let host = header("host").unwrap_or_else(|| "127.0.0.1".into());
+    // DNS rebinding: a web page that points its own name at 127.0.0.1 could otherwise drive the
+    // simulator from a browser. Only loopback names are served.
+    let host_name = host
+        .rsplit_once(':')
+        .map_or(host.as_str(), |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host.as_str() });
+    let loopback_host = matches!(host_name, "127.0.0.1" | "localhost" | "[::1]");
     let reply = {
         let mut s = lock(&state);
         let graph = segments.get(1) == Some(&"deviceManagement");
         let authorized = graph && s.authorized(header("authorization").as_deref());
         let crid = header("client-request-id");
-        let reply =
-            route(&mut s, &method, &segments, &query, &body, &headers, &host, &request_id, authorized, crid.as_deref());
+        let reply = if loopback_host {
+            route(&mut s, &method, &segments, &query, &body, &headers, &host, &request_id, authorized, crid.as_deref())
+        } else {
+            Reply::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                Some(
+                    json!({"error": {"code": "MisdirectedRequest", "message": "the simulator answers only to loopback host names"}}),
+                ),
+            )
+        };
         s.record(RecordedRequest {
             seq: 0,
             at: jiff::Timestamp::now(),

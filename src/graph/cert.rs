@@ -22,14 +22,65 @@ pub fn load(path: &Path, password: Option<&SecretString>) -> Result<(EncodingKey
 
 fn load_pem(bytes: &[u8]) -> Result<(EncodingKey, String), String> {
     let blocks = pem::parse_many(bytes).map_err(|e| format!("not a PEM file ({e})"))?;
-    let cert = blocks.iter().find(|b| b.tag() == "CERTIFICATE").ok_or("no CERTIFICATE block")?;
-    let key = blocks
+    let key_block = blocks
         .iter()
         .find(|b| b.tag() == "PRIVATE KEY" || b.tag() == "RSA PRIVATE KEY")
         .ok_or("no unencrypted PRIVATE KEY block (encrypted PEM keys are not supported; use PKCS#12)")?;
-    let key = EncodingKey::from_rsa_pem(pem::encode(key).as_bytes())
+    let key = EncodingKey::from_rsa_pem(pem::encode(key_block).as_bytes())
         .map_err(|_| "the private key is not an RSA key".to_owned())?;
+    // A file may hold a chain: the thumbprint must be that of the key's own certificate, not of
+    // whichever comes first (Entra would refuse the assertion, or match another credential).
+    let modulus = rsa_modulus(key_block.contents()).ok_or("cannot read the RSA private key")?;
+    let mut certs = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").peekable();
+    if certs.peek().is_none() {
+        return Err("no CERTIFICATE block".into());
+    }
+    let cert = certs
+        .find(|c| c.contents().windows(modulus.len()).any(|w| w == modulus))
+        .ok_or("no certificate in the file belongs to its private key")?;
     Ok((key, x5t(cert.contents())))
+}
+
+/// One DER element: its tag, its content, and what follows it.
+fn der(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = buf.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        (rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The modulus of an RSA private key, PKCS#1 (`RSAPrivateKey`) or PKCS#8 (`PrivateKeyInfo`
+/// wrapping one): the bytes that also appear in its certificate's public key.
+fn rsa_modulus(key_der: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    const OCTET_STRING: u8 = 0x04;
+    let (tag, seq, _) = der(key_der)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (tag, _version, rest) = der(seq)?;
+    if tag != INTEGER {
+        return None;
+    }
+    match der(rest)? {
+        // PKCS#1: the modulus follows the version.
+        (INTEGER, modulus, _) if modulus.len() >= 64 => Some(modulus),
+        // PKCS#8: an AlgorithmIdentifier, then the PKCS#1 key in an OCTET STRING.
+        (SEQUENCE, _, rest) => match der(rest)? {
+            (OCTET_STRING, inner, _) => rsa_modulus(inner),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 #[cfg(feature = "pkcs12")]
@@ -79,4 +130,24 @@ pub fn assertion(key: &EncodingKey, x5t: &str, client_id: &str, token_url: &str)
         path: "(in memory)".into(),
         reason: format!("cannot sign the assertion: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    // Regression (issue 11, finding 7): the thumbprint was the first certificate's, whatever the
+    // key; it must be the key's own certificate, wherever it is in the file.
+    #[test]
+    fn the_thumbprint_is_the_keys_own_certificate() {
+        let (_, own) = load(&fixture("client-cert.pem"), None).expect("pem");
+        let (_, in_chain) = load(&fixture("client-cert-chain.pem"), None).expect("chain");
+        assert_eq!(in_chain, own);
+        let err = load(&fixture("client-cert-mismatch.pem"), None).expect_err("mismatch");
+        assert!(err.to_string().contains("no certificate in the file belongs to its private key"), "{err}");
+    }
 }

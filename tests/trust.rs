@@ -241,3 +241,50 @@ fn the_simulator_answers_only_loopback_host_names() {
     assert_eq!(status("localhost"), "200");
     assert_eq!(status("rebind.evil.example:80"), "421");
 }
+
+// Finding 6: `\r` broke out of `<details>`, and links, images and mentions from manifest fields
+// or Intune device names rendered live. The comment is rendered as GitHub would (CommonMark + GFM)
+// and its structure asserted.
+#[test]
+fn the_plan_comment_keeps_its_structure_whatever_the_values() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let mut devices = android_devices(2);
+    devices[0].insert("deviceName".into(), "PHONE</summary></details><img src=x onerror=alert(1)>".into());
+    devices[1].insert(
+        "operatingSystem".into(),
+        "Android\r</details>\r\n[click](https://evil.example) @contoso/admins".into(),
+    );
+    let sim = sim(SimConfig { devices, ..SimConfig::default() });
+    repo.write("manifests/a.yaml", manifest_for("a", &[&android_id(0)]));
+    repo.write(
+        "manifests/b.yaml",
+        format!(
+            "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: b\nspec:\n  devices:\n    - id: {}\n    - deviceName: \"![img](https://evil.example/x.png) **bold** <b>@contoso/admins</b> https://evil.example\"\n",
+            android_id(1)
+        ),
+    );
+    let out = repo.cmd_on(&sim).args(["plan", "--format", "markdown"]).output().expect("run");
+    let md = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(md.starts_with(intune_reconcile::render::markdown::MARKER), "{md}");
+    let mut options = comrak::Options::default();
+    options.extension.table = true;
+    options.extension.autolink = true;
+    options.extension.strikethrough = true;
+    options.render.r#unsafe = true; // GitHub keeps <details>/<summary>
+    let html = comrak::markdown_to_html(&md, &options);
+    assert_eq!(html.matches("<details>").count(), 2, "one <details> per manifest: {html}");
+    assert_eq!(html.matches("</details>").count(), 2, "{html}");
+    assert!(!html.contains("<a "), "no link from data: {html}");
+    assert!(!html.contains("<img"), "no image from data: {html}");
+    assert!(!html.contains("<b>") && !html.contains("<strong>bold"), "no emphasis or HTML from data: {html}");
+    // Mentions: every `@contoso` is inside <code>, where GitHub links no mention.
+    for (i, _) in html.match_indices("@contoso") {
+        let before = &html[..i];
+        assert!(before.rfind("<code>") > before.rfind("</code>"), "a mention outside code: {html}");
+    }
+    // The summary line is outside every <details> block.
+    let summary = html.find("Plan: ").expect("summary line");
+    let before = &html[..summary];
+    assert_eq!(before.matches("<details>").count(), before.matches("</details>").count(), "{html}");
+}

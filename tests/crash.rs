@@ -85,6 +85,7 @@ fn ctrl_c_stops_sending_records_what_was_in_flight_and_exits_non_zero() {
     assert!(text.contains("Apply interrupted"), "{text}");
     let sent = posts(&sim).len();
     assert!(sent < N, "sending stopped: {sent}");
+    assert!(text.contains(&format!("{sent} accepted, 0 rejected, 0 unknown, {} not executed", N - sent)), "{text}");
     // Everything sent was recorded with its outcome: no unknowns, and the journal was folded.
     assert!(!repo.path().join(".reconcile/state.json.journal").exists());
     let ledger = repo.ledger_json();

@@ -341,3 +341,20 @@ fn token_expiry_under_load_renews_once_and_loses_no_action() {
     // 160 Graph requests at 30 per token: about 6 renewals, never one per waiting request.
     assert!(tokens <= 2 * n / 30 + 4, "renewed once per expiry, not once per request: {tokens} token requests");
 }
+
+// Finding 11, the bound: an action that meets a 401 on every try renews the token a bounded
+// number of times, then ends `not-executed` (never `rejected`: it did not run).
+#[test]
+fn an_action_that_keeps_meeting_401s_ends_not_executed() {
+    let (repo, ids) = android_repo(2, "");
+    let sim = android_sim(2, |c| {
+        c.faults = vec![Fault { device_id: Some(android_id(0)), kind: FaultKind::Unauthorized, times: 50 }];
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("1 accepted, 0 rejected, 0 unknown, 1 not executed"), "{}", stdout(&out));
+    assert_eq!(status_of(&repo, &ids[0]), "not-executed");
+    let to_device_0 = posts(&sim).iter().filter(|p| p.path.contains(&ids[0])).count();
+    assert_eq!(to_device_0, 4, "the first try and three renewals");
+    assert_eq!(sim.resets_applied(&ids[0]), 0);
+}

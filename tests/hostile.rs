@@ -192,3 +192,17 @@ fn a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched() {
     assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
     assert_eq!(std::fs::read(repo.store().path()).expect("ledger"), ledger);
 }
+
+// Issue 11, finding 4: `.reconcile/simulator.json` was written through a committed symlink, even
+// by `plan --simulate`. It is replaced by a new file; the file it pointed at is untouched.
+#[test]
+fn the_simulators_state_is_never_written_through_a_symlink() {
+    let repo = Repo::from_examples();
+    let victim = repo.write("victim.txt", "precious\n");
+    std::fs::create_dir_all(repo.path().join(".reconcile")).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, repo.path().join(".reconcile/simulator.json")).expect("symlink");
+    repo.cmd().args(["apply", "--simulate", "--auto-approve"]).assert().success();
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+    let kept = repo.path().join(".reconcile/simulator.json");
+    assert!(!std::fs::symlink_metadata(&kept).expect("meta").file_type().is_symlink(), "replaced by a file");
+}

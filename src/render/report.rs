@@ -137,6 +137,13 @@ pub fn write_junit(path: &Path, r: &ApplyReport) -> io::Result<()> {
     std::fs::write(path, junit_xml(r))
 }
 
+/// A value in the JUnit XML: control characters shown escaped first (XML 1.0 cannot carry most
+/// of them, even as character references), then the markup characters.
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    super::safe::text(s)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }

@@ -212,6 +212,12 @@ fn a_token_without_the_permission_sends_nothing() {
     );
     assert!(err.contains("admin consent"), "{err}");
     assert!(posts(&sim).is_empty());
+    // A token that can read but not reset: refused too, naming what it has.
+    let sim = android_sim(2, |c| c.roles = vec!["DeviceManagementManagedDevices.Read.All".into()]);
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("(it has: DeviceManagementManagedDevices.Read.All)"), "{}", stderr(&out));
+    assert!(posts(&sim).is_empty());
 }
 
 #[test]

@@ -358,3 +358,48 @@ fn an_action_that_keeps_meeting_401s_ends_not_executed() {
     assert_eq!(to_device_0, 4, "the first try and three renewals");
     assert_eq!(sim.resets_applied(&ids[0]), 0);
 }
+
+// A request that timed out before Intune acted on it: its intent carries Intune's clock (from the
+// answers before it), so refresh can prove it never ran, and the next apply sends it once.
+#[test]
+fn a_request_lost_before_intune_acted_is_made_sendable_on_evidence() {
+    let (repo, ids) = android_repo(1, "");
+    let sim = android_sim(1, |c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::HangBefore, times: 1 }];
+    });
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    let ledger = repo.ledger_json();
+    let attempt = &ledger["records"].as_object().expect("records").values().next().expect("record")["attempts"][0];
+    assert!(attempt["httpStatus"].is_null() && attempt["serverSentAt"].is_string(), "{attempt}");
+    let out = repo.cmd_on(&sim).arg("refresh").output().expect("run");
+    assert!(stdout(&out).contains("unknown       -> not-executed"), "{}", stdout(&out));
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(sim.resets_applied(&ids[0]), 1);
+}
+
+// The 429 bound: a storm that never ends leaves the action not executed instead of retrying
+// forever; every attempt is recorded with the client-request-id that was really sent.
+#[test]
+fn a_429_that_never_ends_leaves_the_action_not_executed() {
+    let (repo, ids) = android_repo(2, "");
+    let sim = android_sim(2, |c| {
+        c.faults = vec![Fault { device_id: Some(android_id(0)), kind: FaultKind::Throttle, times: 1_000 }];
+        c.retry_after = RetryAfter::Seconds(0.01);
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("1 accepted, 0 rejected, 0 unknown, 1 not executed"), "{}", stdout(&out));
+    assert_eq!(status_of(&repo, &ids[0]), "not-executed");
+    let sent: std::collections::BTreeSet<String> =
+        posts(&sim).iter().filter_map(|p| p.client_request_id.clone()).collect();
+    let ledger = repo.ledger_json();
+    let recorded: std::collections::BTreeSet<String> = ledger["records"]
+        .as_object()
+        .expect("records")
+        .values()
+        .flat_map(|r| r["attempts"].as_array().expect("attempts").iter())
+        .filter_map(|a| a["clientRequestId"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(sent, recorded, "each attempt records the client-request-id it sent");
+    assert_eq!(sent.len(), 22, "20 retries after the first 429, and the other device");
+}

@@ -377,6 +377,11 @@ fn reset(s: &mut SimState, id: &str, rid: &str, crid: Option<&str>) -> Reply {
                 crid,
             );
         }
+        Some(FaultKind::HangBefore) => {
+            let mut r = Reply::new(StatusCode::NO_CONTENT, None);
+            r.hang = true;
+            return r;
+        }
         Some(FaultKind::Forbidden) => {
             return graph_error(StatusCode::FORBIDDEN, "UnknownError", &intune_message("Forbidden"), rid, crid);
         }

@@ -42,6 +42,8 @@ pub enum FaultKind {
     RequestTimeout,
     /// 403 without applying (a licence or permission problem fixed later).
     Forbidden,
+    /// Never answer, and never apply (the request was lost before Intune acted on it).
+    HangBefore,
 }
 
 /// A fault for the next `times` resetPasscode requests (on one device, or any).

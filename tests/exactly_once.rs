@@ -232,6 +232,16 @@ fn a_408_is_not_executed_and_is_retried() {
     assert_each_reset_once(&sim, &ids);
     let statuses: Vec<u64> = posts(&sim).iter().map(|p| u64::from(p.status)).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 408).count(), 1);
+
+    // 408s that never end: three tries, then not executed (never rejected: it did not run).
+    let (repo, ids) = android_repo(1, "");
+    let sim = android_sim(1, |c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::RequestTimeout, times: 100 }];
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(status_of(&repo, &ids[0]), "not-executed");
+    assert_eq!(posts(&sim).len(), 3);
 }
 
 // Finding 7: one rejected action can be retried alone, without bumping `round` (which would

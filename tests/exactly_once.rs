@@ -97,6 +97,18 @@ fn a_report_slower_than_the_grace_is_caught_by_the_audit_log() {
     assert_eq!(posts(&sim).len(), 2, "nothing re-sent");
     assert_eq!(sim.resets_applied(&ids[0]), 1);
 
+    // The same with nothing but the unknown action: the audit log is read from its own intent.
+    let (repo, ids) = android_repo(1, "");
+    let sim = android_sim(1, |c| {
+        c.report_delay = Duration::from_secs(3600);
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::ErrorAfter, times: 1 }];
+    });
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    let out = repo.cmd_on(&sim).arg("refresh").output().expect("run");
+    assert!(stdout(&out).contains("unknown       -> accepted"), "{}", stdout(&out));
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(sim.resets_applied(&ids[0]), 1);
+
     // Without the audit log (a token that may not read it), the evidence is the results alone:
     // within the grace nothing is decided.
     let (repo, ids) = android_repo(1, "");

@@ -287,28 +287,21 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
             confine_to: Some(base.clone()),
         }],
     };
-    // The repository may name the ledger only inside itself; `--state` is the operator's.
+    // The repository may name the ledger only inside itself (`state:`, or the default through a
+    // committed symlink); `--state` is the operator's.
     let state = match (&overrides.state, raw.state) {
         (Some(s), _) => s.clone(),
-        (None, Some(s)) => {
-            let path = join(&base, Path::new(&s.value));
+        (None, named) => {
+            let path = join(&base, Path::new(named.as_ref().map_or(DEFAULT_STATE, |s| s.value.as_str())));
             if let Err(e) = crate::confine::inside(&base, &path) {
-                diags.push(Diagnostic::error(&file, pos_of(&s, 0), format!("state: {e}")).with_hint(
-                    "the ledger named by reconcile.yaml must be inside the repository; the operator may pass --state",
-                ));
+                diags.push(
+                    Diagnostic::error(&file, named.as_ref().and_then(|s| pos_of(s, 0)), format!("state: {e}"))
+                        .with_hint("the ledger the repository names must be inside it; the operator may pass --state"),
+                );
             }
             path
         }
-        (None, None) => join(&base, Path::new(DEFAULT_STATE)),
     };
-    if overrides.state.is_none()
-        && let Err(e) = crate::confine::inside(&base, &state)
-        && !diags.has_errors()
-    {
-        diags.push(Diagnostic::error(&state, None, format!("the ledger {e}")).with_hint(
-            "a committed symlink must not move the ledger out of the repository; the operator may pass --state",
-        ));
-    }
     let nonempty = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     Settings {
         config_file,

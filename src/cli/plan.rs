@@ -42,6 +42,14 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     if diags.has_errors() {
         return Err(Failure::Invalid(project::load_manifests(settings, &args.paths, diags).err().unwrap_or_default()));
     }
+    // One runtime for the tenant check and the lookups, made only when the plan goes online.
+    let runtime = std::cell::OnceCell::new();
+    let rt = || -> anyhow::Result<&tokio::runtime::Runtime> {
+        if runtime.get().is_none() {
+            let _ = runtime.set(connect::runtime()?);
+        }
+        Ok(runtime.get().expect("set above"))
+    };
     let conn = if args.offline { None } else { Some(connect::connect(&settings, args.simulate, &env)?) };
     let state = match (&conn, args.simulate) {
         (Some(c), _) => c.state.clone(),
@@ -54,7 +62,7 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
         return Err(crate::state::StateError::Missing { path: state }.into());
     }
     let tenant = match &conn {
-        Some(c) => Some(connect::runtime()?.block_on(c.tenant())?),
+        Some(c) => Some(rt()?.block_on(c.tenant())?),
         None => settings.tenant.clone(),
     };
     // The ledger is read on the second core while the manifests are parsed on this one.
@@ -77,7 +85,7 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
             let none = Resolutions::new();
             let candidates: Vec<_> =
                 plan::plan(&actions, &ledger, &none, opts).to_reset().filter_map(|e| e.action).collect();
-            connect::runtime()?.block_on(lookup(conn, &candidates, &ledger))?
+            rt()?.block_on(lookup(conn, &candidates, &ledger))?
         }
     };
     let mut violations = p.settings.policy.check_manifests(&p.manifests);

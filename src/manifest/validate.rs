@@ -118,10 +118,7 @@ pub fn validate(
         ("metadata.requestedBy", &raw.metadata.requested_by),
     ] {
         if let Some(v) = v
-            && v.value.chars().any(|c| {
-                c.is_control()
-                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-            })
+            && v.value.chars().any(crate::render::safe::dangerous)
         {
             diags.push(
                 Diagnostic::error(

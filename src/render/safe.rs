@@ -19,8 +19,9 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Whether `c` must never reach a terminal or log raw.
-fn dangerous(c: char) -> bool {
+/// Whether `c` must never reach a terminal or log raw (control, line-separator and bidi
+/// characters).
+pub fn dangerous(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }

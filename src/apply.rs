@@ -27,6 +27,7 @@
 //! Infrastructure failures (ledger unreadable or unwritable, lock held, authentication, missing
 //! permission) abort the run; a failed action is data: an outcome in the ledger.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,7 +43,7 @@ use crate::graph::auth::PRIVILEGED_ROLE;
 use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
 use crate::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
 use crate::saved::{Binding, SavedError, SavedPlan, commitments_of};
-use crate::state::{Attempt, LedgerWriter, LocalStore, Record, StateError, Status};
+use crate::state::{Attempt, Record, StateError, Status, Store, Writer};
 
 /// How many 429s one action may meet before it is left `not-executed` for the next run.
 const MAX_THROTTLED: usize = 20;
@@ -111,6 +112,8 @@ pub enum ApplyError {
     Task(String),
     #[error(transparent)]
     Saved(#[from] SavedError),
+    #[error("{} outcome{} could not be written to the ledger ({source}); the ledger shows {} as `unknown`: {keys}\nhint: nothing is re-sent blindly: run `reconcile refresh` once the ledger is reachable, and it settles them from Intune", keys.len(), if keys.len() == 1 { "" } else { "s" }, if keys.len() == 1 { "it" } else { "them" }, keys = keys.join(", "))]
+    Unsaved { keys: Vec<String>, source: StateError },
     #[error("{} policy violation{}: nothing was sent", .0.items().len(), if .0.items().len() == 1 { "" } else { "s" })]
     Policy(crate::diagnostic::Diagnostics),
 }
@@ -143,13 +146,13 @@ impl ApplyReport {
 /// Runs `actions` against Graph. See the module docs for the flow and guarantees.
 pub async fn apply(
     actions: &[Action],
-    store: &LocalStore,
+    store: &Store,
     graph: Arc<Graph>,
     opts: &ApplyOptions,
     ui: &mut dyn Ui,
     cancel: watch::Receiver<bool>,
 ) -> Result<ApplyReport, ApplyError> {
-    let writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref())?;
+    let writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref()).await?;
     if let Some(exp) = &opts.expected {
         let (lineage, serial) = writer.ledger_before();
         let now = Binding { lineage, serial, tenant: opts.tenant.clone(), inputs: opts.inputs.clone() };
@@ -162,7 +165,7 @@ pub async fn apply(
     let candidates: Vec<&Action> = first.to_reset().filter_map(|e| e.action).collect();
     if candidates.is_empty() {
         ui.show_plan(&first);
-        writer.commit()?;
+        writer.commit().await?;
         return Ok(ApplyReport::default());
     }
     if let Some(max) = opts.max_actions
@@ -201,7 +204,7 @@ pub async fn apply(
         ..ApplyReport::default()
     };
     if plan.summary.to_reset == 0 {
-        writer.commit()?;
+        writer.commit().await?;
         return Ok(report);
     }
     // A saved plan was reviewed already: applying it is the approval.
@@ -221,7 +224,8 @@ pub async fn apply(
 
     let ctx = Arc::new(Ctx {
         graph,
-        writer: Mutex::new(writer),
+        writer: tokio::sync::Mutex::new(writer),
+        unsaved: Mutex::new(BTreeMap::new()),
         cancel,
         stopped: AtomicBool::new(false),
         opts: opts.clone(),
@@ -259,12 +263,38 @@ pub async fn apply(
     }
     report.interrupted = *ctx.cancel.borrow();
     let ctx = Arc::into_inner(ctx).expect("every task has finished");
-    let writer = ctx.writer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    writer.commit()?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(report),
+    let mut writer = ctx.writer.into_inner();
+    let unsaved: Vec<Record> =
+        ctx.unsaved.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).into_values().collect();
+    if !unsaved.is_empty() {
+        // Outcomes of requests that were sent: kept in memory, written when the store is back.
+        let mut last = None;
+        for wait in [0, 1, 2, 4, 8] {
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            match writer.record_all(unsaved.clone()).await {
+                Ok(()) => {
+                    tracing::info!(
+                        outcomes = unsaved.len(),
+                        "recorded the outcomes kept while the ledger was unreachable"
+                    );
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(source) = last {
+            let keys = unsaved.iter().map(|r| r.key.short().to_owned()).collect();
+            let _ = writer.commit().await;
+            return Err(ApplyError::Unsaved { keys, source });
+        }
     }
+    let committed = writer.commit().await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    committed?;
+    Ok(report)
 }
 
 /// Refuses a token whose `roles` lack the permission. A token that is not a JWT cannot be
@@ -280,20 +310,34 @@ async fn check_role(graph: &Graph) -> Result<(), ApplyError> {
 
 struct Ctx {
     graph: Arc<Graph>,
-    writer: Mutex<LedgerWriter>,
+    writer: tokio::sync::Mutex<Writer>,
+    /// Outcomes that could not be written (the store was unreachable), to write at the end.
+    unsaved: Mutex<BTreeMap<crate::action::ActionKey, Record>>,
     cancel: watch::Receiver<bool>,
     stopped: AtomicBool,
     opts: ApplyOptions,
 }
 
 impl Ctx {
-    /// Durably records `r` (fsync) before the caller goes on.
-    fn record(&self, r: &Record) -> Result<(), ApplyError> {
-        tokio::task::block_in_place(|| {
-            let mut w = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            w.record(r.clone())
-        })?;
-        Ok(())
+    /// Durably records an intent before its request is sent. On failure nothing is sent, by this
+    /// task or any other.
+    async fn record_intent(&self, r: &Record) -> Result<(), ApplyError> {
+        let result = self.writer.lock().await.record(r.clone()).await;
+        result.map_err(|e| {
+            self.stop();
+            e.into()
+        })
+    }
+
+    /// Durably records an outcome. On failure no new request is sent, and the outcome is kept to
+    /// be written at the end (or reported as unwritten: the ledger then says `unknown`).
+    async fn record_outcome(&self, r: &Record) -> Result<(), ApplyError> {
+        let result = self.writer.lock().await.record(r.clone()).await;
+        result.map_err(|e| {
+            self.stop();
+            self.unsaved.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(r.key.clone(), r.clone());
+            e.into()
+        })
     }
 
     /// Whether new sends must stop: cancelled by the user, or stopped after a failure.
@@ -349,7 +393,7 @@ async fn execute(
         });
         record.status = Status::Unknown;
         record.updated_at = now;
-        ctx.record(&record)?;
+        ctx.record_intent(&record).await?;
         sent_any = true;
         let token = slot.token().clone();
         let result = ctx.graph.reset_passcode(slot, action.collection, device_id, client_request_id).await;
@@ -418,7 +462,7 @@ async fn execute(
             }
         };
         tracing::info!(status = %record.status, "outcome");
-        ctx.record(&record)?;
+        ctx.record_outcome(&record).await?;
         if !retry {
             return Ok(Some(record));
         }

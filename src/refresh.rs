@@ -34,7 +34,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::action::Collection;
 use crate::graph::clock::TOLERANCE;
 use crate::graph::{ActionResult, Audits, Graph, ReadError, RemoteActionAudit};
-use crate::state::{LocalStore, Record, Resolution, StateError, Status};
+use crate::state::{Record, Resolution, StateError, Status, Store};
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
@@ -328,12 +328,8 @@ fn unknown_without_result(
 }
 
 /// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
-pub async fn refresh(
-    store: &LocalStore,
-    graph: Arc<Graph>,
-    opts: &RefreshOptions,
-) -> Result<RefreshReport, RefreshError> {
-    let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref())?;
+pub async fn refresh(store: &Store, graph: Arc<Graph>, opts: &RefreshOptions) -> Result<RefreshReport, RefreshError> {
+    let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
     let mut by_device: BTreeMap<(Collection, String), Vec<Record>> = BTreeMap::new();
     let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.collection, id.to_ascii_lowercase()));
     for r in writer.ledger().records.values().filter(|r| is_pending(r)) {
@@ -431,10 +427,10 @@ pub async fn refresh(
     }
     updates.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));
     report.unresolved.sort_by(|a, b| (&a.0.manifest, &a.0.key).cmp(&(&b.0.manifest, &b.0.key)));
-    writer.record_all(updates.iter().map(|c| c.record.clone()))?;
+    writer.record_all(updates.iter().map(|c| c.record.clone()).collect()).await?;
     // A status that did not change but gained a claim is recorded, not reported as a change.
     report.changes = updates.into_iter().filter(|c| c.from != c.record.status).collect();
-    writer.commit()?;
+    writer.commit().await?;
     match failure {
         Some(e) => Err(RefreshError::Graph(e)),
         None => Ok(report),

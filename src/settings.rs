@@ -192,7 +192,10 @@ pub struct Settings {
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     pub manifests: Vec<ManifestInput>,
-    pub state: PathBuf,
+    /// The ledger: a path, or an Azure Blob Storage URL (SPEC §4).
+    pub state: crate::state::Location,
+    /// The ledger `--simulate` uses (always local).
+    pub sim_state: PathBuf,
     pub graph: GraphSettings,
     /// `AZURE_TENANT_ID`, which binds the ledger.
     pub tenant: Option<String>,
@@ -210,13 +213,18 @@ impl Settings {
     /// The ledger `--simulate` uses: always a separate file beside the real one
     /// (`state.json` → `state.simulated.json`), so a simulated run can never touch a real ledger.
     pub fn simulated_state(&self) -> PathBuf {
-        if self.state.file_name().is_some_and(|n| n.to_string_lossy().contains(".simulated")) {
-            return self.state.clone();
-        }
-        let stem = self.state.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
-        let ext = self.state.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-        self.state.with_file_name(format!("{stem}.simulated{ext}"))
+        self.sim_state.clone()
     }
+}
+
+/// `state.json` → `state.simulated.json`: a simulated run can never touch a real ledger.
+fn simulated_path(state: PathBuf) -> PathBuf {
+    if state.file_name().is_some_and(|n| n.to_string_lossy().contains(".simulated")) {
+        return state;
+    }
+    let stem = state.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
+    let ext = state.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    state.with_file_name(format!("{stem}.simulated{ext}"))
 }
 
 /// What the command line says about settings.
@@ -289,24 +297,59 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
     };
     // The repository may name the ledger only inside itself (`state:`, or the default through a
     // committed symlink); `--state` is the operator's.
+    // A Blob URL is fine from either, but only to the pinned cloud's storage (or loopback).
     let state = match (&overrides.state, raw.state) {
-        (Some(s), _) => s.clone(),
-        (None, named) => {
-            let path = join(&base, Path::new(named.as_ref().map_or(DEFAULT_STATE, |s| s.value.as_str())));
-            if let Err(e) = crate::confine::inside(&base, &path) {
-                diags.push(
-                    Diagnostic::error(&file, named.as_ref().and_then(|s| pos_of(s, 0)), format!("state: {e}"))
-                        .with_hint("the ledger the repository names must be inside it; the operator may pass --state"),
-                );
+        (Some(s), _) => match crate::state::Location::parse(&s.to_string_lossy(), pinned) {
+            Ok(Some(url)) => crate::state::Location::Blob(url),
+            Ok(None) => crate::state::Location::Local(s.clone()),
+            Err(e) => {
+                diags.push(Diagnostic {
+                    severity: crate::diagnostic::Severity::Error,
+                    file: None,
+                    pos: None,
+                    message: format!("--state: {e}"),
+                    hint: None,
+                });
+                crate::state::Location::Local(s.clone())
             }
-            path
+        },
+        (None, named) => {
+            let text = named.as_ref().map_or(DEFAULT_STATE, |s| s.value.as_str());
+            match crate::state::Location::parse(text, pinned) {
+                Ok(Some(url)) => crate::state::Location::Blob(url),
+                Ok(None) => {
+                    let path = join(&base, Path::new(text));
+                    if let Err(e) = crate::confine::inside(&base, &path) {
+                        diags.push(
+                            Diagnostic::error(&file, named.as_ref().and_then(|s| pos_of(s, 0)), format!("state: {e}"))
+                                .with_hint(
+                                    "the ledger the repository names must be inside it; the operator may pass --state",
+                                ),
+                        );
+                    }
+                    crate::state::Location::Local(path)
+                }
+                Err(e) => {
+                    diags.push(Diagnostic::error(
+                        &file,
+                        named.as_ref().and_then(|s| pos_of(s, 0)),
+                        format!("state: {e}"),
+                    ));
+                    crate::state::Location::Local(join(&base, Path::new(DEFAULT_STATE)))
+                }
+            }
         }
     };
+    let sim_state = simulated_path(match &state {
+        crate::state::Location::Local(p) => p.clone(),
+        crate::state::Location::Blob(_) => join(&base, Path::new(DEFAULT_STATE)),
+    });
     let nonempty = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     Settings {
         config_file,
         manifests,
         state,
+        sim_state,
         graph,
         tenant: nonempty("AZURE_TENANT_ID"),
         graph_url: nonempty("RECONCILE_GRAPH_URL"),

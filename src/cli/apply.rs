@@ -14,7 +14,7 @@ use crate::plan::Plan;
 use crate::project;
 use crate::render::{self, Format, PlanContext};
 use crate::saved::{SavedError, SavedPlan, inputs_digest};
-use crate::state::{LocalStore, Record, Status};
+use crate::state::{Record, Status};
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -171,8 +171,8 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let static_violations = p.settings.policy.check_manifests(&p.manifests);
     let rt = connect::runtime()?;
     let conn = connect::connect(&p.settings, args.simulate, &env)?;
-    let store = LocalStore::new(&conn.state);
-    store.load_existing()?;
+    let store = conn.store.clone();
+    rt.block_on(store.load_existing())?;
     let tenant = rt.block_on(conn.tenant())?;
     let opts = ApplyOptions {
         policy: p.settings.policy.clone(),

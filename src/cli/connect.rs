@@ -22,7 +22,8 @@ pub struct Connection {
     expected_tenant: Option<String>,
     /// The cloud credentials may go to (`AZURE_CLOUD`); a token for another is refused.
     cloud: crate::settings::Cloud,
-    pub state: PathBuf,
+    /// The ledger of this run (the simulated one with `--simulate`).
+    pub store: crate::state::Store,
     pub simulated: bool,
     /// The in-process simulator, and where it keeps what it did between runs.
     sim: Option<(SimHandle, PathBuf)>,
@@ -93,7 +94,7 @@ pub fn connect(
             graph: Arc::new(Graph::new(endpoints, credential, &opts)),
             expected_tenant: Some(SIM_TENANT.into()),
             cloud: g.cloud,
-            state,
+            store: crate::state::Store::Local(store),
             simulated: true,
             sim: Some((sim, saved_path)),
         });
@@ -102,15 +103,55 @@ pub fn connect(
         Endpoints::resolve(g.cloud, g.api_version, settings.graph_url.as_deref(), settings.authority_host.as_deref())?;
     let credential = Credential::from_env(env)?;
     tracing::info!(credential = credential.kind(), graph = %endpoints.graph_root, "connecting to Microsoft Graph");
+    let store = open_store(settings, env)?;
     Ok(Connection {
         graph: Arc::new(Graph::new(endpoints, credential, &opts)),
         expected_tenant: settings.tenant.clone(),
         cloud: g.cloud,
-        state: settings.state.clone(),
+        store,
         simulated: false,
         sim: None,
     })
 }
+
+/// The ledger `settings.state` names. A blob ledger is authorised by `AZURE_STORAGE_KEY`,
+/// `AZURE_STORAGE_SAS_TOKEN`, or else the same Entra credential as Graph, with the storage scope.
+pub fn open_store(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<crate::state::Store> {
+    open_store_at(settings, &settings.state, env)
+}
+
+/// The ledger at `location`, authorised as [`open_store`] says.
+pub fn open_store_at(
+    settings: &Settings,
+    location: &crate::state::Location,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<crate::state::Store> {
+    let g = &settings.graph;
+    crate::state::Store::open(location, env, g.timeout, || {
+        let mut endpoints = Endpoints::resolve(
+            g.cloud,
+            g.api_version,
+            settings.graph_url.as_deref(),
+            settings.authority_host.as_deref(),
+        )?;
+        endpoints.scope = STORAGE_SCOPE.to_owned();
+        let credential = Credential::from_env(env)
+            .context("the blob ledger needs AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or an Entra credential")?;
+        // A ready Graph token is for Graph alone: it is never sent to storage.
+        if matches!(credential, Credential::Token(_)) {
+            anyhow::bail!(
+                "RECONCILE_GRAPH_TOKEN is a Microsoft Graph token and is never sent to storage\nhint: for the blob ledger set AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or use an app credential (client secret, certificate, workload identity, GitHub OIDC)"
+            );
+        }
+        let http = crate::graph::http_client(g.timeout);
+        Ok(crate::state::blob::StorageAuth::Entra(Arc::new(crate::graph::auth::TokenProvider::new(
+            http, credential, &endpoints,
+        ))))
+    })
+}
+
+/// The Entra scope of Azure Storage (the same in every cloud).
+pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 
 /// Why the run's tenant is not the one it should be.
 #[derive(Debug, thiserror::Error)]

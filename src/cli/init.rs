@@ -3,7 +3,7 @@
 use super::connect;
 use super::{CmdResult, Failure, GlobalArgs, env};
 use crate::project;
-use crate::state::LocalStore;
+use crate::state::{LocalStore, Store, block_on};
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
@@ -22,8 +22,8 @@ pub fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
     if diags.has_errors() {
         return Err(Failure::Invalid(diags));
     }
-    let (path, tenant) = if args.simulate {
-        (settings.simulated_state(), connect::SIM_TENANT.to_owned())
+    let (store, tenant) = if args.simulate {
+        (Store::Local(LocalStore::new(settings.simulated_state())), connect::SIM_TENANT.to_owned())
     } else {
         let tenant = match args.tenant.clone().or_else(|| settings.tenant.clone()) {
             Some(t) => t,
@@ -33,7 +33,7 @@ pub fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
                 rt.block_on(conn.tenant())?
             }
         };
-        (settings.state.clone(), tenant)
+        (connect::open_store(&settings, &env)?, tenant)
     };
     let tenant = tenant.trim().to_owned();
     if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')) {
@@ -43,12 +43,12 @@ pub fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
         )
         .into());
     }
-    let store = LocalStore::new(&path);
-    let created = store.create(g.lock_timeout.map(|d| d.0).unwrap_or_default(), &tenant)?;
+    let created = block_on(store.create(g.lock_timeout.map(|d| d.0).unwrap_or_default(), &tenant))??;
+    let at = store.location();
     if created {
-        say!("Created the ledger `{}` for tenant `{tenant}`.", path.display());
+        say!("Created the ledger `{at}` for tenant `{tenant}`.");
     } else {
-        say!("The ledger `{}` already exists for tenant `{tenant}`; nothing to do.", path.display());
+        say!("The ledger `{at}` already exists for tenant `{tenant}`; nothing to do.");
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::plan::{self, PlanOptions, Resolutions};
 use crate::project;
 use crate::render::{self, Format, PlanContext};
 use crate::saved::{Binding, SavedPlan, inputs_digest};
-use crate::state::LocalStore;
+use crate::state::{LocalStore, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -42,32 +42,25 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     if diags.has_errors() {
         return Err(Failure::Invalid(project::load_manifests(settings, &args.paths, diags).err().unwrap_or_default()));
     }
-    // One runtime for the tenant check and the lookups, made only when the plan goes online.
-    let runtime = std::cell::OnceCell::new();
-    let rt = || -> anyhow::Result<&tokio::runtime::Runtime> {
-        if runtime.get().is_none() {
-            let _ = runtime.set(connect::runtime()?);
-        }
-        Ok(runtime.get().expect("set above"))
-    };
+    // One runtime for the ledger, the tenant check and the lookups.
+    let runtime = connect::runtime()?;
     let conn = if args.offline { None } else { Some(connect::connect(&settings, args.simulate, &env)?) };
-    let state = match (&conn, args.simulate) {
-        (Some(c), _) => c.state.clone(),
-        (None, true) => settings.simulated_state(),
-        (None, false) => settings.state.clone(),
+    let store = match (&conn, args.simulate) {
+        (Some(c), _) => c.store.clone(),
+        (None, true) => Store::Local(LocalStore::new(settings.simulated_state())),
+        (None, false) => connect::open_store(&settings, &env)?,
     };
-    let store = LocalStore::new(&state);
-    let missing = !store.exists();
+    let missing = !runtime.block_on(store.exists())?;
     if missing && conn.is_some() {
-        return Err(crate::state::StateError::Missing { path: state }.into());
+        return Err(crate::state::StateError::Missing { path: store.location().to_string().into() }.into());
     }
     let tenant = match &conn {
-        Some(c) => Some(rt()?.block_on(c.tenant())?),
+        Some(c) => Some(runtime.block_on(c.tenant())?),
         None => settings.tenant.clone(),
     };
     // The ledger is read on the second core while the manifests are parsed on this one.
     let (p, ledger) = std::thread::scope(|s| {
-        let ledger = s.spawn(|| store.load());
+        let ledger = s.spawn(|| runtime.block_on(store.load()));
         let p = project::load_manifests(settings, &args.paths, diags);
         (p, ledger.join())
     });
@@ -85,7 +78,7 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
             let none = Resolutions::new();
             let candidates: Vec<_> =
                 plan::plan(&actions, &ledger, &none, opts).to_reset().filter_map(|e| e.action).collect();
-            rt()?.block_on(lookup(conn, &candidates, &ledger))?
+            runtime.block_on(lookup(conn, &candidates, &ledger))?
         }
     };
     let mut violations = p.settings.policy.check_manifests(&p.manifests);
@@ -102,7 +95,7 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     if missing {
         let note = format!(
             "No ledger at `{}`: this plan assumes nothing was ever sent. Run `reconcile init` to create it, or find out why it is missing.",
-            store.path().display()
+            store.location()
         );
         tracing::warn!("{note}");
         if args.format == Format::Text {

@@ -5,7 +5,6 @@ use super::{CmdResult, Failure, GlobalArgs, env};
 use crate::project;
 use crate::refresh::{self, RefreshOptions};
 use crate::render::safe::text;
-use crate::state::LocalStore;
 
 #[derive(Debug, clap::Args)]
 pub struct RefreshArgs {
@@ -22,9 +21,9 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
     }
     let rt = connect::runtime()?;
     let conn = connect::connect(&settings, args.simulate, &env)?;
-    let store = LocalStore::new(&conn.state);
-    store.load_existing()?;
+    let store = conn.store.clone();
     let report = rt.block_on(async {
+        store.load_existing().await?;
         let opts = RefreshOptions {
             lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
             unknown_grace: settings.graph.unknown_grace,

@@ -1,4 +1,5 @@
-//! `reconcile state list` and `reconcile state show KEY`.
+//! `reconcile state …`: inspect the ledger, decide about one action by hand, move the ledger
+//! between a file and a blob, release a blob ledger's lock.
 
 use std::io::Write;
 
@@ -8,7 +9,7 @@ use clap::Subcommand;
 use super::{CmdResult, Failure, GlobalArgs, env};
 use crate::render;
 use crate::settings;
-use crate::state::{LocalStore, PersonDecision};
+use crate::state::{Location, PersonDecision, block_on};
 
 /// Who is deciding: the CI actor or the local user, and the host.
 fn person() -> String {
@@ -56,6 +57,25 @@ pub enum StateCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Copy the ledger to DEST (an Azure Blob URL, or a path): to a new location, or over a copy
+    /// of the same ledger that this one extends (like `terraform init -migrate-state`).
+    Push {
+        #[arg(value_name = "DEST")]
+        dest: String,
+    },
+    /// Copy the ledger into the local FILE: a new file, or a copy of the same ledger that this one
+    /// extends (like `terraform state pull`).
+    Pull {
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+    /// Release the lock of a blob ledger whose holder is certainly dead (Terraform's
+    /// `force-unlock`). ID is the lock ID named by the run that was refused. A lock nobody renews
+    /// also expires by itself after 60 s.
+    Unlock {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,7 +91,7 @@ pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
     if diags.has_errors() {
         return Err(Failure::Invalid(diags));
     }
-    let store = LocalStore::new(&settings.state);
+    let store = super::connect::open_store(&settings, &env)?;
     let timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
     let decision = match &cmd {
         StateCommand::Resolve { key, outcome, reason } => Some((
@@ -86,7 +106,7 @@ pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
         _ => None,
     };
     if let Some((key, decision, reason)) = decision {
-        let r = store.decide_by_person(timeout, key, decision, &person(), reason)?;
+        let r = block_on(store.decide_by_person(timeout, key, decision, &person(), reason))??;
         say!(
             "{} {} {} {} is now `{}` (recorded with your reason).",
             r.key.short(),
@@ -100,7 +120,33 @@ pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
         }
         return Ok(());
     }
-    let ledger = store.load_existing()?;
+    let dest = match &cmd {
+        StateCommand::Push { dest } => Some(match Location::parse(dest, settings.graph.cloud) {
+            Ok(Some(url)) => Location::Blob(url),
+            Ok(None) => Location::Local(dest.into()),
+            Err(e) => return Err(anyhow::anyhow!("state push: {e}").into()),
+        }),
+        StateCommand::Pull { file } => Some(Location::Local(file.clone())),
+        _ => None,
+    };
+    if let Some(dest) = dest {
+        let to = super::connect::open_store_at(&settings, &dest, &env)?;
+        if to.location() == store.location() {
+            return Err(anyhow::anyhow!("`{dest}` is the ledger itself").into());
+        }
+        let n = block_on(async {
+            let source = store.load_existing().await?;
+            to.import(&source, timeout).await
+        })??;
+        say!("Copied {n} records from `{}` to `{dest}`.", store.location());
+        return Ok(());
+    }
+    if let StateCommand::Unlock { id } = &cmd {
+        let holder = block_on(store.unlock(id))??;
+        say!("Released the lock of `{}` held by {holder}.", store.location());
+        return Ok(());
+    }
+    let ledger = block_on(store.load_existing())??;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match cmd {
         StateCommand::List { format: StateFormat::Text } => render::state::list_text(&mut out, &ledger),
@@ -112,7 +158,11 @@ pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
                 StateFormat::Json => render::state::show_json(&mut out, record),
             }
         }
-        StateCommand::Resolve { .. } | StateCommand::Retry { .. } => unreachable!("handled above"),
+        StateCommand::Resolve { .. }
+        | StateCommand::Retry { .. }
+        | StateCommand::Push { .. }
+        | StateCommand::Pull { .. }
+        | StateCommand::Unlock { .. } => unreachable!("handled above"),
     }
     .and_then(|()| out.flush())
     .context("cannot write to stdout")?;

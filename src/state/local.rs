@@ -68,6 +68,16 @@ pub enum StateError {
     NoTenant { path: PathBuf },
     #[error("journal `{}` does not fit the ledger `{}`: {why}\nhint: the journal holds requests that may have been sent; nothing was changed. {hint}", journal.display(), path.display())]
     Diverged { path: PathBuf, journal: PathBuf, why: String, hint: &'static str },
+    #[error("cannot {op} the ledger `{}`: {why}\nhint: nothing more is sent while the ledger cannot be written; check the storage account, the container and the credentials (AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or the Entra role Storage Blob Data Contributor)", path.display())]
+    Store { path: PathBuf, op: &'static str, why: String },
+    #[error("this run no longer holds the lock of ledger `{}`: {why}; nothing more was sent\nhint: run `reconcile refresh`, then apply again: actions in flight are `unknown` until refresh settles them", path.display())]
+    LockLost { path: PathBuf, why: String },
+    #[error("ledger `{}` is not locked by `{id}`\nhint: the lock ID is named in the message of the run that was refused", path.display())]
+    NotLocked { path: PathBuf, id: String },
+    #[error("ledger `{}` is local: its lock is released by the operating system when its holder exits, so there is nothing to unlock", path.display())]
+    LocalUnlock { path: PathBuf },
+    #[error("refusing to overwrite ledger `{}`: {why}; nothing was written\nhint: push or pull only to a new location, or to a copy of the same ledger that this one extends", path.display())]
+    ImportRefused { path: PathBuf, why: String },
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
@@ -93,15 +103,21 @@ struct Snapshot {
 impl Snapshot {
     /// `sha256:` of the compact JSON of every field but the checksum, in declaration order.
     fn digest(&self) -> String {
-        let body = Body {
+        Body {
             version: self.version,
             lineage: &self.lineage,
             serial: self.serial,
             tenant: &self.tenant,
             records: &self.records,
-        };
+        }
+        .digest()
+    }
+}
+
+impl Body<'_> {
+    fn digest(&self) -> String {
         let mut h = HashWriter(Sha256::new());
-        serde_json::to_writer(&mut h, &body).expect("hashing into memory cannot fail");
+        serde_json::to_writer(&mut h, self).expect("hashing into memory cannot fail");
         format!("sha256:{}", hex::encode(h.0.finalize()))
     }
 }
@@ -183,26 +199,7 @@ impl LocalStore {
     }
 
     fn parse_snapshot(&self, bytes: &[u8]) -> Result<Ledger, StateError> {
-        let probe: VersionProbe =
-            serde_json::from_slice(bytes).map_err(|e| self.corrupt(format!("not a ledger JSON document ({e})")))?;
-        match probe.version.as_u64() {
-            Some(v) if v == u64::from(LEDGER_VERSION) => {}
-            Some(v) if v > u64::from(LEDGER_VERSION) => {
-                return Err(StateError::NewerVersion { path: self.path.clone(), found: v });
-            }
-            _ => return Err(self.corrupt(format!("unsupported version {}", probe.version))),
-        }
-        let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| self.corrupt(e.to_string()))?;
-        let want = snap.digest();
-        match &snap.checksum {
-            Some(c) if *c == want => {}
-            Some(_) => return Err(self.corrupt("checksum mismatch (was the file edited by hand?)")),
-            None => return Err(self.corrupt("checksum missing")),
-        }
-        if let Some((k, r)) = snap.records.iter().find(|(k, r)| **k != r.key) {
-            return Err(self.corrupt(format!("record `{k}` carries key `{}`", r.key)));
-        }
-        Ok(Ledger { lineage: Some(snap.lineage), serial: snap.serial, tenant: snap.tenant, records: snap.records })
+        parse_snapshot_at(&self.path, bytes)
     }
 
     /// Applies the journal's changes to `ledger`.
@@ -271,7 +268,7 @@ impl LocalStore {
             }
             Some(_) if base_serial == ledger.serial => {}
             // The journal does not extend this snapshot: merged below, record by record.
-            Some(_) => return self.merge_journal(ledger, puts, base_serial, &diverged),
+            Some(_) => return merge_stale(ledger, puts, base_serial, &jpath, &diverged),
         }
         ledger.lineage = Some(lineage);
         if ledger.tenant.is_none() {
@@ -282,47 +279,6 @@ impl LocalStore {
             ledger.records.insert(r.key.clone(), r);
         }
         ledger.serial = base_serial + n as u64;
-        Ok(())
-    }
-
-    /// Merges a journal that does not extend the snapshot (see the module docs): records the
-    /// snapshot lacks or has an older version of are taken from the journal.
-    fn merge_journal(
-        &self,
-        ledger: &mut Ledger,
-        puts: Vec<Record>,
-        base_serial: u64,
-        diverged: &dyn Fn(String, &'static str) -> StateError,
-    ) -> Result<(), StateError> {
-        // The journal's last word on every record it touched.
-        let mut latest: BTreeMap<ActionKey, Record> = BTreeMap::new();
-        for r in puts {
-            latest.insert(r.key.clone(), r);
-        }
-        let mut merged = 0;
-        for (key, j) in latest {
-            match ledger.records.get(&key) {
-                None => {}
-                Some(s) => match newer(s, &j) {
-                    Some(Newer::Snapshot) => continue,
-                    Some(Newer::Journal) => {}
-                    None => {
-                        return Err(diverged(
-                            format!("action {} has attempts in each that the other lacks", key.short()),
-                            "both copies may hold requests that were sent: merge them by hand with `reconcile state show` on each, or ask for help",
-                        ));
-                    }
-                },
-            }
-            tracing::warn!(
-                key = key.short(),
-                journal = %self.journal_path().display(),
-                "merging a record the ledger file lacked from a journal that did not extend it"
-            );
-            ledger.records.insert(key, j);
-            merged += 1u64;
-        }
-        ledger.serial = ledger.serial.max(base_serial) + merged;
         Ok(())
     }
 
@@ -356,7 +312,7 @@ impl LocalStore {
         }
         let guard = lock::acquire(&self.path, timeout, &lock::me(command))?;
         let mut ledger = self.load()?;
-        check_tenant(&self.path, &ledger, tenant)?;
+        check_tenant_at(&self.path, &ledger, tenant)?;
         if ledger.lineage.is_none() {
             ledger.lineage = Some(Uuid::new_v4());
         }
@@ -375,6 +331,11 @@ impl LocalStore {
             writer.write_snapshot()?;
         }
         Ok(writer)
+    }
+
+    /// Locks the ledger for a copy from elsewhere (`state pull`), creating it when missing.
+    pub fn lock_for_import(&self, timeout: Duration, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
+        self.lock_inner(timeout, "reconcile state pull", tenant)
     }
 
     /// Records a person's decision about one action (`state resolve`, `state retry`).
@@ -398,17 +359,83 @@ impl LocalStore {
 
     /// Refuses a ledger bound to another tenant.
     pub fn check_tenant(&self, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
-        check_tenant(&self.path, ledger, tenant)
+        check_tenant_at(&self.path, ledger, tenant)
     }
 }
 
-fn check_tenant(path: &Path, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
+pub(super) fn check_tenant_at(path: &Path, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
     match (&ledger.tenant, tenant) {
         (Some(l), Some(t)) if !l.eq_ignore_ascii_case(t) => {
             Err(StateError::WrongTenant { path: path.to_path_buf(), ledger: l.clone(), current: t.to_owned() })
         }
         _ => Ok(()),
     }
+}
+
+/// Parses and verifies a snapshot read from `path` (a file or a blob URL).
+pub(super) fn parse_snapshot_at(path: &Path, bytes: &[u8]) -> Result<Ledger, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt { path: path.to_path_buf(), reason };
+    let probe: VersionProbe =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a ledger JSON document ({e})")))?;
+    match probe.version.as_u64() {
+        Some(v) if v == u64::from(LEDGER_VERSION) => {}
+        Some(v) if v > u64::from(LEDGER_VERSION) => {
+            return Err(StateError::NewerVersion { path: path.to_path_buf(), found: v });
+        }
+        _ => return Err(corrupt(format!("unsupported version {}", probe.version))),
+    }
+    let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let want = snap.digest();
+    match &snap.checksum {
+        Some(c) if *c == want => {}
+        Some(_) => return Err(corrupt("checksum mismatch (was the file edited by hand?)".into())),
+        None => return Err(corrupt("checksum missing".into())),
+    }
+    if let Some((k, r)) = snap.records.iter().find(|(k, r)| **k != r.key) {
+        return Err(corrupt(format!("record `{k}` carries key `{}`", r.key)));
+    }
+    Ok(Ledger { lineage: Some(snap.lineage), serial: snap.serial, tenant: snap.tenant, records: snap.records })
+}
+
+/// Merges a journal that does not extend the snapshot (see the module docs): records the
+/// snapshot lacks or has an older version of are taken from the journal.
+pub(super) fn merge_stale(
+    ledger: &mut Ledger,
+    puts: Vec<Record>,
+    base_serial: u64,
+    journal: &Path,
+    diverged: &dyn Fn(String, &'static str) -> StateError,
+) -> Result<(), StateError> {
+    // The journal's last word on every record it touched.
+    let mut latest: BTreeMap<ActionKey, Record> = BTreeMap::new();
+    for r in puts {
+        latest.insert(r.key.clone(), r);
+    }
+    let mut merged = 0;
+    for (key, j) in latest {
+        match ledger.records.get(&key) {
+            None => {}
+            Some(s) => match newer(s, &j) {
+                Some(Newer::Snapshot) => continue,
+                Some(Newer::Journal) => {}
+                None => {
+                    return Err(diverged(
+                        format!("action {} has attempts in each that the other lacks", key.short()),
+                        "both copies may hold requests that were sent: merge them by hand with `reconcile state show` on each, or ask for help",
+                    ));
+                }
+            },
+        }
+        tracing::warn!(
+            key = key.short(),
+            journal = %journal.display(),
+            "merging a record the ledger file lacked from a journal that did not extend it"
+        );
+        ledger.records.insert(key, j);
+        merged += 1u64;
+    }
+    ledger.serial = ledger.serial.max(base_serial) + merged;
+    Ok(())
 }
 
 fn parse_line(line: &[u8]) -> Option<JournalLine> {
@@ -535,6 +562,13 @@ impl LedgerWriter {
         Ok(())
     }
 
+    /// Replaces the ledger's content (`state pull`): the caller checked it extends this one.
+    pub fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
+        let serial = self.ledger.serial.max(ledger.serial) + 1;
+        self.ledger = Ledger { serial, ..ledger };
+        self.write_snapshot()
+    }
+
     /// Folds the journal into a new snapshot and removes it.
     pub fn commit(mut self) -> Result<Ledger, StateError> {
         if self.journal.is_some() {
@@ -547,29 +581,19 @@ impl LedgerWriter {
     fn write_snapshot(&mut self) -> Result<(), StateError> {
         let path = self.store.path.clone();
         let werr = |source| StateError::Write { path: path.clone(), source };
-        let mut snap = Snapshot {
-            version: LEDGER_VERSION,
-            lineage: self.ledger.lineage.expect("a locked ledger has a lineage"),
-            serial: self.ledger.serial,
-            tenant: self.ledger.tenant.clone(),
-            records: std::mem::take(&mut self.ledger.records),
-            checksum: None,
-        };
-        snap.checksum = Some(snap.digest());
+        let bytes = snapshot_bytes(&self.ledger);
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let result = (|| {
             let tmp = tempfile::Builder::new().prefix(".state-").suffix(".tmp").tempfile_in(dir)?;
             tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
             let mut w = BufWriter::new(tmp.as_file());
-            serde_json::to_writer_pretty(&mut w, &snap)?;
-            w.write_all(b"\n")?;
+            w.write_all(&bytes)?;
             w.flush()?;
             drop(w);
             tmp.as_file().sync_all()?;
             tmp.persist(&path).map_err(|e| e.error)?;
             sync_dir(&path)
         })();
-        self.ledger.records = snap.records;
         result.map_err(werr)?;
         // The snapshot now holds everything the journal said; a crash before this removal leaves a
         // journal whose base serial is behind the snapshot's, which readers ignore.
@@ -580,6 +604,30 @@ impl LedgerWriter {
             Err(e) => Err(werr(e)),
         }
     }
+}
+
+/// The snapshot document of `ledger` (pretty JSON with its checksum, newline-terminated): the
+/// same bytes for a local file and a blob.
+pub(super) fn snapshot_bytes(ledger: &Ledger) -> Vec<u8> {
+    let body = Body {
+        version: LEDGER_VERSION,
+        lineage: &ledger.lineage.expect("a locked ledger has a lineage"),
+        serial: ledger.serial,
+        tenant: &ledger.tenant,
+        records: &ledger.records,
+    };
+    let doc = Document { body: &body, checksum: body.digest() };
+    let mut out = serde_json::to_vec_pretty(&doc).expect("the ledger serializes");
+    out.push(b'\n');
+    out
+}
+
+/// The snapshot as written: [`Body`] and its checksum, in [`Snapshot`]'s field order.
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(flatten)]
+    body: &'a Body<'a>,
+    checksum: String,
 }
 
 fn line_bytes(line: &JournalLine) -> Vec<u8> {

@@ -12,24 +12,45 @@ use serde::{Deserialize, Serialize};
 
 /// Who holds the ledger lock, as written into the lock file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LockInfo {
     pub pid: u32,
     pub host: String,
     pub since: jiff::Timestamp,
     pub command: String,
+    /// The lock's id (blob ledgers): what `reconcile state unlock ID` takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The CI run holding it, where known (`owner/repo run 123`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_run: Option<String>,
+    /// The last renewal (blob ledgers), on the holder's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_at: Option<jiff::Timestamp>,
 }
 
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on host {} since {} (`{}`)", self.pid, self.host, self.since, self.command)
+        let safe = |t: &str| crate::render::safe::text(t).into_owned();
+        write!(f, "pid {} on host {} since {} (`{}`)", self.pid, safe(&self.host), self.since, safe(&self.command))?;
+        if let Some(run) = &self.ci_run {
+            write!(f, ", CI run {}", safe(run))?;
+        }
+        if let Some(at) = self.renewed_at {
+            write!(f, ", last renewed {at}")?;
+        }
+        if let Some(id) = &self.id {
+            write!(f, "; lock ID {}", safe(id))?;
+        }
+        Ok(())
     }
 }
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("ledger `{ledger}` is locked by {}", holder.as_ref().map_or_else(|| "another process".to_owned(), ToString::to_string))]
-    Held { ledger: PathBuf, holder: Option<LockInfo> },
+    #[error("ledger `{}` is locked by {}{}", ledger.display(), holder.as_ref().map_or_else(|| "another process".to_owned(), ToString::to_string), unlock_hint(holder.as_deref()))]
+    Held { ledger: PathBuf, holder: Option<Box<LockInfo>> },
     #[error("cannot lock ledger `{}` through `{}`", ledger.display(), lock.display())]
     Io {
         ledger: PathBuf,
@@ -37,6 +58,16 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn unlock_hint(holder: Option<&LockInfo>) -> String {
+    match holder.and_then(|h| h.id.as_deref()) {
+        Some(id) => format!(
+            "\nhint: wait with --lock-timeout DURATION; a lock nobody renews expires after 60s. Only if that run is certainly dead: reconcile state unlock {}",
+            crate::render::safe::text(id)
+        ),
+        None => "\nhint: wait with --lock-timeout DURATION, or let that run finish".into(),
+    }
 }
 
 /// A held lock; released when dropped (or when the process dies, however it dies).
@@ -87,7 +118,10 @@ pub fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGu
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                return Err(LockError::Held { ledger: ledger.to_path_buf(), holder: serde_json::from_str(&text).ok() });
+                return Err(LockError::Held {
+                    ledger: ledger.to_path_buf(),
+                    holder: serde_json::from_str(&text).ok().map(Box::new),
+                });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
@@ -102,7 +136,28 @@ pub fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGu
 
 /// This process, as a lock holder.
 pub fn me(command: &str) -> LockInfo {
-    LockInfo { pid: std::process::id(), host: hostname(), since: jiff::Timestamp::now(), command: command.to_owned() }
+    LockInfo {
+        pid: std::process::id(),
+        host: hostname(),
+        since: jiff::Timestamp::now(),
+        command: command.to_owned(),
+        id: None,
+        ci_run: ci_run(),
+        renewed_at: None,
+    }
+}
+
+/// The CI run this process belongs to, where the CI system says.
+fn ci_run() -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if let (Some(repo), Some(run)) = (var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
+        return Some(format!("github {repo} run {run}"));
+    }
+    if let Some(build) = var("BUILD_BUILDID") {
+        let project = var("SYSTEM_TEAMPROJECT").unwrap_or_default();
+        return Some(format!("azure-pipelines {project} build {build}").replace("  ", " "));
+    }
+    None
 }
 
 /// This machine's name.

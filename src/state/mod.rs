@@ -2,10 +2,15 @@
 //!
 //! [`Ledger`] is the in-memory model the planner diffs against. [`local`] stores it on disk as a
 //! checksummed snapshot plus an append-only journal, so that recording one outcome among 100,000
-//! appends one line instead of rewriting the file.
+//! appends one line instead of rewriting the file; [`blob`] keeps the same snapshot in Azure Blob
+//! Storage with one object per journal entry. [`store`] is the seam between the algorithm and the
+//! two homes.
 
+pub mod blob;
 pub mod local;
+pub mod location;
 mod lock;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,7 +22,9 @@ use uuid::Uuid;
 use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
 
 pub use local::{LedgerWriter, LocalStore, StateError};
+pub use location::{BlobUrl, Location};
 pub use lock::{LockInfo, hostname};
+pub use store::{Store, Writer, block_on};
 
 /// The on-disk format version this build reads and writes.
 pub const LEDGER_VERSION: u32 = 1;

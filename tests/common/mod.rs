@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: temp repositories, the real binary, ledgers.
 #![allow(dead_code)]
 
+pub mod azurite;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

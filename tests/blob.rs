@@ -111,7 +111,212 @@ fn init_apply_plan_and_inspect_a_blob_ledger() {
     }
     // Nothing local was written for the ledger.
     assert!(!repo.path().join(".reconcile/state.json").exists());
+}
+
+fn ledger_json(repo: &Repo, sim: &SimHandle) -> serde_json::Value {
+    let out = cmd(repo, sim).args(["state", "list", "--format", "json"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Every client-request-id the ledger recorded, per device.
+fn recorded_ids(repo: &Repo, sim: &SimHandle) -> std::collections::HashSet<String> {
+    let mut ids = std::collections::HashSet::new();
+    let text = ledger_json(repo, sim).to_string();
+    for part in text.split("\"clientRequestId\":\"").skip(1) {
+        ids.insert(part.split('"').next().unwrap_or_default().to_owned());
+    }
+    ids
+}
+
+fn lock_id(text: &str) -> String {
+    text.split("lock ID ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("a lock ID in the message")
+        .to_owned()
+}
+
+// Two CI runners, two checkouts, one blob ledger: the second is refused naming the holder, or
+// waits with --lock-timeout and then finds nothing left to do. Every device is reset once.
+#[test]
+fn two_runners_share_one_blob_ledger_exactly_once() {
+    let az = Azurite::start();
+    az.create_container(CONTAINER);
+    let (one, ids) = blob_repo(&az, 12, "");
+    let (two, _) = blob_repo(&az, 12, "");
+    let sim = sim_for(12, |c| c.latency = Duration::from_millis(150));
+    cmd(&one, &sim).arg("init").assert().success();
+    let first = spawn(&one, &sim, &["apply", "--auto-approve"]);
+    wait_for_posts(&sim, 1);
+    let refused = cmd(&two, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(refused.status.code(), Some(1));
+    let msg = stderr(&refused);
+    assert!(msg.contains("is locked by pid") && msg.contains("reconcile apply") && msg.contains("lock ID"), "{msg}");
+    let waited = cmd(&two, &sim).args(["apply", "--auto-approve", "--lock-timeout", "60s"]).output().expect("run");
+    let first = first.wait_with_output().expect("first run");
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    assert!(stdout(&waited).contains("Nothing to do"), "{}", stdout(&waited));
+    let per = per_device(&sim);
+    assert_eq!(per.len(), ids.len());
+    assert!(per.values().all(|&n| n == 1), "{per:?}");
+}
+
+// kill -9 of a runner mid-apply: its lock is never released, so the other runner (waiting with
+// --lock-timeout) takes it over once nobody renewed it for 60 s of the store's clock, replays the
+// dead run's journal (its in-flight actions are `unknown`, never re-sent), and refresh settles them.
+#[test]
+fn kill_dash_nine_then_the_other_runner_takes_over_the_stale_lock() {
+    let az = Azurite::start();
+    az.create_container(CONTAINER);
+    let (one, ids) = blob_repo(&az, 20, "");
+    let (two, _) = blob_repo(&az, 20, "");
+    let sim = sim_for(20, |c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_secs(2)), times: 20 }];
+    });
+    cmd(&one, &sim).arg("init").assert().success();
+    let mut first = spawn(&one, &sim, &["apply", "--auto-approve"]);
+    wait_for_posts(&sim, 3);
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    let sent: std::collections::HashSet<String> =
+        posts(&sim).iter().filter_map(|p| p.client_request_id.clone()).collect();
+    assert!(sent.len() < ids.len(), "killed mid-apply");
+    // Every request that left has its intent in the shared ledger.
+    assert!(sent.is_subset(&recorded_ids(&one, &sim)), "an intent was missing for a sent request");
+    let started = Instant::now();
+    let second = cmd(&two, &sim).args(["apply", "--auto-approve", "--lock-timeout", "120s"]).output().expect("run");
+    assert!(started.elapsed() >= Duration::from_secs(30), "the dead run's lock was taken before it expired");
+    assert!(stderr(&second).contains("taking over a ledger lock"), "{}", stderr(&second));
+    let per = per_device(&sim);
+    assert!(per.values().all(|&n| n == 1), "no device got a second POST: {per:?}");
+    // refresh settles the dead run's unknown actions from Intune; then everything is done once.
+    cmd(&two, &sim).arg("refresh").assert().success();
+    cmd(&two, &sim).args(["apply", "--auto-approve"]).assert().success();
+    for id in &ids {
+        assert_eq!(sim.resets_applied(id), 1, "device {id}");
+    }
+    let plan = cmd(&one, &sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+}
+
+// The store goes away mid-apply: no request is sent without its intent durable in the store, the
+// run stops sending and exits 1 with a clear error; outcomes of requests in flight are written when
+// the store is back (or reported). Restarting the store and re-running converges exactly once.
+#[test]
+fn storage_outage_mid_apply_stops_sending_and_converges_after() {
+    let mut az = Azurite::start_persistent();
+    az.create_container(CONTAINER);
+    let (repo, ids) = blob_repo(&az, 20, "");
+    let sim = sim_for(20, |c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_millis(1500)), times: 20 }];
+    });
+    cmd(&repo, &sim).arg("init").assert().success();
+    let child = spawn(&repo, &sim, &["apply", "--auto-approve"]);
+    wait_for_posts(&sim, 3);
+    az.stop();
+    let at_outage = posts(&sim).len();
+    std::thread::sleep(Duration::from_secs(3));
+    az.restart();
+    let out = child.wait_with_output().expect("apply ends");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot write the ledger")
+            || err.contains("cannot lock")
+            || err.contains("no longer holds the lock"),
+        "{err}"
+    );
+    assert!(!err.contains(azurite::KEY), "the storage key leaked: {err}");
+    // No request left after the outage began beyond those already on their way, and every request
+    // that left has its intent in the store.
+    let sent: std::collections::HashSet<String> =
+        posts(&sim).iter().filter_map(|p| p.client_request_id.clone()).collect();
+    assert!(posts(&sim).len() <= at_outage + 3, "requests kept leaving during the outage");
+    let mut released = cmd(&repo, &sim).args(["state", "list"]).output().expect("run");
+    if !released.status.success() {
+        released = cmd(&repo, &sim).args(["state", "list"]).output().expect("run");
+    }
+    assert!(released.status.success(), "{}", stderr(&released));
+    assert!(sent.is_subset(&recorded_ids(&repo, &sim)), "a request was sent without a durable intent");
+    // Re-run: the lock may still be held by the run that could not release it.
+    let again = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    if !again.status.success() && stderr(&again).contains("lock ID") {
+        cmd(&repo, &sim).args(["state", "unlock", &lock_id(&stderr(&again))]).assert().success();
+    }
+    cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    cmd(&repo, &sim).arg("refresh").assert().success();
+    cmd(&repo, &sim).args(["apply", "--auto-approve"]).assert().success();
+    for id in &ids {
+        assert_eq!(sim.resets_applied(id), 1, "device {id}");
+    }
+    let per = per_device(&sim);
+    assert!(per.values().all(|&n| n == 1), "{per:?}");
+}
+
+// `state push` moves a local ledger into a blob (refusing a different lineage there), and
+// `state pull` brings it back to a file.
+#[test]
+fn push_a_local_ledger_to_a_blob_and_pull_it_back() {
+    let az = Azurite::start();
+    az.create_container(CONTAINER);
+    let sim = sim_for(3, |_| {});
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let ids: Vec<String> = (0..3).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
+    cmd(&repo, &sim).args(["apply", "--auto-approve"]).assert().success();
+    let url = az.url(CONTAINER, "moved/state.json");
+    let out = cmd(&repo, &sim).args(["state", "push", &url]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Copied 3 records"), "{}", stdout(&out));
+    // Applying against the blob now finds nothing to do.
+    let out = cmd(&repo, &sim).args(["--state", &url, "apply", "--auto-approve"]).output().expect("run");
+    assert!(stdout(&out).contains("Nothing to do"), "{}\n{}", stdout(&out), stderr(&out));
+    // Pulled back to a new file, it is the same ledger.
+    let out = cmd(&repo, &sim).args(["--state", &url, "state", "pull", "pulled.json"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pulled: serde_json::Value = serde_json::from_str(&repo.read("pulled.json")).expect("json");
+    assert_eq!(pulled["lineage"], repo.ledger_json()["lineage"]);
+    assert_eq!(pulled["records"], repo.ledger_json()["records"]);
+    // Another ledger (another lineage) is never pushed over it.
+    let other = Repo::empty();
+    other.fast_config("");
+    other.write("manifests/batch.yaml", manifest_for("batch", &refs[..1]));
+    let out = cmd(&other, &sim).args(["state", "push", &url]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("refusing to overwrite"), "{}", stderr(&out));
+    let out = cmd(&repo, &sim).args(["--state", &url, "state", "list"]).output().expect("run");
+    assert_eq!(stdout(&out).lines().filter(|l| ids.iter().any(|id| l.contains(id.as_str()))).count(), 3);
     let _ = spawn;
-    let _ = wait_for_posts;
-    let _ = (Fault { device_id: None, kind: FaultKind::Throttle, times: 0 },);
+}
+
+// Storage credentials come from the environment only, never show in output, and a wrong one is a
+// clear error before anything is sent.
+#[test]
+fn a_wrong_storage_key_is_refused_before_anything_is_sent_and_never_shown() {
+    let az = Azurite::start();
+    az.create_container(CONTAINER);
+    let (repo, _) = blob_repo(&az, 2, "");
+    let sim = sim_for(2, |_| {});
+    cmd(&repo, &sim).arg("init").assert().success();
+    let wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5";
+    let out = cmd(&repo, &sim).env("AZURE_STORAGE_KEY", wrong).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(all.contains("cannot read the ledger") || all.contains("cannot lock the ledger"), "{all}");
+    assert!(!all.contains(wrong), "{all}");
+    assert!(posts(&sim).is_empty());
+    // A ready Graph token is never sent to storage.
+    let out = repo
+        .cmd()
+        .env("RECONCILE_GRAPH_URL", sim.url())
+        .env("RECONCILE_GRAPH_TOKEN", "eyJ.graph.token")
+        .args(["apply", "--auto-approve"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("never sent to storage"), "{}", stderr(&out));
 }

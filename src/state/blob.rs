@@ -584,8 +584,18 @@ fn lock_bytes(holder: &LockInfo, released: bool) -> Vec<u8> {
     serde_json::to_vec(&LockBlob { holder, released }).expect("lock info serializes")
 }
 
-/// Removes query strings from URLs and known secret values from a message.
+/// Removes query strings from URLs and known secret values from a message, and shortens an
+/// Azure error document to its code.
 pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let text = match text.find("<?xml") {
+        Some(i) => {
+            let code =
+                text[i..].split("<Code>").nth(1).and_then(|c| c.split("</Code>").next()).unwrap_or("an error document");
+            format!("{}{code}", &text[..i])
+        }
+        None => text.to_owned(),
+    };
+    let text = text.as_str();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('?') {

@@ -338,25 +338,6 @@ impl LocalStore {
         self.lock_inner(timeout, "reconcile state pull", tenant)
     }
 
-    /// Records a person's decision about one action (`state resolve`, `state retry`).
-    pub fn decide_by_person(
-        &self,
-        timeout: Duration,
-        key: &str,
-        decision: super::PersonDecision,
-        by: &str,
-        reason: &str,
-    ) -> Result<Record, StateError> {
-        let command =
-            if decision == super::PersonDecision::Retry { "reconcile state retry" } else { "reconcile state resolve" };
-        let mut w = self.lock(timeout, command, None)?;
-        let mut record = w.ledger().find(key)?.clone();
-        record.decide_by_person(decision, by, reason, jiff::Timestamp::now())?;
-        w.record(record.clone())?;
-        w.commit()?;
-        Ok(record)
-    }
-
     /// Refuses a ledger bound to another tenant.
     pub fn check_tenant(&self, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
         check_tenant_at(&self.path, ledger, tenant)

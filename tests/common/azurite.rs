@@ -74,7 +74,21 @@ impl Azurite {
         }
     }
 
-    /// Kills it (SIGKILL): the storage outage tests.
+    /// Stops it (SIGTERM, so a persistent Azurite saves what it acknowledged: its metadata store
+    /// is not durable under SIGKILL, unlike Azure Storage) — the outage tests.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills it (SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -84,7 +98,7 @@ impl Azurite {
 
     /// Starts it again on the same port (and folder).
     pub fn restart(&mut self) {
-        self.kill();
+        self.stop();
         self.spawn();
     }
 

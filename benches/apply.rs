@@ -8,8 +8,11 @@
 //! 3. `plan` resolving 500 serial numbers in a 50,000-device tenant under the read limit scaled in
 //!    time (200 reads per 2 s).
 //!
+//! Scenarios 1 and 2 run twice, in the same run: with the local ledger, and with the ledger in
+//! Azure Blob Storage (Azurite on loopback: `scripts/azurite` installs it).
+//!
 //! Reports resets per second, the share of the budget used, 429s and duplicates.
-//! Run with `cargo bench --bench apply` (about a minute).
+//! Run with `AZURITE_BLOB=$(scripts/azurite) cargo bench --bench apply` (about three minutes).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
@@ -20,21 +23,31 @@ use std::time::{Duration, Instant};
 use intune_reconcile::settings::Budget;
 use intune_reconcile::sim::{SimConfig, SimHandle};
 
+#[allow(dead_code)]
+#[path = "../tests/common/azurite.rs"]
+mod azurite;
+
 fn main() {
-    run(
-        "2,000 writes / 20 s, 100 ms latency",
-        2_000,
-        Budget { requests: 2_000, window: Duration::from_secs(20) },
-        100,
-        24,
-    );
-    run(
-        "Intune scaled: 20 writes / 2 s, 100 ms latency",
-        300,
-        Budget { requests: 20, window: Duration::from_secs(2) },
-        100,
-        4,
-    );
+    let az = azurite::Azurite::start();
+    az.create_container("bench");
+    for blob in [None, Some(&az)] {
+        run(
+            "2,000 writes / 20 s, 100 ms latency",
+            2_000,
+            Budget { requests: 2_000, window: Duration::from_secs(20) },
+            100,
+            24,
+            blob,
+        );
+        run(
+            "Intune scaled: 20 writes / 2 s, 100 ms latency",
+            300,
+            Budget { requests: 20, window: Duration::from_secs(2) },
+            100,
+            4,
+            blob,
+        );
+    }
     resolve_500();
 }
 
@@ -63,6 +76,7 @@ fn resolve_500() {
     std::fs::create_dir_all(root.join("manifests")).unwrap();
     std::fs::write(root.join("manifests/bench.yaml"), manifest).unwrap();
     std::fs::write(root.join("reconcile.yaml"), "graph:\n  concurrency: 16\n").unwrap();
+    assert!(reconcile(root, &sim, &["init"]).status.success());
     let start = Instant::now();
     let out = reconcile(root, &sim, &["plan", "-q"]);
     let wall = start.elapsed();
@@ -73,7 +87,7 @@ fn resolve_500() {
     println!("  plan took {:.1} s: {} lookups, 429s: {throttled}", wall.as_secs_f64(), reads.len());
 }
 
-fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32) {
+fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32, blob: Option<&azurite::Azurite>) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let devices = android_devices(n);
@@ -95,15 +109,21 @@ fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32) 
     }
     std::fs::create_dir_all(root.join("manifests")).unwrap();
     std::fs::write(root.join("manifests/bench.yaml"), manifest).unwrap();
+    let state = match blob {
+        Some(az) => format!("state: {}\n", az.url("bench", &format!("{}/state.json", uuid::Uuid::new_v4()))),
+        None => String::new(),
+    };
     std::fs::write(
         root.join("reconcile.yaml"),
         format!(
-            "graph:\n  concurrency: {concurrency}\n  writeBudget: {{ requests: {}, window: {}ms }}\n  timeout: 30s\n",
+            "{state}graph:\n  concurrency: {concurrency}\n  writeBudget: {{ requests: {}, window: {}ms }}\n  timeout: 30s\n",
             budget.requests,
             budget.window.as_millis()
         ),
     )
     .unwrap();
+    let init = reconcile(root, &sim, &["init"]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
     let start = Instant::now();
     let out = reconcile(root, &sim, &["apply", "--auto-approve", "-q"]);
     let wall = start.elapsed();
@@ -116,7 +136,7 @@ fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32) 
     let span = accepted.last().unwrap().at.duration_since(accepted[0].at).as_secs_f64();
     let rate = (accepted.len() - 1) as f64 / span;
     let budget_rate = f64::from(budget.requests) / budget.window.as_secs_f64();
-    println!("{name}");
+    println!("{name}, {} ledger", if blob.is_some() { "blob (Azurite)" } else { "local" });
     println!(
         "  {} resets in {:.1} s wall ({:.1} s first to last POST): {:.1} resets/s of a {:.1}/s budget = {:.1}%; 429s: {throttled}; duplicates: {duplicates}",
         accepted.len(),
@@ -151,6 +171,7 @@ fn reconcile(root: &std::path::Path, sim: &SimHandle, args: &[&str]) -> std::pro
         .env("AZURE_TENANT_ID", "bench")
         .env("AZURE_CLIENT_ID", "bench")
         .env("AZURE_CLIENT_SECRET", "bench")
+        .env("AZURE_STORAGE_KEY", azurite::KEY)
         .output()
         .unwrap()
 }

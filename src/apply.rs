@@ -110,6 +110,8 @@ pub enum ApplyError {
     Declined,
     #[error("an action task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Recording(String),
     #[error(transparent)]
     Saved(#[from] SavedError),
     #[error("{} outcome{} could not be written to the ledger ({source}); the ledger shows {} as `unknown`: {keys}\nhint: nothing is re-sent blindly: run `reconcile refresh` once the ledger is reachable, and it settles them from Intune", keys.len(), if keys.len() == 1 { "" } else { "s" }, if keys.len() == 1 { "it" } else { "them" }, keys = keys.join(", "))]
@@ -225,6 +227,7 @@ pub async fn apply(
     let ctx = Arc::new(Ctx {
         graph,
         writer: tokio::sync::Mutex::new(writer),
+        queued: Mutex::new(Vec::new()),
         unsaved: Mutex::new(BTreeMap::new()),
         cancel,
         stopped: AtomicBool::new(false),
@@ -311,6 +314,9 @@ async fn check_role(graph: &Graph) -> Result<(), ApplyError> {
 struct Ctx {
     graph: Arc<Graph>,
     writer: tokio::sync::Mutex<Writer>,
+    /// Records waiting to be written, each with who to tell once it is durable (group commit).
+    #[allow(clippy::type_complexity)]
+    queued: Mutex<Vec<(Record, tokio::sync::oneshot::Sender<Result<(), String>>)>>,
     /// Outcomes that could not be written (the store was unreachable), to write at the end.
     unsaved: Mutex<BTreeMap<crate::action::ActionKey, Record>>,
     cancel: watch::Receiver<bool>,
@@ -322,22 +328,42 @@ impl Ctx {
     /// Durably records an intent before its request is sent. On failure nothing is sent, by this
     /// task or any other.
     async fn record_intent(&self, r: &Record) -> Result<(), ApplyError> {
-        let result = self.writer.lock().await.record(r.clone()).await;
-        result.map_err(|e| {
-            self.stop();
-            e.into()
-        })
+        let result = self.write(r).await;
+        result.inspect_err(|_| self.stop())
     }
 
     /// Durably records an outcome. On failure no new request is sent, and the outcome is kept to
     /// be written at the end (or reported as unwritten: the ledger then says `unknown`).
     async fn record_outcome(&self, r: &Record) -> Result<(), ApplyError> {
-        let result = self.writer.lock().await.record(r.clone()).await;
-        result.map_err(|e| {
+        let result = self.write(r).await;
+        result.inspect_err(|_| {
             self.stop();
             self.unsaved.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(r.key.clone(), r.clone());
-            e.into()
         })
+    }
+
+    /// Durably writes `r`. Records queued by other tasks while a write is in flight go together in
+    /// the next one (group commit: one fsync or one blob for all of them), so the ledger's latency
+    /// never serialises the requests; each caller returns only once its own record is durable.
+    async fn write(&self, r: &Record) -> Result<(), ApplyError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((r.clone(), tx));
+        {
+            let mut w = self.writer.lock().await;
+            let batch = std::mem::take(&mut *self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !batch.is_empty() {
+                let (records, waiters): (Vec<Record>, Vec<_>) = batch.into_iter().unzip();
+                let result = w.record_all(records).await.map_err(|e| e.to_string());
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(ApplyError::Recording(why)),
+            Err(_) => Err(ApplyError::Recording("the ledger writer went away".into())),
+        }
     }
 
     /// Whether new sends must stop: cancelled by the user, or stopped after a failure.

@@ -167,7 +167,7 @@ fn many_records_survive_compaction(s: &Store) {
     let rt = rt();
     rt.block_on(s.create(Duration::ZERO, "tenant-a")).expect("create");
     let mut w = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect("lock");
-    // More than one compaction's worth of entries (256 for a blob).
+    // Hundreds of journal entries (one blob each for a blob ledger), folded into one snapshot.
     let records: Vec<Record> = (0..300).map(|i| record(&format!("S{i:04}"), Status::Unknown)).collect();
     for r in &records {
         rt.block_on(w.record(r.clone())).expect("record");

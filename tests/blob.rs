@@ -290,7 +290,6 @@ fn push_a_local_ledger_to_a_blob_and_pull_it_back() {
     assert!(stderr(&out).contains("refusing to overwrite"), "{}", stderr(&out));
     let out = cmd(&repo, &sim).args(["--state", &url, "state", "list"]).output().expect("run");
     assert_eq!(stdout(&out).lines().filter(|l| ids.iter().any(|id| l.contains(id.as_str()))).count(), 3);
-    let _ = spawn;
 }
 
 // Storage credentials come from the environment only, never show in output, and a wrong one is a

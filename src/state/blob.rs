@@ -811,17 +811,15 @@ impl BlobWriter {
         }
         let store = &self.store;
         let deletes = std::mem::take(&mut self.folded);
-        let failed: Vec<ObjPath> = futures_util::stream::iter(deletes)
-            .map(|p| async move { store.store.delete(&p).await.err().map(|e| (p, e)) })
+        futures_util::stream::iter(deletes)
+            .map(|p| async move { (store.store.delete(&p).await, p) })
             .buffer_unordered(READ_PARALLEL)
-            .filter_map(|r| async move { r })
-            .map(|(p, e)| {
-                tracing::warn!(entry = %p, error = %scrub(&e.to_string(), &store.secrets), "cannot delete a folded journal entry (it is harmless: readers skip it)");
-                p
+            .for_each(|(result, p)| async move {
+                if let Err(e) = result {
+                    tracing::warn!(entry = %p, error = %scrub(&e.to_string(), &store.secrets), "cannot delete a folded journal entry (it is harmless: readers skip it)");
+                }
             })
-            .collect()
             .await;
-        drop(failed);
         Ok(())
     }
 

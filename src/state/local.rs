@@ -429,12 +429,12 @@ fn parse_line(line: &[u8]) -> Option<JournalLine> {
 
 /// Which of two versions of one record is newer, when one extends the other; `None` when they
 /// diverged. Attempts are compared by `client-request-id`: an intent is never lost.
-enum Newer {
+pub(super) enum Newer {
     Snapshot,
     Journal,
 }
 
-fn newer(snapshot: &Record, journal: &Record) -> Option<Newer> {
+pub(super) fn newer(snapshot: &Record, journal: &Record) -> Option<Newer> {
     let ids = |r: &Record| r.attempts.iter().map(|a| a.client_request_id).collect::<Vec<_>>();
     let (s, j) = (ids(snapshot), ids(journal));
     if s.len() > j.len() && s.starts_with(&j) {

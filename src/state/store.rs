@@ -282,13 +282,9 @@ fn may_replace(dest: &Ledger, source: &Ledger) -> Result<(), String> {
     for (key, d) in &dest.records {
         match source.records.get(key) {
             None => return Err(format!("it records action {} that the source lacks", key.short())),
-            Some(s) => {
-                let ids = |r: &Record| r.attempts.iter().map(|a| a.client_request_id).collect::<Vec<_>>();
-                let (di, si) = (ids(d), ids(s));
-                if !si.starts_with(&di) || (di == si && d.updated_at > s.updated_at) {
-                    return Err(format!("its record of action {} is newer than the source's", key.short()));
-                }
-            }
+            // The source must hold the same record or a newer one (the journal merge's rule).
+            Some(s) if s == d || matches!(super::local::newer(d, s), Some(super::local::Newer::Journal)) => {}
+            Some(_) => return Err(format!("its record of action {} is newer than the source's", key.short())),
         }
     }
     Ok(())

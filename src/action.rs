@@ -177,6 +177,10 @@ impl fmt::Display for ActionKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
     pub key: ActionKey,
+    /// The manifest's `formerNames`, and the keys this action had under them: records made
+    /// under them are this action's.
+    pub former_names: Vec<String>,
+    pub former_keys: Vec<ActionKey>,
     pub kind: ActionKind,
     /// `metadata.name` of the manifest.
     pub manifest: String,

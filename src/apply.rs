@@ -42,7 +42,7 @@ use crate::action::Action;
 use crate::graph::auth::PRIVILEGED_ROLE;
 use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
 use crate::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
-use crate::saved::{Binding, SavedError, SavedPlan, commitments_of};
+use crate::saved::{Binding, Restored, SavedError, SavedPlan};
 use crate::state::{Attempt, Record, StateError, Status, Store, Writer};
 
 /// How many 429s one action may meet before it is left `not-executed` for the next run.
@@ -55,12 +55,16 @@ const MAX_UNAUTHORIZED: u32 = crate::graph::MAX_REAUTH;
 /// What the command line decided.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
-    /// The policy, and the violations the manifests alone show (refused before any request).
+    /// The policy, and the violations the manifests alone show (each stops its manifest).
     pub policy: crate::policy::Policy,
-    pub static_violations: Vec<crate::diagnostic::Diagnostic>,
+    pub static_violations: Vec<crate::plan::Violation>,
+    /// Ticket, reason and requester of every manifest, shown in the plan and recorded.
+    pub manifests: std::collections::BTreeMap<String, crate::plan::ManifestInfo>,
+    /// Where this run comes from (commit, pull request, CI run, actor), recorded with every attempt.
+    pub provenance: crate::state::Provenance,
     /// A policy rule knowingly overridden, recorded with every attempt.
     pub policy_override: Option<String>,
-    /// `apply --plan FILE`: execute exactly this saved plan, or refuse it as stale.
+    /// `apply --plan FILE`: execute the reviewed resets of this saved plan whose premise holds.
     pub expected: Option<Expected>,
     /// The digest of the manifests and config of this run (see [`crate::saved::inputs_digest`]).
     pub inputs: String,
@@ -72,7 +76,7 @@ pub struct ApplyOptions {
     pub backoff_max: Duration,
 }
 
-/// A saved plan to execute exactly.
+/// A reviewed saved plan to execute.
 #[derive(Debug, Clone)]
 pub struct Expected {
     pub path: std::path::PathBuf,
@@ -162,11 +166,26 @@ pub async fn apply(
             return Err(SavedError::Stale { path: exp.path.clone(), what }.into());
         }
     }
+    // A saved plan: its reviewed resets are all that may be sent; nothing else is even planned.
+    let restored = opts.expected.as_ref().map(|exp| Restored::new(exp.saved.clone()));
+    let reviewed: Vec<Action> = match &opts.expected {
+        Some(exp) => {
+            let keys = exp.saved.reset_keys();
+            actions.iter().filter(|a| keys.contains(&a.key)).cloned().collect()
+        }
+        None => Vec::new(),
+    };
+    let actions = if opts.expected.is_some() { reviewed.as_slice() } else { actions };
+    let report_orphans = opts.report_orphans && opts.expected.is_none();
+    let popts = PlanOptions {
+        report_orphans,
+        rename_guard: if report_orphans { opts.policy.rename_guard(Timestamp::now()) } else { None },
+    };
     let none = Resolutions::new();
-    let first = plan::plan(actions, writer.ledger(), &none, PlanOptions { report_orphans: opts.report_orphans });
+    let first = plan::plan(actions, writer.ledger(), &none, popts);
     let candidates: Vec<&Action> = first.to_reset().filter_map(|e| e.action).collect();
-    if candidates.is_empty() {
-        ui.show_plan(&first);
+    if candidates.is_empty() && opts.expected.is_none() {
+        ui.show_plan(&first.with_manifests(opts.manifests.clone()));
         writer.commit().await?;
         return Ok(ApplyReport::default());
     }
@@ -175,23 +194,22 @@ pub async fn apply(
     {
         return Err(ApplyError::TooMany { planned: candidates.len(), max });
     }
-    check_role(&graph).await?;
+    if !candidates.is_empty() {
+        check_role(&graph).await?;
+    }
     let resolutions = crate::resolve::resolve(&graph, &candidates, writer.ledger()).await?;
-    let plan = plan::plan(actions, writer.ledger(), &resolutions, PlanOptions { report_orphans: opts.report_orphans });
-    let mut violations = opts.static_violations.clone();
-    violations.extend(opts.policy.check_plan(&plan, writer.ledger(), Timestamp::now()));
-    if !violations.is_empty() {
+    let plan = plan::plan(actions, writer.ledger(), &resolutions, popts).with_manifests(opts.manifests.clone());
+    let plan = opts.policy.review(plan, opts.static_violations.clone(), writer.ledger(), Timestamp::now());
+    let plan = match &restored {
+        Some(r) => crate::saved::judge(r, plan, writer.ledger()),
+        None => plan,
+    };
+    if plan.run_violations().next().is_some() {
         let mut diags = crate::diagnostic::Diagnostics::default();
-        for v in violations {
-            diags.push(v);
+        for v in &plan.violations {
+            diags.push(v.diagnostic.clone());
         }
         return Err(ApplyError::Policy(diags));
-    }
-    if let Some(exp) = &opts.expected
-        && exp.saved.commitments() != commitments_of(&plan)
-    {
-        let what = "devices resolve differently now (found, blocked or re-enrolled since the plan was made)".to_owned();
-        return Err(SavedError::Stale { path: exp.path.clone(), what }.into());
     }
     ui.show_plan(&plan);
     let mut report = ApplyReport {
@@ -213,13 +231,23 @@ pub async fn apply(
     if opts.expected.is_none() && !ui.confirm(&plan) {
         return Err(ApplyError::Declined);
     }
-    let jobs: Vec<(Action, String, Record)> = plan
+    let jobs: Vec<(Action, String, Record, crate::state::Provenance)> = plan
         .to_reset()
         .filter_map(|e| {
             let action = e.action?;
             let Some(Resolution::Device(d)) = resolutions.get(&action.key) else { return None };
-            let record = e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), Timestamp::now()));
-            Some((action.clone(), d.id.clone(), record))
+            let mut record =
+                e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), Timestamp::now()));
+            record.device_name = d.device_name.clone();
+            let info = plan.manifests.get(&action.manifest).cloned().unwrap_or_default();
+            let provenance = crate::state::Provenance {
+                ticket: info.ticket,
+                reason: info.reason,
+                requested_by: info.requested_by,
+                plan: opts.expected.as_ref().map(|exp| exp.saved.id.to_string()),
+                ..opts.provenance.clone()
+            };
+            Some((action.clone(), d.id.clone(), record, provenance))
         })
         .collect();
     drop(plan);
@@ -235,10 +263,10 @@ pub async fn apply(
     });
     ui.started(jobs.len());
     let mut tasks = tokio::task::JoinSet::new();
-    for (action, device_id, record) in jobs {
+    for (action, device_id, record, provenance) in jobs {
         let ctx = ctx.clone();
         let span = tracing::info_span!("action", key = action.key.short(), device = %device_id);
-        tasks.spawn(async move { execute(&ctx, &action, &device_id, record).await }.instrument(span));
+        tasks.spawn(async move { execute(&ctx, &action, &device_id, record, provenance).await }.instrument(span));
     }
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
@@ -384,6 +412,7 @@ async fn execute(
     action: &Action,
     device_id: &str,
     mut record: Record,
+    provenance: crate::state::Provenance,
 ) -> Result<Option<Record>, ApplyError> {
     let mut backoff = backon::ExponentialBuilder::default()
         .with_min_delay(ctx.opts.backoff_initial)
@@ -415,6 +444,7 @@ async fn execute(
             server_sent_at: ctx.graph.server_time_lower_bound(),
             client_request_id,
             policy_override: ctx.opts.policy_override.clone(),
+            provenance: Some(provenance.clone()),
             ..Attempt::default()
         });
         record.status = Status::Unknown;

@@ -57,6 +57,11 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// A timestamp as people read it: UTC, to the second (`2026-11-30T08:15:02Z`).
+pub fn at_second(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

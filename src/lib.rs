@@ -22,10 +22,12 @@
 
 pub mod action;
 pub mod apply;
+pub mod audit;
 pub mod cli;
 pub mod confine;
 pub mod diagnostic;
 pub mod duration;
+pub mod git;
 pub mod github;
 pub mod graph;
 pub mod manifest;

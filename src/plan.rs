@@ -4,9 +4,7 @@
 //! [`Change::Reset`] entries.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::action::{Action, ActionKey, Selector};
 use crate::graph::Device;
@@ -24,9 +22,12 @@ pub enum Change {
     Attention,
     /// In the ledger, but no manifest asks for it any more. Nothing is undone.
     Orphaned,
-    /// Would be reset, but the device cannot be acted on (not found, ambiguous, unsupported):
-    /// never sent.
+    /// Would be reset, but cannot be sent (device not found, ambiguous or unsupported, a policy
+    /// rule of its manifest, a likely rename): never sent.
     Blocked,
+    /// Another entry of the same manifest names the same device: it is reset once, by that
+    /// entry. Information, not a problem.
+    SameDevice,
 }
 
 impl Change {
@@ -37,6 +38,7 @@ impl Change {
             Change::Attention => "attention",
             Change::Orphaned => "orphaned",
             Change::Blocked => "blocked",
+            Change::SameDevice => "same-device",
         }
     }
 }
@@ -47,7 +49,8 @@ pub struct Entry<'a> {
     pub change: Change,
     /// The manifest's action; `None` for orphans.
     pub action: Option<&'a Action>,
-    /// The ledger's record, if any.
+    /// The ledger's record, if any: under the action's key, or under a key it had before a
+    /// rename (`formerNames`).
     pub record: Option<&'a Record>,
     /// The Intune device the selector resolved to, when devices were looked up.
     pub device: Option<&'a Device>,
@@ -96,6 +99,15 @@ impl Entry<'_> {
             (None, None) => unreachable!("an entry has an action or a record"),
         }
     }
+
+    /// The manifest name the record was made under, when it is a former name of this action's
+    /// manifest (a rename with `formerNames`).
+    pub fn recorded_as(&self) -> Option<&str> {
+        match (&self.action, &self.record) {
+            (Some(a), Some(r)) if r.key != a.key => Some(&r.manifest),
+            _ => None,
+        }
+    }
 }
 
 /// See [`Entry::origin`].
@@ -108,15 +120,40 @@ pub struct Origin {
 }
 
 /// Counts per category.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Summary {
     pub to_reset: usize,
     pub already_done: usize,
     pub orphaned: usize,
     pub attention: usize,
     pub blocked: usize,
-    /// Policy violations: any makes `apply` refuse.
+    pub same_device: usize,
+    /// Policy violations (of a manifest: its resets are blocked; of the repository: `apply`
+    /// refuses to start).
     pub violations: usize,
+}
+
+impl Summary {
+    fn count(&mut self, change: Change) {
+        match change {
+            Change::Reset => self.to_reset += 1,
+            Change::AlreadyDone => self.already_done += 1,
+            Change::Attention => self.attention += 1,
+            Change::Orphaned => self.orphaned += 1,
+            Change::Blocked => self.blocked += 1,
+            Change::SameDevice => self.same_device += 1,
+        }
+    }
+}
+
+/// A likely rename: a new action for a device that an orphaned action reset a short while ago.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenameGuard {
+    /// When the resets would be sent.
+    pub now: jiff::Timestamp,
+    /// How far back an orphan's reset counts.
+    pub within: std::time::Duration,
 }
 
 /// How to plan.
@@ -125,6 +162,52 @@ pub struct PlanOptions {
     /// Report ledger records that no manifest asks for. Off when the run was limited to some
     /// manifest paths, since the others were simply not read.
     pub report_orphans: bool,
+    /// Block likely renames (needs the orphans, so only when `report_orphans`).
+    pub rename_guard: Option<RenameGuard>,
+}
+
+/// What the reviewer needs to see of a manifest next to its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl ManifestInfo {
+    pub fn of(m: &crate::manifest::Manifest) -> Self {
+        let text = |v: &Option<(String, crate::diagnostic::Pos)>| {
+            v.as_ref().map(|(t, _)| t.trim().to_owned()).filter(|t| !t.is_empty())
+        };
+        ManifestInfo { ticket: text(&m.ticket), reason: text(&m.reason), requested_by: text(&m.requested_by) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ticket.is_none() && self.reason.is_none() && self.requested_by.is_none()
+    }
+}
+
+/// A policy violation, and what it stops: its manifest, or (`manifest: None`) the whole run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub manifest: Option<String>,
+    pub diagnostic: crate::diagnostic::Diagnostic,
+}
+
+impl Violation {
+    /// A rule broken by one manifest: its resets are blocked, the others go on.
+    pub fn of_manifest(manifest: &str, diagnostic: crate::diagnostic::Diagnostic) -> Self {
+        Violation { manifest: Some(manifest.to_owned()), diagnostic }
+    }
+
+    /// A rule of the repository (blast radius, change windows): the run stops.
+    pub fn of_repository(diagnostic: crate::diagnostic::Diagnostic) -> Self {
+        Violation { manifest: None, diagnostic }
+    }
 }
 
 /// The whole plan, in manifest order, orphans last.
@@ -133,7 +216,11 @@ pub struct Plan<'a> {
     pub entries: Vec<Entry<'a>>,
     pub summary: Summary,
     /// Policy violations found in this plan (see [`crate::policy`]).
-    pub violations: Vec<crate::diagnostic::Diagnostic>,
+    pub violations: Vec<Violation>,
+    /// Ticket, reason and requester of each manifest in the plan, by name.
+    pub manifests: BTreeMap<String, ManifestInfo>,
+    /// `plan --base`: the counts of what lies outside the change (not detailed).
+    pub outside: Option<Summary>,
 }
 
 impl<'a> Plan<'a> {
@@ -141,22 +228,62 @@ impl<'a> Plan<'a> {
     pub fn from_entries(entries: Vec<Entry<'a>>) -> Self {
         let mut summary = Summary::default();
         for e in &entries {
-            match e.change {
-                Change::Reset => summary.to_reset += 1,
-                Change::AlreadyDone => summary.already_done += 1,
-                Change::Attention => summary.attention += 1,
-                Change::Orphaned => summary.orphaned += 1,
-                Change::Blocked => summary.blocked += 1,
-            }
+            summary.count(e.change);
         }
-        Plan { entries, summary, violations: Vec::new() }
+        Plan { entries, summary, violations: Vec::new(), manifests: BTreeMap::new(), outside: None }
     }
 
-    /// The same plan, with the policy violations found in it.
-    pub fn with_violations(mut self, violations: Vec<crate::diagnostic::Diagnostic>) -> Self {
+    /// The same plan, with what its reviewers see of each manifest.
+    pub fn with_manifests(mut self, manifests: BTreeMap<String, ManifestInfo>) -> Self {
+        self.manifests = manifests;
+        self
+    }
+
+    /// The same plan with the policy violations found in it: the resets of a manifest that
+    /// breaks a rule are blocked (the entry the rule points at says which rule, the others name
+    /// it); violations of the repository are kept for the caller to refuse the run.
+    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
+        for v in &violations {
+            let Some(manifest) = &v.manifest else { continue };
+            let line = v.diagnostic.pos.map(|p| p.line);
+            let rule = rule_of(&v.diagnostic.message);
+            for e in self.entries.iter_mut().filter(|e| e.manifest() == manifest.as_str()) {
+                let here = e.action.is_some_and(|a| {
+                    Some(a.pos.line) == line && v.diagnostic.file.as_deref() == Some(a.file.as_path())
+                });
+                let blockable = matches!(e.change, Change::Reset)
+                    || (e.change == Change::Blocked && e.block == Some(BlockKind::Policy) && here);
+                if !blockable {
+                    continue;
+                }
+                if here {
+                    e.reason = v.diagnostic.message.clone().into();
+                } else if e.change == Change::Reset {
+                    let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                    e.reason = format!("manifest `{manifest}` breaks policy {rule}{at}: nothing of it is sent").into();
+                }
+                e.change = Change::Blocked;
+                e.block = Some(BlockKind::Policy);
+            }
+        }
+        self.recount();
         self.summary.violations = violations.len();
         self.violations = violations;
         self
+    }
+
+    /// Counts the entries again after their changes were decided anew.
+    pub fn recount(&mut self) {
+        let mut summary = Summary { violations: self.summary.violations, ..Summary::default() };
+        for e in &self.entries {
+            summary.count(e.change);
+        }
+        self.summary = summary;
+    }
+
+    /// Violations that stop the whole run (not one manifest).
+    pub fn run_violations(&self) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(|v| v.manifest.is_none())
     }
 
     pub fn has_changes(&self) -> bool {
@@ -166,6 +293,38 @@ impl<'a> Plan<'a> {
     pub fn to_reset(&self) -> impl Iterator<Item = &Entry<'a>> {
         self.entries.iter().filter(|e| e.change == Change::Reset)
     }
+
+    /// Only the entries (and manifest violations) of the manifests `inside` says are part of the
+    /// change; what lies outside is counted in [`Plan::outside`]. Repository violations stay.
+    pub fn scoped(mut self, inside: impl Fn(&Entry<'_>) -> bool) -> Self {
+        let mut outside = Summary::default();
+        let mut kept_manifests = std::collections::HashSet::new();
+        let mut entries = Vec::with_capacity(self.entries.len());
+        for e in std::mem::take(&mut self.entries) {
+            if inside(&e) {
+                kept_manifests.insert(e.manifest().to_owned());
+                entries.push(e);
+            } else {
+                outside.count(e.change);
+            }
+        }
+        let (violations, others): (Vec<Violation>, Vec<Violation>) = std::mem::take(&mut self.violations)
+            .into_iter()
+            .partition(|v| v.manifest.as_ref().is_none_or(|m| kept_manifests.contains(m)));
+        outside.violations = others.len();
+        self.entries = entries;
+        self.manifests.retain(|name, _| kept_manifests.contains(name));
+        self.summary.violations = violations.len();
+        self.violations = violations;
+        self.recount();
+        self.outside = Some(outside);
+        self
+    }
+}
+
+/// The rule a policy message names (`policy cooldown: …` → `cooldown`).
+fn rule_of(message: &str) -> &str {
+    message.strip_prefix("policy ").and_then(|m| m.split(':').next()).unwrap_or("rules")
 }
 
 /// Why a device cannot be acted on.
@@ -179,8 +338,12 @@ pub enum BlockKind {
     ReEnrolled,
     /// Graph refused the lookup.
     Refused,
-    /// Another entry of the same manifest names the same device.
-    Repeated,
+    /// Its manifest breaks a policy rule.
+    Policy,
+    /// An orphaned action reset this device a short while ago: probably a renamed manifest.
+    LikelyRename,
+    /// `apply --plan`: what the reviewer saw of this action is no longer true.
+    PlanChanged,
 }
 
 impl BlockKind {
@@ -191,7 +354,9 @@ impl BlockKind {
             BlockKind::NotSupported => "not-supported",
             BlockKind::ReEnrolled => "re-enrolled",
             BlockKind::Refused => "lookup-refused",
-            BlockKind::Repeated => "repeated",
+            BlockKind::Policy => "policy",
+            BlockKind::LikelyRename => "likely-rename",
+            BlockKind::PlanChanged => "plan-changed",
         }
     }
 }
@@ -201,12 +366,29 @@ impl BlockKind {
 pub enum Resolution {
     /// The device to act on.
     Device(Device),
+    /// Another entry of the same manifest acts on this device (why, for a human).
+    SameDevice(Device, String),
     /// Why the action cannot be sent.
     Blocked(BlockKind, String),
 }
 
+impl Resolution {
+    /// The device found, if any.
+    pub fn device(&self) -> Option<&Device> {
+        match self {
+            Resolution::Device(d) | Resolution::SameDevice(d, _) => Some(d),
+            Resolution::Blocked(..) => None,
+        }
+    }
+}
+
 /// Devices looked up for a plan, by action key. Empty for an offline plan.
 pub type Resolutions = HashMap<ActionKey, Resolution>;
+
+/// The ledger's record of `a`: under its key, else under a key it had under a former name.
+pub fn record_of<'a>(ledger: &'a Ledger, a: &Action) -> Option<&'a Record> {
+    ledger.records.get(&a.key).or_else(|| a.former_keys.iter().find_map(|k| ledger.records.get(k)))
+}
 
 /// Diffs `actions` against `ledger`; `resolutions` (empty offline) block what cannot be sent.
 pub fn plan<'a>(
@@ -217,11 +399,18 @@ pub fn plan<'a>(
 ) -> Plan<'a> {
     let mut entries = Vec::with_capacity(actions.len());
     for a in actions {
-        let record = ledger.records.get(&a.key);
+        let record = record_of(ledger, a);
         let (mut change, mut reason) = classify(record);
         let (mut device, mut block) = (None, None);
         match resolutions.get(&a.key) {
             Some(Resolution::Device(d)) => device = Some(d),
+            Some(Resolution::SameDevice(d, why)) => {
+                device = Some(d);
+                if change == Change::Reset {
+                    change = Change::SameDevice;
+                    reason = why.clone().into();
+                }
+            }
             Some(Resolution::Blocked(kind, why)) if change == Change::Reset => {
                 change = Change::Blocked;
                 block = Some(*kind);
@@ -232,9 +421,13 @@ pub fn plan<'a>(
         entries.push(Entry { change, action: Some(a), record, device, block, reason });
     }
     if opts.report_orphans {
-        let wanted: HashSet<&ActionKey> = actions.iter().map(|a| &a.key).collect();
+        let wanted: HashSet<&ActionKey> =
+            actions.iter().flat_map(|a| std::iter::once(&a.key).chain(&a.former_keys)).collect();
         let mut orphans: Vec<&Record> = ledger.records.values().filter(|r| !wanted.contains(&r.key)).collect();
         orphans.sort_by(|a, b| (&a.manifest, &a.created_at, &a.key).cmp(&(&b.manifest, &b.created_at, &b.key)));
+        if let Some(guard) = opts.rename_guard {
+            block_likely_renames(&mut entries, &orphans, guard);
+        }
         entries.extend(orphans.into_iter().map(|r| Entry {
             change: Change::Orphaned,
             action: None,
@@ -245,6 +438,45 @@ pub fn plan<'a>(
         }));
     }
     Plan::from_entries(entries)
+}
+
+/// A new action for a device that an orphaned action reset within `guard.within` (by device id
+/// when devices were looked up, else by the same selector) is most likely a renamed manifest:
+/// blocked, with the fix. A higher `round` than the orphan's says "reset it again" and passes.
+fn block_likely_renames(entries: &mut [Entry<'_>], orphans: &[&Record], guard: RenameGuard) {
+    let since = guard.now - jiff::SignedDuration::try_from(guard.within).unwrap_or(jiff::SignedDuration::MAX);
+    type SelectorId = (crate::action::Collection, crate::action::SelectorKind, String);
+    let mut by_device: HashMap<String, &Record> = HashMap::new();
+    let mut by_selector: HashMap<SelectorId, &Record> = HashMap::new();
+    for r in orphans.iter().filter(|r| r.status.blocks_sending()) {
+        let Some(sent) = r.last_reset() else { continue };
+        if sent < since {
+            continue;
+        }
+        if let Some(id) = &r.managed_device_id {
+            by_device.insert(id.to_ascii_lowercase(), r);
+        }
+        by_selector.insert((r.collection, r.selector.kind, r.selector.normalized()), r);
+    }
+    if by_device.is_empty() && by_selector.is_empty() {
+        return;
+    }
+    for e in entries.iter_mut().filter(|e| e.change == Change::Reset && e.record.is_none()) {
+        let Some(a) = e.action else { continue };
+        let orphan = e
+            .device
+            .and_then(|d| by_device.get(&d.id.to_ascii_lowercase()))
+            .or_else(|| by_selector.get(&(a.collection, a.selector.kind, a.selector.normalized())));
+        let Some(r) = orphan.filter(|r| a.round <= r.round) else { continue };
+        let when = r.last_reset().map(crate::duration::at_second).unwrap_or_default();
+        e.change = Change::Blocked;
+        e.block = Some(BlockKind::LikelyRename);
+        e.reason = format!(
+            "likely a rename: manifest `{}` (no longer in the manifests) reset this device at {when}; if `{}` is its new name, add `formerNames: [{}]` under metadata; to reset it again, bump spec.round",
+            r.manifest, a.manifest, r.manifest
+        )
+        .into();
+    }
 }
 
 fn classify(record: Option<&Record>) -> (Change, Cow<'static, str>) {
@@ -280,6 +512,8 @@ mod tests {
         let selector = Selector { kind: SelectorKind::SerialNumber, value: serial.into() };
         Action {
             key: ActionKey::compute(ActionKind::PasscodeReset, name, 1, Collection::ManagedDevices, &selector),
+            former_names: Vec::new(),
+            former_keys: Vec::new(),
             kind: ActionKind::PasscodeReset,
             manifest: name.into(),
             file: "m.yaml".into(),
@@ -307,7 +541,7 @@ mod tests {
         let recs: Vec<(&Action, Status)> = acts.iter().zip(statuses).collect();
         let ledger = ledger_with(&recs);
         let none = Resolutions::new();
-        let p = plan(&acts, &ledger, &none, PlanOptions { report_orphans: true });
+        let p = plan(&acts, &ledger, &none, PlanOptions { report_orphans: true, rename_guard: None });
         let changes: Vec<Change> = p.entries.iter().map(|e| e.change).collect();
         use Change::*;
         assert_eq!(
@@ -316,7 +550,15 @@ mod tests {
         );
         assert_eq!(
             p.summary,
-            Summary { to_reset: 2, already_done: 2, orphaned: 0, attention: 5, blocked: 0, violations: 0 }
+            Summary {
+                to_reset: 2,
+                already_done: 2,
+                orphaned: 0,
+                attention: 5,
+                blocked: 0,
+                same_device: 0,
+                violations: 0
+            }
         );
     }
 
@@ -328,17 +570,17 @@ mod tests {
         let l = ledger_with(&[(&a, Status::Accepted), (&gone, Status::Done)]);
         let both = [a.clone(), b.clone()];
         let none = Resolutions::new();
-        let p = plan(&both, &l, &none, PlanOptions { report_orphans: true });
+        let p = plan(&both, &l, &none, PlanOptions { report_orphans: true, rename_guard: None });
         assert_eq!(p.to_reset().map(|e| e.key()).collect::<Vec<_>>(), [&b.key]);
         assert_eq!(p.summary.orphaned, 1);
         assert_eq!(p.entries.last().map(Entry::key), Some(&gone.key));
 
-        let limited = plan(&both, &l, &none, PlanOptions { report_orphans: false });
+        let limited = plan(&both, &l, &none, PlanOptions { report_orphans: false, rename_guard: None });
         assert_eq!(limited.summary.orphaned, 0);
 
         let blocked: Resolutions =
             [(b.key.clone(), Resolution::Blocked(BlockKind::NotFound, "not found".into()))].into();
-        let p = plan(&both, &l, &blocked, PlanOptions { report_orphans: false });
+        let p = plan(&both, &l, &blocked, PlanOptions { report_orphans: false, rename_guard: None });
         assert_eq!((p.summary.to_reset, p.summary.blocked), (0, 1));
         assert_eq!(limited.summary.orphaned, 0);
     }

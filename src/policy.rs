@@ -3,12 +3,17 @@
 //! Rules are checked in three places, all pure (the clock is passed in):
 //! - [`Policy::check_manifests`]: what the manifests alone show (tickets, reasons, requesters,
 //!   protected selectors), for `validate`, `plan` and `apply`;
-//! - [`Policy::check_plan`]: what needs the plan, the devices and the ledger (blast radius,
-//!   platforms, protected devices by id, cooldown), for `plan` and `apply`;
+//! - [`Policy::review`]: what needs the plan, the devices and the ledger (platforms, protected
+//!   devices by id, cooldown, then the blast radius), for `plan` and `apply`;
 //! - [`Policy::check_window`]: change windows, for `apply`.
 //!
 //! Every violation is a [`Diagnostic`] naming the rule, pointing at the offending line and saying
-//! what to do. `apply` refuses on any, before any request.
+//! what to do, with its scope ([`Violation`]):
+//! - **a manifest's rules** (ticket, ticket pattern, reason, requester, protected devices,
+//!   platforms, cooldown) stop only that manifest: none of its resets is sent, the other
+//!   manifests' are;
+//! - **the repository's rules** (`maxActionsPerApply`, change windows) stop the run before any
+//!   request.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,8 +30,8 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::duration::HumanDuration;
 use crate::manifest::Manifest;
 use crate::manifest::source::pos_of;
-use crate::plan::{Change, Plan};
-use crate::state::{Ledger, Status};
+use crate::plan::{Change, Plan, RenameGuard, Violation};
+use crate::state::Ledger;
 
 /// The `policy:` section as written.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -59,7 +64,33 @@ pub struct RawPolicy {
     pub cooldown: Option<Spanned<String>>,
     /// When `apply` may run; outside, it refuses unless `--ignore-change-windows --reason "…"`.
     pub change_windows: Option<RawWindows>,
+    /// A new action for a device that an orphaned action (a manifest no longer there) reset
+    /// within `within` is most likely a renamed manifest: `block` it (default, within 24h) until
+    /// `formerNames` or a higher `round` says what is meant, or `send` it.
+    pub likely_rename: Option<RawLikelyRename>,
 }
+
+/// `policy.likelyRename`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLikelyRename {
+    /// How far back an orphaned reset counts (default `24h`).
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub within: Option<Spanned<String>>,
+    /// `block` (default) or `send`.
+    pub then: Option<RenameThen>,
+}
+
+/// What to do with a likely rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RenameThen {
+    Block,
+    Send,
+}
+
+/// The default of `policy.likelyRename.within`.
+pub const RENAME_WITHIN: Duration = Duration::from_secs(24 * 3600);
 
 /// A device platform, as policy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -170,8 +201,8 @@ struct Windows {
     list: Vec<Window>,
 }
 
-/// The validated `policy:` section. The default enforces nothing.
-#[derive(Debug, Clone, Default)]
+/// The validated `policy:` section. The default enforces nothing but the likely-rename guard.
+#[derive(Debug, Clone)]
 pub struct Policy {
     file: PathBuf,
     max_actions: Option<(u32, Pos)>,
@@ -183,6 +214,26 @@ pub struct Policy {
     protected: Vec<Protected>,
     cooldown: Option<(Duration, Pos)>,
     windows: Option<Windows>,
+    /// `None`: likely renames are sent.
+    rename_within: Option<Duration>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            file: PathBuf::new(),
+            max_actions: None,
+            require_ticket: false,
+            ticket_pattern: None,
+            require_reason: false,
+            require_requested_by: false,
+            allow_platforms: None,
+            protected: Vec::new(),
+            cooldown: None,
+            windows: None,
+            rename_within: Some(RENAME_WITHIN),
+        }
+    }
 }
 
 fn violation(file: &Path, pos: Option<Pos>, rule: &str, message: String, hint: &str) -> Diagnostic {
@@ -262,6 +313,19 @@ impl Policy {
                 Err(e) => diags.push(Diagnostic::error(file, pos_of(&c, 0), format!("policy.cooldown: {e}"))),
             }
         }
+        if let Some(r) = raw.likely_rename {
+            if let Some(w) = &r.within {
+                match w.value.parse::<HumanDuration>() {
+                    Ok(d) => p.rename_within = Some(d.0),
+                    Err(e) => {
+                        diags.push(Diagnostic::error(file, pos_of(w, 0), format!("policy.likelyRename.within: {e}")))
+                    }
+                }
+            }
+            if r.then == Some(RenameThen::Send) {
+                p.rename_within = None;
+            }
+        }
         if let Some(w) = raw.change_windows {
             let tz = TimeZone::get(&w.time_zone.value);
             if tz.is_err() {
@@ -292,9 +356,10 @@ impl Policy {
     }
 
     /// What the manifests alone break: tickets, reasons, requesters, protected selectors.
-    pub fn check_manifests(&self, manifests: &[Manifest]) -> Vec<Diagnostic> {
-        let mut out = Vec::new();
+    pub fn check_manifests(&self, manifests: &[Manifest]) -> Vec<Violation> {
+        let mut all = Vec::new();
         for m in manifests {
+            let mut out = Vec::new();
             let f = &m.file;
             let at = Some(m.name_pos);
             let ticket = m.ticket.as_ref().filter(|(t, _)| !t.trim().is_empty());
@@ -348,8 +413,41 @@ impl Policy {
                     out.push(self.protected_violation(f, d.pos, &d.selector.to_string(), p));
                 }
             }
+            all.extend(out.into_iter().map(|d| Violation::of_manifest(&m.name, d)));
         }
-        out
+        all
+    }
+
+    /// The likely-rename guard for a plan made at `now` (`None` when likely renames are sent).
+    pub fn rename_guard(&self, now: jiff::Timestamp) -> Option<RenameGuard> {
+        self.rename_within.map(|within| RenameGuard { now, within })
+    }
+
+    /// Checks `plan` against every rule that needs it: the manifests' violations (`found`, from
+    /// [`Policy::check_manifests`]) and the per-device rules block their manifests, then the blast
+    /// radius counts what is still to be sent. `now` is when the resets would be sent.
+    pub fn review<'a>(
+        &self,
+        plan: Plan<'a>,
+        mut found: Vec<Violation>,
+        ledger: &Ledger,
+        now: jiff::Timestamp,
+    ) -> Plan<'a> {
+        found.extend(self.check_plan(&plan, ledger, now));
+        let mut plan = plan.with_violations(found);
+        if let Some((max, pos)) = self.max_actions
+            && plan.summary.to_reset > max as usize
+        {
+            plan.violations.push(Violation::of_repository(violation(
+                &self.file,
+                Some(pos),
+                "maxActionsPerApply",
+                format!("the plan resets {} devices, more than the limit of {max}", plan.summary.to_reset),
+                "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
+            )));
+            plan.summary.violations += 1;
+        }
+        plan
     }
 
     fn protected_violation(&self, file: &Path, pos: Pos, what: &str, p: &Protected) -> Diagnostic {
@@ -362,25 +460,15 @@ impl Policy {
         )
     }
 
-    /// What the plan breaks: blast radius, platforms, protected devices (by what they resolved
-    /// to), cooldown. `now` is when the resets would be sent.
-    pub fn check_plan(&self, plan: &Plan<'_>, ledger: &Ledger, now: jiff::Timestamp) -> Vec<Diagnostic> {
-        let mut out = Vec::new();
-        if let Some((max, pos)) = self.max_actions
-            && plan.summary.to_reset > max as usize
-        {
-            out.push(violation(
-                &self.file,
-                Some(pos),
-                "maxActionsPerApply",
-                format!("the plan resets {} devices, more than the limit of {max}", plan.summary.to_reset),
-                "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
-            ));
-        }
+    /// What the plan's devices break: platforms, protected devices (by what they resolved to),
+    /// cooldown; each a violation of the action's manifest.
+    fn check_plan(&self, plan: &Plan<'_>, ledger: &Ledger, now: jiff::Timestamp) -> Vec<Violation> {
+        let mut all: Vec<Violation> = Vec::new();
         let mut planned: HashMap<String, &crate::action::Action> = HashMap::new();
         let past = if self.cooldown.is_some() { ResetIndex::new(ledger) } else { ResetIndex::default() };
         for e in plan.entries.iter().filter(|e| e.change == Change::Reset) {
             let Some(a) = e.action else { continue };
+            let mut out = Vec::new();
             if self.cooldown.is_some()
                 && let Some(d) = e.device
             {
@@ -444,16 +532,19 @@ impl Policy {
                         Some(a.pos),
                         "cooldown",
                         format!(
-                            "device {} was reset at {when} by `{by}`; the {} cooldown lasts until {until}",
+                            "device {} was reset at {} by `{by}`; the {} cooldown lasts until {}",
                             a.selector,
-                            HumanDuration(cooldown)
+                            crate::duration::at_second(when),
+                            HumanDuration(cooldown),
+                            crate::duration::at_second(until)
                         ),
                         "wait until then, or remove the device from the manifest",
                     ));
                 }
             }
+            all.extend(out.into_iter().map(|d| Violation::of_manifest(&a.manifest, d)));
         }
-        out
+        all
     }
 
     /// `Err` when `now` is outside every change window (none configured: always inside).
@@ -500,19 +591,8 @@ struct ResetIndex {
 impl ResetIndex {
     fn new(ledger: &Ledger) -> Self {
         let mut index = ResetIndex::default();
-        for r in ledger.records.values().filter(|r| r.status != Status::Rejected) {
-            // Every attempt that may have run counts: accepted, 5xx, timeouts, crashes.
-            // Only answers that prove nothing ran (429, 401, other 4xx) do not.
-            // A person who checked the device and said it never ran is believed; refresh's
-            // "no trace" is not (the cooldown is what stops a second reset if refresh was wrong).
-            let may_have_run = |at: &crate::state::Attempt| {
-                let person_says_no =
-                    at.resolution.as_ref().is_some_and(|x| x.by != "refresh" && x.status == Status::NotExecuted);
-                !person_says_no && at.http_status.is_none_or(|s| (200..300).contains(&s) || s >= 500)
-            };
-            let Some(sent) = r.attempts.iter().filter(|at| may_have_run(at)).map(|at| at.started_at).max() else {
-                continue;
-            };
+        for r in ledger.records.values() {
+            let Some(sent) = r.last_reset() else { continue };
             let past = PastReset { sent, manifest: r.manifest.clone() };
             if let Some(id) = &r.managed_device_id {
                 index.by_device.entry(id.to_ascii_lowercase()).or_default().push(past.clone());

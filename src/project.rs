@@ -24,6 +24,11 @@ impl Project {
     pub fn actions(&self) -> Vec<Action> {
         self.manifests.iter().flat_map(Manifest::actions).collect()
     }
+
+    /// What the plan shows of each manifest next to its name.
+    pub fn manifest_infos(&self) -> std::collections::BTreeMap<String, crate::plan::ManifestInfo> {
+        self.manifests.iter().map(|m| (m.name.clone(), crate::plan::ManifestInfo::of(m))).collect()
+    }
 }
 
 /// Reads the config and the manifests (those under `paths` when given, else the config's).

@@ -80,7 +80,7 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
     }
     for (key, found) in &found_by_key {
         for a in &lookups[key] {
-            let recorded = ledger.records.get(&a.key).and_then(|r| r.managed_device_id.as_deref());
+            let recorded = crate::plan::record_of(ledger, a).and_then(|r| r.managed_device_id.as_deref());
             let resolution = match (&found, recorded) {
                 (Ok(device), Some(was)) if !device.id.eq_ignore_ascii_case(was) => Resolution::Blocked(
                     BlockKind::ReEnrolled,
@@ -103,14 +103,15 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
             out.insert(a.key.clone(), resolution);
         }
     }
-    block_repeated_devices(actions, ledger, &mut out);
+    mark_same_devices(actions, ledger, &mut out);
     Ok(out)
 }
 
 /// Two entries of one manifest that name the same device by different selectors (an `id` and a
-/// serial number, say) would reset it twice: the later ones are blocked, in this run and in
-/// later ones (when the ledger already holds the first entry's reset of that device).
-fn block_repeated_devices(actions: &[&Action], ledger: &Ledger, out: &mut Resolutions) {
+/// serial number, say) are one reset: the first entry sends it, the later ones are shown as the
+/// same device and never sent, in this run and in later ones (when the ledger already holds a
+/// reset of that device by another entry of this manifest, under its name or a former one).
+fn mark_same_devices(actions: &[&Action], ledger: &Ledger, out: &mut Resolutions) {
     // Recorded resets by (manifest, round, device), built once: not a ledger scan per action.
     let mut recorded: HashMap<(&str, u32, String), Vec<&crate::state::Record>> = HashMap::new();
     for r in ledger.records.values().filter(|r| r.status.blocks_sending()) {
@@ -122,23 +123,25 @@ fn block_repeated_devices(actions: &[&Action], ledger: &Ledger, out: &mut Resolu
     for a in actions {
         let Some(Resolution::Device(d)) = out.get(&a.key) else { continue };
         let id = d.id.to_ascii_lowercase();
-        let earlier =
-            recorded.get(&(a.manifest.as_str(), a.round, id.clone())).and_then(|rs| rs.iter().find(|r| r.key != a.key));
+        let own = |r: &&&crate::state::Record| r.key != a.key && !a.former_keys.contains(&r.key);
+        let earlier = std::iter::once(a.manifest.as_str())
+            .chain(a.former_names.iter().map(String::as_str))
+            .find_map(|m| recorded.get(&(m, a.round, id.clone())).and_then(|rs| rs.iter().find(own)));
         if let Some(r) = earlier {
             let why = format!(
-                "device {} was already reset by {} of this manifest: one manifest resets a device once",
-                d.id, r.selector
+                "same device as {} of this manifest, already {}: one manifest resets a device once",
+                r.selector, r.status
             );
-            out.insert(a.key.clone(), Resolution::Blocked(BlockKind::Repeated, why));
+            out.insert(a.key.clone(), Resolution::SameDevice(d.clone(), why));
             continue;
         }
         match first.get(&(a.manifest.as_str(), id.clone())) {
             Some(prev) => {
                 let why = format!(
-                    "device {} is also named by {} at line {} of this manifest: one manifest resets a device once",
-                    d.id, prev.selector, prev.pos.line
+                    "same device as {} at line {}: one manifest resets a device once",
+                    prev.selector, prev.pos.line
                 );
-                out.insert(a.key.clone(), Resolution::Blocked(BlockKind::Repeated, why));
+                out.insert(a.key.clone(), Resolution::SameDevice(d.clone(), why));
             }
             None => {
                 first.insert((a.manifest.as_str(), id), a);

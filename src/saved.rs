@@ -1,9 +1,13 @@
 //! Saved plans (`plan --out FILE`, `apply --plan FILE`, `show FILE`).
 //!
-//! A saved plan is bound to what it was made from: the ledger's lineage and serial (an empty
-//! ledger counts: lineage `null`, serial 0, so a plan made on it cannot be applied twice), the
-//! tenant, a digest of the manifests and config, and the devices it resolved. `apply --plan`
-//! executes exactly that plan or refuses it as stale, saying what changed.
+//! A saved plan is what a reviewer approved: each reset with the device it resolved to and the
+//! other resets of that device the ledger held then. `apply --plan` judges every reviewed reset
+//! on its own ([`judge`]): it is sent only while its premise holds — its key is still asked for
+//! by the manifests, it resolves to the same device, it is still not recorded, its manifest still
+//! meets the policy, and no other action has reset the device since — and refused alone, named
+//! with the reason, otherwise. Nothing that is not in the plan is ever sent; other merges
+//! (unrelated ledger or manifest changes) do not make a plan stale. Only another ledger lineage or
+//! another tenant refuses the whole plan.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -15,15 +19,18 @@ use uuid::Uuid;
 use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
 use crate::diagnostic::Pos;
 use crate::graph::Device;
-use crate::plan::{BlockKind, Change, Entry, Plan};
+use crate::plan::{BlockKind, Change, Entry, ManifestInfo, Plan, Violation};
 use crate::state::{Ledger, Record, Status};
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// `kind` of a saved plan file.
 pub const KIND: &str = "intune-reconcile-plan";
 /// Bumped when a saved plan stops being readable by older builds.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// What the plan was made from.
+/// What the plan was made from. The lineage and the tenant must match when it is applied; the
+/// serial and the inputs digest are kept for the record (they may change: other merges).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     pub lineage: Option<Uuid>,
@@ -39,6 +46,10 @@ pub struct SavedPlan {
     pub format_version: u32,
     pub kind: String,
     pub tool_version: String,
+    /// Recorded with every attempt made by `apply --plan` of this plan, so a second apply of the
+    /// same plan recognises its own work.
+    #[serde(default)]
+    pub id: Uuid,
     pub created_at: jiff::Timestamp,
     pub simulated: bool,
     pub offline: bool,
@@ -47,11 +58,20 @@ pub struct SavedPlan {
     /// Policy violations when the plan was made.
     #[serde(default)]
     pub violations: Vec<SavedViolation>,
+    /// Ticket, reason and requester of each manifest, as reviewed.
+    #[serde(default)]
+    pub manifests: BTreeMap<String, ManifestInfo>,
+    /// `plan --base`: the counts of what lay outside the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside: Option<crate::plan::Summary>,
 }
 
 /// A policy violation as saved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedViolation {
+    /// The manifest it stops; `None`: a rule of the repository.
+    #[serde(default)]
+    pub manifest: Option<String>,
     pub file: Option<PathBuf>,
     pub line: Option<u32>,
     pub column: Option<u32>,
@@ -77,6 +97,13 @@ pub struct SavedEntry {
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
+    /// The former manifest name its record was made under (`formerNames`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_as: Option<String>,
+    /// For a reset: the other actions the ledger held for its device when the plan was made. One
+    /// recorded since means someone else reset the device after the review.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prior_resets: Vec<ActionKey>,
 }
 
 /// Why a saved plan cannot be used.
@@ -86,7 +113,7 @@ pub enum SavedError {
     Read { path: PathBuf, reason: String },
     #[error("cannot write the saved plan `{}`: {reason}", path.display())]
     Write { path: PathBuf, reason: String },
-    #[error("the saved plan `{}` is stale: {what}\nhint: run `reconcile plan --out` again and have it reviewed; nothing was sent", path.display())]
+    #[error("the saved plan `{}` cannot be applied here: {what}\nhint: run `reconcile plan --out` against this ledger and have it reviewed; nothing was sent", path.display())]
     Stale { path: PathBuf, what: String },
     #[error("the saved plan `{}` was made {why}: it cannot be applied\nhint: make it with `reconcile plan --out` {hint}", path.display())]
     Unusable { path: PathBuf, why: &'static str, hint: &'static str },
@@ -112,15 +139,15 @@ impl Binding {
         Binding { lineage: ledger.lineage, serial: ledger.serial, tenant: tenant.map(str::to_owned), inputs }
     }
 
-    /// What differs from `now`, in words, or `None` when nothing does.
+    /// Why a plan made on `self` cannot be applied to `now` at all (another ledger or tenant),
+    /// or `None`. Other changes are judged action by action ([`judge`]).
     pub fn changes_since(&self, now: &Binding) -> Option<String> {
         let mut what = Vec::new();
-        if self.lineage != now.lineage || self.serial != now.serial {
+        if self.lineage != now.lineage {
             what.push(format!(
-                "the ledger changed since the plan was made (serial {} then, {} now{})",
-                self.serial,
-                now.serial,
-                if self.lineage != now.lineage { ", another lineage" } else { "" }
+                "it was made on another ledger (lineage {} then, {} now)",
+                self.lineage.map_or_else(|| "none".to_owned(), |l| l.to_string()),
+                now.lineage.map_or_else(|| "none".to_owned(), |l| l.to_string())
             ));
         }
         if self.tenant != now.tenant {
@@ -130,20 +157,43 @@ impl Binding {
                 now.tenant.as_deref().unwrap_or("none")
             ));
         }
-        if self.inputs != now.inputs {
-            what.push("the manifests or the config changed".to_owned());
-        }
         (!what.is_empty()).then(|| what.join("; "))
     }
 }
 
+/// The ledger's actions that may have reset each device, by lowercase device id.
+fn resets_by_device(ledger: &Ledger) -> HashMap<String, Vec<&Record>> {
+    let mut out: HashMap<String, Vec<&Record>> = HashMap::new();
+    for r in ledger.records.values().filter(|r| r.last_reset().is_some()) {
+        if let Some(id) = &r.managed_device_id {
+            out.entry(id.to_ascii_lowercase()).or_default().push(r);
+        }
+    }
+    out
+}
+
 impl SavedPlan {
-    pub fn new(plan: &Plan<'_>, binding: Binding, simulated: bool, offline: bool) -> Self {
+    pub fn new(plan: &Plan<'_>, ledger: &Ledger, binding: Binding, simulated: bool, offline: bool) -> Self {
+        let by_device = resets_by_device(ledger);
         let entries = plan
             .entries
             .iter()
             .map(|e| {
                 let crate::plan::Origin { file, line, round, collection } = e.origin();
+                let prior_resets = match (e.change, e.device, e.action) {
+                    (Change::Reset, Some(d), Some(a)) => {
+                        let mut keys: Vec<ActionKey> = by_device
+                            .get(&d.id.to_ascii_lowercase())
+                            .into_iter()
+                            .flatten()
+                            .filter(|r| r.key != a.key && !a.former_keys.contains(&r.key))
+                            .map(|r| r.key.clone())
+                            .collect();
+                        keys.sort();
+                        keys
+                    }
+                    _ => Vec::new(),
+                };
                 SavedEntry {
                     change: e.change,
                     block: e.block,
@@ -157,6 +207,8 @@ impl SavedPlan {
                     selector: e.selector().clone(),
                     status: e.record.map(|r| r.status),
                     device: e.device.cloned(),
+                    recorded_as: e.recorded_as().map(str::to_owned),
+                    prior_resets,
                 }
             })
             .collect();
@@ -164,6 +216,7 @@ impl SavedPlan {
             format_version: FORMAT_VERSION,
             kind: KIND.to_owned(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            id: Uuid::new_v4(),
             created_at: jiff::Timestamp::now(),
             simulated,
             offline,
@@ -172,7 +225,9 @@ impl SavedPlan {
             violations: plan
                 .violations
                 .iter()
-                .map(|v| SavedViolation {
+                .map(|sv| (sv.manifest.clone(), &sv.diagnostic))
+                .map(|(manifest, v)| SavedViolation {
+                    manifest,
                     file: v.file.clone(),
                     line: v.pos.map(|p| p.line),
                     column: v.pos.map(|p| p.column),
@@ -180,6 +235,8 @@ impl SavedPlan {
                     hint: v.hint.clone(),
                 })
                 .collect(),
+            manifests: plan.manifests.clone(),
+            outside: plan.outside,
         }
     }
 
@@ -211,36 +268,10 @@ impl SavedPlan {
         Ok(())
     }
 
-    /// `(action key, device id)` of every reset, and the keys of every blocked action, sorted:
-    /// what `apply --plan` must find again to execute this plan.
-    pub fn commitments(&self) -> (Vec<(ActionKey, String)>, Vec<ActionKey>) {
-        let mut resets: Vec<(ActionKey, String)> = self
-            .entries
-            .iter()
-            .filter(|e| e.change == Change::Reset)
-            .map(|e| (e.key.clone(), e.device.as_ref().map(|d| d.id.to_ascii_lowercase()).unwrap_or_default()))
-            .collect();
-        let mut blocked: Vec<ActionKey> =
-            self.entries.iter().filter(|e| e.change == Change::Blocked).map(|e| e.key.clone()).collect();
-        resets.sort();
-        blocked.sort();
-        (resets, blocked)
+    /// The keys of the reviewed resets: all `apply --plan` may ever send.
+    pub fn reset_keys(&self) -> HashSet<&ActionKey> {
+        self.entries.iter().filter(|e| e.change == Change::Reset).map(|e| &e.key).collect()
     }
-}
-
-/// The same commitments, of a fresh plan.
-pub fn commitments_of(plan: &Plan<'_>) -> (Vec<(ActionKey, String)>, Vec<ActionKey>) {
-    let mut resets: Vec<(ActionKey, String)> = plan
-        .entries
-        .iter()
-        .filter(|e| e.change == Change::Reset)
-        .map(|e| (e.key().clone(), e.device.map(|d| d.id.to_ascii_lowercase()).unwrap_or_default()))
-        .collect();
-    let mut blocked: Vec<ActionKey> =
-        plan.entries.iter().filter(|e| e.change == Change::Blocked).map(|e| e.key().clone()).collect();
-    resets.sort();
-    blocked.sort();
-    (resets, blocked)
 }
 
 /// The owned pieces a saved plan's entries borrow, so it can be rendered like a fresh one.
@@ -258,6 +289,8 @@ impl Restored {
         for e in &saved.entries {
             let action = (e.change != Change::Orphaned).then(|| Action {
                 key: e.key.clone(),
+                former_names: Vec::new(),
+                former_keys: Vec::new(),
                 kind: ActionKind::PasscodeReset,
                 manifest: e.manifest.clone(),
                 file: PathBuf::from(&e.file),
@@ -275,6 +308,7 @@ impl Restored {
                 collection: e.collection,
                 selector: e.selector.clone(),
                 managed_device_id: e.device.as_ref().map(|d| d.id.clone()),
+                device_name: e.device.as_ref().and_then(|d| d.device_name.clone()),
                 status,
                 attempts: Vec::new(),
                 created_at: saved.created_at,
@@ -305,17 +339,110 @@ impl Restored {
             .saved
             .violations
             .iter()
-            .map(|v| crate::diagnostic::Diagnostic {
-                severity: crate::diagnostic::Severity::Error,
-                file: v.file.clone(),
-                pos: match (v.line, v.column) {
-                    (Some(l), Some(c)) => Some(Pos::new(l, c)),
-                    _ => None,
+            .map(|v| Violation {
+                manifest: v.manifest.clone(),
+                diagnostic: crate::diagnostic::Diagnostic {
+                    severity: crate::diagnostic::Severity::Error,
+                    file: v.file.clone(),
+                    pos: match (v.line, v.column) {
+                        (Some(l), Some(c)) => Some(Pos::new(l, c)),
+                        _ => None,
+                    },
+                    message: v.message.clone(),
+                    hint: v.hint.clone(),
                 },
-                message: v.message.clone(),
-                hint: v.hint.clone(),
             })
-            .collect();
-        Plan::from_entries(entries).with_violations(violations)
+            .collect::<Vec<_>>();
+        // The entries were saved as they were decided: only the counts are taken again.
+        let mut plan = Plan::from_entries(entries).with_manifests(self.saved.manifests.clone());
+        plan.summary.violations = violations.len();
+        plan.violations = violations;
+        plan.outside = self.saved.outside;
+        plan
     }
+
+    /// The action a saved entry was about, as saved (`None` for orphans).
+    fn action(&self, i: usize) -> Option<&Action> {
+        self.actions[i].as_ref()
+    }
+}
+
+/// `apply --plan`: the reviewed resets of `restored`, each kept as `fresh` plans it while its
+/// premise holds, and otherwise blocked ([`BlockKind::PlanChanged`]) with the reason. `fresh`
+/// is planned from the same ledger, for the plan's own actions only. Resets this very plan sent
+/// in an earlier run (its id is on their attempts) are shown as done, not refused. The rest of
+/// `fresh` (actions outside the plan) is dropped: it is never sent.
+pub fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Plan<'a> {
+    let saved = &restored.saved;
+    let by_device = resets_by_device(ledger);
+    let plan_id = saved.id.to_string();
+    let Plan { entries: fresh_entries, violations, manifests, .. } = fresh;
+    let mut fresh_by_key: HashMap<ActionKey, Entry<'a>> =
+        fresh_entries.into_iter().map(|e| (e.key().clone(), e)).collect();
+    let mut entries = Vec::new();
+    for (i, s) in saved.entries.iter().enumerate().filter(|(_, s)| s.change == Change::Reset) {
+        let refuse = |e: Option<Entry<'a>>, why: String| Entry {
+            change: Change::Blocked,
+            action: e.as_ref().and_then(|e| e.action).or(restored.action(i)),
+            record: e.as_ref().and_then(|e| e.record),
+            device: e.as_ref().and_then(|e| e.device).or(s.device.as_ref()),
+            block: Some(BlockKind::PlanChanged),
+            reason: format!("reviewed, but {why}; not sent").into(),
+        };
+        let Some(e) = fresh_by_key.remove(&s.key) else {
+            entries.push(refuse(
+                None,
+                "the manifests no longer ask for it (the manifest, its round or this device entry changed)".into(),
+            ));
+            continue;
+        };
+        let by_this_plan = |r: &Record| {
+            r.attempts.iter().any(|a| a.provenance.as_ref().is_some_and(|p| p.plan.as_deref() == Some(&plan_id)))
+        };
+        let why = match e.change {
+            Change::Reset => {
+                let then = s.device.as_ref().map(|d| d.id.to_ascii_lowercase());
+                let now = e.device.map(|d| d.id.to_ascii_lowercase());
+                if then != now {
+                    Some(format!(
+                        "{} now resolves to device {} (it was {} when reviewed)",
+                        s.selector,
+                        now.as_deref().unwrap_or("none"),
+                        then.as_deref().unwrap_or("none")
+                    ))
+                } else {
+                    let a = e.action.expect("a planned reset has an action");
+                    let since = now.as_ref().and_then(|id| by_device.get(id)).into_iter().flatten().find(|r| {
+                        r.key != a.key && !a.former_keys.contains(&r.key) && !s.prior_resets.contains(&r.key)
+                    });
+                    since.map(|r| {
+                        format!(
+                            "the device was reset since the plan was made, by manifest `{}` ({} at {})",
+                            r.manifest,
+                            r.status,
+                            r.last_reset().map(crate::duration::at_second).unwrap_or_default()
+                        )
+                    })
+                }
+            }
+            Change::AlreadyDone | Change::Attention if e.record.is_some_and(by_this_plan) => None,
+            Change::AlreadyDone | Change::Attention => Some(format!(
+                "it was recorded since the plan was made (status {})",
+                e.record.map_or("unknown", |r| r.status.as_str())
+            )),
+            Change::Blocked | Change::SameDevice => Some(e.reason.to_string()),
+            Change::Orphaned => Some("the manifests no longer ask for it".into()),
+        };
+        match why {
+            Some(why) => entries.push(refuse(Some(e), why)),
+            None => entries.push(e),
+        }
+    }
+    let keys: HashSet<&str> = entries.iter().map(|e| e.manifest()).collect();
+    let violations: Vec<Violation> =
+        violations.into_iter().filter(|v| v.manifest.as_deref().is_none_or(|m| keys.contains(m))).collect();
+    let mut plan = Plan::from_entries(entries).with_manifests(manifests);
+    plan.summary.violations = violations.len();
+    plan.violations = violations;
+    plan
 }

@@ -303,7 +303,7 @@ fn cooldown_counts_the_actions_own_earlier_attempts() {
     assert!(stdout(&out).contains("unknown       -> not-executed"), "{}", stdout(&out));
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cooldown"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("policy cooldown"), "{}", stdout(&out));
     assert_eq!(posts(&sim).len(), 1, "not re-sent within the cooldown");
     assert_eq!(sim.resets_applied(&ids[0]), 0);
 }

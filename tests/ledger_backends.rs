@@ -46,6 +46,8 @@ fn record(serial: &str, status: Status) -> Record {
     let selector = Selector { kind: SelectorKind::SerialNumber, value: serial.into() };
     let action = Action {
         key: ActionKey::compute(ActionKind::PasscodeReset, "m", 1, Collection::ManagedDevices, &selector),
+        former_names: Vec::new(),
+        former_keys: Vec::new(),
         kind: ActionKind::PasscodeReset,
         manifest: "m".into(),
         file: "manifests/m.yaml".into(),

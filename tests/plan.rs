@@ -26,9 +26,9 @@ fn examples_plan_reads_like_terraform() {
     let text = stdout(&out);
     for want in [
         "Offline plan: devices were not looked up in Intune.",
-        "manifest inc-4711-lost-phone (manifests/helpdesk/inc-4711-lost-phone.yaml)\n  + reset passcode  id=3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        "manifest inc-4711-lost-phone (manifests/helpdesk/inc-4711-lost-phone.yaml): ticket INC-4711, reason \"User locked out of work profile\", requested by alice@contoso.com\n  + reset passcode  id=3fa85f64-5717-4562-b3fc-2c963f66afa6",
         "key 6586dc0f5220",
-        "manifest inc-4791-warehouse-scanner (manifests/helpdesk/inc-4790-batch.yaml)\n  + reset passcode  deviceName=WH-SCANNER-07",
+        "manifest inc-4791-warehouse-scanner (manifests/helpdesk/inc-4790-batch.yaml): ticket INC-4791, reason \"Shared scanner locked by a leaver\", requested by bob@contoso.com\n  + reset passcode  deviceName=WH-SCANNER-07",
         "\nPlan: 7 to reset, 0 already done, 0 orphaned.\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
@@ -102,7 +102,7 @@ fn ledger_states_show_as_done_attention_and_orphaned() {
     assert_eq!(json["format_version"], 1);
     assert_eq!(
         json["summary"],
-        serde_json::json!({"to_reset": 2, "already_done": 1, "orphaned": 1, "attention": 1, "blocked": 0, "violations": 0})
+        serde_json::json!({"to_reset": 2, "already_done": 1, "orphaned": 1, "attention": 1, "blocked": 0, "same_device": 0, "violations": 0})
     );
 
     // Limited to some paths, nothing is orphaned: the other manifests were simply not read.

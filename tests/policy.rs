@@ -63,8 +63,8 @@ fn metadata_rules_are_checked_by_validate_plan_and_apply() {
     assert_eq!(json["violations"][0]["line"], 5);
     let apply = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(apply.status.code(), Some(1));
-    assert!(stderr(&apply).contains("policy ticketPattern"), "{}", stderr(&apply));
-    assert!(posts(&sim).is_empty(), "refused before any request");
+    assert!(stdout(&apply).contains("policy ticketPattern"), "{}", stdout(&apply));
+    assert!(posts(&sim).is_empty(), "the manifest breaking the rule sends nothing");
 
     repo.write("manifests/a.yaml", M);
     repo.cmd().arg("validate").assert().success();
@@ -92,7 +92,7 @@ fn the_blast_radius_is_exact_at_the_limit() {
         ),
         "{text}"
     );
-    assert!(text.contains("1 policy violation: apply will refuse."), "{text}");
+    assert!(text.contains("1 policy violation: apply will refuse to start."), "{text}");
     let apply = over.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(apply.status.code(), Some(1));
     assert!(posts(&sim).is_empty());
@@ -128,7 +128,11 @@ fn allowed_platforms_forbid_ios_passcode_removal() {
     let sim = sim(sim_config());
     let plan = repo.cmd_on(&sim).args(["plan", "--format", "markdown"]).output().expect("run");
     assert_eq!(plan.status.code(), Some(1));
-    assert!(stdout(&plan).contains("**1 policy violation: apply will refuse.**"), "{}", stdout(&plan));
+    assert!(
+        stdout(&plan).contains("**1 policy violation: the manifests that break them are not sent; the others are.**"),
+        "{}",
+        stdout(&plan)
+    );
     assert!(stdout(&plan).contains("runs iOS, which the policy does not allow"), "{}", stdout(&plan));
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
     assert!(posts(&sim).is_empty());
@@ -255,7 +259,32 @@ fn cooldown_covers_two_manifests_in_one_plan() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("is also reset by manifest `inc-1` in this plan"), "{}", stdout(&out));
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
-    assert!(posts(&sim).is_empty());
+    assert_eq!(posts(&sim).len(), 1, "the first manifest resets the device, the second is stopped");
+}
+
+// A rule one manifest breaks stops that manifest only; the repository's rules stop the run.
+#[test]
+fn a_manifests_violation_stops_only_that_manifest() {
+    let repo = repo_with("  requireReason: true\n", &M.replace("  reason: locked out\n", ""));
+    repo.write(
+        "manifests/b.yaml",
+        M.replace("inc-1", "inc-2").replace("serialNumber: R58M12345AB", "id: 3fa85f64-5717-4562-b3fc-2c963f66afa6"),
+    );
+    let sim = sim(sim_config());
+    let plan = repo.cmd_on(&sim).args(["plan", "--format", "json"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    assert_eq!(json["summary"]["to_reset"], 1, "{json}");
+    assert_eq!(json["summary"]["blocked"], 1, "{json}");
+    assert_eq!(json["violations"][0]["manifest"], "inc-1");
+    let blocked =
+        json["actions"].as_array().expect("actions").iter().find(|a| a["change"] == "blocked").expect("blocked");
+    assert_eq!((blocked["manifest"].as_str(), blocked["block"].as_str()), (Some("inc-1"), Some("policy")));
+    let apply = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(apply.status.code(), Some(1), "a blocked manifest remains");
+    assert_eq!(posts(&sim).len(), 1);
+    assert!(posts(&sim)[0].path.contains("3fa85f64-5717-4562-b3fc-2c963f66afa6"), "only inc-2 was sent");
+    assert!(stdout(&apply).contains("policy requireReason"), "{}", stdout(&apply));
 }
 
 // A reset whose answer was a 5xx may have run: it counts for the cooldown.

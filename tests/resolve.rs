@@ -226,21 +226,28 @@ fn the_same_device_by_two_selectors_in_one_manifest_is_reset_once() {
         manifest(&[("id", "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), ("serialNumber", "R58M12345AB")]),
     );
     let sim = sim(common::sim_config());
-    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
+    // One action: an information line, not a blocked entry (the plan and apply succeed).
+    let plan = repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(2), "{}", stdout(&plan));
     assert!(
-        stdout(&out).contains("is also named by id=c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f at line 7"),
+        stdout(&plan).contains("& same device")
+            && stdout(&plan).contains("same device as id=c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f at line 7"),
         "{}",
-        stdout(&out)
+        stdout(&plan)
     );
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sim.resets_applied("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), 1);
-    // The next run must not send the blocked entry now that the first one is recorded.
+    // The next run must not send the second entry now that the first one is recorded.
     let again = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
-    assert_eq!(again.status.code(), Some(1));
+    assert!(again.status.success(), "{}", stderr(&again));
+    let plan = repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(0), "nothing pending: {}", stdout(&plan));
     assert!(
-        stdout(&again).contains("was already reset by id=c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"),
+        stdout(&plan)
+            .contains("same device as id=c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f of this manifest, already accepted"),
         "{}",
-        stdout(&again)
+        stdout(&plan)
     );
     assert_eq!(sim.resets_applied("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), 1);
 }

@@ -41,37 +41,100 @@ fn a_saved_plan_is_applied_exactly_once_and_shown_in_every_format() {
     let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(posts(&sim).len(), 7);
-    // A plan made on an empty ledger cannot be applied twice.
+    // Applying the same plan again sends nothing: its resets are recorded, by this very plan.
     let again = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
-    assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("is stale: the ledger changed since the plan was made"), "{}", stderr(&again));
+    assert!(again.status.success(), "{}{}", stdout(&again), stderr(&again));
     assert_eq!(posts(&sim).len(), 7);
 }
 
-#[test]
-fn stale_plans_are_refused_and_say_what_changed() {
-    let repo = Repo::from_examples();
+/// A repository with the ledger created, a fast config and `n` Android devices in the simulator.
+fn android_repo(n: usize) -> (Repo, intune_reconcile::sim::SimHandle) {
+    let repo = Repo::empty();
     repo.fast_config("");
-    let sim = sim(sim_config());
-    plan_out(&repo, &sim);
-    // The manifests changed (even a comment: what was reviewed is not what is there).
-    let path = repo.path().join("manifests/helpdesk/inc-4711-lost-phone.yaml");
-    let original = std::fs::read_to_string(&path).expect("read");
-    std::fs::write(&path, format!("{original}# edited after review\n")).expect("edit");
-    let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("the manifests or the config changed"), "{}", stderr(&out));
-    std::fs::write(&path, original).expect("restore");
+    let sim = sim(intune_reconcile::sim::SimConfig { devices: common::android_devices(n), ..Default::default() });
+    (repo, sim)
+}
 
-    // The ledger changed: someone applied part of it meanwhile.
-    repo.cmd_on(&sim)
-        .args(["apply", "--auto-approve", "manifests/helpdesk/inc-4711-lost-phone.yaml"])
-        .assert()
-        .success();
+fn id(i: usize) -> String {
+    common::android_id(i)
+}
+
+fn posts_to(sim: &intune_reconcile::sim::SimHandle, i: usize) -> usize {
+    posts(sim).iter().filter(|p| p.path.contains(&id(i))).count()
+}
+
+// Two pull requests planned from the same ledger, merged one after the other: each reviewed plan
+// executes fully, and neither sends anything of the other.
+#[test]
+fn two_plans_from_one_ledger_applied_one_after_the_other_both_execute_fully() {
+    let (repo, sim) = android_repo(4);
+    let a = common::manifest_for("team-a", &[&id(0), &id(1)]);
+    let b = common::manifest_for("team-b", &[&id(2), &id(3)]);
+    // PR A's branch.
+    repo.write("manifests/a.yaml", &a);
+    plan_out_to(&repo, &sim, "a.json");
+    // PR B's branch (from the same main: no A).
+    std::fs::remove_file(repo.path().join("manifests/a.yaml")).expect("rm");
+    repo.write("manifests/b.yaml", &b);
+    plan_out_to(&repo, &sim, "b.json");
+    // Both merged; a comment added to A after its review changes nothing it would do.
+    repo.write("manifests/a.yaml", format!("{a}# reviewed in PR 1\n"));
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "a.json"]).output().expect("run");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!((posts_to(&sim, 0), posts_to(&sim, 1), posts_to(&sim, 2), posts_to(&sim, 3)), (1, 1, 0, 0));
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "b.json"]).output().expect("run");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!((posts_to(&sim, 0), posts_to(&sim, 1), posts_to(&sim, 2), posts_to(&sim, 3)), (1, 1, 1, 1));
+    // Nothing left: every reviewed reset ran once.
+    repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).assert().code(0);
+}
+
+fn plan_out_to(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, file: &str) {
+    let out = repo.cmd_on(sim).args(["plan", "--out", file]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+// A reviewed reset whose device another pull request reset meanwhile is refused alone; the rest
+// of the plan runs.
+#[test]
+fn a_reviewed_reset_whose_device_was_reset_by_another_pr_meanwhile_is_refused_alone() {
+    let (repo, sim) = android_repo(3);
+    let a = common::manifest_for("team-a", &[&id(0), &id(1)]);
+    let b = common::manifest_for("team-b", &[&id(1), &id(2)]);
+    repo.write("manifests/a.yaml", &a);
+    plan_out_to(&repo, &sim, "a.json");
+    std::fs::remove_file(repo.path().join("manifests/a.yaml")).expect("rm");
+    repo.write("manifests/b.yaml", &b);
+    plan_out_to(&repo, &sim, "b.json");
+    repo.write("manifests/a.yaml", &a);
+    repo.cmd_on(&sim).args(["apply", "--plan", "b.json"]).assert().success();
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "a.json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "a refused reset fails the run");
+    let text = stdout(&out);
+    assert!(
+        text.contains("reviewed, but the device was reset since the plan was made, by manifest `team-b`"),
+        "{text}"
+    );
+    assert_eq!((posts_to(&sim, 0), posts_to(&sim, 1), posts_to(&sim, 2)), (1, 1, 1), "device 1 was reset once");
+}
+
+// Reviewed resets whose premise changed (manifest edited, device gone) are refused one by one,
+// named with the reason; what was not in the plan is never sent.
+#[test]
+fn changed_premises_refuse_single_actions_and_nothing_outside_the_plan_is_sent() {
+    let (repo, sim) = android_repo(4);
+    repo.write("manifests/a.yaml", common::manifest_for("team-a", &[&id(0), &id(1)]));
+    repo.write("manifests/c.yaml", common::manifest_for("team-c", &[&id(2)]));
+    plan_out_to(&repo, &sim, "plan.json");
+    // After the review: team-c bumps its round (a new action), and a manifest nobody reviewed
+    // appears.
+    repo.write("manifests/c.yaml", common::manifest_for("team-c", &[&id(2)]).replace("spec:\n", "spec:\n  round: 2\n"));
+    repo.write("manifests/d.yaml", common::manifest_for("team-d", &[&id(3)]));
     let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("the ledger changed"), "{}", stderr(&out));
-    assert_eq!(posts(&sim).len(), 1);
+    let text = stdout(&out);
+    assert!(text.contains("reviewed, but the manifests no longer ask for it"), "{text}");
+    assert_eq!((posts_to(&sim, 0), posts_to(&sim, 1), posts_to(&sim, 2), posts_to(&sim, 3)), (1, 1, 0, 0));
 
     // An offline plan has no devices: it cannot be applied.
     repo.cmd().args(["plan", "--offline", "--out", "offline.json"]).assert().success();
@@ -80,9 +143,9 @@ fn stale_plans_are_refused_and_say_what_changed() {
     assert!(stderr(&out).contains("was made offline"), "{}", stderr(&out));
 }
 
-// Devices that resolve differently than when the plan was reviewed make it stale.
+// A device that no longer resolves as reviewed is refused alone; the others go.
 #[test]
-fn a_plan_whose_devices_changed_is_stale() {
+fn a_reviewed_device_that_resolves_differently_is_refused_alone() {
     let repo = Repo::from_examples();
     repo.fast_config("");
     let first = sim(sim_config());
@@ -93,8 +156,8 @@ fn a_plan_whose_devices_changed_is_stale() {
     let second = sim(cfg);
     let out = repo.cmd_on(&second).args(["apply", "--plan", "plan.json"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("devices resolve differently now"), "{}", stderr(&out));
-    assert!(posts(&second).is_empty());
+    assert!(stdout(&out).contains("reviewed, but no device has serialNumber `R58M12345AB`"), "{}", stdout(&out));
+    assert_eq!(posts(&second).len(), 6);
 }
 
 // Any plan fits in one GitHub comment.

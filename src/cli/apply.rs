@@ -29,7 +29,8 @@ pub struct ApplyArgs {
     /// Use the built-in Intune simulator and its own ledger instead of Graph.
     #[arg(long)]
     pub simulate: bool,
-    /// Execute exactly this saved plan (from `reconcile plan --out`), or refuse it as stale.
+    /// Execute the reviewed resets of this saved plan (from `reconcile plan --out`) whose premise
+    /// still holds; each one whose premise changed is refused, named with the reason.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
     /// Result format on stdout (`json`: versioned; the plan then goes to stderr).
@@ -177,6 +178,8 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let opts = ApplyOptions {
         policy: p.settings.policy.clone(),
         static_violations,
+        manifests: p.manifest_infos(),
+        provenance: crate::audit::run_provenance(&env, std::path::Path::new(".")),
         policy_override,
         expected,
         inputs: inputs_digest(p.settings.config_file.as_deref(), &p.files)?,

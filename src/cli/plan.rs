@@ -33,6 +33,11 @@ pub struct PlanArgs {
     /// Save the plan to FILE, for `reconcile apply --plan FILE` and `reconcile show FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Detail only the manifests that differ between git REF (where this change forks from it)
+    /// and the working tree: a pull request's own change. The rest is one summary line; the exit
+    /// code, the comment and a saved plan speak for the change only.
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
 }
 
 pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
@@ -70,8 +75,13 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
         .map_err(|_| anyhow::anyhow!("reading the ledger panicked"))?
         .context("cannot plan without the ledger")?;
     store.check_tenant(&ledger, tenant.as_deref())?;
+    let changed = args.base.as_deref().map(crate::git::changed_since).transpose()?;
     let actions = p.actions();
-    let opts = PlanOptions { report_orphans: !p.limited };
+    let now = jiff::Timestamp::now();
+    let opts = PlanOptions {
+        report_orphans: !p.limited,
+        rename_guard: if p.limited { None } else { p.settings.policy.rename_guard(now) },
+    };
     let resolutions = match &conn {
         None => Resolutions::new(),
         Some(conn) => {
@@ -81,15 +91,18 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
             runtime.block_on(lookup(conn, &candidates, &ledger))?
         }
     };
-    let mut violations = p.settings.policy.check_manifests(&p.manifests);
-    let plan = plan::plan(&actions, &ledger, &resolutions, opts);
-    violations.extend(p.settings.policy.check_plan(&plan, &ledger, jiff::Timestamp::now()));
-    let plan = plan.with_violations(violations);
+    let plan = plan::plan(&actions, &ledger, &resolutions, opts).with_manifests(p.manifest_infos());
+    let plan = p.settings.policy.review(plan, p.settings.policy.check_manifests(&p.manifests), &ledger, now);
+    let plan = match &changed {
+        // Actions of changed manifest files, and orphans of files the change removed or renamed.
+        Some(files) => plan.scoped(|e| files.contains(&crate::git::normal(std::path::Path::new(&e.origin().file)))),
+        None => plan,
+    };
     let ctx = PlanContext { offline: args.offline, simulated: args.simulate };
     if let Some(path) = &args.out {
         let inputs = inputs_digest(p.settings.config_file.as_deref(), &p.files)?;
         let binding = Binding::of(&ledger, tenant.as_deref(), inputs);
-        SavedPlan::new(&plan, binding, args.simulate, args.offline).write(path)?;
+        SavedPlan::new(&plan, &ledger, binding, args.simulate, args.offline).write(path)?;
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if missing {
@@ -130,7 +143,7 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
     if env("GITHUB_ACTIONS").as_deref() == Some("true") {
         let mut diags = crate::diagnostic::Diagnostics::default();
         for v in &plan.violations {
-            diags.push(v.clone());
+            diags.push(v.diagnostic.clone());
         }
         for e in plan.entries.iter().filter(|e| e.change == crate::plan::Change::Blocked) {
             if let Some(a) = e.action {

@@ -17,7 +17,7 @@ pub fn run(g: &GlobalArgs, args: ValidateArgs) -> CmdResult {
     let violations = p.settings.policy.check_manifests(&p.manifests);
     if !violations.is_empty() {
         for v in violations {
-            p.diagnostics.push(v);
+            p.diagnostics.push(v.diagnostic);
         }
         p.diagnostics.sort();
         return Err(Failure::Invalid(p.diagnostics));

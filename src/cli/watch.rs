@@ -127,6 +127,7 @@ fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool) -> boo
             format: Format::Text,
             detailed_exitcode: false,
             out: None,
+            base: None,
         };
         super::plan::run(g, plan)
     };

@@ -26,6 +26,8 @@ pub struct Manifest {
     pub ticket: Option<(String, Pos)>,
     pub reason: Option<(String, Pos)>,
     pub requested_by: Option<(String, Pos)>,
+    /// `metadata.formerNames`: what was recorded under these names is this manifest's.
+    pub former_names: Vec<(String, Pos)>,
     pub round: u32,
     pub collection: Collection,
     pub devices: Vec<DeviceEntry>,
@@ -43,6 +45,14 @@ impl Manifest {
     pub fn actions(&self) -> impl Iterator<Item = Action> + '_ {
         self.devices.iter().map(|d| Action {
             key: ActionKey::compute(ActionKind::PasscodeReset, &self.name, self.round, self.collection, &d.selector),
+            former_names: self.former_names.iter().map(|(n, _)| n.clone()).collect(),
+            former_keys: self
+                .former_names
+                .iter()
+                .map(|(old, _)| {
+                    ActionKey::compute(ActionKind::PasscodeReset, old, self.round, self.collection, &d.selector)
+                })
+                .collect(),
             kind: ActionKind::PasscodeReset,
             manifest: self.name.clone(),
             file: self.file.clone(),
@@ -76,6 +86,7 @@ pub fn load(files: &[PathBuf], ctx: validate::Context) -> Loaded {
         load_file(file, ctx, &mut loaded, &mut names);
     }
     check_unique_names(&names, &mut loaded.diagnostics);
+    check_former_names(&loaded.manifests, &mut loaded.diagnostics);
     loaded.diagnostics.sort();
     loaded
 }
@@ -104,6 +115,47 @@ fn load_file(file: &Path, ctx: validate::Context, loaded: &mut Loaded, names: &m
         });
         if let Some(m) = validate::validate(raw, file, doc.line_offset, ctx, diags) {
             loaded.manifests.push(m);
+        }
+    }
+}
+
+/// A former name belongs to one manifest, and is nobody's current name: otherwise two manifests
+/// would claim the same records.
+fn check_former_names(manifests: &[Manifest], diags: &mut Diagnostics) {
+    let current: HashMap<&str, &Manifest> = manifests.iter().map(|m| (m.name.as_str(), m)).collect();
+    let mut claimed: HashMap<&str, (&Manifest, Pos)> = HashMap::new();
+    for m in manifests {
+        for (old, pos) in &m.former_names {
+            if let Some(other) = current.get(old.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        &m.file,
+                        Some(*pos),
+                        format!(
+                            "formerNames `{old}` is the name of the manifest at {}:{}",
+                            other.file.display(),
+                            other.name_pos.line
+                        ),
+                    )
+                    .with_hint("a former name must be a name no manifest has any more"),
+                );
+            } else if let Some((first, at)) = claimed.get(old.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        &m.file,
+                        Some(*pos),
+                        format!(
+                            "formerNames `{old}` is also claimed by manifest `{}` at {}:{}",
+                            first.name,
+                            first.file.display(),
+                            at.line
+                        ),
+                    )
+                    .with_hint("records made under one name can belong to one manifest only"),
+                );
+            } else {
+                claimed.insert(old, (m, *pos));
+            }
         }
     }
 }

@@ -41,6 +41,10 @@ pub struct RawMetadata {
     /// Who asked (e.g. an e-mail address). Editing it never re-sends a reset.
     #[schemars(with = "Option<String>")]
     pub requested_by: Option<Spanned<String>>,
+    /// Names this manifest had before (like Terraform's `moved`): what was recorded under them
+    /// counts as this manifest's, so a rename resets nothing again.
+    #[schemars(with = "Option<Vec<String>>", inner(regex(pattern = r"^[a-z0-9-]{1,63}$")))]
+    pub former_names: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// What to do, to which devices.

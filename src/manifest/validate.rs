@@ -54,6 +54,23 @@ pub fn validate(
         );
     }
 
+    let mut former_names: Vec<(String, Pos)> = Vec::new();
+    for old in raw.metadata.former_names.iter().flat_map(|l| &l.value) {
+        let pos = pos_of(old, line_offset).unwrap_or(Pos::new(1, 1));
+        if !is_valid_name(&old.value) {
+            diags.push(
+                Diagnostic::error(file, Some(pos), format!("invalid formerNames entry `{}`", old.value))
+                    .with_hint("a former name is a metadata.name: 1 to 63 lowercase letters, digits and `-`"),
+            );
+        } else if old.value == name.value {
+            diags.push(Diagnostic::error(file, Some(pos), "formerNames lists the manifest's own name"));
+        } else if former_names.iter().any(|(n, _)| *n == old.value) {
+            diags.push(Diagnostic::error(file, Some(pos), format!("formerNames lists `{}` twice", old.value)));
+        } else {
+            former_names.push((old.value.clone(), pos));
+        }
+    }
+
     let round = match &raw.spec.round {
         None => 1,
         Some(r) => match u32::try_from(r.value) {
@@ -138,6 +155,7 @@ pub fn validate(
         ticket: spanned(raw.metadata.ticket, line_offset),
         reason: spanned(raw.metadata.reason, line_offset),
         requested_by: spanned(raw.metadata.requested_by, line_offset),
+        former_names,
         round,
         collection,
         devices,

@@ -18,10 +18,17 @@ struct PlanDto<'a> {
     summary: SummaryDto,
     actions: Vec<EntryDto<'a>>,
     violations: Vec<ViolationDto<'a>>,
+    /// Ticket, reason and requester of each manifest, by name.
+    manifests: &'a std::collections::BTreeMap<String, crate::plan::ManifestInfo>,
+    /// `plan --base`: the counts of what lies outside the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outside: Option<SummaryDto>,
 }
 
 #[derive(Serialize)]
 struct ViolationDto<'a> {
+    /// The manifest it stops, or `null` for a rule of the repository (the run stops).
+    manifest: Option<&'a str>,
     file: Option<String>,
     line: Option<u32>,
     column: Option<u32>,
@@ -36,7 +43,22 @@ struct SummaryDto {
     orphaned: usize,
     attention: usize,
     blocked: usize,
+    same_device: usize,
     violations: usize,
+}
+
+impl From<crate::plan::Summary> for SummaryDto {
+    fn from(s: crate::plan::Summary) -> Self {
+        SummaryDto {
+            to_reset: s.to_reset,
+            already_done: s.already_done,
+            orphaned: s.orphaned,
+            attention: s.attention,
+            blocked: s.blocked,
+            same_device: s.same_device,
+            violations: s.violations,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -59,6 +81,12 @@ struct EntryDto<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     device: Option<DeviceDto<'a>>,
     reason: &'a str,
+    /// Why a blocked action is blocked (`not-found`, `policy`, `likely-rename`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    block: Option<&'static str>,
+    /// The former manifest name its record was made under (`formerNames`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recorded_as: Option<&'a str>,
 }
 
 /// What a plan shows of a device: nothing personal the manifest did not name.
@@ -109,28 +137,26 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
         managed_device_id: e.device.map(|d| d.id.as_str()).or(e.record.and_then(|r| r.managed_device_id.as_deref())),
         device: e.device.map(DeviceDto::from),
         reason: &e.reason,
+        block: e.block.map(crate::plan::BlockKind::as_str),
+        recorded_as: e.recorded_as(),
     }
 }
 
 pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
-    let s = plan.summary;
     let dto = PlanDto {
         format_version: FORMAT_VERSION,
         offline: ctx.offline,
         simulated: ctx.simulated,
-        summary: SummaryDto {
-            to_reset: s.to_reset,
-            already_done: s.already_done,
-            orphaned: s.orphaned,
-            attention: s.attention,
-            blocked: s.blocked,
-            violations: s.violations,
-        },
+        summary: plan.summary.into(),
         actions: plan.entries.iter().map(entry).collect(),
+        manifests: &plan.manifests,
+        outside: plan.outside.map(SummaryDto::from),
         violations: plan
             .violations
             .iter()
-            .map(|v| ViolationDto {
+            .map(|sv| (sv.manifest.as_deref(), &sv.diagnostic))
+            .map(|(manifest, v)| ViolationDto {
+                manifest,
                 file: v.file.as_ref().map(|f| f.display().to_string()),
                 line: v.pos.map(|p| p.line),
                 column: v.pos.map(|p| p.column),

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{PlanContext, action_verb, device_summary, summary_line, text::symbol};
+use super::{PlanContext, action_verb, device_summary, manifest_facts, outside_line, summary_line, text::symbol};
 use crate::plan::{BlockKind, Change, Entry, Plan};
 
 /// Marks the comment so a bot can find and update it instead of adding another.
@@ -41,11 +41,14 @@ pub fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> String {
     }
     warnings(&mut s, plan);
     summary_table(&mut s, plan);
-    let closing = format!("**{}**\n", summary_line(plan));
+    let closing = match outside_line(plan) {
+        Some(line) => format!("**{}**\n\n_{line}_\n", summary_line(plan)),
+        None => format!("**{}**\n", summary_line(plan)),
+    };
     let mut shown = 0;
     let groups = groups(plan);
     for (i, group) in groups.iter().enumerate() {
-        let section = details(group);
+        let section = details(group, plan);
         if s.len() + section.len() + closing.len() + 400 > budget {
             let left: usize = groups[i..].iter().map(|g| g.len()).sum();
             let _ = writeln!(
@@ -105,8 +108,10 @@ fn warnings(s: &mut String, plan: &Plan) {
         (BlockKind::Ambiguous, "ambiguous (several devices match)"),
         (BlockKind::ReEnrolled, "re-enrolled or renamed since recorded"),
         (BlockKind::NotFound, "not found in Intune"),
-        (BlockKind::Repeated, "named twice in one manifest"),
         (BlockKind::Refused, "refused by Graph"),
+        (BlockKind::LikelyRename, "likely renamed manifests (add `formerNames`, or bump `round`)"),
+        (BlockKind::Policy, "stopped by a policy rule of their manifest"),
+        (BlockKind::PlanChanged, "changed since the plan was reviewed"),
     ] {
         let hits: Vec<&Entry> = plan.entries.iter().filter(|e| e.block == Some(kind)).collect();
         if hits.is_empty() {
@@ -130,6 +135,7 @@ fn warnings(s: &mut String, plan: &Plan) {
             .violations
             .iter()
             .take(EXAMPLES)
+            .map(|v| &v.diagnostic)
             .map(|v| {
                 let at = match (&v.file, v.pos) {
                     (Some(f), Some(p)) => format!("{}: ", code(&format!("{}:{}", f.display(), p.line))),
@@ -143,12 +149,7 @@ fn warnings(s: &mut String, plan: &Plan) {
         } else {
             String::new()
         };
-        lines.push(format!(
-            "- **{} policy violation{}: apply will refuse.** {}{more}",
-            plan.violations.len(),
-            if plan.violations.len() == 1 { "" } else { "s" },
-            examples.join("; ")
-        ));
+        lines.push(format!("- **{}** {}{more}", super::violations_line(plan), examples.join("; ")));
     }
     if plan.summary.to_reset > LARGE_CHANGE {
         lines.push(format!(
@@ -194,14 +195,19 @@ fn summary_table(s: &mut String, plan: &Plan) {
     );
 }
 
-fn details(group: &[Entry]) -> String {
+fn details(group: &[Entry], plan: &Plan) -> String {
     let first = &group[0];
     let resets = group.iter().filter(|e| e.change == Change::Reset).count();
     let title = match (&first.action, &first.record) {
         (Some(a), _) => format!(
-            "{} ({}): {resets} to reset",
+            "{} ({}): {resets} to reset{}",
             super::safe::html_code(&a.manifest),
-            super::safe::html_code(&a.file.display().to_string())
+            super::safe::html_code(&a.file.display().to_string()),
+            plan.manifests
+                .get(&a.manifest)
+                .and_then(manifest_facts)
+                .map(|f| format!(" — {}", super::safe::html_code(&clip(&f, 400))))
+                .unwrap_or_default()
         ),
         (None, Some(r)) => format!("orphaned from {}: {}", super::safe::html_code(&r.manifest), group.len()),
         (None, None) => String::new(),
@@ -213,6 +219,7 @@ fn details(group: &[Entry]) -> String {
     for e in group {
         let status = match e.change {
             Change::Blocked => format!("blocked: {}", code(&e.reason)),
+            Change::SameDevice => code(&e.reason),
             _ => e.record.map_or("new", |r| r.status.as_str()).to_owned(),
         };
         let device = match e.device {

@@ -91,10 +91,69 @@ pub fn attention_line(plan: &Plan) -> Option<String> {
         1 => parts.push("1 action needs attention (marked `!`).".to_owned()),
         n => parts.push(format!("{n} actions need attention (marked `!`).")),
     }
-    match s.violations {
+    match s.same_device {
         0 => {}
-        1 => parts.push("1 policy violation: apply will refuse.".to_owned()),
-        n => parts.push(format!("{n} policy violations: apply will refuse.")),
+        1 => parts.push(
+            "1 entry names a device another entry of its manifest names: it is reset once (marked `&`).".to_owned(),
+        ),
+        n => parts.push(format!(
+            "{n} entries name a device another entry of their manifest names: each is reset once (marked `&`)."
+        )),
+    }
+    if s.violations > 0 {
+        parts.push(violations_line(plan));
     }
     (!parts.is_empty()).then(|| parts.join("\n"))
+}
+
+/// How many policy violations, and what they stop.
+pub fn violations_line(plan: &Plan) -> String {
+    let n = plan.violations.len();
+    let run = plan.run_violations().count();
+    let what = if run > 0 {
+        "apply will refuse to start"
+    } else {
+        "the manifests that break them are not sent; the others are"
+    };
+    format!("{n} policy violation{}: {what}.", if n == 1 { "" } else { "s" })
+}
+
+/// `plan --base`: one line for everything outside the change.
+pub fn outside_line(plan: &Plan) -> Option<String> {
+    let o = plan.outside?;
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (o.to_reset, "to reset"),
+        (o.blocked, "blocked"),
+        (o.attention, "need attention"),
+        (o.violations, "policy violations"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    Some(if parts.is_empty() {
+        "Outside this change: nothing pending.".to_owned()
+    } else {
+        format!(
+            "Outside this change (other manifests, not detailed here): {}. Run `reconcile plan` without --base to see them.",
+            parts.join(", ")
+        )
+    })
+}
+
+/// `ticket INC-4711, reason "…", requested by alice@…` of a manifest, as far as it says.
+/// Written by the manifest's author: escaped by the caller's renderer.
+pub fn manifest_facts(info: &crate::plan::ManifestInfo) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(t) = &info.ticket {
+        parts.push(format!("ticket {t}"));
+    }
+    if let Some(r) = &info.reason {
+        parts.push(format!("reason \"{r}\""));
+    }
+    if let Some(b) = &info.requested_by {
+        parts.push(format!("requested by {b}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::safe::text;
-use super::{PlanContext, attention_line, summary_line};
+use super::{PlanContext, attention_line, manifest_facts, outside_line, summary_line};
 use crate::plan::{Change, Entry, Plan};
 
 /// The marker at the start of an action line.
@@ -14,6 +14,7 @@ pub fn symbol(change: Change) -> &'static str {
         Change::Attention => "!",
         Change::Orphaned => "~",
         Change::Blocked => "x",
+        Change::SameDevice => "&",
     }
 }
 
@@ -21,6 +22,7 @@ fn verb(e: &Entry) -> String {
     match (e.change, &e.record) {
         (Change::Reset, _) => super::action_verb(e).to_owned(),
         (Change::Blocked, _) => "blocked".to_owned(),
+        (Change::SameDevice, _) => "same device".to_owned(),
         (Change::AlreadyDone | Change::Attention | Change::Orphaned, Some(r)) => r.status.to_string(),
         (_, None) => e.change.as_str().to_owned(),
     }
@@ -47,7 +49,10 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
     if plan.entries.is_empty() {
         writeln!(out, "No actions: the manifests ask for nothing and the ledger is empty.")?;
     } else {
-        writeln!(out, "Legend: + reset passcode, = already done, ! needs attention, ~ orphaned, x blocked (not sent)")?;
+        writeln!(
+            out,
+            "Legend: + reset passcode, = already done, ! needs attention, ~ orphaned, x blocked (not sent), & same device as another entry"
+        )?;
     }
     let mut current: Option<(&str, bool)> = None;
     for e in &plan.entries {
@@ -55,7 +60,11 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         if current != Some((e.manifest(), orphan)) {
             writeln!(out)?;
             match (&e.action, &e.record) {
-                (Some(a), _) => writeln!(out, "manifest {} ({})", a.manifest, text(&a.file.display().to_string()))?,
+                (Some(a), _) => {
+                    let facts = plan.manifests.get(&a.manifest).and_then(manifest_facts);
+                    let facts = facts.map(|f| format!(": {}", text(&f))).unwrap_or_default();
+                    writeln!(out, "manifest {} ({}){facts}", a.manifest, text(&a.file.display().to_string()))?
+                }
                 (None, Some(r)) => writeln!(out, "orphaned from manifest {} (was {})", r.manifest, text(&r.file))?,
                 (None, None) => {}
             }
@@ -64,16 +73,21 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         let selector = e.selector().to_string();
         let mut detail = match e.change {
             Change::Reset | Change::AlreadyDone => String::new(),
-            Change::Attention | Change::Orphaned | Change::Blocked => format!("  ({})", text(&e.reason)),
+            Change::Attention | Change::Orphaned | Change::Blocked | Change::SameDevice => {
+                format!("  ({})", text(&e.reason))
+            }
         };
+        if let Some(old) = e.recorded_as() {
+            detail.push_str(&format!("  (recorded as `{old}`, a former name)"));
+        }
         if let Some(d) = e.device {
             detail = format!("  {}{detail}", super::device_summary(d));
         }
         writeln!(out, "  {} {:<15} {:<45} key {}{detail}", symbol(e.change), verb(e), selector, e.key().short())?;
     }
     if !plan.violations.is_empty() {
-        writeln!(out, "\nPolicy violations (apply refuses while any remains):")?;
-        for v in &plan.violations {
+        writeln!(out, "\nPolicy violations (a manifest's stop that manifest; a repository rule stops apply):")?;
+        for v in plan.violations.iter().map(|v| &v.diagnostic) {
             let at = match (&v.file, v.pos) {
                 (Some(f), Some(p)) => format!("{}:{}:{}: ", f.display(), p.line, p.column),
                 (Some(f), None) => format!("{}: ", f.display()),
@@ -88,6 +102,9 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
     writeln!(out)?;
     writeln!(out, "{}", summary_line(plan))?;
     if let Some(line) = attention_line(plan) {
+        writeln!(out, "{line}")?;
+    }
+    if let Some(line) = outside_line(plan) {
         writeln!(out, "{line}")?;
     }
     Ok(())

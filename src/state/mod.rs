@@ -128,6 +128,43 @@ pub struct Attempt {
     /// evidence, or by a person (`state resolve`, `state retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
+    /// Where the attempt came from: commit, pull request, CI run, actor, and what the manifest
+    /// said when it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// Where an attempt came from (see [`crate::audit`]). Every field is optional: a local run has
+/// no CI run, a run outside git no commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provenance {
+    /// The commit the manifests were read at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The pull request (number) the change came from, where the CI system or the merge commit says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<String>,
+    /// `github-actions`, `azure-pipelines` or `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_url: Option<String>,
+    /// Who ran it: the CI actor, or `user@host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The manifest's `metadata.ticket`, `reason` and `requestedBy` when it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// The id of the saved plan it executed (`apply --plan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// A decision about an attempt made after its answer (or its lack of one).
@@ -169,13 +206,37 @@ pub struct Record {
     /// The Intune device the selector resolved to when the action was first sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_device_id: Option<String>,
+    /// That device's name in Intune when it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
     pub status: Status,
     pub attempts: Vec<Attempt>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
+impl Attempt {
+    /// Whether this attempt may have reset the device: accepted, 5xx, timeouts, crashes count.
+    /// Only answers that prove nothing ran (429, 401, other 4xx) do not, and a person who checked
+    /// the device and said it never ran is believed; refresh's "no trace" is not (the cooldown is
+    /// what stops a second reset if refresh was wrong).
+    pub fn may_have_run(&self) -> bool {
+        let person_says_no =
+            self.resolution.as_ref().is_some_and(|x| x.by != "refresh" && x.status == Status::NotExecuted);
+        !person_says_no && self.http_status.is_none_or(|s| (200..300).contains(&s) || s >= 500)
+    }
+}
+
 impl Record {
+    /// When this action last may have reset its device (see [`Attempt::may_have_run`]); `None`
+    /// for a rejected action or one that never ran.
+    pub fn last_reset(&self) -> Option<Timestamp> {
+        if self.status == Status::Rejected {
+            return None;
+        }
+        self.attempts.iter().filter(|a| a.may_have_run()).map(|a| a.started_at).max()
+    }
+
     /// A record for an action about to be sent for the first time.
     pub fn new(action: &Action, managed_device_id: Option<String>, now: Timestamp) -> Self {
         Record {
@@ -187,6 +248,7 @@ impl Record {
             collection: action.collection,
             selector: action.selector.clone(),
             managed_device_id,
+            device_name: None,
             status: Status::Unknown,
             attempts: Vec::new(),
             created_at: now,
@@ -326,6 +388,8 @@ pub(crate) mod tests {
                 Collection::ManagedDevices,
                 &Selector { kind: SelectorKind::SerialNumber, value: serial.into() },
             ),
+            former_names: Vec::new(),
+            former_keys: Vec::new(),
             kind: ActionKind::PasscodeReset,
             manifest: name.into(),
             file: "manifests/a.yaml".into(),

@@ -1,0 +1,149 @@
+//! Where an attempt comes from: the commit, pull request, CI system and run, and the person,
+//! as the CI system (or the local machine) says. Recorded with every attempt
+//! ([`crate::state::Provenance`]) so an auditor can follow a reset back to its review.
+//!
+//! Read once per run from the environment (GitHub Actions, Azure Pipelines) and, for the commit
+//! and a pull request merged into it, from `git` in the project directory. Every value is cut to
+//! a sane length and stripped of control characters: it is shown to people later.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::state::Provenance;
+
+/// At most this many characters of any value.
+const MAX_LEN: usize = 300;
+
+/// The run's part of every attempt's provenance (the manifest's part is added per action).
+pub fn run_provenance(env: &dyn Fn(&str) -> Option<String>, project_dir: &Path) -> Provenance {
+    let var = |k: &str| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty());
+    let mut p = Provenance::default();
+    if var("GITHUB_ACTIONS").as_deref() == Some("true") {
+        p.ci = Some("github-actions".into());
+        p.commit = var("GITHUB_SHA");
+        p.run_id = var("GITHUB_RUN_ID").map(|id| match var("GITHUB_RUN_ATTEMPT") {
+            Some(n) if n != "1" => format!("{id} (attempt {n})"),
+            _ => id,
+        });
+        if let (Some(server), Some(repo), Some(id)) =
+            (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID"))
+        {
+            p.run_url = Some(clean(&format!("{}/{repo}/actions/runs/{id}", server.trim_end_matches('/'))));
+        }
+        p.actor = var("GITHUB_TRIGGERING_ACTOR").or_else(|| var("GITHUB_ACTOR"));
+        p.pull_request = var("GITHUB_REF").and_then(|r| {
+            let n = r.strip_prefix("refs/pull/")?.split('/').next()?;
+            n.bytes().all(|b| b.is_ascii_digit()).then(|| n.to_owned())
+        });
+    } else if var("TF_BUILD").is_some() || var("BUILD_BUILDID").is_some() {
+        p.ci = Some("azure-pipelines".into());
+        p.commit = var("BUILD_SOURCEVERSION");
+        p.run_id = var("BUILD_BUILDID");
+        if let (Some(collection), Some(project), Some(id)) =
+            (var("SYSTEM_COLLECTIONURI"), var("SYSTEM_TEAMPROJECT"), var("BUILD_BUILDID"))
+        {
+            p.run_url = Some(clean(&format!(
+                "{}/{}/_build/results?buildId={id}",
+                collection.trim_end_matches('/'),
+                percent_encoding::utf8_percent_encode(&project, percent_encoding::NON_ALPHANUMERIC)
+            )));
+        }
+        p.actor = var("BUILD_REQUESTEDFOREMAIL").or_else(|| var("BUILD_REQUESTEDFOR"));
+        p.pull_request =
+            var("SYSTEM_PULLREQUEST_PULLREQUESTNUMBER").or_else(|| var("SYSTEM_PULLREQUEST_PULLREQUESTID"));
+    } else {
+        p.ci = Some("local".into());
+        p.actor = Some(person(env));
+    }
+    if p.commit.is_none() {
+        p.commit = git(project_dir, &["rev-parse", "HEAD"]);
+    }
+    if p.pull_request.is_none() {
+        // After the merge, the pull request is named by the merge commit's subject.
+        p.pull_request = git(project_dir, &["log", "-1", "--format=%s"]).and_then(|s| pull_request_of(&s));
+    }
+    p
+}
+
+/// Who is acting: the CI actor or the local user, at this host.
+pub fn person(env: &dyn Fn(&str) -> Option<String>) -> String {
+    let user = ["GITHUB_ACTOR", "BUILD_REQUESTEDFOREMAIL", "USER", "USERNAME"]
+        .iter()
+        .find_map(|k| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{}", crate::state::hostname())
+}
+
+/// The pull request a merge commit's subject names: GitHub's `Merge pull request #12 from …`
+/// and squash `Title (#12)`, Azure Repos' `Merged PR 12: …`.
+pub fn pull_request_of(subject: &str) -> Option<String> {
+    let digits = |s: &str| {
+        let n: String = s.chars().take_while(char::is_ascii_digit).collect();
+        (!n.is_empty()).then_some(n)
+    };
+    if let Some(rest) = subject.strip_prefix("Merge pull request #") {
+        return digits(rest);
+    }
+    if let Some(rest) = subject.strip_prefix("Merged PR ") {
+        return digits(rest);
+    }
+    let open = subject.trim_end().strip_suffix(')')?.rfind("(#")?;
+    let inner = &subject.trim_end()[open + 2..subject.trim_end().len() - 1];
+    digits(inner).filter(|n| n.len() == inner.len())
+}
+
+/// One line of `git` output in `dir`, or `None` (no git, not a repository, no commit).
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| clean(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("")))
+        .filter(|s| !s.is_empty())
+}
+
+/// No control characters, at most [`MAX_LEN`] characters.
+fn clean(s: &str) -> String {
+    s.trim().chars().filter(|c| !c.is_control()).take(MAX_LEN).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_subjects_name_their_pull_request() {
+        assert_eq!(pull_request_of("Merge pull request #42 from contoso/inc-4711").as_deref(), Some("42"));
+        assert_eq!(pull_request_of("Reset INC-4711 phones (#7)").as_deref(), Some("7"));
+        assert_eq!(pull_request_of("Merged PR 318: reset the lost phone").as_deref(), Some("318"));
+        assert_eq!(pull_request_of("fix (#abc)"), None);
+        assert_eq!(pull_request_of("plain commit"), None);
+    }
+
+    #[test]
+    fn github_actions_variables_make_the_provenance() {
+        let vars = [
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+            ("GITHUB_REF", "refs/pull/42/merge"),
+            ("GITHUB_RUN_ID", "9001"),
+            ("GITHUB_RUN_ATTEMPT", "2"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "contoso/devices"),
+            ("GITHUB_ACTOR", "octocat\u{1b}[31m"),
+        ];
+        let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
+        let p = run_provenance(&env, Path::new("/nonexistent"));
+        assert_eq!(p.ci.as_deref(), Some("github-actions"));
+        assert_eq!(p.pull_request.as_deref(), Some("42"));
+        assert_eq!(p.run_id.as_deref(), Some("9001 (attempt 2)"));
+        assert_eq!(p.run_url.as_deref(), Some("https://github.com/contoso/devices/actions/runs/9001"));
+        assert_eq!(p.actor.as_deref(), Some("octocat[31m"), "control characters are dropped");
+    }
+}

@@ -1,0 +1,57 @@
+//! The few `git` questions the tool asks, answered by the `git` command in the working directory.
+
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Why git could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}\nhint: {hint}")]
+pub struct GitError {
+    what: String,
+    hint: &'static str,
+}
+
+/// The files (relative to the working directory, below it) that differ between the merge base
+/// of `base` and `HEAD`, and the working tree, untracked files included: a pull request's own
+/// change when `base` is its target branch.
+pub fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
+    if base.starts_with('-') || base.chars().any(char::is_control) {
+        return Err(GitError {
+            what: format!("`{}` is not a git revision", base.escape_debug()),
+            hint: "name a branch, tag or commit, e.g. origin/main",
+        });
+    }
+    let fork = run(&["merge-base", base, "HEAD"]).map_err(|why| GitError {
+        what: format!("cannot find where this change forks from `{base}`: {why}"),
+        hint: "fetch the base branch with enough history (actions/checkout: `fetch-depth: 0`; Azure Pipelines: `fetchDepth: 0`)",
+    })?;
+    let fork = fork.trim().to_owned();
+    let mut files = HashSet::new();
+    for args in [
+        vec!["diff", "--name-only", "-z", "--no-renames", "--relative", fork.as_str(), "--"],
+        vec!["ls-files", "--others", "--exclude-standard", "-z"],
+    ] {
+        let out = run(&args).map_err(|why| GitError {
+            what: format!("cannot list the files changed since `{base}`: {why}"),
+            hint: "run it inside the repository's working tree",
+        })?;
+        files.extend(out.split('\0').filter(|f| !f.is_empty()).map(|f| normal(Path::new(f))));
+    }
+    Ok(files)
+}
+
+/// `path` without `.` components, for comparing paths as written.
+pub fn normal(path: &Path) -> PathBuf {
+    path.components().filter(|c| !matches!(c, Component::CurDir)).collect()
+}
+
+fn run(args: &[&str]) -> Result<String, String> {
+    let out =
+        Command::new("git").args(args).stdin(Stdio::null()).output().map_err(|e| format!("cannot run git ({e})"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(crate::render::safe::text(err.trim()).into_owned());
+    }
+    String::from_utf8(out.stdout).map_err(|_| "git printed a file name that is not UTF-8".to_owned())
+}

@@ -143,6 +143,21 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
+    /// The report of `plan` before anything is sent: what is planned and what is blocked.
+    fn of(plan: &Plan<'_>) -> Self {
+        ApplyReport {
+            planned: plan.summary.to_reset,
+            blocked: plan.summary.blocked,
+            blocked_actions: plan
+                .entries
+                .iter()
+                .filter(|e| e.change == crate::plan::Change::Blocked)
+                .filter_map(|e| e.action.map(|a| (a.clone(), e.reason.to_string())))
+                .collect(),
+            ..ApplyReport::default()
+        }
+    }
+
     /// Exit 0 only when every planned action was accepted and nothing is blocked.
     pub fn success(&self) -> bool {
         self.accepted == self.planned && self.blocked == 0 && !self.interrupted
@@ -185,9 +200,12 @@ pub async fn apply(
     let first = plan::plan(actions, writer.ledger(), &none, popts);
     let candidates: Vec<&Action> = first.to_reset().filter_map(|e| e.action).collect();
     if candidates.is_empty() && opts.expected.is_none() {
-        ui.show_plan(&first.with_manifests(opts.manifests.clone()));
+        let first = first.with_manifests(opts.manifests.clone());
+        ui.show_plan(&first);
+        let report = ApplyReport::of(&first);
+        drop(first);
         writer.commit().await?;
-        return Ok(ApplyReport::default());
+        return Ok(report);
     }
     if let Some(max) = opts.max_actions
         && candidates.len() > max
@@ -212,17 +230,7 @@ pub async fn apply(
         return Err(ApplyError::Policy(diags));
     }
     ui.show_plan(&plan);
-    let mut report = ApplyReport {
-        planned: plan.summary.to_reset,
-        blocked: plan.summary.blocked,
-        blocked_actions: plan
-            .entries
-            .iter()
-            .filter(|e| e.change == crate::plan::Change::Blocked)
-            .filter_map(|e| e.action.map(|a| (a.clone(), e.reason.to_string())))
-            .collect(),
-        ..ApplyReport::default()
-    };
+    let mut report = ApplyReport::of(&plan);
     if plan.summary.to_reset == 0 {
         writer.commit().await?;
         return Ok(report);

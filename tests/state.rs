@@ -64,5 +64,86 @@ fn state_flag_and_config_choose_the_ledger() {
         .success()
         .stdout(predicate::str::contains("done"));
     repo.write("reconcile.yaml", "state: elsewhere.json\n");
-    repo.cmd().args(["state", "list"]).assert().success().stdout(predicate::str::contains("1 actions"));
+    repo.cmd()
+        .args(["state", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 action; ledger serial 1."));
+}
+
+// An attempt made in GitHub Actions says where it came from, in every view of the ledger.
+#[test]
+fn attempts_record_commit_pull_request_run_and_actor() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write(
+        "manifests/a.yaml",
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: inc-4711\n  ticket: INC-4711\n  reason: lost phone\n  requestedBy: alice@contoso.com\nspec:\n  devices:\n    - id: 3fa85f64-5717-4562-b3fc-2c963f66afa6\n",
+    );
+    let sim = common::sim(common::sim_config());
+    let github = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+        ("GITHUB_REF", "refs/pull/42/merge"),
+        ("GITHUB_RUN_ID", "9001"),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_REPOSITORY", "contoso/devices"),
+        ("GITHUB_ACTOR", "octocat"),
+    ];
+    let mut apply = repo.cmd_on(&sim);
+    apply.args(["apply", "--auto-approve"]).envs(github);
+    apply.assert().success();
+    let key = repo.actions()[0].key.clone();
+
+    let show = stdout(&repo.cmd().args(["state", "show", key.short()]).output().expect("run"));
+    for want in [
+        "device name: ANDROID-8F2K",
+        "from github-actions, run 9001, commit 0123456789abcdef0123456789abcdef01234567, pull request #42, by octocat",
+        "run https://github.com/contoso/devices/actions/runs/9001",
+        "manifest said: ticket INC-4711, reason \"lost phone\", requested by alice@contoso.com",
+    ] {
+        assert!(show.contains(want), "missing {want:?} in\n{show}");
+    }
+    // Times are shown to the second.
+    let started = show.lines().find(|l| l.contains("#1 started")).expect("attempt line");
+    assert!(started.contains("Z  client-request-id") && !started.contains('.'), "{started}");
+    let json: serde_json::Value = serde_json::from_slice(
+        &repo.cmd().args(["state", "show", key.short(), "--format", "json"]).output().expect("run").stdout,
+    )
+    .expect("json");
+    let p = &json["action"]["attempts"][0]["provenance"];
+    assert_eq!(
+        (p["pullRequest"].as_str(), p["actor"].as_str(), p["ci"].as_str()),
+        (Some("42"), Some("octocat"), Some("github-actions"))
+    );
+
+    let list = stdout(&repo.cmd().args(["state", "list"]).output().expect("run"));
+    assert!(
+        list.contains("LAST ATTEMPT") && list.contains("ANDROID-8F2K") && list.contains("1 action; ledger serial"),
+        "{list}"
+    );
+
+    let csv = stdout(&repo.cmd().args(["state", "export", "--format", "csv"]).output().expect("run"));
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let row: Vec<&str> = lines.next().expect("row").split(',').collect();
+    let cell = |name: &str| row[header.iter().position(|h| *h == name).expect(name)];
+    assert_eq!(
+        (cell("pull_request"), cell("actor"), cell("ticket"), cell("http_status")),
+        ("42", "octocat", "INC-4711", "204")
+    );
+    assert!(lines.next().is_none(), "one attempt, one row: {csv}");
+}
+
+// `state --simulate` reads the ledger the quick start wrote.
+#[test]
+fn state_simulate_reads_the_simulated_ledger() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["apply", "--simulate", "--auto-approve"]).assert().success();
+    let out = repo.cmd().args(["state", "list", "--simulate"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("7 actions"), "{}", stdout(&out));
+    let out = repo.cmd().args(["state", "--simulate", "export", "--format", "json"]).output().expect("run");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["actions"].as_array().map(Vec::len), Some(7));
 }

@@ -490,3 +490,104 @@ fn the_deployment_examples_run_the_reconciler() {
     let unit = std::fs::read_to_string(common::examples().join("deploy/reconcile.service")).expect("read");
     assert!(unit.contains("ExecStart=/usr/local/bin/reconcile watch --apply"));
 }
+
+fn git(repo: &Repo, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .args(["-c", "user.email=ci@contoso.com", "-c", "user.name=CI", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+// A pull request adding a valid manifest is judged on its own change, even when an old entry on
+// the main branch is blocked (a Windows laptop here).
+#[test]
+fn plan_base_speaks_for_the_pull_requests_own_change() {
+    let repo = mixed_repo_with_only_the_laptop();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "main"]);
+    git(&repo, &["checkout", "-qb", "pr-7"]);
+    repo.write("manifests/new.yaml", common::manifest_for("new-phone", &["3fa85f64-5717-4562-b3fc-2c963f66afa6"]));
+    let sim = sim(sim_config());
+
+    // The whole repository: the old blocked entry makes it exit 1.
+    repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).assert().code(1);
+    // The pull request's own change: one reset pending, exit 2.
+    let out = repo
+        .cmd_on(&sim)
+        .args(["plan", "--base", "main", "--detailed-exitcode", "--out", "pr.json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("manifest new-phone (manifests/new.yaml)"), "{text}");
+    assert!(!text.contains("manifest laptop"), "the old manifest is not detailed: {text}");
+    assert!(text.contains("Outside this change (other manifests, not detailed here): 1 blocked."), "{text}");
+    let md = stdout(&repo.cmd_on(&sim).args(["plan", "--base", "main", "--format", "markdown"]).output().expect("run"));
+    assert!(
+        md.contains("**Plan: 1 to reset, 0 already done, 0 orphaned.**") && md.contains("Outside this change"),
+        "{md}"
+    );
+    assert!(!md.contains("[!WARNING]"), "the old entry's warning is not this PR's: {md}");
+    // The saved plan holds the change only: applying it sends the new reset and nothing else.
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "pr.json"]).output().expect("run");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(posts(&sim).len(), 1);
+
+    // A base git cannot find is a clear error.
+    let out = repo.cmd_on(&sim).args(["plan", "--base", "no-such-branch"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot find where this change forks from `no-such-branch`"), "{}", stderr(&out));
+}
+
+fn mixed_repo_with_only_the_laptop() -> Repo {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/laptop.yaml", common::manifest_for("laptop", &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a"]));
+    repo.write(".gitignore", ".reconcile/\n*.json\n");
+    repo
+}
+
+// Renaming a manifest with `formerNames` resets nothing again; without it, the new name's
+// resets of devices an orphan reset today are blocked as a likely rename.
+#[test]
+fn renames_with_former_names_send_nothing_and_without_are_blocked() {
+    let (repo, sim) = android_repo(2);
+    let old = common::manifest_for("old-name", &[&id(0), &id(1)]);
+    repo.write("manifests/a.yaml", &old);
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(posts(&sim).len(), 2);
+
+    repo.write("manifests/a.yaml", old.replace("old-name", "new-name"));
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("likely a rename: manifest `old-name` (no longer in the manifests) reset this device at")
+            && stdout(&out).contains("add `formerNames: [old-name]` under metadata"),
+        "{}",
+        stdout(&out)
+    );
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    assert_eq!(posts(&sim).len(), 2, "a likely rename is never sent");
+
+    let renamed = old.replace("  name: old-name\n", "  name: new-name\n  formerNames: [old-name]\n");
+    repo.write("manifests/a.yaml", &renamed);
+    let out = repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("(recorded as `old-name`, a former name)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Plan: 0 to reset, 2 already done, 0 orphaned."), "{}", stdout(&out));
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(posts(&sim).len(), 2, "the rename sent nothing");
+
+    // A higher round says "reset them again" on purpose: not a rename.
+    repo.write("manifests/a.yaml", old.replace("old-name", "other-name").replace("spec:\n", "spec:\n  round: 2\n"));
+    repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).assert().code(2);
+    // A former name that is another manifest's current name is an error.
+    repo.write("manifests/b.yaml", renamed.replace("new-name", "third").replace("old-name", "other-name"));
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("formerNames `other-name` is the name of the manifest at"), "{}", stderr(&out));
+}

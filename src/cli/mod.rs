@@ -97,9 +97,8 @@ enum Command {
     Comment(comment::CommentArgs),
     /// Re-plan on every save; with --apply, a continuous reconciler.
     Watch(watch::WatchArgs),
-    /// Inspect the ledger.
-    #[command(subcommand)]
-    State(state::StateCommand),
+    /// Inspect the ledger, export it for auditors, decide about one action by hand.
+    State(state::StateArgs),
     /// Write (or print) the JSON Schemas of the manifest and config formats.
     Schema(schema::SchemaArgs),
 }

@@ -11,24 +11,33 @@ use crate::render;
 use crate::settings;
 use crate::state::{Location, PersonDecision, block_on};
 
-/// Who is deciding: the CI actor or the local user, and the host.
-fn person() -> String {
-    let user = ["GITHUB_ACTOR", "BUILD_REQUESTEDFOREMAIL", "USER", "USERNAME"]
-        .iter()
-        .find_map(|k| env(k).filter(|v| !v.trim().is_empty()))
-        .unwrap_or_else(|| "unknown".into());
-    format!("{user}@{}", crate::state::hostname())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StateFormat {
     Text,
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One row per attempt, for spreadsheets (cells that a spreadsheet would run as a formula
+    /// are prefixed with `'`).
+    Csv,
+    /// The whole ledger, versioned.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StateArgs {
+    /// The simulated ledger (the one `--simulate` runs write).
+    #[arg(long, global = true)]
+    pub simulate: bool,
+    #[command(subcommand)]
+    pub command: StateCommand,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// List every action in the ledger.
+    /// List every action in the ledger: status, last attempt, device, manifest.
     List {
         #[arg(long, value_enum, default_value_t = StateFormat::Text)]
         format: StateFormat,
@@ -38,6 +47,11 @@ pub enum StateCommand {
         key: String,
         #[arg(long, value_enum, default_value_t = StateFormat::Text)]
         format: StateFormat,
+    },
+    /// Every action and attempt with where it came from (commit, PR, CI run, actor), for auditors.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
     },
     /// Decide an `unknown` action by hand, after checking the device (recorded with who and why).
     Resolve {
@@ -85,13 +99,18 @@ pub enum ResolveAs {
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
+pub fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
+    let cmd = args.command;
     let mut diags = crate::diagnostic::Diagnostics::default();
     let settings = settings::load(&g.overrides(), &env, &mut diags);
     if diags.has_errors() {
         return Err(Failure::Invalid(diags));
     }
-    let store = super::connect::open_store(&settings, &env)?;
+    let store = if args.simulate {
+        crate::state::Store::Local(crate::state::LocalStore::new(settings.simulated_state()))
+    } else {
+        super::connect::open_store(&settings, &env)?
+    };
     let timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
     let decision = match &cmd {
         StateCommand::Resolve { key, outcome, reason } => Some((
@@ -106,7 +125,7 @@ pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
         _ => None,
     };
     if let Some((key, decision, reason)) = decision {
-        let r = block_on(store.decide_by_person(timeout, key, decision, &person(), reason))??;
+        let r = block_on(store.decide_by_person(timeout, key, decision, &crate::audit::person(&env), reason))??;
         say!(
             "{} {} {} {} is now `{}` (recorded with your reason).",
             r.key.short(),
@@ -151,6 +170,8 @@ pub fn run(g: &GlobalArgs, cmd: StateCommand) -> CmdResult {
     match cmd {
         StateCommand::List { format: StateFormat::Text } => render::state::list_text(&mut out, &ledger),
         StateCommand::List { format: StateFormat::Json } => render::state::list_json(&mut out, &ledger),
+        StateCommand::Export { format: ExportFormat::Csv } => render::state::export_csv(&mut out, &ledger),
+        StateCommand::Export { format: ExportFormat::Json } => render::state::list_json(&mut out, &ledger),
         StateCommand::Show { key, format } => {
             let record = ledger.find(&key)?;
             match format {

@@ -1,4 +1,4 @@
-//! `reconcile state list` and `state show` as text or JSON.
+//! `reconcile state list`, `state show` and `state export` as text, JSON or CSV.
 
 use std::io::{self, Write};
 
@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::json::FORMAT_VERSION;
 use super::safe::text;
-use crate::state::{Ledger, Record};
+use crate::duration::at_second;
+use crate::state::{Attempt, Ledger, Provenance, Record};
 
 #[derive(Serialize)]
 struct ListDto<'a> {
@@ -29,19 +30,31 @@ pub fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
     if ledger.records.is_empty() {
         return writeln!(out, "The ledger holds no actions.");
     }
-    writeln!(out, "{:<12}  {:<13}  {:<32}  {:<6}  SELECTOR", "KEY", "STATUS", "MANIFEST", "ROUND")?;
-    for r in ledger.records.values() {
-        writeln!(
-            out,
-            "{:<12}  {:<13}  {:<32}  {:<6}  {}",
+    let mut records: Vec<&Record> = ledger.records.values().collect();
+    // Most recent first: what an administrator looks for.
+    records.sort_by(|a, b| (b.updated_at, &a.key).cmp(&(a.updated_at, &b.key)));
+    writeln!(
+        out,
+        "{:<12}  {:<13}  {:<20}  {:<24}  {:<32}  SELECTOR",
+        "KEY", "STATUS", "LAST ATTEMPT", "DEVICE", "MANIFEST"
+    )?;
+    for r in records {
+        let last = r.attempts.last().map_or_else(|| "-".to_owned(), |a| at_second(a.started_at));
+        let device = r.device_name.as_deref().or(r.managed_device_id.as_deref()).unwrap_or("-");
+        let line = format!(
+            "{:<12}  {:<13}  {:<20}  {:<24}  {:<32}  {}",
             r.key.short(),
             r.status.as_str(),
+            last,
+            device,
             r.manifest,
-            r.round,
             r.selector
-        )?;
+        );
+        // Device names come from Intune, manifest names and selectors from pull requests.
+        writeln!(out, "{}", text(&line))?;
     }
-    writeln!(out, "\n{} actions; ledger serial {}.", ledger.records.len(), ledger.serial)
+    let n = ledger.records.len();
+    writeln!(out, "\n{n} action{}; ledger serial {}.", if n == 1 { "" } else { "s" }, ledger.serial)
 }
 
 pub fn list_json(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
@@ -67,40 +80,230 @@ pub fn show_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     line(format!("collection:  {}", r.collection.as_str()))?;
     line(format!("selector:    {}", r.selector))?;
     line(format!("device id:   {}", r.managed_device_id.as_deref().unwrap_or("(not resolved)")))?;
+    if let Some(name) = &r.device_name {
+        line(format!("device name: {name}"))?;
+    }
     line(format!("status:      {}", r.status))?;
-    line(format!("created:     {}", r.created_at))?;
-    line(format!("updated:     {}", r.updated_at))?;
+    line(format!("created:     {}", at_second(r.created_at)))?;
+    line(format!("updated:     {}", at_second(r.updated_at)))?;
     line(format!("attempts:    {}", r.attempts.len()))?;
     for (i, a) in r.attempts.iter().enumerate() {
-        line(format!("  #{} started {}  client-request-id {}", i + 1, a.started_at, a.client_request_id))?;
-        if let Some(t) = a.server_sent_at {
-            line(format!("     reached Intune at or after {t} (Intune's clock)"))?;
-        }
-        let status = a.http_status.map_or_else(|| "no answer".to_owned(), |s| format!("HTTP {s}"));
-        let finished = a.finished_at.map(|f| format!(" at {f}")).unwrap_or_default();
-        let date = a.server_date.map(|d| format!(" (Intune's Date {d})")).unwrap_or_default();
-        line(format!("     {status}{finished}{date}"))?;
-        if let Some(id) = &a.request_id {
-            line(format!("     request-id {id}"))?;
-        }
-        if a.error_code.is_some() || a.error_message.is_some() {
-            line(format!(
-                "     error {}: {}",
-                a.error_code.as_deref().unwrap_or("-"),
-                a.error_message.as_deref().unwrap_or("")
-            ))?;
-        }
-        if let Some(p) = &a.policy_override {
-            line(format!("     policy override: {p}"))?;
-        }
-        if let Some(res) = &a.resolution {
-            line(format!("     decided {} by {} at {}: {}", res.status, res.by, res.at, res.note))?;
+        for l in attempt_lines(i + 1, a) {
+            line(l)?;
         }
     }
     Ok(())
 }
 
+/// Everything the ledger holds about one attempt, one fact per line.
+fn attempt_lines(n: usize, a: &Attempt) -> Vec<String> {
+    let mut lines =
+        vec![format!("  #{n} started {}  client-request-id {}", at_second(a.started_at), a.client_request_id)];
+    if let Some(t) = a.server_sent_at {
+        lines.push(format!("     reached Intune at or after {} (Intune's clock)", at_second(t)));
+    }
+    let status = a.http_status.map_or_else(|| "no answer".to_owned(), |s| format!("HTTP {s}"));
+    let finished = a.finished_at.map(|f| format!(" at {}", at_second(f))).unwrap_or_default();
+    let date = a.server_date.map(|d| format!(" (Intune's Date {})", at_second(d))).unwrap_or_default();
+    lines.push(format!("     {status}{finished}{date}"));
+    if let Some(id) = &a.request_id {
+        lines.push(format!("     request-id {id}"));
+    }
+    if a.error_code.is_some() || a.error_message.is_some() {
+        lines.push(format!(
+            "     error {}: {}",
+            a.error_code.as_deref().unwrap_or("-"),
+            a.error_message.as_deref().unwrap_or("")
+        ));
+    }
+    if let Some(p) = &a.policy_override {
+        lines.push(format!("     policy override: {p}"));
+    }
+    if let Some(p) = &a.provenance {
+        lines.extend(provenance_lines(p));
+    }
+    if let Some(res) = &a.resolution {
+        lines.push(format!("     decided {} by {} at {}: {}", res.status, res.by, at_second(res.at), res.note));
+        if let Some(t) = res.server_time {
+            lines.push(format!("       evidence from Intune's clock at {}", at_second(t)));
+        }
+        if let Some(t) = res.result_started {
+            lines.push(format!("       claimed the Intune result started at {}", at_second(t)));
+        }
+        if let Some(id) = &res.audit_id {
+            lines.push(format!("       claimed the audit entry {id}"));
+        }
+    }
+    lines
+}
+
+fn provenance_lines(p: &Provenance) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut source = Vec::new();
+    if let Some(ci) = &p.ci {
+        source.push(ci.clone());
+    }
+    if let Some(id) = &p.run_id {
+        source.push(format!("run {id}"));
+    }
+    if let Some(c) = &p.commit {
+        source.push(format!("commit {c}"));
+    }
+    if let Some(pr) = &p.pull_request {
+        source.push(format!("pull request #{pr}"));
+    }
+    if let Some(a) = &p.actor {
+        source.push(format!("by {a}"));
+    }
+    if !source.is_empty() {
+        lines.push(format!("     from {}", source.join(", ")));
+    }
+    if let Some(url) = &p.run_url {
+        lines.push(format!("     run {url}"));
+    }
+    if let Some(plan) = &p.plan {
+        lines.push(format!("     saved plan {plan}"));
+    }
+    if let Some(facts) = super::manifest_facts(&crate::plan::ManifestInfo {
+        ticket: p.ticket.clone(),
+        reason: p.reason.clone(),
+        requested_by: p.requested_by.clone(),
+    }) {
+        lines.push(format!("     manifest said: {facts}"));
+    }
+    lines
+}
+
 pub fn show_json(out: &mut impl Write, r: &Record) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, &ShowDto { format_version: FORMAT_VERSION, action: r })?;
     writeln!(out)
+}
+
+/// Columns of `state export --format csv`, one row per attempt (an action never attempted has
+/// one row with the attempt columns empty).
+const CSV_HEADER: [&str; 32] = [
+    "key",
+    "manifest",
+    "file",
+    "round",
+    "collection",
+    "selector",
+    "device_id",
+    "device_name",
+    "status",
+    "attempt",
+    "started_at",
+    "finished_at",
+    "server_date",
+    "http_status",
+    "request_id",
+    "client_request_id",
+    "error_code",
+    "error_message",
+    "policy_override",
+    "decided_as",
+    "decided_by",
+    "decision_note",
+    "commit",
+    "pull_request",
+    "ci",
+    "run_id",
+    "run_url",
+    "actor",
+    "ticket",
+    "reason",
+    "requested_by",
+    "plan",
+];
+
+/// The ledger for auditors: one CSV row per attempt (RFC 4180 quoting). Every value was written
+/// by someone else: a cell a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR first) is
+/// prefixed with `'`, so opening the export never runs a formula.
+pub fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
+    row(out, CSV_HEADER.iter().map(|h| (*h).to_owned()))?;
+    let mut records: Vec<&Record> = ledger.records.values().collect();
+    records.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
+    let none = Attempt::default();
+    for r in records {
+        let attempts: Vec<(usize, &Attempt)> = if r.attempts.is_empty() {
+            vec![(0, &none)]
+        } else {
+            r.attempts.iter().enumerate().map(|(i, a)| (i + 1, a)).collect()
+        };
+        for (n, a) in attempts {
+            let o = |v: Option<&String>| v.cloned().unwrap_or_default();
+            let t = |v: Option<jiff::Timestamp>| v.map(|t| t.to_string()).unwrap_or_default();
+            let p = a.provenance.clone().unwrap_or_default();
+            let d = a.resolution.as_ref();
+            let real = n > 0;
+            row(
+                out,
+                [
+                    r.key.to_string(),
+                    r.manifest.clone(),
+                    r.file.clone(),
+                    r.round.to_string(),
+                    r.collection.as_str().to_owned(),
+                    r.selector.to_string(),
+                    o(r.managed_device_id.as_ref()),
+                    o(r.device_name.as_ref()),
+                    r.status.to_string(),
+                    if real { n.to_string() } else { String::new() },
+                    t(real.then_some(a.started_at)),
+                    t(a.finished_at),
+                    t(a.server_date),
+                    a.http_status.map(|s| s.to_string()).unwrap_or_default(),
+                    o(a.request_id.as_ref()),
+                    if real { a.client_request_id.to_string() } else { String::new() },
+                    o(a.error_code.as_ref()),
+                    o(a.error_message.as_ref()),
+                    o(a.policy_override.as_ref()),
+                    d.map(|d| d.status.to_string()).unwrap_or_default(),
+                    d.map(|d| d.by.clone()).unwrap_or_default(),
+                    d.map(|d| d.note.clone()).unwrap_or_default(),
+                    o(p.commit.as_ref()),
+                    o(p.pull_request.as_ref()),
+                    o(p.ci.as_ref()),
+                    o(p.run_id.as_ref()),
+                    o(p.run_url.as_ref()),
+                    o(p.actor.as_ref()),
+                    o(p.ticket.as_ref()),
+                    o(p.reason.as_ref()),
+                    o(p.requested_by.as_ref()),
+                    o(p.plan.as_ref()),
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn row(out: &mut impl Write, cells: impl IntoIterator<Item = String>) -> io::Result<()> {
+    let cells: Vec<String> = cells.into_iter().map(|c| csv_cell(&c)).collect();
+    write!(out, "{}\r\n", cells.join(","))
+}
+
+/// One CSV cell: quoted when needed, formula-looking text defused.
+fn csv_cell(value: &str) -> String {
+    let defused = match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
+        _ => value.to_owned(),
+    };
+    if defused.contains([',', '"', '\n', '\r']) { format!("\"{}\"", defused.replace('"', "\"\"")) } else { defused }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("-1+2"), "'-1+2");
+        assert_eq!(csv_cell("two\nlines"), "\"two\nlines\"");
+    }
 }

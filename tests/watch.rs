@@ -181,3 +181,56 @@ fn the_reconciler_applies_new_manifests_exactly_once_and_stops_cleanly() {
         assert_eq!(sim.resets_applied(&android_id(i)), 1, "device {i}");
     }
 }
+
+// The reconciler prints a plan only when it changed, one line per cycle otherwise; with
+// `--log-format json` every line it writes, on stdout and stderr, is JSON.
+#[test]
+fn the_reconciler_prints_changed_plans_only_and_json_lines_only_when_asked() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0), &android_id(1)]));
+    let sim = sim(SimConfig { devices: android_devices(2), ..SimConfig::default() });
+    let spawn = |extra: &[&str]| {
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
+            .current_dir(repo.path())
+            .args(extra)
+            .args(["watch", "--apply", "--interval", "300ms"])
+            .env("RECONCILE_GRAPH_URL", sim.url())
+            .env("AZURE_AUTHORITY_HOST", sim.url())
+            .env("AZURE_TENANT_ID", "test-tenant")
+            .env("AZURE_CLIENT_ID", "c")
+            .env("AZURE_CLIENT_SECRET", common::SECRET)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        Watch::start(child)
+    };
+    let w = spawn(&[]);
+    w.wait_for("Nothing to do.", 4);
+    let lines = w.out.clone();
+    assert!(w.terminate().success());
+    std::thread::sleep(Duration::from_millis(200));
+    let out = lines.lock().expect("lines").clone();
+    // The plan before the apply, and the one after it (accepted): twice, never once per cycle.
+    let legends = out.iter().filter(|l| l.starts_with("Legend:")).count();
+    assert_eq!(legends, 2, "{}", out.join("\n"));
+    let quiet = out.iter().filter(|l| l.contains("── reconcile: Nothing to do.")).count();
+    assert!(quiet >= 3, "unchanged cycles are one line each:\n{}", out.join("\n"));
+
+    let w = spawn(&["--log-format", "json"]);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (lines, errs) = (w.out.clone(), w.err.clone());
+    assert!(w.terminate().success());
+    std::thread::sleep(Duration::from_millis(200));
+    let out = lines.lock().expect("lines").clone();
+    let err = errs.lock().expect("lines").clone();
+    assert!(out.len() >= 2, "one line per cycle: {out:?}");
+    for line in out.iter().chain(&err) {
+        assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not JSON: {line}");
+    }
+    let first: serde_json::Value = serde_json::from_str(&out[0]).expect("json");
+    assert_eq!(first["mode"], "reconcile");
+    assert_eq!(first["summary"]["already_done"], 2, "{first}");
+}

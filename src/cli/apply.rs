@@ -45,6 +45,9 @@ pub struct ApplyArgs {
     /// Why the change windows are ignored.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Run by `watch`: the plan and the closing lines go to the watcher; outcomes are logged.
+    #[arg(skip)]
+    pub watch: Option<super::WatchSink>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,13 +61,20 @@ struct CliUi {
     auto_approve: bool,
     plan_to_stderr: bool,
     bar: Option<ProgressBar>,
+    /// Run by `watch`: the plan goes to it (JSON under `--log-format json`), outcomes to the log.
+    watch: Option<super::WatchSink>,
 }
 
 impl Ui for CliUi {
     #[allow(clippy::print_stdout)]
     fn show_plan(&mut self, plan: &Plan<'_>) {
         let ctx = PlanContext { offline: false, simulated: self.simulated };
-        if self.plan_to_stderr {
+        if let Some(w) = &self.watch {
+            let format = if super::json_logs() { Format::Json } else { Format::Text };
+            let mut buf = Vec::new();
+            let _ = render::plan(&mut buf, plan, ctx, format);
+            w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).plan = buf;
+        } else if self.plan_to_stderr {
             let mut out = std::io::BufWriter::new(std::io::stderr().lock());
             let _ = render::plan(&mut out, plan, ctx, Format::Text);
             let _ = out.flush();
@@ -92,7 +102,7 @@ impl Ui for CliUi {
     }
 
     fn started(&mut self, total: usize) {
-        if std::io::stderr().is_terminal() {
+        if std::io::stderr().is_terminal() && self.watch.is_none() {
             let bar = ProgressBar::new(total as u64);
             if let Ok(style) =
                 ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
@@ -115,6 +125,10 @@ impl Ui for CliUi {
         // The request id and the error message come from Graph: shown escaped.
         let line = format!("{:<13} {} {} {}{http}{rid}{err}", r.status.as_str(), r.key.short(), r.manifest, r.selector);
         let line = crate::render::safe::text(&line).into_owned();
+        if self.watch.is_some() {
+            tracing::info!("{line}");
+            return;
+        }
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);
@@ -191,7 +205,13 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         backoff_max: p.settings.graph.backoff_max,
     };
     let json = args.format == ApplyFormat::Json;
-    let mut ui = CliUi { simulated: conn.simulated, auto_approve: args.auto_approve, plan_to_stderr: json, bar: None };
+    let mut ui = CliUi {
+        simulated: conn.simulated,
+        auto_approve: args.auto_approve,
+        plan_to_stderr: json,
+        bar: None,
+        watch: args.watch.clone(),
+    };
     let actions = p.actions();
     let report = rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -221,21 +241,29 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         return if report.success() { Ok(()) } else { Err(Failure::Exit(1)) };
     }
     let sim = if conn.simulated { "SIMULATED: " } else { "" };
+    let watch = args.watch.as_ref();
     if report.planned == 0 && report.blocked == 0 {
-        say!("{sim}Nothing to do.");
+        super::conclude(watch, format!("{sim}Nothing to do."));
         return Ok(());
     }
-    say!(
-        "\n{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.",
-        if report.interrupted { "interrupted" } else { "complete" },
-        report.accepted,
-        report.rejected,
-        report.unknown,
-        report.not_executed,
-        report.blocked
+    super::conclude(
+        watch,
+        format!(
+            "{}{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.",
+            if watch.is_some() { "" } else { "\n" },
+            if report.interrupted { "interrupted" } else { "complete" },
+            report.accepted,
+            report.rejected,
+            report.unknown,
+            report.not_executed,
+            report.blocked
+        ),
     );
     if report.unknown > 0 {
-        say!("Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.");
+        super::conclude(
+            watch,
+            "Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.".into(),
+        );
     }
     if report.success() { Ok(()) } else { Err(Failure::Exit(1)) }
 }

@@ -137,6 +137,7 @@ pub fn main() -> ExitCode {
         }
     };
     logging::init(&cli.global, matches!(cli.command, Command::Watch(_)));
+    JSON_LOGS.store(cli.global.log_format == logging::LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
     if let Some(dir) = &cli.global.dir
         && let Err(e) = std::env::set_current_dir(dir)
     {
@@ -163,9 +164,50 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `--log-format json`: everything on stderr is a JSON line (diagnostics and errors become
+/// events).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What a command run by `watch` leaves for the watcher to print (or not): the plan it showed,
+/// and its closing lines.
+#[derive(Debug, Default)]
+pub struct WatchOut {
+    pub plan: Vec<u8>,
+    pub summary: Vec<String>,
+}
+
+/// Shared with the command a `watch` cycle runs.
+pub type WatchSink = std::sync::Arc<std::sync::Mutex<WatchOut>>;
+
+/// A closing line: to stdout, or to the watcher.
+fn conclude(watch: Option<&WatchSink>, line: String) {
+    match watch {
+        Some(w) => w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).summary.push(line),
+        None => say!("{line}"),
+    }
+}
+
 /// Prints a failure to stderr and picks the exit code.
 #[allow(clippy::print_stderr)]
 fn report(f: Failure) -> ExitCode {
+    if json_logs() {
+        match f {
+            Failure::Exit(code) => return ExitCode::from(code),
+            Failure::Invalid(diags) => {
+                print_diagnostics(&diags);
+                tracing::error!(errors = diags.error_count(), warnings = diags.warning_count(), "aborting");
+            }
+            Failure::Error(e) => {
+                let causes: Vec<String> = e.chain().skip(1).map(ToString::to_string).collect();
+                tracing::error!(causes = ?causes, "{e}");
+            }
+        }
+        return ExitCode::from(1);
+    }
     match f {
         Failure::Exit(code) => ExitCode::from(code),
         Failure::Invalid(diags) => {
@@ -193,6 +235,19 @@ fn report(f: Failure) -> ExitCode {
 
 /// Diagnostics to stderr, plus GitHub annotations when running in GitHub Actions.
 fn print_diagnostics(diags: &Diagnostics) {
+    if json_logs() {
+        for d in diags.items() {
+            let file = d.file.as_ref().map(|f| f.display().to_string());
+            let (line, column) = (d.pos.map(|p| p.line), d.pos.map(|p| p.column));
+            match d.severity {
+                crate::diagnostic::Severity::Error => {
+                    tracing::error!(file, line, column, hint = d.hint.as_deref(), "{}", d.message)
+                }
+                _ => tracing::warn!(file, line, column, hint = d.hint.as_deref(), "{}", d.message),
+            }
+        }
+        return;
+    }
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
     let _ = diags.render(&mut err);

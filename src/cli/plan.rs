@@ -38,6 +38,9 @@ pub struct PlanArgs {
     /// code, the comment and a saved plan speak for the change only.
     #[arg(long, value_name = "REF")]
     pub base: Option<String>,
+    /// Run by `watch`: the plan goes to the watcher, which prints it only when it changed.
+    #[arg(skip)]
+    pub watch: Option<super::WatchSink>,
 }
 
 pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
@@ -104,7 +107,11 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
         let binding = Binding::of(&ledger, tenant.as_deref(), inputs);
         SavedPlan::new(&plan, &ledger, binding, args.simulate, args.offline).write(path)?;
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut buf = Vec::new();
+    let mut out: Box<dyn Write> = match &args.watch {
+        Some(_) => Box::new(&mut buf),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
     if missing {
         let note = format!(
             "No ledger at `{}`: this plan assumes nothing was ever sent. Run `reconcile init` to create it, or find out why it is missing.",
@@ -118,6 +125,9 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     render::plan(&mut out, &plan, ctx, args.format).context("cannot write the plan to stdout")?;
     out.flush().context("cannot write the plan to stdout")?;
     drop(out);
+    if let Some(w) = &args.watch {
+        w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).plan = buf;
+    }
     github_outputs(&plan, ctx)?;
     if plan.summary.blocked > 0 || plan.summary.violations > 0 {
         return Err(Failure::Exit(1));

@@ -11,6 +11,9 @@ pub struct RefreshArgs {
     /// Use the built-in Intune simulator and its own ledger instead of Graph.
     #[arg(long)]
     pub simulate: bool,
+    /// Run by `watch`: changes are logged, the closing lines go to the watcher.
+    #[arg(skip)]
+    pub watch: Option<super::WatchSink>,
 }
 
 #[allow(clippy::print_stdout)]
@@ -43,7 +46,7 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
             c.record.selector,
             c.note
         );
-        say!("{}", text(&line));
+        change_line(args.watch.is_some(), text(&line).into_owned());
     }
     for (r, why) in &report.unresolved {
         let line = format!(
@@ -55,20 +58,36 @@ pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
             r.selector,
             why
         );
-        say!("{}", text(&line));
+        change_line(args.watch.is_some(), text(&line).into_owned());
     }
-    say!(
-        "{sim}Refresh: {} checked, {} changed, {} still waiting.",
-        report.checked,
-        report.changes.len(),
-        report.waiting
+    let watch = args.watch.as_ref();
+    super::conclude(
+        watch,
+        format!(
+            "{sim}Refresh: {} checked, {} changed, {} still waiting.",
+            report.checked,
+            report.changes.len(),
+            report.waiting
+        ),
     );
     if !report.unresolved.is_empty() {
-        say!(
-            "{} unknown action{} stay unknown and are not re-sent: refresh again later, or decide with `reconcile state resolve KEY --as done|not-executed --reason TEXT`.",
-            report.unresolved.len(),
-            if report.unresolved.len() == 1 { "" } else { "s" }
+        super::conclude(
+            watch,
+            format!(
+                "{} unknown action{} stay unknown and are not re-sent: refresh again later, or decide with `reconcile state resolve KEY --as done|not-executed --reason TEXT`.",
+                report.unresolved.len(),
+                if report.unresolved.len() == 1 { "" } else { "s" }
+            ),
         );
     }
     Ok(())
+}
+
+/// One action's change: printed, or logged when `watch` runs the refresh.
+fn change_line(watched: bool, line: String) {
+    if watched {
+        tracing::info!("{line}");
+    } else {
+        say!("{line}");
+    }
 }

@@ -61,13 +61,15 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     let mut backoff = Duration::ZERO;
     let mut next_due = Instant::now();
     let mut changed = true;
+    // The last plan printed: an unchanged plan is not printed again.
+    let mut last = None;
     // A change is acted on once the files have been quiet for the debounce time, so a burst of
     // saves is one cycle however the watcher batches its events.
     let mut quiet_from = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         if (changed && Instant::now() >= quiet_from) || Instant::now() >= next_due {
             cycle += 1;
-            let ok = run_cycle(g, &args, cycle, changed);
+            let ok = run_cycle(g, &args, cycle, changed, &mut last);
             changed = false;
             backoff = if ok { Duration::ZERO } else { (backoff * 2).clamp(Duration::from_secs(5), MAX_BACKOFF) };
             next_due = Instant::now()
@@ -99,12 +101,13 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     Ok(())
 }
 
-/// One plan, or one apply + refresh. Failures are reported and never end the loop.
-#[allow(clippy::print_stderr)]
-fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool) -> bool {
+/// One plan, or one apply + refresh. Failures are reported and never end the loop. The plan is
+/// printed only when it differs from the last one printed; otherwise the cycle is one line.
+/// Under `--log-format json`, stdout carries one JSON object per cycle and nothing else.
+fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool, last: &mut Option<Vec<u8>>) -> bool {
     let started = Instant::now();
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S");
-    say!("── {now} ── {}", if args.apply { "reconcile" } else { "plan" });
+    let json = super::json_logs();
+    let sink = super::WatchSink::default();
     let result = if args.apply {
         let apply = super::apply::ApplyArgs {
             paths: args.paths.clone(),
@@ -116,18 +119,21 @@ fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool) -> boo
             junit: None,
             ignore_change_windows: false,
             reason: None,
+            watch: Some(sink.clone()),
         };
-        super::apply::run(g, apply)
-            .and_then(|()| super::refresh::run(g, super::refresh::RefreshArgs { simulate: args.simulate }))
+        super::apply::run(g, apply).and_then(|()| {
+            super::refresh::run(g, super::refresh::RefreshArgs { simulate: args.simulate, watch: Some(sink.clone()) })
+        })
     } else {
         let plan = super::plan::PlanArgs {
             paths: args.paths.clone(),
             offline: !args.online,
             simulate: args.simulate,
-            format: Format::Text,
+            format: if json { Format::Json } else { Format::Text },
             detailed_exitcode: false,
             out: None,
             base: None,
+            watch: Some(sink.clone()),
         };
         super::plan::run(g, plan)
     };
@@ -140,6 +146,46 @@ fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool) -> boo
             false
         }
     };
+    let out = std::mem::take(&mut *sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let mode = if args.apply { "reconcile" } else { "plan" };
+    let shown = !out.plan.is_empty() && last.as_ref() != Some(&out.plan);
+    let time = jiff::Timestamp::now();
+    if json {
+        let plan: Option<serde_json::Value> = serde_json::from_slice(&out.plan).ok();
+        let line = serde_json::json!({
+            "time": time.to_string(),
+            "cycle": cycle,
+            "mode": mode,
+            "ok": ok,
+            "plan_changed": shown,
+            "summary": plan.as_ref().map(|p| p["summary"].clone()),
+            "plan": if shown { plan } else { None },
+            "result": out.summary,
+        });
+        say!("{line}");
+    } else {
+        let now = time.strftime("%Y-%m-%d %H:%M:%S");
+        let text = String::from_utf8_lossy(&out.plan);
+        let result = out.summary.join(" ");
+        if shown {
+            say!("── {now} ── {mode}");
+            say!("{}", text.trim_end());
+            if !result.is_empty() {
+                say!("{result}");
+            }
+        } else {
+            let plan_line = text.lines().find(|l| l.starts_with("Plan: ")).unwrap_or("");
+            let what = match (ok, result.is_empty()) {
+                (false, _) => "failed: see the errors above; retrying".to_owned(),
+                (true, true) => format!("unchanged. {plan_line}"),
+                (true, false) => result,
+            };
+            say!("── {now} ── {mode}: {}", what.trim());
+        }
+    }
+    if shown {
+        *last = Some(out.plan);
+    }
     let trigger = match (cycle, changed) {
         (1, _) => "start",
         (_, true) => "change",

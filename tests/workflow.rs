@@ -443,13 +443,24 @@ fn the_example_pipelines_are_complete() {
     let runs = |job: &serde_json::Value| -> String {
         job["steps"].as_array().expect("steps").iter().filter_map(|s| s["run"].as_str()).collect::<Vec<_>>().join("\n")
     };
-    assert!(runs(plan).contains("reconcile plan --out plan.json --detailed-exitcode --state \"$LEDGER_URL\""));
+    assert!(runs(plan).contains(
+        "reconcile plan --base \"origin/$GITHUB_BASE_REF\" --out plan.json --detailed-exitcode --state \"$LEDGER_URL\""
+    ));
+    assert_eq!(plan["steps"][0]["with"]["fetch-depth"], 0, "--base needs the history");
     assert!(runs(plan).contains("reconcile comment --plan plan.json"));
     let apply = &gh["jobs"]["apply"];
-    assert_eq!(apply["concurrency"]["cancel-in-progress"], false);
-    assert!(apply["concurrency"]["group"].is_string());
+    // GitHub cancels an older pending run of a concurrency group: applies must not share one.
+    assert!(apply["concurrency"].is_null(), "{apply}");
     assert!(runs(apply).contains("reconcile apply --plan plan.json"));
-    assert!(runs(apply).contains("--state \"$LEDGER_URL\""));
+    assert!(runs(apply).contains("--state \"$LEDGER_URL\"") && runs(apply).contains("--lock-timeout"));
+    // Merged but never applied is noticed: an hourly drift job fails on pending resets.
+    assert!(gh["on"]["schedule"][0]["cron"].is_string());
+    let drift = &gh["jobs"]["drift"];
+    assert!(runs(drift).contains("reconcile plan --detailed-exitcode"), "{drift}");
+    // Refresh has its own group: it never holds up or cancels an apply.
+    let refresh = &gh["jobs"]["refresh"];
+    let group = refresh["concurrency"]["group"].as_str().expect("refresh group");
+    assert!(group.contains("refresh"), "{group}");
     // The ledger is used in place, never downloaded and uploaded (a dead runner would lose intents).
     let url = gh["env"]["LEDGER_URL"].as_str().expect("LEDGER_URL");
     assert!(url.starts_with("https://") && url.contains(".blob.core.windows.net/"), "{url}");
@@ -463,11 +474,14 @@ fn the_example_pipelines_are_complete() {
 
     let az = pipeline("azure-pipelines.yml");
     let stages = az["stages"].as_array().expect("stages");
-    assert_eq!(stages.len(), 2);
+    assert_eq!(stages.len(), 3);
+    assert_eq!(stages[2]["stage"], "Drift");
     let text = serde_json::to_string(&az).expect("json");
     for want in [
-        "reconcile plan --out plan.json",
+        "reconcile plan --base \\\"$base\\\" --out plan.json",
+        "fetchDepth",
         "reconcile apply --auto-approve",
+        "reconcile plan --detailed-exitcode",
         "--state \\\"$(LEDGER_URL)\\\"",
         "AZURE_FEDERATED_TOKEN_FILE",
         "PublishTestResults@2",

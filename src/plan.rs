@@ -258,7 +258,7 @@ impl<'a> Plan<'a> {
                 }
                 if here {
                     e.reason = v.diagnostic.message.clone().into();
-                } else if e.change == Change::Reset {
+                } else {
                     let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
                     e.reason = format!("manifest `{manifest}` breaks policy {rule}{at}: nothing of it is sent").into();
                 }
@@ -582,6 +582,106 @@ mod tests {
             [(b.key.clone(), Resolution::Blocked(BlockKind::NotFound, "not found".into()))].into();
         let p = plan(&both, &l, &blocked, PlanOptions { report_orphans: false, rename_guard: None });
         assert_eq!((p.summary.to_reset, p.summary.blocked), (0, 1));
+        // A recorded action stays what the ledger says, whatever a lookup found.
+        let both_blocked: Resolutions = [
+            (a.key.clone(), Resolution::Blocked(BlockKind::NotFound, "gone".into())),
+            (b.key.clone(), Resolution::Blocked(BlockKind::NotFound, "gone".into())),
+        ]
+        .into();
+        let p = plan(&both, &l, &both_blocked, PlanOptions { report_orphans: false, rename_guard: None });
+        assert_eq!(p.entries[0].change, Change::AlreadyDone);
         assert_eq!(limited.summary.orphaned, 0);
+    }
+
+    #[test]
+    fn a_manifest_violation_blocks_its_manifest_and_points_at_its_line() {
+        let mut a = action("m", "A");
+        let mut b = action("m", "B");
+        let other = action("n", "C");
+        (a.pos, b.pos) = (Pos::new(7, 7), Pos::new(8, 7));
+        let acts = [a, b, other];
+        let ledger = Ledger::empty();
+        let none = Resolutions::new();
+        let opts = PlanOptions { report_orphans: false, rename_guard: None };
+        let at_b = crate::diagnostic::Diagnostic::error("m.yaml", Some(Pos::new(8, 7)), "policy cooldown: too soon");
+        let p = plan(&acts, &ledger, &none, opts).with_violations(vec![Violation::of_manifest("m", at_b.clone())]);
+        let reasons: Vec<(Change, Option<BlockKind>, &str)> =
+            p.entries.iter().map(|e| (e.change, e.block, e.reason.as_ref())).collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    Change::Blocked,
+                    Some(BlockKind::Policy),
+                    "manifest `m` breaks policy cooldown (line 8): nothing of it is sent"
+                ),
+                (Change::Blocked, Some(BlockKind::Policy), "policy cooldown: too soon"),
+                (Change::Reset, None, "new"),
+            ]
+        );
+        assert_eq!((p.summary.to_reset, p.summary.blocked, p.summary.violations), (1, 2, 1));
+        assert_eq!(p.run_violations().count(), 0);
+        // A second violation at the first entry's line: that entry names it.
+        let at_a = crate::diagnostic::Diagnostic::error("m.yaml", Some(Pos::new(7, 7)), "policy allowPlatforms: iOS");
+        let other_file = crate::diagnostic::Diagnostic::error("x.yaml", Some(Pos::new(7, 7)), "policy x: elsewhere");
+        let p = plan(&acts, &ledger, &none, opts).with_violations(vec![
+            Violation::of_manifest("m", at_b),
+            Violation::of_manifest("m", at_a),
+            Violation::of_manifest("m", other_file),
+        ]);
+        assert_eq!(p.entries[0].reason, "policy allowPlatforms: iOS");
+        assert_eq!(p.entries[1].reason, "policy cooldown: too soon");
+    }
+
+    #[test]
+    fn likely_renames_are_blocked_only_within_the_window_and_below_a_higher_round() {
+        let old = action("old", "A");
+        let t0: jiff::Timestamp = "2026-11-30T08:00:00Z".parse().expect("ts");
+        let mut ledger = Ledger::empty();
+        let mut r = Record::new(&old, None, t0);
+        r.status = Status::Accepted;
+        r.attempts.push(crate::state::Attempt { started_at: t0, http_status: Some(204), ..Default::default() });
+        ledger.records.insert(r.key.clone(), r);
+        let none = Resolutions::new();
+        let guard = |hours: i64| PlanOptions {
+            report_orphans: true,
+            rename_guard: Some(RenameGuard {
+                now: t0 + jiff::SignedDuration::from_hours(hours),
+                within: std::time::Duration::from_secs(24 * 3600),
+            }),
+        };
+        let renamed = [action("new", "A")];
+        let p = plan(&renamed, &ledger, &none, guard(1));
+        assert_eq!((p.entries[0].change, p.entries[0].block), (Change::Blocked, Some(BlockKind::LikelyRename)));
+        assert!(p.entries[0].reason.contains("formerNames: [old]"), "{}", p.entries[0].reason);
+        assert_eq!(plan(&renamed, &ledger, &none, guard(24)).entries[0].change, Change::Blocked, "24h is within 24h");
+        assert_eq!(plan(&renamed, &ledger, &none, guard(25)).entries[0].change, Change::Reset, "older than the window");
+        // An action with its own record (an earlier attempt that did not run) is not new.
+        let mut own_ledger = ledger.clone();
+        let mut own = Record::new(&renamed[0], None, t0);
+        own.status = Status::NotExecuted;
+        own_ledger.records.insert(own.key.clone(), own);
+        assert_eq!(plan(&renamed, &own_ledger, &none, guard(1)).entries[0].change, Change::Reset);
+        let mut again = action("new", "A");
+        again.round = 2;
+        assert_eq!(plan(&[again], &ledger, &none, guard(1)).entries[0].change, Change::Reset, "a higher round");
+        let off = PlanOptions { report_orphans: true, rename_guard: None };
+        assert_eq!(plan(&renamed, &ledger, &none, off).entries[0].change, Change::Reset, "guard off");
+    }
+
+    #[test]
+    fn scoped_plans_count_what_lies_outside() {
+        let acts = [action("m", "A"), action("n", "B"), action("n", "C")];
+        let ledger = Ledger::empty();
+        let none = Resolutions::new();
+        let opts = PlanOptions { report_orphans: false, rename_guard: None };
+        let v = crate::diagnostic::Diagnostic::error("m.yaml", None, "policy requireTicket: no ticket");
+        let p = plan(&acts, &ledger, &none, opts)
+            .with_violations(vec![Violation::of_manifest("n", v.clone()), Violation::of_repository(v)])
+            .scoped(|e| e.manifest() == "m");
+        assert_eq!(p.entries.len(), 1);
+        assert_eq!((p.summary.to_reset, p.summary.violations), (1, 1), "the repository's violation stays");
+        let outside = p.outside.expect("outside");
+        assert_eq!((outside.blocked, outside.violations), (2, 1));
     }
 }

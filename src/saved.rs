@@ -412,8 +412,13 @@ pub fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Pl
                     ))
                 } else {
                     let a = e.action.expect("a planned reset has an action");
+                    // Another action's reset of the device that the reviewer did not see; one
+                    // this very plan sent (a run cut short, applied again) was seen.
                     let since = now.as_ref().and_then(|id| by_device.get(id)).into_iter().flatten().find(|r| {
-                        r.key != a.key && !a.former_keys.contains(&r.key) && !s.prior_resets.contains(&r.key)
+                        r.key != a.key
+                            && !a.former_keys.contains(&r.key)
+                            && !s.prior_resets.contains(&r.key)
+                            && !by_this_plan(r)
                     });
                     since.map(|r| {
                         format!(

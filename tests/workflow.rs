@@ -130,11 +130,26 @@ fn changed_premises_refuse_single_actions_and_nothing_outside_the_plan_is_sent()
     // appears.
     repo.write("manifests/c.yaml", common::manifest_for("team-c", &[&id(2)]).replace("spec:\n", "spec:\n  round: 2\n"));
     repo.write("manifests/d.yaml", common::manifest_for("team-d", &[&id(3)]));
+    // And someone applied team-a's manifest directly, outside the plan.
+    repo.cmd_on(&sim).args(["apply", "--auto-approve", "manifests/a.yaml"]).assert().success();
     let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("reviewed, but the manifests no longer ask for it"), "{text}");
+    assert_eq!(
+        text.matches("reviewed, but it was recorded since the plan was made (status accepted)").count(),
+        2,
+        "{text}"
+    );
     assert_eq!((posts_to(&sim, 0), posts_to(&sim, 1), posts_to(&sim, 2), posts_to(&sim, 3)), (1, 1, 0, 0));
+
+    // Another ledger (a new lineage) refuses the whole plan: nothing it says holds there.
+    std::fs::remove_dir_all(repo.path().join(".reconcile")).expect("rm ledger");
+    repo.init();
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("it was made on another ledger (lineage"), "{}", stderr(&out));
+    assert_eq!(posts(&sim).len(), 2);
 
     // An offline plan has no devices: it cannot be applied.
     repo.cmd().args(["plan", "--offline", "--out", "offline.json"]).assert().success();
@@ -604,4 +619,27 @@ fn renames_with_former_names_send_nothing_and_without_are_blocked() {
     let out = repo.cmd().arg("validate").output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("formerNames `other-name` is the name of the manifest at"), "{}", stderr(&out));
+}
+
+// A plan whose first run was cut short (here: one manifest missing from the checkout) is applied
+// again: what it sent itself is not "someone else's reset since the review", so the rest goes.
+#[test]
+fn a_plan_applied_again_sends_what_its_first_run_did_not() {
+    let (repo, sim) = android_repo(1);
+    let x = common::manifest_for("team-x", &[&id(0)]);
+    let y = common::manifest_for("team-y", &[&id(0)]);
+    repo.write("manifests/x.yaml", &x);
+    repo.write("manifests/y.yaml", &y);
+    plan_out_to(&repo, &sim, "plan.json");
+    std::fs::remove_file(repo.path().join("manifests/y.yaml")).expect("rm");
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "team-y's reset was refused: {}", stdout(&out));
+    assert_eq!(posts(&sim).len(), 1);
+    repo.write("manifests/y.yaml", &y);
+    let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(posts(&sim).len(), 2, "both reviewed resets, each once");
+    let again = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
+    assert!(again.status.success(), "{}", stdout(&again));
+    assert_eq!(posts(&sim).len(), 2);
 }

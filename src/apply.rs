@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::BackoffBuilder as _;
 use jiff::Timestamp;
 use tokio::sync::watch;
 use tracing::Instrument as _;
@@ -44,13 +43,6 @@ use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
 use crate::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
 use crate::saved::{Binding, Restored, SavedError, SavedPlan};
 use crate::state::{Attempt, Record, StateError, Status, Store, Writer};
-
-/// How many 429s one action may meet before it is left `not-executed` for the next run.
-const MAX_THROTTLED: usize = 20;
-/// How many times a request that could not be sent at all (or met a 408) is tried.
-const MAX_NOT_SENT: usize = 3;
-/// How many 401s one action may meet (each renewing the token) before it is left `not-executed`.
-const MAX_UNAUTHORIZED: u32 = crate::graph::MAX_REAUTH;
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
@@ -422,15 +414,9 @@ async fn execute(
     mut record: Record,
     provenance: crate::state::Provenance,
 ) -> Result<Option<Record>, ApplyError> {
-    let mut backoff = backon::ExponentialBuilder::default()
-        .with_min_delay(ctx.opts.backoff_initial)
-        .with_max_delay(ctx.opts.backoff_max)
-        .with_jitter()
-        .with_max_times(MAX_THROTTLED)
-        .build();
-    let mut unauthorized = 0;
-    let mut not_sent = 0;
-    let mut throttled = 0;
+    use crate::retry::{History, Next, Outcome, decide};
+    let policy = crate::retry::Policy::graph(ctx.opts.backoff_initial, ctx.opts.backoff_max);
+    let mut history = History::default();
     let mut sent_any = false;
     record.managed_device_id = Some(device_id.to_owned());
     loop {
@@ -465,92 +451,74 @@ async fn execute(
         record.updated_at = now;
         let attempt = record.attempts.last_mut().expect("pushed above");
         attempt.finished_at = Some(now);
-        let retry = match result {
+        let outcome = match result {
             SendResult::Accepted(a) => {
                 fill(attempt, Some(&a), None);
                 record.status = Status::Accepted;
-                false
+                Outcome::Final
             }
             SendResult::Rejected(a, e) => {
                 fill(attempt, Some(&a), Some(&e));
                 record.status = Status::Rejected;
-                false
+                Outcome::Final
             }
             SendResult::Unknown(a, why) => {
                 fill(attempt, a.as_ref(), None);
                 attempt.error_message = Some(why);
                 record.status = Status::Unknown;
-                false
+                Outcome::Final
             }
             SendResult::Throttled(a, retry_after, e) => {
                 fill(attempt, Some(&a), Some(&e));
                 record.status = Status::NotExecuted;
-                throttled += 1;
-                let computed = backoff.next();
-                match retry_after.or(computed).filter(|_| throttled <= MAX_THROTTLED) {
-                    Some(delay) => {
-                        let delay = cap_retry_after(delay, ctx.opts.backoff_max);
-                        tracing::info!(delay_ms = delay.as_millis() as u64, "throttled (429); slowing down");
-                        ctx.graph.writes().throttled(delay).await;
-                        true
-                    }
-                    None => false,
-                }
+                Outcome::Throttled(retry_after)
             }
             SendResult::Unauthorized(a, e) => {
                 fill(attempt, Some(&a), Some(&e));
                 record.status = Status::NotExecuted;
-                unauthorized += 1;
-                // Renews the token once for every request that met the same expiry.
-                unauthorized <= MAX_UNAUTHORIZED && ctx.graph.tokens().invalidate(&token).await
+                Outcome::Unauthorized
             }
             SendResult::RequestTimeout(a, e) => {
                 fill(attempt, Some(&a), Some(&e));
                 record.status = Status::NotExecuted;
-                not_sent += 1;
-                not_sent < MAX_NOT_SENT && pause(ctx.opts.backoff_initial).await
+                Outcome::NotSent
             }
-            // Not sent; the next slot waits out the pause. Counted with the 429s, so a storm
-            // that never ends still ends the action as not executed.
             SendResult::HeldBack => {
                 attempt.error_message = Some("held back, never sent: a 429's pause began before it left".into());
                 record.status = Status::NotExecuted;
-                throttled += 1;
-                throttled <= MAX_THROTTLED
+                Outcome::HeldBack
             }
             SendResult::NotSent(why) => {
                 attempt.error_message = Some(why);
                 record.status = Status::NotExecuted;
-                not_sent += 1;
-                not_sent < MAX_NOT_SENT && pause(ctx.opts.backoff_initial).await
+                Outcome::NotSent
             }
         };
+        let next = decide(outcome, history, &policy);
+        history = history.after(outcome);
+        if let (Next::RetryAfter(delay), Outcome::Throttled(asked)) = (next, outcome) {
+            crate::retry::log_capped(asked, &policy);
+            tracing::info!(delay_ms = delay.as_millis() as u64, "throttled (429); slowing down");
+            // At once, before recording: the pacer holds every task's sends until the pause is over.
+            ctx.graph.writes().throttled(delay).await;
+        }
         tracing::info!(status = %record.status, "outcome");
         ctx.record_outcome(&record).await?;
-        if !retry {
+        let again = match next {
+            Next::Done | Next::GiveUp => false,
+            // Renews the token once for every request that met the same expiry.
+            Next::Reauthenticate => ctx.graph.tokens().invalidate(&token).await,
+            Next::RetryAfter(delay) => {
+                if !matches!(outcome, Outcome::Throttled(_)) {
+                    tokio::time::sleep(delay).await;
+                }
+                true
+            }
+        };
+        if !again {
             return Ok(Some(record));
         }
     }
-}
-
-/// Waits before trying a request that was not executed again; always `true` (to retry).
-async fn pause(initial: Duration) -> bool {
-    tokio::time::sleep(initial.min(Duration::from_secs(5))).await;
-    true
-}
-
-/// A `Retry-After` longer than `graph.backoff.max` is cut to it (logged): a server asking for an
-/// hour would otherwise hold the run, and the lock, that long.
-fn cap_retry_after(delay: Duration, max: Duration) -> Duration {
-    if delay > max {
-        tracing::warn!(
-            retry_after_s = delay.as_secs_f64(),
-            cap_s = max.as_secs_f64(),
-            "Retry-After is longer than graph.backoff.max; waiting the cap instead"
-        );
-        return max;
-    }
-    delay
 }
 
 fn fill(a: &mut Attempt, answer: Option<&Answer>, error: Option<&GraphError>) {

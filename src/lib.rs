@@ -37,6 +37,7 @@ pub mod project;
 pub mod refresh;
 pub mod render;
 pub mod resolve;
+pub mod retry;
 pub mod saved;
 pub mod schema;
 pub mod settings;

@@ -64,6 +64,7 @@ pub fn connect(
         concurrency: g.concurrency,
         write_budget: g.write_budget,
         read_budget: g.read_budget,
+        retry: crate::retry::Policy::graph(g.backoff_initial, g.backoff_max),
     };
     if simulate {
         let devices = match &settings.sim_devices {

@@ -45,9 +45,6 @@ pub struct WatchArgs {
     pub poll: Option<HumanDuration>,
 }
 
-/// The longest wait after failed cycles (they back off exponentially from 5 s).
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
 pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     let stop = Arc::new(AtomicBool::new(false));
     listen_for_stop(stop.clone());
@@ -58,7 +55,8 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     tracing::info!(root = %root.display(), apply = args.apply, "watching for changes");
 
     let mut cycle = 0u64;
-    let mut backoff = Duration::ZERO;
+    // Failed cycles in a row: they back off as the retry policy says (5 s doubling to 5 min).
+    let mut failures = 0u32;
     let mut next_due = Instant::now();
     let mut changed = true;
     // The last plan printed: an unchanged plan is not printed again.
@@ -71,7 +69,8 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
             cycle += 1;
             let ok = run_cycle(g, &args, cycle, changed, &mut last);
             changed = false;
-            backoff = if ok { Duration::ZERO } else { (backoff * 2).clamp(Duration::from_secs(5), MAX_BACKOFF) };
+            let backoff = if ok { Duration::ZERO } else { crate::retry::Policy::WATCH.exponential(failures) };
+            failures = if ok { 0 } else { failures.saturating_add(1) };
             next_due = Instant::now()
                 + if args.apply {
                     if ok { args.interval.0 } else { backoff }

@@ -38,6 +38,8 @@ pub struct ClientOptions {
     pub concurrency: u32,
     pub write_budget: Budget,
     pub read_budget: Budget,
+    /// When and how often a read is tried again ([`crate::retry`]).
+    pub retry: crate::retry::Policy,
 }
 
 /// What became of one POST.
@@ -170,6 +172,7 @@ pub struct Graph {
     reads: Pacer,
     in_flight: Semaphore,
     clock: ServerClock,
+    retry: crate::retry::Policy,
 }
 
 /// Every cause of a reqwest error, joined (reqwest's Display alone hides the useful part).
@@ -219,6 +222,7 @@ impl Graph {
             reads: Pacer::new(opts.read_budget.requests, opts.read_budget.window),
             in_flight: Semaphore::new(opts.concurrency.max(1) as usize),
             clock: ServerClock::default(),
+            retry: opts.retry,
         }
     }
 
@@ -349,7 +353,8 @@ impl Graph {
         }
     }
 
-    /// GET with a token renewal after a 401 and waits after 429s (reads are safe to repeat).
+    /// GET, tried again as [`crate::retry`] decides: a token renewal after a 401, waits after
+    /// 429s, a short pause when it could not be sent (reads are safe to repeat).
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<Option<T>, ReadError> {
         Ok(self.get_json_dated(url).await?.0)
     }
@@ -359,19 +364,27 @@ impl Graph {
         &self,
         url: &str,
     ) -> Result<(Option<T>, Option<Timestamp>), ReadError> {
-        let mut throttled = 0;
-        let mut reauthed = 0;
+        use crate::retry::{Next, Outcome, decide, log_capped};
+        let mut history = crate::retry::History::default();
         loop {
             let (resp, token) = match self.send_read(url).await {
                 Ok(r) => r,
                 Err(SendError::Auth(e)) => return Err(ReadError::Auth(e)),
-                Err(SendError::Http(e)) => return Err(ReadError::Transport(error_chain(&e))),
+                Err(SendError::Http(e)) => match decide(Outcome::NotSent, history, &self.retry) {
+                    Next::RetryAfter(pause) => {
+                        history = history.after(Outcome::NotSent);
+                        tracing::debug!(error = %error_chain(&e), "read failed; trying again");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    _ => return Err(ReadError::Transport(error_chain(&e))),
+                },
             };
             let answer = answer_of(&resp, None);
             let retry_after = retry_after_of(&resp, &answer);
             let status = answer.status;
             let body = resp.bytes().await.map_err(|e| ReadError::Transport(error_chain(&e)))?;
-            match status {
+            let outcome = match status {
                 200..=299 => {
                     self.reads.succeeded().await;
                     // Never log `body`: a device may carry a passcode.
@@ -379,14 +392,23 @@ impl Graph {
                     return Ok((Some(value), answer.date));
                 }
                 404 => return Ok((None, answer.date)),
-                401 if reauthed < MAX_REAUTH && self.tokens.invalidate(&token).await => reauthed += 1,
-                429 if throttled < 8 => {
-                    throttled += 1;
-                    let delay = retry_after.unwrap_or(Duration::from_secs(1 << throttled.min(6)));
+                401 => Outcome::Unauthorized,
+                429 => Outcome::Throttled(retry_after),
+                _ => Outcome::Final,
+            };
+            let again = match decide(outcome, history, &self.retry) {
+                Next::Reauthenticate => self.tokens.invalidate(&token).await,
+                Next::RetryAfter(delay) => {
+                    log_capped(retry_after, &self.retry);
                     self.reads.throttled(delay).await;
+                    true
                 }
-                _ => return Err(ReadError::Graph(error::parse(status, answer.request_id, &body))),
+                Next::Done | Next::GiveUp => false,
+            };
+            if !again {
+                return Err(ReadError::Graph(error::parse(status, answer.request_id, &body)));
             }
+            history = history.after(outcome);
         }
     }
 

@@ -41,9 +41,15 @@ pub fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
     Ok(files)
 }
 
-/// `path` without `.` components, for comparing paths as written.
+/// `path` relative to the working directory (when it is inside it) and without `.` components,
+/// for comparing paths as git and the config write them.
 pub fn normal(path: &Path) -> PathBuf {
-    path.components().filter(|c| !matches!(c, Component::CurDir)).collect()
+    let cwd = std::env::current_dir().ok();
+    let rel = match &cwd {
+        Some(cwd) if path.is_absolute() => path.strip_prefix(cwd).unwrap_or(path),
+        _ => path,
+    };
+    rel.components().filter(|c| !matches!(c, Component::CurDir)).collect()
 }
 
 fn run(args: &[&str]) -> Result<String, String> {

@@ -51,15 +51,13 @@ pub struct ApplyOptions {
     pub policy: crate::policy::Policy,
     pub static_violations: Vec<crate::plan::Violation>,
     /// Ticket, reason and requester of every manifest, shown in the plan and recorded.
-    pub manifests: std::collections::BTreeMap<String, crate::plan::ManifestInfo>,
+    pub manifests: std::collections::BTreeMap<String, crate::manifest::ManifestInfo>,
     /// Where this run comes from (commit, pull request, CI run, actor), recorded with every attempt.
     pub provenance: crate::state::Provenance,
     /// A policy rule knowingly overridden, recorded with every attempt.
     pub policy_override: Option<String>,
     /// `apply --plan FILE`: execute the reviewed resets of this saved plan whose premise holds.
     pub expected: Option<Expected>,
-    /// The digest of the manifests and config of this run (see [`crate::saved::inputs_digest`]).
-    pub inputs: String,
     pub lock_timeout: Duration,
     pub max_actions: Option<usize>,
     pub report_orphans: bool,
@@ -168,7 +166,7 @@ pub async fn apply(
     let writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref()).await?;
     if let Some(exp) = &opts.expected {
         let (lineage, serial) = writer.ledger_before();
-        let now = Binding { lineage, serial, tenant: opts.tenant.clone(), inputs: opts.inputs.clone() };
+        let now = Binding { lineage, serial, tenant: opts.tenant.clone() };
         if let Some(what) = exp.saved.binding.changes_since(&now) {
             return Err(SavedError::Stale { path: exp.path.clone(), what }.into());
         }
@@ -239,11 +237,8 @@ pub async fn apply(
             let mut record =
                 e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), Timestamp::now()));
             record.device_name = d.device_name.clone();
-            let info = plan.manifests.get(&action.manifest).cloned().unwrap_or_default();
             let provenance = crate::state::Provenance {
-                ticket: info.ticket,
-                reason: info.reason,
-                requested_by: info.requested_by,
+                manifest: plan.manifests.get(&action.manifest).cloned().unwrap_or_default(),
                 plan: opts.expected.as_ref().map(|exp| exp.saved.id.to_string()),
                 ..opts.provenance.clone()
             };

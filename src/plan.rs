@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::action::{Action, ActionKey, Selector};
 use crate::graph::Device;
+use crate::manifest::ManifestInfo;
 use crate::state::{Ledger, Record, Status};
 
 /// What will happen to one action.
@@ -164,31 +165,6 @@ pub struct PlanOptions {
     pub report_orphans: bool,
     /// Block likely renames (needs the orphans, so only when `report_orphans`).
     pub rename_guard: Option<RenameGuard>,
-}
-
-/// What the reviewer needs to see of a manifest next to its name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ManifestInfo {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ticket: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_by: Option<String>,
-}
-
-impl ManifestInfo {
-    pub fn of(m: &crate::manifest::Manifest) -> Self {
-        let text = |v: &Option<(String, crate::diagnostic::Pos)>| {
-            v.as_ref().map(|(t, _)| t.trim().to_owned()).filter(|t| !t.is_empty())
-        };
-        ManifestInfo { ticket: text(&m.ticket), reason: text(&m.reason), requested_by: text(&m.requested_by) }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ticket.is_none() && self.reason.is_none() && self.requested_by.is_none()
-    }
 }
 
 /// A policy violation, and what it stops: its manifest, or (`manifest: None`) the whole run.
@@ -370,16 +346,6 @@ pub enum Resolution {
     SameDevice(Device, String),
     /// Why the action cannot be sent.
     Blocked(BlockKind, String),
-}
-
-impl Resolution {
-    /// The device found, if any.
-    pub fn device(&self) -> Option<&Device> {
-        match self {
-            Resolution::Device(d) | Resolution::SameDevice(d, _) => Some(d),
-            Resolution::Blocked(..) => None,
-        }
-    }
 }
 
 /// Devices looked up for a plan, by action key. Empty for an offline plan.

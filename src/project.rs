@@ -26,8 +26,8 @@ impl Project {
     }
 
     /// What the plan shows of each manifest next to its name.
-    pub fn manifest_infos(&self) -> std::collections::BTreeMap<String, crate::plan::ManifestInfo> {
-        self.manifests.iter().map(|m| (m.name.clone(), crate::plan::ManifestInfo::of(m))).collect()
+    pub fn manifest_infos(&self) -> std::collections::BTreeMap<String, crate::manifest::ManifestInfo> {
+        self.manifests.iter().map(|m| (m.name.clone(), crate::manifest::ManifestInfo::of(m))).collect()
     }
 }
 

@@ -13,13 +13,13 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
 use crate::diagnostic::Pos;
 use crate::graph::Device;
-use crate::plan::{BlockKind, Change, Entry, ManifestInfo, Plan, Violation};
+use crate::manifest::ManifestInfo;
+use crate::plan::{BlockKind, Change, Entry, Plan, Violation};
 use crate::state::{Ledger, Record, Status};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,14 +30,12 @@ pub const KIND: &str = "intune-reconcile-plan";
 pub const FORMAT_VERSION: u32 = 1;
 
 /// What the plan was made from. The lineage and the tenant must match when it is applied; the
-/// serial and the inputs digest are kept for the record (they may change: other merges).
+/// serial is kept for the record (other merges change it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     pub lineage: Option<Uuid>,
     pub serial: u64,
     pub tenant: Option<String>,
-    /// `sha256:` over the config and every manifest file (path and bytes).
-    pub inputs: String,
 }
 
 /// A saved plan file.
@@ -119,24 +117,9 @@ pub enum SavedError {
     Unusable { path: PathBuf, why: &'static str, hint: &'static str },
 }
 
-/// `sha256:` over the config and manifest files, path and bytes each (sorted by path).
-pub fn inputs_digest(config: Option<&Path>, manifests: &[PathBuf]) -> std::io::Result<String> {
-    let mut files: Vec<&Path> = config.into_iter().chain(manifests.iter().map(PathBuf::as_path)).collect();
-    files.sort();
-    let mut h = Sha256::new();
-    for f in files {
-        let bytes = std::fs::read(f)?;
-        h.update(f.to_string_lossy().as_bytes());
-        h.update([0]);
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
-}
-
 impl Binding {
-    pub fn of(ledger: &Ledger, tenant: Option<&str>, inputs: String) -> Self {
-        Binding { lineage: ledger.lineage, serial: ledger.serial, tenant: tenant.map(str::to_owned), inputs }
+    pub fn of(ledger: &Ledger, tenant: Option<&str>) -> Self {
+        Binding { lineage: ledger.lineage, serial: ledger.serial, tenant: tenant.map(str::to_owned) }
     }
 
     /// Why a plan made on `self` cannot be applied to `now` at all (another ledger or tenant),

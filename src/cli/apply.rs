@@ -13,7 +13,7 @@ use crate::apply::{self, ApplyOptions, Expected, Ui};
 use crate::plan::Plan;
 use crate::project;
 use crate::render::{self, Format, PlanContext};
-use crate::saved::{SavedError, SavedPlan, inputs_digest};
+use crate::saved::{SavedError, SavedPlan};
 use crate::state::{Record, Status};
 
 #[derive(Debug, clap::Args)]
@@ -196,7 +196,6 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         provenance: crate::audit::run_provenance(&env, std::path::Path::new(".")),
         policy_override,
         expected,
-        inputs: inputs_digest(p.settings.config_file.as_deref(), &p.files)?,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
         max_actions: args.max_actions,
         report_orphans: !p.limited,

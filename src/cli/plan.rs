@@ -11,7 +11,7 @@ use crate::graph::auth::{PRIVILEGED_ROLE, READ_ROLES};
 use crate::plan::{self, PlanOptions, Resolutions};
 use crate::project;
 use crate::render::{self, Format, PlanContext};
-use crate::saved::{Binding, SavedPlan, inputs_digest};
+use crate::saved::{Binding, SavedPlan};
 use crate::state::{LocalStore, Store};
 
 #[derive(Debug, clap::Args)]
@@ -103,8 +103,7 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     };
     let ctx = PlanContext { offline: args.offline, simulated: args.simulate };
     if let Some(path) = &args.out {
-        let inputs = inputs_digest(p.settings.config_file.as_deref(), &p.files)?;
-        let binding = Binding::of(&ledger, tenant.as_deref(), inputs);
+        let binding = Binding::of(&ledger, tenant.as_deref());
         SavedPlan::new(&plan, &ledger, binding, args.simulate, args.offline).write(path)?;
     }
     let mut buf = Vec::new();

@@ -33,6 +33,31 @@ pub struct Manifest {
     pub devices: Vec<DeviceEntry>,
 }
 
+/// What the reviewer needs to see of a manifest next to its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl ManifestInfo {
+    pub fn of(m: &Manifest) -> Self {
+        let text = |v: &Option<(String, crate::diagnostic::Pos)>| {
+            v.as_ref().map(|(t, _)| t.trim().to_owned()).filter(|t| !t.is_empty())
+        };
+        ManifestInfo { ticket: text(&m.ticket), reason: text(&m.reason), requested_by: text(&m.requested_by) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ticket.is_none() && self.reason.is_none() && self.requested_by.is_none()
+    }
+}
+
 /// One entry of `spec.devices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceEntry {

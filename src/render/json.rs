@@ -19,7 +19,7 @@ struct PlanDto<'a> {
     actions: Vec<EntryDto<'a>>,
     violations: Vec<ViolationDto<'a>>,
     /// Ticket, reason and requester of each manifest, by name.
-    manifests: &'a std::collections::BTreeMap<String, crate::plan::ManifestInfo>,
+    manifests: &'a std::collections::BTreeMap<String, crate::manifest::ManifestInfo>,
     /// `plan --base`: the counts of what lies outside the change.
     #[serde(skip_serializing_if = "Option::is_none")]
     outside: Option<SummaryDto>,

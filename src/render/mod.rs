@@ -144,7 +144,7 @@ pub fn outside_line(plan: &Plan) -> Option<String> {
 
 /// `ticket INC-4711, reason "…", requested by alice@…` of a manifest, as far as it says.
 /// Written by the manifest's author: escaped by the caller's renderer.
-pub fn manifest_facts(info: &crate::plan::ManifestInfo) -> Option<String> {
+pub fn manifest_facts(info: &crate::manifest::ManifestInfo) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(t) = &info.ticket {
         parts.push(format!("ticket {t}"));

@@ -164,11 +164,7 @@ fn provenance_lines(p: &Provenance) -> Vec<String> {
     if let Some(plan) = &p.plan {
         lines.push(format!("     saved plan {plan}"));
     }
-    if let Some(facts) = super::manifest_facts(&crate::plan::ManifestInfo {
-        ticket: p.ticket.clone(),
-        reason: p.reason.clone(),
-        requested_by: p.requested_by.clone(),
-    }) {
+    if let Some(facts) = super::manifest_facts(&p.manifest) {
         lines.push(format!("     manifest said: {facts}"));
     }
     lines
@@ -267,9 +263,9 @@ pub fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
                     o(p.run_id.as_ref()),
                     o(p.run_url.as_ref()),
                     o(p.actor.as_ref()),
-                    o(p.ticket.as_ref()),
-                    o(p.reason.as_ref()),
-                    o(p.requested_by.as_ref()),
+                    o(p.manifest.ticket.as_ref()),
+                    o(p.manifest.reason.as_ref()),
+                    o(p.manifest.requested_by.as_ref()),
                     o(p.plan.as_ref()),
                 ],
             )?;

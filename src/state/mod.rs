@@ -156,12 +156,8 @@ pub struct Provenance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
     /// The manifest's `metadata.ticket`, `reason` and `requestedBy` when it was sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ticket: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_by: Option<String>,
+    #[serde(default, skip_serializing_if = "crate::manifest::ManifestInfo::is_empty")]
+    pub manifest: crate::manifest::ManifestInfo,
     /// The id of the saved plan it executed (`apply --plan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,

@@ -18,42 +18,27 @@ const MAX_LEN: usize = 300;
 pub fn run_provenance(env: &dyn Fn(&str) -> Option<String>, project_dir: &Path) -> Provenance {
     let var = |k: &str| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty());
     let mut p = Provenance::default();
-    if var("GITHUB_ACTIONS").as_deref() == Some("true") {
-        p.ci = Some("github-actions".into());
-        p.commit = var("GITHUB_SHA");
-        p.run_id = var("GITHUB_RUN_ID").map(|id| match var("GITHUB_RUN_ATTEMPT") {
-            Some(n) if n != "1" => format!("{id} (attempt {n})"),
-            _ => id,
-        });
-        if let (Some(server), Some(repo), Some(id)) =
-            (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID"))
-        {
-            p.run_url = Some(clean(&format!("{}/{repo}/actions/runs/{id}", server.trim_end_matches('/'))));
+    match ci(env) {
+        Some(run) if run.system == GITHUB => {
+            p.commit = var("GITHUB_SHA");
+            p.actor = var("GITHUB_TRIGGERING_ACTOR").or_else(|| var("GITHUB_ACTOR"));
+            p.pull_request = var("GITHUB_REF").and_then(|r| {
+                let n = r.strip_prefix("refs/pull/")?.split('/').next()?;
+                n.bytes().all(|b| b.is_ascii_digit()).then(|| n.to_owned())
+            });
+            (p.ci, p.run_id, p.run_url) = (Some(run.system.into()), Some(run.id), run.url);
         }
-        p.actor = var("GITHUB_TRIGGERING_ACTOR").or_else(|| var("GITHUB_ACTOR"));
-        p.pull_request = var("GITHUB_REF").and_then(|r| {
-            let n = r.strip_prefix("refs/pull/")?.split('/').next()?;
-            n.bytes().all(|b| b.is_ascii_digit()).then(|| n.to_owned())
-        });
-    } else if var("TF_BUILD").is_some() || var("BUILD_BUILDID").is_some() {
-        p.ci = Some("azure-pipelines".into());
-        p.commit = var("BUILD_SOURCEVERSION");
-        p.run_id = var("BUILD_BUILDID");
-        if let (Some(collection), Some(project), Some(id)) =
-            (var("SYSTEM_COLLECTIONURI"), var("SYSTEM_TEAMPROJECT"), var("BUILD_BUILDID"))
-        {
-            p.run_url = Some(clean(&format!(
-                "{}/{}/_build/results?buildId={id}",
-                collection.trim_end_matches('/'),
-                percent_encoding::utf8_percent_encode(&project, percent_encoding::NON_ALPHANUMERIC)
-            )));
+        Some(run) => {
+            p.commit = var("BUILD_SOURCEVERSION");
+            p.actor = var("BUILD_REQUESTEDFOREMAIL").or_else(|| var("BUILD_REQUESTEDFOR"));
+            p.pull_request =
+                var("SYSTEM_PULLREQUEST_PULLREQUESTNUMBER").or_else(|| var("SYSTEM_PULLREQUEST_PULLREQUESTID"));
+            (p.ci, p.run_id, p.run_url) = (Some(run.system.into()), Some(run.id), run.url);
         }
-        p.actor = var("BUILD_REQUESTEDFOREMAIL").or_else(|| var("BUILD_REQUESTEDFOR"));
-        p.pull_request =
-            var("SYSTEM_PULLREQUEST_PULLREQUESTNUMBER").or_else(|| var("SYSTEM_PULLREQUEST_PULLREQUESTID"));
-    } else {
-        p.ci = Some("local".into());
-        p.actor = Some(person(env));
+        None => {
+            p.ci = Some("local".into());
+            p.actor = Some(person(env));
+        }
     }
     if p.commit.is_none() {
         p.commit = git(project_dir, &["rev-parse", "HEAD"]);
@@ -63,6 +48,58 @@ pub fn run_provenance(env: &dyn Fn(&str) -> Option<String>, project_dir: &Path) 
         p.pull_request = git(project_dir, &["log", "-1", "--format=%s"]).and_then(|s| pull_request_of(&s));
     }
     p
+}
+
+const GITHUB: &str = "github-actions";
+const AZURE: &str = "azure-pipelines";
+
+/// A CI run, as its system's variables name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CiRun {
+    system: &'static str,
+    id: String,
+    url: Option<String>,
+}
+
+/// The CI run this process belongs to (GitHub Actions or Azure Pipelines), if any.
+fn ci(env: &dyn Fn(&str) -> Option<String>) -> Option<CiRun> {
+    let var = |k: &str| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty());
+    if var("GITHUB_ACTIONS").as_deref() == Some("true") {
+        let id = var("GITHUB_RUN_ID")?;
+        let url = match (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY")) {
+            (Some(server), Some(repo)) => {
+                Some(clean(&format!("{}/{repo}/actions/runs/{id}", server.trim_end_matches('/'))))
+            }
+            _ => None,
+        };
+        let id = match var("GITHUB_RUN_ATTEMPT") {
+            Some(n) if n != "1" => format!("{id} (attempt {n})"),
+            _ => id,
+        };
+        return Some(CiRun { system: GITHUB, id, url });
+    }
+    if var("TF_BUILD").is_some() || var("BUILD_BUILDID").is_some() {
+        let id = var("BUILD_BUILDID")?;
+        let url = match (var("SYSTEM_COLLECTIONURI"), var("SYSTEM_TEAMPROJECT")) {
+            (Some(collection), Some(project)) => Some(clean(&format!(
+                "{}/{}/_build/results?buildId={id}",
+                collection.trim_end_matches('/'),
+                percent_encoding::utf8_percent_encode(&project, percent_encoding::NON_ALPHANUMERIC)
+            ))),
+            _ => None,
+        };
+        return Some(CiRun { system: AZURE, id, url });
+    }
+    None
+}
+
+/// The CI run holding a ledger lock, for the message naming the holder:
+/// `github-actions run 9001 https://github.com/…/actions/runs/9001`.
+pub fn ci_run(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    ci(env).map(|run| match run.url {
+        Some(url) => format!("{} run {} {url}", run.system, run.id),
+        None => format!("{} run {}", run.system, run.id),
+    })
 }
 
 /// Who is acting: the CI actor or the local user, at this host.
@@ -145,5 +182,33 @@ mod tests {
         assert_eq!(p.run_id.as_deref(), Some("9001 (attempt 2)"));
         assert_eq!(p.run_url.as_deref(), Some("https://github.com/contoso/devices/actions/runs/9001"));
         assert_eq!(p.actor.as_deref(), Some("octocat[31m"), "control characters are dropped");
+        assert_eq!(
+            ci_run(&env).as_deref(),
+            Some("github-actions run 9001 (attempt 2) https://github.com/contoso/devices/actions/runs/9001"),
+            "a lock names the run holding it"
+        );
+    }
+
+    #[test]
+    fn azure_pipelines_variables_make_the_provenance_and_values_are_cut() {
+        let long = "a".repeat(400);
+        let vars = [
+            ("TF_BUILD", "True"),
+            ("BUILD_SOURCEVERSION", "89abcdef"),
+            ("BUILD_BUILDID", "318"),
+            ("SYSTEM_COLLECTIONURI", "https://dev.azure.com/contoso/"),
+            ("SYSTEM_TEAMPROJECT", "Intune Ops"),
+            ("SYSTEM_PULLREQUEST_PULLREQUESTID", "77"),
+            ("BUILD_REQUESTEDFOREMAIL", long.as_str()),
+        ];
+        let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
+        let p = run_provenance(&env, Path::new("/nonexistent"));
+        assert_eq!(
+            (p.ci.as_deref(), p.commit.as_deref(), p.pull_request.as_deref()),
+            (Some("azure-pipelines"), Some("89abcdef"), Some("77"))
+        );
+        assert_eq!(p.run_url.as_deref(), Some("https://dev.azure.com/contoso/Intune%20Ops/_build/results?buildId=318"));
+        assert_eq!(p.actor.map(|a| a.len()), Some(MAX_LEN), "values are cut");
+        assert_eq!(ci_run(&|_| None), None, "outside CI no run is named");
     }
 }

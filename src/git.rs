@@ -36,19 +36,16 @@ pub fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
             what: format!("cannot list the files changed since `{base}`: {why}"),
             hint: "run it inside the repository's working tree",
         })?;
-        files.extend(out.split('\0').filter(|f| !f.is_empty()).map(|f| normal(Path::new(f))));
+        // git lists them relative to the working directory already.
+        files.extend(out.split('\0').filter(|f| !f.is_empty()).map(|f| normal(Path::new(f), Path::new(""))));
     }
     Ok(files)
 }
 
-/// `path` relative to the working directory (when it is inside it) and without `.` components,
-/// for comparing paths as git and the config write them.
-pub fn normal(path: &Path) -> PathBuf {
-    let cwd = std::env::current_dir().ok();
-    let rel = match &cwd {
-        Some(cwd) if path.is_absolute() => path.strip_prefix(cwd).unwrap_or(path),
-        _ => path,
-    };
+/// `path` relative to the working directory `cwd` (when it is inside it) and without `.`
+/// components, for comparing paths as git and the config write them.
+pub fn normal(path: &Path, cwd: &Path) -> PathBuf {
+    let rel = if path.is_absolute() { path.strip_prefix(cwd).unwrap_or(path) } else { path };
     rel.components().filter(|c| !matches!(c, Component::CurDir)).collect()
 }
 

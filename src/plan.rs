@@ -411,35 +411,26 @@ pub fn plan<'a>(
 /// blocked, with the fix. A higher `round` than the orphan's says "reset it again" and passes.
 fn block_likely_renames(entries: &mut [Entry<'_>], orphans: &[&Record], guard: RenameGuard) {
     let since = guard.now - jiff::SignedDuration::try_from(guard.within).unwrap_or(jiff::SignedDuration::MAX);
-    type SelectorId = (crate::action::Collection, crate::action::SelectorKind, String);
-    let mut by_device: HashMap<String, &Record> = HashMap::new();
-    let mut by_selector: HashMap<SelectorId, &Record> = HashMap::new();
-    for r in orphans.iter().filter(|r| r.status.blocks_sending()) {
-        let Some(sent) = r.last_reset() else { continue };
-        if sent < since {
-            continue;
-        }
-        if let Some(id) = &r.managed_device_id {
-            by_device.insert(id.to_ascii_lowercase(), r);
-        }
-        by_selector.insert((r.collection, r.selector.kind, r.selector.normalized()), r);
-    }
-    if by_device.is_empty() && by_selector.is_empty() {
+    let recent = crate::state::ResetIndex::new(
+        orphans.iter().copied().filter(|r| r.status.blocks_sending() && r.last_reset().is_some_and(|t| t >= since)),
+    );
+    if recent.is_empty() {
         return;
     }
     for e in entries.iter_mut().filter(|e| e.change == Change::Reset && e.record.is_none()) {
         let Some(a) = e.action else { continue };
-        let orphan = e
-            .device
-            .and_then(|d| by_device.get(&d.id.to_ascii_lowercase()))
-            .or_else(|| by_selector.get(&(a.collection, a.selector.kind, a.selector.normalized())));
-        let Some(r) = orphan.filter(|r| a.round <= r.round) else { continue };
-        let when = r.last_reset().map(crate::duration::at_second).unwrap_or_default();
+        let Some((when, r)) = recent.last(a, e.device.map(|d| d.id.as_str())).filter(|(_, r)| a.round <= r.round)
+        else {
+            continue;
+        };
         e.change = Change::Blocked;
         e.block = Some(BlockKind::LikelyRename);
         e.reason = format!(
-            "likely a rename: manifest `{}` (no longer in the manifests) reset this device at {when}; if `{}` is its new name, add `formerNames: [{}]` under metadata; to reset it again, bump spec.round",
-            r.manifest, a.manifest, r.manifest
+            "likely a rename: manifest `{}` (no longer in the manifests) reset this device at {}; if `{}` is its new name, add `formerNames: [{}]` under metadata; to reset it again, bump spec.round",
+            r.manifest,
+            crate::duration::at_second(when),
+            a.manifest,
+            r.manifest
         )
         .into();
     }

@@ -31,7 +31,7 @@ use crate::duration::HumanDuration;
 use crate::manifest::Manifest;
 use crate::manifest::source::pos_of;
 use crate::plan::{Change, Plan, RenameGuard, Violation};
-use crate::state::Ledger;
+use crate::state::{Ledger, ResetIndex};
 
 /// The `policy:` section as written.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -465,7 +465,8 @@ impl Policy {
     fn check_plan(&self, plan: &Plan<'_>, ledger: &Ledger, now: jiff::Timestamp) -> Vec<Violation> {
         let mut all: Vec<Violation> = Vec::new();
         let mut planned: HashMap<String, &crate::action::Action> = HashMap::new();
-        let past = if self.cooldown.is_some() { ResetIndex::new(ledger) } else { ResetIndex::default() };
+        let past =
+            if self.cooldown.is_some() { ResetIndex::new(ledger.records.values()) } else { ResetIndex::default() };
         for e in plan.entries.iter().filter(|e| e.change == Change::Reset) {
             let Some(a) = e.action else { continue };
             let mut out = Vec::new();
@@ -524,6 +525,7 @@ impl Policy {
             }
             if let Some((cooldown, _)) = self.cooldown
                 && let Some((when, by)) = past.last(a, e.device.map(|d| d.id.as_str()))
+                && let by = &by.manifest
             {
                 let until = when + jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
                 if now < until {
@@ -570,45 +572,6 @@ impl Policy {
             format!("{} in {} is outside every change window", local.strftime("%a %Y-%m-%d %H:%M"), w.tz_name),
             "apply inside a window, or pass --ignore-change-windows --reason \"…\" (the reason is recorded in the ledger)",
         ))
-    }
-}
-
-/// One attempt that may have reset a device: when, and by which manifest.
-#[derive(Debug, Clone)]
-struct PastReset {
-    sent: jiff::Timestamp,
-    manifest: String,
-}
-
-/// The ledger's past resets, indexed once per plan by device id and by selector, so checking
-/// 20,000 actions against 10,000 records is two lookups each, not a scan of the ledger each.
-#[derive(Debug, Default)]
-struct ResetIndex {
-    by_device: HashMap<String, Vec<PastReset>>,
-    by_selector: HashMap<(crate::action::Collection, SelectorKind, String), Vec<PastReset>>,
-}
-
-impl ResetIndex {
-    fn new(ledger: &Ledger) -> Self {
-        let mut index = ResetIndex::default();
-        for r in ledger.records.values() {
-            let Some(sent) = r.last_reset() else { continue };
-            let past = PastReset { sent, manifest: r.manifest.clone() };
-            if let Some(id) = &r.managed_device_id {
-                index.by_device.entry(id.to_ascii_lowercase()).or_default().push(past.clone());
-            }
-            index.by_selector.entry((r.collection, r.selector.kind, r.selector.normalized())).or_default().push(past);
-        }
-        index
-    }
-
-    /// The latest reset of the same device (by resolved id, or by the same selector), across
-    /// manifests and rounds, `a`'s own earlier attempts included (one that `refresh` found no
-    /// trace of may still have run): when, and by which manifest.
-    fn last(&self, a: &crate::action::Action, device_id: Option<&str>) -> Option<(jiff::Timestamp, String)> {
-        let by_device = device_id.and_then(|id| self.by_device.get(&id.to_ascii_lowercase()));
-        let by_selector = self.by_selector.get(&(a.collection, a.selector.kind, a.selector.normalized()));
-        by_device.into_iter().chain(by_selector).flatten().max_by_key(|p| p.sent).map(|p| (p.sent, p.manifest.clone()))
     }
 }
 
@@ -661,6 +624,16 @@ mod tests {
     #[test]
     fn no_windows_means_always() {
         assert!(Policy::default().check_window(at("2026-11-28T03:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn the_likely_rename_guard_is_on_by_default_and_configurable() {
+        let now = at("2026-11-30T08:00:00Z");
+        let day = std::time::Duration::from_secs(24 * 3600);
+        assert_eq!(Policy::default().rename_guard(now), Some(RenameGuard { now, within: day }));
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(policy("likelyRename: { within: 1h }\n").rename_guard(now), Some(RenameGuard { now, within: hour }));
+        assert_eq!(policy("likelyRename: { then: send }\n").rename_guard(now), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::diagnostic::Pos;
 use crate::graph::Device;
 use crate::manifest::ManifestInfo;
 use crate::plan::{BlockKind, Change, Entry, Plan, Violation};
-use crate::state::{Ledger, Record, Status};
+use crate::state::{Ledger, Record, ResetIndex, Status};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -144,20 +144,9 @@ impl Binding {
     }
 }
 
-/// The ledger's actions that may have reset each device, by lowercase device id.
-fn resets_by_device(ledger: &Ledger) -> HashMap<String, Vec<&Record>> {
-    let mut out: HashMap<String, Vec<&Record>> = HashMap::new();
-    for r in ledger.records.values().filter(|r| r.last_reset().is_some()) {
-        if let Some(id) = &r.managed_device_id {
-            out.entry(id.to_ascii_lowercase()).or_default().push(r);
-        }
-    }
-    out
-}
-
 impl SavedPlan {
     pub fn new(plan: &Plan<'_>, ledger: &Ledger, binding: Binding, simulated: bool, offline: bool) -> Self {
-        let by_device = resets_by_device(ledger);
+        let resets = ResetIndex::new(ledger.records.values());
         let entries = plan
             .entries
             .iter()
@@ -165,10 +154,8 @@ impl SavedPlan {
                 let crate::plan::Origin { file, line, round, collection } = e.origin();
                 let prior_resets = match (e.change, e.device, e.action) {
                     (Change::Reset, Some(d), Some(a)) => {
-                        let mut keys: Vec<ActionKey> = by_device
-                            .get(&d.id.to_ascii_lowercase())
-                            .into_iter()
-                            .flatten()
+                        let mut keys: Vec<ActionKey> = resets
+                            .on_device(&d.id)
                             .filter(|r| r.key != a.key && !a.former_keys.contains(&r.key))
                             .map(|r| r.key.clone())
                             .collect();
@@ -357,7 +344,7 @@ impl Restored {
 /// `fresh` (actions outside the plan) is dropped: it is never sent.
 pub fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Plan<'a> {
     let saved = &restored.saved;
-    let by_device = resets_by_device(ledger);
+    let resets = ResetIndex::new(ledger.records.values());
     let plan_id = saved.id.to_string();
     let Plan { entries: fresh_entries, violations, manifests, .. } = fresh;
     let mut fresh_by_key: HashMap<ActionKey, Entry<'a>> =
@@ -397,7 +384,7 @@ pub fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Pl
                     let a = e.action.expect("a planned reset has an action");
                     // Another action's reset of the device that the reviewer did not see; one
                     // this very plan sent (a run cut short, applied again) was seen.
-                    let since = now.as_ref().and_then(|id| by_device.get(id)).into_iter().flatten().find(|r| {
+                    let since = now.iter().flat_map(|id| resets.on_device(id)).find(|r| {
                         r.key != a.key
                             && !a.former_keys.contains(&r.key)
                             && !s.prior_resets.contains(&r.key)

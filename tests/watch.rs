@@ -74,16 +74,21 @@ impl Watch {
 }
 
 fn watch(repo: &Repo, args: &[&str]) -> Watch {
+    spawn(repo, &[&["watch"], args].concat(), &[])
+}
+
+/// `reconcile ARGS` in `repo` with `env`, its output collected.
+fn spawn(repo: &Repo, args: &[&str], env: &[(&str, String)]) -> Watch {
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
         .current_dir(repo.path())
-        .arg("watch")
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("AZURE_TENANT_ID")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn watch");
+        .expect("spawn reconcile");
     Watch::start(child)
 }
 
@@ -139,19 +144,7 @@ fn the_reconciler_applies_new_manifests_exactly_once_and_stops_cleanly() {
     repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0)]));
     let sim =
         sim(SimConfig { devices: android_devices(12), latency: Duration::from_millis(150), ..SimConfig::default() });
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
-        .current_dir(repo.path())
-        .args(["watch", "--apply", "--interval", "2s"])
-        .env("RECONCILE_GRAPH_URL", sim.url())
-        .env("AZURE_AUTHORITY_HOST", sim.url())
-        .env("AZURE_TENANT_ID", "test-tenant")
-        .env("AZURE_CLIENT_ID", "c")
-        .env("AZURE_CLIENT_SECRET", common::SECRET)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let w = Watch::start(child);
+    let w = reconciler(&repo, &sim, &["watch", "--apply", "--interval", "2s"]);
     w.wait_for("Apply complete: 1 accepted", 1);
     // Intervals pass: the applied manifest is never sent again.
     w.wait_for("Nothing to do.", 2);
@@ -190,24 +183,7 @@ fn the_reconciler_prints_changed_plans_only_and_json_lines_only_when_asked() {
     repo.fast_config("");
     repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0), &android_id(1)]));
     let sim = sim(SimConfig { devices: android_devices(2), ..SimConfig::default() });
-    let spawn = |extra: &[&str]| {
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
-            .current_dir(repo.path())
-            .args(extra)
-            .args(["watch", "--apply", "--interval", "300ms"])
-            .env("RECONCILE_GRAPH_URL", sim.url())
-            .env("AZURE_AUTHORITY_HOST", sim.url())
-            .env("AZURE_TENANT_ID", "test-tenant")
-            .env("AZURE_CLIENT_ID", "c")
-            .env("AZURE_CLIENT_SECRET", common::SECRET)
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        Watch::start(child)
-    };
-    let w = spawn(&[]);
+    let w = reconciler(&repo, &sim, &["watch", "--apply", "--interval", "300ms"]);
     w.wait_for("Nothing to do.", 4);
     let lines = w.out.clone();
     assert!(w.terminate().success());
@@ -219,7 +195,7 @@ fn the_reconciler_prints_changed_plans_only_and_json_lines_only_when_asked() {
     let quiet = out.iter().filter(|l| l.contains("── reconcile: Nothing to do.")).count();
     assert!(quiet >= 3, "unchanged cycles are one line each:\n{}", out.join("\n"));
 
-    let w = spawn(&["--log-format", "json"]);
+    let w = reconciler(&repo, &sim, &["--log-format", "json", "watch", "--apply", "--interval", "300ms"]);
     std::thread::sleep(Duration::from_millis(1_500));
     let (lines, errs) = (w.out.clone(), w.err.clone());
     assert!(w.terminate().success());
@@ -233,4 +209,16 @@ fn the_reconciler_prints_changed_plans_only_and_json_lines_only_when_asked() {
     let first: serde_json::Value = serde_json::from_str(&out[0]).expect("json");
     assert_eq!(first["mode"], "reconcile");
     assert_eq!(first["summary"]["already_done"], 2, "{first}");
+}
+
+/// `reconcile ARGS` in `repo`, signed in to `sim`, its output collected.
+fn reconciler(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, args: &[&str]) -> Watch {
+    let env = [
+        ("RECONCILE_GRAPH_URL", sim.url()),
+        ("AZURE_AUTHORITY_HOST", sim.url()),
+        ("AZURE_TENANT_ID", "test-tenant".to_owned()),
+        ("AZURE_CLIENT_ID", "c".to_owned()),
+        ("AZURE_CLIENT_SECRET", common::SECRET.to_owned()),
+    ];
+    spawn(repo, args, &env)
 }

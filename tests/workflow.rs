@@ -70,13 +70,7 @@ fn two_plans_from_one_ledger_applied_one_after_the_other_both_execute_fully() {
     let (repo, sim) = android_repo(4);
     let a = common::manifest_for("team-a", &[&id(0), &id(1)]);
     let b = common::manifest_for("team-b", &[&id(2), &id(3)]);
-    // PR A's branch.
-    repo.write("manifests/a.yaml", &a);
-    plan_out_to(&repo, &sim, "a.json");
-    // PR B's branch (from the same main: no A).
-    std::fs::remove_file(repo.path().join("manifests/a.yaml")).expect("rm");
-    repo.write("manifests/b.yaml", &b);
-    plan_out_to(&repo, &sim, "b.json");
+    plan_two_branches(&repo, &sim, &a, &b);
     // Both merged; a comment added to A after its review changes nothing it would do.
     repo.write("manifests/a.yaml", format!("{a}# reviewed in PR 1\n"));
     let out = repo.cmd_on(&sim).args(["apply", "--plan", "a.json"]).output().expect("run");
@@ -94,6 +88,16 @@ fn plan_out_to(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, file: &str) 
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// Two pull requests from the same main: `a.json` planned with only manifest `a`, `b.json` with
+/// only `b` (left in place), both from the same ledger.
+fn plan_two_branches(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, a: &str, b: &str) {
+    repo.write("manifests/a.yaml", a);
+    plan_out_to(repo, sim, "a.json");
+    std::fs::remove_file(repo.path().join("manifests/a.yaml")).expect("rm");
+    repo.write("manifests/b.yaml", b);
+    plan_out_to(repo, sim, "b.json");
+}
+
 // A reviewed reset whose device another pull request reset meanwhile is refused alone; the rest
 // of the plan runs.
 #[test]
@@ -101,11 +105,7 @@ fn a_reviewed_reset_whose_device_was_reset_by_another_pr_meanwhile_is_refused_al
     let (repo, sim) = android_repo(3);
     let a = common::manifest_for("team-a", &[&id(0), &id(1)]);
     let b = common::manifest_for("team-b", &[&id(1), &id(2)]);
-    repo.write("manifests/a.yaml", &a);
-    plan_out_to(&repo, &sim, "a.json");
-    std::fs::remove_file(repo.path().join("manifests/a.yaml")).expect("rm");
-    repo.write("manifests/b.yaml", &b);
-    plan_out_to(&repo, &sim, "b.json");
+    plan_two_branches(&repo, &sim, &a, &b);
     repo.write("manifests/a.yaml", &a);
     repo.cmd_on(&sim).args(["apply", "--plan", "b.json"]).assert().success();
     let out = repo.cmd_on(&sim).args(["apply", "--plan", "a.json"]).output().expect("run");

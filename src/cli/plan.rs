@@ -98,7 +98,10 @@ pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let plan = p.settings.policy.review(plan, p.settings.policy.check_manifests(&p.manifests), &ledger, now);
     let plan = match &changed {
         // Actions of changed manifest files, and orphans of files the change removed or renamed.
-        Some(files) => plan.scoped(|e| files.contains(&crate::git::normal(std::path::Path::new(&e.origin().file)))),
+        Some(files) => {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            plan.scoped(|e| files.contains(&crate::git::normal(std::path::Path::new(&e.origin().file), &cwd)))
+        }
         None => plan,
     };
     let ctx = PlanContext { offline: args.offline, simulated: args.simulate };

@@ -142,22 +142,9 @@ pub fn me(command: &str) -> LockInfo {
         since: jiff::Timestamp::now(),
         command: command.to_owned(),
         id: None,
-        ci_run: ci_run(),
+        ci_run: crate::audit::ci_run(&|k| std::env::var(k).ok()),
         renewed_at: None,
     }
-}
-
-/// The CI run this process belongs to, where the CI system says.
-fn ci_run() -> Option<String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    if let (Some(repo), Some(run)) = (var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
-        return Some(format!("github {repo} run {run}"));
-    }
-    if let Some(build) = var("BUILD_BUILDID") {
-        let project = var("SYSTEM_TEAMPROJECT").unwrap_or_default();
-        return Some(format!("azure-pipelines {project} build {build}").replace("  ", " "));
-    }
-    None
 }
 
 /// This machine's name.

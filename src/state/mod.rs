@@ -223,6 +223,54 @@ impl Attempt {
     }
 }
 
+/// When an action last may have reset its device, and the action.
+type Reset<'a> = (Timestamp, &'a Record);
+
+/// The ledger's actions that may have reset a device ([`Record::last_reset`]), indexed once by
+/// device id and by selector, so checking 20,000 actions against 10,000 records is two lookups
+/// each, not a scan of the ledger each. Used by the cooldown, the likely-rename guard and
+/// `apply --plan`'s "reset since the review".
+#[derive(Debug, Default)]
+pub struct ResetIndex<'a> {
+    by_device: std::collections::HashMap<String, Vec<Reset<'a>>>,
+    by_selector: std::collections::HashMap<(Collection, crate::action::SelectorKind, String), Vec<Reset<'a>>>,
+}
+
+impl<'a> ResetIndex<'a> {
+    pub fn new(records: impl IntoIterator<Item = &'a Record>) -> Self {
+        let mut index = ResetIndex::default();
+        for r in records {
+            let Some(sent) = r.last_reset() else { continue };
+            if let Some(id) = &r.managed_device_id {
+                index.by_device.entry(id.to_ascii_lowercase()).or_default().push((sent, r));
+            }
+            index
+                .by_selector
+                .entry((r.collection, r.selector.kind, r.selector.normalized()))
+                .or_default()
+                .push((sent, r));
+        }
+        index
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_selector.is_empty()
+    }
+
+    /// Every indexed action that reset the device with this id.
+    pub fn on_device(&self, id: &str) -> impl Iterator<Item = &'a Record> + '_ {
+        self.by_device.get(&id.to_ascii_lowercase()).into_iter().flatten().map(|(_, r)| *r)
+    }
+
+    /// The latest reset of `a`'s device (by its resolved id, or by the same selector), across
+    /// manifests and rounds, `a`'s own earlier attempts included: when, and by which action.
+    pub fn last(&self, a: &Action, device_id: Option<&str>) -> Option<(Timestamp, &'a Record)> {
+        let by_device = device_id.and_then(|id| self.by_device.get(&id.to_ascii_lowercase()));
+        let by_selector = self.by_selector.get(&(a.collection, a.selector.kind, a.selector.normalized()));
+        by_device.into_iter().chain(by_selector).flatten().max_by_key(|(sent, _)| *sent).copied()
+    }
+}
+
 impl Record {
     /// When this action last may have reset its device (see [`Attempt::may_have_run`]); `None`
     /// for a rejected action or one that never ran.

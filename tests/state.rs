@@ -139,10 +139,16 @@ fn attempts_record_commit_pull_request_run_and_actor() {
 #[test]
 fn state_simulate_reads_the_simulated_ledger() {
     let repo = Repo::from_examples();
+    let first = "manifests/helpdesk/inc-4711-lost-phone.yaml";
+    repo.cmd().args(["apply", "--simulate", "--auto-approve", first]).assert().success();
     repo.cmd().args(["apply", "--simulate", "--auto-approve"]).assert().success();
     let out = repo.cmd().args(["state", "list", "--simulate"]).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("7 actions"), "{}", stdout(&out));
+    // Latest first: the action applied first is listed last.
+    let text = stdout(&out);
+    let rows: Vec<&str> = text.lines().skip(1).take_while(|l| !l.is_empty()).collect();
+    assert!(rows.last().is_some_and(|l| l.contains("inc-4711-lost-phone")), "{rows:?}");
     let out = repo.cmd().args(["state", "--simulate", "export", "--format", "json"]).output().expect("run");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["actions"].as_array().map(Vec::len), Some(7));

@@ -280,6 +280,9 @@ fn apply_reports_json_and_junit() {
     let junit = repo.read("junit.xml");
     assert!(junit.contains("<testsuite name=\"reconcile apply\" tests=\"2\" failures=\"0\" skipped=\"1\">"), "{junit}");
     assert_eq!(junit.matches("<testcase ").count(), 2);
+    // The skipped case is the blocked Windows laptop, not the phone that was reset.
+    let laptop = junit.lines().find(|l| l.contains("4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a")).expect("the laptop's case");
+    assert!(laptop.contains("<skipped message="), "{laptop}");
 }
 
 /// Comments as the fake GitHub keeps them: id, body, author login.

@@ -1,14 +1,27 @@
-//! The executor: lock → plan → confirm → for each action: intent → call → outcome → unlock.
+//! The executor: lock → plan → look up while sending → record → unlock.
 //!
 //! # Expected flow
 //! 1. Take the ledger lock (a second writer fails at once, or waits `--lock-timeout`).
-//! 2. Plan against the locked ledger; nothing to reset ends here.
-//! 3. Refuse a plan larger than `--max-actions`; check the token's `roles`.
-//! 4. Look the devices up; blocked actions are never sent.
-//! 5. Show the plan and ask for confirmation (the [`Ui`] decides how).
-//! 6. For each action, concurrently and paced: take a send slot, durably record the intent
+//! 2. Plan against the locked ledger (offline: what the ledger and manifests alone say); nothing
+//!    to reset ends here. Check the token's `roles`.
+//! 3. Look the candidates' devices up in plan order, at the read budget, and **send while looking
+//!    up**: a reset leaves as soon as its device and every earlier candidate's are looked up and
+//!    the plan made from what is known so far still says to reset it. What "known" needs depends
+//!    on what may still stop it ([`Release`]):
+//!    - nothing (the default): each reset leaves once it and the candidates before it are known;
+//!    - device rules in the policy (`allowPlatforms`, `protectedDevices`, `cooldown`), whose
+//!      violation stops a whole manifest: a manifest's resets leave once all its devices are known;
+//!    - a confirmation to ask, a saved plan to judge (`--plan`), or more candidates than the blast
+//!      radius (`--max-actions`, `maxActionsPerApply`): nothing leaves before every device is known
+//!      and the complete plan is confirmed, judged and counted.
+//!
+//!    Lookups run at most [`LOOKAHEAD`] resets ahead of the sends. Every plan is made against the
+//!    ledger as locked, so each reset gets exactly the decision the complete plan gives it.
+//! 4. The complete plan is shown once every device is known (with `--auto-approve`, resets may
+//!    already be under way: exactly those it shows).
+//! 5. For each reset, concurrently and paced: take a send slot, durably record the intent
 //!    (status `unknown`), POST once, durably record the outcome.
-//! 7. Fold the journal into the ledger and release the lock.
+//! 6. Fold the journal into the ledger and release the lock.
 //!
 //! # Guarantees
 //! - Never twice: a POST is sent only after its intent is on disk, and an action whose record
@@ -27,8 +40,8 @@
 //! Infrastructure failures (ledger unreadable or unwritable, lock held, authentication, missing
 //! permission) abort the run; a failed action is data: an outcome in the ledger.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,8 +54,9 @@ use crate::action::Action;
 use crate::graph::auth::PRIVILEGED_ROLE;
 use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
 use crate::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
+use crate::resolve::{Found, LookupKey};
 use crate::saved::{Binding, Restored, SavedError, SavedPlan};
-use crate::state::{Attempt, Record, StateError, Status, Store, Writer};
+use crate::state::{Attempt, Ledger, Record, StateError, Status, Store, Writer};
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
@@ -59,11 +73,26 @@ pub struct ApplyOptions {
     /// `apply --plan FILE`: execute the reviewed resets of this saved plan whose premise holds.
     pub expected: Option<Expected>,
     pub lock_timeout: Duration,
+    /// Ask the [`Ui`] to confirm the complete plan before anything is sent.
+    pub confirm: bool,
+    /// `--max-actions`: like `maxActionsPerApply`, the most resets the run may send.
     pub max_actions: Option<usize>,
     pub report_orphans: bool,
     pub tenant: Option<String>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+}
+
+impl ApplyOptions {
+    /// The most resets this run may send: the stricter of `--max-actions` and the policy's
+    /// `maxActionsPerApply`, both counted over the complete plan (after devices are looked up
+    /// and policy applied: a blocked device is not sent, so it does not count).
+    pub fn blast_radius(&self) -> Option<usize> {
+        match (self.max_actions, self.policy.max_actions()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// A reviewed saved plan to execute.
@@ -154,6 +183,25 @@ impl ApplyReport {
     }
 }
 
+/// How far resolution runs ahead of sending (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// A reset leaves once its device and every earlier candidate's are looked up.
+    Each,
+    /// A manifest's resets leave once all of its devices (and every earlier one) are looked up:
+    /// the policy has device rules, and a violation stops the whole manifest.
+    Manifest,
+    /// Nothing leaves before every device is looked up: the plan is confirmed, judged against a
+    /// saved plan, or may be larger than the blast radius.
+    All,
+}
+
+/// Resets resolved and released but not yet given a send slot, at most: lookups wait beyond it,
+/// so reads run just ahead of writes instead of competing with them for Intune's request limit.
+const LOOKAHEAD: usize = 256;
+/// While sends are under way, the plan is re-made from the lookups done so far at most this often.
+const REPLAN_EVERY: Duration = Duration::from_millis(100);
+
 /// Runs `actions` against Graph. See the module docs for the flow and guarantees.
 pub async fn apply(
     actions: &[Action],
@@ -186,8 +234,11 @@ pub async fn apply(
         report_orphans,
         rename_guard: if report_orphans { opts.policy.rename_guard(Timestamp::now()) } else { None },
     };
+    // Every decision is made against the ledger as it was locked: this run's own records never
+    // change what it plans (a reset just sent is not "in cooldown", nor "already done").
+    let ledger = writer.ledger().clone();
     let none = Resolutions::new();
-    let first = plan::plan(actions, writer.ledger(), &none, popts);
+    let first = plan::plan(actions, &ledger, &none, popts);
     let candidates: Vec<&Action> = first.to_reset().filter_map(|e| e.action).collect();
     if candidates.is_empty() && opts.expected.is_none() {
         let first = first.with_manifests(opts.manifests.clone());
@@ -197,42 +248,239 @@ pub async fn apply(
         writer.commit().await?;
         return Ok(report);
     }
-    if let Some(max) = opts.max_actions
-        && candidates.len() > max
-    {
-        return Err(ApplyError::TooMany { planned: candidates.len(), max });
-    }
+    drop(first);
     if !candidates.is_empty() {
         check_role(&graph).await?;
     }
-    let resolutions = crate::resolve::resolve(&graph, &candidates, writer.ledger()).await?;
-    let plan = plan::plan(actions, writer.ledger(), &resolutions, popts).with_manifests(opts.manifests.clone());
-    let plan = opts.policy.review(plan, opts.static_violations.clone(), writer.ledger(), Timestamp::now());
-    let plan = match &restored {
-        Some(r) => crate::saved::judge(r, plan, writer.ledger()),
-        None => plan,
+    let limit = opts.blast_radius();
+    let release = if opts.expected.is_some() || opts.confirm || limit.is_some_and(|max| candidates.len() > max) {
+        Release::All
+    } else if opts.policy.has_device_rules() {
+        Release::Manifest
+    } else {
+        Release::Each
     };
+    tracing::debug!(?release, candidates = candidates.len(), "devices are looked up while resets are sent");
+    let keys: Vec<LookupKey> = candidates.iter().map(|a| crate::resolve::key_of(a)).collect();
+    // Candidate i may leave once candidates ..ends[i] are looked up (candidates come in manifest
+    // order, so a manifest is one run of them).
+    let ends: Vec<usize> = match release {
+        Release::Each => (1..=candidates.len()).collect(),
+        Release::Manifest => {
+            let mut ends = vec![0; candidates.len()];
+            let mut start = 0;
+            for i in 1..=candidates.len() {
+                if i == candidates.len() || candidates[i].manifest != candidates[start].manifest {
+                    ends[start..i].fill(i);
+                    start = i;
+                }
+            }
+            ends
+        }
+        Release::All => vec![candidates.len(); candidates.len()],
+    };
+
+    let ctx = Arc::new(Ctx {
+        graph,
+        writer: tokio::sync::Mutex::new(writer),
+        queued: Mutex::new(Vec::new()),
+        unsaved: Mutex::new(BTreeMap::new()),
+        cancel,
+        stopped: AtomicBool::new(false),
+        backlog: AtomicUsize::new(0),
+        drained: tokio::sync::Notify::new(),
+        opts: opts.clone(),
+    });
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut lookups = tokio::task::JoinSet::new();
+    lookups.spawn(feed_lookups(
+        ctx.clone(),
+        crate::resolve::lookup_keys(&candidates),
+        release != Release::All,
+        found_tx,
+    ));
+
+    let mut found: HashMap<LookupKey, Found> = HashMap::new();
+    let mut looked_up = 0; // candidates ..looked_up all have their lookup done
+    let mut handled = 0; // candidates ..handled were decided: sent, or not
+    let mut report = None;
+    let mut sends = tokio::task::JoinSet::new();
+    let mut started = false;
+    let mut failure = None;
+    let mut outcomes = Outcomes::default();
+    let mut replanned: Option<tokio::time::Instant> = None;
+    let mut lookups_over = false;
+    loop {
+        while looked_up < keys.len() && found.contains_key(&keys[looked_up]) {
+            looked_up += 1;
+        }
+        let all = looked_up == keys.len();
+        let released = if all {
+            keys.len()
+        } else {
+            (0..=looked_up).rev().find(|&r| r == 0 || ends[r - 1] <= looked_up).unwrap_or(0)
+        };
+        let due = all || replanned.is_none_or(|t| t.elapsed() >= REPLAN_EVERY);
+        if !ctx.cancelled() && (released > handled || (all && report.is_none())) && due {
+            replanned = Some(tokio::time::Instant::now());
+            let resolutions = crate::resolve::settle(&candidates, &found, &ledger);
+            let plan = review(plan::plan(actions, &ledger, &resolutions, popts), opts, &ledger, restored.as_ref());
+            if all && report.is_none() {
+                // Every device is looked up: the plan is complete. Before anything is sent
+                // unless every candidate fits the blast radius and no confirmation is asked.
+                if let Some(why) = refusal(&plan, limit) {
+                    if handled == 0 {
+                        return Err(why);
+                    }
+                    // Not reachable by the release rule (which guarantees the limit); kept safe.
+                    ctx.stop();
+                    failure.get_or_insert(why);
+                    continue;
+                }
+                ui.show_plan(&plan);
+                report = Some(ApplyReport::of(&plan));
+                if release == Release::All {
+                    if plan.summary.to_reset == 0 {
+                        break;
+                    }
+                    // A saved plan was reviewed already: applying it is the approval.
+                    if opts.expected.is_none() && opts.confirm && !ui.confirm(&plan) {
+                        return Err(ApplyError::Declined);
+                    }
+                }
+            }
+            let jobs = jobs(&plan, &resolutions, &candidates[handled..released], opts);
+            handled = released;
+            drop(plan);
+            if !jobs.is_empty() && !started {
+                started = true;
+                ui.started(if all { jobs.len() } else { candidates.len() });
+            }
+            for (action, device_id, record, provenance) in jobs {
+                ctx.backlog.fetch_add(1, Ordering::SeqCst);
+                let ctx = ctx.clone();
+                let span = tracing::info_span!("action", key = action.key.short(), device = %device_id);
+                sends.spawn(
+                    async move { execute(&ctx, &action, &device_id, record, provenance).await }.instrument(span),
+                );
+            }
+            continue;
+        }
+        let stopping = ctx.cancelled() || failure.is_some();
+        if (all || stopping || lookups_over) && sends.is_empty() && (report.is_some() || stopping || lookups_over) {
+            break;
+        }
+        let wait = match replanned {
+            Some(t) if released > handled => t + REPLAN_EVERY,
+            _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        let mut cancel = ctx.cancel.clone();
+        tokio::select! {
+            msg = found_rx.recv(), if !lookups_over && !stopping => match msg {
+                Some(Ok((key, result))) => {
+                    found.insert(key, result);
+                    while let Ok(Ok((key, result))) = found_rx.try_recv() {
+                        found.insert(key, result);
+                    }
+                }
+                Some(Err(e)) => {
+                    ctx.stop();
+                    failure.get_or_insert(ApplyError::Lookup(e));
+                }
+                None => lookups_over = true,
+            },
+            Some(joined) = sends.join_next(), if !sends.is_empty() => {
+                if let Err(e) = outcomes.add(joined, ui) {
+                    ctx.stop();
+                    failure.get_or_insert(e);
+                }
+            }
+            _ = cancel.wait_for(|c| *c), if !stopping => {}
+            _ = tokio::time::sleep_until(wait), if !stopping && released > handled => {}
+        }
+    }
+    // The lookups hold the context: they are over before it is taken apart.
+    lookups.shutdown().await;
+    let mut report = report.unwrap_or_else(|| ApplyReport { planned: candidates.len(), ..ApplyReport::default() });
+    outcomes.into(&mut report);
+    // Planned resets never handed to a send task (the run stopped first) were not executed either.
+    let reached = report.accepted + report.rejected + report.unknown + report.not_executed;
+    report.not_executed += report.planned.saturating_sub(reached);
+    report.interrupted = *ctx.cancel.borrow();
+    finish(ctx, report, failure).await
+}
+
+/// Looks the devices up in order, each once, at the read budget; when `pace` (resets may leave
+/// before every lookup is done), no further ahead of the sends than [`LOOKAHEAD`].
+async fn feed_lookups(
+    ctx: Arc<Ctx>,
+    keys: Vec<LookupKey>,
+    pace: bool,
+    tx: tokio::sync::mpsc::UnboundedSender<Result<(LookupKey, Found), ReadError>>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in keys {
+        while pace && ctx.backlog.load(Ordering::SeqCst) >= LOOKAHEAD && !ctx.cancelled() {
+            let drained = ctx.drained.notified();
+            if ctx.backlog.load(Ordering::SeqCst) < LOOKAHEAD {
+                break;
+            }
+            drained.await;
+        }
+        if ctx.cancelled() {
+            break;
+        }
+        let (graph, tx) = (ctx.graph.clone(), tx.clone());
+        tasks.spawn(async move {
+            let _ = tx.send(crate::resolve::lookup(&graph, &key).await.map(|found| (key, found)));
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined {
+            let _ = tx.send(Err(ReadError::Transport(format!("a lookup task failed: {e}"))));
+        }
+    }
+}
+
+/// The plan of `actions` with `resolutions`, its policy reviewed and, for `apply --plan`, judged
+/// against the saved plan.
+fn review<'a>(plan: Plan<'a>, opts: &ApplyOptions, ledger: &'a Ledger, restored: Option<&'a Restored>) -> Plan<'a> {
+    let plan = plan.with_manifests(opts.manifests.clone());
+    let plan = opts.policy.review(plan, opts.static_violations.clone(), ledger, Timestamp::now());
+    match restored {
+        Some(r) => crate::saved::judge(r, plan, ledger),
+        None => plan,
+    }
+}
+
+/// Why the complete plan may not run at all: a repository-wide policy violation, or more resets
+/// than `--max-actions`.
+fn refusal(plan: &Plan<'_>, limit: Option<usize>) -> Option<ApplyError> {
     if plan.run_violations().next().is_some() {
         let mut diags = crate::diagnostic::Diagnostics::default();
         for v in &plan.violations {
             diags.push(v.diagnostic.clone());
         }
-        return Err(ApplyError::Policy(diags));
+        return Some(ApplyError::Policy(diags));
     }
-    ui.show_plan(&plan);
-    let mut report = ApplyReport::of(&plan);
-    if plan.summary.to_reset == 0 {
-        writer.commit().await?;
-        return Ok(report);
+    match limit {
+        Some(max) if plan.summary.to_reset > max => Some(ApplyError::TooMany { planned: plan.summary.to_reset, max }),
+        _ => None,
     }
-    // A saved plan was reviewed already: applying it is the approval.
-    if opts.expected.is_none() && !ui.confirm(&plan) {
-        return Err(ApplyError::Declined);
-    }
-    let jobs: Vec<(Action, String, Record, crate::state::Provenance)> = plan
-        .to_reset()
+}
+
+/// What to send for `released` candidates that `plan` still says to reset: the action, its
+/// device, the record to write, and where the run comes from.
+fn jobs(
+    plan: &Plan<'_>,
+    resolutions: &Resolutions,
+    released: &[&Action],
+    opts: &ApplyOptions,
+) -> Vec<(Action, String, Record, crate::state::Provenance)> {
+    let wanted: std::collections::HashSet<&crate::action::ActionKey> = released.iter().map(|a| &a.key).collect();
+    plan.to_reset()
         .filter_map(|e| {
-            let action = e.action?;
+            let action = e.action.filter(|a| wanted.contains(&a.key))?;
             let Some(Resolution::Device(d)) = resolutions.get(&action.key) else { return None };
             let mut record =
                 e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), Timestamp::now()));
@@ -244,50 +492,57 @@ pub async fn apply(
             };
             Some((action.clone(), d.id.clone(), record, provenance))
         })
-        .collect();
-    drop(plan);
+        .collect()
+}
 
-    let ctx = Arc::new(Ctx {
-        graph,
-        writer: tokio::sync::Mutex::new(writer),
-        queued: Mutex::new(Vec::new()),
-        unsaved: Mutex::new(BTreeMap::new()),
-        cancel,
-        stopped: AtomicBool::new(false),
-        opts: opts.clone(),
-    });
-    ui.started(jobs.len());
-    let mut tasks = tokio::task::JoinSet::new();
-    for (action, device_id, record, provenance) in jobs {
-        let ctx = ctx.clone();
-        let span = tracing::info_span!("action", key = action.key.short(), device = %device_id);
-        tasks.spawn(async move { execute(&ctx, &action, &device_id, record, provenance).await }.instrument(span));
-    }
-    let mut failure = None;
-    while let Some(joined) = tasks.join_next().await {
+/// Outcomes of the send tasks, counted as they finish.
+#[derive(Default)]
+struct Outcomes {
+    accepted: usize,
+    rejected: usize,
+    unknown: usize,
+    not_executed: usize,
+    records: Vec<Record>,
+}
+
+impl Outcomes {
+    fn add(
+        &mut self,
+        joined: Result<Result<Option<Record>, ApplyError>, tokio::task::JoinError>,
+        ui: &mut dyn Ui,
+    ) -> Result<(), ApplyError> {
         match joined {
             Ok(Ok(Some(record))) => {
                 match record.status {
-                    Status::Accepted => report.accepted += 1,
-                    Status::Rejected => report.rejected += 1,
-                    Status::Unknown => report.unknown += 1,
-                    _ => report.not_executed += 1,
+                    Status::Accepted => self.accepted += 1,
+                    Status::Rejected => self.rejected += 1,
+                    Status::Unknown => self.unknown += 1,
+                    _ => self.not_executed += 1,
                 }
                 ui.outcome(&record);
-                report.records.push(record);
+                self.records.push(record);
+                Ok(())
             }
-            Ok(Ok(None)) => report.not_executed += 1,
-            Ok(Err(e)) => {
-                ctx.stop();
-                failure.get_or_insert(e);
+            Ok(Ok(None)) => {
+                self.not_executed += 1;
+                Ok(())
             }
-            Err(e) => {
-                ctx.stop();
-                failure.get_or_insert(ApplyError::Task(e.to_string()));
-            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(ApplyError::Task(e.to_string())),
         }
     }
-    report.interrupted = *ctx.cancel.borrow();
+
+    fn into(self, report: &mut ApplyReport) {
+        report.accepted = self.accepted;
+        report.rejected = self.rejected;
+        report.unknown = self.unknown;
+        report.not_executed = self.not_executed;
+        report.records = self.records;
+    }
+}
+
+/// Writes what could not be written during the run, folds the journal and releases the lock.
+async fn finish(ctx: Arc<Ctx>, report: ApplyReport, failure: Option<ApplyError>) -> Result<ApplyReport, ApplyError> {
     let ctx = Arc::into_inner(ctx).expect("every task has finished");
     let mut writer = ctx.writer.into_inner();
     let unsaved: Vec<Record> =
@@ -344,7 +599,20 @@ struct Ctx {
     unsaved: Mutex<BTreeMap<crate::action::ActionKey, Record>>,
     cancel: watch::Receiver<bool>,
     stopped: AtomicBool,
+    /// Resets released to send that have no send slot yet, and a wake-up when one gets it.
+    backlog: AtomicUsize,
+    drained: tokio::sync::Notify,
     opts: ApplyOptions,
+}
+
+/// One released reset waiting for its first send slot: counted in [`Ctx::backlog`] until dropped.
+struct Waiting<'a>(&'a Ctx);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.backlog.fetch_sub(1, Ordering::SeqCst);
+        self.0.drained.notify_waiters();
+    }
 }
 
 impl Ctx {
@@ -413,6 +681,7 @@ async fn execute(
     let policy = crate::retry::Policy::graph(ctx.opts.backoff_initial, ctx.opts.backoff_max);
     let mut history = History::default();
     let mut sent_any = false;
+    let mut waiting = Some(Waiting(ctx));
     record.managed_device_id = Some(device_id.to_owned());
     loop {
         if ctx.cancelled() {
@@ -423,6 +692,7 @@ async fn execute(
             slot = ctx.graph.write_slot() => slot?,
             _ = cancel.wait_for(|c| *c) => return Ok(sent_any.then_some(record)),
         };
+        drop(waiting.take());
         if ctx.cancelled() {
             return Ok(sent_any.then_some(record));
         }

@@ -25,6 +25,7 @@ pub mod apply;
 pub mod audit;
 pub mod cli;
 pub mod confine;
+pub mod device;
 pub mod diagnostic;
 pub mod duration;
 pub mod git;

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::action::{Action, ActionKey, Selector};
-use crate::graph::Device;
+use crate::device::Device;
 use crate::manifest::ManifestInfo;
 use crate::state::{Ledger, Record, Status};
 

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::action::{Selector, SelectorKind};
+pub use crate::device::Platform;
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::duration::HumanDuration;
 use crate::manifest::Manifest;
@@ -91,33 +92,6 @@ pub enum RenameThen {
 
 /// The default of `policy.likelyRename.within`.
 pub const RENAME_WITHIN: Duration = Duration::from_secs(24 * 3600);
-
-/// A device platform, as policy names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Android,
-    Aosp,
-    Ios,
-    Ipados,
-}
-
-impl Platform {
-    fn of(operating_system: &str) -> Option<Platform> {
-        let os = operating_system.to_ascii_lowercase();
-        if os.contains("aosp") {
-            Some(Platform::Aosp)
-        } else if os.contains("android") {
-            Some(Platform::Android)
-        } else if os.contains("ipados") {
-            Some(Platform::Ipados)
-        } else if os.contains("ios") {
-            Some(Platform::Ios)
-        } else {
-            None
-        }
-    }
-}
 
 /// A protected device: exactly one of `id`, `serialNumber`, `deviceName`, and a reason.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -448,6 +422,18 @@ impl Policy {
             plan.summary.violations += 1;
         }
         plan
+    }
+
+    /// `maxActionsPerApply`: the most resets one run may send.
+    pub fn max_actions(&self) -> Option<usize> {
+        self.max_actions.map(|(max, _)| max as usize)
+    }
+
+    /// Whether a rule looks at what a device resolved to (platforms, protected devices,
+    /// cooldown): such a violation stops the whole manifest, so none of its resets may leave
+    /// before all of its devices are looked up.
+    pub fn has_device_rules(&self) -> bool {
+        self.allow_platforms.is_some() || !self.protected.is_empty() || self.cooldown.is_some()
     }
 
     fn protected_violation(&self, file: &Path, pos: Pos, what: &str, p: &Protected) -> Diagnostic {

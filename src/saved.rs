@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
+use crate::device::Device;
 use crate::diagnostic::Pos;
-use crate::graph::Device;
 use crate::manifest::ManifestInfo;
 use crate::plan::{BlockKind, Change, Entry, Plan, Violation};
 use crate::state::{Ledger, Record, ResetIndex, Status};

@@ -265,6 +265,79 @@ fn max_actions_and_confirmation_guard_the_run() {
 }
 
 #[test]
+fn max_actions_counts_the_resets_that_would_be_sent_not_the_entries() {
+    // Three entries, one of them a device Intune does not know: two resets, within --max-actions 2.
+    let (repo, ids) = android_repo(3);
+    let sim = android_sim(2, |_| {});
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "2"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "a blocked device makes the run exit 1");
+    assert!(stdout(&out).contains("2 accepted, 0 rejected, 0 unknown, 0 not executed, 1 blocked"), "{}", stdout(&out));
+    assert_each_reset_once(&sim, &ids[..2]);
+}
+
+/// A `reconcile.yaml` whose reads are paced at 50 per second, so lookups take a while.
+fn slow_reads_config(repo: &Repo, extra: &str) {
+    repo.init();
+    repo.write(
+        "reconcile.yaml",
+        format!(
+            "manifests: [manifests]\ngraph:\n  concurrency: 4\n  writeBudget: {{ requests: 1000, window: 1s }}\n  readBudget: {{ requests: 50, window: 1s }}\n  timeout: 2s\n  backoff: {{ initial: 10ms, max: 200ms }}\n{extra}"
+        ),
+    );
+}
+
+#[test]
+fn resets_leave_while_devices_are_still_being_looked_up() {
+    let repo = Repo::empty();
+    slow_reads_config(&repo, "");
+    let mut m = String::from(
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: serials\nspec:\n  devices:\n",
+    );
+    for i in 0..30 {
+        m.push_str(&format!("    - serialNumber: SN{i:08}\n"));
+    }
+    repo.write("manifests/serials.yaml", m);
+    let sim = android_sim(30, |_| {});
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let requests = sim.requests();
+    let first_post = requests.iter().find(|r| r.path.ends_with("/resetPasscode")).expect("a reset").seq;
+    let last_lookup =
+        requests.iter().filter(|r| r.method == "GET" && r.path.ends_with("/managedDevices")).map(|r| r.seq).max();
+    assert!(
+        Some(first_post) < last_lookup,
+        "the first reset left before the last lookup: {first_post} vs {last_lookup:?}"
+    );
+    let ids: Vec<String> = (0..30).map(android_id).collect();
+    assert_each_reset_once(&sim, &ids);
+    // The complete plan is still shown, once every device is known.
+    assert!(stdout(&out).contains("Plan: 30 to reset"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_device_rule_holds_back_its_manifest_until_every_device_of_it_is_looked_up() {
+    // Manifest `a`: nine Android devices, then an iOS one the policy forbids; manifest `b`: ten
+    // Android devices. The violation stops all of `a`, though its first devices are looked up long
+    // before the iOS one; `b` goes ahead.
+    let repo = Repo::empty();
+    slow_reads_config(&repo, "policy:\n  allowPlatforms: [android]\n");
+    let ids: Vec<String> = (0..20).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/a.yaml", manifest_for("a", &refs[..10]));
+    repo.write("manifests/b.yaml", manifest_for("b", &refs[10..]));
+    let sim = android_sim(20, |c| {
+        c.devices[9].insert("operatingSystem".into(), "iOS".into());
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("policy allowPlatforms"), "{}", stdout(&out));
+    for id in &ids[..10] {
+        assert_eq!(sim.resets_applied(id), 0, "manifest a is stopped whole: {id}");
+    }
+    assert_each_reset_once(&sim, &ids[10..]);
+}
+
+#[test]
 fn two_applies_at_once_on_one_ledger() {
     let (repo, ids) = android_repo(6);
     let sim = android_sim(6, |c| c.latency = Duration::from_millis(300));

@@ -69,6 +69,16 @@ impl Ui for CliUi {
     #[allow(clippy::print_stdout)]
     fn show_plan(&mut self, plan: &Plan<'_>) {
         let ctx = PlanContext { offline: false, simulated: self.simulated };
+        // Resets may already be under way (the plan is complete once every device is looked up).
+        if let Some(bar) = self.bar.clone()
+            && self.watch.is_none()
+        {
+            bar.set_length(plan.summary.to_reset as u64);
+            self.bar = None;
+            bar.suspend(|| self.show_plan(plan));
+            self.bar = Some(bar);
+            return;
+        }
         if let Some(w) = &self.watch {
             let format = if super::json_logs() { Format::Json } else { Format::Text };
             let mut buf = Vec::new();
@@ -197,6 +207,7 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         policy_override,
         expected,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
+        confirm: !args.auto_approve,
         max_actions: args.max_actions,
         report_orphans: !p.limited,
         tenant: Some(tenant),

@@ -29,6 +29,7 @@ pub use error::GraphError;
 pub use pacer::Pacer;
 
 use crate::action::Collection;
+pub use crate::device::{DEVICE_SELECT, Device};
 use crate::settings::Budget;
 
 /// How the client behaves.
@@ -123,32 +124,6 @@ pub enum Audits {
     Unreadable(String),
 }
 
-/// The device fields plans show and eligibility needs; never a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Device {
-    pub id: String,
-    #[serde(default)]
-    pub device_name: Option<String>,
-    #[serde(default)]
-    pub serial_number: Option<String>,
-    #[serde(default)]
-    pub operating_system: Option<String>,
-    #[serde(default)]
-    pub os_version: Option<String>,
-    #[serde(default)]
-    pub managed_device_owner_type: Option<String>,
-    #[serde(default)]
-    pub device_enrollment_type: Option<String>,
-    #[serde(default)]
-    pub management_state: Option<String>,
-    #[serde(default)]
-    pub last_sync_date_time: Option<String>,
-}
-
-/// The `$select` for [`Device`].
-pub const DEVICE_SELECT: &str = "id,deviceName,serialNumber,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime";
-
 /// A failed read (GET).
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -171,6 +146,8 @@ pub struct Graph {
     writes: Pacer,
     reads: Pacer,
     in_flight: Semaphore,
+    /// Reads may use all but one of the permits: a write due never waits behind reads.
+    reads_in_flight: Semaphore,
     clock: ServerClock,
     retry: crate::retry::Policy,
 }
@@ -221,6 +198,7 @@ impl Graph {
             writes: Pacer::new(opts.write_budget.requests, opts.write_budget.window),
             reads: Pacer::new(opts.read_budget.requests, opts.read_budget.window),
             in_flight: Semaphore::new(opts.concurrency.max(1) as usize),
+            reads_in_flight: Semaphore::new(opts.concurrency.saturating_sub(1).max(1) as usize),
             clock: ServerClock::default(),
             retry: opts.retry,
         }
@@ -239,22 +217,25 @@ impl Graph {
         &self.writes
     }
 
-    /// Waits for the right to send one POST now: a concurrency permit and a paced slot, with a
+    /// Waits for the right to send one POST now: a paced slot and a concurrency permit, with a
     /// valid token. The executor records its intent only once it holds a slot, so a crash while
     /// waiting leaves nothing `unknown`.
     pub async fn write_slot(&self) -> Result<WriteSlot<'_>, AuthError> {
-        let permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
+        // The clock first: a task waiting for its turn holds no permit, so waiting writes never
+        // keep reads (or other writes) from being in flight.
         self.writes.acquire().await;
+        let permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
         // The token last, so it is fresh when the request leaves.
         let token = self.tokens.token().await?;
         Ok(WriteSlot { _permit: permit, token })
     }
 
-    /// Sends one read: a concurrency permit, then a paced slot, then the request. Returns the
+    /// Sends one read: a paced slot, then a concurrency permit, then the request. Returns the
     /// token used, for a 401.
     async fn send_read(&self, url: &str) -> Result<(reqwest::Response, AccessToken), SendError> {
-        let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
         self.reads.acquire().await;
+        let _read = self.reads_in_flight.acquire().await.expect("the semaphore is never closed");
+        let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
         let token = self.tokens.token().await.map_err(SendError::Auth)?;
         let resp = self.request(Kind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await?;
         Ok((resp, token))

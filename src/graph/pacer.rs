@@ -2,8 +2,9 @@
 //! provoking 429s, and a 429 slows everyone down.
 //!
 //! Intune counts requests in a 20-second window per app and tenant. Sending `requests` evenly
-//! over `window` (with a 2% margin for timer and network jitter) never puts more than the budget
-//! in any window, however long the run, while a burst-then-wait scheme would.
+//! over `window`, one request and half a percent under the budget, never puts more than the
+//! budget in any window however long the run (a request woken late by the timer or delayed on the
+//! network can slip one into the next window, never more), while a burst-then-wait scheme would.
 //!
 //! A 429's pause holds for everyone: a task that was handed a slot before the 429 arrived
 //! re-checks the pause when it wakes and waits again, and [`Pacer::paused`] lets the sender check
@@ -14,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// The margin under the budget, for timer and network jitter.
-const MARGIN: f64 = 0.98;
+/// The margin under the budget, for timer and network jitter: one request per window, and this.
+const MARGIN: f64 = 0.995;
 /// How much slower the pacer gets after each 429, and the most it will slow down.
 const SLOWDOWN: f64 = 1.5;
 const MAX_SLOWDOWN: f64 = 8.0;
@@ -40,7 +41,7 @@ pub struct Pacer {
 impl Pacer {
     /// At most `requests` per `window`.
     pub fn new(requests: u32, window: Duration) -> Self {
-        let base = window.div_f64(f64::from(requests.max(1)) * MARGIN);
+        let base = window.div_f64(paced(requests));
         let now = Instant::now();
         Pacer { base, state: Mutex::new(State { next: now, paused_until: now, factor: 1.0 }) }
     }
@@ -89,6 +90,11 @@ impl Pacer {
     }
 }
 
+/// How many requests a window gets: the budget less one, less half a percent (at least one).
+fn paced(requests: u32) -> f64 {
+    (f64::from(requests) * MARGIN - 1.0).max(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,7 +106,7 @@ mod tests {
         for _ in 0..5 {
             p.acquire().await;
         }
-        let spacing = Duration::from_secs(1).div_f64(10.0 * MARGIN);
+        let spacing = Duration::from_secs(1).div_f64(10.0 * MARGIN - 1.0);
         // tokio timers have a 1 ms resolution.
         let took = Instant::now() - t0;
         assert!(took >= spacing * 4 && took <= spacing * 4 + Duration::from_millis(4), "{took:?}");

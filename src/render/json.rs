@@ -100,8 +100,8 @@ struct DeviceDto<'a> {
     last_sync: Option<&'a str>,
 }
 
-impl<'a> From<&'a crate::graph::Device> for DeviceDto<'a> {
-    fn from(d: &'a crate::graph::Device) -> Self {
+impl<'a> From<&'a crate::device::Device> for DeviceDto<'a> {
+    fn from(d: &'a crate::device::Device) -> Self {
         DeviceDto {
             id: &d.id,
             name: d.device_name.as_deref(),

@@ -42,7 +42,7 @@ pub fn plan(out: &mut impl std::io::Write, plan: &Plan<'_>, ctx: PlanContext, fo
 /// What will be done to the device: `reset passcode`, or `remove passcode` on corporate iOS/iPadOS
 /// (Intune removes it there), as far as the looked-up device tells.
 pub fn action_verb(e: &crate::plan::Entry<'_>) -> &'static str {
-    match e.device.map(crate::resolve::eligibility) {
+    match e.device.map(crate::device::eligibility) {
         Some(Ok(v)) if v.starts_with("remove") => "remove passcode",
         _ => "reset passcode",
     }
@@ -50,7 +50,7 @@ pub fn action_verb(e: &crate::plan::Entry<'_>) -> &'static str {
 
 /// The device as a plan shows it: name, OS and version, owner type, last sync. Nothing personal
 /// (no user, no serial the manifest did not name).
-pub fn device_summary(d: &crate::graph::Device) -> String {
+pub fn device_summary(d: &crate::device::Device) -> String {
     let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let mut parts = Vec::new();
     if let Some(n) = f(&d.device_name) {

@@ -1,0 +1,129 @@
+//! Managed devices as the pure core sees them: the fields plans show, their platform, and whether
+//! Intune can reset their passcode at all. Nothing here talks to Graph (which deserializes into
+//! [`Device`]); the plan, policy and renderers depend on this module, never on `graph`.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The device fields plans show and eligibility needs; never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    pub id: String,
+    #[serde(default)]
+    pub device_name: Option<String>,
+    #[serde(default)]
+    pub serial_number: Option<String>,
+    #[serde(default)]
+    pub operating_system: Option<String>,
+    #[serde(default)]
+    pub os_version: Option<String>,
+    #[serde(default)]
+    pub managed_device_owner_type: Option<String>,
+    #[serde(default)]
+    pub device_enrollment_type: Option<String>,
+    #[serde(default)]
+    pub management_state: Option<String>,
+    #[serde(default)]
+    pub last_sync_date_time: Option<String>,
+}
+
+/// The `$select` for [`Device`].
+pub const DEVICE_SELECT: &str = "id,deviceName,serialNumber,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime";
+
+/// A device platform, as policy names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Android,
+    Aosp,
+    Ios,
+    Ipados,
+}
+
+impl Platform {
+    /// The platform an `operatingSystem` (free text in Intune) names, if any of these.
+    pub fn of(operating_system: &str) -> Option<Platform> {
+        let os = operating_system.to_ascii_lowercase();
+        if os.contains("aosp") {
+            Some(Platform::Aosp)
+        } else if os.contains("android") {
+            Some(Platform::Android)
+        } else if os.contains("ipados") {
+            Some(Platform::Ipados)
+        } else if os.contains("ios") {
+            Some(Platform::Ios)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether Intune can reset (or remove) the passcode of `d`; `Err` says why not.
+pub fn eligibility(d: &Device) -> Result<&'static str, String> {
+    let os = d.operating_system.as_deref().unwrap_or_default();
+    let owner = d.managed_device_owner_type.as_deref().unwrap_or_default().to_ascii_lowercase();
+    let state = d.management_state.as_deref().unwrap_or_default().to_ascii_lowercase();
+    if let Some(pending) = ["retirepending", "wipepending", "deletepending"].iter().find(|s| **s == state) {
+        let what = pending.trim_end_matches("pending");
+        return Err(format!("device is pending {what}: Intune would cancel the reset"));
+    }
+    match Platform::of(os) {
+        Some(Platform::Android | Platform::Aosp) => Ok("reset passcode"),
+        // Intune did not say: let it decide (a 400 or a later `notSupported` is recorded).
+        None if os.trim().is_empty() => Ok("reset passcode (platform unknown)"),
+        Some(Platform::Ios | Platform::Ipados) if owner == "company" => Ok("remove passcode"),
+        Some(Platform::Ios | Platform::Ipados) => Err(format!(
+            "{} device owned by `{}`: only corporate iOS/iPadOS devices support it",
+            if os.is_empty() { "iOS" } else { os },
+            if owner.is_empty() { "unknown" } else { &owner }
+        )),
+        None => Err(format!("{os} is not supported: only Android, AOSP and corporate iOS/iPadOS")),
+    }
+}
+
+/// Name, serial, OS, owner type and last sync, for messages.
+pub fn describe(d: &Device) -> String {
+    let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+    format!(
+        "{}, serial {}, {} {}, {}, last sync {}",
+        f(&d.device_name),
+        f(&d.serial_number),
+        f(&d.operating_system),
+        f(&d.os_version),
+        f(&d.managed_device_owner_type),
+        f(&d.last_sync_date_time)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(os: &str, owner: &str, state: &str) -> Device {
+        Device {
+            id: "x".into(),
+            device_name: None,
+            serial_number: None,
+            operating_system: Some(os.into()),
+            os_version: None,
+            managed_device_owner_type: Some(owner.into()),
+            device_enrollment_type: None,
+            management_state: Some(state.into()),
+            last_sync_date_time: None,
+        }
+    }
+
+    #[test]
+    fn platforms() {
+        assert_eq!(eligibility(&device("Android", "personal", "managed")), Ok("reset passcode"));
+        assert_eq!(eligibility(&device("AOSP", "company", "managed")), Ok("reset passcode"));
+        assert_eq!(eligibility(&device("iOS", "company", "managed")), Ok("remove passcode"));
+        assert_eq!(eligibility(&device("iPadOS", "company", "managed")), Ok("remove passcode"));
+        assert!(eligibility(&device("iOS", "personal", "managed")).is_err());
+        assert!(eligibility(&device("Windows", "company", "managed")).is_err());
+        assert!(eligibility(&device("macOS", "company", "managed")).is_err());
+        assert!(eligibility(&device("Android", "company", "retirePending")).is_err());
+        assert!(eligibility(&device("", "", "")).is_ok(), "unknown platforms are left to Intune");
+    }
+}

@@ -32,6 +32,7 @@ pub mod git;
 pub mod github;
 pub mod graph;
 pub mod manifest;
+pub mod ops;
 pub mod plan;
 pub mod policy;
 pub mod project;

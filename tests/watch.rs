@@ -149,6 +149,9 @@ fn the_reconciler_applies_new_manifests_exactly_once_and_stops_cleanly() {
     // Intervals pass: the applied manifest is never sent again.
     w.wait_for("Nothing to do.", 2);
     assert_eq!(sim.resets_applied(&android_id(0)), 1);
+    // One Graph client for the watcher's life: three cycles of apply and refresh, one token.
+    let tokens = sim.requests().iter().filter(|r| r.path.ends_with("/oauth2/v2.0/token")).count();
+    assert_eq!(tokens, 1, "one token for every cycle");
 
     // A new manifest with many devices; SIGTERM while its cycle sends.
     let ids: Vec<String> = (1..12).map(android_id).collect();

@@ -5,15 +5,14 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::connect;
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
 use anyhow::Context as _;
 
-use crate::apply::{self, ApplyOptions, Expected, Ui};
+use crate::apply::{self, Ui};
+use crate::ops::{self, Session, apply::ApplyRequest};
 use crate::plan::Plan;
 use crate::project;
 use crate::render::{self, Format, PlanContext};
-use crate::saved::{SavedError, SavedPlan};
 use crate::state::{Record, Status};
 
 #[derive(Debug, clap::Args)]
@@ -151,69 +150,33 @@ impl Ui for CliUi {
     }
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
+    run_in(&mut Session::new()?, g, args)
+}
+
+/// `apply` in `session` (a command's own, or `watch`'s for its lifetime).
+#[allow(clippy::print_stderr)]
+pub fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
-    let expected = match &args.plan {
-        Some(path) => {
-            let saved = SavedPlan::read(path)?;
-            if saved.offline {
-                return Err(
-                    SavedError::Unusable { path: path.clone(), why: "offline", hint: "without --offline" }.into()
-                );
-            }
-            if saved.simulated != args.simulate {
-                let (why, hint) = if saved.simulated {
-                    ("with --simulate", "without --simulate")
-                } else {
-                    ("against Graph", "with --simulate")
-                };
-                return Err(SavedError::Unusable { path: path.clone(), why, hint }.into());
-            }
-            Some(Expected { path: path.clone(), saved })
-        }
-        None => None,
-    };
-    if !args.auto_approve && expected.is_none() && !super::interactive() {
-        return Err(anyhow::anyhow!(
-            "apply needs confirmation, but there is no terminal to ask on\nhint: review `reconcile plan` and pass --auto-approve, or apply a reviewed saved plan with --plan FILE"
-        )
-        .into());
-    }
-    let policy_override = match (args.ignore_change_windows, &args.reason) {
-        (true, Some(reason)) if !reason.trim().is_empty() => Some(format!("changeWindows ignored: {}", reason.trim())),
-        (true, _) => return Err(anyhow::anyhow!("--ignore-change-windows needs a non-empty --reason").into()),
-        (false, _) => None,
-    };
-    if policy_override.is_none()
-        && let Err(v) = p.settings.policy.check_window(jiff::Timestamp::now())
-    {
-        let mut diags = crate::diagnostic::Diagnostics::default();
-        diags.push(v);
-        return Err(Failure::Invalid(diags));
-    }
-    let static_violations = p.settings.policy.check_manifests(&p.manifests);
-    let rt = connect::runtime()?;
-    let conn = connect::connect(&p.settings, args.simulate, &env)?;
-    let store = conn.store.clone();
-    rt.block_on(store.load_existing())?;
-    let tenant = rt.block_on(conn.tenant())?;
-    let opts = ApplyOptions {
-        policy: p.settings.policy.clone(),
-        static_violations,
-        manifests: p.manifest_infos(),
-        provenance: crate::audit::run_provenance(&env, std::path::Path::new(".")),
-        policy_override,
-        expected,
-        lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
-        confirm: !args.auto_approve,
+    let request = ApplyRequest {
+        saved_plan: args.plan.clone(),
+        simulate: args.simulate,
+        auto_approve: args.auto_approve,
+        interactive: super::interactive(),
+        ignore_change_windows: if args.ignore_change_windows {
+            Some(args.reason.clone().unwrap_or_default())
+        } else {
+            None
+        },
         max_actions: args.max_actions,
-        report_orphans: !p.limited,
-        tenant: Some(tenant),
-        backoff_initial: p.settings.graph.backoff_initial,
-        backoff_max: p.settings.graph.backoff_max,
+        lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
     };
+    let checked = match ops::apply::check(&p, &request) {
+        Err(ops::apply::Refusal::Policy(diags)) => return Err(Failure::Invalid(diags)),
+        other => other?,
+    };
+    let (runtime, conn) = session.connect(&p.settings, args.simulate, &env)?;
     let json = args.format == ApplyFormat::Json;
     let mut ui = CliUi {
         simulated: conn.simulated,
@@ -222,21 +185,22 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
         bar: None,
         watch: args.watch.clone(),
     };
-    let actions = p.actions();
-    let report = rt.block_on(async {
+    let report = runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
+        let stop = tokio::spawn(async move {
             super::wait_for_stop_signal().await;
             eprintln!("\nstopping: no new requests; waiting for those in flight to be recorded");
             let _ = tx.send(true);
         });
-        apply::apply(&actions, &store, conn.graph.clone(), &opts, &mut ui, rx).await
+        let report = ops::apply::apply(&p, checked, conn, &env, &mut ui, rx).await;
+        stop.abort();
+        report
     });
     if let Some(bar) = &ui.bar {
         bar.finish_and_clear();
     }
     let report = match report {
-        Err(apply::ApplyError::Policy(diags)) => return Err(Failure::Invalid(diags)),
+        Err(ops::apply::Error::Apply(apply::ApplyError::Policy(diags))) => return Err(Failure::Invalid(diags)),
         other => other?,
     };
     if let Some(path) = &args.junit {
@@ -250,7 +214,7 @@ pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
             .context("cannot write to stdout")?;
         return if report.success() { Ok(()) } else { Err(Failure::Exit(1)) };
     }
-    let sim = if conn.simulated { "SIMULATED: " } else { "" };
+    let sim = if ui.simulated { "SIMULATED: " } else { "" };
     let watch = args.watch.as_ref();
     if report.planned == 0 && report.blocked == 0 {
         super::conclude(watch, format!("{sim}Nothing to do."));

@@ -46,7 +46,7 @@ pub fn run(args: CommentArgs) -> CmdResult {
     let body = crate::render::markdown::render(&restored.plan(), ctx);
     let actions = get("GITHUB_ACTIONS").as_deref() == Some("true");
     let target = GithubTarget { api, repository, pr, token: SecretString::from(token), actions };
-    let done = super::connect::runtime()?.block_on(github::upsert_comment(&target, &body))?;
+    let done = crate::ops::connect::runtime()?.block_on(github::upsert_comment(&target, &body))?;
     match done {
         Upserted::Created(id) => say!("created plan comment {id} on pull request #{pr}"),
         Upserted::Updated(id) => say!("updated plan comment {id} on pull request #{pr}"),

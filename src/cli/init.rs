@@ -1,7 +1,7 @@
 //! `reconcile init [--tenant ID]`: create the ledger, once, on purpose.
 
-use super::connect;
 use super::{CmdResult, Failure, GlobalArgs, env};
+use crate::ops::connect;
 use crate::project;
 use crate::state::{LocalStore, Store, block_on};
 

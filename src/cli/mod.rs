@@ -10,7 +10,7 @@ macro_rules! say {
 
 mod apply;
 mod comment;
-mod connect;
+
 mod init;
 mod logging;
 mod plan;

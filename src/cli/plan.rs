@@ -5,14 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use super::connect::{self, Connection};
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
-use crate::graph::auth::{PRIVILEGED_ROLE, READ_ROLES};
-use crate::plan::{self, PlanOptions, Resolutions};
-use crate::project;
+use crate::ops::plan::{PlanError, PlanRequest};
+use crate::ops::{self, Session};
 use crate::render::{self, Format, PlanContext};
-use crate::saved::{Binding, SavedPlan};
-use crate::state::{LocalStore, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -44,80 +40,36 @@ pub struct PlanArgs {
 }
 
 pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
-    let (settings, diags) = project::load_settings(&g.overrides(), &env);
-    // A broken config stops the run before anything is contacted (with the manifests' problems
-    // reported too).
-    if diags.has_errors() {
-        return Err(Failure::Invalid(project::load_manifests(settings, &args.paths, diags).err().unwrap_or_default()));
-    }
-    // One runtime for the ledger, the tenant check and the lookups.
-    let runtime = connect::runtime()?;
-    let conn = if args.offline { None } else { Some(connect::connect(&settings, args.simulate, &env)?) };
-    let store = match (&conn, args.simulate) {
-        (Some(c), _) => c.store.clone(),
-        (None, true) => Store::Local(LocalStore::new(settings.simulated_state())),
-        (None, false) => connect::open_store(&settings, &env)?,
+    run_in(&mut Session::new()?, g, args)
+}
+
+/// `plan` in `session` (a command's own, or `watch`'s for its lifetime).
+pub fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> CmdResult {
+    let request = PlanRequest {
+        paths: args.paths.clone(),
+        offline: args.offline,
+        simulate: args.simulate,
+        base: args.base.clone(),
     };
-    let missing = !runtime.block_on(store.exists())?;
-    if missing && conn.is_some() {
-        return Err(crate::state::StateError::Missing { path: store.location().to_string().into() }.into());
-    }
-    let tenant = match &conn {
-        Some(c) => Some(runtime.block_on(c.tenant())?),
-        None => settings.tenant.clone(),
+    let planned = match ops::plan::prepare(session, &g.overrides(), &request, &env) {
+        Ok(p) => p,
+        Err(PlanError::Invalid(diags)) => return Err(Failure::Invalid(diags)),
+        Err(PlanError::Other(e)) => return Err(e.into()),
     };
-    // The ledger is read on the second core while the manifests are parsed on this one.
-    let (p, ledger) = std::thread::scope(|s| {
-        let ledger = s.spawn(|| runtime.block_on(store.load()));
-        let p = project::load_manifests(settings, &args.paths, diags);
-        (p, ledger.join())
-    });
-    let p = p.map_err(Failure::Invalid)?;
-    print_diagnostics(&p.diagnostics);
-    let ledger = ledger
-        .map_err(|_| anyhow::anyhow!("reading the ledger panicked"))?
-        .context("cannot plan without the ledger")?;
-    store.check_tenant(&ledger, tenant.as_deref())?;
-    let changed = args.base.as_deref().map(crate::git::changed_since).transpose()?;
-    let actions = p.actions();
-    let now = jiff::Timestamp::now();
-    let opts = PlanOptions {
-        report_orphans: !p.limited,
-        rename_guard: if p.limited { None } else { p.settings.policy.rename_guard(now) },
-    };
-    let resolutions = match &conn {
-        None => Resolutions::new(),
-        Some(conn) => {
-            let none = Resolutions::new();
-            let candidates: Vec<_> =
-                plan::plan(&actions, &ledger, &none, opts).to_reset().filter_map(|e| e.action).collect();
-            runtime.block_on(lookup(conn, &candidates, &ledger))?
-        }
-    };
-    let plan = plan::plan(&actions, &ledger, &resolutions, opts).with_manifests(p.manifest_infos());
-    let plan = p.settings.policy.review(plan, p.settings.policy.check_manifests(&p.manifests), &ledger, now);
-    let plan = match &changed {
-        // Actions of changed manifest files, and orphans of files the change removed or renamed.
-        Some(files) => {
-            let cwd = std::env::current_dir().unwrap_or_default();
-            plan.scoped(|e| files.contains(&crate::git::normal(std::path::Path::new(&e.origin().file), &cwd)))
-        }
-        None => plan,
-    };
+    print_diagnostics(&planned.project.diagnostics);
+    let plan = planned.plan();
     let ctx = PlanContext { offline: args.offline, simulated: args.simulate };
     if let Some(path) = &args.out {
-        let binding = Binding::of(&ledger, tenant.as_deref());
-        SavedPlan::new(&plan, &ledger, binding, args.simulate, args.offline).write(path)?;
+        planned.save(&plan, path)?;
     }
     let mut buf = Vec::new();
     let mut out: Box<dyn Write> = match &args.watch {
         Some(_) => Box::new(&mut buf),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    if missing {
+    if let Some(location) = &planned.missing {
         let note = format!(
-            "No ledger at `{}`: this plan assumes nothing was ever sent. Run `reconcile init` to create it, or find out why it is missing.",
-            store.location()
+            "No ledger at `{location}`: this plan assumes nothing was ever sent. Run `reconcile init` to create it, or find out why it is missing."
         );
         tracing::warn!("{note}");
         if args.format == Format::Text {
@@ -187,28 +139,4 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
         let _ = diags.render_github(&mut std::io::stderr().lock());
     }
     Ok(())
-}
-
-/// Checks the token can read devices, then looks the candidates' devices up.
-async fn lookup(
-    conn: &Connection,
-    candidates: &[&crate::action::Action],
-    ledger: &crate::state::Ledger,
-) -> anyhow::Result<Resolutions> {
-    let token = conn.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
-    let Some(roles) = token.roles() else {
-        tracing::warn!("the access token is not a JWT: cannot check its permissions");
-        return Ok(crate::resolve::resolve(&conn.graph, candidates, ledger).await?);
-    };
-    if !roles.iter().any(|r| READ_ROLES.contains(&r.as_str()) || r == PRIVILEGED_ROLE) {
-        anyhow::bail!(
-            "the access token cannot read managed devices (roles: {})\nhint: grant the application permission {} (and admin consent), or plan with --offline",
-            if roles.is_empty() { "none".to_owned() } else { roles.join(", ") },
-            READ_ROLES[0]
-        );
-    }
-    if !roles.iter().any(|r| r == PRIVILEGED_ROLE) {
-        tracing::warn!("the token lacks {PRIVILEGED_ROLE}: this identity can plan but `apply` will refuse to run");
-    }
-    Ok(crate::resolve::resolve(&conn.graph, candidates, ledger).await?)
 }

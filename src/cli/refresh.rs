@@ -1,9 +1,8 @@
 //! `reconcile refresh`
 
-use super::connect;
 use super::{CmdResult, Failure, GlobalArgs, env};
+use crate::ops::{self, Session};
 use crate::project;
-use crate::refresh::{self, RefreshOptions};
 use crate::render::safe::text;
 
 #[derive(Debug, clap::Args)]
@@ -16,24 +15,20 @@ pub struct RefreshArgs {
     pub watch: Option<super::WatchSink>,
 }
 
-#[allow(clippy::print_stdout)]
 pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
+    run_in(&mut Session::new()?, g, args)
+}
+
+/// `refresh` in `session` (a command's own, or `watch`'s for its lifetime).
+#[allow(clippy::print_stdout)]
+pub fn run_in(session: &mut Session, g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
     let (settings, diags) = project::load_settings(&g.overrides(), &env);
     if diags.has_errors() {
         return Err(Failure::Invalid(diags));
     }
-    let rt = connect::runtime()?;
-    let conn = connect::connect(&settings, args.simulate, &env)?;
-    let store = conn.store.clone();
-    let report = rt.block_on(async {
-        store.load_existing().await?;
-        let opts = RefreshOptions {
-            lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
-            unknown_grace: settings.graph.unknown_grace,
-            tenant: Some(conn.tenant().await?),
-        };
-        anyhow::Ok(refresh::refresh(&store, conn.graph.clone(), &opts).await?)
-    })?;
+    let (runtime, conn) = session.connect(&settings, args.simulate, &env)?;
+    let lock_timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
+    let report = runtime.block_on(ops::refresh::refresh(&settings, conn, lock_timeout))?;
     let sim = if conn.simulated { "SIMULATED: " } else { "" };
     // Notes quote Intune (audit ids, states): every line is shown escaped.
     for c in &report.changes {

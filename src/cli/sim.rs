@@ -63,7 +63,7 @@ pub fn run(args: SimArgs) -> CmdResult {
     say!("  export RECONCILE_GRAPH_URL={url} AZURE_AUTHORITY_HOST={url}");
     say!("  export AZURE_TENANT_ID=sim-tenant AZURE_CLIENT_ID=sim-client AZURE_CLIENT_SECRET=any");
     say!("Requests received: {url}/_sim/requests. Ctrl-C stops it.");
-    let rt = super::connect::runtime()?;
+    let rt = crate::ops::connect::runtime()?;
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });

@@ -109,7 +109,7 @@ pub fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     let store = if args.simulate {
         crate::state::Store::Local(crate::state::LocalStore::new(settings.simulated_state()))
     } else {
-        super::connect::open_store(&settings, &env)?
+        crate::ops::connect::open_store(&settings, &env)?
     };
     let timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
     let decision = match &cmd {
@@ -149,7 +149,7 @@ pub fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         _ => None,
     };
     if let Some(dest) = dest {
-        let to = super::connect::open_store_at(&settings, &dest, &env)?;
+        let to = crate::ops::connect::open_store_at(&settings, &dest, &env)?;
         if to.location() == store.location() {
             return Err(anyhow::anyhow!("`{dest}` is the ledger itself").into());
         }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
-use crate::project;
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
@@ -13,15 +12,7 @@ pub struct ValidateArgs {
 
 #[allow(clippy::print_stdout)]
 pub fn run(g: &GlobalArgs, args: ValidateArgs) -> CmdResult {
-    let mut p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
-    let violations = p.settings.policy.check_manifests(&p.manifests);
-    if !violations.is_empty() {
-        for v in violations {
-            p.diagnostics.push(v.diagnostic);
-        }
-        p.diagnostics.sort();
-        return Err(Failure::Invalid(p.diagnostics));
-    }
+    let p = crate::ops::validate(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
     let actions: usize = p.manifests.iter().map(|m| m.devices.len()).sum();
     say!(

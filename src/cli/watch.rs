@@ -4,8 +4,9 @@
 //! burst of saves is one change); only YAML files and the config count, and hidden folders (the
 //! ledger's `.reconcile/`, `.git/`) are ignored, so the reconciler's own writes never wake it.
 //! Watching the folder rather than each manifest also picks up a folder that is deleted and
-//! created again. Each cycle runs the same code as `reconcile plan` or `reconcile apply
-//! --auto-approve` + `reconcile refresh`, so the ledger lock is held only during a cycle.
+//! created again. Each cycle runs the same operations as `reconcile plan` or `reconcile apply
+//! --auto-approve` + `reconcile refresh` ([`crate::ops`]), in one [`crate::ops::Session`] for the
+//! watcher's life; the ledger lock is held only during a cycle.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     let _watcher = start_watcher(&root, &args, tx)?;
     tracing::info!(root = %root.display(), apply = args.apply, "watching for changes");
 
+    // One runtime and one Graph client for the watcher's life: the pacer's learned slow-down and
+    // the token outlive a cycle (a new client is made only when the config names another).
+    let mut session = crate::ops::Session::new()?;
     let mut cycle = 0u64;
     // Failed cycles in a row: they back off as the retry policy says (5 s doubling to 5 min).
     let mut failures = 0u32;
@@ -67,7 +71,7 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     while !stop.load(Ordering::SeqCst) {
         if (changed && Instant::now() >= quiet_from) || Instant::now() >= next_due {
             cycle += 1;
-            let ok = run_cycle(g, &args, cycle, changed, &mut last);
+            let ok = run_cycle(&mut session, g, &args, cycle, changed, &mut last);
             changed = false;
             let backoff = if ok { Duration::ZERO } else { crate::retry::Policy::WATCH.exponential(failures) };
             failures = if ok { 0 } else { failures.saturating_add(1) };
@@ -103,7 +107,14 @@ pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
 /// One plan, or one apply + refresh. Failures are reported and never end the loop. The plan is
 /// printed only when it differs from the last one printed; otherwise the cycle is one line.
 /// Under `--log-format json`, stdout carries one JSON object per cycle and nothing else.
-fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool, last: &mut Option<Vec<u8>>) -> bool {
+fn run_cycle(
+    session: &mut crate::ops::Session,
+    g: &GlobalArgs,
+    args: &WatchArgs,
+    cycle: u64,
+    changed: bool,
+    last: &mut Option<Vec<u8>>,
+) -> bool {
     let started = Instant::now();
     let json = super::json_logs();
     let sink = super::WatchSink::default();
@@ -120,8 +131,9 @@ fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool, last: 
             reason: None,
             watch: Some(sink.clone()),
         };
-        super::apply::run(g, apply).and_then(|()| {
-            super::refresh::run(g, super::refresh::RefreshArgs { simulate: args.simulate, watch: Some(sink.clone()) })
+        super::apply::run_in(session, g, apply).and_then(|()| {
+            let refresh = super::refresh::RefreshArgs { simulate: args.simulate, watch: Some(sink.clone()) };
+            super::refresh::run_in(session, g, refresh)
         })
     } else {
         let plan = super::plan::PlanArgs {
@@ -134,7 +146,7 @@ fn run_cycle(g: &GlobalArgs, args: &WatchArgs, cycle: u64, changed: bool, last: 
             base: None,
             watch: Some(sink.clone()),
         };
-        super::plan::run(g, plan)
+        super::plan::run_in(session, g, plan)
     };
     let ok = match result {
         Ok(()) => true,

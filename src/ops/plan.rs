@@ -1,0 +1,185 @@
+//! `plan`: the settings, the ledger (read while the manifests are parsed), the token's right to
+//! read devices, the lookups, the policy review and the scope of a pull request's own change.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::Session;
+use super::connect::Connection;
+use crate::action::Action;
+use crate::diagnostic::Diagnostics;
+use crate::graph::auth::{PRIVILEGED_ROLE, READ_ROLES};
+use crate::plan::{self, Plan, PlanOptions, Resolutions};
+use crate::project::{self, Project};
+use crate::saved::{Binding, SavedError, SavedPlan};
+use crate::settings::Overrides;
+use crate::state::{Ledger, LocalStore, Store};
+
+/// What was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// Limit the plan to these manifest files or folders.
+    pub paths: Vec<PathBuf>,
+    pub offline: bool,
+    pub simulate: bool,
+    /// `--base REF`: detail only the manifests this change touches.
+    pub base: Option<String>,
+}
+
+/// Why there is no plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The config or the manifests are wrong (every problem, with file and line).
+    #[error("the config or the manifests are invalid")]
+    Invalid(Diagnostics),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Everything a plan is made of; [`Planned::plan`] makes it (pure and cheap).
+#[derive(Debug)]
+pub struct Planned {
+    pub project: Project,
+    pub ledger: Ledger,
+    actions: Vec<Action>,
+    resolutions: Resolutions,
+    /// The tenant of the token (online), else the configured one.
+    pub tenant: Option<String>,
+    /// The ledger does not exist (offline only): where it was looked for.
+    pub missing: Option<String>,
+    /// `--base`: the files the change touches.
+    changed: Option<HashSet<PathBuf>>,
+    now: jiff::Timestamp,
+    pub offline: bool,
+    pub simulated: bool,
+}
+
+/// Loads the settings, the manifests and the ledger, and looks the candidates' devices up
+/// unless offline.
+pub fn prepare(
+    session: &mut Session,
+    overrides: &Overrides,
+    request: &PlanRequest,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Planned, PlanError> {
+    let (settings, diags) = project::load_settings(overrides, env);
+    // A broken config stops the run before anything is contacted (with the manifests' problems
+    // reported too).
+    if diags.has_errors() {
+        return Err(PlanError::Invalid(
+            project::load_manifests(settings, &request.paths, diags).err().unwrap_or_default(),
+        ));
+    }
+    let (runtime, conn) = if request.offline {
+        (session.runtime(), None)
+    } else {
+        let (runtime, conn) = session.connect(&settings, request.simulate, env)?;
+        (runtime, Some(conn))
+    };
+    let store = match (conn, request.simulate) {
+        (Some(c), _) => c.store.clone(),
+        (None, true) => Store::Local(LocalStore::new(settings.simulated_state())),
+        (None, false) => super::connect::open_store(&settings, env)?,
+    };
+    let exists = runtime.block_on(store.exists()).map_err(anyhow::Error::from)?;
+    if !exists && conn.is_some() {
+        return Err(anyhow::Error::from(crate::state::StateError::Missing {
+            path: store.location().to_string().into(),
+        })
+        .into());
+    }
+    let tenant = match conn {
+        Some(c) => Some(runtime.block_on(c.tenant())?),
+        None => settings.tenant.clone(),
+    };
+    // The ledger is read on the second core while the manifests are parsed on this one.
+    let (p, ledger) = std::thread::scope(|s| {
+        let ledger = s.spawn(|| runtime.block_on(store.load()));
+        let p = project::load_manifests(settings, &request.paths, diags);
+        (p, ledger.join())
+    });
+    let project = p.map_err(PlanError::Invalid)?;
+    let ledger = ledger
+        .map_err(|_| anyhow::anyhow!("reading the ledger panicked"))?
+        .context("cannot plan without the ledger")?;
+    store.check_tenant(&ledger, tenant.as_deref()).map_err(anyhow::Error::from)?;
+    let changed = request.base.as_deref().map(crate::git::changed_since).transpose().map_err(anyhow::Error::from)?;
+    let actions = project.actions();
+    let now = jiff::Timestamp::now();
+    let mut planned = Planned {
+        project,
+        ledger,
+        actions,
+        resolutions: Resolutions::new(),
+        tenant,
+        missing: (!exists).then(|| store.location().to_string()),
+        changed,
+        now,
+        offline: request.offline,
+        simulated: request.simulate,
+    };
+    if let Some(conn) = conn {
+        let none = Resolutions::new();
+        let candidates: Vec<&Action> = plan::plan(&planned.actions, &planned.ledger, &none, planned.options())
+            .to_reset()
+            .filter_map(|e| e.action)
+            .collect();
+        let resolutions = runtime.block_on(lookup(conn, &candidates, &planned.ledger))?;
+        planned.resolutions = resolutions;
+    }
+    Ok(planned)
+}
+
+impl Planned {
+    fn options(&self) -> PlanOptions {
+        let limited = self.project.limited;
+        PlanOptions {
+            report_orphans: !limited,
+            rename_guard: if limited { None } else { self.project.settings.policy.rename_guard(self.now) },
+        }
+    }
+
+    /// The plan: the diff, the devices, the policy review, and with `--base` the change's scope.
+    pub fn plan(&self) -> Plan<'_> {
+        let policy = &self.project.settings.policy;
+        let plan = plan::plan(&self.actions, &self.ledger, &self.resolutions, self.options())
+            .with_manifests(self.project.manifest_infos());
+        let plan = policy.review(plan, policy.check_manifests(&self.project.manifests), &self.ledger, self.now);
+        match &self.changed {
+            // Actions of changed manifest files, and orphans of files the change removed or renamed.
+            Some(files) => {
+                let cwd = std::env::current_dir().unwrap_or_default();
+                plan.scoped(|e| files.contains(&crate::git::normal(Path::new(&e.origin().file), &cwd)))
+            }
+            None => plan,
+        }
+    }
+
+    /// Saves `plan` (made by [`Planned::plan`]) for `apply --plan FILE`.
+    pub fn save(&self, plan: &Plan<'_>, path: &Path) -> Result<(), SavedError> {
+        let binding = Binding::of(&self.ledger, self.tenant.as_deref());
+        SavedPlan::new(plan, &self.ledger, binding, self.simulated, self.offline).write(path)
+    }
+}
+
+/// Checks the token can read devices, then looks the candidates' devices up.
+async fn lookup(conn: &Connection, candidates: &[&Action], ledger: &Ledger) -> anyhow::Result<Resolutions> {
+    let token = conn.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
+    match token.roles() {
+        None => tracing::warn!("the access token is not a JWT: cannot check its permissions"),
+        Some(roles) if !roles.iter().any(|r| READ_ROLES.contains(&r.as_str()) || r == PRIVILEGED_ROLE) => {
+            anyhow::bail!(
+                "the access token cannot read managed devices (roles: {})\nhint: grant the application permission {} (and admin consent), or plan with --offline",
+                if roles.is_empty() { "none".to_owned() } else { roles.join(", ") },
+                READ_ROLES[0]
+            );
+        }
+        Some(roles) if !roles.iter().any(|r| r == PRIVILEGED_ROLE) => {
+            tracing::warn!("the token lacks {PRIVILEGED_ROLE}: this identity can plan but `apply` will refuse to run");
+        }
+        Some(_) => {}
+    }
+    Ok(crate::resolve::resolve(&conn.graph, candidates, ledger).await?)
+}

@@ -1,6 +1,8 @@
 //! Benchmark: `reconcile plan --offline` on 20,000 actions in 200 manifests against a ledger that
-//! holds 10,000 recorded actions. Reports wall time (min / median / max of 15 runs) and the peak
-//! resident memory of the process. Target on a 2-core machine: under 0.3 s and under 100 MB.
+//! holds 10,000 recorded actions, then ten times that (200,000 actions in 2,000 files, 100,000
+//! recorded) to show the cost grows linearly. Reports wall time (min / median / max of 15 runs, 5
+//! for the large one) and the peak resident memory of the process. Goal on a 2-core machine:
+//! 0.08 s for the first, and ten times that at most for the second.
 //!
 //! Run with `cargo bench --bench plan`.
 
@@ -15,12 +17,14 @@ use intune_reconcile::manifest::{self, ManifestInput};
 use intune_reconcile::settings::ApiVersion;
 use intune_reconcile::state::{Attempt, LocalStore, Record, Status};
 
-const MANIFESTS: usize = 200;
 const DEVICES_PER_MANIFEST: usize = 100;
-const RECORDED: usize = 10_000;
-const RUNS: usize = 15;
 
 fn main() {
+    bench(200, 10_000, 15);
+    bench(2_000, 100_000, 5);
+}
+
+fn bench(manifests: usize, recorded: usize, runs: usize) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     // BENCH_KEEP=1 keeps the fixture for profiling by hand.
@@ -28,17 +32,17 @@ fn main() {
     let root = root.as_path();
     println!("fixture in {}", root.display());
     let setup = Instant::now();
-    write_manifests(root);
-    write_ledger(root);
+    write_manifests(root, manifests);
+    write_ledger(root, recorded);
     println!(
-        "fixture: {MANIFESTS} manifests, {} actions, {RECORDED} recorded (built in {:.1?})",
-        MANIFESTS * DEVICES_PER_MANIFEST,
+        "fixture: {manifests} manifests, {} actions, {recorded} recorded (built in {:.1?})",
+        manifests * DEVICES_PER_MANIFEST,
         setup.elapsed()
     );
 
     for format in ["text", "json"] {
         let mut times = Vec::new();
-        for _ in 0..RUNS {
+        for _ in 0..runs {
             let start = Instant::now();
             let status = Command::new(env!("CARGO_BIN_EXE_reconcile"))
                 .args(["plan", "--offline", "--format", format])
@@ -53,8 +57,8 @@ fn main() {
         println!(
             "plan --offline --format {format:<4}  min {:>6.1} ms  median {:>6.1} ms  max {:>6.1} ms",
             ms(times[0]),
-            ms(times[RUNS / 2]),
-            ms(times[RUNS - 1])
+            ms(times[runs / 2]),
+            ms(times[runs - 1])
         );
     }
     println!("peak RSS of any run: {:.1} MB", peak_child_rss_kib() as f64 / 1024.0);
@@ -64,10 +68,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn write_manifests(root: &Path) {
-    for m in 0..MANIFESTS {
+fn write_manifests(root: &Path, manifests: usize) {
+    for m in 0..manifests {
         let mut s = format!(
-            "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: bench-{m:03}\n  ticket: INC-{m}\n  reason: benchmark\nspec:\n  devices:\n"
+            "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: bench-{m:04}\n  ticket: INC-{m}\n  reason: benchmark\nspec:\n  devices:\n"
         );
         for d in 0..DEVICES_PER_MANIFEST {
             let n = m * DEVICES_PER_MANIFEST + d;
@@ -79,13 +83,13 @@ fn write_manifests(root: &Path) {
             };
         }
         let team = ["helpdesk", "security", "field"][m % 3];
-        let path = root.join(format!("manifests/{team}/bench-{m:03}.yaml"));
+        let path = root.join(format!("manifests/{team}/bench-{m:04}.yaml"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, s).unwrap();
     }
 }
 
-fn write_ledger(root: &Path) {
+fn write_ledger(root: &Path, recorded: usize) {
     let mut diags = Default::default();
     let files = manifest::discover(
         &[ManifestInput { base: root.to_path_buf(), pattern: "manifests".into(), origin: None, confine_to: None }],
@@ -101,7 +105,7 @@ fn write_ledger(root: &Path) {
         .actions()
         .iter()
         .step_by(2)
-        .take(RECORDED)
+        .take(recorded)
         .map(|a| {
             let mut r = Record::new(a, Some(uuid::Uuid::new_v4().to_string()), now);
             r.status = Status::Accepted;

@@ -104,16 +104,45 @@ impl Loaded {
 }
 
 /// Parses and validates every file, collecting every problem, then checks names across files.
+/// Files are parsed on every core, in contiguous runs, and the results kept in file order.
 pub fn load(files: &[PathBuf], ctx: validate::Context) -> Loaded {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(files.len()).max(1);
+    let parts: Vec<Part> = if threads == 1 {
+        vec![load_files(files, ctx)]
+    } else {
+        std::thread::scope(|s| {
+            let runs: Vec<_> =
+                files.chunks(files.len().div_ceil(threads)).map(|run| s.spawn(move || load_files(run, ctx))).collect();
+            runs.into_iter().map(|r| r.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        })
+    };
     let mut loaded = Loaded { files: files.to_vec(), ..Loaded::default() };
     let mut names = Vec::new();
-    for file in files {
-        load_file(file, ctx, &mut loaded, &mut names);
+    for part in parts {
+        loaded.manifests.extend(part.manifests);
+        loaded.diagnostics.extend(part.diagnostics);
+        names.extend(part.names);
     }
     check_unique_names(&names, &mut loaded.diagnostics);
     check_former_names(&loaded.manifests, &mut loaded.diagnostics);
     loaded.diagnostics.sort();
     loaded
+}
+
+/// What a run of files holds.
+#[derive(Default)]
+struct Part {
+    manifests: Vec<Manifest>,
+    diagnostics: Diagnostics,
+    names: Vec<NameSite>,
+}
+
+fn load_files(files: &[PathBuf], ctx: validate::Context) -> Part {
+    let mut part = Part::default();
+    for file in files {
+        load_file(file, ctx, &mut part);
+    }
+    part
 }
 
 /// Where a `metadata.name` was written: kept for every parsed document, valid or not, so a
@@ -124,8 +153,8 @@ struct NameSite {
     pos: Pos,
 }
 
-fn load_file(file: &Path, ctx: validate::Context, loaded: &mut Loaded, names: &mut Vec<NameSite>) {
-    let diags = &mut loaded.diagnostics;
+fn load_file(file: &Path, ctx: validate::Context, part: &mut Part) {
+    let diags = &mut part.diagnostics;
     let Some(src) = source::read_text(file, diags) else { return };
     let docs = source::split_documents(&src.text);
     if docs.is_empty() {
@@ -133,13 +162,13 @@ fn load_file(file: &Path, ctx: validate::Context, loaded: &mut Loaded, names: &m
     }
     for doc in docs {
         let Some(raw) = source::parse_document::<RawManifest>(file, &doc, diags) else { continue };
-        names.push(NameSite {
+        part.names.push(NameSite {
             name: raw.metadata.name.value.clone(),
             file: file.to_path_buf(),
             pos: source::pos_of(&raw.metadata.name, doc.line_offset).unwrap_or(Pos::new(1, 1)),
         });
         if let Some(m) = validate::validate(raw, file, doc.line_offset, ctx, diags) {
-            loaded.manifests.push(m);
+            part.manifests.push(m);
         }
     }
 }

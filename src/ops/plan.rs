@@ -97,16 +97,19 @@ pub fn prepare(
     // The ledger is read on the second core while the manifests are parsed on this one.
     let (p, ledger) = std::thread::scope(|s| {
         let ledger = s.spawn(|| runtime.block_on(store.load()));
-        let p = project::load_manifests(settings, &request.paths, diags);
+        // The actions (their keys hashed) are made here too, while the ledger is still being read.
+        let p = project::load_manifests(settings, &request.paths, diags).map(|p| {
+            let actions = p.actions();
+            (p, actions)
+        });
         (p, ledger.join())
     });
-    let project = p.map_err(PlanError::Invalid)?;
+    let (project, actions) = p.map_err(PlanError::Invalid)?;
     let ledger = ledger
         .map_err(|_| anyhow::anyhow!("reading the ledger panicked"))?
         .context("cannot plan without the ledger")?;
     store.check_tenant(&ledger, tenant.as_deref()).map_err(anyhow::Error::from)?;
     let changed = request.base.as_deref().map(crate::git::changed_since).transpose().map_err(anyhow::Error::from)?;
-    let actions = project.actions();
     let now = jiff::Timestamp::now();
     let mut planned = Planned {
         project,

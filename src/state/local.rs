@@ -356,16 +356,26 @@ pub(super) fn check_tenant_at(path: &Path, ledger: &Ledger, tenant: Option<&str>
 /// Parses and verifies a snapshot read from `path` (a file or a blob URL).
 pub(super) fn parse_snapshot_at(path: &Path, bytes: &[u8]) -> Result<Ledger, StateError> {
     let corrupt = |reason: String| StateError::Corrupt { path: path.to_path_buf(), reason };
-    let probe: VersionProbe =
-        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a ledger JSON document ({e})")))?;
-    match probe.version.as_u64() {
-        Some(v) if v == u64::from(LEDGER_VERSION) => {}
+    let version = |v: Option<u64>, shown: &dyn std::fmt::Display| match v {
+        Some(v) if v == u64::from(LEDGER_VERSION) => Ok(()),
         Some(v) if v > u64::from(LEDGER_VERSION) => {
-            return Err(StateError::NewerVersion { path: path.to_path_buf(), found: v });
+            Err(StateError::NewerVersion { path: path.to_path_buf(), found: v })
         }
-        _ => return Err(corrupt(format!("unsupported version {}", probe.version))),
-    }
-    let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        _ => Err(corrupt(format!("unsupported version {shown}"))),
+    };
+    // One pass on the happy path; the version is probed alone only to explain a failure (a newer
+    // ledger need not parse as this one).
+    let snap: Snapshot = match serde_json::from_slice(bytes) {
+        Ok(snap) => snap,
+        Err(e) => {
+            let probe: VersionProbe =
+                serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a ledger JSON document ({e})")))?;
+            version(probe.version.as_u64(), &probe.version)?;
+            return Err(corrupt(e.to_string()));
+        }
+    };
+    let v = snap.version;
+    version(Some(u64::from(v)), &v)?;
     let want = snap.digest();
     match &snap.checksum {
         Some(c) if *c == want => {}

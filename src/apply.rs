@@ -418,6 +418,18 @@ async fn feed_lookups(
     pace: bool,
     tx: tokio::sync::mpsc::UnboundedSender<Result<(LookupKey, Found), ReadError>>,
 ) {
+    // Listing the tenant, when cheaper, finds them all before the first send.
+    let listed = match crate::resolve::list_if_cheaper(&ctx.graph, &keys).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let keys: Vec<LookupKey> = keys.into_iter().filter(|k| !listed.contains_key(k)).collect();
+    for (key, found) in listed {
+        let _ = tx.send(Ok((key, found)));
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for key in keys {
         while pace && ctx.backlog.load(Ordering::SeqCst) >= LOOKAHEAD && !ctx.cancelled() {

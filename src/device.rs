@@ -14,6 +14,8 @@ pub struct Device {
     pub device_name: Option<String>,
     #[serde(default)]
     pub serial_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imei: Option<String>,
     #[serde(default)]
     pub operating_system: Option<String>,
     #[serde(default)]
@@ -29,7 +31,7 @@ pub struct Device {
 }
 
 /// The `$select` for [`Device`].
-pub const DEVICE_SELECT: &str = "id,deviceName,serialNumber,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime";
+pub const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime";
 
 /// A device platform, as policy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -105,6 +107,7 @@ mod tests {
             id: "x".into(),
             device_name: None,
             serial_number: None,
+            imei: None,
             operating_system: Some(os.into()),
             os_version: None,
             managed_device_owner_type: Some(owner.into()),

@@ -34,20 +34,22 @@ pub fn key_of(a: &Action) -> LookupKey {
     (a.collection, a.selector.kind, value)
 }
 
-/// Resolves every action in `actions`. Each distinct selector is looked up once, concurrently.
+/// Resolves every action in `actions`. Each distinct selector is looked up once, concurrently, or
+/// all of them by listing the tenant when that takes fewer reads ([`list_if_cheaper`]).
 ///
 /// Fails only when Graph itself cannot be used (auth, transport); a device problem blocks its
 /// action and the rest go on.
 pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -> Result<Resolutions, ReadError> {
+    let keys = lookup_keys(actions);
+    let mut found = list_if_cheaper(graph, &keys).await?;
     let mut tasks = tokio::task::JoinSet::new();
-    for key in lookup_keys(actions) {
+    for key in keys.into_iter().filter(|k| !found.contains_key(k)) {
         let graph = graph.clone();
         tasks.spawn(async move {
             let found = lookup(&graph, &key).await;
             (key, found)
         });
     }
-    let mut found = HashMap::new();
     while let Some(joined) = tasks.join_next().await {
         let (key, result) = joined.map_err(|e| ReadError::Transport(format!("a lookup task failed: {e}")))?;
         found.insert(key, result?);
@@ -147,26 +149,79 @@ pub async fn lookup(graph: &Graph, key: &LookupKey) -> Result<Found, ReadError> 
 
 async fn lookup_once(graph: &Graph, (collection, kind, value): &LookupKey) -> Result<Found, ReadError> {
     if *kind == SelectorKind::Id {
-        return Ok(graph
-            .device(*collection, value)
-            .await?
-            .ok_or_else(|| (BlockKind::NotFound, format!("device {value} not found in Intune"))));
+        return Ok(found_of(*kind, value, graph.device(*collection, value).await?.into_iter().collect()));
     }
-    let mut found = graph.find_devices(*collection, kind.as_str(), value).await?;
+    Ok(found_of(*kind, value, graph.find_devices(*collection, kind.as_str(), value).await?))
+}
+
+/// What the devices having `kind` = `value` mean: the one device, or why there is none to act on.
+fn found_of(kind: SelectorKind, value: &str, mut found: Vec<Device>) -> Found {
     match found.len() {
-        0 => Ok(Err((BlockKind::NotFound, format!("no device has {} `{value}`", kind.as_str())))),
-        1 => Ok(Ok(found.remove(0))),
+        0 if kind == SelectorKind::Id => Err((BlockKind::NotFound, format!("device {value} not found in Intune"))),
+        0 => Err((BlockKind::NotFound, format!("no device has {} `{value}`", kind.as_str()))),
+        1 => Ok(found.remove(0)),
         n => {
             let candidates: Vec<String> =
                 found.iter().take(10).map(|d| format!("{} ({})", d.id, describe(d))).collect();
-            Ok(Err((
+            Err((
                 BlockKind::Ambiguous,
                 format!(
                     "{n} devices have {} `{value}`: use `id` to pick one of {}",
                     kind.as_str(),
                     candidates.join("; ")
                 ),
-            )))
+            ))
         }
     }
+}
+
+/// A collection with at least this many lookups first asks how many devices the tenant has.
+const LIST_FROM: usize = 20;
+
+/// Finds the devices of `keys` by listing the tenant's devices (1,000 a page), for every
+/// collection where that takes fewer reads than one GET per lookup and no longer
+/// ([`Graph::list_devices`] decides from the first page; the choice is logged at debug). Returns what it found; the other keys are
+/// left to [`lookup`]. Matching is Graph's `eq`: case-insensitive.
+pub async fn list_if_cheaper(graph: &Graph, keys: &[LookupKey]) -> Result<HashMap<LookupKey, Found>, ReadError> {
+    let mut out = HashMap::new();
+    for collection in [Collection::ManagedDevices, Collection::ComanagedDevices] {
+        let wanted: Vec<&LookupKey> = keys.iter().filter(|k| k.0 == collection).collect();
+        if wanted.len() < LIST_FROM {
+            continue;
+        }
+        // Listing pays when it takes fewer pages than the lookups it replaces.
+        let Some(devices) = graph.list_devices(collection, wanted.len() - 1).await? else {
+            tracing::debug!(
+                collection = collection.as_str(),
+                lookups = wanted.len(),
+                "one GET per lookup: listing the tenant would take as many reads or more"
+            );
+            continue;
+        };
+        tracing::debug!(
+            collection = collection.as_str(),
+            lookups = wanted.len(),
+            devices = devices.len(),
+            "devices found by listing the tenant"
+        );
+        let mut index: HashMap<(SelectorKind, String), Vec<&Device>> = HashMap::new();
+        for d in &devices {
+            let fields = [
+                (SelectorKind::Id, Some(&d.id)),
+                (SelectorKind::SerialNumber, d.serial_number.as_ref()),
+                (SelectorKind::Imei, d.imei.as_ref()),
+                (SelectorKind::DeviceName, d.device_name.as_ref()),
+            ];
+            for (kind, value) in fields {
+                if let Some(v) = value.filter(|v| !v.is_empty()) {
+                    index.entry((kind, v.to_lowercase())).or_default().push(d);
+                }
+            }
+        }
+        for key @ (_, kind, value) in wanted {
+            let matches = index.get(&(*kind, value.to_lowercase())).map(|ds| ds.iter().map(|d| (*d).clone()).collect());
+            out.insert(key.clone(), found_of(*kind, value, matches.unwrap_or_default()));
+        }
+    }
+    Ok(out)
 }

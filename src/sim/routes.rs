@@ -566,6 +566,9 @@ fn list(
     let page: Vec<Value> =
         matching.iter().skip(skip).take(top).map(|&i| s.render_device(i, select.as_deref())).collect();
     let mut body = json!({"@odata.context": format!("https://graph.microsoft.com/{ver}/$metadata#deviceManagement/{collection}"), "value": page});
+    if get("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
+        body["@odata.count"] = json!(matching.len());
+    }
     if skip + top < matching.len() {
         let mut next = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in params.iter().filter(|(k, _)| k != "$skiptoken") {

@@ -163,7 +163,7 @@ fn resolve_500() {
     let reads: Vec<_> = sim.requests().into_iter().filter(|r| r.method == "GET").collect();
     let throttled = reads.iter().filter(|r| r.status == 429).count();
     println!("Resolve 500 serial numbers, 50,000-device tenant, 200 reads / 2 s, 100 ms latency");
-    println!("  plan took {:.1} s: {} lookups, 429s: {throttled}", wall.as_secs_f64(), reads.len());
+    println!("  plan took {:.1} s: {} reads, 429s: {throttled}", wall.as_secs_f64(), reads.len());
 }
 
 fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32, blob: Option<&azurite::Azurite>) {

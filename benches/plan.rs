@@ -92,7 +92,13 @@ fn write_manifests(root: &Path, manifests: usize) {
 fn write_ledger(root: &Path, recorded: usize) {
     let mut diags = Default::default();
     let files = manifest::discover(
-        &[ManifestInput { base: root.to_path_buf(), pattern: "manifests".into(), origin: None, confine_to: None }],
+        &[ManifestInput {
+            base: root.to_path_buf(),
+            pattern: "manifests".into(),
+            origin: None,
+            pos: None,
+            confine_to: None,
+        }],
         &mut diags,
     );
     let loaded = manifest::load(&files, manifest::validate::Context { api_version: ApiVersion::V1 });

@@ -121,8 +121,8 @@ pub enum ApplyError {
     State(#[from] StateError),
     #[error("cannot authenticate to Microsoft Graph")]
     Auth(#[from] AuthError),
-    #[error("the access token lacks the application permission {PRIVILEGED_ROLE} (it has: {})\nhint: in Entra ID, add that Microsoft Graph application permission to the app registration and grant admin consent", if roles.is_empty() { "no roles".to_owned() } else { roles.join(", ") })]
-    MissingRole { roles: Vec<String> },
+    #[error("the access token lacks the permission {PRIVILEGED_ROLE} (it has: {})\nhint: {}", if roles.is_empty() { "no roles".to_owned() } else { roles.join(", ") }, crate::graph::auth::permission_hint(PRIVILEGED_ROLE, *delegated))]
+    MissingRole { roles: Vec<String>, delegated: bool },
     #[error(
         "the plan has {planned} resets, more than --max-actions {max}\nhint: split the change, or raise --max-actions in a reviewed change"
     )]
@@ -598,7 +598,11 @@ async fn check_role(graph: &Graph) -> Result<(), ApplyError> {
         tracing::warn!("the access token is not a JWT: cannot check it carries {PRIVILEGED_ROLE}");
         return Ok(());
     };
-    if roles.iter().any(|r| r == PRIVILEGED_ROLE) { Ok(()) } else { Err(ApplyError::MissingRole { roles }) }
+    if roles.iter().any(|r| r == PRIVILEGED_ROLE) {
+        Ok(())
+    } else {
+        Err(ApplyError::MissingRole { roles, delegated: token.delegated() })
+    }
 }
 
 struct Ctx {

@@ -23,6 +23,7 @@
 pub mod action;
 pub mod apply;
 pub mod audit;
+pub mod azure_devops;
 pub mod cli;
 pub mod confine;
 pub mod device;

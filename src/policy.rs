@@ -551,11 +551,23 @@ impl Policy {
         if inside {
             return Ok(());
         }
+        // The next opening: the earliest window start after now, within a week.
+        let next = (0..=7)
+            .filter_map(|k| local.date().checked_add(jiff::Span::new().days(k)).ok())
+            .flat_map(|date| {
+                w.list.iter().filter(move |win| win.days.contains(&date.weekday())).filter_map(move |win| {
+                    let (h, m) = ((win.from / 60) as i8, (win.from % 60) as i8);
+                    date.at(h, m, 0, 0).to_zoned_datetime(w.tz.clone()).ok()
+                })
+            })
+            .filter(|start| start.timestamp() > now)
+            .min_by_key(jiff::ZonedDateTime::timestamp);
+        let opens = next.map(|z| format!("; the next opens {}", z.strftime("%a %Y-%m-%d %H:%M"))).unwrap_or_default();
         Err(violation(
             &self.file,
             None,
             "changeWindows",
-            format!("{} in {} is outside every change window", local.strftime("%a %Y-%m-%d %H:%M"), w.tz_name),
+            format!("{} in {} is outside every change window{opens}", local.strftime("%a %Y-%m-%d %H:%M"), w.tz_name),
             "apply inside a window, or pass --ignore-change-windows --reason \"…\" (the reason is recorded in the ledger)",
         ))
     }
@@ -594,6 +606,19 @@ mod tests {
         );
         assert!(ny.check_window(at("2026-11-30T07:00:00Z")).is_err());
         assert!(ny.check_window(at("2026-11-30T13:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_says_when_the_next_window_opens() {
+        let p = policy(
+            "changeWindows:\n  timeZone: Europe/Berlin\n  windows:\n    - { days: [mon, tue, wed, thu, fri], from: '08:00', to: '18:00' }\n",
+        );
+        // Saturday 11:00 Berlin: the next window is Monday 08:00.
+        let why = p.check_window(at("2026-11-28T10:00:00Z")).expect_err("outside");
+        assert!(why.message.ends_with("the next opens Mon 2026-11-30 08:00"), "{}", why.message);
+        // Monday 18:30: Tuesday 08:00.
+        let why = p.check_window(at("2026-11-30T17:30:00Z")).expect_err("outside");
+        assert!(why.message.ends_with("the next opens Tue 2026-12-01 08:00"), "{}", why.message);
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub fn load_manifests(settings: Settings, paths: &[PathBuf], mut diags: Diagnost
                 base: PathBuf::from("."),
                 pattern: p.display().to_string(),
                 origin: None,
+                pos: None,
                 confine_to: None,
             })
             .collect()

@@ -50,6 +50,34 @@ impl Cloud {
     pub fn parse(name: &str) -> Option<Cloud> {
         [Cloud::Global, Cloud::Usgov, Cloud::UsgovDod, Cloud::China].into_iter().find(|c| c.as_str() == name)
     }
+
+    /// The cloud a common other name means (`gcc-high` → `usgov`), for a "did you mean".
+    pub fn suggest(name: &str) -> Option<Cloud> {
+        let n: String = name.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect();
+        match n.as_str() {
+            "global" | "public" | "commercial" | "azurecloud" | "azurepubliccloud" | "worldwide" | "gcc" => {
+                Some(Cloud::Global)
+            }
+            "usgov"
+            | "gcchigh"
+            | "usgovernment"
+            | "azureusgovernment"
+            | "azureusgovernmentcloud"
+            | "usgovhigh"
+            | "fairfax" => Some(Cloud::Usgov),
+            "usgovdod" | "dod" | "usdod" | "gccdod" | "dodcon" => Some(Cloud::UsgovDod),
+            "china" | "azurechinacloud" | "mooncake" | "21vianet" | "chinacloud" => Some(Cloud::China),
+            _ => None,
+        }
+    }
+
+    /// `name` as a cloud, or the hint that says which names are.
+    fn parse_or_hint(name: &str) -> Result<Cloud, String> {
+        Cloud::parse(name).ok_or_else(|| match Cloud::suggest(name) {
+            Some(c) => format!("did you mean `{}`? The clouds are global, usgov, usgov-dod and china", c.as_str()),
+            None => "use global, usgov, usgov-dod or china".to_owned(),
+        })
+    }
 }
 
 /// The Graph API version requests go to.
@@ -105,7 +133,8 @@ pub struct RawSimulator {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGraph {
     /// `global` (default), `usgov`, `usgov-dod` or `china`.
-    pub cloud: Option<Cloud>,
+    #[schemars(with = "Option<Cloud>")]
+    pub cloud: Option<Spanned<String>>,
     /// `v1.0` (default) or `beta`.
     pub api_version: Option<ApiVersion>,
     /// Requests in flight at most. Default 4.
@@ -243,23 +272,38 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
     // Where credentials may go is the environment's decision, never the repository's.
     let pinned = match env("AZURE_CLOUD").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
         None => Cloud::Global,
-        Some(v) => match Cloud::parse(&v) {
-            Some(c) => c,
-            None => {
+        Some(v) => match Cloud::parse_or_hint(&v) {
+            Ok(c) => c,
+            Err(hint) => {
                 diags.push(Diagnostic {
                     severity: crate::diagnostic::Severity::Error,
                     file: None,
                     pos: None,
                     message: format!("AZURE_CLOUD `{}` is not a cloud", v.escape_debug()),
-                    hint: Some("use global, usgov, usgov-dod or china".into()),
+                    hint: Some(hint),
                 });
                 Cloud::Global
             }
         },
     };
     graph.cloud = pinned;
-    if let Some(g) = raw.graph {
-        if let Some(c) = g.cloud
+    if let Some(mut g) = raw.graph {
+        let written = g.cloud.take();
+        let cloud = written.as_ref().and_then(|c| match Cloud::parse_or_hint(c.value.trim()) {
+            Ok(cloud) => Some(cloud),
+            Err(hint) => {
+                diags.push(
+                    Diagnostic::error(
+                        &file,
+                        pos_of(c, 0),
+                        format!("graph.cloud `{}` is not a cloud", c.value.escape_debug()),
+                    )
+                    .with_hint(hint),
+                );
+                None
+            }
+        });
+        if let Some(c) = cloud
             && c != pinned
         {
             diags.push(
@@ -283,6 +327,7 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
             .into_iter()
             .map(|m| ManifestInput {
                 base: base.clone(),
+                pos: pos_of(&m, 0),
                 pattern: m.value,
                 origin: Some(file.clone()),
                 confine_to: Some(base.clone()),
@@ -292,6 +337,7 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
             base: base.clone(),
             pattern: "manifests".into(),
             origin: None,
+            pos: None,
             confine_to: Some(base.clone()),
         }],
     };
@@ -401,9 +447,6 @@ fn read_config(overrides: &Overrides, diags: &mut Diagnostics) -> (Option<PathBu
 }
 
 fn apply_graph(g: RawGraph, file: &Path, graph: &mut GraphSettings, diags: &mut Diagnostics) {
-    if let Some(c) = g.cloud {
-        graph.cloud = c;
-    }
     if let Some(v) = g.api_version {
         graph.api_version = v;
     }

@@ -206,11 +206,8 @@ fn a_token_without_the_permission_sends_nothing() {
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("lacks the application permission DeviceManagementManagedDevices.PrivilegedOperations.All"),
-        "{err}"
-    );
-    assert!(err.contains("admin consent"), "{err}");
+    assert!(err.contains("lacks the permission DeviceManagementManagedDevices.PrivilegedOperations.All"), "{err}");
+    assert!(err.contains("application permission") && err.contains("admin consent"), "{err}");
     assert!(posts(&sim).is_empty());
     // A token that can read but not reset: refused too, naming what it has.
     let sim = android_sim(2, |c| c.roles = vec!["DeviceManagementManagedDevices.Read.All".into()]);
@@ -264,6 +261,56 @@ fn max_actions_and_confirmation_guard_the_run() {
     repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "3"]).assert().success();
 }
 
+/// Ten Android devices in one manifest, looked up at 50 a second.
+fn ten_devices_read_slowly() -> (Repo, intune_reconcile::sim::SimHandle) {
+    let repo = Repo::empty();
+    slow_reads_config(&repo, "");
+    let ids: Vec<String> = (0..10).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
+    (repo, android_sim(10, |_| {}))
+}
+
+#[test]
+fn over_the_blast_radius_nothing_leaves_even_while_lookups_are_slow() {
+    // Ten resets, --max-actions 5, lookups paced at 50 a second: streaming would have sent the
+    // first ones before the tenth device was known. Nothing leaves until the complete plan is
+    // counted, and then nothing at all.
+    let (repo, sim) = ten_devices_read_slowly();
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "5"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the plan has 10 resets, more than --max-actions 5"), "{}", stderr(&out));
+    assert!(posts(&sim).is_empty(), "nothing sent");
+}
+
+#[test]
+fn declining_at_the_terminal_sends_nothing() {
+    // A person at a terminal answers `no`: the whole plan is shown first, nothing was sent before
+    // the question (lookups are slow enough that streaming would have), nothing after.
+    let (repo, sim) = ten_devices_read_slowly();
+    let bin = assert_cmd::cargo::cargo_bin!("reconcile");
+    let mut c = std::process::Command::new("script");
+    c.current_dir(repo.path()).args(["-q", "-e", "-c", &format!("'{}' apply", bin.display()), "/dev/null"]);
+    c.env("RECONCILE_GRAPH_URL", sim.url())
+        .env("AZURE_AUTHORITY_HOST", sim.url())
+        .env("AZURE_TENANT_ID", "test-tenant")
+        .env("AZURE_CLIENT_ID", "test-client")
+        .env("AZURE_CLIENT_SECRET", common::SECRET)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("script(1)");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        let _ = stdin.write_all(b"no\n");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Plan: 10 to reset") && text.contains("Only 'yes' will be accepted"), "{text}");
+    assert!(text.contains("apply was not confirmed"), "{text}");
+    assert!(posts(&sim).is_empty(), "nothing sent: {text}");
+}
+
 #[test]
 fn max_actions_counts_the_resets_that_would_be_sent_not_the_entries() {
     // Three entries, one of them a device Intune does not know: two resets, within --max-actions 2.
@@ -297,10 +344,13 @@ fn resets_leave_while_devices_are_still_being_looked_up() {
     for i in 0..15 {
         m.push_str(&format!("    - serialNumber: SN{i:08}\n"));
     }
+    m.push_str("    - serialNumber: NO-SUCH-SERIAL\n");
     repo.write("manifests/serials.yaml", m);
     let sim = android_sim(15, |_| {});
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "a device not found: {}", stderr(&out));
+    // The report is the complete plan's, not that of the lookups done when sending began.
+    assert!(stdout(&out).contains("15 accepted, 0 rejected, 0 unknown, 0 not executed, 1 blocked"), "{}", stdout(&out));
     let requests = sim.requests();
     let first_post = requests.iter().find(|r| r.path.ends_with("/resetPasscode")).expect("a reset").seq;
     let last_lookup =
@@ -312,7 +362,8 @@ fn resets_leave_while_devices_are_still_being_looked_up() {
     let ids: Vec<String> = (0..15).map(android_id).collect();
     assert_each_reset_once(&sim, &ids);
     // The complete plan is still shown, once every device is known.
-    assert!(stdout(&out).contains("Plan: 15 to reset"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Plan: 15 to reset") && stdout(&out).contains("x blocked"), "{}", stdout(&out));
+    assert_eq!(stdout(&out).matches("\nPlan: ").count(), 1, "shown once, complete: {}", stdout(&out));
 }
 
 #[test]

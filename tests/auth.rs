@@ -283,3 +283,101 @@ fn delegated_scopes_count_as_permissions() {
     let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &delegated)]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A delegated token (a person's, with `scp`) for the test tenant, accepted by the simulator.
+fn delegated_token(sim: &intune_reconcile::sim::SimHandle, scopes: &str) -> String {
+    use base64::Engine as _;
+    let claims = serde_json::json!({"tid": "test-tenant", "aud": "https://graph.microsoft.com", "scp": scopes});
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+    let token = format!("eyJhbGciOiJub25lIn0.{payload}.sig");
+    sim.state().accept_token(&token);
+    token
+}
+
+/// A folder holding a fake `az` that answers `script` (a POSIX shell body) and logs its arguments.
+fn fake_az(script: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let az = dir.path().join("az");
+    let log = dir.path().join("args.log");
+    std::fs::write(&az, format!("#!/bin/sh\necho \"$@\" >> '{}'\n{script}\n", log.display())).expect("write az");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// `reconcile ARGS` with no credential variables and `PATH` holding only `bin`.
+fn with_path(
+    repo: &Repo,
+    sim: &intune_reconcile::sim::SimHandle,
+    bin: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    let mut c = repo.cmd();
+    c.env("RECONCILE_GRAPH_URL", sim.url()).env("AZURE_AUTHORITY_HOST", sim.url()).env("PATH", bin).args(args);
+    for var in ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "RECONCILE_GRAPH_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL"] {
+        c.env_remove(var);
+    }
+    c.output().expect("run")
+}
+
+#[test]
+fn a_person_signed_in_with_az_can_plan_and_gets_the_delegated_fix_to_apply() {
+    let (repo, sim) = setup(2);
+    let token = delegated_token(&sim, "DeviceManagementManagedDevices.Read.All");
+    let expires = jiff::Timestamp::now().as_second() + 3600;
+    let bin = fake_az(&format!(
+        "printf '%s' '{{\"accessToken\": \"{token}\", \"expires_on\": {expires}, \"tokenType\": \"Bearer\"}}'"
+    ));
+    let plan = with_path(&repo, &sim, bin.path(), &["plan"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(common::stdout(&plan).contains("Plan: 2 to reset"), "{}", common::stdout(&plan));
+    let args = std::fs::read_to_string(bin.path().join("args.log")).expect("az was run");
+    assert_eq!(
+        args.lines().next(),
+        Some("account get-access-token --scope https://graph.microsoft.com/.default --output json")
+    );
+    assert!(token_credentials(&sim).is_empty(), "no token request to Entra: az gave it");
+    // The same person cannot reset: the hint is the delegated one, not the app registration's.
+    let apply = with_path(&repo, &sim, bin.path(), &["apply", "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(1));
+    let err = stderr(&apply);
+    assert!(err.contains("signed in as a person") && err.contains("delegated Microsoft Graph permission"), "{err}");
+    assert!(!err.contains("app registration and grant admin consent"), "{err}");
+    assert!(!err.contains(&token), "the token is never shown");
+    assert!(posts(&sim).is_empty());
+}
+
+#[test]
+fn az_failures_and_missing_credentials_say_what_to_do() {
+    let (repo, sim) = setup(1);
+    // `az` there, but nobody signed in.
+    let bin = fake_az("echo \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1");
+    let out = with_path(&repo, &sim, bin.path(), &["plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("the Azure CLI gave no token") && err.contains("Please run 'az login'"), "{err}");
+    // No `az` and no variables: both ways in are named.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = with_path(&repo, &sim, empty.path(), &["plan"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("no `az` on PATH") && err.contains("AZURE_CLIENT_SECRET") && err.contains("az login"),
+        "{err}"
+    );
+    // An app half described: the variables that would complete it, and no fall back to `az`.
+    let mut c = repo.cmd();
+    c.env("RECONCILE_GRAPH_URL", sim.url()).env("AZURE_AUTHORITY_HOST", sim.url()).env("PATH", bin.path());
+    c.env("AZURE_TENANT_ID", "test-tenant").env("AZURE_CLIENT_ID", "c").env_remove("AZURE_CLIENT_SECRET").arg("plan");
+    let out = c.output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for var in ["AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE"] {
+        assert!(err.contains(var), "{var}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(bin.path().join("args.log")).map(|s| s.lines().count()).unwrap_or(0),
+        1,
+        "az ran once, for the first case only"
+    );
+    assert!(sim.requests().is_empty());
+}

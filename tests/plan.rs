@@ -127,3 +127,31 @@ fn online_plan_without_credentials_suggests_offline_or_simulate() {
     let err = stderr(&out);
     assert!(err.contains("no Graph credentials") && err.contains("--offline") && err.contains("--simulate"), "{err}");
 }
+
+/// `reconcile ARGS` on a pseudo-terminal (`script`), as a person at a terminal runs it.
+fn on_a_terminal(repo: &Repo, args: &str, no_color: bool) -> String {
+    let bin = assert_cmd::cargo::cargo_bin!("reconcile");
+    let mut c = std::process::Command::new("script");
+    c.current_dir(repo.path()).args(["-q", "-e", "-c", &format!("'{}' {args}", bin.display()), "/dev/null"]);
+    c.env_remove("NO_COLOR").env("TERM", "xterm");
+    if no_color {
+        c.env("NO_COLOR", "1");
+    }
+    let out = c.output().expect("script(1) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_plan_is_coloured_on_a_terminal_only() {
+    let repo = Repo::from_examples();
+    let plain = repo.cmd().args(["plan", "--offline"]).output().expect("run");
+    assert!(!stdout(&plain).contains('\u{1b}'), "no colour in a pipe");
+    let tty = on_a_terminal(&repo, "plan --offline", false);
+    assert!(tty.contains("\u{1b}[32m  + "), "resets are green on a terminal: {tty:?}");
+    for quiet in
+        [on_a_terminal(&repo, "plan --offline", true), on_a_terminal(&repo, "plan --offline --no-color", false)]
+    {
+        assert!(!quiet.contains("\u{1b}[3"), "NO_COLOR and --no-color: {quiet:?}");
+        assert!(quiet.contains("  + "), "{quiet:?}");
+    }
+}

@@ -102,6 +102,17 @@ fn unquoted_imei_and_case_insensitive_duplicates() {
     let repo = Repo::empty();
     repo.write("manifests/a.yaml", GOOD.replace("serialNumber: R58M12345AB", "imei: 356938035643809"));
     repo.cmd().arg("validate").assert().success();
+    // Grouped as it is often copied: the same IMEI (one action, listed twice).
+    repo.write(
+        "manifests/a.yaml",
+        GOOD.replace(
+            "serialNumber: R58M12345AB",
+            "imei: \"35 693803 564380 9\"\n    - imei: 35-693803-564380-9\n    - imei: 356938035643809",
+        ),
+    );
+    repo.cmd().arg("validate").assert().code(1).stderr(predicate::str::contains("is listed twice"));
+    repo.write("manifests/a.yaml", GOOD.replace("serialNumber: R58M12345AB", "imei: \"35 693803 564380 9\""));
+    repo.cmd().arg("validate").assert().success();
     repo.write(
         "manifests/a.yaml",
         GOOD.replace(
@@ -110,6 +121,22 @@ fn unquoted_imei_and_case_insensitive_duplicates() {
         ),
     );
     repo.cmd().arg("validate").assert().code(1).stderr(predicate::str::contains("is listed twice"));
+}
+
+#[test]
+fn a_cloud_by_another_name_gets_a_did_you_mean() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD);
+    repo.write("reconcile.yaml", "graph:\n  cloud: gcc-high\n");
+    repo.cmd().arg("validate").assert().code(1).stderr(
+        predicate::str::contains("reconcile.yaml:2:10: error: graph.cloud `gcc-high` is not a cloud")
+            .and(predicate::str::contains("did you mean `usgov`?")),
+    );
+    repo.write("reconcile.yaml", "graph:\n  cloud: global\n");
+    repo.cmd().env("AZURE_CLOUD", "AzureChinaCloud").arg("validate").assert().code(1).stderr(
+        predicate::str::contains("AZURE_CLOUD `AzureChinaCloud` is not a cloud")
+            .and(predicate::str::contains("did you mean `china`?")),
+    );
 }
 
 #[test]
@@ -168,6 +195,13 @@ fn missing_paths_and_explicit_config_are_errors() {
         .stderr(predicate::str::contains("missing.yaml: error: cannot read file"));
     // With no config and no manifests folder, the default folder is reported missing.
     repo.cmd().arg("validate").assert().code(1).stderr(predicate::str::contains("manifest path `manifests`"));
+    // A folder the config names that is not there: the config's line says where it was named.
+    repo.write("reconcile.yaml", "manifests:\n  - manifests\n  - team-b\n");
+    std::fs::create_dir_all(repo.path().join("manifests")).expect("mkdir");
+    repo.write("manifests/a.yaml", GOOD);
+    repo.cmd().arg("validate").assert().code(1).stderr(predicate::str::contains(
+        "reconcile.yaml:3:5: error: manifest path `team-b`: no such file or directory",
+    ));
 }
 
 #[test]
@@ -188,4 +222,81 @@ fn globs_select_files() {
         .assert()
         .success()
         .stdout(predicate::str::contains("2 manifests with 2 actions in 2 files"));
+}
+
+/// The ```yaml blocks of a Markdown file: (line, text).
+fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (n, line) in markdown.lines().enumerate() {
+        match &mut current {
+            None if line.trim_start().starts_with("```yaml") || line.trim_start().starts_with("```yml") => {
+                current = Some((n + 1, String::new()))
+            }
+            Some(_) if line.trim_start().starts_with("```") => blocks.extend(current.take()),
+            Some((_, text)) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// Every YAML document of `text` (split on `---` lines), parsed.
+fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    for line in text.lines().chain(std::iter::once("---")) {
+        if line.trim_end() == "---" {
+            if !current.trim().is_empty() {
+                docs.push(serde_saphyr::from_str::<serde_json::Value>(&current).map_err(|e| e.to_string())?);
+            }
+            current.clear();
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    Ok(docs)
+}
+
+// Docs that are tested: every YAML block of the README and of examples/ parses; a manifest is
+// validated as one, a `reconcile.yaml` (or a piece of one) against the example manifests.
+#[test]
+fn every_yaml_block_of_the_docs_parses_and_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources: Vec<(String, String)> = Vec::new();
+    for md in ["README.md", "ARCHITECTURE.md", "examples/ci/README.md"] {
+        let text = std::fs::read_to_string(root.join(md)).expect(md);
+        for (line, block) in yaml_blocks(&text) {
+            sources.push((format!("{md}:{line}"), block));
+        }
+    }
+    for entry in walkdir::WalkDir::new(root.join("examples")).into_iter().filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            sources.push((path.display().to_string(), std::fs::read_to_string(path).expect("read")));
+        }
+    }
+    assert!(sources.len() >= 10, "found the docs: {}", sources.len());
+    let config_keys = ["manifests", "state", "graph", "policy", "simulator"];
+    for (at, text) in &sources {
+        let docs = yaml_documents(text).unwrap_or_else(|e| panic!("{at} is not YAML: {e}"));
+        for doc in docs {
+            let Some(map) = doc.as_object() else { continue };
+            if map.get("apiVersion").and_then(|v| v.as_str()) == Some("intune-reconcile/v1") {
+                let repo = Repo::empty();
+                repo.write("manifests/doc.yaml", text.replace("../schemas/", ""));
+                let out = repo.cmd().arg("validate").output().expect("run");
+                assert!(out.status.success(), "{at}: {}", stderr(&out));
+            } else if !map.is_empty() && map.keys().all(|k| config_keys.contains(&k.as_str())) {
+                let repo = Repo::from_examples();
+                repo.write("reconcile.yaml", text);
+                let out = repo.cmd().arg("validate").output().expect("run");
+                assert!(out.status.success(), "{at} with the example manifests: {}", stderr(&out));
+            }
+        }
+    }
 }

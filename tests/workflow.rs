@@ -364,6 +364,12 @@ fn fake_github() -> FakeGithub {
             ),
         )
         .with_state(db.clone());
+    let (url, thread, stop) = serve(app);
+    FakeGithub { url, comments: db, thread, stop }
+}
+
+/// Serves `app` on a free loopback port in a thread of its own, until told to stop.
+fn serve(app: axum::Router) -> (String, std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -379,7 +385,7 @@ fn fake_github() -> FakeGithub {
                 .await;
         });
     });
-    FakeGithub { url, comments: db, thread, stop: tx }
+    (url, thread, tx)
 }
 
 /// `reconcile comment` in GitHub Actions with `token`, against the fake.
@@ -645,4 +651,221 @@ fn a_plan_applied_again_sends_what_its_first_run_did_not() {
     let again = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
     assert!(again.status.success(), "{}", stdout(&again));
     assert_eq!(posts(&sim).len(), 2);
+}
+
+/// A YAML file of this repository, as JSON.
+fn yaml_file(rel: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{rel} is not YAML: {e}"))
+}
+
+#[test]
+fn the_github_action_installs_once_then_runs_the_command() {
+    let action = yaml_file("action.yml");
+    assert_eq!(action["runs"]["using"], "composite");
+    assert_eq!(action["inputs"]["command"]["required"], true);
+    for input in ["args", "version"] {
+        assert!(action["inputs"][input].is_object(), "input {input}");
+    }
+    let steps = action["runs"]["steps"].as_array().expect("steps");
+    let cache =
+        steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache@"))).expect("a cache");
+    let key = cache["with"]["key"].as_str().expect("key");
+    assert!(key.contains("runner.os") && key.contains("inputs.version"), "{key}");
+    let run = steps.iter().find(|s| s["run"].is_string()).expect("a run step");
+    assert!(run["run"].as_str().expect("run").contains("scripts/action.sh"));
+    assert_eq!(run["env"]["INPUT_COMMAND"], "${{ inputs.command }}", "inputs reach the script as variables");
+
+    // The step's script, on this machine: a fake `cargo` "installs" (links the built binary) the
+    // first time; the second run finds it (the cache) and installs nothing.
+    let repo = Repo::from_examples();
+    let tools = tempfile::tempdir().expect("tempdir");
+    let home = tempfile::tempdir().expect("tempdir");
+    let log = tools.path().join("cargo.log");
+    let real = assert_cmd::cargo::cargo_bin!("reconcile");
+    std::fs::write(
+        tools.path().join("cargo"),
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nmkdir -p \"$RECONCILE_HOME/bin\"\nln -s '{}' \"$RECONCILE_HOME/bin/reconcile\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .expect("fake cargo");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(tools.path().join("cargo"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let github_path = tools.path().join("github_path");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/action.sh");
+    for _ in 0..2 {
+        let out = std::process::Command::new(&script)
+            .current_dir(repo.path())
+            .env("PATH", format!("{}:/usr/bin:/bin", tools.path().display()))
+            .env("RECONCILE_HOME", home.path())
+            .env("GITHUB_PATH", &github_path)
+            .env("INPUT_COMMAND", "plan")
+            .env("INPUT_ARGS", "--simulate --format json")
+            .env_remove("INPUT_VERSION")
+            .output()
+            .expect("run the action's script");
+        assert!(out.status.success(), "{}", stderr(&out));
+        // The install is folded into a log group (`::group::` lines); the rest is the command's.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let json: String = text.lines().filter(|l| !l.starts_with("::")).collect::<Vec<_>>().join("\n");
+        let plan: serde_json::Value = serde_json::from_str(&json).expect("the plan, as JSON");
+        assert!(plan["summary"]["to_reset"].as_u64().is_some_and(|n| n > 0), "{plan}");
+    }
+    let installs = std::fs::read_to_string(&log).expect("cargo ran");
+    assert_eq!(installs.lines().count(), 1, "installed once: {installs}");
+    assert!(installs.starts_with("install --locked --path ") && installs.contains("--bin reconcile"), "{installs}");
+    let on_path = std::fs::read_to_string(&github_path).expect("GITHUB_PATH");
+    assert!(on_path.lines().all(|l| l == format!("{}/bin", home.path().display())), "{on_path}");
+}
+
+#[test]
+fn the_azure_pipelines_template_installs_the_tag_once_and_the_example_uses_it() {
+    let template = yaml_file("templates/reconcile.yml");
+    let params: Vec<&str> =
+        template["parameters"].as_array().expect("parameters").iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(params, ["version", "repository"]);
+    let steps = template["steps"].as_array().expect("steps");
+    assert_eq!(steps[0]["task"], "Cache@2");
+    assert!(steps[0]["inputs"]["key"].as_str().expect("key").contains("Agent.OS"));
+    let install = steps[1]["script"].as_str().expect("install");
+    assert!(
+        install.starts_with("cargo install --locked --git") && install.contains("--tag \"${{ parameters.version }}\"")
+    );
+    assert_eq!(steps[1]["condition"], "ne(variables.RECONCILE_CACHE_RESTORED, 'true')", "skipped when restored");
+    assert!(steps[2]["script"].as_str().expect("path").contains("##vso[task.prependpath]"));
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci/azure-pipelines.yml"),
+    )
+    .expect("example");
+    assert!(!example.contains("cargo install"), "the example installs through the template");
+    let example: serde_json::Value = serde_saphyr::from_str(&example).expect("YAML");
+    assert_eq!(example["resources"]["repositories"][0]["repository"], "reconcile");
+}
+
+/// Azure DevOps pull-request threads in memory: (thread id, comment id, content, author id).
+type Threads = Arc<Mutex<Vec<(u64, u64, String, String)>>>;
+
+/// The identity a fake Azure DevOps token acts as.
+fn ado_identity(headers: &axum::http::HeaderMap) -> String {
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    format!("id-of-{}", token.trim_start_matches("Bearer "))
+}
+
+/// A fake of the Azure DevOps REST API: `connectionData` and one pull request's threads.
+fn fake_azure_devops() -> (String, Threads, std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
+    use axum::Json;
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, patch};
+    let db: Threads = Arc::default();
+    const THREADS: &str = "/contoso/{project}/_apis/git/repositories/{repo}/pullRequests/{pr}/threads";
+    let app = axum::Router::new()
+        .route(
+            "/contoso/_apis/connectionData",
+            get(|headers: HeaderMap| async move {
+                Json(serde_json::json!({"authenticatedUser": {"id": ado_identity(&headers), "providerDisplayName": "Build Service"}}))
+            }),
+        )
+        .route(
+            THREADS,
+            get(|State(db): State<Threads>, Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                assert_eq!(q.get("api-version").map(String::as_str), Some("7.1"));
+                let value: Vec<serde_json::Value> = db
+                    .lock()
+                    .expect("db")
+                    .iter()
+                    .map(|(t, c, content, author)| {
+                        serde_json::json!({"id": t, "status": "active", "comments": [{"id": c, "content": content, "author": {"id": author}}]})
+                    })
+                    .collect();
+                Json(serde_json::json!({"value": value, "count": value.len()}))
+            })
+            .post(|State(db): State<Threads>, headers: HeaderMap, Json(b): Json<serde_json::Value>| async move {
+                let mut db = db.lock().expect("db");
+                let id = 500 + db.len() as u64;
+                let content = b["comments"][0]["content"].as_str().unwrap_or_default().to_owned();
+                db.push((id, 1, content, ado_identity(&headers)));
+                (StatusCode::OK, Json(serde_json::json!({"id": id, "comments": [{"id": 1}]})))
+            }),
+        )
+        .route(
+            "/contoso/{project}/_apis/git/repositories/{repo}/pullRequests/{pr}/threads/{thread}/comments/{comment}",
+            patch(
+                |State(db): State<Threads>,
+                 Path((_, _, _, thread, comment)): Path<(String, String, u64, u64, u64)>,
+                 Json(b): Json<serde_json::Value>| async move {
+                    let mut db = db.lock().expect("db");
+                    match db.iter_mut().find(|(t, c, _, _)| *t == thread && *c == comment) {
+                        Some(entry) => {
+                            entry.2 = b["content"].as_str().unwrap_or_default().to_owned();
+                            (StatusCode::OK, Json(serde_json::json!({"id": comment})))
+                        }
+                        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({}))),
+                    }
+                },
+            ),
+        )
+        .with_state(db.clone());
+    let (url, thread, stop) = serve(app);
+    (url, db, thread, stop)
+}
+
+/// `reconcile comment` inside Azure Pipelines with `token`, against the fake.
+fn ado_comment(repo: &Repo, url: &str, token: &str) -> std::process::Output {
+    repo.cmd()
+        .args(["comment", "--plan", "plan.json"])
+        .env("TF_BUILD", "True")
+        .env("SYSTEM_ACCESSTOKEN", token)
+        .env("SYSTEM_COLLECTIONURI", format!("{url}/contoso/"))
+        .env("SYSTEM_TEAMPROJECTID", "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c")
+        .env("BUILD_REPOSITORY_ID", "7b4a2f0e-1d3c-4e5f-8a9b-0c1d2e3f4a5b")
+        .env("SYSTEM_PULLREQUEST_PULLREQUESTID", "17")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn the_azure_devops_plan_thread_is_created_once_then_updated_and_never_anyone_elses() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
+    let (url, db, thread, stop) = fake_azure_devops();
+    // Someone on the pull request posts a thread that starts with the marker, before the first run.
+    db.lock().expect("db").push((
+        400,
+        1,
+        format!("{}\nfake plan: nothing to see", intune_reconcile::render::markdown::MARKER),
+        "id-of-mallory".into(),
+    ));
+    let first = ado_comment(&repo, &url, "build-token");
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("created plan thread 501 on pull request 17"), "{}", stdout(&first));
+    let second = ado_comment(&repo, &url, "build-token");
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stdout(&second).contains("updated plan thread 501"), "{}", stdout(&second));
+    let threads = db.lock().expect("db").clone();
+    assert_eq!(threads.len(), 2, "one thread of ours, never a second");
+    assert!(threads[0].2.contains("fake plan"), "the other author's thread is untouched");
+    assert!(
+        threads[1].2.starts_with(intune_reconcile::render::markdown::MARKER) && threads[1].3 == "id-of-build-token"
+    );
+    for out in [&first, &second] {
+        assert!(!stdout(out).contains("build-token") && !stderr(out).contains("build-token"), "the token never shows");
+    }
+    // Without the token: what to map, and nothing sent.
+    let out = repo
+        .cmd()
+        .args(["comment", "--plan", "plan.json"])
+        .env("TF_BUILD", "True")
+        .env_remove("SYSTEM_ACCESSTOKEN")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("SYSTEM_ACCESSTOKEN: $(System.AccessToken)"), "{}", stderr(&out));
+    let _ = stop.send(());
+    let _ = thread.join();
 }

@@ -88,9 +88,7 @@ impl Ui for CliUi {
             let _ = render::plan(&mut out, plan, ctx, Format::Text);
             let _ = out.flush();
         } else {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let _ = render::plan(&mut out, plan, ctx, Format::Text);
-            let _ = out.flush();
+            let _ = super::print_text_plan(plan, ctx);
         }
     }
 
@@ -118,6 +116,7 @@ impl Ui for CliUi {
             {
                 bar.set_style(style);
             }
+            super::logging::set_bar(Some(bar.clone()));
             self.bar = Some(bar);
         }
     }
@@ -187,9 +186,15 @@ pub fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> CmdResu
     };
     let report = runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let plain = args.watch.is_none() && !super::json_logs();
         let stop = tokio::spawn(async move {
             super::wait_for_stop_signal().await;
-            eprintln!("\nstopping: no new requests; waiting for those in flight to be recorded");
+            // Under `watch` or `--log-format json`, every line of stderr is a log event.
+            if plain {
+                eprintln!("\nstopping: no new requests; waiting for those in flight to be recorded");
+            } else {
+                tracing::warn!("stopping: no new requests; waiting for those in flight to be recorded");
+            }
             let _ = tx.send(true);
         });
         let report = ops::apply::apply(&p, checked, conn, &env, &mut ui, rx).await;
@@ -198,6 +203,7 @@ pub fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> CmdResu
     });
     if let Some(bar) = &ui.bar {
         bar.finish_and_clear();
+        super::logging::set_bar(None);
     }
     let report = match report {
         Err(ops::apply::Error::Apply(apply::ApplyError::Policy(diags))) => return Err(Failure::Invalid(diags)),

@@ -1,4 +1,5 @@
-//! `reconcile comment`: post or update the single plan comment on a pull request.
+//! `reconcile comment`: post or update the single plan comment on a pull request: a GitHub issue
+//! comment, or inside Azure Pipelines (`TF_BUILD`) an Azure DevOps pull-request thread.
 
 use std::path::PathBuf;
 
@@ -15,13 +16,18 @@ pub struct CommentArgs {
     /// The saved plan to post (from `reconcile plan --out FILE`).
     #[arg(long, value_name = "FILE")]
     pub plan: PathBuf,
-    /// The pull request number [default: from GITHUB_EVENT_PATH].
+    /// The pull request number [default: from GITHUB_EVENT_PATH, or
+    /// SYSTEM_PULLREQUEST_PULLREQUESTID in Azure Pipelines].
     #[arg(long)]
     pub pr: Option<u64>,
 }
 
 pub fn run(args: CommentArgs) -> CmdResult {
     let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let body = body_of(&args.plan)?;
+    if get("TF_BUILD").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return azure_devops(&args, &body, &get);
+    }
     let token = get("GITHUB_TOKEN").context("GITHUB_TOKEN is not set\nhint: pass `env: GITHUB_TOKEN: ${{ github.token }}` with `permissions: pull-requests: write`")?;
     let repository = get("GITHUB_REPOSITORY").context("GITHUB_REPOSITORY is not set (owner/name)")?;
     let api = crate::graph::endpoints::checked(
@@ -40,16 +46,58 @@ pub fn run(args: CommentArgs) -> CmdResult {
                 .context("the event is not about a pull request\nhint: run this on `pull_request`, or pass --pr")?
         }
     };
-    let saved = SavedPlan::read(&args.plan)?;
-    let ctx = PlanContext { offline: saved.offline, simulated: saved.simulated };
-    let restored = Restored::new(saved);
-    let body = crate::render::markdown::render(&restored.plan(), ctx);
     let actions = get("GITHUB_ACTIONS").as_deref() == Some("true");
     let target = GithubTarget { api, repository, pr, token: SecretString::from(token), actions };
     let done = crate::ops::connect::runtime()?.block_on(github::upsert_comment(&target, &body))?;
     match done {
         Upserted::Created(id) => say!("created plan comment {id} on pull request #{pr}"),
         Upserted::Updated(id) => say!("updated plan comment {id} on pull request #{pr}"),
+    }
+    Ok(())
+}
+
+/// The Markdown comment of the saved plan at `path`.
+fn body_of(path: &std::path::Path) -> anyhow::Result<String> {
+    let saved = SavedPlan::read(path)?;
+    let ctx = PlanContext { offline: saved.offline, simulated: saved.simulated };
+    let restored = Restored::new(saved);
+    Ok(crate::render::markdown::render(&restored.plan(), ctx))
+}
+
+/// Inside Azure Pipelines: the plan thread of the pull request that triggered the build.
+fn azure_devops(args: &CommentArgs, body: &str, get: &dyn Fn(&str) -> Option<String>) -> CmdResult {
+    let need = |k: &'static str, hint: &'static str| get(k).with_context(|| format!("{k} is not set\nhint: {hint}"));
+    let token = need(
+        "SYSTEM_ACCESSTOKEN",
+        "map it into the step: `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`, and allow the build service to contribute to pull requests",
+    )?;
+    let collection = crate::graph::endpoints::checked(
+        "SYSTEM_COLLECTIONURI",
+        &need("SYSTEM_COLLECTIONURI", "run this inside Azure Pipelines")?,
+    )?;
+    let project = need("SYSTEM_TEAMPROJECTID", "run this inside Azure Pipelines")?;
+    let repository = need("BUILD_REPOSITORY_ID", "run this inside Azure Pipelines")?;
+    let pr = match args.pr {
+        Some(n) => n,
+        None => need(
+            "SYSTEM_PULLREQUEST_PULLREQUESTID",
+            "the build was not started for a pull request (on Azure Repos, a build-validation branch policy runs it), or pass --pr",
+        )?
+        .trim()
+        .parse()
+        .context("SYSTEM_PULLREQUEST_PULLREQUESTID is not a number")?,
+    };
+    let target = crate::azure_devops::AzureDevopsTarget {
+        collection,
+        project,
+        repository,
+        pr,
+        token: SecretString::from(token),
+    };
+    let done = crate::ops::connect::runtime()?.block_on(crate::azure_devops::upsert_thread(&target, body))?;
+    match done {
+        Upserted::Created(id) => say!("created plan thread {id} on pull request {pr}"),
+        Upserted::Updated(id) => say!("updated plan thread {id} on pull request {pr}"),
     }
     Ok(())
 }

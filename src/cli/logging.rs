@@ -25,9 +25,45 @@ pub fn init(g: &GlobalArgs, long_running: bool) {
     let color = !g.no_color
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LogLine(Vec::new())).with_target(false);
     let _ = match g.log_format {
         LogFormat::Text => builder.with_ansi(color).try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
+}
+
+/// The progress bar on screen, if any: log lines are written around it, never through it.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Shows log lines above `bar` while it is drawn (`None`: it is gone).
+pub fn set_bar(bar: Option<indicatif::ProgressBar>) {
+    *BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = bar;
+}
+
+/// One log event, written to stderr in one piece when dropped: with the progress bar hidden
+/// meanwhile, so a log line never lands in the middle of it.
+struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let write = || {
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &self.0);
+        };
+        match BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
 }

@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod apply;
 mod comment;
+mod completions;
 
 mod init;
 mod logging;
@@ -34,7 +35,7 @@ use crate::settings::Overrides;
 
 /// Pull-request change control for Intune device actions.
 #[derive(Debug, Parser)]
-#[command(name = "reconcile", version, about, propagate_version = true, max_term_width = 100)]
+#[command(name = "reconcile", version, about, propagate_version = true, max_term_width = 100, after_help = CREDENTIALS)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -42,32 +43,35 @@ pub struct Cli {
     command: Command,
 }
 
+/// The credential chain, shown under every `--help`.
+const CREDENTIALS: &str = "Credentials (the first the environment describes): RECONCILE_GRAPH_TOKEN; AZURE_TENANT_ID + AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH, AZURE_FEDERATED_TOKEN_FILE or GitHub Actions OIDC; else the Azure CLI's sign-in (`az login`). AZURE_CLOUD pins the cloud.";
+
 /// Flags accepted before or after the subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Run as if started in DIR.
-    #[arg(short = 'C', global = true, value_name = "DIR")]
+    #[arg(short = 'C', global = true, help_heading = "Global options", value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// The config file [default: reconcile.yaml, if present].
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The ledger [default: `state:` in the config, else .reconcile/state.json].
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "PATH")]
     pub state: Option<PathBuf>,
     /// More logging (-v, -vv). RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Less logging (-q: errors only).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub quiet: u8,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = logging::LogFormat::Text)]
     pub log_format: logging::LogFormat,
     /// No colour (also NO_COLOR=1).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub no_color: bool,
     /// Wait up to this long for another writer to release the ledger (e.g. 30s) [default: fail at once].
-    #[arg(long, global = true, value_name = "DURATION")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "DURATION")]
     pub lock_timeout: Option<HumanDuration>,
 }
 
@@ -93,7 +97,7 @@ enum Command {
     Sim(sim::SimArgs),
     /// Render a saved plan (from `plan --out`).
     Show(show::ShowArgs),
-    /// Create or update the plan comment on a GitHub pull request.
+    /// Create or update the plan comment on the pull request (GitHub, or Azure DevOps in Azure Pipelines).
     Comment(comment::CommentArgs),
     /// Re-plan on every save; with --apply, a continuous reconciler.
     Watch(watch::WatchArgs),
@@ -101,6 +105,10 @@ enum Command {
     State(state::StateArgs),
     /// Write (or print) the JSON Schemas of the manifest and config formats.
     Schema(schema::SchemaArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (or write every page with --out DIR).
+    Man(completions::ManArgs),
 }
 
 /// How a command ended, beyond success.
@@ -138,6 +146,15 @@ pub fn main() -> ExitCode {
     };
     logging::init(&cli.global, matches!(cli.command, Command::Watch(_)));
     JSON_LOGS.store(cli.global.log_format == logging::LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
+    // Colour only for a person at a terminal: never under NO_COLOR or --no-color, in a pipe, a
+    // file or a CI log (not terminals), or on a dumb terminal.
+    COLOUR.store(
+        !cli.global.no_color
+            && env("NO_COLOR").is_none_or(|v| v.is_empty())
+            && env("TERM").as_deref() != Some("dumb")
+            && std::io::stdout().is_terminal(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if let Some(dir) = &cli.global.dir
         && let Err(e) = std::env::set_current_dir(dir)
     {
@@ -157,6 +174,8 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(&cli.global, args),
         Command::State(cmd) => state::run(&cli.global, cmd),
         Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +186,26 @@ pub fn main() -> ExitCode {
 /// `--log-format json`: everything on stderr is a JSON line (diagnostics and errors become
 /// events).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static COLOUR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether stdout gets colour (see `main`).
+fn colour() -> bool {
+    COLOUR.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Writes a text plan to stdout, coloured when [`colour`] says so.
+fn print_text_plan(plan: &crate::plan::Plan<'_>, ctx: crate::render::PlanContext) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    crate::render::plan(&mut buf, plan, ctx, crate::render::Format::Text)?;
+    let text = String::from_utf8_lossy(&buf);
+    let mut out = std::io::stdout().lock();
+    if colour() {
+        out.write_all(crate::render::text::paint(&text).as_bytes())?;
+    } else {
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()
+}
 
 fn json_logs() -> bool {
     JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)

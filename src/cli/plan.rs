@@ -76,9 +76,15 @@ pub fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> CmdResul
             writeln!(out, "{note}\n").context("cannot write the plan to stdout")?;
         }
     }
-    render::plan(&mut out, &plan, ctx, args.format).context("cannot write the plan to stdout")?;
-    out.flush().context("cannot write the plan to stdout")?;
-    drop(out);
+    if args.format == Format::Text && args.watch.is_none() && super::colour() {
+        out.flush().context("cannot write the plan to stdout")?;
+        drop(out);
+        super::print_text_plan(&plan, ctx).context("cannot write the plan to stdout")?;
+    } else {
+        render::plan(&mut out, &plan, ctx, args.format).context("cannot write the plan to stdout")?;
+        out.flush().context("cannot write the plan to stdout")?;
+        drop(out);
+    }
     if let Some(w) = &args.watch {
         w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).plan = buf;
     }

@@ -1,5 +1,6 @@
-//! Client-credentials authentication: a ready token, a client secret, a certificate (PEM or
-//! PKCS#12), a workload-identity token file, or GitHub Actions OIDC.
+//! Authentication: a ready token, a client secret, a certificate (PEM or PKCS#12), a
+//! workload-identity token file, GitHub Actions OIDC (client credentials, for automation), or, for
+//! a person at a terminal, the Azure CLI's sign-in (`az login`).
 //!
 //! Secrets live in [`SecretString`]s (redacted `Debug`, zeroized on drop) and are exposed only
 //! while building a request body. One token per run, renewed shortly before it expires or once
@@ -32,6 +33,9 @@ pub enum Credential {
     FederatedFile { tenant: String, client_id: String, path: PathBuf },
     /// GitHub Actions OIDC: the assertion is fetched from the runner for every token request.
     GithubOidc { tenant: String, client_id: String, request_url: String, request_token: SecretString },
+    /// No credential in the environment, but `az` on `PATH`: `az account get-access-token` for
+    /// the scope (like azure-identity's `AzureCliCredential`), in `AZURE_TENANT_ID` when set.
+    AzureCli { az: PathBuf, tenant: Option<String> },
 }
 
 impl std::fmt::Debug for Credential {
@@ -49,6 +53,7 @@ impl Credential {
             Credential::Certificate { .. } => "client certificate",
             Credential::FederatedFile { .. } => "workload identity token file",
             Credential::GithubOidc { .. } => "GitHub Actions OIDC",
+            Credential::AzureCli { .. } => "Azure CLI sign-in (az login)",
         }
     }
 
@@ -56,13 +61,14 @@ impl Credential {
     pub fn tenant(&self) -> Option<String> {
         match self {
             Credential::Token(t) => claims(t.expose_secret()).and_then(|c| c.tid),
+            Credential::AzureCli { tenant, .. } => tenant.clone(),
             _ => self.tenant_and_client().map(|(t, _)| t.to_owned()),
         }
     }
 
     fn tenant_and_client(&self) -> Option<(&str, &str)> {
         match self {
-            Credential::Token(_) => None,
+            Credential::Token(_) | Credential::AzureCli { .. } => None,
             Credential::Secret { tenant, client_id, .. }
             | Credential::Certificate { tenant, client_id, .. }
             | Credential::FederatedFile { tenant, client_id, .. }
@@ -71,7 +77,10 @@ impl Credential {
     }
 
     /// Picks the credential the environment describes, in this order: `RECONCILE_GRAPH_TOKEN`,
-    /// client secret, certificate, token file, GitHub Actions OIDC.
+    /// client secret, certificate, token file, GitHub Actions OIDC; with none of them, the Azure
+    /// CLI's sign-in when `az` is on `PATH`. An app half described (`AZURE_CLIENT_ID` without a
+    /// secret, certificate or token file) is an error naming what would complete it, never a
+    /// silent fall back to a person's sign-in.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Credential, AuthError> {
         let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         if let Some(t) = get("RECONCILE_GRAPH_TOKEN") {
@@ -86,7 +95,13 @@ impl Credential {
         .iter()
         .any(|k| get(k).is_some());
         if !has_any {
-            return Err(AuthError::NoCredentials);
+            if get("AZURE_CLIENT_ID").is_some() {
+                return Err(AuthError::Incomplete);
+            }
+            return match find_on_path("az", env) {
+                Some(az) => Ok(Credential::AzureCli { az, tenant: get("AZURE_TENANT_ID") }),
+                None => Err(AuthError::NoCredentials),
+            };
         }
         let tenant = get("AZURE_TENANT_ID").ok_or(AuthError::Missing("AZURE_TENANT_ID"))?;
         let client_id = get("AZURE_CLIENT_ID").ok_or(AuthError::Missing("AZURE_CLIENT_ID"))?;
@@ -112,9 +127,17 @@ impl Credential {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error(
-        "no Graph credentials in the environment\nhint: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or a certificate, a federated token file, GitHub OIDC, or RECONCILE_GRAPH_TOKEN); or use --offline or --simulate"
+        "no Graph credentials in the environment, and no `az` on PATH\nhint: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or a certificate, a federated token file, GitHub OIDC, or RECONCILE_GRAPH_TOKEN), or sign in with `az login`. (`plan --offline` needs no credentials; `--simulate` uses the built-in simulator.)"
     )]
     NoCredentials,
+    #[error(
+        "AZURE_CLIENT_ID is set, but nothing proves the app's identity\nhint: also set AZURE_CLIENT_SECRET, or AZURE_CLIENT_CERTIFICATE_PATH (and AZURE_CLIENT_CERTIFICATE_PASSWORD for a protected .pfx), or AZURE_FEDERATED_TOKEN_FILE; with AZURE_TENANT_ID. To sign in as yourself with `az login` instead, unset AZURE_CLIENT_ID"
+    )]
+    Incomplete,
+    #[error(
+        "the Azure CLI gave no token: {0}\nhint: run `az login` (with --tenant if you work in several tenants), then try again"
+    )]
+    AzureCli(String),
     #[error("{0} is not set, but the credential chosen needs it")]
     Missing(&'static str),
     #[error("cannot use the client certificate `{path}`: {reason}")]
@@ -158,6 +181,11 @@ impl AccessToken {
         Some(roles)
     }
 
+    /// Whether the token is a person's (delegated: it has `scp`), not an app's.
+    pub fn delegated(&self) -> bool {
+        claims(self.0.expose_secret()).is_some_and(|c| c.scp.is_some())
+    }
+
     /// The `tid` (tenant id) claim, if the token is a readable JWT.
     pub fn tenant(&self) -> Option<String> {
         claims(self.0.expose_secret())?.tid
@@ -166,6 +194,21 @@ impl AccessToken {
     /// The `aud` claim (the resource the token is for), if the token is a readable JWT.
     pub fn audience(&self) -> Option<String> {
         claims(self.0.expose_secret())?.aud
+    }
+}
+
+/// What to do when a token lacks `permission`: an app needs the application permission and admin
+/// consent; a person (a delegated token, e.g. from `az login`) needs the delegated permission
+/// granted to the app they signed in with, and an Intune role.
+pub fn permission_hint(permission: &str, delegated: bool) -> String {
+    if delegated {
+        format!(
+            "you are signed in as a person (a delegated token): an administrator must grant the delegated Microsoft Graph permission {permission} to the app you signed in with (the Azure CLI is 04b07795-8ddb-461a-bbee-02f9e1bf7b46), and your account needs an Intune role that allows it; or use an app credential (AZURE_CLIENT_ID with a secret, certificate or federated token)"
+        )
+    } else {
+        format!(
+            "in Entra ID, add the Microsoft Graph application permission {permission} to the app registration and grant admin consent"
+        )
     }
 }
 
@@ -183,6 +226,7 @@ struct Claims {
     roles: Vec<String>,
     scp: Option<String>,
     tid: Option<String>,
+    exp: Option<i64>,
     #[serde(default, deserialize_with = "first_audience")]
     aud: Option<String>,
 }
@@ -287,6 +331,9 @@ impl TokenProvider {
     }
 
     async fn fetch(&self) -> Result<Cached, AuthError> {
+        if let Credential::AzureCli { az, tenant } = &self.credential {
+            return azure_cli_token(az.clone(), tenant.clone(), self.scope.clone()).await;
+        }
         let (Some(url), Some((_, client_id))) = (&self.token_url, self.credential.tenant_and_client()) else {
             let Credential::Token(t) = &self.credential else { unreachable!("only a ready token has no token URL") };
             return Ok(Cached { token: AccessToken(t.clone(), 0), renew_at: None });
@@ -298,7 +345,7 @@ impl TokenProvider {
         ];
         const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
         match &self.credential {
-            Credential::Token(_) => unreachable!("handled above"),
+            Credential::Token(_) | Credential::AzureCli { .. } => unreachable!("handled above"),
             Credential::Secret { secret, .. } => form.push(("client_secret", secret.expose_secret().to_owned())),
             Credential::Certificate { key, x5t, .. } => {
                 form.push(("client_assertion_type", JWT_BEARER.into()));
@@ -382,6 +429,66 @@ impl TokenProvider {
             resp.json().await.map_err(|_| AuthError::Github("the runner's answer has no `value`".into()))?;
         Ok(a.value)
     }
+}
+
+/// `az account get-access-token --scope SCOPE [--tenant T] --output json`, run without a shell.
+/// Its answer holds the token: it is parsed, never logged.
+async fn azure_cli_token(az: PathBuf, tenant: Option<String>, scope: String) -> Result<Cached, AuthError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(rename = "accessToken")]
+        access_token: String,
+        /// Seconds since the epoch (Azure CLI 2.54 and later).
+        expires_on: Option<i64>,
+    }
+    let started = Instant::now();
+    let run = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(&az);
+        cmd.args(["account", "get-access-token", "--scope", &scope, "--output", "json"]);
+        if let Some(t) = &tenant {
+            cmd.args(["--tenant", t]);
+        }
+        cmd.stdin(std::process::Stdio::null()).output()
+    });
+    let out = match tokio::time::timeout(Duration::from_secs(60), run).await {
+        Err(_) => return Err(AuthError::AzureCli("`az` did not answer within 60 s".into())),
+        Ok(Err(e)) => return Err(AuthError::AzureCli(format!("`az` could not be run: {e}"))),
+        Ok(Ok(Err(e))) => return Err(AuthError::AzureCli(format!("`az` could not be run: {e}"))),
+        Ok(Ok(Ok(out))) => out,
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no message").to_owned();
+        return Err(AuthError::AzureCli(format!("`az account get-access-token` failed ({}): {why}", out.status)));
+    }
+    let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|_| {
+        AuthError::AzureCli("`az account get-access-token` answered something that is not a token".into())
+    })?;
+    let token = AccessToken(SecretString::from(answer.access_token), 0);
+    let expires = answer.expires_on.or_else(|| claims(token.0.expose_secret()).and_then(|c| c.exp));
+    let lifetime = expires
+        .map(|at| at - jiff::Timestamp::now().as_second())
+        .map_or(Duration::from_secs(300), |s| Duration::from_secs(s.max(0) as u64));
+    let margin = (lifetime / 10).min(Duration::from_secs(300));
+    tracing::debug!(credential = "Azure CLI", lifetime_s = lifetime.as_secs(), "got an access token");
+    Ok(Cached { token, renew_at: Some(started + lifetime - margin) })
+}
+
+/// The executable `name` in one of `PATH`'s folders (as the environment gives it).
+fn find_on_path(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let path = env("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
+}
+
+#[cfg(unix)]
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &std::path::Path) -> bool {
+    p.is_file()
 }
 
 /// `x5t`: the base64url SHA-1 thumbprint of a certificate's DER bytes.

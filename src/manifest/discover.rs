@@ -15,6 +15,8 @@ pub struct ManifestInput {
     pub pattern: String,
     /// Where it was written (the config file), for error messages.
     pub origin: Option<PathBuf>,
+    /// Its line in that file.
+    pub pos: Option<crate::diagnostic::Pos>,
     /// The repository root, when the repository wrote it (`reconcile.yaml` or the default):
     /// every file found must then resolve inside it, may not be hidden, and must be YAML.
     /// `None` for paths the operator gave on the command line.
@@ -80,9 +82,10 @@ fn find(input: &ManifestInput, files: &mut Vec<PathBuf>, diags: &mut Diagnostics
         Ok(_) => files.push(path),
         Err(e) => {
             let where_ = input.origin.clone().unwrap_or_else(|| path.clone());
+            let pos = input.origin.as_ref().and(input.pos);
             diags.push(Diagnostic::error(
                 where_,
-                None,
+                pos,
                 format!("manifest path `{}`: {}", path.display(), io_reason(&e)),
             ));
         }
@@ -107,7 +110,7 @@ fn glob(input: &ManifestInput, files: &mut Vec<PathBuf>, diags: &mut Diagnostics
         Ok(g) => g.compile_matcher(),
         Err(e) => {
             let where_ = input.origin.clone().unwrap_or_else(|| PathBuf::from(&input.pattern));
-            diags.push(Diagnostic::error(where_, None, format!("invalid glob `{}`: {e}", input.pattern)));
+            diags.push(Diagnostic::error(where_, input.pos, format!("invalid glob `{}`: {e}", input.pattern)));
             return;
         }
     };

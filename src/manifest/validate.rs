@@ -203,7 +203,15 @@ fn device_selector(
         }
     };
     let pos = pos_of(raw, line_offset).unwrap_or(entry_pos);
-    let value = raw.value.trim();
+    // An IMEI is often copied grouped (`35 693803 564380 9`, `35-693803-564380-9`): the digits count.
+    let grouped: String;
+    let value = match kind {
+        SelectorKind::Imei => {
+            grouped = raw.value.trim().chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+            grouped.as_str()
+        }
+        _ => raw.value.trim(),
+    };
     let problem = match kind {
         _ if value.is_empty() => Some(format!("`{}` is empty", kind.as_str())),
         SelectorKind::Id if !is_guid(value) => {

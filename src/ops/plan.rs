@@ -174,9 +174,9 @@ async fn lookup(conn: &Connection, candidates: &[&Action], ledger: &Ledger) -> a
         None => tracing::warn!("the access token is not a JWT: cannot check its permissions"),
         Some(roles) if !roles.iter().any(|r| READ_ROLES.contains(&r.as_str()) || r == PRIVILEGED_ROLE) => {
             anyhow::bail!(
-                "the access token cannot read managed devices (roles: {})\nhint: grant the application permission {} (and admin consent), or plan with --offline",
+                "the access token cannot read managed devices (roles: {})\nhint: {}; or plan with --offline",
                 if roles.is_empty() { "none".to_owned() } else { roles.join(", ") },
-                READ_ROLES[0]
+                crate::graph::auth::permission_hint(READ_ROLES[0], token.delegated())
             );
         }
         Some(roles) if !roles.iter().any(|r| r == PRIVILEGED_ROLE) => {

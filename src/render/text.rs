@@ -18,6 +18,28 @@ pub fn symbol(change: Change) -> &'static str {
     }
 }
 
+/// `plain` (a rendered text plan) with its action lines coloured for a terminal: resets green,
+/// blocked red, needing attention yellow. Everything else is left as it is.
+pub fn paint(plain: &str) -> String {
+    let mut out = String::with_capacity(plain.len() + plain.len() / 8);
+    for line in plain.split_inclusive('\n') {
+        let colour = match line.get(..4) {
+            Some("  + ") => Some("32"),
+            Some("  x ") => Some("31"),
+            Some("  ! ") => Some("33"),
+            _ => None,
+        };
+        match colour {
+            Some(c) => {
+                let (body, end) = line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n"));
+                out.push_str(&format!("\x1b[{c}m{body}\x1b[0m{end}"));
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 fn verb(e: &Entry) -> String {
     match (e.change, &e.record) {
         (Change::Reset, _) => super::action_verb(e).to_owned(),
@@ -108,4 +130,17 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_action_lines_are_painted() {
+        let plain = "manifest a (a.yaml)\n  + reset passcode x\n  x blocked y\n  ! unknown z\n  = accepted w\nPlan: 1 to reset\n";
+        let painted = super::paint(plain);
+        assert_eq!(
+            painted,
+            "manifest a (a.yaml)\n\u{1b}[32m  + reset passcode x\u{1b}[0m\n\u{1b}[31m  x blocked y\u{1b}[0m\n\u{1b}[33m  ! unknown z\u{1b}[0m\n  = accepted w\nPlan: 1 to reset\n"
+        );
+    }
 }

@@ -66,6 +66,7 @@ impl Repo {
             base: self.path().to_path_buf(),
             pattern: "manifests".into(),
             origin: None,
+            pos: None,
             confine_to: None,
         };
         let files = manifest::discover(&[input], &mut diags);

@@ -1,0 +1,164 @@
+//! Azure DevOps: one plan thread per pull request, created once and its comment updated after,
+//! through the REST API (`SYSTEM_COLLECTIONURI`, `SYSTEM_TEAMPROJECTID`, `BUILD_REPOSITORY_ID`,
+//! `SYSTEM_PULLREQUEST_PULLREQUESTID`, `SYSTEM_ACCESSTOKEN`), api-version 7.1.
+//!
+//! The same ownership rule as on GitHub: only a thread whose first comment starts with the marker
+//! **and** was written by the identity the token acts as (`_apis/connectionData`'s
+//! `authenticatedUser`) is ever updated; anyone can post a comment starting with the marker.
+//! When the identity cannot be read, a new thread is created.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::render::markdown::MARKER;
+
+const API_VERSION: &str = "7.1";
+
+/// Where and as whom to comment.
+pub struct AzureDevopsTarget {
+    /// `SYSTEM_COLLECTIONURI`, e.g. `https://dev.azure.com/contoso/`.
+    pub collection: String,
+    pub project: String,
+    pub repository: String,
+    pub pr: u64,
+    pub token: SecretString,
+}
+
+impl std::fmt::Debug for AzureDevopsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureDevopsTarget")
+            .field("collection", &self.collection)
+            .field("project", &self.project)
+            .field("repository", &self.repository)
+            .field("pr", &self.pr)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AzureDevopsError {
+    #[error("Azure DevOps API {what} failed: {reason}")]
+    Api { what: &'static str, reason: String },
+}
+
+#[derive(Deserialize)]
+struct Threads {
+    value: Vec<Thread>,
+}
+
+#[derive(Deserialize)]
+struct Thread {
+    id: u64,
+    #[serde(default)]
+    comments: Vec<Comment>,
+}
+
+#[derive(Deserialize)]
+struct Comment {
+    id: u64,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    author: Option<Identity>,
+}
+
+#[derive(Deserialize)]
+struct Identity {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionData {
+    authenticated_user: Identity,
+}
+
+/// What the comment step did: the thread's id.
+pub use crate::github::Upserted;
+
+/// One path segment, percent-encoded (ids come from the environment; never let one add a path).
+fn seg(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Creates the plan thread, or updates the comment of the one that is ours: never a second one.
+pub async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<Upserted, AzureDevopsError> {
+    let http = crate::graph::http_client(std::time::Duration::from_secs(30));
+    let req = |m: reqwest::Method, url: String| {
+        http.request(m, url)
+            .header("Authorization", format!("Bearer {}", t.token.expose_secret()))
+            .header("Accept", "application/json")
+    };
+    let err = |what: &'static str| {
+        move |e: reqwest::Error| AzureDevopsError::Api { what, reason: crate::graph::error_chain(&e) }
+    };
+    let collection = t.collection.trim_end_matches('/');
+    let threads = format!(
+        "{collection}/{}/_apis/git/repositories/{}/pullRequests/{}/threads",
+        seg(&t.project),
+        seg(&t.repository),
+        t.pr
+    );
+    // Who the token acts as (the build service, for SYSTEM_ACCESSTOKEN).
+    let me = match req(reqwest::Method::GET, format!("{collection}/_apis/connectionData")).send().await {
+        Ok(r) if r.status().is_success() => r.json::<ConnectionData>().await.ok().map(|c| c.authenticated_user.id),
+        _ => None,
+    };
+    if me.is_none() {
+        tracing::warn!("cannot tell which Azure DevOps identity the token acts as: creating a new plan thread");
+    }
+    let resp = req(reqwest::Method::GET, format!("{threads}?api-version={API_VERSION}"))
+        .send()
+        .await
+        .map_err(err("listing threads"))?;
+    if !resp.status().is_success() {
+        return Err(AzureDevopsError::Api { what: "listing threads", reason: format!("HTTP {}", resp.status()) });
+    }
+    let list: Threads = resp.json().await.map_err(err("listing threads"))?;
+    // Ours: its first comment starts with the marker and is written by us.
+    let existing = me.as_ref().and_then(|me| {
+        list.value.iter().find_map(|th| {
+            let first = th.comments.first()?;
+            let mine = first.author.as_ref().is_some_and(|a| a.id.eq_ignore_ascii_case(me));
+            let marked = first.content.as_deref().is_some_and(|c| c.trim_start().starts_with(MARKER));
+            (mine && marked).then_some((th.id, first.id))
+        })
+    });
+    match existing {
+        Some((thread, comment)) => {
+            let url = format!("{threads}/{thread}/comments/{comment}?api-version={API_VERSION}");
+            let resp = req(reqwest::Method::PATCH, url)
+                .json(&serde_json::json!({ "content": body }))
+                .send()
+                .await
+                .map_err(err("updating the comment"))?;
+            if !resp.status().is_success() {
+                return Err(AzureDevopsError::Api {
+                    what: "updating the comment",
+                    reason: format!("HTTP {}", resp.status()),
+                });
+            }
+            Ok(Upserted::Updated(thread))
+        }
+        None => {
+            // commentType 1 is "text"; status 1 is "active".
+            let payload = serde_json::json!({
+                "comments": [{ "parentCommentId": 0, "content": body, "commentType": 1 }],
+                "status": 1,
+            });
+            let resp = req(reqwest::Method::POST, format!("{threads}?api-version={API_VERSION}"))
+                .json(&payload)
+                .send()
+                .await
+                .map_err(err("creating the thread"))?;
+            if !resp.status().is_success() {
+                return Err(AzureDevopsError::Api {
+                    what: "creating the thread",
+                    reason: format!("HTTP {}", resp.status()),
+                });
+            }
+            let created: Thread = resp.json().await.map_err(err("reading the answer"))?;
+            Ok(Upserted::Created(created.id))
+        }
+    }
+}

@@ -300,3 +300,22 @@ fn every_yaml_block_of_the_docs_parses_and_validates() {
         }
     }
 }
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_parser() {
+    let repo = Repo::empty();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = repo.cmd().args(["completions", shell]).output().expect("run");
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains("reconcile") && script.contains("--auto-approve"), "{shell}: {script}");
+    }
+    let man = repo.cmd().arg("man").output().expect("run");
+    assert!(man.status.success());
+    assert!(stdout(&man).starts_with(".ie") || stdout(&man).contains(".TH reconcile 1"), "{}", stdout(&man));
+    repo.cmd().args(["man", "--out", "man"]).assert().success();
+    for page in ["reconcile.1", "reconcile-plan.1", "reconcile-apply.1", "reconcile-completions.1"] {
+        assert!(repo.path().join("man").join(page).is_file(), "{page}");
+    }
+    repo.cmd().args(["completions", "tcsh"]).assert().code(1);
+}

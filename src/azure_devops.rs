@@ -111,10 +111,7 @@ pub async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<Upserted
         .send()
         .await
         .map_err(err("listing threads"))?;
-    if !resp.status().is_success() {
-        return Err(AzureDevopsError::Api { what: "listing threads", reason: format!("HTTP {}", resp.status()) });
-    }
-    let list: Threads = resp.json().await.map_err(err("listing threads"))?;
+    let list: Threads = success(resp, "listing threads")?.json().await.map_err(err("listing threads"))?;
     // Ours: its first comment starts with the marker and is written by us.
     let existing = me.as_ref().and_then(|me| {
         list.value.iter().find_map(|th| {
@@ -132,12 +129,7 @@ pub async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<Upserted
                 .send()
                 .await
                 .map_err(err("updating the comment"))?;
-            if !resp.status().is_success() {
-                return Err(AzureDevopsError::Api {
-                    what: "updating the comment",
-                    reason: format!("HTTP {}", resp.status()),
-                });
-            }
+            success(resp, "updating the comment")?;
             Ok(Upserted::Updated(thread))
         }
         None => {
@@ -151,14 +143,18 @@ pub async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<Upserted
                 .send()
                 .await
                 .map_err(err("creating the thread"))?;
-            if !resp.status().is_success() {
-                return Err(AzureDevopsError::Api {
-                    what: "creating the thread",
-                    reason: format!("HTTP {}", resp.status()),
-                });
-            }
-            let created: Thread = resp.json().await.map_err(err("reading the answer"))?;
+            let created: Thread =
+                success(resp, "creating the thread")?.json().await.map_err(err("reading the answer"))?;
             Ok(Upserted::Created(created.id))
         }
+    }
+}
+
+/// `resp` when its status is a success, else why `what` failed.
+fn success(resp: reqwest::Response, what: &'static str) -> Result<reqwest::Response, AzureDevopsError> {
+    if resp.status().is_success() {
+        Ok(resp)
+    } else {
+        Err(AzureDevopsError::Api { what, reason: format!("HTTP {}", resp.status()) })
     }
 }

@@ -48,16 +48,31 @@ pub struct Diagnostic {
     pub file: Option<PathBuf>,
     pub pos: Option<Pos>,
     pub message: String,
+    /// Where else the problem shows (another file's line), rendered as `= note:`.
+    pub note: Option<String>,
     pub hint: Option<String>,
 }
 
 impl Diagnostic {
     pub fn error(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, file: Some(file.into()), pos, message: message.into(), hint: None }
+        Diagnostic {
+            severity: Severity::Error,
+            file: Some(file.into()),
+            pos,
+            message: message.into(),
+            note: None,
+            hint: None,
+        }
     }
 
     pub fn warning(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, pos, message) }
+    }
+
+    #[must_use]
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
     }
 
     #[must_use]
@@ -146,6 +161,9 @@ impl Diagnostics {
             let _ = writeln!(s, "{num} | {line}");
             let _ = writeln!(s, "{pad} | {}{}", " ".repeat(col), "^".repeat(width));
         }
+        if let Some(n) = &d.note {
+            let _ = writeln!(s, "  = note: {}", safe::text(n));
+        }
         if let Some(h) = &d.hint {
             let _ = writeln!(s, "  = hint: {}", safe::text(h));
         }
@@ -165,6 +183,10 @@ impl Diagnostics {
                 props.push(format!("col={}", p.column));
             }
             let mut msg = d.message.clone();
+            if let Some(n) = &d.note {
+                msg.push_str("\nnote: ");
+                msg.push_str(n);
+            }
             if let Some(h) = &d.hint {
                 msg.push_str("\nhint: ");
                 msg.push_str(h);

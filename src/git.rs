@@ -42,6 +42,25 @@ pub fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
     Ok(files)
 }
 
+/// How recently each file entered the repository, for telling which of two files a change added:
+/// the commit time of the commit that added it, and `u64::MAX` for a file not committed yet.
+/// `None` when git cannot tell (not a repository, git missing, a shallow clone's one commit that
+/// holds them all gives equal times, which the caller treats as "cannot tell").
+pub fn added_at(files: &[&Path]) -> Option<Vec<u64>> {
+    files
+        .iter()
+        .map(|f| {
+            let f = f.to_str()?;
+            let committed = run(&["log", "-1", "--diff-filter=A", "--format=%ct", "--", f]).ok()?;
+            match committed.trim() {
+                // Not in history: new in the working tree (untracked or only staged), if git sees it.
+                "" => run(&["ls-files", "--error-unmatch", "--others", "--cached", "--", f]).ok().map(|_| u64::MAX),
+                t => t.parse().ok(),
+            }
+        })
+        .collect()
+}
+
 /// `path` relative to the working directory `cwd` (when it is inside it) and without `.`
 /// components, for comparing paths as git and the config write them.
 pub fn normal(path: &Path, cwd: &Path) -> PathBuf {

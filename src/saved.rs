@@ -319,6 +319,7 @@ impl Restored {
                         _ => None,
                     },
                     message: v.message.clone(),
+                    note: None,
                     hint: v.hint.clone(),
                 },
             })

@@ -280,6 +280,7 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
                     file: None,
                     pos: None,
                     message: format!("AZURE_CLOUD `{}` is not a cloud", v.escape_debug()),
+                    note: None,
                     hint: Some(hint),
                 });
                 Cloud::Global
@@ -354,6 +355,7 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
                     file: None,
                     pos: None,
                     message: format!("--state: {e}"),
+                    note: None,
                     hint: None,
                 });
                 crate::state::Location::Local(s.clone())

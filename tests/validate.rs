@@ -75,13 +75,48 @@ spec: {devices: []}
         "manifests/a.yaml:17:7: error: unsupported kind `Wipe`",
         "manifests/a.yaml:19:17: error: spec.devices is empty",
         "manifests/team/b.yml:4:25: error: unknown field `colour`",
-        "manifests/team/c.yaml:3:18: error: duplicate metadata.name `twice`: already used at manifests/a.yaml:18:18",
+        "manifests/team/c.yaml:3:18: error: duplicate metadata.name `twice`",
+        "  = note: `twice` is the name of the manifest at manifests/a.yaml:18:18",
         "8 |     - id: 3fa85\n  |           ^^^^^",
         "error: aborting due to 12 errors",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
     assert!(!err.contains("::error"), "annotations only inside GitHub Actions");
+}
+
+// A pull request that copies a manifest is told about the file it adds, whatever the file order.
+#[test]
+fn a_duplicate_name_is_reported_on_the_file_the_change_added() {
+    let repo = Repo::empty();
+    let copy = GOOD.replace("R58M12345AB", "R58M99999ZZ");
+    repo.write("manifests/z-old.yaml", GOOD);
+    repo.git(&["init", "-q"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", "main"]);
+    // Not committed yet: a change in the working tree.
+    repo.write("manifests/a-new.yaml", &copy);
+    let err = stderr(&repo.cmd().arg("validate").output().expect("run"));
+    assert!(err.contains("manifests/a-new.yaml:4:9: error: duplicate metadata.name `good-one`"), "{err}");
+    assert!(err.contains("= note: `good-one` is the name of the manifest at manifests/z-old.yaml:4:9"), "{err}");
+    assert!(!err.contains("z-old.yaml:4:9: error"), "{err}");
+    // Committed later (the pull request's merge commit holds both): the later commit is the change.
+    repo.git(&["add", "-A"]);
+    let later = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .args(["-c", "user.email=ci@contoso.com", "-c", "user.name=CI", "commit", "-qm", "pr"])
+        .env("GIT_COMMITTER_DATE", "2026-02-01T00:00:00Z")
+        .status()
+        .expect("git");
+    assert!(later.success());
+    let err = stderr(&repo.cmd().arg("validate").output().expect("run"));
+    assert!(err.contains("manifests/a-new.yaml:4:9: error: duplicate metadata.name `good-one`"), "{err}");
+    // Outside a repository the first file read keeps its name.
+    let bare = Repo::empty();
+    bare.write("manifests/z-old.yaml", GOOD);
+    bare.write("manifests/a-new.yaml", &copy);
+    let err = stderr(&bare.cmd().arg("validate").output().expect("run"));
+    assert!(err.contains("manifests/z-old.yaml:4:9: error: duplicate metadata.name `good-one`"), "{err}");
 }
 
 #[test]

@@ -529,25 +529,15 @@ fn the_deployment_examples_run_the_reconciler() {
     assert!(unit.contains("ExecStart=/usr/local/bin/reconcile watch --apply"));
 }
 
-fn git(repo: &Repo, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .current_dir(repo.path())
-        .args(["-c", "user.email=ci@contoso.com", "-c", "user.name=CI", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 // A pull request adding a valid manifest is judged on its own change, even when an old entry on
 // the main branch is blocked (a Windows laptop here).
 #[test]
 fn plan_base_speaks_for_the_pull_requests_own_change() {
     let repo = mixed_repo_with_only_the_laptop();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-qm", "main"]);
-    git(&repo, &["checkout", "-qb", "pr-7"]);
+    repo.git(&["init", "-q"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", "main"]);
+    repo.git(&["checkout", "-qb", "pr-7"]);
     repo.write("manifests/new.yaml", common::manifest_for("new-phone", &["3fa85f64-5717-4562-b3fc-2c963f66afa6"]));
     let sim = sim(sim_config());
 

@@ -278,11 +278,12 @@ fn print_diagnostics(diags: &Diagnostics) {
         for d in diags.items() {
             let file = d.file.as_ref().map(|f| f.display().to_string());
             let (line, column) = (d.pos.map(|p| p.line), d.pos.map(|p| p.column));
+            let (note, hint) = (d.note.as_deref(), d.hint.as_deref());
             match d.severity {
                 crate::diagnostic::Severity::Error => {
-                    tracing::error!(file, line, column, hint = d.hint.as_deref(), "{}", d.message)
+                    tracing::error!(file, line, column, note, hint, "{}", d.message)
                 }
-                _ => tracing::warn!(file, line, column, hint = d.hint.as_deref(), "{}", d.message),
+                _ => tracing::warn!(file, line, column, note, hint, "{}", d.message),
             }
         }
         return;

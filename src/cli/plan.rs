@@ -130,6 +130,7 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
                 file: None,
                 pos: None,
                 message: format!("large change: {} passcodes will be reset", plan.summary.to_reset),
+                note: None,
                 hint: None,
             });
         }

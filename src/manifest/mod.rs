@@ -215,26 +215,39 @@ fn check_former_names(manifests: &[Manifest], diags: &mut Diagnostics) {
 }
 
 fn check_unique_names(names: &[NameSite], diags: &mut Diagnostics) {
-    let mut first: HashMap<&str, &NameSite> = HashMap::new();
+    let mut sites: HashMap<&str, Vec<&NameSite>> = HashMap::new();
     for site in names {
-        match first.get(site.name.as_str()) {
-            Some(prev) => diags.push(
-                Diagnostic::error(
-                    &site.file,
-                    Some(site.pos),
-                    format!(
-                        "duplicate metadata.name `{}`: already used at {}:{}:{}",
-                        site.name,
-                        prev.file.display(),
-                        prev.pos.line,
-                        prev.pos.column
-                    ),
-                )
-                .with_hint("every manifest needs its own name; renaming one creates new actions"),
-            ),
-            None => {
-                first.insert(&site.name, site);
-            }
+        sites.entry(site.name.as_str()).or_default().push(site);
+    }
+    let mut twice: Vec<Vec<&NameSite>> = sites.into_values().filter(|s| s.len() > 1).collect();
+    twice.sort_by_key(|s| (s[0].file.clone(), s[0].pos));
+    for group in twice {
+        // The name belongs to the manifest that had it first: the one git saw added earliest (so
+        // a pull request that copies a manifest is told about its own file), else the first read.
+        let keep = oldest(&group).unwrap_or(0);
+        let owner = group[keep];
+        for (_, site) in group.iter().enumerate().filter(|(i, _)| *i != keep) {
+            diags.push(
+                Diagnostic::error(&site.file, Some(site.pos), format!("duplicate metadata.name `{}`", site.name))
+                    .with_note(format!(
+                        "`{}` is the name of the manifest at {}:{}:{}",
+                        owner.name,
+                        owner.file.display(),
+                        owner.pos.line,
+                        owner.pos.column
+                    ))
+                    .with_hint("every manifest needs its own name; renaming one creates new actions"),
+            );
         }
     }
+}
+
+/// The site whose file git saw added strictly before every other's, when git can tell.
+fn oldest(group: &[&NameSite]) -> Option<usize> {
+    let files: Vec<&std::path::Path> = group.iter().map(|s| s.file.as_path()).collect();
+    let added = crate::git::added_at(&files)?;
+    let min = *added.iter().min()?;
+    let mut at = added.iter().enumerate().filter(|(_, t)| **t == min).map(|(i, _)| i);
+    let first = at.next()?;
+    at.next().is_none().then_some(first)
 }

@@ -49,6 +49,18 @@ impl Repo {
         std::fs::read_to_string(self.path().join(rel)).expect("read")
     }
 
+    /// Runs git in the repository (as a CI identity), failing the test if git fails.
+    pub fn git(&self, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .current_dir(self.path())
+            .args(["-c", "user.email=ci@contoso.com", "-c", "user.name=CI", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// `reconcile` run in this repository, with a clean environment.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("reconcile").expect("binary built");

@@ -53,6 +53,7 @@ use uuid::Uuid;
 use crate::action::Action;
 use crate::graph::auth::PRIVILEGED_ROLE;
 use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
+use crate::out_of_band::AuditLog;
 use crate::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
 use crate::resolve::{Found, LookupKey};
 use crate::saved::{Binding, Restored, SavedError, SavedPlan};
@@ -149,6 +150,8 @@ pub struct ApplyReport {
     /// Resets in the plan that were to be sent.
     pub planned: usize,
     pub blocked: usize,
+    /// Resets made outside the tool, recorded as done (nothing sent).
+    pub adopted: usize,
     pub accepted: usize,
     pub rejected: usize,
     pub unknown: usize,
@@ -223,7 +226,7 @@ pub async fn apply(
     let restored = opts.expected.as_ref().map(|exp| Restored::new(exp.saved.clone()));
     let reviewed: Vec<Action> = match &opts.expected {
         Some(exp) => {
-            let keys = exp.saved.reset_keys();
+            let keys = exp.saved.reviewed_keys();
             actions.iter().filter(|a| keys.contains(&a.key)).cloned().collect()
         }
         None => Vec::new(),
@@ -249,9 +252,13 @@ pub async fn apply(
         return Ok(report);
     }
     drop(first);
-    if !candidates.is_empty() {
+    // Resets made outside the tool are judged from the audit log too: read once, before any send.
+    let audits = if candidates.is_empty() {
+        AuditLog::NotRead
+    } else {
         check_role(&graph).await?;
-    }
+        crate::resolve::audit_log(&graph, opts.policy.out_of_band_since(Timestamp::now())).await?
+    };
     let limit = opts.blast_radius();
     let release = if opts.expected.is_some() || opts.confirm || limit.is_some_and(|max| candidates.len() > max) {
         Release::All
@@ -324,7 +331,8 @@ pub async fn apply(
         if !ctx.cancelled() && (released > handled || (all && report.is_none())) && due {
             replanned = Some(tokio::time::Instant::now());
             let resolutions = crate::resolve::settle(&candidates, &found, &ledger);
-            let plan = review(plan::plan(actions, &ledger, &resolutions, popts), opts, &ledger, restored.as_ref());
+            let plan =
+                review(plan::plan(actions, &ledger, &resolutions, popts), opts, &ledger, &audits, restored.as_ref());
             if all && report.is_none() {
                 // Every device is looked up: the plan is complete. Before anything is sent
                 // unless every candidate fits the blast radius and no confirmation is asked.
@@ -340,18 +348,26 @@ pub async fn apply(
                 ui.show_plan(&plan);
                 report = Some(ApplyReport::of(&plan));
                 if release == Release::All {
-                    if plan.summary.to_reset == 0 {
+                    if plan.summary.to_reset == 0 && plan.summary.adopt == 0 {
                         break;
                     }
-                    // A saved plan was reviewed already: applying it is the approval.
-                    if opts.expected.is_none() && opts.confirm && !ui.confirm(&plan) {
+                    // A saved plan was reviewed already: applying it is the approval. Adopting
+                    // sends nothing, so it is not asked about.
+                    if opts.expected.is_none() && opts.confirm && plan.summary.to_reset > 0 && !ui.confirm(&plan) {
                         return Err(ApplyError::Declined);
                     }
                 }
             }
             let jobs = jobs(&plan, &resolutions, &candidates[handled..released], opts);
+            let adopted = adoptions(&plan, &candidates[handled..released], opts);
             handled = released;
             drop(plan);
+            for record in adopted {
+                // Nothing is sent: the record is written like an outcome (kept to the end if the
+                // ledger is unreachable; the next run would adopt it again otherwise).
+                let ctx = ctx.clone();
+                sends.spawn(async move { ctx.record_outcome(&record).await.map(|()| Some(record)) });
+            }
             if !jobs.is_empty() && !started {
                 started = true;
                 ui.started(if all { jobs.len() } else { candidates.len() });
@@ -456,9 +472,15 @@ async fn feed_lookups(
 
 /// The plan of `actions` with `resolutions`, its policy reviewed and, for `apply --plan`, judged
 /// against the saved plan.
-fn review<'a>(plan: Plan<'a>, opts: &ApplyOptions, ledger: &'a Ledger, restored: Option<&'a Restored>) -> Plan<'a> {
+fn review<'a>(
+    plan: Plan<'a>,
+    opts: &ApplyOptions,
+    ledger: &'a Ledger,
+    audits: &AuditLog,
+    restored: Option<&'a Restored>,
+) -> Plan<'a> {
     let plan = plan.with_manifests(opts.manifests.clone());
-    let plan = opts.policy.review(plan, opts.static_violations.clone(), ledger, Timestamp::now());
+    let plan = opts.policy.review(plan, opts.static_violations.clone(), ledger, audits, Timestamp::now());
     match restored {
         Some(r) => crate::saved::judge(r, plan, ledger),
         None => plan,
@@ -507,9 +529,44 @@ fn jobs(
         .collect()
 }
 
+/// The records of `released` candidates that `plan` adopts: a reset made outside the tool, with
+/// Intune's evidence, recorded as done. Nothing is sent for them.
+fn adoptions(plan: &Plan<'_>, released: &[&Action], opts: &ApplyOptions) -> Vec<Record> {
+    let wanted: std::collections::HashSet<&crate::action::ActionKey> = released.iter().map(|a| &a.key).collect();
+    let now = Timestamp::now();
+    plan.entries
+        .iter()
+        .filter(|e| e.change == crate::plan::Change::Adopt)
+        .filter_map(|e| {
+            let action = e.action.filter(|a| wanted.contains(&a.key))?;
+            let (d, o) = (e.device?, e.out_of_band.as_ref()?);
+            let mut record = e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), now));
+            record.device_name = d.device_name.clone();
+            record.status = Status::Done;
+            record.updated_at = now;
+            record.adopted = Some(crate::state::Adoption {
+                at: now,
+                by: "apply".to_owned(),
+                reason: e.reason.to_string(),
+                result_started: o.started_at,
+                state: o.state.clone(),
+                audit_id: o.audit_id.clone(),
+                initiated_by: o.initiated_by.clone(),
+                provenance: Some(crate::state::Provenance {
+                    manifest: plan.manifests.get(&action.manifest).cloned().unwrap_or_default(),
+                    plan: opts.expected.as_ref().map(|exp| exp.saved.id.to_string()),
+                    ..opts.provenance.clone()
+                }),
+            });
+            Some(record)
+        })
+        .collect()
+}
+
 /// Outcomes of the send tasks, counted as they finish.
 #[derive(Default)]
 struct Outcomes {
+    adopted: usize,
     accepted: usize,
     rejected: usize,
     unknown: usize,
@@ -526,6 +583,7 @@ impl Outcomes {
         match joined {
             Ok(Ok(Some(record))) => {
                 match record.status {
+                    _ if record.adopted.is_some() => self.adopted += 1,
                     Status::Accepted => self.accepted += 1,
                     Status::Rejected => self.rejected += 1,
                     Status::Unknown => self.unknown += 1,
@@ -545,6 +603,7 @@ impl Outcomes {
     }
 
     fn into(self, report: &mut ApplyReport) {
+        report.adopted = self.adopted;
         report.accepted = self.accepted;
         report.rejected = self.rejected;
         report.unknown = self.unknown;

@@ -2,6 +2,7 @@
 //! Intune can reset their passcode at all. Nothing here talks to Graph (which deserializes into
 //! [`Device`]); the plan, policy and renderers depend on this module, never on `graph`.
 
+use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -28,10 +29,48 @@ pub struct Device {
     pub management_state: Option<String>,
     #[serde(default)]
     pub last_sync_date_time: Option<String>,
+    /// What Intune did to the device lately (resets made by anyone: this tool, the portal,
+    /// scripts), for spotting resets made outside the tool. Never saved with a plan.
+    #[serde(default, skip_serializing)]
+    pub device_action_results: Vec<ActionResult>,
+}
+
+/// One entry of a device's `deviceActionResults`. Deliberately without `passcode`/`unlockPin`:
+/// serde skips them, so they never reach our memory beyond the response bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionResult {
+    pub action_name: String,
+    pub action_state: String,
+    pub start_date_time: Option<Timestamp>,
+    pub last_updated_date_time: Option<Timestamp>,
+}
+
+/// One entry of the beta audit log `remoteActionAudits` (it has no passcode field).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteActionAudit {
+    pub id: String,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub action_state: Option<String>,
+    #[serde(default)]
+    pub managed_device_id: Option<String>,
+    #[serde(default)]
+    pub request_date_time: Option<Timestamp>,
+    /// Who started it; empty for an app (such as this tool).
+    #[serde(default)]
+    pub initiated_by_user_principal_name: Option<String>,
+}
+
+/// Whether an action name resets (or, on iOS/iPadOS, removes) a passcode.
+pub fn is_passcode_reset(action_name: &str) -> bool {
+    ["resetPasscode", "removePasscode"].iter().any(|n| action_name.eq_ignore_ascii_case(n))
 }
 
 /// The `$select` for [`Device`].
-pub const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime";
+pub const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime,deviceActionResults";
 
 /// A device platform, as policy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -114,6 +153,7 @@ mod tests {
             device_enrollment_type: None,
             management_state: Some(state.into()),
             last_sync_date_time: None,
+            device_action_results: Vec::new(),
         }
     }
 

@@ -34,6 +34,7 @@ pub mod github;
 pub mod graph;
 pub mod manifest;
 pub mod ops;
+pub mod out_of_band;
 pub mod plan;
 pub mod policy;
 pub mod project;

@@ -29,6 +29,9 @@ pub enum Change {
     /// Another entry of the same manifest names the same device: it is reset once, by that
     /// entry. Information, not a problem.
     SameDevice,
+    /// The device was reset outside this tool a short while ago (`policy.outOfBand`, `then:
+    /// adopt`): `apply` records that reset as this action's and sends nothing.
+    Adopt,
 }
 
 impl Change {
@@ -40,6 +43,7 @@ impl Change {
             Change::Orphaned => "orphaned",
             Change::Blocked => "blocked",
             Change::SameDevice => "same-device",
+            Change::Adopt => "adopt",
         }
     }
 }
@@ -59,6 +63,9 @@ pub struct Entry<'a> {
     pub block: Option<BlockKind>,
     /// Why it is in this category, for a human.
     pub reason: Cow<'static, str>,
+    /// The device's latest reset made outside this tool within `policy.outOfBand.within`, when
+    /// it would otherwise be reset (adopted, blocked or sent with a warning, as the policy says).
+    pub out_of_band: Option<crate::out_of_band::OutOfBand>,
 }
 
 impl Entry<'_> {
@@ -130,6 +137,8 @@ pub struct Summary {
     pub attention: usize,
     pub blocked: usize,
     pub same_device: usize,
+    /// Resets made outside this tool, adopted instead of sent.
+    pub adopt: usize,
     /// Policy violations (of a manifest: its resets are blocked; of the repository: `apply`
     /// refuses to start).
     pub violations: usize,
@@ -144,6 +153,7 @@ impl Summary {
             Change::Orphaned => self.orphaned += 1,
             Change::Blocked => self.blocked += 1,
             Change::SameDevice => self.same_device += 1,
+            Change::Adopt => self.adopt += 1,
         }
     }
 }
@@ -227,7 +237,7 @@ impl<'a> Plan<'a> {
                 let here = e.action.is_some_and(|a| {
                     Some(a.pos.line) == line && v.diagnostic.file.as_deref() == Some(a.file.as_path())
                 });
-                let blockable = matches!(e.change, Change::Reset)
+                let blockable = matches!(e.change, Change::Reset | Change::Adopt)
                     || (e.change == Change::Blocked && e.block == Some(BlockKind::Policy) && here);
                 if !blockable {
                     continue;
@@ -320,6 +330,9 @@ pub enum BlockKind {
     LikelyRename,
     /// `apply --plan`: what the reviewer saw of this action is no longer true.
     PlanChanged,
+    /// The device was reset outside this tool a short while ago (`policy.outOfBand`, `then:
+    /// block`).
+    OutOfBand,
 }
 
 impl BlockKind {
@@ -333,6 +346,7 @@ impl BlockKind {
             BlockKind::Policy => "policy",
             BlockKind::LikelyRename => "likely-rename",
             BlockKind::PlanChanged => "plan-changed",
+            BlockKind::OutOfBand => "out-of-band",
         }
     }
 }
@@ -384,7 +398,7 @@ pub fn plan<'a>(
             }
             _ => {}
         }
-        entries.push(Entry { change, action: Some(a), record, device, block, reason });
+        entries.push(Entry { change, action: Some(a), record, device, block, reason, out_of_band: None });
     }
     if opts.report_orphans {
         let wanted: HashSet<&ActionKey> =
@@ -401,6 +415,7 @@ pub fn plan<'a>(
             device: None,
             block: None,
             reason: format!("no manifest asks for it any more (status {}); nothing will be undone", r.status).into(),
+            out_of_band: None,
         }));
     }
     Plan::from_entries(entries)
@@ -514,6 +529,7 @@ mod tests {
                 attention: 5,
                 blocked: 0,
                 same_device: 0,
+                adopt: 0,
                 violations: 0
             }
         );

@@ -15,6 +15,7 @@
 //! - **the repository's rules** (`maxActionsPerApply`, change windows) stop the run before any
 //!   request.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,7 +32,8 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::duration::HumanDuration;
 use crate::manifest::Manifest;
 use crate::manifest::source::pos_of;
-use crate::plan::{Change, Plan, RenameGuard, Violation};
+use crate::out_of_band::{AuditLog, Claims, OutOfBand};
+use crate::plan::{BlockKind, Change, Plan, RenameGuard, Violation};
 use crate::state::{Ledger, ResetIndex};
 
 /// The `policy:` section as written.
@@ -69,7 +71,34 @@ pub struct RawPolicy {
     /// within `within` is most likely a renamed manifest: `block` it (default, within 24h) until
     /// `formerNames` or a higher `round` says what is meant, or `send` it.
     pub likely_rename: Option<RawLikelyRename>,
+    /// A device reset outside this tool (the Intune portal, a script) within `within` (default
+    /// `24h`): `adopt` that reset as the action's (default: recorded as done with Intune's
+    /// evidence, nothing sent), `block` the action, or `send` it anyway with a warning.
+    pub out_of_band: Option<RawOutOfBand>,
 }
+
+/// `policy.outOfBand`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutOfBand {
+    /// How far back a reset made outside this tool counts (default `24h`).
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub within: Option<Spanned<String>>,
+    /// `adopt` (default), `block` or `send`.
+    pub then: Option<OutOfBandThen>,
+}
+
+/// What to do with an action whose device was reset outside this tool lately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutOfBandThen {
+    Adopt,
+    Block,
+    Send,
+}
+
+/// The default of `policy.outOfBand.within`.
+pub const OUT_OF_BAND_WITHIN: Duration = Duration::from_secs(24 * 3600);
 
 /// `policy.likelyRename`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -175,6 +204,20 @@ struct Windows {
     list: Vec<Window>,
 }
 
+/// The device's latest reset made outside this tool since `since`, if Intune shows one.
+fn outside<'l>(
+    d: &crate::device::Device,
+    audits: &AuditLog,
+    claims: &dyn Fn() -> &'l Claims<'l>,
+    since: jiff::Timestamp,
+) -> Option<OutOfBand> {
+    // Most devices have nothing to look at: the ledger is indexed only when one has.
+    if d.device_action_results.is_empty() && !audits.has(&d.id) {
+        return None;
+    }
+    crate::out_of_band::latest(d, audits, claims(), since)
+}
+
 /// The validated `policy:` section. The default enforces nothing but the likely-rename guard.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -190,6 +233,8 @@ pub struct Policy {
     windows: Option<Windows>,
     /// `None`: likely renames are sent.
     rename_within: Option<Duration>,
+    /// `policy.outOfBand`: how far back, and what then.
+    out_of_band: (Duration, OutOfBandThen),
 }
 
 impl Default for Policy {
@@ -206,6 +251,7 @@ impl Default for Policy {
             cooldown: None,
             windows: None,
             rename_within: Some(RENAME_WITHIN),
+            out_of_band: (OUT_OF_BAND_WITHIN, OutOfBandThen::Adopt),
         }
     }
 }
@@ -299,6 +345,17 @@ impl Policy {
             if r.then == Some(RenameThen::Send) {
                 p.rename_within = None;
             }
+        }
+        if let Some(o) = raw.out_of_band {
+            if let Some(w) = &o.within {
+                match w.value.parse::<HumanDuration>() {
+                    Ok(d) => p.out_of_band.0 = d.0,
+                    Err(e) => {
+                        diags.push(Diagnostic::error(file, pos_of(w, 0), format!("policy.outOfBand.within: {e}")))
+                    }
+                }
+            }
+            p.out_of_band.1 = o.then.unwrap_or(OutOfBandThen::Adopt);
         }
         if let Some(w) = raw.change_windows {
             let tz = TimeZone::get(&w.time_zone.value);
@@ -397,17 +454,23 @@ impl Policy {
         self.rename_within.map(|within| RenameGuard { now, within })
     }
 
-    /// Checks `plan` against every rule that needs it: the manifests' violations (`found`, from
-    /// [`Policy::check_manifests`]) and the per-device rules block their manifests, then the blast
-    /// radius counts what is still to be sent. `now` is when the resets would be sent.
+    /// Checks `plan` against every rule that needs it: a device reset outside this tool lately
+    /// is adopted, blocked or flagged (`outOfBand`, from the devices' results and `audits`); the
+    /// manifests' violations (`found`, from [`Policy::check_manifests`]) and the per-device rules
+    /// block their manifests; then the blast radius counts what is still to be sent. `now` is when
+    /// the resets would be sent.
     pub fn review<'a>(
         &self,
         plan: Plan<'a>,
         mut found: Vec<Violation>,
         ledger: &Ledger,
+        audits: &AuditLog,
         now: jiff::Timestamp,
     ) -> Plan<'a> {
-        found.extend(self.check_plan(&plan, ledger, now));
+        let claims = OnceCell::new();
+        let claims = || claims.get_or_init(|| Claims::new(ledger));
+        let plan = self.judge_out_of_band(plan, audits, &claims, now);
+        found.extend(self.check_plan(&plan, ledger, audits, &claims, now));
         let mut plan = plan.with_violations(found);
         if let Some((max, pos)) = self.max_actions
             && plan.summary.to_reset > max as usize
@@ -421,6 +484,53 @@ impl Policy {
             )));
             plan.summary.violations += 1;
         }
+        plan
+    }
+
+    /// Since when resets made outside this tool matter: `outOfBand.within`, or the cooldown
+    /// when it is longer (it counts them too). The audit log is read from then on.
+    pub fn out_of_band_since(&self, now: jiff::Timestamp) -> jiff::Timestamp {
+        let back = self.cooldown.map_or(self.out_of_band.0, |(c, _)| c.max(self.out_of_band.0));
+        now - jiff::SignedDuration::try_from(back).unwrap_or(jiff::SignedDuration::MAX)
+    }
+
+    /// `outOfBand`: each reset whose device Intune shows reset outside this tool within
+    /// `within` is adopted, blocked or kept with a warning.
+    fn judge_out_of_band<'a, 'l>(
+        &self,
+        mut plan: Plan<'a>,
+        audits: &AuditLog,
+        claims: &dyn Fn() -> &'l Claims<'l>,
+        now: jiff::Timestamp,
+    ) -> Plan<'a> {
+        let (within, then) = self.out_of_band;
+        let since = now - jiff::SignedDuration::try_from(within).unwrap_or(jiff::SignedDuration::MAX);
+        for e in plan.entries.iter_mut().filter(|e| e.change == Change::Reset) {
+            let Some(d) = e.device else { continue };
+            let Some(o) = outside(d, audits, claims, since) else { continue };
+            let seen = o.describe(now);
+            match then {
+                OutOfBandThen::Adopt => {
+                    e.change = Change::Adopt;
+                    e.reason = format!("{seen} — adopted, nothing will be sent").into();
+                }
+                OutOfBandThen::Block => {
+                    e.change = Change::Blocked;
+                    e.block = Some(BlockKind::OutOfBand);
+                    e.reason = format!(
+                        "{seen} — blocked by policy.outOfBand (then: block); hint: once confirmed, record it with `reconcile state adopt {} --reason …`, or wait until it is older than {}",
+                        e.key().short(),
+                        HumanDuration(within)
+                    )
+                    .into();
+                }
+                OutOfBandThen::Send => {
+                    e.reason = format!("warning: {seen}; sent anyway (policy.outOfBand then: send)").into();
+                }
+            }
+            e.out_of_band = Some(o);
+        }
+        plan.recount();
         plan
     }
 
@@ -448,7 +558,14 @@ impl Policy {
 
     /// What the plan's devices break: platforms, protected devices (by what they resolved to),
     /// cooldown; each a violation of the action's manifest.
-    fn check_plan(&self, plan: &Plan<'_>, ledger: &Ledger, now: jiff::Timestamp) -> Vec<Violation> {
+    fn check_plan<'l>(
+        &self,
+        plan: &Plan<'_>,
+        ledger: &Ledger,
+        audits: &AuditLog,
+        claims: &dyn Fn() -> &'l Claims<'l>,
+        now: jiff::Timestamp,
+    ) -> Vec<Violation> {
         let mut all: Vec<Violation> = Vec::new();
         let mut planned: HashMap<String, &crate::action::Action> = HashMap::new();
         let past =
@@ -509,22 +626,29 @@ impl Policy {
                     }
                 }
             }
-            if let Some((cooldown, _)) = self.cooldown
-                && let Some((when, by)) = past.last(a, e.device.map(|d| d.id.as_str()))
-                && let by = &by.manifest
-            {
-                let until = when + jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
-                if now < until {
+            if let Some((cooldown, _)) = self.cooldown {
+                let span = jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
+                // The ledger's last reset of the device, or one made outside this tool since.
+                let recorded =
+                    past.last(a, e.device.map(|d| d.id.as_str())).map(|(when, r)| (when, format!("`{}`", r.manifest)));
+                let elsewhere = e
+                    .device
+                    .and_then(|d| outside(d, audits, claims, now - span))
+                    .map(|o| (o.started_at, format!("{} outside reconcile", o.who())));
+                let last = recorded.into_iter().chain(elsewhere).max_by_key(|(when, _)| *when);
+                if let Some((when, by)) = last
+                    && now < when + span
+                {
                     out.push(violation(
                         &a.file,
                         Some(a.pos),
                         "cooldown",
                         format!(
-                            "device {} was reset at {} by `{by}`; the {} cooldown lasts until {}",
+                            "device {} was reset at {} by {by}; the {} cooldown lasts until {}",
                             a.selector,
                             crate::duration::at_second(when),
                             HumanDuration(cooldown),
-                            crate::duration::at_second(until)
+                            crate::duration::at_second(when + span)
                         ),
                         "wait until then, or remove the device from the manifest",
                     ));

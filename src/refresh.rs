@@ -112,11 +112,13 @@ fn tol() -> SignedDuration {
     SignedDuration::try_from(TOLERANCE).unwrap_or(SignedDuration::ZERO)
 }
 
-/// The claims already recorded on any attempt of `r`: result start times and audit ids.
+/// The claims already recorded on any attempt of `r` (or its adoption): result start times and
+/// audit ids.
 fn claims(r: &Record) -> (Vec<Timestamp>, Vec<&str>) {
     let res = r.attempts.iter().filter_map(|a| a.resolution.as_ref());
-    let starts = res.clone().filter_map(|x| x.result_started).collect();
-    let audits = res.filter_map(|x| x.audit_id.as_deref()).collect();
+    let adopted = r.adopted.as_ref();
+    let starts = res.clone().filter_map(|x| x.result_started).chain(adopted.map(|a| a.result_started)).collect();
+    let audits = res.filter_map(|x| x.audit_id.as_deref()).chain(adopted.and_then(|a| a.audit_id.as_deref())).collect();
     (starts, audits)
 }
 

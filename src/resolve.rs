@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use crate::action::{Action, Collection, SelectorKind};
 use crate::device::{Device, describe, eligibility};
-use crate::graph::{Graph, ReadError};
+use crate::graph::{Audits, Graph, ReadError};
+use crate::out_of_band::AuditLog;
 use crate::plan::{BlockKind, Resolution, Resolutions};
 use crate::state::Ledger;
 
@@ -32,6 +33,18 @@ pub fn key_of(a: &Action) -> LookupKey {
         _ => a.selector.value.clone(),
     };
     (a.collection, a.selector.kind, value)
+}
+
+/// The audit log's passcode resets since `since`, for spotting resets made outside this tool
+/// (one paged read per run). A token that may not read it gives [`AuditLog::Unreadable`].
+pub async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<AuditLog, ReadError> {
+    Ok(match graph.reset_audits(since).await? {
+        Audits::Read(all) => AuditLog::read(all),
+        Audits::Unreadable(why) => {
+            tracing::info!(%why, "who started resets made outside reconcile stays unknown");
+            AuditLog::Unreadable(why)
+        }
+    })
 }
 
 /// Resolves every action in `actions`. Each distinct selector is looked up once, concurrently, or

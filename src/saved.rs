@@ -102,6 +102,9 @@ pub struct SavedEntry {
     /// recorded since means someone else reset the device after the review.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prior_resets: Vec<ActionKey>,
+    /// The device's reset made outside this tool, as the reviewer saw it (`policy.outOfBand`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_band: Option<crate::out_of_band::OutOfBand>,
 }
 
 /// Why a saved plan cannot be used.
@@ -179,6 +182,7 @@ impl SavedPlan {
                     device: e.device.cloned(),
                     recorded_as: e.recorded_as().map(str::to_owned),
                     prior_resets,
+                    out_of_band: e.out_of_band.clone(),
                 }
             })
             .collect();
@@ -239,9 +243,15 @@ impl SavedPlan {
     }
 
     /// The keys of the reviewed resets: all `apply --plan` may ever send.
-    pub fn reset_keys(&self) -> HashSet<&ActionKey> {
-        self.entries.iter().filter(|e| e.change == Change::Reset).map(|e| &e.key).collect()
+    /// The keys of what the reviewer approved: resets to send and outside resets to adopt.
+    pub fn reviewed_keys(&self) -> HashSet<&ActionKey> {
+        self.entries.iter().filter(|e| reviewed(e.change)).map(|e| &e.key).collect()
     }
+}
+
+/// Whether a saved entry was approved for `apply --plan` to act on.
+fn reviewed(change: Change) -> bool {
+    matches!(change, Change::Reset | Change::Adopt)
 }
 
 /// The owned pieces a saved plan's entries borrow, so it can be rendered like a fresh one.
@@ -281,6 +291,7 @@ impl Restored {
                 device_name: e.device.as_ref().and_then(|d| d.device_name.clone()),
                 status,
                 attempts: Vec::new(),
+                adopted: None,
                 created_at: saved.created_at,
                 updated_at: saved.created_at,
             });
@@ -303,6 +314,7 @@ impl Restored {
                 device: e.device.as_ref(),
                 block: e.block,
                 reason: Cow::Owned(e.reason.clone()),
+                out_of_band: e.out_of_band.clone(),
             })
             .collect();
         let violations = self
@@ -351,7 +363,7 @@ pub fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Pl
     let mut fresh_by_key: HashMap<ActionKey, Entry<'a>> =
         fresh_entries.into_iter().map(|e| (e.key().clone(), e)).collect();
     let mut entries = Vec::new();
-    for (i, s) in saved.entries.iter().enumerate().filter(|(_, s)| s.change == Change::Reset) {
+    for (i, s) in saved.entries.iter().enumerate().filter(|(_, s)| reviewed(s.change)) {
         let refuse = |e: Option<Entry<'a>>, why: String| Entry {
             change: Change::Blocked,
             action: e.as_ref().and_then(|e| e.action).or(restored.action(i)),
@@ -359,6 +371,7 @@ pub fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Pl
             device: e.as_ref().and_then(|e| e.device).or(s.device.as_ref()),
             block: Some(BlockKind::PlanChanged),
             reason: format!("reviewed, but {why}; not sent").into(),
+            out_of_band: e.as_ref().and_then(|e| e.out_of_band.clone()),
         };
         let Some(e) = fresh_by_key.remove(&s.key) else {
             entries.push(refuse(
@@ -368,19 +381,39 @@ pub fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Pl
             continue;
         };
         let by_this_plan = |r: &Record| {
-            r.attempts.iter().any(|a| a.provenance.as_ref().is_some_and(|p| p.plan.as_deref() == Some(&plan_id)))
+            let adopted = r.adopted.as_ref().and_then(|a| a.provenance.as_ref());
+            r.attempts
+                .iter()
+                .filter_map(|a| a.provenance.as_ref())
+                .chain(adopted)
+                .any(|p| p.plan.as_deref() == Some(&plan_id))
+        };
+        let then = s.device.as_ref().map(|d| d.id.to_ascii_lowercase());
+        let now = e.device.map(|d| d.id.to_ascii_lowercase());
+        let moved = || {
+            format!(
+                "{} now resolves to device {} (it was {} when reviewed)",
+                s.selector,
+                now.as_deref().unwrap_or("none"),
+                then.as_deref().unwrap_or("none")
+            )
         };
         let why = match e.change {
+            // Adopting what the reviewer saw adopted; a reset the reviewer saw sent is refused
+            // once Intune shows the device reset outside the tool since, and the other way round.
+            Change::Adopt if s.change == Change::Adopt => (then != now).then(moved),
+            Change::Adopt => Some(format!(
+                "the device was {} since the plan was made",
+                e.out_of_band
+                    .as_ref()
+                    .map_or_else(|| "reset outside reconcile".to_owned(), |o| o.describe(jiff::Timestamp::now()))
+            )),
+            Change::Reset if s.change == Change::Adopt => {
+                Some("Intune no longer shows the reset made outside reconcile that the plan adopts".into())
+            }
             Change::Reset => {
-                let then = s.device.as_ref().map(|d| d.id.to_ascii_lowercase());
-                let now = e.device.map(|d| d.id.to_ascii_lowercase());
                 if then != now {
-                    Some(format!(
-                        "{} now resolves to device {} (it was {} when reviewed)",
-                        s.selector,
-                        now.as_deref().unwrap_or("none"),
-                        then.as_deref().unwrap_or("none")
-                    ))
+                    Some(moved())
                 } else {
                     let a = e.action.expect("a planned reset has an action");
                     // Another action's reset of the device that the reviewer did not see; one

@@ -102,7 +102,7 @@ fn ledger_states_show_as_done_attention_and_orphaned() {
     assert_eq!(json["format_version"], 1);
     assert_eq!(
         json["summary"],
-        serde_json::json!({"to_reset": 2, "already_done": 1, "orphaned": 1, "attention": 1, "blocked": 0, "same_device": 0, "violations": 0})
+        serde_json::json!({"to_reset": 2, "already_done": 1, "orphaned": 1, "attention": 1, "blocked": 0, "same_device": 0, "adopt": 0, "violations": 0})
     );
 
     // Limited to some paths, nothing is orphaned: the other manifests were simply not read.

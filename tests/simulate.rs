@@ -11,7 +11,16 @@ fn simulated_apply_twice_then_refresh() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("SIMULATED"), "{text}");
-    assert!(text.contains("SIMULATED: Apply complete: 7 accepted"), "{text}");
+    // The fixture's device R58M12345AB was reset in the portal 40 minutes before: adopted.
+    assert!(
+        text.contains("SIMULATED: Apply complete: 6 accepted, 0 rejected, 0 unknown, 0 not executed, 0 blocked. 1 reset made outside reconcile adopted (nothing sent)."),
+        "{text}"
+    );
+    assert!(
+        text.contains("* adopt           serialNumber=R58M12345AB")
+            && text.contains("(reset outside reconcile 40 min ago by helpdesk.lead@contoso.com (done) — adopted, nothing will be sent)"),
+        "{text}"
+    );
     assert!(repo.path().join(".reconcile/state.simulated.json").exists());
     assert!(!repo.path().join(".reconcile/state.json").exists(), "the real ledger is never touched");
 
@@ -21,11 +30,13 @@ fn simulated_apply_twice_then_refresh() {
 
     let refresh = repo.cmd().args(["refresh", "--simulate"]).output().expect("run");
     assert!(refresh.status.success(), "{}", stderr(&refresh));
-    assert!(stdout(&refresh).contains("SIMULATED: Refresh: 7 checked, 7 changed"), "{}", stdout(&refresh));
+    assert!(stdout(&refresh).contains("SIMULATED: Refresh: 6 checked, 6 changed"), "{}", stdout(&refresh));
 
     let plan = repo.cmd().args(["plan", "--simulate", "--detailed-exitcode"]).output().expect("run");
     assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
     assert!(stdout(&plan).contains("Plan: 0 to reset, 7 already done, 0 orphaned."));
+    assert!(stdout(&plan).contains("= done            serialNumber=R58M12345AB"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("(adopted: reset outside reconcile at "), "{}", stdout(&plan));
 }
 
 // A simulated ledger is bound to the simulator's tenant: a real run refuses it.
@@ -70,7 +81,9 @@ fn the_standalone_simulator_serves_another_process() {
     let _ = sim.kill();
     let _ = sim.wait();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("Apply complete: 7 accepted"), "{}", stdout(&out));
+    // The standalone simulator makes the fixture's portal reset too.
+    assert!(stdout(&out).contains("Apply complete: 6 accepted"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("1 reset made outside reconcile adopted"), "{}", stdout(&out));
 }
 
 // `--simulate --state X` still writes a separate ledger: X is never touched.

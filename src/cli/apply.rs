@@ -123,6 +123,16 @@ impl Ui for CliUi {
 
     #[allow(clippy::print_stderr)]
     fn outcome(&mut self, r: &Record) {
+        if let Some(a) = &r.adopted {
+            let line = format!("{:<13} {} {} {}: {}", "adopted", r.key.short(), r.manifest, r.selector, a.reason);
+            let line = crate::render::safe::text(&line).into_owned();
+            match (&self.watch, &self.bar) {
+                (Some(_), _) => tracing::info!("{line}"),
+                (None, Some(bar)) => bar.println(line),
+                (None, None) => eprintln!("{line}"),
+            }
+            return;
+        }
         let last = r.attempts.last();
         let http = last.and_then(|a| a.http_status).map(|s| format!(" HTTP {s}")).unwrap_or_default();
         let rid = last.and_then(|a| a.request_id.as_deref()).map(|id| format!(" request-id {id}")).unwrap_or_default();
@@ -222,14 +232,18 @@ pub fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> CmdResu
     }
     let sim = if ui.simulated { "SIMULATED: " } else { "" };
     let watch = args.watch.as_ref();
+    let adopted = match report.adopted {
+        0 => String::new(),
+        n => format!(" {n} reset{} made outside reconcile adopted (nothing sent).", if n == 1 { "" } else { "s" }),
+    };
     if report.planned == 0 && report.blocked == 0 {
-        super::conclude(watch, format!("{sim}Nothing to do."));
+        super::conclude(watch, format!("{sim}Nothing to do.{adopted}"));
         return Ok(());
     }
     super::conclude(
         watch,
         format!(
-            "{}{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.",
+            "{}{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.{adopted}",
             if watch.is_some() { "" } else { "\n" },
             if report.interrupted { "interrupted" } else { "complete" },
             report.accepted,

@@ -71,6 +71,18 @@ pub enum StateCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Record, as the manifest action KEY's, a passcode reset made outside reconcile (the Intune
+    /// portal, a script): Intune must show one that no record accounts for. Nothing is sent.
+    Adopt {
+        /// The action's key as `reconcile plan` shows it (a unique prefix is enough).
+        key: String,
+        /// Why (recorded in the ledger), e.g. the ticket of the reset made in the portal.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// How far back the reset may be.
+        #[arg(long, value_name = "DURATION", default_value = "720h")]
+        within: crate::duration::HumanDuration,
+    },
     /// Copy the ledger to DEST (an Azure Blob URL, or a path): to a new location, or over a copy
     /// of the same ledger that this one extends (like `terraform init -migrate-state`).
     Push {
@@ -101,6 +113,9 @@ pub enum ResolveAs {
 #[allow(clippy::print_stdout)]
 pub fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     let cmd = args.command;
+    if let StateCommand::Adopt { key, reason, within } = &cmd {
+        return adopt(g, args.simulate, key, reason.as_deref(), within.0);
+    }
     let mut diags = crate::diagnostic::Diagnostics::default();
     let settings = settings::load(&g.overrides(), &env, &mut diags);
     if diags.has_errors() {
@@ -181,11 +196,37 @@ pub fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         }
         StateCommand::Resolve { .. }
         | StateCommand::Retry { .. }
+        | StateCommand::Adopt { .. }
         | StateCommand::Push { .. }
         | StateCommand::Pull { .. }
         | StateCommand::Unlock { .. } => unreachable!("handled above"),
     }
     .and_then(|()| out.flush())
     .context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// `state adopt`: the manifests say which action, Intune says which reset.
+#[allow(clippy::print_stdout)]
+fn adopt(g: &GlobalArgs, simulate: bool, key: &str, reason: Option<&str>, within: std::time::Duration) -> CmdResult {
+    let project = crate::project::load(&g.overrides(), &[], &env).map_err(Failure::Invalid)?;
+    super::print_diagnostics(&project.diagnostics);
+    let request = crate::ops::adopt::AdoptRequest {
+        key: key.to_owned(),
+        reason: reason.unwrap_or("adopted by hand").to_owned(),
+        within,
+        simulate,
+        lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
+    };
+    let (record, evidence) = crate::ops::adopt::adopt(&mut crate::ops::Session::new()?, &project, &request, &env)
+        .map_err(anyhow::Error::from)?;
+    let line = format!(
+        "{} {} {} is now `done`: adopted the {}; nothing was sent.",
+        record.key.short(),
+        record.manifest,
+        record.selector,
+        evidence.describe(jiff::Timestamp::now())
+    );
+    println!("{}", crate::render::safe::text(&line));
     Ok(())
 }

@@ -29,7 +29,7 @@ pub use error::GraphError;
 pub use pacer::Pacer;
 
 use crate::action::Collection;
-pub use crate::device::{DEVICE_SELECT, Device};
+pub use crate::device::{ActionResult, DEVICE_SELECT, Device, RemoteActionAudit};
 use crate::settings::Budget;
 
 /// How the client behaves.
@@ -77,17 +77,6 @@ pub struct Answer {
     pub server_sent_at: Option<Timestamp>,
 }
 
-/// One entry of a device's `deviceActionResults`. Deliberately without `passcode`/`unlockPin`:
-/// serde skips them, so they never reach our memory beyond the response bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionResult {
-    pub action_name: String,
-    pub action_state: String,
-    pub start_date_time: Option<jiff::Timestamp>,
-    pub last_updated_date_time: Option<jiff::Timestamp>,
-}
-
 /// A device's results as read, with Intune's clock at the time of reading.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceResults {
@@ -95,24 +84,6 @@ pub struct DeviceResults {
     pub results: Option<Vec<ActionResult>>,
     /// The `Date` of the answer.
     pub server_date: Option<Timestamp>,
-}
-
-/// One entry of the beta audit log `remoteActionAudits` (it has no passcode field).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RemoteActionAudit {
-    pub id: String,
-    #[serde(default)]
-    pub action: Option<String>,
-    #[serde(default)]
-    pub action_state: Option<String>,
-    #[serde(default)]
-    pub managed_device_id: Option<String>,
-    #[serde(default)]
-    pub request_date_time: Option<Timestamp>,
-    /// Who started it; empty for an app (such as this tool).
-    #[serde(default)]
-    pub initiated_by_user_principal_name: Option<String>,
 }
 
 /// What the audit log said.
@@ -416,7 +387,7 @@ impl Graph {
         Ok(DeviceResults { results: found.map(|d| d.device_action_results), server_date })
     }
 
-    /// The `resetPasscode` entries of the beta audit log `remoteActionAudits` requested at or
+    /// The passcode reset (and removal) entries of the beta audit log `remoteActionAudits` requested at or
     /// after `since` (filtered by Graph), every page. A token that may not read it, or a tenant
     /// without it, gives [`Audits::Unreadable`]: the audit log is evidence where it can be had,
     /// never a requirement.
@@ -432,9 +403,7 @@ impl Graph {
         let url = self.endpoints.beta_device_management(&format!("remoteActionAudits?{query}"));
         match self.get_pages::<RemoteActionAudit>(url, "remoteActionAudits").await {
             Ok(all) => Ok(Audits::Read(
-                all.into_iter()
-                    .filter(|a| a.action.as_deref().is_some_and(|n| n.eq_ignore_ascii_case("resetPasscode")))
-                    .collect(),
+                all.into_iter().filter(|a| a.action.as_deref().is_some_and(crate::device::is_passcode_reset)).collect(),
             )),
             Err(ReadError::Graph(e)) if matches!(e.status, 400 | 403 | 404) => {
                 Ok(Audits::Unreadable(format!("the audit log could not be read ({e})")))

@@ -7,6 +7,7 @@
 //! settings, the ledger and Graph, in the order the guarantees need (every refusal before the
 //! first request).
 
+pub mod adopt;
 pub mod apply;
 pub mod connect;
 pub mod plan;

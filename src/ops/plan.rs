@@ -11,6 +11,7 @@ use super::connect::Connection;
 use crate::action::Action;
 use crate::diagnostic::Diagnostics;
 use crate::graph::auth::{PRIVILEGED_ROLE, READ_ROLES};
+use crate::out_of_band::AuditLog;
 use crate::plan::{self, Plan, PlanOptions, Resolutions};
 use crate::project::{self, Project};
 use crate::saved::{Binding, SavedError, SavedPlan};
@@ -45,6 +46,8 @@ pub struct Planned {
     pub ledger: Ledger,
     actions: Vec<Action>,
     resolutions: Resolutions,
+    /// The audit log since `policy.outOfBand` looks back (online, when something is to be reset).
+    audits: AuditLog,
     /// The tenant of the token (online), else the configured one.
     pub tenant: Option<String>,
     /// The ledger does not exist (offline only): where it was looked for.
@@ -116,6 +119,7 @@ pub fn prepare(
         ledger,
         actions,
         resolutions: Resolutions::new(),
+        audits: AuditLog::NotRead,
         tenant,
         missing: (!exists).then(|| store.location().to_string()),
         changed,
@@ -129,8 +133,10 @@ pub fn prepare(
             .to_reset()
             .filter_map(|e| e.action)
             .collect();
-        let resolutions = runtime.block_on(lookup(conn, &candidates, &planned.ledger))?;
+        let since = planned.project.settings.policy.out_of_band_since(planned.now);
+        let (resolutions, audits) = runtime.block_on(lookup(conn, &candidates, &planned.ledger, since))?;
         planned.resolutions = resolutions;
+        planned.audits = audits;
     }
     Ok(planned)
 }
@@ -149,7 +155,8 @@ impl Planned {
         let policy = &self.project.settings.policy;
         let plan = plan::plan(&self.actions, &self.ledger, &self.resolutions, self.options())
             .with_manifests(self.project.manifest_infos());
-        let plan = policy.review(plan, policy.check_manifests(&self.project.manifests), &self.ledger, self.now);
+        let found = policy.check_manifests(&self.project.manifests);
+        let plan = policy.review(plan, found, &self.ledger, &self.audits, self.now);
         match &self.changed {
             // Actions of changed manifest files, and orphans of files the change removed or renamed.
             Some(files) => {
@@ -167,8 +174,14 @@ impl Planned {
     }
 }
 
-/// Checks the token can read devices, then looks the candidates' devices up.
-async fn lookup(conn: &Connection, candidates: &[&Action], ledger: &Ledger) -> anyhow::Result<Resolutions> {
+/// Checks the token can read devices, then looks the candidates' devices up and reads the audit
+/// log since `since` (side by side).
+async fn lookup(
+    conn: &Connection,
+    candidates: &[&Action],
+    ledger: &Ledger,
+    since: jiff::Timestamp,
+) -> anyhow::Result<(Resolutions, AuditLog)> {
     let token = conn.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
     match token.roles() {
         None => tracing::warn!("the access token is not a JWT: cannot check its permissions"),
@@ -184,5 +197,12 @@ async fn lookup(conn: &Connection, candidates: &[&Action], ledger: &Ledger) -> a
         }
         Some(_) => {}
     }
-    Ok(crate::resolve::resolve(&conn.graph, candidates, ledger).await?)
+    if candidates.is_empty() {
+        return Ok((Resolutions::new(), AuditLog::NotRead));
+    }
+    let (resolutions, audits) = tokio::join!(
+        crate::resolve::resolve(&conn.graph, candidates, ledger),
+        crate::resolve::audit_log(&conn.graph, since)
+    );
+    Ok((resolutions?, audits?))
 }

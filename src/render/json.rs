@@ -44,6 +44,7 @@ struct SummaryDto {
     attention: usize,
     blocked: usize,
     same_device: usize,
+    adopt: usize,
     violations: usize,
 }
 
@@ -56,6 +57,7 @@ impl From<crate::plan::Summary> for SummaryDto {
             attention: s.attention,
             blocked: s.blocked,
             same_device: s.same_device,
+            adopt: s.adopt,
             violations: s.violations,
         }
     }
@@ -87,6 +89,10 @@ struct EntryDto<'a> {
     /// The former manifest name its record was made under (`formerNames`).
     #[serde(skip_serializing_if = "Option::is_none")]
     recorded_as: Option<&'a str>,
+    /// The device's latest reset made outside this tool (`policy.outOfBand`): when it started,
+    /// its state, who started it, the audit entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    out_of_band: Option<&'a crate::out_of_band::OutOfBand>,
 }
 
 /// What a plan shows of a device: nothing personal the manifest did not name.
@@ -139,6 +145,7 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
         reason: &e.reason,
         block: e.block.map(crate::plan::BlockKind::as_str),
         recorded_as: e.recorded_as(),
+        out_of_band: e.out_of_band.as_ref(),
     }
 }
 

@@ -112,6 +112,7 @@ fn warnings(s: &mut String, plan: &Plan) {
         (BlockKind::LikelyRename, "likely renamed manifests (add `formerNames`, or bump `round`)"),
         (BlockKind::Policy, "stopped by a policy rule of their manifest"),
         (BlockKind::PlanChanged, "changed since the plan was reviewed"),
+        (BlockKind::OutOfBand, "reset outside reconcile lately (policy.outOfBand: block)"),
     ] {
         let hits: Vec<&Entry> = plan.entries.iter().filter(|e| e.block == Some(kind)).collect();
         if hits.is_empty() {
@@ -150,6 +151,35 @@ fn warnings(s: &mut String, plan: &Plan) {
             String::new()
         };
         lines.push(format!("- **{}** {}{more}", super::violations_line(plan), examples.join("; ")));
+    }
+    // Resets made outside the tool: adopted (nothing sent), or sent again under `then: send`.
+    for (change, what) in [
+        (Change::Adopt, "reset outside reconcile lately: adopted, nothing will be sent"),
+        (Change::Reset, "reset outside reconcile lately and **will be reset again** (policy.outOfBand: send)"),
+    ] {
+        let hits: Vec<&Entry> = plan.entries.iter().filter(|e| e.change == change && e.out_of_band.is_some()).collect();
+        if hits.is_empty() {
+            continue;
+        }
+        let examples: Vec<String> = hits
+            .iter()
+            .take(EXAMPLES)
+            .map(|e| {
+                format!(
+                    "{} in {}: {}",
+                    code(&clip(&e.selector().to_string(), 120)),
+                    code(e.manifest()),
+                    code(&clip(&e.reason, 300))
+                )
+            })
+            .collect();
+        let more = if hits.len() > EXAMPLES { format!("; and {} more", hits.len() - EXAMPLES) } else { String::new() };
+        lines.push(format!(
+            "- **{} device{} {what}**: {}{more}",
+            hits.len(),
+            if hits.len() == 1 { "" } else { "s" },
+            examples.join("; ")
+        ));
     }
     if plan.summary.to_reset > LARGE_CHANGE {
         lines.push(format!(
@@ -219,7 +249,8 @@ fn details(group: &[Entry], plan: &Plan) -> String {
     for e in group {
         let status = match e.change {
             Change::Blocked => format!("blocked: {}", code(&e.reason)),
-            Change::SameDevice => code(&e.reason),
+            Change::SameDevice | Change::Adopt => code(&e.reason),
+            Change::Reset if e.out_of_band.is_some() => format!("new — {}", code(&e.reason)),
             _ => e.record.map_or("new", |r| r.status.as_str()).to_owned(),
         };
         let device = match e.device {

@@ -100,6 +100,16 @@ pub fn attention_line(plan: &Plan) -> Option<String> {
             "{n} entries name a device another entry of their manifest names: each is reset once (marked `&`)."
         )),
     }
+    match s.adopt {
+        0 => {}
+        1 => parts.push(
+            "1 device was reset outside reconcile lately: that reset is adopted, nothing is sent (marked `*`)."
+                .to_owned(),
+        ),
+        n => parts.push(format!(
+            "{n} devices were reset outside reconcile lately: those resets are adopted, nothing is sent (marked `*`)."
+        )),
+    }
     if s.violations > 0 {
         parts.push(violations_line(plan));
     }

@@ -21,6 +21,8 @@ struct ReportDto<'a> {
 #[derive(Serialize)]
 struct SummaryDto {
     planned: usize,
+    /// Resets made outside reconcile, recorded as done: nothing sent.
+    adopted: usize,
     accepted: usize,
     rejected: usize,
     unknown: usize,
@@ -45,6 +47,9 @@ struct ActionDto<'a> {
     client_request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// Why it was adopted instead of sent (a reset made outside reconcile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adopted: Option<&'a str>,
 }
 
 pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Result<()> {
@@ -63,6 +68,7 @@ pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Resul
                 request_id: last.and_then(|a| a.request_id.as_deref()),
                 client_request_id: last.map(|a| a.client_request_id.to_string()),
                 error: last.and_then(|a| a.error_message.as_deref()),
+                adopted: rec.adopted.as_ref().map(|a| a.reason.as_str()),
             }
         })
         .collect();
@@ -76,6 +82,7 @@ pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Resul
         request_id: None,
         client_request_id: None,
         error: Some(why),
+        adopted: None,
     }));
     actions.sort_by(|a, b| (a.manifest, a.key).cmp(&(b.manifest, b.key)));
     let dto = ReportDto {
@@ -84,6 +91,7 @@ pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Resul
         success: r.success(),
         summary: SummaryDto {
             planned: r.planned,
+            adopted: r.adopted,
             accepted: r.accepted,
             rejected: r.rejected,
             unknown: r.unknown,
@@ -97,13 +105,14 @@ pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Resul
     writeln!(out)
 }
 
-/// One `<testcase>` per action: passed when accepted, failed otherwise, skipped when blocked.
+/// One `<testcase>` per action: passed when accepted or adopted, failed otherwise, skipped when
+/// blocked.
 pub fn junit_xml(r: &ApplyReport) -> String {
     let mut cases = Vec::new();
     let mut failures = 0;
     for rec in &r.records {
         let name = format!("{} {}", rec.selector, rec.key.short());
-        let body = if rec.status == Status::Accepted {
+        let body = if rec.status == Status::Accepted || rec.adopted.is_some() {
             String::new()
         } else {
             failures += 1;

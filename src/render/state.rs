@@ -86,6 +86,22 @@ pub fn show_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     line(format!("status:      {}", r.status))?;
     line(format!("created:     {}", at_second(r.created_at)))?;
     line(format!("updated:     {}", at_second(r.updated_at)))?;
+    if let Some(a) = &r.adopted {
+        let by = match a.initiated_by.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => u,
+            _ => "(no person in the audit log)",
+        };
+        line(format!("adopted:     a reset made outside reconcile, recorded by {} at {}", a.by, at_second(a.at)))?;
+        line(format!(
+            "     Intune started it at {} (state {}), initiated by {by}",
+            at_second(a.result_started),
+            a.state
+        ))?;
+        if let Some(id) = &a.audit_id {
+            line(format!("     audit entry {id}"))?;
+        }
+        line(format!("     reason: {}", a.reason))?;
+    }
     line(format!("attempts:    {}", r.attempts.len()))?;
     for (i, a) in r.attempts.iter().enumerate() {
         for l in attempt_lines(i + 1, a) {

@@ -15,6 +15,7 @@ pub fn symbol(change: Change) -> &'static str {
         Change::Orphaned => "~",
         Change::Blocked => "x",
         Change::SameDevice => "&",
+        Change::Adopt => "*",
     }
 }
 
@@ -26,7 +27,7 @@ pub fn paint(plain: &str) -> String {
         let colour = match line.get(..4) {
             Some("  + ") => Some("32"),
             Some("  x ") => Some("31"),
-            Some("  ! ") => Some("33"),
+            Some("  ! " | "  * ") => Some("33"),
             _ => None,
         };
         match colour {
@@ -45,6 +46,7 @@ fn verb(e: &Entry) -> String {
         (Change::Reset, _) => super::action_verb(e).to_owned(),
         (Change::Blocked, _) => "blocked".to_owned(),
         (Change::SameDevice, _) => "same device".to_owned(),
+        (Change::Adopt, _) => "adopt".to_owned(),
         (Change::AlreadyDone | Change::Attention | Change::Orphaned, Some(r)) => r.status.to_string(),
         (_, None) => e.change.as_str().to_owned(),
     }
@@ -73,7 +75,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
     } else {
         writeln!(
             out,
-            "Legend: + reset passcode, = already done, ! needs attention, ~ orphaned, x blocked (not sent), & same device as another entry"
+            "Legend: + reset passcode, = already done, ! needs attention, ~ orphaned, x blocked (not sent), & same device as another entry, * reset outside reconcile: adopted"
         )?;
     }
     let mut current: Option<(&str, bool)> = None;
@@ -95,10 +97,18 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         let selector = e.selector().to_string();
         let mut detail = match e.change {
             Change::Reset | Change::AlreadyDone => String::new(),
-            Change::Attention | Change::Orphaned | Change::Blocked | Change::SameDevice => {
+            Change::Attention | Change::Orphaned | Change::Blocked | Change::SameDevice | Change::Adopt => {
                 format!("  ({})", text(&e.reason))
             }
         };
+        if let (Change::AlreadyDone, Some(a)) = (e.change, e.record.and_then(|r| r.adopted.as_ref())) {
+            detail =
+                format!("  (adopted: reset outside reconcile at {})", crate::duration::at_second(a.result_started));
+        }
+        if e.change == Change::Reset && e.out_of_band.is_some() {
+            // policy.outOfBand `then: send`: the reason is the warning.
+            detail = format!("  ({})", text(&e.reason));
+        }
         if let Some(old) = e.recorded_as() {
             detail.push_str(&format!("  (recorded as `{old}`, a former name)"));
         }

@@ -430,16 +430,22 @@ fn reset(s: &mut SimState, id: &str, rid: &str, crid: Option<&str>) -> Reply {
     r
 }
 
-/// A reset made in the Intune portal by a person (`?by=UPN`): it shows in the device's results
-/// and in the audit log with its initiator, like one the tool did not make.
+/// A reset made in the Intune portal by a person (`?by=UPN`, `&ago=10m` for one made earlier):
+/// it shows in the device's results and in the audit log with its initiator, like one the tool
+/// did not make.
 fn portal_reset(s: &mut SimState, id: &str, query: &str) -> Reply {
-    let by = form(query.as_bytes())
-        .into_iter()
-        .find(|(k, _)| k == "by")
-        .map_or_else(|| "admin@contoso.com".into(), |(_, v)| v);
+    let params = form(query.as_bytes());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let by = get("by").unwrap_or_else(|| "admin@contoso.com".into());
+    let ago = match get("ago").map(|a| a.parse::<crate::duration::HumanDuration>()) {
+        None => jiff::SignedDuration::ZERO,
+        Some(Ok(a)) => jiff::SignedDuration::try_from(a.0).unwrap_or_default(),
+        Some(Err(e)) => return Reply::new(StatusCode::BAD_REQUEST, Some(serde_json::json!({"error": e.to_string()}))),
+    };
     match s.device_index(id) {
         Some(i) => {
-            s.apply_reset_by(i, &by);
+            let start = s.now() - ago;
+            s.apply_reset_at(i, &by, start);
             let mut r = Reply::new(StatusCode::NO_CONTENT, None);
             r.applied = true;
             r

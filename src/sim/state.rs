@@ -138,6 +138,9 @@ pub struct ActionRecord {
     /// When it shows in `deviceActionResults` (real time).
     pub visible_at: Instant,
     pub audit_id: String,
+    /// Made at start from the fixture's `_portalResets`: not kept between `--simulate` runs (the
+    /// fixture makes it again).
+    pub from_fixture: bool,
 }
 
 /// An action as `--simulate` keeps it between runs (never with its passcode).
@@ -149,6 +152,8 @@ pub struct SavedAction {
     pub final_state: String,
     #[serde(default)]
     pub initiator: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -175,8 +180,29 @@ pub struct SimState {
 
 impl SimState {
     pub fn new(config: SimConfig) -> Self {
-        let devices: Vec<SimDevice> =
-            config.devices.iter().map(|d| SimDevice { fields: d.clone(), actions: Vec::new() }).collect();
+        // A fixture device may carry `_portalResets: [{by: UPN, ago: 40m}]`: resets a person made
+        // in the Intune portal before the simulator started (shown, never part of the device).
+        let mut portal: Vec<(usize, String, jiff::SignedDuration)> = Vec::new();
+        let devices: Vec<SimDevice> = config
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut fields = d.clone();
+                if let Some(Value::Array(resets)) = fields.remove("_portalResets") {
+                    for r in resets {
+                        let by = r.get("by").and_then(Value::as_str).unwrap_or("admin@contoso.com").to_owned();
+                        let ago = r
+                            .get("ago")
+                            .and_then(Value::as_str)
+                            .and_then(|a| a.parse::<crate::duration::HumanDuration>().ok());
+                        let ago = ago.and_then(|a| jiff::SignedDuration::try_from(a.0).ok()).unwrap_or_default();
+                        portal.push((i, by, ago));
+                    }
+                }
+                SimDevice { fields, actions: Vec::new() }
+            })
+            .collect();
         let by_id = devices
             .iter()
             .enumerate()
@@ -190,7 +216,7 @@ impl SimState {
                 }
             }
         }
-        SimState {
+        let mut state = SimState {
             config,
             devices,
             by_id,
@@ -200,7 +226,16 @@ impl SimState {
             reads: VecDeque::new(),
             requests: Vec::new(),
             seq: 0,
+        };
+        for (i, by, ago) in portal {
+            let start = state.now() - ago;
+            state.apply_reset_at(i, &by, start);
+            if let Some(a) = state.devices[i].actions.last_mut() {
+                a.from_fixture = true;
+                a.visible_at = Instant::now();
+            }
         }
+        state
     }
 
     pub fn record(&mut self, mut r: RecordedRequest) {
@@ -219,12 +254,13 @@ impl SimState {
             .iter()
             .flat_map(|d| {
                 let id = d.fields.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                d.actions.iter().map(move |a| SavedAction {
+                d.actions.iter().filter(|a| !a.from_fixture).map(move |a| SavedAction {
                     device: id.clone(),
                     name: a.name.clone(),
                     start: a.start,
                     final_state: a.final_state.clone(),
                     initiator: a.initiator.clone(),
+                    audit_id: Some(a.audit_id.clone()),
                 })
             })
             .collect()
@@ -241,7 +277,8 @@ impl SimState {
                     passcode: None,
                     initiator: a.initiator,
                     visible_at: Instant::now(),
-                    audit_id: uuid::Uuid::new_v4().to_string(),
+                    audit_id: a.audit_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                    from_fixture: false,
                 });
             }
         }
@@ -360,6 +397,13 @@ impl SimState {
     /// Applies a reset to device `i` started by `initiator` (a person in the portal, or "" for
     /// an app): what Intune will report for it, by platform, and an audit log entry.
     pub fn apply_reset_by(&mut self, i: usize, initiator: &str) {
+        let now = self.now();
+        self.apply_reset_at(i, initiator, now);
+    }
+
+    /// [`apply_reset_by`](Self::apply_reset_by) started at `start` on the simulator's clock (a
+    /// reset made in the portal a while ago).
+    pub fn apply_reset_at(&mut self, i: usize, initiator: &str, start: jiff::Timestamp) {
         let d = &self.devices[i];
         let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
         let (os, owner, state) = (field("operatingSystem"), field("managedDeviceOwnerType"), field("managementState"));
@@ -374,7 +418,6 @@ impl SimState {
         // Android gets a new passcode (returned by Graph); iOS gets it removed. Distinctive, so a
         // leak test can never mistake a timestamp or an id for one.
         let passcode = (!ios).then(|| format!("Pc{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-        let start = self.now();
         self.devices[i].actions.push(ActionRecord {
             name: "resetPasscode".into(),
             start,
@@ -383,6 +426,7 @@ impl SimState {
             initiator: initiator.to_owned(),
             visible_at: Instant::now() + self.config.report_delay,
             audit_id: uuid::Uuid::new_v4().to_string(),
+            from_fixture: false,
         });
     }
 

@@ -207,8 +207,39 @@ pub struct Record {
     pub device_name: Option<String>,
     pub status: Status,
     pub attempts: Vec<Attempt>,
+    /// The reset was made outside this tool (the Intune portal, a script) and adopted instead of
+    /// sent: Intune's evidence for it. Such a record has no attempt of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<Adoption>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// A reset made outside this tool, recorded as this action's (`policy.outOfBand: adopt`, or
+/// `reconcile state adopt`). Nothing was sent for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Adoption {
+    /// When it was adopted, on this machine's clock.
+    pub at: Timestamp,
+    /// `apply` (the policy adopted it) or the person (`user@host`) who ran `state adopt`.
+    pub by: String,
+    /// Why (`state adopt --reason`), or what the policy said.
+    pub reason: String,
+    /// The evidence: when Intune started the reset (its clock), from its `deviceActionResults`
+    /// or, failing that, the audit log's request time.
+    pub result_started: Timestamp,
+    /// Its state in Intune when adopted (`done`, `pending`, …).
+    pub state: String,
+    /// The `remoteActionAudits` entry, when the audit log was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
+    /// Who started it, per the audit log (empty: an app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiated_by: Option<String>,
+    /// Where the adoption came from (commit, pull request, CI run, actor, manifest metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 impl Attempt {
@@ -272,13 +303,15 @@ impl<'a> ResetIndex<'a> {
 }
 
 impl Record {
-    /// When this action last may have reset its device (see [`Attempt::may_have_run`]); `None`
-    /// for a rejected action or one that never ran.
+    /// When this action last may have reset its device (see [`Attempt::may_have_run`]; an
+    /// adopted reset counts at its start in Intune); `None` for a rejected action or one that
+    /// never ran.
     pub fn last_reset(&self) -> Option<Timestamp> {
         if self.status == Status::Rejected {
             return None;
         }
-        self.attempts.iter().filter(|a| a.may_have_run()).map(|a| a.started_at).max()
+        let sent = self.attempts.iter().filter(|a| a.may_have_run()).map(|a| a.started_at);
+        sent.chain(self.adopted.as_ref().map(|a| a.result_started)).max()
     }
 
     /// A record for an action about to be sent for the first time.
@@ -295,6 +328,7 @@ impl Record {
             device_name: None,
             status: Status::Unknown,
             attempts: Vec::new(),
+            adopted: None,
             created_at: now,
             updated_at: now,
         }

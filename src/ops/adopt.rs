@@ -1,0 +1,151 @@
+//! `state adopt KEY`: a person records, as one manifest action's, a passcode reset made outside
+//! this tool (the Intune portal, a script), after Intune confirms there is one. Nothing is sent.
+//!
+//! # Expected flow
+//! 1. Find the action among the manifests by key (or unique prefix), as `plan` shows it.
+//! 2. Look its device up, and read the audit log since `within` (who started each reset).
+//! 3. Take the latest reset of the device that no ledger record accounts for
+//!    ([`crate::out_of_band::latest`]); none: refuse, nothing recorded.
+//! 4. Under the ledger lock, and only if the action is still not recorded as (possibly) executed,
+//!    record it `done` with the evidence, who adopted it and why.
+
+use std::time::Duration;
+
+use super::Session;
+use crate::action::Action;
+use crate::out_of_band::{Claims, OutOfBand};
+use crate::plan::Resolution;
+use crate::project::Project;
+use crate::state::{Adoption, Record, Status};
+
+/// What was asked for.
+#[derive(Debug, Clone)]
+pub struct AdoptRequest {
+    pub key: String,
+    pub reason: String,
+    /// How far back a reset may be adopted.
+    pub within: Duration,
+    pub simulate: bool,
+    pub lock_timeout: Duration,
+}
+
+/// Why nothing was adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("no manifest action has the key `{0}`\nhint: copy the key from `reconcile plan` (at least 4 hex digits)")]
+    NoSuchAction(String),
+    #[error("the key `{0}` matches {1} actions: give more of it")]
+    Ambiguous(String, usize),
+    #[error("{key} {selector} is already recorded as `{status}`: there is nothing to adopt")]
+    Recorded { key: String, selector: String, status: Status },
+    #[error("{selector} cannot be looked up: {why}")]
+    NoDevice { selector: String, why: String },
+    #[error(
+        "Intune shows no passcode reset of device {device} within the last {within} that the ledger does not already account for: nothing was recorded\nhint: check the device in the Intune portal (Device actions status); a reset older than that can be adopted with a longer --within"
+    )]
+    NoEvidence { device: String, within: String },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Finds `key` among the project's actions, checks Intune for a reset made outside this tool, and
+/// records it. Returns the record written and the evidence.
+pub fn adopt(
+    session: &mut Session,
+    project: &Project,
+    request: &AdoptRequest,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Record, OutOfBand), AdoptError> {
+    let actions = project.actions();
+    let action = find(&actions, &request.key)?;
+    let (runtime, conn) = session.connect(&project.settings, request.simulate, env)?;
+    let person = crate::audit::person(env);
+    let mut provenance = crate::audit::run_provenance(env, std::path::Path::new("."));
+    provenance.manifest = project.manifest_infos().get(&action.manifest).cloned().unwrap_or_default();
+    runtime.block_on(async {
+        let ledger = conn.store.load_existing().await.map_err(anyhow::Error::from)?;
+        let tenant = conn.tenant().await?;
+        conn.store.check_tenant(&ledger, Some(&tenant)).map_err(anyhow::Error::from)?;
+        refuse_recorded(&ledger, action)?;
+        let now = jiff::Timestamp::now();
+        let since = now - jiff::SignedDuration::try_from(request.within).unwrap_or(jiff::SignedDuration::MAX);
+        let one = [action];
+        let (resolved, audits) = tokio::join!(
+            crate::resolve::resolve(&conn.graph, &one, &ledger),
+            crate::resolve::audit_log(&conn.graph, since)
+        );
+        let (resolved, audits) = (resolved.map_err(anyhow::Error::from)?, audits.map_err(anyhow::Error::from)?);
+        let device = match resolved.get(&action.key) {
+            Some(Resolution::Device(d) | Resolution::SameDevice(d, _)) => d.clone(),
+            Some(Resolution::Blocked(_, why)) => {
+                return Err(AdoptError::NoDevice { selector: action.selector.to_string(), why: why.clone() });
+            }
+            None => {
+                return Err(AdoptError::NoDevice { selector: action.selector.to_string(), why: "no answer".into() });
+            }
+        };
+        let evidence = crate::out_of_band::latest(&device, &audits, &Claims::new(&ledger), since).ok_or_else(|| {
+            AdoptError::NoEvidence {
+                device: format!("{} ({})", device.id, action.selector),
+                within: crate::duration::HumanDuration(request.within).to_string(),
+            }
+        })?;
+        let mut w = conn
+            .store
+            .lock(request.lock_timeout, "reconcile state adopt", Some(&tenant))
+            .await
+            .map_err(anyhow::Error::from)?;
+        // Decided on the ledger as it is now, under the lock.
+        if let Err(e) = refuse_recorded(w.ledger(), action) {
+            w.commit().await.map_err(anyhow::Error::from)?;
+            return Err(e);
+        }
+        let now = jiff::Timestamp::now();
+        let mut record = crate::plan::record_of(w.ledger(), action)
+            .cloned()
+            .unwrap_or_else(|| Record::new(action, Some(device.id.clone()), now));
+        record.managed_device_id = Some(device.id.clone());
+        record.device_name = device.device_name.clone();
+        record.status = Status::Done;
+        record.updated_at = now;
+        record.adopted = Some(Adoption {
+            at: now,
+            by: person.clone(),
+            reason: request.reason.clone(),
+            result_started: evidence.started_at,
+            state: evidence.state.clone(),
+            audit_id: evidence.audit_id.clone(),
+            initiated_by: evidence.initiated_by.clone(),
+            provenance: Some(provenance.clone()),
+        });
+        w.record_all(vec![record.clone()]).await.map_err(anyhow::Error::from)?;
+        w.commit().await.map_err(anyhow::Error::from)?;
+        Ok((record, evidence))
+    })
+}
+
+/// The action whose key is `key` or starts with it (at least 4 hex digits).
+fn find<'a>(actions: &'a [Action], key: &str) -> Result<&'a Action, AdoptError> {
+    let prefix = key.trim().to_ascii_lowercase();
+    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(AdoptError::NoSuchAction(crate::render::safe::text(key).into_owned()));
+    }
+    let hits: Vec<&Action> = actions.iter().filter(|a| a.key.as_str().starts_with(&prefix)).collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(AdoptError::NoSuchAction(prefix)),
+        many => Err(AdoptError::Ambiguous(prefix, many.len())),
+    }
+}
+
+/// Refuses an action the ledger records as (possibly) executed: adopting it would hide that.
+fn refuse_recorded(ledger: &crate::state::Ledger, action: &Action) -> Result<(), AdoptError> {
+    match crate::plan::record_of(ledger, action) {
+        Some(r) if r.status.blocks_sending() => Err(AdoptError::Recorded {
+            key: r.key.short().to_owned(),
+            selector: r.selector.to_string(),
+            status: r.status,
+        }),
+        _ => Ok(()),
+    }
+}

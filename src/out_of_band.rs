@@ -1,0 +1,221 @@
+//! Resets made outside this tool (the Intune portal, PowerShell, another tool): spotted from what
+//! Intune already tells about each device, so a plan does not send a second reset to a phone
+//! whose owner was just given a passcode.
+//!
+//! Two sources, both read without an extra request per device where possible:
+//! - the device's `deviceActionResults` (selected with every lookup; [`crate::device::Device`]),
+//! - the beta audit log `remoteActionAudits`, read once per run since the start of the window,
+//!   which also says who started each action (`initiatedByUserPrincipalName`).
+//!
+//! A reset is *outside* this tool when no record of the ledger accounts for it: no record claimed
+//! it (refresh's `resultStarted` / `auditId`, or an adoption), and no attempt of a record of the
+//! device was in the air when it started. What a plan does with one is the policy's
+//! `outOfBand.then` ([`crate::policy`]). Pure: no I/O, no clock.
+//!
+//! Never read here: the `passcode` that `deviceActionResults` carries (the types have no such
+//! field, so it is never deserialized).
+
+use std::collections::HashMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::device::{Device, RemoteActionAudit, is_passcode_reset};
+use crate::state::{Ledger, Record};
+
+/// How long after an attempt's answer a result Intune stamps may still be that attempt's. Only
+/// used to say "ours" (which can hide an outside reset made within minutes of ours), never to
+/// send.
+const CLAIM_SLACK: SignedDuration = SignedDuration::from_mins(5);
+/// How far apart a device result and its audit entry may be stamped and still be one reset.
+const SAME_RESET: SignedDuration = SignedDuration::from_mins(2);
+
+/// The latest reset of a device made outside this tool, as Intune shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutOfBand {
+    /// When Intune started it (its clock): the result's `startDateTime`, else the audit's
+    /// `requestDateTime`.
+    pub started_at: Timestamp,
+    /// Its state in Intune (`done`, `pending`, `active`).
+    pub state: String,
+    /// Who started it, per the audit log; empty when an app did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiated_by: Option<String>,
+    /// The audit log entry, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
+    /// Whether the audit log was read (otherwise who started it is unknown).
+    pub audited: bool,
+}
+
+impl OutOfBand {
+    /// "bob@contoso.com", "an app", or "someone (the audit log could not be read)".
+    pub fn who(&self) -> String {
+        match self.initiated_by.as_deref().map(str::trim) {
+            Some(by) if !by.is_empty() => crate::render::safe::text(by).into_owned(),
+            _ if self.audited => "an app".to_owned(),
+            _ => "someone (the audit log could not be read)".to_owned(),
+        }
+    }
+
+    /// "reset outside reconcile 40 min ago by bob@contoso.com (done)".
+    pub fn describe(&self, now: Timestamp) -> String {
+        format!(
+            "reset outside reconcile {} by {} ({})",
+            ago(now.duration_since(self.started_at)),
+            self.who(),
+            crate::render::safe::text(&self.state)
+        )
+    }
+}
+
+/// A past duration as a person says it: "40 min ago", "3 h ago", "2 days ago".
+fn ago(d: SignedDuration) -> String {
+    let mins = d.as_secs().max(0) / 60;
+    match mins {
+        0 => "just now".to_owned(),
+        1..=119 => format!("{mins} min ago"),
+        120..=2879 => format!("{} h ago", mins / 60),
+        _ => format!("{} days ago", mins / 1440),
+    }
+}
+
+/// What the audit log says, by device.
+#[derive(Debug, Clone, Default)]
+pub enum AuditLog {
+    /// Not asked (an offline plan, or nothing to send).
+    #[default]
+    NotRead,
+    /// The token may not read it (why): who started a reset stays unknown.
+    Unreadable(String),
+    /// Passcode resets and removals since the start of the window, by managed device id
+    /// (lower case).
+    Read(HashMap<String, Vec<RemoteActionAudit>>),
+}
+
+impl AuditLog {
+    /// Indexes the entries read (passcode resets and removals only).
+    pub fn read(entries: Vec<RemoteActionAudit>) -> Self {
+        let mut by_device: HashMap<String, Vec<RemoteActionAudit>> = HashMap::new();
+        for a in entries {
+            if !a.action.as_deref().is_some_and(is_passcode_reset) {
+                continue;
+            }
+            if let Some(id) = a.managed_device_id.as_deref() {
+                by_device.entry(id.to_ascii_lowercase()).or_default().push(a);
+            }
+        }
+        AuditLog::Read(by_device)
+    }
+
+    /// Whether the audit log has an entry for the device.
+    pub fn has(&self, device_id: &str) -> bool {
+        !self.of(device_id).is_empty()
+    }
+
+    fn of(&self, device_id: &str) -> &[RemoteActionAudit] {
+        match self {
+            AuditLog::Read(m) => m.get(&device_id.to_ascii_lowercase()).map_or(&[], Vec::as_slice),
+            _ => &[],
+        }
+    }
+}
+
+/// The ledger's records by device id: what they account for in Intune.
+#[derive(Debug, Default)]
+pub struct Claims<'a> {
+    by_device: HashMap<String, Vec<&'a Record>>,
+}
+
+impl<'a> Claims<'a> {
+    pub fn new(ledger: &'a Ledger) -> Self {
+        let mut by_device: HashMap<String, Vec<&'a Record>> = HashMap::new();
+        for r in ledger.records.values() {
+            if let Some(id) = &r.managed_device_id {
+                by_device.entry(id.to_ascii_lowercase()).or_default().push(r);
+            }
+        }
+        Claims { by_device }
+    }
+
+    /// Whether a record of device `id` accounts for a reset Intune started at `start` (whose
+    /// audit entry is `audit`): it claimed it (refresh, an adoption), or, unless a person started
+    /// it (`by_person`), one of its attempts was in the air then.
+    fn accounts_for(&self, id: &str, start: Timestamp, audit: Option<&str>, by_person: bool) -> bool {
+        let Some(records) = self.by_device.get(&id.to_ascii_lowercase()) else { return false };
+        let is_audit = |x: Option<&str>| audit.is_some_and(|id| x == Some(id));
+        records.iter().any(|r| {
+            let adopted =
+                r.adopted.as_ref().is_some_and(|a| a.result_started == start || is_audit(a.audit_id.as_deref()));
+            adopted
+                || r.attempts.iter().any(|a| {
+                    let claimed = a
+                        .resolution
+                        .as_ref()
+                        .is_some_and(|x| x.result_started == Some(start) || is_audit(x.audit_id.as_deref()));
+                    let from = a.server_sent_at.unwrap_or(a.started_at) - CLAIM_SLACK;
+                    let to = a.server_date.or(a.finished_at).unwrap_or(a.started_at) + CLAIM_SLACK;
+                    claimed || (!by_person && a.may_have_run() && start >= from && start <= to)
+                })
+        })
+    }
+}
+
+/// The latest reset of `device` started at or after `since` that took (or is taking) effect and
+/// that no record of the ledger accounts for. A reset the audit log attributes to a person is
+/// never taken for this tool's, whatever the times say.
+pub fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Timestamp) -> Option<OutOfBand> {
+    let took_effect = |state: &str| ["pending", "active", "done"].iter().any(|s| state.eq_ignore_ascii_case(s));
+    let logged = audits.of(&device.id);
+    let by_person =
+        |a: &RemoteActionAudit| a.initiated_by_user_principal_name.as_deref().is_some_and(|u| !u.trim().is_empty());
+    let audited = matches!(audits, AuditLog::Read(_));
+    let mut seen: Vec<OutOfBand> = Vec::new();
+    for r in device.device_action_results.iter().filter(|r| is_passcode_reset(&r.action_name)) {
+        let Some(start) = r.start_date_time.filter(|s| *s >= since) else { continue };
+        if !took_effect(&r.action_state) {
+            continue;
+        }
+        let audit = logged.iter().find(|a| a.request_date_time.is_some_and(|t| (t - start).abs() <= SAME_RESET));
+        if claims.accounts_for(&device.id, start, audit.map(|a| a.id.as_str()), audit.is_some_and(by_person)) {
+            continue;
+        }
+        seen.push(OutOfBand {
+            started_at: start,
+            state: r.action_state.clone(),
+            initiated_by: audit.and_then(|a| a.initiated_by_user_principal_name.clone()),
+            audit_id: audit.map(|a| a.id.clone()),
+            audited,
+        });
+    }
+    // The audit log alone (a device listed without its results): a reset whose state says it ran.
+    for a in logged {
+        let Some(start) = a.request_date_time.filter(|s| *s >= since) else { continue };
+        let state = a.action_state.clone().unwrap_or_else(|| "pending".to_owned());
+        if !took_effect(&state) || seen.iter().any(|o| o.audit_id.as_deref() == Some(a.id.as_str())) {
+            continue;
+        }
+        if device
+            .device_action_results
+            .iter()
+            .any(|r| r.start_date_time.is_some_and(|s| (s - start).abs() <= SAME_RESET))
+        {
+            // The device's own result for it decided above (it did not take effect, or is ours).
+            continue;
+        }
+        if claims.accounts_for(&device.id, start, Some(&a.id), by_person(a)) {
+            continue;
+        }
+        seen.push(OutOfBand {
+            started_at: start,
+            state,
+            initiated_by: a.initiated_by_user_principal_name.clone(),
+            audit_id: Some(a.id.clone()),
+            audited,
+        });
+    }
+    seen.into_iter().max_by_key(|o| o.started_at)
+}
+
+#[cfg(test)]
+mod tests;

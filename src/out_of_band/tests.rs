@@ -1,0 +1,151 @@
+//! Which resets are outside this tool: every case that could hide one (a second reset) or invent
+//! one (a reset never sent).
+
+use super::*;
+use crate::device::ActionResult;
+use crate::state::{Adoption, Attempt, Status};
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().expect("ts")
+}
+
+const SINCE: &str = "2026-11-30T00:00:00Z";
+const NOW: &str = "2026-11-30T12:00:00Z";
+
+fn device(results: &[(&str, &str, &str)]) -> Device {
+    let mut d: Device = serde_json::from_value(serde_json::json!({"id": "DEV-1"})).expect("device");
+    d.device_action_results = results
+        .iter()
+        .map(|(name, state, start)| ActionResult {
+            action_name: (*name).into(),
+            action_state: (*state).into(),
+            start_date_time: Some(ts(start)),
+            last_updated_date_time: None,
+        })
+        .collect();
+    d
+}
+
+fn audit(id: &str, at: &str, by: &str, state: &str) -> RemoteActionAudit {
+    RemoteActionAudit {
+        id: id.into(),
+        action: Some("resetPasscode".into()),
+        action_state: Some(state.into()),
+        managed_device_id: Some("dev-1".into()),
+        request_date_time: Some(ts(at)),
+        initiated_by_user_principal_name: Some(by.into()),
+    }
+}
+
+/// A ledger with one record of device `dev-1` sent at `sent` (Intune's clock), answered `status`.
+fn ledger_with(sent: Option<&str>, http: u16) -> Ledger {
+    let mut ledger = Ledger::empty();
+    if let Some(sent) = sent {
+        let mut r = crate::state::tests::record("m", "S1", Status::Accepted);
+        r.managed_device_id = Some("dev-1".into());
+        r.attempts.push(Attempt {
+            started_at: ts(sent),
+            server_sent_at: Some(ts(sent)),
+            server_date: Some(ts(sent) + SignedDuration::from_secs(1)),
+            http_status: Some(http),
+            client_request_id: uuid::Uuid::new_v4(),
+            ..Attempt::default()
+        });
+        ledger.records.insert(r.key.clone(), r);
+    }
+    ledger
+}
+
+fn find(d: &Device, audits: &AuditLog, ledger: &Ledger) -> Option<OutOfBand> {
+    latest(d, audits, &Claims::new(ledger), ts(SINCE))
+}
+
+#[test]
+fn a_portal_reset_with_its_initiator_is_outside() {
+    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "bob@contoso.com", "done")]);
+    let o = find(&d, &log, &Ledger::empty()).expect("outside");
+    assert_eq!(o.started_at, ts("2026-11-30T11:20:00Z"));
+    assert_eq!(o.initiated_by.as_deref(), Some("bob@contoso.com"));
+    assert_eq!(o.audit_id.as_deref(), Some("a1"));
+    assert_eq!(o.describe(ts(NOW)), "reset outside reconcile 40 min ago by bob@contoso.com (done)");
+    // Without the audit log: still seen, initiator unknown.
+    let o = find(&d, &AuditLog::Unreadable("403".into()), &Ledger::empty()).expect("outside");
+    assert_eq!(o.who(), "someone (the audit log could not be read)");
+    // Read, no entry: an app.
+    assert_eq!(find(&d, &AuditLog::read(Vec::new()), &Ledger::empty()).expect("outside").who(), "an app");
+}
+
+#[test]
+fn resets_before_the_window_failed_ones_and_other_actions_are_not() {
+    let none = AuditLog::NotRead;
+    let empty = Ledger::empty();
+    assert_eq!(find(&device(&[("resetPasscode", "done", "2026-11-29T23:59:59Z")]), &none, &empty), None);
+    for state in ["failed", "canceled", "notSupported", "none"] {
+        assert_eq!(find(&device(&[("resetPasscode", state, "2026-11-30T11:00:00Z")]), &none, &empty), None, "{state}");
+    }
+    assert_eq!(find(&device(&[("remoteLock", "done", "2026-11-30T11:00:00Z")]), &none, &empty), None);
+    // iOS/iPadOS passcode removal, and names in any case, count.
+    assert!(find(&device(&[("REMOVEPASSCODE", "pending", "2026-11-30T11:00:00Z")]), &none, &empty).is_some());
+}
+
+#[test]
+fn the_ledgers_own_resets_are_not_outside() {
+    let d = device(&[("resetPasscode", "done", "2026-11-30T10:00:30Z")]);
+    // Sent at 10:00 (answered 204): its result.
+    assert_eq!(find(&d, &AuditLog::NotRead, &ledger_with(Some("2026-11-30T10:00:00Z"), 204)), None);
+    // Sent and answered 429 (never ran): the result is someone else's.
+    assert!(find(&d, &AuditLog::NotRead, &ledger_with(Some("2026-11-30T10:00:00Z"), 429)).is_some());
+    // Sent long before: not in the air then.
+    assert!(find(&d, &AuditLog::NotRead, &ledger_with(Some("2026-11-30T09:00:00Z"), 204)).is_some());
+    // In the air, but the audit log says a person started it: outside.
+    let log = AuditLog::read(vec![audit("a1", "2026-11-30T10:00:31Z", "bob@contoso.com", "done")]);
+    assert!(find(&d, &log, &ledger_with(Some("2026-11-30T10:00:00Z"), 204)).is_some());
+}
+
+#[test]
+fn an_adopted_or_claimed_reset_is_accounted_for() {
+    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "bob@contoso.com", "done")]);
+    let mut ledger = Ledger::empty();
+    let mut r = crate::state::tests::record("m", "S1", Status::Done);
+    r.managed_device_id = Some("DEV-1".into());
+    r.adopted = Some(Adoption {
+        result_started: ts("2026-11-30T11:20:00Z"),
+        state: "done".into(),
+        audit_id: Some("a1".into()),
+        ..Adoption::default()
+    });
+    ledger.records.insert(r.key.clone(), r);
+    assert_eq!(find(&d, &log, &ledger), None, "adopted, even though a person started it");
+    // The audit entry alone, claimed by id.
+    assert_eq!(find(&device(&[]), &log, &ledger), None);
+}
+
+#[test]
+fn the_audit_log_alone_shows_a_reset_the_listing_left_out() {
+    let log = AuditLog::read(vec![
+        audit("a1", "2026-11-30T11:00:00Z", "bob@contoso.com", "done"),
+        audit("a2", "2026-11-30T11:30:00Z", "eve@contoso.com", "failed"),
+        audit("a0", "2026-11-29T11:30:00Z", "old@contoso.com", "done"),
+    ]);
+    let o = find(&device(&[]), &log, &Ledger::empty()).expect("outside");
+    assert_eq!((o.audit_id.as_deref(), o.initiated_by.as_deref()), (Some("a1"), Some("bob@contoso.com")));
+    // The device's own result says that reset failed: not a reset.
+    let d = device(&[("resetPasscode", "failed", "2026-11-30T11:00:00Z")]);
+    assert_eq!(find(&d, &log, &Ledger::empty()), None);
+}
+
+#[test]
+fn the_latest_is_shown_and_initiators_cannot_inject_output() {
+    let d = device(&[
+        ("resetPasscode", "done", "2026-11-30T08:00:00Z"),
+        ("resetPasscode", "pending", "2026-11-30T11:59:00Z"),
+    ]);
+    let log = AuditLog::read(vec![audit("a9", "2026-11-30T11:59:00Z", "x\u{1b}[2J\n::error::pwned", "pending")]);
+    let o = find(&d, &log, &Ledger::empty()).expect("outside");
+    assert_eq!(o.started_at, ts("2026-11-30T11:59:00Z"));
+    let text = o.describe(ts(NOW));
+    assert!(text.starts_with("reset outside reconcile 1 min ago by x"), "{text}");
+    assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text}");
+}

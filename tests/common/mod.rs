@@ -245,9 +245,12 @@ pub fn android_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
 
-/// POSTs the simulator received.
+/// The `resetPasscode` POSTs the simulator received from Graph clients (not its portal route).
 pub fn posts(sim: &intune_reconcile::sim::SimHandle) -> Vec<intune_reconcile::sim::RecordedRequest> {
-    sim.requests().into_iter().filter(|r| r.method == "POST" && r.path.ends_with("/resetPasscode")).collect()
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/resetPasscode") && !r.path.starts_with("/_sim/"))
+        .collect()
 }
 
 /// A bare `POST path` to the simulator (its test routes), returning the HTTP status.

@@ -1,0 +1,231 @@
+//! Resets made outside reconcile (the Intune portal): seen in every plan, adopted by default,
+//! blocked or sent as the policy says. The real binary against the simulator on loopback; the
+//! portal reset goes through the simulator's portal route.
+
+mod common;
+
+use common::{Repo, android_devices, android_id, http_post, manifest_for, posts, sim, stderr, stdout};
+use intune_reconcile::sim::{SimConfig, SimHandle};
+
+/// Three Android devices, one manifest resetting all three; device 1 was reset in the portal by
+/// bob `ago` before (`None`: not at all).
+fn setup(policy: &str, ago: Option<&str>, tweak: impl FnOnce(&mut SimConfig)) -> (Repo, SimHandle, Vec<String>) {
+    let repo = Repo::empty();
+    repo.fast_config(policy);
+    let ids: Vec<String> = (0..3).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
+    let mut cfg = SimConfig { devices: android_devices(3), ..SimConfig::default() };
+    tweak(&mut cfg);
+    let sim = sim(cfg);
+    if let Some(ago) = ago {
+        let path = format!("/_sim/portal/{}/resetPasscode?by=bob%40contoso.com&ago={ago}", ids[1]);
+        assert_eq!(http_post(&sim, &path), 204);
+    }
+    (repo, sim, ids)
+}
+
+fn run(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Output {
+    repo.cmd_on(sim).args(args).output().expect("run")
+}
+
+/// The record of `device` in `state list --format json`.
+fn record_of<'a>(ledger: &'a serde_json::Value, device: &str) -> &'a serde_json::Value {
+    ledger["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|r| r["managedDeviceId"] == device)
+        .expect("a record of the device")
+}
+
+/// The ledger as `state list --format json` shows it.
+fn ledger(repo: &Repo) -> serde_json::Value {
+    let out = repo.cmd().args(["state", "list", "--format", "json"]).output().expect("state list");
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn a_portal_reset_ten_minutes_ago_is_shown_with_its_initiator_and_adopted() {
+    let (repo, sim, ids) = setup("", Some("10m"), |_| {});
+    // Every plan format shows it.
+    let plan = run(&repo, &sim, &["plan"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(
+        text.contains("(reset outside reconcile 10 min ago by bob@contoso.com (done) — adopted, nothing will be sent)"),
+        "{text}"
+    );
+    assert!(text.contains("  * adopt "), "{text}");
+    assert!(text.contains("Plan: 2 to reset,"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("json");
+    assert_eq!(json["summary"]["adopt"], 1);
+    let entry =
+        json["actions"].as_array().expect("actions").iter().find(|a| a["change"] == "adopt").expect("adopt entry");
+    assert_eq!(entry["managed_device_id"], ids[1].as_str());
+    assert_eq!(entry["out_of_band"]["initiated_by"], "bob@contoso.com");
+    assert_eq!(entry["out_of_band"]["state"], "done");
+    assert!(entry["out_of_band"]["audit_id"].is_string());
+    let md = stdout(&run(&repo, &sim, &["plan", "--format", "markdown"]));
+    let warnings: String = md.lines().filter(|l| l.starts_with("> ")).collect::<Vec<_>>().join("\n");
+    assert!(warnings.contains("1 device reset outside reconcile lately: adopted, nothing will be sent"), "{md}");
+    assert!(warnings.contains("bob@contoso.com"), "{md}");
+
+    // apply sends the other two and records the third as done, with the evidence.
+    let apply = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert!(stdout(&apply).contains("2 accepted") && stdout(&apply).contains("1 reset made outside reconcile adopted"));
+    let sent: Vec<String> = posts(&sim).iter().map(|p| p.path.clone()).collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(!sent.iter().any(|p| p.contains(&ids[1])), "the adopted device gets no POST: {sent:?}");
+    assert_eq!(sim.resets_applied(&ids[1]), 1, "only the portal's reset");
+    let ledger = ledger(&repo);
+    let r = record_of(&ledger, &ids[1]);
+    assert_eq!(r["status"], "done");
+    assert_eq!(r["attempts"].as_array().map(Vec::len), Some(0), "nothing was attempted");
+    let adopted = &r["adopted"];
+    assert_eq!(adopted["by"], "apply");
+    assert_eq!(adopted["initiatedBy"], "bob@contoso.com");
+    assert!(adopted["resultStarted"].is_string() && adopted["auditId"].is_string(), "{adopted}");
+
+    // Nothing is left to do; the adopted reset is never taken for a new one.
+    let again = run(&repo, &sim, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    assert!(stdout(&again).contains("(adopted: reset outside reconcile at "), "{}", stdout(&again));
+
+    // No passcode (the portal reset minted one, and so did the two resets) anywhere.
+    let secrets = sim.secrets();
+    let mut places: Vec<(String, Vec<u8>)> =
+        repo.all_files().into_iter().map(|(p, b)| (p.display().to_string(), b)).collect();
+    for (what, out) in [("plan", &plan), ("apply", &apply), ("again", &again)] {
+        places.push((format!("{what} stdout"), out.stdout.clone()));
+        places.push((format!("{what} stderr"), out.stderr.clone()));
+    }
+    places.push(("markdown".into(), md.into_bytes()));
+    assert!(secrets.iter().any(|s| s.starts_with("Pc")), "passcodes were minted: {secrets:?}");
+    for (place, bytes) in &places {
+        let text = String::from_utf8_lossy(bytes);
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "token or passcode in {place}");
+        }
+    }
+}
+
+#[test]
+fn block_shows_it_sends_nothing_for_it_and_exits_1() {
+    let (repo, sim, ids) = setup("policy:\n  outOfBand: { then: block }\n", Some("10m"), |_| {});
+    let plan = run(&repo, &sim, &["plan"]);
+    assert_eq!(plan.status.code(), Some(1), "a blocked action fails the plan");
+    let text = stdout(&plan);
+    assert!(text.contains("x blocked") && text.contains("blocked by policy.outOfBand (then: block)"), "{text}");
+    assert!(text.contains("`reconcile state adopt "), "the hint names the way out: {text}");
+    let apply = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(1), "{}", stdout(&apply));
+    assert_eq!(posts(&sim).len(), 2);
+    assert_eq!(sim.resets_applied(&ids[1]), 1, "only the portal's reset");
+
+    // A person checks, then adopts it by hand: recorded with who and why, nothing sent.
+    let key = {
+        let json: serde_json::Value =
+            serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("json");
+        let e = json["actions"].as_array().expect("actions").iter().find(|a| a["block"] == "out-of-band").cloned();
+        e.expect("still blocked")["key"].as_str().expect("key")[..12].to_owned()
+    };
+    let adopt = run(&repo, &sim, &["state", "adopt", &key, "--reason", "INC-5000: done in the portal"]);
+    assert!(adopt.status.success(), "{}", stderr(&adopt));
+    assert!(
+        stdout(&adopt).contains("is now `done`: adopted the reset outside reconcile 10 min ago by bob@contoso.com")
+    );
+    let r = record_of(&ledger(&repo), &ids[1]).clone();
+    assert_eq!(r["adopted"]["reason"], "INC-5000: done in the portal");
+    assert_ne!(r["adopted"]["by"], "apply");
+    // Adopting again is refused: it is recorded.
+    let twice = run(&repo, &sim, &["state", "adopt", &key]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(stderr(&twice).contains("already recorded as `done`"), "{}", stderr(&twice));
+    assert_eq!(posts(&sim).len(), 2, "state adopt sends nothing");
+    let done = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(stdout(&done).contains("Nothing to do."), "{}", stdout(&done));
+}
+
+#[test]
+fn state_adopt_needs_a_reset_in_intune() {
+    let (repo, sim, ids) = setup("", None, |_| {});
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("json");
+    let key = json["actions"][0]["key"].as_str().expect("key")[..12].to_owned();
+    let out = run(&repo, &sim, &["state", "adopt", &key, "--reason", "I think so"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Intune shows no passcode reset of device"), "{}", stderr(&out));
+    assert!(
+        !repo.path().join(".reconcile/state.json").exists()
+            || ledger(&repo)["actions"].as_array().is_some_and(Vec::is_empty)
+    );
+    let unknown = run(&repo, &sim, &["state", "adopt", "ffffffff"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("no manifest action has the key `ffffffff`"), "{}", stderr(&unknown));
+    assert!(posts(&sim).is_empty());
+    let _ = ids;
+}
+
+#[test]
+fn send_warns_and_sends() {
+    let (repo, sim, ids) = setup("policy:\n  outOfBand: { then: send }\n", Some("10m"), |_| {});
+    let plan = run(&repo, &sim, &["plan"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(
+        stdout(&plan).contains("(warning: reset outside reconcile 10 min ago by bob@contoso.com (done); sent anyway")
+    );
+    let md = stdout(&run(&repo, &sim, &["plan", "--format", "markdown"]));
+    assert!(md.contains("**will be reset again**"), "{md}");
+    let apply = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert_eq!(posts(&sim).len(), 3);
+    assert_eq!(sim.resets_applied(&ids[1]), 2, "the portal's and ours, as the policy says");
+}
+
+#[test]
+fn a_reset_older_than_within_is_ignored_but_the_cooldown_counts_it() {
+    let (repo, sim, ids) = setup("policy:\n  outOfBand: { within: 1h }\n", Some("2h"), |_| {});
+    let plan = run(&repo, &sim, &["plan"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(
+        stdout(&plan).contains("Plan: 3 to reset,") && !stdout(&plan).contains("outside reconcile 2 h"),
+        "{}",
+        stdout(&plan)
+    );
+
+    // A 24h cooldown counts the portal's reset of 2 h ago: the manifest is stopped.
+    let (repo, sim, _) = setup("policy:\n  outOfBand: { within: 1h }\n  cooldown: 24h\n", Some("2h"), |_| {});
+    let apply = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(1), "{}", stdout(&apply));
+    let text = stdout(&apply);
+    assert!(text.contains("policy cooldown") && text.contains("by bob@contoso.com outside reconcile"), "{text}");
+    assert!(posts(&sim).is_empty(), "the whole manifest is stopped");
+    let _ = ids;
+}
+
+#[test]
+fn without_the_audit_log_it_is_still_seen_and_a_saved_plan_adopts_it() {
+    let (repo, sim, ids) = setup("", Some("10m"), |c| c.audits_readable = false);
+    let plan = run(&repo, &sim, &["plan", "--out", "plan.json"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(
+        stdout(&plan)
+            .contains("reset outside reconcile 10 min ago by someone (the audit log could not be read) (done)"),
+        "{}",
+        stdout(&plan)
+    );
+    let saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).expect("saved plan");
+    let entry = saved["entries"].as_array().expect("entries").iter().find(|e| e["change"] == "adopt").expect("adopt");
+    assert_eq!(entry["out_of_band"]["audited"], false);
+    let apply = run(&repo, &sim, &["apply", "--plan", "plan.json"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert_eq!(posts(&sim).len(), 2);
+    let r = record_of(&ledger(&repo), &ids[1]).clone();
+    assert_eq!(r["status"], "done");
+    assert!(r["adopted"]["auditId"].is_null() && r["adopted"]["resultStarted"].is_string(), "{r}");
+}

@@ -72,6 +72,12 @@ fn a_portal_reset_ten_minutes_ago_is_shown_with_its_initiator_and_adopted() {
     let warnings: String = md.lines().filter(|l| l.starts_with("> ")).collect::<Vec<_>>().join("\n");
     assert!(warnings.contains("1 device reset outside reconcile lately: adopted, nothing will be sent"), "{md}");
     assert!(warnings.contains("bob@contoso.com"), "{md}");
+    let gha = repo.cmd_on(&sim).arg("plan").env("GITHUB_ACTIONS", "true").output().expect("run");
+    assert!(
+        stderr(&gha).contains(&format!("::warning file=manifests/batch.yaml,line=8,col=11::id={}: reset outside reconcile 10 min ago by bob@contoso.com", ids[1])),
+        "{}",
+        stderr(&gha)
+    );
 
     // apply sends the other two and records the third as done, with the evidence.
     let apply = run(&repo, &sim, &["apply", "--auto-approve"]);

@@ -143,6 +143,16 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
                 ));
             }
         }
+        // Resets made outside reconcile, adopted or sent again (blocked ones are above).
+        for e in plan.entries.iter().filter(|e| e.out_of_band.is_some() && e.change != crate::plan::Change::Blocked) {
+            if let Some(a) = e.action {
+                diags.push(crate::diagnostic::Diagnostic::warning(
+                    &a.file,
+                    Some(a.pos),
+                    format!("{}: {}", a.selector, e.reason),
+                ));
+            }
+        }
         let _ = diags.render_github(&mut std::io::stderr().lock());
     }
     Ok(())

@@ -128,7 +128,7 @@ pub enum ApplyError {
         "the plan has {planned} resets, more than --max-actions {max}\nhint: split the change, or raise --max-actions in a reviewed change"
     )]
     TooMany { planned: usize, max: usize },
-    #[error("looking devices up failed: {0}")]
+    #[error("looking devices up failed")]
     Lookup(#[from] ReadError),
     #[error("apply was not confirmed; nothing was sent")]
     Declined,

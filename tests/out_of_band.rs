@@ -96,6 +96,18 @@ fn a_portal_reset_ten_minutes_ago_is_shown_with_its_initiator_and_adopted() {
     assert_eq!(adopted["initiatedBy"], "bob@contoso.com");
     assert!(adopted["resultStarted"].is_string() && adopted["auditId"].is_string(), "{adopted}");
 
+    // Auditors see it: `state show` and the CSV export carry the adoption and its evidence.
+    let key = r["key"].as_str().expect("key").to_owned();
+    let show = stdout(&repo.cmd().args(["state", "show", &key]).output().expect("show"));
+    assert!(show.contains("adopted:     a reset made outside reconcile, recorded by apply"), "{show}");
+    assert!(show.contains("initiated by bob@contoso.com"), "{show}");
+    let csv = stdout(&repo.cmd().args(["state", "export", "--format", "csv"]).output().expect("export"));
+    let row = csv.lines().find(|l| l.starts_with(&key)).expect("a row for the adopted action");
+    assert!(
+        row.contains("adopted a reset made outside reconcile") && row.contains("initiated by bob@contoso.com"),
+        "{row}"
+    );
+
     // Nothing is left to do; the adopted reset is never taken for a new one.
     let again = run(&repo, &sim, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));

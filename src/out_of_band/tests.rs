@@ -149,3 +149,71 @@ fn the_latest_is_shown_and_initiators_cannot_inject_output() {
     assert!(text.starts_with("reset outside reconcile 1 min ago by x"), "{text}");
     assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text}");
 }
+
+#[test]
+fn who_and_when_read_as_a_person_says_them() {
+    let mut o = OutOfBand {
+        started_at: ts("2026-11-30T11:59:40Z"),
+        state: "done".into(),
+        initiated_by: Some(" ".into()),
+        audit_id: Some("a1".into()),
+        audited: true,
+    };
+    assert_eq!(o.who(), "an app", "a blank initiator is an app");
+    assert_eq!(o.describe(ts(NOW)), "reset outside reconcile just now by an app (done)");
+    o.started_at = ts("2026-11-30T09:00:00Z");
+    assert!(o.describe(ts(NOW)).contains(" 3 h ago "), "{}", o.describe(ts(NOW)));
+    o.started_at = ts("2026-11-27T12:00:00Z");
+    assert!(o.describe(ts(NOW)).contains(" 3 days ago "), "{}", o.describe(ts(NOW)));
+}
+
+#[test]
+fn the_audit_log_says_which_devices_it_has() {
+    let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:00:00Z", "bob@contoso.com", "done")]);
+    assert!(log.has("DEV-1") && !log.has("dev-2"));
+    assert!(!AuditLog::Unreadable("403".into()).has("dev-1"));
+    let other =
+        RemoteActionAudit { action: Some("remoteLock".into()), ..audit("a2", "2026-11-30T11:00:00Z", "x", "done") };
+    assert!(!AuditLog::read(vec![other]).has("dev-1"), "only passcode resets are kept");
+}
+
+#[test]
+fn claims_count_by_start_alone_and_by_audit_id_alone() {
+    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let mut ledger = Ledger::empty();
+    // Adopted with no audit entry (the audit log was unreadable): the start time claims it.
+    let mut r = crate::state::tests::record("m", "S1", Status::Done);
+    r.managed_device_id = Some("dev-1".into());
+    r.adopted = Some(Adoption { result_started: ts("2026-11-30T11:20:00Z"), ..Adoption::default() });
+    ledger.records.insert(r.key.clone(), r);
+    assert_eq!(find(&d, &AuditLog::NotRead, &ledger), None);
+
+    // Refresh claimed it for an attempt sent long before (not in the air then): by start...
+    let claimed = |result_started: Option<&str>, audit_id: Option<&str>| {
+        let mut ledger = ledger_with(Some("2026-11-30T06:00:00Z"), 204);
+        let r = ledger.records.values_mut().next().expect("record");
+        r.attempts[0].resolution = Some(crate::state::Resolution {
+            result_started: result_started.map(ts),
+            audit_id: audit_id.map(str::to_owned),
+            ..crate::state::Resolution::default()
+        });
+        ledger
+    };
+    assert_eq!(find(&d, &AuditLog::NotRead, &claimed(Some("2026-11-30T11:20:00Z"), None)), None);
+    assert!(find(&d, &AuditLog::NotRead, &claimed(Some("2026-11-30T11:19:00Z"), None)).is_some());
+    // ...or by the audit entry it claimed.
+    let log = AuditLog::read(vec![audit("a7", "2026-11-30T11:20:01Z", "", "done")]);
+    assert_eq!(find(&d, &log, &claimed(None, Some("a7"))), None);
+    assert!(find(&d, &log, &claimed(None, Some("a8"))).is_some());
+}
+
+#[test]
+fn an_audit_only_reset_after_a_matched_one_is_the_latest() {
+    let d = device(&[("resetPasscode", "done", "2026-11-30T11:00:00Z")]);
+    let log = AuditLog::read(vec![
+        audit("a1", "2026-11-30T11:00:01Z", "bob@contoso.com", "done"),
+        audit("a2", "2026-11-30T11:40:00Z", "eve@contoso.com", "pending"),
+    ]);
+    let o = find(&d, &log, &Ledger::empty()).expect("outside");
+    assert_eq!((o.audit_id.as_deref(), o.initiated_by.as_deref()), (Some("a2"), Some("eve@contoso.com")));
+}

@@ -235,8 +235,32 @@ pub fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
     row(out, CSV_HEADER.iter().map(|h| (*h).to_owned()))?;
     let mut records: Vec<&Record> = ledger.records.values().collect();
     records.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
-    let none = Attempt::default();
     for r in records {
+        // A record without attempts still gets a row; an adopted one shows its adoption as the
+        // decision (who, why, Intune's evidence) with where it came from.
+        let none = match &r.adopted {
+            Some(a) => Attempt {
+                resolution: Some(crate::state::Resolution {
+                    by: a.by.clone(),
+                    at: a.at,
+                    server_time: None,
+                    status: r.status,
+                    note: format!(
+                        "adopted a reset made outside reconcile (Intune started it at {}, state {}{}{}): {}",
+                        a.result_started,
+                        a.state,
+                        a.initiated_by.as_deref().map(|u| format!(", initiated by {u}")).unwrap_or_default(),
+                        a.audit_id.as_deref().map(|id| format!(", audit {id}")).unwrap_or_default(),
+                        a.reason
+                    ),
+                    result_started: Some(a.result_started),
+                    audit_id: a.audit_id.clone(),
+                }),
+                provenance: a.provenance.clone(),
+                ..Attempt::default()
+            },
+            None => Attempt::default(),
+        };
         let attempts: Vec<(usize, &Attempt)> = if r.attempts.is_empty() {
             vec![(0, &none)]
         } else {

@@ -30,7 +30,7 @@ use intune_reconcile::settings::Budget;
 use intune_reconcile::sim::{SimConfig, SimHandle};
 
 #[allow(dead_code)]
-#[path = "../tests/common/azurite.rs"]
+#[path = "../tests/it/common/azurite.rs"]
 mod azurite;
 
 fn main() {

@@ -254,10 +254,15 @@ pub async fn apply(
     drop(first);
     // Resets made outside the tool are judged from the audit log too: read once, before any send.
     let audits = if candidates.is_empty() {
-        AuditLog::NotRead
+        AuditLog::default()
     } else {
         check_role(&graph).await?;
-        crate::resolve::audit_log(&graph, opts.policy.out_of_band_since(Timestamp::now())).await?
+        let audits = crate::resolve::audit_log(&graph, opts.policy.out_of_band_since(Timestamp::now())).await?;
+        // From here on a reset of a device may be this run's own (for another action of it):
+        // never one made outside reconcile. On Intune's clock, less the stamps' tolerance.
+        let start = graph.server_time_lower_bound().unwrap_or_else(Timestamp::now);
+        let tolerance = jiff::SignedDuration::try_from(crate::graph::clock::TOLERANCE).unwrap_or_default();
+        audits.own_resets_from(start - tolerance)
     };
     let limit = opts.blast_radius();
     let release = if opts.expected.is_some() || opts.confirm || limit.is_some_and(|max| candidates.len() > max) {

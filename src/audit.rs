@@ -20,19 +20,19 @@ pub fn run_provenance(env: &dyn Fn(&str) -> Option<String>, project_dir: &Path) 
     let mut p = Provenance::default();
     match ci(env) {
         Some(run) if run.system == GITHUB => {
-            p.commit = var("GITHUB_SHA");
-            p.actor = var("GITHUB_TRIGGERING_ACTOR").or_else(|| var("GITHUB_ACTOR"));
-            p.pull_request = var("GITHUB_REF").and_then(|r| {
+            p.commit = var(crate::env::GITHUB_SHA);
+            p.actor = var(crate::env::GITHUB_TRIGGERING_ACTOR).or_else(|| var(crate::env::GITHUB_ACTOR));
+            p.pull_request = var(crate::env::GITHUB_REF).and_then(|r| {
                 let n = r.strip_prefix("refs/pull/")?.split('/').next()?;
                 n.bytes().all(|b| b.is_ascii_digit()).then(|| n.to_owned())
             });
             (p.ci, p.run_id, p.run_url) = (Some(run.system.into()), Some(run.id), run.url);
         }
         Some(run) => {
-            p.commit = var("BUILD_SOURCEVERSION");
-            p.actor = var("BUILD_REQUESTEDFOREMAIL").or_else(|| var("BUILD_REQUESTEDFOR"));
-            p.pull_request =
-                var("SYSTEM_PULLREQUEST_PULLREQUESTNUMBER").or_else(|| var("SYSTEM_PULLREQUEST_PULLREQUESTID"));
+            p.commit = var(crate::env::BUILD_SOURCEVERSION);
+            p.actor = var(crate::env::BUILD_REQUESTEDFOREMAIL).or_else(|| var(crate::env::BUILD_REQUESTEDFOR));
+            p.pull_request = var(crate::env::SYSTEM_PULLREQUEST_PULLREQUESTNUMBER)
+                .or_else(|| var(crate::env::SYSTEM_PULLREQUEST_PULLREQUESTID));
             (p.ci, p.run_id, p.run_url) = (Some(run.system.into()), Some(run.id), run.url);
         }
         None => {
@@ -64,27 +64,27 @@ struct CiRun {
 /// The CI run this process belongs to (GitHub Actions or Azure Pipelines), if any.
 fn ci(env: &dyn Fn(&str) -> Option<String>) -> Option<CiRun> {
     let var = |k: &str| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty());
-    if var("GITHUB_ACTIONS").as_deref() == Some("true") {
-        let id = var("GITHUB_RUN_ID")?;
-        let url = match (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY")) {
+    if var(crate::env::GITHUB_ACTIONS).as_deref() == Some("true") {
+        let id = var(crate::env::GITHUB_RUN_ID)?;
+        let url = match (var(crate::env::GITHUB_SERVER_URL), var(crate::env::GITHUB_REPOSITORY)) {
             (Some(server), Some(repo)) => {
                 Some(clean(&format!("{}/{repo}/actions/runs/{id}", server.trim_end_matches('/'))))
             }
             _ => None,
         };
-        let id = match var("GITHUB_RUN_ATTEMPT") {
+        let id = match var(crate::env::GITHUB_RUN_ATTEMPT) {
             Some(n) if n != "1" => format!("{id} (attempt {n})"),
             _ => id,
         };
         return Some(CiRun { system: GITHUB, id, url });
     }
-    if var("TF_BUILD").is_some() || var("BUILD_BUILDID").is_some() {
-        let id = var("BUILD_BUILDID")?;
-        let url = match (var("SYSTEM_COLLECTIONURI"), var("SYSTEM_TEAMPROJECT")) {
+    if var(crate::env::TF_BUILD).is_some() || var(crate::env::BUILD_BUILDID).is_some() {
+        let id = var(crate::env::BUILD_BUILDID)?;
+        let url = match (var(crate::env::SYSTEM_COLLECTIONURI), var(crate::env::SYSTEM_TEAMPROJECT)) {
             (Some(collection), Some(project)) => Some(clean(&format!(
                 "{}/{}/_build/results?buildId={id}",
                 collection.trim_end_matches('/'),
-                percent_encoding::utf8_percent_encode(&project, percent_encoding::NON_ALPHANUMERIC)
+                crate::graph::endpoints::path_segment(&project)
             ))),
             _ => None,
         };
@@ -104,7 +104,7 @@ pub fn ci_run(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
 
 /// Who is acting: the CI actor or the local user, at this host.
 pub fn person(env: &dyn Fn(&str) -> Option<String>) -> String {
-    let user = ["GITHUB_ACTOR", "BUILD_REQUESTEDFOREMAIL", "USER", "USERNAME"]
+    let user = [crate::env::GITHUB_ACTOR, crate::env::BUILD_REQUESTEDFOREMAIL, crate::env::USER, crate::env::USERNAME]
         .iter()
         .find_map(|k| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty()))
         .unwrap_or_else(|| "unknown".into());
@@ -166,14 +166,14 @@ mod tests {
     #[test]
     fn github_actions_variables_make_the_provenance() {
         let vars = [
-            ("GITHUB_ACTIONS", "true"),
-            ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
-            ("GITHUB_REF", "refs/pull/42/merge"),
-            ("GITHUB_RUN_ID", "9001"),
-            ("GITHUB_RUN_ATTEMPT", "2"),
-            ("GITHUB_SERVER_URL", "https://github.com"),
-            ("GITHUB_REPOSITORY", "contoso/devices"),
-            ("GITHUB_ACTOR", "octocat\u{1b}[31m"),
+            (crate::env::GITHUB_ACTIONS, "true"),
+            (crate::env::GITHUB_SHA, "0123456789abcdef0123456789abcdef01234567"),
+            (crate::env::GITHUB_REF, "refs/pull/42/merge"),
+            (crate::env::GITHUB_RUN_ID, "9001"),
+            (crate::env::GITHUB_RUN_ATTEMPT, "2"),
+            (crate::env::GITHUB_SERVER_URL, "https://github.com"),
+            (crate::env::GITHUB_REPOSITORY, "contoso/devices"),
+            (crate::env::GITHUB_ACTOR, "octocat\u{1b}[31m"),
         ];
         let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
         let p = run_provenance(&env, Path::new("/nonexistent"));
@@ -193,13 +193,13 @@ mod tests {
     fn azure_pipelines_variables_make_the_provenance_and_values_are_cut() {
         let long = "a".repeat(400);
         let vars = [
-            ("TF_BUILD", "True"),
-            ("BUILD_SOURCEVERSION", "89abcdef"),
-            ("BUILD_BUILDID", "318"),
-            ("SYSTEM_COLLECTIONURI", "https://dev.azure.com/contoso/"),
-            ("SYSTEM_TEAMPROJECT", "Intune Ops"),
-            ("SYSTEM_PULLREQUEST_PULLREQUESTID", "77"),
-            ("BUILD_REQUESTEDFOREMAIL", long.as_str()),
+            (crate::env::TF_BUILD, "True"),
+            (crate::env::BUILD_SOURCEVERSION, "89abcdef"),
+            (crate::env::BUILD_BUILDID, "318"),
+            (crate::env::SYSTEM_COLLECTIONURI, "https://dev.azure.com/contoso/"),
+            (crate::env::SYSTEM_TEAMPROJECT, "Intune Ops"),
+            (crate::env::SYSTEM_PULLREQUEST_PULLREQUESTID, "77"),
+            (crate::env::BUILD_REQUESTEDFOREMAIL, long.as_str()),
         ];
         let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
         let p = run_provenance(&env, Path::new("/nonexistent"));

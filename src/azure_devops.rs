@@ -77,9 +77,7 @@ struct ConnectionData {
 pub use crate::github::Upserted;
 
 /// One path segment, percent-encoded (ids come from the environment; never let one add a path).
-fn seg(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
+use crate::graph::endpoints::path_segment as seg;
 
 /// Creates the plan thread, or updates the comment of the one that is ours: never a second one.
 pub async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<Upserted, AzureDevopsError> {

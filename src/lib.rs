@@ -29,6 +29,7 @@ pub mod confine;
 pub mod device;
 pub mod diagnostic;
 pub mod duration;
+pub mod env;
 pub mod git;
 pub mod github;
 pub mod graph;

@@ -80,21 +80,30 @@ fn ago(d: SignedDuration) -> String {
     }
 }
 
-/// What the audit log says, by device.
+/// What the audit log says, by device, and from when on resets are this run's own.
 #[derive(Debug, Clone, Default)]
-pub enum AuditLog {
+pub struct AuditLog {
+    entries: Entries,
+    /// `apply`: its start on Intune's clock. A reset Intune started from then on may be one this
+    /// very run sent (not in the ledger as locked, which every decision of the run is made
+    /// against): never taken for one made outside reconcile.
+    own_from: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Entries {
     /// Not asked (an offline plan, or nothing to send).
     #[default]
     NotRead,
-    /// The token may not read it (why): who started a reset stays unknown.
-    Unreadable(String),
+    /// The token may not read it (the reason is logged): who started a reset stays unknown.
+    Unreadable,
     /// Passcode resets and removals since the start of the window, by managed device id
     /// (lower case).
     Read(HashMap<String, Vec<RemoteActionAudit>>),
 }
 
 impl AuditLog {
-    /// Indexes the entries read (passcode resets and removals only).
+    /// The entries read (passcode resets and removals only are kept).
     pub fn read(entries: Vec<RemoteActionAudit>) -> Self {
         let mut by_device: HashMap<String, Vec<RemoteActionAudit>> = HashMap::new();
         for a in entries {
@@ -105,7 +114,24 @@ impl AuditLog {
                 by_device.entry(id.to_ascii_lowercase()).or_default().push(a);
             }
         }
-        AuditLog::Read(by_device)
+        AuditLog { entries: Entries::Read(by_device), own_from: None }
+    }
+
+    /// The token may not read the audit log.
+    pub fn unreadable() -> Self {
+        AuditLog { entries: Entries::Unreadable, own_from: None }
+    }
+
+    /// The same, for a run that sends from `from` on (Intune's clock): later resets may be its own.
+    #[must_use]
+    pub fn own_resets_from(mut self, from: Timestamp) -> Self {
+        self.own_from = Some(from);
+        self
+    }
+
+    /// Whether the audit log was read.
+    pub fn audited(&self) -> bool {
+        matches!(self.entries, Entries::Read(_))
     }
 
     /// Whether the audit log has an entry for the device.
@@ -114,10 +140,15 @@ impl AuditLog {
     }
 
     fn of(&self, device_id: &str) -> &[RemoteActionAudit] {
-        match self {
-            AuditLog::Read(m) => m.get(&device_id.to_ascii_lowercase()).map_or(&[], Vec::as_slice),
+        match &self.entries {
+            Entries::Read(m) => m.get(&device_id.to_ascii_lowercase()).map_or(&[], Vec::as_slice),
             _ => &[],
         }
+    }
+
+    /// Whether a reset Intune started at `start` may be this run's own.
+    fn own(&self, start: Timestamp) -> bool {
+        self.own_from.is_some_and(|from| start >= from)
     }
 }
 
@@ -169,10 +200,10 @@ pub fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Ti
     let logged = audits.of(&device.id);
     let by_person =
         |a: &RemoteActionAudit| a.initiated_by_user_principal_name.as_deref().is_some_and(|u| !u.trim().is_empty());
-    let audited = matches!(audits, AuditLog::Read(_));
+    let audited = audits.audited();
     let mut seen: Vec<OutOfBand> = Vec::new();
     for r in device.device_action_results.iter().filter(|r| is_passcode_reset(&r.action_name)) {
-        let Some(start) = r.start_date_time.filter(|s| *s >= since) else { continue };
+        let Some(start) = r.start_date_time.filter(|s| *s >= since && !audits.own(*s)) else { continue };
         if !took_effect(&r.action_state) {
             continue;
         }
@@ -190,7 +221,7 @@ pub fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Ti
     }
     // The audit log alone (a device listed without its results): a reset whose state says it ran.
     for a in logged {
-        let Some(start) = a.request_date_time.filter(|s| *s >= since) else { continue };
+        let Some(start) = a.request_date_time.filter(|s| *s >= since && !audits.own(*s)) else { continue };
         let state = a.action_state.clone().unwrap_or_else(|| "pending".to_owned());
         if !took_effect(&state) || seen.iter().any(|o| o.audit_id.as_deref() == Some(a.id.as_str())) {
             continue;

@@ -36,13 +36,13 @@ pub fn key_of(a: &Action) -> LookupKey {
 }
 
 /// The audit log's passcode resets since `since`, for spotting resets made outside this tool
-/// (one paged read per run). A token that may not read it gives [`AuditLog::Unreadable`].
+/// (one paged read per run). A token that may not read it gives [`AuditLog::unreadable`].
 pub async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<AuditLog, ReadError> {
     Ok(match graph.reset_audits(since).await? {
         Audits::Read(all) => AuditLog::read(all),
         Audits::Unreadable(why) => {
             tracing::info!(%why, "who started resets made outside reconcile stays unknown");
-            AuditLog::Unreadable(why)
+            AuditLog::unreadable()
         }
     })
 }

@@ -270,7 +270,7 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
     let mut graph = GraphSettings::default();
     let file = config_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     // Where credentials may go is the environment's decision, never the repository's.
-    let pinned = match env("AZURE_CLOUD").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+    let pinned = match env(crate::env::AZURE_CLOUD).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
         None => Cloud::Global,
         Some(v) => match Cloud::parse_or_hint(&v) {
             Ok(c) => c,
@@ -399,9 +399,9 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
         state,
         sim_state,
         graph,
-        tenant: nonempty("AZURE_TENANT_ID"),
-        graph_url: nonempty("RECONCILE_GRAPH_URL"),
-        authority_host: nonempty("AZURE_AUTHORITY_HOST"),
+        tenant: nonempty(crate::env::AZURE_TENANT_ID),
+        graph_url: nonempty(crate::env::RECONCILE_GRAPH_URL),
+        authority_host: nonempty(crate::env::AZURE_AUTHORITY_HOST),
         sim_devices: raw.simulator.and_then(|s| s.devices).map(|d| {
             let path = join(&base, Path::new(&d.value));
             if let Err(e) = crate::confine::inside(&base, &path) {

@@ -25,20 +25,20 @@ pub struct CommentArgs {
 pub fn run(args: CommentArgs) -> CmdResult {
     let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
     let body = body_of(&args.plan)?;
-    if get("TF_BUILD").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    if get(crate::env::TF_BUILD).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return azure_devops(&args, &body, &get);
     }
-    let token = get("GITHUB_TOKEN").context("GITHUB_TOKEN is not set\nhint: pass `env: GITHUB_TOKEN: ${{ github.token }}` with `permissions: pull-requests: write`")?;
-    let repository = get("GITHUB_REPOSITORY").context("GITHUB_REPOSITORY is not set (owner/name)")?;
+    let token = get(crate::env::GITHUB_TOKEN).context("GITHUB_TOKEN is not set\nhint: pass `env: GITHUB_TOKEN: ${{ github.token }}` with `permissions: pull-requests: write`")?;
+    let repository = get(crate::env::GITHUB_REPOSITORY).context("GITHUB_REPOSITORY is not set (owner/name)")?;
     let api = crate::graph::endpoints::checked(
-        "GITHUB_API_URL",
-        &get("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
+        crate::env::GITHUB_API_URL,
+        &get(crate::env::GITHUB_API_URL).unwrap_or_else(|| "https://api.github.com".into()),
     )?;
     let pr = match args.pr {
         Some(n) => n,
         None => {
-            let path =
-                get("GITHUB_EVENT_PATH").context("no --pr and no GITHUB_EVENT_PATH to find the pull request in")?;
+            let path = get(crate::env::GITHUB_EVENT_PATH)
+                .context("no --pr and no GITHUB_EVENT_PATH to find the pull request in")?;
             let text = std::fs::read(&path).with_context(|| format!("cannot read GITHUB_EVENT_PATH `{path}`"))?;
             let event: serde_json::Value =
                 serde_json::from_slice(&text).with_context(|| format!("`{path}` is not JSON"))?;
@@ -46,7 +46,7 @@ pub fn run(args: CommentArgs) -> CmdResult {
                 .context("the event is not about a pull request\nhint: run this on `pull_request`, or pass --pr")?
         }
     };
-    let actions = get("GITHUB_ACTIONS").as_deref() == Some("true");
+    let actions = get(crate::env::GITHUB_ACTIONS).as_deref() == Some("true");
     let target = GithubTarget { api, repository, pr, token: SecretString::from(token), actions };
     let done = crate::ops::connect::runtime()?.block_on(github::upsert_comment(&target, &body))?;
     match done {
@@ -68,19 +68,19 @@ fn body_of(path: &std::path::Path) -> anyhow::Result<String> {
 fn azure_devops(args: &CommentArgs, body: &str, get: &dyn Fn(&str) -> Option<String>) -> CmdResult {
     let need = |k: &'static str, hint: &'static str| get(k).with_context(|| format!("{k} is not set\nhint: {hint}"));
     let token = need(
-        "SYSTEM_ACCESSTOKEN",
+        crate::env::SYSTEM_ACCESSTOKEN,
         "map it into the step: `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`, and allow the build service to contribute to pull requests",
     )?;
     let collection = crate::graph::endpoints::checked(
-        "SYSTEM_COLLECTIONURI",
-        &need("SYSTEM_COLLECTIONURI", "run this inside Azure Pipelines")?,
+        crate::env::SYSTEM_COLLECTIONURI,
+        &need(crate::env::SYSTEM_COLLECTIONURI, "run this inside Azure Pipelines")?,
     )?;
-    let project = need("SYSTEM_TEAMPROJECTID", "run this inside Azure Pipelines")?;
-    let repository = need("BUILD_REPOSITORY_ID", "run this inside Azure Pipelines")?;
+    let project = need(crate::env::SYSTEM_TEAMPROJECTID, "run this inside Azure Pipelines")?;
+    let repository = need(crate::env::BUILD_REPOSITORY_ID, "run this inside Azure Pipelines")?;
     let pr = match args.pr {
         Some(n) => n,
         None => need(
-            "SYSTEM_PULLREQUEST_PULLREQUESTID",
+            crate::env::SYSTEM_PULLREQUEST_PULLREQUESTID,
             "the build was not started for a pull request (on Azure Repos, a build-validation branch policy runs it), or pass --pr",
         )?
         .trim()

@@ -132,7 +132,7 @@ pub type CmdResult = Result<(), Failure>;
 
 /// Reads the process environment; the core gets it as a function so tests can pass their own.
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    crate::env::var(name)
 }
 
 pub fn main() -> ExitCode {
@@ -150,8 +150,8 @@ pub fn main() -> ExitCode {
     // file or a CI log (not terminals), or on a dumb terminal.
     COLOUR.store(
         !cli.global.no_color
-            && env("NO_COLOR").is_none_or(|v| v.is_empty())
-            && env("TERM").as_deref() != Some("dumb")
+            && env(crate::env::NO_COLOR).is_none_or(|v| v.is_empty())
+            && env(crate::env::TERM).as_deref() != Some("dumb")
             && std::io::stdout().is_terminal(),
         std::sync::atomic::Ordering::Relaxed,
     );
@@ -291,7 +291,7 @@ fn print_diagnostics(diags: &Diagnostics) {
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
     let _ = diags.render(&mut err);
-    if env("GITHUB_ACTIONS").as_deref() == Some("true") {
+    if env(crate::env::GITHUB_ACTIONS).as_deref() == Some("true") {
         let _ = diags.render_github(&mut err);
     }
     let _ = err.flush();

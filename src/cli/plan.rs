@@ -101,7 +101,7 @@ pub fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> CmdResul
 /// Inside GitHub Actions: the Markdown plan appended to the job summary, and a warning
 /// annotation on the manifest line of every blocked device.
 fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Result<()> {
-    if let Some(summary) = env("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+    if let Some(summary) = env(crate::env::GITHUB_STEP_SUMMARY).filter(|s| !s.is_empty()) {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -110,7 +110,7 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
         f.write_all(render::markdown::render(plan, ctx).as_bytes())
             .with_context(|| format!("cannot write `{summary}`"))?;
     }
-    if env("GITHUB_ACTIONS").as_deref() == Some("true") {
+    if env(crate::env::GITHUB_ACTIONS).as_deref() == Some("true") {
         let mut diags = crate::diagnostic::Diagnostics::default();
         for v in &plan.violations {
             diags.push(v.diagnostic.clone());

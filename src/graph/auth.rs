@@ -83,42 +83,42 @@ impl Credential {
     /// silent fall back to a person's sign-in.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Credential, AuthError> {
         let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        if let Some(t) = get("RECONCILE_GRAPH_TOKEN") {
+        if let Some(t) = get(crate::env::RECONCILE_GRAPH_TOKEN) {
             return Ok(Credential::Token(SecretString::from(t.trim().to_owned())));
         }
         let has_any = [
-            "AZURE_CLIENT_SECRET",
-            "AZURE_CLIENT_CERTIFICATE_PATH",
-            "AZURE_FEDERATED_TOKEN_FILE",
-            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            crate::env::AZURE_CLIENT_SECRET,
+            crate::env::AZURE_CLIENT_CERTIFICATE_PATH,
+            crate::env::AZURE_FEDERATED_TOKEN_FILE,
+            crate::env::ACTIONS_ID_TOKEN_REQUEST_URL,
         ]
         .iter()
         .any(|k| get(k).is_some());
         if !has_any {
-            if get("AZURE_CLIENT_ID").is_some() {
+            if get(crate::env::AZURE_CLIENT_ID).is_some() {
                 return Err(AuthError::Incomplete);
             }
             return match find_on_path("az", env) {
-                Some(az) => Ok(Credential::AzureCli { az, tenant: get("AZURE_TENANT_ID") }),
+                Some(az) => Ok(Credential::AzureCli { az, tenant: get(crate::env::AZURE_TENANT_ID) }),
                 None => Err(AuthError::NoCredentials),
             };
         }
-        let tenant = get("AZURE_TENANT_ID").ok_or(AuthError::Missing("AZURE_TENANT_ID"))?;
-        let client_id = get("AZURE_CLIENT_ID").ok_or(AuthError::Missing("AZURE_CLIENT_ID"))?;
-        if let Some(secret) = get("AZURE_CLIENT_SECRET") {
+        let tenant = get(crate::env::AZURE_TENANT_ID).ok_or(AuthError::Missing(crate::env::AZURE_TENANT_ID))?;
+        let client_id = get(crate::env::AZURE_CLIENT_ID).ok_or(AuthError::Missing(crate::env::AZURE_CLIENT_ID))?;
+        if let Some(secret) = get(crate::env::AZURE_CLIENT_SECRET) {
             return Ok(Credential::Secret { tenant, client_id, secret: SecretString::from(secret) });
         }
-        if let Some(path) = get("AZURE_CLIENT_CERTIFICATE_PATH") {
-            let password = get("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(SecretString::from);
+        if let Some(path) = get(crate::env::AZURE_CLIENT_CERTIFICATE_PATH) {
+            let password = get(crate::env::AZURE_CLIENT_CERTIFICATE_PASSWORD).map(SecretString::from);
             let (key, x5t) = super::cert::load(path.as_ref(), password.as_ref())?;
             return Ok(Credential::Certificate { tenant, client_id, key, x5t });
         }
-        if let Some(path) = get("AZURE_FEDERATED_TOKEN_FILE") {
+        if let Some(path) = get(crate::env::AZURE_FEDERATED_TOKEN_FILE) {
             return Ok(Credential::FederatedFile { tenant, client_id, path: path.into() });
         }
-        let request_url = get("ACTIONS_ID_TOKEN_REQUEST_URL").ok_or(AuthError::NoCredentials)?;
-        let request_token =
-            get("ACTIONS_ID_TOKEN_REQUEST_TOKEN").ok_or(AuthError::Missing("ACTIONS_ID_TOKEN_REQUEST_TOKEN"))?;
+        let request_url = get(crate::env::ACTIONS_ID_TOKEN_REQUEST_URL).ok_or(AuthError::NoCredentials)?;
+        let request_token = get(crate::env::ACTIONS_ID_TOKEN_REQUEST_TOKEN)
+            .ok_or(AuthError::Missing(crate::env::ACTIONS_ID_TOKEN_REQUEST_TOKEN))?;
         Ok(Credential::GithubOidc { tenant, client_id, request_url, request_token: SecretString::from(request_token) })
     }
 }
@@ -476,7 +476,7 @@ async fn azure_cli_token(az: PathBuf, tenant: Option<String>, scope: String) -> 
 
 /// The executable `name` in one of `PATH`'s folders (as the environment gives it).
 fn find_on_path(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    let path = env("PATH")?;
+    let path = env(crate::env::PATH)?;
     std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
 }
 
@@ -532,20 +532,31 @@ mod tests {
             move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
         };
         assert!(matches!(Credential::from_env(&env(&[])), Err(AuthError::NoCredentials)));
-        assert!(matches!(Credential::from_env(&env(&[("RECONCILE_GRAPH_TOKEN", "x")])), Ok(Credential::Token(_))));
         assert!(matches!(
-            Credential::from_env(&env(&[("AZURE_CLIENT_SECRET", "s")])),
-            Err(AuthError::Missing("AZURE_TENANT_ID"))
+            Credential::from_env(&env(&[(crate::env::RECONCILE_GRAPH_TOKEN, "x")])),
+            Ok(Credential::Token(_))
         ));
-        let secret = env(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "s")]);
+        assert!(matches!(
+            Credential::from_env(&env(&[(crate::env::AZURE_CLIENT_SECRET, "s")])),
+            Err(AuthError::Missing(crate::env::AZURE_TENANT_ID))
+        ));
+        let secret = env(&[
+            (crate::env::AZURE_TENANT_ID, "t"),
+            (crate::env::AZURE_CLIENT_ID, "c"),
+            (crate::env::AZURE_CLIENT_SECRET, "s"),
+        ]);
         assert!(matches!(Credential::from_env(&secret), Ok(Credential::Secret { .. })));
-        let file = env(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_FEDERATED_TOKEN_FILE", "/f")]);
+        let file = env(&[
+            (crate::env::AZURE_TENANT_ID, "t"),
+            (crate::env::AZURE_CLIENT_ID, "c"),
+            (crate::env::AZURE_FEDERATED_TOKEN_FILE, "/f"),
+        ]);
         assert!(matches!(Credential::from_env(&file), Ok(Credential::FederatedFile { .. })));
         let gh = env(&[
-            ("AZURE_TENANT_ID", "t"),
-            ("AZURE_CLIENT_ID", "c"),
-            ("ACTIONS_ID_TOKEN_REQUEST_URL", "http://x"),
-            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "y"),
+            (crate::env::AZURE_TENANT_ID, "t"),
+            (crate::env::AZURE_CLIENT_ID, "c"),
+            (crate::env::ACTIONS_ID_TOKEN_REQUEST_URL, "http://x"),
+            (crate::env::ACTIONS_ID_TOKEN_REQUEST_TOKEN, "y"),
         ]);
         assert!(matches!(Credential::from_env(&gh), Ok(Credential::GithubOidc { .. })));
     }

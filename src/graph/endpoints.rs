@@ -63,11 +63,11 @@ impl Endpoints {
     ) -> Result<Self, EndpointError> {
         let (root, login, audience) = cloud_defaults(cloud);
         let graph_root = match graph_url {
-            Some(u) => checked("RECONCILE_GRAPH_URL", u)?,
+            Some(u) => checked(crate::env::RECONCILE_GRAPH_URL, u)?,
             None => root.to_owned(),
         };
         let authority = match authority_host {
-            Some(u) => checked("AZURE_AUTHORITY_HOST", u)?,
+            Some(u) => checked(crate::env::AZURE_AUTHORITY_HOST, u)?,
             None => login.to_owned(),
         };
         Ok(Endpoints {
@@ -134,6 +134,17 @@ fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// Characters left as they are in a path segment: letters, digits and RFC 3986's unreserved
+/// `-._~`. Everything else (`/`, `?`, `#`, `%`, spaces, quotes, …) is percent-encoded, so a value
+/// can never add a path segment or a query.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// One URL path segment, percent-encoded (device ids, Azure DevOps ids and project names).
+pub fn path_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 #[cfg(test)]

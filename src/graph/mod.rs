@@ -251,8 +251,11 @@ impl Graph {
         device_id: &str,
         client_request_id: Uuid,
     ) -> SendResult {
-        let url =
-            self.endpoints.device_management(&format!("{}/{}/resetPasscode", collection.as_str(), enc(device_id)));
+        let url = self.endpoints.device_management(&format!(
+            "{}/{}/resetPasscode",
+            collection.as_str(),
+            endpoints::path_segment(device_id)
+        ));
         // A 429 answered to another request while this one's intent was being written: the
         // pause holds for this one too.
         if self.writes.paused().await {
@@ -381,7 +384,7 @@ impl Graph {
         let url = self.endpoints.device_management(&format!(
             "{}/{}?$select=id,deviceActionResults",
             collection.as_str(),
-            enc(id)
+            endpoints::path_segment(id)
         ));
         let (found, server_date) = self.get_json_dated::<WithResults>(&url).await?;
         Ok(DeviceResults { results: found.map(|d| d.device_action_results), server_date })
@@ -414,8 +417,11 @@ impl Graph {
 
     /// A device by id; `None` when it does not exist.
     pub async fn device(&self, collection: Collection, id: &str) -> Result<Option<Device>, ReadError> {
-        let url =
-            self.endpoints.device_management(&format!("{}/{}?$select={DEVICE_SELECT}", collection.as_str(), enc(id)));
+        let url = self.endpoints.device_management(&format!(
+            "{}/{}?$select={DEVICE_SELECT}",
+            collection.as_str(),
+            endpoints::path_segment(id)
+        ));
         self.get_json(&url).await
     }
 
@@ -577,8 +583,3 @@ fn retry_after_of(resp: &reqwest::Response, answer: &Answer) -> Option<Duration>
 
 /// How many times one request renews the token after a 401 before giving up.
 pub const MAX_REAUTH: u32 = 3;
-
-/// Percent-encodes one path segment.
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
-}

@@ -119,7 +119,7 @@ pub fn prepare(
         ledger,
         actions,
         resolutions: Resolutions::new(),
-        audits: AuditLog::NotRead,
+        audits: AuditLog::default(),
         tenant,
         missing: (!exists).then(|| store.location().to_string()),
         changed,
@@ -198,7 +198,7 @@ async fn lookup(
         Some(_) => {}
     }
     if candidates.is_empty() {
-        return Ok((Resolutions::new(), AuditLog::NotRead));
+        return Ok((Resolutions::new(), AuditLog::default()));
     }
     let (resolutions, audits) = tokio::join!(
         crate::resolve::resolve(&conn.graph, candidates, ledger),

@@ -70,7 +70,7 @@ fn a_portal_reset_with_its_initiator_is_outside() {
     assert_eq!(o.audit_id.as_deref(), Some("a1"));
     assert_eq!(o.describe(ts(NOW)), "reset outside reconcile 40 min ago by bob@contoso.com (done)");
     // Without the audit log: still seen, initiator unknown.
-    let o = find(&d, &AuditLog::Unreadable("403".into()), &Ledger::empty()).expect("outside");
+    let o = find(&d, &AuditLog::unreadable(), &Ledger::empty()).expect("outside");
     assert_eq!(o.who(), "someone (the audit log could not be read)");
     // Read, no entry: an app.
     assert_eq!(find(&d, &AuditLog::read(Vec::new()), &Ledger::empty()).expect("outside").who(), "an app");
@@ -78,7 +78,7 @@ fn a_portal_reset_with_its_initiator_is_outside() {
 
 #[test]
 fn resets_before_the_window_failed_ones_and_other_actions_are_not() {
-    let none = AuditLog::NotRead;
+    let none = AuditLog::default();
     let empty = Ledger::empty();
     assert_eq!(find(&device(&[("resetPasscode", "done", "2026-11-29T23:59:59Z")]), &none, &empty), None);
     for state in ["failed", "canceled", "notSupported", "none"] {
@@ -93,11 +93,11 @@ fn resets_before_the_window_failed_ones_and_other_actions_are_not() {
 fn the_ledgers_own_resets_are_not_outside() {
     let d = device(&[("resetPasscode", "done", "2026-11-30T10:00:30Z")]);
     // Sent at 10:00 (answered 204): its result.
-    assert_eq!(find(&d, &AuditLog::NotRead, &ledger_with(Some("2026-11-30T10:00:00Z"), 204)), None);
+    assert_eq!(find(&d, &AuditLog::default(), &ledger_with(Some("2026-11-30T10:00:00Z"), 204)), None);
     // Sent and answered 429 (never ran): the result is someone else's.
-    assert!(find(&d, &AuditLog::NotRead, &ledger_with(Some("2026-11-30T10:00:00Z"), 429)).is_some());
+    assert!(find(&d, &AuditLog::default(), &ledger_with(Some("2026-11-30T10:00:00Z"), 429)).is_some());
     // Sent long before: not in the air then.
-    assert!(find(&d, &AuditLog::NotRead, &ledger_with(Some("2026-11-30T09:00:00Z"), 204)).is_some());
+    assert!(find(&d, &AuditLog::default(), &ledger_with(Some("2026-11-30T09:00:00Z"), 204)).is_some());
     // In the air, but the audit log says a person started it: outside.
     let log = AuditLog::read(vec![audit("a1", "2026-11-30T10:00:31Z", "bob@contoso.com", "done")]);
     assert!(find(&d, &log, &ledger_with(Some("2026-11-30T10:00:00Z"), 204)).is_some());
@@ -171,7 +171,7 @@ fn who_and_when_read_as_a_person_says_them() {
 fn the_audit_log_says_which_devices_it_has() {
     let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:00:00Z", "bob@contoso.com", "done")]);
     assert!(log.has("DEV-1") && !log.has("dev-2"));
-    assert!(!AuditLog::Unreadable("403".into()).has("dev-1"));
+    assert!(!AuditLog::unreadable().has("dev-1"));
     let other =
         RemoteActionAudit { action: Some("remoteLock".into()), ..audit("a2", "2026-11-30T11:00:00Z", "x", "done") };
     assert!(!AuditLog::read(vec![other]).has("dev-1"), "only passcode resets are kept");
@@ -186,7 +186,7 @@ fn claims_count_by_start_alone_and_by_audit_id_alone() {
     r.managed_device_id = Some("dev-1".into());
     r.adopted = Some(Adoption { result_started: ts("2026-11-30T11:20:00Z"), ..Adoption::default() });
     ledger.records.insert(r.key.clone(), r);
-    assert_eq!(find(&d, &AuditLog::NotRead, &ledger), None);
+    assert_eq!(find(&d, &AuditLog::default(), &ledger), None);
 
     // Refresh claimed it for an attempt sent long before (not in the air then): by start...
     let claimed = |result_started: Option<&str>, audit_id: Option<&str>| {
@@ -199,8 +199,8 @@ fn claims_count_by_start_alone_and_by_audit_id_alone() {
         });
         ledger
     };
-    assert_eq!(find(&d, &AuditLog::NotRead, &claimed(Some("2026-11-30T11:20:00Z"), None)), None);
-    assert!(find(&d, &AuditLog::NotRead, &claimed(Some("2026-11-30T11:19:00Z"), None)).is_some());
+    assert_eq!(find(&d, &AuditLog::default(), &claimed(Some("2026-11-30T11:20:00Z"), None)), None);
+    assert!(find(&d, &AuditLog::default(), &claimed(Some("2026-11-30T11:19:00Z"), None)).is_some());
     // ...or by the audit entry it claimed.
     let log = AuditLog::read(vec![audit("a7", "2026-11-30T11:20:01Z", "", "done")]);
     assert_eq!(find(&d, &log, &claimed(None, Some("a7"))), None);
@@ -216,4 +216,18 @@ fn an_audit_only_reset_after_a_matched_one_is_the_latest() {
     ]);
     let o = find(&d, &log, &Ledger::empty()).expect("outside");
     assert_eq!((o.audit_id.as_deref(), o.initiated_by.as_deref()), (Some("a2"), Some("eve@contoso.com")));
+}
+
+#[test]
+fn resets_from_the_runs_start_on_may_be_its_own() {
+    // apply sends a reset for one manifest, then looks up another manifest's entry for the same
+    // device: the ledger as locked does not know the first, but the run does.
+    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "", "done")]);
+    assert!(find(&d, &log, &Ledger::empty()).is_some());
+    let run = log.clone().own_resets_from(ts("2026-11-30T11:19:59Z"));
+    assert_eq!(find(&d, &run, &Ledger::empty()), None);
+    assert_eq!(find(&device(&[]), &run, &Ledger::empty()), None, "the audit entry alone neither");
+    // One made before the run is still outside it.
+    assert!(find(&d, &log.own_resets_from(ts("2026-11-30T11:20:00.5Z")), &Ledger::empty()).is_some());
 }

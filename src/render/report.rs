@@ -106,53 +106,39 @@ pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Resul
 }
 
 /// One `<testcase>` per action: passed when accepted or adopted, failed otherwise, skipped when
-/// blocked.
+/// blocked (written by quick-junit, which escapes the XML). Values from manifests and Graph have
+/// their control characters shown escaped first: XML 1.0 cannot carry most of them.
 pub fn junit_xml(r: &ApplyReport) -> String {
-    let mut cases = Vec::new();
-    let mut failures = 0;
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let text = |s: &str| super::safe::text(s).into_owned();
+    let mut suite = TestSuite::new("reconcile apply");
     for rec in &r.records {
-        let name = format!("{} {}", rec.selector, rec.key.short());
-        let body = if rec.status == Status::Accepted || rec.adopted.is_some() {
-            String::new()
+        let status = if rec.status == Status::Accepted || rec.adopted.is_some() {
+            TestCaseStatus::success()
         } else {
-            failures += 1;
-            let msg = rec.attempts.last().and_then(|a| a.error_message.clone()).unwrap_or_default();
-            format!("<failure message=\"{}\">{}</failure>", xml(rec.status.as_str()), xml(&msg))
+            let mut failed = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            failed.set_message(text(rec.status.as_str()));
+            if let Some(msg) = rec.attempts.last().and_then(|a| a.error_message.as_deref()) {
+                failed.set_description(text(msg));
+            }
+            failed
         };
-        cases.push(format!(
-            "    <testcase classname=\"{}\" name=\"{}\">{body}</testcase>",
-            xml(&rec.manifest),
-            xml(&name)
-        ));
+        let mut case = TestCase::new(text(&format!("{} {}", rec.selector, rec.key.short())), status);
+        case.set_classname(text(&rec.manifest));
+        suite.add_test_case(case);
     }
     for (a, why) in &r.blocked_actions {
-        let name = format!("{} {}", a.selector, a.key.short());
-        cases.push(format!(
-            "    <testcase classname=\"{}\" name=\"{}\"><skipped message=\"{}\"/></testcase>",
-            xml(&a.manifest),
-            xml(&name),
-            xml(why)
-        ));
+        let mut skipped = TestCaseStatus::skipped();
+        skipped.set_message(text(why));
+        let mut case = TestCase::new(text(&format!("{} {}", a.selector, a.key.short())), skipped);
+        case.set_classname(text(&a.manifest));
+        suite.add_test_case(case);
     }
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"reconcile apply\" tests=\"{}\" failures=\"{failures}\" skipped=\"{}\">\n{}\n  </testsuite>\n</testsuites>\n",
-        cases.len(),
-        r.blocked_actions.len(),
-        cases.join("\n")
-    )
+    let mut report = Report::new("reconcile");
+    report.add_test_suite(suite);
+    report.to_string().unwrap_or_default()
 }
 
 pub fn write_junit(path: &Path, r: &ApplyReport) -> io::Result<()> {
     std::fs::write(path, junit_xml(r))
-}
-
-/// A value in the JUnit XML: control characters shown escaped first (XML 1.0 cannot carry most
-/// of them, even as character references), then the markup characters.
-fn xml(s: &str) -> String {
-    super::safe::text(s)
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }

@@ -142,7 +142,7 @@ pub fn me(command: &str) -> LockInfo {
         since: jiff::Timestamp::now(),
         command: command.to_owned(),
         id: None,
-        ci_run: crate::audit::ci_run(&|k| std::env::var(k).ok()),
+        ci_run: crate::audit::ci_run(&crate::env::var),
         renewed_at: None,
     }
 }
@@ -154,6 +154,6 @@ pub fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| crate::env::var(crate::env::HOSTNAME))
         .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -165,9 +165,9 @@ impl Store {
             Location::Local(p) => Ok(Store::Local(LocalStore::new(p))),
             Location::Blob(url) => {
                 let nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-                let auth = if let Some(key) = nonempty("AZURE_STORAGE_KEY") {
+                let auth = if let Some(key) = nonempty(crate::env::AZURE_STORAGE_KEY) {
                     StorageAuth::Key(key.trim().to_owned().into())
-                } else if let Some(sas) = nonempty("AZURE_STORAGE_SAS_TOKEN") {
+                } else if let Some(sas) = nonempty(crate::env::AZURE_STORAGE_SAS_TOKEN) {
                     StorageAuth::Sas(sas.trim().to_owned().into())
                 } else {
                     entra()?

@@ -1,8 +1,6 @@
 //! The committed JSON Schemas must match what the types generate.
 
-mod common;
-
-use common::Repo;
+use crate::common::Repo;
 
 #[test]
 fn committed_schemas_are_up_to_date() {

@@ -1,5 +1,4 @@
 //! Helpers shared by the end-to-end tests: temp repositories, the real binary, ledgers.
-#![allow(dead_code)]
 
 pub mod azurite;
 

@@ -1,10 +1,8 @@
 //! `reconcile apply` and `refresh` end to end: the real binary against the simulator on loopback.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Repo, android_devices, android_id, manifest_for, posts, sim, sim_config, stderr, stdout};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, sim_config, stderr, stdout};
 use intune_reconcile::settings::Budget;
 use intune_reconcile::sim::{Fault, FaultKind, RetryAfter, SimConfig};
 
@@ -133,11 +131,7 @@ fn server_errors_become_unknown_and_refresh_decides() {
 
     // A second apply does not touch unknown actions.
     let again = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
-    assert!(
-        stdout(&again).contains("needs attention") || stdout(&again).contains("need attention"),
-        "{}",
-        stdout(&again)
-    );
+    assert!(stdout(&again).contains("2 actions need attention (marked `!`)."), "{}", stdout(&again));
     assert_eq!(posts(&sim).len(), 2);
 
     // refresh: device 1 shows the reset (done), device 0 shows none after the grace: sendable.
@@ -295,7 +289,7 @@ fn declining_at_the_terminal_sends_nothing() {
         .env("AZURE_AUTHORITY_HOST", sim.url())
         .env("AZURE_TENANT_ID", "test-tenant")
         .env("AZURE_CLIENT_ID", "test-client")
-        .env("AZURE_CLIENT_SECRET", common::SECRET)
+        .env("AZURE_CLIENT_SECRET", crate::common::SECRET)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
     let mut child = c.spawn().expect("script(1)");

@@ -1,12 +1,10 @@
 //! `reconcile watch` end to end: the real binary watching real files.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Repo, android_devices, android_id, manifest_for, posts, sim};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim};
 use intune_reconcile::sim::SimConfig;
 
 /// A running `reconcile watch`, its output collected line by line.
@@ -35,6 +33,10 @@ impl Watch {
 
     fn count(&self, needle: &str) -> usize {
         self.out.lock().expect("lines").iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().expect("lines").join("\n")
     }
 
     fn stderr(&self) -> String {
@@ -106,15 +108,18 @@ fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
     repo.write("manifests/a.yaml", format!("{ONE}    - serialNumber: S2\n"));
     w.wait_for("Plan: 2 to reset", 1);
 
-    // A burst of ten saves → one plan.
+    // A burst of ten saves, each a different plan → one plan, the last. The next save's plan
+    // comes next: nothing of the burst was printed before or after the one.
     let before = w.count("Plan:");
     for i in 0..10 {
-        repo.write("manifests/a.yaml", format!("{ONE}    - serialNumber: S2\n    - serialNumber: S3\n# save {i}\n"));
+        let extra: String = (0..=i).map(|k| format!("    - serialNumber: B{k}\n")).collect();
+        repo.write("manifests/a.yaml", format!("{ONE}{extra}"));
         std::thread::sleep(Duration::from_millis(10));
     }
+    w.wait_for("Plan: 11 to reset", 1);
+    repo.write("manifests/a.yaml", format!("{ONE}    - serialNumber: S2\n    - serialNumber: S3\n"));
     w.wait_for("Plan: 3 to reset", 1);
-    std::thread::sleep(Duration::from_millis(1_000));
-    assert_eq!(w.count("Plan:"), before + 1, "one plan for the burst");
+    assert_eq!(w.count("Plan:"), before + 2, "one plan for the burst: {}", w.stdout());
 
     // A broken save → diagnostics and no crash; the fix → a plan again.
     repo.write("manifests/a.yaml", "kind: [\n");
@@ -221,7 +226,7 @@ fn reconciler(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, args: &[&str]
         ("AZURE_AUTHORITY_HOST", sim.url()),
         ("AZURE_TENANT_ID", "test-tenant".to_owned()),
         ("AZURE_CLIENT_ID", "c".to_owned()),
-        ("AZURE_CLIENT_SECRET", common::SECRET.to_owned()),
+        ("AZURE_CLIENT_SECRET", crate::common::SECRET.to_owned()),
     ];
     spawn(repo, args, &env)
 }

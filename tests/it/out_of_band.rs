@@ -2,9 +2,7 @@
 //! blocked or sent as the policy says. The real binary against the simulator on loopback; the
 //! portal reset goes through the simulator's portal route.
 
-mod common;
-
-use common::{Repo, android_devices, android_id, http_post, manifest_for, posts, sim, stderr, stdout};
+use crate::common::{Repo, android_devices, android_id, http_post, manifest_for, posts, sim, stderr, stdout};
 use intune_reconcile::sim::{SimConfig, SimHandle};
 
 /// Three Android devices, one manifest resetting all three; device 1 was reset in the portal by

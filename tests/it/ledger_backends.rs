@@ -2,11 +2,9 @@
 //! SPEC §4 (created on purpose, tenant binding, one writer, durable records, crash leftovers,
 //! copies between homes) holds the same way for both.
 
-mod common;
-
 use std::time::Duration;
 
-use common::azurite::{self, Azurite};
+use crate::common::azurite::{self, Azurite};
 use intune_reconcile::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
 use intune_reconcile::state::blob::{BlobStore, StorageAuth};
 use intune_reconcile::state::{Attempt, BlobUrl, Ledger, LocalStore, Record, StateError, Status, Store};

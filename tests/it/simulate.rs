@@ -1,8 +1,6 @@
 //! `--simulate`: the README's main job, on a copy of the examples.
 
-mod common;
-
-use common::{Repo, stderr, stdout};
+use crate::common::{Repo, stderr, stdout};
 
 #[test]
 fn simulated_apply_twice_then_refresh() {

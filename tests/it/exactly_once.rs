@@ -3,11 +3,9 @@
 //! that matters: clocks that disagree, answers that come late or not at all, tokens that expire
 //! under load, resets made in the portal.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
 use intune_reconcile::settings::Budget;
 use intune_reconcile::sim::{Fault, FaultKind, RetryAfter, SimConfig, SimHandle};
 
@@ -324,7 +322,7 @@ fn refresh_never_gives_an_unknown_action_someone_elses_result() {
     repo.cmd_on(&sim).args(["apply", "--auto-approve", "manifests/early.yaml"]).assert().code(1);
     repo.cmd_on(&sim).args(["apply", "--auto-approve", "manifests/late.yaml"]).assert().success();
     // Someone resets device 1 in the portal.
-    assert_eq!(common::http_post(&sim, &format!("/_sim/portal/{d1}/resetPasscode?by=bob@contoso.com")), 204);
+    assert_eq!(crate::common::http_post(&sim, &format!("/_sim/portal/{d1}/resetPasscode?by=bob@contoso.com")), 204);
     let out = repo.cmd_on(&sim).arg("refresh").output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);

@@ -1,10 +1,8 @@
 //! `reconcile plan --offline` end to end.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{Repo, stderr, stdout};
+use crate::common::{Repo, stderr, stdout};
 use intune_reconcile::state::Status;
 use predicates::prelude::*;
 

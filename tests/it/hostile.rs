@@ -1,11 +1,9 @@
 //! Hostile or broken input: a clear error naming the file, exit 1, never a panic or a hang, and the
 //! ledger left exactly as it was.
 
-mod common;
-
 use std::time::SystemTime;
 
-use common::{Repo, stderr};
+use crate::common::{Repo, stderr};
 use intune_reconcile::state::Status;
 
 /// A repository with a committed ledger, so each case can check the ledger is untouched.
@@ -68,7 +66,9 @@ fn cases() -> Vec<Case> {
             Box::new(|r: &Repo| {
                 r.write("manifests/x.yaml", alias_bomb());
             }),
-            "manifests/x.yaml:",
+            // Typed reading stops at the anchor, before any alias is replayed (the parser's alias
+            // budget is shown by `manifest::source`'s unit test).
+            "manifests/x.yaml:5:15: error: expected string scalar",
         ),
         (
             "huge file",

@@ -1,12 +1,10 @@
 //! The ledger in Azure Blob Storage (SPEC §4 "Where it lives"), against a real Azure Storage API:
 //! Azurite on loopback, with the simulator for Graph.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::azurite::{self, Azurite};
-use common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
+use crate::common::azurite::{self, Azurite};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
 use intune_reconcile::sim::{Fault, FaultKind, SimConfig, SimHandle};
 
 const CONTAINER: &str = "ledgers";
@@ -44,7 +42,7 @@ fn spawn(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Child {
         .env("AZURE_AUTHORITY_HOST", sim.url())
         .env("AZURE_TENANT_ID", "test-tenant")
         .env("AZURE_CLIENT_ID", "test-client")
-        .env("AZURE_CLIENT_SECRET", common::SECRET)
+        .env("AZURE_CLIENT_SECRET", crate::common::SECRET)
         .env("AZURE_STORAGE_KEY", azurite::KEY);
     c.spawn().expect("spawn reconcile")
 }

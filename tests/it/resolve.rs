@@ -1,8 +1,6 @@
 //! Finding devices the way admins name them: serial number, device name, IMEI.
 
-mod common;
-
-use common::{Repo, android_devices, posts, sim, stderr, stdout};
+use crate::common::{Repo, android_devices, posts, sim, stderr, stdout};
 use intune_reconcile::sim::SimConfig;
 use serde_json::json;
 
@@ -43,7 +41,7 @@ fn serial_name_and_imei_resolve_plan_and_apply() {
         "manifests/a.yaml",
         manifest(&[("serialNumber", "r58m12345ab"), ("deviceName", "WH-SCANNER-07"), ("imei", "356938035643809")]),
     );
-    let sim = sim(common::sim_config());
+    let sim = sim(crate::common::sim_config());
     let plan = repo.cmd_on(&sim).arg("plan").output().expect("run");
     assert!(plan.status.success(), "{}", stderr(&plan));
     let text = stdout(&plan);
@@ -89,7 +87,7 @@ fn hostile_selector_values_are_harmless() {
     repo.fast_config("");
     let entries: Vec<(&str, &str)> = hostile.iter().map(|v| ("serialNumber", *v)).collect();
     repo.write("manifests/a.yaml", manifest(&entries));
-    let sim = sim(common::sim_config());
+    let sim = sim(crate::common::sim_config());
     let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
     assert_eq!(out.status.code(), Some(1), "nothing matches: every action is blocked");
     let text = stdout(&out);
@@ -201,7 +199,7 @@ fn a_selector_that_now_finds_another_device_is_flagged() {
         w.record(r).expect("record");
         w.commit().expect("commit");
     }
-    let sim = sim(common::sim_config());
+    let sim = sim(crate::common::sim_config());
     let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("re-enrolled or renamed? Bump spec.round"), "{}", stdout(&out));
@@ -230,7 +228,7 @@ fn the_same_device_by_two_selectors_in_one_manifest_is_reset_once() {
         "manifests/a.yaml",
         manifest(&[("id", "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"), ("serialNumber", "R58M12345AB")]),
     );
-    let sim = sim(common::sim_config());
+    let sim = sim(crate::common::sim_config());
     // One action: an information line, not a blocked entry (the plan and apply succeed).
     let plan = repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
     assert_eq!(plan.status.code(), Some(2), "{}", stdout(&plan));
@@ -297,7 +295,7 @@ fn many_lookups_in_a_small_tenant_list_it_once_instead() {
     let mut entries: Vec<(String, String)> =
         (0..40).map(|i| ("serialNumber".to_owned(), format!("sn{i:08}"))).collect();
     entries.push(("serialNumber".into(), "NO-SUCH-SERIAL".into()));
-    entries.extend((40..44).map(|i| ("id".to_owned(), common::android_id(i).to_uppercase())));
+    entries.extend((40..44).map(|i| ("id".to_owned(), crate::common::android_id(i).to_uppercase())));
     let refs: Vec<(&str, &str)> = entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     repo.write("manifests/a.yaml", manifest(&refs));
     let plan = repo.cmd_on(&sim).args(["plan", "--format", "json"]).output().expect("run");
@@ -315,7 +313,7 @@ fn many_lookups_in_a_small_tenant_list_it_once_instead() {
     assert_eq!(device_reads(&sim), 2, "one more page for apply");
     assert_eq!(posts(&sim).len(), 43);
     for i in (0..44).filter(|&i| i != 1) {
-        assert_eq!(sim.resets_applied(&common::android_id(i)), 1, "device {i}");
+        assert_eq!(sim.resets_applied(&crate::common::android_id(i)), 1, "device {i}");
     }
 }
 

@@ -1,9 +1,7 @@
 //! What the repository may say, and what only the operator may say (SPEC §5): a pull request
 //! cannot decide where credentials go.
 
-mod common;
-
-use common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr};
 use intune_reconcile::sim::SimConfig;
 
 fn setup() -> (Repo, intune_reconcile::sim::SimHandle) {

@@ -1,8 +1,6 @@
 //! `reconcile state list` / `state show` end to end.
 
-mod common;
-
-use common::{Repo, stderr, stdout};
+use crate::common::{Repo, stderr, stdout};
 use intune_reconcile::state::Status;
 use predicates::prelude::*;
 
@@ -80,7 +78,7 @@ fn attempts_record_commit_pull_request_run_and_actor() {
         "manifests/a.yaml",
         "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: inc-4711\n  ticket: INC-4711\n  reason: lost phone\n  requestedBy: alice@contoso.com\nspec:\n  devices:\n    - id: 3fa85f64-5717-4562-b3fc-2c963f66afa6\n",
     );
-    let sim = common::sim(common::sim_config());
+    let sim = crate::common::sim(crate::common::sim_config());
     let github = [
         ("GITHUB_ACTIONS", "true"),
         ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),

@@ -1,8 +1,6 @@
 //! `reconcile validate` end to end: the real binary on real files.
 
-mod common;
-
-use common::{Repo, stderr, stdout};
+use crate::common::{Repo, stderr, stdout};
 use predicates::prelude::*;
 
 const GOOD: &str = "apiVersion: intune-reconcile/v1
@@ -17,7 +15,7 @@ spec:
 #[test]
 fn examples_are_valid() {
     let repo = Repo::empty();
-    let out = repo.cmd().arg("validate").arg(common::examples().join("manifests")).output().expect("run");
+    let out = repo.cmd().arg("validate").arg(crate::common::examples().join("manifests")).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("ok: 4 manifests with 7 actions in 3 files"), "{}", stdout(&out));
 }

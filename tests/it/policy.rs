@@ -1,8 +1,6 @@
 //! Policy as code end to end: every rule at validate, plan and apply, at its boundaries.
 
-mod common;
-
-use common::{Repo, posts, sim, sim_config, stderr, stdout};
+use crate::common::{Repo, posts, sim, sim_config, stderr, stdout};
 use intune_reconcile::state::Status;
 
 const M: &str = "apiVersion: intune-reconcile/v1
@@ -73,7 +71,7 @@ fn metadata_rules_are_checked_by_validate_plan_and_apply() {
 
 #[test]
 fn the_blast_radius_is_exact_at_the_limit() {
-    let three = common::manifest_for(
+    let three = crate::common::manifest_for(
         "three",
         &[
             "3fa85f64-5717-4562-b3fc-2c963f66afa6",

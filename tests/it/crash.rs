@@ -1,11 +1,9 @@
 //! Crashes and interruptions: kill -9 and Ctrl-C in the middle of an apply never lead to a second
 //! reset of any device.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Repo, android_devices, android_id, manifest_for, posts, sim, stdout};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stdout};
 use intune_reconcile::sim::{Fault, FaultKind, SimConfig};
 
 const N: usize = 30;

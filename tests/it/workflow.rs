@@ -1,17 +1,15 @@
 //! The pull-request workflow: saved plans, Markdown comments, CI outputs, the comment upsert.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{Repo, posts, sim, sim_config, stderr, stdout};
+use crate::common::{Repo, posts, sim, sim_config, stderr, stdout};
 
 /// A repository asking for a Windows laptop (not supported) and an Android phone.
 fn mixed_repo() -> Repo {
     let repo = Repo::empty();
     repo.fast_config("");
     let ids = ["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a", "3fa85f64-5717-4562-b3fc-2c963f66afa6"];
-    repo.write("manifests/a.yaml", common::manifest_for("mixed", &ids));
+    repo.write("manifests/a.yaml", crate::common::manifest_for("mixed", &ids));
     repo
 }
 
@@ -51,12 +49,13 @@ fn a_saved_plan_is_applied_exactly_once_and_shown_in_every_format() {
 fn android_repo(n: usize) -> (Repo, intune_reconcile::sim::SimHandle) {
     let repo = Repo::empty();
     repo.fast_config("");
-    let sim = sim(intune_reconcile::sim::SimConfig { devices: common::android_devices(n), ..Default::default() });
+    let sim =
+        sim(intune_reconcile::sim::SimConfig { devices: crate::common::android_devices(n), ..Default::default() });
     (repo, sim)
 }
 
 fn id(i: usize) -> String {
-    common::android_id(i)
+    crate::common::android_id(i)
 }
 
 fn posts_to(sim: &intune_reconcile::sim::SimHandle, i: usize) -> usize {
@@ -68,8 +67,8 @@ fn posts_to(sim: &intune_reconcile::sim::SimHandle, i: usize) -> usize {
 #[test]
 fn two_plans_from_one_ledger_applied_one_after_the_other_both_execute_fully() {
     let (repo, sim) = android_repo(4);
-    let a = common::manifest_for("team-a", &[&id(0), &id(1)]);
-    let b = common::manifest_for("team-b", &[&id(2), &id(3)]);
+    let a = crate::common::manifest_for("team-a", &[&id(0), &id(1)]);
+    let b = crate::common::manifest_for("team-b", &[&id(2), &id(3)]);
     plan_two_branches(&repo, &sim, &a, &b);
     // Both merged; a comment added to A after its review changes nothing it would do.
     repo.write("manifests/a.yaml", format!("{a}# reviewed in PR 1\n"));
@@ -103,8 +102,8 @@ fn plan_two_branches(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, a: &st
 #[test]
 fn a_reviewed_reset_whose_device_was_reset_by_another_pr_meanwhile_is_refused_alone() {
     let (repo, sim) = android_repo(3);
-    let a = common::manifest_for("team-a", &[&id(0), &id(1)]);
-    let b = common::manifest_for("team-b", &[&id(1), &id(2)]);
+    let a = crate::common::manifest_for("team-a", &[&id(0), &id(1)]);
+    let b = crate::common::manifest_for("team-b", &[&id(1), &id(2)]);
     plan_two_branches(&repo, &sim, &a, &b);
     repo.write("manifests/a.yaml", &a);
     repo.cmd_on(&sim).args(["apply", "--plan", "b.json"]).assert().success();
@@ -123,13 +122,16 @@ fn a_reviewed_reset_whose_device_was_reset_by_another_pr_meanwhile_is_refused_al
 #[test]
 fn changed_premises_refuse_single_actions_and_nothing_outside_the_plan_is_sent() {
     let (repo, sim) = android_repo(4);
-    repo.write("manifests/a.yaml", common::manifest_for("team-a", &[&id(0), &id(1)]));
-    repo.write("manifests/c.yaml", common::manifest_for("team-c", &[&id(2)]));
+    repo.write("manifests/a.yaml", crate::common::manifest_for("team-a", &[&id(0), &id(1)]));
+    repo.write("manifests/c.yaml", crate::common::manifest_for("team-c", &[&id(2)]));
     plan_out_to(&repo, &sim, "plan.json");
     // After the review: team-c bumps its round (a new action), and a manifest nobody reviewed
     // appears.
-    repo.write("manifests/c.yaml", common::manifest_for("team-c", &[&id(2)]).replace("spec:\n", "spec:\n  round: 2\n"));
-    repo.write("manifests/d.yaml", common::manifest_for("team-d", &[&id(3)]));
+    repo.write(
+        "manifests/c.yaml",
+        crate::common::manifest_for("team-c", &[&id(2)]).replace("spec:\n", "spec:\n  round: 2\n"),
+    );
+    repo.write("manifests/d.yaml", crate::common::manifest_for("team-d", &[&id(3)]));
     // And someone applied team-a's manifest directly, outside the plan.
     repo.cmd_on(&sim).args(["apply", "--auto-approve", "manifests/a.yaml"]).assert().success();
     let out = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("run");
@@ -236,7 +238,7 @@ fn warnings_come_first_in_the_markdown() {
 fn github_actions_get_a_job_summary_and_annotations() {
     let repo = Repo::empty();
     repo.fast_config("");
-    repo.write("manifests/a.yaml", common::manifest_for("mixed", &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a"]));
+    repo.write("manifests/a.yaml", crate::common::manifest_for("mixed", &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a"]));
     repo.write("summary.md", "previous step\n");
     let sim = sim(sim_config());
     let out = repo
@@ -278,10 +280,17 @@ fn apply_reports_json_and_junit() {
     assert!(statuses.contains(&"accepted") && statuses.contains(&"blocked"));
     assert!(stderr(&out).contains("Plan: 1 to reset"), "the plan goes to stderr");
     let junit = repo.read("junit.xml");
-    assert!(junit.contains("<testsuite name=\"reconcile apply\" tests=\"2\" failures=\"0\" skipped=\"1\">"), "{junit}");
+    assert!(
+        junit.contains("<testsuite name=\"reconcile apply\" tests=\"2\" skipped=\"1\" errors=\"0\" failures=\"0\">"),
+        "{junit}"
+    );
     assert_eq!(junit.matches("<testcase ").count(), 2);
     // The skipped case is the blocked Windows laptop, not the phone that was reset.
-    let laptop = junit.lines().find(|l| l.contains("4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a")).expect("the laptop's case");
+    let laptop = junit
+        .split("<testcase ")
+        .find(|c| c.contains("4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a"))
+        .expect("the laptop's case");
+    let laptop = laptop.split("</testcase>").next().unwrap_or_default();
     assert!(laptop.contains("<skipped message="), "{laptop}");
 }
 
@@ -452,7 +461,7 @@ fn a_marker_in_someone_elses_comment_is_never_adopted() {
 
 /// A pipeline file as a JSON value.
 fn pipeline(name: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(common::examples().join("ci").join(name)).expect("read");
+    let text = std::fs::read_to_string(crate::common::examples().join("ci").join(name)).expect("read");
     serde_saphyr::from_str(&text).expect("valid YAML")
 }
 
@@ -517,7 +526,7 @@ fn the_example_pipelines_are_complete() {
 
 #[test]
 fn the_deployment_examples_run_the_reconciler() {
-    let k8s_text = std::fs::read_to_string(common::examples().join("deploy/kubernetes.yaml")).expect("read");
+    let k8s_text = std::fs::read_to_string(crate::common::examples().join("deploy/kubernetes.yaml")).expect("read");
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&k8s_text).expect("valid YAML");
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
     assert_eq!(deployment["spec"]["replicas"], 1);
@@ -525,7 +534,7 @@ fn the_deployment_examples_run_the_reconciler() {
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_array().expect("args");
     assert_eq!(args[0], "watch");
     assert!(args.iter().any(|a| a == "--apply"));
-    let unit = std::fs::read_to_string(common::examples().join("deploy/reconcile.service")).expect("read");
+    let unit = std::fs::read_to_string(crate::common::examples().join("deploy/reconcile.service")).expect("read");
     assert!(unit.contains("ExecStart=/usr/local/bin/reconcile watch --apply"));
 }
 
@@ -538,7 +547,10 @@ fn plan_base_speaks_for_the_pull_requests_own_change() {
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "-qm", "main"]);
     repo.git(&["checkout", "-qb", "pr-7"]);
-    repo.write("manifests/new.yaml", common::manifest_for("new-phone", &["3fa85f64-5717-4562-b3fc-2c963f66afa6"]));
+    repo.write(
+        "manifests/new.yaml",
+        crate::common::manifest_for("new-phone", &["3fa85f64-5717-4562-b3fc-2c963f66afa6"]),
+    );
     let sim = sim(sim_config());
 
     // The whole repository: the old blocked entry makes it exit 1.
@@ -574,7 +586,10 @@ fn plan_base_speaks_for_the_pull_requests_own_change() {
 fn mixed_repo_with_only_the_laptop() -> Repo {
     let repo = Repo::empty();
     repo.fast_config("");
-    repo.write("manifests/laptop.yaml", common::manifest_for("laptop", &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a"]));
+    repo.write(
+        "manifests/laptop.yaml",
+        crate::common::manifest_for("laptop", &["4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a"]),
+    );
     repo.write(".gitignore", ".reconcile/\n*.json\n");
     repo
 }
@@ -584,7 +599,7 @@ fn mixed_repo_with_only_the_laptop() -> Repo {
 #[test]
 fn renames_with_former_names_send_nothing_and_without_are_blocked() {
     let (repo, sim) = android_repo(2);
-    let old = common::manifest_for("old-name", &[&id(0), &id(1)]);
+    let old = crate::common::manifest_for("old-name", &[&id(0), &id(1)]);
     repo.write("manifests/a.yaml", &old);
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
     assert_eq!(posts(&sim).len(), 2);
@@ -625,8 +640,8 @@ fn renames_with_former_names_send_nothing_and_without_are_blocked() {
 #[test]
 fn a_plan_applied_again_sends_what_its_first_run_did_not() {
     let (repo, sim) = android_repo(1);
-    let x = common::manifest_for("team-x", &[&id(0)]);
-    let y = common::manifest_for("team-y", &[&id(0)]);
+    let x = crate::common::manifest_for("team-x", &[&id(0)]);
+    let y = crate::common::manifest_for("team-y", &[&id(0)]);
     repo.write("manifests/x.yaml", &x);
     repo.write("manifests/y.yaml", &y);
     plan_out_to(&repo, &sim, "plan.json");

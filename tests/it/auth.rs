@@ -1,8 +1,6 @@
 //! Every credential kind end to end against the simulator, and secrets that never leak.
 
-mod common;
-
-use common::{Repo, SECRET, android_devices, android_id, manifest_for, posts, sim, stderr};
+use crate::common::{Repo, SECRET, android_devices, android_id, manifest_for, posts, sim, stderr};
 use intune_reconcile::sim::SimConfig;
 
 fn fixture(name: &str) -> String {
@@ -196,7 +194,7 @@ fn a_refused_secret_is_reported_without_the_secret() {
 fn secrets_tokens_and_passcodes_never_leak() {
     let repo = Repo::from_examples();
     repo.fast_config("");
-    let sim = sim(common::sim_config());
+    let sim = sim(crate::common::sim_config());
     let mut outputs = Vec::new();
     for args in [
         &["-vv", "apply", "--auto-approve"][..],
@@ -330,7 +328,7 @@ fn a_person_signed_in_with_az_can_plan_and_gets_the_delegated_fix_to_apply() {
     ));
     let plan = with_path(&repo, &sim, bin.path(), &["plan"]);
     assert!(plan.status.success(), "{}", stderr(&plan));
-    assert!(common::stdout(&plan).contains("Plan: 2 to reset"), "{}", common::stdout(&plan));
+    assert!(crate::common::stdout(&plan).contains("Plan: 2 to reset"), "{}", crate::common::stdout(&plan));
     let args = std::fs::read_to_string(bin.path().join("args.log")).expect("az was run");
     assert_eq!(
         args.lines().next(),

@@ -1,0 +1,24 @@
+//! Every integration test in one binary: the real `reconcile` binary against the simulator (and
+//! Azurite) on loopback, real files in temporary directories. One binary links once and shares
+//! `common` (cargo's own test suite is laid out the same way).
+
+mod common;
+
+mod apply;
+mod auth;
+mod blob;
+mod crash;
+mod exactly_once;
+mod hostile;
+mod ledger_backends;
+mod out_of_band;
+mod plan;
+mod policy;
+mod resolve;
+mod schema;
+mod simulate;
+mod state;
+mod trust;
+mod validate;
+mod watch;
+mod workflow;

@@ -48,3 +48,4 @@ pub mod schema;
 pub mod settings;
 pub mod sim;
 pub mod state;
+pub mod violation;

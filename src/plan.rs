@@ -177,24 +177,7 @@ pub struct PlanOptions {
     pub rename_guard: Option<RenameGuard>,
 }
 
-/// A policy violation, and what it stops: its manifest, or (`manifest: None`) the whole run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub manifest: Option<String>,
-    pub diagnostic: crate::diagnostic::Diagnostic,
-}
-
-impl Violation {
-    /// A rule broken by one manifest: its resets are blocked, the others go on.
-    pub fn of_manifest(manifest: &str, diagnostic: crate::diagnostic::Diagnostic) -> Self {
-        Violation { manifest: Some(manifest.to_owned()), diagnostic }
-    }
-
-    /// A rule of the repository (blast radius, change windows): the run stops.
-    pub fn of_repository(diagnostic: crate::diagnostic::Diagnostic) -> Self {
-        Violation { manifest: None, diagnostic }
-    }
-}
+pub use crate::violation::{Rule, Violation};
 
 /// The whole plan, in manifest order, orphans last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +215,7 @@ impl<'a> Plan<'a> {
         for v in &violations {
             let Some(manifest) = &v.manifest else { continue };
             let line = v.diagnostic.pos.map(|p| p.line);
-            let rule = rule_of(&v.diagnostic.message);
+            let rule = v.rule.code();
             for e in self.entries.iter_mut().filter(|e| e.manifest() == manifest.as_str()) {
                 let here = e.action.is_some_and(|a| {
                     Some(a.pos.line) == line && v.diagnostic.file.as_deref() == Some(a.file.as_path())
@@ -306,11 +289,6 @@ impl<'a> Plan<'a> {
         self.outside = Some(outside);
         self
     }
-}
-
-/// The rule a policy message names (`policy cooldown: …` → `cooldown`).
-fn rule_of(message: &str) -> &str {
-    message.strip_prefix("policy ").and_then(|m| m.split(':').next()).unwrap_or("rules")
 }
 
 /// Why a device cannot be acted on.
@@ -577,7 +555,8 @@ mod tests {
         let none = Resolutions::new();
         let opts = PlanOptions { report_orphans: false, rename_guard: None };
         let at_b = crate::diagnostic::Diagnostic::error("m.yaml", Some(Pos::new(8, 7)), "policy cooldown: too soon");
-        let p = plan(&acts, &ledger, &none, opts).with_violations(vec![Violation::of_manifest("m", at_b.clone())]);
+        let p = plan(&acts, &ledger, &none, opts)
+            .with_violations(vec![Violation::of_manifest("m", (Rule::Cooldown, at_b.clone()))]);
         let reasons: Vec<(Change, Option<BlockKind>, &str)> =
             p.entries.iter().map(|e| (e.change, e.block, e.reason.as_ref())).collect();
         assert_eq!(
@@ -598,9 +577,9 @@ mod tests {
         let at_a = crate::diagnostic::Diagnostic::error("m.yaml", Some(Pos::new(7, 7)), "policy allowPlatforms: iOS");
         let other_file = crate::diagnostic::Diagnostic::error("x.yaml", Some(Pos::new(7, 7)), "policy x: elsewhere");
         let p = plan(&acts, &ledger, &none, opts).with_violations(vec![
-            Violation::of_manifest("m", at_b),
-            Violation::of_manifest("m", at_a),
-            Violation::of_manifest("m", other_file),
+            Violation::of_manifest("m", (Rule::Cooldown, at_b)),
+            Violation::of_manifest("m", (Rule::AllowPlatforms, at_a)),
+            Violation::of_manifest("m", (Rule::ProtectedDevices, other_file)),
         ]);
         assert_eq!(p.entries[0].reason, "policy allowPlatforms: iOS");
         assert_eq!(p.entries[1].reason, "policy cooldown: too soon");
@@ -650,7 +629,10 @@ mod tests {
         let opts = PlanOptions { report_orphans: false, rename_guard: None };
         let v = crate::diagnostic::Diagnostic::error("m.yaml", None, "policy requireTicket: no ticket");
         let p = plan(&acts, &ledger, &none, opts)
-            .with_violations(vec![Violation::of_manifest("n", v.clone()), Violation::of_repository(v)])
+            .with_violations(vec![
+                Violation::of_manifest("n", (Rule::RequireTicket, v.clone())),
+                Violation::of_repository((Rule::MaxActionsPerApply, v)),
+            ])
             .scoped(|e| e.manifest() == "m");
         assert_eq!(p.entries.len(), 1);
         assert_eq!((p.summary.to_reset, p.summary.violations), (1, 1), "the repository's violation stays");

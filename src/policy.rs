@@ -256,9 +256,7 @@ impl Default for Policy {
     }
 }
 
-fn violation(file: &Path, pos: Option<Pos>, rule: &str, message: String, hint: &str) -> Diagnostic {
-    Diagnostic::error(file, pos, format!("policy {rule}: {message}")).with_hint(hint)
-}
+use crate::violation::{Rule, found as violation};
 
 fn minutes(s: &Spanned<String>, file: &Path, diags: &mut Diagnostics) -> Option<u32> {
     let parsed = s.value.split_once(':').and_then(|(h, m)| {
@@ -398,7 +396,7 @@ impl Policy {
                 (None, true) => out.push(violation(
                     f,
                     at,
-                    "requireTicket",
+                    Rule::RequireTicket,
                     format!("manifest `{}` has no metadata.ticket", m.name),
                     "add `ticket:` under `metadata:`",
                 )),
@@ -409,7 +407,7 @@ impl Policy {
                         out.push(violation(
                             f,
                             Some(*pos),
-                            "ticketPattern",
+                            Rule::TicketPattern,
                             format!("ticket `{t}` does not match `{pat}`"),
                             "use a ticket id of the form the policy asks for",
                         ));
@@ -421,7 +419,7 @@ impl Policy {
                 out.push(violation(
                     f,
                     at,
-                    "requireReason",
+                    Rule::RequireReason,
                     format!("manifest `{}` has no metadata.reason", m.name),
                     "add `reason:` under `metadata:`",
                 ));
@@ -430,7 +428,7 @@ impl Policy {
                 out.push(violation(
                     f,
                     at,
-                    "requireRequestedBy",
+                    Rule::RequireRequestedBy,
                     format!("manifest `{}` has no metadata.requestedBy", m.name),
                     "add `requestedBy:` under `metadata:`",
                 ));
@@ -478,7 +476,7 @@ impl Policy {
             plan.violations.push(Violation::of_repository(violation(
                 &self.file,
                 Some(pos),
-                "maxActionsPerApply",
+                Rule::MaxActionsPerApply,
                 format!("the plan resets {} devices, more than the limit of {max}", plan.summary.to_reset),
                 "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
             )));
@@ -546,11 +544,11 @@ impl Policy {
         self.allow_platforms.is_some() || !self.protected.is_empty() || self.cooldown.is_some()
     }
 
-    fn protected_violation(&self, file: &Path, pos: Pos, what: &str, p: &Protected) -> Diagnostic {
+    fn protected_violation(&self, file: &Path, pos: Pos, what: &str, p: &Protected) -> (Rule, Diagnostic) {
         violation(
             file,
             Some(pos),
-            "protectedDevices",
+            Rule::ProtectedDevices,
             format!("device {what} is protected ({}; listed at {}:{})", p.reason, self.file.display(), p.pos.line),
             "remove it from the manifest; protection is lifted only by a reviewed change to reconcile.yaml",
         )
@@ -581,7 +579,7 @@ impl Policy {
                     Some(first) if first.manifest != a.manifest => out.push(violation(
                         &a.file,
                         Some(a.pos),
-                        "cooldown",
+                        Rule::Cooldown,
                         format!("device {} is also reset by manifest `{}` in this plan", a.selector, first.manifest),
                         "reset it in one manifest only",
                     )),
@@ -615,7 +613,7 @@ impl Policy {
                         out.push(violation(
                             &a.file,
                             Some(a.pos),
-                            "allowPlatforms",
+                            Rule::AllowPlatforms,
                             format!(
                                 "device {} runs {}, which the policy does not allow",
                                 a.selector,
@@ -642,7 +640,7 @@ impl Policy {
                     out.push(violation(
                         &a.file,
                         Some(a.pos),
-                        "cooldown",
+                        Rule::Cooldown,
                         format!(
                             "device {} was reset at {} by {by}; the {} cooldown lasts until {}",
                             a.selector,
@@ -690,10 +688,10 @@ impl Policy {
         Err(violation(
             &self.file,
             None,
-            "changeWindows",
+            Rule::ChangeWindows,
             format!("{} in {} is outside every change window{opens}", local.strftime("%a %Y-%m-%d %H:%M"), w.tz_name),
             "apply inside a window, or pass --ignore-change-windows --reason \"…\" (the reason is recorded in the ledger)",
-        ))
+        ).1)
     }
 }
 

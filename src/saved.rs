@@ -70,6 +70,9 @@ pub struct SavedViolation {
     /// The manifest it stops; `None`: a rule of the repository.
     #[serde(default)]
     pub manifest: Option<String>,
+    /// The rule's code (absent in plans saved before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<crate::violation::Rule>,
     pub file: Option<PathBuf>,
     pub line: Option<u32>,
     pub column: Option<u32>,
@@ -199,9 +202,10 @@ impl SavedPlan {
             violations: plan
                 .violations
                 .iter()
-                .map(|sv| (sv.manifest.clone(), &sv.diagnostic))
-                .map(|(manifest, v)| SavedViolation {
+                .map(|sv| (sv.manifest.clone(), sv.rule, &sv.diagnostic))
+                .map(|(manifest, rule, v)| SavedViolation {
                     manifest,
+                    rule: Some(rule),
                     file: v.file.clone(),
                     line: v.pos.map(|p| p.line),
                     column: v.pos.map(|p| p.column),
@@ -323,6 +327,10 @@ impl Restored {
             .iter()
             .map(|v| Violation {
                 manifest: v.manifest.clone(),
+                rule: v
+                    .rule
+                    .or_else(|| crate::violation::Rule::of_message(&v.message))
+                    .unwrap_or(crate::violation::Rule::MaxActionsPerApply),
                 diagnostic: crate::diagnostic::Diagnostic {
                     severity: crate::diagnostic::Severity::Error,
                     file: v.file.clone(),

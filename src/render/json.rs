@@ -29,6 +29,8 @@ struct PlanDto<'a> {
 struct ViolationDto<'a> {
     /// The manifest it stops, or `null` for a rule of the repository (the run stops).
     manifest: Option<&'a str>,
+    /// The rule's code: its key under `policy:` (`cooldown`, `requireTicket`, …).
+    rule: &'static str,
     file: Option<String>,
     line: Option<u32>,
     column: Option<u32>,
@@ -161,9 +163,10 @@ pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<(
         violations: plan
             .violations
             .iter()
-            .map(|sv| (sv.manifest.as_deref(), &sv.diagnostic))
-            .map(|(manifest, v)| ViolationDto {
+            .map(|sv| (sv.manifest.as_deref(), sv.rule, &sv.diagnostic))
+            .map(|(manifest, rule, v)| ViolationDto {
                 manifest,
+                rule: rule.code(),
                 file: v.file.as_ref().map(|f| f.display().to_string()),
                 line: v.pos.map(|p| p.line),
                 column: v.pos.map(|p| p.column),

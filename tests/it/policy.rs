@@ -59,6 +59,7 @@ fn metadata_rules_are_checked_by_validate_plan_and_apply() {
     let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
     assert_eq!(json["summary"]["violations"], 1);
     assert_eq!(json["violations"][0]["line"], 5);
+    assert_eq!(json["violations"][0]["rule"], "ticketPattern", "the rule's stable code");
     let apply = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(apply.status.code(), Some(1));
     assert!(stdout(&apply).contains("policy ticketPattern"), "{}", stdout(&apply));
@@ -275,6 +276,7 @@ fn a_manifests_violation_stops_only_that_manifest() {
     assert_eq!(json["summary"]["to_reset"], 1, "{json}");
     assert_eq!(json["summary"]["blocked"], 1, "{json}");
     assert_eq!(json["violations"][0]["manifest"], "inc-1");
+    assert_eq!(json["violations"][0]["rule"], "requireReason");
     let blocked =
         json["actions"].as_array().expect("actions").iter().find(|a| a["change"] == "blocked").expect("blocked");
     assert_eq!((blocked["manifest"].as_str(), blocked["block"].as_str()), (Some("inc-1"), Some("policy")));

@@ -1,0 +1,99 @@
+//! A policy violation: which rule, what it stops, and the diagnostic a person reads. A leaf
+//! module, so that the plan (which carries violations) and the policy (which finds them) do not
+//! depend on each other for it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::Diagnostic;
+
+/// A policy rule, by its stable code: the rule's key in `reconcile.yaml`'s `policy:` section
+/// (cargo-deny names its checks the same way). Shown in text (`policy cooldown: …`), JSON
+/// (`violations[].rule`), annotations and Markdown; consumers may branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rule {
+    #[serde(rename = "maxActionsPerApply")]
+    MaxActionsPerApply,
+    #[serde(rename = "requireTicket")]
+    RequireTicket,
+    #[serde(rename = "ticketPattern")]
+    TicketPattern,
+    #[serde(rename = "requireReason")]
+    RequireReason,
+    #[serde(rename = "requireRequestedBy")]
+    RequireRequestedBy,
+    #[serde(rename = "allowPlatforms")]
+    AllowPlatforms,
+    #[serde(rename = "protectedDevices")]
+    ProtectedDevices,
+    #[serde(rename = "cooldown")]
+    Cooldown,
+    #[serde(rename = "changeWindows")]
+    ChangeWindows,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 9] = [
+        Rule::MaxActionsPerApply,
+        Rule::RequireTicket,
+        Rule::TicketPattern,
+        Rule::RequireReason,
+        Rule::RequireRequestedBy,
+        Rule::AllowPlatforms,
+        Rule::ProtectedDevices,
+        Rule::Cooldown,
+        Rule::ChangeWindows,
+    ];
+
+    /// The rule a violation's message names (`policy cooldown: …`): for saved plans written
+    /// before violations carried their rule.
+    pub fn of_message(message: &str) -> Option<Rule> {
+        let code = message.strip_prefix("policy ")?.split(':').next()?;
+        Rule::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// The code: the rule's key under `policy:`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rule::MaxActionsPerApply => "maxActionsPerApply",
+            Rule::RequireTicket => "requireTicket",
+            Rule::TicketPattern => "ticketPattern",
+            Rule::RequireReason => "requireReason",
+            Rule::RequireRequestedBy => "requireRequestedBy",
+            Rule::AllowPlatforms => "allowPlatforms",
+            Rule::ProtectedDevices => "protectedDevices",
+            Rule::Cooldown => "cooldown",
+            Rule::ChangeWindows => "changeWindows",
+        }
+    }
+}
+
+/// A policy violation, and what it stops: its manifest, or (`manifest: None`) the whole run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub manifest: Option<String>,
+    pub rule: Rule,
+    pub diagnostic: Diagnostic,
+}
+
+impl Violation {
+    /// A rule broken by one manifest: its resets are blocked, the others go on.
+    pub fn of_manifest(manifest: &str, (rule, diagnostic): (Rule, Diagnostic)) -> Self {
+        Violation { manifest: Some(manifest.to_owned()), rule, diagnostic }
+    }
+
+    /// A rule of the repository (blast radius, change windows): the run stops.
+    pub fn of_repository((rule, diagnostic): (Rule, Diagnostic)) -> Self {
+        Violation { manifest: None, rule, diagnostic }
+    }
+}
+
+/// The diagnostic of a broken rule: `policy <code>: <message>`, with what to do.
+pub fn found(
+    file: &std::path::Path,
+    pos: Option<crate::diagnostic::Pos>,
+    rule: Rule,
+    message: String,
+    hint: &str,
+) -> (Rule, Diagnostic) {
+    (rule, Diagnostic::error(file, pos, format!("policy {}: {message}", rule.code())).with_hint(hint))
+}

@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use intune_reconcile::manifest::{self, ManifestInput};
-use intune_reconcile::settings::ApiVersion;
 use intune_reconcile::state::{Attempt, LocalStore, Record, Status};
 
 const DEVICES_PER_MANIFEST: usize = 100;
@@ -102,7 +101,7 @@ fn write_ledger(root: &Path, recorded: usize) {
         }],
         &mut diags,
     );
-    let loaded = manifest::load(&files, manifest::validate::Context { api_version: ApiVersion::V1 });
+    let loaded = manifest::load(&files, manifest::validate::Context { beta_api: false });
     assert!(!loaded.diagnostics.has_errors());
     let store = LocalStore::new(root.join(".reconcile/state.json"));
     store.create(Duration::ZERO, "bench-tenant").unwrap();

@@ -111,7 +111,7 @@ impl Selector {
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Selector values are written by other people: shown escaped, never raw.
-        write!(f, "{}={}", self.kind.as_str(), crate::render::safe::text(&self.value))
+        write!(f, "{}={}", self.kind.as_str(), crate::safe::text(&self.value))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Where an attempt comes from: the commit, pull request, CI system and run, and the person,
 //! as the CI system (or the local machine) says. Recorded with every attempt
-//! ([`crate::state::Provenance`]) so an auditor can follow a reset back to its review.
+//! ([`Provenance`]) so an auditor can follow a reset back to its review.
 //!
 //! Read once per run from the environment (GitHub Actions, Azure Pipelines) and, for the commit
 //! and a pull request merged into it, from `git` in the project directory. Every value is cut to
@@ -8,8 +8,6 @@
 
 use std::path::Path;
 use std::process::Command;
-
-use crate::state::Provenance;
 
 /// At most this many characters of any value.
 const MAX_LEN: usize = 300;
@@ -108,7 +106,7 @@ pub fn person(env: &dyn Fn(&str) -> Option<String>) -> String {
         .iter()
         .find_map(|k| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty()))
         .unwrap_or_else(|| "unknown".into());
-    format!("{user}@{}", crate::state::hostname())
+    format!("{user}@{}", hostname())
 }
 
 /// The pull request a merge commit's subject names: GitHub's `Merge pull request #12 from …`
@@ -148,6 +146,46 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 /// No control characters, at most [`MAX_LEN`] characters.
 fn clean(s: &str) -> String {
     s.trim().chars().filter(|c| !c.is_control()).take(MAX_LEN).collect()
+}
+
+/// Where an attempt came from. Every field is optional: a local run has
+/// no CI run, a run outside git no commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provenance {
+    /// The commit the manifests were read at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The pull request (number) the change came from, where the CI system or the merge commit says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<String>,
+    /// `github-actions`, `azure-pipelines` or `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_url: Option<String>,
+    /// Who ran it: the CI actor, or `user@host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The manifest's `metadata.ticket`, `reason` and `requestedBy` when it was sent.
+    #[serde(default, skip_serializing_if = "crate::manifest::ManifestInfo::is_empty")]
+    pub manifest: crate::manifest::ManifestInfo,
+    /// The id of the saved plan it executed (`apply --plan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| crate::env::var(crate::env::HOSTNAME))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ fn run(args: &[&str]) -> Result<String, String> {
         Command::new("git").args(args).stdin(Stdio::null()).output().map_err(|e| format!("cannot run git ({e})"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(crate::render::safe::text(err.trim()).into_owned());
+        return Err(crate::safe::text(err.trim()).into_owned());
     }
     String::from_utf8(out.stdout).map_err(|_| "git printed a file name that is not UTF-8".to_owned())
 }

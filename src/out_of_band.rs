@@ -52,7 +52,7 @@ impl OutOfBand {
     /// "bob@contoso.com", "an app", or "someone (the audit log could not be read)".
     pub fn who(&self) -> String {
         match self.initiated_by.as_deref().map(str::trim) {
-            Some(by) if !by.is_empty() => crate::render::safe::text(by).into_owned(),
+            Some(by) if !by.is_empty() => crate::safe::text(by).into_owned(),
             _ if self.audited => "an app".to_owned(),
             _ => "someone (the audit log could not be read)".to_owned(),
         }
@@ -64,7 +64,7 @@ impl OutOfBand {
             "reset outside reconcile {} by {} ({})",
             ago(now.duration_since(self.started_at)),
             self.who(),
-            crate::render::safe::text(&self.state)
+            crate::safe::text(&self.state)
         )
     }
 }

@@ -66,7 +66,7 @@ pub fn load_manifests(settings: Settings, paths: &[PathBuf], mut diags: Diagnost
             .collect()
     };
     let files = manifest::discover(&inputs, &mut diags);
-    let ctx = manifest::validate::Context { api_version: settings.graph.api_version };
+    let ctx = manifest::validate::Context { beta_api: settings.graph.api_version == crate::settings::ApiVersion::Beta };
     let loaded = manifest::load(&files, ctx);
     diags.extend(loaded.diagnostics);
     diags.sort();

@@ -220,7 +220,7 @@ impl SavedPlan {
 
     pub fn read(path: &Path) -> Result<Self, SavedError> {
         let err = |reason: String| SavedError::Read { path: path.to_path_buf(), reason };
-        let bytes = std::fs::read(path).map_err(|e| err(crate::manifest::source::io_reason(&e)))?;
+        let bytes = std::fs::read(path).map_err(|e| err(crate::diagnostic::io_reason(&e)))?;
         let plan: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| err(format!("not a saved plan ({e})")))?;
         if plan.kind != KIND {
             return Err(err(format!("not a saved plan (kind `{}`)", plan.kind)));

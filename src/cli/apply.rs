@@ -125,7 +125,7 @@ impl Ui for CliUi {
     fn outcome(&mut self, r: &Record) {
         if let Some(a) = &r.adopted {
             let line = format!("{:<13} {} {} {}: {}", "adopted", r.key.short(), r.manifest, r.selector, a.reason);
-            let line = crate::render::safe::text(&line).into_owned();
+            let line = crate::safe::text(&line).into_owned();
             match (&self.watch, &self.bar) {
                 (Some(_), _) => tracing::info!("{line}"),
                 (None, Some(bar)) => bar.println(line),
@@ -142,7 +142,7 @@ impl Ui for CliUi {
         };
         // The request id and the error message come from Graph: shown escaped.
         let line = format!("{:<13} {} {} {}{http}{rid}{err}", r.status.as_str(), r.key.short(), r.manifest, r.selector);
-        let line = crate::render::safe::text(&line).into_owned();
+        let line = crate::safe::text(&line).into_owned();
         if self.watch.is_some() {
             tracing::info!("{line}");
             return;

@@ -263,9 +263,9 @@ fn report(f: Failure) -> ExitCode {
         Failure::Error(e) => {
             // Messages quote paths and Graph's answers: no line of them may start a workflow
             // command, and no control character reaches the log raw.
-            eprintln!("{}", crate::render::safe::guard_lines(&format!("error: {e}")));
+            eprintln!("{}", crate::safe::guard_lines(&format!("error: {e}")));
             for cause in e.chain().skip(1) {
-                eprintln!("{}", crate::render::safe::guard_lines(&format!("  caused by: {cause}")));
+                eprintln!("{}", crate::safe::guard_lines(&format!("  caused by: {cause}")));
             }
             ExitCode::from(1)
         }

@@ -3,7 +3,7 @@
 use super::{CmdResult, Failure, GlobalArgs, env};
 use crate::ops::{self, Session};
 use crate::project;
-use crate::render::safe::text;
+use crate::safe::text;
 
 #[derive(Debug, clap::Args)]
 pub struct RefreshArgs {

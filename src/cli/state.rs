@@ -227,6 +227,6 @@ fn adopt(g: &GlobalArgs, simulate: bool, key: &str, reason: Option<&str>, within
         record.selector,
         evidence.describe(jiff::Timestamp::now())
     );
-    println!("{}", crate::render::safe::text(&line));
+    println!("{}", crate::safe::text(&line));
     Ok(())
 }

@@ -13,7 +13,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use sha1::Digest as _;
 
 /// The application permission `resetPasscode` needs.
 pub const PRIVILEGED_ROLE: &str = "DeviceManagementManagedDevices.PrivilegedOperations.All";
@@ -354,7 +353,7 @@ impl TokenProvider {
             Credential::FederatedFile { path, .. } => {
                 let text = std::fs::read_to_string(path).map_err(|e| AuthError::FederatedFile {
                     path: path.display().to_string(),
-                    reason: crate::manifest::source::io_reason(&e),
+                    reason: crate::diagnostic::io_reason(&e),
                 })?;
                 form.push(("client_assertion_type", JWT_BEARER.into()));
                 form.push(("client_assertion", text.trim().to_owned()));
@@ -491,9 +490,10 @@ fn is_executable(p: &std::path::Path) -> bool {
     p.is_file()
 }
 
-/// `x5t`: the base64url SHA-1 thumbprint of a certificate's DER bytes.
-pub fn x5t(cert_der: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(cert_der))
+impl From<super::cert::CertError> for AuthError {
+    fn from(e: super::cert::CertError) -> Self {
+        AuthError::Certificate { path: e.path, reason: e.reason }
+    }
 }
 
 #[cfg(test)]

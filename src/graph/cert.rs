@@ -7,13 +7,28 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use super::auth::{AuthError, x5t};
+use base64::Engine as _;
+use sha1::Digest as _;
+
+/// Why a certificate cannot be used (the credential chain turns it into its own error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot use the client certificate `{path}`: {reason}")]
+pub struct CertError {
+    /// The file, or `(in memory)` when signing failed.
+    pub path: String,
+    pub reason: String,
+}
+
+/// `x5t`: the base64url SHA-1 thumbprint of a certificate's DER bytes.
+pub fn x5t(cert_der: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(cert_der))
+}
 
 /// Loads the private key and the certificate's thumbprint from `path`: PEM (certificate and
 /// private key blocks in one file) or PKCS#12 (`.pfx`/`.p12`, with the password if any).
-pub fn load(path: &Path, password: Option<&SecretString>) -> Result<(EncodingKey, String), AuthError> {
-    let err = |reason: String| AuthError::Certificate { path: path.display().to_string(), reason };
-    let bytes = std::fs::read(path).map_err(|e| err(crate::manifest::source::io_reason(&e)))?;
+pub fn load(path: &Path, password: Option<&SecretString>) -> Result<(EncodingKey, String), CertError> {
+    let err = |reason: String| CertError { path: path.display().to_string(), reason };
+    let bytes = std::fs::read(path).map_err(|e| err(crate::diagnostic::io_reason(&e)))?;
     if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         return load_pem(&bytes).map_err(err);
     }
@@ -113,7 +128,7 @@ struct Claims<'a> {
 }
 
 /// A fresh client assertion for `token_url`, valid for ten minutes.
-pub fn assertion(key: &EncodingKey, x5t: &str, client_id: &str, token_url: &str) -> Result<String, AuthError> {
+pub fn assertion(key: &EncodingKey, x5t: &str, client_id: &str, token_url: &str) -> Result<String, CertError> {
     let now = jiff::Timestamp::now().as_second();
     let mut header = Header::new(Algorithm::RS256);
     header.x5t = Some(x5t.to_owned());
@@ -126,10 +141,8 @@ pub fn assertion(key: &EncodingKey, x5t: &str, client_id: &str, token_url: &str)
         iat: now,
         exp: now + 600,
     };
-    jsonwebtoken::encode(&header, &claims, key).map_err(|e| AuthError::Certificate {
-        path: "(in memory)".into(),
-        reason: format!("cannot sign the assertion: {e}"),
-    })
+    jsonwebtoken::encode(&header, &claims, key)
+        .map_err(|e| CertError { path: "(in memory)".into(), reason: format!("cannot sign the assertion: {e}") })
 }
 
 #[cfg(test)]

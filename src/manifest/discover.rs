@@ -5,8 +5,8 @@ use std::path::{Component, Path, PathBuf};
 use globset::{GlobBuilder, GlobMatcher};
 use walkdir::WalkDir;
 
+use crate::diagnostic::io_reason;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::manifest::source::io_reason;
 
 /// A manifest location as the user wrote it, with the folder it is relative to.
 #[derive(Debug, Clone)]

@@ -72,13 +72,7 @@ pub fn read_text(path: &Path, diags: &mut Diagnostics) -> Option<SourceText> {
     Some(SourceText { text })
 }
 
-/// Lowercase, without the "(os error N)" noise.
-pub fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
-    let mut c = s.chars();
-    c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or_default()
-}
+pub use crate::diagnostic::io_reason;
 
 fn pos_at_end(text: &str) -> Pos {
     let line = text.matches('\n').count() + 1;

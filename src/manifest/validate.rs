@@ -10,15 +10,16 @@ use super::{DeviceEntry, Manifest};
 use crate::action::{Collection, Selector, SelectorKind};
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::manifest::source::pos_of;
-use crate::settings::ApiVersion;
 
 pub const API_VERSION: &str = "intune-reconcile/v1";
 pub const KIND: &str = "PasscodeReset";
 
-/// What validation needs to know beyond the manifest itself.
+/// What validation needs to know beyond the manifest itself, as plain values (the settings hand
+/// them down; manifests never read the settings).
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    pub api_version: ApiVersion,
+    /// `graph.apiVersion: beta`: the beta-only `comanagedDevices` collection may be used.
+    pub beta_api: bool,
 }
 
 /// Checks one parsed document. Returns the manifest only when it has no errors.
@@ -92,7 +93,7 @@ pub fn validate(
     let collection = raw.spec.collection.as_ref().map_or(Collection::ManagedDevices, |c| c.value);
     if let Some(c) = &raw.spec.collection
         && c.value == Collection::ComanagedDevices
-        && ctx.api_version == ApiVersion::V1
+        && !ctx.beta_api
     {
         diags.push(
             Diagnostic::error(
@@ -135,13 +136,13 @@ pub fn validate(
         ("metadata.requestedBy", &raw.metadata.requested_by),
     ] {
         if let Some(v) = v
-            && v.value.chars().any(crate::render::safe::dangerous)
+            && v.value.chars().any(crate::safe::dangerous)
         {
             diags.push(
                 Diagnostic::error(
                     file,
                     pos_of(v, line_offset),
-                    format!("{key} contains a control character: {}", crate::render::safe::text(&v.value)),
+                    format!("{key} contains a control character: {}", crate::safe::text(&v.value)),
                 )
                 .with_hint("write it on one line, without escape sequences"),
             );

@@ -128,7 +128,7 @@ pub fn adopt(
 fn find<'a>(actions: &'a [Action], key: &str) -> Result<&'a Action, AdoptError> {
     let prefix = key.trim().to_ascii_lowercase();
     if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(AdoptError::NoSuchAction(crate::render::safe::text(key).into_owned()));
+        return Err(AdoptError::NoSuchAction(crate::safe::text(key).into_owned()));
     }
     let hits: Vec<&Action> = actions.iter().filter(|a| a.key.as_str().starts_with(&prefix)).collect();
     match hits.as_slice() {

@@ -231,15 +231,15 @@ fn details(group: &[Entry], plan: &Plan) -> String {
     let title = match (&first.action, &first.record) {
         (Some(a), _) => format!(
             "{} ({}): {resets} to reset{}",
-            super::safe::html_code(&a.manifest),
-            super::safe::html_code(&a.file.display().to_string()),
+            crate::safe::html_code(&a.manifest),
+            crate::safe::html_code(&a.file.display().to_string()),
             plan.manifests
                 .get(&a.manifest)
                 .and_then(manifest_facts)
-                .map(|f| format!(" — {}", super::safe::html_code(&clip(&f, 400))))
+                .map(|f| format!(" — {}", crate::safe::html_code(&clip(&f, 400))))
                 .unwrap_or_default()
         ),
-        (None, Some(r)) => format!("orphaned from {}: {}", super::safe::html_code(&r.manifest), group.len()),
+        (None, Some(r)) => format!("orphaned from {}: {}", crate::safe::html_code(&r.manifest), group.len()),
         (None, None) => String::new(),
     };
     let mut s = String::new();
@@ -268,5 +268,5 @@ fn details(group: &[Entry], plan: &Plan) -> String {
 /// Escapes what Markdown tables and HTML would otherwise interpret.
 /// Every value from a manifest, a file name or Intune goes into the comment as an inert code span.
 fn code(s: &str) -> String {
-    super::safe::markdown(s)
+    crate::safe::markdown(s)
 }

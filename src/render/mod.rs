@@ -7,7 +7,6 @@
 pub mod json;
 pub mod markdown;
 pub mod report;
-pub mod safe;
 pub mod state;
 pub mod text;
 
@@ -68,7 +67,7 @@ pub fn device_summary(d: &crate::device::Device) -> String {
         parts.push(format!("last sync {s}"));
     }
     // Every part comes from Intune, written by whoever named the device.
-    safe::text(&parts.join(", ")).into_owned()
+    crate::safe::text(&parts.join(", ")).into_owned()
 }
 
 /// `Plan: N to reset, M already done, K orphaned.`

@@ -110,7 +110,7 @@ pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Resul
 /// their control characters shown escaped first: XML 1.0 cannot carry most of them.
 pub fn junit_xml(r: &ApplyReport) -> String {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-    let text = |s: &str| super::safe::text(s).into_owned();
+    let text = |s: &str| crate::safe::text(s).into_owned();
     let mut suite = TestSuite::new("reconcile apply");
     for rec in &r.records {
         let status = if rec.status == Status::Accepted || rec.adopted.is_some() {

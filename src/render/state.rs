@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::json::FORMAT_VERSION;
-use super::safe::text;
 use crate::duration::at_second;
+use crate::safe::text;
 use crate::state::{Attempt, Ledger, Provenance, Record};
 
 #[derive(Serialize)]

@@ -2,9 +2,9 @@
 
 use std::io::{self, Write};
 
-use super::safe::text;
 use super::{PlanContext, attention_line, manifest_facts, outside_line, summary_line};
 use crate::plan::{Change, Entry, Plan};
+use crate::safe::text;
 
 /// The marker at the start of an action line.
 pub fn symbol(change: Change) -> &'static str {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::settings::Cloud;
+use crate::cloud::Cloud;
 
 /// A ledger's home.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,7 +31,7 @@ pub struct LockInfo {
 
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let safe = |t: &str| crate::render::safe::text(t).into_owned();
+        let safe = |t: &str| crate::safe::text(t).into_owned();
         write!(f, "pid {} on host {} since {} (`{}`)", self.pid, safe(&self.host), self.since, safe(&self.command))?;
         if let Some(run) = &self.ci_run {
             write!(f, ", CI run {}", safe(run))?;
@@ -64,7 +64,7 @@ fn unlock_hint(holder: Option<&LockInfo>) -> String {
     match holder.and_then(|h| h.id.as_deref()) {
         Some(id) => format!(
             "\nhint: wait with --lock-timeout DURATION; a lock nobody renews expires after 60s. Only if that run is certainly dead: reconcile state unlock {}",
-            crate::render::safe::text(id)
+            crate::safe::text(id)
         ),
         None => "\nhint: wait with --lock-timeout DURATION, or let that run finish".into(),
     }
@@ -138,22 +138,11 @@ pub fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGu
 pub fn me(command: &str) -> LockInfo {
     LockInfo {
         pid: std::process::id(),
-        host: hostname(),
+        host: crate::audit::hostname(),
         since: jiff::Timestamp::now(),
         command: command.to_owned(),
         id: None,
         ci_run: crate::audit::ci_run(&crate::env::var),
         renewed_at: None,
     }
-}
-
-/// This machine's name.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| crate::env::var(crate::env::HOSTNAME))
-        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -21,9 +21,10 @@ use uuid::Uuid;
 
 use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
 
+pub use crate::audit::hostname;
 pub use local::{LedgerWriter, LocalStore, StateError};
 pub use location::{BlobUrl, Location};
-pub use lock::{LockInfo, hostname};
+pub use lock::LockInfo;
 pub use store::{Store, Writer, block_on};
 
 /// The on-disk format version this build reads and writes.
@@ -134,34 +135,7 @@ pub struct Attempt {
     pub provenance: Option<Provenance>,
 }
 
-/// Where an attempt came from (see [`crate::audit`]). Every field is optional: a local run has
-/// no CI run, a run outside git no commit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Provenance {
-    /// The commit the manifests were read at.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    /// The pull request (number) the change came from, where the CI system or the merge commit says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull_request: Option<String>,
-    /// `github-actions`, `azure-pipelines` or `local`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_url: Option<String>,
-    /// Who ran it: the CI actor, or `user@host`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// The manifest's `metadata.ticket`, `reason` and `requestedBy` when it was sent.
-    #[serde(default, skip_serializing_if = "crate::manifest::ManifestInfo::is_empty")]
-    pub manifest: crate::manifest::ManifestInfo,
-    /// The id of the saved plan it executed (`apply --plan`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<String>,
-}
+pub use crate::audit::Provenance;
 
 /// A decision about an attempt made after its answer (or its lack of one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,6 @@ use std::time::Duration;
 use assert_cmd::Command;
 use intune_reconcile::action::Action;
 use intune_reconcile::manifest::{self, ManifestInput};
-use intune_reconcile::settings::ApiVersion;
 use intune_reconcile::state::{LocalStore, Record, Status};
 
 /// The repository's `examples/` folder.
@@ -81,7 +80,7 @@ impl Repo {
             confine_to: None,
         };
         let files = manifest::discover(&[input], &mut diags);
-        let loaded = manifest::load(&files, manifest::validate::Context { api_version: ApiVersion::Beta });
+        let loaded = manifest::load(&files, manifest::validate::Context { beta_api: true });
         assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
         loaded.actions()
     }

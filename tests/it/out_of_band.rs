@@ -244,4 +244,24 @@ fn without_the_audit_log_it_is_still_seen_and_a_saved_plan_adopts_it() {
     let r = record_of(&ledger(&repo), &ids[1]).clone();
     assert_eq!(r["status"], "done");
     assert!(r["adopted"]["auditId"].is_null() && r["adopted"]["resultStarted"].is_string(), "{r}");
+    // The adoption says which reviewed plan it executed.
+    assert_eq!(r["adopted"]["provenance"]["plan"], saved["id"], "{r}");
+}
+
+// The device list may come without results (Intune's reports lag; the list endpoint has been
+// seen leaving them out): the audit log alone shows the reset, with who started it.
+#[test]
+fn the_audit_log_alone_shows_a_reset_the_device_does_not_yet() {
+    let (repo, sim, ids) = setup("", Some("10m"), |c| c.report_delay = std::time::Duration::from_secs(3600));
+    repo.write(
+        "manifests/batch.yaml",
+        manifest_for("batch", &[&ids[1]]).replace("metadata:\n", "metadata:\n  ticket: INC-77\n"),
+    );
+    let apply = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert!(stdout(&apply).contains("reset outside reconcile 10 min ago by bob@contoso.com"), "{}", stdout(&apply));
+    assert!(posts(&sim).is_empty(), "nothing sent to a device the portal just reset");
+    let r = record_of(&ledger(&repo), &ids[1]).clone();
+    assert_eq!(r["adopted"]["state"], "done", "the audit entry's state: {r}");
+    assert_eq!(r["adopted"]["provenance"]["manifest"]["ticket"], "INC-77", "{r}");
 }

@@ -72,7 +72,7 @@ pub struct ApplyOptions {
     /// A policy rule knowingly overridden, recorded with every attempt.
     pub policy_override: Option<String>,
     /// `apply --plan FILE`: execute the reviewed resets of this saved plan whose premise holds.
-    pub expected: Option<Expected>,
+    pub expected: Option<ReviewedPlan>,
     pub lock_timeout: Duration,
     /// Ask the [`Ui`] to confirm the complete plan before anything is sent.
     pub confirm: bool,
@@ -98,7 +98,7 @@ impl ApplyOptions {
 
 /// A reviewed saved plan to execute.
 #[derive(Debug, Clone)]
-pub struct Expected {
+pub struct ReviewedPlan {
     pub path: std::path::PathBuf,
     pub saved: SavedPlan,
 }
@@ -292,7 +292,7 @@ pub async fn apply(
         Release::All => vec![candidates.len(); candidates.len()],
     };
 
-    let ctx = Arc::new(Ctx {
+    let ctx = Arc::new(Run {
         graph,
         writer: tokio::sync::Mutex::new(writer),
         queued: Mutex::new(Vec::new()),
@@ -434,7 +434,7 @@ pub async fn apply(
 /// Looks the devices up in order, each once, at the read budget; when `pace` (resets may leave
 /// before every lookup is done), no further ahead of the sends than [`LOOKAHEAD`].
 async fn feed_lookups(
-    ctx: Arc<Ctx>,
+    ctx: Arc<Run>,
     keys: Vec<LookupKey>,
     pace: bool,
     tx: tokio::sync::mpsc::UnboundedSender<Result<(LookupKey, Found), ReadError>>,
@@ -618,7 +618,7 @@ impl Outcomes {
 }
 
 /// Writes what could not be written during the run, folds the journal and releases the lock.
-async fn finish(ctx: Arc<Ctx>, report: ApplyReport, failure: Option<ApplyError>) -> Result<ApplyReport, ApplyError> {
+async fn finish(ctx: Arc<Run>, report: ApplyReport, failure: Option<ApplyError>) -> Result<ApplyReport, ApplyError> {
     let ctx = Arc::into_inner(ctx).expect("every task has finished");
     let mut writer = ctx.writer.into_inner();
     let unsaved: Vec<Record> =
@@ -669,7 +669,7 @@ async fn check_role(graph: &Graph) -> Result<(), ApplyError> {
     }
 }
 
-struct Ctx {
+struct Run {
     graph: Arc<Graph>,
     writer: tokio::sync::Mutex<Writer>,
     /// Records waiting to be written, each with who to tell once it is durable (group commit).
@@ -685,8 +685,8 @@ struct Ctx {
     opts: ApplyOptions,
 }
 
-/// One released reset waiting for its first send slot: counted in [`Ctx::backlog`] until dropped.
-struct Waiting<'a>(&'a Ctx);
+/// One released reset waiting for its first send slot: counted in [`Run::backlog`] until dropped.
+struct Waiting<'a>(&'a Run);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
@@ -695,7 +695,7 @@ impl Drop for Waiting<'_> {
     }
 }
 
-impl Ctx {
+impl Run {
     /// Durably records an intent before its request is sent. On failure nothing is sent, by this
     /// task or any other.
     async fn record_intent(&self, r: &Record) -> Result<(), ApplyError> {
@@ -751,7 +751,7 @@ impl Ctx {
 /// One action: as many attempts as 429/401/unsendable answers require, each with its own intent.
 /// `Ok(None)`: cancelled before anything was sent.
 async fn execute(
-    ctx: &Ctx,
+    ctx: &Run,
     action: &Action,
     device_id: &str,
     mut record: Record,
@@ -798,33 +798,33 @@ async fn execute(
         attempt.finished_at = Some(now);
         let outcome = match result {
             SendResult::Accepted(a) => {
-                fill(attempt, Some(&a), None);
+                record_answer(attempt, Some(&a), None);
                 record.status = Status::Accepted;
                 Outcome::Final
             }
             SendResult::Rejected(a, e) => {
-                fill(attempt, Some(&a), Some(&e));
+                record_answer(attempt, Some(&a), Some(&e));
                 record.status = Status::Rejected;
                 Outcome::Final
             }
             SendResult::Unknown(a, why) => {
-                fill(attempt, a.as_ref(), None);
+                record_answer(attempt, a.as_ref(), None);
                 attempt.error_message = Some(why);
                 record.status = Status::Unknown;
                 Outcome::Final
             }
             SendResult::Throttled(a, retry_after, e) => {
-                fill(attempt, Some(&a), Some(&e));
+                record_answer(attempt, Some(&a), Some(&e));
                 record.status = Status::NotExecuted;
                 Outcome::Throttled(retry_after)
             }
             SendResult::Unauthorized(a, e) => {
-                fill(attempt, Some(&a), Some(&e));
+                record_answer(attempt, Some(&a), Some(&e));
                 record.status = Status::NotExecuted;
                 Outcome::Unauthorized
             }
             SendResult::RequestTimeout(a, e) => {
-                fill(attempt, Some(&a), Some(&e));
+                record_answer(attempt, Some(&a), Some(&e));
                 record.status = Status::NotExecuted;
                 Outcome::NotSent
             }
@@ -866,7 +866,8 @@ async fn execute(
     }
 }
 
-fn fill(a: &mut Attempt, answer: Option<&Answer>, error: Option<&GraphError>) {
+/// Copies what Graph answered (status, request id, error) into the attempt.
+fn record_answer(a: &mut Attempt, answer: Option<&Answer>, error: Option<&GraphError>) {
     if let Some(ans) = answer {
         a.http_status = Some(ans.status);
         a.request_id = ans.request_id.clone();

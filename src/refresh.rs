@@ -56,7 +56,7 @@ pub enum RefreshError {
 
 /// One action's change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub struct StatusChange {
     pub record: Record,
     pub from: Status,
     pub note: String,
@@ -66,7 +66,7 @@ pub struct Change {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefreshReport {
     pub checked: usize,
-    pub changes: Vec<Change>,
+    pub changes: Vec<StatusChange>,
     /// Still pending in Intune, or unknown: how many.
     pub waiting: usize,
     /// Unknown actions left unknown, and why (what a person may want to look at).
@@ -415,7 +415,7 @@ pub async fn refresh(store: &Store, graph: Arc<Graph>, opts: &RefreshOptions) ->
                             audit_id,
                         });
                     }
-                    updates.push(Change { record, from, note });
+                    updates.push(StatusChange { record, from, note });
                 }
                 Some(Verdict::Wait(why)) => {
                     report.waiting += 1;

@@ -157,7 +157,7 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("the TLS backend initializes")
 }
 
-enum Kind {
+enum RequestKind {
     Read,
     Write,
 }
@@ -213,13 +213,13 @@ impl Graph {
         let _read = self.reads_in_flight.acquire().await.expect("the semaphore is never closed");
         let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
         let token = self.tokens.token().await.map_err(SendError::Auth)?;
-        let resp = self.request(Kind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await?;
+        let resp = self.request(RequestKind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await?;
         Ok((resp, token))
     }
 
     async fn request(
         &self,
-        kind: Kind,
+        kind: RequestKind,
         method: reqwest::Method,
         url: &str,
         client_request_id: Uuid,
@@ -232,8 +232,8 @@ impl Graph {
             .header("Accept", "application/json")
             .header("client-request-id", client_request_id.to_string());
         let req = match kind {
-            Kind::Write => req.header("Content-Length", "0"),
-            Kind::Read => req,
+            RequestKind::Write => req.header("Content-Length", "0"),
+            RequestKind::Read => req,
         };
         let resp = req.send().await.map_err(SendError::Http)?;
         if let Some(date) = resp.headers().get("date").and_then(|v| v.to_str().ok()).and_then(clock::http_date) {
@@ -262,7 +262,7 @@ impl Graph {
             return SendResult::HeldBack;
         }
         let sent_at = Instant::now();
-        let sent = self.request(Kind::Write, reqwest::Method::POST, &url, client_request_id, &slot.token).await;
+        let sent = self.request(RequestKind::Write, reqwest::Method::POST, &url, client_request_id, &slot.token).await;
         let resp = match sent {
             Ok(r) => r,
             Err(SendError::Auth(e)) => return SendResult::NotSent(format!("no token: {e}")),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::connect::Connection;
-use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, Expected, Ui};
+use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, ReviewedPlan, Ui};
 use crate::project::Project;
 use crate::saved::{SavedError, SavedPlan};
 
@@ -45,7 +45,7 @@ pub enum Refusal {
 /// An apply that passed every check that needs no network.
 #[derive(Debug)]
 pub struct Checked {
-    expected: Option<Expected>,
+    expected: Option<ReviewedPlan>,
     policy_override: Option<String>,
     request: ApplyRequest,
 }
@@ -68,7 +68,7 @@ pub fn check(project: &Project, request: &ApplyRequest) -> Result<Checked, Refus
                 };
                 return Err(SavedError::Unusable { path: path.clone(), why, hint }.into());
             }
-            Some(Expected { path: path.clone(), saved })
+            Some(ReviewedPlan { path: path.clone(), saved })
         }
         None => None,
     };

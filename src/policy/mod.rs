@@ -22,11 +22,10 @@ use std::time::Duration;
 
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::action::{Selector, SelectorKind};
+use crate::device::Device;
 pub use crate::device::Platform;
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::duration::HumanDuration;
@@ -36,151 +35,8 @@ use crate::out_of_band::{AuditLog, Claims, OutOfBand};
 use crate::plan::{BlockKind, Change, Plan, RenameGuard, Violation};
 use crate::state::{Ledger, ResetIndex};
 
-/// The `policy:` section as written.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawPolicy {
-    /// The blast radius: a plan with more resets than this is refused. Split the change, or raise
-    /// the limit in a reviewed change to this file.
-    #[schemars(with = "Option<u32>", range(min = 1))]
-    pub max_actions_per_apply: Option<Spanned<i64>>,
-    /// Every manifest must have `metadata.ticket`.
-    pub require_ticket: Option<bool>,
-    /// A regular expression every `metadata.ticket` must match, anywhere in the ticket unless
-    /// anchored (e.g. `^(INC|SEC)-[0-9]+$`).
-    #[schemars(with = "Option<String>")]
-    pub ticket_pattern: Option<Spanned<String>>,
-    /// Every manifest must have `metadata.reason`.
-    pub require_reason: Option<bool>,
-    /// Every manifest must have `metadata.requestedBy`.
-    pub require_requested_by: Option<bool>,
-    /// Only devices of these platforms may be reset (e.g. `[android, aosp]` to forbid iOS
-    /// passcode removal).
-    #[schemars(with = "Option<Vec<Platform>>")]
-    pub allow_platforms: Option<Spanned<Vec<Platform>>>,
-    /// Devices that must never be touched, each with a reason.
-    #[schemars(with = "Option<Vec<RawProtected>>")]
-    pub protected_devices: Option<Vec<Spanned<RawProtected>>>,
-    /// No second reset of the same device within this duration (e.g. `24h`), across manifests
-    /// and rounds, judged from the ledger's history.
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
-    pub cooldown: Option<Spanned<String>>,
-    /// When `apply` may run; outside, it refuses unless `--ignore-change-windows --reason "…"`.
-    pub change_windows: Option<RawWindows>,
-    /// A new action for a device that an orphaned action (a manifest no longer there) reset
-    /// within `within` is most likely a renamed manifest: `block` it (default, within 24h) until
-    /// `formerNames` or a higher `round` says what is meant, or `send` it.
-    pub likely_rename: Option<RawLikelyRename>,
-    /// A device reset outside this tool (the Intune portal, a script) within `within` (default
-    /// `24h`): `adopt` that reset as the action's (default: recorded as done with Intune's
-    /// evidence, nothing sent), `block` the action, or `send` it anyway with a warning.
-    pub out_of_band: Option<RawOutOfBand>,
-}
-
-/// `policy.outOfBand`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawOutOfBand {
-    /// How far back a reset made outside this tool counts (default `24h`).
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
-    pub within: Option<Spanned<String>>,
-    /// `adopt` (default), `block` or `send`.
-    pub then: Option<OutOfBandThen>,
-}
-
-/// What to do with an action whose device was reset outside this tool lately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OutOfBandThen {
-    Adopt,
-    Block,
-    Send,
-}
-
-/// The default of `policy.outOfBand.within`.
-pub const OUT_OF_BAND_WITHIN: Duration = Duration::from_secs(24 * 3600);
-
-/// `policy.likelyRename`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawLikelyRename {
-    /// How far back an orphaned reset counts (default `24h`).
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
-    pub within: Option<Spanned<String>>,
-    /// `block` (default) or `send`.
-    pub then: Option<RenameThen>,
-}
-
-/// What to do with a likely rename.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RenameThen {
-    Block,
-    Send,
-}
-
-/// The default of `policy.likelyRename.within`.
-pub const RENAME_WITHIN: Duration = Duration::from_secs(24 * 3600);
-
-/// A protected device: exactly one of `id`, `serialNumber`, `deviceName`, and a reason.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawProtected {
-    pub id: Option<String>,
-    pub serial_number: Option<String>,
-    pub device_name: Option<String>,
-    /// Why it is protected; shown to whoever tries.
-    pub reason: String,
-}
-
-/// Change windows in one time zone.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawWindows {
-    /// An IANA time zone, e.g. `Europe/Berlin`.
-    #[schemars(with = "String")]
-    pub time_zone: Spanned<String>,
-    pub windows: Vec<RawWindow>,
-}
-
-/// Days and hours: `from` inclusive, `to` exclusive; `to` before `from` runs past midnight.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawWindow {
-    pub days: Vec<Day>,
-    /// `HH:MM`
-    #[schemars(with = "String", regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
-    pub from: Spanned<String>,
-    /// `HH:MM` (`24:00` for the end of the day)
-    #[schemars(with = "String", regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
-    pub to: Spanned<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Day {
-    Mon,
-    Tue,
-    Wed,
-    Thu,
-    Fri,
-    Sat,
-    Sun,
-}
-
-impl Day {
-    fn weekday(self) -> Weekday {
-        match self {
-            Day::Mon => Weekday::Monday,
-            Day::Tue => Weekday::Tuesday,
-            Day::Wed => Weekday::Wednesday,
-            Day::Thu => Weekday::Thursday,
-            Day::Fri => Weekday::Friday,
-            Day::Sat => Weekday::Saturday,
-            Day::Sun => Weekday::Sunday,
-        }
-    }
-}
+mod raw;
+pub use raw::*;
 
 #[derive(Debug, Clone)]
 struct Protected {
@@ -415,23 +271,20 @@ impl Policy {
                 }
                 _ => {}
             }
-            if self.require_reason && m.reason.as_ref().is_none_or(|(r, _)| r.trim().is_empty()) {
-                out.push(violation(
-                    f,
-                    at,
-                    Rule::RequireReason,
-                    format!("manifest `{}` has no metadata.reason", m.name),
-                    "add `reason:` under `metadata:`",
-                ));
-            }
-            if self.require_requested_by && m.requested_by.as_ref().is_none_or(|(r, _)| r.trim().is_empty()) {
-                out.push(violation(
-                    f,
-                    at,
-                    Rule::RequireRequestedBy,
-                    format!("manifest `{}` has no metadata.requestedBy", m.name),
-                    "add `requestedBy:` under `metadata:`",
-                ));
+            // requireTicket's siblings: a metadata field that must be there and not blank.
+            for (required, value, rule, key) in [
+                (self.require_reason, &m.reason, Rule::RequireReason, "reason"),
+                (self.require_requested_by, &m.requested_by, Rule::RequireRequestedBy, "requestedBy"),
+            ] {
+                if required && value.as_ref().is_none_or(|(v, _)| v.trim().is_empty()) {
+                    out.push(violation(
+                        f,
+                        at,
+                        rule,
+                        format!("manifest `{}` has no metadata.{key}", m.name),
+                        &format!("add `{key}:` under `metadata:`"),
+                    ));
+                }
             }
             for d in &m.devices {
                 if let Some(p) = self
@@ -570,91 +423,113 @@ impl Policy {
             if self.cooldown.is_some() { ResetIndex::new(ledger.records.values()) } else { ResetIndex::default() };
         for e in plan.entries.iter().filter(|e| e.change == Change::Reset) {
             let Some(a) = e.action else { continue };
-            let mut out = Vec::new();
-            if self.cooldown.is_some()
-                && let Some(d) = e.device
-            {
-                // Two manifests of one plan resetting one device: the cooldown forbids the second.
-                match planned.get(&d.id.to_ascii_lowercase()) {
-                    Some(first) if first.manifest != a.manifest => out.push(violation(
-                        &a.file,
-                        Some(a.pos),
-                        Rule::Cooldown,
-                        format!("device {} is also reset by manifest `{}` in this plan", a.selector, first.manifest),
-                        "reset it in one manifest only",
-                    )),
-                    Some(_) => {}
-                    None => {
-                        planned.insert(d.id.to_ascii_lowercase(), a);
-                    }
-                }
-            }
-            if let Some(d) = e.device {
-                let matches = |p: &Protected| {
-                    let v = p.selector.value.to_lowercase();
-                    let field = match p.selector.kind {
-                        SelectorKind::Id => Some(&d.id),
-                        SelectorKind::SerialNumber => d.serial_number.as_ref(),
-                        SelectorKind::DeviceName => d.device_name.as_ref(),
-                        SelectorKind::Imei => None,
-                    };
-                    field.is_some_and(|f| f.to_lowercase() == v)
-                };
-                let static_hit = self
-                    .protected
-                    .iter()
-                    .any(|p| p.selector.kind == a.selector.kind && p.selector.normalized() == a.selector.normalized());
-                if !static_hit && let Some(p) = self.protected.iter().find(|p| matches(p)) {
-                    out.push(self.protected_violation(&a.file, a.pos, &format!("{} (device {})", a.selector, d.id), p));
-                }
-                if let Some((allowed, _)) = &self.allow_platforms {
-                    let os = d.operating_system.clone().unwrap_or_default();
-                    if Platform::of(&os).is_none_or(|pl| !allowed.contains(&pl)) {
-                        out.push(violation(
-                            &a.file,
-                            Some(a.pos),
-                            Rule::AllowPlatforms,
-                            format!(
-                                "device {} runs {}, which the policy does not allow",
-                                a.selector,
-                                if os.is_empty() { "an unknown platform" } else { &os }
-                            ),
-                            "remove it from the manifest, or change policy.allowPlatforms in a reviewed change",
-                        ));
-                    }
-                }
-            }
-            if let Some((cooldown, _)) = self.cooldown {
-                let span = jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
-                // The ledger's last reset of the device, or one made outside this tool since.
-                let recorded =
-                    past.last(a, e.device.map(|d| d.id.as_str())).map(|(when, r)| (when, format!("`{}`", r.manifest)));
-                let elsewhere = e
-                    .device
-                    .and_then(|d| outside(d, audits, claims, now - span))
-                    .map(|o| (o.started_at, format!("{} outside reconcile", o.who())));
-                let last = recorded.into_iter().chain(elsewhere).max_by_key(|(when, _)| *when);
-                if let Some((when, by)) = last
-                    && now < when + span
-                {
-                    out.push(violation(
-                        &a.file,
-                        Some(a.pos),
-                        Rule::Cooldown,
-                        format!(
-                            "device {} was reset at {} by {by}; the {} cooldown lasts until {}",
-                            a.selector,
-                            crate::duration::at_second(when),
-                            HumanDuration(cooldown),
-                            crate::duration::at_second(when + span)
-                        ),
-                        "wait until then, or remove the device from the manifest",
-                    ));
-                }
-            }
-            all.extend(out.into_iter().map(|d| Violation::of_manifest(&a.manifest, d)));
+            let found = [
+                self.cooldown_in_plan(a, e.device, &mut planned),
+                e.device.and_then(|d| self.protected_device(a, d)),
+                e.device.and_then(|d| self.platform(a, d)),
+                self.cooldown(a, e.device, &past, audits, claims, now),
+            ];
+            all.extend(found.into_iter().flatten().map(|f| Violation::of_manifest(&a.manifest, f)));
         }
         all
+    }
+
+    /// `cooldown`: two manifests of one plan resetting one device; the first one keeps it.
+    fn cooldown_in_plan<'a>(
+        &self,
+        a: &'a crate::action::Action,
+        device: Option<&Device>,
+        planned: &mut HashMap<String, &'a crate::action::Action>,
+    ) -> Option<(Rule, Diagnostic)> {
+        let d = device.filter(|_| self.cooldown.is_some())?;
+        match planned.get(&d.id.to_ascii_lowercase()) {
+            Some(first) if first.manifest != a.manifest => Some(violation(
+                &a.file,
+                Some(a.pos),
+                Rule::Cooldown,
+                format!("device {} is also reset by manifest `{}` in this plan", a.selector, first.manifest),
+                "reset it in one manifest only",
+            )),
+            Some(_) => None,
+            None => {
+                planned.insert(d.id.to_ascii_lowercase(), a);
+                None
+            }
+        }
+    }
+
+    /// `protectedDevices`, by what the selector resolved to (the selector itself is checked with
+    /// the manifests).
+    fn protected_device(&self, a: &crate::action::Action, d: &Device) -> Option<(Rule, Diagnostic)> {
+        let matches = |p: &Protected| {
+            let v = p.selector.value.to_lowercase();
+            let field = match p.selector.kind {
+                SelectorKind::Id => Some(&d.id),
+                SelectorKind::SerialNumber => d.serial_number.as_ref(),
+                SelectorKind::DeviceName => d.device_name.as_ref(),
+                SelectorKind::Imei => None,
+            };
+            field.is_some_and(|f| f.to_lowercase() == v)
+        };
+        let static_hit = self
+            .protected
+            .iter()
+            .any(|p| p.selector.kind == a.selector.kind && p.selector.normalized() == a.selector.normalized());
+        let p = self.protected.iter().find(|p| matches(p)).filter(|_| !static_hit)?;
+        Some(self.protected_violation(&a.file, a.pos, &format!("{} (device {})", a.selector, d.id), p))
+    }
+
+    /// `allowPlatforms`.
+    fn platform(&self, a: &crate::action::Action, d: &Device) -> Option<(Rule, Diagnostic)> {
+        let (allowed, _) = self.allow_platforms.as_ref()?;
+        let os = d.operating_system.clone().unwrap_or_default();
+        Platform::of(&os).is_none_or(|pl| !allowed.contains(&pl)).then(|| {
+            violation(
+                &a.file,
+                Some(a.pos),
+                Rule::AllowPlatforms,
+                format!(
+                    "device {} runs {}, which the policy does not allow",
+                    a.selector,
+                    if os.is_empty() { "an unknown platform" } else { &os }
+                ),
+                "remove it from the manifest, or change policy.allowPlatforms in a reviewed change",
+            )
+        })
+    }
+
+    /// `cooldown`: the ledger's last reset of the device, or one made outside this tool since.
+    fn cooldown<'l>(
+        &self,
+        a: &crate::action::Action,
+        device: Option<&Device>,
+        past: &ResetIndex<'_>,
+        audits: &AuditLog,
+        claims: &dyn Fn() -> &'l Claims<'l>,
+        now: jiff::Timestamp,
+    ) -> Option<(Rule, Diagnostic)> {
+        let (cooldown, _) = self.cooldown?;
+        let span = jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
+        let recorded = past.last(a, device.map(|d| d.id.as_str())).map(|(when, r)| (when, format!("`{}`", r.manifest)));
+        let elsewhere = device
+            .and_then(|d| outside(d, audits, claims, now - span))
+            .map(|o| (o.started_at, format!("{} outside reconcile", o.who())));
+        let (when, by) = recorded.into_iter().chain(elsewhere).max_by_key(|(when, _)| *when)?;
+        (now < when + span).then(|| {
+            violation(
+                &a.file,
+                Some(a.pos),
+                Rule::Cooldown,
+                format!(
+                    "device {} was reset at {} by {by}; the {} cooldown lasts until {}",
+                    a.selector,
+                    crate::duration::at_second(when),
+                    HumanDuration(cooldown),
+                    crate::duration::at_second(when + span)
+                ),
+                "wait until then, or remove the device from the manifest",
+            )
+        })
     }
 
     /// `Err` when `now` is outside every change window (none configured: always inside).

@@ -15,7 +15,6 @@ pub struct GraphError {
     pub code: Option<String>,
     pub message: Option<String>,
     pub request_id: Option<String>,
-    pub date: Option<String>,
 }
 
 impl std::fmt::Display for GraphError {
@@ -51,7 +50,6 @@ struct Body {
 struct Inner {
     #[serde(rename = "request-id")]
     request_id: Option<String>,
-    date: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -78,13 +76,12 @@ pub fn parse(status: u16, header_request_id: Option<String>, body: &[u8]) -> Gra
         };
         shorten(m.trim())
     });
-    let (body_request_id, date) = inner.map_or((None, None), |i| (i.request_id, i.date));
+    let body_request_id = inner.and_then(|i| i.request_id);
     GraphError {
         status,
         code: code.filter(|c| !c.is_empty()),
         message: message.filter(|m| !m.is_empty()),
         request_id: header_request_id.or(body_request_id),
-        date,
     }
 }
 

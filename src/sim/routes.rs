@@ -94,7 +94,18 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         let authorized = graph && s.authorized(header("authorization").as_deref());
         let crid = header("client-request-id");
         let reply = if loopback_host {
-            route(&mut s, &method, &segments, &query, &body, &headers, &host, &request_id, authorized, crid.as_deref())
+            let req = Req {
+                method: &method,
+                segments: &segments,
+                query: &query,
+                body: &body,
+                headers: &headers,
+                host: &host,
+                rid: &request_id,
+                crid: crid.as_deref(),
+                authorized,
+            };
+            route(&mut s, &req)
         } else {
             Reply::new(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -141,19 +152,24 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     resp.body(body).unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn route(
-    s: &mut SimState,
-    method: &Method,
-    seg: &[&str],
-    query: &str,
-    body: &[u8],
-    headers: &HeaderMap,
-    host: &str,
-    rid: &str,
+/// One request as the routes see it.
+struct Req<'a> {
+    method: &'a Method,
+    segments: &'a [&'a str],
+    query: &'a str,
+    body: &'a [u8],
+    headers: &'a HeaderMap,
+    host: &'a str,
+    /// The `request-id` this answer carries.
+    rid: &'a str,
+    /// The caller's `client-request-id`.
+    crid: Option<&'a str>,
+    /// A Graph request with a live token.
     authorized: bool,
-    crid: Option<&str>,
-) -> Reply {
+}
+
+fn route(s: &mut SimState, req: &Req<'_>) -> Reply {
+    let Req { method, segments: seg, query, body, headers, host, rid, crid, authorized } = *req;
     match (method, seg) {
         (&Method::POST, [tenant, "oauth2", "v2.0", "token"]) => token(s, tenant, body),
         (&Method::POST, ["_sim", "portal", id, "resetPasscode"]) => portal_reset(s, id, query),

@@ -586,6 +586,46 @@ mod tests {
         ts.parse().expect("timestamp")
     }
 
+    /// One manifest with this metadata (below `name: m`) and one device, `serialNumber: S1`.
+    fn manifest(meta: &str) -> Vec<Manifest> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("m.yaml");
+        let yaml = format!(
+            "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: m\n{meta}spec:\n  devices:\n    - serialNumber: S1\n"
+        );
+        std::fs::write(&file, yaml).expect("write");
+        let loaded = crate::manifest::load(&[file], crate::manifest::validate::Context { beta_api: false });
+        assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.manifests
+    }
+
+    // Each rule about a manifest alone, by its code: what breaks it and what does not.
+    #[test]
+    fn every_manifest_rule_reports_its_own_code() {
+        let cases: [(&str, &str, &[Rule]); 11] = [
+            ("{}\n", "", &[]),
+            ("requireTicket: true\n", "", &[Rule::RequireTicket]),
+            ("requireTicket: true\n", "  ticket: ' '\n", &[Rule::RequireTicket]),
+            ("requireTicket: true\n", "  ticket: INC-1\n", &[]),
+            ("ticketPattern: '^INC-[0-9]+$'\n", "  ticket: CHG-1\n", &[Rule::TicketPattern]),
+            ("ticketPattern: '^INC-[0-9]+$'\n", "  ticket: INC-1\n", &[]),
+            ("requireReason: true\n", "  reason: ' '\n", &[Rule::RequireReason]),
+            ("requireRequestedBy: true\n", "", &[Rule::RequireRequestedBy]),
+            ("requireReason: true\nrequireRequestedBy: true\n", "", &[Rule::RequireReason, Rule::RequireRequestedBy]),
+            ("requireReason: true\nrequireRequestedBy: true\n", "  reason: why\n  requestedBy: bob\n", &[]),
+            ("protectedDevices:\n  - { serialNumber: s1, reason: vip }\n", "", &[Rule::ProtectedDevices]),
+        ];
+        for (rules, meta, want) in cases {
+            let found = policy(rules).check_manifests(&manifest(meta));
+            let codes: Vec<Rule> = found.iter().map(|v| v.rule).collect();
+            assert_eq!(codes, want, "policy {rules:?}, metadata {meta:?}");
+            for v in &found {
+                assert!(v.diagnostic.message.starts_with(&format!("policy {}: ", v.rule.code())), "{v:?}");
+                assert_eq!(v.manifest.as_deref(), Some("m"), "a manifest's rule stops that manifest");
+            }
+        }
+    }
+
     #[test]
     fn office_hours_edges_in_the_configured_time_zone() {
         // Berlin is UTC+1 in November.

@@ -81,6 +81,8 @@ spec: {devices: []}
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
     assert!(!err.contains("::error"), "annotations only inside GitHub Actions");
+    // The whole rendering, pinned: positions, source lines, carets, notes and hints.
+    insta::assert_snapshot!(err);
 }
 
 // A pull request that copies a manifest is told about the file it adds, whatever the file order.

@@ -16,7 +16,7 @@ use crate::render::{self, Format, PlanContext};
 use crate::state::{Record, Status};
 
 #[derive(Debug, clap::Args)]
-pub struct ApplyArgs {
+pub(super) struct ApplyArgs {
     /// Limit the run to these manifest files or folders.
     pub paths: Vec<PathBuf>,
     /// Do not ask for confirmation (needed when there is no terminal).
@@ -50,7 +50,7 @@ pub struct ApplyArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ApplyFormat {
+pub(super) enum ApplyFormat {
     Text,
     Json,
 }
@@ -159,13 +159,13 @@ impl Ui for CliUi {
     }
 }
 
-pub fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
+pub(super) fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     run_in(&mut Session::new()?, g, args)
 }
 
 /// `apply` in `session` (a command's own, or `watch`'s for its lifetime).
 #[allow(clippy::print_stderr)]
-pub fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
+pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
     let request = ApplyRequest {

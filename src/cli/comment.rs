@@ -12,7 +12,7 @@ use crate::render::PlanContext;
 use crate::saved::{Restored, SavedPlan};
 
 #[derive(Debug, clap::Args)]
-pub struct CommentArgs {
+pub(super) struct CommentArgs {
     /// The saved plan to post (from `reconcile plan --out FILE`).
     #[arg(long, value_name = "FILE")]
     pub plan: PathBuf,
@@ -22,7 +22,7 @@ pub struct CommentArgs {
     pub pr: Option<u64>,
 }
 
-pub fn run(args: CommentArgs) -> CmdResult {
+pub(super) fn run(args: CommentArgs) -> CmdResult {
     let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
     let body = body_of(&args.plan)?;
     if get(crate::env::TF_BUILD).is_some_and(|v| v.eq_ignore_ascii_case("true")) {

@@ -10,14 +10,14 @@ use clap::CommandFactory as _;
 use super::{Cli, CmdResult};
 
 #[derive(Debug, clap::Args)]
-pub struct CompletionsArgs {
+pub(super) struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ManArgs {
+pub(super) struct ManArgs {
     /// Write `reconcile.1` and one page per command (`reconcile-plan.1`, …) into DIR instead of
     /// printing `reconcile.1`.
     #[arg(long, value_name = "DIR")]
@@ -25,7 +25,7 @@ pub struct ManArgs {
 }
 
 /// Prints the completion script (install: see README "Install").
-pub fn completions(args: CompletionsArgs) -> CmdResult {
+pub(super) fn completions(args: CompletionsArgs) -> CmdResult {
     let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(args.shell, &mut cmd, "reconcile", &mut out);
@@ -34,7 +34,7 @@ pub fn completions(args: CompletionsArgs) -> CmdResult {
 }
 
 /// Prints the man page, or writes every page into a folder.
-pub fn man(args: ManArgs) -> CmdResult {
+pub(super) fn man(args: ManArgs) -> CmdResult {
     let cmd = Cli::command();
     match args.out {
         None => {

@@ -6,7 +6,7 @@ use crate::project;
 use crate::state::{LocalStore, Store, block_on};
 
 #[derive(Debug, clap::Args)]
-pub struct InitArgs {
+pub(super) struct InitArgs {
     /// The tenant id (GUID) to bind the ledger to [default: AZURE_TENANT_ID, else the `tid` of
     /// the environment credential's token].
     #[arg(long, value_name = "ID")]
@@ -17,7 +17,7 @@ pub struct InitArgs {
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
+pub(super) fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
     let (settings, diags) = project::load_settings(&g.overrides(), &env);
     if diags.has_errors() {
         return Err(Failure::Invalid(diags));

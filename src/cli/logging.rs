@@ -11,7 +11,7 @@ pub enum LogFormat {
 }
 
 /// `long_running`: a watcher logs one line per cycle at `info`, so that is its default level.
-pub fn init(g: &GlobalArgs, long_running: bool) {
+pub(super) fn init(g: &GlobalArgs, long_running: bool) {
     let level = match (g.quiet, g.verbose) {
         (q, _) if q > 0 => "error",
         (_, 0) if long_running => "info",
@@ -37,7 +37,7 @@ pub fn init(g: &GlobalArgs, long_running: bool) {
 static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
 
 /// Shows log lines above `bar` while it is drawn (`None`: it is gone).
-pub fn set_bar(bar: Option<indicatif::ProgressBar>) {
+pub(super) fn set_bar(bar: Option<indicatif::ProgressBar>) {
     *BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = bar;
 }
 

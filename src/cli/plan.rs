@@ -11,7 +11,7 @@ use crate::ops::{self, Session};
 use crate::render::{self, Format, PlanContext};
 
 #[derive(Debug, clap::Args)]
-pub struct PlanArgs {
+pub(super) struct PlanArgs {
     /// Limit the plan to these manifest files or folders (nothing is reported as orphaned).
     pub paths: Vec<PathBuf>,
     /// Do not contact Intune: devices are not looked up.
@@ -39,12 +39,12 @@ pub struct PlanArgs {
     pub watch: Option<super::WatchSink>,
 }
 
-pub fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
+pub(super) fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     run_in(&mut Session::new()?, g, args)
 }
 
 /// `plan` in `session` (a command's own, or `watch`'s for its lifetime).
-pub fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> CmdResult {
+pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let request = PlanRequest {
         paths: args.paths.clone(),
         offline: args.offline,

@@ -6,7 +6,7 @@ use crate::project;
 use crate::safe::text;
 
 #[derive(Debug, clap::Args)]
-pub struct RefreshArgs {
+pub(super) struct RefreshArgs {
     /// Use the built-in Intune simulator and its own ledger instead of Graph.
     #[arg(long)]
     pub simulate: bool,
@@ -15,13 +15,13 @@ pub struct RefreshArgs {
     pub watch: Option<super::WatchSink>,
 }
 
-pub fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
+pub(super) fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
     run_in(&mut Session::new()?, g, args)
 }
 
 /// `refresh` in `session` (a command's own, or `watch`'s for its lifetime).
 #[allow(clippy::print_stdout)]
-pub fn run_in(session: &mut Session, g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
+pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
     let (settings, diags) = project::load_settings(&g.overrides(), &env);
     if diags.has_errors() {
         return Err(Failure::Invalid(diags));

@@ -9,7 +9,7 @@ use super::CmdResult;
 use crate::schema;
 
 #[derive(Debug, clap::Args)]
-pub struct SchemaArgs {
+pub(super) struct SchemaArgs {
     /// Folder to write `manifest.v1.json` and `config.v1.json` into.
     #[arg(long, default_value = "schemas", value_name = "DIR", conflicts_with = "print")]
     pub out: PathBuf,
@@ -19,13 +19,13 @@ pub struct SchemaArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Which {
+pub(super) enum Which {
     Manifest,
     Config,
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(args: SchemaArgs) -> CmdResult {
+pub(super) fn run(args: SchemaArgs) -> CmdResult {
     let all = schema::all();
     if let Some(which) = args.print {
         let name = match which {

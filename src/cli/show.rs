@@ -10,14 +10,14 @@ use crate::render::{self, Format, PlanContext};
 use crate::saved::{Restored, SavedPlan};
 
 #[derive(Debug, clap::Args)]
-pub struct ShowArgs {
+pub(super) struct ShowArgs {
     /// A saved plan (from `reconcile plan --out FILE`).
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
-pub fn run(args: ShowArgs) -> CmdResult {
+pub(super) fn run(args: ShowArgs) -> CmdResult {
     let saved = SavedPlan::read(&args.file)?;
     let ctx = PlanContext { offline: saved.offline, simulated: saved.simulated };
     let restored = Restored::new(saved);

@@ -11,7 +11,7 @@ use crate::settings::Budget;
 use crate::sim::{RetryAfter, SimConfig, SimHandle};
 
 #[derive(Debug, clap::Args)]
-pub struct SimArgs {
+pub(super) struct SimArgs {
     /// Port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -36,7 +36,7 @@ pub struct SimArgs {
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(args: SimArgs) -> CmdResult {
+pub(super) fn run(args: SimArgs) -> CmdResult {
     let devices = match &args.devices {
         Some(p) => crate::sim::load_devices(p).map_err(anyhow::Error::msg)?,
         None => crate::sim::fixture::parse_devices(crate::sim::BUILTIN_DEVICES).map_err(anyhow::Error::msg)?,

@@ -12,13 +12,13 @@ use crate::settings;
 use crate::state::{Location, PersonDecision, block_on};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StateFormat {
+pub(super) enum StateFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
+pub(super) enum ExportFormat {
     /// One row per attempt, for spreadsheets (cells that a spreadsheet would run as a formula
     /// are prefixed with `'`).
     Csv,
@@ -27,7 +27,7 @@ pub enum ExportFormat {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct StateArgs {
+pub(super) struct StateArgs {
     /// The simulated ledger (the one `--simulate` runs write).
     #[arg(long, global = true)]
     pub simulate: bool,
@@ -36,7 +36,7 @@ pub struct StateArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum StateCommand {
+pub(super) enum StateCommand {
     /// List every action in the ledger: status, last attempt, device, manifest.
     List {
         #[arg(long, value_enum, default_value_t = StateFormat::Text)]
@@ -105,13 +105,13 @@ pub enum StateCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ResolveAs {
+pub(super) enum ResolveAs {
     Done,
     NotExecuted,
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
+pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     let cmd = args.command;
     if let StateCommand::Adopt { key, reason, within } = &cmd {
         return adopt(g, args.simulate, key, reason.as_deref(), within.0);

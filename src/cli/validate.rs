@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
 
 #[derive(Debug, clap::Args)]
-pub struct ValidateArgs {
+pub(super) struct ValidateArgs {
     /// Manifest files or folders [default: `manifests:` in the config].
     pub paths: Vec<PathBuf>,
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(g: &GlobalArgs, args: ValidateArgs) -> CmdResult {
+pub(super) fn run(g: &GlobalArgs, args: ValidateArgs) -> CmdResult {
     let p = crate::ops::validate(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
     let actions: usize = p.manifests.iter().map(|m| m.devices.len()).sum();

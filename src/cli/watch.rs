@@ -22,7 +22,7 @@ use crate::duration::HumanDuration;
 use crate::render::Format;
 
 #[derive(Debug, clap::Args)]
-pub struct WatchArgs {
+pub(super) struct WatchArgs {
     /// Limit the plans to these manifest files or folders.
     pub paths: Vec<PathBuf>,
     /// Look devices up in Intune on every plan (default: offline plans).
@@ -46,7 +46,7 @@ pub struct WatchArgs {
     pub poll: Option<HumanDuration>,
 }
 
-pub fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
+pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     let stop = Arc::new(AtomicBool::new(false));
     listen_for_stop(stop.clone());
     let root = std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the working directory: {e}"))?;

@@ -15,7 +15,7 @@ use super::state::{FaultKind, RecordedRequest, RetryAfter, SimState};
 
 type Shared = Arc<Mutex<SimState>>;
 
-pub fn router(state: Shared) -> Router {
+pub(super) fn router(state: Shared) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 

@@ -72,7 +72,7 @@ fn unlock_hint(holder: Option<&LockInfo>) -> String {
 
 /// A held lock; released when dropped (or when the process dies, however it dies).
 #[derive(Debug)]
-pub struct LockGuard {
+pub(super) struct LockGuard {
     file: File,
 }
 
@@ -84,14 +84,14 @@ impl Drop for LockGuard {
 }
 
 /// `state.json` → `state.json.lock`.
-pub fn lock_path(ledger: &Path) -> PathBuf {
+pub(super) fn lock_path(ledger: &Path) -> PathBuf {
     let mut s = ledger.as_os_str().to_owned();
     s.push(".lock");
     PathBuf::from(s)
 }
 
 /// Takes the lock, waiting up to `timeout` (zero: fail at once) for a holder to finish.
-pub fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGuard, LockError> {
+pub(super) fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGuard, LockError> {
     let path = lock_path(ledger);
     let io = |source| LockError::Io { ledger: ledger.to_path_buf(), lock: path.clone(), source };
     // Never truncate on open: the holder's details are in there. Never follow a symlink: a lock
@@ -135,7 +135,7 @@ pub fn acquire(ledger: &Path, timeout: Duration, me: &LockInfo) -> Result<LockGu
 }
 
 /// This process, as a lock holder.
-pub fn me(command: &str) -> LockInfo {
+pub(super) fn me(command: &str) -> LockInfo {
     LockInfo {
         pid: std::process::id(),
         host: crate::audit::hostname(),

@@ -10,11 +10,11 @@ use base64::Engine as _;
 use sha2::Digest as _;
 
 /// Azurite's documented well-known account and key.
-pub const ACCOUNT: &str = "devstoreaccount1";
-pub const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub(crate) const ACCOUNT: &str = "devstoreaccount1";
+pub(crate) const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// A running Azurite (blob service only); killed when dropped.
-pub struct Azurite {
+pub(crate) struct Azurite {
     child: Option<Child>,
     pub port: u16,
     /// Where blobs persist across a restart; `None`: in memory.
@@ -41,14 +41,14 @@ fn free_port() -> u16 {
 
 impl Azurite {
     /// In memory: fastest, lost when stopped.
-    pub fn start() -> Azurite {
+    pub(crate) fn start() -> Azurite {
         let mut a = Azurite { child: None, port: free_port(), location: None };
         a.spawn();
         a
     }
 
     /// On disk, so [`restart`](Self::restart) keeps every blob.
-    pub fn start_persistent() -> Azurite {
+    pub(crate) fn start_persistent() -> Azurite {
         let mut a = Azurite { child: None, port: free_port(), location: Some(tempfile::tempdir().expect("temp dir")) };
         a.spawn();
         a
@@ -78,7 +78,7 @@ impl Azurite {
 
     /// Stops it (SIGTERM, so a persistent Azurite saves what it acknowledged: its metadata store
     /// is not durable under SIGKILL, unlike Azure Storage) — the outage tests.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -91,7 +91,7 @@ impl Azurite {
     }
 
     /// Kills it (SIGKILL).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -99,24 +99,24 @@ impl Azurite {
     }
 
     /// Starts it again on the same port (and folder).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.stop();
         self.spawn();
     }
 
     /// `http://127.0.0.1:PORT/devstoreaccount1/CONTAINER/PATH`
-    pub fn url(&self, container: &str, path: &str) -> String {
+    pub(crate) fn url(&self, container: &str, path: &str) -> String {
         format!("http://127.0.0.1:{}/{ACCOUNT}/{container}/{path}", self.port)
     }
 
     /// Creates a container (the ledger's container must exist: SPEC §4).
-    pub fn create_container(&self, name: &str) {
+    pub(crate) fn create_container(&self, name: &str) {
         let (status, body) = self.request_body("PUT", &format!("/{name}"), &[("restype", "container")]);
         assert!(status == 201 || status == 409, "create container {name}: HTTP {status}: {body}");
     }
 
     /// The names of every blob in `container` (sorted).
-    pub fn list(&self, container: &str) -> Vec<String> {
+    pub(crate) fn list(&self, container: &str) -> Vec<String> {
         let (status, body) =
             self.request_body("GET", &format!("/{container}"), &[("comp", "list"), ("restype", "container")]);
         assert_eq!(status, 200, "list {container}: {body}");
@@ -127,7 +127,7 @@ impl Azurite {
     }
 
     /// A blob's content, or `None` (404).
-    pub fn get(&self, container: &str, path: &str) -> Option<String> {
+    pub(crate) fn get(&self, container: &str, path: &str) -> Option<String> {
         let (status, body) = self.request_body("GET", &format!("/{container}/{path}"), &[]);
         match status {
             200 => Some(body),

@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests: temp repositories, the real binary, ledgers.
 
-pub mod azurite;
+pub(crate) mod azurite;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,44 +11,44 @@ use intune_reconcile::manifest::{self, ManifestInput};
 use intune_reconcile::state::{LocalStore, Record, Status};
 
 /// The repository's `examples/` folder.
-pub fn examples() -> PathBuf {
+pub(crate) fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
 /// A temp folder that holds a copy of `examples/` (without any ledger).
-pub struct Repo {
+pub(crate) struct Repo {
     pub dir: tempfile::TempDir,
 }
 
 impl Repo {
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Repo { dir: tempfile::tempdir().expect("temp dir") }
     }
 
-    pub fn from_examples() -> Self {
+    pub(crate) fn from_examples() -> Self {
         let repo = Repo::empty();
         copy_dir(&examples(), repo.path());
         let _ = std::fs::remove_dir_all(repo.path().join(".reconcile"));
         repo
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn write(&self, rel: &str, text: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, text: impl AsRef<[u8]>) -> PathBuf {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
         std::fs::write(&p, text).expect("write");
         p
     }
 
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).expect("read")
     }
 
     /// Runs git in the repository (as a CI identity), failing the test if git fails.
-    pub fn git(&self, args: &[&str]) {
+    pub(crate) fn git(&self, args: &[&str]) {
         let out = std::process::Command::new("git")
             .current_dir(self.path())
             .args(["-c", "user.email=ci@contoso.com", "-c", "user.name=CI", "-c", "init.defaultBranch=main"])
@@ -60,7 +60,7 @@ impl Repo {
     }
 
     /// `reconcile` run in this repository, with a clean environment.
-    pub fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("reconcile").expect("binary built");
         c.current_dir(self.path());
         for var in ["AZURE_TENANT_ID", "GITHUB_ACTIONS", "RUST_LOG", "NO_COLOR"] {
@@ -70,7 +70,7 @@ impl Repo {
     }
 
     /// The actions the manifests of this repository ask for.
-    pub fn actions(&self) -> Vec<Action> {
+    pub(crate) fn actions(&self) -> Vec<Action> {
         let mut diags = Default::default();
         let input = ManifestInput {
             base: self.path().to_path_buf(),
@@ -85,18 +85,18 @@ impl Repo {
         loaded.actions()
     }
 
-    pub fn store(&self) -> LocalStore {
+    pub(crate) fn store(&self) -> LocalStore {
         LocalStore::new(self.path().join(".reconcile/state.json"))
     }
 
     /// `reconcile init` for the tests' tenant (`test-tenant`), as a new user does once. A no-op
     /// when the ledger exists.
-    pub fn init(&self) {
+    pub(crate) fn init(&self) {
         self.store().create(Duration::ZERO, "test-tenant").expect("init");
     }
 
     /// Records `actions` in the ledger with `status`, as an apply would have.
-    pub fn record(&self, actions: &[&Action], status: Status, tenant: Option<&str>) {
+    pub(crate) fn record(&self, actions: &[&Action], status: Status, tenant: Option<&str>) {
         self.store().create(Duration::ZERO, tenant.unwrap_or("test-tenant")).expect("init");
         let mut w = self.store().lock(Duration::ZERO, "test", tenant).expect("lock");
         for a in actions {
@@ -121,21 +121,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-pub fn stdout(o: &std::process::Output) -> String {
+pub(crate) fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn stderr(o: &std::process::Output) -> String {
+pub(crate) fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The simulator, started in this test process, with the examples' devices unless told otherwise.
-pub fn sim(config: intune_reconcile::sim::SimConfig) -> intune_reconcile::sim::SimHandle {
+pub(crate) fn sim(config: intune_reconcile::sim::SimConfig) -> intune_reconcile::sim::SimHandle {
     intune_reconcile::sim::SimHandle::start(config, 0).expect("simulator starts")
 }
 
 /// A simulator config seeded with the examples' fixture and generous limits.
-pub fn sim_config() -> intune_reconcile::sim::SimConfig {
+pub(crate) fn sim_config() -> intune_reconcile::sim::SimConfig {
     let mut devices =
         intune_reconcile::sim::fixture::parse_devices(intune_reconcile::sim::BUILTIN_DEVICES).expect("fixture");
     // The fixture's portal resets are for the `--simulate` demo; tests make their own.
@@ -156,11 +156,11 @@ fn sim_env(sim: &intune_reconcile::sim::SimHandle) -> Vec<(&'static str, String)
 }
 
 /// A client secret distinctive enough to grep for.
-pub const SECRET: &str = "S3cret-Value-That-Must-Never-Leak-7f3a";
+pub(crate) const SECRET: &str = "S3cret-Value-That-Must-Never-Leak-7f3a";
 
 impl Repo {
     /// `reconcile` pointed at `sim` with a client secret.
-    pub fn cmd_on(&self, sim: &intune_reconcile::sim::SimHandle) -> Command {
+    pub(crate) fn cmd_on(&self, sim: &intune_reconcile::sim::SimHandle) -> Command {
         let mut c = self.cmd();
         for (k, v) in sim_env(sim) {
             c.env(k, v);
@@ -169,7 +169,7 @@ impl Repo {
     }
 
     /// The same as a `std::process::Command`, for tests that spawn and kill.
-    pub fn spawn_on(&self, sim: &intune_reconcile::sim::SimHandle, args: &[&str]) -> std::process::Child {
+    pub(crate) fn spawn_on(&self, sim: &intune_reconcile::sim::SimHandle, args: &[&str]) -> std::process::Child {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"));
         c.current_dir(self.path()).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         for var in ["AZURE_TENANT_ID", "GITHUB_ACTIONS", "RUST_LOG", "NO_COLOR"] {
@@ -183,7 +183,7 @@ impl Repo {
 
     /// A `reconcile.yaml` tuned for tests (zero backoff, short timeout and grace, a large write
     /// budget), and the ledger created as a new user does once (`reconcile init`).
-    pub fn fast_config(&self, extra: &str) {
+    pub(crate) fn fast_config(&self, extra: &str) {
         self.init();
         self.write(
             "reconcile.yaml",
@@ -194,7 +194,7 @@ impl Repo {
     }
 
     /// Every file under the repository, as bytes (for leak checks).
-    pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+    pub(crate) fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         walkdir::WalkDir::new(self.path())
             .into_iter()
             .filter_map(Result::ok)
@@ -203,13 +203,13 @@ impl Repo {
             .collect()
     }
 
-    pub fn ledger_json(&self) -> serde_json::Value {
+    pub(crate) fn ledger_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.read(".reconcile/state.json")).expect("ledger JSON")
     }
 }
 
 /// A manifest resetting the given device ids.
-pub fn manifest_for(name: &str, ids: &[&str]) -> String {
+pub(crate) fn manifest_for(name: &str, ids: &[&str]) -> String {
     let mut s =
         format!("apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: {name}\nspec:\n  devices:\n");
     for id in ids {
@@ -219,7 +219,7 @@ pub fn manifest_for(name: &str, ids: &[&str]) -> String {
 }
 
 /// `n` Android devices with ids `00000000-0000-4000-8000-{i:012}`.
-pub fn android_devices(n: usize) -> Vec<serde_json::Map<String, serde_json::Value>> {
+pub(crate) fn android_devices(n: usize) -> Vec<serde_json::Map<String, serde_json::Value>> {
     (0..n)
         .map(|i| {
             let v = serde_json::json!({
@@ -239,12 +239,12 @@ pub fn android_devices(n: usize) -> Vec<serde_json::Map<String, serde_json::Valu
         .collect()
 }
 
-pub fn android_id(i: usize) -> String {
+pub(crate) fn android_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
 
 /// The `resetPasscode` POSTs the simulator received from Graph clients (not its portal route).
-pub fn posts(sim: &intune_reconcile::sim::SimHandle) -> Vec<intune_reconcile::sim::RecordedRequest> {
+pub(crate) fn posts(sim: &intune_reconcile::sim::SimHandle) -> Vec<intune_reconcile::sim::RecordedRequest> {
     sim.requests()
         .into_iter()
         .filter(|r| r.method == "POST" && r.path.ends_with("/resetPasscode") && !r.path.starts_with("/_sim/"))
@@ -252,7 +252,7 @@ pub fn posts(sim: &intune_reconcile::sim::SimHandle) -> Vec<intune_reconcile::si
 }
 
 /// A bare `POST path` to the simulator (its test routes), returning the HTTP status.
-pub fn http_post(sim: &intune_reconcile::sim::SimHandle, path: &str) -> u16 {
+pub(crate) fn http_post(sim: &intune_reconcile::sim::SimHandle, path: &str) -> u16 {
     use std::io::{Read as _, Write as _};
     let addr = sim.url().trim_start_matches("http://").to_owned();
     let mut s = std::net::TcpStream::connect(&addr).expect("connect to the simulator");

@@ -246,8 +246,8 @@ impl SavedPlan {
         Ok(())
     }
 
-    /// The keys of the reviewed resets: all `apply --plan` may ever send.
-    /// The keys of what the reviewer approved: resets to send and outside resets to adopt.
+    /// The keys of what the reviewer approved: resets to send (all `apply --plan` may ever send)
+    /// and resets made outside the tool to adopt.
     pub fn reviewed_keys(&self) -> HashSet<&ActionKey> {
         self.entries.iter().filter(|e| reviewed(e.change)).map(|e| &e.key).collect()
     }

@@ -599,6 +599,59 @@ mod tests {
         loaded.manifests
     }
 
+    /// The rules `review` finds for one manifest resetting serial `S1`, resolved to `device`
+    /// (JSON as Graph gives it), with a ledger record of another manifest for the same device
+    /// sent `recorded_ago` before now.
+    fn device_rules(rules: &str, device: serde_json::Value, recorded_ago: Option<i64>) -> Vec<Rule> {
+        let now = at("2026-11-30T12:00:00Z");
+        let manifests = manifest("");
+        let actions: Vec<crate::action::Action> = manifests.iter().flat_map(Manifest::actions).collect();
+        let device: Device = serde_json::from_value(device).expect("device");
+        let mut ledger = Ledger::empty();
+        if let Some(h) = recorded_ago {
+            let mut r = crate::state::tests::record("other", "S1", crate::state::Status::Done);
+            r.managed_device_id = Some(device.id.clone());
+            r.attempts.push(crate::state::Attempt {
+                started_at: now - jiff::SignedDuration::from_hours(h),
+                client_request_id: uuid::Uuid::new_v4(),
+                http_status: Some(204),
+                ..crate::state::Attempt::default()
+            });
+            ledger.records.insert(r.key.clone(), r);
+        }
+        let resolutions: crate::plan::Resolutions =
+            actions.iter().map(|a| (a.key.clone(), crate::plan::Resolution::Device(device.clone()))).collect();
+        let opts = crate::plan::PlanOptions { report_orphans: false, rename_guard: None };
+        let plan = crate::plan::plan(&actions, &ledger, &resolutions, opts);
+        let plan = policy(rules).review(plan, Vec::new(), &ledger, &AuditLog::default(), now);
+        plan.violations.iter().map(|v| v.rule).collect()
+    }
+
+    // Each rule about what a device resolved to, by its code: what breaks it and what does not.
+    #[test]
+    fn every_device_rule_reports_its_own_code() {
+        let android = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "Android"});
+        let iphone = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "iOS", "managedDeviceOwnerType": "company"});
+        let portal = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "Android",
+            "deviceActionResults": [{"actionName": "resetPasscode", "actionState": "done", "startDateTime": "2026-11-30T11:00:00Z"}]});
+        let cases: [(&str, &serde_json::Value, Option<i64>, &[Rule]); 9] = [
+            ("{}\n", &android, Some(1), &[]),
+            ("allowPlatforms: [android]\n", &iphone, None, &[Rule::AllowPlatforms]),
+            ("allowPlatforms: [android, ios]\n", &iphone, None, &[]),
+            ("protectedDevices:\n  - { id: DEV-1, reason: vip }\n", &android, None, &[Rule::ProtectedDevices]),
+            ("cooldown: 24h\n", &android, Some(1), &[Rule::Cooldown]),
+            ("cooldown: 24h\n", &android, Some(24), &[]),
+            // A reset made outside reconcile an hour ago, older than outOfBand.within: the
+            // cooldown still counts it.
+            ("cooldown: 24h\noutOfBand: { within: 30m }\n", &portal, None, &[Rule::Cooldown]),
+            ("outOfBand: { within: 30m }\n", &portal, None, &[]),
+            ("maxActionsPerApply: 1\n", &android, None, &[]),
+        ];
+        for (rules, device, recorded_ago, want) in cases {
+            assert_eq!(device_rules(rules, device.clone(), recorded_ago), want, "policy {rules:?}, device {device}");
+        }
+    }
+
     // Each rule about a manifest alone, by its code: what breaks it and what does not.
     #[test]
     fn every_manifest_rule_reports_its_own_code() {

@@ -199,6 +199,20 @@ fn config_problems_point_into_the_config() {
     assert!(err.contains("reconcile.yaml:3:16: error: invalid graph.concurrency `0`"), "{err}");
 }
 
+// Every problem of a policy section in one run, as a person reads it (pinned whole).
+#[test]
+fn policy_config_problems_are_reported_together() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD);
+    repo.write(
+        "reconcile.yaml",
+        "policy:\n  maxActionsPerApply: 0\n  cooldown: 1 day\n  outOfBand: { within: soon, then: adopt }\n  changeWindows:\n    timeZone: Mars/Olympus\n    windows:\n      - { days: [mon], from: '25:00', to: '08:00' }\n",
+    );
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(stderr(&out));
+}
+
 #[test]
 fn a_budget_above_intunes_limit_is_a_warning() {
     let repo = Repo::empty();

@@ -133,6 +133,35 @@ impl std::io::Write for HashWriter {
 #[serde(transparent)]
 pub struct ActionKey(String);
 
+/// What a key prefix (as people copy it from a plan: 4 or more hex digits) picks out of a list.
+#[derive(Debug)]
+pub enum KeyMatch<'a, T> {
+    /// Fewer than 4 characters: too likely to match by accident.
+    TooShort,
+    One(&'a T),
+    None,
+    Many(Vec<&'a T>),
+}
+
+/// The items whose key (`key_of`) starts with `prefix`, trimmed and lower-cased (also returned).
+pub fn match_key_prefix<'a, T>(
+    items: impl IntoIterator<Item = &'a T>,
+    key_of: impl Fn(&T) -> &ActionKey,
+    prefix: &str,
+) -> (String, KeyMatch<'a, T>) {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.len() < 4 {
+        return (prefix, KeyMatch::TooShort);
+    }
+    let mut hits: Vec<&T> = items.into_iter().filter(|t| key_of(t).as_str().starts_with(&prefix)).collect();
+    let found = match hits.len() {
+        0 => KeyMatch::None,
+        1 => KeyMatch::One(hits.remove(0)),
+        _ => KeyMatch::Many(hits),
+    };
+    (prefix, found)
+}
+
 impl ActionKey {
     /// Computes the key from the identifying fields; see the module docs for the form.
     pub fn compute(kind: ActionKind, name: &str, round: u32, collection: Collection, selector: &Selector) -> Self {

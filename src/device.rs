@@ -64,6 +64,13 @@ pub struct RemoteActionAudit {
     pub initiated_by_user_principal_name: Option<String>,
 }
 
+impl RemoteActionAudit {
+    /// Whether a person started it (an app, such as this tool, leaves the initiator empty).
+    pub fn by_person(&self) -> bool {
+        self.initiated_by_user_principal_name.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+}
+
 /// Whether an action name resets (or, on iOS/iPadOS, removes) a passcode.
 pub fn is_passcode_reset(action_name: &str) -> bool {
     ["resetPasscode", "removePasscode"].iter().any(|n| action_name.eq_ignore_ascii_case(n))

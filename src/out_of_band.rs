@@ -174,20 +174,16 @@ impl<'a> Claims<'a> {
     /// it (`by_person`), one of its attempts was in the air then.
     fn accounts_for(&self, id: &str, start: Timestamp, audit: Option<&str>, by_person: bool) -> bool {
         let Some(records) = self.by_device.get(&id.to_ascii_lowercase()) else { return false };
-        let is_audit = |x: Option<&str>| audit.is_some_and(|id| x == Some(id));
         records.iter().any(|r| {
-            let adopted =
-                r.adopted.as_ref().is_some_and(|a| a.result_started == start || is_audit(a.audit_id.as_deref()));
-            adopted
-                || r.attempts.iter().any(|a| {
-                    let claimed = a
-                        .resolution
-                        .as_ref()
-                        .is_some_and(|x| x.result_started == Some(start) || is_audit(x.audit_id.as_deref()));
-                    let from = a.server_sent_at.unwrap_or(a.started_at) - CLAIM_SLACK;
-                    let to = a.server_date.or(a.finished_at).unwrap_or(a.started_at) + CLAIM_SLACK;
-                    claimed || (!by_person && a.may_have_run() && start >= from && start <= to)
-                })
+            let claimed =
+                r.claimed_starts().any(|s| s == start) || audit.is_some_and(|id| r.claimed_audits().any(|a| a == id));
+            claimed
+                || (!by_person
+                    && r.attempts.iter().any(|a| {
+                        let from = a.server_sent_at.unwrap_or(a.started_at) - CLAIM_SLACK;
+                        let to = a.server_date.or(a.finished_at).unwrap_or(a.started_at) + CLAIM_SLACK;
+                        a.may_have_run() && start >= from && start <= to
+                    }))
         })
     }
 }
@@ -198,8 +194,6 @@ impl<'a> Claims<'a> {
 pub fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Timestamp) -> Option<OutOfBand> {
     let took_effect = |state: &str| ["pending", "active", "done"].iter().any(|s| state.eq_ignore_ascii_case(s));
     let logged = audits.of(&device.id);
-    let by_person =
-        |a: &RemoteActionAudit| a.initiated_by_user_principal_name.as_deref().is_some_and(|u| !u.trim().is_empty());
     let audited = audits.audited();
     let mut seen: Vec<OutOfBand> = Vec::new();
     for r in device.device_action_results.iter().filter(|r| is_passcode_reset(&r.action_name)) {
@@ -208,7 +202,12 @@ pub fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Ti
             continue;
         }
         let audit = logged.iter().find(|a| a.request_date_time.is_some_and(|t| (t - start).abs() <= SAME_RESET));
-        if claims.accounts_for(&device.id, start, audit.map(|a| a.id.as_str()), audit.is_some_and(by_person)) {
+        if claims.accounts_for(
+            &device.id,
+            start,
+            audit.map(|a| a.id.as_str()),
+            audit.is_some_and(RemoteActionAudit::by_person),
+        ) {
             continue;
         }
         seen.push(OutOfBand {
@@ -234,7 +233,7 @@ pub fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Ti
             // The device's own result for it decided above (it did not take effect, or is ours).
             continue;
         }
-        if claims.accounts_for(&device.id, start, Some(&a.id), by_person(a)) {
+        if claims.accounts_for(&device.id, start, Some(&a.id), a.by_person()) {
             continue;
         }
         seen.push(OutOfBand {

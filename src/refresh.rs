@@ -112,16 +112,6 @@ fn tol() -> SignedDuration {
     SignedDuration::try_from(TOLERANCE).unwrap_or(SignedDuration::ZERO)
 }
 
-/// The claims already recorded on any attempt of `r` (or its adoption): result start times and
-/// audit ids.
-fn claims(r: &Record) -> (Vec<Timestamp>, Vec<&str>) {
-    let res = r.attempts.iter().filter_map(|a| a.resolution.as_ref());
-    let adopted = r.adopted.as_ref();
-    let starts = res.clone().filter_map(|x| x.result_started).chain(adopted.map(|a| a.result_started)).collect();
-    let audits = res.filter_map(|x| x.audit_id.as_deref()).chain(adopted.and_then(|a| a.audit_id.as_deref())).collect();
-    (starts, audits)
-}
-
 fn status_of(state: &str) -> Status {
     match state.to_ascii_lowercase().as_str() {
         "done" => Status::Done,
@@ -154,17 +144,13 @@ pub fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -
     };
     // Resets the audit log attributes to a person: not ours, whoever reads them.
     let by_person = |start: Timestamp| {
-        audits.iter().any(|a| {
-            a.initiated_by_user_principal_name.as_deref().is_some_and(|u| !u.trim().is_empty())
-                && a.request_date_time.is_some_and(|t| (t - start).abs() <= tol())
-        })
+        audits.iter().any(|a| a.by_person() && a.request_date_time.is_some_and(|t| (t - start).abs() <= tol()))
     };
     let mut claimed_starts: HashSet<Timestamp> = HashSet::new();
     let mut claimed_audits: HashSet<&str> = HashSet::new();
     for r in records {
-        let (s, a) = claims(r);
-        claimed_starts.extend(s);
-        claimed_audits.extend(a);
+        claimed_starts.extend(r.claimed_starts());
+        claimed_audits.extend(r.claimed_audits());
     }
     let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
 
@@ -265,10 +251,7 @@ fn unknown_without_result(
             "Intune shows a reset started at {start} that may be this one, but another action claimed it"
         ));
     }
-    let ours = |a: &&RemoteActionAudit| {
-        a.request_date_time.is_some_and(|t| t >= from)
-            && a.initiated_by_user_principal_name.as_deref().is_none_or(|u| u.trim().is_empty())
-    };
+    let ours = |a: &&RemoteActionAudit| a.request_date_time.is_some_and(|t| t >= from) && !a.by_person();
     if let Some(a) = audits.iter().filter(ours).find(|a| !claimed_audits.contains(a.id.as_str())) {
         let at = a.request_date_time.map(|t| t.to_string()).unwrap_or_default();
         return Verdict::Change {

@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::duration::HumanDuration;
 use crate::manifest::ManifestInput;
-use crate::manifest::source::{self, pos_of};
+use crate::manifest::source::{self, duration, pos_of};
 
 /// The config file looked for in the working directory when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "reconcile.yaml";
@@ -469,14 +469,4 @@ fn budget(b: &RawBudget, key: &str, limit: (u32, Duration), file: &Path, diags: 
         );
     }
     Some(Budget { requests, window })
-}
-
-fn duration(s: &Spanned<String>, key: &str, file: &Path, diags: &mut Diagnostics) -> Option<Duration> {
-    match s.value.parse::<HumanDuration>() {
-        Ok(d) => Some(d.0),
-        Err(e) => {
-            diags.push(Diagnostic::error(file, pos_of(s, 0), format!("{key}: {e}")));
-            None
-        }
-    }
 }

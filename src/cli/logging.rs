@@ -22,9 +22,7 @@ pub(super) fn init(g: &GlobalArgs, long_running: bool) {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("intune_reconcile={level}")));
-    let color = !g.no_color
-        && crate::env::var(crate::env::NO_COLOR).is_none_or(|v| v.is_empty())
-        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let color = g.colour_for(&std::io::stderr());
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LogLine(Vec::new())).with_target(false);
     let _ = match g.log_format {

@@ -146,15 +146,7 @@ pub fn main() -> ExitCode {
     };
     logging::init(&cli.global, matches!(cli.command, Command::Watch(_)));
     JSON_LOGS.store(cli.global.log_format == logging::LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
-    // Colour only for a person at a terminal: never under NO_COLOR or --no-color, in a pipe, a
-    // file or a CI log (not terminals), or on a dumb terminal.
-    COLOUR.store(
-        !cli.global.no_color
-            && env(crate::env::NO_COLOR).is_none_or(|v| v.is_empty())
-            && env(crate::env::TERM).as_deref() != Some("dumb")
-            && std::io::stdout().is_terminal(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    COLOUR.store(cli.global.colour_for(&std::io::stdout()), std::sync::atomic::Ordering::Relaxed);
     if let Some(dir) = &cli.global.dir
         && let Err(e) = std::env::set_current_dir(dir)
     {
@@ -186,6 +178,18 @@ pub fn main() -> ExitCode {
 /// `--log-format json`: everything on stderr is a JSON line (diagnostics and errors become
 /// events).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+impl GlobalArgs {
+    /// Whether output to `stream` gets colour: only for a person at a terminal, never under
+    /// `NO_COLOR` or `--no-color`, in a pipe, a file or a CI log (not terminals), or on a dumb
+    /// terminal. One rule for the plan (stdout) and the log (stderr).
+    fn colour_for(&self, stream: &impl IsTerminal) -> bool {
+        !self.no_color
+            && env(crate::env::NO_COLOR).is_none_or(|v| v.is_empty())
+            && env(crate::env::TERM).as_deref() != Some("dumb")
+            && stream.is_terminal()
+    }
+}
+
 static COLOUR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether stdout gets colour (see `main`).

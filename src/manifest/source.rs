@@ -72,6 +72,22 @@ pub fn read_text(path: &Path, diags: &mut Diagnostics) -> Option<SourceText> {
     Some(SourceText { text })
 }
 
+/// A duration as written (`30s`, `24h`), or a diagnostic at it naming `key` (`graph.timeout`).
+pub fn duration(
+    s: &serde_saphyr::Spanned<String>,
+    key: &str,
+    file: &Path,
+    diags: &mut Diagnostics,
+) -> Option<std::time::Duration> {
+    match s.value.parse::<crate::duration::HumanDuration>() {
+        Ok(d) => Some(d.0),
+        Err(e) => {
+            diags.push(Diagnostic::error(file, pos_of(s, 0), format!("{key}: {e}")));
+            None
+        }
+    }
+}
+
 pub use crate::diagnostic::io_reason;
 
 fn pos_at_end(text: &str) -> Pos {

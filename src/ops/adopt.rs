@@ -126,15 +126,13 @@ pub fn adopt(
 
 /// The action whose key is `key` or starts with it (at least 4 hex digits).
 fn find<'a>(actions: &'a [Action], key: &str) -> Result<&'a Action, AdoptError> {
-    let prefix = key.trim().to_ascii_lowercase();
-    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(AdoptError::NoSuchAction(crate::safe::text(key).into_owned()));
-    }
-    let hits: Vec<&Action> = actions.iter().filter(|a| a.key.as_str().starts_with(&prefix)).collect();
-    match hits.as_slice() {
-        [one] => Ok(one),
-        [] => Err(AdoptError::NoSuchAction(prefix)),
-        many => Err(AdoptError::Ambiguous(prefix, many.len())),
+    use crate::action::KeyMatch;
+    match crate::action::match_key_prefix(actions, |a| &a.key, key) {
+        (_, KeyMatch::One(one)) => Ok(one),
+        (prefix, KeyMatch::TooShort | KeyMatch::None) => {
+            Err(AdoptError::NoSuchAction(crate::safe::text(&prefix).into_owned()))
+        }
+        (prefix, KeyMatch::Many(many)) => Err(AdoptError::Ambiguous(prefix, many.len())),
     }
 }
 

@@ -30,7 +30,7 @@ pub use crate::device::Platform;
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::duration::HumanDuration;
 use crate::manifest::Manifest;
-use crate::manifest::source::pos_of;
+use crate::manifest::source::{duration, pos_of};
 use crate::out_of_band::{AuditLog, Claims, OutOfBand};
 use crate::plan::{BlockKind, Change, Plan, RenameGuard, Violation};
 use crate::state::{Ledger, ResetIndex};
@@ -67,8 +67,13 @@ fn outside<'l>(
     claims: &dyn Fn() -> &'l Claims<'l>,
     since: jiff::Timestamp,
 ) -> Option<OutOfBand> {
-    // Most devices have nothing to look at: the ledger is indexed only when one has.
-    if d.device_action_results.is_empty() && !audits.has(&d.id) {
+    // Most devices have no recent passcode reset to look at: the ledger is indexed (once per
+    // review) only when one has.
+    let recent = d
+        .device_action_results
+        .iter()
+        .any(|r| crate::device::is_passcode_reset(&r.action_name) && r.start_date_time.is_some_and(|t| t >= since));
+    if !recent && !audits.has(&d.id) {
         return None;
     }
     crate::out_of_band::latest(d, audits, claims(), since)
@@ -181,33 +186,22 @@ impl Policy {
                 )),
             }
         }
-        if let Some(c) = raw.cooldown {
-            match c.value.parse::<HumanDuration>() {
-                Ok(d) => p.cooldown = Some((d.0, pos_of(&c, 0).unwrap_or(Pos::new(1, 1)))),
-                Err(e) => diags.push(Diagnostic::error(file, pos_of(&c, 0), format!("policy.cooldown: {e}"))),
-            }
+        if let Some(c) = raw.cooldown
+            && let Some(d) = duration(&c, "policy.cooldown", file, diags)
+        {
+            p.cooldown = Some((d, pos_of(&c, 0).unwrap_or(Pos::new(1, 1))));
         }
         if let Some(r) = raw.likely_rename {
-            if let Some(w) = &r.within {
-                match w.value.parse::<HumanDuration>() {
-                    Ok(d) => p.rename_within = Some(d.0),
-                    Err(e) => {
-                        diags.push(Diagnostic::error(file, pos_of(w, 0), format!("policy.likelyRename.within: {e}")))
-                    }
-                }
+            if let Some(d) = r.within.as_ref().and_then(|w| duration(w, "policy.likelyRename.within", file, diags)) {
+                p.rename_within = Some(d);
             }
             if r.then == Some(RenameThen::Send) {
                 p.rename_within = None;
             }
         }
         if let Some(o) = raw.out_of_band {
-            if let Some(w) = &o.within {
-                match w.value.parse::<HumanDuration>() {
-                    Ok(d) => p.out_of_band.0 = d.0,
-                    Err(e) => {
-                        diags.push(Diagnostic::error(file, pos_of(w, 0), format!("policy.outOfBand.within: {e}")))
-                    }
-                }
+            if let Some(d) = o.within.as_ref().and_then(|w| duration(w, "policy.outOfBand.within", file, diags)) {
+                p.out_of_band.0 = d;
             }
             p.out_of_band.1 = o.then.unwrap_or(OutOfBandThen::Adopt);
         }

@@ -118,39 +118,27 @@ fn warnings(s: &mut String, plan: &Plan) {
         if hits.is_empty() {
             continue;
         }
-        let examples: Vec<String> = hits
-            .iter()
-            .take(EXAMPLES)
-            .map(|e| format!("{} in {}", code(&clip(&e.selector().to_string(), 120)), code(e.manifest())))
-            .collect();
-        let more = if hits.len() > EXAMPLES { format!(" and {} more", hits.len() - EXAMPLES) } else { String::new() };
+        let examples =
+            hits.iter().map(|e| format!("{} in {}", code(&clip(&e.selector().to_string(), 120)), code(e.manifest())));
         lines.push(format!(
-            "- **{} device{} {what}**, never sent: {}{more}",
-            hits.len(),
-            if hits.len() == 1 { "" } else { "s" },
-            examples.join(", ")
+            "- **{} {what}**, never sent: {}",
+            devices(hits.len()),
+            first_few(hits.len(), examples, ", ")
         ));
     }
     if !plan.violations.is_empty() {
-        let examples: Vec<String> = plan
-            .violations
-            .iter()
-            .take(EXAMPLES)
-            .map(|v| &v.diagnostic)
-            .map(|v| {
-                let at = match (&v.file, v.pos) {
-                    (Some(f), Some(p)) => format!("{}: ", code(&format!("{}:{}", f.display(), p.line))),
-                    _ => String::new(),
-                };
-                format!("{at}{}", code(&clip(&v.message, 300)))
-            })
-            .collect();
-        let more = if plan.violations.len() > EXAMPLES {
-            format!("; and {} more", plan.violations.len() - EXAMPLES)
-        } else {
-            String::new()
-        };
-        lines.push(format!("- **{}** {}{more}", super::violations_line(plan), examples.join("; ")));
+        let examples = plan.violations.iter().map(|v| &v.diagnostic).map(|v| {
+            let at = match (&v.file, v.pos) {
+                (Some(f), Some(p)) => format!("{}: ", code(&format!("{}:{}", f.display(), p.line))),
+                _ => String::new(),
+            };
+            format!("{at}{}", code(&clip(&v.message, 300)))
+        });
+        lines.push(format!(
+            "- **{}** {}",
+            super::violations_line(plan),
+            first_few(plan.violations.len(), examples, "; ")
+        ));
     }
     // Resets made outside the tool: adopted (nothing sent), or sent again under `then: send`.
     for (change, what) in [
@@ -161,25 +149,15 @@ fn warnings(s: &mut String, plan: &Plan) {
         if hits.is_empty() {
             continue;
         }
-        let examples: Vec<String> = hits
-            .iter()
-            .take(EXAMPLES)
-            .map(|e| {
-                format!(
-                    "{} in {}: {}",
-                    code(&clip(&e.selector().to_string(), 120)),
-                    code(e.manifest()),
-                    code(&clip(&e.reason, 300))
-                )
-            })
-            .collect();
-        let more = if hits.len() > EXAMPLES { format!("; and {} more", hits.len() - EXAMPLES) } else { String::new() };
-        lines.push(format!(
-            "- **{} device{} {what}**: {}{more}",
-            hits.len(),
-            if hits.len() == 1 { "" } else { "s" },
-            examples.join("; ")
-        ));
+        let examples = hits.iter().map(|e| {
+            format!(
+                "{} in {}: {}",
+                code(&clip(&e.selector().to_string(), 120)),
+                code(e.manifest()),
+                code(&clip(&e.reason, 300))
+            )
+        });
+        lines.push(format!("- **{} {what}**: {}", devices(hits.len()), first_few(hits.len(), examples, "; ")));
     }
     if plan.summary.to_reset > LARGE_CHANGE {
         lines.push(format!(
@@ -202,6 +180,21 @@ fn warnings(s: &mut String, plan: &Plan) {
         }
         let _ = writeln!(s);
     }
+}
+
+/// "1 device", "3 devices".
+fn devices(n: usize) -> String {
+    format!("{n} device{}", if n == 1 { "" } else { "s" })
+}
+
+/// The first [`EXAMPLES`] of `total` items joined by `sep`, then how many more there are.
+fn first_few(total: usize, items: impl Iterator<Item = String>, sep: &str) -> String {
+    let mut s = items.take(EXAMPLES).collect::<Vec<_>>().join(sep);
+    if total > EXAMPLES {
+        let lead = if sep == ", " { " " } else { sep };
+        s.push_str(&format!("{lead}and {} more", total - EXAMPLES));
+    }
+    s
 }
 
 fn summary_table(s: &mut String, plan: &Plan) {

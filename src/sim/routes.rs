@@ -452,11 +452,11 @@ fn reset(s: &mut SimState, id: &str, rid: &str, crid: Option<&str>) -> Reply {
 fn portal_reset(s: &mut SimState, id: &str, query: &str) -> Reply {
     let params = form(query.as_bytes());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let by = get("by").unwrap_or_else(|| "admin@contoso.com".into());
-    let ago = match get("ago").map(|a| a.parse::<crate::duration::HumanDuration>()) {
+    let by = get("by").unwrap_or_else(|| super::state::PORTAL_ADMIN.into());
+    let ago = match get("ago").map(|a| super::state::ago(&a)) {
         None => jiff::SignedDuration::ZERO,
-        Some(Ok(a)) => jiff::SignedDuration::try_from(a.0).unwrap_or_default(),
-        Some(Err(e)) => return Reply::new(StatusCode::BAD_REQUEST, Some(serde_json::json!({"error": e.to_string()}))),
+        Some(Ok(ago)) => ago,
+        Some(Err(e)) => return Reply::new(StatusCode::BAD_REQUEST, Some(serde_json::json!({"error": e}))),
     };
     match s.device_index(id) {
         Some(i) => {

@@ -125,6 +125,15 @@ pub struct RecordedRequest {
     pub credential: Option<String>,
 }
 
+/// Who a portal reset is by when nobody is named.
+pub(super) const PORTAL_ADMIN: &str = "admin@contoso.com";
+
+/// How long ago a portal reset was made, as written (`40m`).
+pub(super) fn ago(text: &str) -> Result<jiff::SignedDuration, String> {
+    let d = text.parse::<crate::duration::HumanDuration>().map_err(|e| e.to_string())?;
+    Ok(jiff::SignedDuration::try_from(d.0).unwrap_or_default())
+}
+
 /// A remote action a device went through.
 #[derive(Debug, Clone)]
 pub struct ActionRecord {
@@ -191,12 +200,8 @@ impl SimState {
                 let mut fields = d.clone();
                 if let Some(Value::Array(resets)) = fields.remove("_portalResets") {
                     for r in resets {
-                        let by = r.get("by").and_then(Value::as_str).unwrap_or("admin@contoso.com").to_owned();
-                        let ago = r
-                            .get("ago")
-                            .and_then(Value::as_str)
-                            .and_then(|a| a.parse::<crate::duration::HumanDuration>().ok());
-                        let ago = ago.and_then(|a| jiff::SignedDuration::try_from(a.0).ok()).unwrap_or_default();
+                        let by = r.get("by").and_then(Value::as_str).unwrap_or(PORTAL_ADMIN).to_owned();
+                        let ago = r.get("ago").and_then(Value::as_str).and_then(|a| ago(a).ok()).unwrap_or_default();
                         portal.push((i, by, ago));
                     }
                 }

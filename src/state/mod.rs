@@ -288,6 +288,19 @@ impl Record {
         sent.chain(self.adopted.as_ref().map(|a| a.result_started)).max()
     }
 
+    /// The start times of the Intune results this action claimed (refresh's decisions, or its
+    /// adoption): no other action may take them.
+    pub fn claimed_starts(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        let decided = self.attempts.iter().filter_map(|a| a.resolution.as_ref()?.result_started);
+        decided.chain(self.adopted.as_ref().map(|a| a.result_started))
+    }
+
+    /// The `remoteActionAudits` entries this action claimed, the same way.
+    pub fn claimed_audits(&self) -> impl Iterator<Item = &str> {
+        let decided = self.attempts.iter().filter_map(|a| a.resolution.as_ref()?.audit_id.as_deref());
+        decided.chain(self.adopted.as_ref().and_then(|a| a.audit_id.as_deref()))
+    }
+
     /// A record for an action about to be sent for the first time.
     pub fn new(action: &Action, managed_device_id: Option<String>, now: Timestamp) -> Self {
         Record {
@@ -329,15 +342,14 @@ impl Ledger {
 
     /// Finds a record by full key or unique prefix (at least 4 hex digits).
     pub fn find(&self, prefix: &str) -> Result<&Record, FindError> {
-        let prefix = prefix.trim().to_ascii_lowercase();
-        if prefix.len() < 4 {
-            return Err(FindError::TooShort(prefix));
-        }
-        let hits: Vec<&Record> = self.records.values().filter(|r| r.key.as_str().starts_with(&prefix)).collect();
-        match hits.as_slice() {
-            [one] => Ok(one),
-            [] => Err(FindError::NotFound(prefix)),
-            many => Err(FindError::Ambiguous(prefix, many.iter().take(10).map(|r| r.key.short().to_owned()).collect())),
+        use crate::action::KeyMatch;
+        match crate::action::match_key_prefix(self.records.values(), |r| &r.key, prefix) {
+            (_, KeyMatch::One(one)) => Ok(one),
+            (prefix, KeyMatch::TooShort) => Err(FindError::TooShort(prefix)),
+            (prefix, KeyMatch::None) => Err(FindError::NotFound(prefix)),
+            (prefix, KeyMatch::Many(many)) => {
+                Err(FindError::Ambiguous(prefix, many.iter().take(10).map(|r| r.key.short().to_owned()).collect()))
+            }
         }
     }
 }

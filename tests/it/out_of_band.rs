@@ -169,7 +169,7 @@ fn block_shows_it_sends_nothing_for_it_and_exits_1() {
 
 #[test]
 fn state_adopt_needs_a_reset_in_intune() {
-    let (repo, sim, ids) = setup("", None, |_| {});
+    let (repo, sim, _) = setup("", None, |_| {});
     let json: serde_json::Value =
         serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("json");
     let key = json["actions"][0]["key"].as_str().expect("key")[..12].to_owned();
@@ -184,7 +184,6 @@ fn state_adopt_needs_a_reset_in_intune() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(stderr(&unknown).contains("no manifest action has the key `ffffffff`"), "{}", stderr(&unknown));
     assert!(posts(&sim).is_empty());
-    let _ = ids;
 }
 
 #[test]
@@ -205,7 +204,7 @@ fn send_warns_and_sends() {
 
 #[test]
 fn a_reset_older_than_within_is_ignored_but_the_cooldown_counts_it() {
-    let (repo, sim, ids) = setup("policy:\n  outOfBand: { within: 1h }\n", Some("2h"), |_| {});
+    let (repo, sim, _) = setup("policy:\n  outOfBand: { within: 1h }\n", Some("2h"), |_| {});
     let plan = run(&repo, &sim, &["plan"]);
     assert!(plan.status.success(), "{}", stderr(&plan));
     assert!(
@@ -221,7 +220,6 @@ fn a_reset_older_than_within_is_ignored_but_the_cooldown_counts_it() {
     let text = stdout(&apply);
     assert!(text.contains("policy cooldown") && text.contains("by bob@contoso.com outside reconcile"), "{text}");
     assert!(posts(&sim).is_empty(), "the whole manifest is stopped");
-    let _ = ids;
 }
 
 #[test]

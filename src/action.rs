@@ -36,7 +36,7 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ActionKind::PasscodeReset => "PasscodeReset",
         }
@@ -57,7 +57,7 @@ pub enum Collection {
 }
 
 impl Collection {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Collection::ManagedDevices => "managedDevices",
             Collection::ComanagedDevices => "comanagedDevices",
@@ -76,7 +76,7 @@ pub enum SelectorKind {
 }
 
 impl SelectorKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SelectorKind::Id => "id",
             SelectorKind::SerialNumber => "serialNumber",
@@ -100,7 +100,7 @@ impl Selector {
     /// - `serialNumber`, `deviceName`: lowercase, because Intune matches them case-insensitively
     ///   and a change of case in a manifest must not reset the device a second time;
     /// - `imei`: as written (validation has already reduced it to digits).
-    pub fn normalized(&self) -> String {
+    pub(crate) fn normalized(&self) -> String {
         match self.kind {
             SelectorKind::Id | SelectorKind::SerialNumber | SelectorKind::DeviceName => self.value.to_lowercase(),
             SelectorKind::Imei => self.value.clone(),
@@ -135,7 +135,7 @@ pub struct ActionKey(String);
 
 /// What a key prefix (as people copy it from a plan: 4 or more hex digits) picks out of a list.
 #[derive(Debug)]
-pub enum KeyMatch<'a, T> {
+pub(crate) enum KeyMatch<'a, T> {
     /// Fewer than 4 characters: too likely to match by accident.
     TooShort,
     One(&'a T),
@@ -144,7 +144,7 @@ pub enum KeyMatch<'a, T> {
 }
 
 /// The items whose key (`key_of`) starts with `prefix`, trimmed and lower-cased (also returned).
-pub fn match_key_prefix<'a, T>(
+pub(crate) fn match_key_prefix<'a, T>(
     items: impl IntoIterator<Item = &'a T>,
     key_of: impl Fn(&T) -> &ActionKey,
     prefix: &str,
@@ -178,12 +178,6 @@ impl ActionKey {
         let mut hasher = HashWriter(Sha256::new());
         serde_json::to_writer(&mut hasher, &canonical).expect("hashing into memory cannot fail");
         ActionKey(hex::encode(hasher.0.finalize()))
-    }
-
-    /// Wraps a key read from the ledger, if it has the shape of one.
-    pub fn parse(s: &str) -> Option<Self> {
-        let ok = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        ok.then(|| ActionKey(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -297,7 +291,5 @@ mod tests {
         );
         assert_eq!(k.short().len(), 12);
         assert!(k.as_str().starts_with(k.short()));
-        assert_eq!(ActionKey::parse(k.as_str()), Some(k.clone()));
-        assert_eq!(ActionKey::parse("XYZ"), None);
     }
 }

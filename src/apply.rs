@@ -61,7 +61,7 @@ use crate::state::{Attempt, Ledger, Record, StateError, Status, Store, Writer};
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
-pub struct ApplyOptions {
+pub(crate) struct ApplyOptions {
     /// The policy, and the violations the manifests alone show (each stops its manifest).
     pub policy: crate::policy::Policy,
     pub static_violations: Vec<crate::plan::Violation>,
@@ -88,7 +88,7 @@ impl ApplyOptions {
     /// The most resets this run may send: the stricter of `--max-actions` and the policy's
     /// `maxActionsPerApply`, both counted over the complete plan (after devices are looked up
     /// and policy applied: a blocked device is not sent, so it does not count).
-    pub fn blast_radius(&self) -> Option<usize> {
+    pub(crate) fn blast_radius(&self) -> Option<usize> {
         match (self.max_actions, self.policy.max_actions()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -98,13 +98,13 @@ impl ApplyOptions {
 
 /// A reviewed saved plan to execute.
 #[derive(Debug, Clone)]
-pub struct ReviewedPlan {
+pub(crate) struct ReviewedPlan {
     pub path: std::path::PathBuf,
     pub saved: SavedPlan,
 }
 
 /// How the executor talks to the person (or CI job) running it.
-pub trait Ui {
+pub(crate) trait Ui {
     /// Shows the plan about to be executed.
     fn show_plan(&mut self, plan: &Plan<'_>);
     /// Asks whether to go on.
@@ -117,7 +117,7 @@ pub trait Ui {
 
 /// Why the run stopped before (or while) sending.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error("cannot authenticate to Microsoft Graph")]
@@ -146,7 +146,7 @@ pub enum ApplyError {
 
 /// What happened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ApplyReport {
+pub(crate) struct ApplyReport {
     /// Resets in the plan that were to be sent.
     pub planned: usize,
     pub blocked: usize,
@@ -181,7 +181,7 @@ impl ApplyReport {
     }
 
     /// Exit 0 only when every planned action was accepted and nothing is blocked.
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.accepted == self.planned && self.blocked == 0 && !self.interrupted
     }
 }
@@ -206,7 +206,7 @@ const LOOKAHEAD: usize = 256;
 const REPLAN_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs `actions` against Graph. See the module docs for the flow and guarantees.
-pub async fn apply(
+pub(crate) async fn apply(
     actions: &[Action],
     store: &Store,
     graph: Arc<Graph>,

@@ -13,7 +13,7 @@ use std::process::Command;
 const MAX_LEN: usize = 300;
 
 /// The run's part of every attempt's provenance (the manifest's part is added per action).
-pub fn run_provenance(env: &dyn Fn(&str) -> Option<String>, project_dir: &Path) -> Provenance {
+pub(crate) fn run_provenance(env: &dyn Fn(&str) -> Option<String>, project_dir: &Path) -> Provenance {
     let var = |k: &str| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty());
     let mut p = Provenance::default();
     match ci(env) {
@@ -93,7 +93,7 @@ fn ci(env: &dyn Fn(&str) -> Option<String>) -> Option<CiRun> {
 
 /// The CI run holding a ledger lock, for the message naming the holder:
 /// `github-actions run 9001 https://github.com/…/actions/runs/9001`.
-pub fn ci_run(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+pub(crate) fn ci_run(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     ci(env).map(|run| match run.url {
         Some(url) => format!("{} run {} {url}", run.system, run.id),
         None => format!("{} run {}", run.system, run.id),
@@ -101,7 +101,7 @@ pub fn ci_run(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
 }
 
 /// Who is acting: the CI actor or the local user, at this host.
-pub fn person(env: &dyn Fn(&str) -> Option<String>) -> String {
+pub(crate) fn person(env: &dyn Fn(&str) -> Option<String>) -> String {
     let user = [crate::env::GITHUB_ACTOR, crate::env::BUILD_REQUESTEDFOREMAIL, crate::env::USER, crate::env::USERNAME]
         .iter()
         .find_map(|k| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty()))
@@ -111,7 +111,7 @@ pub fn person(env: &dyn Fn(&str) -> Option<String>) -> String {
 
 /// The pull request a merge commit's subject names: GitHub's `Merge pull request #12 from …`
 /// and squash `Title (#12)`, Azure Repos' `Merged PR 12: …`.
-pub fn pull_request_of(subject: &str) -> Option<String> {
+pub(crate) fn pull_request_of(subject: &str) -> Option<String> {
     let digits = |s: &str| {
         let n: String = s.chars().take_while(char::is_ascii_digit).collect();
         (!n.is_empty()).then_some(n)
@@ -178,7 +178,7 @@ pub struct Provenance {
 }
 
 /// This machine's name.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_owned())

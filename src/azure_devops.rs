@@ -15,7 +15,7 @@ use crate::render::markdown::MARKER;
 const API_VERSION: &str = "7.1";
 
 /// Where and as whom to comment.
-pub struct AzureDevopsTarget {
+pub(crate) struct AzureDevopsTarget {
     /// `SYSTEM_COLLECTIONURI`, e.g. `https://dev.azure.com/contoso/`.
     pub collection: String,
     pub project: String,
@@ -36,7 +36,7 @@ impl std::fmt::Debug for AzureDevopsTarget {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AzureDevopsError {
+pub(crate) enum AzureDevopsError {
     #[error("Azure DevOps API {what} failed: {reason}")]
     Api { what: &'static str, reason: String },
 }
@@ -74,13 +74,13 @@ struct ConnectionData {
 }
 
 /// What the comment step did: the thread's id.
-pub use crate::github::Upserted;
+pub(crate) use crate::github::Upserted;
 
 /// One path segment, percent-encoded (ids come from the environment; never let one add a path).
 use crate::graph::endpoints::path_segment as seg;
 
 /// Creates the plan thread, or updates the comment of the one that is ours: never a second one.
-pub async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<Upserted, AzureDevopsError> {
+pub(crate) async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<Upserted, AzureDevopsError> {
     let http = crate::graph::http_client(std::time::Duration::from_secs(30));
     let req = |m: reqwest::Method, url: String| {
         http.request(m, url)

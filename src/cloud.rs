@@ -17,7 +17,7 @@ pub enum Cloud {
 
 impl Cloud {
     /// Its name in `reconcile.yaml` and `AZURE_CLOUD`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Cloud::Global => "global",
             Cloud::Usgov => "usgov",
@@ -27,12 +27,12 @@ impl Cloud {
     }
 
     /// Parses a name as written in `AZURE_CLOUD`.
-    pub fn parse(name: &str) -> Option<Cloud> {
+    pub(crate) fn parse(name: &str) -> Option<Cloud> {
         [Cloud::Global, Cloud::Usgov, Cloud::UsgovDod, Cloud::China].into_iter().find(|c| c.as_str() == name)
     }
 
     /// The cloud a common other name means (`gcc-high` → `usgov`), for a "did you mean".
-    pub fn suggest(name: &str) -> Option<Cloud> {
+    pub(crate) fn suggest(name: &str) -> Option<Cloud> {
         let n: String = name.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect();
         match n.as_str() {
             "global" | "public" | "commercial" | "azurecloud" | "azurepubliccloud" | "worldwide" | "gcc" => {

@@ -10,11 +10,9 @@ use std::path::{Component, Path, PathBuf};
 
 /// Why a path the repository names was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfineError {
+pub(crate) enum ConfineError {
     #[error("`{}` leads outside the repository (`{}`)", path.display(), root.display())]
     Outside { path: PathBuf, root: PathBuf },
-    #[error("`{}` is inside a hidden folder or is a hidden file, which the repository may not name", path.display())]
-    Hidden { path: PathBuf },
     #[error("cannot resolve `{}`: {reason}", path.display())]
     Unresolvable { path: PathBuf, reason: String },
 }
@@ -22,7 +20,7 @@ pub enum ConfineError {
 /// `path` resolved, when it stays inside `root` (both resolved through symlinks). A path that
 /// does not exist yet (a ledger to be created) is checked through its nearest existing ancestor.
 /// `..` is refused outright.
-pub fn inside(root: &Path, path: &Path) -> Result<PathBuf, ConfineError> {
+pub(crate) fn inside(root: &Path, path: &Path) -> Result<PathBuf, ConfineError> {
     let unresolvable = |p: &Path, e: std::io::Error| ConfineError::Unresolvable {
         path: p.to_path_buf(),
         reason: crate::diagnostic::io_reason(&e),
@@ -57,7 +55,7 @@ pub fn inside(root: &Path, path: &Path) -> Result<PathBuf, ConfineError> {
 
 /// Whether `rel` (as the repository wrote it) names a hidden entry (`.git/config`,
 /// `.reconcile/…` are the tool's or git's, never a manifest).
-pub fn names_hidden(rel: &Path) -> bool {
+pub(crate) fn names_hidden(rel: &Path) -> bool {
     rel.components().any(|c| matches!(c, Component::Normal(s) if s.to_string_lossy().starts_with('.')))
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 /// The device fields plans show and eligibility needs; never a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Device {
+pub(crate) struct Device {
     pub id: String,
     #[serde(default)]
     pub device_name: Option<String>,
@@ -39,7 +39,7 @@ pub struct Device {
 /// serde skips them, so they never reach our memory beyond the response bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ActionResult {
+pub(crate) struct ActionResult {
     pub action_name: String,
     pub action_state: String,
     pub start_date_time: Option<Timestamp>,
@@ -49,7 +49,7 @@ pub struct ActionResult {
 /// One entry of the beta audit log `remoteActionAudits` (it has no passcode field).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RemoteActionAudit {
+pub(crate) struct RemoteActionAudit {
     pub id: String,
     #[serde(default)]
     pub action: Option<String>,
@@ -66,23 +66,23 @@ pub struct RemoteActionAudit {
 
 impl RemoteActionAudit {
     /// Whether a person started it (an app, such as this tool, leaves the initiator empty).
-    pub fn by_person(&self) -> bool {
+    pub(crate) fn by_person(&self) -> bool {
         self.initiated_by_user_principal_name.as_deref().is_some_and(|u| !u.trim().is_empty())
     }
 }
 
 /// Whether an action name resets (or, on iOS/iPadOS, removes) a passcode.
-pub fn is_passcode_reset(action_name: &str) -> bool {
+pub(crate) fn is_passcode_reset(action_name: &str) -> bool {
     ["resetPasscode", "removePasscode"].iter().any(|n| action_name.eq_ignore_ascii_case(n))
 }
 
 /// The `$select` for [`Device`].
-pub const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime,deviceActionResults";
+pub(crate) const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime,deviceActionResults";
 
 /// A device platform, as policy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Platform {
+pub(crate) enum Platform {
     Android,
     Aosp,
     Ios,
@@ -91,7 +91,7 @@ pub enum Platform {
 
 impl Platform {
     /// The platform an `operatingSystem` (free text in Intune) names, if any of these.
-    pub fn of(operating_system: &str) -> Option<Platform> {
+    pub(crate) fn of(operating_system: &str) -> Option<Platform> {
         let os = operating_system.to_ascii_lowercase();
         if os.contains("aosp") {
             Some(Platform::Aosp)
@@ -108,7 +108,7 @@ impl Platform {
 }
 
 /// Whether Intune can reset (or remove) the passcode of `d`; `Err` says why not.
-pub fn eligibility(d: &Device) -> Result<&'static str, String> {
+pub(crate) fn eligibility(d: &Device) -> Result<&'static str, String> {
     let os = d.operating_system.as_deref().unwrap_or_default();
     let owner = d.managed_device_owner_type.as_deref().unwrap_or_default().to_ascii_lowercase();
     let state = d.management_state.as_deref().unwrap_or_default().to_ascii_lowercase();
@@ -131,7 +131,7 @@ pub fn eligibility(d: &Device) -> Result<&'static str, String> {
 }
 
 /// Name, serial, OS, owner type and last sync, for messages.
-pub fn describe(d: &Device) -> String {
+pub(crate) fn describe(d: &Device) -> String {
     let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
     format!(
         "{}, serial {}, {} {}, {}, last sync {}",

@@ -14,7 +14,7 @@ use crate::safe;
 
 /// How bad a diagnostic is. Errors stop `plan` and `apply`; warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
+pub(crate) enum Severity {
     Error,
     Warning,
 }
@@ -43,7 +43,7 @@ impl Pos {
 
 /// One problem found in user input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
+pub(crate) struct Diagnostic {
     pub severity: Severity,
     pub file: Option<PathBuf>,
     pub pos: Option<Pos>,
@@ -54,7 +54,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
+    pub(crate) fn error(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             file: Some(file.into()),
@@ -65,18 +65,18 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
+    pub(crate) fn warning(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, pos, message) }
     }
 
     #[must_use]
-    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+    pub(crate) fn with_note(mut self, note: impl Into<String>) -> Self {
         self.note = Some(note.into());
         self
     }
 
     #[must_use]
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
@@ -90,16 +90,16 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    pub fn push(&mut self, d: Diagnostic) {
+    pub(crate) fn push(&mut self, d: Diagnostic) {
         self.items.push(d);
     }
 
     /// Remembers a file's text so that its diagnostics can show the offending line.
-    pub fn add_source(&mut self, file: &Path, text: Arc<str>) {
+    pub(crate) fn add_source(&mut self, file: &Path, text: Arc<str>) {
         self.sources.insert(file.to_path_buf(), text);
     }
 
-    pub fn extend(&mut self, other: Diagnostics) {
+    pub(crate) fn extend(&mut self, other: Diagnostics) {
         self.items.extend(other.items);
         self.sources.extend(other.sources);
     }
@@ -108,11 +108,11 @@ impl Diagnostics {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }
 
-    pub fn error_count(&self) -> usize {
+    pub(crate) fn error_count(&self) -> usize {
         self.count(Severity::Error)
     }
 
-    pub fn warning_count(&self) -> usize {
+    pub(crate) fn warning_count(&self) -> usize {
         self.count(Severity::Warning)
     }
 
@@ -120,17 +120,17 @@ impl Diagnostics {
         self.items.iter().filter(|d| d.severity == severity).count()
     }
 
-    pub fn items(&self) -> &[Diagnostic] {
+    pub(crate) fn items(&self) -> &[Diagnostic] {
         &self.items
     }
 
     /// Sorts by file and position so output is stable whatever order files were read in.
-    pub fn sort(&mut self) {
+    pub(crate) fn sort(&mut self) {
         self.items.sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
     }
 
     /// Writes every diagnostic the way compilers do, with the source line and a caret.
-    pub fn render(&self, out: &mut impl io::Write) -> io::Result<()> {
+    pub(crate) fn render(&self, out: &mut impl io::Write) -> io::Result<()> {
         for d in &self.items {
             out.write_all(self.render_one(d).as_bytes())?;
         }
@@ -172,7 +172,7 @@ impl Diagnostics {
 
     /// GitHub Actions workflow commands, one per diagnostic
     /// (`::error file=…,line=…,col=…::message`).
-    pub fn render_github(&self, out: &mut impl io::Write) -> io::Result<()> {
+    pub(crate) fn render_github(&self, out: &mut impl io::Write) -> io::Result<()> {
         for d in &self.items {
             let mut props = Vec::new();
             if let Some(f) = &d.file {
@@ -229,7 +229,7 @@ fn escape_property(s: &str) -> String {
 }
 
 /// An I/O error as a reason in a sentence: lowercase, without the "(os error N)" noise.
-pub fn io_reason(e: &std::io::Error) -> String {
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
     let s = e.to_string();
     let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
     let mut c = s.chars();

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 /// A duration parsed from `<integer><unit>` with unit `ms`, `s`, `m` or `h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
+pub(crate) struct HumanDuration(pub Duration);
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "invalid duration `{input}`: expected a whole number followed by ms, s, m or h (e.g. `500ms`, `20s`, `5m`, `1h`)"
 )]
-pub struct DurationError {
+pub(crate) struct DurationError {
     input: String,
 }
 
@@ -58,7 +58,7 @@ impl fmt::Display for HumanDuration {
 }
 
 /// A timestamp as people read it: UTC, to the second (`2026-11-30T08:15:02Z`).
-pub fn at_second(t: jiff::Timestamp) -> String {
+pub(crate) fn at_second(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 /// Why git could not answer.
 #[derive(Debug, thiserror::Error)]
 #[error("{what}\nhint: {hint}")]
-pub struct GitError {
+pub(crate) struct GitError {
     what: String,
     hint: &'static str,
 }
@@ -15,7 +15,7 @@ pub struct GitError {
 /// The files (relative to the working directory, below it) that differ between the merge base
 /// of `base` and `HEAD`, and the working tree, untracked files included: a pull request's own
 /// change when `base` is its target branch.
-pub fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
+pub(crate) fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
     if base.starts_with('-') || base.chars().any(char::is_control) {
         return Err(GitError {
             what: format!("`{}` is not a git revision", base.escape_debug()),
@@ -46,7 +46,7 @@ pub fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
 /// the commit time of the commit that added it, and `u64::MAX` for a file not committed yet.
 /// `None` when git cannot tell (not a repository, git missing, a shallow clone's one commit that
 /// holds them all gives equal times, which the caller treats as "cannot tell").
-pub fn added_at(files: &[&Path]) -> Option<Vec<u64>> {
+pub(crate) fn added_at(files: &[&Path]) -> Option<Vec<u64>> {
     files
         .iter()
         .map(|f| {
@@ -63,7 +63,7 @@ pub fn added_at(files: &[&Path]) -> Option<Vec<u64>> {
 
 /// `path` relative to the working directory `cwd` (when it is inside it) and without `.`
 /// components, for comparing paths as git and the config write them.
-pub fn normal(path: &Path, cwd: &Path) -> PathBuf {
+pub(crate) fn normal(path: &Path, cwd: &Path) -> PathBuf {
     let rel = if path.is_absolute() { path.strip_prefix(cwd).unwrap_or(path) } else { path };
     rel.components().filter(|c| !matches!(c, Component::CurDir)).collect()
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::render::markdown::MARKER;
 
 /// Where and as whom to comment.
-pub struct GithubTarget {
+pub(crate) struct GithubTarget {
     pub api: String,
     pub repository: String,
     pub pr: u64,
@@ -23,7 +23,7 @@ pub struct GithubTarget {
 }
 
 /// The login of the Actions token's bot user.
-pub const ACTIONS_BOT: &str = "github-actions[bot]";
+pub(crate) const ACTIONS_BOT: &str = "github-actions[bot]";
 
 impl std::fmt::Debug for GithubTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,13 +37,13 @@ impl std::fmt::Debug for GithubTarget {
 
 /// What the comment step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upserted {
+pub(crate) enum Upserted {
     Created(u64),
     Updated(u64),
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum GithubError {
+pub(crate) enum GithubError {
     #[error("GitHub API {what} failed: {reason}")]
     Api { what: &'static str, reason: String },
 }
@@ -74,7 +74,7 @@ fn ours(c: &Comment, me: &User) -> bool {
 }
 
 /// The pull request number of the event that started the workflow (`GITHUB_EVENT_PATH`).
-pub fn pr_from_event(event: &serde_json::Value) -> Option<u64> {
+pub(crate) fn pr_from_event(event: &serde_json::Value) -> Option<u64> {
     event["pull_request"]["number"]
         .as_u64()
         .or_else(|| event["issue"]["number"].as_u64())
@@ -82,7 +82,7 @@ pub fn pr_from_event(event: &serde_json::Value) -> Option<u64> {
 }
 
 /// Creates the plan comment, or updates the one that carries [`MARKER`]: never a second one.
-pub async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upserted, GithubError> {
+pub(crate) async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upserted, GithubError> {
     let http = crate::graph::http_client(std::time::Duration::from_secs(30));
     let req = |m: reqwest::Method, url: String| {
         http.request(m, url)

@@ -18,36 +18,45 @@
 //! `manifest`, `action`, `plan` and `render` do no I/O beyond reading the manifest files they are
 //! given, and never read the clock or the environment.
 
+//!
+//! **Visibility.** Everything is `pub(crate)` unless something outside the crate needs it (the
+//! `unreachable_pub` lint keeps it so): the binary calls [`main`]; the integration tests and
+//! benchmarks drive the [`sim`]ulator, build ledgers through [`state`] and [`action`], load
+//! manifests through [`manifest`], and name a few settings, Graph credentials and the comment
+//! marker. A module left `pub` here exports only those items; the rest of it is `pub(crate)`.
+
 #![forbid(unsafe_code)]
 
 pub mod action;
-pub mod apply;
-pub mod audit;
-pub mod azure_devops;
-pub mod cli;
-pub mod cloud;
-pub mod confine;
-pub mod device;
+mod apply;
+mod audit;
+mod azure_devops;
+mod cli;
+mod cloud;
+mod confine;
+mod device;
 pub mod diagnostic;
-pub mod duration;
-pub mod env;
-pub mod git;
-pub mod github;
+mod duration;
+mod env;
+mod git;
+mod github;
 pub mod graph;
 pub mod manifest;
-pub mod ops;
-pub mod out_of_band;
-pub mod plan;
-pub mod policy;
-pub mod project;
-pub mod refresh;
+mod ops;
+mod out_of_band;
+mod plan;
+mod policy;
+mod project;
+mod refresh;
 pub mod render;
-pub mod resolve;
-pub mod retry;
-pub mod safe;
-pub mod saved;
-pub mod schema;
+mod resolve;
+mod retry;
+mod safe;
+mod saved;
+mod schema;
 pub mod settings;
 pub mod sim;
 pub mod state;
-pub mod violation;
+mod violation;
+
+pub use cli::main;

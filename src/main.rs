@@ -5,5 +5,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    intune_reconcile::cli::main()
+    intune_reconcile::main()
 }

@@ -32,7 +32,7 @@ const SAME_RESET: SignedDuration = SignedDuration::from_mins(2);
 
 /// The latest reset of a device made outside this tool, as Intune shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutOfBand {
+pub(crate) struct OutOfBand {
     /// When Intune started it (its clock): the result's `startDateTime`, else the audit's
     /// `requestDateTime`.
     pub started_at: Timestamp,
@@ -50,7 +50,7 @@ pub struct OutOfBand {
 
 impl OutOfBand {
     /// "bob@contoso.com", "an app", or "someone (the audit log could not be read)".
-    pub fn who(&self) -> String {
+    pub(crate) fn who(&self) -> String {
         match self.initiated_by.as_deref().map(str::trim) {
             Some(by) if !by.is_empty() => crate::safe::text(by).into_owned(),
             _ if self.audited => "an app".to_owned(),
@@ -59,7 +59,7 @@ impl OutOfBand {
     }
 
     /// "reset outside reconcile 40 min ago by bob@contoso.com (done)".
-    pub fn describe(&self, now: Timestamp) -> String {
+    pub(crate) fn describe(&self, now: Timestamp) -> String {
         format!(
             "reset outside reconcile {} by {} ({})",
             ago(now.duration_since(self.started_at)),
@@ -82,7 +82,7 @@ fn ago(d: SignedDuration) -> String {
 
 /// What the audit log says, by device, and from when on resets are this run's own.
 #[derive(Debug, Clone, Default)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     entries: Entries,
     /// `apply`: its start on Intune's clock. A reset Intune started from then on may be one this
     /// very run sent (not in the ledger as locked, which every decision of the run is made
@@ -104,7 +104,7 @@ enum Entries {
 
 impl AuditLog {
     /// The entries read (passcode resets and removals only are kept).
-    pub fn read(entries: Vec<RemoteActionAudit>) -> Self {
+    pub(crate) fn read(entries: Vec<RemoteActionAudit>) -> Self {
         let mut by_device: HashMap<String, Vec<RemoteActionAudit>> = HashMap::new();
         for a in entries {
             if !a.action.as_deref().is_some_and(is_passcode_reset) {
@@ -118,24 +118,24 @@ impl AuditLog {
     }
 
     /// The token may not read the audit log.
-    pub fn unreadable() -> Self {
+    pub(crate) fn unreadable() -> Self {
         AuditLog { entries: Entries::Unreadable, own_from: None }
     }
 
     /// The same, for a run that sends from `from` on (Intune's clock): later resets may be its own.
     #[must_use]
-    pub fn own_resets_from(mut self, from: Timestamp) -> Self {
+    pub(crate) fn own_resets_from(mut self, from: Timestamp) -> Self {
         self.own_from = Some(from);
         self
     }
 
     /// Whether the audit log was read.
-    pub fn audited(&self) -> bool {
+    pub(crate) fn audited(&self) -> bool {
         matches!(self.entries, Entries::Read(_))
     }
 
     /// Whether the audit log has an entry for the device.
-    pub fn has(&self, device_id: &str) -> bool {
+    pub(crate) fn has(&self, device_id: &str) -> bool {
         !self.of(device_id).is_empty()
     }
 
@@ -154,12 +154,12 @@ impl AuditLog {
 
 /// The ledger's records by device id: what they account for in Intune.
 #[derive(Debug, Default)]
-pub struct Claims<'a> {
+pub(crate) struct Claims<'a> {
     by_device: HashMap<String, Vec<&'a Record>>,
 }
 
 impl<'a> Claims<'a> {
-    pub fn new(ledger: &'a Ledger) -> Self {
+    pub(crate) fn new(ledger: &'a Ledger) -> Self {
         let mut by_device: HashMap<String, Vec<&'a Record>> = HashMap::new();
         for r in ledger.records.values() {
             if let Some(id) = &r.managed_device_id {
@@ -191,7 +191,7 @@ impl<'a> Claims<'a> {
 /// The latest reset of `device` started at or after `since` that took (or is taking) effect and
 /// that no record of the ledger accounts for. A reset the audit log attributes to a person is
 /// never taken for this tool's, whatever the times say.
-pub fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Timestamp) -> Option<OutOfBand> {
+pub(crate) fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Timestamp) -> Option<OutOfBand> {
     let took_effect = |state: &str| ["pending", "active", "done"].iter().any(|s| state.eq_ignore_ascii_case(s));
     let logged = audits.of(&device.id);
     let audited = audits.audited();

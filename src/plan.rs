@@ -14,7 +14,7 @@ use crate::state::{Ledger, Record, Status};
 /// What will happen to one action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Change {
+pub(crate) enum Change {
     /// Never executed: `apply` sends it.
     Reset,
     /// Executed (accepted or done): never sent again.
@@ -35,7 +35,7 @@ pub enum Change {
 }
 
 impl Change {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Change::Reset => "reset",
             Change::AlreadyDone => "already-done",
@@ -50,7 +50,7 @@ impl Change {
 
 /// One line of the plan, borrowing the action and record it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     pub change: Change,
     /// The manifest's action; `None` for orphans.
     pub action: Option<&'a Action>,
@@ -69,7 +69,7 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    pub fn key(&self) -> &ActionKey {
+    pub(crate) fn key(&self) -> &ActionKey {
         match (&self.action, &self.record) {
             (Some(a), _) => &a.key,
             (None, Some(r)) => &r.key,
@@ -77,7 +77,7 @@ impl Entry<'_> {
         }
     }
 
-    pub fn manifest(&self) -> &str {
+    pub(crate) fn manifest(&self) -> &str {
         match (&self.action, &self.record) {
             (Some(a), _) => &a.manifest,
             (None, Some(r)) => &r.manifest,
@@ -87,7 +87,7 @@ impl Entry<'_> {
 
     /// Where the action comes from: the manifest file (as recorded for orphans), the line of its
     /// device entry when the manifest still has it, its round and collection.
-    pub fn origin(&self) -> Origin {
+    pub(crate) fn origin(&self) -> Origin {
         match (&self.action, &self.record) {
             (Some(a), _) => Origin {
                 file: a.file.display().to_string(),
@@ -100,7 +100,7 @@ impl Entry<'_> {
         }
     }
 
-    pub fn selector(&self) -> &Selector {
+    pub(crate) fn selector(&self) -> &Selector {
         match (&self.action, &self.record) {
             (Some(a), _) => &a.selector,
             (None, Some(r)) => &r.selector,
@@ -110,7 +110,7 @@ impl Entry<'_> {
 
     /// The manifest name the record was made under, when it is a former name of this action's
     /// manifest (a rename with `formerNames`).
-    pub fn recorded_as(&self) -> Option<&str> {
+    pub(crate) fn recorded_as(&self) -> Option<&str> {
         match (&self.action, &self.record) {
             (Some(a), Some(r)) if r.key != a.key => Some(&r.manifest),
             _ => None,
@@ -120,7 +120,7 @@ impl Entry<'_> {
 
 /// See [`Entry::origin`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub file: String,
     pub line: Option<u32>,
     pub round: u32,
@@ -130,7 +130,7 @@ pub struct Origin {
 /// Counts per category.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub to_reset: usize,
     pub already_done: usize,
     pub orphaned: usize,
@@ -160,7 +160,7 @@ impl Summary {
 
 /// A likely rename: a new action for a device that an orphaned action reset a short while ago.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RenameGuard {
+pub(crate) struct RenameGuard {
     /// When the resets would be sent.
     pub now: jiff::Timestamp,
     /// How far back an orphan's reset counts.
@@ -169,7 +169,7 @@ pub struct RenameGuard {
 
 /// How to plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlanOptions {
+pub(crate) struct PlanOptions {
     /// Report ledger records that no manifest asks for. Off when the run was limited to some
     /// manifest paths, since the others were simply not read.
     pub report_orphans: bool,
@@ -177,11 +177,11 @@ pub struct PlanOptions {
     pub rename_guard: Option<RenameGuard>,
 }
 
-pub use crate::violation::{Rule, Violation};
+pub(crate) use crate::violation::Violation;
 
 /// The whole plan, in manifest order, orphans last.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan<'a> {
+pub(crate) struct Plan<'a> {
     pub entries: Vec<Entry<'a>>,
     pub summary: Summary,
     /// Policy violations found in this plan (see [`crate::policy`]).
@@ -194,7 +194,7 @@ pub struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// A plan of these entries, with their counts.
-    pub fn from_entries(entries: Vec<Entry<'a>>) -> Self {
+    pub(crate) fn from_entries(entries: Vec<Entry<'a>>) -> Self {
         let mut summary = Summary::default();
         for e in &entries {
             summary.count(e.change);
@@ -203,7 +203,7 @@ impl<'a> Plan<'a> {
     }
 
     /// The same plan, with what its reviewers see of each manifest.
-    pub fn with_manifests(mut self, manifests: BTreeMap<String, ManifestInfo>) -> Self {
+    pub(crate) fn with_manifests(mut self, manifests: BTreeMap<String, ManifestInfo>) -> Self {
         self.manifests = manifests;
         self
     }
@@ -211,7 +211,7 @@ impl<'a> Plan<'a> {
     /// The same plan with the policy violations found in it: the resets of a manifest that
     /// breaks a rule are blocked (the entry the rule points at says which rule, the others name
     /// it); violations of the repository are kept for the caller to refuse the run.
-    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
+    pub(crate) fn with_violations(mut self, violations: Vec<Violation>) -> Self {
         for v in &violations {
             let Some(manifest) = &v.manifest else { continue };
             let line = v.diagnostic.pos.map(|p| p.line);
@@ -242,7 +242,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Counts the entries again after their changes were decided anew.
-    pub fn recount(&mut self) {
+    pub(crate) fn recount(&mut self) {
         let mut summary = Summary { violations: self.summary.violations, ..Summary::default() };
         for e in &self.entries {
             summary.count(e.change);
@@ -251,21 +251,21 @@ impl<'a> Plan<'a> {
     }
 
     /// Violations that stop the whole run (not one manifest).
-    pub fn run_violations(&self) -> impl Iterator<Item = &Violation> {
+    pub(crate) fn run_violations(&self) -> impl Iterator<Item = &Violation> {
         self.violations.iter().filter(|v| v.manifest.is_none())
     }
 
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         self.summary.to_reset > 0
     }
 
-    pub fn to_reset(&self) -> impl Iterator<Item = &Entry<'a>> {
+    pub(crate) fn to_reset(&self) -> impl Iterator<Item = &Entry<'a>> {
         self.entries.iter().filter(|e| e.change == Change::Reset)
     }
 
     /// Only the entries (and manifest violations) of the manifests `inside` says are part of the
     /// change; what lies outside is counted in [`Plan::outside`]. Repository violations stay.
-    pub fn scoped(mut self, inside: impl Fn(&Entry<'_>) -> bool) -> Self {
+    pub(crate) fn scoped(mut self, inside: impl Fn(&Entry<'_>) -> bool) -> Self {
         let mut outside = Summary::default();
         let mut kept_manifests = std::collections::HashSet::new();
         let mut entries = Vec::with_capacity(self.entries.len());
@@ -294,7 +294,7 @@ impl<'a> Plan<'a> {
 /// Why a device cannot be acted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum BlockKind {
+pub(crate) enum BlockKind {
     NotFound,
     Ambiguous,
     NotSupported,
@@ -314,7 +314,7 @@ pub enum BlockKind {
 }
 
 impl BlockKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             BlockKind::NotFound => "not-found",
             BlockKind::Ambiguous => "ambiguous",
@@ -331,7 +331,7 @@ impl BlockKind {
 
 /// What looking an action's device up in Intune found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
+pub(crate) enum Resolution {
     /// The device to act on.
     Device(Device),
     /// Another entry of the same manifest acts on this device (why, for a human).
@@ -341,15 +341,15 @@ pub enum Resolution {
 }
 
 /// Devices looked up for a plan, by action key. Empty for an offline plan.
-pub type Resolutions = HashMap<ActionKey, Resolution>;
+pub(crate) type Resolutions = HashMap<ActionKey, Resolution>;
 
 /// The ledger's record of `a`: under its key, else under a key it had under a former name.
-pub fn record_of<'a>(ledger: &'a Ledger, a: &Action) -> Option<&'a Record> {
+pub(crate) fn record_of<'a>(ledger: &'a Ledger, a: &Action) -> Option<&'a Record> {
     ledger.records.get(&a.key).or_else(|| a.former_keys.iter().find_map(|k| ledger.records.get(k)))
 }
 
 /// Diffs `actions` against `ledger`; `resolutions` (empty offline) block what cannot be sent.
-pub fn plan<'a>(
+pub(crate) fn plan<'a>(
     actions: &'a [Action],
     ledger: &'a Ledger,
     resolutions: &'a Resolutions,
@@ -457,6 +457,7 @@ mod tests {
     use crate::action::{ActionKind, Collection, Selector, SelectorKind};
     use crate::diagnostic::Pos;
     use crate::state::Record;
+    use crate::violation::Rule;
 
     fn action(name: &str, serial: &str) -> Action {
         let selector = Selector { kind: SelectorKind::SerialNumber, value: serial.into() };

@@ -10,7 +10,7 @@ use crate::settings::{self, Overrides, Settings};
 
 /// Settings and manifests, validated.
 #[derive(Debug)]
-pub struct Project {
+pub(crate) struct Project {
     pub settings: Settings,
     pub manifests: Vec<Manifest>,
     pub files: Vec<PathBuf>,
@@ -21,19 +21,19 @@ pub struct Project {
 }
 
 impl Project {
-    pub fn actions(&self) -> Vec<Action> {
+    pub(crate) fn actions(&self) -> Vec<Action> {
         self.manifests.iter().flat_map(Manifest::actions).collect()
     }
 
     /// What the plan shows of each manifest next to its name.
-    pub fn manifest_infos(&self) -> std::collections::BTreeMap<String, crate::manifest::ManifestInfo> {
+    pub(crate) fn manifest_infos(&self) -> std::collections::BTreeMap<String, crate::manifest::ManifestInfo> {
         self.manifests.iter().map(|m| (m.name.clone(), crate::manifest::ManifestInfo::of(m))).collect()
     }
 }
 
 /// Reads the config and the manifests (those under `paths` when given, else the config's).
 /// Returns every diagnostic as `Err` when any of them is an error.
-pub fn load(
+pub(crate) fn load(
     overrides: &Overrides,
     paths: &[PathBuf],
     env: &dyn Fn(&str) -> Option<String>,
@@ -43,14 +43,18 @@ pub fn load(
 }
 
 /// The first half of [`load`]: the config and environment, with their diagnostics.
-pub fn load_settings(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> (Settings, Diagnostics) {
+pub(crate) fn load_settings(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> (Settings, Diagnostics) {
     let mut diags = Diagnostics::default();
     let settings = settings::load(overrides, env, &mut diags);
     (settings, diags)
 }
 
 /// The second half of [`load`]: the manifests, validated, adding to the settings' diagnostics.
-pub fn load_manifests(settings: Settings, paths: &[PathBuf], mut diags: Diagnostics) -> Result<Project, Diagnostics> {
+pub(crate) fn load_manifests(
+    settings: Settings,
+    paths: &[PathBuf],
+    mut diags: Diagnostics,
+) -> Result<Project, Diagnostics> {
     let inputs: Vec<ManifestInput> = if paths.is_empty() {
         settings.manifests.clone()
     } else {

@@ -38,7 +38,7 @@ use crate::state::{Record, Resolution, StateError, Status, Store};
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
-pub struct RefreshOptions {
+pub(crate) struct RefreshOptions {
     pub lock_timeout: Duration,
     /// `graph.unknownGrace`; `None` (`never`): only a person makes an unknown action sendable.
     pub unknown_grace: Option<Duration>,
@@ -47,7 +47,7 @@ pub struct RefreshOptions {
 
 /// Why refresh stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum RefreshError {
+pub(crate) enum RefreshError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error("cannot read device results from Graph")]
@@ -56,7 +56,7 @@ pub enum RefreshError {
 
 /// One action's change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusChange {
+pub(crate) struct StatusChange {
     pub record: Record,
     pub from: Status,
     pub note: String,
@@ -64,7 +64,7 @@ pub struct StatusChange {
 
 /// What refresh found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RefreshReport {
+pub(crate) struct RefreshReport {
     pub checked: usize,
     pub changes: Vec<StatusChange>,
     /// Still pending in Intune, or unknown: how many.
@@ -75,7 +75,7 @@ pub struct RefreshReport {
 
 /// What the audit log can tell.
 #[derive(Debug, Clone, Copy)]
-pub enum AuditView<'a> {
+pub(crate) enum AuditView<'a> {
     /// Entries of this device (`resetPasscode`, requested since the earliest intent).
     Read(&'a [RemoteActionAudit]),
     /// The token may not read it: decisions rest on `deviceActionResults` alone (noted).
@@ -86,7 +86,7 @@ pub enum AuditView<'a> {
 
 /// Everything Intune said about one device.
 #[derive(Debug, Clone, Copy)]
-pub struct Evidence<'a> {
+pub(crate) struct Evidence<'a> {
     /// `None`: the device does not exist (404).
     pub results: Option<&'a [ActionResult]>,
     /// The `Date` of the answer that carried the results: Intune's clock now.
@@ -96,7 +96,7 @@ pub struct Evidence<'a> {
 
 /// A decision about one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The action takes this status; the note is the evidence.
     Change { status: Status, note: String, result_started: Option<Timestamp>, audit_id: Option<String> },
     /// Nothing changes: still pending, or not enough evidence (the note says which).
@@ -130,7 +130,7 @@ fn is_pending(r: &Record) -> bool {
 /// are all the ledger's records of the device, whatever their status, so that results they
 /// claimed are not taken again. Returns one verdict per record (`None` for records that are not
 /// pending).
-pub fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -> Vec<Option<Verdict>> {
+pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -> Vec<Option<Verdict>> {
     let resets: Vec<(&ActionResult, Timestamp)> = ev
         .results
         .into_iter()
@@ -313,7 +313,11 @@ fn unknown_without_result(
 }
 
 /// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
-pub async fn refresh(store: &Store, graph: Arc<Graph>, opts: &RefreshOptions) -> Result<RefreshReport, RefreshError> {
+pub(crate) async fn refresh(
+    store: &Store,
+    graph: Arc<Graph>,
+    opts: &RefreshOptions,
+) -> Result<RefreshReport, RefreshError> {
     let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
     let mut by_device: BTreeMap<(Collection, String), Vec<Record>> = BTreeMap::new();
     let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.collection, id.to_ascii_lowercase()));

@@ -15,19 +15,19 @@ use crate::plan::{BlockKind, Resolution, Resolutions};
 use crate::state::Ledger;
 
 /// A lookup, shared by every action that names the same device the same way.
-pub type LookupKey = (Collection, SelectorKind, String);
+pub(crate) type LookupKey = (Collection, SelectorKind, String);
 
 /// A device, or why there is none to act on.
-pub type Found = Result<Device, (BlockKind, String)>;
+pub(crate) type Found = Result<Device, (BlockKind, String)>;
 
 /// The lookups `actions` need, each once, in the order the actions first need them.
-pub fn lookup_keys(actions: &[&Action]) -> Vec<LookupKey> {
+pub(crate) fn lookup_keys(actions: &[&Action]) -> Vec<LookupKey> {
     let mut seen = std::collections::HashSet::new();
     actions.iter().map(|a| key_of(a)).filter(|k| seen.insert(k.clone())).collect()
 }
 
 /// The lookup that finds `a`'s device.
-pub fn key_of(a: &Action) -> LookupKey {
+pub(crate) fn key_of(a: &Action) -> LookupKey {
     let value = match a.selector.kind {
         SelectorKind::Id => a.selector.value.to_ascii_lowercase(),
         _ => a.selector.value.clone(),
@@ -37,7 +37,7 @@ pub fn key_of(a: &Action) -> LookupKey {
 
 /// The audit log's passcode resets since `since`, for spotting resets made outside this tool
 /// (one paged read per run). A token that may not read it gives [`AuditLog::unreadable`].
-pub async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<AuditLog, ReadError> {
+pub(crate) async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<AuditLog, ReadError> {
     match graph.reset_audits(since).await {
         Ok(Audits::Read(all)) => Ok(AuditLog::read(all)),
         Ok(Audits::Unreadable(why)) => {
@@ -59,7 +59,11 @@ pub async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<AuditLog
 ///
 /// Fails only when Graph itself cannot be used (auth, transport); a device problem blocks its
 /// action and the rest go on.
-pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -> Result<Resolutions, ReadError> {
+pub(crate) async fn resolve(
+    graph: &Arc<Graph>,
+    actions: &[&Action],
+    ledger: &Ledger,
+) -> Result<Resolutions, ReadError> {
     let keys = lookup_keys(actions);
     let mut found = list_if_cheaper(graph, &keys).await?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -83,7 +87,7 @@ pub async fn resolve(graph: &Arc<Graph>, actions: &[&Action], ledger: &Ledger) -
 /// author decides (for instance by bumping `round`). Of two entries of one manifest naming one
 /// device, the later is [`Resolution::SameDevice`]: decided right once every earlier entry of the
 /// manifest is looked up.
-pub fn settle(actions: &[&Action], found: &HashMap<LookupKey, Found>, ledger: &Ledger) -> Resolutions {
+pub(crate) fn settle(actions: &[&Action], found: &HashMap<LookupKey, Found>, ledger: &Ledger) -> Resolutions {
     let mut out = Resolutions::new();
     for a in actions {
         let Some(found) = found.get(&key_of(a)) else { continue };
@@ -158,7 +162,7 @@ fn mark_same_devices(actions: &[&Action], ledger: &Ledger, out: &mut Resolutions
 
 /// One lookup: `Ok(Ok(device))`, `Ok(Err(why blocked))`, or `Err` when Graph itself failed.
 /// Graph refusing this one lookup (a 4xx other than 401/403/429) blocks only its actions.
-pub async fn lookup(graph: &Graph, key: &LookupKey) -> Result<Found, ReadError> {
+pub(crate) async fn lookup(graph: &Graph, key: &LookupKey) -> Result<Found, ReadError> {
     match lookup_once(graph, key).await {
         Err(ReadError::Graph(e)) if (400..500).contains(&e.status) && ![401, 403, 429].contains(&e.status) => {
             Ok(Err((BlockKind::Refused, format!("Graph refused to look up {} `{}`: {e}", key.1.as_str(), key.2))))
@@ -202,7 +206,7 @@ const LIST_FROM: usize = 20;
 /// collection where that takes fewer reads than one GET per lookup and no longer
 /// ([`Graph::list_devices`] decides from the first page; the choice is logged at debug). Returns what it found; the other keys are
 /// left to [`lookup`]. Matching is Graph's `eq`: case-insensitive.
-pub async fn list_if_cheaper(graph: &Graph, keys: &[LookupKey]) -> Result<HashMap<LookupKey, Found>, ReadError> {
+pub(crate) async fn list_if_cheaper(graph: &Graph, keys: &[LookupKey]) -> Result<HashMap<LookupKey, Found>, ReadError> {
     let mut out = HashMap::new();
     for collection in [Collection::ManagedDevices, Collection::ComanagedDevices] {
         let wanted: Vec<&LookupKey> = keys.iter().filter(|k| k.0 == collection).collect();

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// What one request's answer means for retrying it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// An answer that settles it: a success, a refusal, or an unknown outcome of a write.
     Final,
     /// 429, with the server's `Retry-After` if it gave one.
@@ -37,7 +37,7 @@ pub enum Outcome {
 
 /// What came before, for one request (or one action across its attempts).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct History {
+pub(crate) struct History {
     /// 429s and held-back writes so far.
     pub throttled: u32,
     pub unauthorized: u32,
@@ -46,7 +46,7 @@ pub struct History {
 
 impl History {
     /// The history once `outcome` happened too.
-    pub fn after(self, outcome: Outcome) -> History {
+    pub(crate) fn after(self, outcome: Outcome) -> History {
         let mut h = self;
         match outcome {
             Outcome::Throttled(_) | Outcome::HeldBack => h.throttled += 1,
@@ -60,7 +60,7 @@ impl History {
 
 /// The limits (`graph.backoff` in the config for Graph; fixed ones for `watch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// The first computed wait, doubled per earlier 429 of the same request.
     pub initial: Duration,
     /// The longest wait, computed or asked for by the server.
@@ -75,13 +75,13 @@ pub struct Policy {
 
 impl Policy {
     /// Graph's policy with the configured backoff.
-    pub fn graph(initial: Duration, max: Duration) -> Policy {
+    pub(crate) fn graph(initial: Duration, max: Duration) -> Policy {
         Policy { initial, max, max_throttled: 20, max_unauthorized: 3, max_not_sent: 3 }
     }
 
     /// `watch --apply`: after `n` failed cycles in a row the next waits [`Policy::exponential`]
     /// of `n`: 5 s, doubling to 5 min. The watch never gives up.
-    pub const WATCH: Policy = Policy {
+    pub(crate) const WATCH: Policy = Policy {
         initial: Duration::from_secs(5),
         max: Duration::from_secs(300),
         max_throttled: u32::MAX,
@@ -90,14 +90,14 @@ impl Policy {
     };
 
     /// `initial × 2^n`, at most `max`.
-    pub fn exponential(&self, n: u32) -> Duration {
+    pub(crate) fn exponential(&self, n: u32) -> Duration {
         self.initial.saturating_mul(1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX)).min(self.max)
     }
 }
 
 /// What to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Nothing more: the answer stands.
     Done,
     /// Try again after this long.
@@ -109,7 +109,7 @@ pub enum Next {
 }
 
 /// The decision for `outcome`, given what came before it (`before` does not count it yet).
-pub fn decide(outcome: Outcome, before: History, policy: &Policy) -> Next {
+pub(crate) fn decide(outcome: Outcome, before: History, policy: &Policy) -> Next {
     match outcome {
         Outcome::Final => Next::Done,
         Outcome::Throttled(_) | Outcome::HeldBack if before.throttled >= policy.max_throttled => Next::GiveUp,
@@ -127,7 +127,7 @@ pub fn decide(outcome: Outcome, before: History, policy: &Policy) -> Next {
 
 /// A server's `Retry-After` longer than the policy's max is cut to it: logged, since a server
 /// asking for an hour would otherwise hold the run (and the ledger lock) that long.
-pub fn log_capped(asked: Option<Duration>, policy: &Policy) {
+pub(crate) fn log_capped(asked: Option<Duration>, policy: &Policy) {
     if let Some(asked) = asked.filter(|a| *a > policy.max) {
         tracing::warn!(
             retry_after_s = asked.as_secs_f64(),

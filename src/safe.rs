@@ -21,13 +21,13 @@ use std::fmt::Write as _;
 
 /// Whether `c` must never reach a terminal or log raw (control, line-separator and bidi
 /// characters).
-pub fn dangerous(c: char) -> bool {
+pub(crate) fn dangerous(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// A value for a terminal or log line: control and bidi characters escaped.
-pub fn text(s: &str) -> Cow<'_, str> {
+pub(crate) fn text(s: &str) -> Cow<'_, str> {
     if !s.chars().any(dangerous) {
         return Cow::Borrowed(s);
     }
@@ -50,14 +50,14 @@ pub fn text(s: &str) -> Cow<'_, str> {
 /// no link, image, mention, emphasis or HTML, and [`text`] has already escaped `\r`, `\n` and
 /// the other control characters. A backtick (which would close the span) becomes `'`, a pipe
 /// (which would split a table cell) `\|`.
-pub fn markdown(s: &str) -> String {
+pub(crate) fn markdown(s: &str) -> String {
     let inner = text(s).replace('`', "'").replace('|', "\\|");
     if inner.is_empty() { String::new() } else { format!("`{inner}`") }
 }
 
 /// A value inside raw HTML (a `<summary>` line, where Markdown is not parsed): [`text`],
 /// HTML-escaped, in `<code>` (where GitHub links no mention).
-pub fn html_code(s: &str) -> String {
+pub(crate) fn html_code(s: &str) -> String {
     let inner = text(s).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     format!("<code>{inner}</code>")
 }
@@ -65,7 +65,7 @@ pub fn html_code(s: &str) -> String {
 /// A message of ours that may span lines and carry values: every control character but `\n`
 /// escaped, and any line that would start a workflow command (`::` or `##[`, after leading
 /// whitespace, as the runner reads it) prefixed so it cannot.
-pub fn guard_lines(s: &str) -> String {
+pub(crate) fn guard_lines(s: &str) -> String {
     s.split('\n')
         .map(|line| {
             let line = text(line);

@@ -25,14 +25,14 @@ use crate::state::{Ledger, Record, ResetIndex, Status};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// `kind` of a saved plan file.
-pub const KIND: &str = "intune-reconcile-plan";
+pub(crate) const KIND: &str = "intune-reconcile-plan";
 /// Bumped when a saved plan stops being readable by older builds.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// What the plan was made from. The lineage and the tenant must match when it is applied; the
 /// serial is kept for the record (other merges change it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Binding {
+pub(crate) struct Binding {
     pub lineage: Option<Uuid>,
     pub serial: u64,
     pub tenant: Option<String>,
@@ -40,7 +40,7 @@ pub struct Binding {
 
 /// A saved plan file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedPlan {
+pub(crate) struct SavedPlan {
     pub format_version: u32,
     pub kind: String,
     pub tool_version: String,
@@ -66,7 +66,7 @@ pub struct SavedPlan {
 
 /// A policy violation as saved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedViolation {
+pub(crate) struct SavedViolation {
     /// The manifest it stops; `None`: a rule of the repository.
     #[serde(default)]
     pub manifest: Option<String>,
@@ -81,7 +81,7 @@ pub struct SavedViolation {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedEntry {
+pub(crate) struct SavedEntry {
     pub change: Change,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockKind>,
@@ -112,7 +112,7 @@ pub struct SavedEntry {
 
 /// Why a saved plan cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum SavedError {
+pub(crate) enum SavedError {
     #[error("cannot read the saved plan `{}`: {reason}", path.display())]
     Read { path: PathBuf, reason: String },
     #[error("cannot write the saved plan `{}`: {reason}", path.display())]
@@ -124,13 +124,13 @@ pub enum SavedError {
 }
 
 impl Binding {
-    pub fn of(ledger: &Ledger, tenant: Option<&str>) -> Self {
+    pub(crate) fn of(ledger: &Ledger, tenant: Option<&str>) -> Self {
         Binding { lineage: ledger.lineage, serial: ledger.serial, tenant: tenant.map(str::to_owned) }
     }
 
     /// Why a plan made on `self` cannot be applied to `now` at all (another ledger or tenant),
     /// or `None`. Other changes are judged action by action ([`judge`]).
-    pub fn changes_since(&self, now: &Binding) -> Option<String> {
+    pub(crate) fn changes_since(&self, now: &Binding) -> Option<String> {
         let mut what = Vec::new();
         if self.lineage != now.lineage {
             what.push(format!(
@@ -151,7 +151,7 @@ impl Binding {
 }
 
 impl SavedPlan {
-    pub fn new(plan: &Plan<'_>, ledger: &Ledger, binding: Binding, simulated: bool, offline: bool) -> Self {
+    pub(crate) fn new(plan: &Plan<'_>, ledger: &Ledger, binding: Binding, simulated: bool, offline: bool) -> Self {
         let resets = ResetIndex::new(ledger.records.values());
         let entries = plan
             .entries
@@ -218,7 +218,7 @@ impl SavedPlan {
         }
     }
 
-    pub fn read(path: &Path) -> Result<Self, SavedError> {
+    pub(crate) fn read(path: &Path) -> Result<Self, SavedError> {
         let err = |reason: String| SavedError::Read { path: path.to_path_buf(), reason };
         let bytes = std::fs::read(path).map_err(|e| err(crate::diagnostic::io_reason(&e)))?;
         let plan: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| err(format!("not a saved plan ({e})")))?;
@@ -235,7 +235,7 @@ impl SavedPlan {
     }
 
     /// Writes the plan atomically (temp file, rename).
-    pub fn write(&self, path: &Path) -> Result<(), SavedError> {
+    pub(crate) fn write(&self, path: &Path) -> Result<(), SavedError> {
         let err = |reason: String| SavedError::Write { path: path.to_path_buf(), reason };
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut tmp = tempfile::Builder::new().prefix(".plan-").tempfile_in(dir).map_err(|e| err(e.to_string()))?;
@@ -248,7 +248,7 @@ impl SavedPlan {
 
     /// The keys of what the reviewer approved: resets to send (all `apply --plan` may ever send)
     /// and resets made outside the tool to adopt.
-    pub fn reviewed_keys(&self) -> HashSet<&ActionKey> {
+    pub(crate) fn reviewed_keys(&self) -> HashSet<&ActionKey> {
         self.entries.iter().filter(|e| reviewed(e.change)).map(|e| &e.key).collect()
     }
 }
@@ -260,14 +260,14 @@ fn reviewed(change: Change) -> bool {
 
 /// The owned pieces a saved plan's entries borrow, so it can be rendered like a fresh one.
 #[derive(Debug)]
-pub struct Restored {
+pub(crate) struct Restored {
     actions: Vec<Option<Action>>,
     records: Vec<Option<Record>>,
     saved: SavedPlan,
 }
 
 impl Restored {
-    pub fn new(saved: SavedPlan) -> Self {
+    pub(crate) fn new(saved: SavedPlan) -> Self {
         let mut actions = Vec::new();
         let mut records = Vec::new();
         for e in &saved.entries {
@@ -305,7 +305,7 @@ impl Restored {
         Restored { actions, records, saved }
     }
 
-    pub fn plan(&self) -> Plan<'_> {
+    pub(crate) fn plan(&self) -> Plan<'_> {
         let entries = self
             .saved
             .entries
@@ -363,7 +363,7 @@ impl Restored {
 /// is planned from the same ledger, for the plan's own actions only. Resets this very plan sent
 /// in an earlier run (its id is on their attempts) are shown as done, not refused. The rest of
 /// `fresh` (actions outside the plan) is dropped: it is never sent.
-pub fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Plan<'a> {
+pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Plan<'a> {
     let saved = &restored.saved;
     let resets = ResetIndex::new(ledger.records.values());
     let plan_id = saved.id.to_string();

@@ -6,7 +6,7 @@ use crate::manifest::raw::RawManifest;
 use crate::settings::RawConfig;
 
 /// Every schema this build publishes: file name and content.
-pub fn all() -> Vec<(&'static str, String)> {
+pub(crate) fn all() -> Vec<(&'static str, String)> {
     vec![
         ("manifest.v1.json", to_string(schemars::schema_for!(RawManifest))),
         ("config.v1.json", to_string(schemars::schema_for!(RawConfig))),
@@ -20,7 +20,7 @@ fn to_string(schema: schemars::Schema) -> String {
 }
 
 /// Writes every schema into `dir`, creating it; returns the paths written.
-pub fn write_all(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn write_all(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     all()
         .into_iter()

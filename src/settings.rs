@@ -16,13 +16,13 @@ use crate::manifest::ManifestInput;
 use crate::manifest::source::{self, duration, pos_of};
 
 /// The config file looked for in the working directory when `--config` is not given.
-pub const DEFAULT_CONFIG: &str = "reconcile.yaml";
+pub(crate) const DEFAULT_CONFIG: &str = "reconcile.yaml";
 /// The local ledger used when neither `--state` nor `state:` says otherwise.
-pub const DEFAULT_STATE: &str = ".reconcile/state.json";
+pub(crate) const DEFAULT_STATE: &str = ".reconcile/state.json";
 /// Intune's documented write limit per app and tenant: 200 requests per 20 seconds.
-pub const INTUNE_WRITE_LIMIT: (u32, Duration) = (200, Duration::from_secs(20));
+pub(crate) const INTUNE_WRITE_LIMIT: (u32, Duration) = (200, Duration::from_secs(20));
 /// Intune's documented limit of all requests per app and tenant: 2,000 per 20 seconds.
-pub const INTUNE_READ_LIMIT: (u32, Duration) = (2_000, Duration::from_secs(20));
+pub(crate) const INTUNE_READ_LIMIT: (u32, Duration) = (2_000, Duration::from_secs(20));
 
 pub use crate::cloud::Cloud;
 
@@ -37,7 +37,7 @@ pub enum ApiVersion {
 }
 
 impl ApiVersion {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ApiVersion::V1 => "v1.0",
             ApiVersion::Beta => "beta",
@@ -49,7 +49,7 @@ impl ApiVersion {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "intune-reconcile config (reconcile.yaml)")]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// Manifest files, folders or globs, relative to this file. Default `[manifests]`.
     #[schemars(with = "Option<Vec<String>>")]
     pub manifests: Option<Vec<Spanned<String>>>,
@@ -67,7 +67,7 @@ pub struct RawConfig {
 /// The `simulator:` section.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawSimulator {
+pub(crate) struct RawSimulator {
     /// A JSON array of managedDevice objects to seed the simulator with, relative to this file.
     /// Default: the examples' fixture, built in.
     #[schemars(with = "Option<String>")]
@@ -77,7 +77,7 @@ pub struct RawSimulator {
 /// The `graph:` section.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawGraph {
+pub(crate) struct RawGraph {
     /// `global` (default), `usgov`, `usgov-dod` or `china`.
     #[schemars(with = "Option<Cloud>")]
     pub cloud: Option<Spanned<String>>,
@@ -106,7 +106,7 @@ pub struct RawGraph {
 /// The `graph.backoff:` section.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawBackoff {
+pub(crate) struct RawBackoff {
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub initial: Option<Spanned<String>>,
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
@@ -116,7 +116,7 @@ pub struct RawBackoff {
 /// A number of requests per time window.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawBudget {
+pub(crate) struct RawBudget {
     #[schemars(with = "u32", range(min = 1))]
     pub requests: Spanned<i64>,
     #[schemars(with = "String", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
@@ -132,7 +132,7 @@ pub struct Budget {
 
 /// The `graph:` settings after defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GraphSettings {
+pub(crate) struct GraphSettings {
     pub cloud: Cloud,
     pub api_version: ApiVersion,
     pub concurrency: u32,
@@ -163,9 +163,7 @@ impl Default for GraphSettings {
 
 /// Everything a command needs to know about where things are and how to behave.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    /// The config file that was read, if any.
-    pub config_file: Option<PathBuf>,
+pub(crate) struct Settings {
     pub manifests: Vec<ManifestInput>,
     /// The ledger: a path, or an Azure Blob Storage URL (SPEC §4).
     pub state: crate::state::Location,
@@ -187,7 +185,7 @@ pub struct Settings {
 impl Settings {
     /// The ledger `--simulate` uses: always a separate file beside the real one
     /// (`state.json` → `state.simulated.json`), so a simulated run can never touch a real ledger.
-    pub fn simulated_state(&self) -> PathBuf {
+    pub(crate) fn simulated_state(&self) -> PathBuf {
         self.sim_state.clone()
     }
 }
@@ -204,17 +202,17 @@ fn simulated_path(state: PathBuf) -> PathBuf {
 
 /// What the command line says about settings.
 #[derive(Debug, Clone, Default)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     pub config: Option<PathBuf>,
     pub state: Option<PathBuf>,
 }
 
 /// Reads the config (if any) and environment. Problems in the config become diagnostics with
 /// positions; the settings returned are usable only when `diags` has no errors.
-pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: &mut Diagnostics) -> Settings {
+pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: &mut Diagnostics) -> Settings {
     let (config_file, raw, base) = read_config(overrides, diags);
     let mut graph = GraphSettings::default();
-    let file = config_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let file = config_file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     // Where credentials may go is the environment's decision, never the repository's.
     let pinned = match env(crate::env::AZURE_CLOUD).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
         None => Cloud::Global,
@@ -340,7 +338,6 @@ pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, diags: 
     });
     let nonempty = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     Settings {
-        config_file,
         manifests,
         state,
         sim_state,

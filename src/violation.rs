@@ -10,7 +10,7 @@ use crate::diagnostic::Diagnostic;
 /// (cargo-deny names its checks the same way). Shown in text (`policy cooldown: …`), JSON
 /// (`violations[].rule`), annotations and Markdown; consumers may branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Rule {
+pub(crate) enum Rule {
     #[serde(rename = "maxActionsPerApply")]
     MaxActionsPerApply,
     #[serde(rename = "requireTicket")]
@@ -32,7 +32,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 9] = [
+    pub(crate) const ALL: [Rule; 9] = [
         Rule::MaxActionsPerApply,
         Rule::RequireTicket,
         Rule::TicketPattern,
@@ -46,13 +46,13 @@ impl Rule {
 
     /// The rule a violation's message names (`policy cooldown: …`): for saved plans written
     /// before violations carried their rule.
-    pub fn of_message(message: &str) -> Option<Rule> {
+    pub(crate) fn of_message(message: &str) -> Option<Rule> {
         let code = message.strip_prefix("policy ")?.split(':').next()?;
         Rule::ALL.into_iter().find(|r| r.code() == code)
     }
 
     /// The code: the rule's key under `policy:`.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Rule::MaxActionsPerApply => "maxActionsPerApply",
             Rule::RequireTicket => "requireTicket",
@@ -69,7 +69,7 @@ impl Rule {
 
 /// A policy violation, and what it stops: its manifest, or (`manifest: None`) the whole run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
+pub(crate) struct Violation {
     pub manifest: Option<String>,
     pub rule: Rule,
     pub diagnostic: Diagnostic,
@@ -77,18 +77,18 @@ pub struct Violation {
 
 impl Violation {
     /// A rule broken by one manifest: its resets are blocked, the others go on.
-    pub fn of_manifest(manifest: &str, (rule, diagnostic): (Rule, Diagnostic)) -> Self {
+    pub(crate) fn of_manifest(manifest: &str, (rule, diagnostic): (Rule, Diagnostic)) -> Self {
         Violation { manifest: Some(manifest.to_owned()), rule, diagnostic }
     }
 
     /// A rule of the repository (blast radius, change windows): the run stops.
-    pub fn of_repository((rule, diagnostic): (Rule, Diagnostic)) -> Self {
+    pub(crate) fn of_repository((rule, diagnostic): (Rule, Diagnostic)) -> Self {
         Violation { manifest: None, rule, diagnostic }
     }
 }
 
 /// The diagnostic of a broken rule: `policy <code>: <message>`, with what to do.
-pub fn found(
+pub(crate) fn found(
     file: &std::path::Path,
     pos: Option<crate::diagnostic::Pos>,
     rule: Rule,

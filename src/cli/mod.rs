@@ -36,7 +36,7 @@ use crate::settings::Overrides;
 /// Pull-request change control for Intune device actions.
 #[derive(Debug, Parser)]
 #[command(name = "reconcile", version, about, propagate_version = true, max_term_width = 100, after_help = CREDENTIALS)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
     #[command(subcommand)]
@@ -48,7 +48,7 @@ const CREDENTIALS: &str = "Credentials (the first the environment describes): RE
 
 /// Flags accepted before or after the subcommand.
 #[derive(Debug, Clone, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Run as if started in DIR.
     #[arg(short = 'C', global = true, help_heading = "Global options", value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -113,7 +113,7 @@ enum Command {
 
 /// How a command ended, beyond success.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Diagnostics about the user's input; already complete, rendered by `main`.
     Invalid(Diagnostics),
     /// An error with its chain of causes.
@@ -128,7 +128,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-pub type CmdResult = Result<(), Failure>;
+pub(crate) type CmdResult = Result<(), Failure>;
 
 /// Reads the process environment; the core gets it as a function so tests can pass their own.
 fn env(name: &str) -> Option<String> {
@@ -218,13 +218,13 @@ fn json_logs() -> bool {
 /// What a command run by `watch` leaves for the watcher to print (or not): the plan it showed,
 /// and its closing lines.
 #[derive(Debug, Default)]
-pub struct WatchOut {
+pub(crate) struct WatchOut {
     pub plan: Vec<u8>,
     pub summary: Vec<String>,
 }
 
 /// Shared with the command a `watch` cycle runs.
-pub type WatchSink = std::sync::Arc<std::sync::Mutex<WatchOut>>;
+pub(crate) type WatchSink = std::sync::Arc<std::sync::Mutex<WatchOut>>;
 
 /// A closing line: to stdout, or to the watcher.
 fn conclude(watch: Option<&WatchSink>, line: String) {
@@ -302,7 +302,7 @@ fn print_diagnostics(diags: &Diagnostics) {
 }
 
 /// Whether stdin and stderr are a terminal (for prompts and progress bars).
-pub fn interactive() -> bool {
+pub(crate) fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 

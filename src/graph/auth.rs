@@ -15,9 +15,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The application permission `resetPasscode` needs.
-pub const PRIVILEGED_ROLE: &str = "DeviceManagementManagedDevices.PrivilegedOperations.All";
+pub(crate) const PRIVILEGED_ROLE: &str = "DeviceManagementManagedDevices.PrivilegedOperations.All";
 /// Roles that allow reading managed devices.
-pub const READ_ROLES: [&str; 2] =
+pub(crate) const READ_ROLES: [&str; 2] =
     ["DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All"];
 
 /// Where the access token comes from.
@@ -45,7 +45,7 @@ impl std::fmt::Debug for Credential {
 
 impl Credential {
     /// A name for logs, never the secret.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Credential::Token(_) => "ready token (RECONCILE_GRAPH_TOKEN)",
             Credential::Secret { .. } => "client secret",
@@ -53,15 +53,6 @@ impl Credential {
             Credential::FederatedFile { .. } => "workload identity token file",
             Credential::GithubOidc { .. } => "GitHub Actions OIDC",
             Credential::AzureCli { .. } => "Azure CLI sign-in (az login)",
-        }
-    }
-
-    /// The tenant this credential acts in: the configured one, or a ready token's `tid`.
-    pub fn tenant(&self) -> Option<String> {
-        match self {
-            Credential::Token(t) => claims(t.expose_secret()).and_then(|c| c.tid),
-            Credential::AzureCli { tenant, .. } => tenant.clone(),
-            _ => self.tenant_and_client().map(|(t, _)| t.to_owned()),
         }
     }
 
@@ -80,7 +71,7 @@ impl Credential {
     /// CLI's sign-in when `az` is on `PATH`. An app half described (`AZURE_CLIENT_ID` without a
     /// secret, certificate or token file) is an error naming what would complete it, never a
     /// silent fall back to a person's sign-in.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Credential, AuthError> {
+    pub(crate) fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Credential, AuthError> {
         let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         if let Some(t) = get(crate::env::RECONCILE_GRAPH_TOKEN) {
             return Ok(Credential::Token(SecretString::from(t.trim().to_owned())));
@@ -164,7 +155,7 @@ impl std::fmt::Debug for AccessToken {
 }
 
 impl AccessToken {
-    pub fn bearer(&self) -> String {
+    pub(crate) fn bearer(&self) -> String {
         format!("Bearer {}", self.0.expose_secret())
     }
 
@@ -173,7 +164,7 @@ impl AccessToken {
     ///
     /// A delegated (user) token has no `roles` but a space-separated `scp`; its scopes count as
     /// permissions the same way.
-    pub fn roles(&self) -> Option<Vec<String>> {
+    pub(crate) fn roles(&self) -> Option<Vec<String>> {
         let c = claims(self.0.expose_secret())?;
         let mut roles = c.roles;
         roles.extend(c.scp.unwrap_or_default().split_whitespace().map(str::to_owned));
@@ -181,17 +172,17 @@ impl AccessToken {
     }
 
     /// Whether the token is a person's (delegated: it has `scp`), not an app's.
-    pub fn delegated(&self) -> bool {
+    pub(crate) fn delegated(&self) -> bool {
         claims(self.0.expose_secret()).is_some_and(|c| c.scp.is_some())
     }
 
     /// The `tid` (tenant id) claim, if the token is a readable JWT.
-    pub fn tenant(&self) -> Option<String> {
+    pub(crate) fn tenant(&self) -> Option<String> {
         claims(self.0.expose_secret())?.tid
     }
 
     /// The `aud` claim (the resource the token is for), if the token is a readable JWT.
-    pub fn audience(&self) -> Option<String> {
+    pub(crate) fn audience(&self) -> Option<String> {
         claims(self.0.expose_secret())?.aud
     }
 }
@@ -199,7 +190,7 @@ impl AccessToken {
 /// What to do when a token lacks `permission`: an app needs the application permission and admin
 /// consent; a person (a delegated token, e.g. from `az login`) needs the delegated permission
 /// granted to the app they signed in with, and an Intune role.
-pub fn permission_hint(permission: &str, delegated: bool) -> String {
+pub(crate) fn permission_hint(permission: &str, delegated: bool) -> String {
     if delegated {
         format!(
             "you are signed in as a person (a delegated token): an administrator must grant the delegated Microsoft Graph permission {permission} to the app you signed in with (the Azure CLI is 04b07795-8ddb-461a-bbee-02f9e1bf7b46), and your account needs an Intune role that allows it; or use an app credential (AZURE_CLIENT_ID with a secret, certificate or federated token)"
@@ -212,10 +203,10 @@ pub fn permission_hint(permission: &str, delegated: bool) -> String {
 }
 
 /// Microsoft Graph's application id: the `aud` of v2 tokens for Graph in every cloud.
-pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+pub(crate) const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 
 /// Whether a token's `aud` is Microsoft Graph of the cloud whose Graph root is `cloud_root`.
-pub fn audience_is(aud: &str, cloud_root: &str) -> bool {
+pub(crate) fn audience_is(aud: &str, cloud_root: &str) -> bool {
     aud.eq_ignore_ascii_case(GRAPH_APP_ID) || aud.trim_end_matches('/').eq_ignore_ascii_case(cloud_root)
 }
 

@@ -13,20 +13,20 @@ use sha1::Digest as _;
 /// Why a certificate cannot be used (the credential chain turns it into its own error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot use the client certificate `{path}`: {reason}")]
-pub struct CertError {
+pub(crate) struct CertError {
     /// The file, or `(in memory)` when signing failed.
     pub path: String,
     pub reason: String,
 }
 
 /// `x5t`: the base64url SHA-1 thumbprint of a certificate's DER bytes.
-pub fn x5t(cert_der: &[u8]) -> String {
+pub(crate) fn x5t(cert_der: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(cert_der))
 }
 
 /// Loads the private key and the certificate's thumbprint from `path`: PEM (certificate and
 /// private key blocks in one file) or PKCS#12 (`.pfx`/`.p12`, with the password if any).
-pub fn load(path: &Path, password: Option<&SecretString>) -> Result<(EncodingKey, String), CertError> {
+pub(crate) fn load(path: &Path, password: Option<&SecretString>) -> Result<(EncodingKey, String), CertError> {
     let err = |reason: String| CertError { path: path.display().to_string(), reason };
     let bytes = std::fs::read(path).map_err(|e| err(crate::diagnostic::io_reason(&e)))?;
     if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
@@ -128,7 +128,7 @@ struct Claims<'a> {
 }
 
 /// A fresh client assertion for `token_url`, valid for ten minutes.
-pub fn assertion(key: &EncodingKey, x5t: &str, client_id: &str, token_url: &str) -> Result<String, CertError> {
+pub(crate) fn assertion(key: &EncodingKey, x5t: &str, client_id: &str, token_url: &str) -> Result<String, CertError> {
     let now = jiff::Timestamp::now().as_second();
     let mut header = Header::new(Algorithm::RS256);
     header.x5t = Some(x5t.to_owned());

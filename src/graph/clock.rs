@@ -20,17 +20,17 @@ use jiff::Timestamp;
 
 /// How far apart Graph's front end and Intune's back end may stamp the same instant. Used only
 /// in the direction that can miss a reset, never in the one that could send a second.
-pub const TOLERANCE: Duration = Duration::from_secs(2);
+pub(crate) const TOLERANCE: Duration = Duration::from_secs(2);
 
 /// The best lower bound of Intune's clock learned so far.
 #[derive(Debug, Default)]
-pub struct ServerClock {
+pub(crate) struct ServerClock {
     anchor: Mutex<Option<(Timestamp, Instant)>>,
 }
 
 impl ServerClock {
     /// An answer stamped `date` arrived at `received`.
-    pub fn observe(&self, date: Timestamp, received: Instant) {
+    pub(crate) fn observe(&self, date: Timestamp, received: Instant) {
         let mut a = self.anchor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let better = match *a {
             None => true,
@@ -42,7 +42,7 @@ impl ServerClock {
     }
 
     /// The earliest Intune's clock can read at `at` (an instant after some answer arrived).
-    pub fn lower_bound(&self, at: Instant) -> Option<Timestamp> {
+    pub(crate) fn lower_bound(&self, at: Instant) -> Option<Timestamp> {
         Self::estimate(*self.anchor.lock().unwrap_or_else(std::sync::PoisonError::into_inner), at)
     }
 
@@ -54,7 +54,7 @@ impl ServerClock {
 }
 
 /// Parses an HTTP date (`Date`, `Retry-After`).
-pub fn http_date(value: &str) -> Option<Timestamp> {
+pub(crate) fn http_date(value: &str) -> Option<Timestamp> {
     Some(jiff::fmt::rfc2822::parse(value.trim()).ok()?.timestamp())
 }
 

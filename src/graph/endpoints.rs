@@ -33,7 +33,7 @@ pub enum EndpointError {
 }
 
 /// `(graph root, login host, federation audience)` of a cloud, as Microsoft documents them.
-pub fn cloud_defaults(cloud: Cloud) -> (&'static str, &'static str, &'static str) {
+pub(crate) fn cloud_defaults(cloud: Cloud) -> (&'static str, &'static str, &'static str) {
     match cloud {
         Cloud::Global => {
             ("https://graph.microsoft.com", "https://login.microsoftonline.com", "api://AzureADTokenExchange")
@@ -81,13 +81,13 @@ impl Endpoints {
     }
 
     /// `{authority}/{tenant}/oauth2/v2.0/token`
-    pub fn token_url(&self, tenant: &str) -> String {
+    pub(crate) fn token_url(&self, tenant: &str) -> String {
         format!("{}/{tenant}/oauth2/v2.0/token", self.authority)
     }
 
     /// Where to fetch an `@odata.nextLink`: itself when it is under our Graph root, rewritten to
     /// our root when it is under the cloud's, `None` anywhere else (the token must not go there).
-    pub fn follow(&self, link: &str) -> Option<String> {
+    pub(crate) fn follow(&self, link: &str) -> Option<String> {
         // Normalised first (`/v1.0/../x`, `%2e%2e`), so the prefix check sees where it really goes.
         let link = Url::parse(link).ok()?.to_string();
         let link = link.as_str();
@@ -100,18 +100,18 @@ impl Endpoints {
     }
 
     /// `{root}/{apiVersion}/deviceManagement/{rest}`
-    pub fn device_management(&self, rest: &str) -> String {
+    pub(crate) fn device_management(&self, rest: &str) -> String {
         format!("{}/{}/deviceManagement/{rest}", self.graph_root, self.api_version.as_str())
     }
 
     /// `{root}/beta/deviceManagement/{rest}`, for what only beta has (the audit log).
-    pub fn beta_device_management(&self, rest: &str) -> String {
+    pub(crate) fn beta_device_management(&self, rest: &str) -> String {
         format!("{}/beta/deviceManagement/{rest}", self.graph_root)
     }
 }
 
 /// Accepts `https://…`, or `http://` for a loopback host; returns it without a trailing slash.
-pub fn checked(var: &'static str, url: &str) -> Result<String, EndpointError> {
+pub(crate) fn checked(var: &'static str, url: &str) -> Result<String, EndpointError> {
     let parsed = Url::parse(url).map_err(|_| EndpointError::Invalid { var, url: url.to_owned() })?;
     match parsed.scheme() {
         "https" => {}
@@ -143,7 +143,7 @@ const SEGMENT: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// One URL path segment, percent-encoded (device ids, Azure DevOps ids and project names).
-pub fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 /// A non-success answer from Graph, reduced to what a person needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GraphError {
+pub(crate) struct GraphError {
     pub status: u16,
     pub code: Option<String>,
     pub message: Option<String>,
@@ -63,7 +63,7 @@ const MAX_MESSAGE: usize = 500;
 
 /// Parses an error answer. `header_request_id` is the `request-id` response header, which wins
 /// over the body's copy.
-pub fn parse(status: u16, header_request_id: Option<String>, body: &[u8]) -> GraphError {
+pub(crate) fn parse(status: u16, header_request_id: Option<String>, body: &[u8]) -> GraphError {
     let env: Option<Envelope> = serde_json::from_slice(body).ok();
     let (code, message, inner) = match env {
         Some(Envelope { error }) => (error.code, error.message, error.inner),
@@ -94,7 +94,7 @@ fn shorten(s: &str) -> String {
 }
 
 /// `Retry-After` in seconds (possibly fractional, e.g. `2.128`) or as an HTTP date.
-pub fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(24.0 * 3600.0)));

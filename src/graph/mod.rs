@@ -8,12 +8,12 @@
 //! Device response bodies are never logged: they may carry a passcode. They are deserialized into
 //! types that have no field for one.
 
-pub mod auth;
-pub mod cert;
-pub mod clock;
-pub mod endpoints;
-pub mod error;
-pub mod pacer;
+pub(crate) mod auth;
+pub(crate) mod cert;
+pub(crate) mod clock;
+pub(crate) mod endpoints;
+pub(crate) mod error;
+pub(crate) mod pacer;
 
 use std::time::{Duration, Instant};
 
@@ -22,19 +22,21 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-pub use auth::{AccessToken, AuthError, Credential, TokenProvider};
-pub use clock::ServerClock;
+pub use auth::AccessToken;
+pub(crate) use auth::AuthError;
+pub use auth::{Credential, TokenProvider};
+pub(crate) use clock::ServerClock;
 pub use endpoints::Endpoints;
-pub use error::GraphError;
-pub use pacer::Pacer;
+pub(crate) use error::GraphError;
+pub(crate) use pacer::Pacer;
 
 use crate::action::Collection;
-pub use crate::device::{ActionResult, DEVICE_SELECT, Device, RemoteActionAudit};
+pub(crate) use crate::device::{ActionResult, DEVICE_SELECT, Device, RemoteActionAudit};
 use crate::settings::Budget;
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
+pub(crate) struct ClientOptions {
     pub timeout: Duration,
     pub concurrency: u32,
     pub write_budget: Budget,
@@ -45,7 +47,7 @@ pub struct ClientOptions {
 
 /// What became of one POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendResult {
+pub(crate) enum SendResult {
     /// 204: Intune took the request.
     Accepted(Answer),
     /// A 4xx other than 401/429: Graph refused it; it did not run.
@@ -67,7 +69,7 @@ pub enum SendResult {
 
 /// Correlation data of an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub request_id: Option<String>,
     /// The `Date` header: Intune's clock when it answered.
@@ -79,7 +81,7 @@ pub struct Answer {
 
 /// A device's results as read, with Intune's clock at the time of reading.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DeviceResults {
+pub(crate) struct DeviceResults {
     /// `None`: the device does not exist (404).
     pub results: Option<Vec<ActionResult>>,
     /// The `Date` of the answer.
@@ -88,7 +90,7 @@ pub struct DeviceResults {
 
 /// What the audit log said.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Audits {
+pub(crate) enum Audits {
     /// Every `resetPasscode` entry since the time asked for.
     Read(Vec<RemoteActionAudit>),
     /// The token may not read it (or the tenant has no beta API): why, for the evidence note.
@@ -96,11 +98,11 @@ pub enum Audits {
 }
 
 /// Devices per page of a listing (Graph's most).
-pub const LIST_PAGE: usize = 1_000;
+pub(crate) const LIST_PAGE: usize = 1_000;
 
 /// A failed read (GET).
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("{0}")]
     Graph(GraphError),
     #[error("{0}")]
@@ -113,7 +115,7 @@ pub enum ReadError {
 
 /// The Graph client of one run.
 #[derive(Debug)]
-pub struct Graph {
+pub(crate) struct Graph {
     http: reqwest::Client,
     endpoints: Endpoints,
     tokens: TokenProvider,
@@ -128,7 +130,7 @@ pub struct Graph {
 }
 
 /// Every cause of a reqwest error, joined (reqwest's Display alone hides the useful part).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -163,7 +165,7 @@ enum RequestKind {
 }
 
 impl Graph {
-    pub fn new(endpoints: Endpoints, credential: Credential, opts: &ClientOptions) -> Self {
+    pub(crate) fn new(endpoints: Endpoints, credential: Credential, opts: &ClientOptions) -> Self {
         let http = http_client(opts.timeout);
         let tokens = TokenProvider::new(http.clone(), credential, &endpoints);
         Graph {
@@ -181,22 +183,22 @@ impl Graph {
     }
 
     /// The earliest Intune's clock can read now (see [`clock`]); `None` before any answer.
-    pub fn server_time_lower_bound(&self) -> Option<Timestamp> {
+    pub(crate) fn server_time_lower_bound(&self) -> Option<Timestamp> {
         self.clock.lower_bound(Instant::now())
     }
 
-    pub fn tokens(&self) -> &TokenProvider {
+    pub(crate) fn tokens(&self) -> &TokenProvider {
         &self.tokens
     }
 
-    pub fn writes(&self) -> &Pacer {
+    pub(crate) fn writes(&self) -> &Pacer {
         &self.writes
     }
 
     /// Waits for the right to send one POST now: a paced slot and a concurrency permit, with a
     /// valid token. The executor records its intent only once it holds a slot, so a crash while
     /// waiting leaves nothing `unknown`.
-    pub async fn write_slot(&self) -> Result<WriteSlot<'_>, AuthError> {
+    pub(crate) async fn write_slot(&self) -> Result<WriteSlot<'_>, AuthError> {
         // The clock first: a task waiting for its turn holds no permit, so waiting writes never
         // keep reads (or other writes) from being in flight.
         self.writes.acquire().await;
@@ -244,7 +246,7 @@ impl Graph {
 
     /// `POST …/{collection}/{id}/resetPasscode`, once, in `slot`. Never retried here: the caller
     /// records an intent for every attempt.
-    pub async fn reset_passcode(
+    pub(crate) async fn reset_passcode(
         &self,
         slot: WriteSlot<'_>,
         collection: Collection,
@@ -374,7 +376,11 @@ impl Graph {
 
     /// A device's `deviceActionResults` (`None` when the device does not exist, 404), with the
     /// answer's `Date`.
-    pub async fn device_action_results(&self, collection: Collection, id: &str) -> Result<DeviceResults, ReadError> {
+    pub(crate) async fn device_action_results(
+        &self,
+        collection: Collection,
+        id: &str,
+    ) -> Result<DeviceResults, ReadError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct WithResults {
@@ -394,7 +400,7 @@ impl Graph {
     /// after `since` (filtered by Graph), every page. A token that may not read it, or a tenant
     /// without it, gives [`Audits::Unreadable`]: the audit log is evidence where it can be had,
     /// never a requirement.
-    pub async fn reset_audits(&self, since: Timestamp) -> Result<Audits, ReadError> {
+    pub(crate) async fn reset_audits(&self, since: Timestamp) -> Result<Audits, ReadError> {
         let filter = format!("requestDateTime ge {}", since.strftime("%Y-%m-%dT%H:%M:%SZ"));
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("$filter", &filter)
@@ -416,7 +422,7 @@ impl Graph {
     }
 
     /// A device by id; `None` when it does not exist.
-    pub async fn device(&self, collection: Collection, id: &str) -> Result<Option<Device>, ReadError> {
+    pub(crate) async fn device(&self, collection: Collection, id: &str) -> Result<Option<Device>, ReadError> {
         let url = self.endpoints.device_management(&format!(
             "{}/{}?$select={DEVICE_SELECT}",
             collection.as_str(),
@@ -428,7 +434,7 @@ impl Graph {
     /// Every device whose `property` equals `value` (`$filter=property eq 'value'`), following
     /// `@odata.nextLink`. The value is OData-escaped and percent-encoded, so it can never change
     /// the query.
-    pub async fn find_devices(
+    pub(crate) async fn find_devices(
         &self,
         collection: Collection,
         property: &str,
@@ -448,7 +454,11 @@ impl Graph {
     /// the lookups side by side). The first page says how many devices there are
     /// (`@odata.count`) and how long a page takes; `None`, after that one read, when listing
     /// does not pay (or Graph does not say).
-    pub async fn list_devices(&self, collection: Collection, lookups: usize) -> Result<Option<Vec<Device>>, ReadError> {
+    pub(crate) async fn list_devices(
+        &self,
+        collection: Collection,
+        lookups: usize,
+    ) -> Result<Option<Vec<Device>>, ReadError> {
         #[derive(Deserialize)]
         struct Page {
             value: Vec<Device>,
@@ -550,14 +560,14 @@ enum SendError {
 
 /// The right to send one POST now (see [`Graph::write_slot`]).
 #[derive(Debug)]
-pub struct WriteSlot<'a> {
+pub(crate) struct WriteSlot<'a> {
     _permit: tokio::sync::SemaphorePermit<'a>,
     token: AccessToken,
 }
 
 impl WriteSlot<'_> {
     /// The token the POST will carry (to renew exactly it after a 401).
-    pub fn token(&self) -> &AccessToken {
+    pub(crate) fn token(&self) -> &AccessToken {
         &self.token
     }
 }
@@ -580,6 +590,3 @@ fn retry_after_of(resp: &reqwest::Response, answer: &Answer) -> Option<Duration>
     let v = resp.headers().get("retry-after")?.to_str().ok()?;
     error::retry_after(v, answer.date.unwrap_or_else(Timestamp::now))
 }
-
-/// How many times one request renews the token after a 401 before giving up.
-pub const MAX_REAUTH: u32 = 3;

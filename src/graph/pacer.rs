@@ -33,27 +33,27 @@ struct State {
 
 /// Hands out evenly spaced send slots.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     base: Duration,
     state: Mutex<State>,
 }
 
 impl Pacer {
     /// At most `requests` per `window`.
-    pub fn new(requests: u32, window: Duration) -> Self {
+    pub(crate) fn new(requests: u32, window: Duration) -> Self {
         let base = window.div_f64(paced(requests));
         let now = Instant::now();
         Pacer { base, state: Mutex::new(State { next: now, paused_until: now, factor: 1.0 }) }
     }
 
     /// The spacing between two sends now.
-    pub async fn interval(&self) -> Duration {
+    pub(crate) async fn interval(&self) -> Duration {
         self.base.mul_f64(self.state.lock().await.factor)
     }
 
     /// Waits for the next send slot. A pause learned while waiting (a 429 answered to someone
     /// else) is honoured: the slot is given up and a new one taken after the pause.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         loop {
             let at = {
                 let mut s = self.state.lock().await;
@@ -70,12 +70,12 @@ impl Pacer {
     }
 
     /// Whether a pause is in force now: no request may leave.
-    pub async fn paused(&self) -> bool {
+    pub(crate) async fn paused(&self) -> bool {
         Instant::now() < self.state.lock().await.paused_until
     }
 
     /// A 429: nobody sends before `delay` has passed, and the pace slows down.
-    pub async fn throttled(&self, delay: Duration) {
+    pub(crate) async fn throttled(&self, delay: Duration) {
         let mut s = self.state.lock().await;
         s.factor = (s.factor * SLOWDOWN).min(MAX_SLOWDOWN);
         let until = Instant::now() + delay;
@@ -84,7 +84,7 @@ impl Pacer {
     }
 
     /// A success: the pace recovers towards the budget.
-    pub async fn succeeded(&self) {
+    pub(crate) async fn succeeded(&self) {
         let mut s = self.state.lock().await;
         s.factor = (s.factor * RECOVERY).max(1.0);
     }

@@ -3,8 +3,8 @@
 //! Pure apart from reading the files named to it: no network, no clock, no environment.
 
 mod discover;
-pub mod raw;
-pub mod source;
+pub(crate) mod raw;
+pub(crate) mod source;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use raw::RawManifest;
 
 /// A validated `PasscodeReset` manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub name: String,
     pub name_pos: Pos,
     pub file: PathBuf,
@@ -46,28 +46,28 @@ pub struct ManifestInfo {
 }
 
 impl ManifestInfo {
-    pub fn of(m: &Manifest) -> Self {
+    pub(crate) fn of(m: &Manifest) -> Self {
         let text = |v: &Option<(String, crate::diagnostic::Pos)>| {
             v.as_ref().map(|(t, _)| t.trim().to_owned()).filter(|t| !t.is_empty())
         };
         ManifestInfo { ticket: text(&m.ticket), reason: text(&m.reason), requested_by: text(&m.requested_by) }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ticket.is_none() && self.reason.is_none() && self.requested_by.is_none()
     }
 }
 
 /// One entry of `spec.devices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceEntry {
+pub(crate) struct DeviceEntry {
     pub selector: Selector,
     pub pos: Pos,
 }
 
 impl Manifest {
     /// One action per device entry, in manifest order.
-    pub fn actions(&self) -> impl Iterator<Item = Action> + '_ {
+    pub(crate) fn actions(&self) -> impl Iterator<Item = Action> + '_ {
         self.devices.iter().map(|d| Action {
             key: ActionKey::compute(ActionKind::PasscodeReset, &self.name, self.round, self.collection, &d.selector),
             former_names: self.former_names.iter().map(|(n, _)| n.clone()).collect(),
@@ -92,8 +92,7 @@ impl Manifest {
 /// Everything read from a set of manifest files.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    pub manifests: Vec<Manifest>,
-    pub files: Vec<PathBuf>,
+    pub(crate) manifests: Vec<Manifest>,
     pub diagnostics: Diagnostics,
 }
 
@@ -116,7 +115,7 @@ pub fn load(files: &[PathBuf], ctx: validate::Context) -> Loaded {
             runs.into_iter().map(|r| r.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
         })
     };
-    let mut loaded = Loaded { files: files.to_vec(), ..Loaded::default() };
+    let mut loaded = Loaded::default();
     let mut names = Vec::new();
     for part in parts {
         loaded.manifests.extend(part.manifests);

@@ -13,7 +13,7 @@ use crate::action::Collection;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schemars(title = "intune-reconcile PasscodeReset manifest")]
-pub struct RawManifest {
+pub(crate) struct RawManifest {
     /// Always `intune-reconcile/v1`.
     #[schemars(with = "String", extend("const" = "intune-reconcile/v1"))]
     pub api_version: Spanned<String>,
@@ -27,7 +27,7 @@ pub struct RawManifest {
 /// Who asks and why. Only `name` identifies the request; the rest is for reviewers and policy.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawMetadata {
+pub(crate) struct RawMetadata {
     /// Unique across all manifests: lowercase letters, digits and `-`, 1 to 63 characters.
     /// Renaming a manifest creates new actions.
     #[schemars(with = "String", regex(pattern = r"^[a-z0-9-]{1,63}$"))]
@@ -50,7 +50,7 @@ pub struct RawMetadata {
 /// What to do, to which devices.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawSpec {
+pub(crate) struct RawSpec {
     /// Bump it to reset the same devices again. Default 1.
     #[schemars(with = "Option<u32>", range(min = 1))]
     pub round: Option<Spanned<i64>>,
@@ -66,7 +66,7 @@ pub struct RawSpec {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
-pub struct RawDevice {
+pub(crate) struct RawDevice {
     /// The Intune managedDevice id (a GUID; case does not matter).
     #[schemars(
         with = "Option<String>",

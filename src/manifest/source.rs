@@ -10,17 +10,17 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 
 /// The largest manifest or config file read. Real manifests are a few KiB; a file past this
 /// is almost surely a mistake (a binary, a generated dump) and parsing it would only be slow.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A file's text, shared with the diagnostics that point into it.
 #[derive(Debug, Clone)]
-pub struct SourceText {
+pub(crate) struct SourceText {
     pub text: Arc<str>,
 }
 
 /// Reads `path` as UTF-8 text, refusing what is not a regular file or is too large.
 /// Problems become diagnostics naming the file; `None` means nothing could be read.
-pub fn read_text(path: &Path, diags: &mut Diagnostics) -> Option<SourceText> {
+pub(crate) fn read_text(path: &Path, diags: &mut Diagnostics) -> Option<SourceText> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
@@ -73,7 +73,7 @@ pub fn read_text(path: &Path, diags: &mut Diagnostics) -> Option<SourceText> {
 }
 
 /// A duration as written (`30s`, `24h`), or a diagnostic at it naming `key` (`graph.timeout`).
-pub fn duration(
+pub(crate) fn duration(
     s: &serde_saphyr::Spanned<String>,
     key: &str,
     file: &Path,
@@ -88,7 +88,7 @@ pub fn duration(
     }
 }
 
-pub use crate::diagnostic::io_reason;
+pub(crate) use crate::diagnostic::io_reason;
 
 fn pos_at_end(text: &str) -> Pos {
     let line = text.matches('\n').count() + 1;
@@ -102,7 +102,7 @@ fn to_u32(n: usize) -> u32 {
 
 /// A document of a multi-document file: its text and the number of lines before it.
 #[derive(Debug)]
-pub struct Document<'a> {
+pub(crate) struct Document<'a> {
     pub text: &'a str,
     pub line_offset: u32,
 }
@@ -112,7 +112,7 @@ pub struct Document<'a> {
 /// YAML 1.2 forbids a line that starts with `---` followed by white space (or the end of the line)
 /// inside a document's content, so such a line always starts a new document. Parsing documents
 /// separately lets one broken document be reported without hiding errors in the others.
-pub fn split_documents(text: &str) -> Vec<Document<'_>> {
+pub(crate) fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut start_line = 0u32;
@@ -159,7 +159,11 @@ fn options() -> serde_saphyr::Options {
 }
 
 /// Parses one document into `T`, turning a parser or schema error into a diagnostic.
-pub fn parse_document<T: DeserializeOwned>(path: &Path, doc: &Document<'_>, diags: &mut Diagnostics) -> Option<T> {
+pub(crate) fn parse_document<T: DeserializeOwned>(
+    path: &Path,
+    doc: &Document<'_>,
+    diags: &mut Diagnostics,
+) -> Option<T> {
     match serde_saphyr::from_str_with_options::<T>(doc.text, options()) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -191,7 +195,7 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
 
 /// A value's position in the whole file (`None` when the parser could not tell), given the
 /// number of lines before its document.
-pub fn pos_of<T>(s: &serde_saphyr::Spanned<T>, line_offset: u32) -> Option<Pos> {
+pub(crate) fn pos_of<T>(s: &serde_saphyr::Spanned<T>, line_offset: u32) -> Option<Pos> {
     let l = s.referenced;
     (l.line() > 0).then(|| Pos::new(to_u32(l.line() as usize) + line_offset, to_u32(l.column() as usize)))
 }

@@ -11,8 +11,8 @@ use crate::action::{Collection, Selector, SelectorKind};
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::manifest::source::pos_of;
 
-pub const API_VERSION: &str = "intune-reconcile/v1";
-pub const KIND: &str = "PasscodeReset";
+pub(crate) const API_VERSION: &str = "intune-reconcile/v1";
+pub(crate) const KIND: &str = "PasscodeReset";
 
 /// What validation needs to know beyond the manifest itself, as plain values (the settings hand
 /// them down; manifests never read the settings).
@@ -23,7 +23,7 @@ pub struct Context {
 }
 
 /// Checks one parsed document. Returns the manifest only when it has no errors.
-pub fn validate(
+pub(crate) fn validate(
     raw: RawManifest,
     file: &Path,
     line_offset: u32,
@@ -246,7 +246,7 @@ fn is_valid_name(s: &str) -> bool {
 }
 
 /// `8-4-4-4-12` hexadecimal digits, either case.
-pub fn is_guid(s: &str) -> bool {
+pub(crate) fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
         && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))

@@ -20,7 +20,7 @@ use crate::state::{Adoption, Record, Status};
 
 /// What was asked for.
 #[derive(Debug, Clone)]
-pub struct AdoptRequest {
+pub(crate) struct AdoptRequest {
     pub key: String,
     pub reason: String,
     /// How far back a reset may be adopted.
@@ -31,7 +31,7 @@ pub struct AdoptRequest {
 
 /// Why nothing was adopted.
 #[derive(Debug, thiserror::Error)]
-pub enum AdoptError {
+pub(crate) enum AdoptError {
     #[error("no manifest action has the key `{0}`\nhint: copy the key from `reconcile plan` (at least 4 hex digits)")]
     NoSuchAction(String),
     #[error("the key `{0}` matches {1} actions: give more of it")]
@@ -50,7 +50,7 @@ pub enum AdoptError {
 
 /// Finds `key` among the project's actions, checks Intune for a reset made outside this tool, and
 /// records it. Returns the record written and the evidence.
-pub fn adopt(
+pub(crate) fn adopt(
     session: &mut Session,
     project: &Project,
     request: &AdoptRequest,

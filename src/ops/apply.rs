@@ -13,7 +13,7 @@ use crate::saved::{SavedError, SavedPlan};
 
 /// What was asked for.
 #[derive(Debug, Clone, Default)]
-pub struct ApplyRequest {
+pub(crate) struct ApplyRequest {
     /// `--plan FILE`: the reviewed saved plan to execute.
     pub saved_plan: Option<PathBuf>,
     pub simulate: bool,
@@ -28,7 +28,7 @@ pub struct ApplyRequest {
 
 /// Why `apply` refuses before connecting to anything.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error(
         "apply needs confirmation, but there is no terminal to ask on\nhint: review `reconcile plan` and pass --auto-approve, or apply a reviewed saved plan with --plan FILE"
     )]
@@ -44,14 +44,14 @@ pub enum Refusal {
 
 /// An apply that passed every check that needs no network.
 #[derive(Debug)]
-pub struct Checked {
+pub(crate) struct Checked {
     expected: Option<ReviewedPlan>,
     policy_override: Option<String>,
     request: ApplyRequest,
 }
 
 /// The checks that need neither Graph nor the ledger, in the order a user meets them.
-pub fn check(project: &Project, request: &ApplyRequest) -> Result<Checked, Refusal> {
+pub(crate) fn check(project: &Project, request: &ApplyRequest) -> Result<Checked, Refusal> {
     let expected = match &request.saved_plan {
         Some(path) => {
             let saved = SavedPlan::read(path)?;
@@ -92,7 +92,7 @@ pub fn check(project: &Project, request: &ApplyRequest) -> Result<Checked, Refus
 
 /// Why `apply` stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Apply(#[from] ApplyError),
     /// The ledger or the tenant (`anyhow`: the connection's own errors).
@@ -102,7 +102,7 @@ pub enum Error {
 
 /// Applies `project` through `conn`: the ledger must exist and belong to the token's tenant; the
 /// manifests' policy violations stop their manifests; then the executor runs.
-pub async fn apply(
+pub(crate) async fn apply(
     project: &Project,
     checked: Checked,
     conn: &Connection,

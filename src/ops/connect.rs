@@ -12,11 +12,11 @@ use crate::settings::Settings;
 use crate::sim::{SimConfig, SimHandle};
 
 /// The tenant the simulator pretends to be; simulated ledgers are bound to it.
-pub const SIM_TENANT: &str = "simulated-tenant";
+pub(crate) const SIM_TENANT: &str = "simulated-tenant";
 
 /// A Graph client for this run, and what it is connected to.
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     pub graph: Arc<Graph>,
     /// The tenant the environment names (`AZURE_TENANT_ID`), checked against the token's.
     expected_tenant: Option<String>,
@@ -53,7 +53,7 @@ impl Drop for Connection {
     }
 }
 
-pub fn connect(
+pub(crate) fn connect(
     settings: &Settings,
     simulate: bool,
     env: &dyn Fn(&str) -> Option<String>,
@@ -117,12 +117,15 @@ pub fn connect(
 
 /// The ledger `settings.state` names. A blob ledger is authorised by `AZURE_STORAGE_KEY`,
 /// `AZURE_STORAGE_SAS_TOKEN`, or else the same Entra credential as Graph, with the storage scope.
-pub fn open_store(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<crate::state::Store> {
+pub(crate) fn open_store(
+    settings: &Settings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<crate::state::Store> {
     open_store_at(settings, &settings.state, env)
 }
 
 /// The ledger at `location`, authorised as [`open_store`] says.
-pub fn open_store_at(
+pub(crate) fn open_store_at(
     settings: &Settings,
     location: &crate::state::Location,
     env: &dyn Fn(&str) -> Option<String>,
@@ -152,11 +155,11 @@ pub fn open_store_at(
 }
 
 /// The Entra scope of Azure Storage (the same in every cloud).
-pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+pub(crate) const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 
 /// Why the run's tenant is not the one it should be.
 #[derive(Debug, thiserror::Error)]
-pub enum TenantError {
+pub(crate) enum TenantError {
     #[error(
         "cannot tell which tenant the access token is for: it is not a JWT with a `tid` claim\nhint: the tenant of every run is the `tid` of its token; use a credential that issues Entra ID access tokens"
     )]
@@ -175,7 +178,7 @@ impl Connection {
     /// The tenant of this run: the `tid` of the token it uses (fetched now, before any Graph
     /// request). Refused when it differs from `AZURE_TENANT_ID`; the ledger compares it with its
     /// own when it is locked or read.
-    pub async fn tenant(&self) -> anyhow::Result<String> {
+    pub(crate) async fn tenant(&self) -> anyhow::Result<String> {
         let access = self.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
         let (root, _, _) = crate::graph::endpoints::cloud_defaults(self.cloud);
         if let Some(aud) = access.audience()
@@ -194,7 +197,7 @@ impl Connection {
 }
 
 /// A runtime for the async part of a command: two workers, like the machine's cores.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

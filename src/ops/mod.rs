@@ -7,11 +7,11 @@
 //! settings, the ledger and Graph, in the order the guarantees need (every refusal before the
 //! first request).
 
-pub mod adopt;
-pub mod apply;
-pub mod connect;
-pub mod plan;
-pub mod refresh;
+pub(crate) mod adopt;
+pub(crate) mod apply;
+pub(crate) mod connect;
+pub(crate) mod plan;
+pub(crate) mod refresh;
 
 use std::path::PathBuf;
 
@@ -26,23 +26,23 @@ use connect::Connection;
 /// connection per configuration, kept so that its pacer's learned slow-down and its token last
 /// as long as the session.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     runtime: tokio::runtime::Runtime,
     connection: Option<(String, Connection)>,
 }
 
 impl Session {
-    pub fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         Ok(Session { runtime: connect::runtime()?, connection: None })
     }
 
-    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Runtime {
         &self.runtime
     }
 
     /// The runtime, and the connection `settings` describe: the one already made when they describe the same one
     /// (same cloud, endpoints, budgets, ledger, simulator), else a new one.
-    pub fn connect(
+    pub(crate) fn connect(
         &mut self,
         settings: &Settings,
         simulate: bool,
@@ -70,7 +70,7 @@ impl Session {
 
 /// `validate`: the config and the manifests, with the policy rules the manifests alone can
 /// break. Every problem (and warning) is in the `Err`; no network.
-pub fn validate(
+pub(crate) fn validate(
     overrides: &Overrides,
     paths: &[PathBuf],
     env: &dyn Fn(&str) -> Option<String>,

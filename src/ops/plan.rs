@@ -20,7 +20,7 @@ use crate::state::{Ledger, LocalStore, Store};
 
 /// What was asked for.
 #[derive(Debug, Clone, Default)]
-pub struct PlanRequest {
+pub(crate) struct PlanRequest {
     /// Limit the plan to these manifest files or folders.
     pub paths: Vec<PathBuf>,
     pub offline: bool,
@@ -31,7 +31,7 @@ pub struct PlanRequest {
 
 /// Why there is no plan.
 #[derive(Debug, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     /// The config or the manifests are wrong (every problem, with file and line).
     #[error("the config or the manifests are invalid")]
     Invalid(Diagnostics),
@@ -41,7 +41,7 @@ pub enum PlanError {
 
 /// Everything a plan is made of; [`Planned::plan`] makes it (pure and cheap).
 #[derive(Debug)]
-pub struct Planned {
+pub(crate) struct Planned {
     pub project: Project,
     pub ledger: Ledger,
     actions: Vec<Action>,
@@ -61,7 +61,7 @@ pub struct Planned {
 
 /// Loads the settings, the manifests and the ledger, and looks the candidates' devices up
 /// unless offline.
-pub fn prepare(
+pub(crate) fn prepare(
     session: &mut Session,
     overrides: &Overrides,
     request: &PlanRequest,
@@ -151,7 +151,7 @@ impl Planned {
     }
 
     /// The plan: the diff, the devices, the policy review, and with `--base` the change's scope.
-    pub fn plan(&self) -> Plan<'_> {
+    pub(crate) fn plan(&self) -> Plan<'_> {
         let policy = &self.project.settings.policy;
         let plan = plan::plan(&self.actions, &self.ledger, &self.resolutions, self.options())
             .with_manifests(self.project.manifest_infos());
@@ -168,7 +168,7 @@ impl Planned {
     }
 
     /// Saves `plan` (made by [`Planned::plan`]) for `apply --plan FILE`.
-    pub fn save(&self, plan: &Plan<'_>, path: &Path) -> Result<(), SavedError> {
+    pub(crate) fn save(&self, plan: &Plan<'_>, path: &Path) -> Result<(), SavedError> {
         let binding = Binding::of(&self.ledger, self.tenant.as_deref());
         SavedPlan::new(plan, &self.ledger, binding, self.simulated, self.offline).write(path)
     }

@@ -8,7 +8,11 @@ use crate::refresh::{self, RefreshOptions, RefreshReport};
 use crate::settings::Settings;
 
 /// Refreshes the ledger of `conn`.
-pub async fn refresh(settings: &Settings, conn: &Connection, lock_timeout: Duration) -> anyhow::Result<RefreshReport> {
+pub(crate) async fn refresh(
+    settings: &Settings,
+    conn: &Connection,
+    lock_timeout: Duration,
+) -> anyhow::Result<RefreshReport> {
     conn.store.load_existing().await?;
     let opts = RefreshOptions {
         lock_timeout,

@@ -26,7 +26,7 @@ use serde_saphyr::Spanned;
 
 use crate::action::{Selector, SelectorKind};
 use crate::device::Device;
-pub use crate::device::Platform;
+pub(crate) use crate::device::Platform;
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::duration::HumanDuration;
 use crate::manifest::Manifest;
@@ -36,7 +36,7 @@ use crate::plan::{BlockKind, Change, Plan, RenameGuard, Violation};
 use crate::state::{Ledger, ResetIndex};
 
 mod raw;
-pub use raw::*;
+pub(crate) use raw::*;
 
 #[derive(Debug, Clone)]
 struct Protected {
@@ -81,7 +81,7 @@ fn outside<'l>(
 
 /// The validated `policy:` section. The default enforces nothing but the likely-rename guard.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(crate) struct Policy {
     file: PathBuf,
     max_actions: Option<(u32, Pos)>,
     require_ticket: bool,
@@ -136,7 +136,7 @@ fn minutes(s: &Spanned<String>, file: &Path, diags: &mut Diagnostics) -> Option<
 
 impl Policy {
     /// Validates the raw section, pushing a diagnostic (in the config file) for every problem.
-    pub fn from_raw(raw: RawPolicy, file: &Path, diags: &mut Diagnostics) -> Policy {
+    pub(crate) fn from_raw(raw: RawPolicy, file: &Path, diags: &mut Diagnostics) -> Policy {
         let mut p = Policy { file: file.to_path_buf(), ..Policy::default() };
         if let Some(m) = raw.max_actions_per_apply {
             match u32::try_from(m.value) {
@@ -235,7 +235,7 @@ impl Policy {
     }
 
     /// What the manifests alone break: tickets, reasons, requesters, protected selectors.
-    pub fn check_manifests(&self, manifests: &[Manifest]) -> Vec<Violation> {
+    pub(crate) fn check_manifests(&self, manifests: &[Manifest]) -> Vec<Violation> {
         let mut all = Vec::new();
         for m in manifests {
             let mut out = Vec::new();
@@ -295,7 +295,7 @@ impl Policy {
     }
 
     /// The likely-rename guard for a plan made at `now` (`None` when likely renames are sent).
-    pub fn rename_guard(&self, now: jiff::Timestamp) -> Option<RenameGuard> {
+    pub(crate) fn rename_guard(&self, now: jiff::Timestamp) -> Option<RenameGuard> {
         self.rename_within.map(|within| RenameGuard { now, within })
     }
 
@@ -304,7 +304,7 @@ impl Policy {
     /// manifests' violations (`found`, from [`Policy::check_manifests`]) and the per-device rules
     /// block their manifests; then the blast radius counts what is still to be sent. `now` is when
     /// the resets would be sent.
-    pub fn review<'a>(
+    pub(crate) fn review<'a>(
         &self,
         plan: Plan<'a>,
         mut found: Vec<Violation>,
@@ -334,7 +334,7 @@ impl Policy {
 
     /// Since when resets made outside this tool matter: `outOfBand.within`, or the cooldown
     /// when it is longer (it counts them too). The audit log is read from then on.
-    pub fn out_of_band_since(&self, now: jiff::Timestamp) -> jiff::Timestamp {
+    pub(crate) fn out_of_band_since(&self, now: jiff::Timestamp) -> jiff::Timestamp {
         let back = self.cooldown.map_or(self.out_of_band.0, |(c, _)| c.max(self.out_of_band.0));
         now - jiff::SignedDuration::try_from(back).unwrap_or(jiff::SignedDuration::MAX)
     }
@@ -380,14 +380,14 @@ impl Policy {
     }
 
     /// `maxActionsPerApply`: the most resets one run may send.
-    pub fn max_actions(&self) -> Option<usize> {
+    pub(crate) fn max_actions(&self) -> Option<usize> {
         self.max_actions.map(|(max, _)| max as usize)
     }
 
     /// Whether a rule looks at what a device resolved to (platforms, protected devices,
     /// cooldown): such a violation stops the whole manifest, so none of its resets may leave
     /// before all of its devices are looked up.
-    pub fn has_device_rules(&self) -> bool {
+    pub(crate) fn has_device_rules(&self) -> bool {
         self.allow_platforms.is_some() || !self.protected.is_empty() || self.cooldown.is_some()
     }
 
@@ -527,7 +527,7 @@ impl Policy {
     }
 
     /// `Err` when `now` is outside every change window (none configured: always inside).
-    pub fn check_window(&self, now: jiff::Timestamp) -> Result<(), Diagnostic> {
+    pub(crate) fn check_window(&self, now: jiff::Timestamp) -> Result<(), Diagnostic> {
         let Some(w) = &self.windows else { return Ok(()) };
         let local = now.to_zoned_datetime(w.tz.clone());
         let (day, minute) = (local.weekday(), local.hour() as u32 * 60 + local.minute() as u32);

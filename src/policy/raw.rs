@@ -13,7 +13,7 @@ use crate::device::Platform;
 /// The `policy:` section as written.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawPolicy {
+pub(crate) struct RawPolicy {
     /// The blast radius: a plan with more resets than this is refused. Split the change, or raise
     /// the limit in a reviewed change to this file.
     #[schemars(with = "Option<u32>", range(min = 1))]
@@ -54,7 +54,7 @@ pub struct RawPolicy {
 /// `policy.outOfBand`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawOutOfBand {
+pub(crate) struct RawOutOfBand {
     /// How far back a reset made outside this tool counts (default `24h`).
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub within: Option<Spanned<String>>,
@@ -65,19 +65,19 @@ pub struct RawOutOfBand {
 /// What to do with an action whose device was reset outside this tool lately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum OutOfBandThen {
+pub(crate) enum OutOfBandThen {
     Adopt,
     Block,
     Send,
 }
 
 /// The default of `policy.outOfBand.within`.
-pub const OUT_OF_BAND_WITHIN: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const OUT_OF_BAND_WITHIN: Duration = Duration::from_secs(24 * 3600);
 
 /// `policy.likelyRename`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawLikelyRename {
+pub(crate) struct RawLikelyRename {
     /// How far back an orphaned reset counts (default `24h`).
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub within: Option<Spanned<String>>,
@@ -88,18 +88,18 @@ pub struct RawLikelyRename {
 /// What to do with a likely rename.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum RenameThen {
+pub(crate) enum RenameThen {
     Block,
     Send,
 }
 
 /// The default of `policy.likelyRename.within`.
-pub const RENAME_WITHIN: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const RENAME_WITHIN: Duration = Duration::from_secs(24 * 3600);
 
 /// A protected device: exactly one of `id`, `serialNumber`, `deviceName`, and a reason.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawProtected {
+pub(crate) struct RawProtected {
     pub id: Option<String>,
     pub serial_number: Option<String>,
     pub device_name: Option<String>,
@@ -110,7 +110,7 @@ pub struct RawProtected {
 /// Change windows in one time zone.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawWindows {
+pub(crate) struct RawWindows {
     /// An IANA time zone, e.g. `Europe/Berlin`.
     #[schemars(with = "String")]
     pub time_zone: Spanned<String>,
@@ -120,7 +120,7 @@ pub struct RawWindows {
 /// Days and hours: `from` inclusive, `to` exclusive; `to` before `from` runs past midnight.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawWindow {
+pub(crate) struct RawWindow {
     pub days: Vec<Day>,
     /// `HH:MM`
     #[schemars(with = "String", regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
@@ -132,7 +132,7 @@ pub struct RawWindow {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Day {
+pub(crate) enum Day {
     Mon,
     Tue,
     Wed,

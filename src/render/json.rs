@@ -8,7 +8,7 @@ use super::PlanContext;
 use crate::plan::{Entry, Plan};
 
 /// Bumped only when a field changes meaning or disappears.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 #[derive(Serialize)]
 struct PlanDto<'a> {
@@ -151,7 +151,7 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
     }
 }
 
-pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
+pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
     let dto = PlanDto {
         format_version: FORMAT_VERSION,
         offline: ctx.offline,

@@ -15,24 +15,24 @@ pub const MARKER: &str = "<!-- intune-reconcile:plan -->";
 /// GitHub's limit on a comment body, in characters.
 pub const GITHUB_LIMIT: usize = 65_536;
 /// What the rendered plan may use, leaving room for the closing lines.
-pub const BUDGET: usize = 60_000;
+pub(crate) const BUDGET: usize = 60_000;
 /// More resets than this earn a "large change" warning.
-pub const LARGE_CHANGE: usize = 100;
+pub(crate) const LARGE_CHANGE: usize = 100;
 /// How many examples a warning lists.
 const EXAMPLES: usize = 5;
 
-pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
+pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
     out.write_all(render(plan, ctx).as_bytes())
 }
 
 /// The Markdown for a PR comment, never longer than [`GITHUB_LIMIT`] characters.
-pub fn render(plan: &Plan, ctx: PlanContext) -> String {
+pub(crate) fn render(plan: &Plan, ctx: PlanContext) -> String {
     render_within(plan, ctx, BUDGET)
 }
 
 /// The Markdown with the lists cut past `budget` bytes, and never longer than `budget` plus a
 /// few thousand bytes for the closing lines (a CI job summary takes up to 1 MiB).
-pub fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> String {
+pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{MARKER}");
     let _ = writeln!(s, "### intune-reconcile plan{}\n", if ctx.simulated { " (SIMULATED)" } else { "" });

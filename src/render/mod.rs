@@ -4,17 +4,17 @@
 //! JSON output is a versioned contract ([`json::FORMAT_VERSION`]) built from DTOs, never from
 //! `Serialize` on domain types.
 
-pub mod json;
+pub(crate) mod json;
 pub mod markdown;
-pub mod report;
-pub mod state;
-pub mod text;
+pub(crate) mod report;
+pub(crate) mod state;
+pub(crate) mod text;
 
 use crate::plan::Plan;
 
 /// What the plan was made from, for the header lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlanContext {
+pub(crate) struct PlanContext {
     /// Devices were not looked up in Intune.
     pub offline: bool,
     /// Against the built-in simulator, not a real tenant.
@@ -23,14 +23,19 @@ pub struct PlanContext {
 
 /// Output formats of `plan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
     Markdown,
 }
 
 /// Renders `plan` in `format`.
-pub fn plan(out: &mut impl std::io::Write, plan: &Plan<'_>, ctx: PlanContext, format: Format) -> std::io::Result<()> {
+pub(crate) fn plan(
+    out: &mut impl std::io::Write,
+    plan: &Plan<'_>,
+    ctx: PlanContext,
+    format: Format,
+) -> std::io::Result<()> {
     match format {
         Format::Text => text::plan(out, plan, ctx),
         Format::Json => json::plan(out, plan, ctx),
@@ -40,7 +45,7 @@ pub fn plan(out: &mut impl std::io::Write, plan: &Plan<'_>, ctx: PlanContext, fo
 
 /// What will be done to the device: `reset passcode`, or `remove passcode` on corporate iOS/iPadOS
 /// (Intune removes it there), as far as the looked-up device tells.
-pub fn action_verb(e: &crate::plan::Entry<'_>) -> &'static str {
+pub(crate) fn action_verb(e: &crate::plan::Entry<'_>) -> &'static str {
     match e.device.map(crate::device::eligibility) {
         Some(Ok(v)) if v.starts_with("remove") => "remove passcode",
         _ => "reset passcode",
@@ -49,7 +54,7 @@ pub fn action_verb(e: &crate::plan::Entry<'_>) -> &'static str {
 
 /// The device as a plan shows it: name, OS and version, owner type, last sync. Nothing personal
 /// (no user, no serial the manifest did not name).
-pub fn device_summary(d: &crate::device::Device) -> String {
+pub(crate) fn device_summary(d: &crate::device::Device) -> String {
     let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let mut parts = Vec::new();
     if let Some(n) = f(&d.device_name) {
@@ -71,13 +76,13 @@ pub fn device_summary(d: &crate::device::Device) -> String {
 }
 
 /// `Plan: N to reset, M already done, K orphaned.`
-pub fn summary_line(plan: &Plan) -> String {
+pub(crate) fn summary_line(plan: &Plan) -> String {
     let s = plan.summary;
     format!("Plan: {} to reset, {} already done, {} orphaned.", s.to_reset, s.already_done, s.orphaned)
 }
 
 /// The lines under the summary: what is blocked and what needs attention.
-pub fn attention_line(plan: &Plan) -> Option<String> {
+pub(crate) fn attention_line(plan: &Plan) -> Option<String> {
     let s = plan.summary;
     let mut parts = Vec::new();
     match s.blocked {
@@ -116,7 +121,7 @@ pub fn attention_line(plan: &Plan) -> Option<String> {
 }
 
 /// How many policy violations, and what they stop.
-pub fn violations_line(plan: &Plan) -> String {
+pub(crate) fn violations_line(plan: &Plan) -> String {
     let n = plan.violations.len();
     let run = plan.run_violations().count();
     let what = if run > 0 {
@@ -128,7 +133,7 @@ pub fn violations_line(plan: &Plan) -> String {
 }
 
 /// `plan --base`: one line for everything outside the change.
-pub fn outside_line(plan: &Plan) -> Option<String> {
+pub(crate) fn outside_line(plan: &Plan) -> Option<String> {
     let o = plan.outside?;
     let mut parts = Vec::new();
     for (n, what) in [
@@ -153,7 +158,7 @@ pub fn outside_line(plan: &Plan) -> Option<String> {
 
 /// `ticket INC-4711, reason "…", requested by alice@…` of a manifest, as far as it says.
 /// Written by the manifest's author: escaped by the caller's renderer.
-pub fn manifest_facts(info: &crate::manifest::ManifestInfo) -> Option<String> {
+pub(crate) fn manifest_facts(info: &crate::manifest::ManifestInfo) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(t) = &info.ticket {
         parts.push(format!("ticket {t}"));

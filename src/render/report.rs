@@ -52,7 +52,7 @@ struct ActionDto<'a> {
     adopted: Option<&'a str>,
 }
 
-pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Result<()> {
+pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Result<()> {
     let mut actions: Vec<ActionDto> = r
         .records
         .iter()
@@ -108,7 +108,7 @@ pub fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Resul
 /// One `<testcase>` per action: passed when accepted or adopted, failed otherwise, skipped when
 /// blocked (written by quick-junit, which escapes the XML). Values from manifests and Graph have
 /// their control characters shown escaped first: XML 1.0 cannot carry most of them.
-pub fn junit_xml(r: &ApplyReport) -> String {
+pub(crate) fn junit_xml(r: &ApplyReport) -> String {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let text = |s: &str| crate::safe::text(s).into_owned();
     let mut suite = TestSuite::new("reconcile apply");
@@ -139,6 +139,6 @@ pub fn junit_xml(r: &ApplyReport) -> String {
     report.to_string().unwrap_or_default()
 }
 
-pub fn write_junit(path: &Path, r: &ApplyReport) -> io::Result<()> {
+pub(crate) fn write_junit(path: &Path, r: &ApplyReport) -> io::Result<()> {
     std::fs::write(path, junit_xml(r))
 }

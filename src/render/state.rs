@@ -26,7 +26,7 @@ struct ShowDto<'a> {
     action: &'a Record,
 }
 
-pub fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
+pub(crate) fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
     if ledger.records.is_empty() {
         return writeln!(out, "The ledger holds no actions.");
     }
@@ -57,7 +57,7 @@ pub fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
     writeln!(out, "\n{n} action{}; ledger serial {}.", if n == 1 { "" } else { "s" }, ledger.serial)
 }
 
-pub fn list_json(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
+pub(crate) fn list_json(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
     let dto = ListDto {
         format_version: FORMAT_VERSION,
         lineage: ledger.lineage.map(|l| l.to_string()),
@@ -69,7 +69,7 @@ pub fn list_json(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
     writeln!(out)
 }
 
-pub fn show_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
+pub(crate) fn show_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     // File names, device ids, request ids, error messages and notes come from other people:
     // every line is shown escaped.
     let mut line = |l: String| writeln!(out, "{}", text(&l));
@@ -186,7 +186,7 @@ fn provenance_lines(p: &Provenance) -> Vec<String> {
     lines
 }
 
-pub fn show_json(out: &mut impl Write, r: &Record) -> io::Result<()> {
+pub(crate) fn show_json(out: &mut impl Write, r: &Record) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, &ShowDto { format_version: FORMAT_VERSION, action: r })?;
     writeln!(out)
 }
@@ -231,7 +231,7 @@ const CSV_HEADER: [&str; 32] = [
 /// The ledger for auditors: one CSV row per attempt (RFC 4180 quoting). Every value was written
 /// by someone else: a cell a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR first) is
 /// prefixed with `'`, so opening the export never runs a formula.
-pub fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
+pub(crate) fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
     row(out, CSV_HEADER.iter().map(|h| (*h).to_owned()))?;
     let mut records: Vec<&Record> = ledger.records.values().collect();
     records.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));

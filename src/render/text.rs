@@ -7,7 +7,7 @@ use crate::plan::{Change, Entry, Plan};
 use crate::safe::text;
 
 /// The marker at the start of an action line.
-pub fn symbol(change: Change) -> &'static str {
+pub(crate) fn symbol(change: Change) -> &'static str {
     match change {
         Change::Reset => "+",
         Change::AlreadyDone => "=",
@@ -21,7 +21,7 @@ pub fn symbol(change: Change) -> &'static str {
 
 /// `plain` (a rendered text plan) with its action lines coloured for a terminal: resets green,
 /// blocked red, needing attention yellow. Everything else is left as it is.
-pub fn paint(plain: &str) -> String {
+pub(crate) fn paint(plain: &str) -> String {
     let mut out = String::with_capacity(plain.len() + plain.len() / 8);
     for line in plain.split_inclusive('\n') {
         let colour = match line.get(..4) {
@@ -52,7 +52,7 @@ fn verb(e: &Entry) -> String {
     }
 }
 
-pub fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
+pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
     if ctx.simulated {
         writeln!(out, "SIMULATED: against the built-in Intune simulator, not a real tenant.")?;
     }

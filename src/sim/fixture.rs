@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 pub const BUILTIN_DEVICES: &str = include_str!("../../examples/devices.json");
 
 /// Reads a fixture file; every device needs a string `id`.
-pub fn load_devices(path: &Path) -> Result<Vec<Map<String, Value>>, String> {
+pub(crate) fn load_devices(path: &Path) -> Result<Vec<Map<String, Value>>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         format!("cannot read device fixture `{}`: {}", path.display(), crate::diagnostic::io_reason(&e))
     })?;

@@ -26,7 +26,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use fixture::{BUILTIN_DEVICES, load_devices};
+pub use fixture::BUILTIN_DEVICES;
+pub(crate) use fixture::load_devices;
 pub use state::{Fault, FaultKind, RecordedRequest, RetryAfter, SavedAction, SimConfig, SimState};
 
 /// A running simulator. Stops when dropped.

@@ -188,7 +188,7 @@ pub struct SimState {
 }
 
 impl SimState {
-    pub fn new(config: SimConfig) -> Self {
+    pub(crate) fn new(config: SimConfig) -> Self {
         // A fixture device may carry `_portalResets: [{by: UPN, ago: 40m}]`: resets a person made
         // in the Intune portal before the simulator started (shown, never part of the device).
         let mut portal: Vec<(usize, String, jiff::SignedDuration)> = Vec::new();
@@ -243,18 +243,18 @@ impl SimState {
         state
     }
 
-    pub fn record(&mut self, mut r: RecordedRequest) {
+    pub(crate) fn record(&mut self, mut r: RecordedRequest) {
         self.seq += 1;
         r.seq = self.seq;
         self.requests.push(r);
     }
 
-    pub fn resets_applied(&self, device_id: &str) -> usize {
+    pub(crate) fn resets_applied(&self, device_id: &str) -> usize {
         self.device(device_id).map_or(0, |d| d.actions.iter().filter(|a| a.name == "resetPasscode").count())
     }
 
     /// Every action taken, for keeping between `--simulate` runs.
-    pub fn saved_actions(&self) -> Vec<SavedAction> {
+    pub(crate) fn saved_actions(&self) -> Vec<SavedAction> {
         self.devices
             .iter()
             .flat_map(|d| {
@@ -272,7 +272,7 @@ impl SimState {
     }
 
     /// Restores actions kept by [`saved_actions`](Self::saved_actions); unknown devices are skipped.
-    pub fn restore(&mut self, saved: Vec<SavedAction>) {
+    pub(crate) fn restore(&mut self, saved: Vec<SavedAction>) {
         for a in saved {
             if let Some(i) = self.device_index(&a.device) {
                 self.devices[i].actions.push(ActionRecord {
@@ -290,21 +290,21 @@ impl SimState {
     }
 
     /// Every token issued (for leak tests).
-    pub fn issued_tokens(&self) -> Vec<String> {
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
         self.tokens.keys().cloned().collect()
     }
 
     /// Every passcode handed out (for leak tests).
-    pub fn passcodes(&self) -> Vec<String> {
+    pub(crate) fn passcodes(&self) -> Vec<String> {
         self.devices.iter().flat_map(|d| d.actions.iter().filter_map(|a| a.passcode.clone())).collect()
     }
 
-    pub fn device_index(&self, id: &str) -> Option<usize> {
+    pub(crate) fn device_index(&self, id: &str) -> Option<usize> {
         self.by_id.get(&id.to_ascii_lowercase()).copied()
     }
 
     /// Devices whose string property `prop` equals every `(prop, value)` clause, case-insensitively.
-    pub fn matching(&self, clauses: &[(String, String)]) -> Vec<usize> {
+    pub(crate) fn matching(&self, clauses: &[(String, String)]) -> Vec<usize> {
         let Some((first, rest)) = clauses.split_first() else { return (0..self.devices.len()).collect() };
         let key = |(p, v): &(String, String)| (p.to_ascii_lowercase(), v.to_lowercase());
         let Some(candidates) = self.by_value.get(&key(first)) else { return Vec::new() };
@@ -315,17 +315,17 @@ impl SimState {
             .collect()
     }
 
-    pub fn device(&self, id: &str) -> Option<&SimDevice> {
+    pub(crate) fn device(&self, id: &str) -> Option<&SimDevice> {
         self.device_index(id).map(|i| &self.devices[i])
     }
 
     /// Intune's clock: the real one plus the configured offset.
-    pub fn now(&self) -> jiff::Timestamp {
+    pub(crate) fn now(&self) -> jiff::Timestamp {
         jiff::Timestamp::now() + self.config.clock_offset
     }
 
     /// Issues a token for the simulator's own tenant carrying `roles` (a ready token).
-    pub fn mint_token(&mut self, roles: Vec<String>) -> String {
+    pub(crate) fn mint_token(&mut self, roles: Vec<String>) -> String {
         self.mint_token_for("simulated-tenant", roles)
     }
 
@@ -356,7 +356,7 @@ impl SimState {
     }
 
     /// Whether `Authorization: Bearer <token>` names a live token; counts one use of it.
-    pub fn authorized(&mut self, header: Option<&str>) -> bool {
+    pub(crate) fn authorized(&mut self, header: Option<&str>) -> bool {
         let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
         match self.tokens.get_mut(token) {
             Some((exp, uses)) if Instant::now() < *exp && *uses > 0 => {
@@ -368,7 +368,7 @@ impl SimState {
     }
 
     /// Counts a request against a window; `false` when the window is full (→ 429).
-    pub fn admit(&mut self, write: bool) -> bool {
+    pub(crate) fn admit(&mut self, write: bool) -> bool {
         let (limit, log) =
             if write { (self.config.write_limit, &mut self.writes) } else { (self.config.read_limit, &mut self.reads) };
         let Some(limit) = limit else { return true };
@@ -384,7 +384,7 @@ impl SimState {
     }
 
     /// Takes the next scripted fault that applies to `device_id`.
-    pub fn take_fault(&mut self, device_id: &str) -> Option<FaultKind> {
+    pub(crate) fn take_fault(&mut self, device_id: &str) -> Option<FaultKind> {
         let f = self
             .config
             .faults
@@ -395,20 +395,20 @@ impl SimState {
     }
 
     /// Applies a reset to device `i` made by this tool (an app: no initiator).
-    pub fn apply_reset(&mut self, i: usize) {
+    pub(crate) fn apply_reset(&mut self, i: usize) {
         self.apply_reset_by(i, "");
     }
 
     /// Applies a reset to device `i` started by `initiator` (a person in the portal, or "" for
     /// an app): what Intune will report for it, by platform, and an audit log entry.
-    pub fn apply_reset_by(&mut self, i: usize, initiator: &str) {
+    pub(crate) fn apply_reset_by(&mut self, i: usize, initiator: &str) {
         let now = self.now();
         self.apply_reset_at(i, initiator, now);
     }
 
     /// [`apply_reset_by`](Self::apply_reset_by) started at `start` on the simulator's clock (a
     /// reset made in the portal a while ago).
-    pub fn apply_reset_at(&mut self, i: usize, initiator: &str, start: jiff::Timestamp) {
+    pub(crate) fn apply_reset_at(&mut self, i: usize, initiator: &str, start: jiff::Timestamp) {
         let d = &self.devices[i];
         let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
         let (os, owner, state) = (field("operatingSystem"), field("managedDeviceOwnerType"), field("managementState"));
@@ -436,7 +436,7 @@ impl SimState {
     }
 
     /// Whether a reset on device `i` is refused outright (Windows, macOS).
-    pub fn unsupported(&self, i: usize) -> bool {
+    pub(crate) fn unsupported(&self, i: usize) -> bool {
         let os = self.devices[i]
             .fields
             .get("operatingSystem")
@@ -448,7 +448,7 @@ impl SimState {
 
     /// Device `i` as Graph shows it, with `deviceActionResults` (passcodes included, as the real
     /// service does), limited to `select` when given.
-    pub fn render_device(&self, i: usize, select: Option<&[String]>) -> Value {
+    pub(crate) fn render_device(&self, i: usize, select: Option<&[String]>) -> Value {
         let d = &self.devices[i];
         let mut obj = d.fields.clone();
         let results: Vec<Value> = d
@@ -481,7 +481,7 @@ impl SimState {
 
     /// The audit log (`remoteActionAudits`): every visible action requested at or after `since`
     /// on the simulator's clock. No passcode field, like the real one.
-    pub fn audits(&self, since: Option<jiff::Timestamp>) -> Vec<Value> {
+    pub(crate) fn audits(&self, since: Option<jiff::Timestamp>) -> Vec<Value> {
         let mut all: Vec<(jiff::Timestamp, Value)> = Vec::new();
         for d in &self.devices {
             let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();

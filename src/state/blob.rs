@@ -44,7 +44,7 @@ use super::{Ledger, Record};
 use crate::graph::clock::ServerClock;
 
 /// A lock not renewed for this long (store time) may be taken over.
-pub const LOCK_EXPIRY: Duration = Duration::from_secs(60);
+pub(crate) const LOCK_EXPIRY: Duration = Duration::from_secs(60);
 /// How often the holder renews its lock.
 const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// A holder whose last successful renewal began longer ago than this stops writing.
@@ -236,7 +236,7 @@ impl BlobStore {
         Ok(BlobStore { url, store: Arc::new(store), clock, snapshot, lock, journal, secrets: Arc::new(secrets) })
     }
 
-    pub fn url(&self) -> &BlobUrl {
+    pub(crate) fn url(&self) -> &BlobUrl {
         &self.url
     }
 
@@ -263,7 +263,7 @@ impl BlobStore {
     }
 
     /// Whether a ledger (snapshot or journal) is there.
-    pub async fn exists(&self) -> Result<bool, StateError> {
+    pub(crate) async fn exists(&self) -> Result<bool, StateError> {
         match self.store.head(&self.snapshot).await {
             Ok(_) => return Ok(true),
             Err(object_store::Error::NotFound { .. }) => {}
@@ -273,16 +273,8 @@ impl BlobStore {
     }
 
     /// Reads the ledger without locking. A missing ledger is empty.
-    pub async fn load(&self) -> Result<Ledger, StateError> {
+    pub(crate) async fn load(&self) -> Result<Ledger, StateError> {
         Ok(self.load_full().await?.ledger)
-    }
-
-    /// Reads the ledger, refusing a missing one.
-    pub async fn load_existing(&self) -> Result<Ledger, StateError> {
-        if !self.exists().await? {
-            return Err(StateError::Missing { path: self.where_() });
-        }
-        self.load().await
     }
 
     async fn list_entries(&self) -> Result<Vec<(u64, ObjPath)>, StateError> {
@@ -490,7 +482,12 @@ impl BlobStore {
     }
 
     /// Takes the lock and returns a writer over the current ledger. A missing ledger is refused.
-    pub async fn lock(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<BlobWriter, StateError> {
+    pub(crate) async fn lock(
+        &self,
+        timeout: Duration,
+        command: &str,
+        tenant: Option<&str>,
+    ) -> Result<BlobWriter, StateError> {
         if !self.exists().await? {
             return Err(StateError::Missing { path: self.where_() });
         }
@@ -548,7 +545,7 @@ impl BlobStore {
     }
 
     /// Creates the ledger bound to `tenant` (`reconcile init`); `Ok(false)` when it exists already.
-    pub async fn create(&self, timeout: Duration, tenant: &str) -> Result<bool, StateError> {
+    pub(crate) async fn create(&self, timeout: Duration, tenant: &str) -> Result<bool, StateError> {
         let w = self.lock_inner(timeout, "reconcile init", Some(tenant)).await?;
         let created = w.bound_tenant;
         w.commit().await?;
@@ -556,12 +553,16 @@ impl BlobStore {
     }
 
     /// Locks the ledger for a copy from elsewhere (`state push`), creating it when missing.
-    pub async fn lock_for_import(&self, timeout: Duration, tenant: Option<&str>) -> Result<BlobWriter, StateError> {
+    pub(crate) async fn lock_for_import(
+        &self,
+        timeout: Duration,
+        tenant: Option<&str>,
+    ) -> Result<BlobWriter, StateError> {
         self.lock_inner(timeout, "reconcile state push", tenant).await
     }
 
     /// Releases a lock by its id (`reconcile state unlock ID`), returning who held it.
-    pub async fn unlock(&self, id: &str) -> Result<LockInfo, StateError> {
+    pub(crate) async fn unlock(&self, id: &str) -> Result<LockInfo, StateError> {
         let not_held = || StateError::NotLocked { path: self.where_(), id: id.to_owned() };
         let Some((bytes, etag, _)) = self.read_lock().await? else { return Err(not_held()) };
         let held: LockBlob = serde_json::from_slice(&bytes).map_err(|_| not_held())?;
@@ -588,7 +589,7 @@ fn lock_bytes(holder: &LockInfo, released: bool) -> Vec<u8> {
 
 /// Removes query strings from URLs and known secret values from a message, and shortens an
 /// Azure error document to its code.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
+pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
     let text = match text.find("<?xml") {
         Some(i) => {
             let code =
@@ -717,17 +718,13 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    pub fn ledger(&self) -> &Ledger {
+    pub(crate) fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    pub fn bound_tenant(&self) -> bool {
-        self.bound_tenant
     }
 
     /// Durably records records: one journal entry, created only if this writer is still the one
     /// extending the ledger, and only reported written while the lock is still held.
-    pub async fn record_all(&mut self, records: Vec<Record>) -> Result<(), StateError> {
+    pub(crate) async fn record_all(&mut self, records: Vec<Record>) -> Result<(), StateError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -824,14 +821,14 @@ impl BlobWriter {
     }
 
     /// Replaces the ledger's content (`state push`): the caller checked it extends this one.
-    pub async fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
+    pub(crate) async fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
         let serial = self.ledger.serial.max(ledger.serial) + 1;
         self.ledger = Ledger { serial, ..ledger };
         self.compact().await
     }
 
     /// Folds the journal into a new snapshot and releases the lock.
-    pub async fn commit(mut self) -> Result<Ledger, StateError> {
+    pub(crate) async fn commit(mut self) -> Result<Ledger, StateError> {
         let result = if self.fenced {
             Err(StateError::LockLost { path: self.store.where_(), why: "nothing more was written".into() })
         } else if self.folded.is_empty() {

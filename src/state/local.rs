@@ -171,7 +171,7 @@ impl LocalStore {
 
     /// Reads the ledger (snapshot plus journal) without locking. A missing ledger is empty: use
     /// [`exists`](Self::exists) where that must not be mistaken for "nothing was ever sent".
-    pub fn load(&self) -> Result<Ledger, StateError> {
+    pub(crate) fn load(&self) -> Result<Ledger, StateError> {
         let mut ledger = match std::fs::read(&self.path) {
             Ok(bytes) => self.parse_snapshot(&bytes)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::empty(),
@@ -181,16 +181,8 @@ impl LocalStore {
         Ok(ledger)
     }
 
-    /// Reads the ledger, refusing a missing one.
-    pub fn load_existing(&self) -> Result<Ledger, StateError> {
-        if !self.exists() {
-            return Err(StateError::Missing { path: self.path.clone() });
-        }
-        self.load()
-    }
-
     /// Whether a ledger (snapshot or journal) is there.
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         self.path.exists() || self.journal_path().exists()
     }
 
@@ -334,16 +326,12 @@ impl LocalStore {
     }
 
     /// Locks the ledger for a copy from elsewhere (`state pull`), creating it when missing.
-    pub fn lock_for_import(&self, timeout: Duration, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
+    pub(crate) fn lock_for_import(&self, timeout: Duration, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
         self.lock_inner(timeout, "reconcile state pull", tenant)
-    }
-
-    /// Refuses a ledger bound to another tenant.
-    pub fn check_tenant(&self, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
-        check_tenant_at(&self.path, ledger, tenant)
     }
 }
 
+/// Refuses a ledger bound to another tenant.
 pub(super) fn check_tenant_at(path: &Path, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
     match (&ledger.tenant, tenant) {
         (Some(l), Some(t)) if !l.eq_ignore_ascii_case(t) => {
@@ -498,13 +486,8 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    pub fn ledger(&self) -> &Ledger {
+    pub(crate) fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    /// The ledger's lineage and serial when the lock was taken.
-    pub fn ledger_before(&self) -> (Option<Uuid>, u64) {
-        (self.ledger.lineage, self.ledger.serial)
     }
 
     /// Durably records a record's new content: one fsynced journal line.
@@ -554,7 +537,7 @@ impl LedgerWriter {
     }
 
     /// Replaces the ledger's content (`state pull`): the caller checked it extends this one.
-    pub fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
+    pub(crate) fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
         let serial = self.ledger.serial.max(ledger.serial) + 1;
         self.ledger = Ledger { serial, ..ledger };
         self.write_snapshot()
@@ -656,7 +639,6 @@ mod tests {
     fn missing_ledger_is_empty_to_readers_but_refused_to_writers() {
         let (_d, s) = store();
         assert_eq!(s.load().expect("load"), Ledger::empty());
-        assert!(matches!(s.load_existing(), Err(StateError::Missing { .. })));
         let err = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect_err("refused");
         assert!(matches!(err, StateError::Missing { .. }), "{err}");
         assert!(err.to_string().contains("reconcile init"), "{err}");
@@ -667,7 +649,7 @@ mod tests {
     fn create_binds_the_tenant_once_and_refuses_another() {
         let (_d, s) = store();
         assert!(s.create(Duration::ZERO, "tenant-a").expect("create"));
-        let l = s.load_existing().expect("exists");
+        let l = s.load().expect("load");
         assert_eq!((l.tenant.as_deref(), l.serial, l.records.len()), (Some("tenant-a"), 0, 0));
         assert!(l.lineage.is_some());
         let bytes = std::fs::read(s.path()).expect("read");
@@ -730,7 +712,7 @@ mod tests {
         let inode = || std::fs::metadata(s.path()).expect("meta").ino();
         let before = inode();
         let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
-        assert_eq!(w.ledger_before(), (l.lineage, 1));
+        assert_eq!((w.ledger().lineage, w.ledger().serial), (l.lineage, 1));
         assert!(l.lineage.is_some());
         w.commit().expect("commit");
         assert_eq!(inode(), before, "not rewritten");
@@ -995,8 +977,8 @@ mod tests {
         let err = s.lock(Duration::ZERO, "test", Some("tenant-b")).expect_err("refused");
         assert!(matches!(err, StateError::WrongTenant { .. }), "{err}");
         let l = s.load().expect("load");
-        assert!(matches!(s.check_tenant(&l, Some("tenant-b")), Err(StateError::WrongTenant { .. })));
-        assert!(s.check_tenant(&l, Some("TENANT-A")).is_ok() && s.check_tenant(&l, None).is_ok());
+        assert!(matches!(check_tenant_at(s.path(), &l, Some("tenant-b")), Err(StateError::WrongTenant { .. })));
+        assert!(check_tenant_at(s.path(), &l, Some("TENANT-A")).is_ok() && check_tenant_at(s.path(), &l, None).is_ok());
     }
 
     #[test]

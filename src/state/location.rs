@@ -7,7 +7,7 @@ use crate::cloud::Cloud;
 
 /// A ledger's home.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     Local(PathBuf),
     Blob(BlobUrl),
 }
@@ -15,7 +15,7 @@ pub enum Location {
 impl Location {
     /// A `state:` / `--state` value: a Blob URL when it starts with `https://` or `http://`,
     /// otherwise a path (left for the caller to join and confine).
-    pub fn parse(text: &str, cloud: Cloud) -> Result<Option<BlobUrl>, String> {
+    pub(crate) fn parse(text: &str, cloud: Cloud) -> Result<Option<BlobUrl>, String> {
         let lower = text.trim_start().to_ascii_lowercase();
         if lower.starts_with("https://") || lower.starts_with("http://") {
             return BlobUrl::parse(text.trim(), cloud).map(Some);
@@ -24,13 +24,6 @@ impl Location {
             return Err(format!("`{}` is neither a path nor an https:// Blob Storage URL", text.escape_debug()));
         }
         Ok(None)
-    }
-
-    pub fn as_local(&self) -> Option<&PathBuf> {
-        match self {
-            Location::Local(p) => Some(p),
-            Location::Blob(_) => None,
-        }
     }
 }
 
@@ -64,7 +57,7 @@ impl fmt::Display for BlobUrl {
 }
 
 /// The Blob Storage host suffix of each cloud: the only hosts a storage credential goes to.
-pub fn blob_suffix(cloud: Cloud) -> &'static str {
+pub(crate) fn blob_suffix(cloud: Cloud) -> &'static str {
     match cloud {
         Cloud::Global => "blob.core.windows.net",
         Cloud::Usgov | Cloud::UsgovDod => "blob.core.usgovcloudapi.net",
@@ -166,7 +159,7 @@ impl BlobUrl {
     }
 
     /// Whether requests go to a loopback emulator (plain http allowed, path-style URLs).
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         self.loopback
     }
 }

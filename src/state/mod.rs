@@ -7,10 +7,10 @@
 //! two homes.
 
 pub mod blob;
-pub mod local;
-pub mod location;
+pub(crate) mod local;
+pub(crate) mod location;
 mod lock;
-pub mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,14 +21,15 @@ use uuid::Uuid;
 
 use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
 
-pub use crate::audit::hostname;
 pub use local::{LedgerWriter, LocalStore, StateError};
-pub use location::{BlobUrl, Location};
+pub use location::BlobUrl;
+pub(crate) use location::Location;
 pub use lock::LockInfo;
-pub use store::{Store, Writer, block_on};
+pub(crate) use store::block_on;
+pub use store::{Store, Writer};
 
 /// The on-disk format version this build reads and writes.
-pub const LEDGER_VERSION: u32 = 1;
+pub(crate) const LEDGER_VERSION: u32 = 1;
 
 /// Where an action stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,7 +59,8 @@ pub enum Status {
 
 impl Status {
     /// Every status, in declaration order.
-    pub const ALL: [Status; 8] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [Status; 8] = [
         Status::Accepted,
         Status::Done,
         Status::Failed,
@@ -69,7 +71,7 @@ impl Status {
         Status::NotExecuted,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Accepted => "accepted",
             Status::Done => "done",
@@ -83,7 +85,7 @@ impl Status {
     }
 
     /// Whether a reset was (or may have been) executed, so sending again would be a second reset.
-    pub fn blocks_sending(self) -> bool {
+    pub(crate) fn blocks_sending(self) -> bool {
         !matches!(self, Status::NotExecuted)
     }
 }
@@ -135,7 +137,7 @@ pub struct Attempt {
     pub provenance: Option<Provenance>,
 }
 
-pub use crate::audit::Provenance;
+pub(crate) use crate::audit::Provenance;
 
 /// A decision about an attempt made after its answer (or its lack of one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,7 +223,7 @@ impl Attempt {
     /// Only answers that prove nothing ran (429, 401, other 4xx) do not, and a person who checked
     /// the device and said it never ran is believed; refresh's "no trace" is not (the cooldown is
     /// what stops a second reset if refresh was wrong).
-    pub fn may_have_run(&self) -> bool {
+    pub(crate) fn may_have_run(&self) -> bool {
         let person_says_no =
             self.resolution.as_ref().is_some_and(|x| x.by != "refresh" && x.status == Status::NotExecuted);
         !person_says_no && self.http_status.is_none_or(|s| (200..300).contains(&s) || s >= 500)
@@ -236,13 +238,13 @@ type Reset<'a> = (Timestamp, &'a Record);
 /// each, not a scan of the ledger each. Used by the cooldown, the likely-rename guard and
 /// `apply --plan`'s "reset since the review".
 #[derive(Debug, Default)]
-pub struct ResetIndex<'a> {
+pub(crate) struct ResetIndex<'a> {
     by_device: std::collections::HashMap<String, Vec<Reset<'a>>>,
     by_selector: std::collections::HashMap<(Collection, crate::action::SelectorKind, String), Vec<Reset<'a>>>,
 }
 
 impl<'a> ResetIndex<'a> {
-    pub fn new(records: impl IntoIterator<Item = &'a Record>) -> Self {
+    pub(crate) fn new(records: impl IntoIterator<Item = &'a Record>) -> Self {
         let mut index = ResetIndex::default();
         for r in records {
             let Some(sent) = r.last_reset() else { continue };
@@ -258,18 +260,18 @@ impl<'a> ResetIndex<'a> {
         index
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_selector.is_empty()
     }
 
     /// Every indexed action that reset the device with this id.
-    pub fn on_device(&self, id: &str) -> impl Iterator<Item = &'a Record> + '_ {
+    pub(crate) fn on_device(&self, id: &str) -> impl Iterator<Item = &'a Record> + '_ {
         self.by_device.get(&id.to_ascii_lowercase()).into_iter().flatten().map(|(_, r)| *r)
     }
 
     /// The latest reset of `a`'s device (by its resolved id, or by the same selector), across
     /// manifests and rounds, `a`'s own earlier attempts included: when, and by which action.
-    pub fn last(&self, a: &Action, device_id: Option<&str>) -> Option<(Timestamp, &'a Record)> {
+    pub(crate) fn last(&self, a: &Action, device_id: Option<&str>) -> Option<(Timestamp, &'a Record)> {
         let by_device = device_id.and_then(|id| self.by_device.get(&id.to_ascii_lowercase()));
         let by_selector = self.by_selector.get(&(a.collection, a.selector.kind, a.selector.normalized()));
         by_device.into_iter().chain(by_selector).flatten().max_by_key(|(sent, _)| *sent).copied()
@@ -280,7 +282,7 @@ impl Record {
     /// When this action last may have reset its device (see [`Attempt::may_have_run`]; an
     /// adopted reset counts at its start in Intune); `None` for a rejected action or one that
     /// never ran.
-    pub fn last_reset(&self) -> Option<Timestamp> {
+    pub(crate) fn last_reset(&self) -> Option<Timestamp> {
         if self.status == Status::Rejected {
             return None;
         }
@@ -290,13 +292,13 @@ impl Record {
 
     /// The start times of the Intune results this action claimed (refresh's decisions, or its
     /// adoption): no other action may take them.
-    pub fn claimed_starts(&self) -> impl Iterator<Item = Timestamp> + '_ {
+    pub(crate) fn claimed_starts(&self) -> impl Iterator<Item = Timestamp> + '_ {
         let decided = self.attempts.iter().filter_map(|a| a.resolution.as_ref()?.result_started);
         decided.chain(self.adopted.as_ref().map(|a| a.result_started))
     }
 
     /// The `remoteActionAudits` entries this action claimed, the same way.
-    pub fn claimed_audits(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn claimed_audits(&self) -> impl Iterator<Item = &str> {
         let decided = self.attempts.iter().filter_map(|a| a.resolution.as_ref()?.audit_id.as_deref());
         decided.chain(self.adopted.as_ref().and_then(|a| a.audit_id.as_deref()))
     }
@@ -341,7 +343,7 @@ impl Ledger {
     }
 
     /// Finds a record by full key or unique prefix (at least 4 hex digits).
-    pub fn find(&self, prefix: &str) -> Result<&Record, FindError> {
+    pub(crate) fn find(&self, prefix: &str) -> Result<&Record, FindError> {
         use crate::action::KeyMatch;
         match crate::action::match_key_prefix(self.records.values(), |r| &r.key, prefix) {
             (_, KeyMatch::One(one)) => Ok(one),
@@ -387,7 +389,7 @@ fn hint(s: Status) -> &'static str {
 
 impl Record {
     /// Applies a person's decision, recorded on the last attempt with who, when and why.
-    pub fn decide_by_person(
+    pub(crate) fn decide_by_person(
         &mut self,
         decision: PersonDecision,
         by: &str,

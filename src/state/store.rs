@@ -13,7 +13,7 @@ use super::{Ledger, LockInfo, PersonDecision, Record};
 
 /// What a ledger home offers. Every method that changes the ledger holds its lock.
 #[allow(async_fn_in_trait)]
-pub trait Backend {
+pub(crate) trait Backend {
     type Writer: Journal;
     /// Where it is, for messages.
     fn location(&self) -> Location;
@@ -33,7 +33,7 @@ pub trait Backend {
 
 /// A locked ledger being written.
 #[allow(async_fn_in_trait)]
-pub trait Journal {
+pub(crate) trait Journal {
     fn ledger(&self) -> &Ledger;
     /// Durably records the records' new content before returning.
     async fn record_all(&mut self, records: Vec<Record>) -> Result<(), StateError>;
@@ -155,7 +155,7 @@ macro_rules! both {
 impl Store {
     /// The store for `location`. A blob is authorised by `AZURE_STORAGE_KEY`,
     /// `AZURE_STORAGE_SAS_TOKEN`, or else `entra()` (the Graph credential, storage scope).
-    pub fn open(
+    pub(crate) fn open(
         location: &Location,
         env: &dyn Fn(&str) -> Option<String>,
         timeout: Duration,
@@ -177,7 +177,7 @@ impl Store {
         }
     }
 
-    pub fn location(&self) -> Location {
+    pub(crate) fn location(&self) -> Location {
         both!(self, s => Backend::location(s))
     }
 
@@ -213,7 +213,7 @@ impl Store {
     }
 
     /// Refuses a ledger bound to another tenant.
-    pub fn check_tenant(&self, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
+    pub(crate) fn check_tenant(&self, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
         super::local::check_tenant_at(&std::path::PathBuf::from(self.location().to_string()), ledger, tenant)
     }
 
@@ -303,14 +303,14 @@ impl Writer {
         self.record_all(vec![record]).await
     }
 
-    pub async fn record_all(&mut self, records: Vec<Record>) -> Result<(), StateError> {
+    pub(crate) async fn record_all(&mut self, records: Vec<Record>) -> Result<(), StateError> {
         match self {
             Writer::Local(w) => Journal::record_all(w, records).await,
             Writer::Blob(w) => Journal::record_all(w.as_mut(), records).await,
         }
     }
 
-    pub async fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
+    pub(crate) async fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
         match self {
             Writer::Local(w) => Journal::replace(w, ledger).await,
             Writer::Blob(w) => Journal::replace(w.as_mut(), ledger).await,
@@ -325,13 +325,13 @@ impl Writer {
     }
 
     /// The ledger's lineage and serial when the lock was taken.
-    pub fn ledger_before(&self) -> (Option<uuid::Uuid>, u64) {
+    pub(crate) fn ledger_before(&self) -> (Option<uuid::Uuid>, u64) {
         (self.ledger().lineage, self.ledger().serial)
     }
 }
 
 /// Runs a ledger operation from synchronous code (a command without a runtime of its own).
-pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

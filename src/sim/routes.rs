@@ -1,14 +1,28 @@
-//! The simulator's HTTP surface: one handler that routes by hand, so every request (including
-//! ones no route matches) is recorded the same way.
+//! The simulator's HTTP surface: an axum [`Router`] with one route per path it serves, and two
+//! layers around it.
+//!
+//! - [`record`] (around everything, the fallback included) gives each request its `request-id`,
+//!   waits the configured latency, refuses host names other than loopback, and **records every
+//!   request once its route has decided, before a simulated hang or late answer** — so a request
+//!   the client gave up on is still in the log, with whether it took effect.
+//! - [`graph_gate`] (around the Graph routes) checks the token, the version and collection, and
+//!   the throttling budget, in that order, as Graph does.
+//!
+//! Routes lock the state once, decide, and return a [`Reply`]; what the log needs from that
+//! decision (applied, which credential, hang, delay) travels on the response as [`Effects`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::Response;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::state::{FaultKind, RecordedRequest, RetryAfter, SimState};
@@ -16,54 +30,111 @@ use super::state::{FaultKind, RecordedRequest, RetryAfter, SimState};
 type Shared = Arc<Mutex<SimState>>;
 
 pub(super) fn router(state: Shared) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    let graph = Router::new()
+        .route("/{version}/deviceManagement/remoteActionAudits", get(audits))
+        .route("/{version}/deviceManagement/{collection}", get(list))
+        .route("/{version}/deviceManagement/{collection}/{id}", get(get_device))
+        .route("/{version}/deviceManagement/{collection}/{id}/resetPasscode", post(reset))
+        .route_layer(middleware::from_fn_with_state(state.clone(), graph_gate));
+    Router::new()
+        .route("/{version}/oauth2/v2.0/token", post(token))
+        .route("/_sim/portal/{id}/resetPasscode", post(portal_reset))
+        .route("/_sim/requests", get(requests))
+        .route("/_github/oidc", get(github))
+        .merge(graph)
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
 }
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, SimState> {
     s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What a route decided, before it is recorded and sent.
+/// What a route decided.
 struct Reply {
     status: StatusCode,
     body: Option<Value>,
     headers: Vec<(&'static str, String)>,
+    effects: Effects,
+}
+
+/// What the request log needs to know of a reply, beyond its status.
+#[derive(Debug, Clone, Default)]
+struct Effects {
+    /// A Graph request with a live token.
+    authorized: bool,
+    /// The request changed a device (a reset took effect).
     applied: bool,
+    /// Which credential a token request presented.
     credential: Option<String>,
+    /// Never answer (the effect, if any, has happened).
     hang: bool,
-    /// Answer only after this long (the request's effect has already happened).
+    /// Answer only after this long (the effect has already happened).
     delay: Duration,
 }
 
 impl Reply {
     fn new(status: StatusCode, body: Option<Value>) -> Self {
-        Reply {
-            status,
-            body,
-            headers: Vec::new(),
-            applied: false,
-            credential: None,
-            hang: false,
-            delay: Duration::ZERO,
-        }
+        Reply { status, body, headers: Vec::new(), effects: Effects::default() }
     }
 }
 
-fn graph_error(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    request_id: &str,
-    client_request_id: Option<&str>,
-) -> Reply {
-    Reply::new(
-        status,
-        Some(json!({"error": {
-            "code": code,
-            "message": message,
-            "innerError": {"request-id": request_id, "client-request-id": client_request_id}
-        }})),
-    )
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut resp = match self.body {
+            Some(v) => ([(CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
+            None => ().into_response(),
+        };
+        *resp.status_mut() = self.status;
+        for (k, v) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                resp.headers_mut().insert(*k, v);
+            }
+        }
+        resp.extensions_mut().insert(self.effects);
+        resp
+    }
+}
+
+/// The `request-id` this request's answer carries, set by [`record`].
+#[derive(Debug, Clone)]
+struct RequestId(String);
+
+/// Who asked and how to answer: the `request-id` of the answer, the caller's
+/// `client-request-id`, and the `Host` it used (for `@odata.nextLink`).
+struct Call {
+    rid: String,
+    crid: Option<String>,
+    host: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(Call {
+            rid: parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
+            crid: header("client-request-id"),
+            host: header("host").unwrap_or_else(|| "127.0.0.1".into()),
+        })
+    }
+}
+
+impl Call {
+    /// A Graph error body, with this request's ids in `innerError`.
+    fn error(&self, status: StatusCode, code: &str, message: &str) -> Reply {
+        Reply::new(
+            status,
+            Some(json!({"error": {
+                "code": code,
+                "message": message,
+                "innerError": {"request-id": self.rid, "client-request-id": self.crid}
+            }})),
+        )
+    }
 }
 
 /// Intune's habit: a JSON document inside `error.message`.
@@ -71,159 +142,141 @@ fn intune_message(text: &str) -> String {
     json!({"_version": 3, "Message": format!("{text} - Operation ID (for customer support): 00000000-0000-0000-0000-000000000000 - Activity ID: {}", uuid::Uuid::new_v4()), "CustomApiErrorPhrase": "", "RetryAfter": null, "ErrorSourceService": "", "HttpHeaders": "{}"}).to_string()
 }
 
-async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let path = uri.path().to_owned();
-    let query = uri.query().unwrap_or_default().to_owned();
-    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+/// DNS rebinding: a web page that points its own name at 127.0.0.1 could otherwise drive the
+/// simulator from a browser. Only loopback names are served.
+fn loopback(host: &str) -> bool {
+    let name =
+        host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// The outer layer: request id, latency, the loopback check, and the request log.
+async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let (crid, accept, user_agent, host) = {
+        let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (header("client-request-id"), header("accept"), header("user-agent"), header("host"))
+    };
+    let host = host.unwrap_or_else(|| "127.0.0.1".into());
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
     let latency = lock(&state).config.latency;
     if !path.starts_with("/_sim/") && !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let host = header("host").unwrap_or_else(|| "127.0.0.1".into());
-    // DNS rebinding: a web page that points its own name at 127.0.0.1 could otherwise drive the
-    // simulator from a browser. Only loopback names are served.
-    let host_name = host
-        .rsplit_once(':')
-        .map_or(host.as_str(), |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host.as_str() });
-    let loopback_host = matches!(host_name, "127.0.0.1" | "localhost" | "[::1]");
-    let reply = {
-        let mut s = lock(&state);
-        let graph = segments.get(1) == Some(&"deviceManagement");
-        let authorized = graph && s.authorized(header("authorization").as_deref());
-        let crid = header("client-request-id");
-        let reply = if loopback_host {
-            let req = Req {
-                method: &method,
-                segments: &segments,
-                query: &query,
-                body: &body,
-                headers: &headers,
-                host: &host,
-                rid: &request_id,
-                crid: crid.as_deref(),
-                authorized,
-            };
-            route(&mut s, &req)
-        } else {
-            Reply::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                Some(
-                    json!({"error": {"code": "MisdirectedRequest", "message": "the simulator answers only to loopback host names"}}),
-                ),
-            )
-        };
-        s.record(RecordedRequest {
-            seq: 0,
-            at: jiff::Timestamp::now(),
-            method: method.to_string(),
-            path: path.clone(),
-            query: query.clone(),
-            status: reply.status.as_u16(),
-            client_request_id: crid,
-            accept: header("accept"),
-            user_agent: header("user-agent"),
-            authorized,
-            applied: reply.applied,
-            credential: reply.credential.clone(),
-        });
-        reply
+    let mut resp = if loopback(&host) {
+        next.run(req).await
+    } else {
+        Reply::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            Some(json!({"error": {"code": "MisdirectedRequest", "message": "the simulator answers only to loopback host names"}})),
+        )
+        .into_response()
     };
-    if reply.hang {
+    let effects = resp.extensions_mut().remove::<Effects>().unwrap_or_default();
+    lock(&state).record(RecordedRequest {
+        seq: 0,
+        at: jiff::Timestamp::now(),
+        method,
+        path,
+        query,
+        status: resp.status().as_u16(),
+        client_request_id: crid,
+        accept,
+        user_agent,
+        authorized: effects.authorized,
+        applied: effects.applied,
+        credential: effects.credential,
+    });
+    if effects.hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
+    if !effects.delay.is_zero() {
+        tokio::time::sleep(effects.delay).await;
     }
     let now = lock(&state).now();
-    let mut resp =
-        Response::builder().status(reply.status).header("request-id", &request_id).header("date", http_date(now));
-    for (k, v) in &reply.headers {
-        resp = resp.header(*k, v);
+    let headers = resp.headers_mut();
+    for (k, v) in [("request-id", request_id), ("date", http_date(now))] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.insert(k, v);
+        }
     }
-    let body = match reply.body {
-        Some(v) => {
-            resp = resp.header("content-type", "application/json");
-            Body::from(v.to_string())
+    resp
+}
+
+/// The Graph layer: a live token, a version and collection Graph has, then the throttling budget
+/// (reads and writes counted apart). The audit log is beta-only and read-only.
+async fn graph_gate(State(state): State<Shared>, call: Call, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let refused = {
+        let mut s = lock(&state);
+        let token = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let segments: Vec<&str> = req.uri().path().trim_start_matches('/').split('/').collect();
+        let (version, collection) = (segments.first().copied(), segments.get(2).copied());
+        let beta = version == Some("beta");
+        let known = match collection {
+            Some("managedDevices") => matches!(version, Some("v1.0" | "beta")),
+            Some("comanagedDevices") => beta,
+            Some("remoteActionAudits") => beta && segments.len() == 3 && method == Method::GET,
+            _ => false,
+        };
+        if !s.authorized(token) {
+            Some(call.error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token has expired or is not valid.",
+            ))
+        } else if !known {
+            let segment = collection.unwrap_or_default();
+            let message = format!("Resource not found for the segment '{segment}'.");
+            Some(authorized(call.error(StatusCode::BAD_REQUEST, "BadRequest", &message)))
+        } else if !s.admit(method == Method::POST) {
+            Some(authorized(throttled(&s, &call)))
+        } else {
+            None
         }
-        None => Body::empty(),
     };
-    resp.body(body).unwrap_or_else(|_| Response::new(Body::empty()))
+    if let Some(reply) = refused {
+        return reply.into_response();
+    }
+    let mut resp = next.run(req).await;
+    if let Some(e) = resp.extensions_mut().get_mut::<Effects>() {
+        e.authorized = true;
+    }
+    resp
 }
 
-/// One request as the routes see it.
-struct Req<'a> {
-    method: &'a Method,
-    segments: &'a [&'a str],
-    query: &'a str,
-    body: &'a [u8],
-    headers: &'a HeaderMap,
-    host: &'a str,
-    /// The `request-id` this answer carries.
-    rid: &'a str,
-    /// The caller's `client-request-id`.
-    crid: Option<&'a str>,
-    /// A Graph request with a live token.
-    authorized: bool,
+fn authorized(mut r: Reply) -> Reply {
+    r.effects.authorized = true;
+    r
 }
 
-fn route(s: &mut SimState, req: &Req<'_>) -> Reply {
-    let Req { method, segments: seg, query, body, headers, host, rid, crid, authorized } = *req;
-    match (method, seg) {
-        (&Method::POST, [tenant, "oauth2", "v2.0", "token"]) => token(s, tenant, body),
-        (&Method::POST, ["_sim", "portal", id, "resetPasscode"]) => portal_reset(s, id, query),
-        (&Method::GET, ["_github", "oidc"]) => github(query, headers),
-        (&Method::GET, ["_sim", "requests"]) => Reply::new(StatusCode::OK, Some(json!(s.requests))),
-        (_, [ver, "deviceManagement", collection, rest @ ..]) => {
-            if !authorized {
-                return graph_error(
-                    StatusCode::UNAUTHORIZED,
-                    "InvalidAuthenticationToken",
-                    "Access token has expired or is not valid.",
-                    rid,
-                    crid,
-                );
-            }
-            let beta = *ver == "beta";
-            if beta && *collection == "remoteActionAudits" && rest.is_empty() && *method == Method::GET {
-                if !s.admit(false) {
-                    return throttled(s, rid, crid);
-                }
-                return audits(s, query, host, rid, crid);
-            }
-            let known = matches!(*ver, "v1.0" | "beta")
-                && (*collection == "managedDevices" || (beta && *collection == "comanagedDevices"));
-            if !known {
-                return graph_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    &format!("Resource not found for the segment '{collection}'."),
-                    rid,
-                    crid,
-                );
-            }
-            let write = *method == Method::POST;
-            if !s.admit(write) {
-                return throttled(s, rid, crid);
-            }
-            match (method, rest) {
-                (&Method::GET, []) => list(s, query, host, ver, collection, rid, crid),
-                (&Method::GET, [id]) => get_device(s, id, query, rid, crid),
-                (&Method::POST, [id, "resetPasscode"]) => reset(s, id, rid, crid),
-                _ => graph_error(StatusCode::BAD_REQUEST, "BadRequest", "No route matches.", rid, crid),
-            }
-        }
-        _ => Reply::new(
+/// No route: under `deviceManagement` as Graph answers (after the token check), elsewhere a 404.
+async fn no_route(State(state): State<Shared>, call: Call, headers: HeaderMap, req: Request) -> Reply {
+    if req.uri().path().split('/').nth(2) != Some("deviceManagement") {
+        return Reply::new(
             StatusCode::NOT_FOUND,
             Some(json!({"error": {"code": "NotFound", "message": "no such route in the simulator"}})),
-        ),
+        );
     }
+    if !lock(&state).authorized(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+        return call.error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token has expired or is not valid.",
+        );
+    }
+    authorized(call.error(StatusCode::BAD_REQUEST, "BadRequest", "No route matches."))
 }
 
-fn throttled(s: &SimState, rid: &str, crid: Option<&str>) -> Reply {
-    let mut r =
-        graph_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", &intune_message("Too many requests"), rid, crid);
+async fn requests(State(state): State<Shared>) -> Reply {
+    Reply::new(StatusCode::OK, Some(json!(lock(&state).requests)))
+}
+
+fn throttled(s: &SimState, call: &Call) -> Reply {
+    let mut r = call.error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", &intune_message("Too many requests"));
     match s.config.retry_after {
         RetryAfter::None => {}
         RetryAfter::Seconds(secs) => r.headers.push(("retry-after", format!("{secs}"))),
@@ -244,15 +297,16 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn token(s: &mut SimState, tenant: &str, body: &[u8]) -> Reply {
-    let f = form(body);
+async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: Bytes) -> Reply {
+    let s = &mut *lock(&state);
+    let f = form(&body);
     let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let refuse = |status: StatusCode, error: &str, desc: &str, cred: &str| {
         let mut r = Reply::new(
             status,
             Some(json!({"error": error, "error_description": format!("{desc}\r\nTrace ID: {}", uuid::Uuid::new_v4())})),
         );
-        r.credential = Some(cred.to_owned());
+        r.effects.credential = Some(cred.to_owned());
         r
     };
     if get("grant_type") != Some("client_credentials") {
@@ -304,14 +358,14 @@ fn token(s: &mut SimState, tenant: &str, body: &[u8]) -> Reply {
         }
     };
     let roles = s.config.roles.clone();
-    let token = s.mint_token_for(tenant, roles);
+    let token = s.mint_token_for(&tenant, roles);
     let mut r = Reply::new(
         StatusCode::OK,
         Some(
             json!({"token_type": "Bearer", "expires_in": s.config.token_lifetime.as_secs(), "ext_expires_in": s.config.token_lifetime.as_secs(), "access_token": token}),
         ),
     );
-    r.credential = Some(credential);
+    r.effects.credential = Some(credential);
     r
 }
 
@@ -333,7 +387,8 @@ fn assertion_kind(a: &str) -> String {
     }
 }
 
-fn github(query: &str, headers: &HeaderMap) -> Reply {
+async fn github(RawQuery(query): RawQuery, headers: HeaderMap) -> Reply {
+    let query = query.unwrap_or_default();
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !auth.to_ascii_lowercase().starts_with("bearer ") {
         return Reply::new(StatusCode::UNAUTHORIZED, None);
@@ -342,7 +397,7 @@ fn github(query: &str, headers: &HeaderMap) -> Reply {
         form(query.as_bytes()).into_iter().find(|(k, _)| k == "audience").map(|(_, v)| v).unwrap_or_default();
     let mut r =
         Reply::new(StatusCode::OK, Some(json!({"value": format!("github-oidc-token-for-{audience}"), "count": 1})));
-    r.credential = Some(format!("audience:{audience}"));
+    r.effects.credential = Some(format!("audience:{audience}"));
     r
 }
 
@@ -353,104 +408,93 @@ fn parse_select(query: &str) -> Option<Vec<String>> {
         .map(|(_, v)| v.split(',').map(|s| s.trim().to_owned()).collect())
 }
 
-fn get_device(s: &mut SimState, id: &str, query: &str, rid: &str, crid: Option<&str>) -> Reply {
-    match s.device_index(id) {
-        Some(i) => Reply::new(StatusCode::OK, Some(s.render_device(i, parse_select(query).as_deref()))),
-        None => {
-            graph_error(StatusCode::NOT_FOUND, "ResourceNotFound", &intune_message("Resource not found"), rid, crid)
+async fn get_device(
+    State(state): State<Shared>,
+    Path((_, _, id)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    call: Call,
+) -> Reply {
+    let s = lock(&state);
+    match s.device_index(&id) {
+        Some(i) => {
+            Reply::new(StatusCode::OK, Some(s.render_device(i, parse_select(&query.unwrap_or_default()).as_deref())))
         }
+        None => call.error(StatusCode::NOT_FOUND, "ResourceNotFound", &intune_message("Resource not found")),
     }
 }
 
-fn reset(s: &mut SimState, id: &str, rid: &str, crid: Option<&str>) -> Reply {
-    let Some(i) = s.device_index(id) else {
-        return graph_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
-            &intune_message("Resource not found"),
-            rid,
-            crid,
-        );
+async fn reset(State(state): State<Shared>, Path((_, _, id)): Path<(String, String, String)>, call: Call) -> Reply {
+    let s = &mut *lock(&state);
+    let call = &call;
+    let Some(i) = s.device_index(&id) else {
+        return call.error(StatusCode::NOT_FOUND, "ResourceNotFound", &intune_message("Resource not found"));
     };
-    let fault = s.take_fault(id);
+    let fault = s.take_fault(&id);
     match fault {
         Some(FaultKind::UnavailableBefore) => {
-            return graph_error(
+            return call.error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 &intune_message("Service unavailable"),
-                rid,
-                crid,
             );
         }
-        Some(FaultKind::Throttle) => return throttled(s, rid, crid),
+        Some(FaultKind::Throttle) => return throttled(s, call),
         Some(FaultKind::Unauthorized) => {
-            return graph_error(
+            return call.error(
                 StatusCode::UNAUTHORIZED,
                 "InvalidAuthenticationToken",
                 "Access token has expired or is not yet valid.",
-                rid,
-                crid,
             );
         }
         Some(FaultKind::HangBefore) => {
             let mut r = Reply::new(StatusCode::NO_CONTENT, None);
-            r.hang = true;
+            r.effects.hang = true;
             return r;
         }
         Some(FaultKind::Forbidden) => {
-            return graph_error(StatusCode::FORBIDDEN, "UnknownError", &intune_message("Forbidden"), rid, crid);
+            return call.error(StatusCode::FORBIDDEN, "UnknownError", &intune_message("Forbidden"));
         }
         Some(FaultKind::RequestTimeout) => {
-            return graph_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "RequestTimeout",
-                "The request did not arrive in time.",
-                rid,
-                crid,
-            );
+            return call.error(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", "The request did not arrive in time.");
         }
         _ => {}
     }
     if s.unsupported(i) {
-        return graph_error(
+        return call.error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             &intune_message("The requested action is not supported on this platform"),
-            rid,
-            crid,
         );
     }
     s.apply_reset(i);
     let mut r = match fault {
-        Some(FaultKind::ErrorAfter) => graph_error(
+        Some(FaultKind::ErrorAfter) => call.error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",
             &intune_message("An internal server error occurred"),
-            rid,
-            crid,
         ),
         Some(FaultKind::HangAfter) => {
             let mut r = Reply::new(StatusCode::NO_CONTENT, None);
-            r.hang = true;
+            r.effects.hang = true;
             r
         }
         Some(FaultKind::AnswerLate(after)) => {
             let mut r = Reply::new(StatusCode::NO_CONTENT, None);
-            r.delay = after;
+            r.effects.delay = after;
             r
         }
         _ => Reply::new(StatusCode::NO_CONTENT, None),
     };
-    r.applied = true;
+    r.effects.applied = true;
     r
 }
 
 /// A reset made in the Intune portal by a person (`?by=UPN`, `&ago=10m` for one made earlier):
 /// it shows in the device's results and in the audit log with its initiator, like one the tool
 /// did not make.
-fn portal_reset(s: &mut SimState, id: &str, query: &str) -> Reply {
-    let params = form(query.as_bytes());
+async fn portal_reset(State(state): State<Shared>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Reply {
+    let s = &mut *lock(&state);
+    let params = form(query.unwrap_or_default().as_bytes());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let by = get("by").unwrap_or_else(|| super::state::PORTAL_ADMIN.into());
     let ago = match get("ago").map(|a| super::state::ago(&a)) {
@@ -458,12 +502,12 @@ fn portal_reset(s: &mut SimState, id: &str, query: &str) -> Reply {
         Some(Ok(ago)) => ago,
         Some(Err(e)) => return Reply::new(StatusCode::BAD_REQUEST, Some(serde_json::json!({"error": e}))),
     };
-    match s.device_index(id) {
+    match s.device_index(&id) {
         Some(i) => {
             let start = s.now() - ago;
             s.apply_reset_at(i, &by, start);
             let mut r = Reply::new(StatusCode::NO_CONTENT, None);
-            r.applied = true;
+            r.effects.applied = true;
             r
         }
         None => Reply::new(StatusCode::NOT_FOUND, None),
@@ -472,17 +516,17 @@ fn portal_reset(s: &mut SimState, id: &str, query: &str) -> Reply {
 
 /// `GET /beta/deviceManagement/remoteActionAudits`: `$filter=requestDateTime ge <RFC 3339>`
 /// (optionally `and action eq 'resetPasscode'`), paged like the device list.
-fn audits(s: &mut SimState, query: &str, host: &str, rid: &str, crid: Option<&str>) -> Reply {
+async fn audits(State(state): State<Shared>, RawQuery(query): RawQuery, call: Call) -> Reply {
+    let s = lock(&state);
+    let call = &call;
     if !s.config.audits_readable {
-        return graph_error(
+        return call.error(
             StatusCode::FORBIDDEN,
             "Forbidden",
             &intune_message("Application is not authorized to perform this operation"),
-            rid,
-            crid,
         );
     }
-    let params = form(query.as_bytes());
+    let params = form(query.unwrap_or_default().as_bytes());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut since = None;
     if let Some(f) = get("$filter") {
@@ -492,23 +536,11 @@ fn audits(s: &mut SimState, query: &str, host: &str, rid: &str, crid: Option<&st
                 match t.trim().parse::<jiff::Timestamp>() {
                     Ok(t) => since = Some(t),
                     Err(e) => {
-                        return graph_error(
-                            StatusCode::BAD_REQUEST,
-                            "BadRequest",
-                            &format!("Invalid date: {e}"),
-                            rid,
-                            crid,
-                        );
+                        return call.error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Invalid date: {e}"));
                     }
                 }
             } else if clause != "action eq 'resetPasscode'" {
-                return graph_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    &format!("Unsupported filter '{clause}'"),
-                    rid,
-                    crid,
-                );
+                return call.error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Unsupported filter '{clause}'"));
             }
         }
     }
@@ -524,7 +556,7 @@ fn audits(s: &mut SimState, query: &str, host: &str, rid: &str, crid: Option<&st
         }
         next.append_pair("$skiptoken", &(skip + top).to_string());
         body["@odata.nextLink"] =
-            json!(format!("http://{host}/beta/deviceManagement/remoteActionAudits?{}", next.finish()));
+            json!(format!("http://{}/beta/deviceManagement/remoteActionAudits?{}", call.host, next.finish()));
     }
     Reply::new(StatusCode::OK, Some(body))
 }
@@ -565,29 +597,28 @@ fn parse_filter(f: &str) -> Result<Vec<(String, String)>, String> {
     Ok(clauses)
 }
 
-fn list(
-    s: &mut SimState,
-    query: &str,
-    host: &str,
-    ver: &str,
-    collection: &str,
-    rid: &str,
-    crid: Option<&str>,
+async fn list(
+    State(state): State<Shared>,
+    Path((version, collection)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    call: Call,
 ) -> Reply {
+    let s = lock(&state);
+    let query = query.unwrap_or_default();
     let params = form(query.as_bytes());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let clauses = match get("$filter").map(|f| parse_filter(&f)).transpose() {
         Ok(c) => c.unwrap_or_default(),
-        Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &e, rid, crid),
+        Err(e) => return call.error(StatusCode::BAD_REQUEST, "BadRequest", &e),
     };
     let top =
         get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(s.config.page_size).clamp(1, s.config.page_size);
     let skip = get("$skiptoken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
-    let select = parse_select(query);
+    let select = parse_select(&query);
     let matching = s.matching(&clauses);
     let page: Vec<Value> =
         matching.iter().skip(skip).take(top).map(|&i| s.render_device(i, select.as_deref())).collect();
-    let mut body = json!({"@odata.context": format!("https://graph.microsoft.com/{ver}/$metadata#deviceManagement/{collection}"), "value": page});
+    let mut body = json!({"@odata.context": format!("https://graph.microsoft.com/{version}/$metadata#deviceManagement/{collection}"), "value": page});
     if get("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
         body["@odata.count"] = json!(matching.len());
     }
@@ -597,7 +628,8 @@ fn list(
             next.append_pair(k, v);
         }
         next.append_pair("$skiptoken", &(skip + top).to_string());
-        body["@odata.nextLink"] = json!(format!("http://{host}/{ver}/deviceManagement/{collection}?{}", next.finish()));
+        body["@odata.nextLink"] =
+            json!(format!("http://{}/{version}/deviceManagement/{collection}?{}", call.host, next.finish()));
     }
     Reply::new(StatusCode::OK, Some(body))
 }

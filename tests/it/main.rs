@@ -16,6 +16,7 @@ mod plan;
 mod policy;
 mod resolve;
 mod schema;
+mod sim;
 mod simulate;
 mod state;
 mod trust;

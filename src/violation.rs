@@ -97,3 +97,28 @@ pub(crate) fn found(
 ) -> (Rule, Diagnostic) {
     (rule, Diagnostic::error(file, pos, format!("policy {}: {message}", rule.code())).with_hint(hint))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rule;
+
+    /// The README's policy table lists every code, in its code column, so that scripts
+    /// branching on `violations[].rule` have one place to read them.
+    #[test]
+    fn every_rule_code_is_in_the_readme_policy_table() {
+        let readme = include_str!("../README.md");
+        let codes: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| setting | rule code"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|row| row.split(" | ").nth(1))
+            .collect();
+        assert!(!codes.is_empty(), "the README has its policy table");
+        for rule in Rule::ALL {
+            let shown = format!("`{}`", rule.code());
+            assert!(codes.iter().any(|c| c.split(", ").any(|c| c == shown)), "{shown} is not in the README's table");
+            assert_eq!(Rule::of_message(&format!("policy {}: too soon", rule.code())), Some(rule));
+        }
+    }
+}

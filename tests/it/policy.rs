@@ -280,6 +280,13 @@ fn a_manifests_violation_stops_only_that_manifest() {
     let blocked =
         json["actions"].as_array().expect("actions").iter().find(|a| a["change"] == "blocked").expect("blocked");
     assert_eq!((blocked["manifest"].as_str(), blocked["block"].as_str()), (Some("inc-1"), Some("policy")));
+    // As a reviewer reads it, and as GitHub annotates the line (both pinned whole).
+    let text = repo.cmd_on(&sim).arg("plan").env("GITHUB_ACTIONS", "true").output().expect("run");
+    assert_eq!(text.status.code(), Some(1));
+    insta::assert_snapshot!("violation_in_a_text_plan", stdout(&text));
+    let annotations: Vec<&str> =
+        std::str::from_utf8(&text.stderr).expect("utf-8").lines().filter(|l| l.starts_with("::")).collect();
+    insta::assert_snapshot!("violation_as_annotations", annotations.join("\n"));
     let apply = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(apply.status.code(), Some(1), "a blocked manifest remains");
     assert_eq!(posts(&sim).len(), 1);

@@ -1,0 +1,190 @@
+use super::*;
+use crate::device::Device;
+use crate::manifest::Manifest;
+use crate::out_of_band::AuditLog;
+use crate::state::Ledger;
+use crate::violation::Rule;
+
+fn policy(yaml: &str) -> Policy {
+    let raw: RawPolicy = serde_saphyr::from_str(yaml).expect("policy YAML");
+    let mut diags = Diagnostics::default();
+    let p = Policy::from_raw(raw, Path::new("reconcile.yaml"), &mut diags);
+    assert!(!diags.has_errors(), "{diags:?}");
+    p
+}
+
+fn at(ts: &str) -> jiff::Timestamp {
+    ts.parse().expect("timestamp")
+}
+
+/// One manifest with this metadata (below `name: m`) and one device, `serialNumber: S1`.
+fn manifest(meta: &str) -> Vec<Manifest> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("m.yaml");
+    let yaml = format!(
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: m\n{meta}spec:\n  devices:\n    - serialNumber: S1\n"
+    );
+    std::fs::write(&file, yaml).expect("write");
+    let loaded = crate::manifest::load(&[file], crate::manifest::validate::Context { beta_api: false });
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.manifests
+}
+
+/// The rules `review` finds for one manifest resetting serial `S1`, resolved to `device`
+/// (JSON as Graph gives it), with a ledger record of another manifest for the same device
+/// sent `recorded_ago` before now.
+fn device_rules(rules: &str, device: serde_json::Value, recorded_ago: Option<i64>) -> Vec<Rule> {
+    let now = at("2026-11-30T12:00:00Z");
+    let manifests = manifest("");
+    let actions: Vec<crate::action::Action> = manifests.iter().flat_map(Manifest::actions).collect();
+    let device: Device = serde_json::from_value(device).expect("device");
+    let mut ledger = Ledger::empty();
+    if let Some(h) = recorded_ago {
+        let mut r = crate::state::tests::record("other", "S1", crate::state::Status::Done);
+        r.managed_device_id = Some(device.id.clone());
+        r.attempts.push(crate::state::Attempt {
+            started_at: now - jiff::SignedDuration::from_hours(h),
+            client_request_id: uuid::Uuid::new_v4(),
+            http_status: Some(204),
+            ..crate::state::Attempt::default()
+        });
+        ledger.records.insert(r.key.clone(), r);
+    }
+    let resolutions: crate::plan::Resolutions =
+        actions.iter().map(|a| (a.key.clone(), crate::plan::Resolution::Device(device.clone()))).collect();
+    let opts = crate::plan::PlanOptions { report_orphans: false, rename_guard: None };
+    let plan = crate::plan::plan(&actions, &ledger, &resolutions, opts);
+    let plan = policy(rules).review(plan, Vec::new(), &ledger, &AuditLog::default(), now);
+    plan.violations.iter().map(|v| v.rule).collect()
+}
+
+// Each rule about what a device resolved to, by its code: what breaks it and what does not.
+#[test]
+fn every_device_rule_reports_its_own_code() {
+    let android = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "Android"});
+    let iphone = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "iOS", "managedDeviceOwnerType": "company"});
+    let portal = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "Android",
+        "deviceActionResults": [{"actionName": "resetPasscode", "actionState": "done", "startDateTime": "2026-11-30T11:00:00Z"}]});
+    let cases: [(&str, &serde_json::Value, Option<i64>, &[Rule]); 9] = [
+        ("{}\n", &android, Some(1), &[]),
+        ("allowPlatforms: [android]\n", &iphone, None, &[Rule::AllowPlatforms]),
+        ("allowPlatforms: [android, ios]\n", &iphone, None, &[]),
+        ("protectedDevices:\n  - { id: DEV-1, reason: vip }\n", &android, None, &[Rule::ProtectedDevices]),
+        ("cooldown: 24h\n", &android, Some(1), &[Rule::Cooldown]),
+        ("cooldown: 24h\n", &android, Some(24), &[]),
+        // A reset made outside reconcile an hour ago, older than outOfBand.within: the
+        // cooldown still counts it.
+        ("cooldown: 24h\noutOfBand: { within: 30m }\n", &portal, None, &[Rule::Cooldown]),
+        ("outOfBand: { within: 30m }\n", &portal, None, &[]),
+        ("maxActionsPerApply: 1\n", &android, None, &[]),
+    ];
+    for (rules, device, recorded_ago, want) in cases {
+        assert_eq!(device_rules(rules, device.clone(), recorded_ago), want, "policy {rules:?}, device {device}");
+    }
+}
+
+// Each rule about a manifest alone, by its code: what breaks it and what does not.
+#[test]
+fn every_manifest_rule_reports_its_own_code() {
+    let cases: [(&str, &str, &[Rule]); 11] = [
+        ("{}\n", "", &[]),
+        ("requireTicket: true\n", "", &[Rule::RequireTicket]),
+        ("requireTicket: true\n", "  ticket: ' '\n", &[Rule::RequireTicket]),
+        ("requireTicket: true\n", "  ticket: INC-1\n", &[]),
+        ("ticketPattern: '^INC-[0-9]+$'\n", "  ticket: CHG-1\n", &[Rule::TicketPattern]),
+        ("ticketPattern: '^INC-[0-9]+$'\n", "  ticket: INC-1\n", &[]),
+        ("requireReason: true\n", "  reason: ' '\n", &[Rule::RequireReason]),
+        ("requireRequestedBy: true\n", "", &[Rule::RequireRequestedBy]),
+        ("requireReason: true\nrequireRequestedBy: true\n", "", &[Rule::RequireReason, Rule::RequireRequestedBy]),
+        ("requireReason: true\nrequireRequestedBy: true\n", "  reason: why\n  requestedBy: bob\n", &[]),
+        ("protectedDevices:\n  - { serialNumber: s1, reason: vip }\n", "", &[Rule::ProtectedDevices]),
+    ];
+    for (rules, meta, want) in cases {
+        let found = policy(rules).check_manifests(&manifest(meta));
+        let codes: Vec<Rule> = found.iter().map(|v| v.rule).collect();
+        assert_eq!(codes, want, "policy {rules:?}, metadata {meta:?}");
+        for v in &found {
+            assert!(v.diagnostic.message.starts_with(&format!("policy {}: ", v.rule.code())), "{v:?}");
+            assert_eq!(v.manifest.as_deref(), Some("m"), "a manifest's rule stops that manifest");
+        }
+    }
+}
+
+#[test]
+fn office_hours_edges_in_the_configured_time_zone() {
+    // Berlin is UTC+1 in November.
+    let p = policy(
+        "changeWindows:\n  timeZone: Europe/Berlin\n  windows:\n    - { days: [mon, tue, wed, thu, fri], from: '08:00', to: '18:00' }\n",
+    );
+    assert!(p.check_window(at("2026-11-30T06:59:59Z")).is_err(), "Mon 07:59:59 Berlin");
+    assert!(p.check_window(at("2026-11-30T07:00:00Z")).is_ok(), "Mon 08:00 Berlin: from is inclusive");
+    assert!(p.check_window(at("2026-11-30T16:59:00Z")).is_ok(), "Mon 17:59 Berlin");
+    assert!(p.check_window(at("2026-11-30T17:00:00Z")).is_err(), "Mon 18:00 Berlin: to is exclusive");
+    assert!(p.check_window(at("2026-11-28T10:00:00Z")).is_err(), "Saturday");
+    // The same instant is inside for Berlin and outside for New York (02:00 there).
+    let ny = policy(
+        "changeWindows:\n  timeZone: America/New_York\n  windows:\n    - { days: [mon], from: '08:00', to: '18:00' }\n",
+    );
+    assert!(ny.check_window(at("2026-11-30T07:00:00Z")).is_err());
+    assert!(ny.check_window(at("2026-11-30T13:00:00Z")).is_ok());
+}
+
+#[test]
+fn a_refusal_says_when_the_next_window_opens() {
+    let p = policy(
+        "changeWindows:\n  timeZone: Europe/Berlin\n  windows:\n    - { days: [mon, tue, wed, thu, fri], from: '08:00', to: '18:00' }\n",
+    );
+    // Saturday 11:00 Berlin: the next window is Monday 08:00.
+    let why = p.check_window(at("2026-11-28T10:00:00Z")).expect_err("outside");
+    assert!(why.message.ends_with("the next opens Mon 2026-11-30 08:00"), "{}", why.message);
+    // Monday 18:30: Tuesday 08:00.
+    let why = p.check_window(at("2026-11-30T17:30:00Z")).expect_err("outside");
+    assert!(why.message.ends_with("the next opens Tue 2026-12-01 08:00"), "{}", why.message);
+}
+
+#[test]
+fn overnight_windows_belong_to_the_day_they_start() {
+    let p = policy("changeWindows:\n  timeZone: UTC\n  windows:\n    - { days: [fri], from: '22:00', to: '06:00' }\n");
+    assert!(p.check_window(at("2026-11-27T21:59:00Z")).is_err(), "Fri 21:59");
+    assert!(p.check_window(at("2026-11-27T22:00:00Z")).is_ok(), "Fri 22:00");
+    assert!(p.check_window(at("2026-11-28T05:59:00Z")).is_ok(), "Sat 05:59");
+    assert!(p.check_window(at("2026-11-28T06:00:00Z")).is_err(), "Sat 06:00");
+    assert!(p.check_window(at("2026-11-29T01:00:00Z")).is_err(), "Sun 01:00 follows Saturday");
+}
+
+#[test]
+fn no_windows_means_always() {
+    assert!(Policy::default().check_window(at("2026-11-28T03:00:00Z")).is_ok());
+}
+
+#[test]
+fn the_likely_rename_guard_is_on_by_default_and_configurable() {
+    let now = at("2026-11-30T08:00:00Z");
+    let day = std::time::Duration::from_secs(24 * 3600);
+    assert_eq!(Policy::default().rename_guard(now), Some(RenameGuard { now, within: day }));
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(policy("likelyRename: { within: 1h }\n").rename_guard(now), Some(RenameGuard { now, within: hour }));
+    assert_eq!(policy("likelyRename: { then: send }\n").rename_guard(now), None);
+}
+
+#[test]
+fn bad_policies_point_into_the_config() {
+    let raw: RawPolicy = serde_saphyr::from_str(
+        "maxActionsPerApply: 0\nticketPattern: '(['\ncooldown: 1d\nchangeWindows:\n  timeZone: Mars/Olympus\n  windows:\n    - { days: [mon], from: '25:00', to: '08:00' }\nprotectedDevices:\n  - { reason: no selector }\n",
+    )
+    .expect("yaml");
+    let mut diags = Diagnostics::default();
+    Policy::from_raw(raw, Path::new("reconcile.yaml"), &mut diags);
+    let text: Vec<String> =
+        diags.items().iter().map(|d| format!("{}:{}", d.pos.map_or(0, |p| p.line), d.message)).collect();
+    for want in [
+        "1:invalid policy.maxActionsPerApply",
+        "2:invalid policy.ticketPattern",
+        "3:policy.cooldown",
+        "5:unknown time zone",
+        "7:invalid time `25:00`",
+        "9:a protected device needs exactly one",
+    ] {
+        assert!(text.iter().any(|t| t.starts_with(want)), "{want} in {text:?}");
+    }
+}

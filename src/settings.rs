@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -25,25 +25,7 @@ pub(crate) const INTUNE_WRITE_LIMIT: (u32, Duration) = (200, Duration::from_secs
 pub(crate) const INTUNE_READ_LIMIT: (u32, Duration) = (2_000, Duration::from_secs(20));
 
 pub use crate::cloud::Cloud;
-
-/// The Graph API version requests go to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum ApiVersion {
-    #[default]
-    #[serde(rename = "v1.0")]
-    V1,
-    #[serde(rename = "beta")]
-    Beta,
-}
-
-impl ApiVersion {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ApiVersion::V1 => "v1.0",
-            ApiVersion::Beta => "beta",
-        }
-    }
-}
+pub use crate::graph::{ApiVersion, Budget};
 
 /// `reconcile.yaml` as written. Every key is optional.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -121,13 +103,6 @@ pub(crate) struct RawBudget {
     pub requests: Spanned<i64>,
     #[schemars(with = "String", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub window: Spanned<String>,
-}
-
-/// Requests per window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    pub requests: u32,
-    pub window: Duration,
 }
 
 /// The `graph:` settings after defaults.

@@ -2,8 +2,29 @@
 //! audience, with the `RECONCILE_GRAPH_URL` / `AZURE_AUTHORITY_HOST` overrides.
 
 use reqwest::Url;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use crate::settings::{ApiVersion, Cloud};
+use crate::cloud::Cloud;
+
+/// The Graph API version requests go to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[default]
+    #[serde(rename = "v1.0")]
+    V1,
+    #[serde(rename = "beta")]
+    Beta,
+}
+
+impl ApiVersion {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "v1.0",
+            ApiVersion::Beta => "beta",
+        }
+    }
+}
 
 /// The resolved addresses of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,13 +26,13 @@ pub use auth::AccessToken;
 pub(crate) use auth::AuthError;
 pub use auth::{Credential, TokenProvider};
 pub(crate) use clock::ServerClock;
-pub use endpoints::Endpoints;
+pub use endpoints::{ApiVersion, Endpoints};
 pub(crate) use error::GraphError;
+pub use pacer::Budget;
 pub(crate) use pacer::Pacer;
 
 use crate::action::Collection;
 pub(crate) use crate::device::{ActionResult, DEVICE_SELECT, Device, RemoteActionAudit};
-use crate::settings::Budget;
 
 /// How the client behaves.
 #[derive(Debug, Clone)]

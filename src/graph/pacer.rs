@@ -15,6 +15,13 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+/// Requests per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub requests: u32,
+    pub window: Duration,
+}
+
 /// The margin under the budget, for timer and network jitter: one request per window, and this.
 const MARGIN: f64 = 0.995;
 /// How much slower the pacer gets after each 429, and the most it will slow down.

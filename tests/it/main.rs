@@ -5,6 +5,7 @@
 mod common;
 
 mod apply;
+mod architecture;
 mod auth;
 mod blob;
 mod crash;

@@ -1,0 +1,71 @@
+//! The module graph stays a graph without cycles: no top-level module of `src/` reaches itself
+//! through the `crate::` paths of its non-test code (ARCHITECTURE.md, "Dependencies between
+//! modules"). A new arrow that closes a loop fails here, naming the modules in it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Every `.rs` file under `dir`, with its path relative to `src/`.
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let rel = path.strip_prefix(concat!(env!("CARGO_MANIFEST_DIR"), "/src")).expect("under src");
+            out.push((rel.to_string_lossy().into_owned(), std::fs::read_to_string(&path).expect("read")));
+        }
+    }
+}
+
+/// `crate::name` paths in code (comments and the test module left out).
+fn crate_paths(text: &str) -> BTreeSet<String> {
+    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+    let mut found = BTreeSet::new();
+    for line in code.lines().map(|l| l.split("//").next().unwrap_or_default()) {
+        for (i, _) in line.match_indices("crate::") {
+            let name: String = line[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                .collect();
+            if !name.is_empty() {
+                found.insert(name);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_two_modules_reach_each_other() {
+    let mut files = Vec::new();
+    sources(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut files);
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, text) in &files {
+        if rel.ends_with("tests.rs") || rel == "lib.rs" || rel == "main.rs" {
+            continue;
+        }
+        let top = rel.split('/').next().unwrap_or_default().trim_end_matches(".rs").to_owned();
+        let uses: Vec<String> = crate_paths(text).into_iter().filter(|m| *m != top).collect();
+        deps.entry(top).or_default().extend(uses);
+    }
+    assert!(deps.len() > 20 && deps["plan"].contains("state"), "the scan sees the modules: {deps:?}");
+    // What each module reaches, by following arrows until nothing changes.
+    let mut reach = deps.clone();
+    loop {
+        let mut grew = false;
+        for m in deps.keys() {
+            let further: BTreeSet<String> =
+                reach[m].iter().flat_map(|d| reach.get(d).cloned().unwrap_or_default()).collect();
+            let r = reach.get_mut(m).expect("module");
+            let before = r.len();
+            r.extend(further);
+            grew |= r.len() > before;
+        }
+        if !grew {
+            break;
+        }
+    }
+    let loops: Vec<&String> = reach.iter().filter(|(m, r)| r.contains(*m)).map(|(m, _)| m).collect();
+    assert!(loops.is_empty(), "modules that reach themselves through crate:: paths: {loops:?}\n{deps:#?}");
+}

@@ -37,7 +37,7 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/{version}/deviceManagement/{collection}/{id}/resetPasscode", post(reset))
         .route_layer(middleware::from_fn_with_state(state.clone(), graph_gate));
     Router::new()
-        .route("/{version}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/_sim/portal/{id}/resetPasscode", post(portal_reset))
         .route("/_sim/requests", get(requests))
         .route("/_github/oidc", get(github))

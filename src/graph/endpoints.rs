@@ -48,7 +48,7 @@ pub enum EndpointError {
     #[error("{var} `{url}` is not a valid URL")]
     Invalid { var: &'static str, url: String },
     #[error(
-        "{var} `{url}` uses http://, which is accepted only for loopback addresses (127.0.0.1, [::1]; not a name such as localhost)\nhint: use https://"
+        "{var} `{url}` uses http://, which is accepted only for loopback hosts (127.0.0.1, [::1], localhost)\nhint: use https://"
     )]
     Insecure { var: &'static str, url: String },
 }
@@ -146,11 +146,18 @@ pub(crate) fn checked(var: &'static str, url: &str) -> Result<String, EndpointEr
     Ok(url.trim_end_matches('/').to_owned())
 }
 
-/// A loopback address, by address only: a name (even `localhost`) is resolved by whatever the
-/// machine's resolver says, so it proves nothing.
+/// Where `localhost` goes: the HTTP client pins the name to these, so it is loopback whatever the
+/// machine's resolver says (the port comes from the URL).
+pub(crate) const LOCALHOST: [std::net::SocketAddr; 2] = [
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0),
+    std::net::SocketAddr::new(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 0),
+];
+
+/// A loopback address, or the name `localhost` (pinned to loopback by the HTTP client); any other
+/// name is resolved by whatever the machine's resolver says, so it proves nothing.
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(_)) => false,
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -214,7 +221,13 @@ mod tests {
 
     #[test]
     fn plain_http_only_on_loopback() {
-        for ok in ["http://127.0.0.1:1", "http://[::1]:3", "https://proxy.example.com", "http://127.8.9.10"] {
+        for ok in [
+            "http://127.0.0.1:1",
+            "http://[::1]:3",
+            "https://proxy.example.com",
+            "http://127.8.9.10",
+            "http://localhost:9",
+        ] {
             assert!(checked("X", ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -223,7 +236,8 @@ mod tests {
             "ftp://127.0.0.1",
             "not a url",
             "http://localhost.evil.com",
-            "http://localhost:9",
+            "http://localhost.:9",
+            "http://my.localhost:9",
         ] {
             assert!(checked("X", bad).is_err(), "{bad}");
         }

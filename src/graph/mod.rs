@@ -155,6 +155,9 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         // the ledger and with the same client-request-id: every retry is the executor's, with an
         // intent of its own.
         .retry(reqwest::retry::never())
+        // `http://localhost` is accepted as loopback (see `endpoints::checked`): the name is pinned
+        // to the loopback addresses here, whatever the machine's resolver would say.
+        .resolve_to_addrs("localhost", &endpoints::LOCALHOST)
         .build()
         .expect("the TLS backend initializes")
 }

@@ -403,3 +403,24 @@ fn two_applies_at_once_on_one_ledger() {
     let third = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--lock-timeout", "5s"]).output().expect("run");
     assert!(third.status.success(), "{}", stderr(&third));
 }
+
+// `http://localhost:PORT` is a loopback host too (SPEC §7): the name is pinned to loopback.
+#[test]
+fn graph_and_login_on_localhost_are_loopback() {
+    let (repo, ids) = android_repo(1);
+    let sim = android_sim(1, |_| {});
+    let url = sim.url().replace("127.0.0.1", "localhost");
+    let out = repo
+        .cmd_on(&sim)
+        .env("RECONCILE_GRAPH_URL", &url)
+        .env("AZURE_AUTHORITY_HOST", &url)
+        .args(["apply", "--auto-approve"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(sim.resets_applied(&ids[0]), 1);
+    let out =
+        repo.cmd_on(&sim).env("RECONCILE_GRAPH_URL", "http://localhost.example:1").arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("accepted only for loopback hosts"), "{}", stderr(&out));
+}

@@ -230,3 +230,24 @@ fn reconciler(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, args: &[&str]
     ];
     spawn(repo, args, &env)
 }
+
+// SPEC §4: `watch --apply` refuses a ledger that does not exist at once (exit 1, naming the
+// location and `reconcile init`) instead of retrying forever; a simulated one is made on first use.
+#[test]
+fn the_reconciler_refuses_a_missing_ledger_at_once() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    std::fs::remove_file(repo.path().join(".reconcile/state.json")).expect("no ledger");
+    repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0)]));
+    let sim = sim(SimConfig { devices: android_devices(1), ..SimConfig::default() });
+    let out = repo
+        .cmd_on(&sim)
+        .args(["watch", "--apply", "--interval", "5m"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(".reconcile/state.json") && err.contains("reconcile init"), "{err}");
+    assert!(posts(&sim).is_empty() && !repo.path().join(".reconcile/state.json").exists());
+}

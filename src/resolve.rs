@@ -204,8 +204,10 @@ const LIST_FROM: usize = 20;
 
 /// Finds the devices of `keys` by listing the tenant's devices (1,000 a page), for every
 /// collection where that takes fewer reads than one GET per lookup and no longer
-/// ([`Graph::list_devices`] decides from the first page; the choice is logged at debug). Returns what it found; the other keys are
-/// left to [`lookup`]. Matching is Graph's `eq`: case-insensitive.
+/// ([`Graph::list_devices`] decides from the first page; the choice is logged at debug). Returns
+/// the keys it found devices for; the others — and every key of a collection whose listing Graph
+/// refused (a 4xx) — are left to [`lookup`], so a listing that leaves a device out never makes
+/// it "not found". Matching is Graph's `eq`: case-insensitive.
 pub(crate) async fn list_if_cheaper(graph: &Graph, keys: &[LookupKey]) -> Result<HashMap<LookupKey, Found>, ReadError> {
     let mut out = HashMap::new();
     for collection in [Collection::ManagedDevices, Collection::ComanagedDevices] {
@@ -214,7 +216,18 @@ pub(crate) async fn list_if_cheaper(graph: &Graph, keys: &[LookupKey]) -> Result
             continue;
         }
         // Listing pays when it takes fewer pages than the lookups it replaces.
-        let Some(devices) = graph.list_devices(collection, wanted.len() - 1).await? else {
+        let listed = match graph.list_devices(collection, wanted.len() - 1).await {
+            Err(ReadError::Graph(e)) if (400..500).contains(&e.status) && e.status != 429 => {
+                tracing::warn!(
+                    collection = collection.as_str(),
+                    status = e.status,
+                    "listing the tenant's devices was refused; looking each device up instead"
+                );
+                continue;
+            }
+            other => other?,
+        };
+        let Some(devices) = listed else {
             tracing::debug!(
                 collection = collection.as_str(),
                 lookups = wanted.len(),
@@ -243,8 +256,9 @@ pub(crate) async fn list_if_cheaper(graph: &Graph, keys: &[LookupKey]) -> Result
             }
         }
         for key @ (_, kind, value) in wanted {
-            let matches = index.get(&(*kind, value.to_lowercase())).map(|ds| ds.iter().map(|d| (*d).clone()).collect());
-            out.insert(key.clone(), found_of(*kind, value, matches.unwrap_or_default()));
+            if let Some(ds) = index.get(&(*kind, value.to_lowercase())) {
+                out.insert(key.clone(), found_of(*kind, value, ds.iter().map(|d| (*d).clone()).collect()));
+            }
         }
     }
     Ok(out)

@@ -319,7 +319,7 @@ impl Graph {
     }
 
     /// GET, tried again as [`crate::retry`] decides: a token renewal after a 401, waits after
-    /// 429s, a short pause when it could not be sent (reads are safe to repeat).
+    /// 429s, a short pause when it could not be sent or met a 408/5xx (reads are safe to repeat).
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<Option<T>, ReadError> {
         Ok(self.get_json_dated(url).await?.0)
     }
@@ -359,6 +359,9 @@ impl Graph {
                 404 => return Ok((None, answer.date)),
                 401 => Outcome::Unauthorized,
                 429 => Outcome::Throttled(retry_after),
+                // A read is safe to repeat: a server error or timeout is tried again like one
+                // that could not be sent (a write's 5xx is never repeated).
+                408 | 500 | 502 | 503 | 504 => Outcome::NotSent,
                 _ => Outcome::Final,
             };
             let again = match decide(outcome, history, &self.retry) {

@@ -414,7 +414,14 @@ async fn get_device(
     RawQuery(query): RawQuery,
     call: Call,
 ) -> Reply {
-    let s = lock(&state);
+    let mut s = lock(&state);
+    if s.take_lookup_fault(&id).is_some() {
+        return call.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            &intune_message("Service unavailable"),
+        );
+    }
     match s.device_index(&id) {
         Some(i) => {
             Reply::new(StatusCode::OK, Some(s.render_device(i, parse_select(&query.unwrap_or_default()).as_deref())))
@@ -607,6 +614,9 @@ async fn list(
     let query = query.unwrap_or_default();
     let params = form(query.as_bytes());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if s.config.list_needs_filter && get("$filter").is_none() {
+        return call.error(StatusCode::BAD_REQUEST, "BadRequest", "A $filter is required.");
+    }
     let clauses = match get("$filter").map(|f| parse_filter(&f)).transpose() {
         Ok(c) => c.unwrap_or_default(),
         Err(e) => return call.error(StatusCode::BAD_REQUEST, "BadRequest", &e),

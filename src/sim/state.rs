@@ -44,9 +44,12 @@ pub enum FaultKind {
     Forbidden,
     /// Never answer, and never apply (the request was lost before Intune acted on it).
     HangBefore,
+    /// 503 to a GET of the device (a lookup or a refresh read), not to its reset.
+    LookupUnavailable,
 }
 
-/// A fault for the next `times` resetPasscode requests (on one device, or any).
+/// A fault for the next `times` resetPasscode requests (on one device, or any); for
+/// [`FaultKind::LookupUnavailable`], the next `times` GETs of the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub device_id: Option<String>,
@@ -80,6 +83,9 @@ pub struct SimConfig {
     pub report_delay: Duration,
     /// Whether `remoteActionAudits` answers (false: 403, like a token that may not read it).
     pub audits_readable: bool,
+    /// Whether a device list without `$filter` is refused (400), like a Graph stand-in that
+    /// implements only the lookups.
+    pub list_needs_filter: bool,
     /// Tokens die after this many Graph requests each (0: never), like expiries under load.
     pub token_requests: u32,
 }
@@ -101,6 +107,7 @@ impl Default for SimConfig {
             clock_offset: jiff::SignedDuration::ZERO,
             report_delay: Duration::ZERO,
             audits_readable: true,
+            list_needs_filter: false,
             token_requests: 0,
         }
     }
@@ -384,12 +391,20 @@ impl SimState {
     }
 
     /// Takes the next scripted fault that applies to `device_id`.
+    /// The next fault for a reset of `device_id`, used up.
     pub(crate) fn take_fault(&mut self, device_id: &str) -> Option<FaultKind> {
-        let f = self
-            .config
-            .faults
-            .iter_mut()
-            .find(|f| f.times > 0 && f.device_id.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(device_id)))?;
+        self.take_fault_where(device_id, |k| k != FaultKind::LookupUnavailable)
+    }
+
+    /// The next fault for a GET of `device_id`, used up.
+    pub(crate) fn take_lookup_fault(&mut self, device_id: &str) -> Option<FaultKind> {
+        self.take_fault_where(device_id, |k| k == FaultKind::LookupUnavailable)
+    }
+
+    fn take_fault_where(&mut self, device_id: &str, kind: impl Fn(FaultKind) -> bool) -> Option<FaultKind> {
+        let f = self.config.faults.iter_mut().find(|f| {
+            f.times > 0 && kind(f.kind) && f.device_id.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(device_id))
+        })?;
         f.times -= 1;
         Some(f.kind)
     }

@@ -424,3 +424,28 @@ fn graph_and_login_on_localhost_are_loopback() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("accepted only for loopback hosts"), "{}", stderr(&out));
 }
+
+// A lookup is a read, safe to repeat: a 503 is tried again (a reset's 5xx never is).
+#[test]
+fn a_lookup_that_meets_a_server_error_is_tried_again() {
+    let (repo, ids) = android_repo(2);
+    let sim = android_sim(2, |c| {
+        c.faults = vec![Fault { device_id: Some(android_id(0)), kind: FaultKind::LookupUnavailable, times: 2 }];
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_each_reset_once(&sim, &ids);
+    let failed_reads = sim.requests().iter().filter(|r| r.method == "GET" && r.status == 503).count();
+    assert_eq!(failed_reads, 2, "both 503s were met and tried again");
+
+    // A lookup that keeps failing stops the run after its tries; nothing is sent blind.
+    let (repo, _) = android_repo(1);
+    let sim = android_sim(1, |c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::LookupUnavailable, times: 99 }];
+    });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("503"), "{}", stderr(&out));
+    assert!(posts(&sim).is_empty());
+    assert_eq!(sim.requests().iter().filter(|r| r.method == "GET" && r.status == 503).count(), 3, "three tries");
+}

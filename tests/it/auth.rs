@@ -169,7 +169,7 @@ fn plain_http_is_refused_off_loopback_and_nothing_is_contacted() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("accepted only for loopback addresses"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("accepted only for loopback hosts"), "{}", stderr(&out));
     assert!(sim.requests().is_empty());
 }
 

@@ -286,7 +286,8 @@ fn device_reads(sim: &intune_reconcile::sim::SimHandle) -> usize {
 #[test]
 fn many_lookups_in_a_small_tenant_list_it_once_instead() {
     // 40 serial numbers and 5 ids in a 60-device tenant: one page of the listing finds them all,
-    // the same way one lookup each would (a shared serial is ambiguous, an unknown one not found).
+    // the same way one lookup each would (a shared serial is ambiguous, an unknown one not found:
+    // a device the listing does not show is looked up alone before it is called not found).
     let mut devices = android_devices(60);
     devices[59].insert("serialNumber".into(), json!("SN00000001"));
     let sim = sim(SimConfig { devices, ..SimConfig::default() });
@@ -300,7 +301,7 @@ fn many_lookups_in_a_small_tenant_list_it_once_instead() {
     repo.write("manifests/a.yaml", manifest(&refs));
     let plan = repo.cmd_on(&sim).args(["plan", "--format", "json"]).output().expect("run");
     assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
-    assert_eq!(device_reads(&sim), 1, "one page of the listing");
+    assert_eq!(device_reads(&sim), 2, "one page of the listing, one lookup of what it did not show");
     let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
     assert_eq!(json["summary"]["to_reset"], 43, "{json}");
     assert_eq!(json["summary"]["blocked"], 2, "{json}");
@@ -310,11 +311,25 @@ fn many_lookups_in_a_small_tenant_list_it_once_instead() {
     // apply resolves the same way and resets each found device once.
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(device_reads(&sim), 2, "one more page for apply");
+    assert_eq!(device_reads(&sim), 4, "the same again for apply");
     assert_eq!(posts(&sim).len(), 43);
     for i in (0..44).filter(|&i| i != 1) {
         assert_eq!(sim.resets_applied(&crate::common::android_id(i)), 1, "device {i}");
     }
+
+    // A Graph that refuses to list without `$filter`: each device is looked up instead, with the
+    // same plan.
+    let mut devices = android_devices(60);
+    devices[59].insert("serialNumber".into(), json!("SN00000001"));
+    let sim = crate::common::sim(SimConfig { devices, list_needs_filter: true, ..SimConfig::default() });
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/a.yaml", manifest(&refs));
+    let plan = repo.cmd_on(&sim).args(["plan", "--format", "json"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    assert_eq!((json["summary"]["to_reset"].as_u64(), json["summary"]["blocked"].as_u64()), (Some(43), Some(2)));
+    assert_eq!(device_reads(&sim), 1 + 45, "the refused listing, then one lookup per selector");
 }
 
 #[test]

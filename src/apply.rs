@@ -807,6 +807,11 @@ async fn execute(
                 record.status = Status::Rejected;
                 Outcome::Final
             }
+            SendResult::ServerError(a, e) => {
+                record_answer(attempt, Some(&a), Some(&e));
+                record.status = Status::Unknown;
+                Outcome::Final
+            }
             SendResult::Unknown(a, why) => {
                 record_answer(attempt, a.as_ref(), None);
                 attempt.error_message = Some(why);

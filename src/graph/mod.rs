@@ -58,9 +58,11 @@ pub(crate) enum SendResult {
     Unauthorized(Answer, GraphError),
     /// 408: Graph did not receive the whole request in time; not executed, may be retried.
     RequestTimeout(Answer, GraphError),
-    /// The request may have reached Graph but no usable answer came (5xx, timeout, broken
+    /// The request may have reached Graph but no usable answer came (timeout, broken
     /// connection): never re-send blindly.
     Unknown(Option<Answer>, String),
+    /// A 5xx: Graph answered, but whether the reset ran is unknown; never re-send blindly.
+    ServerError(Answer, GraphError),
     /// The request was certainly not sent: no connection could be made.
     NotSent(String),
     /// The request was held back, never sent: a 429's pause began while it was about to leave.
@@ -313,7 +315,7 @@ impl Graph {
             }
             _ => {
                 let err = error::parse(status, answer.request_id.clone(), &body);
-                SendResult::Unknown(Some(answer), err.to_string())
+                SendResult::ServerError(answer, err)
             }
         }
     }

@@ -128,6 +128,20 @@ fn server_errors_become_unknown_and_refresh_decides() {
     assert!(stdout(&out).contains("0 accepted, 0 rejected, 2 unknown"), "{}", stdout(&out));
     assert_eq!(posts(&sim).len(), 2, "no retry after 5xx");
     assert_eq!((sim.resets_applied(&ids[0]), sim.resets_applied(&ids[1])), (0, 1));
+    // Each attempt keeps Graph's answer: status, request id, error code and message (SPEC §4).
+    let ledger = repo.ledger_json();
+    let mut seen: Vec<(u64, String)> = ledger["records"]
+        .as_object()
+        .expect("records")
+        .values()
+        .map(|r| &r["attempts"][0])
+        .map(|a| {
+            assert!(a["requestId"].is_string() && a["errorMessage"].is_string(), "{a}");
+            (a["httpStatus"].as_u64().unwrap_or_default(), a["errorCode"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [(500, "InternalServerError".to_owned()), (503, "ServiceUnavailable".to_owned())]);
 
     // A second apply does not touch unknown actions.
     let again = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");

@@ -844,7 +844,7 @@ async fn execute(
                 Outcome::NotSent
             }
         };
-        let next = decide(outcome, history, &policy);
+        let next = crate::retry::jitter(decide(outcome, history, &policy), outcome);
         history = history.after(outcome);
         if let (Next::RetryAfter(delay), Outcome::Throttled(asked)) = (next, outcome) {
             crate::retry::log_capped(asked, &policy);

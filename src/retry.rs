@@ -11,7 +11,8 @@
 //!   `POST` whose fate is unknown (timeout, 5xx) is **never** retried — only `refresh` decides it.
 //! - **429** (and a write held back because a 429's pause began before it left): wait the server's
 //!   `Retry-After` (capped at `graph.backoff.max`), else `graph.backoff.initial` doubled per
-//!   earlier 429 of the same request (capped at the max); at most [`Policy::max_throttled`] times.
+//!   earlier 429 of the same request (capped at the max), plus up to 20 % [`jitter`]; at most
+//!   [`Policy::max_throttled`] times.
 //! - **401**: renew the token and try again, at most [`Policy::max_unauthorized`] times.
 //! - **Not sent** (408, could not connect — the request certainly did not run): pause
 //!   `graph.backoff.initial` (at most 5 s) and try again, up to [`Policy::max_not_sent`] tries.
@@ -125,6 +126,20 @@ pub(crate) fn decide(outcome: Outcome, before: History, policy: &Policy) -> Next
     }
 }
 
+/// A computed wait after a 429 (the server gave no `Retry-After`) with up to 20 % added at random,
+/// so that requests throttled together do not all come back together (GRAPH.md: exponential
+/// with jitter). Never shorter than computed; a server's own wait and every other decision are
+/// kept as they are.
+pub(crate) fn jitter(next: Next, outcome: Outcome) -> Next {
+    match (next, outcome) {
+        (Next::RetryAfter(wait), Outcome::Throttled(None)) => {
+            let unit = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
+            Next::RetryAfter(wait + wait.mul_f64(0.2 * unit))
+        }
+        _ => next,
+    }
+}
+
 /// A server's `Retry-After` longer than the policy's max is cut to it: logged, since a server
 /// asking for an hour would otherwise hold the run (and the ledger lock) that long.
 pub(crate) fn log_capped(asked: Option<Duration>, policy: &Policy) {
@@ -142,6 +157,22 @@ mod tests {
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn only_computed_waits_get_jitter_and_never_less() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let Next::RetryAfter(d) = jitter(Next::RetryAfter(S(3)), Outcome::Throttled(None)) else {
+                panic!("still a wait")
+            };
+            assert!(d >= S(3) && d <= Duration::from_millis(3600), "{d:?}");
+            seen.insert(d);
+        }
+        assert!(seen.len() > 100, "the waits differ: {}", seen.len());
+        assert_eq!(jitter(Next::RetryAfter(S(2)), Outcome::Throttled(Some(S(2)))), Next::RetryAfter(S(2)));
+        assert_eq!(jitter(Next::RetryAfter(S(1)), Outcome::NotSent), Next::RetryAfter(S(1)));
+        assert_eq!(jitter(Next::GiveUp, Outcome::Throttled(None)), Next::GiveUp);
+    }
 
     fn h(throttled: u32, unauthorized: u32, not_sent: u32) -> History {
         History { throttled, unauthorized, not_sent }

@@ -366,7 +366,7 @@ impl Graph {
                 408 | 500 | 502 | 503 | 504 => Outcome::NotSent,
                 _ => Outcome::Final,
             };
-            let again = match decide(outcome, history, &self.retry) {
+            let again = match crate::retry::jitter(decide(outcome, history, &self.retry), outcome) {
                 Next::Reauthenticate => self.tokens.invalidate(&token).await,
                 Next::RetryAfter(delay) => {
                     log_capped(retry_after, &self.retry);

@@ -62,11 +62,10 @@ pub(super) fn run(args: SimArgs) -> CmdResult {
     say!("Intune Graph simulator on {url} with {n} devices. Point the tool at it with:");
     say!("  export RECONCILE_GRAPH_URL={url} AZURE_AUTHORITY_HOST={url}");
     say!("  export AZURE_TENANT_ID=sim-tenant AZURE_CLIENT_ID=sim-client AZURE_CLIENT_SECRET=any");
-    say!("Requests received: {url}/_sim/requests. Ctrl-C stops it.");
+    say!("Requests received: {url}/_sim/requests. Ctrl-C (or SIGTERM) stops it.");
     let rt = crate::ops::connect::runtime()?;
-    rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    // Ctrl-C or SIGTERM (a test harness, a service manager): a clean stop, exit 0.
+    rt.block_on(super::wait_for_stop_signal());
     drop(sim);
     Ok(())
 }

@@ -64,7 +64,8 @@ fn the_standalone_simulator_serves_another_process() {
         .spawn()
         .expect("spawn sim");
     let mut first = String::new();
-    std::io::BufReader::new(sim.stdout.take().expect("stdout")).read_line(&mut first).expect("banner");
+    let mut banner = std::io::BufReader::new(sim.stdout.take().expect("stdout"));
+    banner.read_line(&mut first).expect("banner");
     let url = first.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).expect("url in banner").to_owned();
     let out = repo
         .cmd()
@@ -76,8 +77,12 @@ fn the_standalone_simulator_serves_another_process() {
         .args(["apply", "--auto-approve"])
         .output()
         .expect("run");
-    let _ = sim.kill();
-    let _ = sim.wait();
+    // SIGTERM (as a harness or a service manager stops it): a clean stop, exit 0 (SPEC §6).
+    let term = std::process::Command::new("kill").args(["-TERM", &sim.id().to_string()]).status().expect("kill");
+    assert!(term.success());
+    let status = sim.wait().expect("wait");
+    drop(banner);
+    assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(out.status.success(), "{}", stderr(&out));
     // The standalone simulator makes the fixture's portal reset too.
     assert!(stdout(&out).contains("Apply complete: 6 accepted"), "{}", stdout(&out));

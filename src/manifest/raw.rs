@@ -53,7 +53,7 @@ pub(crate) struct RawMetadata {
 pub(crate) struct RawSpec {
     /// Bump it to reset the same devices again. Default 1.
     #[schemars(with = "Option<u32>", range(min = 1))]
-    pub round: Option<Spanned<i64>>,
+    pub round: Option<Spanned<Round>>,
     /// `managedDevices` (default) or `comanagedDevices` (beta API only).
     #[schemars(with = "Option<Collection>")]
     pub collection: Option<Spanned<Collection>>,
@@ -82,4 +82,28 @@ pub(crate) struct RawDevice {
     /// The IMEI, digits only (quote it so YAML keeps it a string).
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]{14,16}$"))]
     pub imei: Option<Spanned<String>>,
+}
+
+/// `spec.round` as written: a YAML integer. A quoted `"2"` is a string, which SPEC calls a wrong
+/// type (serde-saphyr would read it as 2); a float, a list or a map is one too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Round(pub i64);
+
+impl<'de> Deserialize<'de> for Round {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Integer;
+        impl serde::de::Visitor<'_> for Integer {
+            type Value = Round;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("spec.round as a whole number from 1, unquoted")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Round, E> {
+                Ok(Round(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Round, E> {
+                i64::try_from(v).map(Round).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+        }
+        d.deserialize_any(Integer)
+    }
 }

@@ -74,14 +74,14 @@ pub(crate) fn validate(
 
     let round = match &raw.spec.round {
         None => 1,
-        Some(r) => match u32::try_from(r.value) {
+        Some(r) => match u32::try_from(r.value.0) {
             Ok(n) if n >= 1 => n,
             _ => {
                 diags.push(
                     Diagnostic::error(
                         file,
                         pos_of(r, line_offset),
-                        format!("invalid spec.round `{}`: must be a whole number from 1", r.value),
+                        format!("invalid spec.round `{}`: must be a whole number from 1", r.value.0),
                     )
                     .with_hint("leave it out for 1; bump it to reset the same devices again"),
                 );

@@ -368,3 +368,24 @@ fn completions_and_man_pages_are_generated_from_the_parser() {
     }
     repo.cmd().args(["completions", "tcsh"]).assert().code(1);
 }
+
+// SPEC §2: a wrong type is an error. `round` is a YAML integer: a quoted "2" is a string (the
+// YAML parser alone would read it as 2), and a float or a list is no round either.
+#[test]
+fn a_round_of_the_wrong_type_is_an_error() {
+    let repo = Repo::empty();
+    for (written, found) in
+        [("'2'", "string \"2\""), ("\"01\"", "string \"01\""), ("1.5", "floating point `1.5`"), ("[1]", "sequence")]
+    {
+        repo.write("manifests/a.yaml", GOOD.replace("spec:\n", &format!("spec:\n  round: {written}\n")));
+        let out = repo.cmd().arg("validate").output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{written}");
+        assert!(
+            stderr(&out).contains(&format!("manifests/a.yaml:6:3: error: invalid type: {found}, expected spec.round")),
+            "{written}: {}",
+            stderr(&out)
+        );
+    }
+    repo.write("manifests/a.yaml", GOOD.replace("spec:\n", "spec:\n  round: 2\n"));
+    repo.cmd().arg("validate").assert().success();
+}

@@ -152,11 +152,19 @@ enum JournalLine {
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     path: PathBuf,
+    /// Up to this many records every change also rewrites the snapshot.
+    write_through: usize,
 }
 
 impl LocalStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        LocalStore { path: path.into() }
+        LocalStore { path: path.into(), write_through: WRITE_THROUGH_RECORDS }
+    }
+
+    /// The same store, its changes kept in the journal until the end whatever the ledger's size
+    /// (as a ledger of more than [`WRITE_THROUGH_RECORDS`] records is): for tests of the journal.
+    pub fn journal_only(self) -> Self {
+        LocalStore { write_through: 0, ..self }
     }
 
     pub fn path(&self) -> &Path {
@@ -485,6 +493,10 @@ pub struct LedgerWriter {
     _guard: LockGuard,
 }
 
+/// Up to this many records, every recorded change also rewrites the snapshot (see
+/// [`LedgerWriter::record_all`]); beyond, changes live in the journal until the run ends.
+pub(crate) const WRITE_THROUGH_RECORDS: usize = 256;
+
 impl LedgerWriter {
     pub(crate) fn ledger(&self) -> &Ledger {
         &self.ledger
@@ -532,6 +544,13 @@ impl LedgerWriter {
         for r in records {
             self.ledger.serial += 1;
             self.ledger.records.insert(r.key.clone(), r);
+        }
+        // A small ledger is also folded into its snapshot at once, so `state.json` itself shows
+        // every intent before its request leaves (and after a crash), as a reader of the file
+        // would expect. A large one keeps the journal: rewriting it per record would cost more
+        // than the write budget allows.
+        if self.ledger.records.len() <= self.store.write_through {
+            self.write_snapshot()?;
         }
         Ok(())
     }
@@ -626,7 +645,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, LocalStore) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = LocalStore::new(dir.path().join(".reconcile/state.json"));
+        let store = LocalStore::new(dir.path().join(".reconcile/state.json")).journal_only();
         (dir, store)
     }
 

@@ -85,8 +85,10 @@ impl Repo {
         loaded.actions()
     }
 
+    /// The repository's ledger, for setting up what a test starts from (changes go to the journal
+    /// and are folded in at `commit`, however small the ledger: the end state is the same).
     pub(crate) fn store(&self) -> LocalStore {
-        LocalStore::new(self.path().join(".reconcile/state.json"))
+        LocalStore::new(self.path().join(".reconcile/state.json")).journal_only()
     }
 
     /// `reconcile init` for the tests' tenant (`test-tenant`), as a new user does once. A no-op

@@ -50,10 +50,11 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     if args.apply && !args.simulate {
         // SPEC §4: a ledger that does not exist is refused at once (exit 1), never retried: a
         // failed download must not look like "nothing was ever sent". (A simulated one is
-        // created on first use.)
-        let p = crate::project::load(&g.overrides(), &args.paths, &super::env).map_err(Failure::Invalid)?;
-        let store = crate::ops::connect::open_store(&p.settings, &super::env)?;
-        crate::state::block_on(store.load_existing())??;
+        // created on first use; broken manifests are reported by each cycle, as ever.)
+        if let Ok(p) = crate::project::load(&g.overrides(), &args.paths, &super::env) {
+            let store = crate::ops::connect::open_store(&p.settings, &super::env)?;
+            crate::state::block_on(store.load_existing())??;
+        }
     }
     let stop = Arc::new(AtomicBool::new(false));
     listen_for_stop(stop.clone());

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::action::{Action, ActionKey, Selector};
 use crate::device::Device;
 use crate::manifest::ManifestInfo;
-use crate::state::{Ledger, Record, Status};
+use crate::state::{Attempt, Ledger, Record, Status};
 
 /// What will happen to one action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -443,7 +443,19 @@ fn classify(record: Option<&Record>) -> (Change, Cow<'static, str>) {
             "outcome unknown (the request may have reached Intune): run `reconcile refresh`; it is not re-sent until then"
                 .into(),
         ),
-        s @ (Status::Rejected | Status::Failed | Status::NotSupported | Status::Canceled) => (
+        Status::Rejected => {
+            let meaning = r.attempts.last().and_then(Attempt::refusal).map(|m| format!(" ({m})")).unwrap_or_default();
+            (
+                Change::Attention,
+                format!(
+                    "rejected{}{meaning}; once that is fixed, `reconcile state retry {} --reason \"…\"` sends it again",
+                    last_error.map(|m| format!(": {m}")).unwrap_or_default(),
+                    r.key.short()
+                )
+                .into(),
+            )
+        }
+        s @ (Status::Failed | Status::NotSupported | Status::Canceled) => (
             Change::Attention,
             format!("{s}{}; bump spec.round to try again", last_error.map(|m| format!(": {m}")).unwrap_or_default())
                 .into(),

@@ -13,7 +13,7 @@ use crate::ops::{self, Session, apply::ApplyRequest};
 use crate::plan::Plan;
 use crate::project;
 use crate::render::{self, Format, PlanContext};
-use crate::state::{Record, Status};
+use crate::state::{Attempt, Record, Status};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ApplyArgs {
@@ -140,8 +140,18 @@ impl Ui for CliUi {
             Status::Accepted => String::new(),
             _ => last.and_then(|a| a.error_message.as_deref()).map(|m| format!(": {m}")).unwrap_or_default(),
         };
+        let meaning = match r.status {
+            Status::Rejected => last.and_then(Attempt::refusal).map(|m| format!(" ({m})")).unwrap_or_default(),
+            _ => String::new(),
+        };
         // The request id and the error message come from Graph: shown escaped.
-        let line = format!("{:<13} {} {} {}{http}{rid}{err}", r.status.as_str(), r.key.short(), r.manifest, r.selector);
+        let line = format!(
+            "{:<13} {} {} {}{http}{rid}{err}{meaning}",
+            r.status.as_str(),
+            r.key.short(),
+            r.manifest,
+            r.selector
+        );
         let line = crate::safe::text(&line).into_owned();
         if self.watch.is_some() {
             tracing::info!("{line}");

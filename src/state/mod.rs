@@ -228,6 +228,17 @@ impl Attempt {
             self.resolution.as_ref().is_some_and(|x| x.by != "refresh" && x.status == Status::NotExecuted);
         !person_says_no && self.http_status.is_none_or(|s| (200..300).contains(&s) || s >= 500)
     }
+
+    /// What a refusal means, by its HTTP status (Intune's error codes are unhelpful, such as
+    /// `UnknownError` for a 403, so the status speaks first).
+    pub(crate) fn refusal(&self) -> Option<&'static str> {
+        match self.http_status? {
+            400 => Some("Intune refused the request, often an unsupported platform or no passcode policy"),
+            403 => Some("missing permission, licence or consent; not retried"),
+            404 => Some("the device is no longer in Intune"),
+            _ => None,
+        }
+    }
 }
 
 /// When an action last may have reset its device, and the action.

@@ -265,6 +265,9 @@ fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("2 accepted, 1 rejected, 0 unknown, 0 not executed"), "{}", stdout(&out));
+    // The status speaks first (Intune's code is `UnknownError`): what a 403 means, said once.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HTTP 403") && err.contains("(missing permission, licence or consent; not retried)"), "{err}");
     assert_eq!(status_of(&repo, &ids[2]), "rejected");
     let ledger = repo.ledger_json();
     let key = ledger["records"]
@@ -280,7 +283,11 @@ fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
     let out = repo.cmd().args(["state", "retry", akey, "--reason", "x"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not `rejected`"), "{}", stderr(&out));
-    let out = repo.cmd().args(["state", "retry", &key, "--reason", "licence assigned (INC-9)"]).output().expect("run");
+    // The plan says how to send it again, with the key as it shows it.
+    let plan = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    let short = &key[..12];
+    assert!(stdout(&plan).contains(&format!("`reconcile state retry {short} --reason")), "{}", stdout(&plan));
+    let out = repo.cmd().args(["state", "retry", short, "--reason", "licence assigned (INC-9)"]).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(status_of(&repo, &ids[2]), "not-executed");
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();

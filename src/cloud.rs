@@ -16,6 +16,9 @@ pub enum Cloud {
 }
 
 impl Cloud {
+    /// Every cloud.
+    pub(crate) const ALL: [Cloud; 4] = [Cloud::Global, Cloud::Usgov, Cloud::UsgovDod, Cloud::China];
+
     /// Its name in `reconcile.yaml` and `AZURE_CLOUD`.
     pub(crate) fn as_str(self) -> &'static str {
         match self {

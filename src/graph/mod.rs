@@ -542,7 +542,11 @@ impl Graph {
         let mut found = Vec::new();
         for _ in 0..1_000 {
             let Some(page) = self.get_json::<Page<T>>(&url).await? else {
-                return Err(ReadError::Decode(format!("{what} listing answered 404")));
+                // Graph's own answer, for callers that treat a missing list as one (a tenant or a
+                // stand-in without the beta audit log).
+                let body =
+                    serde_json::json!({"error": {"code": "NotFound", "message": format!("{what}: no such list")}});
+                return Err(ReadError::Graph(error::parse(404, None, body.to_string().as_bytes())));
             };
             found.extend(page.value);
             match page.next {

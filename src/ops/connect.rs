@@ -184,7 +184,15 @@ impl Connection {
         if let Some(aud) = access.audience()
             && !crate::graph::auth::audience_is(&aud, root)
         {
-            return Err(TenantError::OtherCloud { aud, cloud: self.cloud.as_str(), root }.into());
+            // Tokens never cross clouds: one for another cloud's Graph is refused. An audience
+            // that is no cloud's Graph at all (a proxy's, a stand-in's) is Graph's to judge.
+            let other_cloud = crate::cloud::Cloud::ALL.into_iter().any(|c| {
+                c != self.cloud && crate::graph::auth::audience_is(&aud, crate::graph::endpoints::cloud_defaults(c).0)
+            });
+            if other_cloud {
+                return Err(TenantError::OtherCloud { aud, cloud: self.cloud.as_str(), root }.into());
+            }
+            tracing::warn!(audience = %aud, "the access token's audience is not Microsoft Graph; Graph will judge it");
         }
         let token = access.tenant().ok_or(TenantError::Unreadable)?;
         if let Some(configured) = &self.expected_tenant

@@ -526,6 +526,13 @@ async fn portal_reset(State(state): State<Shared>, Path(id): Path<String>, RawQu
 async fn audits(State(state): State<Shared>, RawQuery(query): RawQuery, call: Call) -> Reply {
     let s = lock(&state);
     let call = &call;
+    if s.config.audits_missing {
+        return call.error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "Resource not found for the segment 'remoteActionAudits'.",
+        );
+    }
     if !s.config.audits_readable {
         return call.error(
             StatusCode::FORBIDDEN,

@@ -83,6 +83,8 @@ pub struct SimConfig {
     pub report_delay: Duration,
     /// Whether `remoteActionAudits` answers (false: 403, like a token that may not read it).
     pub audits_readable: bool,
+    /// Whether `remoteActionAudits` is missing altogether (404, like a Graph stand-in without it).
+    pub audits_missing: bool,
     /// Whether a device list without `$filter` is refused (400), like a Graph stand-in that
     /// implements only the lookups.
     pub list_needs_filter: bool,
@@ -107,6 +109,7 @@ impl Default for SimConfig {
             clock_offset: jiff::SignedDuration::ZERO,
             report_delay: Duration::ZERO,
             audits_readable: true,
+            audits_missing: false,
             list_needs_filter: false,
             token_requests: 0,
         }

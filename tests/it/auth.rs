@@ -379,3 +379,28 @@ fn az_failures_and_missing_credentials_say_what_to_do() {
     );
     assert!(sim.requests().is_empty());
 }
+
+// Tokens never cross clouds (a token for another cloud's Graph is refused: trust.rs), but an
+// audience that is no cloud's Graph — a proxy's or a stand-in's — is left to Graph to judge.
+#[test]
+fn an_audience_of_no_cloud_is_left_to_graph() {
+    use base64::Engine as _;
+    let (repo, sim) = setup(1);
+    for aud in ["api://a-graph-stand-in", "http://127.0.0.1:9"] {
+        let claims = serde_json::json!({"tid": "test-tenant", "aud": aud,
+            "roles": ["DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.PrivilegedOperations.All"]});
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+        let token = format!("eyJhbGciOiJub25lIn0.{payload}.sig");
+        sim.state().accept_token(&token);
+        let out = repo.cmd_on(&sim).env("RECONCILE_GRAPH_TOKEN", &token).arg("plan").output().expect("run");
+        assert!(out.status.success(), "{aud}: {}", stderr(&out));
+        assert!(stderr(&out).contains("audience is not Microsoft Graph"), "{aud}: {}", stderr(&out));
+    }
+    let us = serde_json::json!({"tid": "test-tenant", "aud": "https://graph.microsoft.us", "roles": ["DeviceManagementManagedDevices.Read.All"]});
+    let token =
+        format!("eyJhbGciOiJub25lIn0.{}.sig", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(us.to_string()));
+    sim.state().accept_token(&token);
+    let out = repo.cmd_on(&sim).env("RECONCILE_GRAPH_TOKEN", &token).arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not Microsoft Graph of the `global` cloud"), "{}", stderr(&out));
+}

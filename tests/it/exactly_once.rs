@@ -120,6 +120,19 @@ fn a_report_slower_than_the_grace_is_caught_by_the_audit_log() {
     let out = repo.cmd_on(&sim).arg("refresh").output().expect("run");
     assert!(stdout(&out).contains("of the 10m grace passed on Intune's clock"), "{}", stdout(&out));
     assert_eq!(status_of(&repo, &ids[0]), "unknown");
+
+    // A Graph without the audit log at all (404) is one whose log cannot be read: after the grace
+    // the results alone decide, instead of "no decision" on every refresh.
+    let (repo, ids) = android_repo(1, "");
+    let sim = android_sim(1, |c| {
+        c.audits_missing = true;
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::UnavailableBefore, times: 1 }];
+    });
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    let out = repo.cmd_on(&sim).arg("refresh").output().expect("run");
+    assert!(stdout(&out).contains("unknown       -> not-executed"), "{}", stdout(&out));
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(sim.resets_applied(&ids[0]), 1);
 }
 
 // `unknownGrace: never`: only a person makes an unknown action sendable, and says why.

@@ -309,6 +309,7 @@ pub(crate) async fn apply(
         ctx.clone(),
         crate::resolve::lookup_keys(&candidates),
         release != Release::All,
+        crate::resolve::ListedResults::given(&audits),
         found_tx,
     ));
 
@@ -437,10 +438,11 @@ async fn feed_lookups(
     ctx: Arc<Run>,
     keys: Vec<LookupKey>,
     pace: bool,
+    results: crate::resolve::ListedResults,
     tx: tokio::sync::mpsc::UnboundedSender<Result<(LookupKey, Found), ReadError>>,
 ) {
     // Listing the tenant, when cheaper, finds them all before the first send.
-    let listed = match crate::resolve::list_if_cheaper(&ctx.graph, &keys).await {
+    let listed = match crate::resolve::list_if_cheaper(&ctx.graph, &keys, results).await {
         Ok(listed) => listed,
         Err(e) => {
             let _ = tx.send(Err(e));
@@ -465,7 +467,7 @@ async fn feed_lookups(
         }
         let (graph, tx) = (ctx.graph.clone(), tx.clone());
         tasks.spawn(async move {
-            let _ = tx.send(crate::resolve::lookup(&graph, &key).await.map(|found| (key, found)));
+            let _ = tx.send(crate::resolve::lookup(&graph, &key, results).await.map(|found| (key, found)));
         });
     }
     while let Some(joined) = tasks.join_next().await {

@@ -63,14 +63,15 @@ pub(crate) async fn resolve(
     graph: &Arc<Graph>,
     actions: &[&Action],
     ledger: &Ledger,
+    results: ListedResults,
 ) -> Result<Resolutions, ReadError> {
     let keys = lookup_keys(actions);
-    let mut found = list_if_cheaper(graph, &keys).await?;
+    let mut found = list_if_cheaper(graph, &keys, results).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for key in keys.into_iter().filter(|k| !found.contains_key(k)) {
         let graph = graph.clone();
         tasks.spawn(async move {
-            let found = lookup(&graph, &key).await;
+            let found = lookup(&graph, &key, results).await;
             (key, found)
         });
     }
@@ -160,10 +161,30 @@ fn mark_same_devices(actions: &[&Action], ledger: &Ledger, out: &mut Resolutions
     }
 }
 
+/// Whether a device found through a list (a `$filter` lookup, the tenant listing) may be taken
+/// with the `deviceActionResults` the list gave. GRAPH.md has seen lists return them empty, and
+/// they are how a reset made outside the tool shows — together with the audit log. So when the
+/// audit log was read (Intune records every remote action there), the lists are enough; when it
+/// could not be, each such device with no results is read on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListedResults {
+    /// The audit log vouches: take the lists' results.
+    Trusted,
+    /// Read each listed device's results on its own (no tenant listing either).
+    PollEach,
+}
+
+impl ListedResults {
+    /// What the audit log, as read, allows.
+    pub(crate) fn given(audits: &AuditLog) -> Self {
+        if audits.audited() { ListedResults::Trusted } else { ListedResults::PollEach }
+    }
+}
+
 /// One lookup: `Ok(Ok(device))`, `Ok(Err(why blocked))`, or `Err` when Graph itself failed.
 /// Graph refusing this one lookup (a 4xx other than 401/403/429) blocks only its actions.
-pub(crate) async fn lookup(graph: &Graph, key: &LookupKey) -> Result<Found, ReadError> {
-    match lookup_once(graph, key).await {
+pub(crate) async fn lookup(graph: &Graph, key: &LookupKey, results: ListedResults) -> Result<Found, ReadError> {
+    match lookup_once(graph, key, results).await {
         Err(ReadError::Graph(e)) if (400..500).contains(&e.status) && ![401, 403, 429].contains(&e.status) => {
             Ok(Err((BlockKind::Refused, format!("Graph refused to look up {} `{}`: {e}", key.1.as_str(), key.2))))
         }
@@ -171,11 +192,22 @@ pub(crate) async fn lookup(graph: &Graph, key: &LookupKey) -> Result<Found, Read
     }
 }
 
-async fn lookup_once(graph: &Graph, (collection, kind, value): &LookupKey) -> Result<Found, ReadError> {
+async fn lookup_once(
+    graph: &Graph,
+    (collection, kind, value): &LookupKey,
+    results: ListedResults,
+) -> Result<Found, ReadError> {
     if *kind == SelectorKind::Id {
         return Ok(found_of(*kind, value, graph.device(*collection, value).await?.into_iter().collect()));
     }
-    Ok(found_of(*kind, value, graph.find_devices(*collection, kind.as_str(), value).await?))
+    let mut devices = graph.find_devices(*collection, kind.as_str(), value).await?;
+    if let ([only], ListedResults::PollEach) = (devices.as_mut_slice(), results)
+        && only.device_action_results.is_empty()
+        && let Some(read) = graph.device_action_results(*collection, &only.id).await?.results
+    {
+        only.device_action_results = read;
+    }
+    Ok(found_of(*kind, value, devices))
 }
 
 /// What the devices having `kind` = `value` mean: the one device, or why there is none to act on.
@@ -208,8 +240,16 @@ const LIST_FROM: usize = 20;
 /// the keys it found devices for; the others — and every key of a collection whose listing Graph
 /// refused (a 4xx) — are left to [`lookup`], so a listing that leaves a device out never makes
 /// it "not found". Matching is Graph's `eq`: case-insensitive.
-pub(crate) async fn list_if_cheaper(graph: &Graph, keys: &[LookupKey]) -> Result<HashMap<LookupKey, Found>, ReadError> {
+pub(crate) async fn list_if_cheaper(
+    graph: &Graph,
+    keys: &[LookupKey],
+    results: ListedResults,
+) -> Result<HashMap<LookupKey, Found>, ReadError> {
     let mut out = HashMap::new();
+    if results == ListedResults::PollEach {
+        tracing::debug!("the audit log could not be read: each device is looked up with its own results");
+        return Ok(out);
+    }
     for collection in [Collection::ManagedDevices, Collection::ComanagedDevices] {
         let wanted: Vec<&LookupKey> = keys.iter().filter(|k| k.0 == collection).collect();
         if wanted.len() < LIST_FROM {

@@ -200,9 +200,10 @@ async fn lookup(
     if candidates.is_empty() {
         return Ok((Resolutions::new(), AuditLog::default()));
     }
-    let (resolutions, audits) = tokio::join!(
-        crate::resolve::resolve(&conn.graph, candidates, ledger),
-        crate::resolve::audit_log(&conn.graph, since)
-    );
-    Ok((resolutions?, audits?))
+    // The audit log first: whether it could be read decides how devices found through lists get
+    // their results ([`crate::resolve::ListedResults`]).
+    let audits = crate::resolve::audit_log(&conn.graph, since).await?;
+    let results = crate::resolve::ListedResults::given(&audits);
+    let resolutions = crate::resolve::resolve(&conn.graph, candidates, ledger, results).await?;
+    Ok((resolutions, audits))
 }

@@ -633,8 +633,18 @@ async fn list(
     let skip = get("$skiptoken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
     let select = parse_select(&query);
     let matching = s.matching(&clauses);
-    let page: Vec<Value> =
-        matching.iter().skip(skip).take(top).map(|&i| s.render_device(i, select.as_deref())).collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|&i| s.render_device(i, select.as_deref()))
+        .map(|mut d| {
+            if s.config.list_omits_results && d.get("deviceActionResults").is_some() {
+                d["deviceActionResults"] = json!([]);
+            }
+            d
+        })
+        .collect();
     let mut body = json!({"@odata.context": format!("https://graph.microsoft.com/{version}/$metadata#deviceManagement/{collection}"), "value": page});
     if get("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
         body["@odata.count"] = json!(matching.len());

@@ -88,6 +88,9 @@ pub struct SimConfig {
     /// Whether a device list without `$filter` is refused (400), like a Graph stand-in that
     /// implements only the lookups.
     pub list_needs_filter: bool,
+    /// Whether device lists answer every `deviceActionResults` empty (GRAPH.md has seen the list
+    /// endpoint do so); a GET of one device still has them.
+    pub list_omits_results: bool,
     /// Tokens die after this many Graph requests each (0: never), like expiries under load.
     pub token_requests: u32,
 }
@@ -111,6 +114,7 @@ impl Default for SimConfig {
             audits_readable: true,
             audits_missing: false,
             list_needs_filter: false,
+            list_omits_results: false,
             token_requests: 0,
         }
     }

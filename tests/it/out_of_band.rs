@@ -263,3 +263,46 @@ fn the_audit_log_alone_shows_a_reset_the_device_does_not_yet() {
     assert_eq!(r["adopted"]["state"], "done", "the audit entry's state: {r}");
     assert_eq!(r["adopted"]["provenance"]["manifest"]["ticket"], "INC-77", "{r}");
 }
+
+// GRAPH.md: device lists have been seen answering `deviceActionResults` empty. When the audit log
+// cannot vouch for resets made outside reconcile, every device found through a list (here by
+// serial number, 22 of them: a tenant listing would pay) has its results read on its own, and the
+// portal reset is seen and adopted instead of being sent again.
+#[test]
+fn devices_found_through_lists_have_their_own_results_read_when_the_audit_log_is_unreadable() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let serials: String = (0..22).map(|i| format!("    - serialNumber: SN{i:08}\n")).collect();
+    repo.write(
+        "manifests/batch.yaml",
+        format!("apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: batch\nspec:\n  devices:\n{serials}"),
+    );
+    let sim = sim(SimConfig {
+        devices: crate::common::android_devices(22),
+        audits_readable: false,
+        list_omits_results: true,
+        ..SimConfig::default()
+    });
+    let reset = format!("/_sim/portal/{}/resetPasscode?by=bob%40contoso.com&ago=10m", android_id(1));
+    assert_eq!(http_post(&sim, &reset), 204);
+    let plan = run(&repo, &sim, &["plan", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    assert_eq!(
+        (json["summary"]["adopt"].as_u64(), json["summary"]["to_reset"].as_u64()),
+        (Some(1), Some(21)),
+        "{json}"
+    );
+    let unfiltered = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/managedDevices") && !r.query.contains("filter"))
+        .count();
+    assert_eq!(unfiltered, 0, "no tenant listing when its results cannot be trusted");
+    let out = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        posts(&sim).iter().all(|p| !p.path.contains(&android_id(1))),
+        "the device reset outside is not reset again"
+    );
+    assert_eq!(posts(&sim).len(), 21);
+}

@@ -31,8 +31,25 @@ pub(crate) struct Device {
     pub last_sync_date_time: Option<String>,
     /// What Intune did to the device lately (resets made by anyone: this tool, the portal,
     /// scripts), for spotting resets made outside the tool. Never saved with a plan.
-    #[serde(default, skip_serializing)]
+    #[serde(default, deserialize_with = "null_as_empty", skip_serializing)]
     pub device_action_results: Vec<ActionResult>,
+}
+
+/// `null` read as no entries (a list Graph, or a stand-in for it, left empty that way).
+pub(crate) fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A time as Graph writes it (RFC 3339 with an offset); one without an offset, as some
+/// stand-ins write, is read as UTC. Anything else fails the answer: a reset whose time cannot be
+/// read must not pass for no reset (refresh then decides nothing, which is safe).
+fn lenient_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    let utc = || text.parse::<jiff::civil::DateTime>().ok()?.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok();
+    match text.parse::<Timestamp>() {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => utc().map(|z| Some(z.timestamp())).ok_or_else(|| serde::de::Error::custom(e)),
+    }
 }
 
 /// One entry of a device's `deviceActionResults`. Deliberately without `passcode`/`unlockPin`:
@@ -40,9 +57,13 @@ pub(crate) struct Device {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ActionResult {
+    #[serde(default)]
     pub action_name: String,
+    #[serde(default)]
     pub action_state: String,
+    #[serde(default, deserialize_with = "lenient_time")]
     pub start_date_time: Option<Timestamp>,
+    #[serde(default, deserialize_with = "lenient_time")]
     pub last_updated_date_time: Option<Timestamp>,
 }
 
@@ -57,7 +78,7 @@ pub(crate) struct RemoteActionAudit {
     pub action_state: Option<String>,
     #[serde(default)]
     pub managed_device_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_time")]
     pub request_date_time: Option<Timestamp>,
     /// Who started it; empty for an app (such as this tool).
     #[serde(default)]
@@ -147,6 +168,27 @@ pub(crate) fn describe(d: &Device) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odd_fields_of_one_entry_do_not_fail_the_answer() {
+        let null: Device = serde_json::from_str(r#"{"id": "a", "deviceActionResults": null}"#).expect("null results");
+        assert!(null.device_action_results.is_empty());
+        let odd: Device = serde_json::from_str(
+            r#"{"id": "a", "deviceActionResults": [
+                {"actionName": "resetPasscode", "actionState": "done", "startDateTime": "2026-11-30T17:01:00", "passcode": "123456"},
+                {"actionName": "remoteLock", "lastUpdatedDateTime": null}
+            ]}"#,
+        )
+        .expect("odd entries");
+        let [reset, lock] = odd.device_action_results.as_slice() else { panic!("two entries") };
+        assert_eq!(reset.start_date_time, Some("2026-11-30T17:01:00Z".parse().expect("time")), "no offset: UTC");
+        assert_eq!((lock.action_state.as_str(), lock.start_date_time), ("", None));
+        // A time that cannot be read at all fails the answer: a reset must not pass for none.
+        let garbage =
+            r#"{"id": "a", "deviceActionResults": [{"actionName": "resetPasscode", "startDateTime": "yesterday"}]}"#;
+        assert!(serde_json::from_str::<Device>(garbage).is_err());
+        assert!(!format!("{odd:?}").contains("123456"), "the passcode is never read");
+    }
 
     fn device(os: &str, owner: &str, state: &str) -> Device {
         Device {

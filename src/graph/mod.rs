@@ -392,7 +392,7 @@ impl Graph {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct WithResults {
-            #[serde(default)]
+            #[serde(default, deserialize_with = "crate::device::null_as_empty")]
             device_action_results: Vec<ActionResult>,
         }
         let url = self.endpoints.device_management(&format!(

@@ -43,6 +43,14 @@ pub(super) fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
         )
         .into());
     }
+    if uuid::Uuid::parse_str(&tenant).is_err() {
+        // A real token's `tid` is a GUID: a ledger bound to a name (`contoso.onmicrosoft.com`)
+        // would refuse every run. Names are fine for the simulator and tests.
+        tracing::warn!(
+            tenant = %tenant,
+            "the tenant is not a GUID: a real token's tenant (tid) will not match it; give the tenant's id"
+        );
+    }
     let created = block_on(store.create(g.lock_timeout.map(|d| d.0).unwrap_or_default(), &tenant))??;
     let at = store.location();
     if created {

@@ -185,6 +185,8 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         None => msg,
     };
     let msg = msg.trim().trim_end_matches('.');
+    // The parser's advice to its own programmers, not to the person who wrote the file.
+    let msg = msg.split(", set DuplicateKeyPolicy").next().unwrap_or(msg);
     match msg {
         "expected mapping start" => {
             "expected a mapping of keys to values here, found a list or a single value".to_owned()

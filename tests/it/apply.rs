@@ -169,6 +169,13 @@ fn a_hang_after_applying_times_out_as_unknown_and_is_not_sent_again() {
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("1 unknown"), "{}", stdout(&out));
+    // The attempt says why its fate is unknown.
+    let ledger = repo.ledger_json();
+    let attempt = &ledger["records"].as_object().expect("records").values().next().expect("one")["attempts"][0];
+    assert!(
+        attempt["errorMessage"].as_str().is_some_and(|m| m.starts_with("no answer within the timeout")),
+        "{attempt}"
+    );
     repo.cmd_on(&sim).arg("refresh").assert().success();
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
     assert_eq!(posts(&sim).len(), 1);

@@ -1,6 +1,6 @@
 //! Every credential kind end to end against the simulator, and secrets that never leak.
 
-use crate::common::{Repo, SECRET, android_devices, android_id, manifest_for, posts, sim, stderr};
+use crate::common::{Repo, SECRET, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
 use intune_reconcile::sim::SimConfig;
 
 fn fixture(name: &str) -> String {
@@ -403,4 +403,17 @@ fn an_audience_of_no_cloud_is_left_to_graph() {
     let out = repo.cmd_on(&sim).env("RECONCILE_GRAPH_TOKEN", &token).arg("plan").output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not Microsoft Graph of the `global` cloud"), "{}", stderr(&out));
+}
+
+// A read that meets a 401 (a token revoked or worn out) renews the token and reads again, like a
+// reset does: tokens here are good for two Graph requests each.
+#[test]
+fn a_read_that_meets_a_401_renews_the_token() {
+    let (repo, sim) = setup(3);
+    sim.state().config.token_requests = 2;
+    let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Plan: 3 to reset"), "{}", stdout(&out));
+    let reads_refused = sim.requests().iter().filter(|r| r.method == "GET" && r.status == 401).count();
+    assert!(reads_refused > 0, "reads did meet 401s");
 }

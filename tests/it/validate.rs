@@ -389,3 +389,16 @@ fn a_round_of_the_wrong_type_is_an_error() {
     repo.write("manifests/a.yaml", GOOD.replace("spec:\n", "spec:\n  round: 2\n"));
     repo.cmd().arg("validate").assert().success();
 }
+
+// A key written twice names the key and the line, without the YAML library's advice to its own
+// programmers ("set DuplicateKeyPolicy in Options").
+#[test]
+fn a_key_written_twice_is_reported_plainly() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD.replace("  name: good-one\n", "  name: good-one\n  name: again\n"));
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("manifests/a.yaml:5:3: error: duplicate mapping key: name\n"), "{err}");
+    assert!(!err.contains("DuplicateKeyPolicy"), "{err}");
+}

@@ -25,7 +25,7 @@
 //!
 //! [`server_sent_at`]: crate::state::Attempt::server_sent_at
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,10 +146,14 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
     let by_person = |start: Timestamp| {
         audits.iter().any(|a| a.by_person() && a.request_date_time.is_some_and(|t| (t - start).abs() <= tol()))
     };
-    let mut claimed_starts: HashSet<Timestamp> = HashSet::new();
+    // How many records claimed a result with each start: two results stamped alike (a Graph that
+    // keeps every result and stamps whole seconds) are two results, one claim takes one of them.
+    let mut claimed_starts: HashMap<Timestamp, usize> = HashMap::new();
     let mut claimed_audits: HashSet<&str> = HashSet::new();
     for r in records {
-        claimed_starts.extend(r.claimed_starts());
+        for start in r.claimed_starts() {
+            *claimed_starts.entry(start).or_default() += 1;
+        }
         claimed_audits.extend(r.claimed_audits());
     }
     let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
@@ -189,8 +193,14 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
     };
     unclaimed.retain(|&i| bound(records[i]).is_some());
     unclaimed.sort_by_key(|&i| (records[i].status == Status::Unknown, bound(records[i])));
-    let mut free: Vec<(&ActionResult, Timestamp)> =
-        resets.iter().copied().filter(|(_, s)| !claimed_starts.contains(s) && !by_person(*s)).collect();
+    let mut free: Vec<(&ActionResult, Timestamp)> = Vec::new();
+    for &(res, start) in &resets {
+        match claimed_starts.get_mut(&start) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ if by_person(start) => {}
+            _ => free.push((res, start)),
+        }
+    }
     free.sort_by_key(|(_, s)| *s);
     for &i in &unclaimed {
         let r = records[i];

@@ -272,3 +272,19 @@ fn one_audit_entry_counts_for_one_action() {
     let v = decide(&[&a, &b], &ev(&[], "2026-11-27T11:00:00Z", &audits), GRACE);
     assert_eq!(statuses(&v), [Some(Status::Accepted), None], "{v:?}");
 }
+
+// Two results stamped alike (a Graph that keeps every result, in whole seconds): the first
+// record's claim takes one of them, the second record the other — not "claimed" for both.
+#[test]
+fn two_results_with_one_start_are_two_results() {
+    let mut first = record("S1", Status::Done, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
+    first.attempts[0].resolution =
+        Some(Resolution { result_started: Some(ts("2026-11-27T10:00:01Z")), ..Resolution::default() });
+    let second = record("S2", Status::Accepted, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
+    let one_result = [result("resetPasscode", "done", "2026-11-27T10:00:01Z")];
+    let both = [one_result[0].clone(), one_result[0].clone()];
+    let e = ev(&one_result, "2026-11-27T10:05:00Z", &[]);
+    assert_eq!(statuses(&decide(&[&first, &second], &e, GRACE)), [None, None], "one result, already claimed");
+    let e = ev(&both, "2026-11-27T10:05:00Z", &[]);
+    assert_eq!(statuses(&decide(&[&first, &second], &e, GRACE)), [None, Some(Status::Done)]);
+}

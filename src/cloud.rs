@@ -31,7 +31,7 @@ impl Cloud {
 
     /// Parses a name as written in `AZURE_CLOUD`.
     pub(crate) fn parse(name: &str) -> Option<Cloud> {
-        [Cloud::Global, Cloud::Usgov, Cloud::UsgovDod, Cloud::China].into_iter().find(|c| c.as_str() == name)
+        Cloud::ALL.into_iter().find(|c| c.as_str() == name)
     }
 
     /// The cloud a common other name means (`gcc-high` → `usgov`), for a "did you mean".

@@ -50,9 +50,11 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     if args.apply && !args.simulate {
         // SPEC §4: a ledger that does not exist is refused at once (exit 1), never retried: a
         // failed download must not look like "nothing was ever sent". (A simulated one is
-        // created on first use; broken manifests are reported by each cycle, as ever.)
-        if let Ok(p) = crate::project::load(&g.overrides(), &args.paths, &super::env) {
-            let store = crate::ops::connect::open_store(&p.settings, &super::env)?;
+        // created on first use; a broken config is reported by each cycle, as ever.) Only the
+        // config is read here: the manifests are the first cycle's.
+        let (settings, diags) = crate::project::load_settings(&g.overrides(), &super::env);
+        if !diags.has_errors() {
+            let store = crate::ops::connect::open_store(&settings, &super::env)?;
             crate::state::block_on(store.load_existing())??;
         }
     }

@@ -124,6 +124,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
 }
 
 impl Call {
+    /// Graph's answer to a missing, expired or unknown token.
+    fn unauthorized(&self) -> Reply {
+        self.error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token has expired or is not valid.")
+    }
+
     /// A Graph error body, with this request's ids in `innerError`.
     fn error(&self, status: StatusCode, code: &str, message: &str) -> Reply {
         Reply::new(
@@ -223,11 +228,7 @@ async fn graph_gate(State(state): State<Shared>, call: Call, req: Request, next:
             _ => false,
         };
         if !s.authorized(token) {
-            Some(call.error(
-                StatusCode::UNAUTHORIZED,
-                "InvalidAuthenticationToken",
-                "Access token has expired or is not valid.",
-            ))
+            Some(call.unauthorized())
         } else if !known {
             let segment = collection.unwrap_or_default();
             let message = format!("Resource not found for the segment '{segment}'.");
@@ -254,19 +255,15 @@ fn authorized(mut r: Reply) -> Reply {
 }
 
 /// No route: under `deviceManagement` as Graph answers (after the token check), elsewhere a 404.
-async fn no_route(State(state): State<Shared>, call: Call, headers: HeaderMap, req: Request) -> Reply {
+async fn no_route(State(state): State<Shared>, call: Call, req: Request) -> Reply {
     if req.uri().path().split('/').nth(2) != Some("deviceManagement") {
         return Reply::new(
             StatusCode::NOT_FOUND,
             Some(json!({"error": {"code": "NotFound", "message": "no such route in the simulator"}})),
         );
     }
-    if !lock(&state).authorized(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())) {
-        return call.error(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            "Access token has expired or is not valid.",
-        );
+    if !lock(&state).authorized(req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+        return call.unauthorized();
     }
     authorized(call.error(StatusCode::BAD_REQUEST, "BadRequest", "No route matches."))
 }

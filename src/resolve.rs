@@ -54,12 +54,25 @@ pub(crate) async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<A
     }
 }
 
+/// The audit log since `since`, then every action of `actions` resolved with the device results
+/// it allows ([`ListedResults::given`]): what `plan` and `state adopt` judge devices by.
+pub(crate) async fn with_audit_log(
+    graph: &Arc<Graph>,
+    actions: &[&Action],
+    ledger: &Ledger,
+    since: jiff::Timestamp,
+) -> Result<(Resolutions, AuditLog), ReadError> {
+    let audits = audit_log(graph, since).await?;
+    let resolutions = resolve(graph, actions, ledger, ListedResults::given(&audits)).await?;
+    Ok((resolutions, audits))
+}
+
 /// Resolves every action in `actions`. Each distinct selector is looked up once, concurrently, or
 /// all of them by listing the tenant when that takes fewer reads ([`list_if_cheaper`]).
 ///
 /// Fails only when Graph itself cannot be used (auth, transport); a device problem blocks its
 /// action and the rest go on.
-pub(crate) async fn resolve(
+async fn resolve(
     graph: &Arc<Graph>,
     actions: &[&Action],
     ledger: &Ledger,

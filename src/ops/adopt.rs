@@ -70,10 +70,8 @@ pub(crate) fn adopt(
         let now = jiff::Timestamp::now();
         let since = now - jiff::SignedDuration::try_from(request.within).unwrap_or(jiff::SignedDuration::MAX);
         let one = [action];
-        let audits = crate::resolve::audit_log(&conn.graph, since).await.map_err(anyhow::Error::from)?;
-        let results = crate::resolve::ListedResults::given(&audits);
-        let resolved =
-            crate::resolve::resolve(&conn.graph, &one, &ledger, results).await.map_err(anyhow::Error::from)?;
+        let (resolved, audits) =
+            crate::resolve::with_audit_log(&conn.graph, &one, &ledger, since).await.map_err(anyhow::Error::from)?;
         let device = match resolved.get(&action.key) {
             Some(Resolution::Device(d) | Resolution::SameDevice(d, _)) => d.clone(),
             Some(Resolution::Blocked(_, why)) => {

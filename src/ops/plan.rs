@@ -200,10 +200,5 @@ async fn lookup(
     if candidates.is_empty() {
         return Ok((Resolutions::new(), AuditLog::default()));
     }
-    // The audit log first: whether it could be read decides how devices found through lists get
-    // their results ([`crate::resolve::ListedResults`]).
-    let audits = crate::resolve::audit_log(&conn.graph, since).await?;
-    let results = crate::resolve::ListedResults::given(&audits);
-    let resolutions = crate::resolve::resolve(&conn.graph, candidates, ledger, results).await?;
-    Ok((resolutions, audits))
+    Ok(crate::resolve::with_audit_log(&conn.graph, candidates, ledger, since).await?)
 }

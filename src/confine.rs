@@ -59,9 +59,35 @@ pub(crate) fn names_hidden(rel: &Path) -> bool {
     rel.components().any(|c| matches!(c, Component::Normal(s) if s.to_string_lossy().starts_with('.')))
 }
 
+/// Whether `resolved` (a path [`inside`] returned) lies in a hidden folder of `root` other than
+/// `.reconcile`, the tool's own: `.git/hooks/pre-commit` is git's, and a ledger written there
+/// would be code git runs.
+pub(crate) fn in_hidden_folder(root: &Path, resolved: &Path) -> bool {
+    let Ok(root) = std::fs::canonicalize(root) else { return true };
+    let Ok(rel) = resolved.strip_prefix(&root) else { return true };
+    let mut folders = rel.components();
+    folders.next_back();
+    folders.any(|c| matches!(c, Component::Normal(s) if s.to_string_lossy().starts_with('.') && s != ".reconcile"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_folders_other_than_the_tools_own_are_no_place_for_a_ledger() {
+        let d = tempfile::tempdir().expect("tmp");
+        let root = std::fs::canonicalize(d.path()).expect("canonical");
+        for (rel, hidden) in [
+            (".git/hooks/pre-commit", true),
+            ("a/.cache/state.json", true),
+            (".reconcile/state.json", false),
+            ("ledgers/state.json", false),
+            (".state.json", false),
+        ] {
+            assert_eq!(in_hidden_folder(&root, &root.join(rel)), hidden, "{rel}");
+        }
+    }
 
     #[test]
     fn paths_stay_inside_the_root_through_symlinks() {

@@ -264,8 +264,37 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
     // The repository may name the ledger only inside itself (`state:`, or the default through a
     // committed symlink); `--state` is the operator's.
     // A Blob URL is fine from either, but only to the pinned cloud's storage (or loopback).
-    let state = match (&overrides.state, raw.state) {
-        (Some(s), _) => match crate::state::Location::parse(&s.to_string_lossy(), pinned) {
+    // The operator's choice: `--state`, else RECONCILE_STATE.
+    let operator = overrides.state.clone().map(|s| (s, "--state")).or_else(|| {
+        env(crate::env::RECONCILE_STATE)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (PathBuf::from(v.trim()), crate::env::RECONCILE_STATE))
+    });
+    // A Blob URL in the repository only repeats the operator's: where storage credentials go is
+    // never the repository's to say.
+    if let Some(named) = &raw.state
+        && let Ok(Some(url)) = crate::state::Location::parse(&named.value, pinned)
+    {
+        let operators = operator.as_ref().map(|(s, _)| crate::state::Location::parse(&s.to_string_lossy(), pinned));
+        if !matches!(&operators, Some(Ok(Some(o))) if *o == url) {
+            let theirs = match &operator {
+                Some((s, from)) => {
+                    format!("the operator's ledger is `{}` ({from})", crate::safe::text(&s.to_string_lossy()))
+                }
+                None => "the operator named none (--state or RECONCILE_STATE)".to_owned(),
+            };
+            diags.push(
+                Diagnostic::error(
+                    &file,
+                    pos_of(named, 0),
+                    format!("state: the Blob URL `{}` is not the operator's: {theirs}", crate::safe::text(&url.to_string())),
+                )
+                .with_hint("a Blob ledger is chosen by the operator with RECONCILE_STATE or --state; reconcile.yaml may only repeat it"),
+            );
+        }
+    }
+    let state = match (&operator, raw.state) {
+        (Some((s, from)), _) => match crate::state::Location::parse(&s.to_string_lossy(), pinned) {
             Ok(Some(url)) => crate::state::Location::Blob(url),
             Ok(None) => crate::state::Location::Local(s.clone()),
             Err(e) => {
@@ -273,7 +302,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
                     severity: crate::diagnostic::Severity::Error,
                     file: None,
                     pos: None,
-                    message: format!("--state: {e}"),
+                    message: format!("{from}: {e}"),
                     note: None,
                     hint: None,
                 });
@@ -286,13 +315,20 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
                 Ok(Some(url)) => crate::state::Location::Blob(url),
                 Ok(None) => {
                     let path = join(&base, Path::new(text));
-                    if let Err(e) = crate::confine::inside(&base, &path) {
-                        diags.push(
-                            Diagnostic::error(&file, named.as_ref().and_then(|s| pos_of(s, 0)), format!("state: {e}"))
-                                .with_hint(
-                                    "the ledger the repository names must be inside it; the operator may pass --state",
-                                ),
-                        );
+                    let at = named.as_ref().and_then(|s| pos_of(s, 0));
+                    match crate::confine::inside(&base, &path) {
+                        Err(e) => diags.push(Diagnostic::error(&file, at, format!("state: {e}")).with_hint(
+                            "the ledger the repository names must be inside it; the operator may pass --state or set RECONCILE_STATE",
+                        )),
+                        Ok(resolved) if crate::confine::in_hidden_folder(&base, &resolved) => diags.push(
+                            Diagnostic::error(
+                                &file,
+                                at,
+                                format!("state: `{}` is inside a hidden folder (such as .git)", crate::safe::text(text)),
+                            )
+                            .with_hint("keep the ledger in .reconcile/ or a visible folder of the repository"),
+                        ),
+                        Ok(_) => {}
                     }
                     crate::state::Location::Local(path)
                 }
@@ -380,21 +416,21 @@ fn apply_graph(g: RawGraph, file: &Path, graph: &mut GraphSettings, diags: &mut 
             )),
         }
     }
-    if let Some(t) = g.timeout.and_then(|t| duration(&t, "graph.timeout", file, diags)) {
+    if let Some(t) = g.timeout.and_then(|t| capped(&t, "graph.timeout", MAX_TIMEOUT, file, diags)) {
         graph.timeout = t;
     }
     if let Some(t) = g.unknown_grace {
         if t.value.trim() == "never" {
             graph.unknown_grace = None;
-        } else if let Some(d) = duration(&t, "graph.unknownGrace", file, diags) {
+        } else if let Some(d) = capped(&t, "graph.unknownGrace", MAX_UNKNOWN_GRACE, file, diags) {
             graph.unknown_grace = Some(d);
         }
     }
     if let Some(b) = g.backoff {
-        if let Some(t) = b.initial.and_then(|t| duration(&t, "graph.backoff.initial", file, diags)) {
+        if let Some(t) = b.initial.and_then(|t| capped(&t, "graph.backoff.initial", MAX_BACKOFF, file, diags)) {
             graph.backoff_initial = t;
         }
-        if let Some(t) = b.max.and_then(|t| duration(&t, "graph.backoff.max", file, diags)) {
+        if let Some(t) = b.max.and_then(|t| capped(&t, "graph.backoff.max", MAX_BACKOFF, file, diags)) {
             graph.backoff_max = t;
         }
     }
@@ -404,6 +440,33 @@ fn apply_graph(g: RawGraph, file: &Path, graph: &mut GraphSettings, diags: &mut 
     if let Some(b) = g.read_budget.and_then(|b| budget(&b, "readBudget", INTUNE_READ_LIMIT, file, diags)) {
         graph.read_budget = b;
     }
+}
+
+/// The longest `graph.timeout` the repository may set: one hung request must not hold a run
+/// (and the ledger's lock) for longer.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The longest `graph.backoff.initial` / `graph.backoff.max`: a wait after a 429 the repository
+/// chose must not park the run for hours.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// The longest `graph.unknownGrace` other than `never` (which says "only a person decides").
+pub(crate) const MAX_UNKNOWN_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A duration from the repository, refused on its line when it is longer than `max`: the
+/// repository may tune waits, not switch the run off.
+fn capped(s: &Spanned<String>, key: &str, max: Duration, file: &Path, diags: &mut Diagnostics) -> Option<Duration> {
+    let d = duration(s, key, file, diags)?;
+    if d > max {
+        diags.push(
+            Diagnostic::error(
+                file,
+                pos_of(s, 0),
+                format!("{key} `{}` is longer than the {} this setting allows", s.value.trim(), HumanDuration(max)),
+            )
+            .with_hint(format!("use at most {}", HumanDuration(max))),
+        );
+        return None;
+    }
+    Some(d)
 }
 
 /// A budget from the config; one above Intune's documented `limit` is kept with a warning.

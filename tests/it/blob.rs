@@ -28,7 +28,17 @@ fn blob_repo(az: &Azurite, n: usize, extra: &str) -> (Repo, Vec<String>) {
 fn cmd(repo: &Repo, sim: &SimHandle) -> assert_cmd::Command {
     let mut c = repo.cmd_on(sim);
     c.env("AZURE_STORAGE_KEY", azurite::KEY);
+    if let Some(url) = operator_state(repo) {
+        c.env("RECONCILE_STATE", url);
+    }
     c
+}
+
+/// The Blob URL `reconcile.yaml` repeats, which the operator names (a Blob ledger's location is
+/// the operator's: the repository may only repeat it).
+fn operator_state(repo: &Repo) -> Option<String> {
+    let config = std::fs::read_to_string(repo.path().join("reconcile.yaml")).ok()?;
+    config.lines().find_map(|l| l.strip_prefix("state: ").filter(|u| u.starts_with("http")).map(str::to_owned))
 }
 
 fn spawn(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Child {
@@ -44,6 +54,9 @@ fn spawn(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Child {
         .env("AZURE_CLIENT_ID", "test-client")
         .env("AZURE_CLIENT_SECRET", crate::common::SECRET)
         .env("AZURE_STORAGE_KEY", azurite::KEY);
+    if let Some(url) = operator_state(repo) {
+        c.env("RECONCILE_STATE", url);
+    }
     c.spawn().expect("spawn reconcile")
 }
 
@@ -311,6 +324,7 @@ fn a_wrong_storage_key_is_refused_before_anything_is_sent_and_never_shown() {
         .cmd()
         .env("RECONCILE_GRAPH_URL", sim.url())
         .env("RECONCILE_GRAPH_TOKEN", "eyJ.graph.token")
+        .env("RECONCILE_STATE", operator_state(&repo).expect("a blob ledger"))
         .args(["apply", "--auto-approve"])
         .output()
         .expect("run");

@@ -121,6 +121,57 @@ fn the_ledger_named_by_the_repository_stays_inside_it() {
     assert!(elsewhere.exists());
 }
 
+// A pull request could write the ledger into `.git` (`state: .git/hooks/pre-commit`: code git
+// runs) or another hidden folder; only `.reconcile/` and visible folders are a ledger's place.
+#[test]
+fn the_ledger_named_by_the_repository_is_never_inside_git() {
+    let (repo, _outside, _) = hostile_repo();
+    for state in [".git/hooks/pre-commit", ".github/state.json", "a/.hidden/state.json"] {
+        repo.write("reconcile.yaml", format!("state: {state}\n"));
+        let out = repo.cmd().args(["init", "--tenant", "t"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{state}");
+        assert!(stderr(&out).contains("reconcile.yaml:1:8: error: state:"), "{state}: {}", stderr(&out));
+        assert!(stderr(&out).contains("hidden folder"), "{}", stderr(&out));
+        assert!(!repo.path().join(state).exists(), "{state} was written");
+    }
+    repo.write("reconcile.yaml", "state: .reconcile/team.json\n");
+    repo.cmd().args(["init", "--tenant", "t"]).assert().success();
+}
+
+// A Blob URL in reconcile.yaml chose the storage account, and so where the operator's storage
+// credential went. Only the operator names a Blob ledger; the repository may repeat it.
+#[test]
+fn a_blob_ledger_is_the_operators_to_name() {
+    let (repo, sim) = setup();
+    let theirs = "https://attackeracct.blob.core.windows.net/ledger/state.json";
+    let ours = "https://contoso.blob.core.windows.net/ledgers/state.json";
+    repo.write("reconcile.yaml", format!("{}state: {theirs}\n", repo.read("reconcile.yaml")));
+    let line = repo.read("reconcile.yaml").lines().position(|l| l.starts_with("state:")).expect("line") + 1;
+    for (operator, says) in
+        [(None, "the operator named none"), (Some(ours), "the operator's ledger is `https://contoso")]
+    {
+        for args in [&["apply", "--auto-approve"][..], &["plan"], &["validate"], &["state", "list"]] {
+            let mut c = repo.cmd_on(&sim);
+            c.env("AZURE_STORAGE_KEY", "c2VjcmV0");
+            if let Some(o) = operator {
+                c.env("RECONCILE_STATE", o);
+            }
+            let out = c.args(args).output().expect("run");
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            let err = stderr(&out);
+            assert!(err.contains(&format!("reconcile.yaml:{line}:8: error: state: the Blob URL")), "{args:?}: {err}");
+            assert!(err.contains("is not the operator's") && err.contains(says), "{args:?}: {err}");
+        }
+    }
+    assert!(sim.requests().is_empty(), "no request at all, not even for a token");
+    // Repeating the operator's own URL is fine (validate reads no ledger).
+    repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace(theirs, ours));
+    let out = repo.cmd().env("RECONCILE_STATE", ours).arg("validate").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = repo.cmd().args(["--state", ours, "validate"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// Every line GitHub would read as a workflow command: after leading whitespace, `::` or `##[`.
 fn workflow_commands(output: &str) -> Vec<String> {
     output

@@ -199,6 +199,34 @@ fn config_problems_point_into_the_config() {
     assert!(err.contains("reconcile.yaml:3:16: error: invalid graph.concurrency `0`"), "{err}");
 }
 
+// A pull request could hold every run for ever with `graph.timeout: 100000h` (one hung request).
+// Durations the repository sets are capped, each refused on its own line.
+#[test]
+fn durations_from_the_repository_are_capped() {
+    let repo = Repo::empty();
+    repo.write("manifests/a.yaml", GOOD);
+    repo.write(
+        "reconcile.yaml",
+        "graph:\n  timeout: 100000h\n  unknownGrace: 9000h\n  backoff: { initial: 2h, max: 16m }\n",
+    );
+    let out = repo.cmd().arg("validate").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for want in [
+        "reconcile.yaml:2:12: error: graph.timeout `100000h` is longer than the 5m this setting allows",
+        "reconcile.yaml:3:17: error: graph.unknownGrace `9000h` is longer than the 720h",
+        "error: graph.backoff.initial `2h` is longer than the 15m",
+        "error: graph.backoff.max `16m` is longer than the 15m",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    repo.write(
+        "reconcile.yaml",
+        "graph:\n  timeout: 5m\n  unknownGrace: never\n  backoff: { initial: 15m, max: 15m }\n",
+    );
+    repo.cmd().arg("validate").assert().success();
+}
+
 // Every problem of a policy section in one run, as a person reads it (pinned whole).
 #[test]
 fn policy_config_problems_are_reported_together() {

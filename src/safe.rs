@@ -14,22 +14,54 @@
 //! - [`guard_lines`] — the last line of defence for multi-line messages that are ours (`hint:`
 //!   lines) but carry values: no line of it can start a workflow command.
 //!
-//! JSON output is safe by encoding; GitHub annotations escape their data on top of [`text`].
+//! - [`commands`] — anywhere in a line, `##[` and `##vso[` (any case) are what the Azure
+//!   Pipelines agent and GitHub's legacy syntax read as a logging command: their second `#` is
+//!   shown escaped (`#\u{23}[`). [`text`] does it for values, and every stream the tool writes to
+//!   ([`stdout`], [`stderr`], the log) does it once more for whole lines, so a value that reached
+//!   output by a path nobody thought of is still inert.
+//! - [`json`] — JSON documents write every `#` as `\u0023` (the same text to a JSON reader, and
+//!   no command to a runner reading the raw line); [`xml`] writes it as `&#35;`.
+//!
+//! GitHub annotations escape their data on top of [`text`].
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::io::Write;
 
-/// Whether `c` must never reach a terminal or log raw (control, line-separator and bidi
-/// characters).
+/// Whether `c` must never reach a terminal or log raw: control characters, line separators, and
+/// every character that shows as nothing ([`invisible`]).
 pub(crate) fn dangerous(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || invisible(c)
 }
 
-/// A value for a terminal or log line: control and bidi characters escaped.
+/// Whether `c` ends or rewrites a line: control characters and Unicode's line separators.
+pub(crate) fn breaks_lines(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Whether `c` is drawn as nothing, or changes how its neighbours are drawn, so that two
+/// different names read alike: Unicode's format characters (category Cf: zero-width spaces and
+/// joiners, bidirectional marks and overrides, the word joiner, the byte-order mark, tag
+/// characters, U+180E), variation selectors, the combining grapheme joiner and the Hangul fillers.
+pub(crate) fn invisible(c: char) -> bool {
+    matches!(c,
+        // Category Cf (Unicode 15.1).
+        '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{890}'..='\u{891}' | '\u{8e2}'
+        | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}' | '\u{110bd}' | '\u{110cd}'
+        | '\u{13430}'..='\u{1343f}' | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}' | '\u{e0001}'
+        | '\u{e0020}'..='\u{e007f}'
+        // Variation selectors, Mongolian free variation selectors, the combining grapheme joiner.
+        | '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}' | '\u{180b}'..='\u{180d}' | '\u{180f}' | '\u{34f}'
+        // Hangul fillers and the braille blank: letters that draw nothing.
+        | '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}' | '\u{2800}')
+}
+
+/// A value for a terminal or log line: control, invisible and bidi characters escaped, and
+/// [`commands`] broken.
 pub(crate) fn text(s: &str) -> Cow<'_, str> {
     if !s.chars().any(dangerous) {
-        return Cow::Borrowed(s);
+        return commands(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
@@ -43,7 +75,123 @@ pub(crate) fn text(s: &str) -> Cow<'_, str> {
             c => out.push(c),
         }
     }
+    Cow::Owned(commands(&out).into_owned())
+}
+
+/// Where the second `#` of a logging command starts in `line`: `##[` or `##vso[`, any case.
+fn command_at(line: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + 2 < line.len() {
+        if line[i] == b'#' && line[i + 1] == b'#' {
+            let rest = &line[i + 2..];
+            if rest.first() == Some(&b'[') || (rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"vso[")) {
+                return Some(i + 1);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `bytes` with every `##[` and `##vso[` (any case) broken: the second `#` becomes `\u{23}`.
+fn commands_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let Some(mut at) = command_at(bytes, 0) else { return Cow::Borrowed(bytes) };
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    let mut done = 0;
+    loop {
+        out.extend_from_slice(&bytes[done..at]);
+        out.extend_from_slice(b"\\u{23}");
+        done = at + 1;
+        match command_at(bytes, done) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.extend_from_slice(&bytes[done..]);
     Cow::Owned(out)
+}
+
+/// `s` with every `##[` and `##vso[` (any case, anywhere in a line) broken, so that no CI runner
+/// reads a logging command in it: the second `#` is shown as `\u{23}`.
+pub(crate) fn commands(s: &str) -> Cow<'_, str> {
+    match commands_bytes(s.as_bytes()) {
+        Cow::Borrowed(_) => Cow::Borrowed(s),
+        // Only ASCII was replaced by ASCII: still UTF-8.
+        Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+    }
+}
+
+/// A JSON document made safe for a log: every `#` (which JSON has only inside strings) written as
+/// `\u0023`, the same text to any JSON reader.
+pub(crate) fn json(doc: &[u8]) -> Cow<'_, [u8]> {
+    if !doc.contains(&b'#') {
+        return Cow::Borrowed(doc);
+    }
+    let mut out = Vec::with_capacity(doc.len() + 16);
+    for &b in doc {
+        if b == b'#' { out.extend_from_slice(b"\\u0023") } else { out.push(b) }
+    }
+    Cow::Owned(out)
+}
+
+/// Serializes `value` as pretty JSON to `out`, made safe by [`json`].
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> std::io::Result<()> {
+    let doc = serde_json::to_vec_pretty(value)?;
+    out.write_all(&json(&doc))
+}
+
+/// An XML document made safe for a log: every `#` written as the character reference `&#35;`.
+pub(crate) fn xml(doc: &str) -> Cow<'_, str> {
+    if doc.contains('#') { Cow::Owned(doc.replace('#', "&#35;")) } else { Cow::Borrowed(doc) }
+}
+
+/// A stream whose every line passes through [`commands`] before it reaches `W`: the last line
+/// of defence of stdout and stderr. Lines are held until their end (a command is read per
+/// line), and the rest is written on flush and drop.
+#[derive(Debug)]
+pub(crate) struct Guarded<W: Write> {
+    inner: W,
+    held: Vec<u8>,
+}
+
+impl<W: Write> Guarded<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Guarded { inner, held: Vec::new() }
+    }
+    fn pass(&mut self, upto: usize) -> std::io::Result<()> {
+        let line: Vec<u8> = self.held.drain(..upto).collect();
+        self.inner.write_all(&commands_bytes(&line))
+    }
+}
+
+impl<W: Write> Write for Guarded<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.held.extend_from_slice(buf);
+        if let Some(end) = self.held.iter().rposition(|&b| b == b'\n') {
+            self.pass(end + 1)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.pass(self.held.len())?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Guarded<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Standard output, guarded ([`Guarded`]).
+pub(crate) fn stdout() -> Guarded<std::io::StdoutLock<'static>> {
+    Guarded::new(std::io::stdout().lock())
+}
+
+/// Standard error, guarded ([`Guarded`]).
+pub(crate) fn stderr() -> Guarded<std::io::StderrLock<'static>> {
+    Guarded::new(std::io::stderr().lock())
 }
 
 /// A value for Markdown (a PR comment, a job summary), as a code span: inside one, GitHub renders
@@ -97,8 +245,48 @@ mod tests {
     }
 
     #[test]
+    fn logging_commands_are_broken_anywhere_in_a_line_in_any_case() {
+        for (given, shown) in [
+            ("a ##vso[task.setvariable variable=X]y", "a #\\u{23}vso[task.setvariable variable=X]y"),
+            ("x##[add-mask]s ##VSO[task.prependpath]/t", "x#\\u{23}[add-mask]s #\\u{23}VSO[task.prependpath]/t"),
+            ("###[x", "##\\u{23}[x"),
+            ("## [x ##vs[ #[", "## [x ##vs[ #["),
+        ] {
+            assert_eq!(commands(given), shown);
+            assert_eq!(text(given), shown);
+        }
+        assert!(matches!(commands("no command ## here"), Cow::Borrowed(_)));
+        let doc = json(br###"{"a":"##vso[x]","b":1}"###);
+        let back: serde_json::Value = serde_json::from_slice(&doc).expect("still JSON");
+        assert_eq!(back["a"], "##vso[x]");
+        assert!(!String::from_utf8_lossy(&doc).contains('#'));
+        assert_eq!(xml("<a b=\"##[x\">##vso[</a>"), "<a b=\"&#35;&#35;[x\">&#35;&#35;vso[</a>");
+    }
+
+    #[test]
+    fn a_guarded_stream_breaks_commands_split_across_writes() {
+        let mut g = Guarded::new(Vec::new());
+        for piece in ["ok ##", "vso[task.complete]\nnext #", "#[error] end"] {
+            g.write_all(piece.as_bytes()).expect("write");
+        }
+        g.flush().expect("flush");
+        assert_eq!(String::from_utf8_lossy(&g.inner), "ok #\\u{23}vso[task.complete]\nnext #\\u{23}[error] end");
+    }
+
+    #[test]
+    fn invisible_characters_are_shown_escaped() {
+        for c in
+            ['\u{200b}', '\u{200d}', '\u{2060}', '\u{61c}', '\u{180e}', '\u{3164}', '\u{e0041}', '\u{fe0f}', '\u{ad}']
+        {
+            let given = format!("CEO-PHONE{c}");
+            assert_eq!(text(&given), format!("CEO-PHONE\\u{{{:x}}}", c as u32));
+        }
+        assert_eq!(text("Ärzte-Ω 東京"), "Ärzte-Ω 東京");
+    }
+
+    #[test]
     fn no_guarded_line_can_start_a_workflow_command() {
         let g = guard_lines("error: device `x\n::error::fake`\nhint: run it again\n  ##[error]x");
-        assert_eq!(g, "error: device `x\n| ::error::fake`\nhint: run it again\n|   ##[error]x");
+        assert_eq!(g, "error: device `x\n| ::error::fake`\nhint: run it again\n  #\\u{23}[error]x");
     }
 }

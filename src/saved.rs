@@ -239,7 +239,7 @@ impl SavedPlan {
         let err = |reason: String| SavedError::Write { path: path.to_path_buf(), reason };
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut tmp = tempfile::Builder::new().prefix(".plan-").tempfile_in(dir).map_err(|e| err(e.to_string()))?;
-        serde_json::to_writer_pretty(&mut tmp, self).map_err(|e| err(e.to_string()))?;
+        crate::safe::write_json(&mut tmp, self).map_err(|e| err(e.to_string()))?;
         std::io::Write::write_all(&mut tmp, b"\n").map_err(|e| err(e.to_string()))?;
         tmp.as_file().sync_all().map_err(|e| err(e.to_string()))?;
         tmp.persist(path).map_err(|e| err(e.error.to_string()))?;

@@ -84,7 +84,7 @@ impl Ui for CliUi {
             let _ = render::plan(&mut buf, plan, ctx, format);
             w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).plan = buf;
         } else if self.plan_to_stderr {
-            let mut out = std::io::BufWriter::new(std::io::stderr().lock());
+            let mut out = std::io::BufWriter::new(crate::safe::stderr());
             let _ = render::plan(&mut out, plan, ctx, Format::Text);
             let _ = out.flush();
         } else {
@@ -129,7 +129,9 @@ impl Ui for CliUi {
             match (&self.watch, &self.bar) {
                 (Some(_), _) => tracing::info!("{line}"),
                 (None, Some(bar)) => bar.println(line),
-                (None, None) => eprintln!("{line}"),
+                (None, None) => {
+                    let _ = writeln!(crate::safe::stderr(), "{line}");
+                }
             }
             return;
         }
@@ -164,7 +166,9 @@ impl Ui for CliUi {
                     bar.println(line);
                 }
             }
-            None => eprintln!("{line}"),
+            None => {
+                let _ = writeln!(crate::safe::stderr(), "{line}");
+            }
         }
     }
 }
@@ -234,7 +238,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
             .with_context(|| format!("cannot write the JUnit report `{}`", path.display()))?;
     }
     if json {
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut out = std::io::BufWriter::new(crate::safe::stdout());
         crate::render::report::json(&mut out, &report, conn.simulated)
             .and_then(|()| out.flush())
             .context("cannot write to stdout")?;

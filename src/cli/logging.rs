@@ -23,8 +23,11 @@ pub(super) fn init(g: &GlobalArgs, long_running: bool) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("intune_reconcile={level}")));
     let color = g.colour_for(&std::io::stderr());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LogLine(Vec::new())).with_target(false);
+    let json = g.log_format == LogFormat::Json;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(move || LogLine(Vec::new(), json))
+        .with_target(false);
     let _ = match g.log_format {
         LogFormat::Text => builder.with_ansi(color).try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
@@ -40,8 +43,9 @@ pub(super) fn set_bar(bar: Option<indicatif::ProgressBar>) {
 }
 
 /// One log event, written to stderr in one piece when dropped: with the progress bar hidden
-/// meanwhile, so a log line never lands in the middle of it.
-struct LogLine(Vec<u8>);
+/// meanwhile, so a log line never lands in the middle of it. A JSON line writes `#` as `\u0023`,
+/// a text line has its logging commands broken (`crate::safe`).
+struct LogLine(Vec<u8>, bool);
 
 impl std::io::Write for LogLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -57,7 +61,10 @@ impl std::io::Write for LogLine {
 impl Drop for LogLine {
     fn drop(&mut self) {
         let write = || {
-            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &self.0);
+            let line = if self.1 { crate::safe::json(&self.0) } else { std::borrow::Cow::Borrowed(&self.0[..]) };
+            let mut err = crate::safe::stderr();
+            let _ = std::io::Write::write_all(&mut err, &line);
+            let _ = std::io::Write::flush(&mut err);
         };
         match BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
             Some(bar) => bar.suspend(write),

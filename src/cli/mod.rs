@@ -4,7 +4,7 @@
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        let _ = writeln!(crate::safe::stdout(), $($arg)*);
     }};
 }
 
@@ -202,7 +202,7 @@ fn print_text_plan(plan: &crate::plan::Plan<'_>, ctx: crate::render::PlanContext
     let mut buf = Vec::new();
     crate::render::plan(&mut buf, plan, ctx, crate::render::Format::Text)?;
     let text = String::from_utf8_lossy(&buf);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::safe::stdout();
     if colour() {
         out.write_all(crate::render::text::paint(&text).as_bytes())?;
     } else {
@@ -261,15 +261,16 @@ fn report(f: Failure) -> ExitCode {
             if w > 0 {
                 line.push_str(&format!(" and {}", plural(w, "warning")));
             }
-            eprintln!("{line}");
+            let _ = writeln!(crate::safe::stderr(), "{line}");
             ExitCode::from(1)
         }
         Failure::Error(e) => {
             // Messages quote paths and Graph's answers: no line of them may start a workflow
             // command, and no control character reaches the log raw.
-            eprintln!("{}", crate::safe::guard_lines(&format!("error: {e}")));
+            let mut err = crate::safe::stderr();
+            let _ = writeln!(err, "{}", crate::safe::guard_lines(&format!("error: {e}")));
             for cause in e.chain().skip(1) {
-                eprintln!("{}", crate::safe::guard_lines(&format!("  caused by: {cause}")));
+                let _ = writeln!(err, "{}", crate::safe::guard_lines(&format!("  caused by: {cause}")));
             }
             ExitCode::from(1)
         }
@@ -292,8 +293,7 @@ fn print_diagnostics(diags: &Diagnostics) {
         }
         return;
     }
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
+    let mut err = crate::safe::stderr();
     let _ = diags.render(&mut err);
     if env(crate::env::GITHUB_ACTIONS).as_deref() == Some("true") {
         let _ = diags.render_github(&mut err);

@@ -65,7 +65,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
     let mut buf = Vec::new();
     let mut out: Box<dyn Write> = match &args.watch {
         Some(_) => Box::new(&mut buf),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => Box::new(std::io::BufWriter::new(crate::safe::stdout())),
     };
     if let Some(location) = &planned.missing {
         let note = format!(
@@ -153,7 +153,7 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
                 ));
             }
         }
-        let _ = diags.render_github(&mut std::io::stderr().lock());
+        let _ = diags.render_github(&mut crate::safe::stderr());
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ pub(super) fn run(args: ShowArgs) -> CmdResult {
     let saved = SavedPlan::read(&args.file)?;
     let ctx = PlanContext { offline: saved.offline, simulated: saved.simulated };
     let restored = Restored::new(saved);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::safe::stdout());
     render::plan(&mut out, &restored.plan(), ctx, args.format)
         .and_then(|()| out.flush())
         .context("cannot write to stdout")?;

@@ -181,7 +181,7 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         return Ok(());
     }
     let ledger = block_on(store.load_existing())??;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::safe::stdout());
     match cmd {
         StateCommand::List { format: StateFormat::Text } => render::state::list_text(&mut out, &ledger),
         StateCommand::List { format: StateFormat::Json } => render::state::list_json(&mut out, &ledger),
@@ -227,6 +227,6 @@ fn adopt(g: &GlobalArgs, simulate: bool, key: &str, reason: Option<&str>, within
         record.selector,
         evidence.describe(jiff::Timestamp::now())
     );
-    println!("{}", crate::safe::text(&line));
+    say!("{}", crate::safe::text(&line));
     Ok(())
 }

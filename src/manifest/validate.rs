@@ -50,7 +50,7 @@ pub(crate) fn validate(
     let name = &raw.metadata.name;
     if !is_valid_name(&name.value) {
         diags.push(
-            Diagnostic::error(file, p(name), format!("invalid metadata.name `{}`", name.value))
+            Diagnostic::error(file, p(name), format!("invalid metadata.name `{}`", crate::safe::text(&name.value)))
                 .with_hint("use 1 to 63 lowercase letters, digits and `-`, e.g. `inc-4711-lost-phone`"),
         );
     }
@@ -60,8 +60,12 @@ pub(crate) fn validate(
         let pos = pos_of(old, line_offset).unwrap_or(Pos::new(1, 1));
         if !is_valid_name(&old.value) {
             diags.push(
-                Diagnostic::error(file, Some(pos), format!("invalid formerNames entry `{}`", old.value))
-                    .with_hint("a former name is a metadata.name: 1 to 63 lowercase letters, digits and `-`"),
+                Diagnostic::error(
+                    file,
+                    Some(pos),
+                    format!("invalid formerNames entry `{}`", crate::safe::text(&old.value)),
+                )
+                .with_hint("a former name is a metadata.name: 1 to 63 lowercase letters, digits and `-`"),
             );
         } else if old.value == name.value {
             diags.push(Diagnostic::error(file, Some(pos), "formerNames lists the manifest's own name"));
@@ -129,14 +133,15 @@ pub(crate) fn validate(
         }
     }
 
-    // Free text shown to reviewers, in logs and in the PR comment: no control characters.
+    // Free text shown to reviewers, in logs and in the PR comment: no control characters. Format
+    // characters (a right-to-left reason may carry marks) are allowed, and shown escaped.
     for (key, v) in [
         ("metadata.ticket", &raw.metadata.ticket),
         ("metadata.reason", &raw.metadata.reason),
         ("metadata.requestedBy", &raw.metadata.requested_by),
     ] {
         if let Some(v) = v
-            && v.value.chars().any(crate::safe::dangerous)
+            && v.value.chars().any(crate::safe::breaks_lines)
         {
             diags.push(
                 Diagnostic::error(
@@ -224,7 +229,15 @@ fn device_selector(
             Some(format!("invalid imei `{value}`: expected 14 to 16 digits"))
         }
         _ if value.chars().any(char::is_control) => Some(format!("`{}` contains a control character", kind.as_str())),
-        _ => None,
+        // Identity: two selectors that read alike must be alike.
+        _ => value.chars().find(|&c| crate::safe::dangerous(c)).map(|c| {
+            format!(
+                "`{}` contains the invisible character U+{:04X}: `{}`",
+                kind.as_str(),
+                c as u32,
+                crate::safe::text(value)
+            )
+        }),
     };
     if let Some(message) = problem {
         diags.push(Diagnostic::error(file, Some(pos), message));

@@ -175,6 +175,6 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
             })
             .collect(),
     };
-    serde_json::to_writer_pretty(&mut *out, &dto)?;
+    crate::safe::write_json(&mut *out, &dto)?;
     writeln!(out)
 }

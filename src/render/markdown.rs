@@ -75,7 +75,8 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
         s.truncate(end);
         s.push_str("\n\n_… cut to stay within the size limit._\n");
     }
-    s
+    // The comment and the job summary are shown in CI logs too: no logging command anywhere.
+    crate::safe::commands(&s).into_owned()
 }
 
 /// At most `n` characters of `s`, with an ellipsis when cut (user text in warnings).

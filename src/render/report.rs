@@ -101,7 +101,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
         },
         actions,
     };
-    serde_json::to_writer_pretty(&mut *out, &dto)?;
+    crate::safe::write_json(&mut *out, &dto)?;
     writeln!(out)
 }
 
@@ -140,5 +140,5 @@ pub(crate) fn junit_xml(r: &ApplyReport) -> String {
 }
 
 pub(crate) fn write_junit(path: &Path, r: &ApplyReport) -> io::Result<()> {
-    std::fs::write(path, junit_xml(r))
+    std::fs::write(path, crate::safe::xml(&junit_xml(r)).as_bytes())
 }

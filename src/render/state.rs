@@ -65,7 +65,7 @@ pub(crate) fn list_json(out: &mut impl Write, ledger: &Ledger) -> io::Result<()>
         tenant: ledger.tenant.as_deref(),
         actions: ledger.records.values().collect(),
     };
-    serde_json::to_writer_pretty(&mut *out, &dto)?;
+    crate::safe::write_json(&mut *out, &dto)?;
     writeln!(out)
 }
 
@@ -187,7 +187,7 @@ fn provenance_lines(p: &Provenance) -> Vec<String> {
 }
 
 pub(crate) fn show_json(out: &mut impl Write, r: &Record) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, &ShowDto { format_version: FORMAT_VERSION, action: r })?;
+    crate::safe::write_json(&mut *out, &ShowDto { format_version: FORMAT_VERSION, action: r })?;
     writeln!(out)
 }
 
@@ -325,6 +325,7 @@ fn csv_cell(value: &str) -> String {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
         _ => value.to_owned(),
     };
+    let defused = crate::safe::commands(&defused).into_owned();
     if defused.contains([',', '"', '\n', '\r']) { format!("\"{}\"", defused.replace('"', "\"\"")) } else { defused }
 }
 

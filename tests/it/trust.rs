@@ -337,3 +337,98 @@ fn the_plan_comment_keeps_its_structure_whatever_the_values() {
     let before = &html[..summary];
     assert_eq!(before.matches("<details>").count(), before.matches("</details>").count(), "{html}");
 }
+
+/// Whether `output` holds what the Azure Pipelines agent or GitHub's legacy syntax reads as a
+/// logging command anywhere in a line: `##[` or `##vso[`, in any case.
+fn logging_commands(output: &str) -> Vec<String> {
+    let lower = output.to_ascii_lowercase();
+    lower.lines().filter(|l| l.contains("##[") || l.contains("##vso[")).map(str::to_owned).collect()
+}
+
+// `##vso[` and `##[` are found anywhere in a line, not only at its start: a ticket, reason,
+// requester, an Intune device name or a YAML line quoted in a diagnostic carried
+// `##vso[task.setvariable variable=RECONCILE_GRAPH_URL]…` into plans, apply, state and validate.
+// Every field a pull request or Intune controls goes through every sink, and the runners' own
+// rule (a substring, any case) finds none; each value is still shown (escaped).
+#[test]
+fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let mut devices = android_devices(2);
+    devices[0].insert("deviceName".into(), "PHONE ##vso[task.prependpath]/tmp/PWNED-NAME".into());
+    devices[0].insert("operatingSystem".into(), "Android ##[add-mask]PWNED-OS".into());
+    devices[1].insert("serialNumber".into(), "SER-##VSO[task.complete]PWNED-SERIAL".into());
+    let sim = sim(SimConfig { devices, ..SimConfig::default() });
+    repo.write(
+        "manifests/a.yaml",
+        format!(
+            "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\n  ticket: 'INC-1 ##vso[task.setvariable variable=RECONCILE_GRAPH_URL]PWNED-TICKET'\n  reason: 'locked out ##[stop-commands]PWNED-REASON'\n  requestedBy: 'x@y ##Vso[build.addbuildtag]PWNED-REQUESTER'\nspec:\n  devices:\n    - id: {}\n    - id: {}\n    - deviceName: 'LOST ##vso[task.logissue]PWNED-SELECTOR'\n",
+            android_id(0),
+            android_id(1)
+        ),
+    );
+    repo.write("manifests/b ##vso[task.uploadfile]PWNED-FILE.yaml", manifest_for("b", &[&android_id(1)]));
+    let summary = repo.path().join("summary.md");
+    let mut all = String::new();
+    let mut run = |args: &[&str]| {
+        let out = repo
+            .cmd_on(&sim)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .args(args)
+            .output()
+            .expect("run");
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+        all.push_str(&String::from_utf8_lossy(&out.stderr));
+    };
+    for args in [
+        &["plan"][..],
+        &["plan", "--format", "markdown"],
+        &["plan", "--format", "json"],
+        &["plan", "--out", "saved.json"],
+        &["show", "saved.json"],
+        &["show", "saved.json", "--format", "json"],
+        &["-v", "--log-format", "json", "plan"],
+        &["apply", "--auto-approve", "--junit", "junit.xml"],
+        &["refresh"],
+        &["-v", "--log-format", "json", "refresh"],
+        &["state", "list"],
+        &["state", "list", "--format", "json"],
+        &["state", "export", "--format", "csv"],
+        &["state", "export", "--format", "json"],
+    ] {
+        run(args);
+    }
+    let keys: Vec<String> = repo.ledger_json()["records"].as_object().expect("records").keys().cloned().collect();
+    assert!(!keys.is_empty(), "{all}");
+    for key in &keys {
+        run(&["state", "show", key]);
+        run(&["state", "show", key, "--format", "json"]);
+    }
+    // A YAML line quoted in a diagnostic.
+    repo.write("manifests/c.yaml", "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: c\n  '##vso[task.setvariable variable=X]PWNED-KEY': 1\nspec:\n  devices:\n    - id: x\n");
+    run(&["validate"]);
+    run(&["-v", "--log-format", "json", "validate"]);
+    run(&["plan", "--offline"]);
+    for file in ["summary.md", "saved.json", "junit.xml"] {
+        all.push_str(&repo.read(file));
+    }
+    for what in [
+        "PWNED-NAME",
+        "PWNED-OS",
+        "PWNED-SERIAL",
+        "PWNED-TICKET",
+        "PWNED-REASON",
+        "PWNED-REQUESTER",
+        "PWNED-SELECTOR",
+        "PWNED-FILE",
+        "PWNED-KEY",
+    ] {
+        assert!(all.contains(what), "{what} was shown somewhere (escaped): the test exercised it");
+    }
+    let found = logging_commands(&all);
+    assert!(found.is_empty(), "logging commands in output: {found:#?}");
+    // Saved plans and JSON still read back as the values written.
+    let saved: serde_json::Value = serde_json::from_str(&repo.read("saved.json")).expect("saved plan is JSON");
+    assert!(saved.to_string().contains("##vso[task.setvariable"), "the value itself is kept: {saved}");
+}

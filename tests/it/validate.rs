@@ -430,3 +430,51 @@ fn a_key_written_twice_is_reported_plainly() {
     assert!(err.contains("manifests/a.yaml:5:3: error: duplicate mapping key: name\n"), "{err}");
     assert!(!err.contains("DuplicateKeyPolicy"), "{err}");
 }
+
+// A device named `CEO-PHONE` + tag characters reads as `CEO-PHONE`: invisible (format)
+// characters are an error in what identifies an action (names, former names, selectors), and
+// shown escaped in free text, where a right-to-left reason may carry marks.
+#[test]
+fn invisible_characters_are_refused_in_identity_and_shown_escaped_in_free_text() {
+    let repo = Repo::empty();
+    for (i, (key, value)) in [
+        ("deviceName", "CEO-PHONE\u{e0041}\u{e0042}"),
+        ("deviceName", "CEO\u{200b}PHONE"),
+        ("serialNumber", "R58\u{2060}M1"),
+        ("serialNumber", "R58\u{3164}"),
+        ("deviceName", "A\u{61c}B"),
+        ("deviceName", "A\u{180e}B"),
+        ("deviceName", "A\u{200d}B"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        repo.write(
+            "manifests/a.yaml",
+            format!("apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\nspec:\n  devices:\n    - {key}: \"{value}\"\n"),
+        );
+        let out = repo.cmd().arg("validate").output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{i}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("manifests/a.yaml:7:") && err.contains("contains the invisible character U+"),
+            "{i}: {err}"
+        );
+        assert!(!err.contains(value), "{i}: shown raw: {err}");
+    }
+    repo.write(
+        "manifests/a.yaml",
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\n  formerNames: [\"old\u{200b}\"]\nspec:\n  devices:\n    - deviceName: X\n",
+    );
+    let err = stderr(&repo.cmd().arg("validate").output().expect("run"));
+    assert!(err.contains("invalid formerNames entry `old\\u{200b}`"), "{err}");
+    // Free text: accepted, and shown escaped.
+    repo.write(
+        "manifests/a.yaml",
+        "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\n  ticket: \"INC-1\u{200b}\"\n  reason: \"\u{200f}مقفل\u{200f}\"\nspec:\n  devices:\n    - deviceName: X\n",
+    );
+    repo.cmd().arg("validate").assert().success();
+    let out = repo.cmd().args(["plan", "--offline"]).output().expect("run");
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains('\u{200b}') && !all.contains('\u{200f}'), "{all}");
+}

@@ -65,6 +65,11 @@ impl Diagnostic {
         }
     }
 
+    /// An error that belongs to no file (the environment, git).
+    pub(crate) fn plain_error(message: impl Into<String>) -> Self {
+        Diagnostic { file: None, ..Diagnostic::error("", None, message) }
+    }
+
     pub(crate) fn warning(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, pos, message) }
     }

@@ -20,6 +20,8 @@ pub(crate) const RECONCILE_GRAPH_URL: &str = "RECONCILE_GRAPH_URL";
 /// The operator's ledger location (a path or a Blob URL), like `--state`; the only source of a
 /// Blob URL besides `--state`.
 pub(crate) const RECONCILE_STATE: &str = "RECONCILE_STATE";
+/// The operator's policy file: a floor the repository's `policy:` section can only tighten.
+pub(crate) const RECONCILE_POLICY: &str = "RECONCILE_POLICY";
 /// A ready access token for Graph, used as is.
 pub(crate) const RECONCILE_GRAPH_TOKEN: &str = "RECONCILE_GRAPH_TOKEN";
 /// Turns colour off (<https://no-color.org>).

@@ -16,17 +16,7 @@ pub(crate) struct GitError {
 /// of `base` and `HEAD`, and the working tree, untracked files included: a pull request's own
 /// change when `base` is its target branch.
 pub(crate) fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
-    if base.starts_with('-') || base.chars().any(char::is_control) {
-        return Err(GitError {
-            what: format!("`{}` is not a git revision", base.escape_debug()),
-            hint: "name a branch, tag or commit, e.g. origin/main",
-        });
-    }
-    let fork = run(&["merge-base", base, "HEAD"]).map_err(|why| GitError {
-        what: format!("cannot find where this change forks from `{base}`: {why}"),
-        hint: "fetch the base branch with enough history (actions/checkout: `fetch-depth: 0`; Azure Pipelines: `fetchDepth: 0`)",
-    })?;
-    let fork = fork.trim().to_owned();
+    let fork = fork_point(base)?;
     let mut files = HashSet::new();
     for args in [
         vec!["diff", "--name-only", "-z", "--no-renames", "--relative", fork.as_str(), "--"],
@@ -40,6 +30,71 @@ pub(crate) fn changed_since(base: &str) -> Result<HashSet<PathBuf>, GitError> {
         files.extend(out.split('\0').filter(|f| !f.is_empty()).map(|f| normal(Path::new(f), Path::new(""))));
     }
     Ok(files)
+}
+
+fn revision(rev: &str) -> Result<&str, GitError> {
+    if rev.starts_with('-') || rev.chars().any(char::is_control) || rev.is_empty() {
+        return Err(GitError {
+            what: format!("`{}` is not a git revision", rev.escape_debug()),
+            hint: "name a branch, tag or commit, e.g. origin/main",
+        });
+    }
+    Ok(rev)
+}
+
+/// The commit where `HEAD` forks from `base` (their merge base): what a pull request's change
+/// is measured against.
+pub(crate) fn fork_point(base: &str) -> Result<String, GitError> {
+    let base = revision(base)?;
+    let fork = run(&["merge-base", base, "HEAD"]).map_err(|why| GitError {
+        what: format!("cannot find where this change forks from `{base}`: {why}"),
+        hint: "fetch the base branch with enough history (actions/checkout: `fetch-depth: 0`; Azure Pipelines: `fetchDepth: 0`)",
+    })?;
+    Ok(fork.trim().to_owned())
+}
+
+/// The commit `rev` names, in full.
+pub(crate) fn commit(rev: &str) -> Result<String, GitError> {
+    let rev = revision(rev)?;
+    let spec = format!("{rev}^{{commit}}");
+    run(&["rev-parse", "--verify", "--quiet", &spec]).map(|s| s.trim().to_owned()).map_err(|why| GitError {
+        what: format!(
+            "git does not know the commit `{rev}`{}",
+            if why.is_empty() { String::new() } else { format!(": {why}") }
+        ),
+        hint: "fetch it (actions/checkout: `fetch-depth: 0`; Azure Pipelines: `fetchDepth: 0`)",
+    })
+}
+
+/// The first parent of `HEAD` (the branch before a merge), when this is a repository with one.
+pub(crate) fn first_parent() -> Option<String> {
+    run(&["rev-parse", "--verify", "--quiet", "HEAD^1^{commit}"])
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// `HEAD`'s commit, when this is a repository with one.
+pub(crate) fn head() -> Option<String> {
+    run(&["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The text of `path` (relative to the working directory) at `commit`; `None` when it did not
+/// exist there.
+pub(crate) fn file_at(commit: &str, path: &Path) -> Result<Option<String>, GitError> {
+    let commit = revision(commit)?;
+    let Some(rel) = path.to_str() else { return Ok(None) };
+    let spec = format!("{commit}:./{}", rel.trim_start_matches("./"));
+    if run(&["cat-file", "-e", &spec]).is_err() {
+        return Ok(None);
+    }
+    run(&["show", &spec]).map(Some).map_err(|why| GitError {
+        what: format!("cannot read `{rel}` at {commit}: {why}"),
+        hint: "run it inside the repository's working tree",
+    })
 }
 
 /// How recently each file entered the repository, for telling which of two files a change added:

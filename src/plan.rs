@@ -190,6 +190,8 @@ pub(crate) struct Plan<'a> {
     pub manifests: BTreeMap<String, ManifestInfo>,
     /// `plan --base`: the counts of what lies outside the change (not detailed).
     pub outside: Option<Summary>,
+    /// What the change does to the policy, and where the rules in effect come from.
+    pub policy_change: Option<crate::violation::PolicyChange>,
 }
 
 impl<'a> Plan<'a> {
@@ -199,7 +201,14 @@ impl<'a> Plan<'a> {
         for e in &entries {
             summary.count(e.change);
         }
-        Plan { entries, summary, violations: Vec::new(), manifests: BTreeMap::new(), outside: None }
+        Plan {
+            entries,
+            summary,
+            violations: Vec::new(),
+            manifests: BTreeMap::new(),
+            outside: None,
+            policy_change: None,
+        }
     }
 
     /// The same plan, with what its reviewers see of each manifest.

@@ -62,6 +62,10 @@ pub(crate) struct SavedPlan {
     /// `plan --base`: the counts of what lay outside the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outside: Option<crate::plan::Summary>,
+    /// The policy the plan was judged under: its digest, the base revision and what the change
+    /// did to the policy. `apply --plan` judges the change against the same base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::violation::PolicyChange>,
 }
 
 /// A policy violation as saved.
@@ -215,6 +219,7 @@ impl SavedPlan {
                 .collect(),
             manifests: plan.manifests.clone(),
             outside: plan.outside,
+            policy: plan.policy_change.clone(),
         }
     }
 
@@ -349,6 +354,7 @@ impl Restored {
         plan.summary.violations = violations.len();
         plan.violations = violations;
         plan.outside = self.saved.outside;
+        plan.policy_change = self.saved.policy.clone();
         plan
     }
 

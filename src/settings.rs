@@ -153,8 +153,13 @@ pub(crate) struct Settings {
     pub authority_host: Option<String>,
     /// The device fixture for `--simulate`, if the config names one.
     pub sim_devices: Option<PathBuf>,
-    /// The `policy:` section, validated.
+    /// The policy in effect: the stricter of the operator's floor, the repository's `policy:`
+    /// section and, for a change under review, the same section before it.
     pub policy: crate::policy::Policy,
+    /// The repository's own `policy:` section, validated.
+    pub repo_policy: crate::policy::Policy,
+    /// The operator's policy (`RECONCILE_POLICY` / `--policy`), if any.
+    pub floor: Option<crate::policy::Floor>,
 }
 
 impl Settings {
@@ -180,6 +185,25 @@ fn simulated_path(state: PathBuf) -> PathBuf {
 pub(crate) struct Overrides {
     pub config: Option<PathBuf>,
     pub state: Option<PathBuf>,
+    /// `--policy`: the operator's policy file.
+    pub policy: Option<PathBuf>,
+    /// The policy before the change under review, which the change's actions are judged by too.
+    pub base: Base,
+}
+
+/// Which revision's `reconcile.yaml` holds the policy before the change under review: a change
+/// may loosen the policy or rely on a loosening, never both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Base {
+    /// No change under review (validate, state, refresh …).
+    #[default]
+    None,
+    /// `plan --base REF`: where the pull request forks from `REF`.
+    ForkFrom(String),
+    /// `apply` after a merge: the first parent of `HEAD`, when there is one.
+    FirstParent,
+    /// A commit named elsewhere (a saved plan's base, `watch --apply`'s previous cycle).
+    Commit(String),
 }
 
 /// Reads the config (if any) and environment. Problems in the config become diagnostics with
@@ -348,7 +372,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
         crate::state::Location::Blob(_) => join(&base, Path::new(DEFAULT_STATE)),
     });
     let nonempty = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    Settings {
+    let mut settings = Settings {
         manifests,
         state,
         sim_state,
@@ -363,7 +387,82 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
             }
             path
         }),
-        policy: raw.policy.map(|p| crate::policy::Policy::from_raw(p, &file, diags)).unwrap_or_default(),
+        policy: crate::policy::Policy::default(),
+        repo_policy: raw.policy.map(|p| crate::policy::Policy::from_raw(p, &file, diags)).unwrap_or_default(),
+        floor: None,
+    };
+    // The operator's floor: a file the repository cannot change.
+    let floor_path = overrides.policy.clone().or_else(|| nonempty(crate::env::RECONCILE_POLICY).map(PathBuf::from));
+    settings.floor = floor_path.and_then(|p| crate::policy::Floor::load(&p, diags));
+    if let Some(f) = &settings.floor {
+        for w in f.warnings(&settings.repo_policy) {
+            diags.push(w);
+        }
+    }
+    let base = base_policy(&overrides.base, overrides.config.as_deref(), diags);
+    settings.policy = crate::policy::effective(settings.floor.as_ref(), &settings.repo_policy, base);
+    settings
+}
+
+/// The repository's policy before the change under review (`None`: no change under review, or
+/// nothing in git to compare with), named by its short commit.
+fn base_policy(base: &Base, config: Option<&Path>, diags: &mut Diagnostics) -> Option<(String, crate::policy::Policy)> {
+    let commit = match base {
+        Base::None => return None,
+        Base::FirstParent => crate::git::first_parent()?,
+        Base::ForkFrom(rev) => match crate::git::fork_point(rev) {
+            Ok(c) => c,
+            Err(e) => {
+                diags.push(Diagnostic::plain_error(e.to_string()));
+                return None;
+            }
+        },
+        Base::Commit(rev) => match crate::git::commit(rev) {
+            Ok(c) => c,
+            Err(e) => {
+                diags.push(Diagnostic::plain_error(format!("the policy before this change: {e}")));
+                return None;
+            }
+        },
+    };
+    let short: String = commit.chars().take(12).collect();
+    // The config as the working directory names it; one outside the working tree is the
+    // operator's, not the change's.
+    let path = config.map_or_else(|| PathBuf::from(DEFAULT_CONFIG), Path::to_path_buf);
+    let rel = match std::env::current_dir() {
+        Ok(cwd) if path.is_absolute() => path.strip_prefix(&cwd).ok()?.to_path_buf(),
+        _ => path.clone(),
+    };
+    let text = match crate::git::file_at(&commit, &rel) {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => {
+            diags.push(Diagnostic::plain_error(format!("the policy before this change: {e}")));
+            return None;
+        }
+    };
+    let mut found = Diagnostics::default();
+    let raw = match source::split_documents(&text).as_slice() {
+        [] => Some(RawConfig::default()),
+        [doc] => source::parse_document::<RawConfig>(&rel, doc, &mut found),
+        _ => None,
+    };
+    let policy = raw.map(|r| {
+        r.policy
+            .map(|p| {
+                crate::policy::Policy::from_raw_as(p, &rel, crate::policy::Origin::Base(short.clone()), &mut found)
+            })
+            .unwrap_or_default()
+    });
+    match policy {
+        Some(p) if !found.has_errors() => Some((short, p)),
+        _ => {
+            diags.push(Diagnostic::warning(
+                &rel,
+                None,
+                format!("the policy at {short} cannot be read, so this change is judged by its own policy only"),
+            ));
+            None
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! A policy violation: which rule, what it stops, and the diagnostic a person reads. A leaf
-//! module, so that the plan (which carries violations) and the policy (which finds them) do not
-//! depend on each other for it.
+//! A policy violation: which rule, what it stops, and the diagnostic a person reads; and what a
+//! change does to the policy ([`PolicyChange`]). A leaf module, so that the plan (which carries
+//! them) and the policy (which finds them) do not depend on each other for it.
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +96,33 @@ pub(crate) fn found(
     hint: &str,
 ) -> (Rule, Diagnostic) {
     (rule, Diagnostic::error(file, pos, format!("policy {}: {message}", rule.code())).with_hint(hint))
+}
+
+/// What a change does to the repository's policy, and where each rule in effect comes from.
+/// Plans carry it and show it first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PolicyChange {
+    /// The revision the change was judged against, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// "protected device serialNumber R58 removed", "maxActionsPerApply 5 → 500".
+    #[serde(default)]
+    pub loosens: Vec<String>,
+    #[serde(default)]
+    pub tightens: Vec<String>,
+    /// Each rule in effect with its source, when an operator's floor is in force:
+    /// "maxActionsPerApply 5 (/etc/reconcile/policy.yaml:2 (the operator's))".
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// A digest of the effective policy: a saved plan records what it was judged under.
+    pub digest: String,
+}
+
+impl PolicyChange {
+    /// Whether there is anything to show.
+    pub(crate) fn is_worth_showing(&self) -> bool {
+        !self.loosens.is_empty() || !self.tightens.is_empty() || !self.rules.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -180,7 +180,22 @@ pub(super) fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
 /// `apply` in `session` (a command's own, or `watch`'s for its lifetime).
 #[allow(clippy::print_stderr)]
 pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
-    let p = project::load(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
+    let mut overrides = g.overrides();
+    // The change is judged by the policy before it too: the saved plan's base, the previous
+    // cycle's commit under watch, else the first parent of HEAD (the branch before a merge).
+    let watched =
+        args.watch.as_ref().and_then(|w| w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).base.clone());
+    let saved = args
+        .plan
+        .as_deref()
+        .and_then(|p| crate::saved::SavedPlan::read(p).ok())
+        .and_then(|s| s.policy)
+        .and_then(|p| p.base);
+    overrides.base = match saved.or(watched) {
+        Some(commit) => crate::settings::Base::Commit(commit),
+        None => crate::settings::Base::FirstParent,
+    };
+    let p = project::load(&overrides, &args.paths, &env).map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
     let request = ApplyRequest {
         saved_plan: args.plan.clone(),

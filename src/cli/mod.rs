@@ -58,6 +58,9 @@ pub(crate) struct GlobalArgs {
     /// The ledger [default: `state:` in the config, else .reconcile/state.json].
     #[arg(long, global = true, help_heading = "Global options", value_name = "PATH")]
     pub state: Option<PathBuf>,
+    /// The operator's policy: a floor the repository's `policy:` can only tighten [env: RECONCILE_POLICY].
+    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// More logging (-v, -vv). RUST_LOG overrides.
     #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -77,7 +80,12 @@ pub(crate) struct GlobalArgs {
 
 impl GlobalArgs {
     fn overrides(&self) -> Overrides {
-        Overrides { config: self.config.clone(), state: self.state.clone() }
+        Overrides {
+            config: self.config.clone(),
+            state: self.state.clone(),
+            policy: self.policy.clone(),
+            base: crate::settings::Base::None,
+        }
     }
 }
 
@@ -221,6 +229,9 @@ fn json_logs() -> bool {
 pub(crate) struct WatchOut {
     pub plan: Vec<u8>,
     pub summary: Vec<String>,
+    /// `watch --apply`: the commit of the previous cycle, whose policy this cycle's change is
+    /// judged by too (`None` on the first cycle: the first parent of `HEAD`).
+    pub base: Option<String>,
 }
 
 /// Shared with the command a `watch` cycle runs.

@@ -76,13 +76,15 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     let mut changed = true;
     // The last plan printed: an unchanged plan is not printed again.
     let mut last = None;
+    // The commit the previous cycle applied: the next cycle's change is judged against its policy.
+    let mut previous: Option<String> = None;
     // A change is acted on once the files have been quiet for the debounce time, so a burst of
     // saves is one cycle however the watcher batches its events.
     let mut quiet_from = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         if (changed && Instant::now() >= quiet_from) || Instant::now() >= next_due {
             cycle += 1;
-            let ok = run_cycle(&mut session, g, &args, cycle, changed, &mut last);
+            let ok = run_cycle(&mut session, g, &args, cycle, changed, (&mut last, &mut previous));
             changed = false;
             let backoff = if ok { Duration::ZERO } else { crate::retry::Policy::WATCH.exponential(failures) };
             failures = if ok { 0 } else { failures.saturating_add(1) };
@@ -124,11 +126,13 @@ fn run_cycle(
     args: &WatchArgs,
     cycle: u64,
     changed: bool,
-    last: &mut Option<Vec<u8>>,
+    (last, previous): (&mut Option<Vec<u8>>, &mut Option<String>),
 ) -> bool {
     let started = Instant::now();
     let json = super::json_logs();
     let sink = super::WatchSink::default();
+    sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).base = previous.clone();
+    let head = crate::git::head();
     let result = if args.apply {
         let apply = super::apply::ApplyArgs {
             paths: args.paths.clone(),
@@ -159,6 +163,9 @@ fn run_cycle(
         };
         super::plan::run_in(session, g, plan)
     };
+    if args.apply && head.is_some() {
+        *previous = head;
+    }
     let ok = match result {
         Ok(()) => true,
         // A plan with blocked devices exits 1 but is a plan all the same.

@@ -67,7 +67,12 @@ pub(crate) fn prepare(
     request: &PlanRequest,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Planned, PlanError> {
-    let (settings, diags) = project::load_settings(overrides, env);
+    // A pull request's plan judges its actions by the policy before it too.
+    let mut overrides = overrides.clone();
+    if let Some(base) = &request.base {
+        overrides.base = crate::settings::Base::ForkFrom(base.clone());
+    }
+    let (settings, diags) = project::load_settings(&overrides, env);
     // A broken config stops the run before anything is contacted (with the manifests' problems
     // reported too).
     if diags.has_errors() {

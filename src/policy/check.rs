@@ -46,24 +46,22 @@ impl Policy {
             let f = &m.file;
             let at = Some(m.name_pos);
             let ticket = m.ticket.as_ref().filter(|(t, _)| !t.trim().is_empty());
-            match (ticket, self.require_ticket) {
-                (None, true) => out.push(violation(
+            match (ticket, self.require_ticket.first()) {
+                (None, Some(rule)) => out.push(violation(
                     f,
                     at,
                     Rule::RequireTicket,
                     format!("manifest `{}` has no metadata.ticket", m.name),
-                    "add `ticket:` under `metadata:`",
+                    &rule.hint("add `ticket:` under `metadata:`"),
                 )),
                 (Some((t, pos)), _) => {
-                    if let Some((re, pat, _)) = &self.ticket_pattern
-                        && !re.is_match(t)
-                    {
+                    if let Some((_, pat, rule)) = self.ticket_pattern.iter().find(|(re, _, _)| !re.is_match(t)) {
                         out.push(violation(
                             f,
                             Some(*pos),
                             Rule::TicketPattern,
                             format!("ticket `{t}` does not match `{pat}`"),
-                            "use a ticket id of the form the policy asks for",
+                            &rule.hint("use a ticket id of the form the policy asks for"),
                         ));
                     }
                 }
@@ -71,16 +69,18 @@ impl Policy {
             }
             // requireTicket's siblings: a metadata field that must be there and not blank.
             for (required, value, rule, key) in [
-                (self.require_reason, &m.reason, Rule::RequireReason, "reason"),
-                (self.require_requested_by, &m.requested_by, Rule::RequireRequestedBy, "requestedBy"),
+                (self.require_reason.first(), &m.reason, Rule::RequireReason, "reason"),
+                (self.require_requested_by.first(), &m.requested_by, Rule::RequireRequestedBy, "requestedBy"),
             ] {
-                if required && value.as_ref().is_none_or(|(v, _)| v.trim().is_empty()) {
+                if let Some(source) = required
+                    && value.as_ref().is_none_or(|(v, _)| v.trim().is_empty())
+                {
                     out.push(violation(
                         f,
                         at,
                         rule,
                         format!("manifest `{}` has no metadata.{key}", m.name),
-                        &format!("add `{key}:` under `metadata:`"),
+                        &source.hint(&format!("add `{key}:` under `metadata:`")),
                     ));
                 }
             }
@@ -115,18 +115,21 @@ impl Policy {
         let plan = self.judge_out_of_band(plan, audits, &claims, now);
         found.extend(self.check_plan(&plan, ledger, audits, &claims, now));
         let mut plan = plan.with_violations(found);
-        if let Some((max, pos)) = self.max_actions
+        if let Some((max, at)) = self.max_limit()
             && plan.summary.to_reset > max as usize
         {
             plan.violations.push(Violation::of_repository(violation(
-                &self.file,
-                Some(pos),
+                &at.file,
+                Some(at.pos),
                 Rule::MaxActionsPerApply,
                 format!("the plan resets {} devices, more than the limit of {max}", plan.summary.to_reset),
-                "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
+                &at.hint(
+                    "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
+                ),
             )));
             plan.summary.violations += 1;
         }
+        plan.policy_change = self.change.clone();
         plan
     }
     /// `outOfBand`: each reset whose device Intune shows reset outside this tool within
@@ -173,8 +176,8 @@ impl Policy {
             file,
             Some(pos),
             Rule::ProtectedDevices,
-            format!("device {what} is protected ({}; listed at {}:{})", p.reason, self.file.display(), p.pos.line),
-            "remove it from the manifest; protection is lifted only by a reviewed change to reconcile.yaml",
+            format!("device {what} is protected ({}; listed at {})", p.reason, p.at.describe()),
+            &p.at.hint("remove it from the manifest; protection is lifted only by a reviewed change to reconcile.yaml"),
         )
     }
 
@@ -191,7 +194,7 @@ impl Policy {
         let mut all: Vec<Violation> = Vec::new();
         let mut planned: HashMap<String, &crate::action::Action> = HashMap::new();
         let past =
-            if self.cooldown.is_some() { ResetIndex::new(ledger.records.values()) } else { ResetIndex::default() };
+            if self.cooldown.is_empty() { ResetIndex::default() } else { ResetIndex::new(ledger.records.values()) };
         for e in plan.entries.iter().filter(|e| e.change == Change::Reset) {
             let Some(a) = e.action else { continue };
             let found = [
@@ -212,14 +215,15 @@ impl Policy {
         device: Option<&Device>,
         planned: &mut HashMap<String, &'a crate::action::Action>,
     ) -> Option<(Rule, Diagnostic)> {
-        let d = device.filter(|_| self.cooldown.is_some())?;
+        let (_, rule) = self.longest_cooldown()?;
+        let d = device?;
         match planned.get(&d.id.to_ascii_lowercase()) {
             Some(first) if first.manifest != a.manifest => Some(violation(
                 &a.file,
                 Some(a.pos),
                 Rule::Cooldown,
                 format!("device {} is also reset by manifest `{}` in this plan", a.selector, first.manifest),
-                "reset it in one manifest only",
+                &rule.hint("reset it in one manifest only"),
             )),
             Some(_) => None,
             None => {
@@ -252,9 +256,12 @@ impl Policy {
 
     /// `allowPlatforms`.
     fn platform(&self, a: &crate::action::Action, d: &Device) -> Option<(Rule, Diagnostic)> {
-        let (allowed, _) = self.allow_platforms.as_ref()?;
         let os = d.operating_system.clone().unwrap_or_default();
-        Platform::of(&os).is_none_or(|pl| !allowed.contains(&pl)).then(|| {
+        let (_, rule) = self
+            .allow_platforms
+            .iter()
+            .find(|(allowed, _)| Platform::of(&os).is_none_or(|pl| !allowed.contains(&pl)))?;
+        Some({
             violation(
                 &a.file,
                 Some(a.pos),
@@ -264,7 +271,7 @@ impl Policy {
                     a.selector,
                     if os.is_empty() { "an unknown platform" } else { &os }
                 ),
-                "remove it from the manifest, or change policy.allowPlatforms in a reviewed change",
+                &rule.hint("remove it from the manifest, or change policy.allowPlatforms in a reviewed change"),
             )
         })
     }
@@ -279,7 +286,7 @@ impl Policy {
         claims: &dyn Fn() -> &'l Claims<'l>,
         now: jiff::Timestamp,
     ) -> Option<(Rule, Diagnostic)> {
-        let (cooldown, _) = self.cooldown?;
+        let (cooldown, rule) = self.longest_cooldown()?;
         let span = jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
         let recorded = past.last(a, device.map(|d| d.id.as_str())).map(|(when, r)| (when, format!("`{}`", r.manifest)));
         let elsewhere = device
@@ -298,7 +305,7 @@ impl Policy {
                     HumanDuration(cooldown),
                     crate::duration::at_second(when + span)
                 ),
-                "wait until then, or remove the device from the manifest",
+                &rule.hint("wait until then, or remove the device from the manifest"),
             )
         })
     }

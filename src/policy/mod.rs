@@ -30,63 +30,125 @@ use crate::manifest::source::{duration, pos_of};
 use crate::plan::RenameGuard;
 
 mod check;
+mod combine;
 mod raw;
 #[cfg(test)]
 mod tests;
 mod window;
+use crate::violation::Rule;
+pub(crate) use combine::{Floor, PolicyChange, effective};
 pub(crate) use raw::*;
 use window::{Window, Windows, minutes};
+
+/// Where a rule of the effective policy was written: the operator's floor, the repository as it
+/// is now, or the repository before the change under review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Operator,
+    Repository,
+    /// The policy at this git revision, which the change loosens.
+    Base(String),
+}
+
+/// A rule's place: its file and line, and whose it is.
+#[derive(Debug, Clone)]
+pub(crate) struct At {
+    pub(crate) file: PathBuf,
+    pub(crate) pos: Pos,
+    pub(crate) origin: Origin,
+}
+
+impl At {
+    /// `reconcile.yaml:7`, `/etc/reconcile/policy.yaml:3 (operator)`, `reconcile.yaml:7 at 1a2b3c`.
+    pub(crate) fn describe(&self) -> String {
+        let place = format!("{}:{}", self.file.display(), self.pos.line);
+        match &self.origin {
+            Origin::Operator => format!("{place} (the operator's)"),
+            Origin::Repository => place,
+            Origin::Base(rev) => format!("{place} at {rev}"),
+        }
+    }
+    /// The hint of a violation of this rule: `usual`, or, for a rule only the policy before the
+    /// change has, why the change cannot rely on its own loosening.
+    pub(crate) fn hint(&self, usual: &str) -> String {
+        match &self.origin {
+            Origin::Base(rev) => format!(
+                "the policy at {rev} forbids it and this change loosens that rule: merge the policy change on its own first, then this change"
+            ),
+            _ => usual.to_owned(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Protected {
     selector: Selector,
     reason: String,
-    pos: Pos,
+    at: At,
 }
-/// The validated `policy:` section. The default enforces nothing but the likely-rename guard.
+
+/// The validated `policy:` section, or the stricter of several (the operator's floor, the
+/// repository's, the repository's before a change: [`Policy::stricter`]). Each rule keeps every
+/// source's value with its place; the strictest decides, and names its source. The default
+/// enforces nothing but the likely-rename guard.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    file: PathBuf,
-    max_actions: Option<(u32, Pos)>,
-    require_ticket: bool,
-    ticket_pattern: Option<(regex_lite::Regex, String, Pos)>,
-    require_reason: bool,
-    require_requested_by: bool,
-    allow_platforms: Option<(Vec<Platform>, Pos)>,
+    max_actions: Vec<(u32, At)>,
+    require_ticket: Vec<At>,
+    ticket_pattern: Vec<(regex_lite::Regex, String, At)>,
+    require_reason: Vec<At>,
+    require_requested_by: Vec<At>,
+    allow_platforms: Vec<(Vec<Platform>, At)>,
     protected: Vec<Protected>,
-    cooldown: Option<(Duration, Pos)>,
-    windows: Option<Windows>,
+    cooldown: Vec<(Duration, At)>,
+    windows: Vec<(Windows, At)>,
     /// `None`: likely renames are sent.
     rename_within: Option<Duration>,
     /// `policy.outOfBand`: how far back, and what then.
     out_of_band: (Duration, OutOfBandThen),
+    /// Rules this policy's own file switched off by name (`requireTicket: false`): a floor's
+    /// warning names them.
+    switched_off: Vec<(Rule, At)>,
+    /// What the change under review does to the repository's policy (see [`combine`]).
+    pub(crate) change: Option<PolicyChange>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            file: PathBuf::new(),
-            max_actions: None,
-            require_ticket: false,
-            ticket_pattern: None,
-            require_reason: false,
-            require_requested_by: false,
-            allow_platforms: None,
+            max_actions: Vec::new(),
+            require_ticket: Vec::new(),
+            ticket_pattern: Vec::new(),
+            require_reason: Vec::new(),
+            require_requested_by: Vec::new(),
+            allow_platforms: Vec::new(),
             protected: Vec::new(),
-            cooldown: None,
-            windows: None,
+            cooldown: Vec::new(),
+            windows: Vec::new(),
             rename_within: Some(RENAME_WITHIN),
             out_of_band: (OUT_OF_BAND_WITHIN, OutOfBandThen::Adopt),
+            switched_off: Vec::new(),
+            change: None,
         }
     }
 }
 impl Policy {
-    /// Validates the raw section, pushing a diagnostic (in the config file) for every problem.
+    /// Validates the raw section, pushing a diagnostic (in `file`) for every problem.
     pub(crate) fn from_raw(raw: RawPolicy, file: &Path, diags: &mut Diagnostics) -> Policy {
-        let mut p = Policy { file: file.to_path_buf(), ..Policy::default() };
+        Policy::from_raw_as(raw, file, Origin::Repository, diags)
+    }
+
+    /// [`Policy::from_raw`], for a policy of `origin`.
+    pub(crate) fn from_raw_as(raw: RawPolicy, file: &Path, origin: Origin, diags: &mut Diagnostics) -> Policy {
+        let at = |pos: Option<Pos>| At {
+            file: file.to_path_buf(),
+            pos: pos.unwrap_or(Pos::new(1, 1)),
+            origin: origin.clone(),
+        };
+        let mut p = Policy::default();
         if let Some(m) = raw.max_actions_per_apply {
             match u32::try_from(m.value) {
-                Ok(n) if n >= 1 => p.max_actions = Some((n, pos_of(&m, 0).unwrap_or(Pos::new(1, 1)))),
+                Ok(n) if n >= 1 => p.max_actions.push((n, at(pos_of(&m, 0)))),
                 _ => diags.push(Diagnostic::error(
                     file,
                     pos_of(&m, 0),
@@ -94,22 +156,30 @@ impl Policy {
                 )),
             }
         }
-        p.require_ticket = raw.require_ticket.unwrap_or(false);
-        p.require_reason = raw.require_reason.unwrap_or(false);
-        p.require_requested_by = raw.require_requested_by.unwrap_or(false);
+        for (said, list, rule) in [
+            (raw.require_ticket, &mut p.require_ticket, Rule::RequireTicket),
+            (raw.require_reason, &mut p.require_reason, Rule::RequireReason),
+            (raw.require_requested_by, &mut p.require_requested_by, Rule::RequireRequestedBy),
+        ] {
+            match said {
+                Some(true) => list.push(at(None)),
+                Some(false) => p.switched_off.push((rule, at(None))),
+                None => {}
+            }
+        }
         if let Some(pat) = raw.ticket_pattern {
             match regex_lite::Regex::new(&pat.value) {
-                Ok(re) => p.ticket_pattern = Some((re, pat.value.clone(), pos_of(&pat, 0).unwrap_or(Pos::new(1, 1)))),
+                Ok(re) => p.ticket_pattern.push((re, pat.value.clone(), at(pos_of(&pat, 0)))),
                 Err(e) => {
                     diags.push(Diagnostic::error(file, pos_of(&pat, 0), format!("invalid policy.ticketPattern: {e}")))
                 }
             }
         }
         if let Some(list) = raw.allow_platforms {
-            p.allow_platforms = Some((list.value.clone(), pos_of(&list, 0).unwrap_or(Pos::new(1, 1))));
+            p.allow_platforms.push((list.value.clone(), at(pos_of(&list, 0))));
         }
         for entry in raw.protected_devices.into_iter().flatten() {
-            let pos = pos_of(&entry, 0).unwrap_or(Pos::new(1, 1));
+            let pos = pos_of(&entry, 0);
             let d = entry.value;
             let given: Vec<(SelectorKind, String)> = [
                 (SelectorKind::Id, d.id),
@@ -123,11 +193,11 @@ impl Policy {
                 [(kind, value)] if !value.is_empty() => p.protected.push(Protected {
                     selector: Selector { kind: *kind, value: value.clone() },
                     reason: d.reason,
-                    pos,
+                    at: at(pos),
                 }),
                 _ => diags.push(Diagnostic::error(
                     file,
-                    Some(pos),
+                    pos,
                     "a protected device needs exactly one of `id`, `serialNumber`, `deviceName`",
                 )),
             }
@@ -135,7 +205,7 @@ impl Policy {
         if let Some(c) = raw.cooldown
             && let Some(d) = duration(&c, "policy.cooldown", file, diags)
         {
-            p.cooldown = Some((d, pos_of(&c, 0).unwrap_or(Pos::new(1, 1))));
+            p.cooldown.push((d, at(pos_of(&c, 0))));
         }
         if let Some(r) = raw.likely_rename {
             if let Some(d) = r.within.as_ref().and_then(|w| duration(w, "policy.likelyRename.within", file, diags)) {
@@ -174,7 +244,7 @@ impl Policy {
                 }
             }
             if let Ok(tz) = tz {
-                p.windows = Some(Windows { tz, tz_name: w.time_zone.value.clone(), list });
+                p.windows.push((Windows { tz, tz_name: w.time_zone.value.clone(), list }, at(pos_of(&w.time_zone, 0))));
             }
         }
         p
@@ -186,18 +256,33 @@ impl Policy {
     /// Since when resets made outside this tool matter: `outOfBand.within`, or the cooldown
     /// when it is longer (it counts them too). The audit log is read from then on.
     pub(crate) fn out_of_band_since(&self, now: jiff::Timestamp) -> jiff::Timestamp {
-        let back = self.cooldown.map_or(self.out_of_band.0, |(c, _)| c.max(self.out_of_band.0));
+        let back = self.longest_cooldown().map_or(self.out_of_band.0, |(c, _)| c.max(self.out_of_band.0));
         now - jiff::SignedDuration::try_from(back).unwrap_or(jiff::SignedDuration::MAX)
     }
-    /// `maxActionsPerApply`: the most resets one run may send.
+    /// `maxActionsPerApply`: the most resets one run may send (the smallest of every source's).
     pub(crate) fn max_actions(&self) -> Option<usize> {
-        self.max_actions.map(|(max, _)| max as usize)
+        self.max_limit().map(|(max, _)| max as usize)
+    }
+    /// The smallest `maxActionsPerApply` and its place (the first source's on a tie: the
+    /// operator's before the repository's before the base's).
+    fn max_limit(&self) -> Option<(u32, &At)> {
+        self.max_actions.iter().fold(None, |best: Option<(u32, &At)>, (n, at)| match best {
+            Some((b, _)) if b <= *n => best,
+            _ => Some((*n, at)),
+        })
+    }
+    /// The longest cooldown and its place (the first source's on a tie).
+    fn longest_cooldown(&self) -> Option<(Duration, &At)> {
+        self.cooldown.iter().fold(None, |best: Option<(Duration, &At)>, (d, at)| match best {
+            Some((b, _)) if b >= *d => best,
+            _ => Some((*d, at)),
+        })
     }
 
     /// Whether a rule looks at what a device resolved to (platforms, protected devices,
     /// cooldown): such a violation stops the whole manifest, so none of its resets may leave
     /// before all of its devices are looked up.
     pub(crate) fn has_device_rules(&self) -> bool {
-        self.allow_platforms.is_some() || !self.protected.is_empty() || self.cooldown.is_some()
+        !self.allow_platforms.is_empty() || !self.protected.is_empty() || !self.cooldown.is_empty()
     }
 }

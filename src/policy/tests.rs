@@ -188,3 +188,140 @@ fn bad_policies_point_into_the_config() {
         assert!(text.iter().any(|t| t.starts_with(want)), "{want} in {text:?}");
     }
 }
+
+/// `a` as the operator's floor and `b` as the repository's, combined both ways round: the
+/// stricter of two policies must not depend on which is which.
+fn both_ways(a: &str, b: &str) -> [Policy; 2] {
+    let op = |yaml: &str| {
+        let raw: RawPolicy = serde_saphyr::from_str(yaml).expect("policy YAML");
+        Policy::from_raw_as(raw, Path::new("op.yaml"), Origin::Operator, &mut Diagnostics::default())
+    };
+    [op(a).stricter(policy(b)), op(b).stricter(policy(a))]
+}
+
+// The stricter-of rule, rule by rule: counts the smaller, required fields and protected devices
+// the union, platforms and change windows the intersection, durations the longer.
+#[test]
+fn the_stricter_of_two_policies_rule_by_rule() {
+    let android = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "Android"});
+    let iphone = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "iOS"});
+    for p in both_ways("maxActionsPerApply: 2\n", "maxActionsPerApply: 5\n") {
+        assert_eq!(p.max_actions(), Some(2));
+    }
+    for p in both_ways("maxActionsPerApply: 3\n", "{}\n") {
+        assert_eq!(p.max_actions(), Some(3));
+    }
+    let codes = |p: &Policy, meta: &str| p.check_manifests(&manifest(meta)).iter().map(|v| v.rule).collect::<Vec<_>>();
+    for p in both_ways("requireTicket: true\n", "requireTicket: false\nrequireReason: true\n") {
+        assert_eq!(codes(&p, ""), [Rule::RequireTicket, Rule::RequireReason]);
+    }
+    for p in both_ways("requireRequestedBy: true\n", "{}\n") {
+        assert_eq!(codes(&p, ""), [Rule::RequireRequestedBy]);
+    }
+    for p in both_ways("ticketPattern: '^INC-'\n", "ticketPattern: '-[0-9]+$'\n") {
+        assert_eq!(codes(&p, "  ticket: INC-x\n"), [Rule::TicketPattern]);
+        assert_eq!(codes(&p, "  ticket: CHG-1\n"), [Rule::TicketPattern]);
+        assert!(codes(&p, "  ticket: INC-1\n").is_empty());
+    }
+    for p in both_ways("protectedDevices:\n  - { serialNumber: s1, reason: vip }\n", "{}\n") {
+        assert_eq!(codes(&p, ""), [Rule::ProtectedDevices]);
+    }
+    let device = |p: &Policy, d: &serde_json::Value, ago: Option<i64>| {
+        let now = at("2026-11-30T12:00:00Z");
+        let manifests = manifest("");
+        let actions: Vec<crate::action::Action> = manifests.iter().flat_map(Manifest::actions).collect();
+        let dev: Device = serde_json::from_value(d.clone()).expect("device");
+        let mut ledger = Ledger::empty();
+        if let Some(h) = ago {
+            let mut r = crate::state::tests::record("other", "S1", crate::state::Status::Done);
+            r.managed_device_id = Some(dev.id.clone());
+            r.attempts.push(crate::state::Attempt {
+                started_at: now - jiff::SignedDuration::from_hours(h),
+                client_request_id: uuid::Uuid::new_v4(),
+                http_status: Some(204),
+                ..crate::state::Attempt::default()
+            });
+            ledger.records.insert(r.key.clone(), r);
+        }
+        let resolutions: crate::plan::Resolutions =
+            actions.iter().map(|a| (a.key.clone(), crate::plan::Resolution::Device(dev.clone()))).collect();
+        let opts = crate::plan::PlanOptions { report_orphans: false, rename_guard: None };
+        let plan = crate::plan::plan(&actions, &ledger, &resolutions, opts);
+        let plan = p.review(plan, Vec::new(), &ledger, &AuditLog::default(), now);
+        plan.violations.iter().map(|v| v.rule).collect::<Vec<_>>()
+    };
+    for p in both_ways("allowPlatforms: [android, ios]\n", "allowPlatforms: [android]\n") {
+        assert_eq!(device(&p, &iphone, None), [Rule::AllowPlatforms]);
+        assert!(device(&p, &android, None).is_empty());
+    }
+    for p in both_ways("allowPlatforms: [ios]\n", "allowPlatforms: [android]\n") {
+        assert_eq!(device(&p, &android, None), [Rule::AllowPlatforms], "the intersection is empty");
+        assert_eq!(device(&p, &iphone, None), [Rule::AllowPlatforms]);
+    }
+    for p in both_ways("cooldown: 1h\n", "cooldown: 24h\n") {
+        assert_eq!(device(&p, &android, Some(2)), [Rule::Cooldown]);
+        assert!(device(&p, &android, Some(25)).is_empty());
+    }
+    let windows = |days: &str| {
+        format!("changeWindows:\n  timeZone: UTC\n  windows:\n    - {{ days: [{days}], from: '00:00', to: '24:00' }}\n")
+    };
+    for p in both_ways(&windows("mon, tue"), &windows("tue, wed")) {
+        assert!(p.check_window(at("2026-12-01T10:00:00Z")).is_ok(), "Tuesday is in both");
+        assert!(p.check_window(at("2026-11-30T10:00:00Z")).is_err(), "Monday is in one");
+        assert!(p.check_window(at("2026-12-02T10:00:00Z")).is_err(), "Wednesday is in one");
+    }
+    for p in both_ways("likelyRename: { within: 1h }\n", "likelyRename: { then: send }\n") {
+        assert_eq!(p.rename_within, Some(Duration::from_secs(3600)));
+    }
+    for p in both_ways("likelyRename: { within: 1h }\n", "likelyRename: { within: 48h }\n") {
+        assert_eq!(p.rename_within, Some(Duration::from_secs(48 * 3600)));
+    }
+    for p in both_ways("outOfBand: { within: 1h, then: send }\n", "outOfBand: { within: 2h, then: block }\n") {
+        assert_eq!(p.out_of_band, (Duration::from_secs(7200), OutOfBandThen::Block));
+    }
+    for p in both_ways("outOfBand: { then: send }\n", "{}\n") {
+        assert_eq!(p.out_of_band.1, OutOfBandThen::Adopt);
+    }
+}
+
+// What a change loosens and tightens, rule by rule, as the plan shows it.
+#[test]
+fn a_change_is_read_as_loosening_or_tightening_rule_by_rule() {
+    let cases: [(&str, &str, &[&str], &[&str]); 12] = [
+        ("maxActionsPerApply: 5\n", "maxActionsPerApply: 500\n", &["maxActionsPerApply 5 → 500"], &[]),
+        ("maxActionsPerApply: 5\n", "{}\n", &["maxActionsPerApply 5 → no limit"], &[]),
+        ("{}\n", "maxActionsPerApply: 5\n", &[], &["maxActionsPerApply no limit → 5"]),
+        ("requireTicket: true\n", "{}\n", &["requireTicket dropped"], &[]),
+        ("ticketPattern: a\n", "ticketPattern: b\n", &["ticketPattern `a` removed"], &["ticketPattern `b` added"]),
+        ("allowPlatforms: [android]\n", "allowPlatforms: [android, ios]\n", &["allowPlatforms allows ios"], &[]),
+        ("allowPlatforms: [android]\n", "{}\n", &["allowPlatforms [android] removed"], &[]),
+        (
+            "protectedDevices:\n  - { serialNumber: S1, reason: x }\n",
+            "protectedDevices:\n  - { serialNumber: S2, reason: x }\n",
+            &["protected device serialNumber S1 removed"],
+            &["protected device serialNumber S2 added"],
+        ),
+        ("cooldown: 24h\n", "cooldown: 1h\n", &["cooldown 24h → 1h"], &[]),
+        ("{}\n", "likelyRename: { then: send }\n", &["likelyRename then: send"], &[]),
+        (
+            "{}\n",
+            "outOfBand: { then: send, within: 1h }\n",
+            &["outOfBand.then adopt → send", "outOfBand.within 24h → 1h"],
+            &[],
+        ),
+        (
+            "changeWindows:\n  timeZone: UTC\n  windows:\n    - { days: [mon], from: '09:00', to: '17:00' }\n",
+            "{}\n",
+            &["changeWindows removed"],
+            &[],
+        ),
+    ];
+    for (old, new, loosens, tightens) in cases {
+        let (l, t) = super::combine::diff(&policy(old), &policy(new));
+        assert_eq!(l, loosens, "{old:?} → {new:?}");
+        assert_eq!(t, tightens, "{old:?} → {new:?}");
+        // The other way round, the same change is a tightening.
+        let (l2, _) = super::combine::diff(&policy(new), &policy(old));
+        assert_eq!(l2.len(), tightens.len(), "{new:?} → {old:?}");
+    }
+}

@@ -26,6 +26,16 @@ pub(super) struct Windows {
     pub(super) tz_name: String,
     pub(super) list: Vec<Window>,
 }
+impl Windows {
+    /// Every (zone, day, from, to) this list opens, for comparing two policies' windows.
+    pub(super) fn slots(&self) -> std::collections::BTreeSet<(String, String, u32, u32)> {
+        self.list
+            .iter()
+            .flat_map(|w| w.days.iter().map(move |d| (self.tz_name.clone(), format!("{d:?}"), w.from, w.to)))
+            .collect()
+    }
+}
+
 pub(super) fn minutes(s: &Spanned<String>, file: &Path, diags: &mut Diagnostics) -> Option<u32> {
     let parsed = s.value.split_once(':').and_then(|(h, m)| {
         let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
@@ -43,7 +53,14 @@ pub(super) fn minutes(s: &Spanned<String>, file: &Path, diags: &mut Diagnostics)
 impl Policy {
     /// `Err` when `now` is outside every change window (none configured: always inside).
     pub(crate) fn check_window(&self, now: jiff::Timestamp) -> Result<(), Diagnostic> {
-        let Some(w) = &self.windows else { return Ok(()) };
+        self.windows.iter().try_for_each(|(w, at)| w.check(now, at))
+    }
+}
+
+impl Windows {
+    /// `Err` when `now` is outside every window of this list.
+    fn check(&self, now: jiff::Timestamp, at: &super::At) -> Result<(), Diagnostic> {
+        let w = self;
         let local = now.to_zoned_datetime(w.tz.clone());
         let (day, minute) = (local.weekday(), local.hour() as u32 * 60 + local.minute() as u32);
         let yesterday = day.previous();
@@ -70,11 +87,11 @@ impl Policy {
             .min_by_key(jiff::ZonedDateTime::timestamp);
         let opens = next.map(|z| format!("; the next opens {}", z.strftime("%a %Y-%m-%d %H:%M"))).unwrap_or_default();
         Err(violation(
-            &self.file,
+            &at.file,
             None,
             Rule::ChangeWindows,
             format!("{} in {} is outside every change window{opens}", local.strftime("%a %Y-%m-%d %H:%M"), w.tz_name),
-            "apply inside a window, or pass --ignore-change-windows --reason \"…\" (the reason is recorded in the ledger)",
+            &at.hint("apply inside a window, or pass --ignore-change-windows --reason \"…\" (the reason is recorded in the ledger)"),
         ).1)
     }
 }

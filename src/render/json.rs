@@ -13,6 +13,9 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 #[derive(Serialize)]
 struct PlanDto<'a> {
     format_version: u32,
+    /// What the change does to the policy, and where the rules in effect come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<&'a crate::violation::PolicyChange>,
     offline: bool,
     simulated: bool,
     summary: SummaryDto,
@@ -154,6 +157,7 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
 pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
     let dto = PlanDto {
         format_version: FORMAT_VERSION,
+        policy: plan.policy_change.as_ref().filter(|c| c.is_worth_showing()),
         offline: ctx.offline,
         simulated: ctx.simulated,
         summary: plan.summary.into(),

@@ -76,6 +76,34 @@ pub(crate) fn device_summary(d: &crate::device::Device) -> String {
 }
 
 /// `Plan: N to reset, M already done, K orphaned.`
+/// What the change does to the policy, shown first in every format: what it loosens (and that
+/// its actions are judged by the policy before it), what it tightens, and, under an operator's
+/// floor, each rule in effect with its source: a lead, the items (for the caller to escape),
+/// and a closing sentence.
+pub(crate) fn policy_lines<'p>(plan: &'p Plan<'_>) -> Vec<(&'static str, &'p [String], String)> {
+    let Some(c) = plan.policy_change.as_ref().filter(|c| c.is_worth_showing()) else { return Vec::new() };
+    let mut out = Vec::new();
+    if !c.loosens.is_empty() {
+        let base = c.base.as_deref().unwrap_or("the base");
+        out.push((
+            "This change loosens the policy:",
+            &c.loosens[..],
+            format!(". Its actions are judged by the policy at {base} too: an action only the loosened policy allows is blocked (merge the policy change on its own first)."),
+        ));
+    }
+    if !c.tightens.is_empty() {
+        out.push(("This change tightens the policy (in effect at once):", &c.tightens[..], ".".to_owned()));
+    }
+    if !c.rules.is_empty() {
+        out.push((
+            "Policy in effect (the stricter of the operator's floor and the repository's, rule by rule):",
+            &c.rules[..],
+            ".".to_owned(),
+        ));
+    }
+    out
+}
+
 pub(crate) fn summary_line(plan: &Plan) -> String {
     let s = plan.summary;
     format!("Plan: {} to reset, {} already done, {} orphaned.", s.to_reset, s.already_done, s.orphaned)

@@ -53,6 +53,9 @@ fn verb(e: &Entry) -> String {
 }
 
 pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
+    for (lead, items, tail) in super::policy_lines(plan) {
+        writeln!(out, "{lead} {}{tail}", text(&items.join("; ")))?;
+    }
     if ctx.simulated {
         writeln!(out, "SIMULATED: against the built-in Intune simulator, not a real tenant.")?;
     }

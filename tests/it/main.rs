@@ -10,6 +10,7 @@ mod auth;
 mod blob;
 mod crash;
 mod exactly_once;
+mod guard_rails;
 mod hostile;
 mod ledger_backends;
 mod out_of_band;

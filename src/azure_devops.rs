@@ -10,9 +10,15 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::http::BodyError;
 use crate::render::markdown::MARKER;
 
 const API_VERSION: &str = "7.1";
+
+/// The longest answer read from the Azure DevOps API: 16 MiB. The largest legitimate one is the
+/// pull request's threads, listed whole in one answer (the API does not page them) with every
+/// comment's text; a longer answer is refused, never buffered whole.
+pub(crate) const AZURE_DEVOPS_ANSWER_CAP: usize = 16 * crate::http::MIB;
 
 /// Where and as whom to comment.
 pub(crate) struct AzureDevopsTarget {
@@ -99,7 +105,13 @@ pub(crate) async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<U
     );
     // Who the token acts as (the build service, for SYSTEM_ACCESSTOKEN).
     let me = match req(reqwest::Method::GET, format!("{collection}/_apis/connectionData")).send().await {
-        Ok(r) if r.status().is_success() => r.json::<ConnectionData>().await.ok().map(|c| c.authenticated_user.id),
+        Ok(r) if r.status().is_success() => match crate::http::read_capped(r, AZURE_DEVOPS_ANSWER_CAP).await {
+            Ok(b) => serde_json::from_slice::<ConnectionData>(&b).ok().map(|c| c.authenticated_user.id),
+            Err(BodyError::TooLarge(e)) => {
+                return Err(AzureDevopsError::Api { what: "reading the token's identity", reason: e.to_string() });
+            }
+            Err(BodyError::Read(_)) => None,
+        },
         _ => None,
     };
     if me.is_none() {
@@ -109,7 +121,7 @@ pub(crate) async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<U
         .send()
         .await
         .map_err(err("listing threads"))?;
-    let list: Threads = success(resp, "listing threads")?.json().await.map_err(err("listing threads"))?;
+    let list: Threads = json(success(resp, "listing threads")?, "listing threads").await?;
     // Ours: its first comment starts with the marker and is written by us.
     let existing = me.as_ref().and_then(|me| {
         list.value.iter().find_map(|th| {
@@ -141,11 +153,25 @@ pub(crate) async fn upsert_thread(t: &AzureDevopsTarget, body: &str) -> Result<U
                 .send()
                 .await
                 .map_err(err("creating the thread"))?;
-            let created: Thread =
-                success(resp, "creating the thread")?.json().await.map_err(err("reading the answer"))?;
+            let created: Thread = json(success(resp, "creating the thread")?, "reading the answer").await?;
             Ok(Upserted::Created(created.id))
         }
     }
+}
+
+/// The body of `resp` read with [`AZURE_DEVOPS_ANSWER_CAP`], as JSON.
+async fn json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    what: &'static str,
+) -> Result<T, AzureDevopsError> {
+    let body = crate::http::read_capped(resp, AZURE_DEVOPS_ANSWER_CAP).await.map_err(|e| AzureDevopsError::Api {
+        what,
+        reason: match e {
+            BodyError::TooLarge(e) => e.to_string(),
+            BodyError::Read(e) => crate::graph::error_chain(&e),
+        },
+    })?;
+    serde_json::from_slice(&body).map_err(|e| AzureDevopsError::Api { what, reason: format!("unexpected answer: {e}") })
 }
 
 /// `resp` when its status is a success, else why `what` failed.

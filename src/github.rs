@@ -10,6 +10,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::http::BodyError;
 use crate::render::markdown::MARKER;
 
 /// Where and as whom to comment.
@@ -21,6 +22,11 @@ pub(crate) struct GithubTarget {
     /// Running inside GitHub Actions (`GITHUB_ACTIONS=true`).
     pub actions: bool,
 }
+
+/// The longest answer read from the GitHub API: 16 MiB. The largest legitimate one is a page of
+/// 100 comments, each up to GitHub's 65,536 characters (6.4 MiB of ASCII text, more for
+/// multi-byte text and JSON escapes); a longer answer is refused, never buffered whole.
+pub(crate) const GITHUB_ANSWER_CAP: usize = 16 * crate::http::MIB;
 
 /// The login of the Actions token's bot user.
 pub(crate) const ACTIONS_BOT: &str = "github-actions[bot]";
@@ -94,7 +100,13 @@ pub(crate) async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upser
         |what: &'static str| move |e: reqwest::Error| GithubError::Api { what, reason: crate::graph::error_chain(&e) };
     // Who the token acts as: `GET /user`, or the Actions bot when the token cannot say.
     let me = match req(reqwest::Method::GET, format!("{}/user", t.api)).send().await {
-        Ok(r) if r.status().is_success() => r.json::<User>().await.ok().map(|u| User { login: u.login, kind: None }),
+        Ok(r) if r.status().is_success() => match crate::http::read_capped(r, GITHUB_ANSWER_CAP).await {
+            Ok(b) => serde_json::from_slice::<User>(&b).ok().map(|u| User { login: u.login, kind: None }),
+            Err(BodyError::TooLarge(e)) => {
+                return Err(GithubError::Api { what: "reading the token's user", reason: e.to_string() });
+            }
+            Err(BodyError::Read(_)) => None,
+        },
         _ => None,
     }
     .or_else(|| t.actions.then(|| User { login: ACTIONS_BOT.into(), kind: Some("Bot".into()) }));
@@ -109,7 +121,7 @@ pub(crate) async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upser
         if !status.is_success() {
             return Err(GithubError::Api { what: "listing comments", reason: format!("HTTP {status}") });
         }
-        let comments: Vec<Comment> = resp.json().await.map_err(api_err("listing comments"))?;
+        let comments: Vec<Comment> = json(resp, "listing comments").await?;
         // Ours starts with the marker and is written by us; anyone else's is never touched.
         if let Some(c) = me.as_ref().and_then(|me| comments.iter().find(|c| ours(c, me))) {
             existing = Some(c.id);
@@ -144,9 +156,21 @@ pub(crate) async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upser
     if !status.is_success() {
         return Err(GithubError::Api { what, reason: format!("HTTP {status}") });
     }
-    let c: Comment = resp.json().await.map_err(api_err("reading the answer"))?;
+    let c: Comment = json(resp, "reading the answer").await?;
     Ok(match existing {
         Some(_) => Upserted::Updated(c.id),
         None => Upserted::Created(c.id),
     })
+}
+
+/// The body of `resp` read with [`GITHUB_ANSWER_CAP`], as JSON.
+async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Response, what: &'static str) -> Result<T, GithubError> {
+    let body = crate::http::read_capped(resp, GITHUB_ANSWER_CAP).await.map_err(|e| GithubError::Api {
+        what,
+        reason: match e {
+            BodyError::TooLarge(e) => e.to_string(),
+            BodyError::Read(e) => crate::graph::error_chain(&e),
+        },
+    })?;
+    serde_json::from_slice(&body).map_err(|e| GithubError::Api { what, reason: format!("unexpected answer: {e}") })
 }

@@ -41,6 +41,7 @@ mod env;
 mod git;
 mod github;
 pub mod graph;
+mod http;
 pub mod manifest;
 mod ops;
 mod out_of_band;

@@ -45,8 +45,9 @@ pub(crate) async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<A
             Ok(AuditLog::unreadable())
         }
         // Evidence where it can be had, never a requirement: an audit log that fails (a 5xx
-        // after retries, an answer that is not one) leaves the devices' own results to judge by.
-        Err(e @ (ReadError::Graph(_) | ReadError::Decode(_))) => {
+        // after retries, an answer that is not one or too long to read) leaves the devices' own
+        // results to judge by.
+        Err(e @ (ReadError::Graph(_) | ReadError::Decode(_) | ReadError::TooLarge(_))) => {
             tracing::warn!(error = %e, "the audit log could not be read: resets made outside reconcile are judged from the devices' results alone");
             Ok(AuditLog::unreadable())
         }

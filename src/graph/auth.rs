@@ -14,11 +14,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::http::BodyError;
+
 /// The application permission `resetPasscode` needs.
 pub(crate) const PRIVILEGED_ROLE: &str = "DeviceManagementManagedDevices.PrivilegedOperations.All";
 /// Roles that allow reading managed devices.
 pub(crate) const READ_ROLES: [&str; 2] =
     ["DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All"];
+
+/// The longest answer read from the token endpoint or the GitHub Actions runner's OIDC endpoint:
+/// 1 MiB. Both answer a few KiB (one token of a few KiB and its lifetime); a token endpoint that
+/// sends more is refused before its answer fills memory.
+pub(crate) const TOKEN_ANSWER_CAP: usize = crate::http::MIB;
 
 /// Where the access token comes from.
 pub enum Credential {
@@ -142,6 +149,9 @@ pub enum AuthError {
     Unreachable { url: String, reason: String },
     #[error("the token endpoint answered something that is not a token (HTTP {status})")]
     BadAnswer { status: u16 },
+    /// An answer longer than [`TOKEN_ANSWER_CAP`]: who sent it and the cap.
+    #[error("cannot use the token endpoint's answer: {0}")]
+    TooLarge(String),
 }
 
 /// A bearer token, and which of the run's tokens it is (so a 401 renews it only once).
@@ -364,10 +374,10 @@ impl TokenProvider {
             .map_err(|e| AuthError::Unreachable { url: url.clone(), reason: super::error_chain(&e) })?;
         drop(form);
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| AuthError::Unreachable { url: url.clone(), reason: super::error_chain(&e) })?;
+        let body = crate::http::read_capped(resp, TOKEN_ANSWER_CAP).await.map_err(|e| match e {
+            BodyError::TooLarge(e) => AuthError::TooLarge(e.to_string()),
+            BodyError::Read(e) => AuthError::Unreachable { url: url.clone(), reason: super::error_chain(&e) },
+        })?;
         if status != 200 {
             let r: TokenRefusal =
                 serde_json::from_slice(&body).unwrap_or(TokenRefusal { error: None, error_description: None });
@@ -415,8 +425,12 @@ impl TokenProvider {
                 "the runner answered HTTP {status}; does the job have `permissions: id-token: write`?"
             )));
         }
-        let a: Answer =
-            resp.json().await.map_err(|_| AuthError::Github("the runner's answer has no `value`".into()))?;
+        let body = crate::http::read_capped(resp, TOKEN_ANSWER_CAP).await.map_err(|e| match e {
+            BodyError::TooLarge(e) => AuthError::Github(e.to_string()),
+            BodyError::Read(e) => AuthError::Github(super::error_chain(&e)),
+        })?;
+        let a: Answer = serde_json::from_slice(&body)
+            .map_err(|_| AuthError::Github("the runner's answer has no `value`".into()))?;
         Ok(a.value)
     }
 }

@@ -33,6 +33,7 @@ pub(crate) use pacer::Pacer;
 
 use crate::action::Collection;
 pub(crate) use crate::device::{ActionResult, DEVICE_SELECT, Device, RemoteActionAudit};
+use crate::http::BodyError;
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -102,6 +103,14 @@ pub(crate) enum Audits {
 /// Devices per page of a listing (Graph's most).
 pub(crate) const LIST_PAGE: usize = 1_000;
 
+/// The longest Graph answer read: 16 MiB. The largest legitimate one is a page of
+/// [`LIST_PAGE`] devices with the fields of [`DEVICE_SELECT`] (under 1 KiB a device, plus about
+/// 200 bytes for each of its `deviceActionResults`: a few MiB), or a page of the audit log
+/// (smaller); 16 MiB leaves room for devices with long histories. A longer answer is refused,
+/// never buffered whole.
+/// A reset's 2xx answer is accepted whatever its length: only its status counts.
+pub(crate) const GRAPH_ANSWER_CAP: usize = 16 * crate::http::MIB;
+
 /// A failed read (GET).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
@@ -113,6 +122,9 @@ pub(crate) enum ReadError {
     Auth(#[from] AuthError),
     #[error("unexpected answer from Graph: {0}")]
     Decode(String),
+    /// An answer longer than [`GRAPH_ANSWER_CAP`]: refused, never retried.
+    #[error("{0}")]
+    TooLarge(crate::http::TooLarge),
 }
 
 /// The Graph client of one run.
@@ -283,40 +295,42 @@ impl Graph {
         let answer = answer_of(&resp, Some(sent_at));
         let status = answer.status;
         let retry_after = retry_after_of(&resp, &answer);
-        let body = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) if (200..300).contains(&status) => {
+        // At most the cap is read, whatever the status: a 2xx's body is never used, and an
+        // error's is only a message.
+        let body = match crate::http::read_capped(resp, GRAPH_ANSWER_CAP).await {
+            Ok(b) => Ok(b),
+            Err(BodyError::TooLarge(e)) => Err(e),
+            Err(BodyError::Read(e)) if (200..300).contains(&status) => {
                 // The status line arrived: Intune took it.
                 tracing::debug!(error = %error_chain(&e), "body of a 2xx answer was cut off");
                 return SendResult::Accepted(answer);
             }
-            Err(e) => return SendResult::Unknown(Some(answer), format!("answer cut off: {}", error_chain(&e))),
+            Err(BodyError::Read(e)) => {
+                return SendResult::Unknown(Some(answer), format!("answer cut off: {}", error_chain(&e)));
+            }
+        };
+        if (200..300).contains(&status) {
+            // Accepted whatever its body: a reset Intune took must never turn into an error.
+            if let Err(e) = &body {
+                tracing::debug!(error = %e, "body of a 2xx answer ignored");
+            }
+            self.writes.succeeded().await;
+            return SendResult::Accepted(answer);
+        }
+        // The status decides; an answer too long to read still says what its status says, with
+        // the refusal as its message instead of Graph's.
+        let err = match &body {
+            Ok(b) => error::parse(status, answer.request_id.clone(), b),
+            Err(e) => {
+                GraphError { status, code: None, message: Some(e.to_string()), request_id: answer.request_id.clone() }
+            }
         };
         match status {
-            200..=299 => {
-                self.writes.succeeded().await;
-                SendResult::Accepted(answer)
-            }
-            429 => {
-                let err = error::parse(status, answer.request_id.clone(), &body);
-                SendResult::Throttled(answer, retry_after, err)
-            }
-            401 => {
-                let err = error::parse(status, answer.request_id.clone(), &body);
-                SendResult::Unauthorized(answer, err)
-            }
-            408 => {
-                let err = error::parse(status, answer.request_id.clone(), &body);
-                SendResult::RequestTimeout(answer, err)
-            }
-            400..=499 => {
-                let err = error::parse(status, answer.request_id.clone(), &body);
-                SendResult::Rejected(answer, err)
-            }
-            _ => {
-                let err = error::parse(status, answer.request_id.clone(), &body);
-                SendResult::ServerError(answer, err)
-            }
+            429 => SendResult::Throttled(answer, retry_after, err),
+            401 => SendResult::Unauthorized(answer, err),
+            408 => SendResult::RequestTimeout(answer, err),
+            400..=499 => SendResult::Rejected(answer, err),
+            _ => SendResult::ServerError(answer, err),
         }
     }
 
@@ -350,7 +364,10 @@ impl Graph {
             let answer = answer_of(&resp, None);
             let retry_after = retry_after_of(&resp, &answer);
             let status = answer.status;
-            let body = resp.bytes().await.map_err(|e| ReadError::Transport(error_chain(&e)))?;
+            let body = crate::http::read_capped(resp, GRAPH_ANSWER_CAP).await.map_err(|e| match e {
+                BodyError::TooLarge(e) => ReadError::TooLarge(e),
+                BodyError::Read(e) => ReadError::Transport(error_chain(&e)),
+            })?;
             let outcome = match status {
                 200..=299 => {
                     self.reads.succeeded().await;

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use fixture::BUILTIN_DEVICES;
 pub(crate) use fixture::load_devices;
-pub use state::{Fault, FaultKind, RecordedRequest, RetryAfter, SavedAction, SimConfig, SimState};
+pub use state::{Fault, FaultKind, Padding, RecordedRequest, RetryAfter, SavedAction, SimConfig, SimState};
 
 /// A running simulator. Stops when dropped.
 #[derive(Debug)]
@@ -81,6 +81,12 @@ impl SimHandle {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state().requests.clone()
+    }
+
+    /// Bytes of [`Padding`] the clients have pulled so far (a client that stops reading at its
+    /// cap pulls little more than the cap).
+    pub fn padding_sent(&self) -> u64 {
+        self.state().padding_sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many resets took effect on `device_id`.

@@ -181,6 +181,25 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
         .into_response()
     };
     let effects = resp.extensions_mut().remove::<Effects>().unwrap_or_default();
+    let (padding, sent) = {
+        let s = lock(&state);
+        (s.config.padding, s.padding_sent.clone())
+    };
+    let status = resp.status();
+    let pad = if path.starts_with("/_") {
+        0
+    } else if path.ends_with("/oauth2/v2.0/token") {
+        if status == StatusCode::OK { padding.token } else { 0 }
+    } else if method == "GET" {
+        if status == StatusCode::OK { padding.reads } else { 0 }
+    } else if status == StatusCode::NO_CONTENT && effects.applied {
+        padding.resets
+    } else {
+        0
+    };
+    if pad > 0 {
+        resp = padded(resp, pad, sent).await;
+    }
     lock(&state).record(RecordedRequest {
         seq: 0,
         at: jiff::Timestamp::now(),
@@ -209,6 +228,28 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
         }
     }
     resp
+}
+
+/// `resp` with `n` bytes of whitespace streamed after its body, counted into `sent` as the client
+/// pulls them; a 204 becomes `200 {}` (a 204 carries no body).
+async fn padded(resp: Response, n: usize, sent: Arc<std::sync::atomic::AtomicU64>) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let (mut parts, body) = resp.into_parts();
+    let mut head = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    if parts.status == StatusCode::NO_CONTENT {
+        parts.status = StatusCode::OK;
+        parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        head = Bytes::from_static(b"{}");
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let spaces = Bytes::from(vec![b' '; CHUNK]);
+    let tail = futures_util::stream::iter((0..n.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(n - i * CHUNK);
+        sent.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok::<_, std::convert::Infallible>(spaces.slice(..len))
+    }));
+    let chunks = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(head) }), tail);
+    Response::from_parts(parts, axum::body::Body::from_stream(chunks))
 }
 
 /// The Graph layer: a live token, a version and collection Graph has, then the throttling budget

@@ -93,6 +93,20 @@ pub struct SimConfig {
     pub list_omits_results: bool,
     /// Tokens die after this many Graph requests each (0: never), like expiries under load.
     pub token_requests: u32,
+    /// Answers that run on past any sane length (a broken proxy, a hostile stand-in).
+    pub padding: Padding,
+}
+
+/// Bytes of whitespace streamed after the JSON of some answers (0: none). The JSON stays valid:
+/// a client that reads it all parses it as usual.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Padding {
+    /// After every successful Graph GET (a device, a listing page, the audit log).
+    pub reads: usize,
+    /// After every token the token endpoint issues.
+    pub token: usize,
+    /// After every applied reset, answered `200 {}` instead of 204 (a 204 has no body).
+    pub resets: usize,
 }
 
 impl Default for SimConfig {
@@ -116,6 +130,7 @@ impl Default for SimConfig {
             list_needs_filter: false,
             list_omits_results: false,
             token_requests: 0,
+            padding: Padding::default(),
         }
     }
 }
@@ -199,6 +214,8 @@ pub struct SimState {
     reads: VecDeque<Instant>,
     pub requests: Vec<RecordedRequest>,
     seq: u64,
+    /// Bytes of [`Padding`] streamed so far (counted as the client pulls them).
+    pub(crate) padding_sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SimState {
@@ -245,6 +262,7 @@ impl SimState {
             reads: VecDeque::new(),
             requests: Vec::new(),
             seq: 0,
+            padding_sent: Default::default(),
         };
         for (i, by, ago) in portal {
             let start = state.now() - ago;

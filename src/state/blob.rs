@@ -55,6 +55,14 @@ const LEASE_SAFE: Duration = Duration::from_secs(40);
 const COMPACT_EVERY: usize = 8_192;
 /// Entries fetched at once when reading.
 const READ_PARALLEL: usize = 16;
+/// The longest snapshot or journal entry read: 1 GiB. A snapshot is legitimately large (100,000
+/// records are about 136 MB, and one journal entry can hold every intent of a run), so the cap
+/// only stops an object no ledger could be, before it fills memory. An object whose reported
+/// size is larger is refused without reading; one that streams past the cap, as soon as it does.
+const LEDGER_OBJECT_CAP: usize = 1024 * crate::http::MIB;
+/// The longest lock object read: 1 MiB (it holds one holder's id, host, pid and CI run: a few
+/// hundred bytes).
+const LOCK_OBJECT_CAP: usize = crate::http::MIB;
 
 /// How the store is authorised.
 #[derive(Clone)]
@@ -292,15 +300,30 @@ impl BlobStore {
         Ok(out)
     }
 
-    async fn get_bytes(&self, path: &ObjPath) -> Result<Option<(Bytes, Option<String>)>, object_store::Error> {
+    /// A snapshot or journal entry and its ETag, read with [`LEDGER_OBJECT_CAP`]; `None` when it
+    /// does not exist. A failure is reported as failing to `op` the ledger.
+    async fn get_bytes(&self, path: &ObjPath, op: &'static str) -> Result<Option<(Bytes, Option<String>)>, StateError> {
         match self.store.get(path).await {
             Ok(r) => {
                 let etag = r.meta.e_tag.clone();
-                Ok(Some((r.bytes().await?, etag)))
+                Ok(Some((self.read_capped(r, op, LEDGER_OBJECT_CAP).await?, etag)))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(self.err(op, &e)),
         }
+    }
+
+    /// The body of `r`, at most `cap` bytes (its reported length is checked first).
+    async fn read_capped(&self, r: object_store::GetResult, op: &'static str, cap: usize) -> Result<Bytes, StateError> {
+        let declared = r.range.end.saturating_sub(r.range.start);
+        let host = url::Url::parse(&self.url.endpoint)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| self.url.endpoint.clone());
+        crate::http::collect_capped(r.into_stream(), Some(declared), cap, &host).await.map_err(|e| match e {
+            crate::http::BodyError::TooLarge(e) => StateError::Store { path: self.where_(), op, why: e.to_string() },
+            crate::http::BodyError::Read(e) => self.err(op, &e),
+        })
     }
 
     /// Snapshot plus journal. The journal is listed before the snapshot is read: an entry folded
@@ -308,14 +331,14 @@ impl BlobStore {
     async fn load_full(&self) -> Result<Loaded, StateError> {
         for _ in 0..5 {
             let listed = self.list_entries().await?;
-            let snap = self.get_bytes(&self.snapshot).await.map_err(|e| self.err("read", &e))?;
+            let snap = self.get_bytes(&self.snapshot, "read").await?;
             let (mut ledger, etag) = match snap {
                 Some((bytes, etag)) => (local::parse_snapshot_at(&self.where_(), &bytes)?, etag),
                 None => (Ledger::empty(), None),
             };
             let fetched: Vec<(u64, ObjPath, Option<Bytes>)> = futures_util::stream::iter(listed)
                 .map(|(n, p)| async move {
-                    let got = self.get_bytes(&p).await.map_err(|e| self.err("read", &e))?;
+                    let got = self.get_bytes(&p, "read").await?;
                     Ok::<_, StateError>((n, p, got.map(|(b, _)| b)))
                 })
                 .buffered(READ_PARALLEL)
@@ -468,7 +491,7 @@ impl BlobStore {
                 let etag = r.meta.e_tag.clone();
                 let modified = jiff::Timestamp::from_second(r.meta.last_modified.timestamp())
                     .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-                let bytes = r.bytes().await.map_err(|e| self.err("lock", &e))?;
+                let bytes = self.read_capped(r, "lock", LOCK_OBJECT_CAP).await?;
                 Ok(Some((bytes, etag, modified)))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -744,7 +767,7 @@ impl BlobWriter {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                 // Ours, if an earlier try's answer was lost; otherwise someone else moved on.
-                match self.store.get_bytes(&path).await {
+                match self.store.get_bytes(&path, "write").await {
                     Ok(Some((b, _))) if b.as_ref() == body.as_slice() => {}
                     Ok(_) => {
                         self.fenced = true;
@@ -753,7 +776,7 @@ impl BlobWriter {
                             why: format!("another writer recorded serial {base} while this run held the lock"),
                         });
                     }
-                    Err(e) => return Err(self.store.err("write", &e)),
+                    Err(e) => return Err(e),
                 }
             }
             Err(e) => return Err(self.store.err("write", &e)),

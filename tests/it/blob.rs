@@ -331,3 +331,27 @@ fn a_wrong_storage_key_is_refused_before_anything_is_sent_and_never_shown() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("never sent to storage"), "{}", stderr(&out));
 }
+
+// A ledger object was read whole, however long. One past its cap (the lock's is 1 MiB) is refused
+// naming the host and the cap, before anything is sent or recorded.
+#[test]
+fn a_lock_blob_over_its_cap_is_refused() {
+    let az = Azurite::start();
+    az.create_container(CONTAINER);
+    let (repo, _) = blob_repo(&az, 1, "");
+    let sim = sim_for(1, |_| {});
+    let out = cmd(&repo, &sim).arg("init").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A released lock, still valid JSON, padded past 1 MiB.
+    let mut lock = az.get(CONTAINER, "team-a/state.json.lock").expect("lock").into_bytes();
+    lock.extend(std::iter::repeat_n(b' ', 1024 * 1024 + 1));
+    az.put(CONTAINER, "team-a/state.json.lock", &lock);
+    let snapshot = az.get(CONTAINER, "team-a/state.json");
+    let out = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("127.0.0.1 sent more than 1 MiB; refusing the answer"), "{err}");
+    assert!(posts(&sim).is_empty(), "nothing is sent");
+    assert_eq!(az.get(CONTAINER, "team-a/state.json"), snapshot, "nothing recorded");
+    assert_eq!(az.list(CONTAINER), ["team-a/state.json", "team-a/state.json.lock"]);
+}

@@ -3,7 +3,8 @@
 
 use std::time::SystemTime;
 
-use crate::common::{Repo, stderr};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr};
+use intune_reconcile::sim::{Padding, SimConfig};
 use intune_reconcile::state::Status;
 
 /// A repository with a committed ledger, so each case can check the ledger is untouched.
@@ -205,4 +206,64 @@ fn the_simulators_state_is_never_written_through_a_symlink() {
     assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
     let kept = repo.path().join(".reconcile/simulator.json");
     assert!(!std::fs::symlink_metadata(&kept).expect("meta").file_type().is_symlink(), "replaced by a file");
+}
+
+/// An empty repository tuned for tests, resetting one Android device, and a simulator that pads
+/// its answers with `padding`.
+fn padded_sim(padding: Padding) -> (Repo, intune_reconcile::sim::SimHandle) {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    repo.write("manifests/a.yaml", manifest_for("a", &[&android_id(0)]));
+    (repo, sim(SimConfig { devices: android_devices(1), padding, ..SimConfig::default() }))
+}
+
+const MIB: usize = 1024 * 1024;
+
+// A Graph answer was read whole, however long (3 GiB took 3.1 GB of memory). One longer than the
+// cap is refused, naming who sent it and the cap, and nothing is sent or recorded.
+#[test]
+fn a_graph_answer_over_its_cap_is_refused_and_nothing_is_recorded() {
+    let (repo, sim) = padded_sim(Padding { reads: 24 * MIB, ..Padding::default() });
+    let ledger = std::fs::read(repo.path().join(".reconcile/state.json")).expect("ledger");
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("caused by: 127.0.0.1 sent more than 16 MiB; refusing the answer"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(posts(&sim).is_empty(), "nothing is sent");
+    assert_eq!(std::fs::read(repo.path().join(".reconcile/state.json")).expect("ledger"), ledger, "nothing recorded");
+    assert!(repo.ledger_json()["records"].as_object().is_none_or(|r| r.is_empty()));
+}
+
+#[test]
+fn a_token_answer_over_its_cap_is_refused() {
+    let (repo, sim) = padded_sim(Padding { token: 2 * MIB, ..Padding::default() });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot use the token endpoint's answer: 127.0.0.1 sent more than 1 MiB; refusing the answer"),
+        "{err}"
+    );
+    assert!(sim.requests().iter().all(|r| r.path.ends_with("/oauth2/v2.0/token")), "no Graph request without a token");
+    assert!(repo.ledger_json()["records"].as_object().is_none_or(|r| r.is_empty()));
+}
+
+// A reset Intune took stays accepted whatever its answer's body: at most the cap of it is read
+// (the rest is never pulled), and the action is never turned into an error.
+#[test]
+fn a_reset_accepted_with_a_huge_body_is_still_recorded_accepted() {
+    let (repo, sim) = padded_sim(Padding { resets: 256 * MIB, ..Padding::default() });
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent = posts(&sim);
+    assert_eq!((sent.len(), sent[0].status, sent[0].applied), (1, 200, true));
+    let ledger = repo.ledger_json();
+    let records: Vec<&serde_json::Value> = ledger["records"].as_object().expect("records").values().collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["status"], "accepted");
+    assert_eq!(records[0]["attempts"][0]["httpStatus"], 200);
+    // The cap and what the sockets buffer on the way; far from the whole answer.
+    let pulled = sim.padding_sent();
+    assert!(pulled < 96 * MIB as u64, "{} MiB of the answer were pulled", pulled / MIB as u64);
 }

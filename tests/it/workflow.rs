@@ -431,6 +431,27 @@ fn the_plan_comment_is_created_once_then_updated() {
     let _ = thread.join();
 }
 
+// A GitHub answer was read whole, however long. One past its cap is refused naming the host and
+// the cap, and no comment is written.
+#[test]
+fn a_github_answer_over_its_cap_is_refused() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
+    repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
+    let FakeGithub { url, comments: db, thread, stop } = fake_github();
+    db.lock().expect("db").push((7, "x".repeat(17 * 1024 * 1024), "alice".into()));
+    let out = comment(&repo, &url, "ghs_test_token");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("GitHub API listing comments failed: 127.0.0.1 sent more than 16 MiB; refusing the answer"),
+        "{err}"
+    );
+    assert_eq!(db.lock().expect("db").len(), 1, "no comment written");
+    let _ = stop.send(());
+    let _ = thread.join();
+}
+
 // Regression (issue 11, finding 1): anyone on a pull request could post a comment starting with
 // the invisible marker before the first run; the tool then edited *their* comment, which they
 // could edit back into a fake plan. Only the token's own comments are adopted.

@@ -136,14 +136,35 @@ impl Azurite {
         }
     }
 
-    /// A SharedKey-signed request (the Blob service's documented string-to-sign).
+    /// Writes a block blob, replacing any.
+    pub(crate) fn put(&self, container: &str, path: &str, content: &[u8]) {
+        let (status, body) =
+            self.request("PUT", &format!("/{container}/{path}"), &[], &[("x-ms-blob-type", "BlockBlob")], content);
+        assert_eq!(status, 201, "put {container}/{path}: {body}");
+    }
+
     fn request_body(&self, method: &str, path: &str, query: &[(&str, &str)]) -> (u16, String) {
+        self.request(method, path, query, &[], &[])
+    }
+
+    /// A SharedKey-signed request (the Blob service's documented string-to-sign); `headers` are
+    /// `x-ms-` headers, in order.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        content: &[u8],
+    ) -> (u16, String) {
         let date = httpdate();
         let version = "2021-08-06";
         let mut canon_query: Vec<String> = query.iter().map(|(k, v)| format!("\n{k}:{v}")).collect();
         canon_query.sort();
+        let length = if content.is_empty() { String::new() } else { content.len().to_string() };
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
         let to_sign = format!(
-            "{method}\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}{path}{}",
+            "{method}\n\n\n{length}\n\n\n\n\n\n\n\n\n{extra}x-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}{path}{}",
             canon_query.concat()
         );
         let key = base64::engine::general_purpose::STANDARD.decode(KEY).expect("key");
@@ -154,10 +175,13 @@ impl Azurite {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to Azurite");
         write!(
             s,
-            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{sig}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\n{}Authorization: SharedKey {ACCOUNT}:{sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>(),
+            content.len(),
         )
         .expect("send");
+        s.write_all(content).expect("send");
         let mut answer = Vec::new();
         s.read_to_end(&mut answer).expect("answer");
         let answer = String::from_utf8_lossy(&answer).into_owned();

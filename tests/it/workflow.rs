@@ -543,6 +543,19 @@ fn the_example_pipelines_are_complete() {
         assert!(text.contains(want), "{want}");
     }
     assert_eq!(stages[1]["lockBehavior"], "sequential");
+    // The operator's policy floor comes from the CI system, in every job that plans or applies.
+    for (name, job) in gh["jobs"].as_object().expect("jobs") {
+        assert!(runs(job).contains("RECONCILE_POLICY=$RUNNER_TEMP/reconcile-policy.yaml"), "{name}");
+    }
+    let az_text = std::fs::read_to_string(crate::common::examples().join("ci/azure-pipelines.yml")).expect("read");
+    assert_eq!(
+        az_text.matches("- task: AzureCLI@2").count(),
+        az_text.matches("RECONCILE_POLICY: $(policy.secureFilePath)").count()
+    );
+    assert_eq!(
+        az_text.matches("- task: AzureCLI@2").count(),
+        az_text.matches("secureFile: reconcile-policy.yaml").count()
+    );
 }
 
 #[test]

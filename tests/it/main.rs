@@ -22,5 +22,6 @@ mod simulate;
 mod state;
 mod trust;
 mod validate;
+mod walk;
 mod watch;
 mod workflow;

@@ -151,7 +151,7 @@ fn glob(input: &ManifestInput, bounds: Bounds, files: &mut Vec<PathBuf>, diags: 
 
 /// Recursively collects YAML files below `root` (or, with a matcher, files whose path relative
 /// to the base matches it), within `bounds`. Returns whether the walk finished: a refused root or
-/// a bound reached is one error, and nothing the walk found is kept.
+/// a bound reached is one error, and nothing else the walk found (files or diagnostics) is kept.
 fn walk(
     input: &ManifestInput,
     root: &Path,
@@ -181,14 +181,18 @@ fn walk(
         visited: HashSet::new(),
         links: VecDeque::new(),
         found: Vec::new(),
-        diags,
+        diags: Diagnostics::default(),
     };
     match walker.run(resolved) {
         Ok(()) => {
             files.append(&mut walker.found);
+            diags.extend(walker.diags);
             true
         }
-        Err(Stopped) => false,
+        Err(Stopped(stop)) => {
+            diags.push(stop);
+            false
+        }
     }
 }
 
@@ -224,8 +228,8 @@ fn folder_confined(repo: &Path, input: &ManifestInput, folder: &Path, diags: &mu
     false
 }
 
-/// Why a walk stopped before its end (its one error already pushed).
-struct Stopped;
+/// A walk stopped before its end, with its one error.
+struct Stopped(Diagnostic);
 
 /// A symbolic link to a folder, met during a walk and followed once the folders themselves are
 /// read.
@@ -253,7 +257,8 @@ struct Walker<'a> {
     /// Links to folders not followed yet, in the order they were met.
     links: VecDeque<Link>,
     found: Vec<PathBuf>,
-    diags: &'a mut Diagnostics,
+    /// What the walk met, kept only when it finishes.
+    diags: Diagnostics,
 }
 
 impl Walker<'_> {
@@ -327,7 +332,7 @@ impl Walker<'_> {
     /// when its folder was read already.
     fn follow(&mut self, link: Link) -> Result<(), Stopped> {
         if let Some(repo) = &self.input.confine_to
-            && !folder_confined(repo, self.input, &link.path, self.diags)
+            && !folder_confined(repo, self.input, &link.path, &mut self.diags)
         {
             return Ok(());
         }
@@ -368,7 +373,7 @@ impl Walker<'_> {
     }
 
     /// The one error of a walk cut short by a bound, naming what was walked and the bound.
-    fn stop(&mut self, why: String) -> Stopped {
+    fn stop(&self, why: String) -> Stopped {
         let what = if is_glob(&self.input.pattern) {
             format!("glob `{}`", self.input.pattern)
         } else {
@@ -378,11 +383,10 @@ impl Walker<'_> {
             Some(origin) => (origin.clone(), self.input.pos),
             None => (self.start.to_path_buf(), None),
         };
-        self.diags.push(
+        Stopped(
             Diagnostic::error(file, pos, format!("manifest {what} not searched: {why}"))
                 .with_hint("name smaller folders, or a narrower glob, that hold only manifests"),
-        );
-        Stopped
+        )
     }
 }
 
@@ -402,12 +406,14 @@ mod tests {
 
     // The end-to-end tests reach the depth bound; this one the entry bound, made small.
     #[test]
-    fn a_walk_stops_at_its_entry_bound_with_one_error_and_keeps_nothing() {
+    fn a_walk_stops_at_its_entry_bound_with_one_error_and_keeps_nothing_else() {
         let d = tempfile::tempdir().expect("tmp");
         for i in 0..20 {
             std::fs::create_dir_all(d.path().join(format!("manifests/{i:02}"))).expect("mkdir");
             std::fs::write(d.path().join(format!("manifests/{i:02}/m.yaml")), "x").expect("write");
         }
+        // An error met before the bound gives way to the bound's one error.
+        std::os::unix::fs::symlink("nowhere.yaml", d.path().join("manifests/00/gone.yaml")).expect("symlink");
         for pattern in ["manifests", "manifests/**/*.yaml"] {
             let mut diags = Diagnostics::default();
             let files = discover_within(&[input(d.path(), pattern)], Bounds { entries: 30, depth: 8 }, &mut diags);
@@ -418,8 +424,9 @@ mod tests {
             assert!(message.contains(if pattern.contains('*') { pattern } else { "folder `" }), "{message}");
 
             let mut diags = Diagnostics::default();
-            let files = discover_within(&[input(d.path(), pattern)], Bounds { entries: 40, depth: 8 }, &mut diags);
-            assert_eq!((files.len(), diags.items().len()), (20, 0), "{pattern}: {diags:?}");
+            let files = discover_within(&[input(d.path(), pattern)], Bounds { entries: 50, depth: 8 }, &mut diags);
+            assert_eq!((files.len(), diags.items().len()), (20, 1), "{pattern}: {diags:?}");
+            assert!(diags.items()[0].message.starts_with("cannot read"), "{diags:?}");
         }
     }
 

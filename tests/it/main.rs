@@ -23,5 +23,6 @@ mod simulate;
 mod state;
 mod trust;
 mod validate;
+mod walk;
 mod watch;
 mod workflow;

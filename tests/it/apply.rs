@@ -305,7 +305,13 @@ fn declining_at_the_terminal_sends_nothing() {
     let (repo, sim) = ten_devices_read_slowly();
     let bin = assert_cmd::cargo::cargo_bin!("reconcile");
     let mut c = std::process::Command::new("script");
-    c.current_dir(repo.path()).args(["-q", "-e", "-c", &format!("'{}' apply", bin.display()), "/dev/null"]);
+    crate::common::hermetic(&mut c).current_dir(repo.path()).args([
+        "-q",
+        "-e",
+        "-c",
+        &format!("'{}' apply", bin.display()),
+        "/dev/null",
+    ]);
     c.env("RECONCILE_GRAPH_URL", sim.url())
         .env("AZURE_AUTHORITY_HOST", sim.url())
         .env("AZURE_TENANT_ID", "test-tenant")

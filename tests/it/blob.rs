@@ -43,7 +43,8 @@ fn operator_state(repo: &Repo) -> Option<String> {
 
 fn spawn(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Child {
     let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"));
-    c.current_dir(repo.path())
+    crate::common::hermetic(&mut c)
+        .current_dir(repo.path())
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -130,8 +130,14 @@ fn online_plan_without_credentials_suggests_offline_or_simulate() {
 fn on_a_terminal(repo: &Repo, args: &str, no_color: bool) -> String {
     let bin = assert_cmd::cargo::cargo_bin!("reconcile");
     let mut c = std::process::Command::new("script");
-    c.current_dir(repo.path()).args(["-q", "-e", "-c", &format!("'{}' {args}", bin.display()), "/dev/null"]);
-    c.env_remove("NO_COLOR").env("TERM", "xterm");
+    crate::common::hermetic(&mut c).current_dir(repo.path()).args([
+        "-q",
+        "-e",
+        "-c",
+        &format!("'{}' {args}", bin.display()),
+        "/dev/null",
+    ]);
+    c.env("TERM", "xterm");
     if no_color {
         c.env("NO_COLOR", "1");
     }

@@ -58,7 +58,7 @@ fn the_standalone_simulator_serves_another_process() {
     use std::io::BufRead as _;
     let repo = Repo::from_examples();
     repo.fast_config("");
-    let mut sim = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
+    let mut sim = crate::common::hermetic(&mut std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile")))
         .args(["sim", "--port", "0", "--complete-after", "0s"])
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -81,7 +81,7 @@ fn watch(repo: &Repo, args: &[&str]) -> Watch {
 
 /// `reconcile ARGS` in `repo` with `env`, its output collected.
 fn spawn(repo: &Repo, args: &[&str], env: &[(&str, String)]) -> Watch {
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"))
+    let child = crate::common::hermetic(&mut std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile")))
         .current_dir(repo.path())
         .args(args)
         .env_remove("RUST_LOG")

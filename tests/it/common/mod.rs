@@ -10,6 +10,23 @@ use intune_reconcile::action::Action;
 use intune_reconcile::manifest::{self, ManifestInput};
 use intune_reconcile::state::{LocalStore, Record, Status};
 
+/// The variables a child process may inherit: what a shell needs to find programs and temp
+/// folders. Nothing of the CI system that runs the tests (`GITHUB_*`, `TF_BUILD`, `SYSTEM_*`),
+/// no credential (`AZURE_*`, `RECONCILE_*`) and no output setting (`RUST_LOG`, `NO_COLOR`)
+/// leaks into a test; each test sets what it means.
+const INHERITED: [&str; 8] = ["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "USER", "TZ"];
+
+/// A child environment built from an allow-list ([`INHERITED`]).
+pub(crate) fn hermetic(c: &mut std::process::Command) -> &mut std::process::Command {
+    c.env_clear();
+    for var in INHERITED {
+        if let Some(v) = std::env::var_os(var) {
+            c.env(var, v);
+        }
+    }
+    c
+}
+
 /// The repository's `examples/` folder.
 pub(crate) fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -61,12 +78,9 @@ impl Repo {
 
     /// `reconcile` run in this repository, with a clean environment.
     pub(crate) fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("reconcile").expect("binary built");
-        c.current_dir(self.path());
-        for var in ["AZURE_TENANT_ID", "GITHUB_ACTIONS", "RUST_LOG", "NO_COLOR"] {
-            c.env_remove(var);
-        }
-        c
+        let mut std = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"));
+        hermetic(&mut std).current_dir(self.path());
+        Command::from_std(std)
     }
 
     /// The actions the manifests of this repository ask for.
@@ -173,10 +187,11 @@ impl Repo {
     /// The same as a `std::process::Command`, for tests that spawn and kill.
     pub(crate) fn spawn_on(&self, sim: &intune_reconcile::sim::SimHandle, args: &[&str]) -> std::process::Child {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"));
-        c.current_dir(self.path()).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        for var in ["AZURE_TENANT_ID", "GITHUB_ACTIONS", "RUST_LOG", "NO_COLOR"] {
-            c.env_remove(var);
-        }
+        hermetic(&mut c)
+            .current_dir(self.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         for (k, v) in sim_env(sim) {
             c.env(k, v);
         }

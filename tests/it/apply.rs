@@ -276,6 +276,24 @@ fn max_actions_and_confirmation_guard_the_run() {
     repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "3"]).assert().success();
 }
 
+// The stricter of `--max-actions` and `maxActionsPerApply` wins, whichever is smaller.
+#[test]
+fn the_smaller_of_max_actions_and_the_policy_limit_wins() {
+    let (repo, _) = android_repo(3);
+    let sim = android_sim(3, |_| {});
+    repo.write("reconcile.yaml", format!("{}policy:\n  maxActionsPerApply: 2\n", repo.read("reconcile.yaml")));
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "5"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "the policy's 2 is stricter than --max-actions 5");
+    assert!(stderr(&out).contains("more than the limit of 2"), "{}", stderr(&out));
+    repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("maxActionsPerApply: 2", "maxActionsPerApply: 5"));
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "2"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "--max-actions 2 is stricter than the policy's 5");
+    assert!(stderr(&out).contains("more than --max-actions 2"), "{}", stderr(&out));
+    assert!(posts(&sim).is_empty());
+    repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "3"]).assert().success();
+    assert_eq!(posts(&sim).len(), 3);
+}
+
 /// Ten Android devices in one manifest, looked up at 50 a second.
 fn ten_devices_read_slowly() -> (Repo, intune_reconcile::sim::SimHandle) {
     let repo = Repo::empty();

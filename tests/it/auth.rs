@@ -417,3 +417,62 @@ fn a_read_that_meets_a_401_renews_the_token() {
     let reads_refused = sim.requests().iter().filter(|r| r.method == "GET" && r.status == 401).count();
     assert!(reads_refused > 0, "reads did meet 401s");
 }
+
+// One tenant check, on every online command: a token for tenant B is refused before any Graph
+// request when AZURE_TENANT_ID names A (even against B's own ledger: the environment's tenant is
+// checked, not only the ledger's), and against A's ledger whatever the environment says.
+#[test]
+fn every_online_command_refuses_another_tenants_token_before_any_request() {
+    let (repo, sim) = setup(1);
+    let key = repo.actions()[0].key.as_str().to_owned();
+    let roles = vec![
+        "DeviceManagementManagedDevices.Read.All".to_owned(),
+        "DeviceManagementManagedDevices.PrivilegedOperations.All".to_owned(),
+    ];
+    let b = sim.state().mint_token_for("tenant-b", roles);
+    let commands: [&[&str]; 5] = [
+        &["plan"],
+        &["apply", "--auto-approve"],
+        &["refresh"],
+        &["state", "adopt", &key, "--reason", "seen in the portal"],
+        &["init"],
+    ];
+    // A's ledger, B's token, AZURE_TENANT_ID unset: the ledger refuses (init: it exists for A).
+    for args in commands {
+        let out = repo
+            .cmd()
+            .env("RECONCILE_GRAPH_URL", sim.url())
+            .env("RECONCILE_GRAPH_TOKEN", &b)
+            .args(args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("test-tenant") && err.contains("tenant-b"), "{args:?} names both: {err}");
+    }
+    assert!(sim.requests().is_empty(), "no Graph request: {:?}", sim.requests());
+    // B's ledger, B's token, AZURE_TENANT_ID=A: the environment's tenant refuses.
+    std::fs::remove_dir_all(repo.path().join(".reconcile")).expect("rm ledger");
+    repo.store().create(std::time::Duration::ZERO, "tenant-b").expect("B's ledger");
+    for args in commands {
+        let out = repo
+            .cmd()
+            .env("RECONCILE_GRAPH_URL", sim.url())
+            .env("RECONCILE_GRAPH_TOKEN", &b)
+            .env("AZURE_TENANT_ID", "test-tenant")
+            .args(args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        // `init` binds to AZURE_TENANT_ID without asking for a token: B's ledger is not A's.
+        let want = if args == ["init"] {
+            "belongs to tenant `tenant-b`, not `test-tenant`"
+        } else {
+            "the access token is for tenant `tenant-b`, but AZURE_TENANT_ID is `test-tenant`"
+        };
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert!(sim.requests().is_empty(), "no Graph request: {:?}", sim.requests());
+    assert!(posts(&sim).is_empty());
+}

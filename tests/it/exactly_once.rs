@@ -214,8 +214,9 @@ fn no_post_leaves_inside_a_retry_after_window_it_has_learned_of() {
         c.retry_after = RetryAfter::Seconds(1.5);
     });
     let child = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
-    // Lift the limit after the first storms so the run can finish.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Lift the limit once the run has met its first 429: from then on the server would accept
+    // anything, so only the client's own pause keeps requests out of the window it learned of.
+    crate::common::wait_until("the first 429", || posts(&sim).iter().any(|p| p.status == 429));
     sim.state().config.write_limit = None;
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));

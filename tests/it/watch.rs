@@ -7,28 +7,59 @@ use std::time::{Duration, Instant};
 use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim};
 use intune_reconcile::sim::SimConfig;
 
-/// A running `reconcile watch`, its output collected line by line.
+/// A running `reconcile watch`, its output collected line by line. Killed when dropped, however
+/// the test ends.
 struct Watch {
     child: std::process::Child,
     out: Arc<Mutex<Vec<String>>>,
     err: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How a watch ended: its status and everything it printed.
+struct Ended {
+    status: std::process::ExitStatus,
+    out: Vec<String>,
+    err: Vec<String>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Watch {
     fn start(mut child: std::process::Child) -> Watch {
-        let collect = |stream: Box<dyn std::io::Read + Send>| {
+        let mut readers = Vec::new();
+        let mut collect = |stream: Box<dyn std::io::Read + Send>| {
             let lines = Arc::new(Mutex::new(Vec::new()));
             let l = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     l.lock().expect("lines").push(line);
                 }
-            });
+            }));
             lines
         };
         let out = collect(Box::new(child.stdout.take().expect("stdout")));
         let err = collect(Box::new(child.stderr.take().expect("stderr")));
-        Watch { child, out, err }
+        Watch { child, out, err, readers }
+    }
+
+    /// Waits until stdout has at least `n` lines.
+    fn wait_for_lines(&self, n: usize) {
+        let start = Instant::now();
+        while self.out.lock().expect("lines").len() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "fewer than {n} lines:\n{}\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn count(&self, needle: &str) -> usize {
@@ -57,7 +88,12 @@ impl Watch {
         }
     }
 
+    /// SIGTERM, then the exit status and every line, once both streams are closed.
     fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop().status
+    }
+
+    fn stop(&mut self) -> Ended {
         let ok = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -65,13 +101,18 @@ impl Watch {
             .success();
         assert!(ok);
         let start = Instant::now();
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
+                break status;
             }
             assert!(start.elapsed() < Duration::from_secs(20), "watch did not stop");
             std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
         }
+        let take = |lines: &Arc<Mutex<Vec<String>>>| std::mem::take(&mut *lines.lock().expect("lines"));
+        Ended { status, out: take(&self.out), err: take(&self.err) }
     }
 }
 
@@ -114,7 +155,6 @@ fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
     for i in 0..10 {
         let extra: String = (0..=i).map(|k| format!("    - serialNumber: B{k}\n")).collect();
         repo.write("manifests/a.yaml", format!("{ONE}{extra}"));
-        std::thread::sleep(Duration::from_millis(10));
     }
     w.wait_for("Plan: 11 to reset", 1);
     repo.write("manifests/a.yaml", format!("{ONE}    - serialNumber: S2\n    - serialNumber: S3\n"));
@@ -132,8 +172,15 @@ fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
     w.wait_for("Plan: 1 to reset", 2);
 
     // A folder deleted and created again is watched again.
+    let failed = |w: &Watch| w.err.lock().expect("lines").iter().filter(|l| l.contains("ok=false")).count();
+    let before = failed(&w);
     std::fs::remove_dir_all(repo.path().join("manifests")).expect("rm");
-    std::thread::sleep(Duration::from_millis(500));
+    // The watcher's answer to the deletion (a failed cycle: no manifests) says it has seen it.
+    let start = Instant::now();
+    while failed(&w) == before {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     repo.write("manifests/b.yaml", ONE.replace("name: a", "name: b").replace("S1", "S9"));
     w.wait_for("manifest b (manifests/b.yaml)", 1);
 
@@ -191,25 +238,20 @@ fn the_reconciler_prints_changed_plans_only_and_json_lines_only_when_asked() {
     repo.fast_config("");
     repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0), &android_id(1)]));
     let sim = sim(SimConfig { devices: android_devices(2), ..SimConfig::default() });
-    let w = reconciler(&repo, &sim, &["watch", "--apply", "--interval", "300ms"]);
+    let mut w = reconciler(&repo, &sim, &["watch", "--apply", "--interval", "300ms"]);
     w.wait_for("Nothing to do.", 4);
-    let lines = w.out.clone();
-    assert!(w.terminate().success());
-    std::thread::sleep(Duration::from_millis(200));
-    let out = lines.lock().expect("lines").clone();
+    let Ended { status, out, .. } = w.stop();
+    assert!(status.success());
     // The plan before the apply, and the one after it (accepted): twice, never once per cycle.
     let legends = out.iter().filter(|l| l.starts_with("Legend:")).count();
     assert_eq!(legends, 2, "{}", out.join("\n"));
     let quiet = out.iter().filter(|l| l.contains("── reconcile: Nothing to do.")).count();
     assert!(quiet >= 3, "unchanged cycles are one line each:\n{}", out.join("\n"));
 
-    let w = reconciler(&repo, &sim, &["--log-format", "json", "watch", "--apply", "--interval", "300ms"]);
-    std::thread::sleep(Duration::from_millis(1_500));
-    let (lines, errs) = (w.out.clone(), w.err.clone());
-    assert!(w.terminate().success());
-    std::thread::sleep(Duration::from_millis(200));
-    let out = lines.lock().expect("lines").clone();
-    let err = errs.lock().expect("lines").clone();
+    let mut w = reconciler(&repo, &sim, &["--log-format", "json", "watch", "--apply", "--interval", "300ms"]);
+    w.wait_for_lines(2);
+    let Ended { status, out, err } = w.stop();
+    assert!(status.success());
     assert!(out.len() >= 2, "one line per cycle: {out:?}");
     for line in out.iter().chain(&err) {
         assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not JSON: {line}");

@@ -27,6 +27,16 @@ pub(crate) fn hermetic(c: &mut std::process::Command) -> &mut std::process::Comm
     c
 }
 
+/// Waits until `happened` (an event the simulator, a file or the binary's output shows), and fails
+/// the test after 20 s: the tests synchronise on what happened, never on how long it took.
+pub(crate) fn wait_until(what: &str, happened: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !happened() {
+        assert!(start.elapsed() < Duration::from_secs(20), "waited 20 s for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The repository's `examples/` folder.
 pub(crate) fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")

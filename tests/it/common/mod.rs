@@ -17,6 +17,8 @@ use intune_reconcile::state::{LocalStore, Record, Status};
 const INHERITED: [&str; 8] = ["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "USER", "TZ"];
 
 /// A child environment built from an allow-list ([`INHERITED`]).
+// The tests' own environment, not the tool's: `crate::env` is the binary's one reader.
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn hermetic(c: &mut std::process::Command) -> &mut std::process::Command {
     c.env_clear();
     for var in INHERITED {

@@ -274,6 +274,16 @@ mod tests {
     }
 
     #[test]
+    fn line_breakers_are_controls_and_unicode_separators_only() {
+        for c in ['\n', '\r', '\u{1b}', '\u{85}', '\u{2028}', '\u{2029}'] {
+            assert!(breaks_lines(c), "{c:?}");
+        }
+        for c in ['a', ' ', '\u{200f}', '\u{200b}', 'م'] {
+            assert!(!breaks_lines(c), "{c:?}");
+        }
+    }
+
+    #[test]
     fn invisible_characters_are_shown_escaped() {
         for c in
             ['\u{200b}', '\u{200d}', '\u{2060}', '\u{61c}', '\u{180e}', '\u{3164}', '\u{e0041}', '\u{fe0f}', '\u{ad}']

@@ -167,7 +167,17 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
-    let latency = lock(&state).config.latency;
+    let (latency, probe) = {
+        let s = lock(&state);
+        (s.config.latency, s.config.intent_probe.clone())
+    };
+    // As the POST arrives, before any answer: was its intent already durable?
+    let intent_durable = match (&probe, &crid) {
+        (Some(ledger), Some(id)) if method == "POST" && !path.starts_with("/_") && !path.ends_with("/token") => {
+            Some(super::state::durable_in(ledger, id))
+        }
+        _ => None,
+    };
     if !path.starts_with("/_sim/") && !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -213,6 +223,7 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
         authorized: effects.authorized,
         applied: effects.applied,
         credential: effects.credential,
+        intent_durable,
     });
     if effects.hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -95,6 +95,10 @@ pub struct SimConfig {
     pub token_requests: u32,
     /// Answers that run on past any sane length (a broken proxy, a hostile stand-in).
     pub padding: Padding,
+    /// A test hook (off by default): the local ledger to read as each POST arrives, to tell
+    /// whether that request's `client-request-id` was durable on disk (in the snapshot or its
+    /// journal) before the request left ([`RecordedRequest::intent_durable`]).
+    pub intent_probe: Option<std::path::PathBuf>,
 }
 
 /// Bytes of whitespace streamed after the JSON of some answers (0: none). The JSON stays valid:
@@ -131,6 +135,7 @@ impl Default for SimConfig {
             list_omits_results: false,
             token_requests: 0,
             padding: Padding::default(),
+            intent_probe: None,
         }
     }
 }
@@ -152,6 +157,21 @@ pub struct RecordedRequest {
     pub applied: bool,
     /// For token requests: `secret`, `assertion`, or what was missing.
     pub credential: Option<String>,
+    /// With [`SimConfig::intent_probe`], for a POST: whether its `client-request-id` was in the
+    /// ledger on disk when the request arrived.
+    pub intent_durable: Option<bool>,
+}
+
+/// Whether `crid` is written in the local ledger at `ledger` (its snapshot or its journal) now.
+pub(crate) fn durable_in(ledger: &std::path::Path, crid: &str) -> bool {
+    let journal = {
+        let mut name = ledger.as_os_str().to_owned();
+        name.push(".journal");
+        std::path::PathBuf::from(name)
+    };
+    [ledger.to_path_buf(), journal]
+        .iter()
+        .any(|p| std::fs::read(p).is_ok_and(|b| b.windows(crid.len()).any(|w| w == crid.as_bytes())))
 }
 
 /// Who a portal reset is by when nobody is named.

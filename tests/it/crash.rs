@@ -93,6 +93,7 @@ fn kill_dash_nine_then_rerun(filler: usize) {
     }
     let plan = repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
     assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    crate::common::assert_intents_durable(&sim);
 }
 
 #[test]
@@ -121,6 +122,7 @@ fn ctrl_c_stops_sending_records_what_was_in_flight_and_exits_non_zero() {
     for id in &ids {
         assert_eq!(sim.resets_applied(id), 1, "device {id}");
     }
+    crate::common::assert_intents_durable(&sim);
 }
 
 /// The ledger file itself (not only its journal) holds the intent of every request that left: a

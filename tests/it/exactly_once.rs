@@ -29,6 +29,7 @@ fn assert_each_reset_once(sim: &SimHandle, ids: &[String]) {
     assert!(twice.is_empty(), "{} devices were reset twice: {twice:?}", twice.len());
     let never: Vec<&String> = ids.iter().filter(|id| sim.resets_applied(id) == 0).collect();
     assert!(never.is_empty(), "{} devices were never reset: {never:?}", never.len());
+    crate::common::assert_intents_durable(sim);
 }
 
 /// The status of the (only) record of device `id`.

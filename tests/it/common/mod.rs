@@ -29,6 +29,16 @@ pub(crate) fn hermetic(c: &mut std::process::Command) -> &mut std::process::Comm
     c
 }
 
+/// Every POST the simulator received had its intent durable in the probed ledger when it arrived
+/// (and there was at least one): the intent-before-request rule, checked at the moment it matters
+/// rather than after the run.
+pub(crate) fn assert_intents_durable(sim: &intune_reconcile::sim::SimHandle) {
+    let probed: Vec<_> = sim.requests().into_iter().filter(|r| r.intent_durable.is_some()).collect();
+    assert!(!probed.is_empty(), "no POST was probed");
+    let early: Vec<_> = probed.iter().filter(|r| r.intent_durable == Some(false)).map(|r| &r.path).collect();
+    assert!(early.is_empty(), "{} POSTs left before their intent was durable: {early:?}", early.len());
+}
+
 /// Waits until `happened` (an event the simulator, a file or the binary's output shows), and fails
 /// the test after 20 s: the tests synchronise on what happened, never on how long it took.
 pub(crate) fn wait_until(what: &str, happened: impl Fn() -> bool) {
@@ -189,6 +199,7 @@ pub(crate) const SECRET: &str = "S3cret-Value-That-Must-Never-Leak-7f3a";
 impl Repo {
     /// `reconcile` pointed at `sim` with a client secret.
     pub(crate) fn cmd_on(&self, sim: &intune_reconcile::sim::SimHandle) -> Command {
+        self.probe(sim);
         let mut c = self.cmd();
         for (k, v) in sim_env(sim) {
             c.env(k, v);
@@ -198,6 +209,7 @@ impl Repo {
 
     /// The same as a `std::process::Command`, for tests that spawn and kill.
     pub(crate) fn spawn_on(&self, sim: &intune_reconcile::sim::SimHandle, args: &[&str]) -> std::process::Child {
+        self.probe(sim);
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"));
         hermetic(&mut c)
             .current_dir(self.path())
@@ -208,6 +220,13 @@ impl Repo {
             c.env(k, v);
         }
         c.spawn().expect("spawn reconcile")
+    }
+
+    /// Has `sim` read this repository's default ledger as each POST arrives (unless a test
+    /// pointed it elsewhere): [`assert_intents_durable`] then says whether every request's intent
+    /// was on disk before the request left.
+    pub(crate) fn probe(&self, sim: &intune_reconcile::sim::SimHandle) {
+        sim.state().config.intent_probe.get_or_insert_with(|| self.path().join(".reconcile/state.json"));
     }
 
     /// A `reconcile.yaml` tuned for tests (zero backoff, short timeout and grace, a large write

@@ -256,6 +256,10 @@ mod tests {
             assert_eq!(text(given), shown);
         }
         assert!(matches!(commands("no command ## here"), Cow::Borrowed(_)));
+        // At the very end of a long line, and as the whole line.
+        let tail = format!("{}##vso[", "x".repeat(40));
+        assert_eq!(commands(&tail), format!("{}#\\u{{23}}vso[", "x".repeat(40)));
+        assert_eq!(commands("##["), "#\\u{23}[");
         let doc = json(br###"{"a":"##vso[x]","b":1}"###);
         let back: serde_json::Value = serde_json::from_slice(&doc).expect("still JSON");
         assert_eq!(back["a"], "##vso[x]");

@@ -105,6 +105,8 @@ fn floor(n: usize, selector: Selector) {
         "apply {n} resets by {selector:?}, 50 writes/s, 500 reads/s, 50 ms: {wall:.2} s wall for a {floor:.0} s floor = {:.3}; {gets} GETs; 429s: {throttled}; duplicates: {duplicates}; missed: {missing}",
         wall / floor
     );
+    // The scenario promises every device once and no throttling: a figure without that is void.
+    assert_eq!((duplicates, missing, throttled), (0, 0, 0), "duplicates, missed, 429s");
 }
 
 fn budget() {
@@ -164,6 +166,7 @@ fn resolve_500() {
     let throttled = reads.iter().filter(|r| r.status == 429).count();
     println!("Resolve 500 serial numbers, 50,000-device tenant, 200 reads / 2 s, 100 ms latency");
     println!("  plan took {:.1} s: {} reads, 429s: {throttled}", wall.as_secs_f64(), reads.len());
+    assert_eq!(throttled, 0, "the read budget stays under the tenant's limit");
 }
 
 fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32, blob: Option<&azurite::Azurite>) {
@@ -225,6 +228,8 @@ fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32, 
         budget_rate,
         100.0 * rate / budget_rate
     );
+    let missing = (0..n).map(|i| sim.resets_applied(&id(i))).filter(|&c| c == 0).count();
+    assert_eq!((duplicates, missing, throttled), (0, 0, 0), "duplicates, missed, 429s");
 }
 
 /// `n` corporate Android devices with ids from [`id`] and serial numbers `SN00000000`….

@@ -619,3 +619,65 @@ fn retry_after_of(resp: &reqwest::Response, answer: &Answer) -> Option<Duration>
     let v = resp.headers().get("retry-after")?.to_str().ok()?;
     error::retry_after(v, answer.date.unwrap_or_else(Timestamp::now))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{RetryAfter, SimConfig, SimHandle};
+
+    fn device(i: usize) -> String {
+        format!("00000000-0000-4000-8000-{i:012}")
+    }
+
+    // A 429 answered to one request pauses every write, also those whose task already holds a
+    // slot (it took its slot, then wrote its intent, while the 429 came back): such a request
+    // does not leave; it is handed back unsent, to go again after the pause.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_holding_a_slot_when_a_429_comes_back_does_not_leave() {
+        let devices = (0..2)
+            .map(|i| {
+                serde_json::json!({"id": device(i), "operatingSystem": "Android"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let sim = SimHandle::start(
+            SimConfig {
+                devices,
+                write_limit: Some(Budget { requests: 1, window: Duration::from_secs(60) }),
+                retry_after: RetryAfter::Seconds(30.0),
+                ..SimConfig::default()
+            },
+            0,
+        )
+        .expect("simulator");
+        let token = sim
+            .state()
+            .mint_token_for("test-tenant", vec!["DeviceManagementManagedDevices.PrivilegedOperations.All".to_owned()]);
+        let endpoints =
+            Endpoints::resolve(crate::cloud::Cloud::Global, ApiVersion::V1, Some(&sim.url()), Some(&sim.url()))
+                .expect("endpoints");
+        let budget = Budget { requests: 1_000, window: Duration::from_secs(1) };
+        let opts = ClientOptions {
+            timeout: Duration::from_secs(5),
+            concurrency: 4,
+            write_budget: budget,
+            read_budget: budget,
+            retry: crate::retry::Policy::graph(Duration::from_millis(10), Duration::from_millis(100)),
+        };
+        let graph = Graph::new(endpoints, Credential::Token(token.into()), &opts);
+        // Three tasks take their slots first, as the executor does before writing intents.
+        let slots = [graph.write_slot().await, graph.write_slot().await, graph.write_slot().await];
+        let [Ok(a), Ok(b), Ok(c)] = slots else { panic!("slots") };
+        let ids = [device(0), device(1)];
+        let sent = |s, i: usize| graph.reset_passcode(s, Collection::ManagedDevices, &ids[i], Uuid::new_v4());
+        assert!(matches!(sent(a, 0).await, SendResult::Accepted(_)));
+        let SendResult::Throttled(_, Some(delay), _) = sent(b, 1).await else { panic!("the second meets the limit") };
+        // The executor's answer to a 429: the pause, for everyone.
+        graph.writes().throttled(delay).await;
+        assert_eq!(sent(c, 1).await, SendResult::HeldBack, "a slot taken before the 429 does not send inside it");
+        let posts = sim.requests().iter().filter(|r| r.method == "POST").count();
+        assert_eq!(posts, 2, "the held-back request never left");
+    }
+}

@@ -433,20 +433,25 @@ fn two_applies_at_once_on_one_ledger() {
     let (repo, ids) = android_repo(6);
     let sim = android_sim(6, |c| c.latency = Duration::from_millis(300));
     let mut first = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
-    // Wait until the first one holds the lock (its first request arrives).
-    let start = std::time::Instant::now();
-    while sim.requests().is_empty() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The first one holds the lock once its first reset arrives (the token comes before the lock).
+    crate::common::wait_until("the first reset", || !posts(&sim).is_empty());
     let second = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(second.status.code(), Some(1));
     let err = stderr(&second);
     assert!(err.contains("is locked by pid") && err.contains("reconcile apply"), "{err}");
+    // With --lock-timeout a third one waits while the first still holds the lock, then finds
+    // nothing to do.
+    assert!(first.try_wait().expect("wait").is_none(), "the first is still running");
+    let third = repo.spawn_on(&sim, &["apply", "--auto-approve", "--lock-timeout", "20s"]);
     assert!(first.wait().expect("wait").success());
+    let third = third.wait_with_output().expect("wait");
+    assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+    assert!(
+        String::from_utf8_lossy(&third.stdout).contains("Nothing to do"),
+        "{}",
+        String::from_utf8_lossy(&third.stdout)
+    );
     assert_each_reset_once(&sim, &ids);
-    // With --lock-timeout the second one waits, then finds nothing to do.
-    let third = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--lock-timeout", "5s"]).output().expect("run");
-    assert!(third.status.success(), "{}", stderr(&third));
 }
 
 // `http://localhost:PORT` is a loopback host too (SPEC §7): the name is pinned to loopback.

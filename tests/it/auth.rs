@@ -280,6 +280,7 @@ fn delegated_scopes_count_as_permissions() {
     sim.state().accept_token(&delegated);
     let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &delegated)]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(posts(&sim).len(), 1, "the reset was sent with the delegated token");
 }
 
 /// A delegated token (a person's, with `scp`) for the test tenant, accepted by the simulator.

@@ -302,7 +302,7 @@ fn an_unknown_reset_counts_for_the_cooldown() {
     let old = repo.actions().into_iter().find(|a| a.manifest == "inc-0").expect("old");
     std::fs::remove_file(repo.path().join("manifests/old.yaml")).expect("rm");
     let when = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
-    record_attempt(&repo, &old, "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f", when, 500, Status::Done);
+    record_attempt(&repo, &old, "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f", when, 500, Status::Unknown);
     let sim = sim(sim_config());
     let out = repo.cmd_on(&sim).arg("plan").output().expect("run");
     assert!(stdout(&out).contains("policy cooldown"), "{}", stdout(&out));

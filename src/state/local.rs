@@ -1178,6 +1178,142 @@ mod tests {
         assert!(check_tenant_at(s.path(), &l, Some("TENANT-A")).is_ok() && check_tenant_at(s.path(), &l, None).is_ok());
     }
 
+    // Two paths to one ledger (a symlink to the file, a symlinked folder) are one ledger: one
+    // lock, one journal, and the rename writes the real file, leaving the link a link.
+    #[test]
+    fn two_paths_to_one_ledger_share_its_lock_and_journal_and_keep_the_link() {
+        let (d, s) = store();
+        committed_ledger(&s);
+        std::fs::create_dir(d.path().join("alias")).expect("mkdir");
+        let link = d.path().join("alias/state.json");
+        std::os::unix::fs::symlink("../.reconcile/state.json", &link).expect("symlink");
+        std::os::unix::fs::symlink(".reconcile", d.path().join("folder")).expect("symlink");
+        let real = std::fs::canonicalize(s.path()).expect("canonical");
+        for other in [link.clone(), d.path().join("folder/state.json")] {
+            let o = LocalStore::open(&other).expect("open").journal_only();
+            assert_eq!(o.path(), real, "{}", other.display());
+            assert_eq!(o.given_path(), other);
+            let held = lock(&s);
+            let err = o.lock(Duration::ZERO, "second", Some("tenant-a")).expect_err("one lock");
+            assert!(err.to_string().contains("is locked by"), "{err}");
+            drop(held);
+        }
+        let o = LocalStore::open(&link).expect("open").journal_only();
+        let mut w = o.lock(Duration::ZERO, "through the link", Some("tenant-a")).expect("lock");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        assert!(s.journal_path().exists(), "the journal is the real ledger's");
+        w.commit().expect("commit");
+        assert!(std::fs::symlink_metadata(&link).expect("link").file_type().is_symlink(), "still a link");
+        assert_eq!(s.load().expect("load").records.len(), 2);
+        let names: Vec<String> = std::fs::read_dir(d.path().join("alias"))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["state.json"], "no lock, journal or temp file beside the link");
+    }
+
+    #[test]
+    fn a_ledger_in_folders_not_made_yet_resolves_and_a_dangling_link_is_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = LocalStore::open(d.path().join("a/b/state.json")).expect("open");
+        let root = std::fs::canonicalize(d.path()).expect("canonical");
+        assert_eq!(s.path(), root.join("a/b/state.json"));
+        assert!(s.create(Duration::ZERO, "tenant-a").expect("create"));
+        assert!(root.join("a/b/state.json").is_file());
+        let dangling = d.path().join("dangling.json");
+        std::os::unix::fs::symlink(d.path().join("nowhere/state.json"), &dangling).expect("symlink");
+        let err = LocalStore::open(&dangling).expect_err("refused");
+        assert!(matches!(err, StateError::Unresolvable { .. }), "{err}");
+        assert!(err.to_string().contains("nowhere/state.json"), "{err}");
+        std::os::unix::fs::symlink(d.path(), d.path().join("dir.json")).expect("symlink");
+        assert!(LocalStore::open(d.path().join("dir.json")).is_err(), "a link to a folder");
+        assert!(!d.path().join("nowhere").exists());
+    }
+
+    // The rename happened and then reported an error (its answer was lost): the snapshot on disk
+    // is the new one, so it is a success, not a reason to stop or to write anything twice.
+    #[test]
+    fn a_rename_that_happened_but_reported_an_error_is_a_success() {
+        let (_d, s) = store();
+        let s = LocalStore { write_through: WRITE_THROUGH_RECORDS, ..s };
+        let mut w = lock(&s);
+        fault::arm(fault::Point::Rename, 1);
+        w.record(record("m", "A", Status::Unknown)).expect("the intent is durable");
+        let on_disk = parse_snapshot_at(s.path(), &std::fs::read(s.path()).expect("read")).expect("parse");
+        assert_eq!(on_disk.records.len(), 1, "the snapshot holds the intent");
+        assert!(!s.journal_path().exists(), "folded: the rename was ours");
+        w.record(record("m", "A", Status::Accepted)).expect("outcome");
+        fault::arm(fault::Point::Rename, 1);
+        let (_d, j) = store();
+        let mut wj = lock(&j);
+        wj.record(record("m", "B", Status::Unknown)).expect("record");
+        let l = wj.commit().expect("a commit whose rename reported an error after it happened");
+        assert_eq!(j.load().expect("load"), l);
+        assert!(!j.journal_path().exists());
+        assert_eq!(w.commit().expect("commit"), s.load().expect("load"));
+    }
+
+    // The folder's fsync after the rename failed: the rename may not be durable, so the journal
+    // (which holds every change) is kept, and nothing recorded is lost.
+    #[test]
+    fn a_failed_folder_fsync_after_the_rename_keeps_the_journal() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        let expected = w.ledger().clone();
+        fault::arm(fault::Point::DirSync, 1);
+        assert!(w.commit().is_err(), "not durable: reported");
+        assert!(s.journal_path().exists(), "the journal is kept");
+        assert_eq!(s.load().expect("load"), expected);
+        let w = s.lock(Duration::ZERO, "next", Some("tenant-a")).expect("the next writer folds it");
+        assert_eq!(w.ledger(), &expected);
+        assert!(!s.journal_path().exists());
+        // The same during a write-through: the change stays in the journal and is not lost.
+        let s = LocalStore { write_through: WRITE_THROUGH_RECORDS, ..s };
+        drop(w);
+        let mut w = s.lock(Duration::ZERO, "next", Some("tenant-a")).expect("lock");
+        fault::arm(fault::Point::DirSync, 2);
+        w.record(record("m", "C", Status::Unknown)).expect("the journal line is durable");
+        assert!(s.journal_path().exists(), "kept while the snapshot is in doubt");
+        assert_eq!(s.load().expect("load").records.len(), 3);
+        w.record(record("m", "D", Status::Unknown)).expect("record after");
+        let l = w.commit().expect("commit");
+        assert_eq!((s.load().expect("load"), l.records.len()), (l.clone(), 4));
+    }
+
+    // The journal's fsync failed: the intent is not recorded (the caller sends nothing), the
+    // partial line is cut off, nothing more is appended, and the ledger stays readable.
+    #[test]
+    fn a_failed_journal_fsync_records_nothing_and_stops_recording() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let before = w.ledger().clone();
+        fault::arm(fault::Point::JournalSync, 1);
+        assert!(w.record(record("m", "B", Status::Unknown)).is_err());
+        assert_eq!(w.ledger(), &before, "not in memory: it was not recorded");
+        assert_eq!(s.load().expect("load"), before, "not on disk either");
+        assert!(w.record(record("m", "C", Status::Unknown)).is_err(), "nothing more after a failed write");
+        assert_eq!(w.commit().expect("commit"), before);
+        assert_eq!(s.load().expect("load"), before);
+    }
+
+    // A journal removed or replaced under a writer (its removal's answer lost, or a writer that
+    // reached the ledger without this lock) must not take appends nobody will read.
+    #[test]
+    fn a_journal_removed_under_the_writer_takes_no_more_intents() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let kept = std::fs::read(s.journal_path()).expect("journal");
+        std::fs::remove_file(s.journal_path()).expect("rm");
+        let err = w.record(record("m", "B", Status::Unknown)).expect_err("refused");
+        assert!(err.to_string().contains("failed to write ledger"), "{err}");
+        std::fs::write(s.journal_path(), &kept).expect("a copy in its place");
+        assert!(w.record(record("m", "B", Status::Unknown)).is_err(), "a replaced journal is not this one");
+    }
+
     #[test]
     fn a_second_writer_is_told_who_holds_the_lock() {
         let (_d, s) = store();

@@ -144,6 +144,9 @@ pub(crate) struct Settings {
     pub state: crate::state::Location,
     /// The ledger `--simulate` uses (always local).
     pub sim_state: PathBuf,
+    /// The repository, when the ledger is a file the repository named (not the operator): the
+    /// ledger's real location, resolved when it is opened, must stay inside it.
+    pub state_root: Option<PathBuf>,
     pub graph: GraphSettings,
     /// `AZURE_TENANT_ID`, which binds the ledger.
     pub tenant: Option<String>,
@@ -317,6 +320,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
             );
         }
     }
+    let mut state_root = None;
     let state = match (&operator, raw.state) {
         (Some((s, from)), _) => match crate::state::Location::parse(&s.to_string_lossy(), pinned) {
             Ok(Some(url)) => crate::state::Location::Blob(url),
@@ -354,6 +358,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
                         ),
                         Ok(_) => {}
                     }
+                    state_root = Some(base.clone());
                     crate::state::Location::Local(path)
                 }
                 Err(e) => {
@@ -376,6 +381,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
         manifests,
         state,
         sim_state,
+        state_root,
         graph,
         tenant: nonempty(crate::env::AZURE_TENANT_ID),
         graph_url: nonempty(crate::env::RECONCILE_GRAPH_URL),

@@ -23,7 +23,10 @@ pub(super) fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
         return Err(Failure::Invalid(diags));
     }
     let (store, tenant) = if args.simulate {
-        (Store::Local(LocalStore::new(settings.simulated_state())), connect::SIM_TENANT.to_owned())
+        (
+            Store::Local(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
+            connect::SIM_TENANT.to_owned(),
+        )
     } else {
         let tenant = match args.tenant.clone().or_else(|| settings.tenant.clone()) {
             Some(t) => t,

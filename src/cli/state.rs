@@ -122,7 +122,9 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         return Err(Failure::Invalid(diags));
     }
     let store = if args.simulate {
-        crate::state::Store::Local(crate::state::LocalStore::new(settings.simulated_state()))
+        crate::state::Store::Local(
+            crate::state::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?,
+        )
     } else {
         crate::ops::connect::open_store(&settings, &env)?
     };
@@ -165,12 +167,21 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     };
     if let Some(dest) = dest {
         let to = crate::ops::connect::open_store_at(&settings, &dest, &env)?;
-        if to.location() == store.location() {
+        if to.same_ledger(&store) {
             return Err(anyhow::anyhow!("`{dest}` is the ledger itself").into());
         }
+        let verb =
+            if matches!(cmd, StateCommand::Push { .. }) { "reconcile state push" } else { "reconcile state pull" };
+        // The source is read under its lock, the one an apply holds: a copy taken while an apply
+        // writes would lack what it records next, and the copy's next apply would send it again.
+        // It is held until the copy is written, so nothing is recorded in the source meanwhile.
         let n = block_on(async {
-            let source = store.load_existing().await?;
-            to.import(&source, timeout).await
+            let held = store.lock(timeout, verb, None).await?;
+            let copied = to.import(held.ledger(), timeout).await;
+            let released = held.commit().await;
+            let n = copied?;
+            released?;
+            Ok::<_, crate::state::StateError>(n)
         })??;
         say!("Copied {n} records from `{}` to `{dest}`.", store.location());
         return Ok(());
@@ -180,7 +191,17 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         say!("Released the lock of `{}` held by {holder}.", store.location());
         return Ok(());
     }
-    let ledger = block_on(store.load_existing())??;
+    let ledger = if matches!(cmd, StateCommand::Export { .. }) {
+        // An export is the ledger at one instant: read under the lock, not beside a writer.
+        block_on(async {
+            let held = store.lock(timeout, "reconcile state export", None).await?;
+            let ledger = held.ledger().clone();
+            held.commit().await?;
+            Ok::<_, crate::state::StateError>(ledger)
+        })??
+    } else {
+        block_on(store.load_existing())??
+    };
     let mut out = std::io::BufWriter::new(crate::safe::stdout());
     match cmd {
         StateCommand::List { format: StateFormat::Text } => render::state::list_text(&mut out, &ledger),

@@ -87,7 +87,7 @@ pub(crate) fn connect(
             secret: SecretString::from("simulated".to_owned()),
         };
         // The simulated ledger is made on first use, so the quick start is one command.
-        let store = crate::state::LocalStore::new(&state);
+        let store = crate::state::LocalStore::open(&state)?;
         if !store.exists() {
             store.create(std::time::Duration::ZERO, SIM_TENANT)?;
         }
@@ -131,7 +131,7 @@ pub(crate) fn open_store_at(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<crate::state::Store> {
     let g = &settings.graph;
-    crate::state::Store::open(location, env, g.timeout, || {
+    let store = crate::state::Store::open(location, env, g.timeout, || {
         let mut endpoints = Endpoints::resolve(
             g.cloud,
             g.api_version,
@@ -151,7 +151,29 @@ pub(crate) fn open_store_at(
         Ok(crate::state::blob::StorageAuth::Entra(Arc::new(crate::graph::auth::TokenProvider::new(
             http, credential, &endpoints,
         ))))
-    })
+    })?;
+    // A ledger the repository names stays inside it: checked again where the store resolved it
+    // (through a symlinked ledger or folder), since that is where it will be written.
+    if let (Some(root), crate::state::Store::Local(local)) = (&settings.state_root, &store)
+        && *location == settings.state
+    {
+        let real = local.path();
+        let refuse = |why: String| {
+            anyhow::anyhow!(
+                "the ledger `{}` that reconcile.yaml names resolves to `{}`: {why}\nhint: the ledger the repository names must be inside it (and not in a hidden folder other than .reconcile); the operator may pass --state or set RECONCILE_STATE",
+                crate::safe::text(&location.to_string()),
+                crate::safe::text(&real.display().to_string())
+            )
+        };
+        match crate::confine::inside(root, real) {
+            Err(e) => return Err(refuse(e.to_string())),
+            Ok(resolved) if crate::confine::in_hidden_folder(root, &resolved) => {
+                return Err(refuse("it is inside a hidden folder".into()));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(store)
 }
 
 /// The Entra scope of Azure Storage (the same in every cloud).

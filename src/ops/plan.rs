@@ -88,7 +88,7 @@ pub(crate) fn prepare(
     };
     let store = match (conn, request.simulate) {
         (Some(c), _) => c.store.clone(),
-        (None, true) => Store::Local(LocalStore::new(settings.simulated_state())),
+        (None, true) => Store::Local(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
         (None, false) => super::connect::open_store(&settings, env)?,
     };
     let exists = runtime.block_on(store.exists()).map_err(anyhow::Error::from)?;

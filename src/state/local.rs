@@ -78,6 +78,8 @@ pub enum StateError {
     LocalUnlock { path: PathBuf },
     #[error("refusing to overwrite ledger `{}`: {why}; nothing was written\nhint: push or pull only to a new location, or to a copy of the same ledger that this one extends", path.display())]
     ImportRefused { path: PathBuf, why: String },
+    #[error("cannot tell where the ledger `{}` really is: {why}\nhint: name the ledger file itself (or a symlink to an existing one); nothing was read or written", path.display())]
+    Unresolvable { path: PathBuf, why: String },
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
@@ -149,16 +151,53 @@ enum JournalLine {
 }
 
 /// A local ledger at a path.
+///
+/// # One ledger, one identity
+/// A ledger may be reached by several paths (a relative one, an absolute one, one through a
+/// symlinked folder, a symlink to the file itself). The store resolves where the ledger really is
+/// once, when it is opened ([`open`](Self::open)): the parent folder is canonicalized (through its
+/// nearest existing ancestor when it does not exist yet, as for `init`), and a ledger file that is
+/// itself a symlink is followed to its target. The lock, the journal and the temporary file of
+/// every write are named from that real location, and the final rename replaces the real file:
+/// two paths to one ledger share one lock and one journal, and a symlink stays a symlink.
+///
+/// A symlinked ledger is followed rather than refused because keeping the ledger elsewhere and
+/// linking it into a checkout is an ordinary setup, and refusing it would only push operators to
+/// copies (two ledgers, the very thing this prevents). Following it is safe where it matters: a
+/// ledger the repository names is checked for confinement after this resolution (see
+/// `ops::connect`), and the operator's `--state` may be anywhere anyway. A link that leads
+/// nowhere is refused: writing through it would create a file at a place nobody chose.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
+    /// The ledger's real location (see above): every file is named from it.
     path: PathBuf,
+    /// The path as given, for messages and for telling where the ledger was asked for.
+    given: PathBuf,
     /// Up to this many records every change also rewrites the snapshot.
     write_through: usize,
 }
 
 impl LocalStore {
+    /// Opens the ledger at `path`, resolving where it really is (see the type's docs). Refused
+    /// when that cannot be told: a symlink to nothing, a path that names no file.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StateError> {
+        let given = path.into();
+        let real = resolve(&given)?;
+        if real != given {
+            tracing::debug!(given = %given.display(), real = %real.display(), "the ledger's real location");
+        }
+        Ok(LocalStore { path: real, given, write_through: WRITE_THROUGH_RECORDS })
+    }
+
+    /// [`open`](Self::open) for a path known to resolve (tests, fixtures): a path that cannot be
+    /// resolved is used as given. Commands use `open`, which reports it.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        LocalStore { path: path.into(), write_through: WRITE_THROUGH_RECORDS }
+        let given = path.into();
+        Self::open(given.clone()).unwrap_or(LocalStore {
+            path: given.clone(),
+            given,
+            write_through: WRITE_THROUGH_RECORDS,
+        })
     }
 
     /// The same store, its changes kept in the journal until the end whatever the ledger's size
@@ -167,8 +206,14 @@ impl LocalStore {
         LocalStore { write_through: 0, ..self }
     }
 
+    /// The ledger's real location: where its files are.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The path the ledger was asked for, as given.
+    pub fn given_path(&self) -> &Path {
+        &self.given
     }
 
     fn journal_path(&self) -> PathBuf {
@@ -287,7 +332,7 @@ impl LocalStore {
     /// ([`StateError::Missing`]): only [`create`](Self::create) makes one.
     pub fn lock(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
         if !self.exists() {
-            return Err(StateError::Missing { path: self.path.clone() });
+            return Err(StateError::Missing { path: self.given.clone() });
         }
         self.lock_inner(timeout, command, tenant)
     }
@@ -336,6 +381,55 @@ impl LocalStore {
     /// Locks the ledger for a copy from elsewhere (`state pull`), creating it when missing.
     pub(crate) fn lock_for_import(&self, timeout: Duration, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
         self.lock_inner(timeout, "reconcile state pull", tenant)
+    }
+}
+
+/// Where the ledger named `given` really is: its parent folder canonicalized (through the
+/// nearest existing ancestor when it does not exist yet), then the file followed when it is a
+/// symlink. Relative paths are taken from the current directory, as the operating system would.
+fn resolve(given: &Path) -> Result<PathBuf, StateError> {
+    let bad = |why: String| StateError::Unresolvable { path: given.to_path_buf(), why };
+    let io = |p: &Path, e: std::io::Error| bad(format!("`{}`: {}", p.display(), crate::diagnostic::io_reason(&e)));
+    let name = given.file_name().ok_or_else(|| bad("the path names no file".into()))?;
+    let parent = given.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // The nearest existing ancestor, canonical; the folders below it are created by the first
+    // write (`init`), so they are plain folders and are appended as written.
+    let mut existing = parent.to_path_buf();
+    let mut missing: Vec<std::ffi::OsString> = Vec::new();
+    let mut dir = loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(dir) => break dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(n) = existing.file_name() else {
+                    return Err(bad("`..` follows a folder that does not exist".into()));
+                };
+                missing.push(n.to_owned());
+                if !existing.pop() || existing.as_os_str().is_empty() {
+                    existing = PathBuf::from(".");
+                }
+            }
+            Err(e) => return Err(io(&existing, e)),
+        }
+    };
+    for n in missing.iter().rev() {
+        dir.push(n);
+    }
+    let at = dir.join(name);
+    match std::fs::symlink_metadata(&at) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&at) {
+            Ok(real) if real.is_dir() => Err(bad(format!("it is a symlink to the folder `{}`", real.display()))),
+            Ok(real) => Ok(real),
+            Err(e) => {
+                let to = std::fs::read_link(&at).map(|t| t.display().to_string()).unwrap_or_default();
+                Err(bad(format!(
+                    "it is a symlink to `{to}`, which cannot be followed ({})",
+                    crate::diagnostic::io_reason(&e)
+                )))
+            }
+        },
+        Ok(_) => Ok(at),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(at),
+        Err(e) => Err(io(&at, e)),
     }
 }
 
@@ -534,8 +628,20 @@ impl LedgerWriter {
         }
         let f = self.journal.as_mut().expect("opened above");
         // Its length after the last complete, synced write.
-        let before = f.metadata().map_err(werr)?.len();
-        if let Err(e) = f.write_all(&lines).and_then(|()| f.sync_data()) {
+        let meta = f.metadata().map_err(werr)?;
+        let before = meta.len();
+        // The file this handle writes must still be the journal readers read: a line appended to
+        // a journal that was removed or replaced (by a writer that reached this ledger without
+        // this lock, or a removal whose answer was lost) would be an intent nobody ever sees.
+        if !same_file(&meta, &jpath) {
+            self.broken = true;
+            return Err(werr(std::io::Error::other(
+                "the journal this run writes was removed or replaced while it held the lock; nothing more is recorded",
+            )));
+        }
+        if let Err(e) =
+            f.write_all(&lines).and_then(|()| f.sync_data()).and_then(|()| fault::hit(fault::Point::JournalSync))
+        {
             // Cut a partial line off so the journal stays readable, and append nothing more.
             let _ = f.set_len(before).and_then(|()| f.sync_data());
             self.broken = true;
@@ -587,7 +693,19 @@ impl LedgerWriter {
             w.flush()?;
             drop(w);
             tmp.as_file().sync_all()?;
-            tmp.persist(&path).map_err(|e| e.error)?;
+            let ours = tmp.as_file().metadata()?;
+            if let Err(e) =
+                tmp.persist(&path).map(drop).map_err(|e| e.error).and_then(|()| fault::hit(fault::Point::Rename))
+            {
+                // A rename whose answer was lost (an error reported after it happened, as network
+                // file systems can): the file at `path` is ours exactly when it is the same inode.
+                // Only then is it a success; otherwise the old snapshot stands and the journal,
+                // kept, still holds every change.
+                if !same_file(&ours, &path) {
+                    return Err(e);
+                }
+                tracing::warn!(path = %path.display(), error = %e, "the ledger's rename reported an error, but it happened");
+            }
             sync_dir(&path)
         })();
         result.map_err(werr)?;
@@ -637,7 +755,64 @@ fn line_bytes(line: &JournalLine) -> Vec<u8> {
 
 fn sync_dir(file: &Path) -> std::io::Result<()> {
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    fault::hit(fault::Point::DirSync)
+}
+
+/// Whether the entry at `path` (not followed) is the file `meta` describes.
+fn same_file(meta: &std::fs::Metadata, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+}
+
+/// Faults injected into the write path by unit tests, after the real operation succeeded: an
+/// answer lost on its way back (a rename reported failed after it happened, an fsync error).
+/// Outside tests every point is a no-op.
+mod fault {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Point {
+        /// The snapshot's rename happened, then reported an error.
+        Rename,
+        /// A folder's fsync (after a rename, a removal or a journal's creation) failed.
+        DirSync,
+        /// The journal's fsync failed.
+        JournalSync,
+    }
+
+    #[cfg(not(test))]
+    #[inline]
+    pub(super) fn hit(_: Point) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// Armed faults: each fires at the nth (1-based) time its point is passed from now.
+        static ARMED: std::cell::RefCell<Vec<(Point, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Fails the `nth` next pass through `point` on this thread.
+    #[cfg(test)]
+    pub(super) fn arm(point: Point, nth: u32) {
+        ARMED.with(|a| a.borrow_mut().push((point, nth)));
+    }
+
+    #[cfg(test)]
+    pub(super) fn hit(point: Point) -> std::io::Result<()> {
+        ARMED.with(|a| {
+            let mut a = a.borrow_mut();
+            let mut fire = false;
+            a.retain_mut(|(p, n)| {
+                if *p != point {
+                    return true;
+                }
+                *n -= 1;
+                fire |= *n == 0;
+                *n > 0
+            });
+            if fire { Err(std::io::Error::other(format!("injected fault: {point:?}"))) } else { Ok(()) }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1001,6 +1176,142 @@ mod tests {
         let l = s.load().expect("load");
         assert!(matches!(check_tenant_at(s.path(), &l, Some("tenant-b")), Err(StateError::WrongTenant { .. })));
         assert!(check_tenant_at(s.path(), &l, Some("TENANT-A")).is_ok() && check_tenant_at(s.path(), &l, None).is_ok());
+    }
+
+    // Two paths to one ledger (a symlink to the file, a symlinked folder) are one ledger: one
+    // lock, one journal, and the rename writes the real file, leaving the link a link.
+    #[test]
+    fn two_paths_to_one_ledger_share_its_lock_and_journal_and_keep_the_link() {
+        let (d, s) = store();
+        committed_ledger(&s);
+        std::fs::create_dir(d.path().join("alias")).expect("mkdir");
+        let link = d.path().join("alias/state.json");
+        std::os::unix::fs::symlink("../.reconcile/state.json", &link).expect("symlink");
+        std::os::unix::fs::symlink(".reconcile", d.path().join("folder")).expect("symlink");
+        let real = std::fs::canonicalize(s.path()).expect("canonical");
+        for other in [link.clone(), d.path().join("folder/state.json")] {
+            let o = LocalStore::open(&other).expect("open").journal_only();
+            assert_eq!(o.path(), real, "{}", other.display());
+            assert_eq!(o.given_path(), other);
+            let held = lock(&s);
+            let err = o.lock(Duration::ZERO, "second", Some("tenant-a")).expect_err("one lock");
+            assert!(err.to_string().contains("is locked by"), "{err}");
+            drop(held);
+        }
+        let o = LocalStore::open(&link).expect("open").journal_only();
+        let mut w = o.lock(Duration::ZERO, "through the link", Some("tenant-a")).expect("lock");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        assert!(s.journal_path().exists(), "the journal is the real ledger's");
+        w.commit().expect("commit");
+        assert!(std::fs::symlink_metadata(&link).expect("link").file_type().is_symlink(), "still a link");
+        assert_eq!(s.load().expect("load").records.len(), 2);
+        let names: Vec<String> = std::fs::read_dir(d.path().join("alias"))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["state.json"], "no lock, journal or temp file beside the link");
+    }
+
+    #[test]
+    fn a_ledger_in_folders_not_made_yet_resolves_and_a_dangling_link_is_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = LocalStore::open(d.path().join("a/b/state.json")).expect("open");
+        let root = std::fs::canonicalize(d.path()).expect("canonical");
+        assert_eq!(s.path(), root.join("a/b/state.json"));
+        assert!(s.create(Duration::ZERO, "tenant-a").expect("create"));
+        assert!(root.join("a/b/state.json").is_file());
+        let dangling = d.path().join("dangling.json");
+        std::os::unix::fs::symlink(d.path().join("nowhere/state.json"), &dangling).expect("symlink");
+        let err = LocalStore::open(&dangling).expect_err("refused");
+        assert!(matches!(err, StateError::Unresolvable { .. }), "{err}");
+        assert!(err.to_string().contains("nowhere/state.json"), "{err}");
+        std::os::unix::fs::symlink(d.path(), d.path().join("dir.json")).expect("symlink");
+        assert!(LocalStore::open(d.path().join("dir.json")).is_err(), "a link to a folder");
+        assert!(!d.path().join("nowhere").exists());
+    }
+
+    // The rename happened and then reported an error (its answer was lost): the snapshot on disk
+    // is the new one, so it is a success, not a reason to stop or to write anything twice.
+    #[test]
+    fn a_rename_that_happened_but_reported_an_error_is_a_success() {
+        let (_d, s) = store();
+        let s = LocalStore { write_through: WRITE_THROUGH_RECORDS, ..s };
+        let mut w = lock(&s);
+        fault::arm(fault::Point::Rename, 1);
+        w.record(record("m", "A", Status::Unknown)).expect("the intent is durable");
+        let on_disk = parse_snapshot_at(s.path(), &std::fs::read(s.path()).expect("read")).expect("parse");
+        assert_eq!(on_disk.records.len(), 1, "the snapshot holds the intent");
+        assert!(!s.journal_path().exists(), "folded: the rename was ours");
+        w.record(record("m", "A", Status::Accepted)).expect("outcome");
+        fault::arm(fault::Point::Rename, 1);
+        let (_d, j) = store();
+        let mut wj = lock(&j);
+        wj.record(record("m", "B", Status::Unknown)).expect("record");
+        let l = wj.commit().expect("a commit whose rename reported an error after it happened");
+        assert_eq!(j.load().expect("load"), l);
+        assert!(!j.journal_path().exists());
+        assert_eq!(w.commit().expect("commit"), s.load().expect("load"));
+    }
+
+    // The folder's fsync after the rename failed: the rename may not be durable, so the journal
+    // (which holds every change) is kept, and nothing recorded is lost.
+    #[test]
+    fn a_failed_folder_fsync_after_the_rename_keeps_the_journal() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        let expected = w.ledger().clone();
+        fault::arm(fault::Point::DirSync, 1);
+        assert!(w.commit().is_err(), "not durable: reported");
+        assert!(s.journal_path().exists(), "the journal is kept");
+        assert_eq!(s.load().expect("load"), expected);
+        let w = s.lock(Duration::ZERO, "next", Some("tenant-a")).expect("the next writer folds it");
+        assert_eq!(w.ledger(), &expected);
+        assert!(!s.journal_path().exists());
+        // The same during a write-through: the change stays in the journal and is not lost.
+        let s = LocalStore { write_through: WRITE_THROUGH_RECORDS, ..s };
+        drop(w);
+        let mut w = s.lock(Duration::ZERO, "next", Some("tenant-a")).expect("lock");
+        fault::arm(fault::Point::DirSync, 2);
+        w.record(record("m", "C", Status::Unknown)).expect("the journal line is durable");
+        assert!(s.journal_path().exists(), "kept while the snapshot is in doubt");
+        assert_eq!(s.load().expect("load").records.len(), 3);
+        w.record(record("m", "D", Status::Unknown)).expect("record after");
+        let l = w.commit().expect("commit");
+        assert_eq!((s.load().expect("load"), l.records.len()), (l.clone(), 4));
+    }
+
+    // The journal's fsync failed: the intent is not recorded (the caller sends nothing), the
+    // partial line is cut off, nothing more is appended, and the ledger stays readable.
+    #[test]
+    fn a_failed_journal_fsync_records_nothing_and_stops_recording() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let before = w.ledger().clone();
+        fault::arm(fault::Point::JournalSync, 1);
+        assert!(w.record(record("m", "B", Status::Unknown)).is_err());
+        assert_eq!(w.ledger(), &before, "not in memory: it was not recorded");
+        assert_eq!(s.load().expect("load"), before, "not on disk either");
+        assert!(w.record(record("m", "C", Status::Unknown)).is_err(), "nothing more after a failed write");
+        assert_eq!(w.commit().expect("commit"), before);
+        assert_eq!(s.load().expect("load"), before);
+    }
+
+    // A journal removed or replaced under a writer (its removal's answer lost, or a writer that
+    // reached the ledger without this lock) must not take appends nobody will read.
+    #[test]
+    fn a_journal_removed_under_the_writer_takes_no_more_intents() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let kept = std::fs::read(s.journal_path()).expect("journal");
+        std::fs::remove_file(s.journal_path()).expect("rm");
+        let err = w.record(record("m", "B", Status::Unknown)).expect_err("refused");
+        assert!(err.to_string().contains("failed to write ledger"), "{err}");
+        std::fs::write(s.journal_path(), &kept).expect("a copy in its place");
+        assert!(w.record(record("m", "B", Status::Unknown)).is_err(), "a replaced journal is not this one");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub(crate) trait Journal {
 impl Backend for LocalStore {
     type Writer = LedgerWriter;
     fn location(&self) -> Location {
-        Location::Local(self.path().to_path_buf())
+        Location::Local(self.given_path().to_path_buf())
     }
     async fn exists(&self) -> Result<bool, StateError> {
         Ok(LocalStore::exists(self))
@@ -162,7 +162,7 @@ impl Store {
         entra: impl FnOnce() -> anyhow::Result<StorageAuth>,
     ) -> anyhow::Result<Store> {
         match location {
-            Location::Local(p) => Ok(Store::Local(LocalStore::new(p))),
+            Location::Local(p) => Ok(Store::Local(LocalStore::open(p)?)),
             Location::Blob(url) => {
                 let nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
                 let auth = if let Some(key) = nonempty(crate::env::AZURE_STORAGE_KEY) {
@@ -179,6 +179,15 @@ impl Store {
 
     pub(crate) fn location(&self) -> Location {
         both!(self, s => Backend::location(s))
+    }
+
+    /// Whether `self` and `other` are one ledger: the same real file (however each was named), or
+    /// the same blob.
+    pub(crate) fn same_ledger(&self, other: &Store) -> bool {
+        match (self, other) {
+            (Store::Local(a), Store::Local(b)) => a.path() == b.path(),
+            _ => self.location() == other.location(),
+        }
     }
 
     pub async fn exists(&self) -> Result<bool, StateError> {

@@ -1,0 +1,155 @@
+//! One ledger, one identity: two paths to one ledger file (a symlink to it, the path itself)
+//! share one lock and one journal, and copies of a ledger are taken under its lock.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
+use intune_reconcile::sim::{Fault, FaultKind, SimConfig, SimHandle};
+
+/// A repository of `n` devices in one manifest, its ledger created, and a simulator for them.
+fn setup(n: usize, tweak: impl FnOnce(&mut SimConfig)) -> (Repo, SimHandle) {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let ids: Vec<String> = (0..n).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
+    let mut cfg = SimConfig { devices: android_devices(n), ..SimConfig::default() };
+    tweak(&mut cfg);
+    (repo, sim(cfg))
+}
+
+/// `alias/state.json`, a relative symlink to the repository's ledger.
+fn alias(repo: &Repo) -> &'static str {
+    std::fs::create_dir_all(repo.path().join("alias")).expect("mkdir");
+    std::os::unix::fs::symlink("../.reconcile/state.json", repo.path().join("alias/state.json")).expect("symlink");
+    "alias/state.json"
+}
+
+fn per_device(sim: &SimHandle) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for p in posts(sim) {
+        *n.entry(p.path).or_insert(0) += 1;
+    }
+    n
+}
+
+fn assert_each_device_posted_once(sim: &SimHandle, n: usize) {
+    let counts = per_device(sim);
+    assert_eq!(counts.len(), n, "every device was reset: {counts:?}");
+    let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "devices POSTed more than once: {twice:?}");
+}
+
+fn assert_still_a_link(repo: &Repo, rel: &str) {
+    let meta = std::fs::symlink_metadata(repo.path().join(rel)).expect("the link");
+    assert!(meta.file_type().is_symlink(), "`{rel}` was replaced by a regular file");
+}
+
+/// No lock, journal or temporary file was named from the link.
+fn assert_nothing_beside_the_link(repo: &Repo) {
+    let names: Vec<String> = std::fs::read_dir(repo.path().join("alias"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["state.json"], "files beside the link");
+}
+
+// Applies through the link and through the path itself, one after the other, see one ledger.
+#[test]
+fn applies_through_a_symlink_and_the_path_itself_send_each_reset_once() {
+    let (repo, sim) = setup(6, |_| {});
+    let link = alias(&repo);
+    let first = repo.cmd_on(&sim).args(["--state", link, "apply", "--auto-approve"]).output().expect("run");
+    assert!(first.status.success(), "{}{}", stdout(&first), stderr(&first));
+    assert_still_a_link(&repo, link);
+    let second = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(second.status.success(), "{}{}", stdout(&second), stderr(&second));
+    let third = repo.cmd_on(&sim).args(["--state", link, "apply", "--auto-approve"]).output().expect("run");
+    assert!(third.status.success(), "{}{}", stdout(&third), stderr(&third));
+    assert_each_device_posted_once(&sim, 6);
+    assert_still_a_link(&repo, link);
+    assert_nothing_beside_the_link(&repo);
+    assert_eq!(repo.ledger_json()["records"].as_object().expect("records").len(), 6);
+}
+
+// Two applies at once, one through the link: one lock, so the second waits and sends nothing.
+#[test]
+fn concurrent_applies_through_a_symlink_and_the_path_share_one_lock() {
+    let n = 20;
+    let (repo, sim) = setup(n, |c| c.latency = Duration::from_millis(100));
+    let link = alias(&repo);
+    let a = repo.spawn_on(&sim, &["--lock-timeout", "60s", "--state", link, "apply", "--auto-approve"]);
+    let b = repo.spawn_on(&sim, &["--lock-timeout", "60s", "apply", "--auto-approve"]);
+    let (a, b) = (a.wait_with_output().expect("wait"), b.wait_with_output().expect("wait"));
+    assert!(a.status.success(), "{}{}", stdout(&a), stderr(&a));
+    assert!(b.status.success(), "{}{}", stdout(&b), stderr(&b));
+    assert_each_device_posted_once(&sim, n);
+    assert_still_a_link(&repo, link);
+    assert_nothing_beside_the_link(&repo);
+    assert!(!repo.path().join("alias/state.json.lock").exists(), "one lock file, the real ledger's");
+}
+
+/// Starts an apply of `n` devices whose first reset is answered only after `late`, and returns
+/// once it holds the ledger's lock (its first request reached the simulator: intents are written
+/// under the lock before any request leaves).
+fn apply_holding_the_lock(n: usize, late: Duration) -> (Repo, SimHandle, std::process::Child) {
+    let (repo, sim) = setup(n, |c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(late), times: 1 }];
+    });
+    // A client timeout longer than the late answer: the apply simply waits for it.
+    repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("timeout: 2s", "timeout: 60s"));
+    let child = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
+    let start = Instant::now();
+    while posts(&sim).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the apply never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (repo, sim, child)
+}
+
+fn records_in(path: &Path) -> usize {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).expect("the copy")).expect("JSON");
+    v["records"].as_object().expect("records").len()
+}
+
+// A copy taken beside an apply would lack what the apply records next, and the copy's next apply
+// would send it again: the copy waits for the lock, or is refused naming its holder.
+#[test]
+fn state_push_waits_for_a_running_apply_or_is_refused_naming_it() {
+    let n = 12;
+    let (repo, _sim, child) = apply_holding_the_lock(n, Duration::from_secs(4));
+    let pid = child.id();
+    let out = repo.cmd().args(["state", "push", "copy/state.json"]).output().expect("run");
+    assert!(!out.status.success(), "a copy beside a running apply: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("is locked by pid {pid}")) && err.contains("reconcile apply"), "{err}");
+    assert!(!repo.path().join("copy/state.json").exists(), "nothing was copied");
+    let out = repo.cmd().args(["state", "export", "--format", "json"]).output().expect("run");
+    assert!(!out.status.success() && stderr(&out).contains("is locked by pid"), "{}", stderr(&out));
+
+    let out = repo.cmd().args(["--lock-timeout", "60s", "state", "push", "copy/state.json"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let apply = child.wait_with_output().expect("wait");
+    assert!(apply.status.success(), "{}{}", stdout(&apply), stderr(&apply));
+    assert!(stdout(&out).contains(&format!("Copied {n} records")), "{}", stdout(&out));
+    assert_eq!(records_in(&repo.path().join("copy/state.json")), n, "the copy has every record");
+}
+
+// The same for `state pull`, and the copy is a ledger the next apply trusts: it re-sends nothing.
+#[test]
+fn state_pull_is_taken_under_the_sources_lock() {
+    let n = 8;
+    let (repo, sim, child) = apply_holding_the_lock(n, Duration::from_secs(3));
+    let out = repo.cmd().args(["state", "pull", "pulled.json"]).output().expect("run");
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains(&format!("is locked by pid {}", child.id())), "{}", stderr(&out));
+    let out = repo.cmd().args(["--lock-timeout", "60s", "state", "pull", "pulled.json"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(child.wait_with_output().expect("wait").status.success());
+    assert_eq!(records_in(&repo.path().join("pulled.json")), n);
+    let out = repo.cmd_on(&sim).args(["--state", "pulled.json", "apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_each_device_posted_once(&sim, n);
+}

@@ -253,16 +253,17 @@ pub(crate) async fn apply(
     }
     drop(first);
     // Resets made outside the tool are judged from the audit log too: read once, before any send.
+    let own = crate::out_of_band::OwnIntents::default();
     let audits = if candidates.is_empty() {
         AuditLog::default()
     } else {
         check_role(&graph).await?;
         let audits = crate::resolve::audit_log(&graph, opts.policy.out_of_band_since(Timestamp::now())).await?;
-        // From here on a reset of a device may be this run's own (for another action of it):
-        // never one made outside reconcile. On Intune's clock, less the stamps' tolerance.
-        let start = graph.server_time_lower_bound().unwrap_or_else(Timestamp::now);
+        // A reset of a device after this run's first intent for it may be the run's own (for
+        // another action of that device): never one made outside reconcile. Per device, on
+        // Intune's clock, less the stamps' tolerance.
         let tolerance = jiff::SignedDuration::try_from(crate::graph::clock::TOLERANCE).unwrap_or_default();
-        audits.own_resets_from(start - tolerance)
+        audits.with_own_intents(own.clone(), tolerance)
     };
     let limit = opts.blast_radius();
     let release = if opts.expected.is_some() || opts.confirm || limit.is_some_and(|max| candidates.len() > max) {
@@ -302,6 +303,7 @@ pub(crate) async fn apply(
         backlog: AtomicUsize::new(0),
         drained: tokio::sync::Notify::new(),
         opts: opts.clone(),
+        own,
     });
     let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut lookups = tokio::task::JoinSet::new();
@@ -685,6 +687,8 @@ struct Run {
     backlog: AtomicUsize,
     drained: tokio::sync::Notify,
     opts: ApplyOptions,
+    /// This run's intents by device, noted before each request leaves (see [`AuditLog`]).
+    own: crate::out_of_band::OwnIntents,
 }
 
 /// One released reset waiting for its first send slot: counted in [`Run::backlog`] until dropped.
@@ -780,9 +784,12 @@ async fn execute(
         }
         let client_request_id = Uuid::new_v4();
         let now = Timestamp::now();
+        let server_sent_at = ctx.graph.server_time_lower_bound();
+        // Before the request can leave: a reset of this device from now on may be this run's.
+        ctx.own.note(device_id, server_sent_at.unwrap_or(now));
         record.attempts.push(Attempt {
             started_at: now,
-            server_sent_at: ctx.graph.server_time_lower_bound(),
+            server_sent_at,
             client_request_id,
             policy_override: ctx.opts.policy_override.clone(),
             provenance: Some(provenance.clone()),

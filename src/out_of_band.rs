@@ -84,10 +84,31 @@ fn ago(d: SignedDuration) -> String {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AuditLog {
     entries: Entries,
-    /// `apply`: its start on Intune's clock. A reset Intune started from then on may be one this
-    /// very run sent (not in the ledger as locked, which every decision of the run is made
-    /// against): never taken for one made outside reconcile.
-    own_from: Option<Timestamp>,
+    /// `apply`: the intents this very run recorded, by device. A reset Intune started after one
+    /// of them (on Intune's clock, less the stamps' tolerance) may be this run's own — it is not
+    /// in the ledger as locked, which every decision of the run is made against — and is never
+    /// taken for one made outside reconcile. Any other reset is judged by `policy.outOfBand`,
+    /// also one made a second before the run sent anything to that device.
+    own: Option<(OwnIntents, jiff::SignedDuration)>,
+}
+
+/// The first intent this run recorded for each device, on Intune's clock (shared by the executor,
+/// which notes each intent before its request leaves, and the plans it makes meanwhile).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnIntents(std::sync::Arc<std::sync::Mutex<HashMap<String, Timestamp>>>);
+
+impl OwnIntents {
+    /// This run records an intent for `device_id` at `at` (Intune's clock): the first one counts.
+    pub(crate) fn note(&self, device_id: &str, at: Timestamp) {
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = m.entry(device_id.to_ascii_lowercase()).or_insert(at);
+        *first = (*first).min(at);
+    }
+
+    /// When this run first recorded an intent for `device_id`, if it did.
+    fn first(&self, device_id: &str) -> Option<Timestamp> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&device_id.to_ascii_lowercase()).copied()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -114,18 +135,20 @@ impl AuditLog {
                 by_device.entry(id.to_ascii_lowercase()).or_default().push(a);
             }
         }
-        AuditLog { entries: Entries::Read(by_device), own_from: None }
+        AuditLog { entries: Entries::Read(by_device), own: None }
     }
 
     /// The token may not read the audit log.
     pub(crate) fn unreadable() -> Self {
-        AuditLog { entries: Entries::Unreadable, own_from: None }
+        AuditLog { entries: Entries::Unreadable, own: None }
     }
 
-    /// The same, for a run that sends from `from` on (Intune's clock): later resets may be its own.
+    /// The same, for a run whose intents are noted in `own`: a reset of a device started after
+    /// this run's first intent for it (less `tolerance`, the clock stamps' disagreement) may be
+    /// its own.
     #[must_use]
-    pub(crate) fn own_resets_from(mut self, from: Timestamp) -> Self {
-        self.own_from = Some(from);
+    pub(crate) fn with_own_intents(mut self, own: OwnIntents, tolerance: jiff::SignedDuration) -> Self {
+        self.own = Some((own, tolerance));
         self
     }
 
@@ -146,9 +169,11 @@ impl AuditLog {
         }
     }
 
-    /// Whether a reset Intune started at `start` may be this run's own.
-    fn own(&self, start: Timestamp) -> bool {
-        self.own_from.is_some_and(|from| start >= from)
+    /// Whether a reset of `device_id` Intune started at `start` may be this run's own.
+    fn own(&self, device_id: &str, start: Timestamp) -> bool {
+        self.own
+            .as_ref()
+            .is_some_and(|(own, tolerance)| own.first(device_id).is_some_and(|at| start >= at - *tolerance))
     }
 }
 
@@ -197,7 +222,7 @@ pub(crate) fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, si
     let audited = audits.audited();
     let mut seen: Vec<OutOfBand> = Vec::new();
     for r in device.device_action_results.iter().filter(|r| is_passcode_reset(&r.action_name)) {
-        let Some(start) = r.start_date_time.filter(|s| *s >= since && !audits.own(*s)) else { continue };
+        let Some(start) = r.start_date_time.filter(|s| *s >= since && !audits.own(&device.id, *s)) else { continue };
         if !took_effect(&r.action_state) {
             continue;
         }
@@ -220,7 +245,7 @@ pub(crate) fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, si
     }
     // The audit log alone (a device listed without its results): a reset whose state says it ran.
     for a in logged {
-        let Some(start) = a.request_date_time.filter(|s| *s >= since && !audits.own(*s)) else { continue };
+        let Some(start) = a.request_date_time.filter(|s| *s >= since && !audits.own(&device.id, *s)) else { continue };
         let state = a.action_state.clone().unwrap_or_else(|| "pending".to_owned());
         if !took_effect(&state) || seen.iter().any(|o| o.audit_id.as_deref() == Some(a.id.as_str())) {
             continue;

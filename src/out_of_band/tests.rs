@@ -219,15 +219,35 @@ fn an_audit_only_reset_after_a_matched_one_is_the_latest() {
 }
 
 #[test]
-fn resets_from_the_runs_start_on_may_be_its_own() {
+fn resets_after_the_runs_intent_for_the_device_may_be_its_own() {
     // apply sends a reset for one manifest, then looks up another manifest's entry for the same
     // device: the ledger as locked does not know the first, but the run does.
     let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
     let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "", "done")]);
     assert!(find(&d, &log, &Ledger::empty()).is_some());
-    let run = log.clone().own_resets_from(ts("2026-11-30T11:19:59Z"));
+    let tolerance = jiff::SignedDuration::from_secs(2);
+    let with = |notes: &[(&str, &str)]| {
+        let own = OwnIntents::default();
+        for (id, at) in notes {
+            own.note(id, ts(at));
+        }
+        log.clone().with_own_intents(own, tolerance)
+    };
+    // The run's intent for this device came first (ids compare case-insensitively): its own.
+    let run = with(&[("dev-1", "2026-11-30T11:19:59Z")]);
     assert_eq!(find(&d, &run, &Ledger::empty()), None);
     assert_eq!(find(&device(&[]), &run, &Ledger::empty()), None, "the audit entry alone neither");
-    // One made before the run is still outside it.
-    assert!(find(&d, &log.own_resets_from(ts("2026-11-30T11:20:00.5Z")), &Ledger::empty()).is_some());
+    // Within the stamps' tolerance after the reset: still possibly its own.
+    assert_eq!(find(&d, &with(&[("DEV-1", "2026-11-30T11:20:01.5Z")]), &Ledger::empty()), None);
+    // An intent well after the reset: the reset was made outside, before the run touched it.
+    assert!(find(&d, &with(&[("DEV-1", "2026-11-30T11:20:03Z")]), &Ledger::empty()).is_some());
+    // An intent for another device, however early, says nothing about this one.
+    assert!(find(&d, &with(&[("DEV-2", "2026-11-30T10:00:00Z")]), &Ledger::empty()).is_some());
+    // No intent at all this run: outside.
+    assert!(find(&d, &with(&[]), &Ledger::empty()).is_some());
+    // The first intent for a device counts, whatever order they are noted in.
+    assert_eq!(
+        find(&d, &with(&[("DEV-1", "2026-11-30T11:30:00Z"), ("DEV-1", "2026-11-30T11:19:00Z")]), &Ledger::empty()),
+        None
+    );
 }

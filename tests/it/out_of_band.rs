@@ -306,3 +306,19 @@ fn devices_found_through_lists_have_their_own_results_read_when_the_audit_log_is
     );
     assert_eq!(posts(&sim).len(), 21);
 }
+
+// A reset made in the portal one second before `apply` starts was sent again: apply took every
+// reset from its start (less the clock tolerance) on for its own. A reset is possibly the run's
+// own only after the run's own intent for that device.
+#[test]
+fn a_portal_reset_a_second_before_apply_is_adopted_not_sent_again() {
+    let (repo, sim, ids) = setup("", Some("1s"), |_| {});
+    let out = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(sim.resets_applied(&ids[1]), 1, "only the portal's reset");
+    assert!(posts(&sim).iter().all(|p| !p.path.contains(&ids[1])), "no POST to the device reset in the portal");
+    assert_eq!(posts(&sim).len(), 2, "the other two are sent");
+    let listed = run(&repo, &sim, &["state", "list", "--format", "json"]);
+    let ledger: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert!(record_of(&ledger, &ids[1])["adopted"].is_object(), "{}", record_of(&ledger, &ids[1]));
+}

@@ -98,7 +98,10 @@ pub(crate) async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upser
     };
     let api_err =
         |what: &'static str| move |e: reqwest::Error| GithubError::Api { what, reason: crate::graph::error_chain(&e) };
-    // Who the token acts as: `GET /user`, or the Actions bot when the token cannot say.
+    // Who the token acts as: `GET /user`; in Actions, a 403 there is the workflow's own token
+    // (an integration may not read `/user`), which writes as the Actions bot. Any other failure
+    // leaves it unknown: a new comment, and nobody's comment edited on a guess.
+    let bot = || t.actions.then(|| User { login: ACTIONS_BOT.into(), kind: Some("Bot".into()) });
     let me = match req(reqwest::Method::GET, format!("{}/user", t.api)).send().await {
         Ok(r) if r.status().is_success() => match crate::http::read_capped(r, GITHUB_ANSWER_CAP).await {
             Ok(b) => serde_json::from_slice::<User>(&b).ok().map(|u| User { login: u.login, kind: None }),
@@ -107,9 +110,9 @@ pub(crate) async fn upsert_comment(t: &GithubTarget, body: &str) -> Result<Upser
             }
             Err(BodyError::Read(_)) => None,
         },
+        Ok(r) if r.status() == reqwest::StatusCode::FORBIDDEN => bot(),
         _ => None,
-    }
-    .or_else(|| t.actions.then(|| User { login: ACTIONS_BOT.into(), kind: Some("Bot".into()) }));
+    };
     if me.is_none() {
         tracing::warn!("cannot tell which GitHub user the token acts as: creating a new plan comment");
     }

@@ -301,6 +301,8 @@ type Comments = Arc<Mutex<Vec<(u64, String, String)>>>;
 struct FakeGithub {
     url: String,
     comments: Comments,
+    /// While set, `GET /user` answers 500.
+    user_down: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -318,14 +320,20 @@ fn author_of(headers: &axum::http::HeaderMap) -> (String, &'static str) {
 /// A fake of the GitHub REST API: issue comments in memory, with their authors.
 fn fake_github() -> FakeGithub {
     use axum::Json;
-    use axum::extract::{Path, State};
+    use axum::extract::{Path, Query, State};
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::{get, patch};
+    use std::collections::HashMap;
     let db: Comments = Arc::default();
+    let user_down: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+    let down = user_down.clone();
     let app = axum::Router::new()
         .route(
             "/user",
-            get(|headers: HeaderMap| async move {
+            get(move |headers: HeaderMap| async move {
+                if down.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"message": "Server Error"})));
+                }
                 match author_of(&headers) {
                     (login, "User") => (StatusCode::OK, Json(serde_json::json!({"login": login, "type": "User"}))),
                     _ => (
@@ -337,11 +345,16 @@ fn fake_github() -> FakeGithub {
         )
         .route(
             "/repos/{owner}/{repo}/issues/{pr}/comments",
-            get(|State(db): State<Comments>| async move {
+            get(|State(db): State<Comments>, Query(q): Query<HashMap<String, usize>>| async move {
+                // GitHub pages: `per_page` (default 30, at most 100) from `page` 1.
+                let per_page = q.get("per_page").copied().unwrap_or(30).min(100);
+                let page = q.get("page").copied().unwrap_or(1).max(1);
                 let list: Vec<serde_json::Value> = db
                     .lock()
                     .expect("db")
                     .iter()
+                    .skip((page - 1) * per_page)
+                    .take(per_page)
                     .map(|(id, body, login)| {
                         let kind = if login.ends_with("[bot]") { "Bot" } else { "User" };
                         serde_json::json!({"id": id, "body": body, "user": {"login": login, "type": kind}})
@@ -374,7 +387,7 @@ fn fake_github() -> FakeGithub {
         )
         .with_state(db.clone());
     let (url, thread, stop) = serve(app);
-    FakeGithub { url, comments: db, thread, stop }
+    FakeGithub { url, comments: db, user_down, thread, stop }
 }
 
 /// Serves `app` on a free loopback port in a thread of its own, until told to stop.
@@ -415,7 +428,7 @@ fn the_plan_comment_is_created_once_then_updated() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
-    let FakeGithub { url, comments: db, thread, stop } = fake_github();
+    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
     db.lock().expect("db").push((7, "an unrelated review comment".into(), "alice".into()));
     let first = comment(&repo, &url, "ghs_test_token");
     assert!(first.status.success(), "{}", stderr(&first));
@@ -438,7 +451,7 @@ fn a_github_answer_over_its_cap_is_refused() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
-    let FakeGithub { url, comments: db, thread, stop } = fake_github();
+    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
     db.lock().expect("db").push((7, "x".repeat(17 * 1024 * 1024), "alice".into()));
     let out = comment(&repo, &url, "ghs_test_token");
     let err = stderr(&out);
@@ -460,7 +473,7 @@ fn a_marker_in_someone_elses_comment_is_never_adopted() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"pull_request":{"number":42}}"#);
-    let FakeGithub { url, comments: db, thread, stop } = fake_github();
+    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
     let marker = intune_reconcile::render::markdown::MARKER;
     let planted = format!("{marker}\n**Plan: 0 to reset.** Nothing to see here.");
     db.lock().expect("db").push((7, planted.clone(), "mallory".into()));
@@ -476,6 +489,42 @@ fn a_marker_in_someone_elses_comment_is_never_adopted() {
     assert!(stdout(&third).contains("created plan comment 1002"), "{}", stdout(&third));
     let fourth = comment(&repo, &url, "ghp_ops-bot");
     assert!(stdout(&fourth).contains("updated plan comment 1002"), "{}", stdout(&fourth));
+    let _ = stop.send(());
+    let _ = thread.join();
+}
+
+// Ownership is both halves: the marker and the author. The bot's own comment without the marker
+// (a note it left) is never taken for the plan; the plan comment is found on a later page; and
+// when GitHub cannot say who a personal token is, nothing of anyone's is edited.
+#[test]
+fn the_plan_comment_is_the_tokens_own_with_the_marker_on_any_page() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
+    repo.write("event.json", r#"{"pull_request":{"number":42}}"#);
+    let FakeGithub { url, comments: db, user_down, thread, stop } = fake_github();
+    let marker = intune_reconcile::render::markdown::MARKER;
+    {
+        let mut db = db.lock().expect("db");
+        db.push((1, "a note from the bot, no marker".into(), "github-actions[bot]".into()));
+        for i in 0..140 {
+            db.push((10 + i, format!("review comment {i}"), "alice".into()));
+        }
+        db.push((500, format!("{marker}\nthe plan of an earlier push"), "github-actions[bot]".into()));
+    }
+    let out = comment(&repo, &url, "ghs_test_token");
+    assert!(stdout(&out).contains("updated plan comment 500"), "found on page 2: {}", stdout(&out));
+    let comments = db.lock().expect("db").clone();
+    assert_eq!(comments.len(), 142, "no new comment");
+    assert_eq!(comments[0].1, "a note from the bot, no marker", "the note without the marker is untouched");
+    // A personal token whose user GitHub cannot name (GET /user fails): a new comment, and the
+    // ops-bot's earlier plan comment is not edited on a guess.
+    db.lock().expect("db").push((600, format!("{marker}\nops-bot's plan"), "ops-bot".into()));
+    user_down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = comment(&repo, &url, "ghp_ops-bot");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("created plan comment"), "{}", stdout(&out));
+    let comments = db.lock().expect("db").clone();
+    assert!(comments.iter().any(|c| c.0 == 600 && c.1.ends_with("ops-bot's plan")), "untouched");
     let _ = stop.send(());
     let _ = thread.join();
 }

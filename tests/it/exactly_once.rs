@@ -461,3 +461,34 @@ fn a_429_that_never_ends_leaves_the_action_not_executed() {
     assert_eq!(of(0), Some(21), "20 retries after the first 429 (each sent or held back)");
     assert_eq!(posts(&sim).iter().filter(|p| p.path.contains(&android_id(1))).count(), 1, "the other device once");
 }
+
+// A person who checked the device and found the reset happened records it: `done`, with who and
+// why, and nothing is ever sent for it again.
+#[test]
+fn state_resolve_as_done_records_the_person_and_never_sends() {
+    let (repo, ids) = android_repo(1, "");
+    repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("unknownGrace: 0s", "unknownGrace: never"));
+    let sim = android_sim(1, |c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::UnavailableBefore, times: 1 }];
+    });
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().code(1);
+    assert_eq!(status_of(&repo, &ids[0]), "unknown");
+    let key = repo.ledger_json()["records"].as_object().expect("records").keys().next().expect("key").clone();
+    let out = repo
+        .cmd()
+        .env("USER", "ann")
+        .args(["state", "resolve", &key[..8], "--as", "done", "--reason", "the owner got a new passcode"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status_of(&repo, &ids[0]), "done");
+    let shown = repo.cmd().args(["state", "show", &key, "--format", "json"]).output().expect("run");
+    let json: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    let res = &json["action"]["attempts"][0]["resolution"];
+    assert!(res["by"].as_str().is_some_and(|b| b.starts_with("ann@")), "{res}");
+    assert!(res["note"].as_str().is_some_and(|n| n.contains("new passcode")), "{res}");
+    let before = posts(&sim).len();
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(posts(&sim).len(), before, "a done action is never sent again");
+}

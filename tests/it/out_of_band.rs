@@ -322,3 +322,29 @@ fn a_portal_reset_a_second_before_apply_is_adopted_not_sent_again() {
     let ledger: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
     assert!(record_of(&ledger, &ids[1])["adopted"].is_object(), "{}", record_of(&ledger, &ids[1]));
 }
+
+// `state adopt --within` bounds how old a reset outside reconcile may be to be adopted by hand.
+#[test]
+fn state_adopt_within_bounds_the_age_of_the_reset_adopted() {
+    let (repo, sim, ids) = setup("policy:\n  outOfBand: { then: block }\n", Some("10m"), |_| {});
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("json");
+    let key = json["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|a| a["block"] == "out-of-band")
+        .expect("blocked")["key"]
+        .as_str()
+        .expect("key")[..12]
+        .to_owned();
+    let young = run(&repo, &sim, &["state", "adopt", &key, "--within", "5m", "--reason", "INC-1"]);
+    assert_eq!(young.status.code(), Some(1), "a reset 10 min old is not within 5m: {}", stdout(&young));
+    let none =
+        ledger(&repo)["actions"].as_array().expect("actions").iter().all(|r| r["managedDeviceId"] != ids[1].as_str());
+    assert!(none, "nothing recorded for the device");
+    let old = run(&repo, &sim, &["state", "adopt", &key, "--within", "1h", "--reason", "INC-1"]);
+    assert!(old.status.success(), "{}", stderr(&old));
+    assert_eq!(record_of(&ledger(&repo), &ids[1])["adopted"]["reason"], "INC-1");
+    assert!(posts(&sim).is_empty(), "adopting sends nothing");
+}

@@ -434,3 +434,24 @@ fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
     let saved: serde_json::Value = serde_json::from_str(&repo.read("saved.json")).expect("saved plan is JSON");
     assert!(saved.to_string().contains("##vso[task.setvariable"), "the value itself is kept: {saved}");
 }
+
+// `simulator.devices` is a file the repository names: it stays inside the repository too.
+#[test]
+fn the_simulators_device_fixture_stays_inside_the_repository() {
+    let (repo, outside, secret) = hostile_repo();
+    std::fs::write(outside.path().join("devices.json"), "[]").expect("fixture");
+    for devices in [outside.path().join("devices.json").display().to_string(), "../devices.json".into()] {
+        repo.write("reconcile.yaml", format!("simulator:\n  devices: '{devices}'\n"));
+        let out = repo.cmd().arg("validate").output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{devices}");
+        assert!(
+            stderr(&out).contains("simulator.devices: ") && stderr(&out).contains("outside the repository"),
+            "{}",
+            stderr(&out)
+        );
+        let out = repo.cmd().args(["plan", "--simulate"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{devices}");
+        assert_not_leaked(&out);
+    }
+    let _ = secret;
+}

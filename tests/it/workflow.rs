@@ -529,6 +529,35 @@ fn the_plan_comment_is_the_tokens_own_with_the_marker_on_any_page() {
     let _ = thread.join();
 }
 
+// `comment --pr N` names the pull request when no event says it (a manual run, another trigger).
+#[test]
+fn comment_pr_names_the_pull_request_without_an_event() {
+    let repo = Repo::from_examples();
+    repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
+    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
+    let run = |args: &[&str]| {
+        repo.cmd()
+            .args(["comment", "--plan", "plan.json"])
+            .args(args)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_TOKEN", "ghs_test_token")
+            .env("GITHUB_REPOSITORY", "contoso/devices")
+            .env("GITHUB_API_URL", &url)
+            .output()
+            .expect("run")
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no --pr and no GITHUB_EVENT_PATH"), "{}", stderr(&out));
+    assert!(db.lock().expect("db").is_empty());
+    let out = run(&["--pr", "77"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("on pull request #77"), "{}", stdout(&out));
+    assert_eq!(db.lock().expect("db").len(), 1);
+    let _ = stop.send(());
+    let _ = thread.join();
+}
+
 /// A pipeline file as a JSON value.
 fn pipeline(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(crate::common::examples().join("ci").join(name)).expect("read");

@@ -492,3 +492,49 @@ fn state_resolve_as_done_records_the_person_and_never_sends() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(posts(&sim).len(), before, "a done action is never sent again");
 }
+
+// Every fault the simulator can play, on one device's reset: the status it leaves, whether
+// Intune applied it, how many requests left, the exit code, and that a second apply never sends
+// what may have run. One table, so a new fault is one new row.
+#[test]
+fn every_fault_has_its_outcome_and_a_second_apply_sends_nothing_that_may_have_run() {
+    struct Case {
+        kind: FaultKind,
+        status: &'static str,
+        applied: usize,
+        posts: usize,
+        exit: i32,
+    }
+    let cases = [
+        Case { kind: FaultKind::UnavailableBefore, status: "unknown", applied: 0, posts: 1, exit: 1 },
+        Case { kind: FaultKind::ErrorAfter, status: "unknown", applied: 1, posts: 1, exit: 1 },
+        Case { kind: FaultKind::HangAfter, status: "unknown", applied: 1, posts: 1, exit: 1 },
+        Case { kind: FaultKind::HangBefore, status: "unknown", applied: 0, posts: 1, exit: 1 },
+        Case { kind: FaultKind::Forbidden, status: "rejected", applied: 0, posts: 1, exit: 1 },
+        Case { kind: FaultKind::Throttle, status: "accepted", applied: 1, posts: 2, exit: 0 },
+        Case { kind: FaultKind::Unauthorized, status: "accepted", applied: 1, posts: 2, exit: 0 },
+        Case { kind: FaultKind::RequestTimeout, status: "accepted", applied: 1, posts: 2, exit: 0 },
+        Case {
+            kind: FaultKind::AnswerLate(Duration::from_millis(200)),
+            status: "accepted",
+            applied: 1,
+            posts: 1,
+            exit: 0,
+        },
+        Case { kind: FaultKind::LookupUnavailable, status: "accepted", applied: 1, posts: 1, exit: 0 },
+    ];
+    for c in cases {
+        let what = format!("{:?}", c.kind);
+        let (repo, ids) = android_repo(1, "");
+        let sim = android_sim(1, |cfg| cfg.faults = vec![Fault { device_id: None, kind: c.kind, times: 1 }]);
+        let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(c.exit), "{what}: {}\n{}", stdout(&out), stderr(&out));
+        assert_eq!(status_of(&repo, &ids[0]), c.status, "{what}");
+        assert_eq!(sim.resets_applied(&ids[0]), c.applied, "{what}: applied");
+        assert_eq!(posts(&sim).len(), c.posts, "{what}: requests");
+        crate::common::assert_intents_durable(&sim);
+        // Whatever may have run is never sent again by apply.
+        let _ = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+        assert_eq!(posts(&sim).len(), c.posts, "{what}: a second apply sent again");
+    }
+}

@@ -288,6 +288,27 @@ mod tests {
     }
 
     #[test]
+    fn a_guarded_stream_breaks_a_command_that_ends_its_line_and_flushes_when_dropped() {
+        let mut out = Vec::new();
+        {
+            let mut g = Guarded::new(&mut out);
+            g.write_all(b"x ##[\n").expect("write");
+            g.write_all(b"tail ##vso[").expect("write");
+        }
+        assert_eq!(String::from_utf8_lossy(&out), "x #\\u{23}[\ntail #\\u{23}vso[");
+    }
+
+    #[test]
+    fn json_documents_are_written_with_every_hash_escaped() {
+        let mut out = Vec::new();
+        write_json(&mut out, &serde_json::json!({"reason": "##vso[x] #1"})).expect("write");
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains('#') && text.contains("\\u0023\\u0023vso[x] \\u00231"), "{text}");
+        let back: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(back["reason"], "##vso[x] #1");
+    }
+
+    #[test]
     fn invisible_characters_are_shown_escaped() {
         for c in
             ['\u{200b}', '\u{200d}', '\u{2060}', '\u{61c}', '\u{180e}', '\u{3164}', '\u{e0041}', '\u{fe0f}', '\u{ad}']

@@ -226,6 +226,14 @@ fn the_stricter_of_two_policies_rule_by_rule() {
     for p in both_ways("protectedDevices:\n  - { serialNumber: s1, reason: vip }\n", "{}\n") {
         assert_eq!(codes(&p, ""), [Rule::ProtectedDevices]);
     }
+    // Two sources protecting different devices of the same kind: both stay protected.
+    for p in both_ways(
+        "protectedDevices:\n  - { serialNumber: s1, reason: vip }\n",
+        "protectedDevices:\n  - { serialNumber: s9, reason: board }\n",
+    ) {
+        assert_eq!(codes(&p, ""), [Rule::ProtectedDevices], "S1 stays protected whichever side lists it");
+        assert_eq!(p.protected.len(), 2);
+    }
     let device = |p: &Policy, d: &serde_json::Value, ago: Option<i64>| {
         let now = at("2026-11-30T12:00:00Z");
         let manifests = manifest("");
@@ -281,6 +289,27 @@ fn the_stricter_of_two_policies_rule_by_rule() {
     }
     for p in both_ways("outOfBand: { then: send }\n", "{}\n") {
         assert_eq!(p.out_of_band.1, OutOfBandThen::Adopt);
+    }
+}
+
+// The rules in effect are listed with their sources, and the digest is of the rules alone.
+#[test]
+fn the_rules_in_effect_name_their_sources_and_the_digest_their_values() {
+    let [p, _] = both_ways("maxActionsPerApply: 2\nrequireTicket: true\n", "maxActionsPerApply: 5\ncooldown: 1h\n");
+    let rules = p.rules();
+    assert!(rules.contains(&"maxActionsPerApply 2 (op.yaml:1 (the operator's))".to_owned()), "{rules:?}");
+    assert!(rules.contains(&"requireTicket (op.yaml:1 (the operator's))".to_owned()), "{rules:?}");
+    assert!(rules.iter().any(|r| r.starts_with("cooldown 1h (reconcile.yaml:")), "{rules:?}");
+    let digest = |yaml: &str| policy(yaml).digest();
+    assert_eq!(digest("maxActionsPerApply: 2\n"), digest("maxActionsPerApply: 2\n"));
+    assert_eq!(digest("maxActionsPerApply: 2\n").len(), 16);
+    for other in [
+        "maxActionsPerApply: 3\n",
+        "{}\n",
+        "requireTicket: true\nmaxActionsPerApply: 2\n",
+        "cooldown: 1h\nmaxActionsPerApply: 2\n",
+    ] {
+        assert_ne!(digest("maxActionsPerApply: 2\n"), digest(other), "{other}");
     }
 }
 

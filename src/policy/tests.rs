@@ -354,3 +354,53 @@ fn a_change_is_read_as_loosening_or_tightening_rule_by_rule() {
         assert_eq!(l2.len(), tightens.len(), "{new:?} → {old:?}");
     }
 }
+
+// The same changes the other way round are tightenings, each with its own words; an unchanged
+// rule is neither.
+#[test]
+fn a_change_that_tightens_says_how_and_an_unchanged_rule_says_nothing() {
+    let windows = |days: &str| {
+        format!("changeWindows:\n  timeZone: UTC\n  windows:\n    - {{ days: [{days}], from: '09:00', to: '17:00' }}\n")
+    };
+    let cases: [(String, String, &[&str], &[&str]); 12] = [
+        ("maxActionsPerApply: 500\n".into(), "maxActionsPerApply: 5\n".into(), &[], &["maxActionsPerApply 500 → 5"]),
+        ("{}\n".into(), "requireReason: true\n".into(), &[], &["requireReason added"]),
+        ("{}\n".into(), "allowPlatforms: [android]\n".into(), &[], &["allowPlatforms [android] added"]),
+        (
+            "allowPlatforms: [android, ios]\n".into(),
+            "allowPlatforms: [android]\n".into(),
+            &[],
+            &["allowPlatforms no longer allows ios"],
+        ),
+        ("cooldown: 1h\n".into(), "cooldown: 24h\n".into(), &[], &["cooldown 1h → 24h"]),
+        ("{}\n".into(), "cooldown: 24h\n".into(), &[], &["cooldown none → 24h"]),
+        ("cooldown: 24h\n".into(), "{}\n".into(), &["cooldown 24h → none"], &[]),
+        ("{}\n".into(), windows("mon"), &[], &["changeWindows added"]),
+        (windows("mon, tue"), windows("mon"), &[], &["changeWindows narrowed"]),
+        (windows("mon"), windows("tue"), &["changeWindows widened"], &["changeWindows narrowed"]),
+        (
+            "likelyRename: { then: send }\n".into(),
+            "likelyRename: { within: 1h }\n".into(),
+            &[],
+            &["likelyRename then: block"],
+        ),
+        (
+            "likelyRename: { within: 1h }\noutOfBand: { then: send, within: 1h }\n".into(),
+            "likelyRename: { within: 48h }\noutOfBand: { then: block, within: 48h }\n".into(),
+            &[],
+            &["likelyRename.within 1h → 48h", "outOfBand.then send → block", "outOfBand.within 1h → 48h"],
+        ),
+    ];
+    for (old, new, loosens, tightens) in &cases {
+        let (l, t) = super::combine::diff(&policy(old), &policy(new));
+        assert_eq!(l, *loosens, "{old:?} → {new:?}");
+        assert_eq!(t, *tightens, "{old:?} → {new:?}");
+    }
+    for same in ["maxActionsPerApply: 5\ncooldown: 1h\nrequireTicket: true\n", "likelyRename: { within: 2h }\n", "{}\n"]
+    {
+        assert_eq!(super::combine::diff(&policy(same), &policy(same)), (vec![], vec![]), "{same:?}");
+    }
+    let (l, _) =
+        super::combine::diff(&policy("likelyRename: { within: 48h }\n"), &policy("likelyRename: { within: 1h }\n"));
+    assert_eq!(l, ["likelyRename.within 48h → 1h"]);
+}

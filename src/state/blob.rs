@@ -152,7 +152,7 @@ pub struct BlobStore {
     journal: ObjPath,
     /// Secret values never to be shown in an error.
     secrets: Arc<Vec<String>>,
-    lease: LeaseTimes,
+    lease: Arc<LeaseTimes>,
 }
 
 /// A conditional write that stands: its own answer, or ours found when read back.
@@ -170,7 +170,7 @@ enum NotWritten {
     Theirs,
     /// Whether it was written is unknown (the write and the read back both failed), or the object
     /// is as it was: the error.
-    Unclear(object_store::Error),
+    Unclear(StateError),
 }
 
 /// Wraps reqwest for object_store, learning the store's clock from every answer's `Date`.
@@ -310,7 +310,7 @@ impl BlobStore {
             lock,
             journal,
             secrets: Arc::new(secrets),
-            lease: LeaseTimes::default(),
+            lease: Arc::new(LeaseTimes::default()),
         })
     }
 
@@ -319,7 +319,7 @@ impl BlobStore {
     #[doc(hidden)]
     #[must_use]
     pub fn with_lease_for_tests(mut self, renew_every: Duration, safe: Duration) -> BlobStore {
-        self.lease = LeaseTimes { renew_every, safe };
+        self.lease = Arc::new(LeaseTimes { renew_every, safe });
         self
     }
 
@@ -554,10 +554,10 @@ impl BlobStore {
         loop {
             let started = Instant::now();
             let body = lock_bytes(&me, false);
-            match self.put_checked(&self.lock, body, PutMode::Create, LOCK_OBJECT_CAP, &mine).await {
+            match self.put_checked(&self.lock, body, PutMode::Create, LOCK_OBJECT_CAP, "lock", &mine).await {
                 Ok(w) => return Ok(Lease::start(self.clone(), me, w.etag, started)),
                 Err(NotWritten::Theirs) => {}
-                Err(NotWritten::Unclear(e)) => return Err(self.err("lock", &e)),
+                Err(NotWritten::Unclear(e)) => return Err(e),
             }
             let Some((bytes, etag, modified)) = self.read_lock().await? else { continue };
             let held: Option<LockBlob> = serde_json::from_slice(&bytes).ok();
@@ -574,10 +574,13 @@ impl BlobStore {
                 }
                 let started = Instant::now();
                 let body = lock_bytes(&me, false);
-                match self.put_checked(&self.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, &mine).await {
+                match self
+                    .put_checked(&self.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "lock", &mine)
+                    .await
+                {
                     Ok(w) => return Ok(Lease::start(self.clone(), me, w.etag, started)),
                     Err(NotWritten::Theirs) => continue,
-                    Err(NotWritten::Unclear(e)) => return Err(self.err("lock", &e)),
+                    Err(NotWritten::Unclear(e)) => return Err(e),
                 }
             }
             if Instant::now() >= deadline {
@@ -597,6 +600,7 @@ impl BlobStore {
         body: Vec<u8>,
         mode: PutMode,
         cap: usize,
+        op: &'static str,
         ours: &(dyn Fn(&[u8]) -> bool + Sync),
     ) -> Result<Written, NotWritten> {
         let expected = match &mode {
@@ -613,16 +617,19 @@ impl BlobStore {
                 | object_store::Error::AlreadyExists { .. }
                 | object_store::Error::NotFound { .. }
         );
+        // Refused, the read back's failure says more (an object over its cap, say); otherwise the
+        // write's own error does.
+        let unclear = |read: StateError| NotWritten::Unclear(if refused { read } else { self.err(op, &error) });
         let found = match self.store.get(path).await {
             Ok(r) => {
                 let etag = r.meta.e_tag.clone();
-                match self.read_capped(r, "write", cap).await {
+                match self.read_capped(r, op, cap).await {
                     Ok(bytes) => Some((bytes, etag)),
-                    Err(_) => return Err(NotWritten::Unclear(error)),
+                    Err(e) => return Err(unclear(e)),
                 }
             }
             Err(object_store::Error::NotFound { .. }) => None,
-            Err(_) => return Err(NotWritten::Unclear(error)),
+            Err(e) => return Err(unclear(self.err(op, &e))),
         };
         match found {
             Some((bytes, etag)) if ours(&bytes) => {
@@ -630,11 +637,11 @@ impl BlobStore {
                 Ok(Written { etag, exact: bytes.as_ref() == body.as_slice() })
             }
             // Absent: never written (a create whose answer was unclear), or removed since.
-            None if expected.is_none() && !refused => Err(NotWritten::Unclear(error)),
+            None if expected.is_none() && !refused => Err(NotWritten::Unclear(self.err(op, &error))),
             None => Err(NotWritten::Theirs),
             // Unchanged since we read it: our update did not land.
             Some((_, etag)) if !refused && expected.as_ref().is_some_and(|e| *e == etag) => {
-                Err(NotWritten::Unclear(error))
+                Err(NotWritten::Unclear(self.err(op, &error)))
             }
             Some(_) => Err(NotWritten::Theirs),
         }
@@ -753,10 +760,13 @@ impl BlobStore {
         }
         let body = lock_bytes(&held.holder, true);
         let released = |b: &[u8]| holds(b, Some(id), true);
-        match self.put_checked(&self.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, &released).await {
+        match self
+            .put_checked(&self.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "unlock", &released)
+            .await
+        {
             Ok(_) => Ok(held.holder),
             Err(NotWritten::Theirs) => Err(not_held()),
-            Err(NotWritten::Unclear(e)) => Err(self.err("unlock", &e)),
+            Err(NotWritten::Unclear(e)) => Err(e),
         }
     }
 }
@@ -900,7 +910,9 @@ impl Lease {
                 let etag = lease.etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
                 let body = lock_bytes(&lease.holder, false);
                 let mine = |b: &[u8]| holds(b, lease.holder.id.as_deref(), false);
-                match store.put_checked(&store.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, &mine).await
+                match store
+                    .put_checked(&store.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "lock", &mine)
+                    .await
                 {
                     Ok(w) => {
                         *lease.etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = w.etag;
@@ -919,7 +931,7 @@ impl Lease {
                         return;
                     }
                     Err(NotWritten::Unclear(e)) => {
-                        tracing::warn!(error = %scrub(&e.to_string(), &store.secrets), "cannot renew the ledger lock; retrying");
+                        tracing::warn!(error = %e, "cannot renew the ledger lock; retrying");
                         wait = every.min(Duration::from_secs(3));
                     }
                 }
@@ -1023,7 +1035,8 @@ impl BlobWriter {
     async fn settle_pending(&mut self) -> Result<(), StateError> {
         let Some(p) = self.pending.take() else { return Ok(()) };
         let same = |b: &[u8]| b == p.body.as_slice();
-        match self.store.put_checked(&p.path, p.body.clone(), PutMode::Create, LEDGER_OBJECT_CAP, &same).await {
+        match self.store.put_checked(&p.path, p.body.clone(), PutMode::Create, LEDGER_OBJECT_CAP, "write", &same).await
+        {
             Ok(_) => {}
             Err(NotWritten::Theirs) => {
                 self.fenced = true;
@@ -1033,9 +1046,8 @@ impl BlobWriter {
                 });
             }
             Err(NotWritten::Unclear(e)) => {
-                let err = self.store.err("write", &e);
                 self.pending = Some(p);
-                return Err(err);
+                return Err(e);
             }
         }
         if let Err(e) = self.lease.check(&self.store) {
@@ -1088,7 +1100,8 @@ impl BlobWriter {
             None => PutMode::Create,
         };
         let same = |b: &[u8]| b == body.as_slice();
-        match self.store.put_checked(&self.store.snapshot, body.clone(), mode, LEDGER_OBJECT_CAP, &same).await {
+        match self.store.put_checked(&self.store.snapshot, body.clone(), mode, LEDGER_OBJECT_CAP, "write", &same).await
+        {
             Ok(w) => self.etag = w.etag,
             Err(NotWritten::Theirs) => {
                 self.fenced = true;
@@ -1099,7 +1112,7 @@ impl BlobWriter {
             }
             Err(NotWritten::Unclear(e)) => {
                 self.unclear_snapshot = Some(body);
-                return Err(self.store.err("write", &e));
+                return Err(e);
             }
         }
         let store = &self.store;
@@ -1174,7 +1187,7 @@ impl BlobWriter {
         let released = |b: &[u8]| holds(b, self.lease.holder.id.as_deref(), true);
         match self
             .store
-            .put_checked(&self.store.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, &released)
+            .put_checked(&self.store.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "unlock", &released)
             .await
         {
             Ok(_) => {}
@@ -1182,7 +1195,7 @@ impl BlobWriter {
                 tracing::warn!("the ledger lock was no longer this run's when it was released: left as it is");
             }
             Err(NotWritten::Unclear(e)) => {
-                tracing::warn!(error = %scrub(&e.to_string(), &self.store.secrets), "cannot release the ledger lock; it expires within {}s", LOCK_EXPIRY.as_secs());
+                tracing::warn!(error = %e, "cannot release the ledger lock; it expires within {}s", LOCK_EXPIRY.as_secs());
             }
         }
     }

@@ -420,12 +420,13 @@ fn apply_survives(proxy: &Proxy, repo: &Repo, ids: &[String], sim: &SimHandle) {
     assert_eq!(plan.status.code(), Some(0), "{}\n{}", stdout(&plan), stderr(&plan));
 }
 
-// The lock is created, but the answer is lost: object_store sends the create again and meets the
-// lock it just wrote (409). That is our own lock, not another run's.
+// The lock is taken, but the answer is lost: object_store sends the write again and meets the
+// lock it just wrote (412). That is our own lock, not another run's. (The lock blob exists since
+// `init`, released: the first lock PUT is the create that finds it, the second takes it over.)
 #[test]
 fn a_lost_answer_to_the_lock_acquisition_is_our_lock() {
     let (_az, proxy, repo, ids, sim) = through_proxy(6);
-    proxy.fault("PUT", is_lock, 1, 1, NetFault::LoseAnswer);
+    proxy.fault("PUT", is_lock, 2, 1, NetFault::LoseAnswer);
     apply_survives(&proxy, &repo, &ids, &sim);
 }
 

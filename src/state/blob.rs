@@ -8,8 +8,8 @@
 //!   succeeds only for a writer that has seen every entry before N: two writers can never both
 //!   extend the same ledger, so an intent is never decided on a stale view. Once folded into a
 //!   snapshot an entry is overwritten by a tombstone (an entry with no records), never deleted
-//!   at once: a name is never free again, so a fenced writer's create that was held in the network
-//!   and lands late fails instead of filling it. Tombstones older than [`TOMBSTONE_KEEP`] (store
+//!   at once: the name stays taken, so a fenced writer's create that was held in the network and
+//!   lands late fails instead of filling it. Tombstones older than `TOMBSTONE_KEEP` (store
 //!   time) are deleted by a later compaction; a ledger written before tombstones has none.
 //! - `PATH.lock` — who holds the ledger (lock id, host, pid, CI run, since when), created with
 //!   `If-None-Match: *`, renewed every 15 s by compare-and-swap, and released by marking it
@@ -20,11 +20,11 @@
 //! - An intent is durable before its request is sent: [`BlobWriter::record_all`] returns only after
 //!   its journal entry was created.
 //! - Every conditional write (lock acquisition, renewal and release, journal entry, snapshot
-//!   compare-and-swap) goes through [`BlobStore::put_checked`]: a write whose answer was lost
+//!   compare-and-swap) goes through `BlobStore::put_checked`: a write whose answer was lost
 //!   (object_store retries it and meets its own success as 409 or 412) or unclear (timeout, 5xx,
 //!   connection reset) is read back and compared with what was written — the lock's holder id,
 //!   the entry's or snapshot's bytes. Ours: the write stands, with the ETag read back. Someone
-//!   else's: fenced as before. Unreadable: the error stands (an entry is then re-sent, the same
+//!   else's: fenced. Unreadable: the error stands (an entry is then re-sent, the same
 //!   bytes on the same name, before the next one).
 //! - A writer that lost its lock stops: a failed renewal (someone took the lock) or no successful
 //!   renewal for 40 s (the store unreachable) fences every later write, checked after each entry is
@@ -1204,6 +1204,40 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tombstones_are_told_from_entries_by_their_listed_size() {
+        let lineage = Uuid::new_v4();
+        let tomb = tombstone_bytes(lineage, u64::MAX);
+        assert!(tomb.len() as u64 <= TOMBSTONE_MAX, "{}", tomb.len());
+        let parsed: Entry = serde_json::from_slice(&tomb).expect("a tombstone is an entry");
+        assert!(parsed.records.is_empty());
+        // The smallest entry there can be: one record with empty strings everywhere.
+        let selector = crate::action::Selector { kind: crate::action::SelectorKind::Id, value: String::new() };
+        let action = crate::action::Action {
+            key: crate::action::ActionKey::compute(
+                crate::action::ActionKind::PasscodeReset,
+                "",
+                0,
+                crate::action::Collection::ManagedDevices,
+                &selector,
+            ),
+            former_names: Vec::new(),
+            former_keys: Vec::new(),
+            kind: crate::action::ActionKind::PasscodeReset,
+            manifest: String::new(),
+            file: PathBuf::new(),
+            pos: crate::diagnostic::Pos::new(1, 1),
+            round: 0,
+            collection: crate::action::Collection::ManagedDevices,
+            selector,
+        };
+        let record = Record::new(&action, None, jiff::Timestamp::UNIX_EPOCH);
+        let entry =
+            Entry { version: 1, lineage, base_serial: 0, tenant: None, writer: String::new(), records: vec![record] };
+        let smallest = serde_json::to_vec(&entry).expect("serializes").len() as u64;
+        assert!(smallest > TOMBSTONE_MAX, "{smallest}");
+    }
 
     #[test]
     fn scrub_hides_queries_and_secrets() {

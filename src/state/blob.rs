@@ -6,7 +6,11 @@
 //! - `PATH.journal/NNNNNNNNNNNNNNNNNNNN` — one object per recorded change since the snapshot,
 //!   named by the ledger serial it extends and created with `If-None-Match: *`. Writing entry N
 //!   succeeds only for a writer that has seen every entry before N: two writers can never both
-//!   extend the same ledger, so an intent is never decided on a stale view.
+//!   extend the same ledger, so an intent is never decided on a stale view. Once folded into a
+//!   snapshot an entry is overwritten by a tombstone (an entry with no records), never deleted
+//!   at once: the name stays taken, so a fenced writer's create that was held in the network and
+//!   lands late fails instead of filling it. Tombstones older than `TOMBSTONE_KEEP` (store
+//!   time) are deleted by a later compaction; a ledger written before tombstones has none.
 //! - `PATH.lock` — who holds the ledger (lock id, host, pid, CI run, since when), created with
 //!   `If-None-Match: *`, renewed every 15 s by compare-and-swap, and released by marking it
 //!   released (also by compare-and-swap). A lock not renewed for 60 s of the store's own clock
@@ -14,15 +18,24 @@
 //!
 //! # Guarantees
 //! - An intent is durable before its request is sent: [`BlobWriter::record_all`] returns only after
-//!   its journal entry was created. A write whose answer was lost is retried on the same name and
-//!   recognised as ours by its content.
+//!   its journal entry was created.
+//! - Every conditional write (lock acquisition, renewal and release, journal entry, snapshot
+//!   compare-and-swap) goes through `BlobStore::put_checked`: a write whose answer was lost
+//!   (object_store retries it and meets its own success as 409 or 412) or unclear (timeout, 5xx,
+//!   connection reset) is read back and compared with what was written — the lock's holder id,
+//!   the entry's or snapshot's bytes. Ours: the write stands, with the ETag read back. Someone
+//!   else's: fenced. Unreadable: the error stands (an entry is then re-sent, the same
+//!   bytes on the same name, before the next one).
 //! - A writer that lost its lock stops: a failed renewal (someone took the lock) or no successful
 //!   renewal for 40 s (the store unreachable) fences every later write, checked after each entry is
 //!   written and before the caller may send. The takeover needs 60 s of the store's time since the
 //!   last renewal, so a writer that still passes the check cannot have been replaced.
-//! - Compaction writes a new snapshot (CAS) and then deletes the entries it folded in; a crash
-//!   between leaves entries older than the snapshot, which every reader merges by the same rules
-//!   as a local journal (never dropping a record, refusing one that diverged).
+//! - Compaction writes a new snapshot (CAS) and then tombstones the entries it folded in; a crash
+//!   between leaves entries older than the snapshot, which every reader merges. An entry older than
+//!   the snapshot that disagrees with it (a late write into a name freed before tombstones, or one
+//!   whose tombstone expired) is never refused: attempts the snapshot lacks are added, and an
+//!   action the snapshot had as `not-executed` becomes `unknown` (`refresh` decides on Intune's
+//!   evidence), with a warning; the next writer folds it in.
 //! - A crash at any point loses nothing: the next writer reads snapshot plus entries.
 
 use std::path::PathBuf;
@@ -49,6 +62,12 @@ pub(crate) const LOCK_EXPIRY: Duration = Duration::from_secs(60);
 const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// A holder whose last successful renewal began longer ago than this stops writing.
 const LEASE_SAFE: Duration = Duration::from_secs(40);
+/// How long a tombstone keeps its entry's name taken (store time): far longer than any request
+/// can be held in the network and still be accepted by the store.
+const TOMBSTONE_KEEP: Duration = Duration::from_secs(24 * 3600);
+/// A journal object below the snapshot's serial at most this long (as listed) is a tombstone and
+/// is not read: a tombstone is about 130 bytes, the smallest real entry (one record) over 300.
+const TOMBSTONE_MAX: u64 = 256;
 /// Journal entries after which the writer folds them into a new snapshot, besides at the end.
 /// Rewriting the whole snapshot stalls every request behind it (measured: 256 cost a fifth of the
 /// write budget and caused 429s), so mid-run compaction only bounds what a reader must list.
@@ -109,6 +128,19 @@ struct LockBlob {
     released: bool,
 }
 
+/// How often the lock is renewed and how long a holder may go without a renewal.
+#[derive(Debug, Clone, Copy)]
+struct LeaseTimes {
+    renew_every: Duration,
+    safe: Duration,
+}
+
+impl Default for LeaseTimes {
+    fn default() -> Self {
+        LeaseTimes { renew_every: RENEW_EVERY, safe: LEASE_SAFE }
+    }
+}
+
 /// A ledger in Azure Blob Storage.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -120,6 +152,25 @@ pub struct BlobStore {
     journal: ObjPath,
     /// Secret values never to be shown in an error.
     secrets: Arc<Vec<String>>,
+    lease: Arc<LeaseTimes>,
+}
+
+/// A conditional write that stands: its own answer, or ours found when read back.
+#[derive(Debug)]
+struct Written {
+    etag: Option<String>,
+    /// The object holds exactly the bytes of this write (not an earlier write of ours).
+    exact: bool,
+}
+
+/// A conditional write that does not stand.
+#[derive(Debug)]
+enum NotWritten {
+    /// The object holds someone else's content (or was removed): fence.
+    Theirs,
+    /// Whether it was written is unknown (the write and the read back both failed), or the object
+    /// is as it was: the error.
+    Unclear(StateError),
 }
 
 /// Wraps reqwest for object_store, learning the store's clock from every answer's `Date`.
@@ -182,6 +233,14 @@ impl object_store::CredentialProvider for EntraStorage {
     }
 }
 
+/// A journal object as listed.
+struct Listed {
+    serial: u64,
+    path: ObjPath,
+    size: u64,
+    modified: jiff::Timestamp,
+}
+
 /// What a full read found.
 struct Loaded {
     ledger: Ledger,
@@ -190,6 +249,8 @@ struct Loaded {
     leftovers: Vec<ObjPath>,
     /// Entries on top of the snapshot.
     chain: Vec<ObjPath>,
+    /// Tombstones, and when each was written (store time).
+    tombstones: Vec<(ObjPath, jiff::Timestamp)>,
 }
 
 impl BlobStore {
@@ -241,7 +302,25 @@ impl BlobStore {
         })?;
         let lock = ObjPath::from(format!("{}.lock", url.path));
         let journal = ObjPath::from(format!("{}.journal", url.path));
-        Ok(BlobStore { url, store: Arc::new(store), clock, snapshot, lock, journal, secrets: Arc::new(secrets) })
+        Ok(BlobStore {
+            url,
+            store: Arc::new(store),
+            clock,
+            snapshot,
+            lock,
+            journal,
+            secrets: Arc::new(secrets),
+            lease: Arc::new(LeaseTimes::default()),
+        })
+    }
+
+    /// The same store with another lock renewal period and safe lease: for tests that must see a
+    /// lease run out in seconds. Production code never calls it (there is no setting for it).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_lease_for_tests(mut self, renew_every: Duration, safe: Duration) -> BlobStore {
+        self.lease = Arc::new(LeaseTimes { renew_every, safe });
+        self
     }
 
     pub(crate) fn url(&self) -> &BlobUrl {
@@ -285,7 +364,7 @@ impl BlobStore {
         Ok(self.load_full().await?.ledger)
     }
 
-    async fn list_entries(&self) -> Result<Vec<(u64, ObjPath)>, StateError> {
+    async fn list_entries(&self) -> Result<Vec<Listed>, StateError> {
         let metas: Vec<object_store::ObjectMeta> =
             self.store.list(Some(&self.journal)).try_collect().await.map_err(|e| self.err("list", &e))?;
         let mut out = Vec::with_capacity(metas.len());
@@ -294,9 +373,11 @@ impl BlobStore {
             let Ok(n) = name.parse::<u64>() else {
                 return Err(self.corrupt(format!("unexpected object `{}` in the journal", m.location)));
             };
-            out.push((n, m.location));
+            let modified =
+                jiff::Timestamp::from_second(m.last_modified.timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            out.push(Listed { serial: n, path: m.location, size: m.size, modified });
         }
-        out.sort_by_key(|(n, _)| *n);
+        out.sort_by_key(|l| l.serial);
         Ok(out)
     }
 
@@ -327,7 +408,8 @@ impl BlobStore {
     }
 
     /// Snapshot plus journal. The journal is listed before the snapshot is read: an entry folded
-    /// into a newer snapshot and deleted meanwhile shows up as missing, and the read starts over.
+    /// into a newer snapshot meanwhile shows up as missing or as a tombstone, and the read starts
+    /// over. Entries older than the snapshot are merged after the chain on top of it.
     async fn load_full(&self) -> Result<Loaded, StateError> {
         for _ in 0..5 {
             let listed = self.list_entries().await?;
@@ -336,19 +418,29 @@ impl BlobStore {
                 Some((bytes, etag)) => (local::parse_snapshot_at(&self.where_(), &bytes)?, etag),
                 None => (Ledger::empty(), None),
             };
-            let fetched: Vec<(u64, ObjPath, Option<Bytes>)> = futures_util::stream::iter(listed)
-                .map(|(n, p)| async move {
-                    let got = self.get_bytes(&p, "read").await?;
-                    Ok::<_, StateError>((n, p, got.map(|(b, _)| b)))
+            let snapshot_serial = ledger.serial;
+            let mut tombstones = Vec::new();
+            let mut to_read = Vec::with_capacity(listed.len());
+            for l in listed {
+                if l.serial < snapshot_serial && l.size <= TOMBSTONE_MAX {
+                    tombstones.push((l.path, l.modified));
+                } else {
+                    to_read.push(l);
+                }
+            }
+            let fetched: Vec<(Listed, Option<Bytes>)> = futures_util::stream::iter(to_read)
+                .map(|l| async move {
+                    let got = self.get_bytes(&l.path, "read").await?;
+                    Ok::<_, StateError>((l, got.map(|(b, _)| b)))
                 })
                 .buffered(READ_PARALLEL)
                 .try_collect()
                 .await?;
-            let snapshot_serial = ledger.serial;
             let mut restart = false;
-            let mut leftovers = Vec::new();
+            let mut stale = Vec::new();
             let mut chain = Vec::new();
-            for (n, path, bytes) in fetched {
+            for (l, bytes) in fetched {
+                let (n, path) = (l.serial, l.path);
                 let Some(bytes) = bytes else {
                     if n >= snapshot_serial {
                         restart = true;
@@ -364,16 +456,18 @@ impl BlobStore {
                     );
                 }
                 self.check_entry(&ledger, &entry, &path)?;
+                if entry.records.is_empty() {
+                    // A tombstone: folded already. On top of the snapshot read, it was folded
+                    // into a newer one meanwhile.
+                    if n >= snapshot_serial {
+                        restart = true;
+                        break;
+                    }
+                    tombstones.push((path, l.modified));
+                    continue;
+                }
                 if n < snapshot_serial {
-                    let journal = PathBuf::from(format!("{}/{}", self.url, path.filename().unwrap_or_default()));
-                    let diverged = |why: String, hint: &'static str| StateError::Diverged {
-                        path: self.where_(),
-                        journal: journal.clone(),
-                        why,
-                        hint,
-                    };
-                    local::merge_stale(&mut ledger, entry.records, n, &journal, &diverged)?;
-                    leftovers.push(path);
+                    stale.push((n, path, entry.records));
                     continue;
                 }
                 if n != ledger.serial {
@@ -405,9 +499,15 @@ impl BlobStore {
                 }
                 chain.push(path);
             }
-            if !restart {
-                return Ok(Loaded { ledger, etag, leftovers, chain });
+            if restart {
+                continue;
             }
+            let mut leftovers = Vec::with_capacity(stale.len());
+            for (n, path, records) in stale {
+                merge_late(&mut ledger, records, n, &format!("{}/{}", self.url, path.filename().unwrap_or_default()));
+                leftovers.push(path);
+            }
+            return Ok(Loaded { ledger, etag, leftovers, chain, tombstones });
         }
         Err(StateError::Store {
             path: self.where_(),
@@ -449,14 +549,15 @@ impl BlobStore {
     async fn acquire(&self, timeout: Duration, command: &str) -> Result<Arc<Lease>, StateError> {
         let mut me = super::lock::me(command);
         me.id = Some(Uuid::new_v4().to_string());
+        let mine = |b: &[u8]| holds(b, me.id.as_deref(), false);
         let deadline = Instant::now() + timeout;
         loop {
             let started = Instant::now();
             let body = lock_bytes(&me, false);
-            match self.put(&self.lock, body, PutMode::Create).await {
-                Ok(etag) => return Ok(Lease::start(self.clone(), me, etag, started)),
-                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
-                Err(e) => return Err(self.err("lock", &e)),
+            match self.put_checked(&self.lock, body, PutMode::Create, LOCK_OBJECT_CAP, "lock", &mine).await {
+                Ok(w) => return Ok(Lease::start(self.clone(), me, w.etag, started)),
+                Err(NotWritten::Theirs) => {}
+                Err(NotWritten::Unclear(e)) => return Err(e),
             }
             let Some((bytes, etag, modified)) = self.read_lock().await? else { continue };
             let held: Option<LockBlob> = serde_json::from_slice(&bytes).ok();
@@ -472,16 +573,77 @@ impl BlobStore {
                     );
                 }
                 let started = Instant::now();
-                match self.put(&self.lock, lock_bytes(&me, false), PutMode::Update(version(etag))).await {
-                    Ok(etag) => return Ok(Lease::start(self.clone(), me, etag, started)),
-                    Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => continue,
-                    Err(e) => return Err(self.err("lock", &e)),
+                let body = lock_bytes(&me, false);
+                match self
+                    .put_checked(&self.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "lock", &mine)
+                    .await
+                {
+                    Ok(w) => return Ok(Lease::start(self.clone(), me, w.etag, started)),
+                    Err(NotWritten::Theirs) => continue,
+                    Err(NotWritten::Unclear(e)) => return Err(e),
                 }
             }
             if Instant::now() >= deadline {
                 return Err(LockError::Held { ledger: self.where_(), holder: held.map(|h| Box::new(h.holder)) }.into());
             }
             tokio::time::sleep(Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+
+    /// A conditional write (`Create` or `Update`) that survives a lost or unclear answer: on any
+    /// error it reads the object back (at most `cap` bytes) and asks `ours` whether it holds what
+    /// this writer wrote. A 409 or 412 is often our own success met by object_store's retry of a
+    /// request whose answer was lost; a timeout, a 5xx or a reset connection may have written too.
+    async fn put_checked(
+        &self,
+        path: &ObjPath,
+        body: Vec<u8>,
+        mode: PutMode,
+        cap: usize,
+        op: &'static str,
+        ours: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Result<Written, NotWritten> {
+        let expected = match &mode {
+            PutMode::Update(v) => Some(v.e_tag.clone()),
+            _ => None,
+        };
+        let error = match self.put(path, body.clone(), mode).await {
+            Ok(etag) => return Ok(Written { etag, exact: true }),
+            Err(e) => e,
+        };
+        let refused = matches!(
+            error,
+            object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::NotFound { .. }
+        );
+        // Refused, the read back's failure says more (an object over its cap, say); otherwise the
+        // write's own error does.
+        let unclear = |read: StateError| NotWritten::Unclear(if refused { read } else { self.err(op, &error) });
+        let found = match self.store.get(path).await {
+            Ok(r) => {
+                let etag = r.meta.e_tag.clone();
+                match self.read_capped(r, op, cap).await {
+                    Ok(bytes) => Some((bytes, etag)),
+                    Err(e) => return Err(unclear(e)),
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(unclear(self.err(op, &e))),
+        };
+        match found {
+            Some((bytes, etag)) if ours(&bytes) => {
+                tracing::debug!(object = %path, "a write whose answer was lost or unclear is ours: it stands");
+                Ok(Written { etag, exact: bytes.as_ref() == body.as_slice() })
+            }
+            // Absent: never written (a create whose answer was unclear), or removed since.
+            None if expected.is_none() && !refused => Err(NotWritten::Unclear(self.err(op, &error))),
+            None => Err(NotWritten::Theirs),
+            // Unchanged since we read it: our update did not land.
+            Some((_, etag)) if !refused && expected.as_ref().is_some_and(|e| *e == etag) => {
+                Err(NotWritten::Unclear(self.err(op, &error)))
+            }
+            Some(_) => Err(NotWritten::Theirs),
         }
     }
 
@@ -529,6 +691,9 @@ impl BlobStore {
             ledger: Ledger::empty(),
             etag: None,
             folded: Vec::new(),
+            tombstones: Vec::new(),
+            pending: None,
+            unclear_snapshot: None,
             lease,
             bound_tenant: false,
             fenced: false,
@@ -547,6 +712,7 @@ impl BlobStore {
         writer.ledger = loaded.ledger;
         writer.etag = loaded.etag;
         writer.folded = loaded.leftovers.into_iter().chain(loaded.chain).collect();
+        writer.tombstones = loaded.tombstones;
         if writer.ledger.lineage.is_none() {
             writer.ledger.lineage = Some(Uuid::new_v4());
         }
@@ -592,16 +758,87 @@ impl BlobStore {
         if held.released || held.holder.id.as_deref() != Some(id) {
             return Err(not_held());
         }
-        match self.put(&self.lock, lock_bytes(&held.holder, true), PutMode::Update(version(etag))).await {
+        let body = lock_bytes(&held.holder, true);
+        let released = |b: &[u8]| holds(b, Some(id), true);
+        match self
+            .put_checked(&self.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "unlock", &released)
+            .await
+        {
             Ok(_) => Ok(held.holder),
-            Err(object_store::Error::Precondition { .. }) => Err(not_held()),
-            Err(e) => Err(self.err("unlock", &e)),
+            Err(NotWritten::Theirs) => Err(not_held()),
+            Err(NotWritten::Unclear(e)) => Err(e),
         }
     }
 }
 
 fn version(etag: Option<String>) -> UpdateVersion {
     UpdateVersion { e_tag: etag, version: None }
+}
+
+/// Whether lock object bytes name holder `id` (a fresh UUID per acquisition) in state `released`.
+fn holds(bytes: &[u8], id: Option<&str>, released: bool) -> bool {
+    serde_json::from_slice::<LockBlob>(bytes)
+        .is_ok_and(|l| id.is_some() && l.holder.id.as_deref() == id && l.released == released)
+}
+
+/// An entry's or a tombstone's body: a tombstone is an entry without records, so that a build
+/// from before tombstones reads it as an entry it already folded.
+fn tombstone_bytes(lineage: Uuid, serial: u64) -> Vec<u8> {
+    let t = Entry {
+        version: super::LEDGER_VERSION,
+        lineage,
+        base_serial: serial,
+        tenant: None,
+        writer: String::new(),
+        records: Vec::new(),
+    };
+    serde_json::to_vec(&t).expect("journal entries serialize")
+}
+
+/// Merges an entry older than the snapshot: left by a crash between a compaction's snapshot and
+/// its tombstones (the snapshot holds it already), or a late write into a freed name. Nothing
+/// is refused: a record the snapshot lacks is taken, a newer one too, and one that diverged keeps
+/// the snapshot's attempts plus the entry's others; if the snapshot had it `not-executed`, it
+/// becomes `unknown`, since the entry's attempt may have been sent (`refresh` decides).
+fn merge_late(ledger: &mut Ledger, records: Vec<Record>, base_serial: u64, entry: &str) {
+    let mut latest: std::collections::BTreeMap<crate::action::ActionKey, Record> = Default::default();
+    for r in records {
+        latest.insert(r.key.clone(), r);
+    }
+    let mut merged = 0;
+    for (key, j) in latest {
+        let next = match ledger.records.get(&key) {
+            None => j,
+            Some(s) => match local::newer(s, &j) {
+                Some(local::Newer::Snapshot) => continue,
+                Some(local::Newer::Journal) => j,
+                None => {
+                    let mut both = s.clone();
+                    for a in j.attempts {
+                        if !both.attempts.iter().any(|b| b.client_request_id == a.client_request_id) {
+                            both.attempts.push(a);
+                        }
+                    }
+                    both.attempts.sort_by_key(|a| a.started_at);
+                    if both.status == super::Status::NotExecuted {
+                        both.status = super::Status::Unknown;
+                    }
+                    both.updated_at = both.updated_at.max(j.updated_at);
+                    tracing::warn!(
+                        key = key.short(),
+                        entry,
+                        status = %both.status,
+                        "a journal entry older than the ledger's snapshot disagrees with it (a late write from a run that had lost the lock?): keeping the attempts of both; `refresh` settles an unknown one from Intune"
+                    );
+                    both
+                }
+            },
+        };
+        tracing::warn!(key = key.short(), entry, "merging a record the snapshot lacked from an older journal entry");
+        ledger.records.insert(key, next);
+        merged += 1u64;
+    }
+    ledger.serial = ledger.serial.max(base_serial) + merged;
 }
 
 fn lock_bytes(holder: &LockInfo, released: bool) -> Vec<u8> {
@@ -664,26 +901,38 @@ impl Lease {
         });
         let weak = Arc::downgrade(&lease);
         let task = tokio::spawn(async move {
-            let mut wait = RENEW_EVERY;
+            let every = store.lease.renew_every;
+            let mut wait = every;
             loop {
                 tokio::time::sleep(wait).await;
                 let Some(lease) = weak.upgrade() else { return };
                 let started = Instant::now();
                 let etag = lease.etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                match store.put(&store.lock, lock_bytes(&lease.holder, false), PutMode::Update(version(etag))).await {
-                    Ok(etag) => {
-                        *lease.etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = etag;
-                        *lease.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = started;
-                        wait = RENEW_EVERY;
+                let body = lock_bytes(&lease.holder, false);
+                let mine = |b: &[u8]| holds(b, lease.holder.id.as_deref(), false);
+                match store
+                    .put_checked(&store.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "lock", &mine)
+                    .await
+                {
+                    Ok(w) => {
+                        *lease.etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = w.etag;
+                        // Only a write of this renewal proves the lock's Last-Modified is recent;
+                        // an earlier write of ours read back only gives the ETag to go on with.
+                        if w.exact {
+                            *lease.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = started;
+                            wait = every;
+                        } else {
+                            wait = every.min(Duration::from_secs(3));
+                        }
                     }
-                    Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {
+                    Err(NotWritten::Theirs) => {
                         tracing::error!("the ledger lock was taken by someone else: this run writes nothing more");
                         lease.lost.store(true, Ordering::SeqCst);
                         return;
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %scrub(&e.to_string(), &store.secrets), "cannot renew the ledger lock; retrying");
-                        wait = Duration::from_secs(3);
+                    Err(NotWritten::Unclear(e)) => {
+                        tracing::warn!(error = %e, "cannot renew the ledger lock; retrying");
+                        wait = every.min(Duration::from_secs(3));
                     }
                 }
             }
@@ -699,7 +948,7 @@ impl Lease {
         if self.lost.load(Ordering::SeqCst) {
             return Err(StateError::LockLost { path: store.where_(), why: "another run took the lock".into() });
         }
-        if since > LEASE_SAFE {
+        if since > store.lease.safe {
             return Err(StateError::LockLost {
                 path: store.where_(),
                 why: format!(
@@ -732,12 +981,26 @@ pub struct BlobWriter {
     ledger: Ledger,
     /// The snapshot's ETag, for compare-and-swap.
     etag: Option<String>,
-    /// Journal entries the next snapshot folds in (deleted after it is written).
+    /// Journal entries the next snapshot folds in (tombstoned after it is written).
     folded: Vec<ObjPath>,
+    /// Tombstones found when the lock was taken, and when each was written (store time).
+    tombstones: Vec<(ObjPath, jiff::Timestamp)>,
+    /// An entry whose write may or may not have landed (its write and its read back failed):
+    /// written again, the same bytes on the same name, before anything else.
+    pending: Option<Pending>,
+    /// A snapshot whose compare-and-swap may or may not have landed: its bytes.
+    unclear_snapshot: Option<Vec<u8>>,
     lease: Arc<Lease>,
     bound_tenant: bool,
     /// Another writer moved the ledger on: nothing more is written.
     fenced: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    path: ObjPath,
+    body: Vec<u8>,
+    records: Vec<Record>,
 }
 
 impl BlobWriter {
@@ -752,6 +1015,7 @@ impl BlobWriter {
             return Ok(());
         }
         self.writable()?;
+        self.settle_pending().await?;
         let base = self.ledger.serial;
         let entry = Entry {
             version: super::LEDGER_VERSION,
@@ -763,33 +1027,38 @@ impl BlobWriter {
         };
         let body = serde_json::to_vec(&entry).expect("journal entries serialize");
         let path = self.store.entry_path(base);
-        match self.store.put(&path, body.clone(), PutMode::Create).await {
+        self.pending = Some(Pending { path, body, records: entry.records });
+        self.settle_pending().await
+    }
+
+    /// Writes the pending entry (again: the same bytes on the same name), then takes it in.
+    async fn settle_pending(&mut self) -> Result<(), StateError> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        let same = |b: &[u8]| b == p.body.as_slice();
+        match self.store.put_checked(&p.path, p.body.clone(), PutMode::Create, LEDGER_OBJECT_CAP, "write", &same).await
+        {
             Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                // Ours, if an earlier try's answer was lost; otherwise someone else moved on.
-                match self.store.get_bytes(&path, "write").await {
-                    Ok(Some((b, _))) if b.as_ref() == body.as_slice() => {}
-                    Ok(_) => {
-                        self.fenced = true;
-                        return Err(StateError::LockLost {
-                            path: self.store.where_(),
-                            why: format!("another writer recorded serial {base} while this run held the lock"),
-                        });
-                    }
-                    Err(e) => return Err(e),
-                }
+            Err(NotWritten::Theirs) => {
+                self.fenced = true;
+                return Err(StateError::LockLost {
+                    path: self.store.where_(),
+                    why: format!("another writer recorded serial {} while this run held the lock", self.ledger.serial),
+                });
             }
-            Err(e) => return Err(self.store.err("write", &e)),
+            Err(NotWritten::Unclear(e)) => {
+                self.pending = Some(p);
+                return Err(e);
+            }
         }
         if let Err(e) = self.lease.check(&self.store) {
             self.fenced = true;
             return Err(e);
         }
-        self.ledger.serial += entry.records.len() as u64;
-        for r in entry.records {
+        self.ledger.serial += p.records.len() as u64;
+        for r in p.records {
             self.ledger.records.insert(r.key.clone(), r);
         }
-        self.folded.push(path);
+        self.folded.push(p.path);
         if self.folded.len() >= COMPACT_EVERY {
             self.compact().await?;
         }
@@ -810,33 +1079,73 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Writes the ledger as the new snapshot (compare-and-swap), then deletes the entries it holds.
+    /// Writes the ledger as the new snapshot (compare-and-swap), then tombstones the entries it
+    /// holds and deletes the tombstones old enough.
     async fn compact(&mut self) -> Result<(), StateError> {
         self.writable()?;
+        if let Some(earlier) = self.unclear_snapshot.take() {
+            // An earlier compare-and-swap that may have landed: if it did, go on from its ETag.
+            match self.store.get_bytes(&self.store.snapshot, "write").await {
+                Ok(Some((b, etag))) if b.as_ref() == earlier.as_slice() => self.etag = etag,
+                Ok(_) => {}
+                Err(e) => {
+                    self.unclear_snapshot = Some(earlier);
+                    return Err(e);
+                }
+            }
+        }
         let body = local::snapshot_bytes(&self.ledger);
         let mode = match self.etag.clone() {
             Some(e) => PutMode::Update(version(Some(e))),
             None => PutMode::Create,
         };
-        match self.store.put(&self.store.snapshot, body, mode).await {
-            Ok(etag) => self.etag = etag,
-            Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+        let same = |b: &[u8]| b == body.as_slice();
+        match self.store.put_checked(&self.store.snapshot, body.clone(), mode, LEDGER_OBJECT_CAP, "write", &same).await
+        {
+            Ok(w) => self.etag = w.etag,
+            Err(NotWritten::Theirs) => {
                 self.fenced = true;
                 return Err(StateError::LockLost {
                     path: self.store.where_(),
                     why: "the snapshot was replaced by another writer".into(),
                 });
             }
-            Err(e) => return Err(self.store.err("write", &e)),
+            Err(NotWritten::Unclear(e)) => {
+                self.unclear_snapshot = Some(body);
+                return Err(e);
+            }
         }
         let store = &self.store;
-        let deletes = std::mem::take(&mut self.folded);
-        futures_util::stream::iter(deletes)
-            .map(|p| async move { (store.store.delete(&p).await, p) })
+        let lineage = self.ledger.lineage.expect("a locked ledger has a lineage");
+        let folded = std::mem::take(&mut self.folded);
+        let now = store.clock.lower_bound(Instant::now());
+        let keep = jiff::SignedDuration::try_from(TOMBSTONE_KEEP).unwrap_or_default();
+        let expired: Vec<ObjPath> = std::mem::take(&mut self.tombstones)
+            .into_iter()
+            .filter(|(_, at)| now.is_some_and(|now| now.duration_since(*at) > keep))
+            .map(|(p, _)| p)
+            .collect();
+        let tombstone = |p: ObjPath| async move {
+            let serial = p.filename().and_then(|n| n.parse::<u64>().ok()).unwrap_or_default();
+            let body = PutPayload::from(tombstone_bytes(lineage, serial));
+            (store.store.put_opts(&p, body, PutOptions::default()).await.map(|_| ()), p)
+        };
+        let delete = |p: ObjPath| async move { (store.store.delete(&p).await, p) };
+        futures_util::stream::iter(folded)
+            .map(tombstone)
             .buffer_unordered(READ_PARALLEL)
             .for_each(|(result, p)| async move {
                 if let Err(e) = result {
-                    tracing::warn!(entry = %p, error = %scrub(&e.to_string(), &store.secrets), "cannot delete a folded journal entry (it is harmless: readers skip it)");
+                    tracing::warn!(entry = %p, error = %scrub(&e.to_string(), &store.secrets), "cannot tombstone a folded journal entry (it is harmless: readers merge it)");
+                }
+            })
+            .await;
+        futures_util::stream::iter(expired)
+            .map(delete)
+            .buffer_unordered(READ_PARALLEL)
+            .for_each(|(result, p)| async move {
+                if let Err(e) = result {
+                    tracing::debug!(entry = %p, error = %scrub(&e.to_string(), &store.secrets), "cannot delete an expired tombstone");
                 }
             })
             .await;
@@ -845,6 +1154,8 @@ impl BlobWriter {
 
     /// Replaces the ledger's content (`state push`): the caller checked it extends this one.
     pub(crate) async fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
+        self.writable()?;
+        self.settle_pending().await?;
         let serial = self.ledger.serial.max(ledger.serial) + 1;
         self.ledger = Ledger { serial, ..ledger };
         self.compact().await
@@ -854,10 +1165,12 @@ impl BlobWriter {
     pub(crate) async fn commit(mut self) -> Result<Ledger, StateError> {
         let result = if self.fenced {
             Err(StateError::LockLost { path: self.store.where_(), why: "nothing more was written".into() })
-        } else if self.folded.is_empty() {
-            Ok(())
         } else {
-            self.compact().await
+            match self.settle_pending().await {
+                Err(e) => Err(e),
+                Ok(()) if self.folded.is_empty() && self.unclear_snapshot.is_none() => Ok(()),
+                Ok(()) => self.compact().await,
+            }
         };
         self.release().await;
         result.map(|()| self.ledger.clone())
@@ -870,10 +1183,20 @@ impl BlobWriter {
             return;
         }
         let etag = self.lease.etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        if let Err(e) =
-            self.store.put(&self.store.lock, lock_bytes(&self.lease.holder, true), PutMode::Update(version(etag))).await
+        let body = lock_bytes(&self.lease.holder, true);
+        let released = |b: &[u8]| holds(b, self.lease.holder.id.as_deref(), true);
+        match self
+            .store
+            .put_checked(&self.store.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "unlock", &released)
+            .await
         {
-            tracing::warn!(error = %scrub(&e.to_string(), &self.store.secrets), "cannot release the ledger lock; it expires within {}s", LOCK_EXPIRY.as_secs());
+            Ok(_) => {}
+            Err(NotWritten::Theirs) => {
+                tracing::warn!("the ledger lock was no longer this run's when it was released: left as it is");
+            }
+            Err(NotWritten::Unclear(e)) => {
+                tracing::warn!(error = %e, "cannot release the ledger lock; it expires within {}s", LOCK_EXPIRY.as_secs());
+            }
         }
     }
 }
@@ -881,6 +1204,40 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tombstones_are_told_from_entries_by_their_listed_size() {
+        let lineage = Uuid::new_v4();
+        let tomb = tombstone_bytes(lineage, u64::MAX);
+        assert!(tomb.len() as u64 <= TOMBSTONE_MAX, "{}", tomb.len());
+        let parsed: Entry = serde_json::from_slice(&tomb).expect("a tombstone is an entry");
+        assert!(parsed.records.is_empty());
+        // The smallest entry there can be: one record with empty strings everywhere.
+        let selector = crate::action::Selector { kind: crate::action::SelectorKind::Id, value: String::new() };
+        let action = crate::action::Action {
+            key: crate::action::ActionKey::compute(
+                crate::action::ActionKind::PasscodeReset,
+                "",
+                0,
+                crate::action::Collection::ManagedDevices,
+                &selector,
+            ),
+            former_names: Vec::new(),
+            former_keys: Vec::new(),
+            kind: crate::action::ActionKind::PasscodeReset,
+            manifest: String::new(),
+            file: PathBuf::new(),
+            pos: crate::diagnostic::Pos::new(1, 1),
+            round: 0,
+            collection: crate::action::Collection::ManagedDevices,
+            selector,
+        };
+        let record = Record::new(&action, None, jiff::Timestamp::UNIX_EPOCH);
+        let entry =
+            Entry { version: 1, lineage, base_serial: 0, tenant: None, writer: String::new(), records: vec![record] };
+        let smallest = serde_json::to_vec(&entry).expect("serializes").len() as u64;
+        assert!(smallest > TOMBSTONE_MAX, "{smallest}");
+    }
 
     #[test]
     fn scrub_hides_queries_and_secrets() {

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::azurite::{self, Azurite};
+use crate::common::proxy::{Fault as NetFault, Proxy};
 use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
 use intune_reconcile::sim::{Fault, FaultKind, SimConfig, SimHandle};
 
@@ -104,8 +105,16 @@ fn init_apply_plan_and_inspect_a_blob_ledger() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(per_device(&sim).len(), 5);
     assert!(per_device(&sim).values().all(|&n| n == 1));
-    // Compacted at the end: a snapshot and the (released) lock, no journal entries left.
-    assert_eq!(az.list(CONTAINER), ["team-a/state.json", "team-a/state.json.lock"]);
+    // Compacted at the end: a snapshot, the (released) lock, and journal entries only as
+    // tombstones (no records: their names stay taken, so no late write can fill them).
+    let (entries, names): (Vec<String>, Vec<String>) =
+        az.list(CONTAINER).into_iter().partition(|n| n.starts_with("team-a/state.json.journal/"));
+    assert_eq!(names, ["team-a/state.json", "team-a/state.json.lock"]);
+    assert!(!entries.is_empty());
+    for entry in &entries {
+        let body: serde_json::Value = serde_json::from_str(&az.get(CONTAINER, entry).expect("entry")).expect("json");
+        assert_eq!(body["records"], serde_json::json!([]), "{entry}: {body}");
+    }
     let snap: serde_json::Value =
         serde_json::from_str(&az.get(CONTAINER, "team-a/state.json").expect("snapshot")).expect("json");
     assert_eq!(snap["tenant"], "test-tenant");
@@ -355,4 +364,87 @@ fn a_lock_blob_over_its_cap_is_refused() {
     assert!(posts(&sim).is_empty(), "nothing is sent");
     assert_eq!(az.get(CONTAINER, "team-a/state.json"), snapshot, "nothing recorded");
     assert_eq!(az.list(CONTAINER), ["team-a/state.json", "team-a/state.json.lock"]);
+}
+
+/// A repository on a blob ledger reached through a fault-injecting proxy in front of Azurite,
+/// created (`init`) before any fault is set.
+fn through_proxy(n: usize) -> (Azurite, Proxy, Repo, Vec<String>, SimHandle) {
+    let az = Azurite::start();
+    az.create_container(CONTAINER);
+    let proxy = Proxy::start(az.port);
+    let repo = Repo::empty();
+    let url = proxy.url(CONTAINER, "team-a/state.json");
+    repo.write(
+        "reconcile.yaml",
+        format!(
+            "manifests: [manifests]\nstate: {url}\ngraph:\n  concurrency: 3\n  writeBudget: {{ requests: 1000, window: 1s }}\n  timeout: 2s\n  unknownGrace: 0s\n  backoff: {{ initial: 10ms, max: 200ms }}\n"
+        ),
+    );
+    let ids: Vec<String> = (0..n).map(android_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
+    let sim = sim_for(n, |_| {});
+    cmd(&repo, &sim).arg("init").assert().success();
+    (az, proxy, repo, ids, sim)
+}
+
+fn is_lock(p: &str) -> bool {
+    p.ends_with("/team-a/state.json.lock")
+}
+
+fn is_snapshot(p: &str) -> bool {
+    p.ends_with("/team-a/state.json")
+}
+
+fn is_entry(p: &str) -> bool {
+    p.contains("/team-a/state.json.journal/")
+}
+
+/// An apply through `proxy` once its fault is set: it succeeds, nobody is taken for someone
+/// else, every device got one POST and every one is recorded `accepted`, and the ledger reads.
+fn apply_survives(proxy: &Proxy, repo: &Repo, ids: &[String], sim: &SimHandle) {
+    let out = cmd(repo, sim).args(["apply", "--auto-approve"]).output().expect("run");
+    let err = stderr(&out);
+    assert!(!proxy.faulted().is_empty(), "the fault was applied: {:?}", proxy.log());
+    assert_eq!(out.status.code(), Some(0), "{}\n{err}", stdout(&out));
+    for false_alarm in ["someone else", "another writer", "no longer holds", "locked by pid"] {
+        assert!(!err.contains(false_alarm), "{false_alarm}: {err}");
+    }
+    let per = per_device(sim);
+    assert_eq!(per.len(), ids.len(), "{per:?}");
+    assert!(per.values().all(|&n| n == 1), "no device got a second POST: {per:?}");
+    let ledger = ledger_json(repo, sim);
+    let actions = ledger["actions"].as_array().expect("actions");
+    assert_eq!(actions.len(), ids.len(), "{ledger}");
+    assert!(actions.iter().all(|a| a["status"] == "accepted"), "every 204 is recorded accepted: {ledger}");
+    let plan = cmd(repo, sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
+    assert_eq!(plan.status.code(), Some(0), "{}\n{}", stdout(&plan), stderr(&plan));
+}
+
+// The lock is taken, but the answer is lost: object_store sends the write again and meets the
+// lock it just wrote (412). That is our own lock, not another run's. (The lock blob exists since
+// `init`, released: the first lock PUT is the create that finds it, the second takes it over.)
+#[test]
+fn a_lost_answer_to_the_lock_acquisition_is_our_lock() {
+    let (_az, proxy, repo, ids, sim) = through_proxy(6);
+    proxy.fault("PUT", is_lock, 2, 1, NetFault::LoseAnswer);
+    apply_survives(&proxy, &repo, &ids, &sim);
+}
+
+// The end-of-run snapshot compare-and-swap lands, its answer is lost, and the retry meets 412:
+// the snapshot read back is the one written, so the run succeeds.
+#[test]
+fn a_lost_answer_to_the_snapshot_swap_is_our_snapshot() {
+    let (_az, proxy, repo, ids, sim) = through_proxy(10);
+    proxy.fault("PUT", is_snapshot, 1, 1, NetFault::LoseAnswer);
+    apply_survives(&proxy, &repo, &ids, &sim);
+}
+
+// A journal entry is written, but it and each of object_store's retries are answered 500: read
+// back, the entry is ours, so the run goes on and every outcome is recorded.
+#[test]
+fn a_journal_entry_answered_500_after_it_landed_is_ours() {
+    let (_az, proxy, repo, ids, sim) = through_proxy(8);
+    proxy.fault("PUT", is_entry, 3, 4, NetFault::Fail500);
+    apply_survives(&proxy, &repo, &ids, &sim);
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::common::azurite::{self, Azurite};
+use crate::common::proxy::{Fault, Proxy};
 use intune_reconcile::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
 use intune_reconcile::state::blob::{BlobStore, StorageAuth};
 use intune_reconcile::state::{Attempt, BlobUrl, Ledger, LocalStore, Record, StateError, Status, Store};
@@ -277,4 +278,183 @@ fn a_writer_that_lost_its_blob_lock_is_fenced() {
     assert!(l.records.contains_key(&first.key) && l.records.contains_key(&second.key));
     assert!(!l.records.contains_key(&third.key), "a's fenced record was never written");
     assert_eq!(rt.block_on(s.load()).expect("load"), l);
+}
+
+/// A blob ledger reached through a fault-injecting proxy in front of its own Azurite, optionally
+/// with a lock renewed every `lease.0` and a safe lease of `lease.1` (seconds, not 15 s and 40 s).
+fn blob_via_proxy(lease: Option<(Duration, Duration)>) -> (Azurite, Proxy, Store) {
+    let az = Azurite::start();
+    az.create_container("ledgers");
+    let proxy = Proxy::start(az.port);
+    let url = BlobUrl::parse(&proxy.url("ledgers", "team/state.json"), intune_reconcile::settings::Cloud::Global)
+        .expect("url");
+    let mut store =
+        BlobStore::open(url, StorageAuth::Key(azurite::KEY.to_owned().into()), Duration::from_secs(5)).expect("open");
+    if let Some((renew, safe)) = lease {
+        store = store.with_lease_for_tests(renew, safe);
+    }
+    (az, proxy, Store::Blob(store))
+}
+
+fn is_entry(p: &str) -> bool {
+    p.contains("/team/state.json.journal/")
+}
+
+fn is_lock(p: &str) -> bool {
+    p.ends_with("/team/state.json.lock")
+}
+
+fn lock_id_of(err: &StateError) -> String {
+    err.to_string().split("lock ID ").nth(1).and_then(|t| t.split_whitespace().next()).expect("a lock ID").to_owned()
+}
+
+/// `r` with one more attempt (a new request for the same action).
+fn another_attempt(r: &Record) -> Record {
+    let mut r = r.clone();
+    r.attempts.push(Attempt {
+        started_at: jiff::Timestamp::now(),
+        client_request_id: uuid::Uuid::new_v4(),
+        ..Attempt::default()
+    });
+    r.status = Status::Unknown;
+    r.updated_at = jiff::Timestamp::now();
+    r
+}
+
+// A writer's journal entry is held in the network while the lock passes to another runner, which
+// writes that serial itself and compacts. When the held create finally lands, the name must still
+// be taken (by a tombstone): the late write fails and fences its writer, and the ledger stays
+// readable, holding the new holder's version of the action.
+#[test]
+fn a_late_entry_write_cannot_fill_a_compacted_name() {
+    let (_az, proxy, s) = blob_via_proxy(None);
+    let rt = rt();
+    rt.block_on(s.create(Duration::ZERO, "tenant-a")).expect("create");
+    let mut a = rt.block_on(s.lock(Duration::ZERO, "writer-a", Some("tenant-a"))).expect("lock");
+    let x = record("X", Status::Unknown);
+    rt.block_on(a.record(x.clone())).expect("a's first intent");
+    proxy.fault("PUT", is_entry, 1, 1, Fault::Hold);
+    let a_second = another_attempt(&x);
+    let late = std::thread::spawn(move || {
+        let result = rt_block(a.record(a_second));
+        (result, a)
+    });
+    proxy.wait_held(1);
+    // The lock passes on (a person's unlock here; an expiry in the field) while a's write is held.
+    let err = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect_err("held by a");
+    rt.block_on(s.unlock(&lock_id_of(&err))).expect("unlock");
+    let mut b = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect("b locks");
+    let b_version = another_attempt(&x);
+    rt.block_on(b.record(b_version.clone())).expect("b records the same serial");
+    rt.block_on(b.commit()).expect("b compacts");
+    proxy.release();
+    let (result, a) = late.join().expect("thread");
+    // The held create has reached the store by now (answered or not).
+    let start = std::time::Instant::now();
+    while !proxy.log().iter().any(|r| r.fault == Some(Fault::Hold)) {
+        assert!(start.elapsed() < Duration::from_secs(20), "the held write never landed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let held = proxy.log().into_iter().find(|r| r.fault == Some(Fault::Hold)).expect("held");
+    assert_eq!(held.status, Some(409), "the late create found its name taken: {held:?}");
+    let l = rt.block_on(s.load()).expect("the ledger is readable after the late write");
+    assert_eq!(l.records.get(&x.key), Some(&b_version), "the new holder's version stands");
+    let err = result.expect_err("the late write is not a recorded intent");
+    assert!(matches!(err, StateError::LockLost { .. }), "{err}");
+    assert!(rt.block_on(a.commit()).is_err(), "a writes no snapshot");
+    rt.block_on(s.lock(Duration::ZERO, "next", Some("tenant-a"))).expect("lock").then_commit_sync(&rt);
+    assert_eq!(rt.block_on(s.load()).expect("load").records.get(&x.key), Some(&b_version));
+}
+
+// A ledger from before tombstones (or one whose tombstone expired): an entry older than the
+// snapshot that disagrees with it is never refused. Its attempt is kept next to the snapshot's, the
+// action becomes `unknown` (it may have been sent), and the next writer folds it in.
+#[test]
+fn an_old_entry_that_disagrees_with_the_snapshot_is_kept_as_unknown() {
+    let (az, _proxy, s) = blob_via_proxy(None);
+    let rt = rt();
+    rt.block_on(s.create(Duration::ZERO, "tenant-a")).expect("create");
+    let mut w = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect("lock");
+    let x = record("X", Status::NotExecuted);
+    rt.block_on(w.record(x.clone())).expect("record");
+    let l = rt.block_on(w.commit()).expect("commit");
+    // A late write from a fenced runner lands on the last serial the snapshot folded.
+    let serial = l.serial - 1;
+    let name = format!("team/state.json.journal/{serial:020}");
+    let late = another_attempt(&record("X", Status::Unknown));
+    let entry = serde_json::json!({
+        "version": 1,
+        "lineage": l.lineage.expect("lineage"),
+        "baseSerial": serial,
+        "tenant": "tenant-a",
+        "writer": "fenced-runner",
+        "records": [late],
+    });
+    az.put("ledgers", &name, entry.to_string().as_bytes());
+    let seen = rt.block_on(s.load()).expect("readable: not refused for ever");
+    let merged = seen.records.get(&x.key).expect("the action");
+    assert_eq!(merged.status, Status::Unknown, "never assumed unsent");
+    let ids: Vec<_> = merged.attempts.iter().map(|a| a.client_request_id).collect();
+    for a in x.attempts.iter().chain(&late.attempts) {
+        assert!(ids.contains(&a.client_request_id), "every attempt is kept");
+    }
+    // The next writer folds it into the snapshot; the entry is a tombstone after.
+    let l2 = rt
+        .block_on(rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect("lock").commit())
+        .expect("commit");
+    assert_eq!(l2.records.get(&x.key), Some(merged));
+    assert_eq!(rt.block_on(s.load()).expect("load").records.get(&x.key), Some(merged));
+    let tomb: serde_json::Value = serde_json::from_str(&az.get("ledgers", &name).expect("tombstone")).expect("json");
+    assert_eq!(tomb["records"], serde_json::json!([]), "{tomb}");
+}
+
+// The first renewal of the lock is written, but its answer is lost: object_store sends it again
+// and meets its own success (412). That is not someone else taking the lock: the writer goes on.
+#[test]
+fn a_lost_renewal_answer_keeps_the_lock() {
+    let (az, proxy, s) = blob_via_proxy(Some((Duration::from_millis(300), Duration::from_secs(5))));
+    let rt = rt();
+    rt.block_on(s.create(Duration::ZERO, "tenant-a")).expect("create");
+    // The first lock PUT is the acquisition, the second the first renewal.
+    proxy.fault("PUT", is_lock, 2, 1, Fault::LoseAnswer);
+    let mut w = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect("lock");
+    let start = std::time::Instant::now();
+    while proxy.faulted().is_empty() || proxy.log().iter().filter(|r| r.method == "PUT" && is_lock(&r.path)).count() < 4
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "no renewal: {:?}", proxy.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let a = record("A", Status::Unknown);
+    rt.block_on(w.record(a.clone())).expect("still the holder");
+    rt.block_on(w.commit()).expect("commit");
+    let lock: serde_json::Value =
+        serde_json::from_str(&az.get("ledgers", "team/state.json.lock").expect("lock")).expect("json");
+    assert_eq!(lock["released"], true, "released at the end: {lock}");
+    rt.block_on(s.lock(Duration::ZERO, "next", Some("tenant-a"))).expect("free at once").then_commit_sync(&rt);
+    assert!(rt.block_on(s.load()).expect("load").records.contains_key(&a.key));
+}
+
+// The writer pauses past its safe lease while its renewals hang (held in the network, never
+// answered — no 412 tells it anything): its next write is refused before anything is written.
+#[test]
+fn a_writer_whose_renewals_hang_stops_at_the_lease() {
+    let (_az, proxy, s) = blob_via_proxy(Some((Duration::from_millis(200), Duration::from_secs(1))));
+    let rt = rt();
+    rt.block_on(s.create(Duration::ZERO, "tenant-a")).expect("create");
+    let mut w = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect("lock");
+    let a = record("A", Status::Unknown);
+    rt.block_on(w.record(a.clone())).expect("within the lease");
+    proxy.fault("PUT", is_lock, 1, usize::MAX / 2, Fault::Hold);
+    proxy.wait_held(1);
+    std::thread::sleep(Duration::from_millis(1500));
+    let entry_puts = || proxy.log().iter().filter(|r| r.method == "PUT" && is_entry(&r.path)).count();
+    let before = entry_puts();
+    let b = record("B", Status::Unknown);
+    let err = rt.block_on(w.record(b.clone())).expect_err("past the lease");
+    assert!(matches!(err, StateError::LockLost { .. }), "{err}");
+    assert!(err.to_string().contains("could not be renewed"), "{err}");
+    assert_eq!(entry_puts(), before, "B's entry was never sent");
+    let l = rt.block_on(s.load()).expect("load");
+    assert!(l.records.contains_key(&a.key) && !l.records.contains_key(&b.key));
+    proxy.release();
 }

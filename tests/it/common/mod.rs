@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: temp repositories, the real binary, ledgers.
 
 pub(crate) mod azurite;
+pub(crate) mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

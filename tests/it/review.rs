@@ -227,8 +227,8 @@ fn a_saved_plan_older_than_plan_max_age_is_refused_with_its_age() {
     );
     assert!(err.contains("nothing was sent"), "{err}");
     assert!(posts(&sim).is_empty());
-    // The plans say which rule is in effect under an operator's floor, and the shorter age wins:
-    // the floor's 12h over the repository's 24h refuses a plan made 18 hours ago...
+    // Under an operator's floor the shorter age wins: the floor's 12h over the repository's 24h
+    // refuses a plan made 18 hours ago...
     let floor = repo.write("floor/policy.yaml", "planMaxAge: 12h\n");
     ok(&repo, &sim, &["plan", "--out", "plan.json"]);
     age_plan(&repo, 18);

@@ -162,6 +162,9 @@ pub(crate) struct ApplyReport {
     pub records: Vec<Record>,
     /// Every blocked action: (action, why).
     pub blocked_actions: Vec<(Action, String)>,
+    /// `apply --plan`: the actions the manifests ask for that are not in the reviewed plan (a
+    /// plain apply would send them). Never sent.
+    pub not_in_plan: Vec<Action>,
 }
 
 impl ApplyReport {
@@ -228,6 +231,21 @@ pub(crate) async fn apply(
         Some(exp) => {
             let keys = exp.saved.reviewed_keys();
             actions.iter().filter(|a| keys.contains(&a.key)).cloned().collect()
+        }
+        None => Vec::new(),
+    };
+    // What the manifests ask for that a plain apply would send but the reviewer never saw: not
+    // sent, and named in the report so nobody thinks it was.
+    let not_in_plan: Vec<Action> = match &opts.expected {
+        Some(exp) => {
+            let keys = exp.saved.reviewed_keys();
+            let ledger = writer.ledger();
+            actions
+                .iter()
+                .filter(|a| !keys.contains(&a.key) && !a.former_keys.iter().any(|k| keys.contains(k)))
+                .filter(|a| plan::record_of(ledger, a).is_none_or(|r| !r.status.blocks_sending()))
+                .cloned()
+                .collect()
         }
         None => Vec::new(),
     };
@@ -426,6 +444,7 @@ pub(crate) async fn apply(
     // The lookups hold the context: they are over before it is taken apart.
     lookups.shutdown().await;
     let mut report = report.unwrap_or_else(|| ApplyReport { planned: candidates.len(), ..ApplyReport::default() });
+    report.not_in_plan = not_in_plan;
     outcomes.into(&mut report);
     // Planned resets never handed to a send task (the run stopped first) were not executed either.
     let reached = report.accepted + report.rejected + report.unknown + report.not_executed;

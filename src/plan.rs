@@ -108,6 +108,19 @@ impl Entry<'_> {
         }
     }
 
+    /// Whether this reset removes the passcode instead of setting a new one: corporate iOS and
+    /// iPadOS, as far as the looked-up device tells.
+    pub(crate) fn removes_passcode(&self) -> bool {
+        self.change == Change::Reset
+            && matches!(self.device.map(crate::device::eligibility), Some(Ok(v)) if v.starts_with("remove"))
+    }
+
+    /// Whether a compact plan leaves it out: it changes nothing and needs nobody (already done,
+    /// orphaned). `--show-done` lists it.
+    pub(crate) fn is_quiet(&self) -> bool {
+        matches!(self.change, Change::AlreadyDone | Change::Orphaned)
+    }
+
     /// The manifest name the record was made under, when it is a former name of this action's
     /// manifest (a rename with `formerNames`).
     pub(crate) fn recorded_as(&self) -> Option<&str> {
@@ -131,7 +144,10 @@ pub(crate) struct Origin {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub(crate) struct Summary {
+    /// Every reset to send, passcode removals included.
     pub to_reset: usize,
+    /// Of [`Summary::to_reset`], those that remove the passcode (corporate iOS/iPadOS).
+    pub to_remove: usize,
     pub already_done: usize,
     pub orphaned: usize,
     pub attention: usize,
@@ -145,8 +161,11 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    fn count(&mut self, change: Change) {
-        match change {
+    fn count(&mut self, e: &Entry<'_>) {
+        if e.removes_passcode() {
+            self.to_remove += 1;
+        }
+        match e.change {
             Change::Reset => self.to_reset += 1,
             Change::AlreadyDone => self.already_done += 1,
             Change::Attention => self.attention += 1,
@@ -199,7 +218,7 @@ impl<'a> Plan<'a> {
     pub(crate) fn from_entries(entries: Vec<Entry<'a>>) -> Self {
         let mut summary = Summary::default();
         for e in &entries {
-            summary.count(e.change);
+            summary.count(e);
         }
         Plan {
             entries,
@@ -254,7 +273,7 @@ impl<'a> Plan<'a> {
     pub(crate) fn recount(&mut self) {
         let mut summary = Summary { violations: self.summary.violations, ..Summary::default() };
         for e in &self.entries {
-            summary.count(e.change);
+            summary.count(e);
         }
         self.summary = summary;
     }
@@ -283,7 +302,7 @@ impl<'a> Plan<'a> {
                 kept_manifests.insert(e.manifest().to_owned());
                 entries.push(e);
             } else {
-                outside.count(e.change);
+                outside.count(&e);
             }
         }
         let (violations, others): (Vec<Violation>, Vec<Violation>) = std::mem::take(&mut self.violations)
@@ -395,7 +414,9 @@ pub(crate) fn plan<'a>(
         if let Some(guard) = opts.rename_guard {
             block_likely_renames(&mut entries, &orphans, guard);
         }
-        entries.extend(orphans.into_iter().map(|r| Entry {
+        // An archived orphan (`state archive`) is still the ledger's, for exactly-once and the
+        // likely-rename guard above, but no longer shown.
+        entries.extend(orphans.into_iter().filter(|r| r.archived.is_none()).map(|r| Entry {
             change: Change::Orphaned,
             action: None,
             record: Some(r),
@@ -524,6 +545,7 @@ mod tests {
             p.summary,
             Summary {
                 to_reset: 2,
+                to_remove: 0,
                 already_done: 2,
                 orphaned: 0,
                 attention: 5,

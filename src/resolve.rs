@@ -231,14 +231,21 @@ fn found_of(kind: SelectorKind, value: &str, mut found: Vec<Device>) -> Found {
         0 => Err((BlockKind::NotFound, format!("no device has {} `{value}`", kind.as_str()))),
         1 => Ok(found.remove(0)),
         n => {
-            let candidates: Vec<String> =
-                found.iter().take(10).map(|d| format!("{} ({})", d.id, describe(d))).collect();
+            // One candidate a line (renderers show each on its own); Intune's text is escaped
+            // first, so no device name can add a line of its own.
+            let candidates: Vec<String> = found
+                .iter()
+                .take(10)
+                .map(|d| crate::safe::text(&format!("{} ({})", d.id, describe(d))).into_owned())
+                .collect();
+            let more =
+                if n > candidates.len() { format!("\n… and {} more", n - candidates.len()) } else { String::new() };
             Err((
                 BlockKind::Ambiguous,
                 format!(
-                    "{n} devices have {} `{value}`: use `id` to pick one of {}",
+                    "{n} devices have {} `{value}`: use `id` to pick one of\n{}{more}",
                     kind.as_str(),
-                    candidates.join("; ")
+                    candidates.join("\n")
                 ),
             ))
         }

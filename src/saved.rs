@@ -123,6 +123,8 @@ pub(crate) enum SavedError {
     Write { path: PathBuf, reason: String },
     #[error("the saved plan `{}` cannot be applied here: {what}\nhint: run `reconcile plan --out` against this ledger and have it reviewed; nothing was sent", path.display())]
     Stale { path: PathBuf, what: String },
+    #[error("the saved plan `{}` is too old to apply: {why}\nhint: run `reconcile plan --out` again and have it reviewed; nothing was sent", path.display())]
+    TooOld { path: PathBuf, why: String },
     #[error("the saved plan `{}` was made {why}: it cannot be applied\nhint: make it with `reconcile plan --out` {hint}", path.display())]
     Unusable { path: PathBuf, why: &'static str, hint: &'static str },
 }
@@ -301,6 +303,7 @@ impl Restored {
                 status,
                 attempts: Vec::new(),
                 adopted: None,
+                archived: None,
                 created_at: saved.created_at,
                 updated_at: saved.created_at,
             });

@@ -67,7 +67,7 @@ struct CliUi {
 impl Ui for CliUi {
     #[allow(clippy::print_stdout)]
     fn show_plan(&mut self, plan: &Plan<'_>) {
-        let ctx = PlanContext { offline: false, simulated: self.simulated };
+        let ctx = PlanContext::new(false, self.simulated);
         // Resets may already be under way (the plan is complete once every device is looked up).
         if let Some(bar) = self.bar.clone()
             && self.watch.is_none()
@@ -97,11 +97,7 @@ impl Ui for CliUi {
         if self.auto_approve {
             return true;
         }
-        let n = plan.summary.to_reset;
-        eprint!(
-            "\nDo you want to reset the passcode of {n} device{}? Only 'yes' will be accepted: ",
-            if n == 1 { "" } else { "s" }
-        );
+        eprint!("\n{} Only 'yes' will be accepted: ", question(&plan.summary));
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
@@ -169,6 +165,38 @@ impl Ui for CliUi {
             None => {
                 let _ = writeln!(crate::safe::stderr(), "{line}");
             }
+        }
+    }
+}
+
+/// `apply --plan`: the actions the reviewed plan did not have, named, so that nobody takes "apply
+/// complete" for "everything the manifests ask for was sent".
+fn not_in_plan(watch: Option<&super::WatchSink>, report: &apply::ApplyReport) {
+    let n = report.not_in_plan.len();
+    if n == 0 {
+        return;
+    }
+    let (were, them) = if n == 1 {
+        ("action not in the reviewed plan was", "it")
+    } else {
+        ("actions not in the reviewed plan were", "them")
+    };
+    super::conclude(watch, format!("{n} {were} not sent (plan and review {them} to send {them}):"));
+    for a in &report.not_in_plan {
+        let line = format!("  {} {} {}", a.key.short(), a.manifest, a.selector);
+        super::conclude(watch, crate::safe::text(&line).into_owned());
+    }
+}
+
+/// "Do you want to reset the passcode of 5 devices and remove the passcode of 1?": a passcode
+/// removal is asked about by name.
+fn question(s: &crate::plan::Summary) -> String {
+    let devices = |n: usize| format!("{n} device{}", if n == 1 { "" } else { "s" });
+    match render::resets_and_removals(s) {
+        (resets, 0) => format!("Do you want to reset the passcode of {}?", devices(resets)),
+        (0, removals) => format!("Do you want to remove the passcode of {}?", devices(removals)),
+        (resets, removals) => {
+            format!("Do you want to reset the passcode of {} and remove the passcode of {removals}?", devices(resets))
         }
     }
 }
@@ -267,6 +295,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
     };
     if report.planned == 0 && report.blocked == 0 {
         super::conclude(watch, format!("{sim}Nothing to do.{adopted}"));
+        not_in_plan(watch, &report);
         return Ok(());
     }
     super::conclude(
@@ -282,6 +311,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
             report.blocked
         ),
     );
+    not_in_plan(watch, &report);
     if report.unknown > 0 {
         super::conclude(
             watch,

@@ -59,7 +59,7 @@ pub(super) fn run(args: CommentArgs) -> CmdResult {
 /// The Markdown comment of the saved plan at `path`.
 fn body_of(path: &std::path::Path) -> anyhow::Result<String> {
     let saved = SavedPlan::read(path)?;
-    let ctx = PlanContext { offline: saved.offline, simulated: saved.simulated };
+    let ctx = PlanContext::new(saved.offline, saved.simulated);
     let restored = Restored::new(saved);
     Ok(crate::render::markdown::render(&restored.plan(), ctx))
 }

@@ -208,14 +208,10 @@ fn colour() -> bool {
 /// Writes a text plan to stdout, coloured when [`colour`] says so.
 fn print_text_plan(plan: &crate::plan::Plan<'_>, ctx: crate::render::PlanContext) -> std::io::Result<()> {
     let mut buf = Vec::new();
+    let ctx = crate::render::PlanContext { colour: colour(), ..ctx };
     crate::render::plan(&mut buf, plan, ctx, crate::render::Format::Text)?;
-    let text = String::from_utf8_lossy(&buf);
     let mut out = crate::safe::stdout();
-    if colour() {
-        out.write_all(crate::render::text::paint(&text).as_bytes())?;
-    } else {
-        out.write_all(text.as_bytes())?;
-    }
+    out.write_all(&buf)?;
     out.flush()
 }
 

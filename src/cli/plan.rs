@@ -34,6 +34,10 @@ pub(super) struct PlanArgs {
     /// code, the comment and a saved plan speak for the change only.
     #[arg(long, value_name = "REF")]
     pub base: Option<String>,
+    /// List every action, the already done and orphaned ones too (by default they are counted
+    /// in one line). JSON always lists every action.
+    #[arg(long)]
+    pub show_done: bool,
     /// Run by `watch`: the plan goes to the watcher, which prints it only when it changed.
     #[arg(skip)]
     pub watch: Option<super::WatchSink>,
@@ -58,7 +62,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
     };
     print_diagnostics(&planned.project.diagnostics);
     let plan = planned.plan();
-    let ctx = PlanContext { offline: args.offline, simulated: args.simulate };
+    let ctx = PlanContext { show_done: args.show_done, ..PlanContext::new(args.offline, args.simulate) };
     if let Some(path) = &args.out {
         planned.save(&plan, path)?;
     }

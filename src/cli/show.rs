@@ -15,12 +15,19 @@ pub(super) struct ShowArgs {
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// List every action, the already done and orphaned ones too (by default they are counted
+    /// in one line). JSON always lists every action.
+    #[arg(long)]
+    pub show_done: bool,
 }
 
 pub(super) fn run(args: ShowArgs) -> CmdResult {
     let saved = SavedPlan::read(&args.file)?;
-    let ctx = PlanContext { offline: saved.offline, simulated: saved.simulated };
+    let ctx = PlanContext { show_done: args.show_done, ..PlanContext::new(saved.offline, saved.simulated) };
     let restored = Restored::new(saved);
+    if args.format == Format::Text && super::colour() {
+        return Ok(super::print_text_plan(&restored.plan(), ctx).context("cannot write to stdout")?);
+    }
     let mut out = std::io::BufWriter::new(crate::safe::stdout());
     render::plan(&mut out, &restored.plan(), ctx, args.format)
         .and_then(|()| out.flush())

@@ -37,10 +37,14 @@ pub(super) struct StateArgs {
 
 #[derive(Debug, Subcommand)]
 pub(super) enum StateCommand {
-    /// List every action in the ledger: status, last attempt, device, manifest.
+    /// List every action in the ledger: status, last attempt, device, manifest (archived ones
+    /// marked).
     List {
         #[arg(long, value_enum, default_value_t = StateFormat::Text)]
         format: StateFormat,
+        /// Only the archived actions (`state archive`).
+        #[arg(long)]
+        archived: bool,
     },
     /// Show one action and all its attempts (a unique key prefix is enough).
     Show {
@@ -82,6 +86,17 @@ pub(super) enum StateCommand {
         /// How far back the reset may be.
         #[arg(long, value_name = "DURATION", default_value = "720h")]
         within: crate::duration::HumanDuration,
+    },
+    /// Archive orphaned actions (no manifest asks for them any more): plans stop showing them.
+    /// They stay in the ledger for exactly-once: asked for again, an archived action is what its
+    /// status says (a done reset is never sent again). Recorded with who, when and why.
+    Archive {
+        /// The actions' keys (a unique prefix of 4+ hex digits is enough).
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        /// Why (recorded in the ledger).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
     /// Copy the ledger to DEST (an Azure Blob URL, or a path): to a new location, or over a copy
     /// of the same ledger that this one extends (like `terraform init -migrate-state`).
@@ -156,6 +171,20 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         }
         return Ok(());
     }
+    if let StateCommand::Archive { keys, reason } = &cmd {
+        let archived = block_on(store.archive(timeout, keys, &crate::audit::person(&env), reason))??;
+        for (r, changed) in &archived {
+            let what = if *changed {
+                "is archived (recorded with your reason): plans no longer show it".to_owned()
+            } else {
+                let a = r.archived.as_ref().map(|a| format!(" by {} at {}", a.by, crate::duration::at_second(a.at)));
+                format!("was archived already{}; left as it was", a.unwrap_or_default())
+            };
+            let line = format!("{} {} {} ({}) {what}.", r.key.short(), r.manifest, r.selector, r.status);
+            say!("{}", crate::safe::text(&line));
+        }
+        return Ok(());
+    }
     let dest = match &cmd {
         StateCommand::Push { dest } => Some(match Location::parse(dest, settings.graph.cloud) {
             Ok(Some(url)) => Location::Blob(url),
@@ -204,8 +233,12 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     };
     let mut out = std::io::BufWriter::new(crate::safe::stdout());
     match cmd {
-        StateCommand::List { format: StateFormat::Text } => render::state::list_text(&mut out, &ledger),
-        StateCommand::List { format: StateFormat::Json } => render::state::list_json(&mut out, &ledger),
+        StateCommand::List { format: StateFormat::Text, archived } => {
+            render::state::list_text(&mut out, &only_archived(ledger, archived))
+        }
+        StateCommand::List { format: StateFormat::Json, archived } => {
+            render::state::list_json(&mut out, &only_archived(ledger, archived))
+        }
         StateCommand::Export { format: ExportFormat::Csv } => render::state::export_csv(&mut out, &ledger),
         StateCommand::Export { format: ExportFormat::Json } => render::state::list_json(&mut out, &ledger),
         StateCommand::Show { key, format } => {
@@ -218,6 +251,7 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         StateCommand::Resolve { .. }
         | StateCommand::Retry { .. }
         | StateCommand::Adopt { .. }
+        | StateCommand::Archive { .. }
         | StateCommand::Push { .. }
         | StateCommand::Pull { .. }
         | StateCommand::Unlock { .. } => unreachable!("handled above"),
@@ -225,6 +259,14 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     .and_then(|()| out.flush())
     .context("cannot write to stdout")?;
     Ok(())
+}
+
+/// The ledger, or only its archived records (`state list --archived`).
+fn only_archived(mut ledger: crate::state::Ledger, only: bool) -> crate::state::Ledger {
+    if only {
+        ledger.records.retain(|_, r| r.archived.is_some());
+    }
+    ledger
 }
 
 /// `state adopt`: the manifests say which action, Intune says which reset.

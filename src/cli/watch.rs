@@ -159,6 +159,7 @@ fn run_cycle(
             detailed_exitcode: false,
             out: None,
             base: None,
+            show_done: false,
             watch: Some(sink.clone()),
         };
         super::plan::run_in(session, g, plan)
@@ -203,7 +204,8 @@ fn run_cycle(
                 say!("{result}");
             }
         } else {
-            let plan_line = text.lines().find(|l| l.starts_with("Plan: ")).unwrap_or("");
+            let plan_line =
+                text.lines().find(|l| l.starts_with("Plan: ") || l.starts_with("No changes.")).unwrap_or("");
             let what = match (ok, result.is_empty()) {
                 (false, _) => "failed: see the errors above; retrying".to_owned(),
                 (true, true) => format!("unchanged. {plan_line}"),

@@ -68,6 +68,9 @@ pub(crate) fn check(project: &Project, request: &ApplyRequest) -> Result<Checked
                 };
                 return Err(SavedError::Unusable { path: path.clone(), why, hint }.into());
             }
+            if let Some(why) = project.settings.policy.plan_too_old(saved.created_at, jiff::Timestamp::now()) {
+                return Err(SavedError::TooOld { path: path.clone(), why }.into());
+            }
             Some(ReviewedPlan { path: path.clone(), saved })
         }
         None => None,

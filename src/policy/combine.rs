@@ -74,6 +74,7 @@ impl Policy {
             }
         }
         self.cooldown.extend(other.cooldown);
+        self.plan_max_age.extend(other.plan_max_age);
         for w in other.windows {
             if !self.windows.iter().any(|(v, _)| v.slots() == w.0.slots()) {
                 self.windows.push(w);
@@ -147,6 +148,9 @@ impl Policy {
         if let Some((d, at)) = self.longest_cooldown() {
             out.push(format!("cooldown {} ({})", HumanDuration(d), at.describe()));
         }
+        if let Some((d, at)) = self.shortest_plan_max_age() {
+            out.push(format!("planMaxAge {} ({})", HumanDuration(d), at.describe()));
+        }
         for (w, at) in &self.windows {
             out.push(format!("changeWindows in {} ({})", w.tz_name, at.describe()));
         }
@@ -177,6 +181,10 @@ impl Policy {
             self.out_of_band.0,
             then_name(self.out_of_band.1)
         ));
+        // Only when set, so the digest of every policy without it stays what it was.
+        if let Some((d, _)) = self.shortest_plan_max_age() {
+            canon.push_str(&format!("age={d:?};"));
+        }
         hex::encode(sha2::Sha256::digest(canon.as_bytes()))[..16].to_owned()
     }
 }
@@ -232,6 +240,14 @@ pub(crate) fn diff(old: &Policy, new: &Policy) -> (Vec<String>, Vec<String>) {
         (Some(_), None) => loosens.push(format!("cooldown {} → none", span(a))),
         (Some(x), Some(y)) if y > x => tightens.push(format!("cooldown {} → {}", span(Some(x)), span(b))),
         (None, Some(_)) => tightens.push(format!("cooldown none → {}", span(b))),
+        _ => {}
+    }
+    let (a, b) = (old.shortest_plan_max_age().map(|(d, _)| d), new.shortest_plan_max_age().map(|(d, _)| d));
+    match (a, b) {
+        (Some(x), Some(y)) if y > x => loosens.push(format!("planMaxAge {} → {}", span(a), span(b))),
+        (Some(_), None) => loosens.push(format!("planMaxAge {} → none", span(a))),
+        (Some(x), Some(y)) if y < x => tightens.push(format!("planMaxAge {} → {}", span(a), span(b))),
+        (None, Some(_)) => tightens.push(format!("planMaxAge none → {}", span(b))),
         _ => {}
     }
     match (old.window_slots(), new.window_slots()) {
@@ -348,6 +364,11 @@ impl Floor {
             && d < f
         {
             warn(at, format!("cooldown {}", HumanDuration(d)), HumanDuration(f).to_string(), fat);
+        }
+        if let (Some((d, at)), Some((f, fat))) = (repo.shortest_plan_max_age(), floor.shortest_plan_max_age())
+            && d > f
+        {
+            warn(at, format!("planMaxAge {}", HumanDuration(d)), HumanDuration(f).to_string(), fat);
         }
         if let (Some((list, at)), Some((flist, fat))) = (repo.allow_platforms.first(), floor.allow_platforms.first())
             && list.iter().any(|p| !flist.contains(p))

@@ -101,6 +101,8 @@ pub(crate) struct Policy {
     allow_platforms: Vec<(Vec<Platform>, At)>,
     protected: Vec<Protected>,
     cooldown: Vec<(Duration, At)>,
+    /// `planMaxAge`: every source's; the shortest applies.
+    plan_max_age: Vec<(Duration, At)>,
     windows: Vec<(Windows, At)>,
     /// `None`: likely renames are sent.
     rename_within: Option<Duration>,
@@ -124,6 +126,7 @@ impl Default for Policy {
             allow_platforms: Vec::new(),
             protected: Vec::new(),
             cooldown: Vec::new(),
+            plan_max_age: Vec::new(),
             windows: Vec::new(),
             rename_within: Some(RENAME_WITHIN),
             out_of_band: (OUT_OF_BAND_WITHIN, OutOfBandThen::Adopt),
@@ -207,6 +210,11 @@ impl Policy {
         {
             p.cooldown.push((d, at(pos_of(&c, 0))));
         }
+        if let Some(a) = raw.plan_max_age
+            && let Some(d) = duration(&a, "policy.planMaxAge", file, diags)
+        {
+            p.plan_max_age.push((d, at(pos_of(&a, 0))));
+        }
         if let Some(r) = raw.likely_rename {
             if let Some(d) = r.within.as_ref().and_then(|w| duration(w, "policy.likelyRename.within", file, diags)) {
                 p.rename_within = Some(d);
@@ -276,6 +284,36 @@ impl Policy {
         self.cooldown.iter().fold(None, |best: Option<(Duration, &At)>, (d, at)| match best {
             Some((b, _)) if b >= *d => best,
             _ => Some((*d, at)),
+        })
+    }
+
+    /// The shortest `planMaxAge` and its place (the first source's on a tie).
+    fn shortest_plan_max_age(&self) -> Option<(Duration, &At)> {
+        self.plan_max_age.iter().fold(None, |best: Option<(Duration, &At)>, (d, at)| match best {
+            Some((b, _)) if b <= *d => best,
+            _ => Some((*d, at)),
+        })
+    }
+
+    /// `planMaxAge`: why a saved plan made at `created` is too old to apply at `now`, or `None`.
+    pub(crate) fn plan_too_old(&self, created: jiff::Timestamp, now: jiff::Timestamp) -> Option<String> {
+        let (max, at) = self.shortest_plan_max_age()?;
+        let age = now.duration_since(created);
+        let limit = jiff::SignedDuration::try_from(max).unwrap_or(jiff::SignedDuration::MAX);
+        (age > limit).then(|| {
+            let secs = age.as_secs().max(0);
+            let (h, m) = (secs / 3600, secs % 3600 / 60);
+            let age = match (h, m) {
+                (0, 0) => format!("{secs}s"),
+                (0, m) => format!("{m}m"),
+                (h, 0) => format!("{h}h"),
+                (h, m) => format!("{h}h {m}m"),
+            };
+            format!(
+                "it was made {age} ago, longer than policy planMaxAge {} ({}) allows",
+                crate::duration::HumanDuration(max),
+                at.describe()
+            )
         })
     }
 

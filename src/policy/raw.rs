@@ -39,6 +39,10 @@ pub(crate) struct RawPolicy {
     /// and rounds, judged from the ledger's history.
     #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub cooldown: Option<Spanned<String>>,
+    /// The oldest saved plan `apply --plan` executes (e.g. `72h`): an older one is refused with
+    /// its age, to be planned and reviewed again. Default: no limit.
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub plan_max_age: Option<Spanned<String>>,
     /// When `apply` may run; outside, it refuses unless `--ignore-change-windows --reason "…"`.
     pub change_windows: Option<RawWindows>,
     /// A new action for a device that an orphaned action (a manifest no longer there) reset

@@ -43,7 +43,12 @@ struct ViolationDto<'a> {
 
 #[derive(Serialize)]
 struct SummaryDto {
+    /// Every reset to send: `reset_passcode` + `remove_passcode`.
     to_reset: usize,
+    /// Of `to_reset`, those that set a new passcode.
+    reset_passcode: usize,
+    /// Of `to_reset`, those that remove the passcode (corporate iOS/iPadOS).
+    remove_passcode: usize,
     already_done: usize,
     orphaned: usize,
     attention: usize,
@@ -57,6 +62,8 @@ impl From<crate::plan::Summary> for SummaryDto {
     fn from(s: crate::plan::Summary) -> Self {
         SummaryDto {
             to_reset: s.to_reset,
+            reset_passcode: super::resets_and_removals(&s).0,
+            remove_passcode: s.to_remove,
             already_done: s.already_done,
             orphaned: s.orphaned,
             attention: s.attention,

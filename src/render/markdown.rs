@@ -45,12 +45,12 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
     }
     warnings(&mut s, plan);
     summary_table(&mut s, plan);
-    let closing = match outside_line(plan) {
-        Some(line) => format!("**{}**\n\n_{line}_\n", summary_line(plan)),
-        None => format!("**{}**\n", summary_line(plan)),
-    };
+    let mut closing = format!("**{}**\n", summary_line(plan, ctx));
+    for line in super::quiet_line(plan, ctx).into_iter().chain(outside_line(plan)) {
+        closing.push_str(&format!("\n_{line}_\n"));
+    }
     let mut shown = 0;
-    let groups = groups(plan);
+    let groups = groups(plan, ctx);
     for (i, group) in groups.iter().enumerate() {
         let section = details(group, plan);
         if s.len() + section.len() + closing.len() + 400 > budget {
@@ -88,20 +88,20 @@ fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_owned() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
 }
 
-/// Entries of one manifest (orphans of one manifest form their own group).
-fn groups<'p, 'a>(plan: &'p Plan<'a>) -> Vec<&'p [Entry<'a>]> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < plan.entries.len() {
-        let first = &plan.entries[i];
-        let end = plan.entries[i..]
-            .iter()
-            .position(|e| {
-                e.manifest() != first.manifest() || (e.change == Change::Orphaned) != (first.change == Change::Orphaned)
-            })
-            .map_or(plan.entries.len(), |n| i + n);
-        out.push(&plan.entries[i..end]);
-        i = end;
+/// The entries the plan lists ([`super::shown`]), by manifest (orphans of one manifest form
+/// their own group).
+fn groups<'p, 'a>(plan: &'p Plan<'a>, ctx: PlanContext) -> Vec<Vec<&'p Entry<'a>>> {
+    let mut out: Vec<Vec<&Entry>> = Vec::new();
+    for e in super::shown(plan, ctx) {
+        match out.last_mut() {
+            Some(group)
+                if group[0].manifest() == e.manifest()
+                    && (group[0].change == Change::Orphaned) == (e.change == Change::Orphaned) =>
+            {
+                group.push(e)
+            }
+            _ => out.push(vec![e]),
+        }
     }
     out
 }
@@ -203,8 +203,7 @@ fn first_few(total: usize, items: impl Iterator<Item = String>, sep: &str) -> St
 }
 
 fn summary_table(s: &mut String, plan: &Plan) {
-    let resets = plan.entries.iter().filter(|e| e.change == Change::Reset);
-    let removes = resets.clone().filter(|e| action_verb(e) == "remove passcode").count();
+    let (resets, removes) = super::resets_and_removals(&plan.summary);
     let not_supported = plan.entries.iter().filter(|e| e.block == Some(BlockKind::NotSupported)).count();
     let sm = plan.summary;
     let _ = writeln!(
@@ -214,8 +213,7 @@ fn summary_table(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         s,
-        "| {} | {removes} | {not_supported} | {} | {} | {} | {} |\n",
-        sm.to_reset - removes,
+        "| {resets} | {removes} | {not_supported} | {} | {} | {} | {} |\n",
         sm.blocked - not_supported,
         sm.already_done,
         sm.orphaned,
@@ -223,8 +221,8 @@ fn summary_table(s: &mut String, plan: &Plan) {
     );
 }
 
-fn details(group: &[Entry], plan: &Plan) -> String {
-    let first = &group[0];
+fn details(group: &[&Entry], plan: &Plan) -> String {
+    let first = group[0];
     let resets = group.iter().filter(|e| e.change == Change::Reset).count();
     let title = match (&first.action, &first.record) {
         (Some(a), _) => format!(
@@ -246,9 +244,9 @@ fn details(group: &[Entry], plan: &Plan) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|");
     for e in group {
         let status = match e.change {
-            Change::Blocked => format!("blocked: {}", code(&e.reason)),
-            Change::SameDevice | Change::Adopt => code(&e.reason),
-            Change::Reset if e.out_of_band.is_some() => format!("new — {}", code(&e.reason)),
+            Change::Blocked => format!("blocked: {}", reason(&e.reason)),
+            Change::SameDevice | Change::Adopt => reason(&e.reason),
+            Change::Reset if e.out_of_band.is_some() => format!("new — {}", reason(&e.reason)),
             _ => e.record.map_or("new", |r| r.status.as_str()).to_owned(),
         };
         let device = match e.device {
@@ -261,6 +259,12 @@ fn details(group: &[Entry], plan: &Plan) -> String {
     }
     let _ = writeln!(s, "\n</details>\n");
     s
+}
+
+/// A reason as code spans, one per line of it (the candidates of an ambiguous selector), so a
+/// table cell shows each on its own line.
+fn reason(r: &str) -> String {
+    r.split('\n').map(code).collect::<Vec<_>>().join("<br>")
 }
 
 /// Escapes what Markdown tables and HTML would otherwise interpret.

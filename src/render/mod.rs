@@ -19,6 +19,18 @@ pub(crate) struct PlanContext {
     pub offline: bool,
     /// Against the built-in simulator, not a real tenant.
     pub simulated: bool,
+    /// List what changes nothing too (already done, orphaned): `--show-done`. A compact plan
+    /// (the default) counts them in one line instead. JSON always lists every action.
+    pub show_done: bool,
+    /// Text for a terminal: the symbol and status of each action coloured, headings bold.
+    pub colour: bool,
+}
+
+impl PlanContext {
+    /// A plan made from Intune (not offline, not simulated), compact, without colour.
+    pub(crate) fn new(offline: bool, simulated: bool) -> Self {
+        PlanContext { offline, simulated, show_done: false, colour: false }
+    }
 }
 
 /// Output formats of `plan`.
@@ -52,6 +64,38 @@ pub(crate) fn action_verb(e: &crate::plan::Entry<'_>) -> &'static str {
     }
 }
 
+/// The resets of `s` that set a new passcode, and those that remove it.
+pub(crate) fn resets_and_removals(s: &crate::plan::Summary) -> (usize, usize) {
+    (s.to_reset.saturating_sub(s.to_remove), s.to_remove)
+}
+
+/// `5 to reset, 1 to remove a passcode` (the removals only when there are some).
+fn sends(s: &crate::plan::Summary) -> String {
+    match resets_and_removals(s) {
+        (resets, 0) => format!("{resets} to reset"),
+        (resets, removals) => format!("{resets} to reset, {removals} to remove a passcode"),
+    }
+}
+
+/// Whether the plan changes nothing: no reset to send, no reset made outside reconcile to adopt.
+pub(crate) fn no_changes(plan: &Plan) -> bool {
+    plan.summary.to_reset == 0 && plan.summary.adopt == 0
+}
+
+/// The entries a plan in `ctx` lists: every one with `--show-done`, else what changes something
+/// or needs someone.
+pub(crate) fn shown<'p, 'a>(plan: &'p Plan<'a>, ctx: PlanContext) -> impl Iterator<Item = &'p crate::plan::Entry<'a>> {
+    plan.entries.iter().filter(move |e| ctx.show_done || !e.is_quiet())
+}
+
+/// What a compact plan left out, in one line: `7 already done, 1 orphaned (`--show-done` to list
+/// them).` `None` with `--show-done` or when nothing was left out.
+pub(crate) fn quiet_line(plan: &Plan, ctx: PlanContext) -> Option<String> {
+    let s = plan.summary;
+    (!ctx.show_done && s.already_done + s.orphaned > 0)
+        .then(|| format!("{} already done, {} orphaned (`--show-done` to list them).", s.already_done, s.orphaned))
+}
+
 /// The device as a plan shows it: name, OS and version, owner type, last sync. Nothing personal
 /// (no user, no serial the manifest did not name).
 pub(crate) fn device_summary(d: &crate::device::Device) -> String {
@@ -75,7 +119,6 @@ pub(crate) fn device_summary(d: &crate::device::Device) -> String {
     crate::safe::text(&parts.join(", ")).into_owned()
 }
 
-/// `Plan: N to reset, M already done, K orphaned.`
 /// What the change does to the policy, shown first in every format: what it loosens (and that
 /// its actions are judged by the policy before it), what it tightens, and, under an operator's
 /// floor, each rule in effect with its source: a lead, the items (for the caller to escape),
@@ -104,9 +147,17 @@ pub(crate) fn policy_lines<'p>(plan: &'p Plan<'_>) -> Vec<(&'static str, &'p [St
     out
 }
 
-pub(crate) fn summary_line(plan: &Plan) -> String {
+/// `No changes.` (Terraform's words) when nothing changes in a compact plan; else `Plan: 5 to
+/// reset, 1 to remove a passcode.`, with `--show-done` followed by the already done and orphaned.
+pub(crate) fn summary_line(plan: &Plan, ctx: PlanContext) -> String {
     let s = plan.summary;
-    format!("Plan: {} to reset, {} already done, {} orphaned.", s.to_reset, s.already_done, s.orphaned)
+    if ctx.show_done {
+        format!("Plan: {}, {} already done, {} orphaned.", sends(&s), s.already_done, s.orphaned)
+    } else if no_changes(plan) {
+        "No changes.".to_owned()
+    } else {
+        format!("Plan: {}.", sends(&s))
+    }
 }
 
 /// The lines under the summary: what is blocked and what needs attention.

@@ -16,6 +16,16 @@ struct ReportDto<'a> {
     success: bool,
     summary: SummaryDto,
     actions: Vec<ActionDto<'a>>,
+    /// `apply --plan`: what the manifests ask for that is not in the reviewed plan; not sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_in_plan: Vec<NotInPlanDto<'a>>,
+}
+
+#[derive(Serialize)]
+struct NotInPlanDto<'a> {
+    key: &'a str,
+    manifest: &'a str,
+    selector: String,
 }
 
 #[derive(Serialize)]
@@ -100,6 +110,11 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
             interrupted: r.interrupted,
         },
         actions,
+        not_in_plan: r
+            .not_in_plan
+            .iter()
+            .map(|a| NotInPlanDto { key: a.key.as_str(), manifest: &a.manifest, selector: a.selector.to_string() })
+            .collect(),
     };
     crate::safe::write_json(&mut *out, &dto)?;
     writeln!(out)

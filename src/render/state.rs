@@ -41,8 +41,9 @@ pub(crate) fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()>
     for r in records {
         let last = r.attempts.last().map_or_else(|| "-".to_owned(), |a| at_second(a.started_at));
         let device = r.device_name.as_deref().or(r.managed_device_id.as_deref()).unwrap_or("-");
+        let archived = if r.archived.is_some() { "  (archived)" } else { "" };
         let line = format!(
-            "{:<12}  {:<13}  {:<20}  {:<24}  {:<32}  {}",
+            "{:<12}  {:<13}  {:<20}  {:<24}  {:<32}  {}{archived}",
             r.key.short(),
             r.status.as_str(),
             last,
@@ -54,7 +55,11 @@ pub(crate) fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()>
         writeln!(out, "{}", text(&line))?;
     }
     let n = ledger.records.len();
-    writeln!(out, "\n{n} action{}; ledger serial {}.", if n == 1 { "" } else { "s" }, ledger.serial)
+    let archived = match ledger.records.values().filter(|r| r.archived.is_some()).count() {
+        0 => String::new(),
+        k => format!(" ({k} archived: `reconcile state archive`, not shown in plans)"),
+    };
+    writeln!(out, "\n{n} action{}{archived}; ledger serial {}.", if n == 1 { "" } else { "s" }, ledger.serial)
 }
 
 pub(crate) fn list_json(out: &mut impl Write, ledger: &Ledger) -> io::Result<()> {
@@ -101,6 +106,9 @@ pub(crate) fn show_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
             line(format!("     audit entry {id}"))?;
         }
         line(format!("     reason: {}", a.reason))?;
+    }
+    if let Some(a) = &r.archived {
+        line(format!("archived:    by {} at {}: {}", a.by, at_second(a.at), a.reason))?;
     }
     line(format!("attempts:    {}", r.attempts.len()))?;
     for (i, a) in r.attempts.iter().enumerate() {

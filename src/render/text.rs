@@ -19,26 +19,44 @@ pub(crate) fn symbol(change: Change) -> &'static str {
     }
 }
 
-/// `plain` (a rendered text plan) with its action lines coloured for a terminal: resets green,
-/// blocked red, needing attention yellow. Everything else is left as it is.
-pub(crate) fn paint(plain: &str) -> String {
-    let mut out = String::with_capacity(plain.len() + plain.len() / 8);
-    for line in plain.split_inclusive('\n') {
-        let colour = match line.get(..4) {
-            Some("  + ") => Some("32"),
-            Some("  x ") => Some("31"),
-            Some("  ! " | "  * ") => Some("33"),
-            _ => None,
-        };
-        match colour {
-            Some(c) => {
-                let (body, end) = line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n"));
-                out.push_str(&format!("\x1b[{c}m{body}\x1b[0m{end}"));
-            }
-            None => out.push_str(line),
-        }
+/// What a line of the plan says for each symbol, in the legend's order.
+const LEGEND: [(Change, &str); 7] = [
+    (Change::Reset, "+ reset passcode"),
+    (Change::AlreadyDone, "= already done"),
+    (Change::Attention, "! needs attention"),
+    (Change::Orphaned, "~ orphaned"),
+    (Change::Blocked, "x blocked (not sent)"),
+    (Change::SameDevice, "& same device as another entry"),
+    (Change::Adopt, "* reset outside reconcile: adopted"),
+];
+
+/// An action line stays within this many columns: what does not fit (the device) moves to the
+/// lines under it, where the reasons are.
+pub(crate) const WIDTH: usize = 120;
+/// The widest selector column; a longer selector pushes the rest of its line right.
+const SELECTOR_COLUMN: usize = 40;
+/// How far the lines under an action are indented.
+const DETAIL: &str = "      ";
+
+/// The SGR colour of an entry's symbol and status: resets green, passcode removals magenta,
+/// blocked red, needing attention yellow, adoptions cyan; the rest plain.
+fn colour_of(e: &Entry) -> Option<&'static str> {
+    match e.change {
+        Change::Reset if e.removes_passcode() => Some("35"),
+        Change::Reset => Some("32"),
+        Change::Blocked => Some("31"),
+        Change::Attention => Some("33"),
+        Change::Adopt => Some("36"),
+        Change::AlreadyDone | Change::Orphaned | Change::SameDevice => None,
     }
-    out
+}
+
+/// `s` in SGR `code` when `on`.
+fn sgr(s: &str, code: Option<&str>, on: bool) -> String {
+    match code {
+        Some(c) if on && !s.is_empty() => format!("\x1b[{c}m{s}\x1b[0m"),
+        _ => s.to_owned(),
+    }
 }
 
 fn verb(e: &Entry) -> String {
@@ -52,7 +70,79 @@ fn verb(e: &Entry) -> String {
     }
 }
 
+/// The device as an action line shows it within `room` characters: all of it (name, OS and
+/// version, owner, last sync), else `name (OS version, owner)`, else `name (OS version)`, else its
+/// name; `None` when not even the name fits (the whole goes on the line below).
+fn device_within(d: &crate::device::Device, room: usize) -> Option<String> {
+    let full = super::device_summary(d);
+    let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let name = f(&d.device_name).unwrap_or_else(|| d.id.clone());
+    let os = [f(&d.operating_system), f(&d.os_version)].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let owner = f(&d.managed_device_owner_type);
+    let with = |extra: &[&Option<String>]| {
+        let parts: Vec<String> = extra.iter().filter_map(|p| (*p).clone()).filter(|p| !p.is_empty()).collect();
+        if parts.is_empty() { name.clone() } else { format!("{name} ({})", parts.join(", ")) }
+    };
+    let os = Some(os);
+    [full, with(&[&os, &owner]), with(&[&os]), name.clone()]
+        .into_iter()
+        .map(|s| text(&s).into_owned())
+        .find(|s| s.chars().count() <= room)
+}
+
+/// `s` cut into lines of at most `width` characters at spaces (a longer word stays whole).
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in s.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The lines under an action: the device when it did not fit its line, then why it is in its
+/// category (each line of a reason on its own: the candidates of an ambiguous selector), wrapped.
+fn details(e: &Entry, device_below: Option<String>) -> Vec<String> {
+    let notes: Vec<String> = device_below.into_iter().collect();
+    let reason = match e.change {
+        Change::Attention | Change::Orphaned | Change::Blocked | Change::SameDevice | Change::Adopt => {
+            Some(e.reason.to_string())
+        }
+        // policy.outOfBand `then: send`: the reason is the warning.
+        Change::Reset if e.out_of_band.is_some() => Some(e.reason.to_string()),
+        Change::Reset | Change::AlreadyDone => None,
+    };
+    let adopted = match (e.change, e.record.and_then(|r| r.adopted.as_ref())) {
+        (Change::AlreadyDone, Some(a)) => {
+            Some(format!("adopted: reset outside reconcile at {}", crate::duration::at_second(a.result_started)))
+        }
+        _ => None,
+    };
+    // A reason's first line is prose, wrapped; the lines after it are a list (the candidates of an
+    // ambiguous selector), one item a line, kept whole.
+    let mut lines = Vec::new();
+    for note in notes.iter().chain(reason.iter()).chain(&adopted) {
+        let mut parts = note.split('\n').map(|l| text(l).into_owned());
+        lines.extend(parts.next().map(|first| wrap(&first, WIDTH - DETAIL.len())).unwrap_or_default());
+        lines.extend(parts);
+    }
+    if let Some(old) = e.recorded_as() {
+        lines.push(format!("recorded as `{}`, a former name", text(old)));
+    }
+    lines
+}
+
 pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::Result<()> {
+    let bold = |s: &str| sgr(s, Some("1"), ctx.colour);
     for (lead, items, tail) in super::policy_lines(plan) {
         writeln!(out, "{lead} {}{tail}", text(&items.join("; ")))?;
     }
@@ -73,16 +163,18 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
             )?;
         }
     }
+    let shown: Vec<&Entry> = super::shown(plan, ctx).collect();
     if plan.entries.is_empty() {
         writeln!(out, "No actions: the manifests ask for nothing and the ledger is empty.")?;
-    } else {
-        writeln!(
-            out,
-            "Legend: + reset passcode, = already done, ! needs attention, ~ orphaned, x blocked (not sent), & same device as another entry, * reset outside reconcile: adopted"
-        )?;
+    } else if !shown.is_empty() {
+        let present: Vec<&str> =
+            LEGEND.iter().filter(|(c, _)| shown.iter().any(|e| e.change == *c)).map(|(_, what)| *what).collect();
+        writeln!(out, "Legend: {}", present.join(", "))?;
     }
+    let selector_column =
+        shown.iter().map(|e| text(&e.selector().to_string()).chars().count()).max().unwrap_or(0).min(SELECTOR_COLUMN);
     let mut current: Option<(&str, bool)> = None;
-    for e in &plan.entries {
+    for e in shown {
         let orphan = e.change == Change::Orphaned;
         if current != Some((e.manifest(), orphan)) {
             writeln!(out)?;
@@ -90,35 +182,40 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
                 (Some(a), _) => {
                     let facts = plan.manifests.get(&a.manifest).and_then(manifest_facts);
                     let facts = facts.map(|f| format!(": {}", text(&f))).unwrap_or_default();
-                    writeln!(out, "manifest {} ({}){facts}", a.manifest, text(&a.file.display().to_string()))?
+                    let heading = format!("manifest {} ({})", text(&a.manifest), text(&a.file.display().to_string()));
+                    writeln!(out, "{}{facts}", bold(&heading))?
                 }
-                (None, Some(r)) => writeln!(out, "orphaned from manifest {} (was {})", r.manifest, text(&r.file))?,
+                (None, Some(r)) => {
+                    let heading = format!("orphaned from manifest {} (was {})", text(&r.manifest), text(&r.file));
+                    writeln!(out, "{}", bold(&heading))?
+                }
                 (None, None) => {}
             }
             current = Some((e.manifest(), orphan));
         }
-        let selector = e.selector().to_string();
-        let mut detail = match e.change {
-            Change::Reset | Change::AlreadyDone => String::new(),
-            Change::Attention | Change::Orphaned | Change::Blocked | Change::SameDevice | Change::Adopt => {
-                format!("  ({})", text(&e.reason))
-            }
+        let selector = text(&e.selector().to_string()).into_owned();
+        let verb = verb(e);
+        let head = format!("  {} {verb:<15} {selector:<selector_column$}  key {}", symbol(e.change), e.key().short());
+        let room = WIDTH.saturating_sub(head.chars().count() + 2);
+        let (line, device_below) = match e.device {
+            Some(d) => match device_within(d, room) {
+                Some(short) => (format!("{head}  {short}"), None),
+                None => (head, Some(super::device_summary(d))),
+            },
+            None => (head, None),
         };
-        if let (Change::AlreadyDone, Some(a)) = (e.change, e.record.and_then(|r| r.adopted.as_ref())) {
-            detail =
-                format!("  (adopted: reset outside reconcile at {})", crate::duration::at_second(a.result_started));
+        // Colour on the symbol and the status only: the rest of the line stays plain.
+        let colour = colour_of(e);
+        let painted = format!(
+            "  {} {}{}",
+            sgr(symbol(e.change), colour, ctx.colour),
+            sgr(&verb, colour, ctx.colour),
+            &line[4 + verb.len()..]
+        );
+        writeln!(out, "{painted}")?;
+        for note in details(e, device_below) {
+            writeln!(out, "{DETAIL}{note}")?;
         }
-        if e.change == Change::Reset && e.out_of_band.is_some() {
-            // policy.outOfBand `then: send`: the reason is the warning.
-            detail = format!("  ({})", text(&e.reason));
-        }
-        if let Some(old) = e.recorded_as() {
-            detail.push_str(&format!("  (recorded as `{old}`, a former name)"));
-        }
-        if let Some(d) = e.device {
-            detail = format!("  {}{detail}", super::device_summary(d));
-        }
-        writeln!(out, "  {} {:<15} {:<45} key {}{detail}", symbol(e.change), verb(e), selector, e.key().short())?;
     }
     if !plan.violations.is_empty() {
         writeln!(out, "\nPolicy violations (a manifest's stop that manifest; a repository rule stops apply):")?;
@@ -135,8 +232,11 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
         }
     }
     writeln!(out)?;
-    writeln!(out, "{}", summary_line(plan))?;
+    writeln!(out, "{}", bold(&summary_line(plan, ctx)))?;
     if let Some(line) = attention_line(plan) {
+        writeln!(out, "{line}")?;
+    }
+    if let Some(line) = super::quiet_line(plan, ctx) {
         writeln!(out, "{line}")?;
     }
     if let Some(line) = outside_line(plan) {
@@ -148,12 +248,16 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
 #[cfg(test)]
 mod tests {
     #[test]
-    fn only_action_lines_are_painted() {
-        let plain = "manifest a (a.yaml)\n  + reset passcode x\n  x blocked y\n  ! unknown z\n  = accepted w\nPlan: 1 to reset\n";
-        let painted = super::paint(plain);
-        assert_eq!(
-            painted,
-            "manifest a (a.yaml)\n\u{1b}[32m  + reset passcode x\u{1b}[0m\n\u{1b}[31m  x blocked y\u{1b}[0m\n\u{1b}[33m  ! unknown z\u{1b}[0m\n  = accepted w\nPlan: 1 to reset\n"
-        );
+    fn reasons_wrap_at_spaces_and_long_words_stay_whole() {
+        assert_eq!(super::wrap("aa bb cc", 5), ["aa bb", "cc"]);
+        assert_eq!(super::wrap("abcdefgh ij", 4), ["abcdefgh", "ij"]);
+        assert_eq!(super::wrap("", 4), [""]);
+    }
+
+    #[test]
+    fn only_the_symbol_and_status_are_coloured() {
+        assert_eq!(super::sgr("+", Some("32"), true), "\u{1b}[32m+\u{1b}[0m");
+        assert_eq!(super::sgr("+", Some("32"), false), "+");
+        assert_eq!(super::sgr("=", None, true), "=");
     }
 }

@@ -187,8 +187,24 @@ pub struct Record {
     /// sent: Intune's evidence for it. Such a record has no attempt of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted: Option<Adoption>,
+    /// A person archived the record (`state archive`): plans no longer show it as orphaned. It
+    /// still counts for exactly-once: its action, asked for again, is what its status says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<Archival>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// Who archived a record, when and why (`state archive`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Archival {
+    /// When, on this machine's clock.
+    pub at: Timestamp,
+    /// The person (`user@host`) who ran `state archive`.
+    pub by: String,
+    /// Why (`--reason`).
+    pub reason: String,
 }
 
 /// A reset made outside this tool, recorded as this action's (`policy.outOfBand: adopt`, or
@@ -329,6 +345,7 @@ impl Record {
             status: Status::Unknown,
             attempts: Vec::new(),
             adopted: None,
+            archived: None,
             created_at: now,
             updated_at: now,
         }
@@ -437,6 +454,23 @@ impl Record {
         self.status = status;
         self.updated_at = now;
         Ok(())
+    }
+}
+
+impl Record {
+    /// Archives the record (`state archive`): recorded with who, when and why. Archiving an
+    /// archived record again changes nothing (the first archival is kept): `false`.
+    pub(crate) fn archive(&mut self, by: &str, reason: &str, now: Timestamp) -> Result<bool, DecisionError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(DecisionError::NoReason);
+        }
+        if self.archived.is_some() {
+            return Ok(false);
+        }
+        self.archived = Some(Archival { at: now, by: by.to_owned(), reason: reason.to_owned() });
+        self.updated_at = now;
+        Ok(true)
     }
 }
 

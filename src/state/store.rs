@@ -255,6 +255,47 @@ impl Store {
         Ok(record)
     }
 
+    /// Archives the records of `keys` (`state archive`), each found by a unique prefix, in one
+    /// write: all of them, or none when one key finds nothing. Returns each record with whether
+    /// this call archived it (`false`: it was archived already, and is left as it was).
+    pub async fn archive(
+        &self,
+        timeout: Duration,
+        keys: &[String],
+        by: &str,
+        reason: &str,
+    ) -> Result<Vec<(Record, bool)>, StateError> {
+        let mut w = self.lock(timeout, "reconcile state archive", None).await?;
+        let now = jiff::Timestamp::now();
+        let mut out: Vec<(Record, bool)> = Vec::new();
+        for key in keys {
+            let found = w.ledger().find(key).cloned();
+            let mut record = match found {
+                Ok(r) => r,
+                Err(e) => {
+                    w.commit().await?;
+                    return Err(e.into());
+                }
+            };
+            if out.iter().any(|(r, _)| r.key == record.key) {
+                continue;
+            }
+            match record.archive(by, reason, now) {
+                Ok(changed) => out.push((record, changed)),
+                Err(e) => {
+                    w.commit().await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        let changed: Vec<Record> = out.iter().filter(|(_, c)| *c).map(|(r, _)| r.clone()).collect();
+        if !changed.is_empty() {
+            w.record_all(changed).await?;
+        }
+        w.commit().await?;
+        Ok(out)
+    }
+
     /// Copies `source` here (`state push` / `state pull`): into a missing ledger, or over one of
     /// the same lineage that `source` extends. Anything else is refused and nothing is written.
     pub async fn import(&self, source: &Ledger, timeout: Duration) -> Result<u64, StateError> {

@@ -84,7 +84,7 @@ fn refresh_learns_final_states() {
     assert!(ledger["records"].as_object().expect("records").values().all(|r| r["status"] == "done"));
     let plan = repo.cmd_on(&sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
     assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
-    assert!(stdout(&plan).contains("Plan: 0 to reset, 7 already done, 0 orphaned."));
+    assert!(stdout(&plan).contains("No changes.\n7 already done, 0 orphaned (`--show-done` to list them)."));
 }
 
 // A single 429 means "not executed": retried after the delay, never counted as a reset.

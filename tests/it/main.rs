@@ -18,6 +18,7 @@ mod out_of_band;
 mod plan;
 mod policy;
 mod resolve;
+mod review;
 mod schema;
 mod sim;
 mod simulate;

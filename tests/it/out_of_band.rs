@@ -52,11 +52,13 @@ fn a_portal_reset_ten_minutes_ago_is_shown_with_its_initiator_and_adopted() {
     assert!(plan.status.success(), "{}", stderr(&plan));
     let text = stdout(&plan);
     assert!(
-        text.contains("(reset outside reconcile 10 min ago by bob@contoso.com (done) — adopted, nothing will be sent)"),
+        text.contains(
+            "\n      reset outside reconcile 10 min ago by bob@contoso.com (done) — adopted, nothing will be sent\n"
+        ),
         "{text}"
     );
     assert!(text.contains("  * adopt "), "{text}");
-    assert!(text.contains("Plan: 2 to reset,"), "{text}");
+    assert!(text.contains("Plan: 2 to reset."), "{text}");
     let json: serde_json::Value =
         serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("json");
     assert_eq!(json["summary"]["adopt"], 1);
@@ -107,9 +109,9 @@ fn a_portal_reset_ten_minutes_ago_is_shown_with_its_initiator_and_adopted() {
     );
 
     // Nothing is left to do; the adopted reset is never taken for a new one.
-    let again = run(&repo, &sim, &["plan", "--detailed-exitcode"]);
+    let again = run(&repo, &sim, &["plan", "--detailed-exitcode", "--show-done"]);
     assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
-    assert!(stdout(&again).contains("(adopted: reset outside reconcile at "), "{}", stdout(&again));
+    assert!(stdout(&again).contains("\n      adopted: reset outside reconcile at "), "{}", stdout(&again));
 
     // No passcode (the portal reset minted one, and so did the two resets) anywhere.
     let secrets = sim.secrets();
@@ -192,7 +194,8 @@ fn send_warns_and_sends() {
     let plan = run(&repo, &sim, &["plan"]);
     assert!(plan.status.success(), "{}", stderr(&plan));
     assert!(
-        stdout(&plan).contains("(warning: reset outside reconcile 10 min ago by bob@contoso.com (done); sent anyway")
+        stdout(&plan)
+            .contains("\n      warning: reset outside reconcile 10 min ago by bob@contoso.com (done); sent anyway")
     );
     let md = stdout(&run(&repo, &sim, &["plan", "--format", "markdown"]));
     assert!(md.contains("**will be reset again**"), "{md}");
@@ -208,7 +211,7 @@ fn a_reset_older_than_within_is_ignored_but_the_cooldown_counts_it() {
     let plan = run(&repo, &sim, &["plan"]);
     assert!(plan.status.success(), "{}", stderr(&plan));
     assert!(
-        stdout(&plan).contains("Plan: 3 to reset,") && !stdout(&plan).contains("outside reconcile 2 h"),
+        stdout(&plan).contains("Plan: 3 to reset.") && !stdout(&plan).contains("outside reconcile 2 h"),
         "{}",
         stdout(&plan)
     );

@@ -27,9 +27,16 @@ fn examples_plan_reads_like_terraform() {
         "manifest inc-4711-lost-phone (manifests/helpdesk/inc-4711-lost-phone.yaml): ticket INC-4711, reason \"User locked out of work profile\", requested by alice@contoso.com\n  + reset passcode  id=3fa85f64-5717-4562-b3fc-2c963f66afa6",
         "key 6586dc0f5220",
         "manifest inc-4791-warehouse-scanner (manifests/helpdesk/inc-4790-batch.yaml): ticket INC-4791, reason \"Shared scanner locked by a leaver\", requested by bob@contoso.com\n  + reset passcode  deviceName=WH-SCANNER-07",
-        "\nPlan: 7 to reset, 0 already done, 0 orphaned.\n",
+        "\nPlan: 7 to reset.\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    // The legend names only the symbols the plan uses; nothing was left out, so no count of it.
+    assert!(text.contains("Legend: + reset passcode\n"), "{text}");
+    assert!(!text.contains("already done"), "{text}");
+    // One line per action, within 120 columns.
+    for line in text.lines().filter(|l| l.starts_with("  ")) {
+        assert!(line.chars().count() <= 120, "{line:?}");
     }
 }
 
@@ -43,7 +50,7 @@ fn detailed_exitcode_says_whether_anything_is_pending() {
         .args(["plan", "--offline", "--detailed-exitcode"])
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("Plan: 0 to reset, 7 already done, 0 orphaned."));
+        .stdout(predicate::str::contains("No changes.\n7 already done, 0 orphaned (`--show-done` to list them).\n"));
     repo.write("manifests/broken.yaml", "kind: [");
     repo.cmd().args(["plan", "--offline", "--detailed-exitcode"]).assert().code(1);
 }
@@ -88,20 +95,40 @@ fn ledger_states_show_as_done_attention_and_orphaned() {
     repo.record(&[orphan], Status::Accepted, None);
     std::fs::remove_file(repo.path().join("manifests/security/sec-2026-118-compromised.yaml")).expect("rm");
 
+    // Compact by default: what changes and what needs someone; the rest in one line.
     let out = repo.cmd().args(["plan", "--offline"]).output().expect("run");
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!text.contains("  = done") && !text.contains("orphaned from manifest"), "{text}");
+    assert!(
+        text.contains("  ! unknown")
+            && text.contains("\n      outcome unknown (the request may have reached Intune): run `reconcile refresh`"),
+        "{text}"
+    );
+    assert!(text.contains("Legend: + reset passcode, ! needs attention\n"), "{text}");
+    assert!(
+        text.contains("\nPlan: 2 to reset.\n1 action needs attention (marked `!`).\n1 already done, 1 orphaned (`--show-done` to list them).\n"),
+        "{text}"
+    );
+    // --show-done lists everything, as plans always did.
+    let out = repo.cmd().args(["plan", "--offline", "--show-done"]).output().expect("run");
     let text = stdout(&out);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.contains("  = done"), "{text}");
     assert!(text.contains("  ! unknown") && text.contains("run `reconcile refresh`"), "{text}");
     assert!(text.contains("orphaned from manifest sec-2026-118-phished-passcodes"), "{text}");
     assert!(text.contains("Plan: 2 to reset, 1 already done, 1 orphaned.\n1 action needs attention"), "{text}");
+    assert!(!text.contains("--show-done"), "{text}");
 
     let json = plan_json(&repo, &[]);
     assert_eq!(json["format_version"], 1);
     assert_eq!(
         json["summary"],
-        serde_json::json!({"to_reset": 2, "already_done": 1, "orphaned": 1, "attention": 1, "blocked": 0, "same_device": 0, "adopt": 0, "violations": 0})
+        serde_json::json!({"to_reset": 2, "reset_passcode": 2, "remove_passcode": 0, "already_done": 1, "orphaned": 1, "attention": 1, "blocked": 0, "same_device": 0, "adopt": 0, "violations": 0})
     );
+    // JSON lists every action, compact or not: the 4 still asked for, and the orphan.
+    assert_eq!(json["actions"].as_array().map(Vec::len), Some(5));
+    assert_eq!(plan_json(&repo, &["--show-done"]), json);
 
     // Limited to some paths, nothing is orphaned: the other manifests were simply not read.
     let limited = plan_json(&repo, &["manifests/helpdesk/inc-4711-lost-phone.yaml"]);
@@ -151,7 +178,12 @@ fn the_plan_is_coloured_on_a_terminal_only() {
     let plain = repo.cmd().args(["plan", "--offline"]).output().expect("run");
     assert!(!stdout(&plain).contains('\u{1b}'), "no colour in a pipe");
     let tty = on_a_terminal(&repo, "plan --offline", false);
-    assert!(tty.contains("\u{1b}[32m  + "), "resets are green on a terminal: {tty:?}");
+    // Colour on the symbol and the status only; the manifest headings bold.
+    assert!(
+        tty.contains("  \u{1b}[32m+\u{1b}[0m \u{1b}[32mreset passcode\u{1b}[0m  id=3fa85f64"),
+        "resets are green on a terminal: {tty:?}"
+    );
+    assert!(tty.contains("\u{1b}[1mmanifest inc-4711-lost-phone ("), "{tty:?}");
     for quiet in
         [on_a_terminal(&repo, "plan --offline", true), on_a_terminal(&repo, "plan --offline --no-color", false)]
     {

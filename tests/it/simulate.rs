@@ -16,7 +16,7 @@ fn simulated_apply_twice_then_refresh() {
     );
     assert!(
         text.contains("* adopt           serialNumber=R58M12345AB")
-            && text.contains("(reset outside reconcile 40 min ago by helpdesk.lead@contoso.com (done) — adopted, nothing will be sent)"),
+            && text.contains("\n      reset outside reconcile 40 min ago by helpdesk.lead@contoso.com (done) — adopted, nothing will be sent\n"),
         "{text}"
     );
     assert!(repo.path().join(".reconcile/state.simulated.json").exists());
@@ -30,11 +30,11 @@ fn simulated_apply_twice_then_refresh() {
     assert!(refresh.status.success(), "{}", stderr(&refresh));
     assert!(stdout(&refresh).contains("SIMULATED: Refresh: 6 checked, 6 changed"), "{}", stdout(&refresh));
 
-    let plan = repo.cmd().args(["plan", "--simulate", "--detailed-exitcode"]).output().expect("run");
+    let plan = repo.cmd().args(["plan", "--simulate", "--detailed-exitcode", "--show-done"]).output().expect("run");
     assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
     assert!(stdout(&plan).contains("Plan: 0 to reset, 7 already done, 0 orphaned."));
     assert!(stdout(&plan).contains("= done            serialNumber=R58M12345AB"), "{}", stdout(&plan));
-    assert!(stdout(&plan).contains("(adopted: reset outside reconcile at "), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("\n      adopted: reset outside reconcile at "), "{}", stdout(&plan));
 }
 
 // A simulated ledger is bound to the simulator's tenant: a real run refuses it.

@@ -242,9 +242,11 @@ fn the_reconciler_prints_changed_plans_only_and_json_lines_only_when_asked() {
     w.wait_for("Nothing to do.", 4);
     let Ended { status, out, .. } = w.stop();
     assert!(status.success());
-    // The plan before the apply, and the one after it (accepted): twice, never once per cycle.
+    // The plan before the apply, and the one after it (all done: no changes): twice, never once
+    // per cycle.
     let legends = out.iter().filter(|l| l.starts_with("Legend:")).count();
-    assert_eq!(legends, 2, "{}", out.join("\n"));
+    let unchanged = out.iter().filter(|l| *l == "No changes.").count();
+    assert_eq!((legends, unchanged), (1, 1), "{}", out.join("\n"));
     let quiet = out.iter().filter(|l| l.contains("── reconcile: Nothing to do.")).count();
     assert!(quiet >= 3, "unchanged cycles are one line each:\n{}", out.join("\n"));
 

@@ -315,15 +315,22 @@ fn devices_found_through_lists_have_their_own_results_read_when_the_audit_log_is
 // own only after the run's own intent for that device.
 #[test]
 fn a_portal_reset_a_second_before_apply_is_adopted_not_sent_again() {
-    let (repo, sim, ids) = setup("", Some("1s"), |_| {});
-    let out = run(&repo, &sim, &["apply", "--auto-approve"]);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_eq!(sim.resets_applied(&ids[1]), 1, "only the portal's reset");
-    assert!(posts(&sim).iter().all(|p| !p.path.contains(&ids[1])), "no POST to the device reset in the portal");
-    assert_eq!(posts(&sim).len(), 2, "the other two are sent");
-    let listed = run(&repo, &sim, &["state", "list", "--format", "json"]);
-    let ledger: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
-    assert!(record_of(&ledger, &ids[1])["adopted"].is_object(), "{}", record_of(&ledger, &ids[1]));
+    // Also when only the device's own results show it (the audit log cannot be read).
+    for (ago, audited) in [("1s", true), ("0s", true), ("1s", false)] {
+        let case = format!("{ago} before, audit log read: {audited}");
+        let (repo, sim, ids) = setup("", Some(ago), |c| c.audits_readable = audited);
+        let out = run(&repo, &sim, &["apply", "--auto-approve"]);
+        assert!(out.status.success(), "{case}: {}\n{}", stdout(&out), stderr(&out));
+        assert_eq!(sim.resets_applied(&ids[1]), 1, "{case}: only the portal's reset");
+        assert!(
+            posts(&sim).iter().all(|p| !p.path.contains(&ids[1])),
+            "{case}: no POST to the device reset in the portal"
+        );
+        assert_eq!(posts(&sim).len(), 2, "{case}: the other two are sent");
+        let r = record_of(&ledger(&repo), &ids[1]).clone();
+        assert_eq!(r["status"], "done", "{case}: {r}");
+        assert!(r["adopted"].is_object(), "{case}: {r}");
+    }
 }
 
 // `state adopt --within` bounds how old a reset outside reconcile may be to be adopted by hand.

@@ -19,6 +19,7 @@ mod plan;
 mod policy;
 mod resolve;
 mod schema;
+mod setup;
 mod sim;
 mod simulate;
 mod state;

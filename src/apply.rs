@@ -3,7 +3,7 @@
 //! # Expected flow
 //! 1. Take the ledger lock (a second writer fails at once, or waits `--lock-timeout`).
 //! 2. Plan against the locked ledger (offline: what the ledger and manifests alone say); nothing
-//!    to reset ends here. Check the token's `roles`.
+//!    to reset ends here. (The token's permissions were checked before: `ops::apply`.)
 //! 3. Look the candidates' devices up in plan order, at the read budget, and **send while looking
 //!    up**: a reset leaves as soon as its device and every earlier candidate's are looked up and
 //!    the plan made from what is known so far still says to reset it. What "known" needs depends
@@ -51,7 +51,6 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::action::Action;
-use crate::graph::auth::PRIVILEGED_ROLE;
 use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
 use crate::out_of_band::AuditLog;
 use crate::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
@@ -122,8 +121,6 @@ pub(crate) enum ApplyError {
     State(#[from] StateError),
     #[error("cannot authenticate to Microsoft Graph")]
     Auth(#[from] AuthError),
-    #[error("the access token lacks the permission {PRIVILEGED_ROLE} (it has: {})\nhint: {}", if roles.is_empty() { "no roles".to_owned() } else { roles.join(", ") }, crate::graph::auth::permission_hint(PRIVILEGED_ROLE, *delegated))]
-    MissingRole { roles: Vec<String>, delegated: bool },
     #[error(
         "the plan has {planned} resets, more than --max-actions {max}\nhint: split the change, or raise --max-actions in a reviewed change"
     )]
@@ -275,7 +272,6 @@ pub(crate) async fn apply(
     let audits = if candidates.is_empty() {
         AuditLog::default()
     } else {
-        check_role(&graph).await?;
         let audits = crate::resolve::audit_log(&graph, opts.policy.out_of_band_since(Timestamp::now())).await?;
         // A reset of a device after this run's first intent for it may be the run's own (for
         // another action of that device): never one made outside reconcile. Per device, on
@@ -675,21 +671,6 @@ async fn finish(ctx: Arc<Run>, report: ApplyReport, failure: Option<ApplyError>)
     }
     committed?;
     Ok(report)
-}
-
-/// Refuses a token whose `roles` lack the permission. A token that is not a JWT cannot be
-/// checked: Graph will answer 403 (`rejected`) if the permission is missing, so that only warns.
-async fn check_role(graph: &Graph) -> Result<(), ApplyError> {
-    let token = graph.tokens().token().await?;
-    let Some(roles) = token.roles() else {
-        tracing::warn!("the access token is not a JWT: cannot check it carries {PRIVILEGED_ROLE}");
-        return Ok(());
-    };
-    if roles.iter().any(|r| r == PRIVILEGED_ROLE) {
-        Ok(())
-    } else {
-        Err(ApplyError::MissingRole { roles, delegated: token.delegated() })
-    }
 }
 
 struct Run {

@@ -7,8 +7,9 @@ use crate::state::{LocalStore, Store, block_on};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct InitArgs {
-    /// The tenant id (GUID) to bind the ledger to [default: AZURE_TENANT_ID, else the `tid` of
-    /// the environment credential's token].
+    /// The tenant to bind the ledger to: its id (a GUID), or a domain of it
+    /// (`contoso.onmicrosoft.com`), resolved to the id through Entra's OpenID discovery document
+    /// [default: AZURE_TENANT_ID, else the `tid` of the environment credential's token].
     #[arg(long, value_name = "ID")]
     pub tenant: Option<String>,
     /// Create the simulated ledger used by --simulate instead (it is also made on first use).
@@ -28,32 +29,20 @@ pub(super) fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
             connect::SIM_TENANT.to_owned(),
         )
     } else {
-        let tenant = match args.tenant.clone().or_else(|| settings.tenant.clone()) {
-            Some(t) => t,
+        // A ledger is bound to a tenant id (the `tid` of its tokens), never to a name: a domain is
+        // resolved to the id here, once, through Entra's discovery document.
+        let rt = connect::runtime()?;
+        let named = args.tenant.clone().or_else(|| settings.tenant.clone());
+        let tenant = match named {
+            Some(name) => rt.block_on(connect::tenant_id(&settings, &name))?,
             None => {
-                let rt = connect::runtime()?;
                 let conn = connect::connect(&settings, false, &env)?;
-                rt.block_on(conn.tenant())?
+                let tid = rt.block_on(conn.tenant())?;
+                rt.block_on(connect::tenant_id(&settings, &tid))?
             }
         };
         (connect::open_store(&settings, &env)?, tenant)
     };
-    let tenant = tenant.trim().to_owned();
-    if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')) {
-        return Err(anyhow::anyhow!(
-            "`{}` is not a tenant id\nhint: give the tenant's id, a GUID",
-            tenant.escape_debug()
-        )
-        .into());
-    }
-    if uuid::Uuid::parse_str(&tenant).is_err() {
-        // A real token's `tid` is a GUID: a ledger bound to a name (`contoso.onmicrosoft.com`)
-        // would refuse every run. Names are fine for the simulator and tests.
-        tracing::warn!(
-            tenant = %tenant,
-            "the tenant is not a GUID: a real token's tenant (tid) will not match it; give the tenant's id"
-        );
-    }
     let created = block_on(store.create(g.lock_timeout.map(|d| d.0).unwrap_or_default(), &tenant))??;
     let at = store.location();
     if created {

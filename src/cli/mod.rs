@@ -11,6 +11,7 @@ macro_rules! say {
 mod apply;
 mod comment;
 mod completions;
+mod doctor;
 
 mod init;
 mod logging;
@@ -101,6 +102,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Ask Intune what became of accepted and unknown actions.
     Refresh(refresh::RefreshArgs),
+    /// Check the setup from where it runs: credential, token, permissions, tenant, ledger, Graph, CI.
+    Doctor(doctor::DoctorArgs),
     /// Run the Intune Graph simulator on loopback.
     Sim(sim::SimArgs),
     /// Render a saved plan (from `plan --out`).
@@ -168,6 +171,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Apply(args) => apply::run(&cli.global, args),
         Command::Refresh(args) => refresh::run(&cli.global, args),
+        Command::Doctor(args) => doctor::run(&cli.global, args),
         Command::Sim(args) => sim::run(args),
         Command::Show(args) => show::run(args),
         Command::Comment(args) => comment::run(args),

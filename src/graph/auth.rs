@@ -197,6 +197,70 @@ impl AccessToken {
     }
 }
 
+/// What a command will do with its token, and so which Microsoft Graph permissions it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Read managed devices (`plan`, `refresh`, `state adopt`).
+    Read,
+    /// Look managed devices up and reset their passcodes (`apply`): reading is a permission of
+    /// its own, which `PrivilegedOperations.All` does not include.
+    Apply,
+}
+
+impl Need {
+    /// The permissions `self` needs that `roles` (a token's `roles`, or its delegated `scp`)
+    /// lack: a read permission ([`READ_ROLES`]), and for [`Need::Apply`] [`PRIVILEGED_ROLE`] too.
+    pub(crate) fn missing(self, roles: &[String]) -> Vec<&'static str> {
+        let has = |r: &str| roles.iter().any(|x| x == r);
+        let mut missing = Vec::new();
+        if !READ_ROLES.iter().any(|r| has(r)) {
+            missing.push(READ_ROLES[0]);
+        }
+        if self == Need::Apply && !has(PRIVILEGED_ROLE) {
+            missing.push(PRIVILEGED_ROLE);
+        }
+        missing
+    }
+}
+
+/// A token that lacks a permission its command needs: what is missing, what it has, and how to
+/// grant it (for an app, or for a person signed in).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the access token lacks the permission{} {} that `{command}` needs (it has: {}); nothing was sent\nhint: {}{}",
+    if missing.len() == 1 { "" } else { "s" },
+    missing.join(" and "),
+    if has.is_empty() { "no roles".to_owned() } else { has.join(", ") },
+    permission_hint(&missing.join(" and "), *delegated),
+    if *command == "plan" { "; or plan with --offline" } else { "" }
+)]
+pub(crate) struct MissingPermission {
+    pub missing: Vec<&'static str>,
+    pub has: Vec<String>,
+    pub delegated: bool,
+    pub command: &'static str,
+}
+
+/// The one permission check of every online command, made before its first Graph request:
+/// `Ok(true)` when the token carries what `need` needs, `Ok(false)` when it cannot tell (the
+/// token is not a JWT: Graph will judge, and a warning says so), else what is missing.
+pub(crate) fn check_permissions(
+    token: &AccessToken,
+    need: Need,
+    command: &'static str,
+) -> Result<bool, MissingPermission> {
+    let Some(roles) = token.roles() else {
+        tracing::warn!("the access token is not a JWT: cannot check its permissions; Graph will judge them");
+        return Ok(false);
+    };
+    let missing = need.missing(&roles);
+    if missing.is_empty() {
+        Ok(true)
+    } else {
+        Err(MissingPermission { missing, has: roles, delegated: token.delegated(), command })
+    }
+}
+
 /// What to do when a token lacks `permission`: an app needs the application permission and admin
 /// consent; a person (a delegated token, e.g. from `az login`) needs the delegated permission
 /// granted to the app they signed in with, and an Intune role.

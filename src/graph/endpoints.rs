@@ -101,6 +101,18 @@ impl Endpoints {
         })
     }
 
+    /// Whether the login host is on this machine (the simulator, a test's stand-in): only there
+    /// may a tenant be a plain name instead of an id.
+    pub(crate) fn authority_is_loopback(&self) -> bool {
+        Url::parse(&self.authority).is_ok_and(|u| is_loopback(&u))
+    }
+
+    /// `{authority}/{tenant}/v2.0/.well-known/openid-configuration`: Entra's OpenID discovery
+    /// document of a tenant, which names its id whatever name (a domain) it is asked by.
+    pub(crate) fn openid_configuration_url(&self, tenant: &str) -> String {
+        format!("{}/{}/v2.0/.well-known/openid-configuration", self.authority, path_segment(tenant))
+    }
+
     /// `{authority}/{tenant}/oauth2/v2.0/token`
     pub(crate) fn token_url(&self, tenant: &str) -> String {
         format!("{}/{tenant}/oauth2/v2.0/token", self.authority)

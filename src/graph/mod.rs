@@ -11,6 +11,7 @@
 pub(crate) mod auth;
 pub(crate) mod cert;
 pub(crate) mod clock;
+pub(crate) mod discovery;
 pub(crate) mod endpoints;
 pub(crate) mod error;
 pub(crate) mod pacer;
@@ -443,6 +444,20 @@ impl Graph {
                 Ok(Audits::Unreadable(format!("the audit log could not be read ({e})")))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// One cheap read (`managedDevices?$top=1&$select=id`): whether Graph answers this token's
+    /// reads. Returns how many devices the page held (0 or 1).
+    pub(crate) async fn probe(&self) -> Result<usize, ReadError> {
+        #[derive(Deserialize)]
+        struct Page {
+            value: Vec<serde::de::IgnoredAny>,
+        }
+        let url = self.endpoints.device_management("managedDevices?$top=1&$select=id");
+        match self.get_json::<Page>(&url).await? {
+            Some(page) => Ok(page.value.len()),
+            None => Err(ReadError::Decode("managedDevices answered 404".into())),
         }
     }
 

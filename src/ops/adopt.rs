@@ -66,6 +66,7 @@ pub(crate) fn adopt(
         let ledger = conn.store.load_existing().await.map_err(anyhow::Error::from)?;
         let tenant = conn.tenant().await?;
         conn.store.check_tenant(&ledger, Some(&tenant)).map_err(anyhow::Error::from)?;
+        conn.require(crate::graph::auth::Need::Read, "state adopt").await?;
         refuse_recorded(&ledger, action)?;
         let now = jiff::Timestamp::now();
         let since = now - jiff::SignedDuration::try_from(request.within).unwrap_or(jiff::SignedDuration::MAX);

@@ -116,6 +116,9 @@ pub(crate) async fn apply(
     let provenance = crate::audit::run_provenance(env, std::path::Path::new("."));
     conn.store.load_existing().await.map_err(ApplyError::from)?;
     let tenant = conn.tenant().await?;
+    // Looking devices up is a read: a token with only the privileged permission would be
+    // refused by Graph halfway through the run.
+    conn.require(crate::graph::auth::Need::Apply, "apply").await?;
     let p = project;
     let opts = ApplyOptions {
         policy: p.settings.policy.clone(),

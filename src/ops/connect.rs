@@ -22,6 +22,9 @@ pub(crate) struct Connection {
     expected_tenant: Option<String>,
     /// The cloud credentials may go to (`AZURE_CLOUD`); a token for another is refused.
     cloud: crate::settings::Cloud,
+    /// Where Graph and the login host are (a domain in `AZURE_TENANT_ID` is resolved there).
+    pub endpoints: Endpoints,
+    timeout: std::time::Duration,
     /// The ledger of this run (the simulated one with `--simulate`).
     pub store: crate::state::Store,
     pub simulated: bool,
@@ -92,7 +95,9 @@ pub(crate) fn connect(
             store.create(std::time::Duration::ZERO, SIM_TENANT)?;
         }
         return Ok(Connection {
-            graph: Arc::new(Graph::new(endpoints, credential, &opts)),
+            graph: Arc::new(Graph::new(endpoints.clone(), credential, &opts)),
+            endpoints,
+            timeout: g.timeout,
             expected_tenant: Some(SIM_TENANT.into()),
             cloud: g.cloud,
             store: crate::state::Store::Local(store),
@@ -106,7 +111,9 @@ pub(crate) fn connect(
     tracing::info!(credential = credential.kind(), graph = %endpoints.graph_root, "connecting to Microsoft Graph");
     let store = open_store(settings, env)?;
     Ok(Connection {
-        graph: Arc::new(Graph::new(endpoints, credential, &opts)),
+        graph: Arc::new(Graph::new(endpoints.clone(), credential, &opts)),
+        endpoints,
+        timeout: g.timeout,
         expected_tenant: settings.tenant.clone(),
         cloud: g.cloud,
         store,
@@ -176,6 +183,16 @@ pub(crate) fn open_store_at(
     Ok(store)
 }
 
+/// The tenant id `name` stands for: a GUID as it is, a domain through Entra's OpenID discovery
+/// document on the cloud's login host (`AZURE_AUTHORITY_HOST` when set); a plain name only when
+/// that host is on this machine (the simulator's tenants are names).
+pub(crate) async fn tenant_id(settings: &Settings, name: &str) -> anyhow::Result<String> {
+    let g = &settings.graph;
+    let endpoints =
+        Endpoints::resolve(g.cloud, g.api_version, settings.graph_url.as_deref(), settings.authority_host.as_deref())?;
+    Ok(crate::graph::discovery::tenant_id(&endpoints, g.timeout, name).await?)
+}
+
 /// The Entra scope of Azure Storage (the same in every cloud).
 pub(crate) const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 
@@ -187,7 +204,7 @@ pub(crate) enum TenantError {
     )]
     Unreadable,
     #[error(
-        "the access token is for tenant `{token}`, but AZURE_TENANT_ID is `{configured}`; nothing was sent\nhint: AZURE_TENANT_ID must be the tenant id (a GUID) of the tenant the credential belongs to"
+        "the access token is for tenant `{token}`, but AZURE_TENANT_ID is `{configured}`; nothing was sent\nhint: AZURE_TENANT_ID must be the tenant id (a GUID) of the tenant the credential belongs to, or a domain of that tenant"
     )]
     Mismatch { token: String, configured: String },
     #[error(
@@ -220,9 +237,27 @@ impl Connection {
         if let Some(configured) = &self.expected_tenant
             && !configured.eq_ignore_ascii_case(&token)
         {
-            return Err(TenantError::Mismatch { token, configured: configured.clone() }.into());
+            // A domain in AZURE_TENANT_ID names a tenant too: Entra says which id it stands for.
+            let domain_of_token = configured.contains('.')
+                && uuid::Uuid::parse_str(configured).is_err()
+                && crate::graph::discovery::tenant_id(&self.endpoints, self.timeout, configured)
+                    .await
+                    .is_ok_and(|id| id.eq_ignore_ascii_case(&token));
+            if !domain_of_token {
+                return Err(TenantError::Mismatch { token, configured: configured.clone() }.into());
+            }
         }
         Ok(token)
+    }
+}
+
+impl Connection {
+    /// Refuses, before any Graph request, a token that lacks a permission `command` needs
+    /// ([`crate::graph::auth::check_permissions`], the one check every online command makes).
+    pub(crate) async fn require(&self, need: crate::graph::auth::Need, command: &'static str) -> anyhow::Result<()> {
+        let token = self.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
+        crate::graph::auth::check_permissions(&token, need, command)?;
+        Ok(())
     }
 }
 

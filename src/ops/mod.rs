@@ -10,6 +10,7 @@
 pub(crate) mod adopt;
 pub(crate) mod apply;
 pub(crate) mod connect;
+pub(crate) mod doctor;
 pub(crate) mod plan;
 pub(crate) mod refresh;
 

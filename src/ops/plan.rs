@@ -10,7 +10,7 @@ use super::Session;
 use super::connect::Connection;
 use crate::action::Action;
 use crate::diagnostic::Diagnostics;
-use crate::graph::auth::{PRIVILEGED_ROLE, READ_ROLES};
+use crate::graph::auth::{Need, PRIVILEGED_ROLE};
 use crate::out_of_band::AuditLog;
 use crate::plan::{self, Plan, PlanOptions, Resolutions};
 use crate::project::{self, Project};
@@ -187,20 +187,10 @@ async fn lookup(
     ledger: &Ledger,
     since: jiff::Timestamp,
 ) -> anyhow::Result<(Resolutions, AuditLog)> {
+    conn.require(Need::Read, "plan").await?;
     let token = conn.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
-    match token.roles() {
-        None => tracing::warn!("the access token is not a JWT: cannot check its permissions"),
-        Some(roles) if !roles.iter().any(|r| READ_ROLES.contains(&r.as_str()) || r == PRIVILEGED_ROLE) => {
-            anyhow::bail!(
-                "the access token cannot read managed devices (roles: {})\nhint: {}; or plan with --offline",
-                if roles.is_empty() { "none".to_owned() } else { roles.join(", ") },
-                crate::graph::auth::permission_hint(READ_ROLES[0], token.delegated())
-            );
-        }
-        Some(roles) if !roles.iter().any(|r| r == PRIVILEGED_ROLE) => {
-            tracing::warn!("the token lacks {PRIVILEGED_ROLE}: this identity can plan but `apply` will refuse to run");
-        }
-        Some(_) => {}
+    if token.roles().is_some_and(|roles| !Need::Apply.missing(&roles).is_empty()) {
+        tracing::info!("the token lacks {PRIVILEGED_ROLE}: this identity can plan, but `apply` will refuse to run");
     }
     if candidates.is_empty() {
         return Ok((Resolutions::new(), AuditLog::default()));

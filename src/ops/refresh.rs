@@ -14,10 +14,8 @@ pub(crate) async fn refresh(
     lock_timeout: Duration,
 ) -> anyhow::Result<RefreshReport> {
     conn.store.load_existing().await?;
-    let opts = RefreshOptions {
-        lock_timeout,
-        unknown_grace: settings.graph.unknown_grace,
-        tenant: Some(conn.tenant().await?),
-    };
+    let tenant = conn.tenant().await?;
+    conn.require(crate::graph::auth::Need::Read, "refresh").await?;
+    let opts = RefreshOptions { lock_timeout, unknown_grace: settings.graph.unknown_grace, tenant: Some(tenant) };
     Ok(refresh::refresh(&conn.store, conn.graph.clone(), &opts).await?)
 }

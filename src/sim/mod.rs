@@ -2,7 +2,9 @@
 //! Microsoft Graph and Entra ID this tool uses, with faults on demand.
 //!
 //! - `POST /{tenant}/oauth2/v2.0/token` — client credentials (secret or assertion); tokens carry
-//!   a `roles` claim and expire.
+//!   a `roles` claim and expire. Their `tid` is the tenant of the path (the configured domain
+//!   stands for the configured tenant id); the simulator's tenants are names like `test-tenant`,
+//!   which the tool accepts only from a login host on loopback.
 //! - `GET /{v}/deviceManagement/managedDevices` — `$filter` (`eq`, `and`), `$select`, `$top`,
 //!   `@odata.nextLink` paging.
 //! - `GET /{v}/deviceManagement/managedDevices/{id}` — with `deviceActionResults`, including the
@@ -11,8 +13,14 @@
 //!   then `done`; corporate iOS/iPadOS accepted (passcode removed); personal iOS accepted then
 //!   `notSupported`; Windows/macOS 400 as Intune answers; unknown ids 404. `comanagedDevices` on
 //!   beta only.
+//! - `GET /{tenant}/v2.0/.well-known/openid-configuration` — Entra's discovery document: for the
+//!   configured domain it names the configured tenant id (a GUID), as Entra does; a GUID names
+//!   itself; anything else is an unknown tenant (400, `AADSTS90002`).
 //! - `GET /_github/oidc` — a stand-in for the GitHub Actions OIDC token endpoint.
 //! - `GET /_sim/requests` — every request received, for tests and curious users.
+//!
+//! Graph refuses (403) a read whose token carries no read permission, and a reset whose token
+//! lacks `PrivilegedOperations.All`, as Graph does (tokens without readable claims are not judged).
 //!
 //! Faults: write and read throttling windows with or without `Retry-After`, latency, scripted
 //! per-request faults (503 before applying, 500 after applying, hang after applying, 429, 401),
@@ -28,7 +36,9 @@ use std::time::Duration;
 
 pub use fixture::BUILTIN_DEVICES;
 pub(crate) use fixture::load_devices;
-pub use state::{Fault, FaultKind, Padding, RecordedRequest, RetryAfter, SavedAction, SimConfig, SimState};
+pub use state::{
+    Fault, FaultKind, Padding, RecordedRequest, RetryAfter, SIM_DOMAIN, SIM_TENANT_ID, SavedAction, SimConfig, SimState,
+};
 
 /// A running simulator. Stops when dropped.
 #[derive(Debug)]

@@ -38,6 +38,7 @@ pub(super) fn router(state: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), graph_gate));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(openid_configuration))
         .route("/_sim/portal/{id}/resetPasscode", post(portal_reset))
         .route("/_sim/requests", get(requests))
         .route("/_github/oidc", get(github))
@@ -285,6 +286,20 @@ async fn graph_gate(State(state): State<Shared>, call: Call, req: Request, next:
             let segment = collection.unwrap_or_default();
             let message = format!("Resource not found for the segment '{segment}'.");
             Some(authorized(call.error(StatusCode::BAD_REQUEST, "BadRequest", &message)))
+        } else if s.config.enforce_permissions
+            && let Some(false) = token
+                .and_then(|t| t.strip_prefix("Bearer "))
+                .and_then(|t| super::state::permits(t, method == Method::POST))
+        {
+            let needs = if method == Method::POST {
+                crate::graph::auth::PRIVILEGED_ROLE.to_owned()
+            } else {
+                crate::graph::auth::READ_ROLES.join(", ")
+            };
+            let message = format!(
+                "Application is not authorized to perform this operation. Application must have one of the following scopes: {needs}"
+            );
+            Some(authorized(call.error(StatusCode::FORBIDDEN, "Forbidden", &intune_message(&message))))
         } else if !s.admit(method == Method::POST) {
             Some(authorized(throttled(&s, &call)))
         } else {
@@ -407,7 +422,9 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
         }
     };
     let roles = s.config.roles.clone();
-    let token = s.mint_token_for(&tenant, roles);
+    // Entra issues a domain's tokens for the tenant's id.
+    let tid = if tenant.eq_ignore_ascii_case(&s.config.domain) { s.config.tenant_id.clone() } else { tenant };
+    let token = s.mint_token_for(&tid, roles);
     let mut r = Reply::new(
         StatusCode::OK,
         Some(
@@ -416,6 +433,36 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
     );
     r.effects.credential = Some(credential);
     r
+}
+
+/// Entra's OpenID discovery document of a tenant asked for by name: the configured domain names
+/// the configured tenant id, a GUID names itself, anything else is not a tenant Entra knows.
+async fn openid_configuration(State(state): State<Shared>, Path(tenant): Path<String>, call: Call) -> Reply {
+    let s = lock(&state);
+    let id = if tenant.eq_ignore_ascii_case(&s.config.domain) {
+        s.config.tenant_id.clone()
+    } else if let Ok(id) = uuid::Uuid::parse_str(&tenant) {
+        id.hyphenated().to_string()
+    } else {
+        return Reply::new(
+            StatusCode::BAD_REQUEST,
+            Some(json!({
+                "error": "invalid_tenant",
+                "error_description": format!("AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.\r\nTrace ID: {}", uuid::Uuid::new_v4()),
+            })),
+        );
+    };
+    let base = format!("http://{}", call.host);
+    Reply::new(
+        StatusCode::OK,
+        Some(json!({
+            "issuer": format!("{base}/{id}/v2.0"),
+            "token_endpoint": format!("{base}/{id}/oauth2/v2.0/token"),
+            "authorization_endpoint": format!("{base}/{id}/oauth2/v2.0/authorize"),
+            "jwks_uri": format!("{base}/{id}/discovery/v2.0/keys"),
+            "tenant_region_scope": "EU",
+        })),
+    )
 }
 
 /// What kind of assertion came: an RS256 certificate JWT (with `x5t`) or anything else (a

@@ -95,6 +95,16 @@ pub struct SimConfig {
     pub token_requests: u32,
     /// Answers that run on past any sane length (a broken proxy, a hostile stand-in).
     pub padding: Padding,
+    /// A domain of the simulated tenant (`contoso.onmicrosoft.com`): its OpenID discovery
+    /// document names [`SimConfig::tenant_id`], and tokens asked for by it carry that `tid`, as
+    /// Entra does. Any other tenant is a name the token endpoint takes as it is.
+    pub domain: String,
+    /// The tenant id (a GUID) that [`SimConfig::domain`] stands for.
+    pub tenant_id: String,
+    /// Whether Graph refuses (403) a request whose token's `roles` (or `scp`) lack its permission:
+    /// reads need `DeviceManagementManagedDevices.Read.All` (or `ReadWrite.All`), resets
+    /// `PrivilegedOperations.All`. A token without readable claims is not judged.
+    pub enforce_permissions: bool,
     /// A test hook (off by default): the local ledger to read as each POST arrives, to tell
     /// whether that request's `client-request-id` was durable on disk (in the snapshot or its
     /// journal) before the request left ([`RecordedRequest::intent_durable`]).
@@ -136,8 +146,32 @@ impl Default for SimConfig {
             token_requests: 0,
             padding: Padding::default(),
             intent_probe: None,
+            domain: SIM_DOMAIN.into(),
+            tenant_id: SIM_TENANT_ID.into(),
+            enforce_permissions: true,
         }
     }
+}
+
+/// The simulated tenant's domain, by default.
+pub const SIM_DOMAIN: &str = "contoso.onmicrosoft.com";
+/// The tenant id [`SIM_DOMAIN`] stands for, by default.
+pub const SIM_TENANT_ID: &str = "8d3f2a6e-5b1c-4e7a-9f20-1c3b5d7e9a41";
+
+/// Whether `token`'s claims allow a Graph request (a read, or a reset when `write`): `None` when
+/// the token has no claims to judge.
+pub(crate) fn permits(token: &str, write: bool) -> Option<bool> {
+    let payload = token.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?).ok()?;
+    let mut granted: Vec<String> =
+        claims["roles"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)).collect();
+    granted.extend(claims["scp"].as_str().unwrap_or_default().split_whitespace().map(str::to_owned));
+    let has = |p: &str| granted.iter().any(|g| g == p);
+    Some(if write {
+        has(crate::graph::auth::PRIVILEGED_ROLE)
+    } else {
+        crate::graph::auth::READ_ROLES.iter().any(|r| has(r))
+    })
 }
 
 /// One request as the simulator saw it. Never holds a secret: only whether a header was there.

@@ -1176,6 +1176,11 @@ impl BlobWriter {
         result.map(|()| self.ledger.clone())
     }
 
+    /// Releases the lock without writing anything else (not even folding a journal left behind).
+    pub(crate) async fn release_only(mut self) {
+        self.release().await;
+    }
+
     /// Marks the lock released, if it is still ours.
     async fn release(&mut self) {
         self.lease.stop();

@@ -374,6 +374,14 @@ impl Writer {
         }
     }
 
+    /// Releases the lock and writes nothing: no journal left by another run is folded in.
+    pub(crate) async fn release(self) {
+        match self {
+            Writer::Local(w) => drop(w),
+            Writer::Blob(w) => w.release_only().await,
+        }
+    }
+
     /// The ledger's lineage and serial when the lock was taken.
     pub(crate) fn ledger_before(&self) -> (Option<uuid::Uuid>, u64) {
         (self.ledger().lineage, self.ledger().serial)

@@ -221,7 +221,10 @@ fn a_token_without_the_permission_sends_nothing() {
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("lacks the permission DeviceManagementManagedDevices.PrivilegedOperations.All"), "{err}");
+    assert!(
+        err.contains("lacks the permissions DeviceManagementManagedDevices.Read.All and DeviceManagementManagedDevices.PrivilegedOperations.All that `apply` needs"),
+        "{err}"
+    );
     assert!(err.contains("application permission") && err.contains("admin consent"), "{err}");
     assert!(posts(&sim).is_empty());
     // A token that can read but not reset: refused too, naming what it has.

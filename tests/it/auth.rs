@@ -228,7 +228,10 @@ fn secrets_tokens_and_passcodes_never_leak() {
 #[test]
 fn the_tenant_is_the_tokens_and_a_mismatch_is_refused_before_any_request() {
     let (repo, sim) = setup(2);
-    let roles = vec!["DeviceManagementManagedDevices.PrivilegedOperations.All".to_owned()];
+    let roles = vec![
+        "DeviceManagementManagedDevices.Read.All".to_owned(),
+        "DeviceManagementManagedDevices.PrivilegedOperations.All".to_owned(),
+    ];
     let other = sim.state().mint_token_for("tenant-b", roles.clone());
     // A ready token for B, AZURE_TENANT_ID naming A (the ledger's tenant).
     let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", &other), ("AZURE_TENANT_ID", "test-tenant")]);
@@ -440,9 +443,11 @@ fn every_online_command_refuses_another_tenants_token_before_any_request() {
     ];
     // A's ledger, B's token, AZURE_TENANT_ID unset: the ledger refuses (init: it exists for A).
     for args in commands {
+        // The login host is the simulator's (on loopback), whose tenants are names.
         let out = repo
             .cmd()
             .env("RECONCILE_GRAPH_URL", sim.url())
+            .env("AZURE_AUTHORITY_HOST", sim.url())
             .env("RECONCILE_GRAPH_TOKEN", &b)
             .args(args)
             .output()
@@ -459,6 +464,7 @@ fn every_online_command_refuses_another_tenants_token_before_any_request() {
         let out = repo
             .cmd()
             .env("RECONCILE_GRAPH_URL", sim.url())
+            .env("AZURE_AUTHORITY_HOST", sim.url())
             .env("RECONCILE_GRAPH_TOKEN", &b)
             .env("AZURE_TENANT_ID", "test-tenant")
             .args(args)

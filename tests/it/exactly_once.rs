@@ -198,7 +198,7 @@ fn a_missing_ledger_is_refused_online_and_named_offline() {
     assert_eq!(repo.ledger_json()["tenant"], "test-tenant");
     let out = repo.cmd_on(&sim).arg("init").output().expect("run");
     assert!(stdout(&out).contains("already exists"), "{}", stdout(&out));
-    let out = repo.cmd().args(["init", "--tenant", "another-tenant"]).output().expect("run");
+    let out = repo.cmd().args(["init", "--tenant", "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1), "another tenant is refused");
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
     assert_eq!(posts(&sim).len(), 1);

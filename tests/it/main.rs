@@ -20,6 +20,7 @@ mod policy;
 mod resolve;
 mod review;
 mod schema;
+mod setup;
 mod sim;
 mod simulate;
 mod state;

@@ -27,7 +27,7 @@ fn call(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Stri
 fn the_simulator_answers_like_graph_outside_its_routes_and_logs_every_request() {
     let sim = sim(SimConfig::default());
     let addr = sim.url().trim_start_matches("http://").to_owned();
-    let token = sim.mint_token(&["DeviceManagementManagedDevices.PrivilegedOperations.All"]);
+    let token = sim.mint_token(&["DeviceManagementManagedDevices.Read.All"]);
     let t = Some(token.as_str());
     let cases: [(&str, &str, Option<&str>, u16, &str); 9] = [
         ("GET", "/v1.0/deviceManagement/managedDevices", None, 401, "InvalidAuthenticationToken"),

@@ -4,20 +4,23 @@ use crate::common::{Repo, stderr, stdout};
 use intune_reconcile::state::Status;
 use predicates::prelude::*;
 
+/// A tenant id: outside the simulator, a ledger is bound to a GUID.
+const TENANT_A: &str = "3c9a7e21-4b6d-4f8a-b1c2-5d7e9f0a2b4c";
+
 #[test]
 fn list_and_show_in_text_and_json() {
     let repo = Repo::from_examples();
     let out = repo.cmd().args(["state", "list"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1), "no ledger is not an empty ledger");
     assert!(stderr(&out).contains("there is no ledger at") && stderr(&out).contains("reconcile init"));
-    repo.cmd().args(["init", "--tenant", "tenant-a"]).assert().success();
+    repo.cmd().args(["init", "--tenant", TENANT_A]).assert().success();
     repo.cmd()
         .args(["state", "list"])
         .assert()
         .success()
         .stdout(predicate::str::contains("The ledger holds no actions."));
     let actions = repo.actions();
-    repo.record(&[&actions[0], &actions[1]], Status::Accepted, Some("tenant-a"));
+    repo.record(&[&actions[0], &actions[1]], Status::Accepted, Some(TENANT_A));
 
     let out = repo.cmd().args(["state", "list"]).output().expect("run");
     let text = stdout(&out);
@@ -28,7 +31,7 @@ fn list_and_show_in_text_and_json() {
         serde_json::from_slice(&repo.cmd().args(["state", "list", "--format", "json"]).output().expect("run").stdout)
             .expect("json");
     assert_eq!(json["format_version"], 1);
-    assert_eq!(json["tenant"], "tenant-a");
+    assert_eq!(json["tenant"], TENANT_A);
     assert_eq!(json["actions"].as_array().map(Vec::len), Some(2));
 
     let prefix = &actions[0].key.as_str()[..8];

@@ -113,13 +113,22 @@ fn the_ledger_named_by_the_repository_stays_inside_it() {
     }
     std::fs::remove_file(repo.path().join("reconcile.yaml")).expect("rm");
     std::os::unix::fs::symlink(outside.path(), repo.path().join(".reconcile")).expect("symlink");
-    let out = repo.cmd().args(["init", "--tenant", "t"]).output().expect("run");
+    let out = repo.cmd().args(["init", "--tenant", "5b0e6c3d-2a4f-4e8b-9c1d-7f6a5e4d3c2b"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("outside the repository"), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(outside.path()).expect("dir").count(), 1, "nothing written outside");
     // The operator's --state may be anywhere.
     let elsewhere = outside.path().join("operator.json");
-    repo.cmd().args(["init", "--tenant", "t", "--state", elsewhere.to_str().expect("utf8")]).assert().success();
+    repo.cmd()
+        .args([
+            "init",
+            "--tenant",
+            "5b0e6c3d-2a4f-4e8b-9c1d-7f6a5e4d3c2b",
+            "--state",
+            elsewhere.to_str().expect("utf8"),
+        ])
+        .assert()
+        .success();
     assert!(elsewhere.exists());
 }
 
@@ -130,14 +139,14 @@ fn the_ledger_named_by_the_repository_is_never_inside_git() {
     let (repo, _outside, _) = hostile_repo();
     for state in [".git/hooks/pre-commit", ".github/state.json", "a/.hidden/state.json"] {
         repo.write("reconcile.yaml", format!("state: {state}\n"));
-        let out = repo.cmd().args(["init", "--tenant", "t"]).output().expect("run");
+        let out = repo.cmd().args(["init", "--tenant", "5b0e6c3d-2a4f-4e8b-9c1d-7f6a5e4d3c2b"]).output().expect("run");
         assert_eq!(out.status.code(), Some(1), "{state}");
         assert!(stderr(&out).contains("reconcile.yaml:1:8: error: state:"), "{state}: {}", stderr(&out));
         assert!(stderr(&out).contains("hidden folder"), "{}", stderr(&out));
         assert!(!repo.path().join(state).exists(), "{state} was written");
     }
     repo.write("reconcile.yaml", "state: .reconcile/team.json\n");
-    repo.cmd().args(["init", "--tenant", "t"]).assert().success();
+    repo.cmd().args(["init", "--tenant", "5b0e6c3d-2a4f-4e8b-9c1d-7f6a5e4d3c2b"]).assert().success();
 }
 
 // A Blob URL in reconcile.yaml chose the storage account, and so where the operator's storage

@@ -568,7 +568,10 @@ fn pipeline(name: &str) -> serde_json::Value {
 #[test]
 fn the_example_pipelines_are_complete() {
     let gh = pipeline("github-actions.yml");
-    assert!(gh["on"]["pull_request"].is_object(), "{gh}");
+    // Every pull request reports the plan check (a `paths:` filter would leave a required check
+    // pending for ever on the others).
+    assert!(gh["on"].as_object().expect("on").contains_key("pull_request"), "{gh}");
+    assert!(gh["on"]["pull_request"]["paths"].is_null(), "{gh}");
     assert_eq!(gh["on"]["push"]["branches"][0], "main");
     let plan = &gh["jobs"]["plan"];
     assert_eq!(plan["permissions"]["id-token"], "write");
@@ -581,6 +584,8 @@ fn the_example_pipelines_are_complete() {
     ));
     assert_eq!(plan["steps"][0]["with"]["fetch-depth"], 0, "--base needs the history");
     assert!(runs(plan).contains("reconcile comment --plan plan.json"));
+    // The exit code is kept so that the comment is written whatever the plan found.
+    assert!(runs(plan).contains("|| code=$?") && !runs(plan).contains("|| [ $? -eq 2 ]"), "{}", runs(plan));
     let apply = &gh["jobs"]["apply"];
     // GitHub cancels an older pending run of a concurrency group: applies must not share one.
     assert!(apply["concurrency"].is_null(), "{apply}");
@@ -594,6 +599,13 @@ fn the_example_pipelines_are_complete() {
     let refresh = &gh["jobs"]["refresh"];
     let group = refresh["concurrency"]["group"].as_str().expect("refresh group");
     assert!(group.contains("refresh"), "{group}");
+    // Hourly jobs never wait for the apply environment's reviewers; applying drift does.
+    for job in ["drift", "refresh"] {
+        assert_eq!(gh["jobs"][job]["environment"], "intune-observe", "{job}");
+    }
+    assert_eq!(gh["jobs"]["drift-apply"]["environment"], "intune-apply");
+    assert!(runs(&gh["jobs"]["drift-apply"]).contains("reconcile apply --auto-approve"));
+    assert!(!runs(apply).contains("--auto-approve"), "{}", runs(apply));
     // The ledger is used in place, never downloaded and uploaded (a dead runner would lose intents).
     let url = gh["env"]["LEDGER_URL"].as_str().expect("LEDGER_URL");
     assert!(url.starts_with("https://") && url.contains(".blob.core.windows.net/"), "{url}");
@@ -613,8 +625,9 @@ fn the_example_pipelines_are_complete() {
     for want in [
         "reconcile plan --base \\\"$base\\\" --out plan.json",
         "fetchDepth",
-        "reconcile apply --auto-approve",
+        "reconcile apply --plan \\\"$(Pipeline.Workspace)/reviewed/plan.json\\\"",
         "reconcile plan --detailed-exitcode",
+        "DownloadPipelineArtifact@2",
         "--state \\\"$(LEDGER_URL)\\\"",
         "AZURE_FEDERATED_TOKEN_FILE",
         "PublishTestResults@2",
@@ -622,6 +635,10 @@ fn the_example_pipelines_are_complete() {
         assert!(text.contains(want), "{want}");
     }
     assert_eq!(stages[1]["lockBehavior"], "sequential");
+    // After merge, only the reviewed plan is applied.
+    let apply_stage = serde_json::to_string(&stages[1]).expect("json");
+    assert!(!apply_stage.contains("--auto-approve"), "{apply_stage}");
+    assert!(!text.contains("|| [ $? -eq 2 ]"), "exit codes are kept, not acted on before the comment");
     // The operator's policy floor comes from the CI system, in every job that plans or applies.
     for (name, job) in gh["jobs"].as_object().expect("jobs") {
         assert!(runs(job).contains("RECONCILE_POLICY=$RUNNER_TEMP/reconcile-policy.yaml"), "{name}");
@@ -983,4 +1000,204 @@ fn the_azure_devops_plan_thread_is_created_once_then_updated_and_never_anyone_el
     assert!(stderr(&out).contains("SYSTEM_ACCESSTOKEN: $(System.AccessToken)"), "{}", stderr(&out));
     let _ = stop.send(());
     let _ = thread.join();
+}
+
+/// The folder holding the built `reconcile`, for a CI step's `PATH`.
+fn bin_dir() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin!("reconcile").parent().expect("a folder").to_path_buf()
+}
+
+/// Runs a CI step's shell script in `repo` with `vars` (and nothing else of this process's
+/// environment), `reconcile` on `PATH`; returns the exit code and stdout.
+fn run_step(repo: &Repo, script: &str, vars: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut c = std::process::Command::new("bash");
+    crate::common::hermetic(&mut c)
+        .current_dir(repo.path())
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir().display()));
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let out = c.output().expect("bash runs");
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+/// The examples' repository under git: `main` (the examples' seven resets, merged but never
+/// applied), `origin/main` pointing at it, and the ledger created.
+fn ci_repo() -> Repo {
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    repo.write(".gitignore", ".reconcile/\n*.json\nplan.md\njunit.xml\n");
+    repo.git(&["init", "-q"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", "main"]);
+    repo.git(&["update-ref", "refs/remotes/origin/main", "HEAD"]);
+    repo
+}
+
+/// A pull request branch `name` from main adding `manifests/{file}.yaml` with `ids`.
+fn pr_branch(repo: &Repo, name: &str, file: &str, ids: &[&str]) {
+    repo.git(&["checkout", "-q", "main"]);
+    repo.git(&["checkout", "-qb", name]);
+    repo.write(&format!("manifests/{file}.yaml"), crate::common::manifest_for(file, ids));
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", name]);
+}
+
+/// The inline script of the step of `steps` for which `pick` says yes.
+fn script_of(steps: &serde_json::Value, pick: impl Fn(&serde_json::Value) -> bool, key: &[&str]) -> String {
+    let step = steps.as_array().expect("steps").iter().find(|s| pick(s)).expect("the step");
+    key.iter().fold(step, |v, k| &v[*k]).as_str().expect("a script").to_owned()
+}
+
+/// Azure Pipelines' macros (`$(Agent.TempDirectory)`, …), as the agent expands them.
+fn expand(script: &str, macros: &[(&'static str, String)]) -> String {
+    macros.iter().fold(script.to_owned(), |s, (k, v)| s.replace(&format!("$({k})"), v))
+}
+
+const PHONE: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+const LAPTOP: &str = "4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a";
+
+// The examples' own steps, run: a pull request's plan always leaves its comment (a blocked device
+// is exactly what the reviewer must see), and after merge Azure Pipelines applies the reviewed
+// plan and nothing else merged (here: seven resets merged earlier and never applied).
+#[test]
+fn the_example_pipelines_comment_every_plan_and_apply_only_what_was_reviewed() {
+    let repo = ci_repo();
+    let sim = sim(sim_config());
+    let sim_vars = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        let mut v = vec![("RECONCILE_GRAPH_URL", sim.url()), ("AZURE_AUTHORITY_HOST", sim.url())];
+        v.extend(extra.iter().cloned());
+        v
+    };
+    let gh = pipeline("github-actions.yml");
+    let gh_plan = script_of(
+        &gh["jobs"]["plan"]["steps"],
+        |s| s["name"].as_str().is_some_and(|n| n.starts_with("Plan this pull request")),
+        &["run"],
+    );
+    let az = pipeline("azure-pipelines.yml");
+    let az_plan =
+        script_of(&az["stages"][0]["jobs"][0]["steps"], |s| s["task"] == "AzureCLI@2", &["inputs", "inlineScript"]);
+    let deploy = &az["stages"][1]["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"];
+    let az_find_pr = script_of(deploy, |s| s["bash"].is_string(), &["bash"]);
+    let az_apply = script_of(deploy, |s| s["task"] == "AzureCLI@2", &["inputs", "inlineScript"]);
+    let temp = tempfile::tempdir().expect("tempdir");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let macros = [
+        ("Agent.TempDirectory", temp.path().display().to_string()),
+        ("Pipeline.Workspace", workspace.path().display().to_string()),
+        ("System.DefaultWorkingDirectory", repo.path().display().to_string()),
+        ("LEDGER_URL", ".reconcile/state.json".to_owned()),
+    ];
+
+    // GitHub Actions, pull request 17 (one phone), signed in with the runner's OIDC token.
+    pr_branch(&repo, "pr-17", "inc-5000-phone", &[PHONE]);
+    repo.write("event.json", r#"{"pull_request":{"number":17}}"#);
+    let FakeGithub { url, comments, thread, stop, .. } = fake_github();
+    let github = |extra: &[(&'static str, String)]| {
+        sim_vars(
+            &[
+                [
+                    ("LEDGER_URL", ".reconcile/state.json".to_owned()),
+                    ("GITHUB_BASE_REF", "main".to_owned()),
+                    ("GITHUB_ACTIONS", "true".to_owned()),
+                    ("GITHUB_TOKEN", "ghs_test_token".to_owned()),
+                    ("GITHUB_REPOSITORY", "contoso/devices".to_owned()),
+                    ("GITHUB_API_URL", url.clone()),
+                    ("GITHUB_EVENT_PATH", repo.path().join("event.json").display().to_string()),
+                    ("ACTIONS_ID_TOKEN_REQUEST_URL", format!("{}/_github/oidc", sim.url())),
+                    ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-token".to_owned()),
+                    ("AZURE_TENANT_ID", "test-tenant".to_owned()),
+                    ("AZURE_CLIENT_ID", "plan-app".to_owned()),
+                ]
+                .as_slice(),
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let (code, out, err) = run_step(&repo, &gh_plan, &github(&[]));
+    assert_eq!(code, Some(0), "exit 2 (resets pending) passes the check: {out}{err}");
+    assert!(out.contains("manifest inc-5000-phone") && out.contains("Outside this change"), "{out}");
+    assert!(out.contains("created plan comment 1000 on pull request #17"), "{out}");
+    assert!(comments.lock().expect("db")[0].1.starts_with(intune_reconcile::render::markdown::MARKER));
+
+    // A pull request that changes no manifest: the required check passes at once, nothing asked.
+    repo.git(&["checkout", "-q", "main"]);
+    repo.git(&["checkout", "-qb", "docs"]);
+    repo.write("NOTES.md", "no devices here\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", "docs"]);
+    let asked = sim.requests().len();
+    let (code, out, err) = run_step(&repo, &gh_plan, &github(&[]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("changes no manifest"), "{out}");
+    assert_eq!(sim.requests().len(), asked, "nothing was asked of Graph");
+    assert_eq!(comments.lock().expect("db").len(), 1, "no comment");
+    let _ = stop.send(());
+    let _ = thread.join();
+
+    // Azure Pipelines, the same pull request (its plan kept as the artifact Apply downloads).
+    let (ado, threads, ado_thread, ado_stop) = fake_azure_devops();
+    let azure = |pr: &str| {
+        sim_vars(&[
+            ("TF_BUILD", "True".to_owned()),
+            ("SYSTEM_PULLREQUEST_TARGETBRANCH", "refs/heads/main".to_owned()),
+            ("SYSTEM_ACCESSTOKEN", "build-token".to_owned()),
+            ("SYSTEM_COLLECTIONURI", format!("{ado}/contoso/")),
+            ("SYSTEM_TEAMPROJECTID", "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".to_owned()),
+            ("BUILD_REPOSITORY_ID", "7b4a2f0e-1d3c-4e5f-8a9b-0c1d2e3f4a5b".to_owned()),
+            ("SYSTEM_PULLREQUEST_PULLREQUESTID", pr.to_owned()),
+            ("idToken", "federated-token-of-the-service-connection".to_owned()),
+            ("servicePrincipalId", "plan-app".to_owned()),
+            ("tenantId", "test-tenant".to_owned()),
+        ])
+    };
+    repo.git(&["checkout", "-q", "pr-17"]);
+    let (code, out, err) = run_step(&repo, &expand(&az_plan, &macros), &azure("17"));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("##vso[task.setvariable variable=planned]true"), "{out}");
+    assert!(out.contains("##vso[task.uploadsummary]") && repo.path().join("plan.md").exists(), "{out}");
+    assert!(out.contains("created plan thread"), "{out}");
+    std::fs::create_dir_all(workspace.path().join("reviewed")).expect("mkdir");
+    std::fs::copy(repo.path().join("plan.json"), workspace.path().join("reviewed/plan.json")).expect("the artifact");
+
+    // Pull request 18 names a Windows laptop: the plan exits 1, and the thread is still written
+    // (the step then fails the check).
+    pr_branch(&repo, "pr-18", "inc-5001-laptop", &[LAPTOP]);
+    let (code, out, err) = run_step(&repo, &expand(&az_plan, &macros), &azure("18"));
+    assert_eq!(code, Some(1), "a blocked device fails the check: {out}{err}");
+    assert!(out.contains("plan thread"), "the thread is written before the step fails: {out}{err}");
+    let last = threads.lock().expect("db").last().cloned().expect("a thread");
+    assert!(last.2.contains("not supported") && last.2.contains("LAPTOP-FIN-042"), "{}", last.2);
+
+    // Pull request 17 merged. Apply finds it in the merge commit, downloads its plan, and sends the
+    // one reviewed reset: not the seven merged earlier and never applied.
+    repo.git(&["checkout", "-q", "main"]);
+    repo.git(&["merge", "-q", "--no-ff", "pr-17", "-m", "Merged PR 17: inc-5000 lost phone"]);
+    let (code, out, err) = run_step(&repo, &az_find_pr, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("##vso[task.setvariable variable=reviewedPr]17"), "{out}");
+    let mut apply_vars = azure("17");
+    apply_vars.push(("servicePrincipalId", "apply-app".to_owned()));
+    let before = posts(&sim).len();
+    assert_eq!(before, 0);
+    let (code, out, err) = run_step(&repo, &expand(&az_apply, &macros), &apply_vars);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let sent: Vec<String> = posts(&sim).into_iter().map(|p| p.path).collect();
+    assert_eq!(sent.len(), 1, "only the reviewed reset: {sent:?}");
+    assert!(sent[0].contains(PHONE), "{sent:?}");
+    let report: serde_json::Value = serde_json::from_str(&repo.read("apply.json")).expect("apply.json");
+    assert_eq!(report["summary"]["accepted"], 1, "{report}");
+    assert!(repo.path().join("junit.xml").exists());
+    // What else was merged is the Drift stage's to report: exit 2, an error logged.
+    let az_drift =
+        script_of(&az["stages"][2]["jobs"][0]["steps"], |s| s["task"] == "AzureCLI@2", &["inputs", "inlineScript"]);
+    let (code, out, _) = run_step(&repo, &expand(&az_drift, &macros), &azure("17"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("##vso[task.logissue type=error]resets merged to main were never applied"), "{out}");
+    assert!(out.contains("Plan: 7 to reset"), "{out}");
+    let _ = ado_stop.send(());
+    let _ = ado_thread.join();
 }

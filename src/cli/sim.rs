@@ -62,6 +62,11 @@ pub(super) fn run(args: SimArgs) -> CmdResult {
     say!("Intune Graph simulator on {url} with {n} devices. Point the tool at it with:");
     say!("  export RECONCILE_GRAPH_URL={url} AZURE_AUTHORITY_HOST={url}");
     say!("  export AZURE_TENANT_ID=sim-tenant AZURE_CLIENT_ID=sim-client AZURE_CLIENT_SECRET=any");
+    say!(
+        "Tenants are names here (accepted from a login host on loopback); the domain {} stands for the tenant id {}.",
+        crate::sim::SIM_DOMAIN,
+        crate::sim::SIM_TENANT_ID
+    );
     say!("Requests received: {url}/_sim/requests. Ctrl-C (or SIGTERM) stops it.");
     let rt = crate::ops::connect::runtime()?;
     // Ctrl-C or SIGTERM (a test harness, a service manager): a clean stop, exit 0.

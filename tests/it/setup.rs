@@ -101,7 +101,7 @@ fn init_binds_the_ledger_to_the_id_a_domain_stands_for() {
     assert_eq!(again.ledger_json()["tenant"], SIM_TENANT_ID);
     let out = again.cmd_on(&sim).env("AZURE_TENANT_ID", SIM_DOMAIN).arg("plan").output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("Plan: 7 to reset"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Plan: 6 to reset, 1 to remove a passcode"), "{}", stdout(&out));
 
     // A domain Entra does not know: refused with what to give instead, nothing created.
     let none = Repo::from_examples();

@@ -1197,7 +1197,7 @@ fn the_example_pipelines_comment_every_plan_and_apply_only_what_was_reviewed() {
     let (code, out, _) = run_step(&repo, &expand(&az_drift, &macros), &azure("17"));
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("##vso[task.logissue type=error]resets merged to main were never applied"), "{out}");
-    assert!(out.contains("Plan: 7 to reset"), "{out}");
+    assert!(out.contains("Plan: 6 to reset, 1 to remove a passcode"), "{out}");
     let _ = ado_stop.send(());
     let _ = ado_thread.join();
 }

@@ -404,3 +404,55 @@ fn a_change_that_tightens_says_how_and_an_unchanged_rule_says_nothing() {
         super::combine::diff(&policy("likelyRename: { within: 48h }\n"), &policy("likelyRename: { within: 1h }\n"));
     assert_eq!(l, ["likelyRename.within 48h → 1h"]);
 }
+
+// A repository rule looser than the operator's floor is a warning naming both; one as strict or
+// stricter is not.
+#[test]
+fn the_floor_warns_of_each_looser_repository_rule_and_of_nothing_else() {
+    let op = |yaml: &str| {
+        let raw: RawPolicy = serde_saphyr::from_str(yaml).expect("policy YAML");
+        super::Floor {
+            policy: Policy::from_raw_as(raw, Path::new("op.yaml"), Origin::Operator, &mut Diagnostics::default()),
+        }
+    };
+    let windows = |days: &str| {
+        format!("changeWindows:\n  timeZone: UTC\n  windows:\n    - {{ days: [{days}], from: '09:00', to: '17:00' }}\n")
+    };
+    let cases: [(String, String, &[&str]); 12] = [
+        (
+            "maxActionsPerApply: 5\n".into(),
+            "maxActionsPerApply: 6\n".into(),
+            &["policy.maxActionsPerApply 6 is looser than the operator's 5 (op.yaml:1 (the operator's))"],
+        ),
+        ("maxActionsPerApply: 5\n".into(), "maxActionsPerApply: 5\n".into(), &[]),
+        ("cooldown: 24h\n".into(), "cooldown: 1h\n".into(), &["policy.cooldown 1h is looser than the operator's 24h"]),
+        ("cooldown: 24h\n".into(), "cooldown: 24h\n".into(), &[]),
+        (
+            "allowPlatforms: [android]\n".into(),
+            "allowPlatforms: [android, ios]\n".into(),
+            &["policy.allowPlatforms [android, ios] is looser than the operator's [android]"],
+        ),
+        ("allowPlatforms: [android, ios]\n".into(), "allowPlatforms: [android]\n".into(), &[]),
+        (
+            "requireTicket: true\n".into(),
+            "requireTicket: false\n".into(),
+            &["policy.requireTicket: false is looser than the operator's true"],
+        ),
+        ("requireReason: true\n".into(), "requireReason: false\n".into(), &["policy.requireReason: false is looser"]),
+        (
+            "requireRequestedBy: true\n".into(),
+            "requireRequestedBy: false\n".into(),
+            &["policy.requireRequestedBy: false is looser"],
+        ),
+        ("requireTicket: true\n".into(), "requireReason: false\n".into(), &[]),
+        (windows("mon"), windows("mon, tue"), &["policy.changeWindows is looser than the operator's windows"]),
+        (windows("mon, tue"), windows("mon"), &[]),
+    ];
+    for (floor, repo, want) in &cases {
+        let found: Vec<String> = op(floor).warnings(&policy(repo)).into_iter().map(|d| d.message).collect();
+        assert_eq!(found.len(), want.len(), "{floor:?} / {repo:?}: {found:?}");
+        for (f, w) in found.iter().zip(want.iter()) {
+            assert!(f.starts_with(w), "{f} does not start with {w}");
+        }
+    }
+}

@@ -448,3 +448,28 @@ fn a_journal_entry_answered_500_after_it_landed_is_ours() {
     proxy.fault("PUT", is_entry, 3, 4, NetFault::Fail500);
     apply_survives(&proxy, &repo, &ids, &sim);
 }
+
+// The other side of the same answer: 500s for an entry that never reached the store. The read
+// back finds nothing, so it is what it says — the ledger cannot be written, nothing more is sent —
+// and never taken for another writer's doing (which would fence the run with a false alarm). The
+// next run converges: each device once.
+#[test]
+fn a_journal_entry_refused_before_it_landed_is_an_outage_not_another_writer() {
+    let (_az, proxy, repo, ids, sim) = through_proxy(8);
+    proxy.fault("PUT", is_entry, 3, 4, NetFault::Refuse500);
+    let out = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    let err = stderr(&out);
+    assert!(!proxy.faulted().is_empty(), "the fault was applied");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write the ledger"), "{err}");
+    for false_alarm in ["someone else", "another writer", "no longer holds", "locked by pid"] {
+        assert!(!err.contains(false_alarm), "{false_alarm}: {err}");
+    }
+    let again = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(again.status.code().is_some(), "{}", stderr(&again));
+    let _ = cmd(&repo, &sim).arg("refresh").output().expect("run");
+    let _ = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    let per = per_device(&sim);
+    assert!(per.values().all(|&n| n == 1), "no device got a second POST: {per:?}");
+    assert_eq!(per.len(), ids.len(), "every device was reset once in the end: {per:?}");
+}

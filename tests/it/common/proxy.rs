@@ -19,6 +19,8 @@ pub(crate) enum Fault {
     Fail500,
     /// Held until [`Proxy::release`], then forwarded and answered.
     Hold,
+    /// Never forwarded: the client is answered 500 and the store never sees the request.
+    Refuse500,
 }
 
 type PathMatch = Box<dyn Fn(&str) -> bool + Send + Sync>;
@@ -244,6 +246,13 @@ async fn serve(
         let _ = released.wait_for(|r| *r).await;
         *shared.held.lock().expect("held") -= 1;
     }
+    if fault == Some(Fault::Refuse500) {
+        shared.log.lock().expect("log").push(Seen { method: req.method, path: req.path, status: None, fault });
+        client
+            .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await?;
+        return client.shutdown().await;
+    }
     let mut up = TcpStream::connect(("127.0.0.1", upstream)).await?;
     up.write_all(closing(&req.head).as_bytes()).await?;
     up.write_all(&req.body).await?;
@@ -261,7 +270,7 @@ async fn serve(
                 .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 .await?;
         }
-        Some(Fault::Hold) | None => {
+        Some(Fault::Hold | Fault::Refuse500) | None => {
             let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(answer.len());
             let head: Vec<String> = String::from_utf8_lossy(&answer[..end]).split("\r\n").map(str::to_owned).collect();
             client.write_all(closing(&head).as_bytes()).await?;

@@ -434,7 +434,11 @@ fn a_device_rule_holds_back_its_manifest_until_every_device_of_it_is_looked_up()
 #[test]
 fn two_applies_at_once_on_one_ledger() {
     let (repo, ids) = android_repo(6);
-    let sim = android_sim(6, |c| c.latency = Duration::from_millis(300));
+    // The first reset is answered 1.5 s late (within the 2 s timeout): the first apply holds the
+    // lock at least that long.
+    let sim = android_sim(6, |c| {
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_millis(1500)), times: 1 }];
+    });
     let mut first = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
     // The first one holds the lock once its first reset arrives (the token comes before the lock).
     crate::common::wait_until("the first reset", || !posts(&sim).is_empty());

@@ -34,6 +34,11 @@ fn manifest(meta: &str) -> Vec<Manifest> {
 /// (JSON as Graph gives it), with a ledger record of another manifest for the same device
 /// sent `recorded_ago` before now.
 fn device_rules(rules: &str, device: serde_json::Value, recorded_ago: Option<i64>) -> Vec<Rule> {
+    rules_of(&policy(rules), device, recorded_ago)
+}
+
+/// [`device_rules`] for a policy already built.
+fn rules_of(p: &Policy, device: serde_json::Value, recorded_ago: Option<i64>) -> Vec<Rule> {
     let now = at("2026-11-30T12:00:00Z");
     let manifests = manifest("");
     let actions: Vec<crate::action::Action> = manifests.iter().flat_map(Manifest::actions).collect();
@@ -54,7 +59,7 @@ fn device_rules(rules: &str, device: serde_json::Value, recorded_ago: Option<i64
         actions.iter().map(|a| (a.key.clone(), crate::plan::Resolution::Device(device.clone()))).collect();
     let opts = crate::plan::PlanOptions { report_orphans: false, rename_guard: None };
     let plan = crate::plan::plan(&actions, &ledger, &resolutions, opts);
-    let plan = policy(rules).review(plan, Vec::new(), &ledger, &AuditLog::default(), now);
+    let plan = p.review(plan, Vec::new(), &ledger, &AuditLog::default(), now);
     plan.violations.iter().map(|v| v.rule).collect()
 }
 
@@ -234,30 +239,7 @@ fn the_stricter_of_two_policies_rule_by_rule() {
         assert_eq!(codes(&p, ""), [Rule::ProtectedDevices], "S1 stays protected whichever side lists it");
         assert_eq!(p.protected.len(), 2);
     }
-    let device = |p: &Policy, d: &serde_json::Value, ago: Option<i64>| {
-        let now = at("2026-11-30T12:00:00Z");
-        let manifests = manifest("");
-        let actions: Vec<crate::action::Action> = manifests.iter().flat_map(Manifest::actions).collect();
-        let dev: Device = serde_json::from_value(d.clone()).expect("device");
-        let mut ledger = Ledger::empty();
-        if let Some(h) = ago {
-            let mut r = crate::state::tests::record("other", "S1", crate::state::Status::Done);
-            r.managed_device_id = Some(dev.id.clone());
-            r.attempts.push(crate::state::Attempt {
-                started_at: now - jiff::SignedDuration::from_hours(h),
-                client_request_id: uuid::Uuid::new_v4(),
-                http_status: Some(204),
-                ..crate::state::Attempt::default()
-            });
-            ledger.records.insert(r.key.clone(), r);
-        }
-        let resolutions: crate::plan::Resolutions =
-            actions.iter().map(|a| (a.key.clone(), crate::plan::Resolution::Device(dev.clone()))).collect();
-        let opts = crate::plan::PlanOptions { report_orphans: false, rename_guard: None };
-        let plan = crate::plan::plan(&actions, &ledger, &resolutions, opts);
-        let plan = p.review(plan, Vec::new(), &ledger, &AuditLog::default(), now);
-        plan.violations.iter().map(|v| v.rule).collect::<Vec<_>>()
-    };
+    let device = |p: &Policy, d: &serde_json::Value, ago: Option<i64>| rules_of(p, d.clone(), ago);
     for p in both_ways("allowPlatforms: [android, ios]\n", "allowPlatforms: [android]\n") {
         assert_eq!(device(&p, &iphone, None), [Rule::AllowPlatforms]);
         assert!(device(&p, &android, None).is_empty());

@@ -74,6 +74,11 @@ pub(crate) fn first_parent() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whether this is a shallow clone (its history cut off, so a commit's parent may be missing).
+pub(crate) fn is_shallow() -> bool {
+    run(&["rev-parse", "--is-shallow-repository"]).is_ok_and(|s| s.trim() == "true")
+}
+
 /// `HEAD`'s commit, when this is a repository with one.
 pub(crate) fn head() -> Option<String> {
     run(&["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])

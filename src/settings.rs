@@ -415,7 +415,21 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
 fn base_policy(base: &Base, config: Option<&Path>, diags: &mut Diagnostics) -> Option<(String, crate::policy::Policy)> {
     let commit = match base {
         Base::None => return None,
-        Base::FirstParent => crate::git::first_parent()?,
+        Base::FirstParent => match crate::git::first_parent() {
+            Some(c) => c,
+            // A shallow clone has cut the parent off: judging without it would let a merged
+            // change rely on its own loosening.
+            None if crate::git::is_shallow() => {
+                diags.push(
+                    Diagnostic::plain_error(
+                        "cannot judge this change by the policy before it: the clone is shallow and HEAD's first parent is missing",
+                    )
+                    .with_hint("fetch the history: actions/checkout `fetch-depth: 0`, Azure Pipelines `fetchDepth: 0` (or at least 2)"),
+                );
+                return None;
+            }
+            None => return None,
+        },
         Base::ForkFrom(rev) => match crate::git::fork_point(rev) {
             Ok(c) => c,
             Err(e) => {

@@ -198,3 +198,38 @@ fn the_operators_policy_is_a_floor_the_repository_cannot_lower() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("operator-policy.yaml:2:1: error: unknown field `unknownRule`"), "{}", stderr(&out));
 }
+
+// A shallow clone (CI's default checkout) has no first parent: judging the merge without the
+// policy before it would let it rely on its own loosening. Refused, with what to fetch.
+#[test]
+fn a_shallow_clone_cannot_hide_the_policy_before_the_merge() {
+    let (repo, sim) = merged_repo();
+    pull_request(&repo, "loosen-and-use", |r| {
+        unprotect(r);
+        r.write("manifests/ceo.yaml", manifest_for("ceo", &[&android_id(0)]));
+    });
+    merge(&repo, "loosen-and-use");
+    let dir = tempfile::tempdir().expect("tmp");
+    let shallow = dir.path().join("shallow");
+    let url = format!("file://{}", repo.path().display());
+    let ok = std::process::Command::new("git")
+        .args(["clone", "-q", "--depth", "1", &url, shallow.to_str().expect("utf8")])
+        .status()
+        .expect("git clone")
+        .success();
+    assert!(ok);
+    let ledger = repo.path().join(".reconcile/state.json");
+    let out = repo
+        .cmd_on(&sim)
+        .current_dir(&shallow)
+        .args(["--state", ledger.to_str().expect("utf8"), "apply", "--auto-approve"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("the clone is shallow") && stderr(&out).contains("fetch-depth: 0"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(to(&sim, 0), 0, "the protected device was reset");
+}

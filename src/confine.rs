@@ -1,4 +1,4 @@
-//! What the repository names must stay inside it (SPEC §5, "what the repository may say").
+//! What the repository names must stay inside it (docs/contract.md, "What the repository may say").
 //!
 //! `reconcile.yaml` and the manifests come from pull requests. A path they name — a manifest
 //! file, folder or glob, the ledger, the simulator's device fixture — is resolved (symlinks

@@ -176,7 +176,7 @@ fn mark_same_devices(actions: &[&Action], ledger: &Ledger, out: &mut Resolutions
 }
 
 /// Whether a device found through a list (a `$filter` lookup, the tenant listing) may be taken
-/// with the `deviceActionResults` the list gave. GRAPH.md has seen lists return them empty, and
+/// with the `deviceActionResults` the list gave. Lists have returned them empty (docs/graph-facts.md), and
 /// they are how a reset made outside the tool shows — together with the audit log. So when the
 /// audit log was read (Intune records every remote action there), the lists are enough; when it
 /// could not be, each such device with no results is read on its own.

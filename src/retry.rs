@@ -127,8 +127,8 @@ pub(crate) fn decide(outcome: Outcome, before: History, policy: &Policy) -> Next
 }
 
 /// A computed wait after a 429 (the server gave no `Retry-After`) with up to 20 % added at random,
-/// so that requests throttled together do not all come back together (GRAPH.md: exponential
-/// with jitter). Never shorter than computed; a server's own wait and every other decision are
+/// so that requests throttled together do not all come back together (docs/graph-facts.md,
+/// Throttling: exponential with jitter). Never shorter than computed; a server's own wait and every other decision are
 /// kept as they are.
 pub(crate) fn jitter(next: Next, outcome: Outcome) -> Next {
     match (next, outcome) {

@@ -140,7 +140,7 @@ impl Default for GraphSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub manifests: Vec<ManifestInput>,
-    /// The ledger: a path, or an Azure Blob Storage URL (SPEC §4).
+    /// The ledger: a path, or an Azure Blob Storage URL (docs/contract.md, Ledger).
     pub state: crate::state::Location,
     /// The ledger `--simulate` uses (always local).
     pub sim_state: PathBuf,

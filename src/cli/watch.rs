@@ -48,7 +48,7 @@ pub(super) struct WatchArgs {
 
 pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     if args.apply && !args.simulate {
-        // SPEC §4: a ledger that does not exist is refused at once (exit 1), never retried: a
+        // docs/contract.md, Ledger: a ledger that does not exist is refused at once (exit 1), never retried: a
         // failed download must not look like "nothing was ever sent". (A simulated one is
         // created on first use; a broken config is reported by each cycle, as ever.) Only the
         // config is read here: the manifests are the first cycle's.

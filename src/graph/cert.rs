@@ -153,7 +153,7 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
     }
 
-    // Regression (issue 11, finding 7): the thumbprint was the first certificate's, whatever the
+    // Regression: the thumbprint was the first certificate's, whatever the
     // key; it must be the key's own certificate, wherever it is in the file.
     #[test]
     fn the_thumbprint_is_the_keys_own_certificate() {

@@ -84,8 +84,8 @@ pub(crate) struct RawDevice {
     pub imei: Option<Spanned<String>>,
 }
 
-/// `spec.round` as written: a YAML integer. A quoted `"2"` is a string, which SPEC calls a wrong
-/// type (serde-saphyr would read it as 2); a float, a list or a map is one too.
+/// `spec.round` as written: a YAML integer. A quoted `"2"` is a string, which is a wrong
+/// type (docs/contract.md, Manifests) (serde-saphyr would read it as 2); a float, a list or a map is one too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Round(pub i64);
 

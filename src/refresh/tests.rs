@@ -75,7 +75,7 @@ fn a_matching_result_gives_its_state_and_pending_changes_nothing() {
     assert_eq!(one(&unknown, &ev(&pending, "2026-11-27T10:05:00Z", &[]), GRACE), Some(Status::Accepted));
 }
 
-// Regression (finding 1): the runner's clock was 90 s ahead of Intune's. Matching on the local
+// Regression: the runner's clock was 90 s ahead of Intune's. Matching on the local
 // time (less a fixed 60 s) missed the result, and after the grace the action was re-sent.
 #[test]
 fn runner_clock_ahead_of_intune_still_matches_on_intunes_clock() {
@@ -137,7 +137,7 @@ fn the_audit_log_shows_the_request_reached_intune() {
     );
 }
 
-// Regression (finding 9): a result another record claimed, or a person's reset, is never taken.
+// Regression: a result another record claimed, or a person's reset, is never taken.
 #[test]
 fn claimed_results_and_resets_by_people_are_never_taken() {
     let mut done = record("S0", Status::Done, "2026-11-27T09:00:00Z", Some("2026-11-27T09:00:00Z"));
@@ -199,7 +199,7 @@ fn a_device_that_is_gone_makes_unknown_sendable_after_the_grace_only() {
     assert_eq!(one(&r, &gone("2026-11-27T11:00:00Z"), GRACE), Some(Status::NotExecuted));
 }
 
-// Regression (finding 9): an unknown action sent before an accepted one on the same device took
+// Regression: an unknown action sent before an accepted one on the same device took
 // the accepted one's result and was marked done without ever having run.
 #[test]
 fn an_unknown_action_never_takes_the_result_of_an_accepted_one() {

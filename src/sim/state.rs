@@ -88,8 +88,8 @@ pub struct SimConfig {
     /// Whether a device list without `$filter` is refused (400), like a Graph stand-in that
     /// implements only the lookups.
     pub list_needs_filter: bool,
-    /// Whether device lists answer every `deviceActionResults` empty (GRAPH.md has seen the list
-    /// endpoint do so); a GET of one device still has them.
+    /// Whether device lists answer every `deviceActionResults` empty (lists have done so:
+    /// docs/graph-facts.md); a GET of one device still has them.
     pub list_omits_results: bool,
     /// Tokens die after this many Graph requests each (0: never), like expiries under load.
     pub token_requests: u32,

@@ -1,4 +1,4 @@
-//! Where a ledger lives: a local path, or a blob in Azure Blob Storage (SPEC §4 "Where it lives").
+//! Where a ledger lives: a local path, or a blob in Azure Blob Storage (docs/contract.md, Ledger).
 
 use std::fmt;
 use std::path::PathBuf;

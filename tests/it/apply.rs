@@ -128,7 +128,7 @@ fn server_errors_become_unknown_and_refresh_decides() {
     assert!(stdout(&out).contains("0 accepted, 0 rejected, 2 unknown"), "{}", stdout(&out));
     assert_eq!(posts(&sim).len(), 2, "no retry after 5xx");
     assert_eq!((sim.resets_applied(&ids[0]), sim.resets_applied(&ids[1])), (0, 1));
-    // Each attempt keeps Graph's answer: status, request id, error code and message (SPEC §4).
+    // Each attempt keeps Graph's answer: status, request id, error code and message.
     let ledger = repo.ledger_json();
     let mut seen: Vec<(u64, String)> = ledger["records"]
         .as_object()
@@ -461,7 +461,7 @@ fn two_applies_at_once_on_one_ledger() {
     assert_each_reset_once(&sim, &ids);
 }
 
-// `http://localhost:PORT` is a loopback host too (SPEC §7): the name is pinned to loopback.
+// `http://localhost:PORT` is a loopback host too: the name is pinned to loopback.
 #[test]
 fn graph_and_login_on_localhost_are_loopback() {
     let (repo, ids) = android_repo(1);

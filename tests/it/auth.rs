@@ -222,7 +222,7 @@ fn secrets_tokens_and_passcodes_never_leak() {
     assert!(places.iter().any(|(p, _)| p.ends_with("state.json")), "the ledger was checked");
 }
 
-// Regression (finding 3): the tenant is the token's `tid`, not a string from the environment. A
+// Regression: the tenant is the token's `tid`, not a string from the environment. A
 // token for tenant B with AZURE_TENANT_ID=A, or against A's ledger, is refused before any Graph
 // request, naming both tenants.
 #[test]

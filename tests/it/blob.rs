@@ -1,4 +1,4 @@
-//! The ledger in Azure Blob Storage (SPEC §4 "Where it lives"), against a real Azure Storage API:
+//! The ledger in Azure Blob Storage, against a real Azure Storage API:
 //! Azurite on loopback, with the simulator for Graph.
 
 use std::time::{Duration, Instant};

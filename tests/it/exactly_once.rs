@@ -44,7 +44,7 @@ fn status_of(repo: &Repo, id: &str) -> String {
     r["status"].as_str().expect("status").to_owned()
 }
 
-// Finding 1: Intune's clock 90 s behind ours, 30 % of POSTs applied then answered 500. Matching on
+// Intune's clock 90 s behind ours, 30 % of POSTs applied then answered 500. Matching on
 // the runner's clock missed those resets and `apply, refresh, apply` reset 16 of 40 devices twice.
 #[test]
 fn intunes_clock_behind_ours_never_leads_to_a_second_reset() {
@@ -77,7 +77,7 @@ fn intunes_clock_behind_ours_never_leads_to_a_second_reset() {
     }
 }
 
-// Finding 1, the other half: Intune's report is slower than the grace. The audit log shows the
+// The other half of the clock case: Intune's report is slower than the grace. The audit log shows the
 // request reached Intune, so the action is accepted, never made sendable.
 #[test]
 fn a_report_slower_than_the_grace_is_caught_by_the_audit_log() {
@@ -168,7 +168,7 @@ fn grace_never_leaves_it_to_a_person_who_is_recorded() {
     assert_eq!(sim.resets_applied(&ids[0]), 1);
 }
 
-// Finding 4: a missing ledger is not an empty one. A failed CI download or a wrong --state once
+// a missing ledger is not an empty one. A failed CI download or a wrong --state once
 // planned and applied every historical reset again.
 #[test]
 fn a_missing_ledger_is_refused_online_and_named_offline() {
@@ -204,7 +204,7 @@ fn a_missing_ledger_is_refused_online_and_named_offline() {
     assert_eq!(posts(&sim).len(), 1);
 }
 
-// Finding 5: tasks handed a send time before a 429 came back still sent inside its window, and
+// tasks handed a send time before a 429 came back still sent inside its window, and
 // a huge Retry-After was not capped by graph.backoff.max.
 #[test]
 fn no_post_leaves_inside_a_retry_after_window_it_has_learned_of() {
@@ -245,7 +245,7 @@ fn a_huge_retry_after_is_capped_by_graph_backoff_max_and_says_so() {
     assert_each_reset_once(&sim, &ids);
 }
 
-// Finding 7: a 408 means Graph never got the whole request: not executed, tried again in the run.
+// a 408 means Graph never got the whole request: not executed, tried again in the run.
 #[test]
 fn a_408_is_not_executed_and_is_retried() {
     let (repo, ids) = android_repo(2, "");
@@ -269,7 +269,7 @@ fn a_408_is_not_executed_and_is_retried() {
     assert_eq!(posts(&sim).len(), 3);
 }
 
-// Finding 7: one rejected action can be retried alone, without bumping `round` (which would
+// one rejected action can be retried alone, without bumping `round` (which would
 // reset every other device of the manifest again).
 #[test]
 fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
@@ -310,7 +310,7 @@ fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
     assert_eq!(posts(&sim).len(), 4, "only the retried action was sent again");
 }
 
-// Finding 8: the cooldown ignored the action's own earlier attempts, so it could not stop a
+// the cooldown ignored the action's own earlier attempts, so it could not stop a
 // re-send after refresh made an unknown action sendable.
 #[test]
 fn cooldown_counts_the_actions_own_earlier_attempts() {
@@ -328,7 +328,7 @@ fn cooldown_counts_the_actions_own_earlier_attempts() {
     assert_eq!(sim.resets_applied(&ids[0]), 0);
 }
 
-// Finding 9: refresh took a result that belonged to an accepted action, or a reset made in the
+// refresh took a result that belonged to an accepted action, or a reset made in the
 // portal, for an unknown action that never ran, and marked it done.
 #[test]
 fn refresh_never_gives_an_unknown_action_someone_elses_result() {
@@ -363,7 +363,7 @@ fn refresh_never_gives_an_unknown_action_someone_elses_result() {
     assert_eq!(sim.resets_applied(&d0), 1);
 }
 
-// Finding 11: tokens expiring while 16 requests are in flight failed actions (a second 401 was
+// tokens expiring while 16 requests are in flight failed actions (a second 401 was
 // final). A 401 renews the token once for everyone waiting and the action is tried again.
 #[test]
 fn token_expiry_under_load_renews_once_and_loses_no_action() {
@@ -384,7 +384,7 @@ fn token_expiry_under_load_renews_once_and_loses_no_action() {
     assert!(tokens <= 2 * n / 30 + 4, "renewed once per expiry, not once per request: {tokens} token requests");
 }
 
-// Finding 11, the bound: an action that meets a 401 on every try renews the token a bounded
+// The bound: an action that meets a 401 on every try renews the token a bounded
 // number of times, then ends `not-executed` (never `rejected`: it did not run).
 #[test]
 fn an_action_that_keeps_meeting_401s_ends_not_executed() {

@@ -194,7 +194,7 @@ fn a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched() {
     assert_eq!(std::fs::read(repo.store().path()).expect("ledger"), ledger);
 }
 
-// Issue 11, finding 4: `.reconcile/simulator.json` was written through a committed symlink, even
+// `.reconcile/simulator.json` was written through a committed symlink, even
 // by `plan --simulate`. It is replaced by a new file; the file it pointed at is untouched.
 #[test]
 fn the_simulators_state_is_never_written_through_a_symlink() {

@@ -1,5 +1,5 @@
 //! One ledger suite, run against both homes: a local file and a blob on Azurite. Every promise of
-//! SPEC §4 (created on purpose, tenant binding, one writer, durable records, crash leftovers,
+//! docs/contract.md, Ledger (created on purpose, tenant binding, one writer, durable records, crash leftovers,
 //! copies between homes) holds the same way for both.
 
 use std::time::Duration;

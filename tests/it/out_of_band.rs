@@ -267,7 +267,7 @@ fn the_audit_log_alone_shows_a_reset_the_device_does_not_yet() {
     assert_eq!(r["adopted"]["provenance"]["manifest"]["ticket"], "INC-77", "{r}");
 }
 
-// GRAPH.md: device lists have been seen answering `deviceActionResults` empty. When the audit log
+// docs/graph-facts.md: device lists have been seen answering `deviceActionResults` empty. When the audit log
 // cannot vouch for resets made outside reconcile, every device found through a list (here by
 // serial number, 22 of them: a tenant listing would pay) has its results read on its own, and the
 // portal reset is seen and adopted instead of being sent again.

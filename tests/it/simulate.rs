@@ -77,7 +77,7 @@ fn the_standalone_simulator_serves_another_process() {
         .args(["apply", "--auto-approve"])
         .output()
         .expect("run");
-    // SIGTERM (as a harness or a service manager stops it): a clean stop, exit 0 (SPEC §6).
+    // SIGTERM (as a harness or a service manager stops it): a clean stop, exit 0.
     let term = std::process::Command::new("kill").args(["-TERM", &sim.id().to_string()]).status().expect("kill");
     assert!(term.success());
     let status = sim.wait().expect("wait");

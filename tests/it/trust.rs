@@ -1,4 +1,4 @@
-//! What the repository may say, and what only the operator may say (SPEC §5): a pull request
+//! What the repository may say, and what only the operator may say: a pull request
 //! cannot decide where credentials go.
 
 use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr};
@@ -11,7 +11,7 @@ fn setup() -> (Repo, intune_reconcile::sim::SimHandle) {
     (repo, sim(SimConfig { devices: android_devices(1), ..SimConfig::default() }))
 }
 
-// Finding 5: `graph.cloud` from a pull request moved the login host and the Graph root, so the
+// `graph.cloud` from a pull request moved the login host and the Graph root, so the
 // client secret went to another cloud's token endpoint. The environment pins the cloud.
 #[test]
 fn graph_cloud_in_the_repository_must_match_the_environments_pin() {
@@ -65,7 +65,7 @@ fn assert_not_leaked(out: &std::process::Output) {
     assert!(!all.contains("SECRET_FIRST_LINE"), "the file outside was read into the output: {all}");
 }
 
-// Finding 2: `manifests:` accepted absolute paths, `..`, hidden files of any extension and
+// `manifests:` accepted absolute paths, `..`, hidden files of any extension and
 // symlinks out of the repository; a parse error then printed the first line of the file.
 #[test]
 fn manifests_named_by_the_repository_stay_inside_it() {
@@ -96,7 +96,7 @@ fn manifests_named_by_the_repository_stay_inside_it() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-// Finding 4: `state:` could point anywhere, so a pull request could divert the ledger out of the
+// `state:` could point anywhere, so a pull request could divert the ledger out of the
 // uploaded location (records lost, devices re-sent next run), also through a committed symlink.
 #[test]
 fn the_ledger_named_by_the_repository_stays_inside_it() {
@@ -193,7 +193,7 @@ fn workflow_commands(output: &str) -> Vec<String> {
         .collect()
 }
 
-// Finding 3 (and 6): ticket, reason, selectors, file names and Intune device names reached stdout
+// ticket, reason, selectors, file names and Intune device names reached stdout
 // and stderr raw, so a newline followed by `::add-mask::`, `::stop-commands::` or `::error` became
 // a GitHub workflow command. Every output of every command is searched: the only commands are the
 // tool's own annotations (`::error ` / `::warning ` with a space, data escaped).
@@ -284,7 +284,7 @@ fn hostile_values_never_become_workflow_commands() {
     assert!(md.contains("PWNED-SELECTOR"), "the summary was written");
 }
 
-// Finding 7: the simulator answered whatever `Host` a request named (DNS rebinding).
+// the simulator answered whatever `Host` a request named (DNS rebinding).
 #[test]
 fn the_simulator_answers_only_loopback_host_names() {
     use std::io::{Read as _, Write as _};
@@ -302,7 +302,7 @@ fn the_simulator_answers_only_loopback_host_names() {
     assert_eq!(status("rebind.evil.example:80"), "421");
 }
 
-// Finding 6: `\r` broke out of `<details>`, and links, images and mentions from manifest fields
+// `\r` broke out of `<details>`, and links, images and mentions from manifest fields
 // or Intune device names rendered live. The comment is rendered as GitHub would (CommonMark + GFM)
 // and its structure asserted.
 #[test]

@@ -397,7 +397,7 @@ fn completions_and_man_pages_are_generated_from_the_parser() {
     repo.cmd().args(["completions", "tcsh"]).assert().code(1);
 }
 
-// SPEC §2: a wrong type is an error. `round` is a YAML integer: a quoted "2" is a string (the
+// a wrong type is an error. `round` is a YAML integer: a quoted "2" is a string (the
 // YAML parser alone would read it as 2), and a float or a list is no round either.
 #[test]
 fn a_round_of_the_wrong_type_is_an_error() {

@@ -275,7 +275,7 @@ fn reconciler(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, args: &[&str]
     spawn(repo, args, &env)
 }
 
-// SPEC §4: `watch --apply` refuses a ledger that does not exist at once (exit 1, naming the
+// `watch --apply` refuses a ledger that does not exist at once (exit 1, naming the
 // location and `reconcile init`) instead of retrying forever; a simulated one is made on first use.
 #[test]
 fn the_reconciler_refuses_a_missing_ledger_at_once() {

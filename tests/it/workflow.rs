@@ -466,7 +466,7 @@ fn a_github_answer_over_its_cap_is_refused() {
     let _ = thread.join();
 }
 
-// Regression (issue 11, finding 1): anyone on a pull request could post a comment starting with
+// Regression: anyone on a pull request could post a comment starting with
 // the invisible marker before the first run; the tool then edited *their* comment, which they
 // could edit back into a fake plan. Only the token's own comments are adopted.
 #[test]

@@ -109,7 +109,7 @@ impl Azurite {
         format!("http://127.0.0.1:{}/{ACCOUNT}/{container}/{path}", self.port)
     }
 
-    /// Creates a container (the ledger's container must exist: SPEC §4).
+    /// Creates a container (the ledger's container must exist).
     pub(crate) fn create_container(&self, name: &str) {
         let (status, body) = self.request_body("PUT", &format!("/{name}"), &[("restype", "container")]);
         assert!(status == 201 || status == 409, "create container {name}: HTTP {status}: {body}");

@@ -46,6 +46,9 @@ pub enum FaultKind {
     HangBefore,
     /// 503 to a GET of the device (a lookup or a refresh read), not to its reset.
     LookupUnavailable,
+    /// Answer with this status and a JSON body that is cut off halfway (the connection drops
+    /// mid-body). A 2xx applies the reset first; any other status does not.
+    CutAnswer(u16),
 }
 
 /// A fault for the next `times` resetPasscode requests (on one device, or any); for

@@ -522,6 +522,10 @@ fn every_fault_has_its_outcome_and_a_second_apply_sends_nothing_that_may_have_ru
             exit: 0,
         },
         Case { kind: FaultKind::LookupUnavailable, status: "accepted", applied: 1, posts: 1, exit: 0 },
+        // The status line of a 2xx arrived: Intune took it, however the body ends.
+        Case { kind: FaultKind::CutAnswer(200), status: "accepted", applied: 1, posts: 1, exit: 0 },
+        // A 500 cut off: nothing says it ran, nothing says it did not.
+        Case { kind: FaultKind::CutAnswer(500), status: "unknown", applied: 0, posts: 1, exit: 1 },
     ];
     for c in cases {
         let what = format!("{:?}", c.kind);

@@ -3,17 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::azurite::{self, Azurite};
+use crate::common::azurite::{self, Azurite, Container};
 use crate::common::proxy::{Fault as NetFault, Proxy};
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout, wait_until};
 use intune_reconcile::sim::{Fault, FaultKind, SimConfig, SimHandle};
 
-const CONTAINER: &str = "ledgers";
+/// A repository whose `reconcile.yaml` names a blob ledger (`team-a/state.json`) in `az`.
+fn blob_repo(az: &Container, n: usize, extra: &str) -> (Repo, Vec<String>) {
+    blob_repo_at(&az.url("team-a/state.json"), n, extra)
+}
 
-/// A repository whose `reconcile.yaml` names a blob ledger on `az`.
-fn blob_repo(az: &Azurite, n: usize, extra: &str) -> (Repo, Vec<String>) {
+/// A repository whose `reconcile.yaml` names the blob ledger at `url`, and a manifest resetting
+/// `n` Android devices.
+fn blob_repo_at(url: &str, n: usize, extra: &str) -> (Repo, Vec<String>) {
     let repo = Repo::empty();
-    let url = az.url(CONTAINER, "team-a/state.json");
     repo.write(
         "reconcile.yaml",
         format!(
@@ -86,21 +89,20 @@ fn wait_for_posts(sim: &SimHandle, n: usize) {
 
 #[test]
 fn init_apply_plan_and_inspect_a_blob_ledger() {
-    let az = Azurite::start();
-    az.create_container(CONTAINER);
+    let az = Azurite::shared().container();
     let (repo, ids) = blob_repo(&az, 5, "");
     let sim = sim_for(5, |_| {});
     // Missing: refused by apply, like a local one, naming the URL and `reconcile init`.
     let out = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&az.url(CONTAINER, "team-a/state.json")), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&az.url("team-a/state.json")), "{}", stderr(&out));
     assert!(stderr(&out).contains("reconcile init"), "{}", stderr(&out));
     assert!(posts(&sim).is_empty());
 
     let out = cmd(&repo, &sim).arg("init").output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Created the ledger"), "{}", stdout(&out));
-    assert_eq!(az.list(CONTAINER), ["team-a/state.json", "team-a/state.json.lock"]);
+    assert_eq!(az.list(), ["team-a/state.json", "team-a/state.json.lock"]);
     let out = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(per_device(&sim).len(), 5);
@@ -108,19 +110,17 @@ fn init_apply_plan_and_inspect_a_blob_ledger() {
     // Compacted at the end: a snapshot, the (released) lock, and journal entries only as
     // tombstones (no records: their names stay taken, so no late write can fill them).
     let (entries, names): (Vec<String>, Vec<String>) =
-        az.list(CONTAINER).into_iter().partition(|n| n.starts_with("team-a/state.json.journal/"));
+        az.list().into_iter().partition(|n| n.starts_with("team-a/state.json.journal/"));
     assert_eq!(names, ["team-a/state.json", "team-a/state.json.lock"]);
     assert!(!entries.is_empty());
     for entry in &entries {
-        let body: serde_json::Value = serde_json::from_str(&az.get(CONTAINER, entry).expect("entry")).expect("json");
+        let body: serde_json::Value = serde_json::from_str(&az.get(entry).expect("entry")).expect("json");
         assert_eq!(body["records"], serde_json::json!([]), "{entry}: {body}");
     }
-    let snap: serde_json::Value =
-        serde_json::from_str(&az.get(CONTAINER, "team-a/state.json").expect("snapshot")).expect("json");
+    let snap: serde_json::Value = serde_json::from_str(&az.get("team-a/state.json").expect("snapshot")).expect("json");
     assert_eq!(snap["tenant"], "test-tenant");
     assert_eq!(snap["records"].as_object().map(|r| r.len()), Some(5));
-    let lock: serde_json::Value =
-        serde_json::from_str(&az.get(CONTAINER, "team-a/state.json.lock").expect("lock")).expect("json");
+    let lock: serde_json::Value = serde_json::from_str(&az.get("team-a/state.json.lock").expect("lock")).expect("json");
     assert_eq!(lock["released"], true, "{lock}");
 
     let out = cmd(&repo, &sim).args(["plan", "--detailed-exitcode"]).output().expect("run");
@@ -162,8 +162,7 @@ fn lock_id(text: &str) -> String {
 // waits with --lock-timeout and then finds nothing left to do. Every device is reset once.
 #[test]
 fn two_runners_share_one_blob_ledger_exactly_once() {
-    let az = Azurite::start();
-    az.create_container(CONTAINER);
+    let az = Azurite::shared().container();
     let (one, ids) = blob_repo(&az, 12, "");
     let (two, _) = blob_repo(&az, 12, "");
     let sim = sim_for(12, |c| c.latency = Duration::from_millis(150));
@@ -184,15 +183,17 @@ fn two_runners_share_one_blob_ledger_exactly_once() {
     assert!(per.values().all(|&n| n == 1), "{per:?}");
 }
 
-// kill -9 of a runner mid-apply: its lock is never released, so the other runner (waiting with
-// --lock-timeout) takes it over once nobody renewed it for 60 s of the store's clock, replays the
-// dead run's journal (its in-flight actions are `unknown`, never re-sent), and refresh settles them.
+// kill -9 of a runner mid-apply: its lock is never released. The other runner is refused while
+// the lock is fresh, and takes it over once nobody renewed it for 60 s of the store's clock (the
+// store's clock is moved on, by the `Date` of its answers, instead of waiting a minute); it
+// replays the dead run's journal (its in-flight actions are `unknown`, never re-sent), and
+// refresh settles them.
 #[test]
 fn kill_dash_nine_then_the_other_runner_takes_over_the_stale_lock() {
-    let az = Azurite::start();
-    az.create_container(CONTAINER);
+    let az = Azurite::shared().container();
     let (one, ids) = blob_repo(&az, 20, "");
-    let (two, _) = blob_repo(&az, 20, "");
+    let proxy = Proxy::start(az.port());
+    let (two, _) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), 20, "");
     let sim = sim_for(20, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_secs(2)), times: 20 }];
     });
@@ -206,9 +207,12 @@ fn kill_dash_nine_then_the_other_runner_takes_over_the_stale_lock() {
     assert!(sent.len() < ids.len(), "killed mid-apply");
     // Every request that left has its intent in the shared ledger.
     assert!(sent.is_subset(&recorded_ids(&one, &sim)), "an intent was missing for a sent request");
-    let started = Instant::now();
-    let second = cmd(&two, &sim).args(["apply", "--auto-approve", "--lock-timeout", "120s"]).output().expect("run");
-    assert!(started.elapsed() >= Duration::from_secs(30), "the dead run's lock was taken before it expired");
+    let refused = cmd(&two, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(refused.status.code(), Some(1), "the dead run's lock is taken only once it expired");
+    assert!(stderr(&refused).contains("is locked by pid"), "{}", stderr(&refused));
+    // A lock nobody renews expires after 60 s (README, `state unlock`).
+    proxy.move_clock(Duration::from_secs(61));
+    let second = cmd(&two, &sim).args(["apply", "--auto-approve", "--lock-timeout", "10s"]).output().expect("run");
     assert!(stderr(&second).contains("taking over a ledger lock"), "{}", stderr(&second));
     let per = per_device(&sim);
     assert!(per.values().all(|&n| n == 1), "no device got a second POST: {per:?}");
@@ -227,19 +231,25 @@ fn kill_dash_nine_then_the_other_runner_takes_over_the_stale_lock() {
 // the store is back (or reported). Restarting the store and re-running converges exactly once.
 #[test]
 fn storage_outage_mid_apply_stops_sending_and_converges_after() {
-    let mut az = Azurite::start_persistent();
-    az.create_container(CONTAINER);
-    let (repo, ids) = blob_repo(&az, 20, "");
+    let mut store = Azurite::start_persistent();
+    let az = store.container();
+    // The store restarts on another port; the proxy keeps the address the tool was given.
+    let proxy = Proxy::start(store.port());
+    let (repo, ids) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), 20, "");
     let sim = sim_for(20, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_millis(1500)), times: 20 }];
     });
     cmd(&repo, &sim).arg("init").assert().success();
     let child = spawn(&repo, &sim, &["apply", "--auto-approve"]);
     wait_for_posts(&sim, 3);
-    az.stop();
+    let seen = proxy.log().len();
+    store.stop();
     let at_outage = posts(&sim).len();
-    std::thread::sleep(Duration::from_secs(3));
-    az.restart();
+    // The run meets the outage: a ledger request finds the store gone. It then keeps the
+    // outcomes it could not write, to write once the store is back.
+    wait_until("a ledger request during the outage", || proxy.log()[seen..].iter().any(|r| r.status.is_none()));
+    store.restart();
+    proxy.set_upstream(store.port());
     let out = child.wait_with_output().expect("apply ends");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -280,8 +290,7 @@ fn storage_outage_mid_apply_stops_sending_and_converges_after() {
 // `state pull` brings it back to a file.
 #[test]
 fn push_a_local_ledger_to_a_blob_and_pull_it_back() {
-    let az = Azurite::start();
-    az.create_container(CONTAINER);
+    let az = Azurite::shared().container();
     let sim = sim_for(3, |_| {});
     let repo = Repo::empty();
     repo.fast_config("");
@@ -289,7 +298,7 @@ fn push_a_local_ledger_to_a_blob_and_pull_it_back() {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
     cmd(&repo, &sim).args(["apply", "--auto-approve"]).assert().success();
-    let url = az.url(CONTAINER, "moved/state.json");
+    let url = az.url("moved/state.json");
     let out = cmd(&repo, &sim).args(["state", "push", &url]).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Copied 3 records"), "{}", stdout(&out));
@@ -317,8 +326,7 @@ fn push_a_local_ledger_to_a_blob_and_pull_it_back() {
 // clear error before anything is sent.
 #[test]
 fn a_wrong_storage_key_is_refused_before_anything_is_sent_and_never_shown() {
-    let az = Azurite::start();
-    az.create_container(CONTAINER);
+    let az = Azurite::shared().container();
     let (repo, _) = blob_repo(&az, 2, "");
     let sim = sim_for(2, |_| {});
     cmd(&repo, &sim).arg("init").assert().success();
@@ -346,46 +354,34 @@ fn a_wrong_storage_key_is_refused_before_anything_is_sent_and_never_shown() {
 // naming the host and the cap, before anything is sent or recorded.
 #[test]
 fn a_lock_blob_over_its_cap_is_refused() {
-    let az = Azurite::start();
-    az.create_container(CONTAINER);
+    let az = Azurite::shared().container();
     let (repo, _) = blob_repo(&az, 1, "");
     let sim = sim_for(1, |_| {});
     let out = cmd(&repo, &sim).arg("init").output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     // A released lock, still valid JSON, padded past 1 MiB.
-    let mut lock = az.get(CONTAINER, "team-a/state.json.lock").expect("lock").into_bytes();
+    let mut lock = az.get("team-a/state.json.lock").expect("lock").into_bytes();
     lock.extend(std::iter::repeat_n(b' ', 1024 * 1024 + 1));
-    az.put(CONTAINER, "team-a/state.json.lock", &lock);
-    let snapshot = az.get(CONTAINER, "team-a/state.json");
+    az.put("team-a/state.json.lock", &lock);
+    let snapshot = az.get("team-a/state.json");
     let out = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("127.0.0.1 sent more than 1 MiB; refusing the answer"), "{err}");
     assert!(posts(&sim).is_empty(), "nothing is sent");
-    assert_eq!(az.get(CONTAINER, "team-a/state.json"), snapshot, "nothing recorded");
-    assert_eq!(az.list(CONTAINER), ["team-a/state.json", "team-a/state.json.lock"]);
+    assert_eq!(az.get("team-a/state.json"), snapshot, "nothing recorded");
+    assert_eq!(az.list(), ["team-a/state.json", "team-a/state.json.lock"]);
 }
 
 /// A repository on a blob ledger reached through a fault-injecting proxy in front of Azurite,
 /// created (`init`) before any fault is set.
-fn through_proxy(n: usize) -> (Azurite, Proxy, Repo, Vec<String>, SimHandle) {
-    let az = Azurite::start();
-    az.create_container(CONTAINER);
-    let proxy = Proxy::start(az.port);
-    let repo = Repo::empty();
-    let url = proxy.url(CONTAINER, "team-a/state.json");
-    repo.write(
-        "reconcile.yaml",
-        format!(
-            "manifests: [manifests]\nstate: {url}\ngraph:\n  concurrency: 3\n  writeBudget: {{ requests: 1000, window: 1s }}\n  timeout: 2s\n  unknownGrace: 0s\n  backoff: {{ initial: 10ms, max: 200ms }}\n"
-        ),
-    );
-    let ids: Vec<String> = (0..n).map(android_id).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
+fn through_proxy(n: usize) -> (Proxy, Repo, Vec<String>, SimHandle) {
+    let az = Azurite::shared().container();
+    let proxy = Proxy::start(az.port());
+    let (repo, ids) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), n, "");
     let sim = sim_for(n, |_| {});
     cmd(&repo, &sim).arg("init").assert().success();
-    (az, proxy, repo, ids, sim)
+    (proxy, repo, ids, sim)
 }
 
 fn is_lock(p: &str) -> bool {
@@ -426,7 +422,7 @@ fn apply_survives(proxy: &Proxy, repo: &Repo, ids: &[String], sim: &SimHandle) {
 // `init`, released: the first lock PUT is the create that finds it, the second takes it over.)
 #[test]
 fn a_lost_answer_to_the_lock_acquisition_is_our_lock() {
-    let (_az, proxy, repo, ids, sim) = through_proxy(6);
+    let (proxy, repo, ids, sim) = through_proxy(6);
     proxy.fault("PUT", is_lock, 2, 1, NetFault::LoseAnswer);
     apply_survives(&proxy, &repo, &ids, &sim);
 }
@@ -435,7 +431,7 @@ fn a_lost_answer_to_the_lock_acquisition_is_our_lock() {
 // the snapshot read back is the one written, so the run succeeds.
 #[test]
 fn a_lost_answer_to_the_snapshot_swap_is_our_snapshot() {
-    let (_az, proxy, repo, ids, sim) = through_proxy(10);
+    let (proxy, repo, ids, sim) = through_proxy(10);
     proxy.fault("PUT", is_snapshot, 1, 1, NetFault::LoseAnswer);
     apply_survives(&proxy, &repo, &ids, &sim);
 }
@@ -444,7 +440,7 @@ fn a_lost_answer_to_the_snapshot_swap_is_our_snapshot() {
 // back, the entry is ours, so the run goes on and every outcome is recorded.
 #[test]
 fn a_journal_entry_answered_500_after_it_landed_is_ours() {
-    let (_az, proxy, repo, ids, sim) = through_proxy(8);
+    let (proxy, repo, ids, sim) = through_proxy(8);
     proxy.fault("PUT", is_entry, 3, 4, NetFault::Fail500);
     apply_survives(&proxy, &repo, &ids, &sim);
 }
@@ -455,7 +451,7 @@ fn a_journal_entry_answered_500_after_it_landed_is_ours() {
 // next run converges: each device once.
 #[test]
 fn a_journal_entry_refused_before_it_landed_is_an_outage_not_another_writer() {
-    let (_az, proxy, repo, ids, sim) = through_proxy(8);
+    let (proxy, repo, ids, sim) = through_proxy(8);
     proxy.fault("PUT", is_entry, 3, 4, NetFault::Refuse500);
     let out = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
     let err = stderr(&out);

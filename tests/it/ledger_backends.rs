@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::azurite::{self, Azurite};
+use crate::common::azurite::{self, Azurite, Container};
 use crate::common::proxy::{Fault, Proxy};
 use intune_reconcile::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
 use intune_reconcile::state::blob::{BlobStore, StorageAuth};
@@ -14,7 +14,7 @@ use intune_reconcile::state::{Attempt, BlobUrl, Ledger, LocalStore, Record, Stat
 #[allow(dead_code)]
 enum Home {
     Local(tempfile::TempDir),
-    Blob(Azurite),
+    Blob(Container),
 }
 
 fn local() -> (Home, Store) {
@@ -23,16 +23,15 @@ fn local() -> (Home, Store) {
     (Home::Local(dir), store)
 }
 
-fn blob_at(az: &Azurite, path: &str) -> Store {
-    let url = BlobUrl::parse(&az.url("ledgers", path), intune_reconcile::settings::Cloud::Global).expect("url");
+fn blob_at(az: &Container, path: &str) -> Store {
+    let url = BlobUrl::parse(&az.url(path), intune_reconcile::settings::Cloud::Global).expect("url");
     Store::Blob(
         BlobStore::open(url, StorageAuth::Key(azurite::KEY.to_owned().into()), Duration::from_secs(5)).expect("open"),
     )
 }
 
 fn blob() -> (Home, Store) {
-    let az = Azurite::start();
-    az.create_container("ledgers");
+    let az = Azurite::shared().container();
     let store = blob_at(&az, "team/state.json");
     (Home::Blob(az), store)
 }
@@ -280,14 +279,13 @@ fn a_writer_that_lost_its_blob_lock_is_fenced() {
     assert_eq!(rt.block_on(s.load()).expect("load"), l);
 }
 
-/// A blob ledger reached through a fault-injecting proxy in front of its own Azurite, optionally
+/// A blob ledger reached through a fault-injecting proxy in front of Azurite, optionally
 /// with a lock renewed every `lease.0` and a safe lease of `lease.1` (seconds, not 15 s and 40 s).
-fn blob_via_proxy(lease: Option<(Duration, Duration)>) -> (Azurite, Proxy, Store) {
-    let az = Azurite::start();
-    az.create_container("ledgers");
-    let proxy = Proxy::start(az.port);
-    let url = BlobUrl::parse(&proxy.url("ledgers", "team/state.json"), intune_reconcile::settings::Cloud::Global)
-        .expect("url");
+fn blob_via_proxy(lease: Option<(Duration, Duration)>) -> (Container, Proxy, Store) {
+    let az = Azurite::shared().container();
+    let proxy = Proxy::start(az.port());
+    let url =
+        BlobUrl::parse(&proxy.url(&az, "team/state.json"), intune_reconcile::settings::Cloud::Global).expect("url");
     let mut store =
         BlobStore::open(url, StorageAuth::Key(azurite::KEY.to_owned().into()), Duration::from_secs(5)).expect("open");
     if let Some((renew, safe)) = lease {
@@ -390,7 +388,7 @@ fn an_old_entry_that_disagrees_with_the_snapshot_is_kept_as_unknown() {
         "writer": "fenced-runner",
         "records": [late],
     });
-    az.put("ledgers", &name, entry.to_string().as_bytes());
+    az.put(&name, entry.to_string().as_bytes());
     let seen = rt.block_on(s.load()).expect("readable: not refused for ever");
     let merged = seen.records.get(&x.key).expect("the action");
     assert_eq!(merged.status, Status::Unknown, "never assumed unsent");
@@ -404,7 +402,7 @@ fn an_old_entry_that_disagrees_with_the_snapshot_is_kept_as_unknown() {
         .expect("commit");
     assert_eq!(l2.records.get(&x.key), Some(merged));
     assert_eq!(rt.block_on(s.load()).expect("load").records.get(&x.key), Some(merged));
-    let tomb: serde_json::Value = serde_json::from_str(&az.get("ledgers", &name).expect("tombstone")).expect("json");
+    let tomb: serde_json::Value = serde_json::from_str(&az.get(&name).expect("tombstone")).expect("json");
     assert_eq!(tomb["records"], serde_json::json!([]), "{tomb}");
 }
 
@@ -427,8 +425,7 @@ fn a_lost_renewal_answer_keeps_the_lock() {
     let a = record("A", Status::Unknown);
     rt.block_on(w.record(a.clone())).expect("still the holder");
     rt.block_on(w.commit()).expect("commit");
-    let lock: serde_json::Value =
-        serde_json::from_str(&az.get("ledgers", "team/state.json.lock").expect("lock")).expect("json");
+    let lock: serde_json::Value = serde_json::from_str(&az.get("team/state.json.lock").expect("lock")).expect("json");
     assert_eq!(lock["released"], true, "released at the end: {lock}");
     rt.block_on(s.lock(Duration::ZERO, "next", Some("tenant-a"))).expect("free at once").then_commit_sync(&rt);
     assert!(rt.block_on(s.load()).expect("load").records.contains_key(&a.key));

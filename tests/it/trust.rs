@@ -287,19 +287,12 @@ fn hostile_values_never_become_workflow_commands() {
 // the simulator answered whatever `Host` a request named (DNS rebinding).
 #[test]
 fn the_simulator_answers_only_loopback_host_names() {
-    use std::io::{Read as _, Write as _};
     let sim = sim(SimConfig::default());
     let addr = sim.url().trim_start_matches("http://").to_owned();
-    let status = |host: &str| {
-        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
-        write!(s, "GET /_sim/requests HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("send");
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).expect("answer");
-        answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
-    };
-    assert_eq!(status(&addr), "200");
-    assert_eq!(status("localhost"), "200");
-    assert_eq!(status("rebind.evil.example:80"), "421");
+    let status = |host: &str| crate::common::http::call(&addr, "GET", "/_sim/requests", &[("Host", host)], &[]).status;
+    assert_eq!(status(&addr), 200);
+    assert_eq!(status("localhost"), 200);
+    assert_eq!(status("rebind.evil.example:80"), 421);
 }
 
 // `\r` broke out of `<details>`, and links, images and mentions from manifest fields

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: temp repositories, the real binary, ledgers.
 
 pub(crate) mod azurite;
+pub(crate) mod http;
 pub(crate) mod proxy;
 
 use std::path::{Path, PathBuf};
@@ -302,11 +303,5 @@ pub(crate) fn posts(sim: &intune_reconcile::sim::SimHandle) -> Vec<intune_reconc
 
 /// A bare `POST path` to the simulator (its test routes), returning the HTTP status.
 pub(crate) fn http_post(sim: &intune_reconcile::sim::SimHandle, path: &str) -> u16 {
-    use std::io::{Read as _, Write as _};
-    let addr = sim.url().trim_start_matches("http://").to_owned();
-    let mut s = std::net::TcpStream::connect(&addr).expect("connect to the simulator");
-    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("send");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("answer");
-    answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line")
+    http::call(sim.url().trim_start_matches("http://"), "POST", path, &[], &[]).status
 }

@@ -1,12 +1,16 @@
 //! The ledger in Azure Blob Storage, against a real Azure Storage API:
 //! Azurite on loopback, with the simulator for Graph.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::azurite::{self, Azurite, Container};
 use crate::common::proxy::{Fault as NetFault, Proxy};
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout, wait_until};
-use intune_reconcile::sim::{Fault, FaultKind, SimConfig, SimHandle};
+use crate::common::spawn::spawn_piped;
+use crate::common::{
+    Repo, android_id, android_sim, lock_id, manifest_for, posts, posts_per_device, stderr, stdout, wait_for_posts,
+    wait_until,
+};
+use intune_reconcile::sim::{Fault, FaultKind, SimHandle};
 
 /// A repository whose `reconcile.yaml` names a blob ledger (`team-a/state.json`) in `az`.
 fn blob_repo(az: &Container, n: usize, extra: &str) -> (Repo, Vec<String>) {
@@ -29,13 +33,19 @@ fn blob_repo_at(url: &str, n: usize, extra: &str) -> (Repo, Vec<String>) {
     (repo, ids)
 }
 
-fn cmd(repo: &Repo, sim: &SimHandle) -> assert_cmd::Command {
-    let mut c = repo.cmd_on(sim);
+/// `reconcile` in `repo`, signed in to `sim`, with the account key, naming the blob ledger as the
+/// operator does.
+fn command(repo: &Repo, sim: &SimHandle) -> std::process::Command {
+    let mut c = repo.command_on(sim);
     c.env("AZURE_STORAGE_KEY", azurite::KEY);
     if let Some(url) = operator_state(repo) {
         c.env("RECONCILE_STATE", url);
     }
     c
+}
+
+fn cmd(repo: &Repo, sim: &SimHandle) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(command(repo, sim))
 }
 
 /// The Blob URL `reconcile.yaml` repeats, which the operator names (a Blob ledger's location is
@@ -46,52 +56,14 @@ fn operator_state(repo: &Repo) -> Option<String> {
 }
 
 fn spawn(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Child {
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile"));
-    crate::common::hermetic(&mut c)
-        .current_dir(repo.path())
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .env_remove("RUST_LOG")
-        .env("RECONCILE_GRAPH_URL", sim.url())
-        .env("AZURE_AUTHORITY_HOST", sim.url())
-        .env("AZURE_TENANT_ID", "test-tenant")
-        .env("AZURE_CLIENT_ID", "test-client")
-        .env("AZURE_CLIENT_SECRET", crate::common::SECRET)
-        .env("AZURE_STORAGE_KEY", azurite::KEY);
-    if let Some(url) = operator_state(repo) {
-        c.env("RECONCILE_STATE", url);
-    }
-    c.spawn().expect("spawn reconcile")
-}
-
-fn sim_for(n: usize, tweak: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut cfg = SimConfig { devices: android_devices(n), ..SimConfig::default() };
-    tweak(&mut cfg);
-    sim(cfg)
-}
-
-fn per_device(sim: &SimHandle) -> std::collections::HashMap<String, usize> {
-    let mut m = std::collections::HashMap::new();
-    for p in posts(sim) {
-        *m.entry(p.path).or_insert(0) += 1;
-    }
-    m
-}
-
-fn wait_for_posts(sim: &SimHandle, n: usize) {
-    let start = Instant::now();
-    while posts(sim).len() < n {
-        assert!(start.elapsed() < Duration::from_secs(60), "the apply never got going");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    spawn_piped(command(repo, sim).args(args))
 }
 
 #[test]
 fn init_apply_plan_and_inspect_a_blob_ledger() {
     let az = Azurite::shared().container();
     let (repo, ids) = blob_repo(&az, 5, "");
-    let sim = sim_for(5, |_| {});
+    let sim = android_sim(5, |_| {});
     // Missing: refused by apply, like a local one, naming the URL and `reconcile init`.
     let out = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -105,8 +77,8 @@ fn init_apply_plan_and_inspect_a_blob_ledger() {
     assert_eq!(az.list(), ["team-a/state.json", "team-a/state.json.lock"]);
     let out = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_eq!(per_device(&sim).len(), 5);
-    assert!(per_device(&sim).values().all(|&n| n == 1));
+    assert_eq!(posts_per_device(&sim).len(), 5);
+    assert!(posts_per_device(&sim).values().all(|&n| n == 1));
     // Compacted at the end: a snapshot, the (released) lock, and journal entries only as
     // tombstones (no records: their names stay taken, so no late write can fill them).
     let (entries, names): (Vec<String>, Vec<String>) =
@@ -150,14 +122,6 @@ fn recorded_ids(repo: &Repo, sim: &SimHandle) -> std::collections::HashSet<Strin
     ids
 }
 
-fn lock_id(text: &str) -> String {
-    text.split("lock ID ")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .expect("a lock ID in the message")
-        .to_owned()
-}
-
 // Two CI runners, two checkouts, one blob ledger: the second is refused naming the holder, or
 // waits with --lock-timeout and then finds nothing left to do. Every device is reset once.
 #[test]
@@ -165,7 +129,7 @@ fn two_runners_share_one_blob_ledger_exactly_once() {
     let az = Azurite::shared().container();
     let (one, ids) = blob_repo(&az, 12, "");
     let (two, _) = blob_repo(&az, 12, "");
-    let sim = sim_for(12, |c| c.latency = Duration::from_millis(150));
+    let sim = android_sim(12, |c| c.latency = Duration::from_millis(150));
     cmd(&one, &sim).arg("init").assert().success();
     let first = spawn(&one, &sim, &["apply", "--auto-approve"]);
     wait_for_posts(&sim, 1);
@@ -178,7 +142,7 @@ fn two_runners_share_one_blob_ledger_exactly_once() {
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(waited.status.success(), "{}", stderr(&waited));
     assert!(stdout(&waited).contains("Nothing to do"), "{}", stdout(&waited));
-    let per = per_device(&sim);
+    let per = posts_per_device(&sim);
     assert_eq!(per.len(), ids.len());
     assert!(per.values().all(|&n| n == 1), "{per:?}");
 }
@@ -194,7 +158,7 @@ fn kill_dash_nine_then_the_other_runner_takes_over_the_stale_lock() {
     let (one, ids) = blob_repo(&az, 20, "");
     let proxy = Proxy::start(az.port());
     let (two, _) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), 20, "");
-    let sim = sim_for(20, |c| {
+    let sim = android_sim(20, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_secs(2)), times: 20 }];
     });
     cmd(&one, &sim).arg("init").assert().success();
@@ -214,7 +178,7 @@ fn kill_dash_nine_then_the_other_runner_takes_over_the_stale_lock() {
     proxy.move_clock(Duration::from_secs(61));
     let second = cmd(&two, &sim).args(["apply", "--auto-approve", "--lock-timeout", "10s"]).output().expect("run");
     assert!(stderr(&second).contains("taking over a ledger lock"), "{}", stderr(&second));
-    let per = per_device(&sim);
+    let per = posts_per_device(&sim);
     assert!(per.values().all(|&n| n == 1), "no device got a second POST: {per:?}");
     // refresh settles the dead run's unknown actions from Intune; then everything is done once.
     cmd(&two, &sim).arg("refresh").assert().success();
@@ -236,7 +200,7 @@ fn storage_outage_mid_apply_stops_sending_and_converges_after() {
     // The store restarts on another port; the proxy keeps the address the tool was given.
     let proxy = Proxy::start(store.port());
     let (repo, ids) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), 20, "");
-    let sim = sim_for(20, |c| {
+    let sim = android_sim(20, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_millis(1500)), times: 20 }];
     });
     cmd(&repo, &sim).arg("init").assert().success();
@@ -282,7 +246,7 @@ fn storage_outage_mid_apply_stops_sending_and_converges_after() {
     for id in &ids {
         assert_eq!(sim.resets_applied(id), 1, "device {id}");
     }
-    let per = per_device(&sim);
+    let per = posts_per_device(&sim);
     assert!(per.values().all(|&n| n == 1), "{per:?}");
 }
 
@@ -291,7 +255,7 @@ fn storage_outage_mid_apply_stops_sending_and_converges_after() {
 #[test]
 fn push_a_local_ledger_to_a_blob_and_pull_it_back() {
     let az = Azurite::shared().container();
-    let sim = sim_for(3, |_| {});
+    let sim = android_sim(3, |_| {});
     let repo = Repo::empty();
     repo.fast_config("");
     let ids: Vec<String> = (0..3).map(android_id).collect();
@@ -328,7 +292,7 @@ fn push_a_local_ledger_to_a_blob_and_pull_it_back() {
 fn a_wrong_storage_key_is_refused_before_anything_is_sent_and_never_shown() {
     let az = Azurite::shared().container();
     let (repo, _) = blob_repo(&az, 2, "");
-    let sim = sim_for(2, |_| {});
+    let sim = android_sim(2, |_| {});
     cmd(&repo, &sim).arg("init").assert().success();
     let wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5";
     let out = cmd(&repo, &sim).env("AZURE_STORAGE_KEY", wrong).args(["apply", "--auto-approve"]).output().expect("run");
@@ -356,7 +320,7 @@ fn a_wrong_storage_key_is_refused_before_anything_is_sent_and_never_shown() {
 fn a_lock_blob_over_its_cap_is_refused() {
     let az = Azurite::shared().container();
     let (repo, _) = blob_repo(&az, 1, "");
-    let sim = sim_for(1, |_| {});
+    let sim = android_sim(1, |_| {});
     let out = cmd(&repo, &sim).arg("init").output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     // A released lock, still valid JSON, padded past 1 MiB.
@@ -379,7 +343,7 @@ fn through_proxy(n: usize) -> (Proxy, Repo, Vec<String>, SimHandle) {
     let az = Azurite::shared().container();
     let proxy = Proxy::start(az.port());
     let (repo, ids) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), n, "");
-    let sim = sim_for(n, |_| {});
+    let sim = android_sim(n, |_| {});
     cmd(&repo, &sim).arg("init").assert().success();
     (proxy, repo, ids, sim)
 }
@@ -406,7 +370,7 @@ fn apply_survives(proxy: &Proxy, repo: &Repo, ids: &[String], sim: &SimHandle) {
     for false_alarm in ["someone else", "another writer", "no longer holds", "locked by pid"] {
         assert!(!err.contains(false_alarm), "{false_alarm}: {err}");
     }
-    let per = per_device(sim);
+    let per = posts_per_device(sim);
     assert_eq!(per.len(), ids.len(), "{per:?}");
     assert!(per.values().all(|&n| n == 1), "no device got a second POST: {per:?}");
     let ledger = ledger_json(repo, sim);
@@ -465,7 +429,7 @@ fn a_journal_entry_refused_before_it_landed_is_an_outage_not_another_writer() {
     assert!(again.status.code().is_some(), "{}", stderr(&again));
     let _ = cmd(&repo, &sim).arg("refresh").output().expect("run");
     let _ = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
-    let per = per_device(&sim);
+    let per = posts_per_device(&sim);
     assert!(per.values().all(|&n| n == 1), "no device got a second POST: {per:?}");
     assert_eq!(per.len(), ids.len(), "every device was reset once in the end: {per:?}");
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::common::azurite::{self, Azurite, Container};
+use crate::common::lock_id;
 use crate::common::proxy::{Fault, Proxy};
 use intune_reconcile::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
 use intune_reconcile::state::blob::{BlobStore, StorageAuth};
@@ -144,13 +145,7 @@ fn every_record_is_durable_before_commit_and_survives_a_crash(s: &Store) {
     if let Store::Blob(_) = s {
         // The dead holder's lock is still there until it expires or a person releases it.
         let err = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect_err("still locked");
-        let id = err
-            .to_string()
-            .split("lock ID ")
-            .nth(1)
-            .and_then(|t| t.split_whitespace().next())
-            .expect("a lock ID")
-            .to_owned();
+        let id = lock_id(&err.to_string());
         let holder = rt.block_on(s.unlock(&id)).expect("unlock");
         assert_eq!(holder.command, "t");
         assert!(matches!(rt.block_on(s.unlock(&id)), Err(StateError::NotLocked { .. })));
@@ -263,7 +258,7 @@ fn a_writer_that_lost_its_blob_lock_is_fenced() {
     let first = record("A", Status::Unknown);
     rt.block_on(a.record(first.clone())).expect("record");
     let err = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect_err("held");
-    let id = err.to_string().split("lock ID ").nth(1).and_then(|t| t.split_whitespace().next()).expect("id").to_owned();
+    let id = lock_id(&err.to_string());
     rt.block_on(s.unlock(&id)).expect("a person releases it");
     let mut b = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect("b locks");
     assert!(b.ledger().records.contains_key(&first.key), "b sees a's intent");
@@ -302,10 +297,6 @@ fn is_lock(p: &str) -> bool {
     p.ends_with("/team/state.json.lock")
 }
 
-fn lock_id_of(err: &StateError) -> String {
-    err.to_string().split("lock ID ").nth(1).and_then(|t| t.split_whitespace().next()).expect("a lock ID").to_owned()
-}
-
 /// `r` with one more attempt (a new request for the same action).
 fn another_attempt(r: &Record) -> Record {
     let mut r = r.clone();
@@ -340,7 +331,7 @@ fn a_late_entry_write_cannot_fill_a_compacted_name() {
     proxy.wait_held(1);
     // The lock passes on (a person's unlock here; an expiry in the field) while a's write is held.
     let err = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect_err("held by a");
-    rt.block_on(s.unlock(&lock_id_of(&err))).expect("unlock");
+    rt.block_on(s.unlock(&lock_id(&err.to_string()))).expect("unlock");
     let mut b = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect("b locks");
     let b_version = another_attempt(&x);
     rt.block_on(b.record(b_version.clone())).expect("b records the same serial");

@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::spawn::spawn_piped;
 use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim};
 use intune_reconcile::sim::SimConfig;
 
@@ -122,17 +123,7 @@ fn watch(repo: &Repo, args: &[&str]) -> Watch {
 
 /// `reconcile ARGS` in `repo` with `env`, its output collected.
 fn spawn(repo: &Repo, args: &[&str], env: &[(&str, String)]) -> Watch {
-    let child = crate::common::hermetic(&mut std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile")))
-        .current_dir(repo.path())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("AZURE_TENANT_ID")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn reconcile");
-    Watch::start(child)
+    Watch::start(spawn_piped(repo.command().args(args).envs(env.iter().map(|(k, v)| (k, v)))))
 }
 
 const ONE: &str = "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\nspec:\n  devices:\n    - serialNumber: S1\n";
@@ -265,14 +256,7 @@ fn the_reconciler_prints_changed_plans_only_and_json_lines_only_when_asked() {
 
 /// `reconcile ARGS` in `repo`, signed in to `sim`, its output collected.
 fn reconciler(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, args: &[&str]) -> Watch {
-    let env = [
-        ("RECONCILE_GRAPH_URL", sim.url()),
-        ("AZURE_AUTHORITY_HOST", sim.url()),
-        ("AZURE_TENANT_ID", "test-tenant".to_owned()),
-        ("AZURE_CLIENT_ID", "c".to_owned()),
-        ("AZURE_CLIENT_SECRET", crate::common::SECRET.to_owned()),
-    ];
-    spawn(repo, args, &env)
+    Watch::start(spawn_piped(repo.command_on(sim).args(args)))
 }
 
 // `watch --apply` refuses a ledger that does not exist at once (exit 1, naming the

@@ -47,15 +47,6 @@ fn a_saved_plan_is_applied_exactly_once_and_shown_in_every_format() {
     assert_eq!(posts(&sim).len(), 7);
 }
 
-/// A repository with the ledger created, a fast config and `n` Android devices in the simulator.
-fn android_repo(n: usize) -> (Repo, intune_reconcile::sim::SimHandle) {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    let sim =
-        sim(intune_reconcile::sim::SimConfig { devices: crate::common::android_devices(n), ..Default::default() });
-    (repo, sim)
-}
-
 fn id(i: usize) -> String {
     crate::common::android_id(i)
 }
@@ -68,7 +59,7 @@ fn posts_to(sim: &intune_reconcile::sim::SimHandle, i: usize) -> usize {
 // executes fully, and neither sends anything of the other.
 #[test]
 fn two_plans_from_one_ledger_applied_one_after_the_other_both_execute_fully() {
-    let (repo, sim) = android_repo(4);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(4);
     let a = crate::common::manifest_for("team-a", &[&id(0), &id(1)]);
     let b = crate::common::manifest_for("team-b", &[&id(2), &id(3)]);
     plan_two_branches(&repo, &sim, &a, &b);
@@ -103,7 +94,7 @@ fn plan_two_branches(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, a: &st
 // of the plan runs.
 #[test]
 fn a_reviewed_reset_whose_device_was_reset_by_another_pr_meanwhile_is_refused_alone() {
-    let (repo, sim) = android_repo(3);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(3);
     let a = crate::common::manifest_for("team-a", &[&id(0), &id(1)]);
     let b = crate::common::manifest_for("team-b", &[&id(1), &id(2)]);
     plan_two_branches(&repo, &sim, &a, &b);
@@ -123,7 +114,7 @@ fn a_reviewed_reset_whose_device_was_reset_by_another_pr_meanwhile_is_refused_al
 // named with the reason; what was not in the plan is never sent.
 #[test]
 fn changed_premises_refuse_single_actions_and_nothing_outside_the_plan_is_sent() {
-    let (repo, sim) = android_repo(4);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(4);
     repo.write("manifests/a.yaml", crate::common::manifest_for("team-a", &[&id(0), &id(1)]));
     repo.write("manifests/c.yaml", crate::common::manifest_for("team-c", &[&id(2)]));
     plan_out_to(&repo, &sim, "plan.json");
@@ -700,7 +691,7 @@ fn mixed_repo_with_only_the_laptop() -> Repo {
 // resets of devices an orphan reset today are blocked as a likely rename.
 #[test]
 fn renames_with_former_names_send_nothing_and_without_are_blocked() {
-    let (repo, sim) = android_repo(2);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(2);
     let old = crate::common::manifest_for("old-name", &[&id(0), &id(1)]);
     repo.write("manifests/a.yaml", &old);
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
@@ -741,7 +732,7 @@ fn renames_with_former_names_send_nothing_and_without_are_blocked() {
 // again: what it sent itself is not "someone else's reset since the review", so the rest goes.
 #[test]
 fn a_plan_applied_again_sends_what_its_first_run_did_not() {
-    let (repo, sim) = android_repo(1);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(1);
     let x = crate::common::manifest_for("team-x", &[&id(0)]);
     let y = crate::common::manifest_for("team-y", &[&id(0)]);
     repo.write("manifests/x.yaml", &x);

@@ -1,6 +1,7 @@
 //! The ledger in Azure Blob Storage, against a real Azure Storage API:
 //! Azurite on loopback, with the simulator for Graph.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::azurite::{self, Azurite, Container};
@@ -10,7 +11,7 @@ use crate::common::{
     Repo, android_id, android_sim, lock_id, manifest_for, posts, posts_per_device, stderr, stdout, wait_for_posts,
     wait_until,
 };
-use intune_reconcile::sim::{Fault, FaultKind, SimHandle};
+use intune_reconcile::sim::{Fault, FaultKind, SimConfig, SimHandle};
 
 /// A repository whose `reconcile.yaml` names a blob ledger (`team-a/state.json`) in `az`.
 fn blob_repo(az: &Container, n: usize, extra: &str) -> (Repo, Vec<String>) {
@@ -41,6 +42,14 @@ fn command(repo: &Repo, sim: &SimHandle) -> std::process::Command {
     if let Some(url) = operator_state(repo) {
         c.env("RECONCILE_STATE", url);
     }
+    c
+}
+
+/// [`command`] with the storage credential `var` (`AZURE_STORAGE_KEY`, `AZURE_STORAGE_SAS_TOKEN`)
+/// set to `value`, and no other.
+fn command_with(repo: &Repo, sim: &SimHandle, var: &str, value: &str) -> std::process::Command {
+    let mut c = command(repo, sim);
+    c.env_remove("AZURE_STORAGE_KEY").env(var, value);
     c
 }
 
@@ -340,12 +349,21 @@ fn a_lock_blob_over_its_cap_is_refused() {
 /// A repository on a blob ledger reached through a fault-injecting proxy in front of Azurite,
 /// created (`init`) before any fault is set.
 fn through_proxy(n: usize) -> (Proxy, Repo, Vec<String>, SimHandle) {
+    let (_, proxy, repo, ids, sim) = through_proxy_with(n, |_| {});
+    (proxy, repo, ids, sim)
+}
+
+/// [`through_proxy`] with the simulator tuned by `tweak`, and the container behind the proxy.
+fn through_proxy_with(
+    n: usize,
+    tweak: impl FnOnce(&mut SimConfig),
+) -> (Container, Proxy, Repo, Vec<String>, SimHandle) {
     let az = Azurite::shared().container();
     let proxy = Proxy::start(az.port());
     let (repo, ids) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), n, "");
-    let sim = android_sim(n, |_| {});
+    let sim = android_sim(n, tweak);
     cmd(&repo, &sim).arg("init").assert().success();
-    (proxy, repo, ids, sim)
+    (az, proxy, repo, ids, sim)
 }
 
 fn is_lock(p: &str) -> bool {
@@ -432,4 +450,198 @@ fn a_journal_entry_refused_before_it_landed_is_an_outage_not_another_writer() {
     let per = posts_per_device(&sim);
     assert!(per.values().all(|&n| n == 1), "no device got a second POST: {per:?}");
     assert_eq!(per.len(), ids.len(), "every device was reset once in the end: {per:?}");
+}
+
+/// Starts an apply whose resets are answered late, kills it (SIGKILL) once its first reset left,
+/// and returns the lock ID the next run is refused with: the lock of a dead runner.
+fn dead_runners_lock(repo: &Repo, sim: &SimHandle) -> String {
+    let mut apply = spawn(repo, sim, &["apply", "--auto-approve"]);
+    wait_for_posts(sim, 1);
+    apply.kill().expect("SIGKILL");
+    let _ = apply.wait();
+    let refused = cmd(repo, sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("is locked by pid"), "{}", stderr(&refused));
+    lock_id(&stderr(&refused))
+}
+
+fn late_answers(c: &mut SimConfig) {
+    c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_secs(2)), times: 20 }];
+}
+
+/// The lock object of the `team-a/state.json` ledger in `az`.
+fn lock_of(az: &Container) -> serde_json::Value {
+    serde_json::from_str(&az.get("team-a/state.json.lock").expect("lock")).expect("lock JSON")
+}
+
+// `state unlock ID` releases the lock a dead runner left (by the ID its refusal names, and by that
+// ID only), and the next run goes on at once; each device is still reset once.
+#[test]
+fn state_unlock_releases_a_dead_runners_lock_by_its_id() {
+    let az = Azurite::shared().container();
+    let (repo, ids) = blob_repo(&az, 6, "");
+    let sim = android_sim(6, late_answers);
+    cmd(&repo, &sim).arg("init").assert().success();
+    let id = dead_runners_lock(&repo, &sim);
+    let out = cmd(&repo, &sim).args(["state", "unlock", "not-the-lock-id"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not locked by `not-the-lock-id`"), "{}", stderr(&out));
+    assert_eq!(lock_of(&az)["released"], false, "another ID releases nothing");
+
+    let out = cmd(&repo, &sim).args(["state", "unlock", &id]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("Released the lock of") && said.contains("(`reconcile apply`)"), "{said}");
+    assert_eq!(lock_of(&az)["released"], true, "{}", lock_of(&az));
+    let again = cmd(&repo, &sim).args(["state", "unlock", &id]).output().expect("run");
+    assert_eq!(again.status.code(), Some(1), "released already: {}", stdout(&again));
+
+    // The next run takes the lock at once (no --lock-timeout); the dead run's actions in flight
+    // are `unknown` until refresh settles them, and nothing is sent twice.
+    let next = cmd(&repo, &sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(!stderr(&next).contains("is locked by"), "{}", stderr(&next));
+    cmd(&repo, &sim).arg("refresh").assert().success();
+    cmd(&repo, &sim).args(["apply", "--auto-approve"]).assert().success();
+    crate::common::assert_each_reset_once(&sim, &ids);
+}
+
+// A release the store did not take is not reported as done: `state unlock` exits 1 naming the
+// failure, the lock stays as it was, and the same command succeeds once the store takes it.
+#[test]
+fn state_unlock_reports_a_release_the_store_refused() {
+    let (az, proxy, repo, _, sim) = through_proxy_with(4, late_answers);
+    let id = dead_runners_lock(&repo, &sim);
+    proxy.fault("PUT", is_lock, 1, usize::MAX / 2, NetFault::Refuse500);
+    let out = cmd(&repo, &sim).args(["state", "unlock", &id]).output().expect("run");
+    assert!(!proxy.faulted().is_empty(), "the release was refused: {:?}", proxy.log());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("cannot unlock the ledger"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("Released"), "{}", stdout(&out));
+    assert_eq!(lock_of(&az)["released"], false, "{}", lock_of(&az));
+    // Straight to the store (no proxy): released.
+    let config = repo.read("reconcile.yaml");
+    let through = operator_state(&repo).expect("a blob ledger");
+    repo.write("reconcile.yaml", config.replace(&through, &az.url("team-a/state.json")));
+    let out = cmd(&repo, &sim).args(["state", "unlock", &id]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lock_of(&az)["released"], true);
+}
+
+// A SAS token (AZURE_STORAGE_SAS_TOKEN, no account key) authorises the blob ledger: init, apply
+// and state list work, and the token is never shown. One signed with another key is refused
+// before anything is sent. (Azurite checks SAS signatures with its well-known key.)
+#[test]
+fn a_sas_token_authorises_the_blob_ledger_and_is_never_shown() {
+    let az = Azurite::shared().container();
+    let (repo, ids) = blob_repo(&az, 3, "");
+    let sim = android_sim(3, |_| {});
+    let sas = az.sas();
+    let sig = sas.split("sig=").nth(1).expect("a signature").to_owned();
+    let run = |sas: &str, args: &[&str]| {
+        command_with(&repo, &sim, "AZURE_STORAGE_SAS_TOKEN", sas).args(args).output().expect("run")
+    };
+    let wrong = sas.replace(&sig, "V3JvbmdTaWduYXR1cmVXcm9uZ1NpZ25hdHVyZQ%3D%3D");
+    let out = run(&wrong, &["init"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(all.contains("cannot read the ledger") || all.contains("cannot lock the ledger"), "{all}");
+    assert!(!all.contains("V3JvbmdTaWduYXR1cmVXcm9uZ1NpZ25hdHVyZQ"), "the SAS leaked: {all}");
+    assert!(az.list().is_empty(), "nothing was written");
+
+    let mut all = String::new();
+    for args in [&["init"][..], &["apply", "--auto-approve"], &["state", "list"]] {
+        let out = run(&sas, args);
+        all.push_str(&format!("{}{}", stdout(&out), stderr(&out)));
+        assert!(out.status.success(), "{args:?}: {all}");
+    }
+    let names = az.list();
+    assert!(names.iter().any(|n| n == "team-a/state.json") && names.iter().any(|n| n == "team-a/state.json.lock"));
+    crate::common::assert_each_reset_once(&sim, &ids);
+    for id in &ids {
+        assert!(all.contains(id.as_str()), "state list shows {id}: {all}");
+    }
+    let decoded = percent_encoding::percent_decode_str(&sig).decode_utf8_lossy().into_owned();
+    for secret in [&sas, &sig, &decoded] {
+        assert!(!all.contains(secret.as_str()), "the SAS leaked: {all}");
+    }
+}
+
+/// A stand-in for Azure Blob Storage that accepts only Entra bearer tokens (Azurite takes them
+/// only over HTTPS, with `--oauth basic`): it serves `snapshot` as the ledger
+/// `devstoreaccount1/ledgers/team-a/state.json`, with an empty journal, and records the
+/// `Authorization` of every request.
+fn entra_only_storage(snapshot: String) -> (crate::common::http::Server, Arc<Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+    use axum::response::IntoResponse;
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        log.lock().expect("log").push(auth.clone());
+        let snapshot = snapshot.clone();
+        async move {
+            if !auth.starts_with("Bearer ") {
+                return (StatusCode::FORBIDDEN, [("x-ms-error-code", "NoAuthenticationInformation")], String::new())
+                    .into_response();
+            }
+            let date = jiff::Timestamp::now().strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            let query = uri.query().unwrap_or_default();
+            if uri.path() == "/devstoreaccount1/ledgers" && query.contains("comp=list") {
+                let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ContainerName=\"ledgers\"><Blobs /><NextMarker /></EnumerationResults>";
+                return ([(header::CONTENT_TYPE, "application/xml"), (header::DATE, date.as_str())], xml).into_response();
+            }
+            if uri.path() == "/devstoreaccount1/ledgers/team-a/state.json" && (method == Method::GET || method == Method::HEAD) {
+                let headers = [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::ETAG, "\"0x8DC0000000000A1\""),
+                    (header::LAST_MODIFIED, date.as_str()),
+                    (header::DATE, date.as_str()),
+                ];
+                return (headers, snapshot).into_response();
+            }
+            (StatusCode::NOT_FOUND, [("x-ms-error-code", "BlobNotFound")], String::new()).into_response()
+        }
+    });
+    (crate::common::http::Server::start(app), seen)
+}
+
+// With no storage key or SAS token, the blob ledger is authorised by the Entra credential: a
+// token asked of the authority for the storage scope (not Graph's) is sent as `Bearer`, never
+// the client secret, and neither is shown. Against a stand-in for the Blob service (Azurite takes
+// bearer tokens only over HTTPS), which serves a ledger of one record.
+#[test]
+fn an_entra_credential_reads_the_blob_ledger_with_a_storage_token() {
+    let (scratch, ids) = crate::common::batch_repo(1, "");
+    let actions = scratch.actions();
+    scratch.record(&actions.iter().collect::<Vec<_>>(), intune_reconcile::state::Status::Accepted, None);
+    let (storage, seen) = entra_only_storage(scratch.read(".reconcile/state.json"));
+    let (repo, _) = blob_repo_at(&format!("{}/devstoreaccount1/ledgers/team-a/state.json", storage.url), 1, "");
+    let sim = android_sim(1, |_| {});
+    let mut c = command(&repo, &sim);
+    c.env_remove("AZURE_STORAGE_KEY").args(["state", "list"]);
+    let out = c.output().expect("run");
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{all}");
+    assert!(stdout(&out).contains(&ids[0]), "the record was read: {all}");
+
+    let tokens: Vec<_> = sim.requests().into_iter().filter(|r| r.path.ends_with("/oauth2/v2.0/token")).collect();
+    assert_eq!(tokens.len(), 1, "one token, for storage: {tokens:?}");
+    assert_eq!(tokens[0].scope.as_deref(), Some("https://storage.azure.com/.default"));
+    assert_eq!(tokens[0].credential.as_deref(), Some("secret"));
+    assert!(tokens[0].path.starts_with("/test-tenant/"), "{}", tokens[0].path);
+    assert!(sim.requests().len() == 1, "nothing asked of Graph: {:?}", sim.requests());
+    let seen = seen.lock().expect("log").clone();
+    assert!(!seen.is_empty(), "the store was read");
+    for auth in &seen {
+        let token = auth.strip_prefix("Bearer ").unwrap_or_else(|| panic!("not a bearer token: {auth:?}"));
+        let claims = token.split('.').nth(1).expect("a JWT");
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).expect("base64"),
+        )
+        .expect("claims");
+        assert_eq!(claims["tid"], "test-tenant", "a token the simulator issued: {claims}");
+        assert!(!auth.contains(crate::common::SECRET), "the client secret went to storage");
+        assert!(!all.contains(token), "the storage token was shown: {all}");
+    }
+    assert!(!all.contains(crate::common::SECRET), "{all}");
 }

@@ -133,3 +133,28 @@ fn state_pull_is_taken_under_the_sources_lock() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_each_device_posted_once(&sim, n);
 }
+
+// A local ledger's lock is the operating system's: `state unlock` does not touch it (exit 1, saying
+// so) while its holder lives, and it is free the moment the holder dies, even by SIGKILL.
+#[test]
+fn state_unlock_leaves_a_local_lock_to_its_holder() {
+    let n = 6;
+    let (repo, sim, mut child) = apply_holding_the_lock(n, Duration::from_secs(30));
+    let refused = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains(&format!("is locked by pid {}", child.id())), "{}", stderr(&refused));
+    let out = repo.cmd().args(["state", "unlock", "any-id"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("is local: its lock is released by the operating system"), "{}", stderr(&out));
+    let still = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(stderr(&still).contains("is locked by pid"), "unlock released nothing: {}", stderr(&still));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // Free at once: the next apply sends what the dead one had not (its request in flight is
+    // `unknown`, settled by refresh), each device once.
+    let next = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(!stderr(&next).contains("is locked by"), "{}", stderr(&next));
+    repo.cmd_on(&sim).arg("refresh").assert().success();
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
+    assert_each_device_posted_once(&sim, n);
+}

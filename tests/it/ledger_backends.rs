@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::common::azurite::{self, Azurite, Container};
-use crate::common::lock_id;
 use crate::common::proxy::{Fault, Proxy};
+use crate::common::{lock_id, wait_until};
 use intune_reconcile::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
 use intune_reconcile::state::blob::{BlobStore, StorageAuth};
 use intune_reconcile::state::{Attempt, BlobUrl, Ledger, LocalStore, Record, StateError, Status, Store};
@@ -108,7 +108,10 @@ fn one_writer_at_a_time_naming_the_holder(s: &Store) {
         let s = s.clone();
         std::thread::spawn(move || rt_block(s.lock(Duration::from_secs(20), "waiter", Some("tenant-a")).then_commit()))
     };
+    // Time is the subject: a waiter is one that asked while the lock was held, and no event says
+    // a lock call is waiting. 300 ms to ask; had it not, it would still pass, never fail falsely.
     std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "the waiter waits while the lock is held");
     rt.block_on(w.commit()).expect("commit");
     waiter.join().expect("thread").expect("the waiter got the lock");
 }
@@ -339,11 +342,7 @@ fn a_late_entry_write_cannot_fill_a_compacted_name() {
     proxy.release();
     let (result, a) = late.join().expect("thread");
     // The held create has reached the store by now (answered or not).
-    let start = std::time::Instant::now();
-    while !proxy.log().iter().any(|r| r.fault == Some(Fault::Hold)) {
-        assert!(start.elapsed() < Duration::from_secs(20), "the held write never landed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the held write landed", || proxy.log().iter().any(|r| r.fault == Some(Fault::Hold)));
     let held = proxy.log().into_iter().find(|r| r.fault == Some(Fault::Hold)).expect("held");
     assert_eq!(held.status, Some(409), "the late create found its name taken: {held:?}");
     let l = rt.block_on(s.load()).expect("the ledger is readable after the late write");
@@ -407,12 +406,9 @@ fn a_lost_renewal_answer_keeps_the_lock() {
     // The first lock PUT is the acquisition, the second the first renewal.
     proxy.fault("PUT", is_lock, 2, 1, Fault::LoseAnswer);
     let mut w = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect("lock");
-    let start = std::time::Instant::now();
-    while proxy.faulted().is_empty() || proxy.log().iter().filter(|r| r.method == "PUT" && is_lock(&r.path)).count() < 4
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "no renewal: {:?}", proxy.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the lost renewal and two more", || {
+        !proxy.faulted().is_empty() && proxy.log().iter().filter(|r| r.method == "PUT" && is_lock(&r.path)).count() >= 4
+    });
     let a = record("A", Status::Unknown);
     rt.block_on(w.record(a.clone())).expect("still the holder");
     rt.block_on(w.commit()).expect("commit");
@@ -434,6 +430,7 @@ fn a_writer_whose_renewals_hang_stops_at_the_lease() {
     rt.block_on(w.record(a.clone())).expect("within the lease");
     proxy.fault("PUT", is_lock, 1, usize::MAX / 2, Fault::Hold);
     proxy.wait_held(1);
+    // Time is the subject: the writer outlives its safe lease (1 s here) with no renewal answered.
     std::thread::sleep(Duration::from_millis(1500));
     let entry_puts = || proxy.log().iter().filter(|r| r.method == "PUT" && is_entry(&r.path)).count();
     let before = entry_puts();

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::spawn::spawn_piped;
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim};
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, wait_for_posts, wait_until};
 use intune_reconcile::sim::SimConfig;
 
 /// A running `reconcile watch`, its output collected line by line. Killed when dropped, however
@@ -154,11 +154,7 @@ fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
 
     // A broken save → diagnostics and no crash; the fix → a plan again.
     repo.write("manifests/a.yaml", "kind: [\n");
-    let start = Instant::now();
-    while !w.stderr().contains("manifests/a.yaml:1:7: error") {
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the diagnostic of the broken save", || w.stderr().contains("manifests/a.yaml:1:7: error"));
     repo.write("manifests/a.yaml", ONE);
     w.wait_for("Plan: 1 to reset", 2);
 
@@ -167,11 +163,7 @@ fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
     let before = failed(&w);
     std::fs::remove_dir_all(repo.path().join("manifests")).expect("rm");
     // The watcher's answer to the deletion (a failed cycle: no manifests) says it has seen it.
-    let start = Instant::now();
-    while failed(&w) == before {
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("a failed cycle for the deleted folder", || failed(&w) > before);
     repo.write("manifests/b.yaml", ONE.replace("name: a", "name: b").replace("S1", "S9"));
     w.wait_for("manifest b (manifests/b.yaml)", 1);
 
@@ -200,11 +192,7 @@ fn the_reconciler_applies_new_manifests_exactly_once_and_stops_cleanly() {
     let ids: Vec<String> = (1..12).map(android_id).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     repo.write("manifests/second.yaml", manifest_for("second", &refs));
-    let start = Instant::now();
-    while posts(&sim).len() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_posts(&sim, 3);
     let status = w.terminate();
     assert!(status.success(), "stops with 0");
 

@@ -167,8 +167,9 @@ fn kill_dash_nine_then_the_other_runner_takes_over_the_stale_lock() {
     let (one, ids) = blob_repo(&az, 20, "");
     let proxy = Proxy::start(az.port());
     let (two, _) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), 20, "");
+    // The dead run's first resets (three at a time) are answered late: in flight when it dies.
     let sim = android_sim(20, |c| {
-        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_secs(2)), times: 20 }];
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_secs(2)), times: 3 }];
     });
     cmd(&one, &sim).arg("init").assert().success();
     let mut first = spawn(&one, &sim, &["apply", "--auto-approve"]);
@@ -209,8 +210,9 @@ fn storage_outage_mid_apply_stops_sending_and_converges_after() {
     // The store restarts on another port; the proxy keeps the address the tool was given.
     let proxy = Proxy::start(store.port());
     let (repo, ids) = blob_repo_at(&proxy.url(&az, "team-a/state.json"), 20, "");
+    // The resets in flight when the store goes away are answered late; the reruns' are not.
     let sim = android_sim(20, |c| {
-        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_millis(1500)), times: 20 }];
+        c.faults = vec![Fault { device_id: None, kind: FaultKind::AnswerLate(Duration::from_millis(1500)), times: 6 }];
     });
     cmd(&repo, &sim).arg("init").assert().success();
     let child = spawn(&repo, &sim, &["apply", "--auto-approve"]);

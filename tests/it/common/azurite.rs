@@ -6,8 +6,9 @@
 //! that stop and restart the store start their own, on disk ([`Azurite::start_persistent`]).
 //!
 //! Azurite binds a port of its choosing (`--blobPort 0`) and says which; it is ready when it has
-//! answered a request. Nothing waits for a port to be free. It runs under a watchdog shell that kills it as soon as the pipe from this
-//! process closes — when this process exits, however it exits — so no Azurite outlives the tests.
+//! answered a request. Nothing waits for a port to be free. It runs under a watchdog shell that
+//! kills it as soon as the pipe from this process closes — when this process exits, however it
+//! exits — so no Azurite outlives the tests.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ struct Running {
     /// The watchdog's pipe: Azurite is killed when it closes.
     _lifeline: ChildStdin,
     pid: u32,
-    /// Azurite's stdout, line by line, after the port: it ends when Azurite has exited.
+    /// The shell's and Azurite's stdout, line by line (`azurite-exited` once Azurite has exited).
     lines: std::sync::Mutex<Receiver<String>>,
 }
 

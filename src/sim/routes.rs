@@ -70,6 +70,8 @@ struct Effects {
     applied: bool,
     /// Which credential a token request presented.
     credential: Option<String>,
+    /// The scope a token request asked for.
+    scope: Option<String>,
     /// Never answer (the effect, if any, has happened).
     hang: bool,
     /// Answer only after this long (the effect has already happened).
@@ -229,6 +231,7 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
         authorized: effects.authorized,
         applied: effects.applied,
         credential: effects.credential,
+        scope: effects.scope,
         intent_durable,
     });
     if effects.hang {
@@ -454,6 +457,7 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
         ),
     );
     r.effects.credential = Some(credential);
+    r.effects.scope = get("scope").map(str::to_owned);
     r
 }
 

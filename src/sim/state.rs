@@ -194,6 +194,8 @@ pub struct RecordedRequest {
     pub applied: bool,
     /// For token requests: `secret`, `assertion`, or what was missing.
     pub credential: Option<String>,
+    /// For a token issued: the scope it was asked for (Graph's, or storage's for a blob ledger).
+    pub scope: Option<String>,
     /// With [`SimConfig::intent_probe`], for a POST: whether its `client-request-id` was in the
     /// ledger on disk when the request arrived.
     pub intent_durable: Option<bool>,

@@ -68,6 +68,22 @@ fn spawn(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Child {
     spawn_piped(command(repo, sim).args(args))
 }
 
+// A container that does not exist: init (and every command) stops at once with the store's
+// answer and what to do, never waiting on a lock it can never take.
+#[test]
+fn a_missing_container_is_named_at_once() {
+    let az = Azurite::shared().container();
+    let missing = az.url("team-a/state.json").replace(&format!("/{}/", az.name), &format!("/{}x/", az.name));
+    let (repo, _) = blob_repo_at(&missing, 1, "");
+    let sim = android_sim(1, |_| {});
+    for args in [&["init"][..], &["apply", "--auto-approve"], &["plan"]] {
+        let out = cmd(&repo, &sim).args(args).timeout(Duration::from_secs(15)).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("container `"), "{args:?}: {}", stderr(&out));
+    }
+    assert!(posts(&sim).is_empty());
+}
+
 #[test]
 fn init_apply_plan_and_inspect_a_blob_ledger() {
     let az = Azurite::shared().container();

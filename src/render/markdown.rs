@@ -202,19 +202,23 @@ fn first_few(total: usize, items: impl Iterator<Item = String>, sep: &str) -> St
     s
 }
 
+/// One column per kind of action, so the cells add up to every action of the plan (compact or
+/// not): what is sent, adopted, blocked, merged into another entry, done, orphaned or stuck.
 fn summary_table(s: &mut String, plan: &Plan) {
     let (resets, removes) = super::resets_and_removals(&plan.summary);
     let not_supported = plan.entries.iter().filter(|e| e.block == Some(BlockKind::NotSupported)).count();
     let sm = plan.summary;
     let _ = writeln!(
         s,
-        "| reset passcode | remove passcode | not supported | other blocked | already done | orphaned | needs attention |"
+        "| reset passcode | remove passcode | adopted | not supported | other blocked | same device | already done | orphaned | needs attention |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         s,
-        "| {resets} | {removes} | {not_supported} | {} | {} | {} | {} |\n",
+        "| {resets} | {removes} | {} | {not_supported} | {} | {} | {} | {} | {} |\n",
+        sm.adopt,
         sm.blocked - not_supported,
+        sm.same_device,
         sm.already_done,
         sm.orphaned,
         sm.attention

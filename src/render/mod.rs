@@ -69,12 +69,17 @@ pub(crate) fn resets_and_removals(s: &crate::plan::Summary) -> (usize, usize) {
     (s.to_reset.saturating_sub(s.to_remove), s.to_remove)
 }
 
-/// `5 to reset, 1 to remove a passcode` (the removals only when there are some).
+/// `5 to reset, 1 to remove a passcode, 1 to adopt` (the removals and the adoptions only when
+/// there are some): what `apply` will do, every action that changes something counted once.
 fn sends(s: &crate::plan::Summary) -> String {
-    match resets_and_removals(s) {
+    let mut out = match resets_and_removals(s) {
         (resets, 0) => format!("{resets} to reset"),
         (resets, removals) => format!("{resets} to reset, {removals} to remove a passcode"),
+    };
+    if s.adopt > 0 {
+        out.push_str(&format!(", {} to adopt", s.adopt));
     }
+    out
 }
 
 /// Whether the plan changes nothing: no reset to send, no reset made outside reconcile to adopt.
@@ -148,7 +153,8 @@ pub(crate) fn policy_lines<'p>(plan: &'p Plan<'_>) -> Vec<(&'static str, &'p [St
 }
 
 /// `No changes.` (Terraform's words) when nothing changes in a compact plan; else `Plan: 5 to
-/// reset, 1 to remove a passcode.`, with `--show-done` followed by the already done and orphaned.
+/// reset, 1 to remove a passcode, 1 to adopt.`, with `--show-done` followed by the already done
+/// and orphaned.
 pub(crate) fn summary_line(plan: &Plan, ctx: PlanContext) -> String {
     let s = plan.summary;
     if ctx.show_done {

@@ -58,7 +58,7 @@ fn a_portal_reset_ten_minutes_ago_is_shown_with_its_initiator_and_adopted() {
         "{text}"
     );
     assert!(text.contains("  * adopt "), "{text}");
-    assert!(text.contains("Plan: 2 to reset."), "{text}");
+    assert!(text.contains("Plan: 2 to reset, 1 to adopt."), "{text}");
     let json: serde_json::Value =
         serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("json");
     assert_eq!(json["summary"]["adopt"], 1);

@@ -69,7 +69,7 @@ fn compact_plans_list_what_changes_and_count_the_rest_in_every_format() {
     let md = ok(&repo, &sim, &["plan", "--format", "markdown"]);
     assert!(md.contains("<summary><code>new</code>"), "{md}");
     assert!(!md.contains("<code>first</code>") && !md.contains("orphaned from"), "{md}");
-    assert!(md.contains("| 1 | 0 | 0 | 0 | 2 | 1 | 0 |"), "the table counts everything: {md}");
+    assert!(md.contains("| 1 | 0 | 0 | 0 | 0 | 0 | 2 | 1 | 0 |"), "the table counts everything: {md}");
     assert!(md.contains("**Plan: 1 to reset.**\n\n_2 already done, 1 orphaned (`--show-done` to list them)._"), "{md}");
     let md_all = ok(&repo, &sim, &["plan", "--format", "markdown", "--show-done"]);
     assert!(md_all.contains("<summary><code>first</code>") && md_all.contains("orphaned from"), "{md_all}");
@@ -279,4 +279,56 @@ fn apply_plan_names_the_actions_the_reviewed_plan_did_not_have() {
     assert_eq!(left.len(), 2, "{json}");
     assert!(left.iter().all(|a| a["manifest"] == "b"), "{json}");
     assert_eq!(posts(&sim).len(), 1);
+}
+
+/// The cells of the Markdown plan's summary table (the row under the header and its rule).
+fn table_cells(md: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = md.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("| reset passcode |")).expect("a summary table");
+    let cells = |l: &str| l.trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect::<Vec<_>>();
+    let counts = cells(lines[at + 2]).iter().map(|c| c.parse().expect("a count")).collect::<Vec<usize>>();
+    cells(lines[at]).into_iter().zip(counts).collect()
+}
+
+// An adopted reset (and an entry naming a device another entry names) had no column in the
+// Markdown table: a plan of 7 actions added up to 6 there. Every summary counts every action.
+#[test]
+fn every_action_of_a_plan_is_counted_in_every_summary() {
+    let (repo, sim) = android_repo(5);
+    repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0)]));
+    repo.write("manifests/gone.yaml", manifest_for("gone", &[&android_id(1)]));
+    ok(&repo, &sim, &["apply", "--auto-approve"]);
+    std::fs::remove_file(repo.path().join("manifests/gone.yaml")).expect("rm");
+    // `new` asks for device 2, for device 3 reset in the portal a moment ago (adopted), for a
+    // device Intune does not know (blocked), and for device 2 again by its name (reset once).
+    let portal = format!("/_sim/portal/{}/resetPasscode?by=bob%40contoso.com&ago=10m", android_id(3));
+    assert_eq!(crate::common::http_post(&sim, &portal), 204);
+    let mut new = manifest_for("new", &[&android_id(2), &android_id(3), &android_id(99)]);
+    new.push_str("    - deviceName: ANDROID-00002\n");
+    repo.write("manifests/new.yaml", new);
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("plan JSON");
+    let total = json["actions"].as_array().expect("actions").len();
+    assert_eq!(total, 6, "first (done), gone (orphaned) and the four of new: {json}");
+    let s = &json["summary"];
+    let count = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("summary.{k}: {s}")) as usize;
+    let kinds = ["reset_passcode", "remove_passcode", "adopt", "blocked", "same_device", "already_done", "orphaned"];
+    assert_eq!(kinds.iter().map(|k| count(k)).collect::<Vec<_>>(), [1, 0, 1, 1, 1, 1, 1], "{s}");
+    assert_eq!(kinds.iter().chain(&["attention"]).map(|k| count(k)).sum::<usize>(), total, "{s}");
+
+    for args in [&["plan", "--format", "markdown"][..], &["plan", "--format", "markdown", "--show-done"]] {
+        let md = stdout(&run(&repo, &sim, args));
+        let cells = table_cells(&md);
+        assert_eq!(cells.iter().map(|(_, n)| n).sum::<usize>(), total, "{args:?}: {cells:?}");
+        let cell = |name: &str| cells.iter().find(|(h, _)| h == name).map(|(_, n)| *n);
+        assert_eq!((cell("adopted"), cell("same device")), (Some(1), Some(1)), "{cells:?}");
+        assert!(md.contains("**Plan: 1 to reset, 1 to adopt"), "{md}");
+    }
+
+    let text = stdout(&run(&repo, &sim, &["plan", "--show-done"]));
+    assert!(text.contains("\nPlan: 1 to reset, 1 to adopt, 1 already done, 1 orphaned.\n"), "{text}");
+    for line in ["1 action is blocked", "1 entry names a device another entry", "1 device was reset outside"] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
 }

@@ -211,6 +211,9 @@ pub(crate) struct Plan<'a> {
     pub outside: Option<Summary>,
     /// What the change does to the policy, and where the rules in effect come from.
     pub policy_change: Option<crate::violation::PolicyChange>,
+    /// The tenant, commit and CI run the Markdown plan names for its reviewer (set by the
+    /// command that renders it).
+    pub context: Option<crate::audit::ReviewContext>,
 }
 
 impl<'a> Plan<'a> {
@@ -227,6 +230,7 @@ impl<'a> Plan<'a> {
             manifests: BTreeMap::new(),
             outside: None,
             policy_change: None,
+            context: None,
         }
     }
 

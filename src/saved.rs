@@ -52,6 +52,9 @@ pub(crate) struct SavedPlan {
     pub simulated: bool,
     pub offline: bool,
     pub binding: Binding,
+    /// The commit the plan was made at (a commit id), for its reviewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     pub entries: Vec<SavedEntry>,
     /// Policy violations when the plan was made.
     #[serde(default)]
@@ -157,7 +160,14 @@ impl Binding {
 }
 
 impl SavedPlan {
-    pub(crate) fn new(plan: &Plan<'_>, ledger: &Ledger, binding: Binding, simulated: bool, offline: bool) -> Self {
+    pub(crate) fn new(
+        plan: &Plan<'_>,
+        ledger: &Ledger,
+        binding: Binding,
+        commit: Option<String>,
+        simulated: bool,
+        offline: bool,
+    ) -> Self {
         let resets = ResetIndex::new(ledger.records.values());
         let entries = plan
             .entries
@@ -204,6 +214,7 @@ impl SavedPlan {
             simulated,
             offline,
             binding,
+            commit: commit.filter(|c| crate::audit::is_commit_id(c)),
             entries,
             violations: plan
                 .violations
@@ -359,6 +370,12 @@ impl Restored {
         plan.outside = self.saved.outside;
         plan.policy_change = self.saved.policy.clone();
         plan
+    }
+
+    /// The reviewer's context of the saved plan: its tenant and commit, and the CI run `env`
+    /// names (the one showing it).
+    pub(crate) fn context(&self, env: &dyn Fn(&str) -> Option<String>) -> crate::audit::ReviewContext {
+        crate::audit::ReviewContext::new(env, self.saved.binding.tenant.as_deref(), self.saved.commit.as_deref())
     }
 
     /// The action a saved entry was about, as saved (`None` for orphans).

@@ -61,11 +61,13 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
         Err(PlanError::Other(e)) => return Err(e.into()),
     };
     print_diagnostics(&planned.project.diagnostics);
-    let plan = planned.plan();
+    let mut plan = planned.plan();
     let ctx = PlanContext { show_done: args.show_done, ..PlanContext::new(args.offline, args.simulate) };
+    let commit = crate::audit::commit(&env, std::path::Path::new("."));
     if let Some(path) = &args.out {
-        planned.save(&plan, path)?;
+        planned.save(&plan, path, commit.clone())?;
     }
+    plan.context = Some(crate::audit::ReviewContext::new(&env, planned.tenant.as_deref(), commit.as_deref()));
     let mut buf = Vec::new();
     let mut out: Box<dyn Write> = match &args.watch {
         Some(_) => Box::new(&mut buf),

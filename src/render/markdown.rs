@@ -36,6 +36,9 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
     let mut s = String::new();
     let _ = writeln!(s, "{MARKER}");
     let _ = writeln!(s, "### intune-reconcile plan{}\n", if ctx.simulated { " (SIMULATED)" } else { "" });
+    if let Some(line) = plan.context.as_ref().and_then(context_line) {
+        let _ = writeln!(s, "{line}\n");
+    }
     for (lead, items, tail) in super::policy_lines(plan) {
         let items: Vec<String> = items.iter().map(|i| crate::safe::markdown(i)).collect();
         let _ = writeln!(s, "> [!WARNING]\n> **{lead}** {}{tail}\n", items.join(", "));
@@ -81,6 +84,27 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
     }
     // The comment and the job summary are shown in CI logs too: no logging command anywhere.
     crate::safe::commands(&s).into_owned()
+}
+
+/// `Tenant `…` · commit [`0123456789ab`](…) · [GitHub Actions run 9001](…)`: what the reviewer
+/// checks before the plan itself. The tenant and commit are inert code spans; the links were
+/// built from the CI system's variables alone ([`crate::audit::ReviewContext`]).
+fn context_line(c: &crate::audit::ReviewContext) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(t) = &c.tenant {
+        parts.push(format!("Tenant {}", code(t)));
+    }
+    if let Some(commit) = &c.commit {
+        let short = code(&commit[..commit.len().min(12)]);
+        parts.push(match &c.commit_url {
+            Some(url) => format!("commit [{short}]({url})"),
+            None => format!("commit {short}"),
+        });
+    }
+    if let Some((name, url)) = &c.run {
+        parts.push(format!("[{}]({url})", crate::safe::text(name)));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// At most `n` characters of `s`, with an ellipsis when cut (user text in warnings).

@@ -1201,3 +1201,114 @@ fn the_example_pipelines_comment_every_plan_and_apply_only_what_was_reviewed() {
     let _ = ado_stop.send(());
     let _ = ado_thread.join();
 }
+
+/// What GitHub Actions tells a job about its run and commit.
+const GITHUB_RUN: [(&str, &str); 5] = [
+    ("GITHUB_ACTIONS", "true"),
+    ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+    ("GITHUB_RUN_ID", "9001"),
+    ("GITHUB_SERVER_URL", "https://github.com"),
+    ("GITHUB_REPOSITORY", "contoso/devices"),
+];
+
+// The reviewer sees which tenant the plan is for, at which commit it was made and which CI run
+// made it, before anything else. The links come from the CI system's variables alone.
+#[test]
+fn the_comment_names_the_tenant_the_commit_and_the_ci_run() {
+    let repo = Repo::from_examples();
+    let header = "Tenant `simulated-tenant` · commit [`0123456789ab`](https://github.com/contoso/devices/commit/0123456789abcdef0123456789abcdef01234567) · [GitHub Actions run 9001](https://github.com/contoso/devices/actions/runs/9001)\n";
+    let out = repo
+        .cmd()
+        .args(["plan", "--simulate", "--format", "markdown", "--out", "plan.json"])
+        .envs(GITHUB_RUN)
+        .env("GITHUB_STEP_SUMMARY", repo.path().join("summary.md"))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(md.contains(&format!("### intune-reconcile plan (SIMULATED)\n\n{header}\n")), "{md}");
+    assert!(repo.read("summary.md").contains(header), "the job summary too");
+
+    repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
+    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
+    let post = |vars: &[(&str, &str)]| {
+        let out = repo
+            .cmd()
+            .args(["comment", "--plan", "plan.json"])
+            .envs(GITHUB_RUN)
+            .envs(vars.iter().copied())
+            .env("GITHUB_TOKEN", "ghs_test_token")
+            .env("GITHUB_API_URL", &url)
+            .env("GITHUB_EVENT_PATH", repo.path().join("event.json"))
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        db.lock().expect("db").last().expect("the comment").1.clone()
+    };
+    let body = post(&[]);
+    assert!(
+        body.starts_with(&format!(
+            "{}\n### intune-reconcile plan (SIMULATED)\n\n{header}\n",
+            intune_reconcile::render::markdown::MARKER
+        )),
+        "{body}"
+    );
+
+    // Values that try to make a link elsewhere: the server must be a web address, each path
+    // segment is encoded, and the saved plan's commit is a commit id or nothing.
+    let mut saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).expect("saved plan");
+    saved["commit"] = "[0123456](https://evil.example)".into();
+    repo.write("plan.json", serde_json::to_vec(&saved).expect("json"));
+    let body = post(&[]);
+    assert_eq!(
+        body.lines().nth(3),
+        Some(
+            "Tenant `simulated-tenant` · [GitHub Actions run 9001](https://github.com/contoso/devices/actions/runs/9001)"
+        ),
+        "{body}"
+    );
+    let show = |vars: &[(&str, &str)]| {
+        let out = repo
+            .cmd()
+            .args(["show", "plan.json", "--format", "markdown"])
+            .envs(GITHUB_RUN)
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).lines().nth(3).expect("the context line").to_owned()
+    };
+    assert_eq!(
+        show(&[("GITHUB_REPOSITORY", "contoso/devices)](https://evil.example")]),
+        "Tenant `simulated-tenant` · [GitHub Actions run 9001](https://github.com/contoso/devices%29%5D%28https%3A%2F%2Fevil.example/actions/runs/9001)"
+    );
+    assert_eq!(show(&[("GITHUB_SERVER_URL", "javascript:alert(1)//github.com")]), "Tenant `simulated-tenant`");
+    assert_eq!(show(&[("GITHUB_RUN_ID", "9001](https://evil.example)")]), "Tenant `simulated-tenant`");
+    let _ = stop.send(());
+    let _ = thread.join();
+
+    // Azure Pipelines: the build's page, from the collection and project it names.
+    let (url, threads, thread, stop) = fake_azure_devops();
+    let out = repo
+        .cmd()
+        .args(["comment", "--plan", "plan.json"])
+        .env("TF_BUILD", "True")
+        .env("SYSTEM_ACCESSTOKEN", "build-token")
+        .env("SYSTEM_COLLECTIONURI", format!("{url}/contoso/"))
+        .env("SYSTEM_TEAMPROJECT", "Intune Ops")
+        .env("SYSTEM_TEAMPROJECTID", "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c")
+        .env("BUILD_REPOSITORY_ID", "7b4a2f0e-1d3c-4e5f-8a9b-0c1d2e3f4a5b")
+        .env("BUILD_BUILDID", "318")
+        .env("SYSTEM_PULLREQUEST_PULLREQUESTID", "17")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = threads.lock().expect("threads").last().expect("the thread").2.clone();
+    assert_eq!(
+        body.lines().nth(3),
+        Some(format!("Tenant `simulated-tenant` · [Azure Pipelines build 318]({url}/contoso/Intune%20Ops/_build/results?buildId=318)").as_str()),
+        "{body}"
+    );
+    let _ = stop.send(());
+    let _ = thread.join();
+}

@@ -38,6 +38,11 @@ pub(super) struct PlanArgs {
     /// in one line). JSON always lists every action.
     #[arg(long)]
     pub show_done: bool,
+    /// Show each device's primary user (its UPN in Intune) on every plan line, as
+    /// `plan.showUser: true` in reconcile.yaml does. Off by default: plans name no person the
+    /// manifests did not name.
+    #[arg(long)]
+    pub show_user: bool,
     /// Run by `watch`: the plan goes to the watcher, which prints it only when it changed.
     #[arg(skip)]
     pub watch: Option<super::WatchSink>,
@@ -55,7 +60,8 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
         simulate: args.simulate,
         base: args.base.clone(),
     };
-    let planned = match ops::plan::prepare(session, &g.overrides(), &request, &env) {
+    let overrides = crate::settings::Overrides { show_user: args.show_user, ..g.overrides() };
+    let planned = match ops::plan::prepare(session, &overrides, &request, &env) {
         Ok(p) => p,
         Err(PlanError::Invalid(diags)) => return Err(Failure::Invalid(diags)),
         Err(PlanError::Other(e)) => return Err(e.into()),

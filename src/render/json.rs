@@ -107,7 +107,8 @@ struct EntryDto<'a> {
     out_of_band: Option<&'a crate::out_of_band::OutOfBand>,
 }
 
-/// What a plan shows of a device: nothing personal the manifest did not name.
+/// What a plan shows of a device: nothing personal the manifest did not name, but the primary
+/// user when the plan was made to show it.
 #[derive(Serialize)]
 struct DeviceDto<'a> {
     id: &'a str,
@@ -116,6 +117,10 @@ struct DeviceDto<'a> {
     os_version: Option<&'a str>,
     owner_type: Option<&'a str>,
     last_sync: Option<&'a str>,
+    /// The primary user's UPN, only when the plan was made to show it (`plan.showUser`): `null`
+    /// for a device without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_principal_name: Option<Option<&'a str>>,
 }
 
 impl<'a> From<&'a crate::device::Device> for DeviceDto<'a> {
@@ -127,6 +132,7 @@ impl<'a> From<&'a crate::device::Device> for DeviceDto<'a> {
             os_version: d.os_version.as_deref(),
             owner_type: d.managed_device_owner_type.as_deref(),
             last_sync: d.last_sync_date_time.as_deref(),
+            user_principal_name: d.user_principal_name.as_ref().map(|_| super::device_user(d)),
         }
     }
 }

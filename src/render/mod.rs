@@ -101,8 +101,14 @@ pub(crate) fn quiet_line(plan: &Plan, ctx: PlanContext) -> Option<String> {
         .then(|| format!("{} already done, {} orphaned (`--show-done` to list them).", s.already_done, s.orphaned))
 }
 
-/// The device as a plan shows it: name, OS and version, owner type, last sync. Nothing personal
-/// (no user, no serial the manifest did not name).
+/// The device's primary user, when the plan was made to show it (`plan.showUser`) and it has one.
+pub(crate) fn device_user(d: &crate::device::Device) -> Option<&str> {
+    d.user_principal_name.as_deref().map(str::trim).filter(|u| !u.is_empty())
+}
+
+/// The device as a plan shows it: name, OS and version, owner type, last sync, and its primary
+/// user only when the plan was made to show it ([`device_user`]). Nothing else personal (no
+/// serial the manifest did not name).
 pub(crate) fn device_summary(d: &crate::device::Device) -> String {
     let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let mut parts = Vec::new();
@@ -119,6 +125,9 @@ pub(crate) fn device_summary(d: &crate::device::Device) -> String {
     }
     if let Some(s) = f(&d.last_sync_date_time) {
         parts.push(format!("last sync {s}"));
+    }
+    if let Some(u) = device_user(d) {
+        parts.push(format!("user {u}"));
     }
     // Every part comes from Intune, written by whoever named the device.
     crate::safe::text(&parts.join(", ")).into_owned()

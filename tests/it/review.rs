@@ -332,3 +332,67 @@ fn every_action_of_a_plan_is_counted_in_every_summary() {
         assert!(text.contains(line), "{line}: {text}");
     }
 }
+
+/// Three Android phones asked for by one manifest: device 0 used by alice, device 1 by someone
+/// whose UPN tries markup and a logging command, device 2 without a primary user.
+fn users_repo(config: &str) -> (Repo, SimHandle) {
+    let repo = Repo::empty();
+    repo.fast_config(config);
+    let mut devices = android_devices(3);
+    devices[0].insert("userPrincipalName".into(), "alice@contoso.com".into());
+    devices[1].insert("userPrincipalName".into(), "eve`](https://evil.example)\n##[error]x@contoso.com".into());
+    let sim = sim(intune_reconcile::sim::SimConfig { devices, ..Default::default() });
+    repo.write("manifests/a.yaml", manifest_for("a", &[&android_id(0), &android_id(1), &android_id(2)]));
+    (repo, sim)
+}
+
+/// The `$select` of every device read the simulator received.
+fn device_selects(sim: &SimHandle) -> Vec<String> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/managedDevices"))
+        .map(|r| r.query)
+        .collect()
+}
+
+// A plan names no person the manifest did not name, unless the repository asks for it: then each
+// line carries the device's primary user, escaped like a device name.
+#[test]
+fn the_devices_user_is_shown_only_when_asked_and_inert() {
+    let (repo, sim) = users_repo("");
+    let text = ok(&repo, &sim, &["plan"]);
+    let json = ok(&repo, &sim, &["plan", "--format", "json"]);
+    let md = ok(&repo, &sim, &["plan", "--format", "markdown"]);
+    for out in [&text, &json, &md] {
+        assert!(!out.contains("alice") && !out.contains("user_principal_name"), "{out}");
+    }
+    let selects = device_selects(&sim);
+    assert!(!selects.is_empty() && selects.iter().all(|q| !q.contains("userPrincipalName")), "never read: {selects:?}");
+
+    let text = ok(&repo, &sim, &["plan", "--show-user"]);
+    assert!(text.contains("ANDROID-00000 (Android 14, company)\n      user alice@contoso.com\n"), "{text}");
+    assert!(text.contains("user eve`](https://evil.example)\\n#\\u{23}[error]x@contoso.com"), "{text}");
+    assert!(device_selects(&sim).iter().any(|q| q.contains("userPrincipalName")));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &sim, &["plan", "--format", "json", "--show-user"])).expect("JSON");
+    let users: Vec<&serde_json::Value> =
+        json["actions"].as_array().expect("actions").iter().map(|a| &a["device"]["user_principal_name"]).collect();
+    assert_eq!(users[0], "alice@contoso.com");
+    assert_eq!(users[1], "eve`](https://evil.example)\n##[error]x@contoso.com", "JSON carries the value");
+    assert!(users[2].is_null(), "a device without a primary user: {json}");
+    let md = ok(&repo, &sim, &["plan", "--format", "markdown", "--show-user"]);
+    assert!(md.contains(", user alice@contoso.com`"), "{md}");
+    assert!(md.contains(", user eve'](https://evil.example)\\n#\\u{23}[error]x@contoso.com`"), "a code span: {md}");
+
+    // The repository's setting does the same, and a saved plan keeps the user for its comment.
+    let (repo, sim) = users_repo("plan:\n  showUser: true\n");
+    assert!(ok(&repo, &sim, &["plan", "--out", "plan.json"]).contains("user alice@contoso.com"));
+    let shown = stdout(&repo.cmd().args(["show", "plan.json", "--format", "markdown"]).output().expect("show"));
+    assert!(shown.contains(", user alice@contoso.com`"), "{shown}");
+
+    // Anything but true or false is an error on its line.
+    repo.write("reconcile.yaml", "plan:\n  showUser: sometimes\n");
+    let out = repo.cmd().arg("validate").output().expect("validate");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("reconcile.yaml:2"), "{}", stderr(&out));
+}

@@ -369,6 +369,7 @@ fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
     devices[0].insert("deviceName".into(), "PHONE ##vso[task.prependpath]/tmp/PWNED-NAME".into());
     devices[0].insert("operatingSystem".into(), "Android ##[add-mask]PWNED-OS".into());
     devices[1].insert("serialNumber".into(), "SER-##VSO[task.complete]PWNED-SERIAL".into());
+    devices[1].insert("userPrincipalName".into(), "eve##vso[task.setvariable variable=X]PWNED-UPN@contoso.com".into());
     let sim = sim(SimConfig { devices, ..SimConfig::default() });
     repo.write(
         "manifests/a.yaml",
@@ -396,6 +397,10 @@ fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
         &["plan"][..],
         &["plan", "--format", "markdown"],
         &["plan", "--format", "json"],
+        &["plan", "--show-user"],
+        &["plan", "--show-user", "--format", "json"],
+        &["plan", "--show-user", "--format", "markdown", "--out", "saved.json"],
+        &["show", "saved.json", "--format", "markdown"],
         &["plan", "--out", "saved.json"],
         &["show", "saved.json"],
         &["show", "saved.json", "--format", "json"],
@@ -434,6 +439,7 @@ fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
         "PWNED-SELECTOR",
         "PWNED-FILE",
         "PWNED-KEY",
+        "PWNED-UPN",
     ] {
         assert!(all.contains(what), "{what} was shown somewhere (escaped): the test exercised it");
     }

@@ -160,6 +160,60 @@ pub(crate) struct Summary {
     pub violations: usize,
 }
 
+/// [`Summary`] in JSON: a plan's `summary` and `outside`, a saved plan's `outside`
+/// (docs/contract.md, JSON). Saved plans of format 1 wrote `to_remove`, which is still read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct SummaryJson {
+    /// Every reset to send: `reset_passcode` + `remove_passcode`.
+    pub to_reset: usize,
+    /// Of `to_reset`, those that set a new passcode.
+    pub reset_passcode: usize,
+    /// Of `to_reset`, those that remove the passcode (corporate iOS/iPadOS).
+    #[serde(alias = "to_remove")]
+    pub remove_passcode: usize,
+    pub already_done: usize,
+    pub orphaned: usize,
+    pub attention: usize,
+    pub blocked: usize,
+    pub same_device: usize,
+    pub adopt: usize,
+    pub violations: usize,
+}
+
+impl From<Summary> for SummaryJson {
+    fn from(s: Summary) -> Self {
+        SummaryJson {
+            to_reset: s.to_reset,
+            reset_passcode: s.to_reset.saturating_sub(s.to_remove),
+            remove_passcode: s.to_remove,
+            already_done: s.already_done,
+            orphaned: s.orphaned,
+            attention: s.attention,
+            blocked: s.blocked,
+            same_device: s.same_device,
+            adopt: s.adopt,
+            violations: s.violations,
+        }
+    }
+}
+
+impl From<SummaryJson> for Summary {
+    fn from(s: SummaryJson) -> Self {
+        Summary {
+            to_reset: s.to_reset,
+            to_remove: s.remove_passcode,
+            already_done: s.already_done,
+            orphaned: s.orphaned,
+            attention: s.attention,
+            blocked: s.blocked,
+            same_device: s.same_device,
+            adopt: s.adopt,
+            violations: s.violations,
+        }
+    }
+}
+
 impl Summary {
     fn count(&mut self, e: &Entry<'_>) {
         if e.removes_passcode() {

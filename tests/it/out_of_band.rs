@@ -237,7 +237,7 @@ fn without_the_audit_log_it_is_still_seen_and_a_saved_plan_adopts_it() {
         stdout(&plan)
     );
     let saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).expect("saved plan");
-    let entry = saved["entries"].as_array().expect("entries").iter().find(|e| e["change"] == "adopt").expect("adopt");
+    let entry = saved["actions"].as_array().expect("actions").iter().find(|e| e["change"] == "adopt").expect("adopt");
     assert_eq!(entry["out_of_band"]["audited"], false);
     let apply = run(&repo, &sim, &["apply", "--plan", "plan.json"]);
     assert!(apply.status.success(), "{}", stderr(&apply));

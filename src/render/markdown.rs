@@ -36,12 +36,13 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
     let mut s = String::new();
     let _ = writeln!(s, "{MARKER}");
     let _ = writeln!(s, "### intune-reconcile plan{}\n", if ctx.simulated { " (SIMULATED)" } else { "" });
-    if let Some(line) = plan.context.as_ref().and_then(context_line) {
-        let _ = writeln!(s, "{line}\n");
-    }
     for (lead, items, tail) in super::policy_lines(plan) {
         let items: Vec<String> = items.iter().map(|i| crate::safe::markdown(i)).collect();
         let _ = writeln!(s, "> [!WARNING]\n> **{lead}** {}{tail}\n", items.join(", "));
+    }
+    // What the plan is for, right after what it does to the policy (which always comes first).
+    if let Some(line) = plan.context.as_ref().and_then(context_line) {
+        let _ = writeln!(s, "{line}\n");
     }
     if ctx.offline {
         let _ = writeln!(s, "> Offline plan: devices were not looked up in Intune.\n");

@@ -144,9 +144,12 @@ pub(crate) struct Origin {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub(crate) struct Summary {
-    /// Every reset to send, passcode removals included.
+    /// Every reset to send, passcode removals included. In JSON written first, by [`SummaryJson`].
+    #[serde(skip)]
     pub to_reset: usize,
-    /// Of [`Summary::to_reset`], those that remove the passcode (corporate iOS/iPadOS).
+    /// Of [`Summary::to_reset`], those that remove the passcode (corporate iOS/iPadOS). In
+    /// JSON `remove_passcode` (saved plans of format 1: `to_remove`).
+    #[serde(rename = "remove_passcode", alias = "to_remove")]
     pub to_remove: usize,
     pub already_done: usize,
     pub orphaned: usize,
@@ -161,56 +164,29 @@ pub(crate) struct Summary {
 }
 
 /// [`Summary`] in JSON: a plan's `summary` and `outside`, a saved plan's `outside`
-/// (docs/contract.md, JSON). Saved plans of format 1 wrote `to_remove`, which is still read.
+/// (docs/contract.md, JSON): `to_reset`, of those the ones that set a new passcode, then the
+/// other counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
 pub(crate) struct SummaryJson {
-    /// Every reset to send: `reset_passcode` + `remove_passcode`.
+    #[serde(default)]
     pub to_reset: usize,
-    /// Of `to_reset`, those that set a new passcode.
+    /// `to_reset` − `remove_passcode`.
+    #[serde(default)]
     pub reset_passcode: usize,
-    /// Of `to_reset`, those that remove the passcode (corporate iOS/iPadOS).
-    #[serde(alias = "to_remove")]
-    pub remove_passcode: usize,
-    pub already_done: usize,
-    pub orphaned: usize,
-    pub attention: usize,
-    pub blocked: usize,
-    pub same_device: usize,
-    pub adopt: usize,
-    pub violations: usize,
+    #[serde(flatten)]
+    pub summary: Summary,
 }
 
 impl From<Summary> for SummaryJson {
-    fn from(s: Summary) -> Self {
-        SummaryJson {
-            to_reset: s.to_reset,
-            reset_passcode: s.to_reset.saturating_sub(s.to_remove),
-            remove_passcode: s.to_remove,
-            already_done: s.already_done,
-            orphaned: s.orphaned,
-            attention: s.attention,
-            blocked: s.blocked,
-            same_device: s.same_device,
-            adopt: s.adopt,
-            violations: s.violations,
-        }
+    fn from(summary: Summary) -> Self {
+        let reset_passcode = summary.to_reset.saturating_sub(summary.to_remove);
+        SummaryJson { to_reset: summary.to_reset, reset_passcode, summary }
     }
 }
 
 impl From<SummaryJson> for Summary {
     fn from(s: SummaryJson) -> Self {
-        Summary {
-            to_reset: s.to_reset,
-            to_remove: s.remove_passcode,
-            already_done: s.already_done,
-            orphaned: s.orphaned,
-            attention: s.attention,
-            blocked: s.blocked,
-            same_device: s.same_device,
-            adopt: s.adopt,
-            violations: s.violations,
-        }
+        Summary { to_reset: s.to_reset, ..s.summary }
     }
 }
 

@@ -46,6 +46,9 @@ pub enum FaultKind {
     HangBefore,
     /// 503 to a GET of the device (a lookup or a refresh read), not to its reset.
     LookupUnavailable,
+    /// Answer with this status and a JSON body that is cut off halfway (the connection drops
+    /// mid-body). A 2xx applies the reset first; any other status does not.
+    CutAnswer(u16),
 }
 
 /// A fault for the next `times` resetPasscode requests (on one device, or any); for
@@ -191,6 +194,8 @@ pub struct RecordedRequest {
     pub applied: bool,
     /// For token requests: `secret`, `assertion`, or what was missing.
     pub credential: Option<String>,
+    /// For a token issued: the scope it was asked for (Graph's, or storage's for a blob ledger).
+    pub scope: Option<String>,
     /// With [`SimConfig::intent_probe`], for a POST: whether its `client-request-id` was in the
     /// ledger on disk when the request arrived.
     pub intent_durable: Option<bool>,

@@ -1,31 +1,17 @@
 //! Crashes and interruptions: kill -9 and Ctrl-C in the middle of an apply never lead to a second
 //! reset of any device.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stdout};
+use crate::common::{Repo, android_sim, batch_repo, manifest_for, posts, stdout, wait_for_posts};
 use intune_reconcile::sim::{Fault, FaultKind, SimConfig};
 
 const N: usize = 30;
 
 fn setup(tweak: impl FnOnce(&mut SimConfig)) -> (Repo, Vec<String>, intune_reconcile::sim::SimHandle) {
-    let repo = Repo::empty();
-    repo.fast_config("");
+    let (repo, ids) = batch_repo(N, "");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("concurrency: 4", "concurrency: 3"));
-    let ids: Vec<String> = (0..N).map(android_id).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
-    let mut cfg = SimConfig { devices: android_devices(N), ..SimConfig::default() };
-    tweak(&mut cfg);
-    (repo, ids, sim(cfg))
-}
-
-fn wait_for_posts(sim: &intune_reconcile::sim::SimHandle, n: usize) {
-    let start = Instant::now();
-    while posts(sim).len() < n {
-        assert!(start.elapsed() < Duration::from_secs(30), "the apply never got going");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    (repo, ids, android_sim(N, tweak))
 }
 
 fn max_resets(sim: &intune_reconcile::sim::SimHandle, ids: &[String]) -> usize {

@@ -102,6 +102,14 @@ fn init_binds_the_ledger_to_the_id_a_domain_stands_for() {
     let out = again.cmd_on(&sim).env("AZURE_TENANT_ID", SIM_DOMAIN).arg("plan").output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Plan: 6 to reset, 1 to remove a passcode"), "{}", stdout(&out));
+    // A domain that does not stand for the token's tenant is another tenant: refused before any
+    // Graph request.
+    let before = sim.requests().len();
+    let out = again.cmd_on(&sim).env("AZURE_TENANT_ID", "fabrikam.onmicrosoft.com").arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("fabrikam.onmicrosoft.com"), "{}", stderr(&out));
+    let graph = sim.requests()[before..].iter().filter(|r| r.path.contains("/deviceManagement/")).count();
+    assert_eq!(graph, 0, "no Graph request for another tenant");
 
     // A domain Entra does not know: refused with what to give instead, nothing created.
     let none = Repo::from_examples();

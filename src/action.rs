@@ -93,6 +93,28 @@ pub struct Selector {
     pub value: String,
 }
 
+/// A selector in the JSON of plans, saved plans and apply reports (docs/contract.md, JSON):
+/// `{"type": "serialNumber", "value": "R58M12345AB"}`. Saved plans of format 1 wrote `kind`,
+/// which is still read. The ledger keeps its own form ([`Selector`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SelectorJson {
+    #[serde(rename = "type", alias = "kind")]
+    pub kind: SelectorKind,
+    pub value: String,
+}
+
+impl From<&Selector> for SelectorJson {
+    fn from(s: &Selector) -> Self {
+        SelectorJson { kind: s.kind, value: s.value.clone() }
+    }
+}
+
+impl From<SelectorJson> for Selector {
+    fn from(s: SelectorJson) -> Self {
+        Selector { kind: s.kind, value: s.value }
+    }
+}
+
 impl Selector {
     /// The value as it enters the action key and duplicate detection.
     ///

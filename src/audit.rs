@@ -64,12 +64,7 @@ fn ci(env: &dyn Fn(&str) -> Option<String>) -> Option<CiRun> {
     let var = |k: &str| env(k).map(|v| clean(&v)).filter(|v| !v.is_empty());
     if var(crate::env::GITHUB_ACTIONS).as_deref() == Some("true") {
         let id = var(crate::env::GITHUB_RUN_ID)?;
-        let url = match (var(crate::env::GITHUB_SERVER_URL), var(crate::env::GITHUB_REPOSITORY)) {
-            (Some(server), Some(repo)) => {
-                Some(clean(&format!("{}/{repo}/actions/runs/{id}", server.trim_end_matches('/'))))
-            }
-            _ => None,
-        };
+        let url = github_page(env, &format!("actions/runs/{}", digits(&id)?));
         let id = match var(crate::env::GITHUB_RUN_ATTEMPT) {
             Some(n) if n != "1" => format!("{id} (attempt {n})"),
             _ => id,
@@ -79,16 +74,98 @@ fn ci(env: &dyn Fn(&str) -> Option<String>) -> Option<CiRun> {
     if var(crate::env::TF_BUILD).is_some() || var(crate::env::BUILD_BUILDID).is_some() {
         let id = var(crate::env::BUILD_BUILDID)?;
         let url = match (var(crate::env::SYSTEM_COLLECTIONURI), var(crate::env::SYSTEM_TEAMPROJECT)) {
-            (Some(collection), Some(project)) => Some(clean(&format!(
-                "{}/{}/_build/results?buildId={id}",
-                collection.trim_end_matches('/'),
-                crate::graph::endpoints::path_segment(&project)
-            ))),
+            (Some(collection), Some(project)) => {
+                page(&collection, &[&project], &format!("_build/results?buildId={}", digits(&id)?))
+            }
             _ => None,
         };
         return Some(CiRun { system: AZURE, id, url });
     }
     None
+}
+
+/// `s` when it is a number (a run or build id), for a URL.
+fn digits(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
+/// A page of the repository on GitHub: `{GITHUB_SERVER_URL}/{GITHUB_REPOSITORY}/{rest}`.
+fn github_page(env: &dyn Fn(&str) -> Option<String>, rest: &str) -> Option<String> {
+    let server = env(crate::env::GITHUB_SERVER_URL)?;
+    let repository = env(crate::env::GITHUB_REPOSITORY)?;
+    let (owner, name) = repository.trim().split_once('/')?;
+    page(&server, &[owner, name], rest)
+}
+
+/// `base/segment/…/rest` as a link target, or `None`: `base` must be an `https://` URL (or
+/// `http://` on loopback) without query or fragment, each segment a name (percent-encoded, never
+/// `.` or `..`), and `rest` is ours. Parentheses and anything else a Markdown link destination
+/// could end at are percent-encoded, so the link is one link whatever the variables hold.
+fn page(base: &str, segments: &[&str], rest: &str) -> Option<String> {
+    let base = crate::graph::endpoints::checked(crate::env::GITHUB_SERVER_URL, base.trim()).ok()?;
+    let parsed = url::Url::parse(&base).ok()?;
+    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+        return None;
+    }
+    let mut url = parsed.as_str().trim_end_matches('/').to_owned();
+    for s in segments {
+        if s.is_empty() || *s == "." || *s == ".." {
+            return None;
+        }
+        url.push('/');
+        url.push_str(&crate::graph::endpoints::path_segment(s));
+    }
+    url.push('/');
+    url.push_str(rest);
+    let url = url.replace('(', "%28").replace(')', "%29");
+    url.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '`' | '\\' | '"' | ' ')).then_some(url)
+}
+
+/// The commit this run works at, as the CI system says (`GITHUB_SHA`, `BUILD_SOURCEVERSION`),
+/// else `git rev-parse HEAD` in `dir`: a commit id (hex digits) or nothing.
+pub(crate) fn commit(env: &dyn Fn(&str) -> Option<String>, dir: &Path) -> Option<String> {
+    let from_ci = match ci(env) {
+        Some(run) if run.system == GITHUB => env(crate::env::GITHUB_SHA),
+        Some(_) => env(crate::env::BUILD_SOURCEVERSION),
+        None => None,
+    };
+    from_ci.map(|c| c.trim().to_owned()).or_else(|| git(dir, &["rev-parse", "HEAD"])).filter(|c| is_commit_id(c))
+}
+
+/// A commit id: 7 to 64 hex digits (SHA-1 or SHA-256, maybe abbreviated).
+pub(crate) fn is_commit_id(s: &str) -> bool {
+    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Where a plan comes from, as its reviewer sees it at the top of the Markdown plan (the pull
+/// request comment, the job summary): the tenant, the commit and the CI run. The links are built
+/// from the CI system's own variables only, never from what the repository or the plan says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ReviewContext {
+    pub tenant: Option<String>,
+    /// A commit id ([`is_commit_id`]).
+    pub commit: Option<String>,
+    /// The commit's page (GitHub).
+    pub commit_url: Option<String>,
+    /// The CI run: what to call it (`GitHub Actions run 9001`) and its page.
+    pub run: Option<(String, String)>,
+}
+
+impl ReviewContext {
+    /// The context of a plan of `tenant` made at `commit`, shown by this CI run (if any).
+    pub(crate) fn new(env: &dyn Fn(&str) -> Option<String>, tenant: Option<&str>, commit: Option<&str>) -> Self {
+        let commit = commit.filter(|c| is_commit_id(c)).map(str::to_ascii_lowercase);
+        let run = ci(env).and_then(|run| {
+            let url = run.url?;
+            let name = if run.system == GITHUB { "GitHub Actions run" } else { "Azure Pipelines build" };
+            // The id is the CI system's (digits, maybe ` (attempt 2)`): nothing in it is markup.
+            let id: String = run.id.chars().filter(|c| c.is_ascii_alphanumeric() || " ()".contains(*c)).collect();
+            Some((format!("{name} {id}"), url))
+        });
+        let github = ci(env).is_some_and(|run| run.system == GITHUB);
+        let commit_url = commit.as_deref().filter(|_| github).and_then(|c| github_page(env, &format!("commit/{c}")));
+        ReviewContext { tenant: tenant.map(str::to_owned).filter(|t| !t.is_empty()), commit, commit_url, run }
+    }
 }
 
 /// The CI run holding a ledger lock, for the message naming the holder:

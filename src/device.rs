@@ -29,6 +29,10 @@ pub(crate) struct Device {
     pub management_state: Option<String>,
     #[serde(default)]
     pub last_sync_date_time: Option<String>,
+    /// The device's primary user: read from Intune only when the plan is to show it
+    /// (`plan.showUser`, `--show-user`), and never shown otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_principal_name: Option<String>,
     /// What Intune did to the device lately (resets made by anyone: this tool, the portal,
     /// scripts), for spotting resets made outside the tool. Never saved with a plan.
     #[serde(default, deserialize_with = "null_as_empty", skip_serializing)]
@@ -97,8 +101,10 @@ pub(crate) fn is_passcode_reset(action_name: &str) -> bool {
     ["resetPasscode", "removePasscode"].iter().any(|n| action_name.eq_ignore_ascii_case(n))
 }
 
-/// The `$select` for [`Device`].
+/// The `$select` for [`Device`]: everything but the user.
 pub(crate) const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime,deviceActionResults";
+/// The `$select` for [`Device`] with its primary user (`plan.showUser`).
+pub(crate) const DEVICE_SELECT_WITH_USER: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime,deviceActionResults,userPrincipalName";
 
 /// A device platform, as policy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -202,6 +208,7 @@ mod tests {
             device_enrollment_type: None,
             management_state: Some(state.into()),
             last_sync_date_time: None,
+            user_principal_name: None,
             device_action_results: Vec::new(),
         }
     }

@@ -144,9 +144,12 @@ pub(crate) struct Origin {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub(crate) struct Summary {
-    /// Every reset to send, passcode removals included.
+    /// Every reset to send, passcode removals included. In JSON written first, by [`SummaryJson`].
+    #[serde(skip)]
     pub to_reset: usize,
-    /// Of [`Summary::to_reset`], those that remove the passcode (corporate iOS/iPadOS).
+    /// Of [`Summary::to_reset`], those that remove the passcode (corporate iOS/iPadOS). In
+    /// JSON `remove_passcode` (saved plans of format 1: `to_remove`).
+    #[serde(rename = "remove_passcode", alias = "to_remove")]
     pub to_remove: usize,
     pub already_done: usize,
     pub orphaned: usize,
@@ -158,6 +161,33 @@ pub(crate) struct Summary {
     /// Policy violations (of a manifest: its resets are blocked; of the repository: `apply`
     /// refuses to start).
     pub violations: usize,
+}
+
+/// [`Summary`] in JSON: a plan's `summary` and `outside`, a saved plan's `outside`
+/// (docs/contract.md, JSON): `to_reset`, of those the ones that set a new passcode, then the
+/// other counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SummaryJson {
+    #[serde(default)]
+    pub to_reset: usize,
+    /// `to_reset` − `remove_passcode`.
+    #[serde(default)]
+    pub reset_passcode: usize,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+impl From<Summary> for SummaryJson {
+    fn from(summary: Summary) -> Self {
+        let reset_passcode = summary.to_reset.saturating_sub(summary.to_remove);
+        SummaryJson { to_reset: summary.to_reset, reset_passcode, summary }
+    }
+}
+
+impl From<SummaryJson> for Summary {
+    fn from(s: SummaryJson) -> Self {
+        Summary { to_reset: s.to_reset, ..s.summary }
+    }
 }
 
 impl Summary {
@@ -211,6 +241,9 @@ pub(crate) struct Plan<'a> {
     pub outside: Option<Summary>,
     /// What the change does to the policy, and where the rules in effect come from.
     pub policy_change: Option<crate::violation::PolicyChange>,
+    /// The tenant, commit and CI run the Markdown plan names for its reviewer (set by the
+    /// command that renders it).
+    pub context: Option<crate::audit::ReviewContext>,
 }
 
 impl<'a> Plan<'a> {
@@ -227,6 +260,7 @@ impl<'a> Plan<'a> {
             manifests: BTreeMap::new(),
             outside: None,
             policy_change: None,
+            context: None,
         }
     }
 

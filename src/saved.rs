@@ -26,8 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// `kind` of a saved plan file.
 pub(crate) const KIND: &str = "intune-reconcile-plan";
-/// Bumped when a saved plan stops being readable by older builds.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Bumped when a saved plan stops being readable by older builds. 2: the vocabulary of plan
+/// JSON (docs/contract.md, JSON): `actions`, selectors as `{"type", "value"}`, devices, manifests
+/// and summaries in snake_case. Format 1 is still read.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// What the plan was made from. The lineage and the tenant must match when it is applied; the
 /// serial is kept for the record (other merges change it).
@@ -52,15 +54,19 @@ pub(crate) struct SavedPlan {
     pub simulated: bool,
     pub offline: bool,
     pub binding: Binding,
+    /// The commit the plan was made at (a commit id), for its reviewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(rename = "actions", alias = "entries")]
     pub entries: Vec<SavedEntry>,
     /// Policy violations when the plan was made.
     #[serde(default)]
     pub violations: Vec<SavedViolation>,
     /// Ticket, reason and requester of each manifest, as reviewed.
-    #[serde(default)]
+    #[serde(default, with = "json::manifests")]
     pub manifests: BTreeMap<String, ManifestInfo>,
     /// `plan --base`: the counts of what lay outside the change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json::summary")]
     pub outside: Option<crate::plan::Summary>,
     /// The policy the plan was judged under: its digest, the base revision and what the change
     /// did to the policy. `apply --plan` judges the change against the same base.
@@ -97,10 +103,11 @@ pub(crate) struct SavedEntry {
     pub line: Option<u32>,
     pub round: u32,
     pub collection: Collection,
+    #[serde(with = "json::selector")]
     pub selector: Selector,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json::device")]
     pub device: Option<Device>,
     /// The former manifest name its record was made under (`formerNames`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +119,136 @@ pub(crate) struct SavedEntry {
     /// The device's reset made outside this tool, as the reviewer saw it (`policy.outOfBand`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_of_band: Option<crate::out_of_band::OutOfBand>,
+}
+
+/// The saved plan's fields in the vocabulary of plan JSON, reading format 1's names too.
+mod json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) mod selector {
+        use super::*;
+        use crate::action::{Selector, SelectorJson};
+
+        pub(crate) fn serialize<S: Serializer>(s: &Selector, ser: S) -> Result<S::Ok, S::Error> {
+            SelectorJson::from(s).serialize(ser)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Selector, D::Error> {
+            SelectorJson::deserialize(d).map(Into::into)
+        }
+    }
+
+    pub(super) mod manifests {
+        use super::*;
+        use crate::manifest::{ManifestInfo, ManifestJson};
+        use std::collections::BTreeMap;
+
+        pub(crate) fn serialize<S: Serializer>(m: &BTreeMap<String, ManifestInfo>, ser: S) -> Result<S::Ok, S::Error> {
+            let json: BTreeMap<&str, ManifestJson> = m.iter().map(|(k, v)| (k.as_str(), v.into())).collect();
+            json.serialize(ser)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, ManifestInfo>, D::Error> {
+            let json = BTreeMap::<String, ManifestJson>::deserialize(d)?;
+            Ok(json.into_iter().map(|(k, v)| (k, v.into())).collect())
+        }
+    }
+
+    pub(super) mod summary {
+        use super::*;
+        use crate::plan::{Summary, SummaryJson};
+
+        pub(crate) fn serialize<S: Serializer>(s: &Option<Summary>, ser: S) -> Result<S::Ok, S::Error> {
+            s.map(SummaryJson::from).serialize(ser)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Summary>, D::Error> {
+            Ok(Option::<SummaryJson>::deserialize(d)?.map(Into::into))
+        }
+    }
+
+    /// A device as a saved plan keeps it: what plans show (the same names as a plan's JSON
+    /// `device`) and what `apply --plan` and the renderers need to judge it again (serial
+    /// number, IMEI, enrollment type, management state). Format 1 wrote Graph's names.
+    #[derive(Serialize, Deserialize)]
+    struct SavedDevice {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "deviceName")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "serialNumber")]
+        serial_number: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        imei: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "operatingSystem")]
+        operating_system: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "osVersion")]
+        os_version: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "managedDeviceOwnerType")]
+        owner_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "deviceEnrollmentType")]
+        enrollment_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "managementState")]
+        management_state: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "lastSyncDateTime")]
+        last_sync: Option<String>,
+        /// Only in a plan made to show it (`plan.showUser`): `null` for a device without one, as
+        /// in a plan's JSON.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            alias = "userPrincipalName",
+            deserialize_with = "present"
+        )]
+        user_principal_name: Option<Option<String>>,
+    }
+
+    /// A field that is there, `null` or not: absent is `None` (by `default`).
+    fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+
+    pub(super) mod device {
+        use super::*;
+        use crate::device::Device;
+
+        pub(crate) fn serialize<S: Serializer>(d: &Option<Device>, ser: S) -> Result<S::Ok, S::Error> {
+            d.as_ref()
+                .map(|d| SavedDevice {
+                    id: d.id.clone(),
+                    name: d.device_name.clone(),
+                    serial_number: d.serial_number.clone(),
+                    imei: d.imei.clone(),
+                    operating_system: d.operating_system.clone(),
+                    os_version: d.os_version.clone(),
+                    owner_type: d.managed_device_owner_type.clone(),
+                    enrollment_type: d.device_enrollment_type.clone(),
+                    management_state: d.management_state.clone(),
+                    last_sync: d.last_sync_date_time.clone(),
+                    user_principal_name: d
+                        .user_principal_name
+                        .as_ref()
+                        .map(|u| Some(u.clone()).filter(|u| !u.trim().is_empty())),
+                })
+                .serialize(ser)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Device>, D::Error> {
+            Ok(Option::<SavedDevice>::deserialize(d)?.map(|d| Device {
+                id: d.id,
+                device_name: d.name,
+                serial_number: d.serial_number,
+                imei: d.imei,
+                operating_system: d.operating_system,
+                os_version: d.os_version,
+                managed_device_owner_type: d.owner_type,
+                device_enrollment_type: d.enrollment_type,
+                management_state: d.management_state,
+                last_sync_date_time: d.last_sync,
+                user_principal_name: d.user_principal_name.map(Option::unwrap_or_default),
+                device_action_results: Vec::new(),
+            }))
+        }
+    }
 }
 
 /// Why a saved plan cannot be used.
@@ -157,7 +294,14 @@ impl Binding {
 }
 
 impl SavedPlan {
-    pub(crate) fn new(plan: &Plan<'_>, ledger: &Ledger, binding: Binding, simulated: bool, offline: bool) -> Self {
+    pub(crate) fn new(
+        plan: &Plan<'_>,
+        ledger: &Ledger,
+        binding: Binding,
+        commit: Option<String>,
+        simulated: bool,
+        offline: bool,
+    ) -> Self {
         let resets = ResetIndex::new(ledger.records.values());
         let entries = plan
             .entries
@@ -204,6 +348,7 @@ impl SavedPlan {
             simulated,
             offline,
             binding,
+            commit: commit.filter(|c| crate::audit::is_commit_id(c)),
             entries,
             violations: plan
                 .violations
@@ -359,6 +504,12 @@ impl Restored {
         plan.outside = self.saved.outside;
         plan.policy_change = self.saved.policy.clone();
         plan
+    }
+
+    /// The reviewer's context of the saved plan: its tenant and commit, and the CI run `env`
+    /// names (the one showing it).
+    pub(crate) fn context(&self, env: &dyn Fn(&str) -> Option<String>) -> crate::audit::ReviewContext {
+        crate::audit::ReviewContext::new(env, self.saved.binding.tenant.as_deref(), self.saved.commit.as_deref())
     }
 
     /// The action a saved entry was about, as saved (`None` for orphans).

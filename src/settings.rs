@@ -44,6 +44,17 @@ pub(crate) struct RawConfig {
     pub simulator: Option<RawSimulator>,
     /// Guard rails enforced by `validate`, `plan` and `apply` (apply refuses on any violation).
     pub policy: Option<crate::policy::RawPolicy>,
+    /// What plans show.
+    pub plan: Option<RawPlan>,
+}
+
+/// The `plan:` section.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawPlan {
+    /// Show each device's primary user (its UPN in Intune) on every plan line: text, Markdown,
+    /// JSON and saved plans. Default `false`: a plan names no person the manifest did not name.
+    pub show_user: Option<bool>,
 }
 
 /// The `simulator:` section.
@@ -163,6 +174,8 @@ pub(crate) struct Settings {
     pub repo_policy: crate::policy::Policy,
     /// The operator's policy (`RECONCILE_POLICY` / `--policy`), if any.
     pub floor: Option<crate::policy::Floor>,
+    /// Plans show each device's primary user (`plan.showUser`, `--show-user`).
+    pub show_user: bool,
 }
 
 impl Settings {
@@ -192,6 +205,8 @@ pub(crate) struct Overrides {
     pub policy: Option<PathBuf>,
     /// The policy before the change under review, which the change's actions are judged by too.
     pub base: Base,
+    /// `plan --show-user`: plans show each device's primary user, whatever `plan.showUser` says.
+    pub show_user: bool,
 }
 
 /// Which revision's `reconcile.yaml` holds the policy before the change under review: a change
@@ -396,6 +411,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
         policy: crate::policy::Policy::default(),
         repo_policy: raw.policy.map(|p| crate::policy::Policy::from_raw(p, &file, diags)).unwrap_or_default(),
         floor: None,
+        show_user: overrides.show_user || raw.plan.as_ref().and_then(|p| p.show_user).unwrap_or(false),
     };
     // The operator's floor: a file the repository cannot change.
     let floor_path = overrides.policy.clone().or_else(|| nonempty(crate::env::RECONCILE_POLICY).map(PathBuf::from));

@@ -61,7 +61,9 @@ fn body_of(path: &std::path::Path) -> anyhow::Result<String> {
     let saved = SavedPlan::read(path)?;
     let ctx = PlanContext::new(saved.offline, saved.simulated);
     let restored = Restored::new(saved);
-    Ok(crate::render::markdown::render(&restored.plan(), ctx))
+    let mut plan = restored.plan();
+    plan.context = Some(restored.context(&env));
+    Ok(crate::render::markdown::render(&plan, ctx))
 }
 
 /// Inside Azure Pipelines: the plan thread of the pull request that triggered the build.

@@ -86,6 +86,7 @@ impl GlobalArgs {
             state: self.state.clone(),
             policy: self.policy.clone(),
             base: crate::settings::Base::None,
+            show_user: false,
         }
     }
 }

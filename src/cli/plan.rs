@@ -38,6 +38,11 @@ pub(super) struct PlanArgs {
     /// in one line). JSON always lists every action.
     #[arg(long)]
     pub show_done: bool,
+    /// Show each device's primary user (its UPN in Intune) on every plan line, as
+    /// `plan.showUser: true` in reconcile.yaml does. Off by default: plans name no person the
+    /// manifests did not name.
+    #[arg(long)]
+    pub show_user: bool,
     /// Run by `watch`: the plan goes to the watcher, which prints it only when it changed.
     #[arg(skip)]
     pub watch: Option<super::WatchSink>,
@@ -55,17 +60,20 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
         simulate: args.simulate,
         base: args.base.clone(),
     };
-    let planned = match ops::plan::prepare(session, &g.overrides(), &request, &env) {
+    let overrides = crate::settings::Overrides { show_user: args.show_user, ..g.overrides() };
+    let planned = match ops::plan::prepare(session, &overrides, &request, &env) {
         Ok(p) => p,
         Err(PlanError::Invalid(diags)) => return Err(Failure::Invalid(diags)),
         Err(PlanError::Other(e)) => return Err(e.into()),
     };
     print_diagnostics(&planned.project.diagnostics);
-    let plan = planned.plan();
+    let mut plan = planned.plan();
     let ctx = PlanContext { show_done: args.show_done, ..PlanContext::new(args.offline, args.simulate) };
+    let commit = crate::audit::commit(&env, std::path::Path::new("."));
     if let Some(path) = &args.out {
-        planned.save(&plan, path)?;
+        planned.save(&plan, path, commit.clone())?;
     }
+    plan.context = Some(crate::audit::ReviewContext::new(&env, planned.tenant.as_deref(), commit.as_deref()));
     let mut buf = Vec::new();
     let mut out: Box<dyn Write> = match &args.watch {
         Some(_) => Box::new(&mut buf),

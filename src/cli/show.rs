@@ -28,9 +28,9 @@ pub(super) fn run(args: ShowArgs) -> CmdResult {
     if args.format == Format::Text && super::colour() {
         return Ok(super::print_text_plan(&restored.plan(), ctx).context("cannot write to stdout")?);
     }
+    let mut plan = restored.plan();
+    plan.context = Some(restored.context(&super::env));
     let mut out = std::io::BufWriter::new(crate::safe::stdout());
-    render::plan(&mut out, &restored.plan(), ctx, args.format)
-        .and_then(|()| out.flush())
-        .context("cannot write to stdout")?;
+    render::plan(&mut out, &plan, ctx, args.format).and_then(|()| out.flush()).context("cannot write to stdout")?;
     Ok(())
 }

@@ -160,6 +160,7 @@ fn run_cycle(
             out: None,
             base: None,
             show_done: false,
+            show_user: false,
             watch: Some(sink.clone()),
         };
         super::plan::run_in(session, g, plan)

@@ -33,7 +33,7 @@ pub use pacer::Budget;
 pub(crate) use pacer::Pacer;
 
 use crate::action::Collection;
-pub(crate) use crate::device::{ActionResult, DEVICE_SELECT, Device, RemoteActionAudit};
+pub(crate) use crate::device::{ActionResult, DEVICE_SELECT, DEVICE_SELECT_WITH_USER, Device, RemoteActionAudit};
 use crate::http::BodyError;
 
 /// How the client behaves.
@@ -45,6 +45,8 @@ pub(crate) struct ClientOptions {
     pub read_budget: Budget,
     /// When and how often a read is tried again ([`crate::retry`]).
     pub retry: crate::retry::Policy,
+    /// Read each device's primary user too (`plan.showUser`); otherwise it is never asked for.
+    pub device_user: bool,
 }
 
 /// What became of one POST.
@@ -142,6 +144,8 @@ pub(crate) struct Graph {
     read_concurrency: usize,
     clock: ServerClock,
     retry: crate::retry::Policy,
+    /// The `$select` of device reads.
+    device_select: &'static str,
 }
 
 /// Every cause of a reqwest error, joined (reqwest's Display alone hides the useful part).
@@ -197,6 +201,7 @@ impl Graph {
             read_concurrency: opts.concurrency.saturating_sub(1).max(1) as usize,
             clock: ServerClock::default(),
             retry: opts.retry,
+            device_select: if opts.device_user { DEVICE_SELECT_WITH_USER } else { DEVICE_SELECT },
         }
     }
 
@@ -464,9 +469,10 @@ impl Graph {
     /// A device by id; `None` when it does not exist.
     pub(crate) async fn device(&self, collection: Collection, id: &str) -> Result<Option<Device>, ReadError> {
         let url = self.endpoints.device_management(&format!(
-            "{}/{}?$select={DEVICE_SELECT}",
+            "{}/{}?$select={}",
             collection.as_str(),
-            endpoints::path_segment(id)
+            endpoints::path_segment(id),
+            self.device_select
         ));
         self.get_json(&url).await
     }
@@ -483,7 +489,7 @@ impl Graph {
         let filter = format!("{property} eq '{}'", value.replace('\'', "''"));
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("$filter", &filter)
-            .append_pair("$select", DEVICE_SELECT)
+            .append_pair("$select", self.device_select)
             .finish();
         let url = self.endpoints.device_management(&format!("{}?{query}", collection.as_str()));
         self.get_pages(url, collection.as_str()).await
@@ -508,7 +514,7 @@ impl Graph {
             count: Option<u64>,
         }
         let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("$select", DEVICE_SELECT)
+            .append_pair("$select", self.device_select)
             .append_pair("$top", &LIST_PAGE.to_string())
             .append_pair("$count", "true")
             .finish();
@@ -655,6 +661,7 @@ mod tests {
             write_budget: budget,
             read_budget: budget,
             retry: crate::retry::Policy::graph(Duration::from_millis(10), Duration::from_millis(100)),
+            device_user: false,
         };
         Graph::new(endpoints, Credential::Token(token.to_owned().into()), &opts)
     }

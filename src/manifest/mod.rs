@@ -45,6 +45,31 @@ pub struct ManifestInfo {
     pub requested_by: Option<String>,
 }
 
+/// [`ManifestInfo`] in the JSON of plans and saved plans (docs/contract.md, JSON): `ticket`,
+/// `reason`, `requested_by`. Saved plans of format 1 wrote `requestedBy`, which is still read; the
+/// ledger keeps its own form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ManifestJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "requestedBy")]
+    pub requested_by: Option<String>,
+}
+
+impl From<&ManifestInfo> for ManifestJson {
+    fn from(m: &ManifestInfo) -> Self {
+        ManifestJson { ticket: m.ticket.clone(), reason: m.reason.clone(), requested_by: m.requested_by.clone() }
+    }
+}
+
+impl From<ManifestJson> for ManifestInfo {
+    fn from(m: ManifestJson) -> Self {
+        ManifestInfo { ticket: m.ticket, reason: m.reason, requested_by: m.requested_by }
+    }
+}
+
 impl ManifestInfo {
     pub(crate) fn of(m: &Manifest) -> Self {
         let text = |v: &Option<(String, crate::diagnostic::Pos)>| {

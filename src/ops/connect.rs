@@ -68,6 +68,7 @@ pub(crate) fn connect(
         write_budget: g.write_budget,
         read_budget: g.read_budget,
         retry: crate::retry::Policy::graph(g.backoff_initial, g.backoff_max),
+        device_user: settings.show_user,
     };
     if simulate {
         let devices = match &settings.sim_devices {

@@ -173,9 +173,9 @@ impl Planned {
     }
 
     /// Saves `plan` (made by [`Planned::plan`]) for `apply --plan FILE`.
-    pub(crate) fn save(&self, plan: &Plan<'_>, path: &Path) -> Result<(), SavedError> {
+    pub(crate) fn save(&self, plan: &Plan<'_>, path: &Path, commit: Option<String>) -> Result<(), SavedError> {
         let binding = Binding::of(&self.ledger, self.tenant.as_deref());
-        SavedPlan::new(plan, &self.ledger, binding, self.simulated, self.offline).write(path)
+        SavedPlan::new(plan, &self.ledger, binding, commit, self.simulated, self.offline).write(path)
     }
 }
 

@@ -1,4 +1,8 @@
 //! Versioned JSON output. Consumers branch on `format_version`; fields are only ever added.
+//!
+//! One vocabulary for plans, saved plans and apply reports (docs/contract.md, JSON): field names
+//! in snake_case, a selector as `{"type", "value"}` ([`crate::action::SelectorJson`]), a summary
+//! as [`crate::plan::SummaryJson`], a manifest's facts as [`crate::manifest::ManifestJson`].
 
 use std::io::{self, Write};
 
@@ -7,8 +11,9 @@ use serde::Serialize;
 use super::PlanContext;
 use crate::plan::{Entry, Plan};
 
-/// Bumped only when a field changes meaning or disappears.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Bumped only when a field changes meaning or disappears: plans and apply reports. 2: one
+/// vocabulary (`manifests.*.requested_by`, the report's selectors as objects).
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct PlanDto<'a> {
@@ -18,14 +23,14 @@ struct PlanDto<'a> {
     policy: Option<&'a crate::violation::PolicyChange>,
     offline: bool,
     simulated: bool,
-    summary: SummaryDto,
+    summary: crate::plan::SummaryJson,
     actions: Vec<EntryDto<'a>>,
     violations: Vec<ViolationDto<'a>>,
     /// Ticket, reason and requester of each manifest, by name.
-    manifests: &'a std::collections::BTreeMap<String, crate::manifest::ManifestInfo>,
+    manifests: std::collections::BTreeMap<&'a str, crate::manifest::ManifestJson>,
     /// `plan --base`: the counts of what lies outside the change.
     #[serde(skip_serializing_if = "Option::is_none")]
-    outside: Option<SummaryDto>,
+    outside: Option<crate::plan::SummaryJson>,
 }
 
 #[derive(Serialize)]
@@ -42,40 +47,6 @@ struct ViolationDto<'a> {
 }
 
 #[derive(Serialize)]
-struct SummaryDto {
-    /// Every reset to send: `reset_passcode` + `remove_passcode`.
-    to_reset: usize,
-    /// Of `to_reset`, those that set a new passcode.
-    reset_passcode: usize,
-    /// Of `to_reset`, those that remove the passcode (corporate iOS/iPadOS).
-    remove_passcode: usize,
-    already_done: usize,
-    orphaned: usize,
-    attention: usize,
-    blocked: usize,
-    same_device: usize,
-    adopt: usize,
-    violations: usize,
-}
-
-impl From<crate::plan::Summary> for SummaryDto {
-    fn from(s: crate::plan::Summary) -> Self {
-        SummaryDto {
-            to_reset: s.to_reset,
-            reset_passcode: super::resets_and_removals(&s).0,
-            remove_passcode: s.to_remove,
-            already_done: s.already_done,
-            orphaned: s.orphaned,
-            attention: s.attention,
-            blocked: s.blocked,
-            same_device: s.same_device,
-            adopt: s.adopt,
-            violations: s.violations,
-        }
-    }
-}
-
-#[derive(Serialize)]
 struct EntryDto<'a> {
     key: &'a str,
     change: &'static str,
@@ -87,7 +58,7 @@ struct EntryDto<'a> {
     line: Option<u32>,
     round: u32,
     collection: &'static str,
-    selector: SelectorDto<'a>,
+    selector: crate::action::SelectorJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,7 +78,8 @@ struct EntryDto<'a> {
     out_of_band: Option<&'a crate::out_of_band::OutOfBand>,
 }
 
-/// What a plan shows of a device: nothing personal the manifest did not name.
+/// What a plan shows of a device: nothing personal the manifest did not name, but the primary
+/// user when the plan was made to show it.
 #[derive(Serialize)]
 struct DeviceDto<'a> {
     id: &'a str,
@@ -116,6 +88,10 @@ struct DeviceDto<'a> {
     os_version: Option<&'a str>,
     owner_type: Option<&'a str>,
     last_sync: Option<&'a str>,
+    /// The primary user's UPN, only when the plan was made to show it (`plan.showUser`): `null`
+    /// for a device without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_principal_name: Option<Option<&'a str>>,
 }
 
 impl<'a> From<&'a crate::device::Device> for DeviceDto<'a> {
@@ -127,15 +103,9 @@ impl<'a> From<&'a crate::device::Device> for DeviceDto<'a> {
             os_version: d.os_version.as_deref(),
             owner_type: d.managed_device_owner_type.as_deref(),
             last_sync: d.last_sync_date_time.as_deref(),
+            user_principal_name: d.user_principal_name.as_ref().map(|_| super::device_user(d)),
         }
     }
-}
-
-#[derive(Serialize)]
-pub(super) struct SelectorDto<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub value: &'a str,
 }
 
 fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
@@ -150,7 +120,7 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
         line,
         round,
         collection: collection.as_str(),
-        selector: SelectorDto { kind: selector.kind.as_str(), value: &selector.value },
+        selector: selector.into(),
         status: e.record.map(|r| r.status.as_str()),
         managed_device_id: e.device.map(|d| d.id.as_str()).or(e.record.and_then(|r| r.managed_device_id.as_deref())),
         device: e.device.map(DeviceDto::from),
@@ -169,8 +139,8 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
         simulated: ctx.simulated,
         summary: plan.summary.into(),
         actions: plan.entries.iter().map(entry).collect(),
-        manifests: &plan.manifests,
-        outside: plan.outside.map(SummaryDto::from),
+        manifests: plan.manifests.iter().map(|(name, info)| (name.as_str(), info.into())).collect(),
+        outside: plan.outside.map(Into::into),
         violations: plan
             .violations
             .iter()

@@ -40,6 +40,10 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
         let items: Vec<String> = items.iter().map(|i| crate::safe::markdown(i)).collect();
         let _ = writeln!(s, "> [!WARNING]\n> **{lead}** {}{tail}\n", items.join(", "));
     }
+    // What the plan is for, right after what it does to the policy (which always comes first).
+    if let Some(line) = plan.context.as_ref().and_then(context_line) {
+        let _ = writeln!(s, "{line}\n");
+    }
     if ctx.offline {
         let _ = writeln!(s, "> Offline plan: devices were not looked up in Intune.\n");
     }
@@ -81,6 +85,27 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
     }
     // The comment and the job summary are shown in CI logs too: no logging command anywhere.
     crate::safe::commands(&s).into_owned()
+}
+
+/// `Tenant `…` · commit [`0123456789ab`](…) · [GitHub Actions run 9001](…)`: what the reviewer
+/// checks before the plan itself. The tenant and commit are inert code spans; the links were
+/// built from the CI system's variables alone ([`crate::audit::ReviewContext`]).
+fn context_line(c: &crate::audit::ReviewContext) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(t) = &c.tenant {
+        parts.push(format!("Tenant {}", code(t)));
+    }
+    if let Some(commit) = &c.commit {
+        let short = code(&commit[..commit.len().min(12)]);
+        parts.push(match &c.commit_url {
+            Some(url) => format!("commit [{short}]({url})"),
+            None => format!("commit {short}"),
+        });
+    }
+    if let Some((name, url)) = &c.run {
+        parts.push(format!("[{}]({url})", crate::safe::text(name)));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// At most `n` characters of `s`, with an ellipsis when cut (user text in warnings).
@@ -202,19 +227,23 @@ fn first_few(total: usize, items: impl Iterator<Item = String>, sep: &str) -> St
     s
 }
 
+/// One column per kind of action, so the cells add up to every action of the plan (compact or
+/// not): what is sent, adopted, blocked, merged into another entry, done, orphaned or stuck.
 fn summary_table(s: &mut String, plan: &Plan) {
     let (resets, removes) = super::resets_and_removals(&plan.summary);
     let not_supported = plan.entries.iter().filter(|e| e.block == Some(BlockKind::NotSupported)).count();
     let sm = plan.summary;
     let _ = writeln!(
         s,
-        "| reset passcode | remove passcode | not supported | other blocked | already done | orphaned | needs attention |"
+        "| reset passcode | remove passcode | adopted | not supported | other blocked | same device | already done | orphaned | needs attention |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         s,
-        "| {resets} | {removes} | {not_supported} | {} | {} | {} | {} |\n",
+        "| {resets} | {removes} | {} | {not_supported} | {} | {} | {} | {} | {} |\n",
+        sm.adopt,
         sm.blocked - not_supported,
+        sm.same_device,
         sm.already_done,
         sm.orphaned,
         sm.attention

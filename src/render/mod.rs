@@ -69,12 +69,17 @@ pub(crate) fn resets_and_removals(s: &crate::plan::Summary) -> (usize, usize) {
     (s.to_reset.saturating_sub(s.to_remove), s.to_remove)
 }
 
-/// `5 to reset, 1 to remove a passcode` (the removals only when there are some).
+/// `5 to reset, 1 to remove a passcode, 1 to adopt` (the removals and the adoptions only when
+/// there are some): what `apply` will do, every action that changes something counted once.
 fn sends(s: &crate::plan::Summary) -> String {
-    match resets_and_removals(s) {
+    let mut out = match resets_and_removals(s) {
         (resets, 0) => format!("{resets} to reset"),
         (resets, removals) => format!("{resets} to reset, {removals} to remove a passcode"),
+    };
+    if s.adopt > 0 {
+        out.push_str(&format!(", {} to adopt", s.adopt));
     }
+    out
 }
 
 /// Whether the plan changes nothing: no reset to send, no reset made outside reconcile to adopt.
@@ -96,8 +101,14 @@ pub(crate) fn quiet_line(plan: &Plan, ctx: PlanContext) -> Option<String> {
         .then(|| format!("{} already done, {} orphaned (`--show-done` to list them).", s.already_done, s.orphaned))
 }
 
-/// The device as a plan shows it: name, OS and version, owner type, last sync. Nothing personal
-/// (no user, no serial the manifest did not name).
+/// The device's primary user, when the plan was made to show it (`plan.showUser`) and it has one.
+pub(crate) fn device_user(d: &crate::device::Device) -> Option<&str> {
+    d.user_principal_name.as_deref().map(str::trim).filter(|u| !u.is_empty())
+}
+
+/// The device as a plan shows it: name, OS and version, owner type, last sync, and its primary
+/// user only when the plan was made to show it ([`device_user`]). Nothing else personal (no
+/// serial the manifest did not name).
 pub(crate) fn device_summary(d: &crate::device::Device) -> String {
     let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let mut parts = Vec::new();
@@ -114,6 +125,9 @@ pub(crate) fn device_summary(d: &crate::device::Device) -> String {
     }
     if let Some(s) = f(&d.last_sync_date_time) {
         parts.push(format!("last sync {s}"));
+    }
+    if let Some(u) = device_user(d) {
+        parts.push(format!("user {u}"));
     }
     // Every part comes from Intune, written by whoever named the device.
     crate::safe::text(&parts.join(", ")).into_owned()
@@ -148,7 +162,8 @@ pub(crate) fn policy_lines<'p>(plan: &'p Plan<'_>) -> Vec<(&'static str, &'p [St
 }
 
 /// `No changes.` (Terraform's words) when nothing changes in a compact plan; else `Plan: 5 to
-/// reset, 1 to remove a passcode.`, with `--show-done` followed by the already done and orphaned.
+/// reset, 1 to remove a passcode, 1 to adopt.`, with `--show-done` followed by the already done
+/// and orphaned.
 pub(crate) fn summary_line(plan: &Plan, ctx: PlanContext) -> String {
     let s = plan.summary;
     if ctx.show_done {

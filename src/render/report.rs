@@ -1,4 +1,5 @@
-//! What `apply` did, for machines: versioned JSON on stdout and a JUnit XML report.
+//! What `apply` did, for machines: versioned JSON on stdout (the plans' vocabulary and
+//! version, [`super::json`]) and a JUnit XML report.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -6,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::json::FORMAT_VERSION;
+use crate::action::SelectorJson;
 use crate::apply::ApplyReport;
 use crate::state::Status;
 
@@ -25,7 +27,7 @@ struct ReportDto<'a> {
 struct NotInPlanDto<'a> {
     key: &'a str,
     manifest: &'a str,
-    selector: String,
+    selector: SelectorJson,
 }
 
 #[derive(Serialize)]
@@ -45,7 +47,7 @@ struct SummaryDto {
 struct ActionDto<'a> {
     key: &'a str,
     manifest: &'a str,
-    selector: String,
+    selector: SelectorJson,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     managed_device_id: Option<&'a str>,
@@ -71,7 +73,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
             ActionDto {
                 key: rec.key.as_str(),
                 manifest: &rec.manifest,
-                selector: rec.selector.to_string(),
+                selector: (&rec.selector).into(),
                 status: rec.status.as_str(),
                 managed_device_id: rec.managed_device_id.as_deref(),
                 http_status: last.and_then(|a| a.http_status),
@@ -85,7 +87,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
     actions.extend(r.blocked_actions.iter().map(|(a, why)| ActionDto {
         key: a.key.as_str(),
         manifest: &a.manifest,
-        selector: a.selector.to_string(),
+        selector: (&a.selector).into(),
         status: "blocked",
         managed_device_id: None,
         http_status: None,
@@ -113,7 +115,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
         not_in_plan: r
             .not_in_plan
             .iter()
-            .map(|a| NotInPlanDto { key: a.key.as_str(), manifest: &a.manifest, selector: a.selector.to_string() })
+            .map(|a| NotInPlanDto { key: a.key.as_str(), manifest: &a.manifest, selector: (&a.selector).into() })
             .collect(),
     };
     crate::safe::write_json(&mut *out, &dto)?;

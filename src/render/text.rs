@@ -71,7 +71,8 @@ fn verb(e: &Entry) -> String {
 }
 
 /// The device as an action line shows it within `room` characters: all of it (name, OS and
-/// version, owner, last sync), else `name (OS version, owner)`, else `name (OS version)`, else its
+/// version, owner, last sync, user), else `name (OS version, owner, user)`, else `name (OS
+/// version, user)`, then the same without the user (who then goes on the line below), else its
 /// name; `None` when not even the name fits (the whole goes on the line below).
 fn device_within(d: &crate::device::Device, room: usize) -> Option<String> {
     let full = super::device_summary(d);
@@ -84,7 +85,8 @@ fn device_within(d: &crate::device::Device, room: usize) -> Option<String> {
         if parts.is_empty() { name.clone() } else { format!("{name} ({})", parts.join(", ")) }
     };
     let os = Some(os);
-    [full, with(&[&os, &owner]), with(&[&os]), name.clone()]
+    let user = super::device_user(d).map(|u| format!("user {u}"));
+    [full, with(&[&os, &owner, &user]), with(&[&os, &user]), with(&[&os, &owner]), with(&[&os]), name.clone()]
         .into_iter()
         .map(|s| text(&s).into_owned())
         .find(|s| s.chars().count() <= room)
@@ -199,7 +201,12 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
         let room = WIDTH.saturating_sub(head.chars().count() + 2);
         let (line, device_below) = match e.device {
             Some(d) => match device_within(d, room) {
-                Some(short) => (format!("{head}  {short}"), None),
+                // A shortened device leaves its user (`plan.showUser`) to the line below.
+                Some(short) => {
+                    let user = super::device_user(d).filter(|u| !short.contains(&*text(&format!("user {u}"))));
+                    // Escaped here: the lines below split a reason at its newlines.
+                    (format!("{head}  {short}"), user.map(|u| format!("user {}", text(u))))
+                }
                 None => (head, Some(super::device_summary(d))),
             },
             None => (head, None),

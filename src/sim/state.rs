@@ -574,6 +574,11 @@ impl SimState {
         obj.insert("deviceActionResults".into(), Value::Array(results));
         if let Some(sel) = select {
             obj.retain(|k, _| k == "id" || sel.iter().any(|s| s.eq_ignore_ascii_case(k)));
+            // Graph answers every property asked for: a device without a primary user has an
+            // empty `userPrincipalName`.
+            if sel.iter().any(|s| s.eq_ignore_ascii_case("userPrincipalName")) {
+                obj.entry("userPrincipalName").or_insert_with(|| json!(""));
+            }
         }
         Value::Object(obj)
     }

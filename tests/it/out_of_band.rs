@@ -58,7 +58,7 @@ fn a_portal_reset_ten_minutes_ago_is_shown_with_its_initiator_and_adopted() {
         "{text}"
     );
     assert!(text.contains("  * adopt "), "{text}");
-    assert!(text.contains("Plan: 2 to reset."), "{text}");
+    assert!(text.contains("Plan: 2 to reset, 1 to adopt."), "{text}");
     let json: serde_json::Value =
         serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("json");
     assert_eq!(json["summary"]["adopt"], 1);
@@ -237,7 +237,7 @@ fn without_the_audit_log_it_is_still_seen_and_a_saved_plan_adopts_it() {
         stdout(&plan)
     );
     let saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).expect("saved plan");
-    let entry = saved["entries"].as_array().expect("entries").iter().find(|e| e["change"] == "adopt").expect("adopt");
+    let entry = saved["actions"].as_array().expect("actions").iter().find(|e| e["change"] == "adopt").expect("adopt");
     assert_eq!(entry["out_of_band"]["audited"], false);
     let apply = run(&repo, &sim, &["apply", "--plan", "plan.json"]);
     assert!(apply.status.success(), "{}", stderr(&apply));

@@ -121,7 +121,7 @@ fn ledger_states_show_as_done_attention_and_orphaned() {
     assert!(!text.contains("--show-done"), "{text}");
 
     let json = plan_json(&repo, &[]);
-    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["format_version"], 2);
     assert_eq!(
         json["summary"],
         serde_json::json!({"to_reset": 2, "reset_passcode": 2, "remove_passcode": 0, "already_done": 1, "orphaned": 1, "attention": 1, "blocked": 0, "same_device": 0, "adopt": 0, "violations": 0})

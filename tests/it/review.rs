@@ -65,7 +65,7 @@ fn compact_plans_list_what_changes_and_count_the_rest_in_every_format() {
     let md = ok(&repo, &sim, &["plan", "--format", "markdown"]);
     assert!(md.contains("<summary><code>new</code>"), "{md}");
     assert!(!md.contains("<code>first</code>") && !md.contains("orphaned from"), "{md}");
-    assert!(md.contains("| 1 | 0 | 0 | 0 | 2 | 1 | 0 |"), "the table counts everything: {md}");
+    assert!(md.contains("| 1 | 0 | 0 | 0 | 0 | 0 | 2 | 1 | 0 |"), "the table counts everything: {md}");
     assert!(md.contains("**Plan: 1 to reset.**\n\n_2 already done, 1 orphaned (`--show-done` to list them)._"), "{md}");
     let md_all = ok(&repo, &sim, &["plan", "--format", "markdown", "--show-done"]);
     assert!(md_all.contains("<summary><code>first</code>") && md_all.contains("orphaned from"), "{md_all}");
@@ -253,4 +253,120 @@ fn apply_plan_names_the_actions_the_reviewed_plan_did_not_have() {
     assert_eq!(left.len(), 2, "{json}");
     assert!(left.iter().all(|a| a["manifest"] == "b"), "{json}");
     assert_eq!(posts(&sim).len(), 1);
+}
+
+/// The cells of the Markdown plan's summary table (the row under the header and its rule).
+fn table_cells(md: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = md.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("| reset passcode |")).expect("a summary table");
+    let cells = |l: &str| l.trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect::<Vec<_>>();
+    let counts = cells(lines[at + 2]).iter().map(|c| c.parse().expect("a count")).collect::<Vec<usize>>();
+    cells(lines[at]).into_iter().zip(counts).collect()
+}
+
+// An adopted reset (and an entry naming a device another entry names) had no column in the
+// Markdown table: a plan of 7 actions added up to 6 there. Every summary counts every action.
+#[test]
+fn every_action_of_a_plan_is_counted_in_every_summary() {
+    let (repo, sim) = bare_repo_and_android_sim(5);
+    repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0)]));
+    repo.write("manifests/gone.yaml", manifest_for("gone", &[&android_id(1)]));
+    ok(&repo, &sim, &["apply", "--auto-approve"]);
+    std::fs::remove_file(repo.path().join("manifests/gone.yaml")).expect("rm");
+    // `new` asks for device 2, for device 3 reset in the portal a moment ago (adopted), for a
+    // device Intune does not know (blocked), and for device 2 again by its name (reset once).
+    let portal = format!("/_sim/portal/{}/resetPasscode?by=bob%40contoso.com&ago=10m", android_id(3));
+    assert_eq!(crate::common::http_post(&sim, &portal), 204);
+    let mut new = manifest_for("new", &[&android_id(2), &android_id(3), &android_id(99)]);
+    new.push_str("    - deviceName: ANDROID-00002\n");
+    repo.write("manifests/new.yaml", new);
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&repo, &sim, &["plan", "--format", "json"]).stdout).expect("plan JSON");
+    let total = json["actions"].as_array().expect("actions").len();
+    assert_eq!(total, 6, "first (done), gone (orphaned) and the four of new: {json}");
+    let s = &json["summary"];
+    let count = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("summary.{k}: {s}")) as usize;
+    let kinds = ["reset_passcode", "remove_passcode", "adopt", "blocked", "same_device", "already_done", "orphaned"];
+    assert_eq!(kinds.iter().map(|k| count(k)).collect::<Vec<_>>(), [1, 0, 1, 1, 1, 1, 1], "{s}");
+    assert_eq!(kinds.iter().chain(&["attention"]).map(|k| count(k)).sum::<usize>(), total, "{s}");
+
+    for args in [&["plan", "--format", "markdown"][..], &["plan", "--format", "markdown", "--show-done"]] {
+        let md = stdout(&run(&repo, &sim, args));
+        let cells = table_cells(&md);
+        assert_eq!(cells.iter().map(|(_, n)| n).sum::<usize>(), total, "{args:?}: {cells:?}");
+        let cell = |name: &str| cells.iter().find(|(h, _)| h == name).map(|(_, n)| *n);
+        assert_eq!((cell("adopted"), cell("same device")), (Some(1), Some(1)), "{cells:?}");
+        assert!(md.contains("**Plan: 1 to reset, 1 to adopt"), "{md}");
+    }
+
+    let text = stdout(&run(&repo, &sim, &["plan", "--show-done"]));
+    assert!(text.contains("\nPlan: 1 to reset, 1 to adopt, 1 already done, 1 orphaned.\n"), "{text}");
+    for line in ["1 action is blocked", "1 entry names a device another entry", "1 device was reset outside"] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+}
+
+/// Three Android phones asked for by one manifest: device 0 used by alice, device 1 by someone
+/// whose UPN tries markup and a logging command, device 2 without a primary user.
+fn users_repo(config: &str) -> (Repo, SimHandle) {
+    let repo = Repo::empty();
+    repo.fast_config(config);
+    let mut devices = crate::common::android_devices(3);
+    devices[0].insert("userPrincipalName".into(), "alice@contoso.com".into());
+    devices[1].insert("userPrincipalName".into(), "eve`](https://evil.example)\n##[error]x@contoso.com".into());
+    let sim = sim(intune_reconcile::sim::SimConfig { devices, ..Default::default() });
+    repo.write("manifests/a.yaml", manifest_for("a", &[&android_id(0), &android_id(1), &android_id(2)]));
+    (repo, sim)
+}
+
+/// The `$select` of every device read the simulator received.
+fn device_selects(sim: &SimHandle) -> Vec<String> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/managedDevices"))
+        .map(|r| r.query)
+        .collect()
+}
+
+// A plan names no person the manifest did not name, unless the repository asks for it: then each
+// line carries the device's primary user, escaped like a device name.
+#[test]
+fn the_devices_user_is_shown_only_when_asked_and_inert() {
+    let (repo, sim) = users_repo("");
+    let text = ok(&repo, &sim, &["plan"]);
+    let json = ok(&repo, &sim, &["plan", "--format", "json"]);
+    let md = ok(&repo, &sim, &["plan", "--format", "markdown"]);
+    for out in [&text, &json, &md] {
+        assert!(!out.contains("alice") && !out.contains("user_principal_name"), "{out}");
+    }
+    let selects = device_selects(&sim);
+    assert!(!selects.is_empty() && selects.iter().all(|q| !q.contains("userPrincipalName")), "never read: {selects:?}");
+
+    let text = ok(&repo, &sim, &["plan", "--show-user"]);
+    assert!(text.contains("ANDROID-00000 (Android 14, company)\n      user alice@contoso.com\n"), "{text}");
+    assert!(text.contains("user eve`](https://evil.example)\\n#\\u{23}[error]x@contoso.com"), "{text}");
+    assert!(device_selects(&sim).iter().any(|q| q.contains("userPrincipalName")));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &sim, &["plan", "--format", "json", "--show-user"])).expect("JSON");
+    let users: Vec<&serde_json::Value> =
+        json["actions"].as_array().expect("actions").iter().map(|a| &a["device"]["user_principal_name"]).collect();
+    assert_eq!(users[0], "alice@contoso.com");
+    assert_eq!(users[1], "eve`](https://evil.example)\n##[error]x@contoso.com", "JSON carries the value");
+    assert!(users[2].is_null(), "a device without a primary user: {json}");
+    let md = ok(&repo, &sim, &["plan", "--format", "markdown", "--show-user"]);
+    assert!(md.contains(", user alice@contoso.com`"), "{md}");
+    assert!(md.contains(", user eve'](https://evil.example)\\n#\\u{23}[error]x@contoso.com`"), "a code span: {md}");
+
+    // The repository's setting does the same, and a saved plan keeps the user for its comment.
+    let (repo, sim) = users_repo("plan:\n  showUser: true\n");
+    assert!(ok(&repo, &sim, &["plan", "--out", "plan.json"]).contains("user alice@contoso.com"));
+    let shown = stdout(&repo.cmd().args(["show", "plan.json", "--format", "markdown"]).output().expect("show"));
+    assert!(shown.contains(", user alice@contoso.com`"), "{shown}");
+
+    // Anything but true or false is an error on its line.
+    repo.write("reconcile.yaml", "plan:\n  showUser: sometimes\n");
+    let out = repo.cmd().arg("validate").output().expect("validate");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("reconcile.yaml:2"), "{}", stderr(&out));
 }

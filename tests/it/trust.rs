@@ -388,6 +388,7 @@ fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
             (0, "deviceName", "PHONE ##vso[task.prependpath]/tmp/PWNED-NAME"),
             (0, "operatingSystem", "Android ##[add-mask]PWNED-OS"),
             (1, "serialNumber", "SER-##VSO[task.complete]PWNED-SERIAL"),
+            (1, "userPrincipalName", "eve##vso[task.setvariable variable=X]PWNED-UPN@contoso.com"),
         ],
         &format!(
             "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\n  ticket: 'INC-1 ##vso[task.setvariable variable=RECONCILE_GRAPH_URL]PWNED-TICKET'\n  reason: 'locked out ##[stop-commands]PWNED-REASON'\n  requestedBy: 'x@y ##Vso[build.addbuildtag]PWNED-REQUESTER'\nspec:\n  devices:\n    - id: {}\n    - id: {}\n    - deviceName: 'LOST ##vso[task.logissue]PWNED-SELECTOR'\n",
@@ -402,6 +403,10 @@ fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
         &["plan"][..],
         &["plan", "--format", "markdown"],
         &["plan", "--format", "json"],
+        &["plan", "--show-user"],
+        &["plan", "--show-user", "--format", "json"],
+        &["plan", "--show-user", "--format", "markdown", "--out", "saved.json"],
+        &["show", "saved.json", "--format", "markdown"],
         &["plan", "--out", "saved.json"],
         &["show", "saved.json"],
         &["show", "saved.json", "--format", "json"],
@@ -440,6 +445,7 @@ fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
         "PWNED-SELECTOR",
         "PWNED-FILE",
         "PWNED-KEY",
+        "PWNED-UPN",
     ] {
         assert!(all.contains(what), "{what} was shown somewhere (escaped): the test exercised it");
     }

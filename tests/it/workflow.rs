@@ -224,7 +224,7 @@ fn warnings_come_first_in_the_markdown() {
         md.contains("**1 device not supported**, never sent: `id=4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a` in `mixed`"),
         "{md}"
     );
-    assert!(md.contains("| 1 | 0 | 1 | 0 | 0 | 0 | 0 |"), "{md}");
+    assert!(md.contains("| 1 | 0 | 0 | 1 | 0 | 0 | 0 | 0 | 0 |"), "{md}");
 }
 
 #[test]
@@ -264,7 +264,7 @@ fn apply_reports_json_and_junit() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1), "a blocked device fails the run");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is only JSON");
-    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["format_version"], 2);
     assert_eq!(json["summary"]["accepted"], 1);
     assert_eq!(json["summary"]["blocked"], 1);
     let statuses: Vec<&str> =
@@ -1163,4 +1163,265 @@ fn the_example_pipelines_comment_every_plan_and_apply_only_what_was_reviewed() {
     assert!(out.contains("##vso[task.logissue type=error]resets merged to main were never applied"), "{out}");
     assert!(out.contains("Plan: 6 to reset, 1 to remove a passcode"), "{out}");
     drop(ado_server);
+}
+
+/// What GitHub Actions tells a job about its run and commit.
+const GITHUB_RUN: [(&str, &str); 5] = [
+    ("GITHUB_ACTIONS", "true"),
+    ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+    ("GITHUB_RUN_ID", "9001"),
+    ("GITHUB_SERVER_URL", "https://github.com"),
+    ("GITHUB_REPOSITORY", "contoso/devices"),
+];
+
+// The reviewer sees which tenant the plan is for, at which commit it was made and which CI run
+// made it, before anything else. The links come from the CI system's variables alone.
+#[test]
+fn the_comment_names_the_tenant_the_commit_and_the_ci_run() {
+    let repo = Repo::from_examples();
+    let header = "Tenant `simulated-tenant` · commit [`0123456789ab`](https://github.com/contoso/devices/commit/0123456789abcdef0123456789abcdef01234567) · [GitHub Actions run 9001](https://github.com/contoso/devices/actions/runs/9001)\n";
+    let out = repo
+        .cmd()
+        .args(["plan", "--simulate", "--format", "markdown", "--out", "plan.json"])
+        .envs(GITHUB_RUN)
+        .env("GITHUB_STEP_SUMMARY", repo.path().join("summary.md"))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(md.contains(&format!("### intune-reconcile plan (SIMULATED)\n\n{header}\n")), "{md}");
+    assert!(repo.read("summary.md").contains(header), "the job summary too");
+
+    repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
+    let FakeGithub { url, comments: db, server, .. } = fake_github();
+    let post = |vars: &[(&str, &str)]| {
+        let out = repo
+            .cmd()
+            .args(["comment", "--plan", "plan.json"])
+            .envs(GITHUB_RUN)
+            .envs(vars.iter().copied())
+            .env("GITHUB_TOKEN", "ghs_test_token")
+            .env("GITHUB_API_URL", &url)
+            .env("GITHUB_EVENT_PATH", repo.path().join("event.json"))
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        db.lock().expect("db").last().expect("the comment").1.clone()
+    };
+    let body = post(&[]);
+    assert!(
+        body.starts_with(&format!(
+            "{}\n### intune-reconcile plan (SIMULATED)\n\n{header}\n",
+            intune_reconcile::render::markdown::MARKER
+        )),
+        "{body}"
+    );
+
+    // Values that try to make a link elsewhere: the server must be a web address, each path
+    // segment is encoded, and the saved plan's commit is a commit id or nothing.
+    let mut saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).expect("saved plan");
+    saved["commit"] = "[0123456](https://evil.example)".into();
+    repo.write("plan.json", serde_json::to_vec(&saved).expect("json"));
+    let body = post(&[]);
+    assert_eq!(
+        body.lines().nth(3),
+        Some(
+            "Tenant `simulated-tenant` · [GitHub Actions run 9001](https://github.com/contoso/devices/actions/runs/9001)"
+        ),
+        "{body}"
+    );
+    let show = |vars: &[(&str, &str)]| {
+        let out = repo
+            .cmd()
+            .args(["show", "plan.json", "--format", "markdown"])
+            .envs(GITHUB_RUN)
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).lines().nth(3).expect("the context line").to_owned()
+    };
+    assert_eq!(
+        show(&[("GITHUB_REPOSITORY", "contoso/devices)](https://evil.example")]),
+        "Tenant `simulated-tenant` · [GitHub Actions run 9001](https://github.com/contoso/devices%29%5D%28https%3A%2F%2Fevil.example/actions/runs/9001)"
+    );
+    assert_eq!(show(&[("GITHUB_SERVER_URL", "javascript:alert(1)//github.com")]), "Tenant `simulated-tenant`");
+    assert_eq!(show(&[("GITHUB_RUN_ID", "9001](https://evil.example)")]), "Tenant `simulated-tenant`");
+    drop(server);
+
+    // Azure Pipelines: the build's page, from the collection and project it names.
+    let (url, threads, server) = fake_azure_devops();
+    let out = repo
+        .cmd()
+        .args(["comment", "--plan", "plan.json"])
+        .env("TF_BUILD", "True")
+        .env("SYSTEM_ACCESSTOKEN", "build-token")
+        .env("SYSTEM_COLLECTIONURI", format!("{url}/contoso/"))
+        .env("SYSTEM_TEAMPROJECT", "Intune Ops")
+        .env("SYSTEM_TEAMPROJECTID", "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c")
+        .env("BUILD_REPOSITORY_ID", "7b4a2f0e-1d3c-4e5f-8a9b-0c1d2e3f4a5b")
+        .env("BUILD_BUILDID", "318")
+        .env("SYSTEM_PULLREQUEST_PULLREQUESTID", "17")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = threads.lock().expect("threads").last().expect("the thread").2.clone();
+    assert_eq!(
+        body.lines().nth(3),
+        Some(format!("Tenant `simulated-tenant` · [Azure Pipelines build 318]({url}/contoso/Intune%20Ops/_build/results?buildId=318)").as_str()),
+        "{body}"
+    );
+    drop(server);
+}
+
+/// One manifest with a ticket and a requester, naming three phones by id, serial number and name.
+fn vocabulary_repo() -> (Repo, intune_reconcile::sim::SimHandle) {
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(3);
+    repo.write(
+        "manifests/a.yaml",
+        format!(
+            "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\n  ticket: INC-1\n  requestedBy: alice@contoso.com\nspec:\n  devices:\n    - id: {}\n    - serialNumber: SN00000001\n    - deviceName: ANDROID-00002\n",
+            id(0)
+        ),
+    );
+    (repo, sim)
+}
+
+/// Every object key of `v` with where it is, but the names under `manifests` (manifest names).
+fn json_keys(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                if at != "manifests" {
+                    out.push(format!("{at}.{k}"));
+                }
+                json_keys(v, k, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| json_keys(v, at, out)),
+        _ => {}
+    }
+}
+
+/// The `actions` of a JSON document by key.
+fn by_key(doc: &serde_json::Value) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let actions = doc["actions"].as_array().unwrap_or_else(|| panic!("actions: {doc}"));
+    actions.iter().map(|a| (a["key"].as_str().expect("key").to_owned(), a.clone())).collect()
+}
+
+// A plan's JSON, the saved plan and the apply report name the same things the same way: one
+// vocabulary, so a script reading one reads the others.
+#[test]
+fn plans_saved_plans_and_apply_reports_speak_one_json_vocabulary() {
+    let (repo, sim) = vocabulary_repo();
+    let run = |args: &[&str]| {
+        let out = repo.cmd_on(&sim).args(args).output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stdout is JSON")
+    };
+    let plan = run(&["plan", "--format", "json", "--show-user", "--out", "plan.json"]);
+    let saved: serde_json::Value = serde_json::from_str(&repo.read("plan.json")).expect("saved plan");
+    let report = run(&["apply", "--plan", "plan.json", "--format", "json"]);
+    assert_eq!(posts(&sim).len(), 3);
+
+    for (what, doc) in [("plan", &plan), ("saved plan", &saved), ("report", &report)] {
+        assert_eq!(doc["format_version"], 2, "{what}");
+        let mut keys = Vec::new();
+        json_keys(doc, "", &mut keys);
+        let odd: Vec<&String> = keys
+            .iter()
+            .filter(|k| !k.rsplit('.').next().unwrap_or_default().chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert!(odd.is_empty(), "{what}: keys outside snake_case: {odd:?}");
+    }
+    let (plan_actions, saved_actions, report_actions) = (by_key(&plan), by_key(&saved), by_key(&report));
+    assert_eq!(plan_actions.len(), 3);
+    for (key, p) in &plan_actions {
+        let (s, r) = (&saved_actions[key], &report_actions[key]);
+        assert_eq!(p["selector"], s["selector"], "{key}");
+        assert_eq!(p["selector"], r["selector"], "{key}");
+        assert!(p["selector"]["type"].is_string() && p["selector"]["value"].is_string(), "{p}");
+        assert_eq!(p["managed_device_id"], r["managed_device_id"], "{key}");
+        for (field, value) in p["device"].as_object().expect("a device") {
+            assert_eq!(&s["device"][field], value, "{key}: device.{field} is named and valued alike");
+        }
+        for field in ["change", "manifest", "file", "line", "round", "collection", "reason"] {
+            assert_eq!(p[field], s[field], "{key}: {field}");
+        }
+    }
+    assert_eq!(plan["manifests"], saved["manifests"]);
+    assert_eq!(plan["manifests"]["a"]["requested_by"], "alice@contoso.com");
+    let kinds: Vec<&serde_json::Value> = plan_actions.values().map(|a| &a["selector"]["type"]).collect();
+    for kind in ["id", "serialNumber", "deviceName"] {
+        assert!(kinds.contains(&&serde_json::Value::from(kind)), "{kinds:?}");
+    }
+}
+
+/// A saved plan of format 2 as format 1 wrote it: `entries`, selectors with `kind`, devices with
+/// Graph's names, `requestedBy` and `to_remove`.
+fn as_format_1(saved: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let rename = |v: &mut Value, names: &[(&str, &str)]| {
+        if let Some(m) = v.as_object_mut() {
+            for (new, old) in names {
+                if let Some(x) = m.remove(*new) {
+                    m.insert((*old).to_owned(), x);
+                }
+            }
+        }
+    };
+    let mut v = saved.clone();
+    v["format_version"] = 1.into();
+    rename(&mut v, &[("actions", "entries")]);
+    for e in v["entries"].as_array_mut().expect("entries") {
+        rename(&mut e["selector"], &[("type", "kind")]);
+        rename(
+            &mut e["device"],
+            &[
+                ("name", "deviceName"),
+                ("serial_number", "serialNumber"),
+                ("operating_system", "operatingSystem"),
+                ("os_version", "osVersion"),
+                ("owner_type", "managedDeviceOwnerType"),
+                ("enrollment_type", "deviceEnrollmentType"),
+                ("management_state", "managementState"),
+                ("last_sync", "lastSyncDateTime"),
+            ],
+        );
+    }
+    for m in v["manifests"].as_object_mut().expect("manifests").values_mut() {
+        rename(m, &[("requested_by", "requestedBy")]);
+    }
+    rename(&mut v["outside"], &[("remove_passcode", "to_remove")]);
+    v
+}
+
+// Plans saved by the build before (format 1) are still reviewed plans: shown and applied, each
+// reset once.
+#[test]
+fn a_saved_plan_of_format_1_still_applies() {
+    let (repo, sim) = vocabulary_repo();
+    let out = repo.cmd_on(&sim).args(["plan", "--out", "plan.json"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = as_format_1(&serde_json::from_str(&repo.read("plan.json")).expect("saved plan"));
+    let text = serde_json::to_string(&old).expect("json");
+    for new in ["\"actions\"", "\"type\"", "\"name\"", "\"requested_by\""] {
+        assert!(!text.contains(new), "format 1 has no {new}: {text}");
+    }
+    repo.write("plan.json", &text);
+
+    let shown = repo.cmd().args(["show", "plan.json", "--format", "json"]).output().expect("show");
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(shown["manifests"]["a"]["requested_by"], "alice@contoso.com");
+    let names: Vec<&serde_json::Value> =
+        shown["actions"].as_array().expect("actions").iter().map(|a| &a["device"]["name"]).collect();
+    assert_eq!(names, ["ANDROID-00000", "ANDROID-00001", "ANDROID-00002"], "{shown}");
+
+    let apply = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("apply");
+    assert!(apply.status.success(), "{}{}", stdout(&apply), stderr(&apply));
+    assert_eq!(posts(&sim).len(), 3, "every reviewed reset, once");
+    let again = repo.cmd_on(&sim).args(["apply", "--plan", "plan.json"]).output().expect("apply");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(posts(&sim).len(), 3, "applied again: nothing more");
 }

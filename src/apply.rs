@@ -108,10 +108,26 @@ pub(crate) trait Ui {
     fn show_plan(&mut self, plan: &Plan<'_>);
     /// Asks whether to go on.
     fn confirm(&mut self, plan: &Plan<'_>) -> bool;
-    /// Sending starts: `total` actions.
-    fn started(&mut self, total: usize);
+    /// Work starts: `candidates` devices to look up, each reset sent as soon as it may be.
+    fn started(&mut self, candidates: usize);
+    /// How far the run is (called when it changes).
+    fn progress(&mut self, progress: Progress);
     /// One action reached its outcome for this run.
     fn outcome(&mut self, record: &Record);
+}
+
+/// How far a run is, for a progress display: devices are looked up while resets are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// Resets that may be sent, each with a device to look up.
+    pub candidates: usize,
+    /// Candidates whose device is looked up.
+    pub looked_up: usize,
+    /// Resets whose request left (the first attempt of each).
+    pub sent: usize,
+    /// Sent resets with their outcome for this run.
+    pub finished: usize,
+    pub accepted: usize,
 }
 
 /// Why the run stopped before (or while) sending.
@@ -269,6 +285,9 @@ pub(crate) async fn apply(
     drop(first);
     // Resets made outside the tool are judged from the audit log too: read once, before any send.
     let own = crate::out_of_band::OwnIntents::default();
+    if !candidates.is_empty() {
+        ui.started(candidates.len());
+    }
     let audits = if candidates.is_empty() {
         AuditLog::default()
     } else {
@@ -316,6 +335,7 @@ pub(crate) async fn apply(
         stopped: AtomicBool::new(false),
         backlog: AtomicUsize::new(0),
         drained: tokio::sync::Notify::new(),
+        sent: AtomicUsize::new(0),
         opts: opts.clone(),
         own,
     });
@@ -330,6 +350,12 @@ pub(crate) async fn apply(
     ));
 
     let mut found: HashMap<LookupKey, Found> = HashMap::new();
+    // Candidates per lookup key (several actions may name one device), to count those looked up.
+    let mut per_key: HashMap<&LookupKey, usize> = HashMap::new();
+    for k in &keys {
+        *per_key.entry(k).or_default() += 1;
+    }
+    let mut progress = Progress { candidates: candidates.len(), ..Progress::default() };
     let mut looked_up = 0; // candidates ..looked_up all have their lookup done
     let mut handled = 0; // candidates ..handled were decided: sent, or not
     let mut report = None;
@@ -342,6 +368,16 @@ pub(crate) async fn apply(
     loop {
         while looked_up < keys.len() && found.contains_key(&keys[looked_up]) {
             looked_up += 1;
+        }
+        let now = Progress {
+            sent: ctx.sent.load(Ordering::SeqCst),
+            finished: outcomes.accepted + outcomes.rejected + outcomes.unknown + outcomes.not_executed,
+            accepted: outcomes.accepted,
+            ..progress
+        };
+        if now != progress {
+            progress = now;
+            ui.progress(progress);
         }
         let all = looked_up == keys.len();
         let released = if all {
@@ -416,10 +452,17 @@ pub(crate) async fn apply(
         tokio::select! {
             msg = found_rx.recv(), if !lookups_over && !stopping => match msg {
                 Some(Ok((key, result))) => {
-                    found.insert(key, result);
+                    let mut newly = |key: LookupKey, result: Found| {
+                        let n = per_key.get(&key).copied().unwrap_or_default();
+                        if found.insert(key, result).is_none() {
+                            progress.looked_up += n;
+                        }
+                    };
+                    newly(key, result);
                     while let Ok(Ok((key, result))) = found_rx.try_recv() {
-                        found.insert(key, result);
+                        newly(key, result);
                     }
+                    ui.progress(progress);
                 }
                 Some(Err(e)) => {
                     ctx.stop();
@@ -689,6 +732,8 @@ struct Run {
     opts: ApplyOptions,
     /// This run's intents by device, noted before each request leaves (see [`AuditLog`]).
     own: crate::out_of_band::OwnIntents,
+    /// Resets whose first request left, for [`Progress`].
+    sent: AtomicUsize,
 }
 
 /// One released reset waiting for its first send slot: counted in [`Run::backlog`] until dropped.
@@ -798,6 +843,9 @@ async fn execute(
         record.status = Status::Unknown;
         record.updated_at = now;
         ctx.record_intent(&record).await?;
+        if !sent_any {
+            ctx.sent.fetch_add(1, Ordering::SeqCst);
+        }
         sent_any = true;
         let token = slot.token().clone();
         let result = ctx.graph.reset_passcode(slot, action.collection, device_id, client_request_id).await;

@@ -168,8 +168,11 @@ pub(crate) struct ApplyReport {
     pub accepted: usize,
     pub rejected: usize,
     pub unknown: usize,
-    /// Not executed this run (throttled too long, never sent, or stopped by Ctrl-C).
+    /// Sent, and certainly not executed (throttled too long, refused unread): recorded so, and
+    /// sent again by the next apply.
     pub not_executed: usize,
+    /// Never sent: the run stopped (Ctrl-C) before their turn. No record; the next apply sends them.
+    pub not_started: usize,
     pub interrupted: bool,
     /// Every action's record as this run left it, in completion order.
     pub records: Vec<Record>,
@@ -485,9 +488,9 @@ pub(crate) async fn apply(
     let mut report = report.unwrap_or_else(|| ApplyReport { planned: candidates.len(), ..ApplyReport::default() });
     report.not_in_plan = not_in_plan;
     outcomes.into(&mut report);
-    // Planned resets never handed to a send task (the run stopped first) were not executed either.
-    let reached = report.accepted + report.rejected + report.unknown + report.not_executed;
-    report.not_executed += report.planned.saturating_sub(reached);
+    // Planned resets never handed to a send task (the run stopped first) were not started either.
+    let reached = report.accepted + report.rejected + report.unknown + report.not_executed + report.not_started;
+    report.not_started += report.planned.saturating_sub(reached);
     report.interrupted = *ctx.cancel.borrow();
     finish(ctx, report, failure).await
 }
@@ -638,6 +641,7 @@ struct Outcomes {
     rejected: usize,
     unknown: usize,
     not_executed: usize,
+    not_started: usize,
     records: Vec<Record>,
 }
 
@@ -661,7 +665,7 @@ impl Outcomes {
                 Ok(())
             }
             Ok(Ok(None)) => {
-                self.not_executed += 1;
+                self.not_started += 1;
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
@@ -675,6 +679,7 @@ impl Outcomes {
         report.rejected = self.rejected;
         report.unknown = self.unknown;
         report.not_executed = self.not_executed;
+        report.not_started = self.not_started;
         report.records = self.records;
     }
 }

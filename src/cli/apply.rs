@@ -198,6 +198,31 @@ fn not_in_plan(watch: Option<&super::WatchSink>, report: &apply::ApplyReport) {
     }
 }
 
+/// The command that sends what this run did not start: the same apply (a saved plan's resets
+/// already sent are recognised as its own and not sent again).
+fn rerun(args: &ApplyArgs) -> String {
+    let mut cmd = String::from("reconcile apply");
+    if args.simulate {
+        cmd.push_str(" --simulate");
+    }
+    // A path with spaces or quotes is quoted as a POSIX shell word.
+    let word = |p: &std::path::Path| {
+        let p = p.display().to_string();
+        if p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
+            p
+        } else {
+            format!("'{}'", p.replace('\'', r"'\''"))
+        }
+    };
+    if let Some(plan) = &args.plan {
+        cmd.push_str(&format!(" --plan {}", word(plan)));
+    }
+    for p in &args.paths {
+        cmd.push_str(&format!(" {}", word(p)));
+    }
+    crate::safe::text(&cmd).into_owned()
+}
+
 /// "Do you want to reset the passcode of 5 devices and remove the passcode of 1?": a passcode
 /// removal is asked about by name.
 fn question(s: &crate::plan::Summary) -> String {
@@ -311,10 +336,21 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
         not_in_plan(watch, &report);
         return Ok(());
     }
+    // Never sent (stopped first): nothing is recorded for them, so running again sends them.
+    let not_started = match report.not_started {
+        0 => String::new(),
+        n => {
+            let them = if n == 1 { "it" } else { "them" };
+            match watch {
+                Some(_) => format!(" {n} not started: the next apply sends {them}."),
+                None => format!(" {n} not started — run `{}` again to send {them}.", rerun(&args)),
+            }
+        }
+    };
     super::conclude(
         watch,
         format!(
-            "{}{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.{adopted}",
+            "{}{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.{adopted}{not_started}",
             if watch.is_some() { "" } else { "\n" },
             if report.interrupted { "interrupted" } else { "complete" },
             report.accepted,

@@ -36,7 +36,10 @@ struct SummaryDto {
     accepted: usize,
     rejected: usize,
     unknown: usize,
+    /// Not executed this run: sent and certainly not executed, or never sent.
     not_executed: usize,
+    /// Of `not_executed`, those never sent (the run was stopped before their turn).
+    not_started: usize,
     blocked: usize,
     interrupted: bool,
 }
@@ -105,7 +108,8 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
             accepted: r.accepted,
             rejected: r.rejected,
             unknown: r.unknown,
-            not_executed: r.not_executed,
+            not_executed: r.not_executed + r.not_started,
+            not_started: r.not_started,
             blocked: r.blocked,
             interrupted: r.interrupted,
         },

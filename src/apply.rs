@@ -617,7 +617,9 @@ fn adoptions(plan: &Plan<'_>, released: &[&Action], opts: &ApplyOptions) -> Vec<
             record.adopted = Some(crate::state::Adoption {
                 at: now,
                 by: "apply".to_owned(),
-                reason: e.reason.to_string(),
+                // Data, not the plan's sentence: that is made when shown (see `Adoption::seen`).
+                reason: crate::state::Adoption::BY_POLICY.to_owned(),
+                evidence: Some(o.evidence()),
                 result_started: o.started_at,
                 state: o.state.clone(),
                 audit_id: o.audit_id.clone(),

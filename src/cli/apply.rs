@@ -167,7 +167,7 @@ impl Ui for CliUi {
     /// plan. With `--format json` stdout is the report, so they go to stderr; under `watch`, to
     /// the log.
     fn outcome(&mut self, r: &Record) {
-        let line = render::progress::outcome_line(r);
+        let line = render::progress::outcome_line(r, jiff::Timestamp::now());
         if self.watch.is_some() {
             tracing::info!("{line}");
             return;

@@ -20,10 +20,18 @@ pub(crate) fn label(p: Progress) -> String {
 }
 
 /// One action's outcome for this run: status, key, manifest, selector and what Graph answered
-/// (HTTP status, request id, the error and what it means), shown escaped.
-pub(crate) fn outcome_line(r: &Record) -> String {
+/// (HTTP status, request id, the error and what it means), or for an adopted reset what Intune
+/// showed as of `now`; shown escaped.
+pub(crate) fn outcome_line(r: &Record, now: jiff::Timestamp) -> String {
     if let Some(a) = &r.adopted {
-        let line = format!("{:<13} {} {} {}: {}", "adopted", r.key.short(), r.manifest, r.selector, a.reason);
+        let line = format!(
+            "{:<13} {} {} {}: {}; nothing sent",
+            "adopted",
+            r.key.short(),
+            r.manifest,
+            r.selector,
+            a.seen_ago(now)
+        );
         return crate::safe::text(&line).into_owned();
     }
     let last = r.attempts.last();

@@ -32,6 +32,9 @@ use intune_reconcile::sim::{SimConfig, SimHandle};
 #[allow(dead_code)]
 #[path = "../tests/it/common/azurite.rs"]
 mod azurite;
+#[allow(dead_code)]
+#[path = "../tests/it/common/http.rs"]
+mod http;
 
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -110,8 +113,7 @@ fn floor(n: usize, selector: Selector) {
 }
 
 fn budget() {
-    let az = azurite::Azurite::start();
-    az.create_container("bench");
+    let az = azurite::Azurite::shared().container();
     for blob in [None, Some(&az)] {
         run(
             "2,000 writes / 20 s, 100 ms latency",
@@ -169,7 +171,7 @@ fn resolve_500() {
     assert_eq!(throttled, 0, "the read budget stays under the tenant's limit");
 }
 
-fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32, blob: Option<&azurite::Azurite>) {
+fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32, blob: Option<&azurite::Container>) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let devices = android_devices(n);
@@ -192,7 +194,7 @@ fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32, 
     std::fs::create_dir_all(root.join("manifests")).unwrap();
     std::fs::write(root.join("manifests/bench.yaml"), manifest).unwrap();
     let state = match blob {
-        Some(az) => format!("state: {}\n", az.url("bench", &format!("{}/state.json", uuid::Uuid::new_v4()))),
+        Some(az) => format!("state: {}\n", az.url(&format!("{}/state.json", uuid::Uuid::new_v4()))),
         None => String::new(),
     };
     std::fs::write(

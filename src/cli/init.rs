@@ -34,7 +34,21 @@ pub(super) fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
         let rt = connect::runtime()?;
         let named = args.tenant.clone().or_else(|| settings.tenant.clone());
         let tenant = match named {
-            Some(name) => rt.block_on(connect::tenant_id(&settings, &name))?,
+            Some(name) => {
+                let id = rt.block_on(connect::tenant_id(&settings, &name))?;
+                // The ledger must be the credential's: `--tenant` naming another tenant than
+                // AZURE_TENANT_ID would bind a ledger no run of this pipeline could use.
+                if let (Some(_), Some(configured)) = (&args.tenant, &settings.tenant) {
+                    let theirs = rt.block_on(connect::tenant_id(&settings, configured))?;
+                    if !theirs.eq_ignore_ascii_case(&id) {
+                        return Err(anyhow::anyhow!(
+                            "--tenant `{name}` is tenant `{id}`, but AZURE_TENANT_ID `{configured}` is tenant `{theirs}`; nothing was created\nhint: bind the ledger to the tenant of the credential that will use it: drop --tenant, or correct AZURE_TENANT_ID"
+                        )
+                        .into());
+                    }
+                }
+                id
+            }
             None => {
                 let conn = connect::connect(&settings, false, &env)?;
                 let tid = rt.block_on(conn.tenant())?;

@@ -80,6 +80,8 @@ impl Credential {
     /// silent fall back to a person's sign-in.
     pub(crate) fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Credential, AuthError> {
         let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        // Identifiers are copied by hand into CI settings: a stray space is never part of one.
+        let id = |k: &str| get(k).map(|v| v.trim().to_owned());
         if let Some(t) = get(crate::env::RECONCILE_GRAPH_TOKEN) {
             return Ok(Credential::Token(SecretString::from(t.trim().to_owned())));
         }
@@ -96,12 +98,12 @@ impl Credential {
                 return Err(AuthError::Incomplete);
             }
             return match find_on_path("az", env) {
-                Some(az) => Ok(Credential::AzureCli { az, tenant: get(crate::env::AZURE_TENANT_ID) }),
+                Some(az) => Ok(Credential::AzureCli { az, tenant: id(crate::env::AZURE_TENANT_ID) }),
                 None => Err(AuthError::NoCredentials),
             };
         }
-        let tenant = get(crate::env::AZURE_TENANT_ID).ok_or(AuthError::Missing(crate::env::AZURE_TENANT_ID))?;
-        let client_id = get(crate::env::AZURE_CLIENT_ID).ok_or(AuthError::Missing(crate::env::AZURE_CLIENT_ID))?;
+        let tenant = id(crate::env::AZURE_TENANT_ID).ok_or(AuthError::Missing(crate::env::AZURE_TENANT_ID))?;
+        let client_id = id(crate::env::AZURE_CLIENT_ID).ok_or(AuthError::Missing(crate::env::AZURE_CLIENT_ID))?;
         if let Some(secret) = get(crate::env::AZURE_CLIENT_SECRET) {
             return Ok(Credential::Secret { tenant, client_id, secret: SecretString::from(secret) });
         }

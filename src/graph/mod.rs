@@ -644,6 +644,67 @@ mod tests {
         format!("00000000-0000-4000-8000-{i:012}")
     }
 
+    /// A client of the Graph at `url`, sending `token`, giving up on an answer after `timeout`.
+    fn graph_at(url: &str, token: &str, timeout: Duration) -> Graph {
+        let endpoints =
+            Endpoints::resolve(crate::cloud::Cloud::Global, ApiVersion::V1, Some(url), Some(url)).expect("endpoints");
+        let budget = Budget { requests: 1_000, window: Duration::from_secs(1) };
+        let opts = ClientOptions {
+            timeout,
+            concurrency: 4,
+            write_budget: budget,
+            read_budget: budget,
+            retry: crate::retry::Policy::graph(Duration::from_millis(10), Duration::from_millis(100)),
+        };
+        Graph::new(endpoints, Credential::Token(token.to_owned().into()), &opts)
+    }
+
+    /// One reset sent to a server at `url` that answers as it pleases.
+    async fn one_reset_to(url: &str, timeout: Duration) -> SendResult {
+        let graph = graph_at(url, "token", timeout);
+        let slot = graph.write_slot().await.expect("slot");
+        graph.reset_passcode(slot, Collection::ManagedDevices, &device(0), Uuid::new_v4()).await
+    }
+
+    // How a POST that got no answer is classed decides whether it may be sent again: only a
+    // connection never made is "not sent"; a connection that broke or went quiet may have
+    // carried the request (docs/promises.md).
+    #[tokio::test]
+    async fn only_a_connection_never_made_is_not_sent() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let refused = one_reset_to(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).await;
+        assert!(matches!(refused, SendResult::NotSent(_)), "nothing listens: {refused:?}");
+
+        // Accepts, reads the request, then closes without a word.
+        let closing = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", closing.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = closing.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
+        });
+        let broken = one_reset_to(&url, Duration::from_secs(5)).await;
+        server.abort();
+        let SendResult::Unknown(None, why) = &broken else { panic!("a broken connection: {broken:?}") };
+        assert!(!why.contains("timeout"), "not a timeout: {why}");
+
+        // Accepts and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", silent.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let (conn, _) = silent.accept().await.expect("accept");
+            std::future::pending::<()>().await;
+            drop(conn);
+        });
+        let quiet = one_reset_to(&url, Duration::from_millis(300)).await;
+        server.abort();
+        let SendResult::Unknown(None, why) = &quiet else { panic!("no answer: {quiet:?}") };
+        assert!(why.contains("within the timeout"), "{why}");
+    }
+
     // A 429 answered to one request pauses every write, also those whose task already holds a
     // slot (it took its slot, then wrote its intent, while the 429 came back): such a request
     // does not leave; it is handed back unsent, to go again after the pause.
@@ -670,18 +731,7 @@ mod tests {
         let token = sim
             .state()
             .mint_token_for("test-tenant", vec!["DeviceManagementManagedDevices.PrivilegedOperations.All".to_owned()]);
-        let endpoints =
-            Endpoints::resolve(crate::cloud::Cloud::Global, ApiVersion::V1, Some(&sim.url()), Some(&sim.url()))
-                .expect("endpoints");
-        let budget = Budget { requests: 1_000, window: Duration::from_secs(1) };
-        let opts = ClientOptions {
-            timeout: Duration::from_secs(5),
-            concurrency: 4,
-            write_budget: budget,
-            read_budget: budget,
-            retry: crate::retry::Policy::graph(Duration::from_millis(10), Duration::from_millis(100)),
-        };
-        let graph = Graph::new(endpoints, Credential::Token(token.into()), &opts);
+        let graph = graph_at(&sim.url(), &token, Duration::from_secs(5));
         // Three tasks take their slots first, as the executor does before writing intents.
         let slots = [graph.write_slot().await, graph.write_slot().await, graph.write_slot().await];
         let [Ok(a), Ok(b), Ok(c)] = slots else { panic!("slots") };

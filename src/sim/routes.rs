@@ -70,10 +70,16 @@ struct Effects {
     applied: bool,
     /// Which credential a token request presented.
     credential: Option<String>,
+    /// The scope a token request asked for.
+    scope: Option<String>,
     /// Never answer (the effect, if any, has happened).
     hang: bool,
     /// Answer only after this long (the effect has already happened).
     delay: Duration,
+    /// Answer only once the test releases held answers (the effect has already happened).
+    held: bool,
+    /// Drop the connection halfway through the body.
+    cut: bool,
 }
 
 impl Reply {
@@ -211,6 +217,9 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
     if pad > 0 {
         resp = padded(resp, pad, sent).await;
     }
+    if effects.cut {
+        resp = cut(resp).await;
+    }
     lock(&state).record(RecordedRequest {
         seq: 0,
         at: jiff::Timestamp::now(),
@@ -224,6 +233,7 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
         authorized: effects.authorized,
         applied: effects.applied,
         credential: effects.credential,
+        scope: effects.scope,
         intent_durable,
     });
     if effects.hang {
@@ -231,6 +241,10 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
     }
     if !effects.delay.is_zero() {
         tokio::time::sleep(effects.delay).await;
+    }
+    if effects.held {
+        let mut released = lock(&state).released.subscribe();
+        let _ = released.wait_for(|r| *r).await;
     }
     let now = lock(&state).now();
     let headers = resp.headers_mut();
@@ -261,6 +275,23 @@ async fn padded(resp: Response, n: usize, sent: Arc<std::sync::atomic::AtomicU64
         Ok::<_, std::convert::Infallible>(spaces.slice(..len))
     }));
     let chunks = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(head) }), tail);
+    Response::from_parts(parts, axum::body::Body::from_stream(chunks))
+}
+
+/// `resp` with its body cut off halfway: the first half is sent, then the stream fails and the
+/// connection drops without the rest (what a client sees when a connection breaks mid-answer).
+async fn cut(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let half = body.slice(..body.len() / 2);
+    // The first half leaves before the break (the server flushes what it has while the body is
+    // pending).
+    let broken = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the simulator cut this answer off"))
+    });
+    let chunks = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(half) }), broken);
     Response::from_parts(parts, axum::body::Body::from_stream(chunks))
 }
 
@@ -432,6 +463,7 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, body: By
         ),
     );
     r.effects.credential = Some(credential);
+    r.effects.scope = get("scope").map(str::to_owned);
     r
 }
 
@@ -560,6 +592,12 @@ async fn reset(State(state): State<Shared>, Path((_, _, id)): Path<(String, Stri
         Some(FaultKind::RequestTimeout) => {
             return call.error(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", "The request did not arrive in time.");
         }
+        Some(FaultKind::CutAnswer(code)) if !(200..300).contains(&code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = call.error(status, "InternalServerError", &intune_message("An internal server error occurred"));
+            r.effects.cut = true;
+            return r;
+        }
         _ => {}
     }
     if s.unsupported(i) {
@@ -584,6 +622,17 @@ async fn reset(State(state): State<Shared>, Path((_, _, id)): Path<(String, Stri
         Some(FaultKind::AnswerLate(after)) => {
             let mut r = Reply::new(StatusCode::NO_CONTENT, None);
             r.effects.delay = after;
+            r
+        }
+        Some(FaultKind::HoldAnswer) => {
+            let mut r = Reply::new(StatusCode::NO_CONTENT, None);
+            r.effects.held = true;
+            r
+        }
+        Some(FaultKind::CutAnswer(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+            let mut r = Reply::new(status, Some(json!({"status": "accepted", "detail": "x".repeat(64)})));
+            r.effects.cut = true;
             r
         }
         _ => Reply::new(StatusCode::NO_CONTENT, None),

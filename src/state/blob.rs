@@ -336,6 +336,11 @@ impl BlobStore {
             object_store::Error::NotFound { .. } => {
                 format!("not found (does the container `{}` exist?)", self.url.container)
             }
+            // A listing names no blob: Azure says which thing is missing in its error code.
+            other if other.to_string().contains("ContainerNotFound") => format!(
+                "the container `{}` does not exist: create it (docs/setup.md), or correct the URL",
+                self.url.container
+            ),
             other => scrub(&other.to_string(), &self.secrets),
         };
         StateError::Store { path: self.where_(), op, why }
@@ -559,7 +564,13 @@ impl BlobStore {
                 Err(NotWritten::Theirs) => {}
                 Err(NotWritten::Unclear(e)) => return Err(e),
             }
-            let Some((bytes, etag, modified)) = self.read_lock().await? else { continue };
+            let Some((bytes, etag, modified)) = self.read_lock().await? else {
+                // Gone since our create met it: try again, within the same deadline.
+                if Instant::now() >= deadline {
+                    return Err(LockError::Held { ledger: self.where_(), holder: None }.into());
+                }
+                continue;
+            };
             let held: Option<LockBlob> = serde_json::from_slice(&bytes).ok();
             let age = self.clock.lower_bound(Instant::now()).map(|now| now.duration_since(modified));
             let expired = age.is_some_and(|a| a > jiff::SignedDuration::try_from(LOCK_EXPIRY).unwrap_or_default());
@@ -611,6 +622,11 @@ impl BlobStore {
             Ok(etag) => return Ok(Written { etag, exact: true }),
             Err(e) => e,
         };
+        // A create answered 404 names no blob (an absent one is what a create wants): the
+        // container is missing, and no read back or retry will change that.
+        if expected.is_none() && matches!(error, object_store::Error::NotFound { .. }) {
+            return Err(NotWritten::Unclear(self.err(op, &error)));
+        }
         let refused = matches!(
             error,
             object_store::Error::Precondition { .. }

@@ -2,30 +2,13 @@
 
 use std::time::Duration;
 
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, sim_config, stderr, stdout};
+use crate::common::spawn::sim_env;
+use crate::common::{
+    Repo, android_id, android_sim, assert_each_reset_once, batch_repo, manifest_for, posts, sim, sim_config, stderr,
+    stdout,
+};
 use intune_reconcile::settings::Budget;
-use intune_reconcile::sim::{Fault, FaultKind, RetryAfter, SimConfig};
-
-fn android_repo(n: usize) -> (Repo, Vec<String>) {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    let ids: Vec<String> = (0..n).map(android_id).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
-    (repo, ids)
-}
-
-fn android_sim(n: usize, tweak: impl FnOnce(&mut SimConfig)) -> intune_reconcile::sim::SimHandle {
-    let mut cfg = SimConfig { devices: android_devices(n), ..SimConfig::default() };
-    tweak(&mut cfg);
-    sim(cfg)
-}
-
-fn assert_each_reset_once(sim: &intune_reconcile::sim::SimHandle, ids: &[String]) {
-    for id in ids {
-        assert_eq!(sim.resets_applied(id), 1, "device {id} must be reset exactly once");
-    }
-}
+use intune_reconcile::sim::{Fault, FaultKind, RetryAfter};
 
 #[test]
 fn apply_resets_every_device_once_and_a_second_run_sends_nothing() {
@@ -91,7 +74,7 @@ fn refresh_learns_final_states() {
 #[test]
 fn a_429_storm_ends_with_exactly_one_reset_per_device() {
     for retry_after in [RetryAfter::None, RetryAfter::Seconds(0.3), RetryAfter::HttpDate(Duration::from_secs(1))] {
-        let (repo, ids) = android_repo(12);
+        let (repo, ids) = batch_repo(12, "");
         let sim = android_sim(12, |c| {
             c.write_limit = Some(Budget { requests: 3, window: Duration::from_millis(500) });
             c.retry_after = retry_after;
@@ -116,7 +99,7 @@ fn a_429_storm_ends_with_exactly_one_reset_per_device() {
 // until refresh has looked at the device.
 #[test]
 fn server_errors_become_unknown_and_refresh_decides() {
-    let (repo, ids) = android_repo(2);
+    let (repo, ids) = batch_repo(2, "");
     let sim = android_sim(2, |c| {
         c.faults = vec![
             Fault { device_id: Some(android_id(0)), kind: FaultKind::UnavailableBefore, times: 1 },
@@ -162,7 +145,7 @@ fn server_errors_become_unknown_and_refresh_decides() {
 
 #[test]
 fn a_hang_after_applying_times_out_as_unknown_and_is_not_sent_again() {
-    let (repo, ids) = android_repo(1);
+    let (repo, ids) = batch_repo(1, "");
     repo.fast_config("");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("timeout: 2s", "timeout: 1s"));
     let sim = android_sim(1, |c| c.faults = vec![Fault { device_id: None, kind: FaultKind::HangAfter, times: 1 }]);
@@ -189,7 +172,7 @@ fn a_hang_after_applying_times_out_as_unknown_and_is_not_sent_again() {
 // A 401 (expired or revoked token) was not executed: get a new token once and retry.
 #[test]
 fn token_expiry_gets_a_new_token_and_retries_once() {
-    let (repo, ids) = android_repo(3);
+    let (repo, ids) = batch_repo(3, "");
     let sim = android_sim(3, |c| {
         c.faults = vec![Fault { device_id: Some(android_id(1)), kind: FaultKind::Unauthorized, times: 1 }]
     });
@@ -200,7 +183,7 @@ fn token_expiry_gets_a_new_token_and_retries_once() {
     assert_eq!(token_requests, 2, "one token, then one more after the 401");
 
     // Tokens that really expire during a run are renewed before use.
-    let (repo, ids) = android_repo(4);
+    let (repo, ids) = batch_repo(4, "");
     repo.write(
         "reconcile.yaml",
         repo.read("reconcile.yaml")
@@ -216,7 +199,7 @@ fn token_expiry_gets_a_new_token_and_retries_once() {
 
 #[test]
 fn a_token_without_the_permission_sends_nothing() {
-    let (repo, _) = android_repo(2);
+    let (repo, _) = batch_repo(2, "");
     let sim = android_sim(2, |c| c.roles = vec![]);
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -266,7 +249,7 @@ fn ineligible_and_missing_devices_are_blocked_and_never_sent() {
 
 #[test]
 fn max_actions_and_confirmation_guard_the_run() {
-    let (repo, _) = android_repo(3);
+    let (repo, _) = batch_repo(3, "");
     let sim = android_sim(3, |_| {});
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "2"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -282,7 +265,7 @@ fn max_actions_and_confirmation_guard_the_run() {
 // The stricter of `--max-actions` and `maxActionsPerApply` wins, whichever is smaller.
 #[test]
 fn the_smaller_of_max_actions_and_the_policy_limit_wins() {
-    let (repo, _) = android_repo(3);
+    let (repo, _) = batch_repo(3, "");
     let sim = android_sim(3, |_| {});
     repo.write("reconcile.yaml", format!("{}policy:\n  maxActionsPerApply: 2\n", repo.read("reconcile.yaml")));
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "5"]).output().expect("run");
@@ -324,30 +307,7 @@ fn declining_at_the_terminal_sends_nothing() {
     // A person at a terminal answers `no`: the whole plan is shown first, nothing was sent before
     // the question (lookups are slow enough that streaming would have), nothing after.
     let (repo, sim) = ten_devices_read_slowly();
-    let bin = assert_cmd::cargo::cargo_bin!("reconcile");
-    let mut c = std::process::Command::new("script");
-    crate::common::hermetic(&mut c).current_dir(repo.path()).args([
-        "-q",
-        "-e",
-        "-c",
-        &format!("'{}' apply", bin.display()),
-        "/dev/null",
-    ]);
-    c.env("RECONCILE_GRAPH_URL", sim.url())
-        .env("AZURE_AUTHORITY_HOST", sim.url())
-        .env("AZURE_TENANT_ID", "test-tenant")
-        .env("AZURE_CLIENT_ID", "test-client")
-        .env("AZURE_CLIENT_SECRET", crate::common::SECRET)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("script(1)");
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().expect("stdin");
-        let _ = stdin.write_all(b"no\n");
-    }
-    let out = child.wait_with_output().expect("wait");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = repo.on_a_terminal("apply", &sim_env(&sim), "no\n");
     assert!(text.contains("Plan: 10 to reset") && text.contains("Only 'yes' will be accepted"), "{text}");
     assert!(text.contains("apply was not confirmed"), "{text}");
     assert!(posts(&sim).is_empty(), "nothing sent: {text}");
@@ -356,7 +316,7 @@ fn declining_at_the_terminal_sends_nothing() {
 #[test]
 fn max_actions_counts_the_resets_that_would_be_sent_not_the_entries() {
     // Three entries, one of them a device Intune does not know: two resets, within --max-actions 2.
-    let (repo, ids) = android_repo(3);
+    let (repo, ids) = batch_repo(3, "");
     let sim = android_sim(2, |_| {});
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--max-actions", "2"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1), "a blocked device makes the run exit 1");
@@ -433,7 +393,7 @@ fn a_device_rule_holds_back_its_manifest_until_every_device_of_it_is_looked_up()
 
 #[test]
 fn two_applies_at_once_on_one_ledger() {
-    let (repo, ids) = android_repo(6);
+    let (repo, ids) = batch_repo(6, "");
     // The first reset is answered 1.5 s late (within the 2 s timeout): the first apply holds the
     // lock at least that long.
     let sim = android_sim(6, |c| {
@@ -464,7 +424,7 @@ fn two_applies_at_once_on_one_ledger() {
 // `http://localhost:PORT` is a loopback host too: the name is pinned to loopback.
 #[test]
 fn graph_and_login_on_localhost_are_loopback() {
-    let (repo, ids) = android_repo(1);
+    let (repo, ids) = batch_repo(1, "");
     let sim = android_sim(1, |_| {});
     let url = sim.url().replace("127.0.0.1", "localhost");
     let out = repo
@@ -485,7 +445,7 @@ fn graph_and_login_on_localhost_are_loopback() {
 // A lookup is a read, safe to repeat: a 503 is tried again (a reset's 5xx never is).
 #[test]
 fn a_lookup_that_meets_a_server_error_is_tried_again() {
-    let (repo, ids) = android_repo(2);
+    let (repo, ids) = batch_repo(2, "");
     let sim = android_sim(2, |c| {
         c.faults = vec![Fault { device_id: Some(android_id(0)), kind: FaultKind::LookupUnavailable, times: 2 }];
     });
@@ -496,7 +456,7 @@ fn a_lookup_that_meets_a_server_error_is_tried_again() {
     assert_eq!(failed_reads, 2, "both 503s were met and tried again");
 
     // A lookup that keeps failing stops the run after its tries; nothing is sent blind.
-    let (repo, _) = android_repo(1);
+    let (repo, _) = batch_repo(1, "");
     let sim = android_sim(1, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::LookupUnavailable, times: 99 }];
     });
@@ -512,7 +472,7 @@ fn a_lookup_that_meets_a_server_error_is_tried_again() {
 // with `--format json` stdout is the report alone and the lines stay on stderr.
 #[test]
 fn outcomes_are_printed_to_stdout_once_in_text_mode() {
-    let (repo, ids) = android_repo(3);
+    let (repo, ids) = batch_repo(3, "");
     let sim = android_sim(3, |c| {
         c.faults = vec![Fault { device_id: Some(ids[2].clone()), kind: FaultKind::Forbidden, times: 1 }];
     });
@@ -542,7 +502,7 @@ fn outcomes_are_printed_to_stdout_once_in_text_mode() {
     assert!(at("Plan:") < at("accepted ") && at("rejected ") < at("Apply complete"), "{text}");
 
     // JSON: stdout is the report alone; the outcome lines go to stderr.
-    let (repo, _) = android_repo(2);
+    let (repo, _) = batch_repo(2, "");
     let sim = android_sim(2, |_| {});
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--format", "json"]).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));

@@ -16,6 +16,13 @@ fn setup(n: usize) -> (Repo, intune_reconcile::sim::SimHandle) {
     (repo, sim(SimConfig { devices: android_devices(n), ..SimConfig::default() }))
 }
 
+/// `out` is a refusal (exit 1) that says `says`, before any request reached the simulator.
+fn assert_refused_before_any_request(out: &std::process::Output, sim: &intune_reconcile::sim::SimHandle, says: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    assert!(stderr(out).contains(says), "{}", stderr(out));
+    assert!(sim.requests().is_empty(), "nothing was contacted");
+}
+
 fn token_credentials(sim: &intune_reconcile::sim::SimHandle) -> Vec<String> {
     sim.requests().into_iter().filter(|r| r.path.ends_with("/oauth2/v2.0/token")).filter_map(|r| r.credential).collect()
 }
@@ -168,9 +175,7 @@ fn plain_http_is_refused_off_loopback_and_nothing_is_contacted() {
         .args(["apply", "--auto-approve"])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("accepted only for loopback hosts"), "{}", stderr(&out));
-    assert!(sim.requests().is_empty());
+    assert_refused_before_any_request(&out, &sim, "accepted only for loopback hosts");
 }
 
 #[test]
@@ -264,9 +269,7 @@ fn the_tenant_is_the_tokens_and_a_mismatch_is_refused_before_any_request() {
 fn an_opaque_token_cannot_name_its_tenant_and_is_refused() {
     let (repo, sim) = setup(1);
     let out = apply_with(&repo, &sim, &[("RECONCILE_GRAPH_TOKEN", "opaque-token-without-claims")]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not a JWT with a `tid` claim"), "{}", stderr(&out));
-    assert!(sim.requests().is_empty());
+    assert_refused_before_any_request(&out, &sim, "not a JWT with a `tid` claim");
 }
 
 #[test]
@@ -441,17 +444,18 @@ fn every_online_command_refuses_another_tenants_token_before_any_request() {
         &["state", "adopt", &key, "--reason", "seen in the portal"],
         &["init"],
     ];
+    // B's token, on the simulator's login host (on loopback, whose tenants are names).
+    let with_b_token = |args: &[&str], tenant: Option<&str>| {
+        let mut c = repo.cmd();
+        c.env("RECONCILE_GRAPH_URL", sim.url()).env("AZURE_AUTHORITY_HOST", sim.url()).env("RECONCILE_GRAPH_TOKEN", &b);
+        if let Some(t) = tenant {
+            c.env("AZURE_TENANT_ID", t);
+        }
+        c.args(args).output().expect("run")
+    };
     // A's ledger, B's token, AZURE_TENANT_ID unset: the ledger refuses (init: it exists for A).
     for args in commands {
-        // The login host is the simulator's (on loopback), whose tenants are names.
-        let out = repo
-            .cmd()
-            .env("RECONCILE_GRAPH_URL", sim.url())
-            .env("AZURE_AUTHORITY_HOST", sim.url())
-            .env("RECONCILE_GRAPH_TOKEN", &b)
-            .args(args)
-            .output()
-            .expect("run");
+        let out = with_b_token(args, None);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(err.contains("test-tenant") && err.contains("tenant-b"), "{args:?} names both: {err}");
@@ -461,15 +465,7 @@ fn every_online_command_refuses_another_tenants_token_before_any_request() {
     std::fs::remove_dir_all(repo.path().join(".reconcile")).expect("rm ledger");
     repo.store().create(std::time::Duration::ZERO, "tenant-b").expect("B's ledger");
     for args in commands {
-        let out = repo
-            .cmd()
-            .env("RECONCILE_GRAPH_URL", sim.url())
-            .env("AZURE_AUTHORITY_HOST", sim.url())
-            .env("RECONCILE_GRAPH_TOKEN", &b)
-            .env("AZURE_TENANT_ID", "test-tenant")
-            .args(args)
-            .output()
-            .expect("run");
+        let out = with_b_token(args, Some("test-tenant"));
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         // `init` binds to AZURE_TENANT_ID without asking for a token: B's ledger is not A's.

@@ -1,31 +1,17 @@
 //! Crashes and interruptions: kill -9 and Ctrl-C in the middle of an apply never lead to a second
 //! reset of any device.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stdout};
+use crate::common::{Repo, android_sim, batch_repo, manifest_for, posts, stdout, wait_for_posts};
 use intune_reconcile::sim::{Fault, FaultKind, SimConfig};
 
 const N: usize = 30;
 
 fn setup(tweak: impl FnOnce(&mut SimConfig)) -> (Repo, Vec<String>, intune_reconcile::sim::SimHandle) {
-    let repo = Repo::empty();
-    repo.fast_config("");
+    let (repo, ids) = batch_repo(N, "");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("concurrency: 4", "concurrency: 3"));
-    let ids: Vec<String> = (0..N).map(android_id).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
-    let mut cfg = SimConfig { devices: android_devices(N), ..SimConfig::default() };
-    tweak(&mut cfg);
-    (repo, ids, sim(cfg))
-}
-
-fn wait_for_posts(sim: &intune_reconcile::sim::SimHandle, n: usize) {
-    let start = Instant::now();
-    while posts(sim).len() < n {
-        assert!(start.elapsed() < Duration::from_secs(30), "the apply never got going");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    (repo, ids, android_sim(N, tweak))
 }
 
 fn max_resets(sim: &intune_reconcile::sim::SimHandle, ids: &[String]) -> usize {
@@ -147,36 +133,51 @@ fn assert_crash_left_intents_in_the_file(repo: &Repo, sent: &std::collections::H
     }
 }
 
-/// Five phones, one write at a time, a request timeout far above the hold, and Intune holding its
-/// answer to the first reset for `hold`.
-fn held_first_answer(hold: Duration) -> (Repo, Vec<String>, intune_reconcile::sim::SimHandle) {
-    let repo = Repo::empty();
-    repo.fast_config("");
+/// Five phones, one write at a time, a request timeout far above any test, and Intune holding
+/// its answer to the first reset until the test releases it.
+fn held_first_answer() -> (Repo, Vec<String>, intune_reconcile::sim::SimHandle) {
+    let (repo, ids) = batch_repo(5, "");
     let config =
         repo.read("reconcile.yaml").replace("concurrency: 4", "concurrency: 1").replace("timeout: 2s", "timeout: 60s");
     repo.write("reconcile.yaml", config);
-    let ids: Vec<String> = (0..5).map(android_id).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
-    let faults = vec![Fault { device_id: Some(ids[0].clone()), kind: FaultKind::AnswerLate(hold), times: 1 }];
-    let sim = sim(SimConfig { devices: android_devices(5), faults, ..SimConfig::default() });
+    let first = ids[0].clone();
+    let sim =
+        android_sim(5, |c| c.faults = vec![Fault { device_id: Some(first), kind: FaultKind::HoldAnswer, times: 1 }]);
     (repo, ids, sim)
 }
 
-/// Sends SIGINT to `args` once its first reset is in flight (Intune holds the answer), and
-/// returns what it printed.
+/// Sends SIGINT to `args` once its first reset is in flight (Intune holds the answer), lets the
+/// answer go once the binary says it is stopping, and returns what it printed.
 fn interrupt_with_one_in_flight(
     repo: &Repo,
     sim: &intune_reconcile::sim::SimHandle,
     args: &[&str],
 ) -> std::process::Output {
-    let child = repo.spawn_on(sim, args);
+    use std::io::Read as _;
+    let mut child = repo.spawn_on(sim, args);
     // The simulator logs a POST as it applies it, before its held answer leaves.
     crate::common::wait_until("the first reset in flight", || posts(sim).len() == 1);
     let ok =
         std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill").success();
     assert!(ok);
-    child.wait_with_output().expect("wait")
+    let err = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = {
+        let err = err.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                err.lock().expect("stderr buffer").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let said = |what: &str| String::from_utf8_lossy(&err.lock().expect("stderr buffer")).contains(what);
+    crate::common::wait_until("the binary to say it is stopping", || said("stopping: no new requests"));
+    sim.release_answers();
+    let mut out = child.wait_with_output().expect("wait");
+    reader.join().expect("stderr reader");
+    out.stderr = err.lock().expect("stderr buffer").clone();
+    out
 }
 
 // Ctrl-C said "4 not executed" (a ledger status word, for resets never sent) and nothing about
@@ -184,7 +185,7 @@ fn interrupt_with_one_in_flight(
 // is recorded with Intune's answer, and running that command sends the rest exactly once.
 #[test]
 fn ctrl_c_names_what_was_not_started_and_the_command_that_sends_it() {
-    let (repo, ids, sim) = held_first_answer(Duration::from_secs(3));
+    let (repo, ids, sim) = held_first_answer();
     let out = interrupt_with_one_in_flight(&repo, &sim, &["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
@@ -218,7 +219,7 @@ fn ctrl_c_names_what_was_not_started_and_the_command_that_sends_it() {
 // the plan already sent are its own, not a change since review.
 #[test]
 fn ctrl_c_under_a_saved_plan_names_apply_plan_again() {
-    let (repo, ids, sim) = held_first_answer(Duration::from_secs(3));
+    let (repo, ids, sim) = held_first_answer();
     repo.cmd_on(&sim).args(["plan", "--out", "reviewed plan.json"]).assert().success();
     let out = interrupt_with_one_in_flight(&repo, &sim, &["apply", "--plan", "reviewed plan.json"]);
     assert_eq!(out.status.code(), Some(1));

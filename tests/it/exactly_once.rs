@@ -5,32 +5,11 @@
 
 use std::time::Duration;
 
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
+use crate::common::{
+    Repo, android_id, android_sim, assert_each_reset_once_intent_first, batch_repo, manifest_for, posts, stderr, stdout,
+};
 use intune_reconcile::settings::Budget;
-use intune_reconcile::sim::{Fault, FaultKind, RetryAfter, SimConfig, SimHandle};
-
-fn android_repo(n: usize, extra: &str) -> (Repo, Vec<String>) {
-    let repo = Repo::empty();
-    repo.fast_config(extra);
-    let ids: Vec<String> = (0..n).map(android_id).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
-    (repo, ids)
-}
-
-fn android_sim(n: usize, tweak: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut cfg = SimConfig { devices: android_devices(n), ..SimConfig::default() };
-    tweak(&mut cfg);
-    sim(cfg)
-}
-
-fn assert_each_reset_once(sim: &SimHandle, ids: &[String]) {
-    let twice: Vec<&String> = ids.iter().filter(|id| sim.resets_applied(id) > 1).collect();
-    assert!(twice.is_empty(), "{} devices were reset twice: {twice:?}", twice.len());
-    let never: Vec<&String> = ids.iter().filter(|id| sim.resets_applied(id) == 0).collect();
-    assert!(never.is_empty(), "{} devices were never reset: {never:?}", never.len());
-    crate::common::assert_intents_durable(sim);
-}
+use intune_reconcile::sim::{Fault, FaultKind, RetryAfter};
 
 /// The status of the (only) record of device `id`.
 fn status_of(repo: &Repo, id: &str) -> String {
@@ -49,7 +28,7 @@ fn status_of(repo: &Repo, id: &str) -> String {
 #[test]
 fn intunes_clock_behind_ours_never_leads_to_a_second_reset() {
     let n = 40;
-    let (repo, ids) = android_repo(n, "");
+    let (repo, ids) = batch_repo(n, "");
     let sim = android_sim(n, |c| {
         c.clock_offset = jiff::SignedDuration::from_secs(-90);
         c.faults = (0..n)
@@ -64,7 +43,7 @@ fn intunes_clock_behind_ours_never_leads_to_a_second_reset() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("not-executed"), "every unknown one was applied: {}", stdout(&out));
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
-    assert_each_reset_once(&sim, &ids);
+    assert_each_reset_once_intent_first(&sim, &ids);
     // Every attempt carries Intune's clock: the answer's Date and the lower bound of its arrival.
     let ledger = repo.ledger_json();
     for r in ledger["records"].as_object().expect("records").values() {
@@ -81,7 +60,7 @@ fn intunes_clock_behind_ours_never_leads_to_a_second_reset() {
 // request reached Intune, so the action is accepted, never made sendable.
 #[test]
 fn a_report_slower_than_the_grace_is_caught_by_the_audit_log() {
-    let (repo, ids) = android_repo(2, "");
+    let (repo, ids) = batch_repo(2, "");
     let sim = android_sim(2, |c| {
         c.report_delay = Duration::from_secs(3600);
         c.faults = vec![Fault { device_id: Some(android_id(0)), kind: FaultKind::ErrorAfter, times: 1 }];
@@ -97,7 +76,7 @@ fn a_report_slower_than_the_grace_is_caught_by_the_audit_log() {
     assert_eq!(sim.resets_applied(&ids[0]), 1);
 
     // The same with nothing but the unknown action: the audit log is read from its own intent.
-    let (repo, ids) = android_repo(1, "");
+    let (repo, ids) = batch_repo(1, "");
     let sim = android_sim(1, |c| {
         c.report_delay = Duration::from_secs(3600);
         c.faults = vec![Fault { device_id: None, kind: FaultKind::ErrorAfter, times: 1 }];
@@ -110,7 +89,7 @@ fn a_report_slower_than_the_grace_is_caught_by_the_audit_log() {
 
     // Without the audit log (a token that may not read it), the evidence is the results alone:
     // within the grace nothing is decided.
-    let (repo, ids) = android_repo(1, "");
+    let (repo, ids) = batch_repo(1, "");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("unknownGrace: 0s", "unknownGrace: 10m"));
     let sim = android_sim(1, |c| {
         c.report_delay = Duration::from_secs(3600);
@@ -124,7 +103,7 @@ fn a_report_slower_than_the_grace_is_caught_by_the_audit_log() {
 
     // A Graph without the audit log at all (404) is one whose log cannot be read: after the grace
     // the results alone decide, instead of "no decision" on every refresh.
-    let (repo, ids) = android_repo(1, "");
+    let (repo, ids) = batch_repo(1, "");
     let sim = android_sim(1, |c| {
         c.audits_missing = true;
         c.faults = vec![Fault { device_id: None, kind: FaultKind::UnavailableBefore, times: 1 }];
@@ -139,7 +118,7 @@ fn a_report_slower_than_the_grace_is_caught_by_the_audit_log() {
 // `unknownGrace: never`: only a person makes an unknown action sendable, and says why.
 #[test]
 fn grace_never_leaves_it_to_a_person_who_is_recorded() {
-    let (repo, ids) = android_repo(1, "");
+    let (repo, ids) = batch_repo(1, "");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("unknownGrace: 0s", "unknownGrace: never"));
     let sim = android_sim(1, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::UnavailableBefore, times: 1 }];
@@ -208,7 +187,7 @@ fn a_missing_ledger_is_refused_online_and_named_offline() {
 // a huge Retry-After was not capped by graph.backoff.max.
 #[test]
 fn no_post_leaves_inside_a_retry_after_window_it_has_learned_of() {
-    let (repo, ids) = android_repo(12, "");
+    let (repo, ids) = batch_repo(12, "");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("max: 200ms", "max: 10s"));
     let sim = android_sim(12, |c| {
         c.write_limit = Some(Budget { requests: 4, window: Duration::from_secs(60) });
@@ -221,7 +200,7 @@ fn no_post_leaves_inside_a_retry_after_window_it_has_learned_of() {
     sim.state().config.write_limit = None;
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    assert_each_reset_once(&sim, &ids);
+    assert_each_reset_once_intent_first(&sim, &ids);
     let all = posts(&sim);
     let first_429 = all.iter().find(|p| p.status == 429).expect("throttled").at;
     let window_end = first_429 + jiff::SignedDuration::from_millis(1500);
@@ -233,7 +212,7 @@ fn no_post_leaves_inside_a_retry_after_window_it_has_learned_of() {
 
 #[test]
 fn a_huge_retry_after_is_capped_by_graph_backoff_max_and_says_so() {
-    let (repo, ids) = android_repo(3, "");
+    let (repo, ids) = batch_repo(3, "");
     let sim = android_sim(3, |c| {
         c.faults = vec![Fault { device_id: Some(android_id(0)), kind: FaultKind::Throttle, times: 1 }];
         c.retry_after = RetryAfter::Seconds(3600.0);
@@ -242,24 +221,24 @@ fn a_huge_retry_after_is_capped_by_graph_backoff_max_and_says_so() {
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("Retry-After is longer than graph.backoff.max"), "{err}");
-    assert_each_reset_once(&sim, &ids);
+    assert_each_reset_once_intent_first(&sim, &ids);
 }
 
 // a 408 means Graph never got the whole request: not executed, tried again in the run.
 #[test]
 fn a_408_is_not_executed_and_is_retried() {
-    let (repo, ids) = android_repo(2, "");
+    let (repo, ids) = batch_repo(2, "");
     let sim = android_sim(2, |c| {
         c.faults = vec![Fault { device_id: Some(android_id(1)), kind: FaultKind::RequestTimeout, times: 1 }];
     });
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_each_reset_once(&sim, &ids);
+    assert_each_reset_once_intent_first(&sim, &ids);
     let statuses: Vec<u64> = posts(&sim).iter().map(|p| u64::from(p.status)).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 408).count(), 1);
 
     // 408s that never end: three tries, then not executed (never rejected: it did not run).
-    let (repo, ids) = android_repo(1, "");
+    let (repo, ids) = batch_repo(1, "");
     let sim = android_sim(1, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::RequestTimeout, times: 100 }];
     });
@@ -273,7 +252,7 @@ fn a_408_is_not_executed_and_is_retried() {
 // reset every other device of the manifest again).
 #[test]
 fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
-    let (repo, ids) = android_repo(3, "");
+    let (repo, ids) = batch_repo(3, "");
     let sim = android_sim(3, |c| {
         c.faults = vec![Fault { device_id: Some(android_id(2)), kind: FaultKind::Forbidden, times: 1 }];
     });
@@ -309,7 +288,7 @@ fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(status_of(&repo, &ids[2]), "not-executed");
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
-    assert_each_reset_once(&sim, &ids);
+    assert_each_reset_once_intent_first(&sim, &ids);
     assert_eq!(posts(&sim).len(), 4, "only the retried action was sent again");
 }
 
@@ -317,7 +296,7 @@ fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
 // re-send after refresh made an unknown action sendable.
 #[test]
 fn cooldown_counts_the_actions_own_earlier_attempts() {
-    let (repo, ids) = android_repo(1, "policy:\n  cooldown: 1h\n");
+    let (repo, ids) = batch_repo(1, "policy:\n  cooldown: 1h\n");
     let sim = android_sim(1, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::UnavailableBefore, times: 1 }];
     });
@@ -371,7 +350,7 @@ fn refresh_never_gives_an_unknown_action_someone_elses_result() {
 #[test]
 fn token_expiry_under_load_renews_once_and_loses_no_action() {
     let n = 80;
-    let (repo, ids) = android_repo(n, "");
+    let (repo, ids) = batch_repo(n, "");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("concurrency: 4", "concurrency: 16"));
     let sim = android_sim(n, |c| {
         c.token_requests = 30;
@@ -379,7 +358,7 @@ fn token_expiry_under_load_renews_once_and_loses_no_action() {
     });
     let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_each_reset_once(&sim, &ids);
+    assert_each_reset_once_intent_first(&sim, &ids);
     let unauthorized = sim.requests().iter().filter(|r| r.status == 401).count();
     assert!(unauthorized > 0, "tokens did expire under load");
     let tokens = sim.requests().iter().filter(|r| r.path.ends_with("/oauth2/v2.0/token")).count();
@@ -391,7 +370,7 @@ fn token_expiry_under_load_renews_once_and_loses_no_action() {
 // number of times, then ends `not-executed` (never `rejected`: it did not run).
 #[test]
 fn an_action_that_keeps_meeting_401s_ends_not_executed() {
-    let (repo, ids) = android_repo(2, "");
+    let (repo, ids) = batch_repo(2, "");
     let sim = android_sim(2, |c| {
         c.faults = vec![Fault { device_id: Some(android_id(0)), kind: FaultKind::Unauthorized, times: 50 }];
     });
@@ -408,7 +387,7 @@ fn an_action_that_keeps_meeting_401s_ends_not_executed() {
 // answers before it), so refresh can prove it never ran, and the next apply sends it once.
 #[test]
 fn a_request_lost_before_intune_acted_is_made_sendable_on_evidence() {
-    let (repo, ids) = android_repo(1, "");
+    let (repo, ids) = batch_repo(1, "");
     let sim = android_sim(1, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::HangBefore, times: 1 }];
     });
@@ -426,7 +405,7 @@ fn a_request_lost_before_intune_acted_is_made_sendable_on_evidence() {
 // forever; every attempt is recorded with the client-request-id that was really sent.
 #[test]
 fn a_429_that_never_ends_leaves_the_action_not_executed() {
-    let (repo, ids) = android_repo(2, "");
+    let (repo, ids) = batch_repo(2, "");
     let sim = android_sim(2, |c| {
         c.faults = vec![Fault { device_id: Some(android_id(0)), kind: FaultKind::Throttle, times: 1_000 }];
         c.retry_after = RetryAfter::Seconds(0.01);
@@ -469,7 +448,7 @@ fn a_429_that_never_ends_leaves_the_action_not_executed() {
 // why, and nothing is ever sent for it again.
 #[test]
 fn state_resolve_as_done_records_the_person_and_never_sends() {
-    let (repo, ids) = android_repo(1, "");
+    let (repo, ids) = batch_repo(1, "");
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("unknownGrace: 0s", "unknownGrace: never"));
     let sim = android_sim(1, |c| {
         c.faults = vec![Fault { device_id: None, kind: FaultKind::UnavailableBefore, times: 1 }];
@@ -525,10 +504,14 @@ fn every_fault_has_its_outcome_and_a_second_apply_sends_nothing_that_may_have_ru
             exit: 0,
         },
         Case { kind: FaultKind::LookupUnavailable, status: "accepted", applied: 1, posts: 1, exit: 0 },
+        // The status line of a 2xx arrived: Intune took it, however the body ends.
+        Case { kind: FaultKind::CutAnswer(200), status: "accepted", applied: 1, posts: 1, exit: 0 },
+        // A 500 cut off: nothing says it ran, nothing says it did not.
+        Case { kind: FaultKind::CutAnswer(500), status: "unknown", applied: 0, posts: 1, exit: 1 },
     ];
     for c in cases {
         let what = format!("{:?}", c.kind);
-        let (repo, ids) = android_repo(1, "");
+        let (repo, ids) = batch_repo(1, "");
         let sim = android_sim(1, |cfg| cfg.faults = vec![Fault { device_id: None, kind: c.kind, times: 1 }]);
         let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
         assert_eq!(out.status.code(), Some(c.exit), "{what}: {}\n{}", stdout(&out), stderr(&out));

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use crate::common::azurite::{self, Azurite};
+use crate::common::azurite::{self, Azurite, Container};
 use crate::common::proxy::{Fault, Proxy};
+use crate::common::{lock_id, wait_until};
 use intune_reconcile::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
 use intune_reconcile::state::blob::{BlobStore, StorageAuth};
 use intune_reconcile::state::{Attempt, BlobUrl, Ledger, LocalStore, Record, StateError, Status, Store};
@@ -14,7 +15,7 @@ use intune_reconcile::state::{Attempt, BlobUrl, Ledger, LocalStore, Record, Stat
 #[allow(dead_code)]
 enum Home {
     Local(tempfile::TempDir),
-    Blob(Azurite),
+    Blob(Container),
 }
 
 fn local() -> (Home, Store) {
@@ -23,16 +24,15 @@ fn local() -> (Home, Store) {
     (Home::Local(dir), store)
 }
 
-fn blob_at(az: &Azurite, path: &str) -> Store {
-    let url = BlobUrl::parse(&az.url("ledgers", path), intune_reconcile::settings::Cloud::Global).expect("url");
+fn blob_at(az: &Container, path: &str) -> Store {
+    let url = BlobUrl::parse(&az.url(path), intune_reconcile::settings::Cloud::Global).expect("url");
     Store::Blob(
         BlobStore::open(url, StorageAuth::Key(azurite::KEY.to_owned().into()), Duration::from_secs(5)).expect("open"),
     )
 }
 
 fn blob() -> (Home, Store) {
-    let az = Azurite::start();
-    az.create_container("ledgers");
+    let az = Azurite::shared().container();
     let store = blob_at(&az, "team/state.json");
     (Home::Blob(az), store)
 }
@@ -108,7 +108,10 @@ fn one_writer_at_a_time_naming_the_holder(s: &Store) {
         let s = s.clone();
         std::thread::spawn(move || rt_block(s.lock(Duration::from_secs(20), "waiter", Some("tenant-a")).then_commit()))
     };
+    // Time is the subject: a waiter is one that asked while the lock was held, and no event says
+    // a lock call is waiting. 300 ms to ask; had it not, it would still pass, never fail falsely.
     std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "the waiter waits while the lock is held");
     rt.block_on(w.commit()).expect("commit");
     waiter.join().expect("thread").expect("the waiter got the lock");
 }
@@ -145,13 +148,7 @@ fn every_record_is_durable_before_commit_and_survives_a_crash(s: &Store) {
     if let Store::Blob(_) = s {
         // The dead holder's lock is still there until it expires or a person releases it.
         let err = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect_err("still locked");
-        let id = err
-            .to_string()
-            .split("lock ID ")
-            .nth(1)
-            .and_then(|t| t.split_whitespace().next())
-            .expect("a lock ID")
-            .to_owned();
+        let id = lock_id(&err.to_string());
         let holder = rt.block_on(s.unlock(&id)).expect("unlock");
         assert_eq!(holder.command, "t");
         assert!(matches!(rt.block_on(s.unlock(&id)), Err(StateError::NotLocked { .. })));
@@ -264,7 +261,7 @@ fn a_writer_that_lost_its_blob_lock_is_fenced() {
     let first = record("A", Status::Unknown);
     rt.block_on(a.record(first.clone())).expect("record");
     let err = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect_err("held");
-    let id = err.to_string().split("lock ID ").nth(1).and_then(|t| t.split_whitespace().next()).expect("id").to_owned();
+    let id = lock_id(&err.to_string());
     rt.block_on(s.unlock(&id)).expect("a person releases it");
     let mut b = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect("b locks");
     assert!(b.ledger().records.contains_key(&first.key), "b sees a's intent");
@@ -280,14 +277,13 @@ fn a_writer_that_lost_its_blob_lock_is_fenced() {
     assert_eq!(rt.block_on(s.load()).expect("load"), l);
 }
 
-/// A blob ledger reached through a fault-injecting proxy in front of its own Azurite, optionally
+/// A blob ledger reached through a fault-injecting proxy in front of Azurite, optionally
 /// with a lock renewed every `lease.0` and a safe lease of `lease.1` (seconds, not 15 s and 40 s).
-fn blob_via_proxy(lease: Option<(Duration, Duration)>) -> (Azurite, Proxy, Store) {
-    let az = Azurite::start();
-    az.create_container("ledgers");
-    let proxy = Proxy::start(az.port);
-    let url = BlobUrl::parse(&proxy.url("ledgers", "team/state.json"), intune_reconcile::settings::Cloud::Global)
-        .expect("url");
+fn blob_via_proxy(lease: Option<(Duration, Duration)>) -> (Container, Proxy, Store) {
+    let az = Azurite::shared().container();
+    let proxy = Proxy::start(az.port());
+    let url =
+        BlobUrl::parse(&proxy.url(&az, "team/state.json"), intune_reconcile::settings::Cloud::Global).expect("url");
     let mut store =
         BlobStore::open(url, StorageAuth::Key(azurite::KEY.to_owned().into()), Duration::from_secs(5)).expect("open");
     if let Some((renew, safe)) = lease {
@@ -302,10 +298,6 @@ fn is_entry(p: &str) -> bool {
 
 fn is_lock(p: &str) -> bool {
     p.ends_with("/team/state.json.lock")
-}
-
-fn lock_id_of(err: &StateError) -> String {
-    err.to_string().split("lock ID ").nth(1).and_then(|t| t.split_whitespace().next()).expect("a lock ID").to_owned()
 }
 
 /// `r` with one more attempt (a new request for the same action).
@@ -342,7 +334,7 @@ fn a_late_entry_write_cannot_fill_a_compacted_name() {
     proxy.wait_held(1);
     // The lock passes on (a person's unlock here; an expiry in the field) while a's write is held.
     let err = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect_err("held by a");
-    rt.block_on(s.unlock(&lock_id_of(&err))).expect("unlock");
+    rt.block_on(s.unlock(&lock_id(&err.to_string()))).expect("unlock");
     let mut b = rt.block_on(s.lock(Duration::ZERO, "writer-b", Some("tenant-a"))).expect("b locks");
     let b_version = another_attempt(&x);
     rt.block_on(b.record(b_version.clone())).expect("b records the same serial");
@@ -350,11 +342,7 @@ fn a_late_entry_write_cannot_fill_a_compacted_name() {
     proxy.release();
     let (result, a) = late.join().expect("thread");
     // The held create has reached the store by now (answered or not).
-    let start = std::time::Instant::now();
-    while !proxy.log().iter().any(|r| r.fault == Some(Fault::Hold)) {
-        assert!(start.elapsed() < Duration::from_secs(20), "the held write never landed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the held write landed", || proxy.log().iter().any(|r| r.fault == Some(Fault::Hold)));
     let held = proxy.log().into_iter().find(|r| r.fault == Some(Fault::Hold)).expect("held");
     assert_eq!(held.status, Some(409), "the late create found its name taken: {held:?}");
     let l = rt.block_on(s.load()).expect("the ledger is readable after the late write");
@@ -390,7 +378,7 @@ fn an_old_entry_that_disagrees_with_the_snapshot_is_kept_as_unknown() {
         "writer": "fenced-runner",
         "records": [late],
     });
-    az.put("ledgers", &name, entry.to_string().as_bytes());
+    az.put(&name, entry.to_string().as_bytes());
     let seen = rt.block_on(s.load()).expect("readable: not refused for ever");
     let merged = seen.records.get(&x.key).expect("the action");
     assert_eq!(merged.status, Status::Unknown, "never assumed unsent");
@@ -404,7 +392,7 @@ fn an_old_entry_that_disagrees_with_the_snapshot_is_kept_as_unknown() {
         .expect("commit");
     assert_eq!(l2.records.get(&x.key), Some(merged));
     assert_eq!(rt.block_on(s.load()).expect("load").records.get(&x.key), Some(merged));
-    let tomb: serde_json::Value = serde_json::from_str(&az.get("ledgers", &name).expect("tombstone")).expect("json");
+    let tomb: serde_json::Value = serde_json::from_str(&az.get(&name).expect("tombstone")).expect("json");
     assert_eq!(tomb["records"], serde_json::json!([]), "{tomb}");
 }
 
@@ -418,17 +406,13 @@ fn a_lost_renewal_answer_keeps_the_lock() {
     // The first lock PUT is the acquisition, the second the first renewal.
     proxy.fault("PUT", is_lock, 2, 1, Fault::LoseAnswer);
     let mut w = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect("lock");
-    let start = std::time::Instant::now();
-    while proxy.faulted().is_empty() || proxy.log().iter().filter(|r| r.method == "PUT" && is_lock(&r.path)).count() < 4
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "no renewal: {:?}", proxy.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the lost renewal and two more", || {
+        !proxy.faulted().is_empty() && proxy.log().iter().filter(|r| r.method == "PUT" && is_lock(&r.path)).count() >= 4
+    });
     let a = record("A", Status::Unknown);
     rt.block_on(w.record(a.clone())).expect("still the holder");
     rt.block_on(w.commit()).expect("commit");
-    let lock: serde_json::Value =
-        serde_json::from_str(&az.get("ledgers", "team/state.json.lock").expect("lock")).expect("json");
+    let lock: serde_json::Value = serde_json::from_str(&az.get("team/state.json.lock").expect("lock")).expect("json");
     assert_eq!(lock["released"], true, "released at the end: {lock}");
     rt.block_on(s.lock(Duration::ZERO, "next", Some("tenant-a"))).expect("free at once").then_commit_sync(&rt);
     assert!(rt.block_on(s.load()).expect("load").records.contains_key(&a.key));
@@ -446,6 +430,7 @@ fn a_writer_whose_renewals_hang_stops_at_the_lease() {
     rt.block_on(w.record(a.clone())).expect("within the lease");
     proxy.fault("PUT", is_lock, 1, usize::MAX / 2, Fault::Hold);
     proxy.wait_held(1);
+    // Time is the subject: the writer outlives its safe lease (1 s here) with no renewal answered.
     std::thread::sleep(Duration::from_millis(1500));
     let entry_puts = || proxy.log().iter().filter(|r| r.method == "PUT" && is_entry(&r.path)).count();
     let before = entry_puts();

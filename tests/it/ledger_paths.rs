@@ -1,23 +1,15 @@
 //! One ledger, one identity: two paths to one ledger file (a symlink to it, the path itself)
 //! share one lock and one journal, and copies of a ledger are taken under its lock.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr, stdout};
+use crate::common::{Repo, android_sim, batch_repo, posts_per_device, stderr, stdout, wait_for_posts};
 use intune_reconcile::sim::{Fault, FaultKind, SimConfig, SimHandle};
 
 /// A repository of `n` devices in one manifest, its ledger created, and a simulator for them.
 fn setup(n: usize, tweak: impl FnOnce(&mut SimConfig)) -> (Repo, SimHandle) {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    let ids: Vec<String> = (0..n).map(android_id).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    repo.write("manifests/batch.yaml", manifest_for("batch", &refs));
-    let mut cfg = SimConfig { devices: android_devices(n), ..SimConfig::default() };
-    tweak(&mut cfg);
-    (repo, sim(cfg))
+    (batch_repo(n, "").0, android_sim(n, tweak))
 }
 
 /// `alias/state.json`, a relative symlink to the repository's ledger.
@@ -27,16 +19,8 @@ fn alias(repo: &Repo) -> &'static str {
     "alias/state.json"
 }
 
-fn per_device(sim: &SimHandle) -> HashMap<String, usize> {
-    let mut n = HashMap::new();
-    for p in posts(sim) {
-        *n.entry(p.path).or_insert(0) += 1;
-    }
-    n
-}
-
 fn assert_each_device_posted_once(sim: &SimHandle, n: usize) {
-    let counts = per_device(sim);
+    let counts = posts_per_device(sim);
     assert_eq!(counts.len(), n, "every device was reset: {counts:?}");
     let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
     assert!(twice.is_empty(), "devices POSTed more than once: {twice:?}");
@@ -101,11 +85,7 @@ fn apply_holding_the_lock(n: usize, late: Duration) -> (Repo, SimHandle, std::pr
     // A client timeout longer than the late answer: the apply simply waits for it.
     repo.write("reconcile.yaml", repo.read("reconcile.yaml").replace("timeout: 2s", "timeout: 60s"));
     let child = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
-    let start = Instant::now();
-    while posts(&sim).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the apply never got going");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_posts(&sim, 1);
     (repo, sim, child)
 }
 
@@ -151,5 +131,30 @@ fn state_pull_is_taken_under_the_sources_lock() {
     assert_eq!(records_in(&repo.path().join("pulled.json")), n);
     let out = repo.cmd_on(&sim).args(["--state", "pulled.json", "apply", "--auto-approve"]).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_each_device_posted_once(&sim, n);
+}
+
+// A local ledger's lock is the operating system's: `state unlock` does not touch it (exit 1, saying
+// so) while its holder lives, and it is free the moment the holder dies, even by SIGKILL.
+#[test]
+fn state_unlock_leaves_a_local_lock_to_its_holder() {
+    let n = 6;
+    let (repo, sim, mut child) = apply_holding_the_lock(n, Duration::from_secs(30));
+    let refused = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains(&format!("is locked by pid {}", child.id())), "{}", stderr(&refused));
+    let out = repo.cmd().args(["state", "unlock", "any-id"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("is local: its lock is released by the operating system"), "{}", stderr(&out));
+    let still = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(stderr(&still).contains("is locked by pid"), "unlock released nothing: {}", stderr(&still));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // Free at once: the next apply sends what the dead one had not (its request in flight is
+    // `unknown`, settled by refresh), each device once.
+    let next = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(!stderr(&next).contains("is locked by"), "{}", stderr(&next));
+    repo.cmd_on(&sim).arg("refresh").assert().success();
+    repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
     assert_each_device_posted_once(&sim, n);
 }

@@ -153,23 +153,11 @@ fn online_plan_without_credentials_suggests_offline_or_simulate() {
     assert!(err.contains("no Graph credentials") && err.contains("--offline") && err.contains("--simulate"), "{err}");
 }
 
-/// `reconcile ARGS` on a pseudo-terminal (`script`), as a person at a terminal runs it.
-fn on_a_terminal(repo: &Repo, args: &str, no_color: bool) -> String {
-    let bin = assert_cmd::cargo::cargo_bin!("reconcile");
-    let mut c = std::process::Command::new("script");
-    crate::common::hermetic(&mut c).current_dir(repo.path()).args([
-        "-q",
-        "-e",
-        "-c",
-        &format!("'{}' {args}", bin.display()),
-        "/dev/null",
-    ]);
-    c.env("TERM", "xterm");
-    if no_color {
-        c.env("NO_COLOR", "1");
-    }
-    let out = c.output().expect("script(1) runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `reconcile ARGS` on a colour terminal (`TERM=xterm`), with `env`.
+fn on_a_terminal(repo: &Repo, args: &str, env: &[(&str, String)]) -> String {
+    let mut all = vec![("TERM", "xterm".to_owned())];
+    all.extend(env.iter().cloned());
+    repo.on_a_terminal(args, &all, "")
 }
 
 #[test]
@@ -177,16 +165,17 @@ fn the_plan_is_coloured_on_a_terminal_only() {
     let repo = Repo::from_examples();
     let plain = repo.cmd().args(["plan", "--offline"]).output().expect("run");
     assert!(!stdout(&plain).contains('\u{1b}'), "no colour in a pipe");
-    let tty = on_a_terminal(&repo, "plan --offline", false);
+    let tty = on_a_terminal(&repo, "plan --offline", &[]);
     // Colour on the symbol and the status only; the manifest headings bold.
     assert!(
         tty.contains("  \u{1b}[32m+\u{1b}[0m \u{1b}[32mreset passcode\u{1b}[0m  id=3fa85f64"),
         "resets are green on a terminal: {tty:?}"
     );
     assert!(tty.contains("\u{1b}[1mmanifest inc-4711-lost-phone ("), "{tty:?}");
-    for quiet in
-        [on_a_terminal(&repo, "plan --offline", true), on_a_terminal(&repo, "plan --offline --no-color", false)]
-    {
+    for quiet in [
+        on_a_terminal(&repo, "plan --offline", &[("NO_COLOR", "1".into())]),
+        on_a_terminal(&repo, "plan --offline --no-color", &[]),
+    ] {
         assert!(!quiet.contains("\u{1b}[3"), "NO_COLOR and --no-color: {quiet:?}");
         assert!(quiet.contains("  + "), "{quiet:?}");
     }

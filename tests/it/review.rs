@@ -1,15 +1,11 @@
 //! Plans a reviewer can judge at a glance: compact by default, archived orphans, passcode
 //! removals counted on their own, and saved plans that are too old or leave actions out.
 
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, sim_config, stderr, stdout};
+use crate::common::spawn::sim_env;
+use crate::common::{
+    Repo, android_id, bare_repo_and_android_sim, manifest_for, posts, sim, sim_config, stderr, stdout,
+};
 use intune_reconcile::sim::SimHandle;
-
-fn android_repo(n: usize) -> (Repo, SimHandle) {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    let sim = sim(intune_reconcile::sim::SimConfig { devices: android_devices(n), ..Default::default() });
-    (repo, sim)
-}
 
 fn run(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Output {
     repo.cmd_on(sim).args(args).output().expect("run")
@@ -24,7 +20,7 @@ fn ok(repo: &Repo, sim: &SimHandle, args: &[&str]) -> String {
 /// `first` (devices 0 and 1) and `gone` (device 2) applied, then `gone` removed (its record is an
 /// orphan) and `new` (device 3) added: one reset pending.
 fn done_orphaned_and_new() -> (Repo, SimHandle) {
-    let (repo, sim) = android_repo(4);
+    let (repo, sim) = bare_repo_and_android_sim(4);
     repo.write("manifests/first.yaml", manifest_for("first", &[&android_id(0), &android_id(1)]));
     repo.write("manifests/gone.yaml", manifest_for("gone", &[&android_id(2)]));
     ok(&repo, &sim, &["apply", "--auto-approve"]);
@@ -171,31 +167,9 @@ fn passcode_removals_are_counted_on_their_own_and_named_in_the_question() {
     assert_eq!((&s["to_reset"], &s["reset_passcode"], &s["remove_passcode"]), (&7.into(), &6.into(), &1.into()));
 
     // A person at a terminal is asked about the removal by name (and says no: nothing is sent).
-    let bin = assert_cmd::cargo::cargo_bin!("reconcile");
-    let mut c = std::process::Command::new("script");
-    crate::common::hermetic(&mut c).current_dir(repo.path()).args([
-        "-q",
-        "-e",
-        "-c",
-        &format!("'{}' apply", bin.display()),
-        "/dev/null",
-    ]);
-    c.env("RECONCILE_GRAPH_URL", sim.url())
-        .env("AZURE_AUTHORITY_HOST", sim.url())
-        .env("AZURE_TENANT_ID", "test-tenant")
-        .env("AZURE_CLIENT_ID", "test-client")
-        .env("AZURE_CLIENT_SECRET", crate::common::SECRET)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("script(1)");
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().expect("stdin");
-        let _ = stdin.write_all(b"no\n");
-    }
-    let out = child.wait_with_output().expect("wait");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut env = sim_env(&sim);
+    env.push(("NO_COLOR", "1".into()));
+    let text = repo.on_a_terminal("apply", &env, "no\n");
     assert!(
         text.contains("Do you want to reset the passcode of 6 devices and remove the passcode of 1? Only 'yes'"),
         "{text}"
@@ -213,7 +187,7 @@ fn age_plan(repo: &Repo, hours: i64) {
 
 #[test]
 fn a_saved_plan_older_than_plan_max_age_is_refused_with_its_age() {
-    let (repo, sim) = android_repo(1);
+    let (repo, sim) = bare_repo_and_android_sim(1);
     repo.fast_config("policy:\n  planMaxAge: 24h\n");
     repo.write("manifests/a.yaml", manifest_for("a", &[&android_id(0)]));
     ok(&repo, &sim, &["plan", "--out", "plan.json"]);
@@ -258,7 +232,7 @@ fn a_saved_plan_older_than_plan_max_age_is_refused_with_its_age() {
 
 #[test]
 fn apply_plan_names_the_actions_the_reviewed_plan_did_not_have() {
-    let (repo, sim) = android_repo(3);
+    let (repo, sim) = bare_repo_and_android_sim(3);
     repo.write("manifests/a.yaml", manifest_for("a", &[&android_id(0)]));
     ok(&repo, &sim, &["plan", "--out", "plan.json"]);
     // Merged after the review: not in the plan.

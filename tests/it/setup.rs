@@ -86,7 +86,12 @@ fn delegated_tokens_are_judged_by_their_scopes() {
 fn init_binds_the_ledger_to_the_id_a_domain_stands_for() {
     let repo = Repo::from_examples();
     let sim = sim(crate::common::sim_config());
-    let out = repo.cmd_on(&sim).args(["init", "--tenant", SIM_DOMAIN]).output().expect("run");
+    let out = repo
+        .cmd_on(&sim)
+        .env("AZURE_TENANT_ID", SIM_TENANT_ID)
+        .args(["init", "--tenant", SIM_DOMAIN])
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(repo.ledger_json()["tenant"], SIM_TENANT_ID);
     assert!(stdout(&out).contains(&format!("for tenant `{SIM_TENANT_ID}`")), "{}", stdout(&out));
@@ -102,6 +107,36 @@ fn init_binds_the_ledger_to_the_id_a_domain_stands_for() {
     let out = again.cmd_on(&sim).env("AZURE_TENANT_ID", SIM_DOMAIN).arg("plan").output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Plan: 6 to reset, 1 to remove a passcode"), "{}", stdout(&out));
+    // A domain that does not stand for the token's tenant is another tenant: refused before any
+    // Graph request.
+    let before = sim.requests().len();
+    let out = again.cmd_on(&sim).env("AZURE_TENANT_ID", "fabrikam.onmicrosoft.com").arg("plan").output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("fabrikam.onmicrosoft.com"), "{}", stderr(&out));
+    let graph = sim.requests()[before..].iter().filter(|r| r.path.contains("/deviceManagement/")).count();
+    assert_eq!(graph, 0, "no Graph request for another tenant");
+
+    // `--tenant` naming another tenant than the credential's AZURE_TENANT_ID: refused, for no
+    // run of this pipeline could use that ledger.
+    let other = Repo::from_examples();
+    let out = other
+        .cmd_on(&sim)
+        .env("AZURE_TENANT_ID", "11111111-1111-4111-8111-111111111111")
+        .args(["init", "--tenant", SIM_DOMAIN])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("--tenant `{SIM_DOMAIN}` is tenant `{SIM_TENANT_ID}`")), "{err}");
+    assert!(err.contains("nothing was created"), "{err}");
+    assert!(!other.path().join(".reconcile").exists(), "nothing was created");
+
+    // A stray space around a copied id is not part of it, in the token request as in the check.
+    let spaced = Repo::from_examples();
+    let out = spaced.cmd_on(&sim).env("AZURE_TENANT_ID", " test-tenant ").arg("init").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = spaced.cmd_on(&sim).env("AZURE_TENANT_ID", "test-tenant ").arg("plan").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // A domain Entra does not know: refused with what to give instead, nothing created.
     let none = Repo::from_examples();

@@ -1,26 +1,16 @@
 //! The simulator's HTTP surface itself: what it answers outside the happy path, and that every
 //! request — routed or not — is in its log with the `request-id` it answered with.
 
-use std::io::{Read as _, Write as _};
-
 use crate::common::sim;
 use intune_reconcile::sim::SimConfig;
 
 /// One raw HTTP/1.1 exchange: status, the `request-id` header, and the body.
 fn call(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("answer");
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status");
-    let rid = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("request-id: ").map(str::to_owned))
-        .expect("a request-id header");
-    (status, rid, body.to_owned())
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let answer = crate::common::http::call(addr, method, path, &headers, &[]);
+    let rid = answer.header("request-id").expect("a request-id header").to_owned();
+    (answer.status, rid, answer.body)
 }
 
 #[test]

@@ -183,6 +183,42 @@ fn a_blob_ledger_is_the_operators_to_name() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// A repository and a fleet carrying hostile values: `fields` (device, field, value) set on two
+/// Android devices, manifest `manifests/a.yaml` holding `manifest`, and a manifest `b` for device 1
+/// in a file named `file`.
+fn hostile_fleet(
+    fields: &[(usize, &str, &str)],
+    manifest: &str,
+    file: &str,
+) -> (Repo, intune_reconcile::sim::SimHandle) {
+    let repo = Repo::empty();
+    repo.fast_config("");
+    let mut devices = android_devices(2);
+    for (i, field, value) in fields {
+        devices[*i].insert((*field).into(), (*value).into());
+    }
+    let sim = sim(SimConfig { devices, ..SimConfig::default() });
+    repo.write("manifests/a.yaml", manifest);
+    repo.write(file, manifest_for("b", &[&android_id(1)]));
+    (repo, sim)
+}
+
+/// Runs each of `commands` in GitHub Actions (its step summary `summary.md`) against `sim`,
+/// appending everything it printed to `all`.
+fn through_every_sink(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, commands: &[&[&str]], all: &mut String) {
+    for args in commands {
+        let out = repo
+            .cmd_on(sim)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", repo.path().join("summary.md"))
+            .args(*args)
+            .output()
+            .expect("run");
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+        all.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// Every line GitHub would read as a workflow command: after leading whitespace, `::` or `##[`.
 fn workflow_commands(output: &str) -> Vec<String> {
     output
@@ -199,42 +235,33 @@ fn workflow_commands(output: &str) -> Vec<String> {
 // tool's own annotations (`::error ` / `::warning ` with a space, data escaped).
 #[test]
 fn hostile_values_never_become_workflow_commands() {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    let mut devices = android_devices(2);
-    devices[0].insert("deviceName".into(), "PHONE\n::add-mask::PWNED-NAME".into());
-    devices[0].insert("operatingSystem".into(), "Android\r\n::stop-commands::PWNED-OS".into());
-    devices[1].insert("managedDeviceOwnerType".into(), "company\n##[error]PWNED-OWNER".into());
-    let sim = sim(SimConfig { devices, ..SimConfig::default() });
-    repo.write(
-        "manifests/a.yaml",
-        format!(
+    let (repo, sim) = hostile_fleet(
+        &[
+            (0, "deviceName", "PHONE\n::add-mask::PWNED-NAME"),
+            (0, "operatingSystem", "Android\r\n::stop-commands::PWNED-OS"),
+            (1, "managedDeviceOwnerType", "company\n##[error]PWNED-OWNER"),
+        ],
+        &format!(
             "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\nspec:\n  devices:\n    - id: {}\n    - id: {}\n    - deviceName: \"PWNED-SELECTOR @contoso/admins [x](https://evil.example) <img src=x>\"\n",
             android_id(0),
             android_id(1)
         ),
+        "manifests/evil\n::warning::PWNED-FILE.yaml",
     );
-    repo.write("manifests/evil\n::warning::PWNED-FILE.yaml", manifest_for("b", &[&android_id(1)]));
-    let summary = repo.path().join("summary.md");
     let mut all = String::new();
-    for args in [
-        &["plan"][..],
-        &["plan", "--format", "markdown"],
-        &["plan", "--format", "json"],
-        &["apply", "--auto-approve"],
-        &["refresh"],
-        &["state", "list"],
-    ] {
-        let out = repo
-            .cmd_on(&sim)
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_STEP_SUMMARY", &summary)
-            .args(args)
-            .output()
-            .expect("run");
-        all.push_str(&String::from_utf8_lossy(&out.stdout));
-        all.push_str(&String::from_utf8_lossy(&out.stderr));
-    }
+    through_every_sink(
+        &repo,
+        &sim,
+        &[
+            &["plan"],
+            &["plan", "--format", "markdown"],
+            &["plan", "--format", "json"],
+            &["apply", "--auto-approve"],
+            &["refresh"],
+            &["state", "list"],
+        ],
+        &mut all,
+    );
     let key = repo.ledger_json()["records"]
         .as_object()
         .expect("records")
@@ -267,7 +294,7 @@ fn hostile_values_never_become_workflow_commands() {
     }
     assert!(!all.contains('\r') && !all.contains('\u{1b}'), "no raw control characters");
     // The job summary holds the values only in code spans or <code>.
-    let md = std::fs::read_to_string(&summary).expect("summary");
+    let md = repo.read("summary.md");
     assert!(!md.contains('\r'));
     // Outside code spans (split on backticks, even pieces) and <code> elements (HTML-escaped), no
     // structure from data.
@@ -287,19 +314,12 @@ fn hostile_values_never_become_workflow_commands() {
 // the simulator answered whatever `Host` a request named (DNS rebinding).
 #[test]
 fn the_simulator_answers_only_loopback_host_names() {
-    use std::io::{Read as _, Write as _};
     let sim = sim(SimConfig::default());
     let addr = sim.url().trim_start_matches("http://").to_owned();
-    let status = |host: &str| {
-        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
-        write!(s, "GET /_sim/requests HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("send");
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).expect("answer");
-        answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
-    };
-    assert_eq!(status(&addr), "200");
-    assert_eq!(status("localhost"), "200");
-    assert_eq!(status("rebind.evil.example:80"), "421");
+    let status = |host: &str| crate::common::http::call(&addr, "GET", "/_sim/requests", &[("Host", host)], &[]).status;
+    assert_eq!(status(&addr), 200);
+    assert_eq!(status("localhost"), 200);
+    assert_eq!(status("rebind.evil.example:80"), 421);
 }
 
 // `\r` broke out of `<details>`, and links, images and mentions from manifest fields
@@ -363,35 +383,21 @@ fn logging_commands(output: &str) -> Vec<String> {
 // rule (a substring, any case) finds none; each value is still shown (escaped).
 #[test]
 fn no_sink_carries_a_logging_command_anywhere_in_a_line() {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    let mut devices = android_devices(2);
-    devices[0].insert("deviceName".into(), "PHONE ##vso[task.prependpath]/tmp/PWNED-NAME".into());
-    devices[0].insert("operatingSystem".into(), "Android ##[add-mask]PWNED-OS".into());
-    devices[1].insert("serialNumber".into(), "SER-##VSO[task.complete]PWNED-SERIAL".into());
-    let sim = sim(SimConfig { devices, ..SimConfig::default() });
-    repo.write(
-        "manifests/a.yaml",
-        format!(
+    let (repo, sim) = hostile_fleet(
+        &[
+            (0, "deviceName", "PHONE ##vso[task.prependpath]/tmp/PWNED-NAME"),
+            (0, "operatingSystem", "Android ##[add-mask]PWNED-OS"),
+            (1, "serialNumber", "SER-##VSO[task.complete]PWNED-SERIAL"),
+        ],
+        &format!(
             "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\n  ticket: 'INC-1 ##vso[task.setvariable variable=RECONCILE_GRAPH_URL]PWNED-TICKET'\n  reason: 'locked out ##[stop-commands]PWNED-REASON'\n  requestedBy: 'x@y ##Vso[build.addbuildtag]PWNED-REQUESTER'\nspec:\n  devices:\n    - id: {}\n    - id: {}\n    - deviceName: 'LOST ##vso[task.logissue]PWNED-SELECTOR'\n",
             android_id(0),
             android_id(1)
         ),
+        "manifests/b ##vso[task.uploadfile]PWNED-FILE.yaml",
     );
-    repo.write("manifests/b ##vso[task.uploadfile]PWNED-FILE.yaml", manifest_for("b", &[&android_id(1)]));
-    let summary = repo.path().join("summary.md");
     let mut all = String::new();
-    let mut run = |args: &[&str]| {
-        let out = repo
-            .cmd_on(&sim)
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_STEP_SUMMARY", &summary)
-            .args(args)
-            .output()
-            .expect("run");
-        all.push_str(&String::from_utf8_lossy(&out.stdout));
-        all.push_str(&String::from_utf8_lossy(&out.stderr));
-    };
+    let mut run = |args: &[&str]| through_every_sink(&repo, &sim, &[args], &mut all);
     for args in [
         &["plan"][..],
         &["plan", "--format", "markdown"],

@@ -4,7 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim};
+use crate::common::spawn::spawn_piped;
+use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, wait_for_posts, wait_until};
 use intune_reconcile::sim::SimConfig;
 
 /// A running `reconcile watch`, its output collected line by line. Killed when dropped, however
@@ -122,17 +123,7 @@ fn watch(repo: &Repo, args: &[&str]) -> Watch {
 
 /// `reconcile ARGS` in `repo` with `env`, its output collected.
 fn spawn(repo: &Repo, args: &[&str], env: &[(&str, String)]) -> Watch {
-    let child = crate::common::hermetic(&mut std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile")))
-        .current_dir(repo.path())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("AZURE_TENANT_ID")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn reconcile");
-    Watch::start(child)
+    Watch::start(spawn_piped(repo.command().args(args).envs(env.iter().map(|(k, v)| (k, v)))))
 }
 
 const ONE: &str = "apiVersion: intune-reconcile/v1\nkind: PasscodeReset\nmetadata:\n  name: a\nspec:\n  devices:\n    - serialNumber: S1\n";
@@ -163,11 +154,7 @@ fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
 
     // A broken save → diagnostics and no crash; the fix → a plan again.
     repo.write("manifests/a.yaml", "kind: [\n");
-    let start = Instant::now();
-    while !w.stderr().contains("manifests/a.yaml:1:7: error") {
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the diagnostic of the broken save", || w.stderr().contains("manifests/a.yaml:1:7: error"));
     repo.write("manifests/a.yaml", ONE);
     w.wait_for("Plan: 1 to reset", 2);
 
@@ -176,11 +163,7 @@ fn saves_show_new_plans_bursts_are_one_and_broken_saves_are_survived() {
     let before = failed(&w);
     std::fs::remove_dir_all(repo.path().join("manifests")).expect("rm");
     // The watcher's answer to the deletion (a failed cycle: no manifests) says it has seen it.
-    let start = Instant::now();
-    while failed(&w) == before {
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("a failed cycle for the deleted folder", || failed(&w) > before);
     repo.write("manifests/b.yaml", ONE.replace("name: a", "name: b").replace("S1", "S9"));
     w.wait_for("manifest b (manifests/b.yaml)", 1);
 
@@ -209,11 +192,7 @@ fn the_reconciler_applies_new_manifests_exactly_once_and_stops_cleanly() {
     let ids: Vec<String> = (1..12).map(android_id).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     repo.write("manifests/second.yaml", manifest_for("second", &refs));
-    let start = Instant::now();
-    while posts(&sim).len() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", w.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_posts(&sim, 3);
     let status = w.terminate();
     assert!(status.success(), "stops with 0");
 
@@ -265,14 +244,7 @@ fn the_reconciler_prints_changed_plans_only_and_json_lines_only_when_asked() {
 
 /// `reconcile ARGS` in `repo`, signed in to `sim`, its output collected.
 fn reconciler(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, args: &[&str]) -> Watch {
-    let env = [
-        ("RECONCILE_GRAPH_URL", sim.url()),
-        ("AZURE_AUTHORITY_HOST", sim.url()),
-        ("AZURE_TENANT_ID", "test-tenant".to_owned()),
-        ("AZURE_CLIENT_ID", "c".to_owned()),
-        ("AZURE_CLIENT_SECRET", crate::common::SECRET.to_owned()),
-    ];
-    spawn(repo, args, &env)
+    Watch::start(spawn_piped(repo.command_on(sim).args(args)))
 }
 
 // `watch --apply` refuses a ledger that does not exist at once (exit 1, naming the

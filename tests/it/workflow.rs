@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::common::http::Server;
 use crate::common::{Repo, posts, sim, sim_config, stderr, stdout};
 
 /// A repository asking for a Windows laptop (not supported) and an Android phone.
@@ -46,15 +47,6 @@ fn a_saved_plan_is_applied_exactly_once_and_shown_in_every_format() {
     assert_eq!(posts(&sim).len(), 7);
 }
 
-/// A repository with the ledger created, a fast config and `n` Android devices in the simulator.
-fn android_repo(n: usize) -> (Repo, intune_reconcile::sim::SimHandle) {
-    let repo = Repo::empty();
-    repo.fast_config("");
-    let sim =
-        sim(intune_reconcile::sim::SimConfig { devices: crate::common::android_devices(n), ..Default::default() });
-    (repo, sim)
-}
-
 fn id(i: usize) -> String {
     crate::common::android_id(i)
 }
@@ -67,7 +59,7 @@ fn posts_to(sim: &intune_reconcile::sim::SimHandle, i: usize) -> usize {
 // executes fully, and neither sends anything of the other.
 #[test]
 fn two_plans_from_one_ledger_applied_one_after_the_other_both_execute_fully() {
-    let (repo, sim) = android_repo(4);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(4);
     let a = crate::common::manifest_for("team-a", &[&id(0), &id(1)]);
     let b = crate::common::manifest_for("team-b", &[&id(2), &id(3)]);
     plan_two_branches(&repo, &sim, &a, &b);
@@ -102,7 +94,7 @@ fn plan_two_branches(repo: &Repo, sim: &intune_reconcile::sim::SimHandle, a: &st
 // of the plan runs.
 #[test]
 fn a_reviewed_reset_whose_device_was_reset_by_another_pr_meanwhile_is_refused_alone() {
-    let (repo, sim) = android_repo(3);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(3);
     let a = crate::common::manifest_for("team-a", &[&id(0), &id(1)]);
     let b = crate::common::manifest_for("team-b", &[&id(1), &id(2)]);
     plan_two_branches(&repo, &sim, &a, &b);
@@ -122,7 +114,7 @@ fn a_reviewed_reset_whose_device_was_reset_by_another_pr_meanwhile_is_refused_al
 // named with the reason; what was not in the plan is never sent.
 #[test]
 fn changed_premises_refuse_single_actions_and_nothing_outside_the_plan_is_sent() {
-    let (repo, sim) = android_repo(4);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(4);
     repo.write("manifests/a.yaml", crate::common::manifest_for("team-a", &[&id(0), &id(1)]));
     repo.write("manifests/c.yaml", crate::common::manifest_for("team-c", &[&id(2)]));
     plan_out_to(&repo, &sim, "plan.json");
@@ -304,8 +296,7 @@ struct FakeGithub {
     comments: Comments,
     /// While set, `GET /user` answers 500.
     user_down: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    server: Server,
 }
 
 /// Who a token acts as, as GitHub sees it: `ghs_…` is a workflow's installation token (the
@@ -387,28 +378,8 @@ fn fake_github() -> FakeGithub {
             ),
         )
         .with_state(db.clone());
-    let (url, thread, stop) = serve(app);
-    FakeGithub { url, comments: db, user_down, thread, stop }
-}
-
-/// Serves `app` on a free loopback port in a thread of its own, until told to stop.
-fn serve(app: axum::Router) -> (String, std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(listener).expect("listener");
-            let _ = axum::serve(l, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-    });
-    (url, thread, tx)
+    let server = Server::start(app);
+    FakeGithub { url: server.url.clone(), comments: db, user_down, server }
 }
 
 /// `reconcile comment` in GitHub Actions with `token`, against the fake.
@@ -429,7 +400,7 @@ fn the_plan_comment_is_created_once_then_updated() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
-    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
+    let FakeGithub { url, comments: db, server, .. } = fake_github();
     db.lock().expect("db").push((7, "an unrelated review comment".into(), "alice".into()));
     let first = comment(&repo, &url, "ghs_test_token");
     assert!(first.status.success(), "{}", stderr(&first));
@@ -441,8 +412,7 @@ fn the_plan_comment_is_created_once_then_updated() {
     assert_eq!(comments.len(), 2, "never a second plan comment");
     assert!(comments[1].1.starts_with(intune_reconcile::render::markdown::MARKER));
     assert!(!stdout(&second).contains("ghs_test_token") && !stderr(&second).contains("ghs_test_token"));
-    let _ = stop.send(());
-    let _ = thread.join();
+    drop(server);
 }
 
 // A GitHub answer was read whole, however long. One past its cap is refused naming the host and
@@ -452,7 +422,7 @@ fn a_github_answer_over_its_cap_is_refused() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"action":"synchronize","pull_request":{"number":42}}"#);
-    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
+    let FakeGithub { url, comments: db, server, .. } = fake_github();
     db.lock().expect("db").push((7, "x".repeat(17 * 1024 * 1024), "alice".into()));
     let out = comment(&repo, &url, "ghs_test_token");
     let err = stderr(&out);
@@ -462,8 +432,7 @@ fn a_github_answer_over_its_cap_is_refused() {
         "{err}"
     );
     assert_eq!(db.lock().expect("db").len(), 1, "no comment written");
-    let _ = stop.send(());
-    let _ = thread.join();
+    drop(server);
 }
 
 // Regression: anyone on a pull request could post a comment starting with
@@ -474,7 +443,7 @@ fn a_marker_in_someone_elses_comment_is_never_adopted() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"pull_request":{"number":42}}"#);
-    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
+    let FakeGithub { url, comments: db, server, .. } = fake_github();
     let marker = intune_reconcile::render::markdown::MARKER;
     let planted = format!("{marker}\n**Plan: 0 to reset.** Nothing to see here.");
     db.lock().expect("db").push((7, planted.clone(), "mallory".into()));
@@ -490,8 +459,7 @@ fn a_marker_in_someone_elses_comment_is_never_adopted() {
     assert!(stdout(&third).contains("created plan comment 1002"), "{}", stdout(&third));
     let fourth = comment(&repo, &url, "ghp_ops-bot");
     assert!(stdout(&fourth).contains("updated plan comment 1002"), "{}", stdout(&fourth));
-    let _ = stop.send(());
-    let _ = thread.join();
+    drop(server);
 }
 
 // Ownership is both halves: the marker and the author. The bot's own comment without the marker
@@ -502,7 +470,7 @@ fn the_plan_comment_is_the_tokens_own_with_the_marker_on_any_page() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
     repo.write("event.json", r#"{"pull_request":{"number":42}}"#);
-    let FakeGithub { url, comments: db, user_down, thread, stop } = fake_github();
+    let FakeGithub { url, comments: db, user_down, server } = fake_github();
     let marker = intune_reconcile::render::markdown::MARKER;
     {
         let mut db = db.lock().expect("db");
@@ -526,8 +494,7 @@ fn the_plan_comment_is_the_tokens_own_with_the_marker_on_any_page() {
     assert!(stdout(&out).contains("created plan comment"), "{}", stdout(&out));
     let comments = db.lock().expect("db").clone();
     assert!(comments.iter().any(|c| c.0 == 600 && c.1.ends_with("ops-bot's plan")), "untouched");
-    let _ = stop.send(());
-    let _ = thread.join();
+    drop(server);
 }
 
 // `comment --pr N` names the pull request when no event says it (a manual run, another trigger).
@@ -535,7 +502,7 @@ fn the_plan_comment_is_the_tokens_own_with_the_marker_on_any_page() {
 fn comment_pr_names_the_pull_request_without_an_event() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
-    let FakeGithub { url, comments: db, thread, stop, .. } = fake_github();
+    let FakeGithub { url, comments: db, server, .. } = fake_github();
     let run = |args: &[&str]| {
         repo.cmd()
             .args(["comment", "--plan", "plan.json"])
@@ -555,8 +522,7 @@ fn comment_pr_names_the_pull_request_without_an_event() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("on pull request #77"), "{}", stdout(&out));
     assert_eq!(db.lock().expect("db").len(), 1);
-    let _ = stop.send(());
-    let _ = thread.join();
+    drop(server);
 }
 
 /// A pipeline file as a JSON value.
@@ -725,7 +691,7 @@ fn mixed_repo_with_only_the_laptop() -> Repo {
 // resets of devices an orphan reset today are blocked as a likely rename.
 #[test]
 fn renames_with_former_names_send_nothing_and_without_are_blocked() {
-    let (repo, sim) = android_repo(2);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(2);
     let old = crate::common::manifest_for("old-name", &[&id(0), &id(1)]);
     repo.write("manifests/a.yaml", &old);
     repo.cmd_on(&sim).args(["apply", "--auto-approve"]).assert().success();
@@ -766,7 +732,7 @@ fn renames_with_former_names_send_nothing_and_without_are_blocked() {
 // again: what it sent itself is not "someone else's reset since the review", so the rest goes.
 #[test]
 fn a_plan_applied_again_sends_what_its_first_run_did_not() {
-    let (repo, sim) = android_repo(1);
+    let (repo, sim) = crate::common::bare_repo_and_android_sim(1);
     let x = crate::common::manifest_for("team-x", &[&id(0)]);
     let y = crate::common::manifest_for("team-y", &[&id(0)]);
     repo.write("manifests/x.yaml", &x);
@@ -888,7 +854,7 @@ fn ado_identity(headers: &axum::http::HeaderMap) -> String {
 }
 
 /// A fake of the Azure DevOps REST API: `connectionData` and one pull request's threads.
-fn fake_azure_devops() -> (String, Threads, std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
+fn fake_azure_devops() -> (String, Threads, Server) {
     use axum::Json;
     use axum::extract::{Path, Query, State};
     use axum::http::{HeaderMap, StatusCode};
@@ -942,8 +908,8 @@ fn fake_azure_devops() -> (String, Threads, std::thread::JoinHandle<()>, tokio::
             ),
         )
         .with_state(db.clone());
-    let (url, thread, stop) = serve(app);
-    (url, db, thread, stop)
+    let server = Server::start(app);
+    (server.url.clone(), db, server)
 }
 
 /// `reconcile comment` inside Azure Pipelines with `token`, against the fake.
@@ -965,7 +931,7 @@ fn ado_comment(repo: &Repo, url: &str, token: &str) -> std::process::Output {
 fn the_azure_devops_plan_thread_is_created_once_then_updated_and_never_anyone_elses() {
     let repo = Repo::from_examples();
     repo.cmd().args(["plan", "--offline", "--out", "plan.json"]).assert().success();
-    let (url, db, thread, stop) = fake_azure_devops();
+    let (url, db, server) = fake_azure_devops();
     // Someone on the pull request posts a thread that starts with the marker, before the first run.
     db.lock().expect("db").push((
         400,
@@ -998,8 +964,7 @@ fn the_azure_devops_plan_thread_is_created_once_then_updated_and_never_anyone_el
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("SYSTEM_ACCESSTOKEN: $(System.AccessToken)"), "{}", stderr(&out));
-    let _ = stop.send(());
-    let _ = thread.join();
+    drop(server);
 }
 
 /// The folder holding the built `reconcile`, for a CI step's `PATH`.
@@ -1094,7 +1059,7 @@ fn the_example_pipelines_comment_every_plan_and_apply_only_what_was_reviewed() {
     // GitHub Actions, pull request 17 (one phone), signed in with the runner's OIDC token.
     pr_branch(&repo, "pr-17", "inc-5000-phone", &[PHONE]);
     repo.write("event.json", r#"{"pull_request":{"number":17}}"#);
-    let FakeGithub { url, comments, thread, stop, .. } = fake_github();
+    let FakeGithub { url, comments, server, .. } = fake_github();
     let github = |extra: &[(&'static str, String)]| {
         sim_vars(
             &[
@@ -1135,11 +1100,10 @@ fn the_example_pipelines_comment_every_plan_and_apply_only_what_was_reviewed() {
     assert!(out.contains("changes no manifest"), "{out}");
     assert_eq!(sim.requests().len(), asked, "nothing was asked of Graph");
     assert_eq!(comments.lock().expect("db").len(), 1, "no comment");
-    let _ = stop.send(());
-    let _ = thread.join();
+    drop(server);
 
     // Azure Pipelines, the same pull request (its plan kept as the artifact Apply downloads).
-    let (ado, threads, ado_thread, ado_stop) = fake_azure_devops();
+    let (ado, threads, ado_server) = fake_azure_devops();
     let azure = |pr: &str| {
         sim_vars(&[
             ("TF_BUILD", "True".to_owned()),
@@ -1198,6 +1162,5 @@ fn the_example_pipelines_comment_every_plan_and_apply_only_what_was_reviewed() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("##vso[task.logissue type=error]resets merged to main were never applied"), "{out}");
     assert!(out.contains("Plan: 6 to reset, 1 to remove a passcode"), "{out}");
-    let _ = ado_stop.send(());
-    let _ = ado_thread.join();
+    drop(ado_server);
 }

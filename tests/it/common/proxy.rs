@@ -3,9 +3,11 @@
 //! path), lose the answer (forward it, then close the connection without answering), answer 500
 //! after forwarding, or hold the request until the test releases it. Every answer it gives closes
 //! its connection (`Connection: close`), so no request is ever retried by a client on its own.
+//! It can also move the store's clock (the `Date` of every answer) forward, and keeps its address
+//! while the store behind it restarts elsewhere ([`Proxy::set_upstream`]).
 
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,7 +42,7 @@ struct Rule {
 pub(crate) struct Seen {
     pub method: String,
     pub path: String,
-    /// The store's answer (`None`: not forwarded, or no answer).
+    /// The store's answer (`None`: not forwarded, the store was unreachable, or no answer).
     pub status: Option<u16>,
     pub fault: Option<Fault>,
 }
@@ -50,6 +52,9 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<Seen>>,
     held: Mutex<usize>,
+    upstream: AtomicU16,
+    /// Seconds added to the `Date` of every answer.
+    clock_ahead: AtomicI64,
 }
 
 /// The proxy; stopped when dropped.
@@ -67,7 +72,7 @@ impl Proxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { upstream: upstream.into(), ..Shared::default() });
         let (release, released) = tokio::sync::watch::channel(false);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let s = shared.clone();
@@ -80,7 +85,7 @@ impl Proxy {
                         let Ok((client, _)) = listener.accept().await else { continue };
                         let (s, released) = (s.clone(), released.clone());
                         tokio::spawn(async move {
-                            let _ = serve(client, upstream, s, released).await;
+                            let _ = serve(client, s, released).await;
                         });
                     }
                 };
@@ -94,8 +99,8 @@ impl Proxy {
     }
 
     /// `http://127.0.0.1:PORT/devstoreaccount1/CONTAINER/PATH`, through the proxy.
-    pub(crate) fn url(&self, container: &str, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{}/{container}/{path}", self.port, super::azurite::ACCOUNT)
+    pub(crate) fn url(&self, container: &super::azurite::Container, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{}/{}/{path}", self.port, super::azurite::ACCOUNT, container.name)
     }
 
     /// Applies `fault` to the `nth` (1-based) request with `method` whose path (without query)
@@ -118,6 +123,16 @@ impl Proxy {
         });
     }
 
+    /// Forwards from now on to `127.0.0.1:upstream` (the store, restarted on another port).
+    pub(crate) fn set_upstream(&self, upstream: u16) {
+        self.shared.upstream.store(upstream, Ordering::SeqCst);
+    }
+
+    /// Moves the store's clock, as the tool sees it in the `Date` of every answer, `ahead` later.
+    pub(crate) fn move_clock(&self, ahead: std::time::Duration) {
+        self.shared.clock_ahead.store(i64::try_from(ahead.as_secs()).expect("seconds"), Ordering::SeqCst);
+    }
+
     /// Lets every held request (and any later one a `Hold` rule picks) through.
     pub(crate) fn release(&self) {
         let _ = self.release.send(true);
@@ -130,11 +145,7 @@ impl Proxy {
 
     /// Waits until `n` requests are held.
     pub(crate) fn wait_held(&self, n: usize) {
-        let start = Instant::now();
-        while self.held() < n {
-            assert!(start.elapsed() < Duration::from_secs(30), "no request was held: {:?}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        super::wait_until(&format!("{n} held requests"), || self.held() >= n);
     }
 
     /// Every request seen so far, in the order they were answered (or not).
@@ -212,11 +223,20 @@ async fn read_request(client: &mut TcpStream) -> std::io::Result<Option<Request>
     Ok(Some(Request { method, path, head, body }))
 }
 
-/// `head` with its `Connection` header replaced by `Connection: close`.
-fn closing(head: &[String]) -> String {
+/// `head` with its `Connection` header replaced by `Connection: close`, and its `Date` moved
+/// `ahead` seconds.
+fn closing(head: &[String], ahead: i64) -> String {
     let mut out = String::new();
     for h in head.iter().filter(|h| !h.to_ascii_lowercase().starts_with("connection:")) {
-        out.push_str(h);
+        let moved = h
+            .split_once(':')
+            .filter(|(k, _)| ahead != 0 && k.trim().eq_ignore_ascii_case("date"))
+            .and_then(|(_, v)| jiff::fmt::rfc2822::parse(v.trim()).ok())
+            .map(|d| {
+                let later = d.timestamp() + jiff::SignedDuration::from_secs(ahead);
+                format!("Date: {}", later.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+            });
+        out.push_str(moved.as_deref().unwrap_or(h));
         out.push_str("\r\n");
     }
     out.push_str("Connection: close\r\n\r\n");
@@ -225,7 +245,6 @@ fn closing(head: &[String]) -> String {
 
 async fn serve(
     mut client: TcpStream,
-    upstream: u16,
     shared: Arc<Shared>,
     mut released: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -253,8 +272,16 @@ async fn serve(
             .await?;
         return client.shutdown().await;
     }
-    let mut up = TcpStream::connect(("127.0.0.1", upstream)).await?;
-    up.write_all(closing(&req.head).as_bytes()).await?;
+    let upstream = shared.upstream.load(Ordering::SeqCst);
+    let mut up = match TcpStream::connect(("127.0.0.1", upstream)).await {
+        Ok(up) => up,
+        Err(e) => {
+            // The store is down: the client's connection is closed unanswered, as a network would.
+            shared.log.lock().expect("log").push(Seen { method: req.method, path: req.path, status: None, fault });
+            return Err(e);
+        }
+    };
+    up.write_all(closing(&req.head, 0).as_bytes()).await?;
     up.write_all(&req.body).await?;
     let mut answer = Vec::new();
     up.read_to_end(&mut answer).await?;
@@ -273,7 +300,7 @@ async fn serve(
         Some(Fault::Hold | Fault::Refuse500) | None => {
             let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(answer.len());
             let head: Vec<String> = String::from_utf8_lossy(&answer[..end]).split("\r\n").map(str::to_owned).collect();
-            client.write_all(closing(&head).as_bytes()).await?;
+            client.write_all(closing(&head, shared.clock_ahead.load(Ordering::SeqCst)).as_bytes()).await?;
             client.write_all(answer.get(end + 4..).unwrap_or_default()).await?;
         }
     }

@@ -108,10 +108,26 @@ pub(crate) trait Ui {
     fn show_plan(&mut self, plan: &Plan<'_>);
     /// Asks whether to go on.
     fn confirm(&mut self, plan: &Plan<'_>) -> bool;
-    /// Sending starts: `total` actions.
-    fn started(&mut self, total: usize);
+    /// Work starts: `candidates` devices to look up, each reset sent as soon as it may be.
+    fn started(&mut self, candidates: usize);
+    /// How far the run is (called when it changes).
+    fn progress(&mut self, progress: Progress);
     /// One action reached its outcome for this run.
     fn outcome(&mut self, record: &Record);
+}
+
+/// How far a run is, for a progress display: devices are looked up while resets are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// Resets that may be sent, each with a device to look up.
+    pub candidates: usize,
+    /// Candidates whose device is looked up.
+    pub looked_up: usize,
+    /// Resets whose request left (the first attempt of each).
+    pub sent: usize,
+    /// Sent resets with their outcome for this run.
+    pub finished: usize,
+    pub accepted: usize,
 }
 
 /// Why the run stopped before (or while) sending.
@@ -152,8 +168,11 @@ pub(crate) struct ApplyReport {
     pub accepted: usize,
     pub rejected: usize,
     pub unknown: usize,
-    /// Not executed this run (throttled too long, never sent, or stopped by Ctrl-C).
+    /// Sent, and certainly not executed (throttled too long, refused unread): recorded so, and
+    /// sent again by the next apply.
     pub not_executed: usize,
+    /// Never sent: the run stopped (Ctrl-C) before their turn. No record; the next apply sends them.
+    pub not_started: usize,
     pub interrupted: bool,
     /// Every action's record as this run left it, in completion order.
     pub records: Vec<Record>,
@@ -269,6 +288,9 @@ pub(crate) async fn apply(
     drop(first);
     // Resets made outside the tool are judged from the audit log too: read once, before any send.
     let own = crate::out_of_band::OwnIntents::default();
+    if !candidates.is_empty() {
+        ui.started(candidates.len());
+    }
     let audits = if candidates.is_empty() {
         AuditLog::default()
     } else {
@@ -316,6 +338,7 @@ pub(crate) async fn apply(
         stopped: AtomicBool::new(false),
         backlog: AtomicUsize::new(0),
         drained: tokio::sync::Notify::new(),
+        sent: AtomicUsize::new(0),
         opts: opts.clone(),
         own,
     });
@@ -330,6 +353,12 @@ pub(crate) async fn apply(
     ));
 
     let mut found: HashMap<LookupKey, Found> = HashMap::new();
+    // Candidates per lookup key (several actions may name one device), to count those looked up.
+    let mut per_key: HashMap<&LookupKey, usize> = HashMap::new();
+    for k in &keys {
+        *per_key.entry(k).or_default() += 1;
+    }
+    let mut progress = Progress { candidates: candidates.len(), ..Progress::default() };
     let mut looked_up = 0; // candidates ..looked_up all have their lookup done
     let mut handled = 0; // candidates ..handled were decided: sent, or not
     let mut report = None;
@@ -342,6 +371,16 @@ pub(crate) async fn apply(
     loop {
         while looked_up < keys.len() && found.contains_key(&keys[looked_up]) {
             looked_up += 1;
+        }
+        let now = Progress {
+            sent: ctx.sent.load(Ordering::SeqCst),
+            finished: outcomes.accepted + outcomes.rejected + outcomes.unknown + outcomes.not_executed,
+            accepted: outcomes.accepted,
+            ..progress
+        };
+        if now != progress {
+            progress = now;
+            ui.progress(progress);
         }
         let all = looked_up == keys.len();
         let released = if all {
@@ -416,10 +455,17 @@ pub(crate) async fn apply(
         tokio::select! {
             msg = found_rx.recv(), if !lookups_over && !stopping => match msg {
                 Some(Ok((key, result))) => {
-                    found.insert(key, result);
+                    let mut newly = |key: LookupKey, result: Found| {
+                        let n = per_key.get(&key).copied().unwrap_or_default();
+                        if found.insert(key, result).is_none() {
+                            progress.looked_up += n;
+                        }
+                    };
+                    newly(key, result);
                     while let Ok(Ok((key, result))) = found_rx.try_recv() {
-                        found.insert(key, result);
+                        newly(key, result);
                     }
+                    ui.progress(progress);
                 }
                 Some(Err(e)) => {
                     ctx.stop();
@@ -442,9 +488,9 @@ pub(crate) async fn apply(
     let mut report = report.unwrap_or_else(|| ApplyReport { planned: candidates.len(), ..ApplyReport::default() });
     report.not_in_plan = not_in_plan;
     outcomes.into(&mut report);
-    // Planned resets never handed to a send task (the run stopped first) were not executed either.
-    let reached = report.accepted + report.rejected + report.unknown + report.not_executed;
-    report.not_executed += report.planned.saturating_sub(reached);
+    // Planned resets never handed to a send task (the run stopped first) were not started either.
+    let reached = report.accepted + report.rejected + report.unknown + report.not_executed + report.not_started;
+    report.not_started += report.planned.saturating_sub(reached);
     report.interrupted = *ctx.cancel.borrow();
     finish(ctx, report, failure).await
 }
@@ -571,7 +617,9 @@ fn adoptions(plan: &Plan<'_>, released: &[&Action], opts: &ApplyOptions) -> Vec<
             record.adopted = Some(crate::state::Adoption {
                 at: now,
                 by: "apply".to_owned(),
-                reason: e.reason.to_string(),
+                // Data, not the plan's sentence: that is made when shown (see `Adoption::seen`).
+                reason: crate::state::Adoption::BY_POLICY.to_owned(),
+                evidence: Some(o.evidence()),
                 result_started: o.started_at,
                 state: o.state.clone(),
                 audit_id: o.audit_id.clone(),
@@ -595,6 +643,7 @@ struct Outcomes {
     rejected: usize,
     unknown: usize,
     not_executed: usize,
+    not_started: usize,
     records: Vec<Record>,
 }
 
@@ -618,7 +667,7 @@ impl Outcomes {
                 Ok(())
             }
             Ok(Ok(None)) => {
-                self.not_executed += 1;
+                self.not_started += 1;
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
@@ -632,6 +681,7 @@ impl Outcomes {
         report.rejected = self.rejected;
         report.unknown = self.unknown;
         report.not_executed = self.not_executed;
+        report.not_started = self.not_started;
         report.records = self.records;
     }
 }
@@ -689,6 +739,8 @@ struct Run {
     opts: ApplyOptions,
     /// This run's intents by device, noted before each request leaves (see [`AuditLog`]).
     own: crate::out_of_band::OwnIntents,
+    /// Resets whose first request left, for [`Progress`].
+    sent: AtomicUsize,
 }
 
 /// One released reset waiting for its first send slot: counted in [`Run::backlog`] until dropped.
@@ -798,6 +850,9 @@ async fn execute(
         record.status = Status::Unknown;
         record.updated_at = now;
         ctx.record_intent(&record).await?;
+        if !sent_any {
+            ctx.sent.fetch_add(1, Ordering::SeqCst);
+        }
         sent_any = true;
         let token = slot.token().clone();
         let result = ctx.graph.reset_passcode(slot, action.collection, device_id, client_request_id).await;

@@ -21,7 +21,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{Device, RemoteActionAudit, is_passcode_reset};
-use crate::state::{Ledger, Record};
+use crate::state::{Adoption, Evidence, EvidenceSource, Ledger, Record};
 
 /// How long after an attempt's answer a result Intune stamps may still be that attempt's. Only
 /// used to say "ours" (which can hide an outside reset made within minutes of ours), never to
@@ -46,27 +46,74 @@ pub(crate) struct OutOfBand {
     pub audit_id: Option<String>,
     /// Whether the audit log was read (otherwise who started it is unknown).
     pub audited: bool,
+    /// Which of Intune's records showed it (absent in saved plans made before it was recorded).
+    #[serde(default)]
+    pub source: EvidenceSource,
 }
 
 impl OutOfBand {
     /// "bob@contoso.com", "an app", or "someone (the audit log could not be read)".
     pub(crate) fn who(&self) -> String {
-        match self.initiated_by.as_deref().map(str::trim) {
-            Some(by) if !by.is_empty() => crate::safe::text(by).into_owned(),
-            _ if self.audited => "an app".to_owned(),
-            _ => "someone (the audit log could not be read)".to_owned(),
-        }
+        who(self.initiated_by.as_deref(), Some(self.audited))
     }
 
     /// "reset outside reconcile 40 min ago by bob@contoso.com (done)".
     pub(crate) fn describe(&self, now: Timestamp) -> String {
-        format!(
-            "reset outside reconcile {} by {} ({})",
-            ago(now.duration_since(self.started_at)),
-            self.who(),
-            crate::safe::text(&self.state)
-        )
+        seen(&ago(now.duration_since(self.started_at)), &self.who(), &self.state)
     }
+
+    /// What an adoption of it records: where Intune showed it.
+    pub(crate) fn evidence(&self) -> Evidence {
+        Evidence { source: self.source, audit_log_read: self.audited }
+    }
+}
+
+/// How an adoption is told: made from its recorded evidence each time it is shown, with the same
+/// words as a reset just seen ([`OutOfBand::describe`]).
+impl Adoption {
+    /// Who started the reset: the audit log's person, "an app", or who is unknown and why.
+    pub(crate) fn who(&self) -> String {
+        who(self.initiated_by.as_deref(), self.audit_log_read())
+    }
+
+    /// "reset outside reconcile at 2026-11-30T11:20:00Z by bob@contoso.com (done)".
+    pub(crate) fn seen(&self) -> String {
+        let at = format!("at {}", crate::duration::at_second(self.result_started));
+        seen(&at, &self.who(), &self.state)
+    }
+
+    /// "reset outside reconcile 40 min ago by bob@contoso.com (done)", as of `now`.
+    pub(crate) fn seen_ago(&self, now: Timestamp) -> String {
+        seen(&ago(now.duration_since(self.result_started)), &self.who(), &self.state)
+    }
+
+    /// "the device's action results and audit entry a1": where Intune showed it, when recorded.
+    pub(crate) fn source(&self) -> Option<String> {
+        let audit = self.audit_id.as_deref().map(|id| format!("audit entry {id}"));
+        let source = match (self.evidence?.source, audit) {
+            (EvidenceSource::DeviceActionResult, Some(audit)) => format!("the device's action results and {audit}"),
+            (EvidenceSource::DeviceActionResult, None) => "the device's action results".to_owned(),
+            (EvidenceSource::AuditLog, Some(audit)) => format!("the audit log ({audit})"),
+            (EvidenceSource::AuditLog, None) => "the audit log".to_owned(),
+        };
+        Some(source)
+    }
+}
+
+/// Who started a reset: the audit log's person, else "an app" when the log was read (`None`: not
+/// recorded whether it was).
+fn who(initiated_by: Option<&str>, audit_log_read: Option<bool>) -> String {
+    match (initiated_by.map(str::trim), audit_log_read) {
+        (Some(by), _) if !by.is_empty() => crate::safe::text(by).into_owned(),
+        (_, Some(true)) => "an app".to_owned(),
+        (_, Some(false)) => "someone (the audit log could not be read)".to_owned(),
+        (_, None) => "someone (not recorded)".to_owned(),
+    }
+}
+
+/// "reset outside reconcile {when} by {who} ({state})", `when` as "40 min ago" or "at …".
+fn seen(when: &str, who: &str, state: &str) -> String {
+    format!("reset outside reconcile {when} by {who} ({})", crate::safe::text(state))
 }
 
 /// A past duration as a person says it: "40 min ago", "3 h ago", "2 days ago".
@@ -241,6 +288,7 @@ pub(crate) fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, si
             initiated_by: audit.and_then(|a| a.initiated_by_user_principal_name.clone()),
             audit_id: audit.map(|a| a.id.clone()),
             audited,
+            source: EvidenceSource::DeviceActionResult,
         });
     }
     // The audit log alone (a device listed without its results): a reset whose state says it ran.
@@ -267,6 +315,7 @@ pub(crate) fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, si
             initiated_by: a.initiated_by_user_principal_name.clone(),
             audit_id: Some(a.id.clone()),
             audited,
+            source: EvidenceSource::AuditLog,
         });
     }
     seen.into_iter().max_by_key(|o| o.started_at)

@@ -8,12 +8,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
 use anyhow::Context as _;
 
-use crate::apply::{self, Ui};
+use crate::apply::{self, Progress, Ui};
 use crate::ops::{self, Session, apply::ApplyRequest};
 use crate::plan::Plan;
 use crate::project;
 use crate::render::{self, Format, PlanContext};
-use crate::state::{Attempt, Record, Status};
+use crate::state::Record;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ApplyArgs {
@@ -62,6 +62,35 @@ struct CliUi {
     bar: Option<ProgressBar>,
     /// Run by `watch`: the plan goes to it (JSON under `--log-format json`), outcomes to the log.
     watch: Option<super::WatchSink>,
+    /// Outcomes of resets sent before the plan was complete (and shown): printed after it, so the
+    /// output reads plan, outcomes, summary.
+    early: Option<Vec<String>>,
+}
+
+impl CliUi {
+    /// Prints an outcome line: stdout in text mode, stderr with `--format json` (stdout is the
+    /// report), above the bar when there is one.
+    #[allow(clippy::print_stderr)]
+    fn print_outcome(&self, line: &str) {
+        let print = || {
+            if self.plan_to_stderr {
+                let _ = writeln!(crate::safe::stderr(), "{line}");
+            } else {
+                say!("{line}");
+            }
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+
+    /// Prints the outcomes held back until the plan was shown.
+    fn flush_early(&mut self) {
+        for line in self.early.take().unwrap_or_default() {
+            self.print_outcome(&line);
+        }
+    }
 }
 
 impl Ui for CliUi {
@@ -90,6 +119,7 @@ impl Ui for CliUi {
         } else {
             let _ = super::print_text_plan(plan, ctx);
         }
+        self.flush_early();
     }
 
     #[allow(clippy::print_stderr)]
@@ -97,74 +127,54 @@ impl Ui for CliUi {
         if self.auto_approve {
             return true;
         }
-        eprint!("\n{} Only 'yes' will be accepted: ", question(&plan.summary));
-        let _ = std::io::stderr().flush();
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-        line.trim() == "yes"
+        let ask = || {
+            eprint!("\n{} Only 'yes' will be accepted: ", question(&plan.summary));
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            line.trim() == "yes"
+        };
+        // The bar keeps ticking on stderr: hidden while the question waits for an answer.
+        match &self.bar {
+            Some(bar) => bar.suspend(ask),
+            None => ask(),
+        }
     }
 
-    fn started(&mut self, total: usize) {
+    fn started(&mut self, candidates: usize) {
         if std::io::stderr().is_terminal() && self.watch.is_none() {
-            let bar = ProgressBar::new(total as u64);
-            if let Ok(style) =
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
-            {
+            let bar = ProgressBar::new(candidates as u64);
+            if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}") {
                 bar.set_style(style);
             }
+            bar.set_message(render::progress::label(Progress { candidates, ..Progress::default() }));
+            // Devices may take seconds to look up before the first reset leaves: the clock shows
+            // the run is alive.
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
             super::logging::set_bar(Some(bar.clone()));
             self.bar = Some(bar);
         }
     }
 
-    #[allow(clippy::print_stderr)]
-    fn outcome(&mut self, r: &Record) {
-        if let Some(a) = &r.adopted {
-            let line = format!("{:<13} {} {} {}: {}", "adopted", r.key.short(), r.manifest, r.selector, a.reason);
-            let line = crate::safe::text(&line).into_owned();
-            match (&self.watch, &self.bar) {
-                (Some(_), _) => tracing::info!("{line}"),
-                (None, Some(bar)) => bar.println(line),
-                (None, None) => {
-                    let _ = writeln!(crate::safe::stderr(), "{line}");
-                }
-            }
-            return;
+    fn progress(&mut self, progress: Progress) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(progress.finished as u64);
+            bar.set_message(render::progress::label(progress));
         }
-        let last = r.attempts.last();
-        let http = last.and_then(|a| a.http_status).map(|s| format!(" HTTP {s}")).unwrap_or_default();
-        let rid = last.and_then(|a| a.request_id.as_deref()).map(|id| format!(" request-id {id}")).unwrap_or_default();
-        let err = match r.status {
-            Status::Accepted => String::new(),
-            _ => last.and_then(|a| a.error_message.as_deref()).map(|m| format!(": {m}")).unwrap_or_default(),
-        };
-        let meaning = match r.status {
-            Status::Rejected => last.and_then(Attempt::refusal).map(|m| format!(" ({m})")).unwrap_or_default(),
-            _ => String::new(),
-        };
-        // The request id and the error message come from Graph: shown escaped.
-        let line = format!(
-            "{:<13} {} {} {}{http}{rid}{err}{meaning}",
-            r.status.as_str(),
-            r.key.short(),
-            r.manifest,
-            r.selector
-        );
-        let line = crate::safe::text(&line).into_owned();
+    }
+
+    /// Outcomes are results: stdout in text mode (above the bar, which is on stderr), after the
+    /// plan. With `--format json` stdout is the report, so they go to stderr; under `watch`, to
+    /// the log.
+    fn outcome(&mut self, r: &Record) {
+        let line = render::progress::outcome_line(r, jiff::Timestamp::now());
         if self.watch.is_some() {
             tracing::info!("{line}");
             return;
         }
-        match &self.bar {
-            Some(bar) => {
-                bar.inc(1);
-                if r.status != Status::Accepted {
-                    bar.println(line);
-                }
-            }
-            None => {
-                let _ = writeln!(crate::safe::stderr(), "{line}");
-            }
+        match &mut self.early {
+            Some(early) => early.push(line),
+            None => self.print_outcome(&line),
         }
     }
 }
@@ -186,6 +196,31 @@ fn not_in_plan(watch: Option<&super::WatchSink>, report: &apply::ApplyReport) {
         let line = format!("  {} {} {}", a.key.short(), a.manifest, a.selector);
         super::conclude(watch, crate::safe::text(&line).into_owned());
     }
+}
+
+/// The command that sends what this run did not start: the same apply (a saved plan's resets
+/// already sent are recognised as its own and not sent again).
+fn rerun(args: &ApplyArgs) -> String {
+    let mut cmd = String::from("reconcile apply");
+    if args.simulate {
+        cmd.push_str(" --simulate");
+    }
+    // A path with spaces or quotes is quoted as a POSIX shell word.
+    let word = |p: &std::path::Path| {
+        let p = p.display().to_string();
+        if p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
+            p
+        } else {
+            format!("'{}'", p.replace('\'', r"'\''"))
+        }
+    };
+    if let Some(plan) = &args.plan {
+        cmd.push_str(&format!(" --plan {}", word(plan)));
+    }
+    for p in &args.paths {
+        cmd.push_str(&format!(" {}", word(p)));
+    }
+    crate::safe::text(&cmd).into_owned()
 }
 
 /// "Do you want to reset the passcode of 5 devices and remove the passcode of 1?": a passcode
@@ -250,6 +285,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
         plan_to_stderr: json,
         bar: None,
         watch: args.watch.clone(),
+        early: Some(Vec::new()),
     };
     let report = runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -268,10 +304,12 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
         stop.abort();
         report
     });
-    if let Some(bar) = &ui.bar {
+    if let Some(bar) = ui.bar.take() {
         bar.finish_and_clear();
         super::logging::set_bar(None);
     }
+    // A run stopped before its plan was complete: what it did is still shown.
+    ui.flush_early();
     let report = match report {
         Err(ops::apply::Error::Apply(apply::ApplyError::Policy(diags))) => return Err(Failure::Invalid(diags)),
         other => other?,
@@ -298,10 +336,21 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
         not_in_plan(watch, &report);
         return Ok(());
     }
+    // Never sent (stopped first): nothing is recorded for them, so running again sends them.
+    let not_started = match report.not_started {
+        0 => String::new(),
+        n => {
+            let them = if n == 1 { "it" } else { "them" };
+            match watch {
+                Some(_) => format!(" {n} not started: the next apply sends {them}."),
+                None => format!(" {n} not started — run `{}` again to send {them}.", rerun(&args)),
+            }
+        }
+    };
     super::conclude(
         watch,
         format!(
-            "{}{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.{adopted}",
+            "{}{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.{adopted}{not_started}",
             if watch.is_some() { "" } else { "\n" },
             if report.interrupted { "interrupted" } else { "complete" },
             report.accepted,

@@ -33,6 +33,15 @@ pub(super) struct SimArgs {
     /// Lifetime of issued tokens.
     #[arg(long, default_value = "1h")]
     pub token_lifetime: HumanDuration,
+    /// The only client secret the token endpoint accepts (any other is refused with Entra's
+    /// `AADSTS7000215`) [default: any secret].
+    #[arg(long, value_name = "SECRET")]
+    pub client_secret: Option<String>,
+    /// The application permissions (`roles`) issued tokens carry, comma-separated (an empty
+    /// value: none) [default: DeviceManagementManagedDevices.Read.All and
+    /// DeviceManagementManagedDevices.PrivilegedOperations.All].
+    #[arg(long, value_name = "ROLE,ROLE", value_delimiter = ',', num_args = 0..)]
+    pub roles: Option<Vec<String>>,
 }
 
 #[allow(clippy::print_stdout)]
@@ -47,21 +56,34 @@ pub(super) fn run(args: SimArgs) -> CmdResult {
         secs => RetryAfter::Seconds(secs.parse().context("--retry-after takes `none`, `date` or seconds")?),
     };
     let n = devices.len();
+    let defaults = SimConfig::default();
+    let roles = match &args.roles {
+        Some(given) => given.iter().map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect(),
+        None => defaults.roles.clone(),
+    };
     let config = SimConfig {
         devices,
+        client_secret: args.client_secret.clone(),
+        roles: roles.clone(),
         write_limit: Some(Budget { requests: args.write_limit, window: Duration::from_secs(20) }),
         retry_after,
         latency: args.latency.0,
         complete_after: args.complete_after.0,
         token_lifetime: args.token_lifetime.0,
-        ..SimConfig::default()
+        ..defaults
     };
     let sim =
         SimHandle::start(config, args.port).with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let url = sim.url();
     say!("Intune Graph simulator on {url} with {n} devices. Point the tool at it with:");
     say!("  export RECONCILE_GRAPH_URL={url} AZURE_AUTHORITY_HOST={url}");
-    say!("  export AZURE_TENANT_ID=sim-tenant AZURE_CLIENT_ID=sim-client AZURE_CLIENT_SECRET=any");
+    // The secret given is not repeated: output never carries a secret, even a rehearsal's.
+    let secret = if args.client_secret.is_some() { "<the --client-secret value>" } else { "any" };
+    say!("  export AZURE_TENANT_ID=sim-tenant AZURE_CLIENT_ID=sim-client AZURE_CLIENT_SECRET={secret}");
+    match roles.as_slice() {
+        [] => say!("Tokens carry no application permission (--roles)."),
+        given => say!("Tokens carry the application permissions {}.", given.join(", ")),
+    }
     say!(
         "Tenants are names here (accepted from a login host on loopback); the domain {} stands for the tenant id {}.",
         crate::sim::SIM_DOMAIN,

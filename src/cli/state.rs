@@ -220,16 +220,22 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         say!("Released the lock of `{}` held by {holder}.", store.location());
         return Ok(());
     }
-    let ledger = if matches!(cmd, StateCommand::Export { .. }) {
+    let read = if matches!(cmd, StateCommand::Export { .. }) {
         // An export is the ledger at one instant: read under the lock, not beside a writer.
         block_on(async {
             let held = store.lock(timeout, "reconcile state export", None).await?;
             let ledger = held.ledger().clone();
             held.commit().await?;
             Ok::<_, crate::state::StateError>(ledger)
-        })??
+        })?
     } else {
-        block_on(store.load_existing())??
+        block_on(store.load_existing())?
+    };
+    let ledger = match read {
+        Err(crate::state::StateError::Missing { path }) => {
+            return Err(missing(&settings, args.simulate, &path, cmd.name()).into());
+        }
+        other => other?,
     };
     let mut out = std::io::BufWriter::new(crate::safe::stdout());
     match cmd {
@@ -259,6 +265,44 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     .and_then(|()| out.flush())
     .context("cannot write to stdout")?;
     Ok(())
+}
+
+impl StateCommand {
+    /// The subcommand as typed (`list`, `show`, …).
+    fn name(&self) -> &'static str {
+        match self {
+            StateCommand::List { .. } => "list",
+            StateCommand::Show { .. } => "show",
+            StateCommand::Export { .. } => "export",
+            StateCommand::Resolve { .. } => "resolve",
+            StateCommand::Retry { .. } => "retry",
+            StateCommand::Adopt { .. } => "adopt",
+            StateCommand::Archive { .. } => "archive",
+            StateCommand::Push { .. } => "push",
+            StateCommand::Pull { .. } => "pull",
+            StateCommand::Unlock { .. } => "unlock",
+        }
+    }
+}
+
+/// No ledger to read at `path`: what creates it. A newcomer who has only tried `--simulate` has a
+/// simulated ledger and no real one; `reconcile init` alone would send them the wrong way.
+fn missing(settings: &settings::Settings, simulate: bool, path: &std::path::Path, verb: &str) -> anyhow::Error {
+    if simulate {
+        return anyhow::anyhow!(
+            "there is no simulated ledger at `{}`\nhint: a `--simulate` run creates it: `reconcile apply --simulate`",
+            path.display()
+        );
+    }
+    let simulated = settings.simulated_state();
+    if simulated.is_file() {
+        return anyhow::anyhow!(
+            "there is no ledger at `{}`, only the simulated one `{}`\nhint: `reconcile state --simulate {verb}` reads what `--simulate` runs recorded; for a real tenant, run `reconcile init` once to create the ledger (or fix --state, -C or RECONCILE_STATE if it should exist)",
+            path.display(),
+            simulated.display()
+        );
+    }
+    crate::state::StateError::Missing { path: path.to_path_buf() }.into()
 }
 
 /// The ledger, or only its archived records (`state list --archived`).

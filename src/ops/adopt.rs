@@ -115,6 +115,7 @@ pub(crate) fn adopt(
             audit_id: evidence.audit_id.clone(),
             initiated_by: evidence.initiated_by.clone(),
             provenance: Some(provenance.clone()),
+            evidence: Some(evidence.evidence()),
         });
         w.record_all(vec![record.clone()]).await.map_err(anyhow::Error::from)?;
         w.commit().await.map_err(anyhow::Error::from)?;

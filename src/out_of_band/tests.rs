@@ -158,6 +158,7 @@ fn who_and_when_read_as_a_person_says_them() {
         initiated_by: Some(" ".into()),
         audit_id: Some("a1".into()),
         audited: true,
+        source: crate::state::EvidenceSource::DeviceActionResult,
     };
     assert_eq!(o.who(), "an app", "a blank initiator is an app");
     assert_eq!(o.describe(ts(NOW)), "reset outside reconcile just now by an app (done)");
@@ -250,4 +251,39 @@ fn resets_after_the_runs_intent_for_the_device_may_be_its_own() {
         find(&d, &with(&[("DEV-1", "2026-11-30T11:30:00Z"), ("DEV-1", "2026-11-30T11:19:00Z")]), &Ledger::empty()),
         None
     );
+}
+
+// An adoption's sentence is made from its data when shown: absolute, past; an older ledger's
+// record (no `evidence`) says so rather than guess who started it.
+#[test]
+fn an_adoption_is_described_from_its_evidence() {
+    use crate::state::{Evidence, EvidenceSource};
+    let mut a = Adoption {
+        by: "apply".into(),
+        reason: Adoption::BY_POLICY.into(),
+        result_started: ts("2026-11-30T11:20:00Z"),
+        state: "done".into(),
+        evidence: Some(Evidence { source: EvidenceSource::AuditLog, audit_log_read: true }),
+        audit_id: Some("a1".into()),
+        ..Adoption::default()
+    };
+    assert_eq!(a.seen(), "reset outside reconcile at 2026-11-30T11:20:00Z by an app (done)");
+    assert_eq!(a.seen_ago(ts(NOW)), "reset outside reconcile 40 min ago by an app (done)");
+    assert_eq!(a.source().as_deref(), Some("the audit log (audit entry a1)"));
+    assert_eq!((a.why(), a.earlier_wording()), (Adoption::BY_POLICY, None));
+    a.evidence = Some(Evidence { source: EvidenceSource::DeviceActionResult, audit_log_read: false });
+    a.audit_id = None;
+    assert!(a.seen().contains(" by someone (the audit log could not be read) "), "{}", a.seen());
+    assert_eq!(a.source().as_deref(), Some("the device's action results"));
+    // Written by an older version: the sentence of that moment, no evidence.
+    a.evidence = None;
+    a.reason = "reset outside reconcile 40 min ago by an app (done) — adopted, nothing will be sent".into();
+    assert!(a.seen().contains(" by someone (not recorded) "), "{}", a.seen());
+    assert_eq!(a.source(), None);
+    assert_eq!(a.why(), Adoption::BY_POLICY);
+    assert_eq!(a.earlier_wording(), Some(a.reason.as_str()));
+    // A person's reason is theirs, whatever the version.
+    a.by = "alice@host".into();
+    a.reason = "INC-1".into();
+    assert_eq!((a.why(), a.earlier_wording()), ("INC-1", None));
 }

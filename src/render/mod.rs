@@ -6,6 +6,7 @@
 
 pub(crate) mod json;
 pub mod markdown;
+pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod state;
 pub(crate) mod text;

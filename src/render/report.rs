@@ -38,7 +38,10 @@ struct SummaryDto {
     accepted: usize,
     rejected: usize,
     unknown: usize,
+    /// Not executed this run: sent and certainly not executed, or never sent.
     not_executed: usize,
+    /// Of `not_executed`, those never sent (the run was stopped before their turn).
+    not_started: usize,
     blocked: usize,
     interrupted: bool,
 }
@@ -59,9 +62,9 @@ struct ActionDto<'a> {
     client_request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
-    /// Why it was adopted instead of sent (a reset made outside reconcile).
+    /// What Intune showed instead of sending (a reset made outside reconcile: when, by whom).
     #[serde(skip_serializing_if = "Option::is_none")]
-    adopted: Option<&'a str>,
+    adopted: Option<String>,
 }
 
 pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io::Result<()> {
@@ -80,7 +83,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
                 request_id: last.and_then(|a| a.request_id.as_deref()),
                 client_request_id: last.map(|a| a.client_request_id.to_string()),
                 error: last.and_then(|a| a.error_message.as_deref()),
-                adopted: rec.adopted.as_ref().map(|a| a.reason.as_str()),
+                adopted: rec.adopted.as_ref().map(crate::state::Adoption::seen),
             }
         })
         .collect();
@@ -107,7 +110,8 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
             accepted: r.accepted,
             rejected: r.rejected,
             unknown: r.unknown,
-            not_executed: r.not_executed,
+            not_executed: r.not_executed + r.not_started,
+            not_started: r.not_started,
             blocked: r.blocked,
             interrupted: r.interrupted,
         },

@@ -43,7 +43,11 @@ pub(crate) fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()>
     for r in records {
         let last = r.attempts.last().map_or_else(|| "-".to_owned(), |a| at_second(a.started_at));
         let device = r.device_name.as_deref().or(r.managed_device_id.as_deref()).unwrap_or("-");
-        let archived = if r.archived.is_some() { "  (archived)" } else { "" };
+        let archived = match (&r.archived, &r.adopted) {
+            (Some(_), _) => "  (archived)".to_owned(),
+            (None, Some(a)) => format!("  (adopted: {})", a.seen()),
+            (None, None) => String::new(),
+        };
         let line = format!(
             "{:<12}  {:<13}  {:<20}  {:<24}  {:<32}  {}{archived}",
             r.key.short(),
@@ -94,20 +98,26 @@ pub(crate) fn show_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     line(format!("created:     {}", at_second(r.created_at)))?;
     line(format!("updated:     {}", at_second(r.updated_at)))?;
     if let Some(a) = &r.adopted {
-        let by = match a.initiated_by.as_deref().map(str::trim) {
-            Some(u) if !u.is_empty() => u,
-            _ => "(no person in the audit log)",
-        };
+        // Made from the recorded evidence now: true whenever it is read.
         line(format!("adopted:     a reset made outside reconcile, recorded by {} at {}", a.by, at_second(a.at)))?;
         line(format!(
-            "     Intune started it at {} (state {}), initiated by {by}",
+            "     Intune started it at {} (state {}), initiated by {}",
             at_second(a.result_started),
-            a.state
+            a.state,
+            a.who()
         ))?;
-        if let Some(id) = &a.audit_id {
-            line(format!("     audit entry {id}"))?;
+        match a.source() {
+            Some(source) => line(format!("     shown by {source}"))?,
+            None => {
+                if let Some(id) = &a.audit_id {
+                    line(format!("     audit entry {id}"))?;
+                }
+            }
         }
-        line(format!("     reason: {}", a.reason))?;
+        line(format!("     reason: {}; nothing was sent", a.why()))?;
+        if let Some(then) = a.earlier_wording() {
+            line(format!("     noted when adopted (by an older version): {then}"))?;
+        }
     }
     if let Some(a) = &r.archived {
         line(format!("archived:    by {} at {}: {}", a.by, at_second(a.at), a.reason))?;
@@ -256,12 +266,15 @@ pub(crate) fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()
                     server_time: None,
                     status: r.status,
                     note: format!(
-                        "adopted a reset made outside reconcile (Intune started it at {}, state {}{}{}): {}",
+                        "adopted a reset made outside reconcile (Intune started it at {}, state {}, initiated by {}{}): {}",
                         a.result_started,
                         a.state,
-                        a.initiated_by.as_deref().map(|u| format!(", initiated by {u}")).unwrap_or_default(),
-                        a.audit_id.as_deref().map(|id| format!(", audit {id}")).unwrap_or_default(),
-                        a.reason
+                        a.who(),
+                        a.source().map_or_else(
+                            || a.audit_id.as_deref().map(|id| format!(", audit {id}")).unwrap_or_default(),
+                            |s| format!(", shown by {s}")
+                        ),
+                        a.why()
                     ),
                     result_started: Some(a.result_started),
                     audit_id: a.audit_id.clone(),

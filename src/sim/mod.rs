@@ -23,8 +23,8 @@
 //! lacks `PrivilegedOperations.All`, as Graph does (tokens without readable claims are not judged).
 //!
 //! Faults: write and read throttling windows with or without `Retry-After`, latency, scripted
-//! per-request faults (503 before applying, 500 after applying, hang after applying, 429, 401),
-//! short token lifetimes.
+//! per-request faults (503 before applying, 500 after applying, hang after applying, an answer
+//! held until the test releases it, 429, 401), short token lifetimes.
 
 pub mod fixture;
 mod routes;
@@ -110,6 +110,11 @@ impl SimHandle {
         let mut all = s.issued_tokens();
         all.extend(s.passcodes());
         all
+    }
+
+    /// Lets the answers held by [`FaultKind::HoldAnswer`] leave (and any held from now on).
+    pub fn release_answers(&self) {
+        self.state().released.send_replace(true);
     }
 
     /// A token the simulator accepts, with these roles (like `az account get-access-token`).

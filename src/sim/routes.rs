@@ -76,6 +76,8 @@ struct Effects {
     hang: bool,
     /// Answer only after this long (the effect has already happened).
     delay: Duration,
+    /// Answer only once the test releases held answers (the effect has already happened).
+    held: bool,
     /// Drop the connection halfway through the body.
     cut: bool,
 }
@@ -239,6 +241,10 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
     }
     if !effects.delay.is_zero() {
         tokio::time::sleep(effects.delay).await;
+    }
+    if effects.held {
+        let mut released = lock(&state).released.subscribe();
+        let _ = released.wait_for(|r| *r).await;
     }
     let now = lock(&state).now();
     let headers = resp.headers_mut();
@@ -616,6 +622,11 @@ async fn reset(State(state): State<Shared>, Path((_, _, id)): Path<(String, Stri
         Some(FaultKind::AnswerLate(after)) => {
             let mut r = Reply::new(StatusCode::NO_CONTENT, None);
             r.effects.delay = after;
+            r
+        }
+        Some(FaultKind::HoldAnswer) => {
+            let mut r = Reply::new(StatusCode::NO_CONTENT, None);
+            r.effects.held = true;
             r
         }
         Some(FaultKind::CutAnswer(code)) => {

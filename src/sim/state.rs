@@ -38,6 +38,10 @@ pub enum FaultKind {
     /// Apply the reset, then answer 204 only after this long (a client that gives up or dies
     /// meanwhile never learns that it was applied).
     AnswerLate(Duration),
+    /// Apply the reset, then answer 204 only once the test says so
+    /// ([`SimHandle::release_answers`](super::SimHandle::release_answers)): a request held in
+    /// flight for as long as the test needs, whatever the machine's load.
+    HoldAnswer,
     /// 408 without applying.
     RequestTimeout,
     /// 403 without applying (a licence or permission problem fixed later).
@@ -275,6 +279,8 @@ pub struct SimState {
     seq: u64,
     /// Bytes of [`Padding`] streamed so far (counted as the client pulls them).
     pub(crate) padding_sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether answers held by [`FaultKind::HoldAnswer`] may leave.
+    pub(crate) released: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl SimState {
@@ -322,6 +328,7 @@ impl SimState {
             requests: Vec::new(),
             seq: 0,
             padding_sent: Default::default(),
+            released: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         for (i, by, ago) in portal {
             let start = state.now() - ago;

@@ -216,7 +216,10 @@ pub struct Adoption {
     pub at: Timestamp,
     /// `apply` (the policy adopted it) or the person (`user@host`) who ran `state adopt`.
     pub by: String,
-    /// Why (`state adopt --reason`), or what the policy said.
+    /// Why: `state adopt --reason`, or [`Adoption::BY_POLICY`] for `apply`. Ledgers written
+    /// before [`Adoption::evidence`] hold, for `apply`, the plan's sentence of that moment ("reset
+    /// outside reconcile 40 min ago … nothing will be sent"): still read, no longer shown as a
+    /// reason ([`Adoption::earlier_wording`]).
     pub reason: String,
     /// The evidence: when Intune started the reset (its clock), from its `deviceActionResults`
     /// or, failing that, the audit log's request time.
@@ -232,6 +235,54 @@ pub struct Adoption {
     /// Where the adoption came from (commit, pull request, CI run, actor, manifest metadata).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// Where Intune showed the reset, and whether its audit log was read. Absent in ledgers
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// Where Intune showed a reset made outside this tool. The sentences about it are made when
+/// shown (`Adoption::seen`, next to the other sentences about such resets in `out_of_band`), never
+/// stored: a stored "40 min ago" is wrong a minute later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Evidence {
+    pub source: EvidenceSource,
+    /// Whether the audit log was read: an entry without a person then means an app started it.
+    pub audit_log_read: bool,
+}
+
+/// Which of Intune's records showed the reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EvidenceSource {
+    /// The device's `deviceActionResults` (with its audit log entry, when there is one).
+    #[default]
+    DeviceActionResult,
+    /// The audit log `remoteActionAudits` alone.
+    AuditLog,
+}
+
+impl Adoption {
+    /// The reason `apply` records when `policy.outOfBand` adopts a reset.
+    pub const BY_POLICY: &'static str = "policy.outOfBand (then: adopt)";
+
+    /// Whether the audit log was read when adopted (`None`: not recorded, an older ledger).
+    pub(crate) fn audit_log_read(&self) -> Option<bool> {
+        self.evidence.map(|e| e.audit_log_read).or(self.audit_id.as_ref().map(|_| true))
+    }
+
+    /// Why it was adopted: the person's reason, or the policy's.
+    pub(crate) fn why(&self) -> &str {
+        if self.earlier_wording().is_some() { Self::BY_POLICY } else { &self.reason }
+    }
+
+    /// An older ledger's sentence, written by `apply` when it adopted the reset ("… 40 min ago …
+    /// nothing will be sent"): true of that moment only, shown as such.
+    pub(crate) fn earlier_wording(&self) -> Option<&str> {
+        (self.evidence.is_none() && self.by == "apply" && self.reason != Self::BY_POLICY)
+            .then_some(self.reason.as_str())
+    }
 }
 
 impl Attempt {

@@ -466,3 +466,47 @@ fn a_lookup_that_meets_a_server_error_is_tried_again() {
     assert!(posts(&sim).is_empty());
     assert_eq!(sim.requests().iter().filter(|r| r.method == "GET" && r.status == 503).count(), 3, "three tries");
 }
+
+// Per-device outcomes are results: they went only to stderr, among the logs, so `apply > out.txt`
+// kept the closing line and lost which device got what. In text mode they are on stdout, once;
+// with `--format json` stdout is the report alone and the lines stay on stderr.
+#[test]
+fn outcomes_are_printed_to_stdout_once_in_text_mode() {
+    let (repo, ids) = batch_repo(3, "");
+    let sim = android_sim(3, |c| {
+        c.faults = vec![Fault { device_id: Some(ids[2].clone()), kind: FaultKind::Forbidden, times: 1 }];
+    });
+    let actions = repo.actions();
+    let line_of = |text: &str, id: &str| -> Option<String> {
+        let key =
+            actions.iter().find(|a| a.selector.to_string().contains(id)).expect("an action").key.short().to_owned();
+        // Not the plan's line of it (indented): the outcome's.
+        text.lines().find(|l| l.contains(&key) && !l.starts_with(' ')).map(str::to_owned)
+    };
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "one rejected");
+    let (text, err) = (stdout(&out), stderr(&out));
+    for id in &ids[..2] {
+        let line = line_of(&text, id).unwrap_or_else(|| panic!("no outcome for {id}: {text}"));
+        assert!(line.starts_with("accepted ") && line.contains("batch") && line.contains("HTTP 204"), "{line}");
+    }
+    let rejected = line_of(&text, &ids[2]).unwrap_or_else(|| panic!("no outcome for {}: {text}", ids[2]));
+    assert!(rejected.starts_with("rejected ") && rejected.contains("HTTP 403"), "{rejected}");
+    let statuses = ["accepted ", "rejected ", "unknown ", "not-executed "];
+    assert_eq!(text.lines().filter(|l| statuses.iter().any(|s| l.starts_with(s))).count(), 3, "{text}");
+    assert!(!err.lines().any(|l| statuses.iter().any(|s| l.starts_with(s))), "no outcome duplicated on stderr: {err}");
+    assert!(text.contains("Apply complete: 2 accepted, 1 rejected"), "{text}");
+    // Plan, outcomes, summary: resets sent before the plan was complete are shown after it.
+    let at =
+        |prefix: &str| text.lines().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {text}"));
+    assert!(at("Plan:") < at("accepted ") && at("rejected ") < at("Apply complete"), "{text}");
+
+    // JSON: stdout is the report alone; the outcome lines go to stderr.
+    let (repo, _) = batch_repo(2, "");
+    let sim = android_sim(2, |_| {});
+    let out = repo.cmd_on(&sim).args(["apply", "--auto-approve", "--format", "json"]).output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(report["summary"]["accepted"], 2);
+    assert_eq!(stderr(&out).lines().filter(|l| l.starts_with("accepted ")).count(), 2, "{}", stderr(&out));
+}

@@ -96,7 +96,13 @@ fn ctrl_c_stops_sending_records_what_was_in_flight_and_exits_non_zero() {
     assert!(text.contains("Apply interrupted"), "{text}");
     let sent = posts(&sim).len();
     assert!(sent < N, "sending stopped: {sent}");
-    assert!(text.contains(&format!("{sent} accepted, 0 rejected, 0 unknown, {} not executed", N - sent)), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{sent} accepted, 0 rejected, 0 unknown, 0 not executed, 0 blocked. {} not started",
+            N - sent
+        )),
+        "{text}"
+    );
     // Everything sent was recorded with its outcome: no unknowns, and the journal was folded.
     assert!(!repo.path().join(".reconcile/state.json.journal").exists());
     let ledger = repo.ledger_json();
@@ -125,4 +131,107 @@ fn assert_crash_left_intents_in_the_file(repo: &Repo, sent: &std::collections::H
     for path in sent {
         assert!(recorded.iter().any(|id| path.contains(id.as_str())), "{path} is in state.json: {recorded:?}");
     }
+}
+
+/// Five phones, one write at a time, a request timeout far above any test, and Intune holding
+/// its answer to the first reset until the test releases it.
+fn held_first_answer() -> (Repo, Vec<String>, intune_reconcile::sim::SimHandle) {
+    let (repo, ids) = batch_repo(5, "");
+    let config =
+        repo.read("reconcile.yaml").replace("concurrency: 4", "concurrency: 1").replace("timeout: 2s", "timeout: 60s");
+    repo.write("reconcile.yaml", config);
+    let first = ids[0].clone();
+    let sim =
+        android_sim(5, |c| c.faults = vec![Fault { device_id: Some(first), kind: FaultKind::HoldAnswer, times: 1 }]);
+    (repo, ids, sim)
+}
+
+/// Sends SIGINT to `args` once its first reset is in flight (Intune holds the answer), lets the
+/// answer go once the binary says it is stopping, and returns what it printed.
+fn interrupt_with_one_in_flight(
+    repo: &Repo,
+    sim: &intune_reconcile::sim::SimHandle,
+    args: &[&str],
+) -> std::process::Output {
+    use std::io::Read as _;
+    let mut child = repo.spawn_on(sim, args);
+    // The simulator logs a POST as it applies it, before its held answer leaves.
+    crate::common::wait_until("the first reset in flight", || posts(sim).len() == 1);
+    let ok =
+        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill").success();
+    assert!(ok);
+    let err = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = {
+        let err = err.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                err.lock().expect("stderr buffer").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let said = |what: &str| String::from_utf8_lossy(&err.lock().expect("stderr buffer")).contains(what);
+    crate::common::wait_until("the binary to say it is stopping", || said("stopping: no new requests"));
+    sim.release_answers();
+    let mut out = child.wait_with_output().expect("wait");
+    reader.join().expect("stderr reader");
+    out.stderr = err.lock().expect("stderr buffer").clone();
+    out
+}
+
+// Ctrl-C said "4 not executed" (a ledger status word, for resets never sent) and nothing about
+// what to do. It now says they were not started and which command sends them; the one in flight
+// is recorded with Intune's answer, and running that command sends the rest exactly once.
+#[test]
+fn ctrl_c_names_what_was_not_started_and_the_command_that_sends_it() {
+    let (repo, ids, sim) = held_first_answer();
+    let out = interrupt_with_one_in_flight(&repo, &sim, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Apply interrupted: 1 accepted, 0 rejected, 0 unknown, 0 not executed, 0 blocked. 4 not started — run `reconcile apply` again to send them."),
+        "{text}"
+    );
+    assert!(crate::common::stderr(&out).contains("waiting for those in flight to be recorded"));
+    assert_eq!(posts(&sim).len(), 1, "nothing left after the signal");
+    // The one in flight waited for its held answer: recorded accepted, with Intune's request id.
+    let ledger = repo.ledger_json();
+    let records: Vec<&serde_json::Value> = ledger["records"].as_object().expect("records").values().collect();
+    assert_eq!(records.len(), 1, "no record for what was never sent: {records:?}");
+    assert_eq!(records[0]["status"], "accepted");
+    assert_eq!(records[0]["managedDeviceId"], ids[0].as_str(), "{:?}", records[0]);
+    let attempts = records[0]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["httpStatus"], 204);
+
+    let again = repo.cmd_on(&sim).args(["apply", "--auto-approve"]).output().expect("run");
+    assert!(again.status.success(), "{}", crate::common::stderr(&again));
+    assert!(stdout(&again).contains("Apply complete: 4 accepted"), "{}", stdout(&again));
+    for id in &ids {
+        assert_eq!(sim.resets_applied(id), 1, "device {id}");
+    }
+    assert_eq!(posts(&sim).len(), 5);
+    crate::common::assert_intents_durable(&sim);
+}
+
+// With a saved plan, the command that sends the rest is the same `apply --plan FILE`: the resets
+// the plan already sent are its own, not a change since review.
+#[test]
+fn ctrl_c_under_a_saved_plan_names_apply_plan_again() {
+    let (repo, ids, sim) = held_first_answer();
+    repo.cmd_on(&sim).args(["plan", "--out", "reviewed plan.json"]).assert().success();
+    let out = interrupt_with_one_in_flight(&repo, &sim, &["apply", "--plan", "reviewed plan.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("4 not started — run `reconcile apply --plan 'reviewed plan.json'` again to send them."),
+        "{text}"
+    );
+    let again = repo.cmd_on(&sim).args(["apply", "--plan", "reviewed plan.json"]).output().expect("run");
+    assert!(again.status.success(), "{}{}", stdout(&again), crate::common::stderr(&again));
+    for id in &ids {
+        assert_eq!(sim.resets_applied(id), 1, "device {id}");
+    }
+    assert_eq!(posts(&sim).len(), 5);
 }

@@ -260,8 +260,11 @@ fn state_retry_makes_one_rejected_action_sendable_and_nothing_else() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("2 accepted, 1 rejected, 0 unknown, 0 not executed"), "{}", stdout(&out));
     // The status speaks first (Intune's code is `UnknownError`): what a 403 means, said once.
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("HTTP 403") && err.contains("(missing permission, licence or consent; not retried)"), "{err}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("HTTP 403") && text.contains("(missing permission, licence or consent; not retried)"),
+        "{text}"
+    );
     assert_eq!(status_of(&repo, &ids[2]), "rejected");
     let ledger = repo.ledger_json();
     let key = ledger["records"]

@@ -95,12 +95,31 @@ fn a_portal_reset_ten_minutes_ago_is_shown_with_its_initiator_and_adopted() {
     assert_eq!(adopted["by"], "apply");
     assert_eq!(adopted["initiatedBy"], "bob@contoso.com");
     assert!(adopted["resultStarted"].is_string() && adopted["auditId"].is_string(), "{adopted}");
+    // The evidence is data; the sentence about it is made when shown, never stored.
+    assert_eq!(adopted["evidence"], serde_json::json!({"source": "deviceActionResult", "auditLogRead": true}));
+    assert_eq!(adopted["reason"], "policy.outOfBand (then: adopt)");
+    let file = repo.read(".reconcile/state.json");
+    assert!(!file.contains(" ago") && !file.contains("will be sent"), "no sentence in the ledger: {file}");
+    let adopted_line = stdout(&apply).lines().find(|l| l.starts_with("adopted ")).map(str::to_owned);
+    assert!(
+        adopted_line.as_deref().is_some_and(|l| l.contains(": reset outside reconcile 10 min ago by bob@contoso.com (done); nothing sent")),
+        "{adopted_line:?}"
+    );
 
     // Auditors see it: `state show` and the CSV export carry the adoption and its evidence.
     let key = r["key"].as_str().expect("key").to_owned();
     let show = stdout(&repo.cmd().args(["state", "show", &key]).output().expect("show"));
     assert!(show.contains("adopted:     a reset made outside reconcile, recorded by apply"), "{show}");
     assert!(show.contains("initiated by bob@contoso.com"), "{show}");
+    assert!(show.contains("     shown by the device's action results and audit entry "), "{show}");
+    assert!(show.contains("     reason: policy.outOfBand (then: adopt); nothing was sent"), "{show}");
+    let list = stdout(&repo.cmd().args(["state", "list"]).output().expect("list"));
+    assert!(
+        list.lines().any(|l| l.starts_with(&key[..12])
+            && l.contains("(adopted: reset outside reconcile at ")
+            && l.ends_with(" by bob@contoso.com (done))")),
+        "{list}"
+    );
     let csv = stdout(&repo.cmd().args(["state", "export", "--format", "csv"]).output().expect("export"));
     let row = csv.lines().find(|l| l.starts_with(&key)).expect("a row for the adopted action");
     assert!(
@@ -245,6 +264,7 @@ fn without_the_audit_log_it_is_still_seen_and_a_saved_plan_adopts_it() {
     let r = record_of(&ledger(&repo), &ids[1]).clone();
     assert_eq!(r["status"], "done");
     assert!(r["adopted"]["auditId"].is_null() && r["adopted"]["resultStarted"].is_string(), "{r}");
+    assert_eq!(r["adopted"]["evidence"]["auditLogRead"], false, "who started it is unknown: {r}");
     // The adoption says which reviewed plan it executed.
     assert_eq!(r["adopted"]["provenance"]["plan"], saved["id"], "{r}");
 }
@@ -264,6 +284,7 @@ fn the_audit_log_alone_shows_a_reset_the_device_does_not_yet() {
     assert!(posts(&sim).is_empty(), "nothing sent to a device the portal just reset");
     let r = record_of(&ledger(&repo), &ids[1]).clone();
     assert_eq!(r["adopted"]["state"], "done", "the audit entry's state: {r}");
+    assert_eq!(r["adopted"]["evidence"]["source"], "auditLog", "{r}");
     assert_eq!(r["adopted"]["provenance"]["manifest"]["ticket"], "INC-77", "{r}");
 }
 
@@ -357,4 +378,63 @@ fn state_adopt_within_bounds_the_age_of_the_reset_adopted() {
     assert!(old.status.success(), "{}", stderr(&old));
     assert_eq!(record_of(&ledger(&repo), &ids[1])["adopted"]["reason"], "INC-1");
     assert!(posts(&sim).is_empty(), "adopting sends nothing");
+}
+
+// An adopted record stored the plan's sentence of that moment ("reset … 40 min ago … nothing will
+// be sent"): relative, future tense, and shown so for ever. The evidence is data now; a ledger
+// written before still reads, and its sentence is made from the data it always held, the old
+// wording shown as of its time.
+#[test]
+fn an_adoption_recorded_as_a_sentence_by_an_older_version_still_reads() {
+    use intune_reconcile::state::{Adoption, Record, Status};
+    let (repo, _, ids) = setup("", None, |_| {});
+    let actions = repo.actions();
+    let action = actions.iter().find(|a| a.selector.to_string().contains(&ids[1])).expect("action");
+    let legacy = "reset outside reconcile 40 min ago by bob@contoso.com (done) — adopted, nothing will be sent";
+    let started: jiff::Timestamp = "2026-11-30T11:20:00Z".parse().expect("time");
+    let mut w = repo.store().lock(std::time::Duration::ZERO, "test", None).expect("lock");
+    let mut r = Record::new(action, Some(ids[1].clone()), started);
+    r.status = Status::Done;
+    r.adopted = Some(Adoption {
+        at: "2026-11-30T12:00:00Z".parse().expect("time"),
+        by: "apply".into(),
+        reason: legacy.into(),
+        result_started: started,
+        state: "done".into(),
+        audit_id: Some("audit-1".into()),
+        initiated_by: Some("bob@contoso.com".into()),
+        provenance: None,
+        evidence: None,
+    });
+    w.record(r).expect("record");
+    w.commit().expect("commit");
+    let file = repo.read(".reconcile/state.json");
+    assert!(file.contains(legacy) && !file.contains("\"evidence\""), "the older form: {file}");
+
+    let key = action.key.short().to_owned();
+    let show = repo.cmd().args(["state", "show", &key]).output().expect("show");
+    assert!(show.status.success(), "{}", stderr(&show));
+    let show = stdout(&show);
+    assert!(
+        show.contains("     Intune started it at 2026-11-30T11:20:00Z (state done), initiated by bob@contoso.com"),
+        "{show}"
+    );
+    assert!(show.contains("     audit entry audit-1"), "{show}");
+    assert!(show.contains("     reason: policy.outOfBand (then: adopt); nothing was sent"), "{show}");
+    assert!(show.contains(&format!("     noted when adopted (by an older version): {legacy}")), "{show}");
+    let list = stdout(&repo.cmd().args(["state", "list"]).output().expect("list"));
+    assert!(
+        list.contains("(adopted: reset outside reconcile at 2026-11-30T11:20:00Z by bob@contoso.com (done))"),
+        "{list}"
+    );
+    assert!(!list.contains("ago") && !list.contains("will be sent"), "{list}");
+    let plan = repo.cmd().args(["plan", "--offline", "--show-done"]).output().expect("plan");
+    let plan = stdout(&plan);
+    assert!(
+        plan.contains("adopted: reset outside reconcile at 2026-11-30T11:20:00Z by bob@contoso.com (done)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("will be sent"), "{plan}");
+    let json = ledger(&repo);
+    assert_eq!(record_of(&json, &ids[1])["adopted"]["reason"], legacy, "the field is kept as written");
 }

@@ -316,3 +316,47 @@ fn doctor_compares_the_tokens_tenant_with_the_environments_and_the_ledgers() {
         "{text}"
     );
 }
+
+// The standalone simulator rehearses the two failures of a first setup: a wrong client secret,
+// and an app registration without the read permission. Before, it took any secret and granted
+// fixed roles, so neither could be seen before meeting it in a real tenant.
+#[test]
+fn the_standalone_simulator_rehearses_a_wrong_secret_and_a_missing_permission() {
+    let repo = Repo::from_examples();
+    repo.fast_config("");
+    let mut sim = crate::common::StandaloneSim::start(&["--client-secret", "the-right-one", "--roles", PRIVILEGED]);
+    let banner = sim.banner_until("Tokens carry");
+    assert!(banner.contains(&format!("Tokens carry the application permissions {PRIVILEGED}.")), "{banner}");
+    assert!(banner.contains("AZURE_CLIENT_SECRET=<the --client-secret value>"), "{banner}");
+    assert!(!banner.contains("the-right-one"), "the banner never repeats the secret: {banner}");
+    let wrong = repo.cmd().envs(sim.env(SECRET)).arg("plan").output().expect("run");
+    assert_eq!(wrong.status.code(), Some(1));
+    let err = stderr(&wrong);
+    assert!(err.contains("invalid_client") && err.contains("AADSTS7000215: Invalid client secret provided."), "{err}");
+    assert!(!err.contains(SECRET) && !stdout(&wrong).contains(SECRET), "the secret is never shown");
+    let doctor = repo.cmd().envs(sim.env(SECRET)).arg("doctor").output().expect("run");
+    assert_eq!(doctor.status.code(), Some(1));
+    let text = stdout(&doctor);
+    assert!(text.lines().any(|l| l.starts_with("✗ token") && l.contains("AADSTS7000215")), "{text}");
+
+    // The right secret: a token, carrying only the roles given.
+    let missing = repo.cmd().envs(sim.env("the-right-one")).arg("plan").output().expect("run");
+    assert_eq!(missing.status.code(), Some(1));
+    let err = stderr(&missing);
+    assert!(err.contains(&format!("lacks the permission {READ} that `plan` needs (it has: {PRIVILEGED})")), "{err}");
+    let doctor = repo.cmd().envs(sim.env("the-right-one")).arg("doctor").output().expect("run");
+    let text = stdout(&doctor);
+    assert!(text.contains("✓ token"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("✗ permissions for plan") && l.contains(READ)), "{text}");
+    assert_eq!(sim.stop().code(), Some(0));
+
+    // Both permissions: the same secret plans.
+    let sim = crate::common::StandaloneSim::start(&[
+        "--client-secret",
+        "the-right-one",
+        "--roles",
+        &format!("{READ},{PRIVILEGED}"),
+    ]);
+    let ok = repo.cmd().envs(sim.env("the-right-one")).arg("plan").output().expect("run");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}

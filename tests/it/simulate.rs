@@ -55,33 +55,12 @@ fn a_simulated_ledger_is_refused_for_a_real_tenant() {
 // `reconcile sim` is a real server another process can use, as the README shows.
 #[test]
 fn the_standalone_simulator_serves_another_process() {
-    use std::io::BufRead as _;
     let repo = Repo::from_examples();
     repo.fast_config("");
-    let mut sim = crate::common::hermetic(&mut std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile")))
-        .args(["sim", "--port", "0", "--complete-after", "0s"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn sim");
-    let mut first = String::new();
-    let mut banner = std::io::BufReader::new(sim.stdout.take().expect("stdout"));
-    banner.read_line(&mut first).expect("banner");
-    let url = first.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).expect("url in banner").to_owned();
-    let out = repo
-        .cmd()
-        .env("RECONCILE_GRAPH_URL", &url)
-        .env("AZURE_AUTHORITY_HOST", &url)
-        .env("AZURE_TENANT_ID", "test-tenant")
-        .env("AZURE_CLIENT_ID", "c")
-        .env("AZURE_CLIENT_SECRET", "s")
-        .args(["apply", "--auto-approve"])
-        .output()
-        .expect("run");
+    let sim = crate::common::StandaloneSim::start(&["--complete-after", "0s"]);
+    let out = repo.cmd().envs(sim.env("s")).args(["apply", "--auto-approve"]).output().expect("run");
     // SIGTERM (as a harness or a service manager stops it): a clean stop, exit 0.
-    let term = std::process::Command::new("kill").args(["-TERM", &sim.id().to_string()]).status().expect("kill");
-    assert!(term.success());
-    let status = sim.wait().expect("wait");
-    drop(banner);
+    let status = sim.stop();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(out.status.success(), "{}", stderr(&out));
     // The standalone simulator makes the fixture's portal reset too.

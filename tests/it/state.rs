@@ -154,3 +154,40 @@ fn state_simulate_reads_the_simulated_ledger() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["actions"].as_array().map(Vec::len), Some(7));
 }
+
+// A newcomer who has only tried `--simulate` has a simulated ledger and no real one: `state list`
+// used to say only "run `reconcile init`", which would bind a real ledger to a tenant they may
+// not have yet. It names the simulated ledger and `--simulate`; with `--simulate` and no
+// simulated ledger, it names the run that creates one.
+#[test]
+fn a_missing_ledger_names_the_simulated_one_when_there_is_one() {
+    let repo = Repo::from_examples();
+    let out = repo.cmd().args(["state", "--simulate", "list"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("there is no simulated ledger at `.reconcile/state.simulated.json`"), "{err}");
+    assert!(err.contains("a `--simulate` run creates it: `reconcile apply --simulate`"), "{err}");
+    assert!(!err.contains("reconcile init"), "{err}");
+    // Nothing simulated yet: the real ledger's hint, as before.
+    let out = repo.cmd().args(["state", "list"]).output().expect("run");
+    assert!(stderr(&out).contains("hint: run `reconcile init` once"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("--simulate"), "{}", stderr(&out));
+
+    repo.cmd().args(["apply", "--simulate", "--auto-approve"]).assert().success();
+    for verb in ["list", "export"] {
+        let out = repo.cmd().args(["state", verb]).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{verb}: a simulated ledger never stands in for the real one");
+        assert!(out.stdout.is_empty(), "{verb}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("there is no ledger at `.reconcile/state.json`, only the simulated one `.reconcile/state.simulated.json`"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("`reconcile state --simulate {verb}` reads what `--simulate` runs recorded")),
+            "{err}"
+        );
+        assert!(err.contains("run `reconcile init` once"), "{err}");
+    }
+    repo.cmd().args(["state", "--simulate", "list"]).assert().success();
+}

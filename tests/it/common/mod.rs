@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub(crate) use fleet::*;
 pub(crate) use repo::{Repo, examples};
-pub(crate) use spawn::hermetic;
+pub(crate) use spawn::{StandaloneSim, hermetic};
 
 /// Waits until `happened` (an event the simulator, a file or the binary's output shows), and fails
 /// the test after 20 s: the tests synchronise on what happened, never on how long it took.

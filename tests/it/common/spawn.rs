@@ -100,3 +100,76 @@ impl Repo {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+/// `reconcile sim --port 0 ARGS…` as a child process (as a user runs it in another shell), its
+/// URL read from its banner. Stopped with SIGTERM when dropped.
+pub(crate) struct StandaloneSim {
+    child: std::process::Child,
+    pub url: String,
+    /// The rest of the banner, read on as needed (kept open: the simulator writes to it).
+    banner: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl StandaloneSim {
+    pub(crate) fn start(args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = hermetic(&mut std::process::Command::new(assert_cmd::cargo::cargo_bin!("reconcile")))
+            .args(["sim", "--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sim");
+        let mut banner = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        banner.read_line(&mut first).expect("banner");
+        let url =
+            first.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).expect("url in banner").to_owned();
+        StandaloneSim { child, url, banner }
+    }
+
+    /// The banner's lines after the first, up to the first that contains `mark`.
+    pub(crate) fn banner_until(&mut self, mark: &str) -> String {
+        use std::io::BufRead as _;
+        let mut text = String::new();
+        while !text.lines().any(|l| l.contains(mark)) {
+            assert!(self.banner.read_line(&mut text).expect("banner") > 0, "no `{mark}` in the banner: {text}");
+        }
+        text
+    }
+
+    /// The environment that points the tool at this simulator, with `secret`.
+    pub(crate) fn env(&self, secret: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("RECONCILE_GRAPH_URL", self.url.clone()),
+            ("AZURE_AUTHORITY_HOST", self.url.clone()),
+            ("AZURE_TENANT_ID", "test-tenant".into()),
+            ("AZURE_CLIENT_ID", "c".into()),
+            ("AZURE_CLIENT_SECRET", secret.into()),
+        ]
+    }
+
+    /// Stops it with SIGTERM (as a harness or a service manager does) and returns its exit status.
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        let term = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(term.is_ok_and(|s| s.success()), "kill -TERM the simulator");
+        self.child.wait().expect("wait for the simulator")
+    }
+}
+
+impl Drop for StandaloneSim {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = self.terminate();
+        } else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -56,7 +56,8 @@ pub(crate) struct GlobalArgs {
     /// The config file [default: reconcile.yaml, if present].
     #[arg(long, global = true, help_heading = "Global options", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The ledger [default: `state:` in the config, else .reconcile/state.json].
+    /// The ledger: a path, or a Blob URL (only from here or the environment) [env: RECONCILE_STATE;
+    /// default: `state:` in the config, else .reconcile/state.json].
     #[arg(long, global = true, help_heading = "Global options", value_name = "PATH")]
     pub state: Option<PathBuf>,
     /// The operator's policy: a floor the repository's `policy:` can only tighten [env: RECONCILE_POLICY].

@@ -279,11 +279,16 @@ fn connection(
         } else {
             match conn.graph.probe().await {
                 Ok(n) => Check::pass("graph", format!("{} answered a read of managedDevices ({n} device)", conn.endpoints.graph_root)),
-                Err(e) => Check::from_error(
-                    "graph",
-                    &anyhow::Error::from(e),
-                    "check the network path to Microsoft Graph, AZURE_CLOUD, and that Intune is licensed in the tenant",
-                ),
+                Err(e) => {
+                    // Graph refused the token itself: the network is fine, the token is not.
+                    let fix = match &e {
+                        crate::graph::ReadError::Graph(g) if g.status == 401 => {
+                            "Graph refused the token: check that it is for Microsoft Graph of AZURE_CLOUD's cloud (its audience), that it has not expired, and that RECONCILE_GRAPH_TOKEN (if set) is current"
+                        }
+                        _ => "check the network path to Microsoft Graph, AZURE_CLOUD, and that Intune is licensed in the tenant",
+                    };
+                    Check::from_error("graph", &anyhow::Error::from(e), fix)
+                }
             }
         });
         std::mem::take(&mut checks)
@@ -303,7 +308,10 @@ fn skip_rest(mut checks: Vec<Check>, why: &str) -> Vec<Check> {
 /// What `reconcile comment` will need in this CI system (only the plan job comments).
 fn comment_variables(job: Option<Job>, env: &dyn Fn(&str) -> Option<String>) -> Vec<Check> {
     const WHAT: &str = "comment variables";
-    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    // Azure Pipelines leaves a macro it cannot expand as written: `$(System.AccessToken)` in a
+    // step's env is no token.
+    let unexpanded = |v: &str| v.trim().starts_with("$(") && v.trim().ends_with(')');
+    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty() && !unexpanded(v));
     if job == Some(Job::Apply) {
         return vec![Check::skip(WHAT, "not checked (--for apply: only the plan job comments)")];
     }
@@ -328,7 +336,7 @@ fn comment_variables(job: Option<Job>, env: &dyn Fn(&str) -> Option<String>) -> 
         } else {
             Check::fail(
                 WHAT,
-                format!("Azure Pipelines: {} not set", missing.join(", ")),
+                format!("Azure Pipelines: {} not set (or left as an unexpanded `$(…)`)", missing.join(", ")),
                 "map the token into the step (`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`) and allow the build service to \"Contribute to pull requests\"",
             )
         }];

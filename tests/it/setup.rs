@@ -263,6 +263,8 @@ fn doctor_names_each_failure_with_its_fix() {
         .env("AZURE_AUTHORITY_HOST", sim.url())
         .env("TF_BUILD", "True")
         .env("SYSTEM_PULLREQUEST_PULLREQUESTID", "17")
+        // What the pipeline passes when the step does not map the token: the macro, unexpanded.
+        .env("SYSTEM_ACCESSTOKEN", "$(System.AccessToken)")
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -285,6 +287,21 @@ fn doctor_names_each_failure_with_its_fix() {
     assert_eq!(marked(&text, "✗").len(), 1, "{text}");
     assert!(text.contains("✗ credential             no Graph credentials in the environment"), "{text}");
     assert!(text.contains("- graph                  not checked: no credential"), "{text}");
+}
+
+// A token Graph refuses (401) is the token's fault, not the network's: the fix says so.
+#[test]
+fn doctor_blames_the_token_when_graph_refuses_it() {
+    let (repo, sim) = setup(1, &[READ, PRIVILEGED]);
+    // Well formed, the right tenant and roles, but issued by another authority.
+    let elsewhere = crate::common::sim(crate::common::sim_config());
+    let foreign = elsewhere.state().mint_token_for("test-tenant", vec![READ.to_owned(), PRIVILEGED.to_owned()]);
+    let out = repo.cmd_on(&sim).arg("doctor").env("RECONCILE_GRAPH_TOKEN", &foreign).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.lines().any(|l| l.starts_with("✗ graph")), "{text}");
+    assert!(text.contains("fix: Graph refused the token"), "{text}");
+    assert!(!text.contains("network path"), "{text}");
 }
 
 // A token whose tenant is not AZURE_TENANT_ID's fails the tenant check, naming both.

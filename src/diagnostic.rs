@@ -45,6 +45,11 @@ impl Pos {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Diagnostic {
     pub severity: Severity,
+    /// The stable code of the check that found it (a policy rule's key under `policy:`,
+    /// `cooldown`), for programs to branch on, as rustc's `E0308` or codespan's
+    /// `Diagnostic::code`; `None` for problems no caller tells apart. The message may name the
+    /// code for a person, but nothing reads it back from there.
+    pub code: Option<&'static str>,
     pub file: Option<PathBuf>,
     pub pos: Option<Pos>,
     pub message: String,
@@ -57,6 +62,7 @@ impl Diagnostic {
     pub(crate) fn error(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
+            code: None,
             file: Some(file.into()),
             pos,
             message: message.into(),
@@ -72,6 +78,17 @@ impl Diagnostic {
 
     pub(crate) fn warning(file: impl Into<PathBuf>, pos: Option<Pos>, message: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, pos, message) }
+    }
+
+    /// A warning that belongs to no file.
+    pub(crate) fn plain_warning(message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::plain_error(message) }
+    }
+
+    #[must_use]
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 
     #[must_use]

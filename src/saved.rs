@@ -76,18 +76,24 @@ pub(crate) struct SavedPlan {
 
 /// A policy violation as saved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "json::AnyViolation")]
 pub(crate) struct SavedViolation {
     /// The manifest it stops; `None`: a rule of the repository.
     #[serde(default)]
     pub manifest: Option<String>,
-    /// The rule's code (absent in plans saved before it was recorded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<crate::violation::Rule>,
+    /// The rule's code.
+    pub rule: crate::violation::Rule,
     pub file: Option<PathBuf>,
     pub line: Option<u32>,
     pub column: Option<u32>,
     pub message: String,
     pub hint: Option<String>,
+}
+
+/// The rule a violation's message names (`policy cooldown: …`): only for plans saved before
+/// violations carried their rule, the one place a code is read from text.
+pub(crate) fn legacy_rule(message: &str) -> Option<crate::violation::Rule> {
+    crate::violation::Rule::from_code(message.strip_prefix("policy ")?.split(':').next()?)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +157,33 @@ mod json {
         pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, ManifestInfo>, D::Error> {
             let json = BTreeMap::<String, ManifestJson>::deserialize(d)?;
             Ok(json.into_iter().map(|(k, v)| (k, v.into())).collect())
+        }
+    }
+
+    /// A saved violation, its rule absent in plans saved before violations carried one: then
+    /// the rule its message names ([`super::legacy_rule`]), and a violation naming none is not
+    /// read (it would be shown under a made-up rule).
+    #[derive(Deserialize)]
+    pub(super) struct AnyViolation {
+        #[serde(default)]
+        manifest: Option<String>,
+        #[serde(default)]
+        rule: Option<crate::violation::Rule>,
+        file: Option<std::path::PathBuf>,
+        line: Option<u32>,
+        column: Option<u32>,
+        message: String,
+        hint: Option<String>,
+    }
+
+    impl TryFrom<AnyViolation> for super::SavedViolation {
+        type Error = String;
+
+        fn try_from(v: AnyViolation) -> Result<Self, String> {
+            let rule = v.rule.or_else(|| super::legacy_rule(&v.message));
+            let rule = rule.ok_or_else(|| format!("the violation `{}` has no rule", v.message.escape_debug()))?;
+            let AnyViolation { manifest, file, line, column, message, hint, .. } = v;
+            Ok(super::SavedViolation { manifest, rule, file, line, column, message, hint })
         }
     }
 
@@ -356,7 +389,7 @@ impl SavedPlan {
                 .map(|sv| (sv.manifest.clone(), sv.rule, &sv.diagnostic))
                 .map(|(manifest, rule, v)| SavedViolation {
                     manifest,
-                    rule: Some(rule),
+                    rule,
                     file: v.file.clone(),
                     line: v.pos.map(|p| p.line),
                     column: v.pos.map(|p| p.column),
@@ -478,23 +511,16 @@ impl Restored {
             .saved
             .violations
             .iter()
-            .map(|v| Violation {
-                manifest: v.manifest.clone(),
-                rule: v
-                    .rule
-                    .or_else(|| crate::violation::Rule::of_message(&v.message))
-                    .unwrap_or(crate::violation::Rule::MaxActionsPerApply),
-                diagnostic: crate::diagnostic::Diagnostic {
-                    severity: crate::diagnostic::Severity::Error,
-                    file: v.file.clone(),
-                    pos: match (v.line, v.column) {
-                        (Some(l), Some(c)) => Some(Pos::new(l, c)),
-                        _ => None,
-                    },
-                    message: v.message.clone(),
-                    note: None,
-                    hint: v.hint.clone(),
-                },
+            .map(|v| {
+                let pos = match (v.line, v.column) {
+                    (Some(l), Some(c)) => Some(Pos::new(l, c)),
+                    _ => None,
+                };
+                let mut diagnostic = crate::diagnostic::Diagnostic::plain_error(v.message.clone());
+                diagnostic.file.clone_from(&v.file);
+                diagnostic.pos = pos;
+                diagnostic.hint.clone_from(&v.hint);
+                Violation::new(v.manifest.clone(), v.rule, diagnostic)
             })
             .collect::<Vec<_>>();
         // The entries were saved as they were decided: only the counts are taken again.
@@ -622,4 +648,31 @@ pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger
     plan.summary.violations = violations.len();
     plan.violations = violations;
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SavedViolation;
+    use crate::violation::Rule;
+
+    fn read(json: serde_json::Value) -> Result<SavedViolation, serde_json::Error> {
+        serde_json::from_value(json)
+    }
+
+    /// A saved violation's rule is the one recorded, whatever its message says; only a plan
+    /// saved before violations carried their rule has it read from the message.
+    #[test]
+    fn the_saved_rule_wins_over_the_message() {
+        let v = serde_json::json!({
+            "manifest": "m", "rule": "requireTicket", "file": "m.yaml", "line": 3, "column": 1,
+            "message": "policy cooldown: too soon", "hint": null,
+        });
+        assert_eq!(read(v.clone()).expect("a saved violation").rule, Rule::RequireTicket);
+        let mut legacy = v;
+        legacy.as_object_mut().expect("an object").remove("rule");
+        assert_eq!(read(legacy.clone()).expect("a legacy violation").rule, Rule::Cooldown);
+        legacy["message"] = "too soon".into();
+        let err = read(legacy).expect_err("no rule anywhere");
+        assert!(err.to_string().contains("has no rule"), "{err}");
+    }
 }

@@ -236,14 +236,10 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
         Some(v) => match Cloud::parse_or_hint(&v) {
             Ok(c) => c,
             Err(hint) => {
-                diags.push(Diagnostic {
-                    severity: crate::diagnostic::Severity::Error,
-                    file: None,
-                    pos: None,
-                    message: format!("AZURE_CLOUD `{}` is not a cloud", v.escape_debug()),
-                    note: None,
-                    hint: Some(hint),
-                });
+                diags.push(
+                    Diagnostic::plain_error(format!("AZURE_CLOUD `{}` is not a cloud", v.escape_debug()))
+                        .with_hint(hint),
+                );
                 Cloud::Global
             }
         },
@@ -341,14 +337,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
             Ok(Some(url)) => crate::state::Location::Blob(url),
             Ok(None) => crate::state::Location::Local(s.clone()),
             Err(e) => {
-                diags.push(Diagnostic {
-                    severity: crate::diagnostic::Severity::Error,
-                    file: None,
-                    pos: None,
-                    message: format!("{from}: {e}"),
-                    note: None,
-                    hint: None,
-                });
+                diags.push(Diagnostic::plain_error(format!("{from}: {e}")));
                 crate::state::Location::Local(s.clone())
             }
         },

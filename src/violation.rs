@@ -44,10 +44,8 @@ impl Rule {
         Rule::ChangeWindows,
     ];
 
-    /// The rule a violation's message names (`policy cooldown: …`): for saved plans written
-    /// before violations carried their rule.
-    pub(crate) fn of_message(message: &str) -> Option<Rule> {
-        let code = message.strip_prefix("policy ")?.split(':').next()?;
+    /// The rule with this code (the key under `policy:`).
+    pub(crate) fn from_code(code: &str) -> Option<Rule> {
         Rule::ALL.into_iter().find(|r| r.code() == code)
     }
 
@@ -68,6 +66,8 @@ impl Rule {
 }
 
 /// A policy violation, and what it stops: its manifest, or (`manifest: None`) the whole run.
+/// Its code is `rule`, and its diagnostic carries the same code (the constructors see to it):
+/// nothing reads a rule back out of the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Violation {
     pub manifest: Option<String>,
@@ -76,18 +76,24 @@ pub(crate) struct Violation {
 }
 
 impl Violation {
+    /// A violation stopping `manifest` (`None`: the whole run).
+    pub(crate) fn new(manifest: Option<String>, rule: Rule, diagnostic: Diagnostic) -> Self {
+        Violation { manifest, rule, diagnostic: diagnostic.with_code(rule.code()) }
+    }
+
     /// A rule broken by one manifest: its resets are blocked, the others go on.
     pub(crate) fn of_manifest(manifest: &str, (rule, diagnostic): (Rule, Diagnostic)) -> Self {
-        Violation { manifest: Some(manifest.to_owned()), rule, diagnostic }
+        Violation::new(Some(manifest.to_owned()), rule, diagnostic)
     }
 
     /// A rule of the repository (blast radius, change windows): the run stops.
     pub(crate) fn of_repository((rule, diagnostic): (Rule, Diagnostic)) -> Self {
-        Violation { manifest: None, rule, diagnostic }
+        Violation::new(None, rule, diagnostic)
     }
 }
 
-/// The diagnostic of a broken rule: `policy <code>: <message>`, with what to do.
+/// The diagnostic of a broken rule: `policy <code>: <message>`, with what to do, and the rule's
+/// code in its `code` field.
 pub(crate) fn found(
     file: &std::path::Path,
     pos: Option<crate::diagnostic::Pos>,
@@ -95,7 +101,8 @@ pub(crate) fn found(
     message: String,
     hint: &str,
 ) -> (Rule, Diagnostic) {
-    (rule, Diagnostic::error(file, pos, format!("policy {}: {message}", rule.code())).with_hint(hint))
+    let text = format!("policy {}: {message}", rule.code());
+    (rule, Diagnostic::error(file, pos, text).with_hint(hint).with_code(rule.code()))
 }
 
 /// What a change does to the repository's policy, and where each rule in effect comes from.
@@ -127,7 +134,24 @@ impl PolicyChange {
 
 #[cfg(test)]
 mod tests {
-    use super::Rule;
+    use super::{Rule, Violation, found};
+    use crate::diagnostic::Diagnostic;
+
+    /// The code travels in the field, not the text: a diagnostic whose message names a rule has
+    /// no code unless it was given one, and a violation's diagnostic takes the violation's rule
+    /// even when its text says otherwise.
+    #[test]
+    fn a_code_is_never_taken_from_the_text() {
+        let worded = Diagnostic::error("m.yaml", None, "policy cooldown: too soon");
+        assert_eq!(worded.code, None);
+        let v = Violation::of_manifest("m", (Rule::RequireTicket, worded));
+        assert_eq!((v.rule, v.diagnostic.code), (Rule::RequireTicket, Some("requireTicket")));
+        for rule in Rule::ALL {
+            let (r, d) = found(std::path::Path::new("m.yaml"), None, rule, "x".into(), "fix it");
+            assert_eq!((r, d.code), (rule, Some(rule.code())));
+            assert_eq!(Rule::from_code(rule.code()), Some(rule));
+        }
+    }
 
     /// The README's policy table lists every code, in its code column, so that scripts
     /// branching on `violations[].rule` have one place to read them.
@@ -145,7 +169,7 @@ mod tests {
         for rule in Rule::ALL {
             let shown = format!("`{}`", rule.code());
             assert!(codes.iter().any(|c| c.split(", ").any(|c| c == shown)), "{shown} is not in the README's table");
-            assert_eq!(Rule::of_message(&format!("policy {}: too soon", rule.code())), Some(rule));
+            assert_eq!(crate::saved::legacy_rule(&format!("policy {}: too soon", rule.code())), Some(rule));
         }
     }
 }

@@ -297,11 +297,12 @@ fn print_diagnostics(diags: &Diagnostics) {
             let file = d.file.as_ref().map(|f| f.display().to_string());
             let (line, column) = (d.pos.map(|p| p.line), d.pos.map(|p| p.column));
             let (note, hint) = (d.note.as_deref(), d.hint.as_deref());
+            let code = d.code;
             match d.severity {
                 crate::diagnostic::Severity::Error => {
-                    tracing::error!(file, line, column, note, hint, "{}", d.message)
+                    tracing::error!(code, file, line, column, note, hint, "{}", d.message)
                 }
-                _ => tracing::warn!(file, line, column, note, hint, "{}", d.message),
+                _ => tracing::warn!(code, file, line, column, note, hint, "{}", d.message),
             }
         }
         return;

@@ -137,14 +137,10 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
             }
         }
         if plan.summary.to_reset > render::markdown::LARGE_CHANGE {
-            diags.push(crate::diagnostic::Diagnostic {
-                severity: crate::diagnostic::Severity::Warning,
-                file: None,
-                pos: None,
-                message: format!("large change: {} passcodes will be reset", plan.summary.to_reset),
-                note: None,
-                hint: None,
-            });
+            diags.push(crate::diagnostic::Diagnostic::plain_warning(format!(
+                "large change: {} passcodes will be reset",
+                plan.summary.to_reset
+            )));
         }
         for e in plan.entries.iter().filter(|e| e.change == crate::plan::Change::Attention) {
             if let Some(a) = e.action {

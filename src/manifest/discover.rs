@@ -190,7 +190,7 @@ fn walk(
             true
         }
         Err(Stopped(stop)) => {
-            diags.push(stop);
+            diags.push(*stop);
             false
         }
     }
@@ -228,8 +228,9 @@ fn folder_confined(repo: &Path, input: &ManifestInput, folder: &Path, diags: &mu
     false
 }
 
-/// A walk stopped before its end, with its one error.
-struct Stopped(Diagnostic);
+/// A walk stopped before its end, with its one error (boxed: the walk returns it through every
+/// level, and it is rare).
+struct Stopped(Box<Diagnostic>);
 
 /// A symbolic link to a folder, met during a walk and followed once the folders themselves are
 /// read.
@@ -383,10 +384,10 @@ impl Walker<'_> {
             Some(origin) => (origin.clone(), self.input.pos),
             None => (self.start.to_path_buf(), None),
         };
-        Stopped(
+        Stopped(Box::new(
             Diagnostic::error(file, pos, format!("manifest {what} not searched: {why}"))
                 .with_hint("name smaller folders, or a narrower glob, that hold only manifests"),
-        )
+        ))
     }
 }
 

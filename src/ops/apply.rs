@@ -87,7 +87,7 @@ pub(crate) fn check(project: &Project, request: &ApplyRequest) -> Result<Checked
         && let Err(v) = project.settings.policy.check_window(jiff::Timestamp::now())
     {
         let mut diags = crate::diagnostic::Diagnostics::default();
-        diags.push(v);
+        diags.push(*v);
         return Err(Refusal::Policy(diags));
     }
     Ok(Checked { expected, policy_override, request: request.clone() })

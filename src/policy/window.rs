@@ -52,14 +52,14 @@ pub(super) fn minutes(s: &Spanned<String>, file: &Path, diags: &mut Diagnostics)
 }
 impl Policy {
     /// `Err` when `now` is outside every change window (none configured: always inside).
-    pub(crate) fn check_window(&self, now: jiff::Timestamp) -> Result<(), Diagnostic> {
+    pub(crate) fn check_window(&self, now: jiff::Timestamp) -> Result<(), Box<Diagnostic>> {
         self.windows.iter().try_for_each(|(w, at)| w.check(now, at))
     }
 }
 
 impl Windows {
     /// `Err` when `now` is outside every window of this list.
-    fn check(&self, now: jiff::Timestamp, at: &super::At) -> Result<(), Diagnostic> {
+    fn check(&self, now: jiff::Timestamp, at: &super::At) -> Result<(), Box<Diagnostic>> {
         let w = self;
         let local = now.to_zoned_datetime(w.tz.clone());
         let (day, minute) = (local.weekday(), local.hour() as u32 * 60 + local.minute() as u32);
@@ -86,12 +86,12 @@ impl Windows {
             .filter(|start| start.timestamp() > now)
             .min_by_key(jiff::ZonedDateTime::timestamp);
         let opens = next.map(|z| format!("; the next opens {}", z.strftime("%a %Y-%m-%d %H:%M"))).unwrap_or_default();
-        Err(violation(
+        Err(Box::new(violation(
             &at.file,
             None,
             Rule::ChangeWindows,
             format!("{} in {} is outside every change window{opens}", local.strftime("%a %Y-%m-%d %H:%M"), w.tz_name),
             &at.hint("apply inside a window, or pass --ignore-change-windows --reason \"…\" (the reason is recorded in the ledger)"),
-        ).1)
+        ).1))
     }
 }

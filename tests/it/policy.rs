@@ -245,6 +245,22 @@ fn violations_become_github_annotations() {
     );
 }
 
+// With `--log-format json` a violation's diagnostic carries its rule's code as a field of its own.
+#[test]
+fn json_logs_carry_the_rule_code() {
+    let repo = repo_with("  requireReason: true\n", &M.replace("  reason: locked out\n", ""));
+    let out = repo.cmd().args(["--log-format", "json", "validate"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let events: Vec<serde_json::Value> =
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let violation = events
+        .iter()
+        .find(|e| e["fields"]["message"].as_str().is_some_and(|m| m.contains("has no metadata.reason")))
+        .unwrap_or_else(|| panic!("the violation is logged: {err}"));
+    assert_eq!(violation["fields"]["code"], "requireReason", "{err}");
+}
+
 // Two manifests of one plan resetting one device: the cooldown allows only the first.
 #[test]
 fn cooldown_covers_two_manifests_in_one_plan() {

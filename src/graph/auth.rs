@@ -209,19 +209,43 @@ pub(crate) enum Need {
     Apply,
 }
 
+/// What a token's permissions say about a [`Need`], as [`Need::judge`] decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// They suffice: the token's permissions that grant it, in the token's order.
+    Granted(Vec<String>),
+    /// The token is not a readable JWT: its permissions cannot be read.
+    Unreadable,
+    /// They do not: what is missing, and every permission the token has.
+    Missing { missing: Vec<&'static str>, has: Vec<String> },
+}
+
 impl Need {
-    /// The permissions `self` needs that `roles` (a token's `roles`, or its delegated `scp`)
-    /// lack: a read permission ([`READ_ROLES`]), and for [`Need::Apply`] [`PRIVILEGED_ROLE`] too.
-    pub(crate) fn missing(self, roles: &[String]) -> Vec<&'static str> {
-        let has = |r: &str| roles.iter().any(|x| x == r);
-        let mut missing = Vec::new();
-        if !READ_ROLES.iter().any(|r| has(r)) {
-            missing.push(READ_ROLES[0]);
+    /// What `self` needs: each requirement is met by any one of its permissions (the first is
+    /// the one to grant). A read permission ([`READ_ROLES`]), and for [`Need::Apply`]
+    /// [`PRIVILEGED_ROLE`] too.
+    fn requirements(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Need::Read => &[&READ_ROLES],
+            Need::Apply => &[&READ_ROLES, &[PRIVILEGED_ROLE]],
         }
-        if self == Need::Apply && !has(PRIVILEGED_ROLE) {
-            missing.push(PRIVILEGED_ROLE);
+    }
+
+    /// Whether `token`'s permissions (its `roles`, or its delegated `scp`) suffice for `self`:
+    /// the one rule, which the online commands ([`check_permissions`]) and `doctor` both ask.
+    pub(crate) fn judge(self, token: &AccessToken) -> Grant {
+        token.roles().map_or(Grant::Unreadable, |roles| self.judge_roles(roles))
+    }
+
+    fn judge_roles(self, roles: Vec<String>) -> Grant {
+        let met = |any: &[&str]| roles.iter().any(|r| any.contains(&r.as_str()));
+        let missing: Vec<&'static str> = self.requirements().iter().filter(|any| !met(any)).map(|any| any[0]).collect();
+        if missing.is_empty() {
+            let grants = |r: &str| self.requirements().iter().any(|any| any.contains(&r));
+            Grant::Granted(roles.into_iter().filter(|r| grants(r)).collect())
+        } else {
+            Grant::Missing { missing, has: roles }
         }
-        missing
     }
 }
 
@@ -243,23 +267,24 @@ pub(crate) struct MissingPermission {
     pub command: &'static str,
 }
 
-/// The one permission check of every online command, made before its first Graph request:
-/// `Ok(true)` when the token carries what `need` needs, `Ok(false)` when it cannot tell (the
-/// token is not a JWT: Graph will judge, and a warning says so), else what is missing.
+/// The one permission check of every online command, made before its first Graph request
+/// ([`Need::judge`] decides, as it does for `doctor`): `Ok(true)` when the token carries what
+/// `need` needs, `Ok(false)` when it cannot tell (the token is not a JWT: Graph will judge, and
+/// a warning says so), else what is missing.
 pub(crate) fn check_permissions(
     token: &AccessToken,
     need: Need,
     command: &'static str,
 ) -> Result<bool, MissingPermission> {
-    let Some(roles) = token.roles() else {
-        tracing::warn!("the access token is not a JWT: cannot check its permissions; Graph will judge them");
-        return Ok(false);
-    };
-    let missing = need.missing(&roles);
-    if missing.is_empty() {
-        Ok(true)
-    } else {
-        Err(MissingPermission { missing, has: roles, delegated: token.delegated(), command })
+    match need.judge(token) {
+        Grant::Granted(_) => Ok(true),
+        Grant::Unreadable => {
+            tracing::warn!("the access token is not a JWT: cannot check its permissions; Graph will judge them");
+            Ok(false)
+        }
+        Grant::Missing { missing, has } => {
+            Err(MissingPermission { missing, has, delegated: token.delegated(), command })
+        }
     }
 }
 
@@ -583,6 +608,32 @@ mod tests {
         assert_eq!(jwt(r#"{"tid":"x"}"#).tenant().as_deref(), Some("x"));
         assert_eq!(jwt(r#"{"scp":"A.Read B.Write"}"#).roles(), Some(vec!["A.Read".to_owned(), "B.Write".to_owned()]));
         assert_eq!(AccessToken(SecretString::from("opaque".to_owned()), 0).roles(), None);
+    }
+
+    #[test]
+    fn one_rule_judges_whether_a_tokens_permissions_suffice() {
+        let [read, read_write] = READ_ROLES;
+        let t = |roles: &[&str]| jwt(&serde_json::json!({ "roles": roles }).to_string());
+        let granted = |v: &[&str]| Grant::Granted(v.iter().map(|s| (*s).to_owned()).collect());
+        assert_eq!(Need::Read.judge(&t(&["Other", read_write])), granted(&[read_write]));
+        assert_eq!(Need::Apply.judge(&t(&[PRIVILEGED_ROLE, "Other", read])), granted(&[PRIVILEGED_ROLE, read]));
+        assert_eq!(
+            Need::Apply.judge(&t(&[read])),
+            Grant::Missing { missing: vec![PRIVILEGED_ROLE], has: vec![read.to_owned()] }
+        );
+        assert_eq!(
+            Need::Apply.judge(&t(&[])),
+            Grant::Missing { missing: vec![read, PRIVILEGED_ROLE], has: vec![] },
+            "each missing requirement names its first permission"
+        );
+        assert_eq!(
+            Need::Read.judge(&jwt(&format!(r#"{{"scp":"{read} x"}}"#))),
+            granted(&[read]),
+            "delegated scopes count"
+        );
+        assert_eq!(Need::Read.judge(&AccessToken(SecretString::from("opaque".to_owned()), 0)), Grant::Unreadable);
+        assert!(matches!(check_permissions(&t(&[read]), Need::Apply, "apply"), Err(MissingPermission { .. })));
+        assert!(matches!(check_permissions(&t(&[read]), Need::Read, "plan"), Ok(true)));
     }
 
     #[test]

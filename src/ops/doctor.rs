@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::Session;
-use crate::graph::auth::{Need, PRIVILEGED_ROLE, READ_ROLES};
+use crate::graph::auth::{Grant, Need};
 use crate::settings::Overrides;
 
 /// Which job the identity is for.
@@ -163,30 +163,20 @@ fn connection(
         checks.push(Check::pass("token", format!("obtained: {kind}")));
 
         // Its permissions, for each job.
-        let roles = token.roles();
-        let permission_line = |need: Need, what: &'static str| match &roles {
-            None => Check::fail(
+        // Decided as the commands decide ([`Need::judge`]); only a token whose permissions
+        // cannot be read fails here, where the commands leave it to Graph.
+        let permission_line = |need: Need, what: &'static str| match need.judge(&token) {
+            Grant::Unreadable => Check::fail(
                 what,
                 "the token is not a JWT: its permissions cannot be read",
                 "use a credential that issues Entra ID access tokens",
             ),
-            Some(roles) => {
-                let missing = need.missing(roles);
-                if missing.is_empty() {
-                    let granted: Vec<&str> = roles
-                        .iter()
-                        .map(String::as_str)
-                        .filter(|r| READ_ROLES.contains(r) || (need == Need::Apply && *r == PRIVILEGED_ROLE))
-                        .collect();
-                    Check::pass(what, granted.join(" + "))
-                } else {
-                    Check::fail(
-                        what,
-                        format!("missing {}", missing.join(" and ")),
-                        crate::graph::auth::permission_hint(&missing.join(" and "), token.delegated()),
-                    )
-                }
-            }
+            Grant::Granted(by) => Check::pass(what, by.join(" + ")),
+            Grant::Missing { missing, .. } => Check::fail(
+                what,
+                format!("missing {}", missing.join(" and ")),
+                crate::graph::auth::permission_hint(&missing.join(" and "), token.delegated()),
+            ),
         };
         checks.push(permission_line(Need::Read, "permissions for plan"));
         checks.push(match request.job {
@@ -273,7 +263,7 @@ fn connection(
         }
 
         // Graph: one cheap read, only once the permission check passed (Graph's 403 says less).
-        let readable = roles.as_ref().is_some_and(|r| Need::Read.missing(r).is_empty());
+        let readable = matches!(Need::Read.judge(&token), Grant::Granted(_));
         checks.push(if !readable {
             Check::skip("graph", "not read: the token may not read managed devices (see above)")
         } else {

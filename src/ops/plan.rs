@@ -10,7 +10,7 @@ use super::Session;
 use super::connect::Connection;
 use crate::action::Action;
 use crate::diagnostic::Diagnostics;
-use crate::graph::auth::{Need, PRIVILEGED_ROLE};
+use crate::graph::auth::{Grant, Need, PRIVILEGED_ROLE};
 use crate::out_of_band::AuditLog;
 use crate::plan::{self, Plan, PlanOptions, Resolutions};
 use crate::project::{self, Project};
@@ -189,7 +189,7 @@ async fn lookup(
 ) -> anyhow::Result<(Resolutions, AuditLog)> {
     conn.require(Need::Read, "plan").await?;
     let token = conn.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
-    if token.roles().is_some_and(|roles| !Need::Apply.missing(&roles).is_empty()) {
+    if matches!(Need::Apply.judge(&token), Grant::Missing { .. }) {
         tracing::info!("the token lacks {PRIVILEGED_ROLE}: this identity can plan, but `apply` will refuse to run");
     }
     if candidates.is_empty() {

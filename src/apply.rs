@@ -611,25 +611,17 @@ fn adoptions(plan: &Plan<'_>, released: &[&Action], opts: &ApplyOptions) -> Vec<
             let action = e.action.filter(|a| wanted.contains(&a.key))?;
             let (d, o) = (e.device?, e.out_of_band.as_ref()?);
             let mut record = e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), now));
-            record.device_name = d.device_name.clone();
-            record.status = Status::Done;
-            record.updated_at = now;
-            record.adopted = Some(crate::state::Adoption {
-                at: now,
-                by: "apply".to_owned(),
-                // Data, not the plan's sentence: that is made when shown (see `Adoption::seen`).
-                reason: crate::state::Adoption::BY_POLICY.to_owned(),
-                evidence: Some(o.evidence()),
-                result_started: o.started_at,
-                state: o.state.clone(),
-                audit_id: o.audit_id.clone(),
-                initiated_by: o.initiated_by.clone(),
-                provenance: Some(crate::state::Provenance {
-                    manifest: plan.manifests.get(&action.manifest).cloned().unwrap_or_default(),
-                    plan: opts.expected.as_ref().map(|exp| exp.saved.id.to_string()),
-                    ..opts.provenance.clone()
-                }),
-            });
+            let provenance = crate::state::Provenance {
+                manifest: plan.manifests.get(&action.manifest).cloned().unwrap_or_default(),
+                plan: opts.expected.as_ref().map(|exp| exp.saved.id.to_string()),
+                ..opts.provenance.clone()
+            };
+            // Data, not the plan's sentence: that is made when shown (see `Adoption::seen`).
+            let reason = crate::state::Adoption::BY_POLICY.to_owned();
+            record.adopt(
+                d.device_name.clone(),
+                crate::state::Adoption::of(o, now, "apply".to_owned(), reason, provenance),
+            );
             Some(record)
         })
         .collect()

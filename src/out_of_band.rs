@@ -68,6 +68,44 @@ impl OutOfBand {
     }
 }
 
+/// How an adoption is made: the one builder, for `apply` (`policy.outOfBand: adopt`) and for
+/// `state adopt`.
+impl Adoption {
+    /// The adoption of `reset` at `at`: who adopted it (`apply`, or the person), why, and where
+    /// the run came from; what it records of the reset is Intune's evidence, never a sentence
+    /// (that is made when shown, [`Adoption::seen`]).
+    pub(crate) fn of(
+        reset: &OutOfBand,
+        at: Timestamp,
+        by: String,
+        reason: String,
+        provenance: crate::state::Provenance,
+    ) -> Self {
+        Adoption {
+            at,
+            by,
+            reason,
+            evidence: Some(reset.evidence()),
+            result_started: reset.started_at,
+            state: reset.state.clone(),
+            audit_id: reset.audit_id.clone(),
+            initiated_by: reset.initiated_by.clone(),
+            provenance: Some(provenance),
+        }
+    }
+}
+
+impl Record {
+    /// Records `adoption` as how this action was done (nothing was sent), on the device named
+    /// `device_name`.
+    pub(crate) fn adopt(&mut self, device_name: Option<String>, adoption: Adoption) {
+        self.device_name = device_name;
+        self.status = crate::state::Status::Done;
+        self.updated_at = adoption.at;
+        self.adopted = Some(adoption);
+    }
+}
+
 /// How an adoption is told: made from its recorded evidence each time it is shown, with the same
 /// words as a reset just seen ([`OutOfBand::describe`]).
 impl Adoption {

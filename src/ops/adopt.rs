@@ -103,20 +103,8 @@ pub(crate) fn adopt(
             .cloned()
             .unwrap_or_else(|| Record::new(action, Some(device.id.clone()), now));
         record.managed_device_id = Some(device.id.clone());
-        record.device_name = device.device_name.clone();
-        record.status = Status::Done;
-        record.updated_at = now;
-        record.adopted = Some(Adoption {
-            at: now,
-            by: person.clone(),
-            reason: request.reason.clone(),
-            result_started: evidence.started_at,
-            state: evidence.state.clone(),
-            audit_id: evidence.audit_id.clone(),
-            initiated_by: evidence.initiated_by.clone(),
-            provenance: Some(provenance.clone()),
-            evidence: Some(evidence.evidence()),
-        });
+        let adoption = Adoption::of(&evidence, now, person.clone(), request.reason.clone(), provenance.clone());
+        record.adopt(device.device_name.clone(), adoption);
         w.record_all(vec![record.clone()]).await.map_err(anyhow::Error::from)?;
         w.commit().await.map_err(anyhow::Error::from)?;
         Ok((record, evidence))

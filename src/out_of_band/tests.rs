@@ -287,3 +287,24 @@ fn an_adoption_is_described_from_its_evidence() {
     a.reason = "INC-1".into();
     assert_eq!((a.why(), a.earlier_wording()), ("INC-1", None));
 }
+
+// `apply` and `state adopt` record an adoption through one builder: what Intune showed, as data,
+// and the record done with nothing sent.
+#[test]
+fn an_adoption_records_the_resets_evidence() {
+    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "bob@contoso.com", "done")]);
+    let o = find(&d, &log, &Ledger::empty()).expect("outside");
+    let provenance = crate::state::Provenance { ci: Some("local".into()), ..Default::default() };
+    let a = Adoption::of(&o, ts(NOW), "apply".into(), Adoption::BY_POLICY.into(), provenance.clone());
+    assert_eq!(a.seen(), "reset outside reconcile at 2026-11-30T11:20:00Z by bob@contoso.com (done)");
+    assert_eq!(a.source().as_deref(), Some("the device's action results and audit entry a1"));
+    assert_eq!(
+        (a.at, a.by.as_str(), a.why(), a.provenance.as_ref()),
+        (ts(NOW), "apply", Adoption::BY_POLICY, Some(&provenance))
+    );
+    let mut r = crate::state::tests::record("m", "S1", Status::Unknown);
+    r.adopt(Some("Phone".into()), a.clone());
+    assert_eq!((r.status, r.updated_at, r.device_name.as_deref()), (Status::Done, ts(NOW), Some("Phone")));
+    assert_eq!(r.adopted, Some(a));
+}

@@ -704,20 +704,31 @@ async fn audits(State(state): State<Shared>, RawQuery(query): RawQuery, call: Ca
         }
     }
     let all = s.audits(since);
-    let top = s.config.page_size;
-    let skip = get("$skiptoken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
-    let page: Vec<Value> = all.iter().skip(skip).take(top).cloned().collect();
+    let url = format!("http://{}/beta/deviceManagement/remoteActionAudits", call.host);
+    let (page, next) = page(&all, &params, s.config.page_size, &url);
     let mut body = json!({"value": page});
-    if skip + top < all.len() {
+    if let Some(next) = next {
+        body["@odata.nextLink"] = json!(next);
+    }
+    Reply::new(StatusCode::OK, Some(body))
+}
+
+/// Paging as Graph pages a list: the page of `items` that `$skiptoken` (an offset here) starts,
+/// at most `top` long, and the `@odata.nextLink` of the next page when there is more: `url` with
+/// the same query and the next offset. The one pager of every list the simulator serves.
+fn page<'a, T>(items: &'a [T], params: &[(String, String)], top: usize, url: &str) -> (&'a [T], Option<String>) {
+    let skip = params.iter().find(|(k, _)| k == "$skiptoken").and_then(|(_, t)| t.parse::<usize>().ok()).unwrap_or(0);
+    let end = skip.saturating_add(top);
+    let page = &items[skip.min(items.len())..end.min(items.len())];
+    let next = (end < items.len()).then(|| {
         let mut next = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in params.iter().filter(|(k, _)| k != "$skiptoken") {
             next.append_pair(k, v);
         }
-        next.append_pair("$skiptoken", &(skip + top).to_string());
-        body["@odata.nextLink"] =
-            json!(format!("http://{}/beta/deviceManagement/remoteActionAudits?{}", call.host, next.finish()));
-    }
-    Reply::new(StatusCode::OK, Some(body))
+        next.append_pair("$skiptoken", &end.to_string());
+        format!("{url}?{}", next.finish())
+    });
+    (page, next)
 }
 
 /// `prop eq 'value'` clauses joined by `and`; quotes inside values are doubled.
@@ -775,13 +786,12 @@ async fn list(
     };
     let top =
         get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(s.config.page_size).clamp(1, s.config.page_size);
-    let skip = get("$skiptoken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
     let select = parse_select(&query);
     let matching = s.matching(&clauses);
-    let page: Vec<Value> = matching
+    let url = format!("http://{}/{version}/deviceManagement/{collection}", call.host);
+    let (page, next) = page(&matching, &params, top, &url);
+    let page: Vec<Value> = page
         .iter()
-        .skip(skip)
-        .take(top)
         .map(|&i| s.render_device(i, select.as_deref()))
         .map(|mut d| {
             if s.config.list_omits_results && d.get("deviceActionResults").is_some() {
@@ -794,21 +804,32 @@ async fn list(
     if get("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
         body["@odata.count"] = json!(matching.len());
     }
-    if skip + top < matching.len() {
-        let mut next = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in params.iter().filter(|(k, _)| k != "$skiptoken") {
-            next.append_pair(k, v);
-        }
-        next.append_pair("$skiptoken", &(skip + top).to_string());
-        body["@odata.nextLink"] =
-            json!(format!("http://{}/{version}/deviceManagement/{collection}?{}", call.host, next.finish()));
+    if let Some(next) = next {
+        body["@odata.nextLink"] = json!(next);
     }
     Reply::new(StatusCode::OK, Some(body))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_filter;
+    use super::{page, parse_filter};
+
+    #[test]
+    fn pages_link_to_the_next_with_the_same_query() {
+        let items: Vec<u32> = (0..5).collect();
+        let q = |token: Option<&str>| {
+            let mut q = vec![("$filter".to_owned(), "a eq 'b c'".to_owned())];
+            q.extend(token.map(|t| ("$skiptoken".to_owned(), t.to_owned())));
+            q
+        };
+        let (first, next) = page(&items, &q(None), 2, "http://h/x");
+        assert_eq!((first, next.as_deref()), (&[0, 1][..], Some("http://h/x?%24filter=a+eq+%27b+c%27&%24skiptoken=2")));
+        let (last, next) = page(&items, &q(Some("4")), 2, "http://h/x");
+        assert_eq!((last, next), (&[4][..], None));
+        let (past, next) = page(&items, &q(Some("99999999999999999999")), 2, "http://h/x");
+        assert_eq!((past, next), (&[0, 1][..], Some("http://h/x?%24filter=a+eq+%27b+c%27&%24skiptoken=2".to_owned())));
+        assert_eq!(page(&items, &q(Some(&usize::MAX.to_string())), 2, "u"), (&[][..], None), "no overflow");
+    }
 
     #[test]
     fn filters_parse_with_doubled_quotes_and_and() {

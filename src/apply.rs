@@ -218,8 +218,9 @@ enum Release {
     All,
 }
 
-/// Resets resolved and released but not yet given a send slot, at most: lookups wait beyond it,
-/// so reads run just ahead of writes instead of competing with them for Intune's request limit.
+/// Lookups under way plus resets released but not yet given a send slot, at most: lookups wait
+/// beyond it, so reads run just ahead of writes instead of competing with them for Intune's
+/// request limit.
 const LOOKAHEAD: usize = 256;
 /// While sends are under way, the plan is re-made from the lookups done so far at most this often.
 const REPLAN_EVERY: Duration = Duration::from_millis(100);
@@ -517,13 +518,30 @@ async fn feed_lookups(
         let _ = tx.send(Ok((key, found)));
     }
     let mut tasks = tokio::task::JoinSet::new();
+    let failed = |e: tokio::task::JoinError| {
+        let _ = tx.send(Err(ReadError::Transport(format!("a lookup task failed: {e}"))));
+    };
     for key in keys {
-        while pace && ctx.backlog.load(Ordering::SeqCst) >= LOOKAHEAD && !ctx.cancelled() {
+        // Lookups under way count as ahead too: they are spawned at once, and wait for their
+        // read slot inside, so counting only released resets would never hold one back.
+        while pace && !ctx.cancelled() {
+            while let Some(joined) = tasks.try_join_next() {
+                if let Err(e) = joined {
+                    failed(e);
+                }
+            }
             let drained = ctx.drained.notified();
-            if ctx.backlog.load(Ordering::SeqCst) < LOOKAHEAD {
+            if tasks.len() + ctx.backlog.load(Ordering::SeqCst) < LOOKAHEAD {
                 break;
             }
-            drained.await;
+            tokio::select! {
+                () = drained => {}
+                Some(joined) = tasks.join_next() => {
+                    if let Err(e) = joined {
+                        failed(e);
+                    }
+                }
+            }
         }
         if ctx.cancelled() {
             break;
@@ -535,7 +553,7 @@ async fn feed_lookups(
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
-            let _ = tx.send(Err(ReadError::Transport(format!("a lookup task failed: {e}"))));
+            failed(e);
         }
     }
 }

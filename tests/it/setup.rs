@@ -108,13 +108,35 @@ fn init_binds_the_ledger_to_the_id_a_domain_stands_for() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Plan: 6 to reset, 1 to remove a passcode"), "{}", stdout(&out));
     // A domain that does not stand for the token's tenant is another tenant: refused before any
-    // Graph request.
+    // Graph request. (The token is this ledger's tenant's: only the domain check can refuse.)
+    let token = sim.state().mint_token_for(SIM_TENANT_ID, vec![READ.to_owned(), PRIVILEGED.to_owned()]);
     let before = sim.requests().len();
-    let out = again.cmd_on(&sim).env("AZURE_TENANT_ID", "fabrikam.onmicrosoft.com").arg("plan").output().expect("run");
+    let out = again
+        .cmd_on(&sim)
+        .env("AZURE_TENANT_ID", "fabrikam.onmicrosoft.com")
+        .env("RECONCILE_GRAPH_TOKEN", &token)
+        .arg("plan")
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stderr(&out).contains("fabrikam.onmicrosoft.com"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "the access token is for tenant `{SIM_TENANT_ID}`, but AZURE_TENANT_ID is `fabrikam.onmicrosoft.com`"
+        )),
+        "{}",
+        stderr(&out)
+    );
     let graph = sim.requests()[before..].iter().filter(|r| r.path.contains("/deviceManagement/")).count();
     assert_eq!(graph, 0, "no Graph request for another tenant");
+    // The same token with the domain that stands for its tenant is accepted.
+    let out = again
+        .cmd_on(&sim)
+        .env("AZURE_TENANT_ID", SIM_DOMAIN)
+        .env("RECONCILE_GRAPH_TOKEN", &token)
+        .arg("plan")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // `--tenant` naming another tenant than the credential's AZURE_TENANT_ID: refused, for no
     // run of this pipeline could use that ledger.

@@ -237,22 +237,12 @@ impl Store {
     ) -> Result<Record, StateError> {
         let command =
             if decision == PersonDecision::Retry { "reconcile state retry" } else { "reconcile state resolve" };
-        let mut w = self.lock(timeout, command, None).await?;
-        let found = w.ledger().find(key).cloned();
-        let mut record = match found {
-            Ok(r) => r,
-            Err(e) => {
-                w.commit().await?;
-                return Err(e.into());
-            }
-        };
-        if let Err(e) = record.decide_by_person(decision, by, reason, jiff::Timestamp::now()) {
-            w.commit().await?;
-            return Err(e.into());
-        }
-        w.record_all(vec![record.clone()]).await?;
-        w.commit().await?;
-        Ok(record)
+        self.edit(timeout, command, |ledger| {
+            let mut record = ledger.find(key).cloned()?;
+            record.decide_by_person(decision, by, reason, jiff::Timestamp::now())?;
+            Ok((vec![record.clone()], record))
+        })
+        .await
     }
 
     /// Archives the records of `keys` (`state archive`), each found by a unique prefix, in one
@@ -265,32 +255,42 @@ impl Store {
         by: &str,
         reason: &str,
     ) -> Result<Vec<(Record, bool)>, StateError> {
-        let mut w = self.lock(timeout, "reconcile state archive", None).await?;
         let now = jiff::Timestamp::now();
-        let mut out: Vec<(Record, bool)> = Vec::new();
-        for key in keys {
-            let found = w.ledger().find(key).cloned();
-            let mut record = match found {
-                Ok(r) => r,
-                Err(e) => {
-                    w.commit().await?;
-                    return Err(e.into());
+        self.edit(timeout, "reconcile state archive", |ledger| {
+            let mut out: Vec<(Record, bool)> = Vec::new();
+            for key in keys {
+                let mut record = ledger.find(key).cloned()?;
+                if out.iter().any(|(r, _)| r.key == record.key) {
+                    continue;
                 }
-            };
-            if out.iter().any(|(r, _)| r.key == record.key) {
-                continue;
+                let changed = record.archive(by, reason, now)?;
+                out.push((record, changed));
             }
-            match record.archive(by, reason, now) {
-                Ok(changed) => out.push((record, changed)),
-                Err(e) => {
-                    w.commit().await?;
-                    return Err(e.into());
-                }
+            let changed = out.iter().filter(|(_, c)| *c).map(|(r, _)| r.clone()).collect();
+            Ok((changed, out))
+        })
+        .await
+    }
+
+    /// One change by a person under the lock of `command`: `change` reads the ledger and returns
+    /// the records to write, in one write, and what to hand back. When it refuses, nothing is
+    /// written; the lock is released either way.
+    async fn edit<T>(
+        &self,
+        timeout: Duration,
+        command: &str,
+        change: impl FnOnce(&Ledger) -> Result<(Vec<Record>, T), StateError>,
+    ) -> Result<T, StateError> {
+        let mut w = self.lock(timeout, command, None).await?;
+        let (records, out) = match change(w.ledger()) {
+            Ok(changed) => changed,
+            Err(e) => {
+                w.commit().await?;
+                return Err(e);
             }
-        }
-        let changed: Vec<Record> = out.iter().filter(|(_, c)| *c).map(|(r, _)| r.clone()).collect();
-        if !changed.is_empty() {
-            w.record_all(changed).await?;
+        };
+        if !records.is_empty() {
+            w.record_all(records).await?;
         }
         w.commit().await?;
         Ok(out)

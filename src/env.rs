@@ -12,6 +12,13 @@ pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// Whether `value` is an Azure Pipelines macro left as written (`$(System.AccessToken)` in a
+/// step's `env:` when the variable is not mapped or not defined): no value at all.
+pub(crate) fn unexpanded(value: &str) -> bool {
+    let v = value.trim();
+    v.starts_with("$(") && v.ends_with(')')
+}
+
 // The tool's own.
 /// Pins the cloud credentials may go to (`global`, `usgov`, `usgov-dod`, `china`).
 pub(crate) const AZURE_CLOUD: &str = "AZURE_CLOUD";

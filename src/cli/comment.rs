@@ -68,7 +68,9 @@ fn body_of(path: &std::path::Path) -> anyhow::Result<String> {
 
 /// Inside Azure Pipelines: the plan thread of the pull request that triggered the build.
 fn azure_devops(args: &CommentArgs, body: &str, get: &dyn Fn(&str) -> Option<String>) -> CmdResult {
-    let need = |k: &'static str, hint: &'static str| get(k).with_context(|| format!("{k} is not set\nhint: {hint}"));
+    let need = |k: &'static str, hint: &'static str| {
+        get(k).filter(|v| !crate::env::unexpanded(v)).with_context(|| format!("{k} is not set\nhint: {hint}"))
+    };
     let token = need(
         crate::env::SYSTEM_ACCESSTOKEN,
         "map it into the step: `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`, and allow the build service to contribute to pull requests",

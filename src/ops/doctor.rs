@@ -298,10 +298,7 @@ fn skip_rest(mut checks: Vec<Check>, why: &str) -> Vec<Check> {
 /// What `reconcile comment` will need in this CI system (only the plan job comments).
 fn comment_variables(job: Option<Job>, env: &dyn Fn(&str) -> Option<String>) -> Vec<Check> {
     const WHAT: &str = "comment variables";
-    // Azure Pipelines leaves a macro it cannot expand as written: `$(System.AccessToken)` in a
-    // step's env is no token.
-    let unexpanded = |v: &str| v.trim().starts_with("$(") && v.trim().ends_with(')');
-    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty() && !unexpanded(v));
+    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty() && !crate::env::unexpanded(v));
     if job == Some(Job::Apply) {
         return vec![Check::skip(WHAT, "not checked (--for apply: only the plan job comments)")];
     }

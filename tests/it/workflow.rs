@@ -964,6 +964,12 @@ fn the_azure_devops_plan_thread_is_created_once_then_updated_and_never_anyone_el
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("SYSTEM_ACCESSTOKEN: $(System.AccessToken)"), "{}", stderr(&out));
+    // The macro left as written (the step did not map it) is no token either: nothing is sent.
+    let before = db.lock().expect("db").len();
+    let out = ado_comment(&repo, &url, "$(System.AccessToken)");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("SYSTEM_ACCESSTOKEN is not set"), "{}", stderr(&out));
+    assert_eq!(db.lock().expect("db").len(), before);
     drop(server);
 }
 

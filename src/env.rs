@@ -86,3 +86,17 @@ pub(crate) const BUILD_REQUESTEDFOREMAIL: &str = "BUILD_REQUESTEDFOREMAIL";
 pub(crate) const USER: &str = "USER";
 pub(crate) const USERNAME: &str = "USERNAME";
 pub(crate) const HOSTNAME: &str = "HOSTNAME";
+
+#[cfg(test)]
+mod tests {
+    // Only a whole `$(…)` is a macro left as written; a value that merely starts or ends like one
+    // is a value.
+    #[test]
+    fn only_a_whole_macro_is_unexpanded() {
+        assert!(super::unexpanded("$(System.AccessToken)"));
+        assert!(super::unexpanded(" $(System.AccessToken) "));
+        for value in ["eyJ0eXAi.abc", "token)", "$(token", ""] {
+            assert!(!super::unexpanded(value), "{value:?}");
+        }
+    }
+}

@@ -236,9 +236,17 @@ fn storage_outage_mid_apply_stops_sending_and_converges_after() {
     let seen = proxy.log().len();
     store.stop();
     let at_outage = posts(&sim).len();
-    // The run meets the outage: a ledger request finds the store gone. It then keeps the
-    // outcomes it could not write, to write once the store is back.
-    wait_until("a ledger request during the outage", || proxy.log()[seen..].iter().any(|r| r.status.is_none()));
+    // The run meets the outage: a write to the ledger fails on every try (the first and the
+    // store client's 3 retries), so the run stops sending and keeps the outcomes it could not
+    // write. (A store back sooner may take the write on a retry, and the run then rightly ends
+    // well: not the case tested here.)
+    wait_until("a ledger write that failed on every try", || {
+        let mut failed: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for r in proxy.log()[seen..].iter().filter(|r| r.method == "PUT" && r.status.is_none()) {
+            *failed.entry(r.path.clone()).or_default() += 1;
+        }
+        failed.values().any(|&n| n >= 4)
+    });
     store.restart();
     proxy.set_upstream(store.port());
     let out = child.wait_with_output().expect("apply ends");

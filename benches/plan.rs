@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use intune_reconcile::ledger::{Attempt, LocalStore, Record, Status};
 use intune_reconcile::manifest::{self, ManifestInput};
-use intune_reconcile::state::{Attempt, LocalStore, Record, Status};
 
 const DEVICES_PER_MANIFEST: usize = 100;
 

@@ -23,7 +23,7 @@ pub(crate) enum ConfineError {
 pub(crate) fn inside(root: &Path, path: &Path) -> Result<PathBuf, ConfineError> {
     let unresolvable = |p: &Path, e: std::io::Error| ConfineError::Unresolvable {
         path: p.to_path_buf(),
-        reason: crate::diagnostic::io_reason(&e),
+        reason: crate::diag::io_reason(&e),
     };
     let root = std::fs::canonicalize(root).map_err(|e| unresolvable(root, e))?;
     let outside = || ConfineError::Outside { path: path.to_path_buf(), root: root.clone() };

@@ -1,63 +1,47 @@
 //! intune-reconcile: pull-request change control for Intune device actions.
 //!
-//! Code map (data flows top to bottom):
+//! Layers (each depends only on those below it; ARCHITECTURE.md draws them):
 //!
-//! - [`cli`] — argument parsing and one file per subcommand; turns flags into options and calls
-//!   the core. The only place with `anyhow`, exit codes and stdout/stderr decisions.
-//! - [`settings`] — the one place that reads `reconcile.yaml` and the environment.
-//! - [`confine`] — paths the repository names stay inside it.
-//! - [`manifest`] — finds, parses and validates manifests into [`action::Action`]s, with
-//!   `file:line:column` [`diagnostic`]s for every problem.
-//! - [`action`] — `Action` and `ActionKey` (the canonical form and its SHA-256).
-//! - [`state`] — the ledger model and its local store (snapshot + journal + lock).
-//! - [`plan`] — the pure diff `(actions, ledger) → Plan`.
-//! - [`render`] — plans and ledger listings as text, JSON and Markdown, to any `io::Write`.
-//! - [`schema`] — JSON Schemas generated from the manifest and config types.
-//! - [`duration`] — `500ms` / `20s` / `5m` / `1h`.
-//!
-//! `manifest`, `action`, `plan` and `render` do no I/O beyond reading the manifest files they are
-//! given, and never read the clock or the environment.
-
+//! - [`cli`] — argument parsing, one file per subcommand: parse → call [`app`] → render; exit
+//!   codes and where output goes.
+//! - `app` — the operations (`plan`, `apply`, `refresh`, `adopt`, `doctor`): a session wires
+//!   settings, the credential, the Graph client and the ledger, in the order the guarantees need.
+//! - `exec` — the executor: look up while sending; intent → send → outcome for every attempt.
+//! - [`core`] — pure: action identity, plan, policy, refresh decisions, out-of-band actions.
+//! - [`ledger`] — the ledger's model, its engine (lock, append, compact) and its backends.
+//! - [`graph`] — Microsoft Graph: credentials, pacing, requests, errors.
+//! - [`render`] — plans, ledgers and reports as text, JSON and Markdown.
+//! - `diag` — `file:line:column` diagnostics and untrusted text made safe for each sink.
+//! - `ci` — provenance, the pull request comment on GitHub and Azure DevOps, `git`.
+//! - [`manifest`], [`settings`], `schema`, `env`, `cloud`, `confine`, `duration`, `http` —
+//!   reading what the repository and the operator say.
+//! - [`sim`] — the built-in simulator of Graph and Intune.
 //!
 //! **Visibility.** Everything is `pub(crate)` unless something outside the crate needs it (the
 //! `unreachable_pub` lint keeps it so): the binary calls [`main`]; the integration tests and
-//! benchmarks drive the [`sim`]ulator, build ledgers through [`state`] and [`action`], load
+//! benchmarks drive the [`sim`]ulator, build ledgers through [`ledger`] and [`core::action`], load
 //! manifests through [`manifest`], and name a few settings, Graph credentials and the comment
 //! marker. A module left `pub` here exports only those items; the rest of it is `pub(crate)`.
 
 #![forbid(unsafe_code)]
 
-pub mod action;
-mod apply;
-mod audit;
-mod azure_devops;
+mod app;
+mod ci;
 mod cli;
 mod cloud;
 mod confine;
-mod device;
-pub mod diagnostic;
+pub mod core;
+pub mod diag;
 mod duration;
 mod env;
-mod git;
-mod github;
+mod exec;
 pub mod graph;
 mod http;
+pub mod ledger;
 pub mod manifest;
-mod ops;
-mod out_of_band;
-mod plan;
-mod policy;
-mod project;
-mod refresh;
 pub mod render;
-mod resolve;
-mod retry;
-mod safe;
-mod saved;
 mod schema;
 pub mod settings;
 pub mod sim;
-pub mod state;
-mod violation;
 
 pub use cli::main;

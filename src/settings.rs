@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::duration::HumanDuration;
 use crate::manifest::ManifestInput;
 use crate::manifest::source::{self, duration, pos_of};
@@ -43,7 +43,7 @@ pub(crate) struct RawConfig {
     /// The built-in simulator used by `--simulate`.
     pub simulator: Option<RawSimulator>,
     /// Guard rails enforced by `validate`, `plan` and `apply` (apply refuses on any violation).
-    pub policy: Option<crate::policy::RawPolicy>,
+    pub policy: Option<crate::core::policy::RawPolicy>,
     /// What plans show.
     pub plan: Option<RawPlan>,
 }
@@ -152,7 +152,7 @@ impl Default for GraphSettings {
 pub(crate) struct Settings {
     pub manifests: Vec<ManifestInput>,
     /// The ledger: a path, or an Azure Blob Storage URL (docs/contract.md, Ledger).
-    pub state: crate::state::Location,
+    pub state: crate::ledger::Location,
     /// The ledger `--simulate` uses (always local).
     pub sim_state: PathBuf,
     /// The repository, when the ledger is a file the repository named (not the operator): the
@@ -169,11 +169,11 @@ pub(crate) struct Settings {
     pub sim_devices: Option<PathBuf>,
     /// The policy in effect: the stricter of the operator's floor, the repository's `policy:`
     /// section and, for a change under review, the same section before it.
-    pub policy: crate::policy::Policy,
+    pub policy: crate::core::policy::Policy,
     /// The repository's own `policy:` section, validated.
-    pub repo_policy: crate::policy::Policy,
+    pub repo_policy: crate::core::policy::Policy,
     /// The operator's policy (`RECONCILE_POLICY` / `--policy`), if any.
-    pub floor: Option<crate::policy::Floor>,
+    pub floor: Option<crate::core::policy::Floor>,
     /// Plans show each device's primary user (`plan.showUser`, `--show-user`).
     pub show_user: bool,
 }
@@ -311,13 +311,13 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
     // A Blob URL in the repository only repeats the operator's: where storage credentials go is
     // never the repository's to say.
     if let Some(named) = &raw.state
-        && let Ok(Some(url)) = crate::state::Location::parse(&named.value, pinned)
+        && let Ok(Some(url)) = crate::ledger::Location::parse(&named.value, pinned)
     {
-        let operators = operator.as_ref().map(|(s, _)| crate::state::Location::parse(&s.to_string_lossy(), pinned));
+        let operators = operator.as_ref().map(|(s, _)| crate::ledger::Location::parse(&s.to_string_lossy(), pinned));
         if !matches!(&operators, Some(Ok(Some(o))) if *o == url) {
             let theirs = match &operator {
                 Some((s, from)) => {
-                    format!("the operator's ledger is `{}` ({from})", crate::safe::text(&s.to_string_lossy()))
+                    format!("the operator's ledger is `{}` ({from})", crate::diag::safe::text(&s.to_string_lossy()))
                 }
                 None => "the operator named none (--state or RECONCILE_STATE)".to_owned(),
             };
@@ -325,7 +325,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
                 Diagnostic::error(
                     &file,
                     pos_of(named, 0),
-                    format!("state: the Blob URL `{}` is not the operator's: {theirs}", crate::safe::text(&url.to_string())),
+                    format!("state: the Blob URL `{}` is not the operator's: {theirs}", crate::diag::safe::text(&url.to_string())),
                 )
                 .with_hint("a Blob ledger is chosen by the operator with RECONCILE_STATE or --state; reconcile.yaml may only repeat it"),
             );
@@ -333,18 +333,18 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
     }
     let mut state_root = None;
     let state = match (&operator, raw.state) {
-        (Some((s, from)), _) => match crate::state::Location::parse(&s.to_string_lossy(), pinned) {
-            Ok(Some(url)) => crate::state::Location::Blob(url),
-            Ok(None) => crate::state::Location::Local(s.clone()),
+        (Some((s, from)), _) => match crate::ledger::Location::parse(&s.to_string_lossy(), pinned) {
+            Ok(Some(url)) => crate::ledger::Location::Blob(url),
+            Ok(None) => crate::ledger::Location::Local(s.clone()),
             Err(e) => {
                 diags.push(Diagnostic::plain_error(format!("{from}: {e}")));
-                crate::state::Location::Local(s.clone())
+                crate::ledger::Location::Local(s.clone())
             }
         },
         (None, named) => {
             let text = named.as_ref().map_or(DEFAULT_STATE, |s| s.value.as_str());
-            match crate::state::Location::parse(text, pinned) {
-                Ok(Some(url)) => crate::state::Location::Blob(url),
+            match crate::ledger::Location::parse(text, pinned) {
+                Ok(Some(url)) => crate::ledger::Location::Blob(url),
                 Ok(None) => {
                     let path = join(&base, Path::new(text));
                     let at = named.as_ref().and_then(|s| pos_of(s, 0));
@@ -356,14 +356,14 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
                             Diagnostic::error(
                                 &file,
                                 at,
-                                format!("state: `{}` is inside a hidden folder (such as .git)", crate::safe::text(text)),
+                                format!("state: `{}` is inside a hidden folder (such as .git)", crate::diag::safe::text(text)),
                             )
                             .with_hint("keep the ledger in .reconcile/ or a visible folder of the repository"),
                         ),
                         Ok(_) => {}
                     }
                     state_root = Some(base.clone());
-                    crate::state::Location::Local(path)
+                    crate::ledger::Location::Local(path)
                 }
                 Err(e) => {
                     diags.push(Diagnostic::error(
@@ -371,14 +371,14 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
                         named.as_ref().and_then(|s| pos_of(s, 0)),
                         format!("state: {e}"),
                     ));
-                    crate::state::Location::Local(join(&base, Path::new(DEFAULT_STATE)))
+                    crate::ledger::Location::Local(join(&base, Path::new(DEFAULT_STATE)))
                 }
             }
         }
     };
     let sim_state = simulated_path(match &state {
-        crate::state::Location::Local(p) => p.clone(),
-        crate::state::Location::Blob(_) => join(&base, Path::new(DEFAULT_STATE)),
+        crate::ledger::Location::Local(p) => p.clone(),
+        crate::ledger::Location::Blob(_) => join(&base, Path::new(DEFAULT_STATE)),
     });
     let nonempty = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let mut settings = Settings {
@@ -397,34 +397,38 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
             }
             path
         }),
-        policy: crate::policy::Policy::default(),
-        repo_policy: raw.policy.map(|p| crate::policy::Policy::from_raw(p, &file, diags)).unwrap_or_default(),
+        policy: crate::core::policy::Policy::default(),
+        repo_policy: raw.policy.map(|p| crate::core::policy::Policy::from_raw(p, &file, diags)).unwrap_or_default(),
         floor: None,
         show_user: overrides.show_user || raw.plan.as_ref().and_then(|p| p.show_user).unwrap_or(false),
     };
     // The operator's floor: a file the repository cannot change.
     let floor_path = overrides.policy.clone().or_else(|| nonempty(crate::env::RECONCILE_POLICY).map(PathBuf::from));
-    settings.floor = floor_path.and_then(|p| crate::policy::Floor::load(&p, diags));
+    settings.floor = floor_path.and_then(|p| crate::core::policy::Floor::load(&p, diags));
     if let Some(f) = &settings.floor {
         for w in f.warnings(&settings.repo_policy) {
             diags.push(w);
         }
     }
     let base = base_policy(&overrides.base, overrides.config.as_deref(), diags);
-    settings.policy = crate::policy::effective(settings.floor.as_ref(), &settings.repo_policy, base);
+    settings.policy = crate::core::policy::effective(settings.floor.as_ref(), &settings.repo_policy, base);
     settings
 }
 
 /// The repository's policy before the change under review (`None`: no change under review, or
 /// nothing in git to compare with), named by its short commit.
-fn base_policy(base: &Base, config: Option<&Path>, diags: &mut Diagnostics) -> Option<(String, crate::policy::Policy)> {
+fn base_policy(
+    base: &Base,
+    config: Option<&Path>,
+    diags: &mut Diagnostics,
+) -> Option<(String, crate::core::policy::Policy)> {
     let commit = match base {
         Base::None => return None,
-        Base::FirstParent => match crate::git::first_parent() {
+        Base::FirstParent => match crate::ci::git::first_parent() {
             Some(c) => c,
             // A shallow clone has cut the parent off: judging without it would let a merged
             // change rely on its own loosening.
-            None if crate::git::is_shallow() => {
+            None if crate::ci::git::is_shallow() => {
                 diags.push(
                     Diagnostic::plain_error(
                         "cannot judge this change by the policy before it: the clone is shallow and HEAD's first parent is missing",
@@ -435,14 +439,14 @@ fn base_policy(base: &Base, config: Option<&Path>, diags: &mut Diagnostics) -> O
             }
             None => return None,
         },
-        Base::ForkFrom(rev) => match crate::git::fork_point(rev) {
+        Base::ForkFrom(rev) => match crate::ci::git::fork_point(rev) {
             Ok(c) => c,
             Err(e) => {
                 diags.push(Diagnostic::plain_error(e.to_string()));
                 return None;
             }
         },
-        Base::Commit(rev) => match crate::git::commit(rev) {
+        Base::Commit(rev) => match crate::ci::git::commit(rev) {
             Ok(c) => c,
             Err(e) => {
                 diags.push(Diagnostic::plain_error(format!("the policy before this change: {e}")));
@@ -458,7 +462,7 @@ fn base_policy(base: &Base, config: Option<&Path>, diags: &mut Diagnostics) -> O
         Ok(cwd) if path.is_absolute() => path.strip_prefix(&cwd).ok()?.to_path_buf(),
         _ => path.clone(),
     };
-    let text = match crate::git::file_at(&commit, &rel) {
+    let text = match crate::ci::git::file_at(&commit, &rel) {
         Ok(t) => t.unwrap_or_default(),
         Err(e) => {
             diags.push(Diagnostic::plain_error(format!("the policy before this change: {e}")));
@@ -474,7 +478,12 @@ fn base_policy(base: &Base, config: Option<&Path>, diags: &mut Diagnostics) -> O
     let policy = raw.map(|r| {
         r.policy
             .map(|p| {
-                crate::policy::Policy::from_raw_as(p, &rel, crate::policy::Origin::Base(short.clone()), &mut found)
+                crate::core::policy::Policy::from_raw_as(
+                    p,
+                    &rel,
+                    crate::core::policy::Origin::Base(short.clone()),
+                    &mut found,
+                )
             })
             .unwrap_or_default()
     });
@@ -517,7 +526,7 @@ fn read_config(overrides: &Overrides, diags: &mut Diagnostics) -> (Option<PathBu
         [_, second, ..] => {
             diags.push(Diagnostic::error(
                 &path,
-                Some(crate::diagnostic::Pos::new(second.line_offset + 1, 1)),
+                Some(crate::diag::Pos::new(second.line_offset + 1, 1)),
                 "the config holds more than one YAML document",
             ));
             None

@@ -8,12 +8,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
 use anyhow::Context as _;
 
-use crate::apply::{self, Progress, Ui};
-use crate::ops::{self, Session, apply::ApplyRequest};
-use crate::plan::Plan;
-use crate::project;
+use crate::app::project;
+use crate::app::{self, Session, apply::ApplyRequest};
+use crate::core::plan::Plan;
+use crate::exec::{self, Progress, Ui};
+use crate::ledger::Record;
 use crate::render::{self, Format, PlanContext};
-use crate::state::Record;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ApplyArgs {
@@ -74,7 +74,7 @@ impl CliUi {
     fn print_outcome(&self, line: &str) {
         let print = || {
             if self.plan_to_stderr {
-                let _ = writeln!(crate::safe::stderr(), "{line}");
+                let _ = writeln!(crate::diag::safe::stderr(), "{line}");
             } else {
                 say!("{line}");
             }
@@ -113,7 +113,7 @@ impl Ui for CliUi {
             let _ = render::plan(&mut buf, plan, ctx, format);
             w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).plan = buf;
         } else if self.plan_to_stderr {
-            let mut out = std::io::BufWriter::new(crate::safe::stderr());
+            let mut out = std::io::BufWriter::new(crate::diag::safe::stderr());
             let _ = render::plan(&mut out, plan, ctx, Format::Text);
             let _ = out.flush();
         } else {
@@ -181,7 +181,7 @@ impl Ui for CliUi {
 
 /// `apply --plan`: the actions the reviewed plan did not have, named, so that nobody takes "apply
 /// complete" for "everything the manifests ask for was sent".
-fn not_in_plan(watch: Option<&super::WatchSink>, report: &apply::ApplyReport) {
+fn not_in_plan(watch: Option<&super::WatchSink>, report: &exec::ApplyReport) {
     let n = report.not_in_plan.len();
     if n == 0 {
         return;
@@ -194,7 +194,7 @@ fn not_in_plan(watch: Option<&super::WatchSink>, report: &apply::ApplyReport) {
     super::conclude(watch, format!("{n} {were} not sent (plan and review {them} to send {them}):"));
     for a in &report.not_in_plan {
         let line = format!("  {} {} {}", a.key.short(), a.manifest, a.selector);
-        super::conclude(watch, crate::safe::text(&line).into_owned());
+        super::conclude(watch, crate::diag::safe::text(&line).into_owned());
     }
 }
 
@@ -220,12 +220,12 @@ fn rerun(args: &ApplyArgs) -> String {
     for p in &args.paths {
         cmd.push_str(&format!(" {}", word(p)));
     }
-    crate::safe::text(&cmd).into_owned()
+    crate::diag::safe::text(&cmd).into_owned()
 }
 
 /// "Do you want to reset the passcode of 5 devices and remove the passcode of 1?": a passcode
 /// removal is asked about by name.
-fn question(s: &crate::plan::Summary) -> String {
+fn question(s: &crate::core::plan::Summary) -> String {
     let devices = |n: usize| format!("{n} device{}", if n == 1 { "" } else { "s" });
     match render::resets_and_removals(s) {
         (resets, 0) => format!("Do you want to reset the passcode of {}?", devices(resets)),
@@ -251,7 +251,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
     let saved = args
         .plan
         .as_deref()
-        .and_then(|p| crate::saved::SavedPlan::read(p).ok())
+        .and_then(|p| crate::core::saved::SavedPlan::read(p).ok())
         .and_then(|s| s.policy)
         .and_then(|p| p.base);
     overrides.base = match saved.or(watched) {
@@ -273,8 +273,8 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
         max_actions: args.max_actions,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
     };
-    let checked = match ops::apply::check(&p, &request) {
-        Err(ops::apply::Refusal::Policy(diags)) => return Err(Failure::Invalid(diags)),
+    let checked = match app::apply::check(&p, &request) {
+        Err(app::apply::Refusal::Policy(diags)) => return Err(Failure::Invalid(diags)),
         other => other?,
     };
     let (runtime, conn) = session.connect(&p.settings, args.simulate, &env)?;
@@ -300,7 +300,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
             }
             let _ = tx.send(true);
         });
-        let report = ops::apply::apply(&p, checked, conn, &env, &mut ui, rx).await;
+        let report = app::apply::apply(&p, checked, conn, &env, &mut ui, rx).await;
         stop.abort();
         report
     });
@@ -311,7 +311,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
     // A run stopped before its plan was complete: what it did is still shown.
     ui.flush_early();
     let report = match report {
-        Err(ops::apply::Error::Apply(apply::ApplyError::Policy(diags))) => return Err(Failure::Invalid(diags)),
+        Err(app::apply::Error::Apply(exec::ApplyError::Policy(diags))) => return Err(Failure::Invalid(diags)),
         other => other?,
     };
     if let Some(path) = &args.junit {
@@ -319,7 +319,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> 
             .with_context(|| format!("cannot write the JUnit report `{}`", path.display()))?;
     }
     if json {
-        let mut out = std::io::BufWriter::new(crate::safe::stdout());
+        let mut out = std::io::BufWriter::new(crate::diag::safe::stdout());
         crate::render::report::json(&mut out, &report, conn.simulated)
             .and_then(|()| out.flush())
             .context("cannot write to stdout")?;

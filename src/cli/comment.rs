@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use secrecy::SecretString;
 
 use super::{CmdResult, env};
-use crate::github::{self, GithubTarget, Upserted};
+use crate::ci::github::{self, GithubTarget, Upserted};
+use crate::core::saved::{Restored, SavedPlan};
 use crate::render::PlanContext;
-use crate::saved::{Restored, SavedPlan};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct CommentArgs {
@@ -48,7 +48,7 @@ pub(super) fn run(args: CommentArgs) -> CmdResult {
     };
     let actions = get(crate::env::GITHUB_ACTIONS).as_deref() == Some("true");
     let target = GithubTarget { api, repository, pr, token: SecretString::from(token), actions };
-    let done = crate::ops::connect::runtime()?.block_on(github::upsert_comment(&target, &body))?;
+    let done = crate::app::connect::runtime()?.block_on(github::upsert_comment(&target, &body))?;
     match done {
         Upserted::Created(id) => say!("created plan comment {id} on pull request #{pr}"),
         Upserted::Updated(id) => say!("updated plan comment {id} on pull request #{pr}"),
@@ -91,14 +91,14 @@ fn azure_devops(args: &CommentArgs, body: &str, get: &dyn Fn(&str) -> Option<Str
         .parse()
         .context("SYSTEM_PULLREQUEST_PULLREQUESTID is not a number")?,
     };
-    let target = crate::azure_devops::AzureDevopsTarget {
+    let target = crate::ci::azure_devops::AzureDevopsTarget {
         collection,
         project,
         repository,
         pr,
         token: SecretString::from(token),
     };
-    let done = crate::ops::connect::runtime()?.block_on(crate::azure_devops::upsert_thread(&target, body))?;
+    let done = crate::app::connect::runtime()?.block_on(crate::ci::azure_devops::upsert_thread(&target, body))?;
     match done {
         Upserted::Created(id) => say!("created plan thread {id} on pull request {pr}"),
         Upserted::Updated(id) => say!("updated plan thread {id} on pull request {pr}"),

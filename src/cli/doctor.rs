@@ -1,8 +1,8 @@
 //! `reconcile doctor`: one line per check, ✓ or ✗ with the fix; exit 1 when any failed.
 
 use super::{CmdResult, Failure, GlobalArgs, env};
-use crate::ops::Session;
-use crate::ops::doctor::{self, DoctorRequest, Job, Mark};
+use crate::app::Session;
+use crate::app::doctor::{self, DoctorRequest, Job, Mark};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct DoctorArgs {
@@ -31,9 +31,9 @@ pub(super) fn run(g: &GlobalArgs, args: DoctorArgs) -> CmdResult {
             Mark::Fail => "✗",
             Mark::Skip => "-",
         };
-        say!("{mark} {:<width$}  {}", c.what, crate::safe::text(&c.found));
+        say!("{mark} {:<width$}  {}", c.what, crate::diag::safe::text(&c.found));
         if let Some(fix) = &c.fix {
-            say!("  {:<width$}  fix: {}", "", crate::safe::text(fix));
+            say!("  {:<width$}  fix: {}", "", crate::diag::safe::text(fix));
         }
     }
     let failed = checks.iter().filter(|c| c.mark == Mark::Fail).count();

@@ -1,9 +1,9 @@
 //! `reconcile init [--tenant ID]`: create the ledger, once, on purpose.
 
 use super::{CmdResult, Failure, GlobalArgs, env};
-use crate::ops::connect;
-use crate::project;
-use crate::state::{LocalStore, Store, block_on};
+use crate::app::connect;
+use crate::app::project;
+use crate::ledger::{LocalStore, Store, block_on};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct InitArgs {

@@ -44,7 +44,7 @@ pub(super) fn set_bar(bar: Option<indicatif::ProgressBar>) {
 
 /// One log event, written to stderr in one piece when dropped: with the progress bar hidden
 /// meanwhile, so a log line never lands in the middle of it. A JSON line writes `#` as `\u0023`,
-/// a text line has its logging commands broken (`crate::safe`).
+/// a text line has its logging commands broken (`crate::diag::safe`).
 struct LogLine(Vec<u8>, bool);
 
 impl std::io::Write for LogLine {
@@ -61,8 +61,8 @@ impl std::io::Write for LogLine {
 impl Drop for LogLine {
     fn drop(&mut self) {
         let write = || {
-            let line = if self.1 { crate::safe::json(&self.0) } else { std::borrow::Cow::Borrowed(&self.0[..]) };
-            let mut err = crate::safe::stderr();
+            let line = if self.1 { crate::diag::safe::json(&self.0) } else { std::borrow::Cow::Borrowed(&self.0[..]) };
+            let mut err = crate::diag::safe::stderr();
             let _ = std::io::Write::write_all(&mut err, &line);
             let _ = std::io::Write::flush(&mut err);
         };

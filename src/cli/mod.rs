@@ -4,7 +4,7 @@
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(crate::safe::stdout(), $($arg)*);
+        let _ = writeln!(crate::diag::safe::stdout(), $($arg)*);
     }};
 }
 
@@ -30,7 +30,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::diagnostic::Diagnostics;
+use crate::diag::Diagnostics;
 use crate::duration::HumanDuration;
 use crate::settings::Overrides;
 
@@ -212,11 +212,11 @@ fn colour() -> bool {
 }
 
 /// Writes a text plan to stdout, coloured when [`colour`] says so.
-fn print_text_plan(plan: &crate::plan::Plan<'_>, ctx: crate::render::PlanContext) -> std::io::Result<()> {
+fn print_text_plan(plan: &crate::core::plan::Plan<'_>, ctx: crate::render::PlanContext) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let ctx = crate::render::PlanContext { colour: colour(), ..ctx };
     crate::render::plan(&mut buf, plan, ctx, crate::render::Format::Text)?;
-    let mut out = crate::safe::stdout();
+    let mut out = crate::diag::safe::stdout();
     out.write_all(&buf)?;
     out.flush()
 }
@@ -274,16 +274,16 @@ fn report(f: Failure) -> ExitCode {
             if w > 0 {
                 line.push_str(&format!(" and {}", plural(w, "warning")));
             }
-            let _ = writeln!(crate::safe::stderr(), "{line}");
+            let _ = writeln!(crate::diag::safe::stderr(), "{line}");
             ExitCode::from(1)
         }
         Failure::Error(e) => {
             // Messages quote paths and Graph's answers: no line of them may start a workflow
             // command, and no control character reaches the log raw.
-            let mut err = crate::safe::stderr();
-            let _ = writeln!(err, "{}", crate::safe::guard_lines(&format!("error: {e}")));
+            let mut err = crate::diag::safe::stderr();
+            let _ = writeln!(err, "{}", crate::diag::safe::guard_lines(&format!("error: {e}")));
             for cause in e.chain().skip(1) {
-                let _ = writeln!(err, "{}", crate::safe::guard_lines(&format!("  caused by: {cause}")));
+                let _ = writeln!(err, "{}", crate::diag::safe::guard_lines(&format!("  caused by: {cause}")));
             }
             ExitCode::from(1)
         }
@@ -299,7 +299,7 @@ fn print_diagnostics(diags: &Diagnostics) {
             let (note, hint) = (d.note.as_deref(), d.hint.as_deref());
             let code = d.code;
             match d.severity {
-                crate::diagnostic::Severity::Error => {
+                crate::diag::Severity::Error => {
                     tracing::error!(code, file, line, column, note, hint, "{}", d.message)
                 }
                 _ => tracing::warn!(code, file, line, column, note, hint, "{}", d.message),
@@ -307,7 +307,7 @@ fn print_diagnostics(diags: &Diagnostics) {
         }
         return;
     }
-    let mut err = crate::safe::stderr();
+    let mut err = crate::diag::safe::stderr();
     let _ = diags.render(&mut err);
     if env(crate::env::GITHUB_ACTIONS).as_deref() == Some("true") {
         let _ = diags.render_github(&mut err);

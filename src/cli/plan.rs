@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
-use crate::ops::plan::{PlanError, PlanRequest};
-use crate::ops::{self, Session};
+use crate::app::plan::{PlanError, PlanRequest};
+use crate::app::{self, Session};
 use crate::render::{self, Format, PlanContext};
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
         base: args.base.clone(),
     };
     let overrides = crate::settings::Overrides { show_user: args.show_user, ..g.overrides() };
-    let planned = match ops::plan::prepare(session, &overrides, &request, &env) {
+    let planned = match app::plan::prepare(session, &overrides, &request, &env) {
         Ok(p) => p,
         Err(PlanError::Invalid(diags)) => return Err(Failure::Invalid(diags)),
         Err(PlanError::Other(e)) => return Err(e.into()),
@@ -69,15 +69,15 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
     print_diagnostics(&planned.project.diagnostics);
     let mut plan = planned.plan();
     let ctx = PlanContext { show_done: args.show_done, ..PlanContext::new(args.offline, args.simulate) };
-    let commit = crate::audit::commit(&env, std::path::Path::new("."));
+    let commit = crate::ci::provenance::commit(&env, std::path::Path::new("."));
     if let Some(path) = &args.out {
         planned.save(&plan, path, commit.clone())?;
     }
-    plan.context = Some(crate::audit::ReviewContext::new(&env, planned.tenant.as_deref(), commit.as_deref()));
+    plan.context = Some(crate::ci::provenance::ReviewContext::new(&env, planned.tenant.as_deref(), commit.as_deref()));
     let mut buf = Vec::new();
     let mut out: Box<dyn Write> = match &args.watch {
         Some(_) => Box::new(&mut buf),
-        None => Box::new(std::io::BufWriter::new(crate::safe::stdout())),
+        None => Box::new(std::io::BufWriter::new(crate::diag::safe::stdout())),
     };
     if let Some(location) = &planned.missing {
         let note = format!(
@@ -112,7 +112,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
 
 /// Inside GitHub Actions: the Markdown plan appended to the job summary, and a warning
 /// annotation on the manifest line of every blocked device.
-fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Result<()> {
+fn github_outputs(plan: &crate::core::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Result<()> {
     if let Some(summary) = env(crate::env::GITHUB_STEP_SUMMARY).filter(|s| !s.is_empty()) {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -123,13 +123,13 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
             .with_context(|| format!("cannot write `{summary}`"))?;
     }
     if env(crate::env::GITHUB_ACTIONS).as_deref() == Some("true") {
-        let mut diags = crate::diagnostic::Diagnostics::default();
+        let mut diags = crate::diag::Diagnostics::default();
         for v in &plan.violations {
             diags.push(v.diagnostic.clone());
         }
-        for e in plan.entries.iter().filter(|e| e.change == crate::plan::Change::Blocked) {
+        for e in plan.entries.iter().filter(|e| e.change == crate::core::plan::Change::Blocked) {
             if let Some(a) = e.action {
-                diags.push(crate::diagnostic::Diagnostic::warning(
+                diags.push(crate::diag::Diagnostic::warning(
                     &a.file,
                     Some(a.pos),
                     format!("{} is blocked: {}", a.selector, e.reason),
@@ -137,14 +137,14 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
             }
         }
         if plan.summary.to_reset > render::markdown::LARGE_CHANGE {
-            diags.push(crate::diagnostic::Diagnostic::plain_warning(format!(
+            diags.push(crate::diag::Diagnostic::plain_warning(format!(
                 "large change: {} passcodes will be reset",
                 plan.summary.to_reset
             )));
         }
-        for e in plan.entries.iter().filter(|e| e.change == crate::plan::Change::Attention) {
+        for e in plan.entries.iter().filter(|e| e.change == crate::core::plan::Change::Attention) {
             if let Some(a) = e.action {
-                diags.push(crate::diagnostic::Diagnostic::warning(
+                diags.push(crate::diag::Diagnostic::warning(
                     &a.file,
                     Some(a.pos),
                     format!("{} needs attention: {}", a.selector, e.reason),
@@ -152,16 +152,18 @@ fn github_outputs(plan: &crate::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Res
             }
         }
         // Resets made outside reconcile, adopted or sent again (blocked ones are above).
-        for e in plan.entries.iter().filter(|e| e.out_of_band.is_some() && e.change != crate::plan::Change::Blocked) {
+        for e in
+            plan.entries.iter().filter(|e| e.out_of_band.is_some() && e.change != crate::core::plan::Change::Blocked)
+        {
             if let Some(a) = e.action {
-                diags.push(crate::diagnostic::Diagnostic::warning(
+                diags.push(crate::diag::Diagnostic::warning(
                     &a.file,
                     Some(a.pos),
                     format!("{}: {}", a.selector, e.reason),
                 ));
             }
         }
-        let _ = diags.render_github(&mut crate::safe::stderr());
+        let _ = diags.render_github(&mut crate::diag::safe::stderr());
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! `reconcile refresh`
 
 use super::{CmdResult, Failure, GlobalArgs, env};
-use crate::ops::{self, Session};
-use crate::project;
-use crate::safe::text;
+use crate::app::project;
+use crate::app::{self, Session};
+use crate::diag::safe::text;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RefreshArgs {
@@ -28,7 +28,7 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: RefreshArgs) -
     }
     let (runtime, conn) = session.connect(&settings, args.simulate, &env)?;
     let lock_timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
-    let report = runtime.block_on(ops::refresh::refresh(&settings, conn, lock_timeout))?;
+    let report = runtime.block_on(app::refresh::refresh(&settings, conn, lock_timeout))?;
     let sim = if conn.simulated { "SIMULATED: " } else { "" };
     // Notes quote Intune (audit ids, states): every line is shown escaped.
     for c in &report.changes {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::CmdResult;
+use crate::core::saved::{Restored, SavedPlan};
 use crate::render::{self, Format, PlanContext};
-use crate::saved::{Restored, SavedPlan};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ShowArgs {
@@ -30,7 +30,7 @@ pub(super) fn run(args: ShowArgs) -> CmdResult {
     }
     let mut plan = restored.plan();
     plan.context = Some(restored.context(&super::env));
-    let mut out = std::io::BufWriter::new(crate::safe::stdout());
+    let mut out = std::io::BufWriter::new(crate::diag::safe::stdout());
     render::plan(&mut out, &plan, ctx, args.format).and_then(|()| out.flush()).context("cannot write to stdout")?;
     Ok(())
 }

@@ -90,7 +90,7 @@ pub(super) fn run(args: SimArgs) -> CmdResult {
         crate::sim::SIM_TENANT_ID
     );
     say!("Requests received: {url}/_sim/requests. Ctrl-C (or SIGTERM) stops it.");
-    let rt = crate::ops::connect::runtime()?;
+    let rt = crate::app::connect::runtime()?;
     // Ctrl-C or SIGTERM (a test harness, a service manager): a clean stop, exit 0.
     rt.block_on(super::wait_for_stop_signal());
     drop(sim);

@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::{CmdResult, Failure, GlobalArgs, env};
+use crate::ledger::{Location, PersonDecision, block_on};
 use crate::render;
 use crate::settings;
-use crate::state::{Location, PersonDecision, block_on};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(super) enum StateFormat {
@@ -131,17 +131,17 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     if let StateCommand::Adopt { key, reason, within } = &cmd {
         return adopt(g, args.simulate, key, reason.as_deref(), within.0);
     }
-    let mut diags = crate::diagnostic::Diagnostics::default();
+    let mut diags = crate::diag::Diagnostics::default();
     let settings = settings::load(&g.overrides(), &env, &mut diags);
     if diags.has_errors() {
         return Err(Failure::Invalid(diags));
     }
     let store = if args.simulate {
-        crate::state::Store::Local(
-            crate::state::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?,
+        crate::ledger::Store::Local(
+            crate::ledger::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?,
         )
     } else {
-        crate::ops::connect::open_store(&settings, &env)?
+        crate::app::connect::open_store(&settings, &env)?
     };
     let timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
     let decision = match &cmd {
@@ -157,7 +157,8 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         _ => None,
     };
     if let Some((key, decision, reason)) = decision {
-        let r = block_on(store.decide_by_person(timeout, key, decision, &crate::audit::person(&env), reason))??;
+        let r =
+            block_on(store.decide_by_person(timeout, key, decision, &crate::ci::provenance::person(&env), reason))??;
         say!(
             "{} {} {} {} is now `{}` (recorded with your reason).",
             r.key.short(),
@@ -166,13 +167,13 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
             r.managed_device_id.as_deref().unwrap_or("-"),
             r.status
         );
-        if r.status == crate::state::Status::NotExecuted {
+        if r.status == crate::ledger::Status::NotExecuted {
             say!("The next `reconcile apply` sends it.");
         }
         return Ok(());
     }
     if let StateCommand::Archive { keys, reason } = &cmd {
-        let archived = block_on(store.archive(timeout, keys, &crate::audit::person(&env), reason))??;
+        let archived = block_on(store.archive(timeout, keys, &crate::ci::provenance::person(&env), reason))??;
         for (r, changed) in &archived {
             let what = if *changed {
                 "is archived (recorded with your reason): plans no longer show it".to_owned()
@@ -181,7 +182,7 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
                 format!("was archived already{}; left as it was", a.unwrap_or_default())
             };
             let line = format!("{} {} {} ({}) {what}.", r.key.short(), r.manifest, r.selector, r.status);
-            say!("{}", crate::safe::text(&line));
+            say!("{}", crate::diag::safe::text(&line));
         }
         return Ok(());
     }
@@ -195,7 +196,7 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         _ => None,
     };
     if let Some(dest) = dest {
-        let to = crate::ops::connect::open_store_at(&settings, &dest, &env)?;
+        let to = crate::app::connect::open_store_at(&settings, &dest, &env)?;
         if to.same_ledger(&store) {
             return Err(anyhow::anyhow!("`{dest}` is the ledger itself").into());
         }
@@ -210,7 +211,7 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
             let released = held.commit().await;
             let n = copied?;
             released?;
-            Ok::<_, crate::state::StateError>(n)
+            Ok::<_, crate::ledger::StateError>(n)
         })??;
         say!("Copied {n} records from `{}` to `{dest}`.", store.location());
         return Ok(());
@@ -226,18 +227,18 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
             let held = store.lock(timeout, "reconcile state export", None).await?;
             let ledger = held.ledger().clone();
             held.commit().await?;
-            Ok::<_, crate::state::StateError>(ledger)
+            Ok::<_, crate::ledger::StateError>(ledger)
         })?
     } else {
         block_on(store.load_existing())?
     };
     let ledger = match read {
-        Err(crate::state::StateError::Missing { path }) => {
+        Err(crate::ledger::StateError::Missing { path }) => {
             return Err(missing(&settings, args.simulate, &path, cmd.name()).into());
         }
         other => other?,
     };
-    let mut out = std::io::BufWriter::new(crate::safe::stdout());
+    let mut out = std::io::BufWriter::new(crate::diag::safe::stdout());
     match cmd {
         StateCommand::List { format: StateFormat::Text, archived } => {
             render::state::list_text(&mut out, &only_archived(ledger, archived))
@@ -302,11 +303,11 @@ fn missing(settings: &settings::Settings, simulate: bool, path: &std::path::Path
             simulated.display()
         );
     }
-    crate::state::StateError::Missing { path: path.to_path_buf() }.into()
+    crate::ledger::StateError::Missing { path: path.to_path_buf() }.into()
 }
 
 /// The ledger, or only its archived records (`state list --archived`).
-fn only_archived(mut ledger: crate::state::Ledger, only: bool) -> crate::state::Ledger {
+fn only_archived(mut ledger: crate::ledger::Ledger, only: bool) -> crate::ledger::Ledger {
     if only {
         ledger.records.retain(|_, r| r.archived.is_some());
     }
@@ -316,16 +317,16 @@ fn only_archived(mut ledger: crate::state::Ledger, only: bool) -> crate::state::
 /// `state adopt`: the manifests say which action, Intune says which reset.
 #[allow(clippy::print_stdout)]
 fn adopt(g: &GlobalArgs, simulate: bool, key: &str, reason: Option<&str>, within: std::time::Duration) -> CmdResult {
-    let project = crate::project::load(&g.overrides(), &[], &env).map_err(Failure::Invalid)?;
+    let project = crate::app::project::load(&g.overrides(), &[], &env).map_err(Failure::Invalid)?;
     super::print_diagnostics(&project.diagnostics);
-    let request = crate::ops::adopt::AdoptRequest {
+    let request = crate::app::adopt::AdoptRequest {
         key: key.to_owned(),
         reason: reason.unwrap_or("adopted by hand").to_owned(),
         within,
         simulate,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
     };
-    let (record, evidence) = crate::ops::adopt::adopt(&mut crate::ops::Session::new()?, &project, &request, &env)
+    let (record, evidence) = crate::app::adopt::adopt(&mut crate::app::Session::new()?, &project, &request, &env)
         .map_err(anyhow::Error::from)?;
     let line = format!(
         "{} {} {} is now `done`: adopted the {}; nothing was sent.",
@@ -334,6 +335,6 @@ fn adopt(g: &GlobalArgs, simulate: bool, key: &str, reason: Option<&str>, within
         record.selector,
         evidence.describe(jiff::Timestamp::now())
     );
-    say!("{}", crate::safe::text(&line));
+    say!("{}", crate::diag::safe::text(&line));
     Ok(())
 }

@@ -12,7 +12,7 @@ pub(super) struct ValidateArgs {
 
 #[allow(clippy::print_stdout)]
 pub(super) fn run(g: &GlobalArgs, args: ValidateArgs) -> CmdResult {
-    let p = crate::ops::validate(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
+    let p = crate::app::validate(&g.overrides(), &args.paths, &env).map_err(Failure::Invalid)?;
     print_diagnostics(&p.diagnostics);
     let actions: usize = p.manifests.iter().map(|m| m.devices.len()).sum();
     say!(

@@ -5,7 +5,7 @@
 //! ledger's `.reconcile/`, `.git/`) are ignored, so the reconciler's own writes never wake it.
 //! Watching the folder rather than each manifest also picks up a folder that is deleted and
 //! created again. Each cycle runs the same operations as `reconcile plan` or `reconcile apply
-//! --auto-approve` + `reconcile refresh` ([`crate::ops`]), in one [`crate::ops::Session`] for the
+//! --auto-approve` + `reconcile refresh` ([`crate::app`]), in one [`crate::app::Session`] for the
 //! watcher's life; the ledger lock is held only during a cycle.
 
 use std::path::{Path, PathBuf};
@@ -52,10 +52,10 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
         // failed download must not look like "nothing was ever sent". (A simulated one is
         // created on first use; a broken config is reported by each cycle, as ever.) Only the
         // config is read here: the manifests are the first cycle's.
-        let (settings, diags) = crate::project::load_settings(&g.overrides(), &super::env);
+        let (settings, diags) = crate::app::project::load_settings(&g.overrides(), &super::env);
         if !diags.has_errors() {
-            let store = crate::ops::connect::open_store(&settings, &super::env)?;
-            crate::state::block_on(store.load_existing())??;
+            let store = crate::app::connect::open_store(&settings, &super::env)?;
+            crate::ledger::block_on(store.load_existing())??;
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -68,7 +68,7 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
 
     // One runtime and one Graph client for the watcher's life: the pacer's learned slow-down and
     // the token outlive a cycle (a new client is made only when the config names another).
-    let mut session = crate::ops::Session::new()?;
+    let mut session = crate::app::Session::new()?;
     let mut cycle = 0u64;
     // Failed cycles in a row: they back off as the retry policy says (5 s doubling to 5 min).
     let mut failures = 0u32;
@@ -86,7 +86,7 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
             cycle += 1;
             let ok = run_cycle(&mut session, g, &args, cycle, changed, (&mut last, &mut previous));
             changed = false;
-            let backoff = if ok { Duration::ZERO } else { crate::retry::Policy::WATCH.exponential(failures) };
+            let backoff = if ok { Duration::ZERO } else { crate::core::retry::Policy::WATCH.exponential(failures) };
             failures = if ok { 0 } else { failures.saturating_add(1) };
             next_due = Instant::now()
                 + if args.apply {
@@ -121,7 +121,7 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
 /// printed only when it differs from the last one printed; otherwise the cycle is one line.
 /// Under `--log-format json`, stdout carries one JSON object per cycle and nothing else.
 fn run_cycle(
-    session: &mut crate::ops::Session,
+    session: &mut crate::app::Session,
     g: &GlobalArgs,
     args: &WatchArgs,
     cycle: u64,
@@ -132,7 +132,7 @@ fn run_cycle(
     let json = super::json_logs();
     let sink = super::WatchSink::default();
     sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).base = previous.clone();
-    let head = crate::git::head();
+    let head = crate::ci::git::head();
     let result = if args.apply {
         let apply = super::apply::ApplyArgs {
             paths: args.paths.clone(),

@@ -445,7 +445,7 @@ impl TokenProvider {
             Credential::FederatedFile { path, .. } => {
                 let text = std::fs::read_to_string(path).map_err(|e| AuthError::FederatedFile {
                     path: path.display().to_string(),
-                    reason: crate::diagnostic::io_reason(&e),
+                    reason: crate::diag::io_reason(&e),
                 })?;
                 form.push(("client_assertion_type", JWT_BEARER.into()));
                 form.push(("client_assertion", text.trim().to_owned()));

@@ -28,7 +28,7 @@ pub(crate) fn x5t(cert_der: &[u8]) -> String {
 /// private key blocks in one file) or PKCS#12 (`.pfx`/`.p12`, with the password if any).
 pub(crate) fn load(path: &Path, password: Option<&SecretString>) -> Result<(EncodingKey, String), CertError> {
     let err = |reason: String| CertError { path: path.display().to_string(), reason };
-    let bytes = std::fs::read(path).map_err(|e| err(crate::diagnostic::io_reason(&e)))?;
+    let bytes = std::fs::read(path).map_err(|e| err(crate::diag::io_reason(&e)))?;
     if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         return load_pem(&bytes).map_err(err);
     }

@@ -68,7 +68,7 @@ pub(crate) async fn tenant_id(
             .and_then(|r| r.error_description)
             .and_then(|d| d.lines().next().map(str::to_owned))
             .unwrap_or_else(|| "no such tenant".into());
-        return Err(unresolved(format!("HTTP {status}: {}", crate::safe::text(&why))));
+        return Err(unresolved(format!("HTTP {status}: {}", crate::diag::safe::text(&why))));
     }
     id_in_document(&body)
         .ok_or_else(|| unresolved("the document names no tenant id in `issuer` or `token_endpoint`".into()))

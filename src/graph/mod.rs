@@ -32,8 +32,8 @@ pub(crate) use error::GraphError;
 pub use pacer::Budget;
 pub(crate) use pacer::Pacer;
 
-use crate::action::Collection;
-pub(crate) use crate::device::{ActionResult, DEVICE_SELECT, DEVICE_SELECT_WITH_USER, Device, RemoteActionAudit};
+use crate::core::action::Collection;
+pub(crate) use crate::core::device::{ActionResult, DEVICE_SELECT, DEVICE_SELECT_WITH_USER, Device, RemoteActionAudit};
 use crate::http::BodyError;
 
 /// How the client behaves.
@@ -43,8 +43,8 @@ pub(crate) struct ClientOptions {
     pub concurrency: u32,
     pub write_budget: Budget,
     pub read_budget: Budget,
-    /// When and how often a read is tried again ([`crate::retry`]).
-    pub retry: crate::retry::Policy,
+    /// When and how often a read is tried again ([`crate::core::retry`]).
+    pub retry: crate::core::retry::Policy,
     /// Read each device's primary user too (`plan.showUser`); otherwise it is never asked for.
     pub device_user: bool,
 }
@@ -143,7 +143,7 @@ pub(crate) struct Graph {
     reads_in_flight: Semaphore,
     read_concurrency: usize,
     clock: ServerClock,
-    retry: crate::retry::Policy,
+    retry: crate::core::retry::Policy,
     /// The `$select` of device reads.
     device_select: &'static str,
 }
@@ -340,7 +340,7 @@ impl Graph {
         }
     }
 
-    /// GET, tried again as [`crate::retry`] decides: a token renewal after a 401, waits after
+    /// GET, tried again as [`crate::core::retry`] decides: a token renewal after a 401, waits after
     /// 429s, a short pause when it could not be sent or met a 408/5xx (reads are safe to repeat).
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<Option<T>, ReadError> {
         Ok(self.get_json_dated(url).await?.0)
@@ -351,8 +351,8 @@ impl Graph {
         &self,
         url: &str,
     ) -> Result<(Option<T>, Option<Timestamp>), ReadError> {
-        use crate::retry::{Next, Outcome, decide, log_capped};
-        let mut history = crate::retry::History::default();
+        use crate::core::retry::{Next, Outcome, decide, log_capped};
+        let mut history = crate::core::retry::History::default();
         loop {
             let (resp, token) = match self.send_read(url).await {
                 Ok(r) => r,
@@ -389,7 +389,7 @@ impl Graph {
                 408 | 500 | 502 | 503 | 504 => Outcome::NotSent,
                 _ => Outcome::Final,
             };
-            let again = match crate::retry::jitter(decide(outcome, history, &self.retry), outcome) {
+            let again = match crate::core::retry::jitter(decide(outcome, history, &self.retry), outcome) {
                 Next::Reauthenticate => self.tokens.invalidate(&token).await,
                 Next::RetryAfter(delay) => {
                     log_capped(retry_after, &self.retry);
@@ -415,7 +415,7 @@ impl Graph {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct WithResults {
-            #[serde(default, deserialize_with = "crate::device::null_as_empty")]
+            #[serde(default, deserialize_with = "crate::core::device::null_as_empty")]
             device_action_results: Vec<ActionResult>,
         }
         let url = self.endpoints.device_management(&format!(
@@ -443,7 +443,9 @@ impl Graph {
         let url = self.endpoints.beta_device_management(&format!("remoteActionAudits?{query}"));
         match self.get_pages::<RemoteActionAudit>(url, "remoteActionAudits").await {
             Ok(all) => Ok(Audits::Read(
-                all.into_iter().filter(|a| a.action.as_deref().is_some_and(crate::device::is_passcode_reset)).collect(),
+                all.into_iter()
+                    .filter(|a| a.action.as_deref().is_some_and(crate::core::device::is_passcode_reset))
+                    .collect(),
             )),
             Err(ReadError::Graph(e)) if matches!(e.status, 400 | 403 | 404) => {
                 Ok(Audits::Unreadable(format!("the audit log could not be read ({e})")))
@@ -660,7 +662,7 @@ mod tests {
             concurrency: 4,
             write_budget: budget,
             read_budget: budget,
-            retry: crate::retry::Policy::graph(Duration::from_millis(10), Duration::from_millis(100)),
+            retry: crate::core::retry::Policy::graph(Duration::from_millis(10), Duration::from_millis(100)),
             device_user: false,
         };
         Graph::new(endpoints, Credential::Token(token.to_owned().into()), &opts)

@@ -6,8 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::confine::ConfineError;
-use crate::diagnostic::io_reason;
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diag::io_reason;
+use crate::diag::{Diagnostic, Diagnostics};
 
 /// A manifest location as the user wrote it, with the folder it is relative to.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct ManifestInput {
     /// Where it was written (the config file), for error messages.
     pub origin: Option<PathBuf>,
     /// Its line in that file.
-    pub pos: Option<crate::diagnostic::Pos>,
+    pub pos: Option<crate::diag::Pos>,
     /// The repository root, when the repository wrote it (`reconcile.yaml` or the default):
     /// every file found must then resolve inside it, may not be hidden, and must be YAML, and
     /// no walk enters a folder (through a symbolic link) outside it. `None` for paths the

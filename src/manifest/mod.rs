@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub use discover::{ManifestInput, discover};
 
-use crate::action::{Action, ActionKey, ActionKind, Collection, Selector};
-use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
+use crate::core::action::{Action, ActionKey, ActionKind, Collection, Selector};
+use crate::diag::{Diagnostic, Diagnostics, Pos};
 use raw::RawManifest;
 
 /// A validated `PasscodeReset` manifest.
@@ -72,7 +72,7 @@ impl From<ManifestJson> for ManifestInfo {
 
 impl ManifestInfo {
     pub(crate) fn of(m: &Manifest) -> Self {
-        let text = |v: &Option<(String, crate::diagnostic::Pos)>| {
+        let text = |v: &Option<(String, crate::diag::Pos)>| {
             v.as_ref().map(|(t, _)| t.trim().to_owned()).filter(|t| !t.is_empty())
         };
         ManifestInfo { ticket: text(&m.ticket), reason: text(&m.reason), requested_by: text(&m.requested_by) }
@@ -269,7 +269,7 @@ fn check_unique_names(names: &[NameSite], diags: &mut Diagnostics) {
 /// The site whose file git saw added strictly before every other's, when git can tell.
 fn oldest(group: &[&NameSite]) -> Option<usize> {
     let files: Vec<&std::path::Path> = group.iter().map(|s| s.file.as_path()).collect();
-    let added = crate::git::added_at(&files)?;
+    let added = crate::ci::git::added_at(&files)?;
     let min = *added.iter().min()?;
     let mut at = added.iter().enumerate().filter(|(_, t)| **t == min).map(|(i, _)| i);
     let first = at.next()?;

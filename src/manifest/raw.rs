@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::action::Collection;
+use crate::core::action::Collection;
 
 /// A request to reset the passcode of the listed Intune-managed devices.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
+use crate::diag::{Diagnostic, Diagnostics, Pos};
 
 /// The largest manifest or config file read. Real manifests are a few KiB; a file past this
 /// is almost surely a mistake (a binary, a generated dump) and parsing it would only be slow.
@@ -88,7 +88,7 @@ pub(crate) fn duration(
     }
 }
 
-pub(crate) use crate::diagnostic::io_reason;
+pub(crate) use crate::diag::io_reason;
 
 fn pos_at_end(text: &str) -> Pos {
     let line = text.matches('\n').count() + 1;

@@ -7,8 +7,8 @@ use serde_saphyr::Spanned;
 
 use super::raw::{RawDevice, RawManifest};
 use super::{DeviceEntry, Manifest};
-use crate::action::{Collection, Selector, SelectorKind};
-use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
+use crate::core::action::{Collection, Selector, SelectorKind};
+use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::manifest::source::pos_of;
 
 pub(crate) const API_VERSION: &str = "intune-reconcile/v1";
@@ -50,8 +50,12 @@ pub(crate) fn validate(
     let name = &raw.metadata.name;
     if !is_valid_name(&name.value) {
         diags.push(
-            Diagnostic::error(file, p(name), format!("invalid metadata.name `{}`", crate::safe::text(&name.value)))
-                .with_hint("use 1 to 63 lowercase letters, digits and `-`, e.g. `inc-4711-lost-phone`"),
+            Diagnostic::error(
+                file,
+                p(name),
+                format!("invalid metadata.name `{}`", crate::diag::safe::text(&name.value)),
+            )
+            .with_hint("use 1 to 63 lowercase letters, digits and `-`, e.g. `inc-4711-lost-phone`"),
         );
     }
 
@@ -63,7 +67,7 @@ pub(crate) fn validate(
                 Diagnostic::error(
                     file,
                     Some(pos),
-                    format!("invalid formerNames entry `{}`", crate::safe::text(&old.value)),
+                    format!("invalid formerNames entry `{}`", crate::diag::safe::text(&old.value)),
                 )
                 .with_hint("a former name is a metadata.name: 1 to 63 lowercase letters, digits and `-`"),
             );
@@ -141,13 +145,13 @@ pub(crate) fn validate(
         ("metadata.requestedBy", &raw.metadata.requested_by),
     ] {
         if let Some(v) = v
-            && v.value.chars().any(crate::safe::breaks_lines)
+            && v.value.chars().any(crate::diag::safe::breaks_lines)
         {
             diags.push(
                 Diagnostic::error(
                     file,
                     pos_of(v, line_offset),
-                    format!("{key} contains a control character: {}", crate::safe::text(&v.value)),
+                    format!("{key} contains a control character: {}", crate::diag::safe::text(&v.value)),
                 )
                 .with_hint("write it on one line, without escape sequences"),
             );
@@ -230,12 +234,12 @@ fn device_selector(
         }
         _ if value.chars().any(char::is_control) => Some(format!("`{}` contains a control character", kind.as_str())),
         // Identity: two selectors that read alike must be alike.
-        _ => value.chars().find(|&c| crate::safe::dangerous(c)).map(|c| {
+        _ => value.chars().find(|&c| crate::diag::safe::dangerous(c)).map(|c| {
             format!(
                 "`{}` contains the invisible character U+{:04X}: `{}`",
                 kind.as_str(),
                 c as u32,
-                crate::safe::text(value)
+                crate::diag::safe::text(value)
             )
         }),
     };

@@ -1,15 +1,15 @@
 //! Versioned JSON output. Consumers branch on `format_version`; fields are only ever added.
 //!
 //! One vocabulary for plans, saved plans and apply reports (docs/contract.md, JSON): field names
-//! in snake_case, a selector as `{"type", "value"}` ([`crate::action::SelectorJson`]), a summary
-//! as [`crate::plan::SummaryJson`], a manifest's facts as [`crate::manifest::ManifestJson`].
+//! in snake_case, a selector as `{"type", "value"}` ([`crate::core::action::SelectorJson`]), a summary
+//! as [`crate::core::plan::SummaryJson`], a manifest's facts as [`crate::manifest::ManifestJson`].
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use super::PlanContext;
-use crate::plan::{Entry, Plan};
+use crate::core::plan::{Entry, Plan};
 
 /// Bumped only when a field changes meaning or disappears: plans and apply reports. 2: one
 /// vocabulary (`manifests.*.requested_by`, the report's selectors as objects).
@@ -20,17 +20,17 @@ struct PlanDto<'a> {
     format_version: u32,
     /// What the change does to the policy, and where the rules in effect come from.
     #[serde(skip_serializing_if = "Option::is_none")]
-    policy: Option<&'a crate::violation::PolicyChange>,
+    policy: Option<&'a crate::core::violation::PolicyChange>,
     offline: bool,
     simulated: bool,
-    summary: crate::plan::SummaryJson,
+    summary: crate::core::plan::SummaryJson,
     actions: Vec<EntryDto<'a>>,
     violations: Vec<ViolationDto<'a>>,
     /// Ticket, reason and requester of each manifest, by name.
     manifests: std::collections::BTreeMap<&'a str, crate::manifest::ManifestJson>,
     /// `plan --base`: the counts of what lies outside the change.
     #[serde(skip_serializing_if = "Option::is_none")]
-    outside: Option<crate::plan::SummaryJson>,
+    outside: Option<crate::core::plan::SummaryJson>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +58,7 @@ struct EntryDto<'a> {
     line: Option<u32>,
     round: u32,
     collection: &'static str,
-    selector: crate::action::SelectorJson,
+    selector: crate::core::action::SelectorJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,7 +75,7 @@ struct EntryDto<'a> {
     /// The device's latest reset made outside this tool (`policy.outOfBand`): when it started,
     /// its state, who started it, the audit entry.
     #[serde(skip_serializing_if = "Option::is_none")]
-    out_of_band: Option<&'a crate::out_of_band::OutOfBand>,
+    out_of_band: Option<&'a crate::core::out_of_band::OutOfBand>,
 }
 
 /// What a plan shows of a device: nothing personal the manifest did not name, but the primary
@@ -94,8 +94,8 @@ struct DeviceDto<'a> {
     user_principal_name: Option<Option<&'a str>>,
 }
 
-impl<'a> From<&'a crate::device::Device> for DeviceDto<'a> {
-    fn from(d: &'a crate::device::Device) -> Self {
+impl<'a> From<&'a crate::core::device::Device> for DeviceDto<'a> {
+    fn from(d: &'a crate::core::device::Device) -> Self {
         DeviceDto {
             id: &d.id,
             name: d.device_name.as_deref(),
@@ -109,7 +109,7 @@ impl<'a> From<&'a crate::device::Device> for DeviceDto<'a> {
 }
 
 fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
-    let crate::plan::Origin { file, line, round, collection } = e.origin();
+    let crate::core::plan::Origin { file, line, round, collection } = e.origin();
     let selector = e.selector();
     EntryDto {
         key: e.key().as_str(),
@@ -125,7 +125,7 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
         managed_device_id: e.device.map(|d| d.id.as_str()).or(e.record.and_then(|r| r.managed_device_id.as_deref())),
         device: e.device.map(DeviceDto::from),
         reason: &e.reason,
-        block: e.block.map(crate::plan::BlockKind::as_str),
+        block: e.block.map(crate::core::plan::BlockKind::as_str),
         recorded_as: e.recorded_as(),
         out_of_band: e.out_of_band.as_ref(),
     }
@@ -156,6 +156,6 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
             })
             .collect(),
     };
-    crate::safe::write_json(&mut *out, &dto)?;
+    crate::diag::safe::write_json(&mut *out, &dto)?;
     writeln!(out)
 }

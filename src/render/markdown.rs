@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{PlanContext, action_verb, device_summary, manifest_facts, outside_line, summary_line, text::symbol};
-use crate::plan::{BlockKind, Change, Entry, Plan};
+use crate::core::plan::{BlockKind, Change, Entry, Plan};
 
 /// Marks the comment so a bot can find and update it instead of adding another.
 pub const MARKER: &str = "<!-- intune-reconcile:plan -->";
@@ -37,7 +37,7 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
     let _ = writeln!(s, "{MARKER}");
     let _ = writeln!(s, "### intune-reconcile plan{}\n", if ctx.simulated { " (SIMULATED)" } else { "" });
     for (lead, items, tail) in super::policy_lines(plan) {
-        let items: Vec<String> = items.iter().map(|i| crate::safe::markdown(i)).collect();
+        let items: Vec<String> = items.iter().map(|i| crate::diag::safe::markdown(i)).collect();
         let _ = writeln!(s, "> [!WARNING]\n> **{lead}** {}{tail}\n", items.join(", "));
     }
     // What the plan is for, right after what it does to the policy (which always comes first).
@@ -84,13 +84,13 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
         s.push_str("\n\n_… cut to stay within the size limit._\n");
     }
     // The comment and the job summary are shown in CI logs too: no logging command anywhere.
-    crate::safe::commands(&s).into_owned()
+    crate::diag::safe::commands(&s).into_owned()
 }
 
 /// `Tenant `…` · commit [`0123456789ab`](…) · [GitHub Actions run 9001](…)`: what the reviewer
 /// checks before the plan itself. The tenant and commit are inert code spans; the links were
-/// built from the CI system's variables alone ([`crate::audit::ReviewContext`]).
-fn context_line(c: &crate::audit::ReviewContext) -> Option<String> {
+/// built from the CI system's variables alone ([`crate::ci::provenance::ReviewContext`]).
+fn context_line(c: &crate::ci::provenance::ReviewContext) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(t) = &c.tenant {
         parts.push(format!("Tenant {}", code(t)));
@@ -103,7 +103,7 @@ fn context_line(c: &crate::audit::ReviewContext) -> Option<String> {
         });
     }
     if let Some((name, url)) = &c.run {
-        parts.push(format!("[{}]({url})", crate::safe::text(name)));
+        parts.push(format!("[{}]({url})", crate::diag::safe::text(name)));
     }
     (!parts.is_empty()).then(|| parts.join(" · "))
 }
@@ -256,15 +256,15 @@ fn details(group: &[&Entry], plan: &Plan) -> String {
     let title = match (&first.action, &first.record) {
         (Some(a), _) => format!(
             "{} ({}): {resets} to reset{}",
-            crate::safe::html_code(&a.manifest),
-            crate::safe::html_code(&a.file.display().to_string()),
+            crate::diag::safe::html_code(&a.manifest),
+            crate::diag::safe::html_code(&a.file.display().to_string()),
             plan.manifests
                 .get(&a.manifest)
                 .and_then(manifest_facts)
-                .map(|f| format!(" — {}", crate::safe::html_code(&clip(&f, 400))))
+                .map(|f| format!(" — {}", crate::diag::safe::html_code(&clip(&f, 400))))
                 .unwrap_or_default()
         ),
-        (None, Some(r)) => format!("orphaned from {}: {}", crate::safe::html_code(&r.manifest), group.len()),
+        (None, Some(r)) => format!("orphaned from {}: {}", crate::diag::safe::html_code(&r.manifest), group.len()),
         (None, None) => String::new(),
     };
     let mut s = String::new();
@@ -299,5 +299,5 @@ fn reason(r: &str) -> String {
 /// Escapes what Markdown tables and HTML would otherwise interpret.
 /// Every value from a manifest, a file name or Intune goes into the comment as an inert code span.
 fn code(s: &str) -> String {
-    crate::safe::markdown(s)
+    crate::diag::safe::markdown(s)
 }

@@ -11,7 +11,7 @@ pub(crate) mod report;
 pub(crate) mod state;
 pub(crate) mod text;
 
-use crate::plan::Plan;
+use crate::core::plan::Plan;
 
 /// What the plan was made from, for the header lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,21 +58,21 @@ pub(crate) fn plan(
 
 /// What will be done to the device: `reset passcode`, or `remove passcode` on corporate iOS/iPadOS
 /// (Intune removes it there), as far as the looked-up device tells.
-pub(crate) fn action_verb(e: &crate::plan::Entry<'_>) -> &'static str {
-    match e.device.map(crate::device::eligibility) {
+pub(crate) fn action_verb(e: &crate::core::plan::Entry<'_>) -> &'static str {
+    match e.device.map(crate::core::device::eligibility) {
         Some(Ok(v)) if v.starts_with("remove") => "remove passcode",
         _ => "reset passcode",
     }
 }
 
 /// The resets of `s` that set a new passcode, and those that remove it.
-pub(crate) fn resets_and_removals(s: &crate::plan::Summary) -> (usize, usize) {
+pub(crate) fn resets_and_removals(s: &crate::core::plan::Summary) -> (usize, usize) {
     (s.to_reset.saturating_sub(s.to_remove), s.to_remove)
 }
 
 /// `5 to reset, 1 to remove a passcode, 1 to adopt` (the removals and the adoptions only when
 /// there are some): what `apply` will do, every action that changes something counted once.
-fn sends(s: &crate::plan::Summary) -> String {
+fn sends(s: &crate::core::plan::Summary) -> String {
     let mut out = match resets_and_removals(s) {
         (resets, 0) => format!("{resets} to reset"),
         (resets, removals) => format!("{resets} to reset, {removals} to remove a passcode"),
@@ -90,7 +90,10 @@ pub(crate) fn no_changes(plan: &Plan) -> bool {
 
 /// The entries a plan in `ctx` lists: every one with `--show-done`, else what changes something
 /// or needs someone.
-pub(crate) fn shown<'p, 'a>(plan: &'p Plan<'a>, ctx: PlanContext) -> impl Iterator<Item = &'p crate::plan::Entry<'a>> {
+pub(crate) fn shown<'p, 'a>(
+    plan: &'p Plan<'a>,
+    ctx: PlanContext,
+) -> impl Iterator<Item = &'p crate::core::plan::Entry<'a>> {
     plan.entries.iter().filter(move |e| ctx.show_done || !e.is_quiet())
 }
 
@@ -103,14 +106,14 @@ pub(crate) fn quiet_line(plan: &Plan, ctx: PlanContext) -> Option<String> {
 }
 
 /// The device's primary user, when the plan was made to show it (`plan.showUser`) and it has one.
-pub(crate) fn device_user(d: &crate::device::Device) -> Option<&str> {
+pub(crate) fn device_user(d: &crate::core::device::Device) -> Option<&str> {
     d.user_principal_name.as_deref().map(str::trim).filter(|u| !u.is_empty())
 }
 
 /// The device as a plan shows it: name, OS and version, owner type, last sync, and its primary
 /// user only when the plan was made to show it ([`device_user`]). Nothing else personal (no
 /// serial the manifest did not name).
-pub(crate) fn device_summary(d: &crate::device::Device) -> String {
+pub(crate) fn device_summary(d: &crate::core::device::Device) -> String {
     let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let mut parts = Vec::new();
     if let Some(n) = f(&d.device_name) {
@@ -131,7 +134,7 @@ pub(crate) fn device_summary(d: &crate::device::Device) -> String {
         parts.push(format!("user {u}"));
     }
     // Every part comes from Intune, written by whoever named the device.
-    crate::safe::text(&parts.join(", ")).into_owned()
+    crate::diag::safe::text(&parts.join(", ")).into_owned()
 }
 
 /// What the change does to the policy, shown first in every format: what it loosens (and that

@@ -1,7 +1,7 @@
 //! What `apply` shows people while it runs: the progress bar's label and one line per outcome.
 
-use crate::apply::Progress;
-use crate::state::{Attempt, Record, Status};
+use crate::exec::Progress;
+use crate::ledger::{Attempt, Record, Status};
 
 /// The progress bar's label: `looking up 120/500 · sent 40 · accepted 38` (once every device is
 /// looked up: `looked up 500 · …`).
@@ -32,7 +32,7 @@ pub(crate) fn outcome_line(r: &Record, now: jiff::Timestamp) -> String {
             r.selector,
             a.seen_ago(now)
         );
-        return crate::safe::text(&line).into_owned();
+        return crate::diag::safe::text(&line).into_owned();
     }
     let last = r.attempts.last();
     let http = last.and_then(|a| a.http_status).map(|s| format!(" HTTP {s}")).unwrap_or_default();
@@ -48,7 +48,7 @@ pub(crate) fn outcome_line(r: &Record, now: jiff::Timestamp) -> String {
     // The request id and the error message come from Graph: shown escaped.
     let line =
         format!("{:<13} {} {} {}{http}{rid}{err}{meaning}", r.status.as_str(), r.key.short(), r.manifest, r.selector);
-    crate::safe::text(&line).into_owned()
+    crate::diag::safe::text(&line).into_owned()
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::json::FORMAT_VERSION;
-use crate::action::SelectorJson;
-use crate::apply::ApplyReport;
-use crate::state::Status;
+use crate::core::action::SelectorJson;
+use crate::exec::ApplyReport;
+use crate::ledger::Status;
 
 #[derive(Serialize)]
 struct ReportDto<'a> {
@@ -83,7 +83,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
                 request_id: last.and_then(|a| a.request_id.as_deref()),
                 client_request_id: last.map(|a| a.client_request_id.to_string()),
                 error: last.and_then(|a| a.error_message.as_deref()),
-                adopted: rec.adopted.as_ref().map(crate::state::Adoption::seen),
+                adopted: rec.adopted.as_ref().map(crate::ledger::Adoption::seen),
             }
         })
         .collect();
@@ -122,7 +122,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
             .map(|a| NotInPlanDto { key: a.key.as_str(), manifest: &a.manifest, selector: (&a.selector).into() })
             .collect(),
     };
-    crate::safe::write_json(&mut *out, &dto)?;
+    crate::diag::safe::write_json(&mut *out, &dto)?;
     writeln!(out)
 }
 
@@ -131,7 +131,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
 /// their control characters shown escaped first: XML 1.0 cannot carry most of them.
 pub(crate) fn junit_xml(r: &ApplyReport) -> String {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-    let text = |s: &str| crate::safe::text(s).into_owned();
+    let text = |s: &str| crate::diag::safe::text(s).into_owned();
     let mut suite = TestSuite::new("reconcile apply");
     for rec in &r.records {
         let status = if rec.status == Status::Accepted || rec.adopted.is_some() {
@@ -161,5 +161,5 @@ pub(crate) fn junit_xml(r: &ApplyReport) -> String {
 }
 
 pub(crate) fn write_junit(path: &Path, r: &ApplyReport) -> io::Result<()> {
-    std::fs::write(path, crate::safe::xml(&junit_xml(r)).as_bytes())
+    std::fs::write(path, crate::diag::safe::xml(&junit_xml(r)).as_bytes())
 }

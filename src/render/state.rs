@@ -7,9 +7,9 @@ use serde::Serialize;
 /// `state list/show --format json`: the ledger's records as the ledger keeps them. Its own
 /// version: plans and apply reports moved to format 2 without it changing.
 const FORMAT_VERSION: u32 = 1;
+use crate::diag::safe::text;
 use crate::duration::at_second;
-use crate::safe::text;
-use crate::state::{Attempt, Ledger, Provenance, Record};
+use crate::ledger::{Attempt, Ledger, Provenance, Record};
 
 #[derive(Serialize)]
 struct ListDto<'a> {
@@ -76,7 +76,7 @@ pub(crate) fn list_json(out: &mut impl Write, ledger: &Ledger) -> io::Result<()>
         tenant: ledger.tenant.as_deref(),
         actions: ledger.records.values().collect(),
     };
-    crate::safe::write_json(&mut *out, &dto)?;
+    crate::diag::safe::write_json(&mut *out, &dto)?;
     writeln!(out)
 }
 
@@ -207,7 +207,7 @@ fn provenance_lines(p: &Provenance) -> Vec<String> {
 }
 
 pub(crate) fn show_json(out: &mut impl Write, r: &Record) -> io::Result<()> {
-    crate::safe::write_json(&mut *out, &ShowDto { format_version: FORMAT_VERSION, action: r })?;
+    crate::diag::safe::write_json(&mut *out, &ShowDto { format_version: FORMAT_VERSION, action: r })?;
     writeln!(out)
 }
 
@@ -260,7 +260,7 @@ pub(crate) fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()
         // decision (who, why, Intune's evidence) with where it came from.
         let none = match &r.adopted {
             Some(a) => Attempt {
-                resolution: Some(crate::state::Resolution {
+                resolution: Some(crate::ledger::Resolution {
                     by: a.by.clone(),
                     at: a.at,
                     server_time: None,
@@ -348,7 +348,7 @@ fn csv_cell(value: &str) -> String {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
         _ => value.to_owned(),
     };
-    let defused = crate::safe::commands(&defused).into_owned();
+    let defused = crate::diag::safe::commands(&defused).into_owned();
     if defused.contains([',', '"', '\n', '\r']) { format!("\"{}\"", defused.replace('"', "\"\"")) } else { defused }
 }
 

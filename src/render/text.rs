@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 
 use super::{PlanContext, attention_line, manifest_facts, outside_line, summary_line};
-use crate::plan::{Change, Entry, Plan};
-use crate::safe::text;
+use crate::core::plan::{Change, Entry, Plan};
+use crate::diag::safe::text;
 
 /// The marker at the start of an action line.
 pub(crate) fn symbol(change: Change) -> &'static str {
@@ -74,7 +74,7 @@ fn verb(e: &Entry) -> String {
 /// version, owner, last sync, user), else `name (OS version, owner, user)`, else `name (OS
 /// version, user)`, then the same without the user (who then goes on the line below), else its
 /// name; `None` when not even the name fits (the whole goes on the line below).
-fn device_within(d: &crate::device::Device, room: usize) -> Option<String> {
+fn device_within(d: &crate::core::device::Device, room: usize) -> Option<String> {
     let full = super::device_summary(d);
     let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let name = f(&d.device_name).unwrap_or_else(|| d.id.clone());
@@ -154,7 +154,7 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
         let unresolved = plan
             .entries
             .iter()
-            .filter(|e| e.change == Change::Reset && e.selector().kind != crate::action::SelectorKind::Id)
+            .filter(|e| e.change == Change::Reset && e.selector().kind != crate::core::action::SelectorKind::Id)
             .count();
         if unresolved > 0 {
             writeln!(

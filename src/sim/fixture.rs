@@ -9,9 +9,8 @@ pub const BUILTIN_DEVICES: &str = include_str!("../../examples/devices.json");
 
 /// Reads a fixture file; every device needs a string `id`.
 pub(crate) fn load_devices(path: &Path) -> Result<Vec<Map<String, Value>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!("cannot read device fixture `{}`: {}", path.display(), crate::diagnostic::io_reason(&e))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read device fixture `{}`: {}", path.display(), crate::diag::io_reason(&e)))?;
     parse_devices(&text).map_err(|e| format!("device fixture `{}`: {e}", path.display()))
 }
 

@@ -1,6 +1,9 @@
-//! The module graph stays a graph without cycles: no top-level module of `src/` reaches itself
-//! through the `crate::` paths of its non-test code (ARCHITECTURE.md, "Dependencies between
-//! modules"). A new arrow that closes a loop fails here, naming the modules in it.
+//! The module graph stays a graph without cycles: no module of `src/` reaches itself through the
+//! `crate::` paths of its non-test code (ARCHITECTURE.md, "Dependencies between modules"). A
+//! module is a top-level one, except inside `core/` and `ci/`, whose parts are each their own (the
+//! ledger's model uses an action's identity and an attempt's provenance, and the plan uses the
+//! ledger's model). A new arrow
+//! that closes a loop fails here, naming the modules in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,19 +21,38 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// `crate::name` paths in code (comments and the test module left out).
+/// Directories whose children are modules of their own in the graph.
+const SPLIT: [&str; 2] = ["core", "ci"];
+
+/// The module a file of `src/` belongs to: `ledger/blob.rs` → `ledger`, `core/plan.rs` →
+/// `core::plan`, `core/policy/check.rs` → `core::policy`.
+fn module_of(rel: &str) -> String {
+    let parts: Vec<&str> = rel.trim_end_matches(".rs").split('/').collect();
+    match parts.as_slice() {
+        [top, sub, ..] if SPLIT.contains(top) && *sub != "mod" => format!("{top}::{sub}"),
+        [top, ..] => (*top).to_owned(),
+        [] => String::new(),
+    }
+}
+
+/// `crate::name` paths in code (comments and the test module left out), as modules
+/// (`crate::core::plan::Plan` → `core::plan`).
 fn crate_paths(text: &str) -> BTreeSet<String> {
     let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
     let mut found = BTreeSet::new();
     for line in code.lines().map(|l| l.split("//").next().unwrap_or_default()) {
         for (i, _) in line.match_indices("crate::") {
-            let name: String = line[i + 7..]
+            let path: String = line[i + 7..]
                 .chars()
-                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit() || *c == ':')
                 .collect();
-            if !name.is_empty() {
-                found.insert(name);
-            }
+            let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
+            let name = match segments.as_slice() {
+                [top, sub, ..] if SPLIT.contains(top) => format!("{top}::{sub}"),
+                [top, ..] => (*top).to_owned(),
+                [] => continue,
+            };
+            found.insert(name);
         }
     }
     found
@@ -45,11 +67,11 @@ fn no_two_modules_reach_each_other() {
         if rel.ends_with("tests.rs") || rel == "lib.rs" || rel == "main.rs" {
             continue;
         }
-        let top = rel.split('/').next().unwrap_or_default().trim_end_matches(".rs").to_owned();
+        let top = module_of(rel);
         let uses: Vec<String> = crate_paths(text).into_iter().filter(|m| *m != top).collect();
         deps.entry(top).or_default().extend(uses);
     }
-    assert!(deps.len() > 20 && deps["plan"].contains("state"), "the scan sees the modules: {deps:?}");
+    assert!(deps.len() > 20 && deps["core::plan"].contains("ledger"), "the scan sees the modules: {deps:?}");
     // What each module reaches, by following arrows until nothing changes.
     let mut reach = deps.clone();
     loop {

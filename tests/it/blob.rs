@@ -639,7 +639,7 @@ fn entra_only_storage(snapshot: String) -> (crate::common::http::Server, Arc<Mut
 fn an_entra_credential_reads_the_blob_ledger_with_a_storage_token() {
     let (scratch, ids) = crate::common::batch_repo(1, "");
     let actions = scratch.actions();
-    scratch.record(&actions.iter().collect::<Vec<_>>(), intune_reconcile::state::Status::Accepted, None);
+    scratch.record(&actions.iter().collect::<Vec<_>>(), intune_reconcile::ledger::Status::Accepted, None);
     let (storage, seen) = entra_only_storage(scratch.read(".reconcile/state.json"));
     let (repo, _) = blob_repo_at(&format!("{}/devstoreaccount1/ledgers/team-a/state.json", storage.url), 1, "");
     let sim = android_sim(1, |_| {});

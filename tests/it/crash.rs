@@ -43,8 +43,9 @@ fn kill_dash_nine_then_rerun(filler: usize) {
         let others: Vec<String> = (0..filler).map(|i| format!("{i:08x}-0000-4000-8000-00000000ffff")).collect();
         repo.write("manifests/done.yaml", manifest_for("done", &others.iter().map(String::as_str).collect::<Vec<_>>()));
         let actions = repo.actions();
-        let done: Vec<&intune_reconcile::action::Action> = actions.iter().filter(|a| a.manifest == "done").collect();
-        repo.record(&done, intune_reconcile::state::Status::Done, None);
+        let done: Vec<&intune_reconcile::core::action::Action> =
+            actions.iter().filter(|a| a.manifest == "done").collect();
+        repo.record(&done, intune_reconcile::ledger::Status::Done, None);
     }
     let mut child = repo.spawn_on(&sim, &["apply", "--auto-approve"]);
     wait_for_posts(&sim, 6);

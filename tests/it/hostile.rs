@@ -4,8 +4,8 @@
 use std::time::SystemTime;
 
 use crate::common::{Repo, android_devices, android_id, manifest_for, posts, sim, stderr};
+use intune_reconcile::ledger::Status;
 use intune_reconcile::sim::{Padding, SimConfig};
-use intune_reconcile::state::Status;
 
 /// A repository with a committed ledger, so each case can check the ledger is untouched.
 fn repo_with_ledger() -> (Repo, Vec<u8>, SystemTime) {

@@ -7,9 +7,9 @@ use std::time::Duration;
 use crate::common::azurite::{self, Azurite, Container};
 use crate::common::proxy::{Fault, Proxy};
 use crate::common::{lock_id, wait_until};
-use intune_reconcile::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
-use intune_reconcile::state::blob::{BlobStore, StorageAuth};
-use intune_reconcile::state::{Attempt, BlobUrl, Ledger, LocalStore, Record, StateError, Status, Store};
+use intune_reconcile::core::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
+use intune_reconcile::ledger::blob::{BlobStore, StorageAuth};
+use intune_reconcile::ledger::{Attempt, BlobUrl, Ledger, LocalStore, Record, StateError, Status, Store};
 
 /// A home for a ledger, and whatever keeps it alive (held only to be dropped at the end).
 #[allow(dead_code)]
@@ -50,7 +50,7 @@ fn record(serial: &str, status: Status) -> Record {
         kind: ActionKind::PasscodeReset,
         manifest: "m".into(),
         file: "manifests/m.yaml".into(),
-        pos: intune_reconcile::diagnostic::Pos::new(1, 1),
+        pos: intune_reconcile::diag::Pos::new(1, 1),
         round: 1,
         collection: Collection::ManagedDevices,
         selector,
@@ -120,7 +120,7 @@ trait ThenCommit {
     fn then_commit(self) -> impl std::future::Future<Output = Result<Ledger, StateError>>;
 }
 
-impl<F: std::future::Future<Output = Result<intune_reconcile::state::Writer, StateError>>> ThenCommit for F {
+impl<F: std::future::Future<Output = Result<intune_reconcile::ledger::Writer, StateError>>> ThenCommit for F {
     async fn then_commit(self) -> Result<Ledger, StateError> {
         self.await?.commit().await
     }
@@ -218,7 +218,7 @@ fn a_person_decides_about_one_action(s: &Store) {
         .block_on(s.decide_by_person(
             Duration::ZERO,
             r.key.as_str(),
-            intune_reconcile::state::PersonDecision::ResolveNotExecuted,
+            intune_reconcile::ledger::PersonDecision::ResolveNotExecuted,
             "ann@h",
             "phone was off",
         ))
@@ -230,7 +230,7 @@ fn a_person_decides_about_one_action(s: &Store) {
         rt.block_on(s.decide_by_person(
             Duration::ZERO,
             r.key.as_str(),
-            intune_reconcile::state::PersonDecision::Retry,
+            intune_reconcile::ledger::PersonDecision::Retry,
             "ann@h",
             "x"
         ))
@@ -243,7 +243,7 @@ trait CommitSync {
     fn then_commit_sync(self, rt: &tokio::runtime::Runtime);
 }
 
-impl CommitSync for intune_reconcile::state::Writer {
+impl CommitSync for intune_reconcile::ledger::Writer {
     fn then_commit_sync(self, rt: &tokio::runtime::Runtime) {
         rt.block_on(self.commit()).expect("commit");
     }

@@ -386,7 +386,7 @@ fn state_adopt_within_bounds_the_age_of_the_reset_adopted() {
 // wording shown as of its time.
 #[test]
 fn an_adoption_recorded_as_a_sentence_by_an_older_version_still_reads() {
-    use intune_reconcile::state::{Adoption, Record, Status};
+    use intune_reconcile::ledger::{Adoption, Record, Status};
     let (repo, _, ids) = setup("", None, |_| {});
     let actions = repo.actions();
     let action = actions.iter().find(|a| a.selector.to_string().contains(&ids[1])).expect("action");

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::common::{Repo, stderr, stdout};
-use intune_reconcile::state::Status;
+use intune_reconcile::ledger::Status;
 use predicates::prelude::*;
 
 fn plan_json(repo: &Repo, extra: &[&str]) -> serde_json::Value {

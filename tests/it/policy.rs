@@ -1,7 +1,7 @@
 //! Policy as code end to end: every rule at validate, plan and apply, at its boundaries.
 
 use crate::common::{Repo, posts, sim, sim_config, stderr, stdout};
-use intune_reconcile::state::Status;
+use intune_reconcile::ledger::Status;
 
 const M: &str = "apiVersion: intune-reconcile/v1
 kind: PasscodeReset
@@ -140,14 +140,14 @@ fn allowed_platforms_forbid_ios_passcode_removal() {
 }
 
 /// Records a reset of `action`'s device at `when`, as an earlier apply would have.
-fn reset_at(repo: &Repo, action: &intune_reconcile::action::Action, device: &str, when: jiff::Timestamp) {
+fn reset_at(repo: &Repo, action: &intune_reconcile::core::action::Action, device: &str, when: jiff::Timestamp) {
     record_attempt(repo, action, device, when, 204, Status::Accepted);
 }
 
 /// Records one attempt on `action`'s device at `when`, answered `http_status`, leaving `status`.
 fn record_attempt(
     repo: &Repo,
-    action: &intune_reconcile::action::Action,
+    action: &intune_reconcile::core::action::Action,
     device: &str,
     when: jiff::Timestamp,
     http_status: u16,
@@ -155,9 +155,9 @@ fn record_attempt(
 ) {
     repo.init();
     let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
-    let mut r = intune_reconcile::state::Record::new(action, Some(device.into()), when);
+    let mut r = intune_reconcile::ledger::Record::new(action, Some(device.into()), when);
     r.status = status;
-    r.attempts.push(intune_reconcile::state::Attempt {
+    r.attempts.push(intune_reconcile::ledger::Attempt {
         started_at: when,
         client_request_id: uuid::Uuid::new_v4(),
         finished_at: Some(when),

@@ -191,12 +191,12 @@ fn a_selector_that_now_finds_another_device_is_flagged() {
     {
         repo.init();
         let mut w = repo.store().lock(std::time::Duration::ZERO, "test", Some("test-tenant")).expect("lock");
-        let mut r = intune_reconcile::state::Record::new(
+        let mut r = intune_reconcile::ledger::Record::new(
             &actions[0],
             Some("dddddddd-0000-4000-8000-000000000000".into()),
             jiff::Timestamp::UNIX_EPOCH,
         );
-        r.status = intune_reconcile::state::Status::NotExecuted;
+        r.status = intune_reconcile::ledger::Status::NotExecuted;
         w.record(r).expect("record");
         w.commit().expect("commit");
     }

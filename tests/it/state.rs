@@ -1,7 +1,7 @@
 //! `reconcile state list` / `state show` end to end.
 
 use crate::common::{Repo, stderr, stdout};
-use intune_reconcile::state::Status;
+use intune_reconcile::ledger::Status;
 use predicates::prelude::*;
 
 /// A tenant id: outside the simulator, a ledger is bound to a GUID.

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use intune_reconcile::action::Action;
+use intune_reconcile::core::action::Action;
+use intune_reconcile::ledger::{LocalStore, Record, Status};
 use intune_reconcile::manifest::{self, ManifestInput};
-use intune_reconcile::state::{LocalStore, Record, Status};
 
 /// The repository's `examples/` folder.
 pub(crate) fn examples() -> PathBuf {

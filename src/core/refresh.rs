@@ -1,0 +1,440 @@
+//! `refresh`: ask Intune what became of `accepted` and `unknown` actions.
+//!
+//! # Expected flow
+//! 1. Take the ledger lock; gather every device with an `accepted` or `unknown` action (and all
+//!    the ledger's other records of those devices, for the results they already claimed).
+//! 2. When some action is `unknown`, read the beta audit log `remoteActionAudits` once (filtered
+//!    by Graph on `requestDateTime`, every page), where the token may read it.
+//! 3. Read each device's `deviceActionResults` (paced under the read budget); its answer's `Date`
+//!    is Intune's clock now.
+//! 4. [`decide`] each action; record every decision with its evidence on the attempt it is about.
+//!
+//! # Guarantees
+//! - Everything is compared on Intune's clock: an attempt's [`server_sent_at`] (a lower bound of
+//!   its arrival, learned from `Date` headers) against results' `startDateTime`, and the grace
+//!   against the `Date` of the read. The runner's clock is never trusted for a decision.
+//! - A result counts for one action only, and never one another record already claimed (recorded
+//!   as `resolution.resultStarted`) or one the audit log attributes to a person.
+//! - An `unknown` action becomes `not-executed` (sendable again) only on evidence: no
+//!   `resetPasscode` result at or after its intent, none in the audit log (where readable), and
+//!   `graph.unknownGrace` of Intune's time passed since. Anything less leaves it `unknown` until
+//!   a person decides with `reconcile state resolve`.
+//!
+//! The passcode that Graph returns in those results is never deserialized (see
+//! [`crate::graph::ActionResult`]), logged or stored.
+//!
+//! [`server_sent_at`]: crate::ledger::Attempt::server_sent_at
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::core::action::Collection;
+use crate::graph::clock::TOLERANCE;
+use crate::graph::{ActionResult, Audits, Graph, ReadError, RemoteActionAudit};
+use crate::ledger::{Record, Resolution, StateError, Status, Store};
+
+/// What the command line decided.
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshOptions {
+    pub lock_timeout: Duration,
+    /// `graph.unknownGrace`; `None` (`never`): only a person makes an unknown action sendable.
+    pub unknown_grace: Option<Duration>,
+    pub tenant: Option<String>,
+}
+
+/// Why refresh stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RefreshError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot read device results from Graph")]
+    Graph(#[from] ReadError),
+}
+
+/// One action's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StatusChange {
+    pub record: Record,
+    pub from: Status,
+    pub note: String,
+}
+
+/// What refresh found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RefreshReport {
+    pub checked: usize,
+    pub changes: Vec<StatusChange>,
+    /// Still pending in Intune, or unknown: how many.
+    pub waiting: usize,
+    /// Unknown actions left unknown, and why (what a person may want to look at).
+    pub unresolved: Vec<(Record, String)>,
+}
+
+/// What the audit log can tell.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AuditView<'a> {
+    /// Entries of this device (`resetPasscode`, requested since the earliest intent).
+    Read(&'a [RemoteActionAudit]),
+    /// The token may not read it: decisions rest on `deviceActionResults` alone (noted).
+    NotPermitted(&'a str),
+    /// Reading it failed this time: no action is made sendable on this run.
+    Unavailable(&'a str),
+}
+
+/// Everything Intune said about one device.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Evidence<'a> {
+    /// `None`: the device does not exist (404).
+    pub results: Option<&'a [ActionResult]>,
+    /// The `Date` of the answer that carried the results: Intune's clock now.
+    pub server_now: Option<Timestamp>,
+    pub audits: AuditView<'a>,
+}
+
+/// A decision about one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The action takes this status; the note is the evidence.
+    Change { status: Status, note: String, result_started: Option<Timestamp>, audit_id: Option<String> },
+    /// Nothing changes: still pending, or not enough evidence (the note says which).
+    Wait(String),
+}
+
+/// How far before an intent an old record's result may have started and still be taken for
+/// its own, for attempts recorded before the server's clock was (no `serverSentAt`). Only used to
+/// claim a result (which can miss a reset), never to make an action sendable.
+const LEGACY_SKEW: SignedDuration = SignedDuration::from_secs(60);
+
+fn tol() -> SignedDuration {
+    SignedDuration::try_from(TOLERANCE).unwrap_or(SignedDuration::ZERO)
+}
+
+fn status_of(state: &str) -> Status {
+    match state.to_ascii_lowercase().as_str() {
+        "done" => Status::Done,
+        "failed" => Status::Failed,
+        "notsupported" => Status::NotSupported,
+        "canceled" | "cancelled" => Status::Canceled,
+        _ => Status::Accepted,
+    }
+}
+
+fn is_pending(r: &Record) -> bool {
+    matches!(r.status, Status::Accepted | Status::Unknown)
+}
+
+/// Decides every `accepted`/`unknown` record of one device (pure: no I/O, no clock). `records`
+/// are all the ledger's records of the device, whatever their status, so that results they
+/// claimed are not taken again. Returns one verdict per record (`None` for records that are not
+/// pending).
+pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -> Vec<Option<Verdict>> {
+    let resets: Vec<(&ActionResult, Timestamp)> = ev
+        .results
+        .into_iter()
+        .flatten()
+        .filter(|r| r.action_name.eq_ignore_ascii_case("resetPasscode"))
+        .filter_map(|r| r.start_date_time.map(|s| (r, s)))
+        .collect();
+    let audits: &[RemoteActionAudit] = match ev.audits {
+        AuditView::Read(a) => a,
+        _ => &[],
+    };
+    // Resets the audit log attributes to a person: not ours, whoever reads them.
+    let by_person = |start: Timestamp| {
+        audits.iter().any(|a| a.by_person() && a.request_date_time.is_some_and(|t| (t - start).abs() <= tol()))
+    };
+    // How many records claimed a result with each start: two results stamped alike (a Graph that
+    // keeps every result and stamps whole seconds) are two results, one claim takes one of them.
+    let mut claimed_starts: HashMap<Timestamp, usize> = HashMap::new();
+    let mut claimed_audits: HashSet<&str> = HashSet::new();
+    for r in records {
+        for start in r.claimed_starts() {
+            *claimed_starts.entry(start).or_default() += 1;
+        }
+        claimed_audits.extend(r.claimed_audits());
+    }
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
+
+    // 1. Records that claimed a result earlier follow that result.
+    let mut unclaimed: Vec<usize> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let claim = r.attempts.last().and_then(|a| a.resolution.as_ref()).and_then(|x| x.result_started);
+        match claim {
+            Some(start) if is_pending(r) => {
+                verdicts[i] = Some(match resets.iter().find(|(_, s)| *s == start) {
+                    Some((res, _)) if status_of(&res.action_state) != r.status => Verdict::Change {
+                        status: status_of(&res.action_state),
+                        note: format!("Intune reports `{}` for the reset it started at {start}", res.action_state),
+                        result_started: Some(start),
+                        audit_id: None,
+                    },
+                    Some(_) => Verdict::Wait("Intune reports it pending".into()),
+                    None => Verdict::Wait(format!("Intune no longer lists the result it claimed ({start})")),
+                });
+            }
+            Some(_) => {}
+            None => unclaimed.push(i),
+        }
+    }
+
+    // 2. The others take the earliest free result at or after their intent: first the records
+    // that certainly ran (accepted, or final in an older ledger that recorded no claim), then the
+    // unknown ones, each group earliest intent first. An unknown action must never take the
+    // result of one that Intune accepted.
+    let bound = |r: &Record| {
+        let a = r.attempts.last()?;
+        Some(match a.server_sent_at {
+            Some(t) => t - tol(),
+            None => a.started_at - LEGACY_SKEW,
+        })
+    };
+    unclaimed.retain(|&i| bound(records[i]).is_some());
+    unclaimed.sort_by_key(|&i| (records[i].status == Status::Unknown, bound(records[i])));
+    let mut free: Vec<(&ActionResult, Timestamp)> = Vec::new();
+    for &(res, start) in &resets {
+        match claimed_starts.get_mut(&start) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ if by_person(start) => {}
+            _ => free.push((res, start)),
+        }
+    }
+    free.sort_by_key(|(_, s)| *s);
+    for &i in &unclaimed {
+        let r = records[i];
+        let Some(from) = bound(r) else { continue };
+        let Some(pos) = free.iter().position(|(_, s)| *s >= from) else { continue };
+        let (res, start) = free.remove(pos);
+        if !is_pending(r) {
+            continue;
+        }
+        let status = status_of(&res.action_state);
+        verdicts[i] = Some(Verdict::Change {
+            status,
+            note: format!("Intune reports `{}` for a reset started at {start}, after the intent", res.action_state),
+            result_started: Some(start),
+            audit_id: None,
+        });
+    }
+
+    // 3. Unknown records without a result: sendable again only on evidence.
+    for &i in &unclaimed {
+        let r = records[i];
+        if r.status != Status::Unknown || verdicts[i].is_some() {
+            continue;
+        }
+        verdicts[i] = Some(unknown_without_result(r, ev, grace, &resets, audits, &claimed_audits, &by_person));
+        if let Some(Verdict::Change { audit_id: Some(id), .. }) = &verdicts[i] {
+            claimed_audits.insert(audits.iter().find(|a| a.id == *id).map_or("", |a| a.id.as_str()));
+        }
+    }
+    for (i, r) in records.iter().enumerate() {
+        if is_pending(r) && verdicts[i].is_none() {
+            verdicts[i] = Some(Verdict::Wait("Intune shows no result for it yet".into()));
+        }
+    }
+    verdicts
+}
+
+fn unknown_without_result(
+    r: &Record,
+    ev: &Evidence<'_>,
+    grace: Option<Duration>,
+    resets: &[(&ActionResult, Timestamp)],
+    audits: &[RemoteActionAudit],
+    claimed_audits: &HashSet<&str>,
+    by_person: &dyn Fn(Timestamp) -> bool,
+) -> Verdict {
+    let Some(attempt) = r.attempts.last() else { return Verdict::Wait("no attempt recorded".into()) };
+    let Some(sent) = attempt.server_sent_at else {
+        return Verdict::Wait(
+            "its intent has no time on Intune's clock (recorded by an older version): decide with `reconcile state resolve`".into(),
+        );
+    };
+    let from = sent - tol();
+    // Any reset at or after the intent may be this one (Intune keeps only the latest result of
+    // an action, and another record's claim may be the wrong one): never sendable then.
+    if let Some((_, start)) = resets.iter().find(|(_, s)| *s >= from && !by_person(*s)) {
+        return Verdict::Wait(format!(
+            "Intune shows a reset started at {start} that may be this one, but another action claimed it"
+        ));
+    }
+    let ours = |a: &&RemoteActionAudit| a.request_date_time.is_some_and(|t| t >= from) && !a.by_person();
+    if let Some(a) = audits.iter().filter(ours).find(|a| !claimed_audits.contains(a.id.as_str())) {
+        let at = a.request_date_time.map(|t| t.to_string()).unwrap_or_default();
+        return Verdict::Change {
+            status: Status::Accepted,
+            note: format!("the audit log shows a resetPasscode requested at {at} (audit {}): it reached Intune", a.id),
+            result_started: None,
+            audit_id: Some(a.id.clone()),
+        };
+    }
+    if audits.iter().any(|a| ours(&a)) {
+        return Verdict::Wait("the audit log shows a reset after the intent that another action claimed".into());
+    }
+    let audit_note = match ev.audits {
+        AuditView::Read(_) => "no entry in the audit log".to_owned(),
+        AuditView::NotPermitted(why) => format!("audit log not consulted: {why}"),
+        AuditView::Unavailable(why) => {
+            return Verdict::Wait(format!("the audit log could not be read this time ({why}): no decision"));
+        }
+    };
+    let Some(grace) = grace else {
+        return Verdict::Wait(
+            "no trace in Intune, and graph.unknownGrace is `never`: decide with `reconcile state resolve`".into(),
+        );
+    };
+    let Some(now) = ev.server_now else {
+        return Verdict::Wait("Graph's answer had no Date: Intune's clock is unknown, no decision".into());
+    };
+    // The request may have been in the air until we gave up on it.
+    let in_air = attempt
+        .finished_at
+        .map_or(SignedDuration::ZERO, |f| f.duration_since(attempt.started_at).max(SignedDuration::ZERO));
+    // The clock error (a `Date` is whole seconds) is added to the grace; a grace of `0s` (tests,
+    // the simulator) decides on the first read that shows nothing.
+    let grace_sd = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
+    let required = if grace.is_zero() { SignedDuration::ZERO } else { grace_sd.saturating_add(tol()) };
+    let waited = now.duration_since(sent) - in_air;
+    if !grace.is_zero() && waited < required {
+        return Verdict::Wait(format!(
+            "no trace in Intune yet; {} of the {} grace passed on Intune's clock",
+            crate::duration::HumanDuration(Duration::try_from(waited.max(SignedDuration::ZERO)).unwrap_or_default()),
+            crate::duration::HumanDuration(grace)
+        ));
+    }
+    let device = if ev.results.is_none() {
+        "the device no longer exists"
+    } else {
+        "no resetPasscode result at or after the intent"
+    };
+    Verdict::Change {
+        status: Status::NotExecuted,
+        note: format!(
+            "{device} ({sent} on Intune's clock), {audit_note}, {} of Intune's time passed (grace {}): the request never took effect; the next apply sends it",
+            crate::duration::HumanDuration(Duration::try_from(waited).unwrap_or_default()),
+            crate::duration::HumanDuration(grace)
+        ),
+        result_started: None,
+        audit_id: None,
+    }
+}
+
+/// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
+pub(crate) async fn refresh(
+    store: &Store,
+    graph: Arc<Graph>,
+    opts: &RefreshOptions,
+) -> Result<RefreshReport, RefreshError> {
+    let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
+    let mut by_device: BTreeMap<(Collection, String), Vec<Record>> = BTreeMap::new();
+    let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.collection, id.to_ascii_lowercase()));
+    for r in writer.ledger().records.values().filter(|r| is_pending(r)) {
+        if let Some(d) = device_of(r) {
+            by_device.entry(d).or_default();
+        }
+    }
+    for r in writer.ledger().records.values() {
+        if let Some(list) = device_of(r).and_then(|d| by_device.get_mut(&d)) {
+            list.push(r.clone());
+        }
+    }
+    let pending = |list: &Vec<Record>| list.iter().filter(|r| is_pending(r)).count();
+    let mut report = RefreshReport { checked: by_device.values().map(pending).sum(), ..RefreshReport::default() };
+
+    // The audit log, once, from the earliest unknown intent.
+    let earliest = by_device
+        .values()
+        .flatten()
+        .filter(|r| r.status == Status::Unknown)
+        .filter_map(|r| r.attempts.last().map(|a| a.server_sent_at.unwrap_or(a.started_at - LEGACY_SKEW)))
+        .min();
+    let audits = match earliest {
+        None => Ok(Audits::Read(Vec::new())),
+        Some(t) => graph.reset_audits(t - SignedDuration::from_mins(5)).await.map_err(|e| e.to_string()),
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for ((collection, id), records) in by_device {
+        let graph = graph.clone();
+        tasks.spawn(async move {
+            let results = graph.device_action_results(collection, &id).await;
+            (id, records, results)
+        });
+    }
+    let mut failure = None;
+    let mut updates = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((id, records, results)) = joined else { continue };
+        let read = match results {
+            Ok(r) => r,
+            Err(e) => {
+                failure.get_or_insert(e);
+                continue;
+            }
+        };
+        let device_audits: Vec<RemoteActionAudit> = match &audits {
+            Ok(Audits::Read(all)) => all
+                .iter()
+                .filter(|a| a.managed_device_id.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(&id)))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let view = match &audits {
+            Ok(Audits::Read(_)) => AuditView::Read(&device_audits),
+            Ok(Audits::Unreadable(why)) => AuditView::NotPermitted(why),
+            Err(why) => AuditView::Unavailable(why),
+        };
+        let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
+        let refs: Vec<&Record> = records.iter().collect();
+        let verdicts = decide(&refs, &ev, opts.unknown_grace);
+        let now = Timestamp::now();
+        for (mut record, verdict) in records.into_iter().zip(verdicts) {
+            match verdict {
+                Some(Verdict::Change { status, note, result_started, audit_id }) => {
+                    let from = record.status;
+                    if from == status {
+                        report.waiting += 1;
+                    }
+                    record.status = status;
+                    record.updated_at = now;
+                    if let Some(a) = record.attempts.last_mut() {
+                        a.resolution = Some(Resolution {
+                            by: "refresh".into(),
+                            at: now,
+                            server_time: read.server_date,
+                            status,
+                            note: note.clone(),
+                            result_started,
+                            audit_id,
+                        });
+                    }
+                    updates.push(StatusChange { record, from, note });
+                }
+                Some(Verdict::Wait(why)) => {
+                    report.waiting += 1;
+                    if record.status == Status::Unknown {
+                        report.unresolved.push((record, why));
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    updates.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));
+    report.unresolved.sort_by(|a, b| (&a.0.manifest, &a.0.key).cmp(&(&b.0.manifest, &b.0.key)));
+    writer.record_all(updates.iter().map(|c| c.record.clone()).collect()).await?;
+    // A status that did not change but gained a claim is recorded, not reported as a change.
+    report.changes = updates.into_iter().filter(|c| c.from != c.record.status).collect();
+    writer.commit().await?;
+    match failure {
+        Some(e) => Err(RefreshError::Graph(e)),
+        None => Ok(report),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1326 @@
+//! The local ledger: a checksummed JSON snapshot plus an append-only journal.
+//!
+//! # Files
+//! - `state.json` — the snapshot: `version`, `lineage`, `serial`, `tenant`, `records`, and a
+//!   `checksum` (`sha256:` of the compact JSON of everything else). Replaced only by
+//!   write-temp → fsync → rename → fsync folder, so it is never torn. Mode 0600.
+//! - `state.json.journal` — one line per recorded change since the snapshot:
+//!   `<sha256 hex of the JSON> <JSON>`. The first line names the snapshot it extends
+//!   (`lineage`, `baseSerial`). Each line is fsynced before the next request is sent.
+//! - `state.json.lock` — the writer lock (see [`super::lock`]).
+//!
+//! # Guarantees
+//! - A change returned from [`LedgerWriter::record`] survives a crash: it is in the journal.
+//! - A torn last journal line (a crash mid-write) is ignored: its fsync never completed, so the
+//!   request it announced was never sent. A bad line anywhere else is corruption and refused.
+//! - A journal left by a crash is replayed by every reader and folded into a new snapshot by the
+//!   next writer.
+//! - A journal that does not extend the snapshot next to it (a crash between the rename and the
+//!   journal's removal, or a snapshot that arrived from elsewhere: another runner, a restore, a
+//!   `git pull`) is never dropped: every record is compared with the snapshot's, and records the
+//!   snapshot lacks or has older versions of are merged in. A record that diverged (each side has
+//!   attempts the other lacks), a journal of another lineage or tenant, or a journal whose
+//!   snapshot is missing is refused with both files named, and nothing is written.
+//! - A ledger that fails to parse, is of a newer version or fails its checksum is refused, and
+//!   nothing ever overwrites it.
+//! - A ledger is created only on purpose ([`LocalStore::create`], `reconcile init`): a missing
+//!   ledger is never taken for an empty one by a writer.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::lock::{self, LockError, LockGuard};
+use super::{LEDGER_VERSION, Ledger, Record};
+use crate::core::action::{ActionKey, HashWriter};
+
+/// Why the ledger could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("failed to read ledger `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write ledger `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ledger `{}` is corrupt: {reason}\nhint: restore it from version control or backup; it was not modified", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("ledger `{}` has format version {found}, newer than this build reads ({LEDGER_VERSION})\nhint: upgrade intune-reconcile; the ledger was not modified", path.display())]
+    NewerVersion { path: PathBuf, found: u64 },
+    #[error("ledger `{}` belongs to tenant `{ledger}`, not `{current}` (the tenant of this run's token, or AZURE_TENANT_ID offline); nothing was sent\nhint: point --state at the ledger of tenant `{current}`, or use the credentials of tenant `{ledger}`", path.display())]
+    WrongTenant { path: PathBuf, ledger: String, current: String },
+    #[error("there is no ledger at `{}`\nhint: run `reconcile init` once to create it; if it should exist (a CI download, --state, -C), find out why it is missing: planning or applying without it would re-send every reset ever made", path.display())]
+    Missing { path: PathBuf },
+    #[error("ledger `{}` has no tenant, and this run knows none to bind it to\nhint: run `reconcile init --tenant TENANT_ID`", path.display())]
+    NoTenant { path: PathBuf },
+    #[error("journal `{}` does not fit the ledger `{}`: {why}\nhint: the journal holds requests that may have been sent; nothing was changed. {hint}", journal.display(), path.display())]
+    Diverged { path: PathBuf, journal: PathBuf, why: String, hint: &'static str },
+    #[error("cannot {op} the ledger `{}`: {why}\nhint: nothing more is sent while the ledger cannot be written; check the storage account, the container and the credentials (AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or the Entra role Storage Blob Data Contributor)", path.display())]
+    Store { path: PathBuf, op: &'static str, why: String },
+    #[error("this run no longer holds the lock of ledger `{}`: {why}; nothing more was sent\nhint: run `reconcile refresh`, then apply again: actions in flight are `unknown` until refresh settles them", path.display())]
+    LockLost { path: PathBuf, why: String },
+    #[error("ledger `{}` is not locked by `{id}`\nhint: the lock ID is named in the message of the run that was refused", path.display())]
+    NotLocked { path: PathBuf, id: String },
+    #[error("ledger `{}` is local: its lock is released by the operating system when its holder exits, so there is nothing to unlock", path.display())]
+    LocalUnlock { path: PathBuf },
+    #[error("refusing to overwrite ledger `{}`: {why}; nothing was written\nhint: push or pull only to a new location, or to a copy of the same ledger that this one extends", path.display())]
+    ImportRefused { path: PathBuf, why: String },
+    #[error("cannot tell where the ledger `{}` really is: {why}\nhint: name the ledger file itself (or a symlink to an existing one); nothing was read or written", path.display())]
+    Unresolvable { path: PathBuf, why: String },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Find(#[from] super::FindError),
+    #[error(transparent)]
+    Decision(#[from] super::DecisionError),
+}
+
+/// The snapshot as stored. Field order is the checksum's order: do not reorder.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Snapshot {
+    version: u32,
+    lineage: Uuid,
+    serial: u64,
+    #[serde(default)]
+    tenant: Option<String>,
+    records: BTreeMap<ActionKey, Record>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
+}
+
+impl Snapshot {
+    /// `sha256:` of the compact JSON of every field but the checksum, in declaration order.
+    fn digest(&self) -> String {
+        Body {
+            version: self.version,
+            lineage: &self.lineage,
+            serial: self.serial,
+            tenant: &self.tenant,
+            records: &self.records,
+        }
+        .digest()
+    }
+}
+
+impl Body<'_> {
+    fn digest(&self) -> String {
+        let mut h = HashWriter(Sha256::new());
+        serde_json::to_writer(&mut h, self).expect("hashing into memory cannot fail");
+        format!("sha256:{}", hex::encode(h.0.finalize()))
+    }
+}
+
+/// [`Snapshot`] without its checksum, borrowed: what the checksum covers.
+#[derive(Serialize)]
+struct Body<'a> {
+    version: u32,
+    lineage: &'a Uuid,
+    serial: u64,
+    tenant: &'a Option<String>,
+    records: &'a BTreeMap<ActionKey, Record>,
+}
+
+/// Only the version, read first so a newer file is refused with the right message.
+#[derive(Deserialize)]
+struct VersionProbe {
+    version: serde_json::Value,
+}
+
+/// One journal line.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+enum JournalLine {
+    /// The first line: which snapshot the journal extends.
+    Base { lineage: Uuid, base_serial: u64, tenant: Option<String> },
+    /// A record's new content.
+    Put(Box<Record>),
+}
+
+/// A local ledger at a path.
+///
+/// # One ledger, one identity
+/// A ledger may be reached by several paths (a relative one, an absolute one, one through a
+/// symlinked folder, a symlink to the file itself). The store resolves where the ledger really is
+/// once, when it is opened ([`open`](Self::open)): the parent folder is canonicalized (through its
+/// nearest existing ancestor when it does not exist yet, as for `init`), and a ledger file that is
+/// itself a symlink is followed to its target. The lock, the journal and the temporary file of
+/// every write are named from that real location, and the final rename replaces the real file:
+/// two paths to one ledger share one lock and one journal, and a symlink stays a symlink.
+///
+/// A symlinked ledger is followed rather than refused because keeping the ledger elsewhere and
+/// linking it into a checkout is an ordinary setup, and refusing it would only push operators to
+/// copies (two ledgers, the very thing this prevents). Following it is safe where it matters: a
+/// ledger the repository names is checked for confinement after this resolution (see
+/// `app::connect`), and the operator's `--state` may be anywhere anyway. A link that leads
+/// nowhere is refused: writing through it would create a file at a place nobody chose.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    /// The ledger's real location (see above): every file is named from it.
+    path: PathBuf,
+    /// The path as given, for messages and for telling where the ledger was asked for.
+    given: PathBuf,
+    /// Up to this many records every change also rewrites the snapshot.
+    write_through: usize,
+}
+
+impl LocalStore {
+    /// Opens the ledger at `path`, resolving where it really is (see the type's docs). Refused
+    /// when that cannot be told: a symlink to nothing, a path that names no file.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StateError> {
+        let given = path.into();
+        let real = resolve(&given)?;
+        if real != given {
+            tracing::debug!(given = %given.display(), real = %real.display(), "the ledger's real location");
+        }
+        Ok(LocalStore { path: real, given, write_through: WRITE_THROUGH_RECORDS })
+    }
+
+    /// [`open`](Self::open) for a path known to resolve (tests, fixtures): a path that cannot be
+    /// resolved is used as given. Commands use `open`, which reports it.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let given = path.into();
+        Self::open(given.clone()).unwrap_or(LocalStore {
+            path: given.clone(),
+            given,
+            write_through: WRITE_THROUGH_RECORDS,
+        })
+    }
+
+    /// The same store, its changes kept in the journal until the end whatever the ledger's size
+    /// (as a ledger of more than [`WRITE_THROUGH_RECORDS`] records is): for tests of the journal.
+    pub fn journal_only(self) -> Self {
+        LocalStore { write_through: 0, ..self }
+    }
+
+    /// The ledger's real location: where its files are.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path the ledger was asked for, as given.
+    pub fn given_path(&self) -> &Path {
+        &self.given
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        let mut s = self.path.as_os_str().to_owned();
+        s.push(".journal");
+        PathBuf::from(s)
+    }
+
+    /// Reads the ledger (snapshot plus journal) without locking. A missing ledger is empty: use
+    /// [`exists`](Self::exists) where that must not be mistaken for "nothing was ever sent".
+    pub(crate) fn load(&self) -> Result<Ledger, StateError> {
+        let mut ledger = match std::fs::read(&self.path) {
+            Ok(bytes) => self.parse_snapshot(&bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::empty(),
+            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
+        };
+        self.replay_journal(&mut ledger)?;
+        Ok(ledger)
+    }
+
+    /// Whether a ledger (snapshot or journal) is there.
+    pub(crate) fn exists(&self) -> bool {
+        self.path.exists() || self.journal_path().exists()
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> StateError {
+        StateError::Corrupt { path: self.path.clone(), reason: reason.into() }
+    }
+
+    fn parse_snapshot(&self, bytes: &[u8]) -> Result<Ledger, StateError> {
+        parse_snapshot_at(&self.path, bytes)
+    }
+
+    /// Applies the journal's changes to `ledger`.
+    fn replay_journal(&self, ledger: &mut Ledger) -> Result<(), StateError> {
+        let jpath = self.journal_path();
+        let text = match std::fs::read(&jpath) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StateError::Read { path: jpath, source }),
+        };
+        let jerr = |n: usize, why: &str| self.corrupt(format!("journal `{}` line {n}: {why}", jpath.display()));
+        let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+        let mut parsed = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            let last = i + 1 == lines.len();
+            match parse_line(line) {
+                Some(l) => parsed.push(l),
+                // A torn final line: the write never completed, so nothing was sent after it.
+                None if last => break,
+                None => return Err(jerr(i + 1, "checksum mismatch or unreadable")),
+            }
+        }
+        let mut lines = parsed.into_iter();
+        let (lineage, base_serial, tenant) = match lines.next() {
+            Some(JournalLine::Base { lineage, base_serial, tenant }) => (lineage, base_serial, tenant),
+            // Empty, or only a torn first line: nothing was recorded, so nothing was sent.
+            None => return Ok(()),
+            Some(JournalLine::Put(_)) => return Err(jerr(1, "missing base line")),
+        };
+        let mut puts: Vec<Record> = Vec::new();
+        for (i, line) in lines.enumerate() {
+            match line {
+                JournalLine::Put(r) => puts.push(*r),
+                JournalLine::Base { .. } => return Err(jerr(i + 2, "second base line")),
+            }
+        }
+        let diverged = |why: String, hint: &'static str| StateError::Diverged {
+            path: self.path.clone(),
+            journal: jpath.clone(),
+            why,
+            hint,
+        };
+        if let (Some(l), Some(t)) = (&ledger.tenant, &tenant)
+            && !l.eq_ignore_ascii_case(t)
+        {
+            return Err(diverged(
+                format!("the journal was written for tenant `{t}`, the ledger belongs to tenant `{l}`"),
+                "put the ledger of that tenant back next to the journal, or move the journal to where that ledger lives",
+            ));
+        }
+        match ledger.lineage {
+            None if base_serial == 0 => {}
+            None => {
+                return Err(diverged(
+                    format!(
+                        "the journal extends serial {base_serial} of ledger {lineage}, but the ledger file is missing"
+                    ),
+                    "restore the ledger file from its backup or remote copy; do not delete the journal",
+                ));
+            }
+            Some(l) if l != lineage => {
+                return Err(diverged(
+                    format!("the journal belongs to ledger {lineage}, the file next to it is ledger {l}"),
+                    "put the ledger the journal belongs to back in place (it holds the records before the journal)",
+                ));
+            }
+            Some(_) if base_serial == ledger.serial => {}
+            // The journal does not extend this snapshot: merged below, record by record.
+            Some(_) => return merge_stale(ledger, puts, base_serial, &jpath, &diverged),
+        }
+        ledger.lineage = Some(lineage);
+        if ledger.tenant.is_none() {
+            ledger.tenant = tenant;
+        }
+        let n = puts.len();
+        for r in puts {
+            ledger.records.insert(r.key.clone(), r);
+        }
+        ledger.serial = base_serial + n as u64;
+        Ok(())
+    }
+
+    /// Takes the writer lock and returns a writer over the current ledger. A journal left by an
+    /// earlier crash is folded into a fresh snapshot first. A missing ledger is refused
+    /// ([`StateError::Missing`]): only [`create`](Self::create) makes one.
+    pub fn lock(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
+        if !self.exists() {
+            return Err(StateError::Missing { path: self.given.clone() });
+        }
+        self.lock_inner(timeout, command, tenant)
+    }
+
+    /// Creates the ledger bound to `tenant` (`reconcile init`). An existing ledger of the same
+    /// tenant is left as it is (`Ok(false)`); one of another tenant is refused.
+    pub fn create(&self, timeout: Duration, tenant: &str) -> Result<bool, StateError> {
+        if self.exists() {
+            let w = self.lock_inner(timeout, "reconcile init", Some(tenant))?;
+            let bound_now = w.bound_tenant;
+            w.commit()?;
+            return Ok(bound_now);
+        }
+        let w = self.lock_inner(timeout, "reconcile init", Some(tenant))?;
+        w.commit()?;
+        Ok(true)
+    }
+
+    fn lock_inner(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir).map_err(|source| StateError::Write { path: self.path.clone(), source })?;
+        }
+        let guard = lock::acquire(&self.path, timeout, &lock::me(command))?;
+        let mut ledger = self.load()?;
+        check_tenant_at(&self.path, &ledger, tenant)?;
+        if ledger.lineage.is_none() {
+            ledger.lineage = Some(Uuid::new_v4());
+        }
+        // A new ledger, or one from before tenants were recorded, is bound now (a new one always
+        // is: without a tenant it is refused below).
+        let bound_tenant = ledger.tenant.is_none() && tenant.is_some();
+        if bound_tenant {
+            ledger.tenant = tenant.map(str::to_owned);
+        }
+        if ledger.tenant.is_none() {
+            return Err(StateError::NoTenant { path: self.path.clone() });
+        }
+        let mut writer =
+            LedgerWriter { store: self.clone(), ledger, journal: None, broken: false, bound_tenant, _guard: guard };
+        if bound_tenant || self.journal_path().exists() {
+            writer.write_snapshot()?;
+        }
+        Ok(writer)
+    }
+
+    /// Locks the ledger for a copy from elsewhere (`state pull`), creating it when missing.
+    pub(crate) fn lock_for_import(&self, timeout: Duration, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
+        self.lock_inner(timeout, "reconcile state pull", tenant)
+    }
+}
+
+/// Where the ledger named `given` really is: its parent folder canonicalized (through the
+/// nearest existing ancestor when it does not exist yet), then the file followed when it is a
+/// symlink. Relative paths are taken from the current directory, as the operating system would.
+fn resolve(given: &Path) -> Result<PathBuf, StateError> {
+    let bad = |why: String| StateError::Unresolvable { path: given.to_path_buf(), why };
+    let io = |p: &Path, e: std::io::Error| bad(format!("`{}`: {}", p.display(), crate::diag::io_reason(&e)));
+    let name = given.file_name().ok_or_else(|| bad("the path names no file".into()))?;
+    let parent = given.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // The nearest existing ancestor, canonical; the folders below it are created by the first
+    // write (`init`), so they are plain folders and are appended as written.
+    let mut existing = parent.to_path_buf();
+    let mut missing: Vec<std::ffi::OsString> = Vec::new();
+    let mut dir = loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(dir) => break dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(n) = existing.file_name() else {
+                    return Err(bad("`..` follows a folder that does not exist".into()));
+                };
+                missing.push(n.to_owned());
+                if !existing.pop() || existing.as_os_str().is_empty() {
+                    existing = PathBuf::from(".");
+                }
+            }
+            Err(e) => return Err(io(&existing, e)),
+        }
+    };
+    for n in missing.iter().rev() {
+        dir.push(n);
+    }
+    let at = dir.join(name);
+    match std::fs::symlink_metadata(&at) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&at) {
+            Ok(real) if real.is_dir() => Err(bad(format!("it is a symlink to the folder `{}`", real.display()))),
+            Ok(real) => Ok(real),
+            Err(e) => {
+                let to = std::fs::read_link(&at).map(|t| t.display().to_string()).unwrap_or_default();
+                Err(bad(format!(
+                    "it is a symlink to `{to}`, which cannot be followed ({})",
+                    crate::diag::io_reason(&e)
+                )))
+            }
+        },
+        Ok(_) => Ok(at),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(at),
+        Err(e) => Err(io(&at, e)),
+    }
+}
+
+/// Refuses a ledger bound to another tenant.
+pub(super) fn check_tenant_at(path: &Path, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
+    match (&ledger.tenant, tenant) {
+        (Some(l), Some(t)) if !l.eq_ignore_ascii_case(t) => {
+            Err(StateError::WrongTenant { path: path.to_path_buf(), ledger: l.clone(), current: t.to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Parses and verifies a snapshot read from `path` (a file or a blob URL).
+pub(super) fn parse_snapshot_at(path: &Path, bytes: &[u8]) -> Result<Ledger, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt { path: path.to_path_buf(), reason };
+    let version = |v: Option<u64>, shown: &dyn std::fmt::Display| match v {
+        Some(v) if v == u64::from(LEDGER_VERSION) => Ok(()),
+        Some(v) if v > u64::from(LEDGER_VERSION) => {
+            Err(StateError::NewerVersion { path: path.to_path_buf(), found: v })
+        }
+        _ => Err(corrupt(format!("unsupported version {shown}"))),
+    };
+    // One pass on the happy path; the version is probed alone only to explain a failure (a newer
+    // ledger need not parse as this one).
+    let snap: Snapshot = match serde_json::from_slice(bytes) {
+        Ok(snap) => snap,
+        Err(e) => {
+            let probe: VersionProbe =
+                serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a ledger JSON document ({e})")))?;
+            version(probe.version.as_u64(), &probe.version)?;
+            return Err(corrupt(e.to_string()));
+        }
+    };
+    let v = snap.version;
+    version(Some(u64::from(v)), &v)?;
+    let want = snap.digest();
+    match &snap.checksum {
+        Some(c) if *c == want => {}
+        Some(_) => return Err(corrupt("checksum mismatch (was the file edited by hand?)".into())),
+        None => return Err(corrupt("checksum missing".into())),
+    }
+    if let Some((k, r)) = snap.records.iter().find(|(k, r)| **k != r.key) {
+        return Err(corrupt(format!("record `{k}` carries key `{}`", r.key)));
+    }
+    Ok(Ledger { lineage: Some(snap.lineage), serial: snap.serial, tenant: snap.tenant, records: snap.records })
+}
+
+/// Merges a journal that does not extend the snapshot (see the module docs): records the
+/// snapshot lacks or has an older version of are taken from the journal.
+pub(super) fn merge_stale(
+    ledger: &mut Ledger,
+    puts: Vec<Record>,
+    base_serial: u64,
+    journal: &Path,
+    diverged: &dyn Fn(String, &'static str) -> StateError,
+) -> Result<(), StateError> {
+    // The journal's last word on every record it touched.
+    let mut latest: BTreeMap<ActionKey, Record> = BTreeMap::new();
+    for r in puts {
+        latest.insert(r.key.clone(), r);
+    }
+    let mut merged = 0;
+    for (key, j) in latest {
+        match ledger.records.get(&key) {
+            None => {}
+            Some(s) => match newer(s, &j) {
+                Some(Newer::Snapshot) => continue,
+                Some(Newer::Journal) => {}
+                None => {
+                    return Err(diverged(
+                        format!("action {} has attempts in each that the other lacks", key.short()),
+                        "both copies may hold requests that were sent: merge them by hand with `reconcile state show` on each, or ask for help",
+                    ));
+                }
+            },
+        }
+        tracing::warn!(
+            key = key.short(),
+            journal = %journal.display(),
+            "merging a record the ledger file lacked from a journal that did not extend it"
+        );
+        ledger.records.insert(key, j);
+        merged += 1u64;
+    }
+    ledger.serial = ledger.serial.max(base_serial) + merged;
+    Ok(())
+}
+
+fn parse_line(line: &[u8]) -> Option<JournalLine> {
+    let line = line.strip_suffix(b"\n")?;
+    let sp = line.iter().position(|&b| b == b' ')?;
+    let (sum, json) = (&line[..sp], &line[sp + 1..]);
+    (hex::encode(Sha256::digest(json)).as_bytes() == sum).then_some(())?;
+    serde_json::from_slice(json).ok()
+}
+
+/// Which of two versions of one record is newer, when one extends the other; `None` when they
+/// diverged. Attempts are compared by `client-request-id`: an intent is never lost.
+pub(super) enum Newer {
+    Snapshot,
+    Journal,
+}
+
+pub(super) fn newer(snapshot: &Record, journal: &Record) -> Option<Newer> {
+    let ids = |r: &Record| r.attempts.iter().map(|a| a.client_request_id).collect::<Vec<_>>();
+    let (s, j) = (ids(snapshot), ids(journal));
+    if s.len() > j.len() && s.starts_with(&j) {
+        return Some(Newer::Snapshot);
+    }
+    if j.len() > s.len() && j.starts_with(&s) {
+        return Some(Newer::Journal);
+    }
+    if s != j {
+        return None;
+    }
+    // The same attempts: the later write knows more (an outcome after an intent, a refresh).
+    if journal.updated_at > snapshot.updated_at { Some(Newer::Journal) } else { Some(Newer::Snapshot) }
+}
+
+/// Creates `dir` (and missing parents) private to the user, and makes every new entry durable
+/// in its parent: a crash right after the first run must not lose the folder the ledger is in.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        cur = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        sync_dir(d)?;
+    }
+    Ok(())
+}
+
+/// Exclusive access to the ledger while the lock is held.
+///
+/// Expected flow: [`LocalStore::lock`] → [`record`](Self::record) before and after each request →
+/// [`commit`](Self::commit) at the end. Dropping it without `commit` leaves the journal for the
+/// next reader to replay: nothing recorded is lost.
+#[derive(Debug)]
+pub struct LedgerWriter {
+    store: LocalStore,
+    ledger: Ledger,
+    journal: Option<File>,
+    /// A journal write failed: nothing more is appended after a possibly partial line.
+    broken: bool,
+    /// This lock created the ledger or bound an older one to a tenant.
+    bound_tenant: bool,
+    _guard: LockGuard,
+}
+
+/// Up to this many records, every recorded change also rewrites the snapshot (see
+/// [`LedgerWriter::record_all`]); beyond, changes live in the journal until the run ends.
+pub(crate) const WRITE_THROUGH_RECORDS: usize = 256;
+
+impl LedgerWriter {
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Durably records a record's new content: one fsynced journal line.
+    pub fn record(&mut self, record: Record) -> Result<(), StateError> {
+        self.record_all(std::iter::once(record))
+    }
+
+    /// Durably records several records with one fsync (for outcomes learned together).
+    pub fn record_all(&mut self, records: impl IntoIterator<Item = Record>) -> Result<(), StateError> {
+        let jpath = self.store.journal_path();
+        let werr = |source| StateError::Write { path: jpath.clone(), source };
+        if self.broken {
+            return Err(werr(std::io::Error::other(
+                "an earlier write to the journal failed; nothing more is recorded",
+            )));
+        }
+        let mut lines = Vec::new();
+        if self.journal.is_none() {
+            let f = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&jpath).map_err(werr)?;
+            sync_dir(&jpath).map_err(werr)?;
+            let base = JournalLine::Base {
+                lineage: self.ledger.lineage.expect("a locked ledger has a lineage"),
+                base_serial: self.ledger.serial,
+                tenant: self.ledger.tenant.clone(),
+            };
+            lines.extend(line_bytes(&base));
+            self.journal = Some(f);
+        }
+        let records: Vec<Record> = records.into_iter().collect();
+        for r in &records {
+            lines.extend(line_bytes(&JournalLine::Put(Box::new(r.clone()))));
+        }
+        let f = self.journal.as_mut().expect("opened above");
+        // Its length after the last complete, synced write.
+        let meta = f.metadata().map_err(werr)?;
+        let before = meta.len();
+        // The file this handle writes must still be the journal readers read: a line appended to
+        // a journal that was removed or replaced (by a writer that reached this ledger without
+        // this lock, or a removal whose answer was lost) would be an intent nobody ever sees.
+        if !same_file(&meta, &jpath) {
+            self.broken = true;
+            return Err(werr(std::io::Error::other(
+                "the journal this run writes was removed or replaced while it held the lock; nothing more is recorded",
+            )));
+        }
+        if let Err(e) =
+            f.write_all(&lines).and_then(|()| f.sync_data()).and_then(|()| fault::hit(fault::Point::JournalSync))
+        {
+            // Cut a partial line off so the journal stays readable, and append nothing more.
+            let _ = f.set_len(before).and_then(|()| f.sync_data());
+            self.broken = true;
+            return Err(werr(e));
+        }
+        for r in records {
+            self.ledger.serial += 1;
+            self.ledger.records.insert(r.key.clone(), r);
+        }
+        // A small ledger is also folded into its snapshot at once, so `state.json` itself shows
+        // every intent before its request leaves (and after a crash), as a reader of the file
+        // would expect. A large one keeps the journal: rewriting it per record would cost more
+        // than the write budget allows. The journal line is already durable, so a snapshot that
+        // cannot be written now only leaves the change in the journal (replayed by readers).
+        if self.ledger.records.len() <= self.store.write_through
+            && let Err(e) = self.write_snapshot()
+        {
+            tracing::warn!(error = %e, "the change is in the ledger's journal; the snapshot could not be rewritten");
+        }
+        Ok(())
+    }
+
+    /// Replaces the ledger's content (`state pull`): the caller checked it extends this one.
+    pub(crate) fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
+        let serial = self.ledger.serial.max(ledger.serial) + 1;
+        self.ledger = Ledger { serial, ..ledger };
+        self.write_snapshot()
+    }
+
+    /// Folds the journal into a new snapshot and removes it.
+    pub fn commit(mut self) -> Result<Ledger, StateError> {
+        if self.journal.is_some() {
+            self.write_snapshot()?;
+        }
+        Ok(self.ledger.clone())
+    }
+
+    /// Writes the in-memory ledger as the new snapshot, then drops the journal it includes.
+    fn write_snapshot(&mut self) -> Result<(), StateError> {
+        let path = self.store.path.clone();
+        let werr = |source| StateError::Write { path: path.clone(), source };
+        let bytes = snapshot_bytes(&self.ledger);
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let result = (|| {
+            let tmp = tempfile::Builder::new().prefix(".state-").suffix(".tmp").tempfile_in(dir)?;
+            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            let mut w = BufWriter::new(tmp.as_file());
+            w.write_all(&bytes)?;
+            w.flush()?;
+            drop(w);
+            tmp.as_file().sync_all()?;
+            let ours = tmp.as_file().metadata()?;
+            if let Err(e) =
+                tmp.persist(&path).map(drop).map_err(|e| e.error).and_then(|()| fault::hit(fault::Point::Rename))
+            {
+                // A rename whose answer was lost (an error reported after it happened, as network
+                // file systems can): the file at `path` is ours exactly when it is the same inode.
+                // Only then is it a success; otherwise the old snapshot stands and the journal,
+                // kept, still holds every change.
+                if !same_file(&ours, &path) {
+                    return Err(e);
+                }
+                tracing::warn!(path = %path.display(), error = %e, "the ledger's rename reported an error, but it happened");
+            }
+            sync_dir(&path)
+        })();
+        result.map_err(werr)?;
+        // The snapshot now holds everything the journal said; a crash before this removal leaves a
+        // journal whose base serial is behind the snapshot's, which readers ignore.
+        self.journal = None;
+        match std::fs::remove_file(self.store.journal_path()) {
+            Ok(()) => sync_dir(&path).map_err(werr),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(werr(e)),
+        }
+    }
+}
+
+/// The snapshot document of `ledger` (pretty JSON with its checksum, newline-terminated): the
+/// same bytes for a local file and a blob.
+pub(super) fn snapshot_bytes(ledger: &Ledger) -> Vec<u8> {
+    let body = Body {
+        version: LEDGER_VERSION,
+        lineage: &ledger.lineage.expect("a locked ledger has a lineage"),
+        serial: ledger.serial,
+        tenant: &ledger.tenant,
+        records: &ledger.records,
+    };
+    let doc = Document { body: &body, checksum: body.digest() };
+    let mut out = serde_json::to_vec_pretty(&doc).expect("the ledger serializes");
+    out.push(b'\n');
+    out
+}
+
+/// The snapshot as written: [`Body`] and its checksum, in [`Snapshot`]'s field order.
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(flatten)]
+    body: &'a Body<'a>,
+    checksum: String,
+}
+
+fn line_bytes(line: &JournalLine) -> Vec<u8> {
+    let json = serde_json::to_vec(line).expect("journal lines serialize");
+    let mut out = hex::encode(Sha256::digest(&json)).into_bytes();
+    out.push(b' ');
+    out.extend_from_slice(&json);
+    out.push(b'\n');
+    out
+}
+
+fn sync_dir(file: &Path) -> std::io::Result<()> {
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()?;
+    fault::hit(fault::Point::DirSync)
+}
+
+/// Whether the entry at `path` (not followed) is the file `meta` describes.
+fn same_file(meta: &std::fs::Metadata, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+}
+
+/// Faults injected into the write path by unit tests, after the real operation succeeded: an
+/// answer lost on its way back (a rename reported failed after it happened, an fsync error).
+/// Outside tests every point is a no-op.
+mod fault {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Point {
+        /// The snapshot's rename happened, then reported an error.
+        Rename,
+        /// A folder's fsync (after a rename, a removal or a journal's creation) failed.
+        DirSync,
+        /// The journal's fsync failed.
+        JournalSync,
+    }
+
+    #[cfg(not(test))]
+    #[inline]
+    pub(super) fn hit(_: Point) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// Armed faults: each fires at the nth (1-based) time its point is passed from now.
+        static ARMED: std::cell::RefCell<Vec<(Point, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Fails the `nth` next pass through `point` on this thread.
+    #[cfg(test)]
+    pub(super) fn arm(point: Point, nth: u32) {
+        ARMED.with(|a| a.borrow_mut().push((point, nth)));
+    }
+
+    #[cfg(test)]
+    pub(super) fn hit(point: Point) -> std::io::Result<()> {
+        ARMED.with(|a| {
+            let mut a = a.borrow_mut();
+            let mut fire = false;
+            a.retain_mut(|(p, n)| {
+                if *p != point {
+                    return true;
+                }
+                *n -= 1;
+                fire |= *n == 0;
+                *n > 0
+            });
+            if fire { Err(std::io::Error::other(format!("injected fault: {point:?}"))) } else { Ok(()) }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Status;
+    use crate::ledger::tests::record;
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStore::new(dir.path().join(".reconcile/state.json")).journal_only();
+        (dir, store)
+    }
+
+    fn lock(store: &LocalStore) -> LedgerWriter {
+        store.create(Duration::ZERO, "tenant-a").expect("create");
+        store.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock")
+    }
+
+    #[test]
+    fn missing_ledger_is_empty_to_readers_but_refused_to_writers() {
+        let (_d, s) = store();
+        assert_eq!(s.load().expect("load"), Ledger::empty());
+        let err = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect_err("refused");
+        assert!(matches!(err, StateError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("reconcile init"), "{err}");
+        assert!(!s.path().exists() && !s.journal_path().exists(), "nothing was created");
+    }
+
+    #[test]
+    fn create_binds_the_tenant_once_and_refuses_another() {
+        let (_d, s) = store();
+        assert!(s.create(Duration::ZERO, "tenant-a").expect("create"));
+        let l = s.load().expect("load");
+        assert_eq!((l.tenant.as_deref(), l.serial, l.records.len()), (Some("tenant-a"), 0, 0));
+        assert!(l.lineage.is_some());
+        let bytes = std::fs::read(s.path()).expect("read");
+        assert!(!s.create(Duration::ZERO, "TENANT-A").expect("no-op"), "same tenant: nothing to do");
+        assert_eq!(std::fs::read(s.path()).expect("read"), bytes, "a no-op writes nothing");
+        assert!(matches!(s.create(Duration::ZERO, "tenant-b"), Err(StateError::WrongTenant { .. })));
+        let mode = std::fs::metadata(s.path().parent().expect("dir")).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn newer_compares_attempts_then_update_time() {
+        let with = |ids: &[u128], updated: i64| {
+            let mut r = record("m", "A", Status::Unknown);
+            r.attempts = ids
+                .iter()
+                .map(|i| crate::ledger::Attempt { client_request_id: Uuid::from_u128(*i), ..Default::default() })
+                .collect();
+            r.updated_at = jiff::Timestamp::from_second(updated).expect("ts");
+            r
+        };
+        let is = |x: Option<Newer>| match x {
+            Some(Newer::Snapshot) => "snapshot",
+            Some(Newer::Journal) => "journal",
+            None => "diverged",
+        };
+        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[1], 9))), "snapshot");
+        assert_eq!(is(newer(&with(&[1], 9), &with(&[1, 2], 0))), "journal");
+        assert_eq!(is(newer(&with(&[], 0), &with(&[1], 0))), "journal");
+        assert_eq!(is(newer(&with(&[1], 0), &with(&[], 0))), "snapshot");
+        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[1, 3], 0))), "diverged");
+        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[3], 0))), "diverged");
+        assert_eq!(is(newer(&with(&[1], 5), &with(&[1], 6))), "journal", "same attempts: the later write");
+        assert_eq!(is(newer(&with(&[1], 6), &with(&[1], 5))), "snapshot");
+        assert_eq!(is(newer(&with(&[1], 5), &with(&[1], 5))), "snapshot");
+    }
+
+    // A ledger from before tenants were recorded is bound by `init` (which says it changed it).
+    #[test]
+    fn init_binds_a_ledger_that_has_no_tenant() {
+        let (_d, s) = store();
+        committed_ledger(&s);
+        let mut snap: Snapshot = serde_json::from_slice(&std::fs::read(s.path()).expect("read")).expect("snapshot");
+        snap.tenant = None;
+        snap.checksum = None;
+        snap.checksum = Some(snap.digest());
+        std::fs::write(s.path(), serde_json::to_vec(&snap).expect("json")).expect("write");
+        assert_eq!(s.load().expect("load").tenant, None);
+        assert!(s.create(Duration::ZERO, "tenant-a").expect("bind"), "bound now");
+        assert_eq!(s.load().expect("load").tenant.as_deref(), Some("tenant-a"));
+        assert!(!s.create(Duration::ZERO, "tenant-a").expect("no-op"));
+    }
+
+    #[test]
+    fn a_writer_knows_the_ledger_it_locked_and_commits_nothing_when_nothing_changed() {
+        let (_d, s) = store();
+        committed_ledger(&s);
+        let l = s.load().expect("load");
+        use std::os::unix::fs::MetadataExt as _;
+        let inode = || std::fs::metadata(s.path()).expect("meta").ino();
+        let before = inode();
+        let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        assert_eq!((w.ledger().lineage, w.ledger().serial), (l.lineage, 1));
+        assert!(l.lineage.is_some());
+        w.commit().expect("commit");
+        assert_eq!(inode(), before, "not rewritten");
+    }
+
+    #[test]
+    fn records_survive_commit_and_serial_counts_every_write() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "A", Status::Accepted)).expect("record");
+        w.record(record("m", "B", Status::Rejected)).expect("record");
+        let committed = w.commit().expect("commit");
+        let loaded = s.load().expect("load");
+        assert_eq!(loaded, committed);
+        assert_eq!(loaded.serial, 3);
+        assert_eq!(loaded.tenant.as_deref(), Some("tenant-a"));
+        assert_eq!(loaded.records.len(), 2);
+        assert!(!s.journal_path().exists());
+        let mode = std::fs::metadata(s.path()).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // A crash after some intents were recorded must not lose them: readers replay the journal.
+    #[test]
+    fn journal_is_replayed_after_a_crash() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let lineage = w.ledger().lineage;
+        drop(w); // no commit: like a kill -9
+        let l = s.load().expect("load");
+        assert_eq!(l.records.values().map(|r| r.status).collect::<Vec<_>>(), [Status::Unknown]);
+        assert_eq!((l.lineage, l.serial), (lineage, 1));
+        // The next writer folds it into the snapshot.
+        let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        assert!(!s.journal_path().exists());
+        assert_eq!(w.ledger(), &l);
+    }
+
+    #[test]
+    fn journal_replay_counts_every_change_and_survives_a_lost_empty_snapshot() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "A", Status::Accepted)).expect("record");
+        drop(w);
+        let l = s.load().expect("load");
+        assert_eq!((l.serial, l.records.len()), (2, 1), "each journal line is one change");
+        // The snapshot it extends was empty (serial 0): losing it loses nothing.
+        std::fs::remove_file(s.path()).expect("rm");
+        let l = s.load().expect("load");
+        assert_eq!(l.records.values().map(|r| r.status).collect::<Vec<_>>(), [Status::Accepted]);
+    }
+
+    #[test]
+    fn a_journal_without_its_base_line_or_with_two_is_corrupt() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        drop(w);
+        let text = std::fs::read_to_string(s.journal_path()).expect("journal");
+        let (base, put) = text.split_once('\n').expect("two lines");
+        std::fs::write(s.journal_path(), put).expect("no base");
+        let err = s.load().expect_err("corrupt");
+        assert!(err.to_string().contains("line 1: missing base line"), "{err}");
+        std::fs::write(s.journal_path(), format!("{base}\n{base}\n{put}")).expect("two bases");
+        let err = s.load().expect_err("corrupt");
+        assert!(err.to_string().contains("line 2: second base line"), "{err}");
+    }
+
+    // A torn last line means its fsync never returned, so its request was never sent.
+    #[test]
+    fn torn_last_journal_line_is_ignored_but_a_bad_middle_line_is_corruption() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        drop(w);
+        let full = std::fs::read(s.journal_path()).expect("journal");
+        std::fs::write(s.journal_path(), &full[..full.len() - 7]).expect("tear");
+        assert_eq!(s.load().expect("load").records.len(), 1);
+
+        let mut bad = full.clone();
+        let second_line = full.iter().position(|&b| b == b'\n').expect("lines") + 70;
+        bad[second_line] ^= 1;
+        std::fs::write(s.journal_path(), &bad).expect("flip");
+        let err = s.load().expect_err("corrupt");
+        assert!(matches!(&err, StateError::Corrupt { reason, .. } if reason.contains("line 2:")), "{err}");
+    }
+
+    // A crash between the snapshot's rename and the journal's removal: the journal's records are
+    // all in the snapshot already, so nothing changes (and nothing counts twice).
+    #[test]
+    fn journal_already_folded_changes_nothing() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "A", Status::Accepted)).expect("record");
+        let journal = std::fs::read(s.journal_path()).expect("journal");
+        let l = w.commit().expect("commit");
+        assert_eq!(l.records.values().map(|r| r.status).collect::<Vec<_>>(), [Status::Accepted]);
+        std::fs::write(s.journal_path(), journal).expect("restore journal");
+        assert_eq!(s.load().expect("load"), l);
+        let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        assert_eq!(w.ledger(), &l);
+        assert!(!s.journal_path().exists(), "folded away");
+    }
+
+    /// A journal left by a crash, and next to it a snapshot written elsewhere with a higher
+    /// serial that lacks the journal's intents (regression: those intents were dropped, and the
+    /// next apply re-sent them).
+    fn crash_journal_beside_foreign_snapshot(s: &LocalStore) -> (Vec<u8>, Ledger) {
+        let mut w = lock(s);
+        w.record(record("m", "base", Status::Done)).expect("record");
+        w.commit().expect("commit");
+        let before = std::fs::read(s.path()).expect("snapshot");
+        // Runner 1 records two intents and dies.
+        let mut w = s.lock(Duration::ZERO, "runner-1", Some("tenant-a")).expect("lock");
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        drop(w);
+        let journal = std::fs::read(s.journal_path()).expect("journal");
+        // Meanwhile runner 2 worked from the old snapshot and uploaded a newer one.
+        std::fs::write(s.path(), &before).expect("old snapshot");
+        std::fs::remove_file(s.journal_path()).expect("rm");
+        let mut w = s.lock(Duration::ZERO, "runner-2", Some("tenant-a")).expect("lock");
+        for x in ["C", "D", "E"] {
+            w.record(record("m", x, Status::Accepted)).expect("record");
+        }
+        let foreign = w.commit().expect("commit");
+        std::fs::write(s.journal_path(), &journal).expect("journal back");
+        (journal, foreign)
+    }
+
+    #[test]
+    fn a_journal_beside_a_newer_foreign_snapshot_is_merged_not_dropped() {
+        let (_d, s) = store();
+        let (_, foreign) = crash_journal_beside_foreign_snapshot(&s);
+        let l = s.load().expect("load");
+        let statuses: BTreeMap<String, Status> =
+            l.records.values().map(|r| (r.selector.value.clone(), r.status)).collect();
+        assert_eq!(statuses.len(), 6, "{statuses:?}");
+        assert_eq!(statuses["A"], Status::Unknown);
+        assert_eq!(statuses["B"], Status::Unknown);
+        assert!(l.serial > foreign.serial);
+        // The next writer makes the merge durable and removes the journal.
+        let w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        assert_eq!(w.ledger().records.len(), 6);
+        drop(w);
+        assert!(!s.journal_path().exists());
+        assert_eq!(s.load().expect("load").records.len(), 6);
+    }
+
+    #[test]
+    fn a_journal_that_diverged_from_the_snapshot_is_refused_and_nothing_is_written() {
+        let (_d, s) = store();
+        let (journal, _) = crash_journal_beside_foreign_snapshot(&s);
+        // The snapshot's copy of A has an attempt the journal's lacks, and the other way round.
+        let mut l = s.load().expect("load");
+        let mut a = l.records.values().find(|r| r.selector.value == "A").expect("A").clone();
+        a.attempts.push(crate::ledger::Attempt { client_request_id: Uuid::new_v4(), ..Default::default() });
+        let mut j = a.clone();
+        j.attempts.push(crate::ledger::Attempt { client_request_id: Uuid::new_v4(), ..Default::default() });
+        a.attempts.push(crate::ledger::Attempt { client_request_id: Uuid::new_v4(), ..Default::default() });
+        l.records.insert(a.key.clone(), a);
+        std::fs::remove_file(s.journal_path()).expect("rm");
+        let mut w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        w.record(l.records.values().find(|r| r.selector.value == "A").expect("A").clone()).expect("record");
+        w.commit().expect("commit");
+        let mut text = String::from_utf8(journal).expect("utf8");
+        text.push_str(&String::from_utf8(line_bytes(&JournalLine::Put(Box::new(j)))).expect("utf8"));
+        std::fs::write(s.journal_path(), &text).expect("journal");
+        let snapshot = std::fs::read(s.path()).expect("snapshot");
+        let err = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect_err("refused");
+        let msg = err.to_string();
+        assert!(matches!(err, StateError::Diverged { .. }), "{msg}");
+        assert!(msg.contains("state.json.journal") && msg.contains("state.json`"), "names both files: {msg}");
+        assert_eq!(std::fs::read(s.path()).expect("snapshot"), snapshot);
+        assert_eq!(std::fs::read_to_string(s.journal_path()).expect("journal"), text);
+    }
+
+    #[test]
+    fn a_journal_of_another_ledger_or_without_its_snapshot_is_refused() {
+        let (_d, s) = store();
+        committed_ledger(&s);
+        let mut w = s.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        drop(w);
+        std::fs::remove_file(s.path()).expect("rm snapshot");
+        let err = s.load().expect_err("refused");
+        assert!(err.to_string().contains("the ledger file is missing"), "{err}");
+        assert!(s.lock(Duration::ZERO, "test", Some("tenant-a")).is_err());
+        // Another ledger's snapshot beside it.
+        let (_d2, other) = store();
+        lock(&other).commit().expect("commit");
+        std::fs::copy(other.path(), s.path()).expect("copy");
+        let err = s.load().expect_err("refused");
+        assert!(err.to_string().contains("the journal belongs to ledger"), "{err}");
+    }
+
+    fn committed_ledger(s: &LocalStore) -> Vec<u8> {
+        let mut w = lock(s);
+        w.record(record("m", "A", Status::Accepted)).expect("record");
+        w.commit().expect("commit");
+        std::fs::read(s.path()).expect("read")
+    }
+
+    #[test]
+    fn hand_edits_fail_the_checksum() {
+        let (_d, s) = store();
+        let text = String::from_utf8(committed_ledger(&s)).expect("utf8");
+        std::fs::write(s.path(), text.replace("\"accepted\"", "\"not-executed\"")).expect("edit");
+        let err = s.load().expect_err("refused");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        assert!(s.lock(Duration::ZERO, "test", Some("tenant-a")).is_err());
+    }
+
+    #[test]
+    fn newer_truncated_and_foreign_files_are_refused() {
+        let (_d, s) = store();
+        let bytes = committed_ledger(&s);
+        let text = String::from_utf8(bytes.clone()).expect("utf8");
+        std::fs::write(s.path(), text.replace("\"version\": 1", "\"version\": 2")).expect("edit");
+        assert!(matches!(s.load(), Err(StateError::NewerVersion { found: 2, .. })));
+        std::fs::write(s.path(), &bytes[..bytes.len() / 2]).expect("truncate");
+        assert!(matches!(s.load(), Err(StateError::Corrupt { .. })));
+        std::fs::write(s.path(), "[1, 2]").expect("array");
+        assert!(matches!(s.load(), Err(StateError::Corrupt { .. })));
+    }
+
+    // Only a ledger that is not there reads as empty: any other read error is an error.
+    #[test]
+    fn an_unreadable_ledger_is_an_error_not_an_empty_ledger() {
+        let (_d, s) = store();
+        std::fs::create_dir_all(s.path()).expect("a folder where the ledger should be");
+        assert!(matches!(s.load(), Err(StateError::Read { .. })));
+        assert!(s.lock(Duration::ZERO, "test", Some("tenant-a")).is_err());
+        // The same for the journal: unreadable is not absent (its intents must not be lost).
+        let (_d, s) = store();
+        committed_ledger(&s);
+        std::fs::create_dir_all(s.journal_path()).expect("a folder where the journal should be");
+        assert!(matches!(s.load(), Err(StateError::Read { .. })));
+    }
+
+    #[test]
+    fn an_older_unknown_version_is_corrupt_not_newer() {
+        let (_d, s) = store();
+        let text = String::from_utf8(committed_ledger(&s)).expect("utf8");
+        std::fs::write(s.path(), text.replace("\"version\": 1", "\"version\": 0")).expect("edit");
+        let err = s.load().expect_err("refused");
+        assert!(
+            matches!(&err, StateError::Corrupt { reason, .. } if reason.contains("unsupported version 0")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_ledger_of_another_tenant_is_refused() {
+        let (_d, s) = store();
+        committed_ledger(&s);
+        let err = s.lock(Duration::ZERO, "test", Some("tenant-b")).expect_err("refused");
+        assert!(matches!(err, StateError::WrongTenant { .. }), "{err}");
+        let l = s.load().expect("load");
+        assert!(matches!(check_tenant_at(s.path(), &l, Some("tenant-b")), Err(StateError::WrongTenant { .. })));
+        assert!(check_tenant_at(s.path(), &l, Some("TENANT-A")).is_ok() && check_tenant_at(s.path(), &l, None).is_ok());
+    }
+
+    // Two paths to one ledger (a symlink to the file, a symlinked folder) are one ledger: one
+    // lock, one journal, and the rename writes the real file, leaving the link a link.
+    #[test]
+    fn two_paths_to_one_ledger_share_its_lock_and_journal_and_keep_the_link() {
+        let (d, s) = store();
+        committed_ledger(&s);
+        std::fs::create_dir(d.path().join("alias")).expect("mkdir");
+        let link = d.path().join("alias/state.json");
+        std::os::unix::fs::symlink("../.reconcile/state.json", &link).expect("symlink");
+        std::os::unix::fs::symlink(".reconcile", d.path().join("folder")).expect("symlink");
+        let real = std::fs::canonicalize(s.path()).expect("canonical");
+        for other in [link.clone(), d.path().join("folder/state.json")] {
+            let o = LocalStore::open(&other).expect("open").journal_only();
+            assert_eq!(o.path(), real, "{}", other.display());
+            assert_eq!(o.given_path(), other);
+            let held = lock(&s);
+            let err = o.lock(Duration::ZERO, "second", Some("tenant-a")).expect_err("one lock");
+            assert!(err.to_string().contains("is locked by"), "{err}");
+            drop(held);
+        }
+        let o = LocalStore::open(&link).expect("open").journal_only();
+        let mut w = o.lock(Duration::ZERO, "through the link", Some("tenant-a")).expect("lock");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        assert!(s.journal_path().exists(), "the journal is the real ledger's");
+        w.commit().expect("commit");
+        assert!(std::fs::symlink_metadata(&link).expect("link").file_type().is_symlink(), "still a link");
+        assert_eq!(s.load().expect("load").records.len(), 2);
+        let names: Vec<String> = std::fs::read_dir(d.path().join("alias"))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["state.json"], "no lock, journal or temp file beside the link");
+    }
+
+    #[test]
+    fn a_ledger_in_folders_not_made_yet_resolves_and_a_dangling_link_is_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = LocalStore::open(d.path().join("a/b/state.json")).expect("open");
+        let root = std::fs::canonicalize(d.path()).expect("canonical");
+        assert_eq!(s.path(), root.join("a/b/state.json"));
+        assert!(s.create(Duration::ZERO, "tenant-a").expect("create"));
+        assert!(root.join("a/b/state.json").is_file());
+        let dangling = d.path().join("dangling.json");
+        std::os::unix::fs::symlink(d.path().join("nowhere/state.json"), &dangling).expect("symlink");
+        let err = LocalStore::open(&dangling).expect_err("refused");
+        assert!(matches!(err, StateError::Unresolvable { .. }), "{err}");
+        assert!(err.to_string().contains("nowhere/state.json"), "{err}");
+        std::os::unix::fs::symlink(d.path(), d.path().join("dir.json")).expect("symlink");
+        assert!(LocalStore::open(d.path().join("dir.json")).is_err(), "a link to a folder");
+        assert!(!d.path().join("nowhere").exists());
+    }
+
+    // The rename happened and then reported an error (its answer was lost): the snapshot on disk
+    // is the new one, so it is a success, not a reason to stop or to write anything twice.
+    #[test]
+    fn a_rename_that_happened_but_reported_an_error_is_a_success() {
+        let (_d, s) = store();
+        let s = LocalStore { write_through: WRITE_THROUGH_RECORDS, ..s };
+        let mut w = lock(&s);
+        fault::arm(fault::Point::Rename, 1);
+        w.record(record("m", "A", Status::Unknown)).expect("the intent is durable");
+        let on_disk = parse_snapshot_at(s.path(), &std::fs::read(s.path()).expect("read")).expect("parse");
+        assert_eq!(on_disk.records.len(), 1, "the snapshot holds the intent");
+        assert!(!s.journal_path().exists(), "folded: the rename was ours");
+        w.record(record("m", "A", Status::Accepted)).expect("outcome");
+        fault::arm(fault::Point::Rename, 1);
+        let (_d, j) = store();
+        let mut wj = lock(&j);
+        wj.record(record("m", "B", Status::Unknown)).expect("record");
+        let l = wj.commit().expect("a commit whose rename reported an error after it happened");
+        assert_eq!(j.load().expect("load"), l);
+        assert!(!j.journal_path().exists());
+        assert_eq!(w.commit().expect("commit"), s.load().expect("load"));
+    }
+
+    // The folder's fsync after the rename failed: the rename may not be durable, so the journal
+    // (which holds every change) is kept, and nothing recorded is lost.
+    #[test]
+    fn a_failed_folder_fsync_after_the_rename_keeps_the_journal() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        w.record(record("m", "B", Status::Unknown)).expect("record");
+        let expected = w.ledger().clone();
+        fault::arm(fault::Point::DirSync, 1);
+        assert!(w.commit().is_err(), "not durable: reported");
+        assert!(s.journal_path().exists(), "the journal is kept");
+        assert_eq!(s.load().expect("load"), expected);
+        let w = s.lock(Duration::ZERO, "next", Some("tenant-a")).expect("the next writer folds it");
+        assert_eq!(w.ledger(), &expected);
+        assert!(!s.journal_path().exists());
+        // The same during a write-through: the change stays in the journal and is not lost.
+        let s = LocalStore { write_through: WRITE_THROUGH_RECORDS, ..s };
+        drop(w);
+        let mut w = s.lock(Duration::ZERO, "next", Some("tenant-a")).expect("lock");
+        fault::arm(fault::Point::DirSync, 2);
+        w.record(record("m", "C", Status::Unknown)).expect("the journal line is durable");
+        assert!(s.journal_path().exists(), "kept while the snapshot is in doubt");
+        assert_eq!(s.load().expect("load").records.len(), 3);
+        w.record(record("m", "D", Status::Unknown)).expect("record after");
+        let l = w.commit().expect("commit");
+        assert_eq!((s.load().expect("load"), l.records.len()), (l.clone(), 4));
+    }
+
+    // The journal's fsync failed: the intent is not recorded (the caller sends nothing), the
+    // partial line is cut off, nothing more is appended, and the ledger stays readable.
+    #[test]
+    fn a_failed_journal_fsync_records_nothing_and_stops_recording() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let before = w.ledger().clone();
+        fault::arm(fault::Point::JournalSync, 1);
+        assert!(w.record(record("m", "B", Status::Unknown)).is_err());
+        assert_eq!(w.ledger(), &before, "not in memory: it was not recorded");
+        assert_eq!(s.load().expect("load"), before, "not on disk either");
+        assert!(w.record(record("m", "C", Status::Unknown)).is_err(), "nothing more after a failed write");
+        assert_eq!(w.commit().expect("commit"), before);
+        assert_eq!(s.load().expect("load"), before);
+    }
+
+    // A journal removed or replaced under a writer (its removal's answer lost, or a writer that
+    // reached the ledger without this lock) must not take appends nobody will read.
+    #[test]
+    fn a_journal_removed_under_the_writer_takes_no_more_intents() {
+        let (_d, s) = store();
+        let mut w = lock(&s);
+        w.record(record("m", "A", Status::Unknown)).expect("record");
+        let kept = std::fs::read(s.journal_path()).expect("journal");
+        std::fs::remove_file(s.journal_path()).expect("rm");
+        let err = w.record(record("m", "B", Status::Unknown)).expect_err("refused");
+        assert!(err.to_string().contains("failed to write ledger"), "{err}");
+        std::fs::write(s.journal_path(), &kept).expect("a copy in its place");
+        assert!(w.record(record("m", "B", Status::Unknown)).is_err(), "a replaced journal is not this one");
+    }
+
+    #[test]
+    fn a_second_writer_is_told_who_holds_the_lock() {
+        let (_d, s) = store();
+        let _held = lock(&s);
+        let err = s.lock(Duration::from_millis(120), "second", Some("tenant-a")).expect_err("locked");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(msg.contains("`test`"), "{msg}");
+    }
+}

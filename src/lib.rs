@@ -28,6 +28,7 @@
 mod app;
 mod ci;
 mod cli;
+mod clock;
 mod cloud;
 mod confine;
 pub mod core;

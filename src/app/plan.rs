@@ -67,6 +67,7 @@ pub(crate) fn prepare(
     request: &PlanRequest,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Planned, PlanError> {
+    let clock = session.clock.clone();
     // A pull request's plan judges its actions by the policy before it too.
     let mut overrides = overrides.clone();
     if let Some(base) = &request.base {
@@ -119,7 +120,7 @@ pub(crate) fn prepare(
     store.check_tenant(&ledger, tenant.as_deref()).map_err(anyhow::Error::from)?;
     let changed =
         request.base.as_deref().map(crate::ci::git::changed_since).transpose().map_err(anyhow::Error::from)?;
-    let now = jiff::Timestamp::now();
+    let now = clock.now();
     let mut planned = Planned {
         project,
         ledger,
@@ -173,10 +174,26 @@ impl Planned {
         }
     }
 
+    /// The plan as a reviewer sees it: saved to `out` first when asked (for `apply --plan FILE`),
+    /// then given the context it is reviewed in (commit, pull request, tenant).
+    pub(crate) fn reviewed(
+        &self,
+        out: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Plan<'_>, SavedError> {
+        let mut plan = self.plan();
+        let commit = crate::ci::provenance::commit(env, Path::new("."));
+        if let Some(path) = out {
+            self.save(&plan, path, commit.clone())?;
+        }
+        plan.context = Some(crate::ci::provenance::ReviewContext::new(env, self.tenant.as_deref(), commit.as_deref()));
+        Ok(plan)
+    }
+
     /// Saves `plan` (made by [`Planned::plan`]) for `apply --plan FILE`.
-    pub(crate) fn save(&self, plan: &Plan<'_>, path: &Path, commit: Option<String>) -> Result<(), SavedError> {
+    fn save(&self, plan: &Plan<'_>, path: &Path, commit: Option<String>) -> Result<(), SavedError> {
         let binding = Binding::of(&self.ledger, self.tenant.as_deref());
-        SavedPlan::new(plan, &self.ledger, binding, commit, self.simulated, self.offline).write(path)
+        SavedPlan::new(plan, &self.ledger, binding, commit, (self.simulated, self.offline), self.now).write(path)
     }
 }
 

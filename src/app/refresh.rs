@@ -3,19 +3,71 @@
 
 use std::time::Duration;
 
+use super::Session;
 use super::connect::Connection;
+use crate::clock::SharedClock;
 use crate::core::refresh::{self, RefreshOptions, RefreshReport};
-use crate::settings::Settings;
+use crate::diag::Diagnostics;
+use crate::settings::{Overrides, Settings};
+
+/// What was asked for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RefreshRequest {
+    pub simulate: bool,
+    pub lock_timeout: Duration,
+}
+
+/// Why refresh stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The config is wrong (every problem, with file and line).
+    #[error("the config is invalid")]
+    Invalid(Diagnostics),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// What a refresh found, and whether it was against the simulator.
+#[derive(Debug)]
+pub(crate) struct Refreshed {
+    pub report: RefreshReport,
+    pub simulated: bool,
+}
+
+/// `refresh` in `session`: the config, the connection, then [`refresh`].
+pub(crate) fn run(
+    session: &mut Session,
+    overrides: &Overrides,
+    request: &RefreshRequest,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Refreshed, Error> {
+    let (settings, diags) = super::project::load_settings(overrides, env);
+    if diags.has_errors() {
+        return Err(Error::Invalid(diags));
+    }
+    let clock = session.clock.clone();
+    let (runtime, conn) = session.connect(&settings, request.simulate, env)?;
+    let opts = Options { lock_timeout: request.lock_timeout, clock };
+    let report = runtime.block_on(refresh(&settings, conn, opts))?;
+    Ok(Refreshed { report, simulated: conn.simulated })
+}
+
+/// How long to wait for the ledger lock, and the session's clock.
+struct Options {
+    lock_timeout: Duration,
+    clock: SharedClock,
+}
 
 /// Refreshes the ledger of `conn`.
-pub(crate) async fn refresh(
-    settings: &Settings,
-    conn: &Connection,
-    lock_timeout: Duration,
-) -> anyhow::Result<RefreshReport> {
+async fn refresh(settings: &Settings, conn: &Connection, opts: Options) -> anyhow::Result<RefreshReport> {
     conn.store.load_existing().await?;
     let tenant = conn.tenant().await?;
     conn.require(crate::graph::auth::Need::Read, "refresh").await?;
-    let opts = RefreshOptions { lock_timeout, unknown_grace: settings.graph.unknown_grace, tenant: Some(tenant) };
+    let opts = RefreshOptions {
+        lock_timeout: opts.lock_timeout,
+        unknown_grace: settings.graph.unknown_grace,
+        tenant: Some(tenant),
+        clock: opts.clock,
+    };
     Ok(refresh::refresh(&conn.store, conn.graph.clone(), &opts).await?)
 }

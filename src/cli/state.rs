@@ -326,14 +326,15 @@ fn adopt(g: &GlobalArgs, simulate: bool, key: &str, reason: Option<&str>, within
         simulate,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
     };
-    let (record, evidence) = crate::app::adopt::adopt(&mut crate::app::Session::new()?, &project, &request, &env)
-        .map_err(anyhow::Error::from)?;
+    let mut session = crate::app::Session::new()?;
+    let (record, evidence) =
+        crate::app::adopt::adopt(&mut session, &project, &request, &env).map_err(anyhow::Error::from)?;
     let line = format!(
         "{} {} {} is now `done`: adopted the {}; nothing was sent.",
         record.key.short(),
         record.manifest,
         record.selector,
-        evidence.describe(jiff::Timestamp::now())
+        evidence.describe(session.clock().now())
     );
     say!("{}", crate::diag::safe::text(&line));
     Ok(())

@@ -4,9 +4,10 @@
 //! burst of saves is one change); only YAML files and the config count, and hidden folders (the
 //! ledger's `.reconcile/`, `.git/`) are ignored, so the reconciler's own writes never wake it.
 //! Watching the folder rather than each manifest also picks up a folder that is deleted and
-//! created again. Each cycle runs the same operations as `reconcile plan` or `reconcile apply
-//! --auto-approve` + `reconcile refresh` ([`crate::app`]), in one [`crate::app::Session`] for the
-//! watcher's life; the ledger lock is held only during a cycle.
+//! created again. Each cycle calls the same operations as `reconcile plan` or `reconcile apply
+//! --auto-approve` + `reconcile refresh` ([`crate::app`]) with typed requests, in one
+//! [`crate::app::Session`] for the watcher's life, and renders their results and the apply's
+//! events ([`crate::app::event`]) itself; the ledger lock is held only during a cycle.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,9 +18,14 @@ use std::time::{Duration, Instant};
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer, new_debouncer_opt};
 
-use super::{CmdResult, Failure, GlobalArgs, report};
+use super::{CmdResult, GlobalArgs, report};
+use crate::app::apply::ApplyRequest;
+use crate::app::event::{Event, Subscriber};
+use crate::app::plan::PlanRequest;
+use crate::app::refresh::RefreshRequest;
+use crate::app::{self, Session};
 use crate::duration::HumanDuration;
-use crate::render::Format;
+use crate::render::{self, Format, PlanContext};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct WatchArgs {
@@ -68,7 +74,7 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
 
     // One runtime and one Graph client for the watcher's life: the pacer's learned slow-down and
     // the token outlive a cycle (a new client is made only when the config names another).
-    let mut session = crate::app::Session::new()?;
+    let mut session = Session::new()?;
     let mut cycle = 0u64;
     // Failed cycles in a row: they back off as the retry policy says (5 s doubling to 5 min).
     let mut failures = 0u32;
@@ -117,11 +123,45 @@ pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     Ok(())
 }
 
+/// What a cycle shows: its plan as the watcher prints it, that plan's summary line, and the
+/// closing lines of what the cycle did.
+#[derive(Debug, Default)]
+struct Shown {
+    plan: Vec<u8>,
+    headline: String,
+    result: Vec<String>,
+}
+
+/// An apply's events as the watcher renders them: the plan is kept for the cycle's report (JSON
+/// under `--log-format json`), each outcome is logged.
+struct Watcher<'a> {
+    json: bool,
+    simulated: bool,
+    shown: &'a mut Shown,
+}
+
+impl Subscriber for Watcher<'_> {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Warnings(diags) => super::print_diagnostics(diags),
+            Event::PlanMade(plan) => {
+                let ctx = PlanContext::new(false, self.simulated);
+                self.shown.plan.clear();
+                let _ =
+                    render::plan(&mut self.shown.plan, plan, ctx, if self.json { Format::Json } else { Format::Text });
+                self.shown.headline = render::summary_line(plan, ctx);
+            }
+            Event::Finished { record, at } => tracing::info!("{}", render::progress::outcome_line(record, at)),
+            Event::Started { .. } | Event::Progress(_) => {}
+        }
+    }
+}
+
 /// One plan, or one apply + refresh. Failures are reported and never end the loop. The plan is
 /// printed only when it differs from the last one printed; otherwise the cycle is one line.
 /// Under `--log-format json`, stdout carries one JSON object per cycle and nothing else.
 fn run_cycle(
-    session: &mut crate::app::Session,
+    session: &mut Session,
     g: &GlobalArgs,
     args: &WatchArgs,
     cycle: u64,
@@ -130,93 +170,59 @@ fn run_cycle(
 ) -> bool {
     let started = Instant::now();
     let json = super::json_logs();
-    let sink = super::WatchSink::default();
-    sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).base = previous.clone();
+    let mut shown = Shown::default();
     let head = crate::ci::git::head();
     let result = if args.apply {
-        let apply = super::apply::ApplyArgs {
-            paths: args.paths.clone(),
-            auto_approve: true,
-            max_actions: None,
-            simulate: args.simulate,
-            plan: None,
-            format: super::apply::ApplyFormat::Text,
-            junit: None,
-            ignore_change_windows: false,
-            reason: None,
-            watch: Some(sink.clone()),
-        };
-        super::apply::run_in(session, g, apply).and_then(|()| {
-            let refresh = super::refresh::RefreshArgs { simulate: args.simulate, watch: Some(sink.clone()) };
-            super::refresh::run_in(session, g, refresh)
-        })
+        reconcile(session, g, args, previous.clone(), &mut shown)
     } else {
-        let plan = super::plan::PlanArgs {
-            paths: args.paths.clone(),
-            offline: !args.online,
-            simulate: args.simulate,
-            format: if json { Format::Json } else { Format::Text },
-            detailed_exitcode: false,
-            out: None,
-            base: None,
-            show_done: false,
-            show_user: false,
-            watch: Some(sink.clone()),
-        };
-        super::plan::run_in(session, g, plan)
+        plan(session, g, args, &mut shown)
     };
     if args.apply && head.is_some() {
         *previous = head;
     }
     let ok = match result {
         Ok(()) => true,
-        // A plan with blocked devices exits 1 but is a plan all the same.
-        Err(Failure::Exit(_)) if !args.apply => true,
         Err(f) => {
             let _ = report(f);
             false
         }
     };
-    let out = std::mem::take(&mut *sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let mode = if args.apply { "reconcile" } else { "plan" };
-    let shown = !out.plan.is_empty() && last.as_ref() != Some(&out.plan);
-    let time = jiff::Timestamp::now();
+    let is_shown = !shown.plan.is_empty() && last.as_ref() != Some(&shown.plan);
+    let time = session.clock().now();
     if json {
-        let plan: Option<serde_json::Value> = serde_json::from_slice(&out.plan).ok();
+        let plan: Option<serde_json::Value> = serde_json::from_slice(&shown.plan).ok();
         let line = serde_json::json!({
             "time": time.to_string(),
             "cycle": cycle,
             "mode": mode,
             "ok": ok,
-            "plan_changed": shown,
+            "plan_changed": is_shown,
             "summary": plan.as_ref().map(|p| p["summary"].clone()),
-            "plan": if shown { plan } else { None },
-            "result": out.summary,
+            "plan": if is_shown { plan } else { None },
+            "result": shown.result,
         });
         say!("{line}");
     } else {
         let now = time.strftime("%Y-%m-%d %H:%M:%S");
-        let text = String::from_utf8_lossy(&out.plan);
-        let result = out.summary.join(" ");
-        if shown {
+        let result = shown.result.join(" ");
+        if is_shown {
             say!("── {now} ── {mode}");
-            say!("{}", text.trim_end());
+            say!("{}", String::from_utf8_lossy(&shown.plan).trim_end());
             if !result.is_empty() {
                 say!("{result}");
             }
         } else {
-            let plan_line =
-                text.lines().find(|l| l.starts_with("Plan: ") || l.starts_with("No changes.")).unwrap_or("");
             let what = match (ok, result.is_empty()) {
                 (false, _) => "failed: see the errors above; retrying".to_owned(),
-                (true, true) => format!("unchanged. {plan_line}"),
+                (true, true) => format!("unchanged. {}", shown.headline),
                 (true, false) => result,
             };
             say!("── {now} ── {mode}: {}", what.trim());
         }
     }
-    if shown {
-        *last = Some(out.plan);
+    if is_shown {
+        *last = Some(shown.plan);
     }
     let trigger = match (cycle, changed) {
         (1, _) => "start",
@@ -225,6 +231,57 @@ fn run_cycle(
     };
     tracing::info!(cycle, trigger, ok, ms = started.elapsed().as_millis() as u64, "cycle");
     ok
+}
+
+/// A plan cycle: `reconcile plan` (offline unless `--online`), rendered for the watcher. A plan
+/// with blocked devices is a plan all the same.
+fn plan(session: &mut Session, g: &GlobalArgs, args: &WatchArgs, shown: &mut Shown) -> CmdResult {
+    let request = PlanRequest { paths: args.paths.clone(), offline: !args.online, simulate: args.simulate, base: None };
+    let planned = app::plan::prepare(session, &g.overrides(), &request, &super::env).map_err(super::plan::failure)?;
+    super::print_diagnostics(&planned.project.diagnostics);
+    let plan = planned.reviewed(None, &super::env)?;
+    let ctx = PlanContext::new(request.offline, args.simulate);
+    let format = if super::json_logs() { Format::Json } else { Format::Text };
+    super::plan::missing_note(&mut shown.plan, &planned, format)?;
+    render::plan(&mut shown.plan, &plan, ctx, format)?;
+    shown.headline = render::summary_line(&plan, ctx);
+    super::plan::github_outputs(&plan, ctx)?;
+    Ok(())
+}
+
+/// A reconcile cycle: `reconcile apply --auto-approve`, its policy judged against the previous
+/// cycle's commit (`base`), then, if it succeeded, `reconcile refresh`.
+fn reconcile(
+    session: &mut Session,
+    g: &GlobalArgs,
+    args: &WatchArgs,
+    base: Option<String>,
+    shown: &mut Shown,
+) -> CmdResult {
+    let lock_timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
+    let request = ApplyRequest {
+        paths: args.paths.clone(),
+        base,
+        simulate: args.simulate,
+        auto_approve: true,
+        lock_timeout,
+        ..ApplyRequest::default()
+    };
+    let mut watcher = Watcher { json: super::json_logs(), simulated: args.simulate, shown: &mut *shown };
+    // Every line of stderr is a log event under watch.
+    let stop = super::stopping(false);
+    let applied = app::apply::run(session, &g.overrides(), &request, &super::env, &mut watcher, stop)
+        .map_err(super::apply::failure)?;
+    shown.result = super::apply::conclusion(&applied.report, applied.simulated, None);
+    super::apply::exit(&applied.report)?;
+    let request = RefreshRequest { simulate: args.simulate, lock_timeout };
+    let refreshed =
+        app::refresh::run(session, &g.overrides(), &request, &super::env).map_err(super::refresh::failure)?;
+    for line in super::refresh::changes(&refreshed.report) {
+        tracing::info!("{line}");
+    }
+    shown.result.extend(super::refresh::conclusion(&refreshed.report, refreshed.simulated));
+    Ok(())
 }
 
 /// Content, names or existence changed (not an access, not metadata such as access times).

@@ -43,6 +43,8 @@ pub(crate) struct RefreshOptions {
     /// `graph.unknownGrace`; `None` (`never`): only a person makes an unknown action sendable.
     pub unknown_grace: Option<Duration>,
     pub tenant: Option<String>,
+    /// Where the time of every resolution recorded comes from.
+    pub clock: crate::clock::SharedClock,
 }
 
 /// Why refresh stopped.
@@ -391,7 +393,7 @@ pub(crate) async fn refresh(
         let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
         let refs: Vec<&Record> = records.iter().collect();
         let verdicts = decide(&refs, &ev, opts.unknown_grace);
-        let now = Timestamp::now();
+        let now = opts.clock.now();
         for (mut record, verdict) in records.into_iter().zip(verdicts) {
             match verdict {
                 Some(Verdict::Change { status, note, result_started, audit_id }) => {

@@ -17,6 +17,7 @@ pub(crate) mod event;
 pub(crate) mod plan;
 pub(crate) mod project;
 pub(crate) mod refresh;
+pub(crate) mod state;
 
 use std::path::PathBuf;
 

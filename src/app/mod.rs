@@ -18,6 +18,7 @@ pub(crate) mod plan;
 pub(crate) mod project;
 pub(crate) mod refresh;
 pub(crate) mod state;
+pub(crate) mod watch;
 
 use std::path::PathBuf;
 

@@ -1,28 +1,21 @@
 //! `reconcile watch`: live plans while editing, and `--apply`, a continuous reconciler.
 //!
-//! The working directory is watched recursively (debounced, so an editor's save-by-rename or a
-//! burst of saves is one change); only YAML files and the config count, and hidden folders (the
-//! ledger's `.reconcile/`, `.git/`) are ignored, so the reconciler's own writes never wake it.
-//! Watching the folder rather than each manifest also picks up a folder that is deleted and
-//! created again. Each cycle calls the same operations as `reconcile plan` or `reconcile apply
-//! --auto-approve` + `reconcile refresh` ([`crate::app`]) with typed requests, in one
-//! [`crate::app::Session`] for the watcher's life, and renders their results and the apply's
-//! events ([`crate::app::event`]) itself; the ledger lock is held only during a cycle.
+//! The loop (file changes, debounce, interval, backoff) is [`crate::app::watch`]. Each cycle
+//! calls the same operations as `reconcile plan` or `reconcile apply --auto-approve` +
+//! `reconcile refresh` ([`crate::app`]) with typed requests, in the watcher's one
+//! [`crate::app::Session`], and renders their results and the apply's events
+//! ([`crate::app::event`]) itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, new_debouncer, new_debouncer_opt};
 
 use super::{CmdResult, GlobalArgs, report};
 use crate::app::apply::ApplyRequest;
 use crate::app::event::{Event, Subscriber};
 use crate::app::plan::PlanRequest;
 use crate::app::refresh::RefreshRequest;
+use crate::app::watch::WatchOptions;
 use crate::app::{self, Session};
 use crate::duration::HumanDuration;
 use crate::render::{self, Format, PlanContext};
@@ -54,72 +47,26 @@ pub(super) struct WatchArgs {
 
 pub(super) fn run(g: &GlobalArgs, args: WatchArgs) -> CmdResult {
     if args.apply && !args.simulate {
-        // docs/contract.md, Ledger: a ledger that does not exist is refused at once (exit 1), never retried: a
-        // failed download must not look like "nothing was ever sent". (A simulated one is
-        // created on first use; a broken config is reported by each cycle, as ever.) Only the
-        // config is read here: the manifests are the first cycle's.
-        let (settings, diags) = crate::app::project::load_settings(&g.overrides(), &super::env);
-        if !diags.has_errors() {
-            let store = crate::app::connect::open_store(&settings, &super::env)?;
-            crate::ledger::block_on(store.load_existing())??;
-        }
+        // A simulated ledger is made on first use.
+        app::watch::require_ledger(&g.overrides(), &super::env)?;
     }
     let stop = Arc::new(AtomicBool::new(false));
     listen_for_stop(stop.clone());
-    let root = std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the working directory: {e}"))?;
-    let config = g.config.clone().unwrap_or_else(|| PathBuf::from(crate::settings::DEFAULT_CONFIG));
-    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
-    let _watcher = start_watcher(&root, &args, tx)?;
-    tracing::info!(root = %root.display(), apply = args.apply, "watching for changes");
-
-    // One runtime and one Graph client for the watcher's life: the pacer's learned slow-down and
-    // the token outlive a cycle (a new client is made only when the config names another).
-    let mut session = Session::new()?;
-    let mut cycle = 0u64;
-    // Failed cycles in a row: they back off as the retry policy says (5 s doubling to 5 min).
-    let mut failures = 0u32;
-    let mut next_due = Instant::now();
-    let mut changed = true;
+    let opts = WatchOptions {
+        root: std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the working directory: {e}"))?,
+        config: g.config.clone().unwrap_or_else(|| PathBuf::from(crate::settings::DEFAULT_CONFIG)),
+        apply: args.apply,
+        interval: args.interval.0,
+        debounce: args.debounce.0,
+        poll: args.poll.map(|p| p.0),
+    };
     // The last plan printed: an unchanged plan is not printed again.
     let mut last = None;
     // The commit the previous cycle applied: the next cycle's change is judged against its policy.
     let mut previous: Option<String> = None;
-    // A change is acted on once the files have been quiet for the debounce time, so a burst of
-    // saves is one cycle however the watcher batches its events.
-    let mut quiet_from = Instant::now();
-    while !stop.load(Ordering::SeqCst) {
-        if (changed && Instant::now() >= quiet_from) || Instant::now() >= next_due {
-            cycle += 1;
-            let ok = run_cycle(&mut session, g, &args, cycle, changed, (&mut last, &mut previous));
-            changed = false;
-            let backoff = if ok { Duration::ZERO } else { crate::core::retry::Policy::WATCH.exponential(failures) };
-            failures = if ok { 0 } else { failures.saturating_add(1) };
-            next_due = Instant::now()
-                + if args.apply {
-                    if ok { args.interval.0 } else { backoff }
-                } else {
-                    Duration::from_secs(3600 * 24 * 365)
-                };
-        }
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok(events)) => {
-                // Reading the manifests (every cycle does) raises access events: only changes count.
-                let changes = events.iter().filter(|e| is_change(&e.event.kind));
-                if changes.flat_map(|e| e.paths.iter()).any(|p| relevant(&root, &config, p)) {
-                    changed = true;
-                    quiet_from = Instant::now() + args.debounce.0;
-                }
-            }
-            Ok(Err(errors)) => {
-                for e in errors {
-                    tracing::warn!(error = %e, "file watcher");
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(anyhow::anyhow!("the file watcher stopped").into()),
-        }
-    }
-    tracing::info!(cycles = cycle, "stopped");
+    app::watch::run(&opts, &stop, &mut |session, cycle| {
+        run_cycle(session, g, &args, cycle, (&mut last, &mut previous))
+    })?;
     Ok(())
 }
 
@@ -165,10 +112,8 @@ fn run_cycle(
     g: &GlobalArgs,
     args: &WatchArgs,
     cycle: u64,
-    changed: bool,
     (last, previous): (&mut Option<Vec<u8>>, &mut Option<String>),
 ) -> bool {
-    let started = Instant::now();
     let json = super::json_logs();
     let mut shown = Shown::default();
     let head = crate::ci::git::head();
@@ -224,12 +169,6 @@ fn run_cycle(
     if is_shown {
         *last = Some(shown.plan);
     }
-    let trigger = match (cycle, changed) {
-        (1, _) => "start",
-        (_, true) => "change",
-        (_, false) => "interval",
-    };
-    tracing::info!(cycle, trigger, ok, ms = started.elapsed().as_millis() as u64, "cycle");
     ok
 }
 
@@ -282,66 +221,6 @@ fn reconcile(
     }
     shown.result.extend(super::refresh::conclusion(&refreshed.report, refreshed.simulated));
     Ok(())
-}
-
-/// Content, names or existence changed (not an access, not metadata such as access times).
-fn is_change(kind: &notify::EventKind) -> bool {
-    use notify::EventKind;
-    use notify::event::ModifyKind;
-    match kind {
-        EventKind::Create(_) | EventKind::Remove(_) => true,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Modify(_) => true,
-        _ => false,
-    }
-}
-
-/// Whether a changed path can change a plan: a YAML file or the config, outside hidden folders.
-fn relevant(root: &Path, config: &Path, path: &Path) -> bool {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
-        return false;
-    }
-    let is_yaml = rel.extension().is_some_and(|x| x == "yaml" || x == "yml");
-    // A removed folder (no extension) may have held manifests; a removed ledger journal or lock
-    // (`.journal`, `.lock`) never did.
-    is_yaml || rel == config || path.is_dir() || (!path.exists() && rel.extension().is_none())
-}
-
-fn start_watcher(
-    root: &Path,
-    args: &WatchArgs,
-    tx: mpsc::Sender<DebounceEventResult>,
-) -> anyhow::Result<Box<dyn std::any::Any>> {
-    let debounce = args.debounce.0.max(Duration::from_millis(10));
-    let poll = |every: Duration, tx| -> anyhow::Result<Box<dyn std::any::Any>> {
-        let config = notify::Config::default().with_poll_interval(every).with_compare_contents(true);
-        let mut d = new_debouncer_opt::<_, notify::PollWatcher, notify_debouncer_full::NoCache>(
-            debounce,
-            None,
-            tx,
-            notify_debouncer_full::NoCache,
-            config,
-        )?;
-        d.watch(root, RecursiveMode::Recursive)?;
-        Ok(Box::new(d))
-    };
-    if let Some(every) = args.poll {
-        tracing::info!(every = %every, "polling for changes");
-        return poll(every.0, tx);
-    }
-    let events = new_debouncer(debounce, None, tx.clone()).and_then(|mut d| {
-        d.watch(root, RecursiveMode::Recursive)?;
-        Ok(d)
-    });
-    match events {
-        Ok(d) => Ok(Box::new(d)),
-        Err(e) => {
-            // No change events here (inotify limits, some network file systems): poll instead.
-            tracing::warn!(error = %e, "no file change events; polling every 2s instead");
-            poll(Duration::from_secs(2), tx)
-        }
-    }
 }
 
 /// Ctrl-C or SIGTERM sets `stop`; the current cycle finishes (an apply stops sending and records

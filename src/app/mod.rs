@@ -11,9 +11,11 @@
 
 pub(crate) mod adopt;
 pub(crate) mod apply;
+pub(crate) mod comment;
 pub(crate) mod connect;
 pub(crate) mod doctor;
 pub(crate) mod event;
+pub(crate) mod init;
 pub(crate) mod plan;
 pub(crate) mod project;
 pub(crate) mod refresh;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use super::Error;
 use super::connect;
-use crate::diag::Diagnostics;
 use crate::ledger::{LocalStore, Store, block_on};
 use crate::settings::Overrides;
 
@@ -16,16 +16,6 @@ pub(crate) struct InitRequest {
     /// The simulated ledger instead (bound to the simulator's tenant).
     pub simulate: bool,
     pub lock_timeout: Duration,
-}
-
-/// Why no ledger was created.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    /// The config is wrong (every problem, with file and line).
-    #[error("the config is invalid")]
-    Invalid(Diagnostics),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
 }
 
 /// The ledger, and whether this call created it (`false`: it existed for that tenant).
@@ -42,10 +32,7 @@ pub(crate) fn init(
     request: &InitRequest,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Initialized, Error> {
-    let (settings, diags) = super::project::load_settings(overrides, env);
-    if diags.has_errors() {
-        return Err(Error::Invalid(diags));
-    }
+    let settings = super::project::settings_only(overrides, env)?;
     let (store, tenant) = if request.simulate {
         (
             Store::Local(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),

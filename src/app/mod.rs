@@ -32,6 +32,16 @@ use crate::clock::{Clock, SharedClock};
 use crate::settings::Settings;
 use connect::Connection;
 
+/// Why an operation did nothing, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The config or the manifests are wrong (every problem, with file and line).
+    #[error("the config or the manifests are invalid")]
+    Invalid(Diagnostics),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
 /// What a command (or every cycle of `watch`) works with: one async runtime, and one Graph
 /// connection per configuration, kept so that its pacer's learned slow-down and its token last
 /// as long as the session.

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use super::Error;
 use super::Session;
 use super::connect::Connection;
 use crate::clock::SharedClock;
 use crate::core::refresh::{self, RefreshOptions, RefreshReport};
-use crate::diag::Diagnostics;
 use crate::settings::{Overrides, Settings};
 
 /// What was asked for.
@@ -15,16 +15,6 @@ use crate::settings::{Overrides, Settings};
 pub(crate) struct RefreshRequest {
     pub simulate: bool,
     pub lock_timeout: Duration,
-}
-
-/// Why refresh stopped.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    /// The config is wrong (every problem, with file and line).
-    #[error("the config is invalid")]
-    Invalid(Diagnostics),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
 }
 
 /// What a refresh found, and whether it was against the simulator.
@@ -41,10 +31,7 @@ pub(crate) fn run(
     request: &RefreshRequest,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Refreshed, Error> {
-    let (settings, diags) = super::project::load_settings(overrides, env);
-    if diags.has_errors() {
-        return Err(Error::Invalid(diags));
-    }
+    let settings = super::project::settings_only(overrides, env)?;
     let clock = session.clock.clone();
     let (runtime, conn) = session.connect(&settings, request.simulate, env)?;
     let opts = Options { lock_timeout: request.lock_timeout, clock };

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::diag::Diagnostics;
+use super::Error;
 use crate::ledger::{Ledger, Location, PersonDecision, Record, StateError, Store, block_on};
-use crate::settings::{self, Overrides, Settings};
+use crate::settings::{Overrides, Settings};
 
 /// The ledger the settings name (the simulated one with `simulate`), not yet read.
 #[derive(Debug)]
@@ -16,16 +16,6 @@ pub(crate) struct Opened {
     lock_timeout: Duration,
 }
 
-/// Why a `state` command did nothing.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    /// The config is wrong (every problem, with file and line).
-    #[error("the config is invalid")]
-    Invalid(Diagnostics),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
 /// Reads the config and opens its ledger (nothing is read from it yet).
 pub(crate) fn open(
     overrides: &Overrides,
@@ -33,11 +23,7 @@ pub(crate) fn open(
     lock_timeout: Duration,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Opened, Error> {
-    let mut diags = Diagnostics::default();
-    let settings = settings::load(overrides, env, &mut diags);
-    if diags.has_errors() {
-        return Err(Error::Invalid(diags));
-    }
+    let settings = super::project::settings_only(overrides, env)?;
     let store = if simulate {
         Store::Local(crate::ledger::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?)
     } else {

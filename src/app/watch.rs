@@ -48,8 +48,7 @@ pub(crate) struct WatchOptions {
 /// failed download must not look like "nothing was ever sent". A broken config is left to each
 /// cycle to report. Only the config is read here: the manifests are the first cycle's.
 pub(crate) fn require_ledger(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-    let (settings, diags) = super::project::load_settings(overrides, env);
-    if !diags.has_errors() {
+    if let Ok(settings) = super::project::settings_only(overrides, env) {
         let store = super::connect::open_store(&settings, env)?;
         crate::ledger::block_on(store.load_existing())??;
     }

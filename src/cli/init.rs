@@ -1,6 +1,6 @@
 //! `reconcile init [--tenant ID]`: create the ledger, once, on purpose.
 
-use super::{CmdResult, Failure, GlobalArgs, env};
+use super::{CmdResult, GlobalArgs, env};
 use crate::app::{self, init::InitRequest};
 
 #[derive(Debug, clap::Args)]
@@ -22,10 +22,7 @@ pub(super) fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
         simulate: args.simulate,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
     };
-    let done = app::init::init(&g.overrides(), &request, &env).map_err(|e| match e {
-        app::init::Error::Invalid(diags) => Failure::Invalid(diags),
-        app::init::Error::Other(e) => Failure::Error(e),
-    })?;
+    let done = app::init::init(&g.overrides(), &request, &env).map_err(super::failure)?;
     let (at, tenant) = (&done.location, &done.tenant);
     if done.created {
         say!("Created the ledger `{at}` for tenant `{tenant}`.");

@@ -143,6 +143,14 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 pub(crate) type CmdResult = Result<(), Failure>;
 
+/// Why an operation of `app` did nothing, for `main` to report.
+fn failure(e: crate::app::Error) -> Failure {
+    match e {
+        crate::app::Error::Invalid(diags) => Failure::Invalid(diags),
+        crate::app::Error::Other(e) => Failure::Error(e),
+    }
+}
+
 /// Reads the process environment; the core gets it as a function so tests can pass their own.
 fn env(name: &str) -> Option<String> {
     crate::env::var(name)

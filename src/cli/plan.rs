@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
-use crate::app::plan::{PlanError, PlanRequest, Planned};
+use crate::app::plan::{PlanRequest, Planned};
 use crate::app::{self, Session};
 use crate::render::{self, Format, PlanContext};
 
@@ -54,7 +54,7 @@ pub(super) fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
         base: args.base.clone(),
     };
     let overrides = crate::settings::Overrides { show_user: args.show_user, ..g.overrides() };
-    let planned = app::plan::prepare(&mut session, &overrides, &request, &env).map_err(failure)?;
+    let planned = app::plan::prepare(&mut session, &overrides, &request, &env).map_err(super::failure)?;
     print_diagnostics(&planned.project.diagnostics);
     let plan = planned.reviewed(args.out.as_deref(), &env)?;
     let ctx = PlanContext { show_done: args.show_done, ..PlanContext::new(args.offline, args.simulate) };
@@ -77,14 +77,6 @@ pub(super) fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
         return Err(Failure::Exit(2));
     }
     Ok(())
-}
-
-/// Why there is no plan, for `main` to report.
-pub(super) fn failure(e: PlanError) -> Failure {
-    match e {
-        PlanError::Invalid(diags) => Failure::Invalid(diags),
-        PlanError::Other(e) => Failure::Error(e),
-    }
 }
 
 /// No ledger (an offline plan): the plan assumes nothing was ever sent. Logged, and said above a

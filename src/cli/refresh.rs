@@ -1,7 +1,7 @@
 //! `reconcile refresh`
 
-use super::{CmdResult, Failure, GlobalArgs, env};
-use crate::app::refresh::{Error, RefreshRequest};
+use super::{CmdResult, GlobalArgs, env};
+use crate::app::refresh::RefreshRequest;
 use crate::app::{self, Session};
 use crate::core::refresh::RefreshReport;
 use crate::diag::safe::text;
@@ -16,19 +16,11 @@ pub(super) struct RefreshArgs {
 pub(super) fn run(g: &GlobalArgs, args: RefreshArgs) -> CmdResult {
     let request =
         RefreshRequest { simulate: args.simulate, lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default() };
-    let refreshed = app::refresh::run(&mut Session::new()?, &g.overrides(), &request, &env).map_err(failure)?;
+    let refreshed = app::refresh::run(&mut Session::new()?, &g.overrides(), &request, &env).map_err(super::failure)?;
     for line in changes(&refreshed.report).into_iter().chain(conclusion(&refreshed.report, refreshed.simulated)) {
         say!("{line}");
     }
     Ok(())
-}
-
-/// Why refresh failed, for `main` to report.
-pub(super) fn failure(e: Error) -> Failure {
-    match e {
-        Error::Invalid(diags) => Failure::Invalid(diags),
-        Error::Other(e) => Failure::Error(e),
-    }
 }
 
 /// One line per action whose status changed, and per unknown action that stays unknown. Notes

@@ -132,10 +132,7 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         return adopt(g, args.simulate, key, reason.as_deref(), within.0);
     }
     let timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
-    let state = app::state::open(&g.overrides(), args.simulate, timeout, &env).map_err(|e| match e {
-        app::state::Error::Invalid(diags) => Failure::Invalid(diags),
-        app::state::Error::Other(e) => Failure::Error(e),
-    })?;
+    let state = app::state::open(&g.overrides(), args.simulate, timeout, &env).map_err(super::failure)?;
     let read = match &cmd {
         StateCommand::Resolve { key, outcome, reason } => {
             let decision = match outcome {

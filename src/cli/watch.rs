@@ -176,7 +176,7 @@ fn run_cycle(
 /// with blocked devices is a plan all the same.
 fn plan(session: &mut Session, g: &GlobalArgs, args: &WatchArgs, shown: &mut Shown) -> CmdResult {
     let request = PlanRequest { paths: args.paths.clone(), offline: !args.online, simulate: args.simulate, base: None };
-    let planned = app::plan::prepare(session, &g.overrides(), &request, &super::env).map_err(super::plan::failure)?;
+    let planned = app::plan::prepare(session, &g.overrides(), &request, &super::env).map_err(super::failure)?;
     super::print_diagnostics(&planned.project.diagnostics);
     let plan = planned.reviewed(None, &super::env)?;
     let ctx = PlanContext::new(request.offline, args.simulate);
@@ -214,8 +214,7 @@ fn reconcile(
     shown.result = super::apply::conclusion(&applied.report, applied.simulated, None);
     super::apply::exit(&applied.report)?;
     let request = RefreshRequest { simulate: args.simulate, lock_timeout };
-    let refreshed =
-        app::refresh::run(session, &g.overrides(), &request, &super::env).map_err(super::refresh::failure)?;
+    let refreshed = app::refresh::run(session, &g.overrides(), &request, &super::env).map_err(super::failure)?;
     for line in super::refresh::changes(&refreshed.report) {
         tracing::info!("{line}");
     }

@@ -176,58 +176,10 @@ impl Subscriber for CliUi {
     }
 }
 
-/// The closing lines of an apply. `rerun` is the command that sends what was not started; without
-/// one, the next apply sends it.
-pub(super) fn conclusion(report: &ApplyReport, simulated: bool, rerun: Option<&str>) -> Vec<String> {
-    let sim = if simulated { "SIMULATED: " } else { "" };
-    let adopted = match report.adopted {
-        0 => String::new(),
-        n => format!(" {n} reset{} made outside reconcile adopted (nothing sent).", if n == 1 { "" } else { "s" }),
-    };
-    let mut lines = Vec::new();
-    if nothing_to_do(report) {
-        lines.push(format!("{sim}Nothing to do.{adopted}"));
-        lines.extend(not_in_plan(report));
-        return lines;
-    }
-    // Never sent (stopped first): nothing is recorded for them, so running again sends them.
-    let not_started = match (report.not_started, rerun) {
-        (0, _) => String::new(),
-        (n, rerun) => {
-            let them = if n == 1 { "it" } else { "them" };
-            match rerun {
-                None => format!(" {n} not started: the next apply sends {them}."),
-                Some(cmd) => format!(" {n} not started — run `{cmd}` again to send {them}."),
-            }
-        }
-    };
-    lines.push(format!(
-        "{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.{adopted}{not_started}",
-        if report.interrupted { "interrupted" } else { "complete" },
-        report.accepted,
-        report.rejected,
-        report.unknown,
-        report.not_executed,
-        report.blocked
-    ));
-    lines.extend(not_in_plan(report));
-    if report.unknown > 0 {
-        lines.push(
-            "Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.".into(),
-        );
-    }
-    lines
-}
-
-/// Nothing was planned or blocked.
-fn nothing_to_do(report: &ApplyReport) -> bool {
-    report.planned == 0 && report.blocked == 0
-}
-
 /// How an apply (as text) ends: 0 when there was nothing to do or every planned action was
 /// accepted, else 1.
 pub(super) fn exit(report: &ApplyReport) -> CmdResult {
-    if nothing_to_do(report) || report.success() { Ok(()) } else { Err(Failure::Exit(1)) }
+    if render::summary::nothing_to_do(report) || report.success() { Ok(()) } else { Err(Failure::Exit(1)) }
 }
 
 /// Why an apply failed, for `main` to report.
@@ -236,26 +188,6 @@ pub(super) fn failure(e: app::apply::Error) -> Failure {
         app::apply::Error::Invalid(diags) => Failure::Invalid(diags),
         other => Failure::Error(other.into()),
     }
-}
-
-/// `apply --plan`: the actions the reviewed plan did not have, named, so that nobody takes "apply
-/// complete" for "everything the manifests ask for was sent".
-fn not_in_plan(report: &ApplyReport) -> Vec<String> {
-    let n = report.not_in_plan.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    let (were, them) = if n == 1 {
-        ("action not in the reviewed plan was", "it")
-    } else {
-        ("actions not in the reviewed plan were", "them")
-    };
-    let mut lines = vec![format!("{n} {were} not sent (plan and review {them} to send {them}):")];
-    for a in &report.not_in_plan {
-        let line = format!("  {} {} {}", a.key.short(), a.manifest, a.selector);
-        lines.push(crate::diag::safe::text(&line).into_owned());
-    }
-    lines
 }
 
 /// The command that sends what this run did not start: the same apply (a saved plan's resets
@@ -333,10 +265,10 @@ pub(super) fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
             .context("cannot write to stdout")?;
         return if report.success() { Ok(()) } else { Err(Failure::Exit(1)) };
     }
-    if !nothing_to_do(&report) {
+    if !render::summary::nothing_to_do(&report) {
         say!();
     }
-    for line in conclusion(&report, simulated, Some(&rerun(&args))) {
+    for line in render::summary::apply(&report, simulated, Some(&rerun(&args))) {
         say!("{line}");
     }
     exit(&report)

@@ -211,14 +211,14 @@ fn reconcile(
     let stop = super::stopping(false);
     let applied = app::apply::run(session, &g.overrides(), &request, &super::env, &mut watcher, stop)
         .map_err(super::apply::failure)?;
-    shown.result = super::apply::conclusion(&applied.report, applied.simulated, None);
+    shown.result = render::summary::apply(&applied.report, applied.simulated, None);
     super::apply::exit(&applied.report)?;
     let request = RefreshRequest { simulate: args.simulate, lock_timeout };
     let refreshed = app::refresh::run(session, &g.overrides(), &request, &super::env).map_err(super::failure)?;
-    for line in super::refresh::changes(&refreshed.report) {
+    for line in render::summary::refresh_changes(&refreshed.report) {
         tracing::info!("{line}");
     }
-    shown.result.extend(super::refresh::conclusion(&refreshed.report, refreshed.simulated));
+    shown.result.extend(render::summary::refresh(&refreshed.report, refreshed.simulated));
     Ok(())
 }
 

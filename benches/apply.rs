@@ -141,10 +141,21 @@ fn floor(n: usize, selector: Selector, pace: &Pace) {
     let duplicates = (0..n).map(|i| sim.resets_applied(&id(i))).filter(|&c| c > 1).count();
     let missing = (0..n).map(|i| sim.resets_applied(&id(i))).filter(|&c| c == 0).count();
     let floor = n as f64 * writes.window.as_secs_f64() / f64::from(writes.requests);
-    let first_post = requests.iter().find(|r| r.method == "POST" && r.path.ends_with("/resetPasscode")).unwrap().at;
-    let first_429 = requests.iter().find(|r| r.status == 429).map(|r| r.at.duration_since(first_post));
+    let posts: Vec<_> = requests.iter().filter(|r| r.method == "POST" && r.path.ends_with("/resetPasscode")).collect();
+    let first_429 = posts.iter().find(|r| r.status == 429).map(|r| r.at.duration_since(posts[0].at));
+    let span = posts[posts.len() - 1].at.duration_since(posts[0].at).as_secs_f64();
+    // The most POSTs answered within one window (answers trail arrivals by the same latency).
+    let window = jiff::SignedDuration::try_from(writes.window).unwrap();
+    let mut oldest = 0;
+    let mut busiest = 0;
+    for (i, p) in posts.iter().enumerate() {
+        while p.at.duration_since(posts[oldest].at) >= window {
+            oldest += 1;
+        }
+        busiest = busiest.max(i + 1 - oldest);
+    }
     println!(
-        "apply {n} resets by {selector:?}, {} writes and {} reads per {:?}, concurrency {concurrency}, 50 ms: {wall:.2} s wall for a {floor:.0} s floor = {:.3}; {gets} GETs; 429s: {throttled}{}; duplicates: {duplicates}; missed: {missing}",
+        "apply {n} resets by {selector:?}, {} writes and {} reads per {:?}, concurrency {concurrency}, 50 ms: {wall:.2} s wall ({span:.2} s first to last POST, at most {busiest} in a window) for a {floor:.0} s floor = {:.3}; {gets} GETs; 429s: {throttled}{}; duplicates: {duplicates}; missed: {missing}",
         writes.requests,
         reads.requests,
         writes.window,

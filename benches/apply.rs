@@ -247,23 +247,28 @@ fn run(name: &str, n: usize, budget: Budget, latency_ms: u64, concurrency: u32, 
     }
     std::fs::create_dir_all(root.join("manifests")).unwrap();
     std::fs::write(root.join("manifests/bench.yaml"), manifest).unwrap();
-    let state = match blob {
-        Some(az) => format!("state: {}\n", az.url(&format!("{}/state.json", uuid::Uuid::new_v4()))),
-        None => String::new(),
-    };
+    // A Blob ledger is the operator's to name (RECONCILE_STATE); reconcile.yaml names none.
+    let state = blob.map(|az| az.url(&format!("{}/state.json", uuid::Uuid::new_v4())));
     std::fs::write(
         root.join("reconcile.yaml"),
         format!(
-            "{state}graph:\n  concurrency: {concurrency}\n  writeBudget: {{ requests: {}, window: {}ms }}\n  timeout: 30s\n",
+            "graph:\n  concurrency: {concurrency}\n  writeBudget: {{ requests: {}, window: {}ms }}\n  timeout: 30s\n",
             budget.requests,
             budget.window.as_millis()
         ),
     )
     .unwrap();
-    let init = reconcile(root, &sim, &["init"]);
+    let reconcile = |args: &[&str]| {
+        let mut cmd = command(root, &sim);
+        if let Some(state) = &state {
+            cmd.env("RECONCILE_STATE", state);
+        }
+        cmd.args(args).output().unwrap()
+    };
+    let init = reconcile(&["init"]);
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
     let start = Instant::now();
-    let out = reconcile(root, &sim, &["apply", "--auto-approve", "-q"]);
+    let out = reconcile(&["apply", "--auto-approve", "-q"]);
     let wall = start.elapsed();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let posts: Vec<_> =
@@ -303,17 +308,20 @@ fn android_devices(n: usize) -> Vec<serde_json::Map<String, serde_json::Value>> 
 
 /// The real binary in `root`, pointed at `sim`.
 fn reconcile(root: &std::path::Path, sim: &SimHandle, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_reconcile"))
-        .args(args)
-        .current_dir(root)
+    command(root, sim).args(args).output().unwrap()
+}
+
+/// The real binary in `root`, pointed at `sim`, to add to.
+fn command(root: &std::path::Path, sim: &SimHandle) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
+    cmd.current_dir(root)
         .env("RECONCILE_GRAPH_URL", sim.url())
         .env("AZURE_AUTHORITY_HOST", sim.url())
         .env("AZURE_TENANT_ID", "bench")
         .env("AZURE_CLIENT_ID", "bench")
         .env("AZURE_CLIENT_SECRET", "bench")
-        .env("AZURE_STORAGE_KEY", azurite::KEY)
-        .output()
-        .unwrap()
+        .env("AZURE_STORAGE_KEY", azurite::KEY);
+    cmd
 }
 
 fn id(i: usize) -> String {

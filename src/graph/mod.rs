@@ -218,12 +218,13 @@ impl Graph {
         &self.writes
     }
 
-    /// Waits for the right to send one POST now: a paced slot and a concurrency permit, with a
-    /// valid token. The executor records its intent only once it holds a slot, so a crash while
-    /// waiting leaves nothing `unknown`.
+    /// Waits for the right to send one POST: a turn at the write pace and a concurrency permit,
+    /// with a valid token. The executor records its intent only once it holds a slot, so a crash
+    /// while waiting leaves nothing `unknown`; the request then leaves when the departure log
+    /// allows ([`Graph::reset_passcode`]), a few milliseconds at most once the turns are even.
     pub(crate) async fn write_slot(&self) -> Result<WriteSlot<'_>, AuthError> {
-        // The clock first: a task waiting for its turn holds no permit, so waiting writes never
-        // keep reads (or other writes) from being in flight.
+        // The turn first: a task waiting for it holds no permit, so waiting writes never keep
+        // reads (or other writes) from being in flight.
         self.writes.acquire().await;
         let permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
         // The token last, so it is fresh when the request leaves.
@@ -231,15 +232,21 @@ impl Graph {
         Ok(WriteSlot { _permit: permit, token })
     }
 
-    /// Sends one read: a paced slot, then a concurrency permit, then the request. Returns the
-    /// token used, for a 401.
+    /// Sends one read: a turn at the read pace, then a concurrency permit, then the request when
+    /// the departure log allows. Returns the token used, for a 401.
     async fn send_read(&self, url: &str) -> Result<(reqwest::Response, AccessToken), SendError> {
-        self.reads.acquire().await;
-        let _read = self.reads_in_flight.acquire().await.expect("the semaphore is never closed");
-        let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
-        let token = self.tokens.token().await.map_err(SendError::Auth)?;
-        let resp = self.request(RequestKind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await?;
-        Ok((resp, token))
+        loop {
+            self.reads.acquire().await;
+            let _read = self.reads_in_flight.acquire().await.expect("the semaphore is never closed");
+            let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
+            let token = self.tokens.token().await.map_err(SendError::Auth)?;
+            // A 429's pause began while this one waited for its permits: a new turn after it.
+            if !self.reads.depart().await {
+                continue;
+            }
+            let resp = self.request(RequestKind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await?;
+            return Ok((resp, token));
+        }
     }
 
     async fn request(
@@ -281,9 +288,10 @@ impl Graph {
             collection.as_str(),
             endpoints::path_segment(device_id)
         ));
-        // A 429 answered to another request while this one's intent was being written: the
-        // pause holds for this one too.
-        if self.writes.paused().await {
+        // Counted as it leaves, after its intent was written (docs/graph-facts.md, "How the pacer
+        // stays under it"). A 429 answered to another request meanwhile: the pause holds for
+        // this one too.
+        if !self.writes.depart().await {
             return SendResult::HeldBack;
         }
         let sent_at = Instant::now();
@@ -320,7 +328,6 @@ impl Graph {
             if let Err(e) = &body {
                 tracing::debug!(error = %e, "body of a 2xx answer ignored");
             }
-            self.writes.succeeded().await;
             return SendResult::Accepted(answer);
         }
         // The status decides; an answer too long to read still says what its status says, with
@@ -376,7 +383,6 @@ impl Graph {
             })?;
             let outcome = match status {
                 200..=299 => {
-                    self.reads.succeeded().await;
                     // Never log `body`: a device may carry a passcode.
                     let value = serde_json::from_slice(&body).map_err(|e| ReadError::Decode(e.to_string()))?;
                     return Ok((Some(value), answer.date));
@@ -534,7 +540,7 @@ impl Graph {
                 let page_took = started.elapsed();
                 // One after the other, against side by side at the read pace.
                 let listing = page_took * pages.unwrap_or(usize::MAX).saturating_sub(1).min(u32::MAX as usize) as u32;
-                let each = self.reads.interval().await.max(page_took / self.read_concurrency.max(1) as u32);
+                let each = self.reads.interval().max(page_took / self.read_concurrency.max(1) as u32);
                 let one_by_one = each * lookups.saturating_sub(1).min(u32::MAX as usize) as u32;
                 let pays = page.next.is_none() || pages.is_some_and(|p| p < lookups && listing <= one_by_one);
                 tracing::debug!(

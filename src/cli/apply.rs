@@ -101,7 +101,7 @@ impl Ui for CliUi {
         if let Some(bar) = self.bar.clone()
             && self.watch.is_none()
         {
-            bar.set_length(plan.summary.to_reset as u64);
+            bar.set_length(plan.summary.to_send as u64);
             self.bar = None;
             bar.suspend(|| self.show_plan(plan));
             self.bar = Some(bar);

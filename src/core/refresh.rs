@@ -1,8 +1,9 @@
 //! `refresh`: ask Intune what became of `accepted` and `unknown` actions.
 //!
 //! # Expected flow
-//! 1. Take the ledger lock; gather every device with an `accepted` or `unknown` action (and all
-//!    the ledger's other records of those devices, for the results they already claimed).
+//! 1. Take the ledger lock; gather every device with an `accepted` or `unknown` action, by kind
+//!    of action (and all the ledger's other records of that kind on those devices, for the results
+//!    they already claimed).
 //! 2. When some action is `unknown`, read the beta audit log `remoteActionAudits` once (filtered
 //!    by Graph on `requestDateTime`, every page), where the token may read it.
 //! 3. Read each device's `deviceActionResults` (paced under the read budget); its answer's `Date`
@@ -16,7 +17,8 @@
 //! - A result counts for one action only, and never one another record already claimed (recorded
 //!   as `resolution.resultStarted`) or one the audit log attributes to a person.
 //! - An `unknown` action becomes `not-executed` (sendable again) only on evidence: no
-//!   `resetPasscode` result at or after its intent, none in the audit log (where readable), and
+//!   result of its kind ([`crate::core::kinds`]) at or after its intent, none in the audit log
+//!   (where readable), and
 //!   `graph.unknownGrace` of Intune's time passed since. Anything less leaves it `unknown` until
 //!   a person decides with `reconcile state resolve`.
 //!
@@ -31,7 +33,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::core::action::Collection;
+use crate::core::action::{ActionKind, Collection};
+use crate::core::kinds::DeviceAction;
 use crate::graph::clock::TOLERANCE;
 use crate::graph::{ActionResult, Audits, Graph, ReadError, RemoteActionAudit};
 use crate::ledger::{Record, Resolution, StateError, Status, Store};
@@ -76,7 +79,7 @@ pub(crate) struct RefreshReport {
 /// What the audit log can tell.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum AuditView<'a> {
-    /// Entries of this device (`resetPasscode`, requested since the earliest intent).
+    /// Entries of this device and kind of action, requested since the earliest intent.
     Read(&'a [RemoteActionAudit]),
     /// The token may not read it: decisions rest on `deviceActionResults` alone (noted).
     NotPermitted(&'a str),
@@ -126,16 +129,21 @@ fn is_pending(r: &Record) -> bool {
     matches!(r.status, Status::Accepted | Status::Unknown)
 }
 
-/// Decides every `accepted`/`unknown` record of one device (pure: no I/O, no clock). `records`
-/// are all the ledger's records of the device, whatever their status, so that results they
-/// claimed are not taken again. Returns one verdict per record (`None` for records that are not
-/// pending).
-pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -> Vec<Option<Verdict>> {
+/// Decides every `accepted`/`unknown` record of one device and `kind` of action (pure: no I/O,
+/// no clock). `records` are all the ledger's records of the device and kind, whatever their
+/// status, so that results they claimed are not taken again. Returns one verdict per record
+/// (`None` for records that are not pending).
+pub(crate) fn decide(
+    kind: &DeviceAction,
+    records: &[&Record],
+    ev: &Evidence<'_>,
+    grace: Option<Duration>,
+) -> Vec<Option<Verdict>> {
     let resets: Vec<(&ActionResult, Timestamp)> = ev
         .results
         .into_iter()
         .flatten()
-        .filter(|r| r.action_name.eq_ignore_ascii_case("resetPasscode"))
+        .filter(|r| kind.is_own_result(&r.action_name))
         .filter_map(|r| r.start_date_time.map(|s| (r, s)))
         .collect();
     let audits: &[RemoteActionAudit] = match ev.audits {
@@ -167,7 +175,10 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
                 verdicts[i] = Some(match resets.iter().find(|(_, s)| *s == start) {
                     Some((res, _)) if status_of(&res.action_state) != r.status => Verdict::Change {
                         status: status_of(&res.action_state),
-                        note: format!("Intune reports `{}` for the reset it started at {start}", res.action_state),
+                        note: format!(
+                            "Intune reports `{}` for the {} it started at {start}",
+                            res.action_state, kind.wording.short
+                        ),
                         result_started: Some(start),
                         audit_id: None,
                     },
@@ -213,7 +224,10 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
         let status = status_of(&res.action_state);
         verdicts[i] = Some(Verdict::Change {
             status,
-            note: format!("Intune reports `{}` for a reset started at {start}, after the intent", res.action_state),
+            note: format!(
+                "Intune reports `{}` for a {} started at {start}, after the intent",
+                res.action_state, kind.wording.short
+            ),
             result_started: Some(start),
             audit_id: None,
         });
@@ -225,7 +239,8 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
         if r.status != Status::Unknown || verdicts[i].is_some() {
             continue;
         }
-        verdicts[i] = Some(unknown_without_result(r, ev, grace, &resets, audits, &claimed_audits, &by_person));
+        let seen = Seen { results: &resets, audits, claimed_audits: &claimed_audits, by_person: &by_person };
+        verdicts[i] = Some(unknown_without_result(kind, r, ev, grace, &seen));
         if let Some(Verdict::Change { audit_id: Some(id), .. }) = &verdicts[i] {
             claimed_audits.insert(audits.iter().find(|a| a.id == *id).map_or("", |a| a.id.as_str()));
         }
@@ -238,15 +253,24 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
     verdicts
 }
 
+/// What Intune shows of the kind on the device, and what other records claimed of it.
+struct Seen<'s> {
+    /// The kind's results with their start.
+    results: &'s [(&'s ActionResult, Timestamp)],
+    audits: &'s [RemoteActionAudit],
+    claimed_audits: &'s HashSet<&'s str>,
+    /// Whether the audit log attributes an action started then to a person.
+    by_person: &'s dyn Fn(Timestamp) -> bool,
+}
+
 fn unknown_without_result(
+    kind: &DeviceAction,
     r: &Record,
     ev: &Evidence<'_>,
     grace: Option<Duration>,
-    resets: &[(&ActionResult, Timestamp)],
-    audits: &[RemoteActionAudit],
-    claimed_audits: &HashSet<&str>,
-    by_person: &dyn Fn(Timestamp) -> bool,
+    seen: &Seen<'_>,
 ) -> Verdict {
+    let Seen { results: resets, audits, claimed_audits, by_person } = *seen;
     let Some(attempt) = r.attempts.last() else { return Verdict::Wait("no attempt recorded".into()) };
     let Some(sent) = attempt.server_sent_at else {
         return Verdict::Wait(
@@ -258,7 +282,8 @@ fn unknown_without_result(
     // an action, and another record's claim may be the wrong one): never sendable then.
     if let Some((_, start)) = resets.iter().find(|(_, s)| *s >= from && !by_person(*s)) {
         return Verdict::Wait(format!(
-            "Intune shows a reset started at {start} that may be this one, but another action claimed it"
+            "Intune shows a {} started at {start} that may be this one, but another action claimed it",
+            kind.wording.short
         ));
     }
     let ours = |a: &&RemoteActionAudit| a.request_date_time.is_some_and(|t| t >= from) && !a.by_person();
@@ -266,13 +291,19 @@ fn unknown_without_result(
         let at = a.request_date_time.map(|t| t.to_string()).unwrap_or_default();
         return Verdict::Change {
             status: Status::Accepted,
-            note: format!("the audit log shows a resetPasscode requested at {at} (audit {}): it reached Intune", a.id),
+            note: format!(
+                "the audit log shows a {} requested at {at} (audit {}): it reached Intune",
+                kind.graph_name, a.id
+            ),
             result_started: None,
             audit_id: Some(a.id.clone()),
         };
     }
     if audits.iter().any(|a| ours(&a)) {
-        return Verdict::Wait("the audit log shows a reset after the intent that another action claimed".into());
+        return Verdict::Wait(format!(
+            "the audit log shows a {} after the intent that another action claimed",
+            kind.wording.short
+        ));
     }
     let audit_note = match ev.audits {
         AuditView::Read(_) => "no entry in the audit log".to_owned(),
@@ -306,9 +337,9 @@ fn unknown_without_result(
         ));
     }
     let device = if ev.results.is_none() {
-        "the device no longer exists"
+        "the device no longer exists".to_owned()
     } else {
-        "no resetPasscode result at or after the intent"
+        format!("no {} result at or after the intent", kind.graph_name)
     };
     Verdict::Change {
         status: Status::NotExecuted,
@@ -329,8 +360,8 @@ pub(crate) async fn refresh(
     opts: &RefreshOptions,
 ) -> Result<RefreshReport, RefreshError> {
     let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
-    let mut by_device: BTreeMap<(Collection, String), Vec<Record>> = BTreeMap::new();
-    let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.collection, id.to_ascii_lowercase()));
+    let mut by_device: BTreeMap<(ActionKind, Collection, String), Vec<Record>> = BTreeMap::new();
+    let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.kind, r.collection, id.to_ascii_lowercase()));
     for r in writer.ledger().records.values().filter(|r| is_pending(r)) {
         if let Some(d) = device_of(r) {
             by_device.entry(d).or_default();
@@ -353,21 +384,21 @@ pub(crate) async fn refresh(
         .min();
     let audits = match earliest {
         None => Ok(Audits::Read(Vec::new())),
-        Some(t) => graph.reset_audits(t - SignedDuration::from_mins(5)).await.map_err(|e| e.to_string()),
+        Some(t) => graph.action_audits(t - SignedDuration::from_mins(5)).await.map_err(|e| e.to_string()),
     };
 
     let mut tasks = tokio::task::JoinSet::new();
-    for ((collection, id), records) in by_device {
+    for ((kind, collection, id), records) in by_device {
         let graph = graph.clone();
         tasks.spawn(async move {
             let results = graph.device_action_results(collection, &id).await;
-            (id, records, results)
+            (kind.spec(), id, records, results)
         });
     }
     let mut failure = None;
     let mut updates = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((id, records, results)) = joined else { continue };
+        let Ok((kind, id, records, results)) = joined else { continue };
         let read = match results {
             Ok(r) => r,
             Err(e) => {
@@ -379,6 +410,7 @@ pub(crate) async fn refresh(
             Ok(Audits::Read(all)) => all
                 .iter()
                 .filter(|a| a.managed_device_id.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(&id)))
+                .filter(|a| a.action.as_deref().is_some_and(|n| kind.is_reported_as(n)))
                 .cloned()
                 .collect(),
             _ => Vec::new(),
@@ -390,7 +422,7 @@ pub(crate) async fn refresh(
         };
         let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
         let refs: Vec<&Record> = records.iter().collect();
-        let verdicts = decide(&refs, &ev, opts.unknown_grace);
+        let verdicts = decide(kind, &refs, &ev, opts.unknown_grace);
         let now = Timestamp::now();
         for (mut record, verdict) in records.into_iter().zip(verdicts) {
             match verdict {

@@ -37,7 +37,7 @@ use crate::core::action::{ActionKind, Collection};
 use crate::core::kinds::DeviceAction;
 use crate::graph::clock::TOLERANCE;
 use crate::graph::{ActionResult, Audits, Graph, ReadError, RemoteActionAudit};
-use crate::ledger::{Record, Resolution, StateError, Status, Store};
+use crate::ledger::{Ledger, Record, Resolution, StateError, Status, Store};
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
@@ -154,19 +154,43 @@ pub(crate) fn decide(
     let by_person = |start: Timestamp| {
         audits.iter().any(|a| a.by_person() && a.request_date_time.is_some_and(|t| (t - start).abs() <= tol()))
     };
-    // How many records claimed a result with each start: two results stamped alike (a Graph that
-    // keeps every result and stamps whole seconds) are two results, one claim takes one of them.
-    let mut claimed_starts: HashMap<Timestamp, usize> = HashMap::new();
-    let mut claimed_audits: HashSet<&str> = HashSet::new();
-    for r in records {
-        for start in r.claimed_starts() {
-            *claimed_starts.entry(start).or_default() += 1;
-        }
-        claimed_audits.extend(r.claimed_audits());
-    }
+    let mut claimed_audits: HashSet<&str> = records.iter().flat_map(|r| r.claimed_audits()).collect();
     let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
 
     // 1. Records that claimed a result earlier follow that result.
+    let unclaimed = follow_claims(kind, records, &resets, &mut verdicts);
+    // 2. The others take the earliest free result at or after their intent.
+    let free = free_results(records, &resets, &by_person);
+    let unclaimed = take_free_results(kind, records, unclaimed, free, &mut verdicts);
+
+    // 3. Unknown records without a result: sendable again only on evidence.
+    for &i in &unclaimed {
+        let r = records[i];
+        if r.status != Status::Unknown || verdicts[i].is_some() {
+            continue;
+        }
+        let seen = Seen { results: &resets, audits, claimed_audits: &claimed_audits, by_person: &by_person };
+        verdicts[i] = Some(unknown_without_result(kind, r, ev, grace, &seen));
+        if let Some(Verdict::Change { audit_id: Some(id), .. }) = &verdicts[i] {
+            claimed_audits.insert(audits.iter().find(|a| a.id == *id).map_or("", |a| a.id.as_str()));
+        }
+    }
+    for (i, r) in records.iter().enumerate() {
+        if is_pending(r) && verdicts[i].is_none() {
+            verdicts[i] = Some(Verdict::Wait("Intune shows no result for it yet".into()));
+        }
+    }
+    verdicts
+}
+
+/// [`decide`], step 1: each pending record that claimed a result earlier follows that result.
+/// Returns the records that claimed none.
+fn follow_claims(
+    kind: &DeviceAction,
+    records: &[&Record],
+    resets: &[(&ActionResult, Timestamp)],
+    verdicts: &mut [Option<Verdict>],
+) -> Vec<usize> {
     let mut unclaimed: Vec<usize> = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let claim = r.attempts.last().and_then(|a| a.resolution.as_ref()).and_then(|x| x.result_started);
@@ -190,22 +214,23 @@ pub(crate) fn decide(
             None => unclaimed.push(i),
         }
     }
+    unclaimed
+}
 
-    // 2. The others take the earliest free result at or after their intent: first the records
-    // that certainly ran (accepted, or final in an older ledger that recorded no claim), then the
-    // unknown ones, each group earliest intent first. An unknown action must never take the
-    // result of one that Intune accepted.
-    let bound = |r: &Record| {
-        let a = r.attempts.last()?;
-        Some(match a.server_sent_at {
-            Some(t) => t - tol(),
-            None => a.started_at - LEGACY_SKEW,
-        })
-    };
-    unclaimed.retain(|&i| bound(records[i]).is_some());
-    unclaimed.sort_by_key(|&i| (records[i].status == Status::Unknown, bound(records[i])));
+/// The results no record claimed and the audit log does not attribute to a person, earliest
+/// first. Two results stamped alike (a Graph that keeps every result and stamps whole seconds)
+/// are two results: one claim takes one of them.
+fn free_results<'r>(
+    records: &[&Record],
+    resets: &[(&'r ActionResult, Timestamp)],
+    by_person: &dyn Fn(Timestamp) -> bool,
+) -> Vec<(&'r ActionResult, Timestamp)> {
+    let mut claimed_starts: HashMap<Timestamp, usize> = HashMap::new();
+    for start in records.iter().flat_map(|r| r.claimed_starts()) {
+        *claimed_starts.entry(start).or_default() += 1;
+    }
     let mut free: Vec<(&ActionResult, Timestamp)> = Vec::new();
-    for &(res, start) in &resets {
+    for &(res, start) in resets {
         match claimed_starts.get_mut(&start) {
             Some(n) if *n > 0 => *n -= 1,
             _ if by_person(start) => {}
@@ -213,9 +238,35 @@ pub(crate) fn decide(
         }
     }
     free.sort_by_key(|(_, s)| *s);
+    free
+}
+
+/// Intune's clock can have read no earlier than this when the record's last attempt arrived.
+fn intent_bound(r: &Record) -> Option<Timestamp> {
+    let a = r.attempts.last()?;
+    Some(match a.server_sent_at {
+        Some(t) => t - tol(),
+        None => a.started_at - LEGACY_SKEW,
+    })
+}
+
+/// [`decide`], step 2: the `unclaimed` records take the earliest `free` result at or after their
+/// intent: first the records that certainly ran (accepted, or final in an older ledger that
+/// recorded no claim), then the unknown ones, each group earliest intent first. An unknown action
+/// must never take the result of one that Intune accepted. Returns the records with an intent,
+/// in that order.
+fn take_free_results(
+    kind: &DeviceAction,
+    records: &[&Record],
+    mut unclaimed: Vec<usize>,
+    mut free: Vec<(&ActionResult, Timestamp)>,
+    verdicts: &mut [Option<Verdict>],
+) -> Vec<usize> {
+    unclaimed.retain(|&i| intent_bound(records[i]).is_some());
+    unclaimed.sort_by_key(|&i| (records[i].status == Status::Unknown, intent_bound(records[i])));
     for &i in &unclaimed {
         let r = records[i];
-        let Some(from) = bound(r) else { continue };
+        let Some(from) = intent_bound(r) else { continue };
         let Some(pos) = free.iter().position(|(_, s)| *s >= from) else { continue };
         let (res, start) = free.remove(pos);
         if !is_pending(r) {
@@ -232,25 +283,7 @@ pub(crate) fn decide(
             audit_id: None,
         });
     }
-
-    // 3. Unknown records without a result: sendable again only on evidence.
-    for &i in &unclaimed {
-        let r = records[i];
-        if r.status != Status::Unknown || verdicts[i].is_some() {
-            continue;
-        }
-        let seen = Seen { results: &resets, audits, claimed_audits: &claimed_audits, by_person: &by_person };
-        verdicts[i] = Some(unknown_without_result(kind, r, ev, grace, &seen));
-        if let Some(Verdict::Change { audit_id: Some(id), .. }) = &verdicts[i] {
-            claimed_audits.insert(audits.iter().find(|a| a.id == *id).map_or("", |a| a.id.as_str()));
-        }
-    }
-    for (i, r) in records.iter().enumerate() {
-        if is_pending(r) && verdicts[i].is_none() {
-            verdicts[i] = Some(Verdict::Wait("Intune shows no result for it yet".into()));
-        }
-    }
-    verdicts
+    unclaimed
 }
 
 /// What Intune shows of the kind on the device, and what other records claimed of it.
@@ -270,40 +303,14 @@ fn unknown_without_result(
     grace: Option<Duration>,
     seen: &Seen<'_>,
 ) -> Verdict {
-    let Seen { results: resets, audits, claimed_audits, by_person } = *seen;
     let Some(attempt) = r.attempts.last() else { return Verdict::Wait("no attempt recorded".into()) };
     let Some(sent) = attempt.server_sent_at else {
         return Verdict::Wait(
             "its intent has no time on Intune's clock (recorded by an older version): decide with `reconcile state resolve`".into(),
         );
     };
-    let from = sent - tol();
-    // Any reset at or after the intent may be this one (Intune keeps only the latest result of
-    // an action, and another record's claim may be the wrong one): never sendable then.
-    if let Some((_, start)) = resets.iter().find(|(_, s)| *s >= from && !by_person(*s)) {
-        return Verdict::Wait(format!(
-            "Intune shows a {} started at {start} that may be this one, but another action claimed it",
-            kind.wording.short
-        ));
-    }
-    let ours = |a: &&RemoteActionAudit| a.request_date_time.is_some_and(|t| t >= from) && !a.by_person();
-    if let Some(a) = audits.iter().filter(ours).find(|a| !claimed_audits.contains(a.id.as_str())) {
-        let at = a.request_date_time.map(|t| t.to_string()).unwrap_or_default();
-        return Verdict::Change {
-            status: Status::Accepted,
-            note: format!(
-                "the audit log shows a {} requested at {at} (audit {}): it reached Intune",
-                kind.graph_name, a.id
-            ),
-            result_started: None,
-            audit_id: Some(a.id.clone()),
-        };
-    }
-    if audits.iter().any(|a| ours(&a)) {
-        return Verdict::Wait(format!(
-            "the audit log shows a {} after the intent that another action claimed",
-            kind.wording.short
-        ));
+    if let Some(trace) = trace_after_intent(kind, sent - tol(), seen) {
+        return trace;
     }
     let audit_note = match ev.audits {
         AuditView::Read(_) => "no entry in the audit log".to_owned(),
@@ -353,6 +360,114 @@ fn unknown_without_result(
     }
 }
 
+/// What Intune shows of the `kind` since `from` (an unknown record's intent) that may be the
+/// record's own: a result (never sendable then), or an audit entry no other record claimed (it
+/// reached Intune). `None`: no trace.
+fn trace_after_intent(kind: &DeviceAction, from: Timestamp, seen: &Seen<'_>) -> Option<Verdict> {
+    let Seen { results: resets, audits, claimed_audits, by_person } = *seen;
+    // Any reset at or after the intent may be this one (Intune keeps only the latest result of
+    // an action, and another record's claim may be the wrong one): never sendable then.
+    if let Some((_, start)) = resets.iter().find(|(_, s)| *s >= from && !by_person(*s)) {
+        return Some(Verdict::Wait(format!(
+            "Intune shows a {} started at {start} that may be this one, but another action claimed it",
+            kind.wording.short
+        )));
+    }
+    let ours = |a: &&RemoteActionAudit| a.request_date_time.is_some_and(|t| t >= from) && !a.by_person();
+    if let Some(a) = audits.iter().filter(ours).find(|a| !claimed_audits.contains(a.id.as_str())) {
+        let at = a.request_date_time.map(|t| t.to_string()).unwrap_or_default();
+        return Some(Verdict::Change {
+            status: Status::Accepted,
+            note: format!(
+                "the audit log shows a {} requested at {at} (audit {}): it reached Intune",
+                kind.graph_name, a.id
+            ),
+            result_started: None,
+            audit_id: Some(a.id.clone()),
+        });
+    }
+    if audits.iter().any(|a| ours(&a)) {
+        return Some(Verdict::Wait(format!(
+            "the audit log shows a {} after the intent that another action claimed",
+            kind.wording.short
+        )));
+    }
+    None
+}
+
+/// Records each verdict on its record: a change (with its evidence, on the record's last
+/// attempt) goes to `updates`, a wait is counted (an unknown one with why it waits).
+fn record_verdicts(
+    verdicts: impl Iterator<Item = (Record, Option<Verdict>)>,
+    server_date: Option<Timestamp>,
+    now: Timestamp,
+    report: &mut RefreshReport,
+    updates: &mut Vec<StatusChange>,
+) {
+    for (mut record, verdict) in verdicts {
+        match verdict {
+            Some(Verdict::Change { status, note, result_started, audit_id }) => {
+                let from = record.status;
+                if from == status {
+                    report.waiting += 1;
+                }
+                record.status = status;
+                record.updated_at = now;
+                if let Some(a) = record.attempts.last_mut() {
+                    a.resolution = Some(Resolution {
+                        by: "refresh".into(),
+                        at: now,
+                        server_time: server_date,
+                        status,
+                        note: note.clone(),
+                        result_started,
+                        audit_id,
+                    });
+                }
+                updates.push(StatusChange { record, from, note });
+            }
+            Some(Verdict::Wait(why)) => {
+                report.waiting += 1;
+                if record.status == Status::Unknown {
+                    report.unresolved.push((record, why));
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// The records of every device with an `accepted` or `unknown` action, by kind, collection and
+/// device id: all of the ledger's records of that device and kind, whatever their status.
+fn pending_by_device(ledger: &Ledger) -> BTreeMap<(ActionKind, Collection, String), Vec<Record>> {
+    let mut by_device: BTreeMap<(ActionKind, Collection, String), Vec<Record>> = BTreeMap::new();
+    let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.kind, r.collection, id.to_ascii_lowercase()));
+    for r in ledger.records.values().filter(|r| is_pending(r)) {
+        if let Some(d) = device_of(r) {
+            by_device.entry(d).or_default();
+        }
+    }
+    for r in ledger.records.values() {
+        if let Some(list) = device_of(r).and_then(|d| by_device.get_mut(&d)) {
+            list.push(r.clone());
+        }
+    }
+    by_device
+}
+
+/// The audit log's entries of the `kind` on device `id` (none when it was not read).
+fn audits_of(audits: &Result<Audits, String>, kind: &DeviceAction, id: &str) -> Vec<RemoteActionAudit> {
+    match audits {
+        Ok(Audits::Read(all)) => all
+            .iter()
+            .filter(|a| a.managed_device_id.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(id)))
+            .filter(|a| a.action.as_deref().is_some_and(|n| kind.is_reported_as(n)))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
 pub(crate) async fn refresh(
     store: &Store,
@@ -360,18 +475,7 @@ pub(crate) async fn refresh(
     opts: &RefreshOptions,
 ) -> Result<RefreshReport, RefreshError> {
     let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
-    let mut by_device: BTreeMap<(ActionKind, Collection, String), Vec<Record>> = BTreeMap::new();
-    let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.kind, r.collection, id.to_ascii_lowercase()));
-    for r in writer.ledger().records.values().filter(|r| is_pending(r)) {
-        if let Some(d) = device_of(r) {
-            by_device.entry(d).or_default();
-        }
-    }
-    for r in writer.ledger().records.values() {
-        if let Some(list) = device_of(r).and_then(|d| by_device.get_mut(&d)) {
-            list.push(r.clone());
-        }
-    }
+    let by_device = pending_by_device(writer.ledger());
     let pending = |list: &Vec<Record>| list.iter().filter(|r| is_pending(r)).count();
     let mut report = RefreshReport { checked: by_device.values().map(pending).sum(), ..RefreshReport::default() };
 
@@ -406,15 +510,7 @@ pub(crate) async fn refresh(
                 continue;
             }
         };
-        let device_audits: Vec<RemoteActionAudit> = match &audits {
-            Ok(Audits::Read(all)) => all
-                .iter()
-                .filter(|a| a.managed_device_id.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(&id)))
-                .filter(|a| a.action.as_deref().is_some_and(|n| kind.is_reported_as(n)))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
+        let device_audits = audits_of(&audits, kind, &id);
         let view = match &audits {
             Ok(Audits::Read(_)) => AuditView::Read(&device_audits),
             Ok(Audits::Unreadable(why)) => AuditView::NotPermitted(why),
@@ -424,37 +520,7 @@ pub(crate) async fn refresh(
         let refs: Vec<&Record> = records.iter().collect();
         let verdicts = decide(kind, &refs, &ev, opts.unknown_grace);
         let now = Timestamp::now();
-        for (mut record, verdict) in records.into_iter().zip(verdicts) {
-            match verdict {
-                Some(Verdict::Change { status, note, result_started, audit_id }) => {
-                    let from = record.status;
-                    if from == status {
-                        report.waiting += 1;
-                    }
-                    record.status = status;
-                    record.updated_at = now;
-                    if let Some(a) = record.attempts.last_mut() {
-                        a.resolution = Some(Resolution {
-                            by: "refresh".into(),
-                            at: now,
-                            server_time: read.server_date,
-                            status,
-                            note: note.clone(),
-                            result_started,
-                            audit_id,
-                        });
-                    }
-                    updates.push(StatusChange { record, from, note });
-                }
-                Some(Verdict::Wait(why)) => {
-                    report.waiting += 1;
-                    if record.status == Status::Unknown {
-                        report.unresolved.push((record, why));
-                    }
-                }
-                None => {}
-            }
-        }
+        record_verdicts(records.into_iter().zip(verdicts), read.server_date, now, &mut report, &mut updates);
     }
     updates.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));
     report.unresolved.sort_by(|a, b| (&a.0.manifest, &a.0.key).cmp(&(&b.0.manifest, &b.0.key)));

@@ -13,7 +13,7 @@
 //! - [`render`] — plans, ledgers and reports as text, JSON and Markdown.
 //! - `diag` — `file:line:column` diagnostics and untrusted text made safe for each sink.
 //! - `ci` — provenance, the pull request comment on GitHub and Azure DevOps, `git`.
-//! - [`manifest`], [`settings`], `schema`, `env`, `cloud`, `confine`, `duration`, `http` —
+//! - [`manifest`], [`settings`], `schema`, `env`, `cloud`, `confine`, `duration`, `http`, `clock` —
 //!   reading what the repository and the operator say.
 //! - [`sim`] — the built-in simulator of Graph and Intune.
 //!
@@ -28,6 +28,7 @@
 mod app;
 mod ci;
 mod cli;
+mod clock;
 mod cloud;
 mod confine;
 pub mod core;

@@ -60,6 +60,7 @@ pub(crate) fn adopt(
 ) -> Result<(Record, OutOfBand), AdoptError> {
     let actions = project.actions();
     let action = find(&actions, &request.key)?;
+    let clock = session.clock.clone();
     let (runtime, conn) = session.connect(&project.settings, request.simulate, env)?;
     let person = crate::ci::provenance::person(env);
     let mut provenance = crate::ci::provenance::run_provenance(env, std::path::Path::new("."));
@@ -70,7 +71,7 @@ pub(crate) fn adopt(
         conn.store.check_tenant(&ledger, Some(&tenant)).map_err(anyhow::Error::from)?;
         conn.require(crate::graph::auth::Need::Read, "state adopt").await?;
         refuse_recorded(&ledger, action)?;
-        let now = jiff::Timestamp::now();
+        let now = clock.now();
         let since = now - jiff::SignedDuration::try_from(request.within).unwrap_or(jiff::SignedDuration::MAX);
         let one = [action];
         let (resolved, audits) = crate::exec::resolve::with_audit_log(&conn.graph, &one, &ledger, since)
@@ -102,7 +103,7 @@ pub(crate) fn adopt(
             w.commit().await.map_err(anyhow::Error::from)?;
             return Err(e);
         }
-        let now = jiff::Timestamp::now();
+        let now = clock.now();
         let mut record = crate::core::plan::record_of(w.ledger(), action)
             .cloned()
             .unwrap_or_else(|| Record::new(action, Some(device.id.clone()), now));

@@ -1,19 +1,36 @@
 //! `apply`: every refusal that needs no network (a saved plan made elsewhere, nobody to confirm,
 //! outside the change windows, a manifest breaking policy), then the executor.
+//!
+//! # Expected flow
+//! 1. Read the config and the manifests, judged by the policy before the change too (a saved
+//!    plan's base, else [`ApplyRequest::base`], else the first parent of `HEAD`); emit their
+//!    warnings ([`Event::Warnings`]).
+//! 2. [`check`]: every refusal that needs neither Graph nor the ledger.
+//! 3. Connect (the session's connection), then [`apply`]: the ledger must exist and belong to the
+//!    token's tenant, then the executor runs, its progress emitted as events.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::Session;
 use super::connect::Connection;
-use crate::app::project::Project;
+use super::event::{Emitter, Event, Subscriber};
+use crate::app::project::{self, Project};
 use crate::core::saved::{SavedError, SavedPlan};
+use crate::diag::Diagnostics;
 use crate::exec::{self, ApplyError, ApplyOptions, ApplyReport, ReviewedPlan, Ui};
+use crate::settings::{Base, Overrides};
 
 /// What was asked for.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ApplyRequest {
+    /// Limit the run to these manifest files or folders.
+    pub paths: Vec<PathBuf>,
+    /// The commit whose policy the change is judged by too, when no saved plan names one
+    /// (default: the first parent of `HEAD`, the branch before a merge).
+    pub base: Option<String>,
     /// `--plan FILE`: the reviewed saved plan to execute.
     pub saved_plan: Option<PathBuf>,
     pub simulate: bool,
@@ -50,8 +67,8 @@ pub(crate) struct Checked {
     request: ApplyRequest,
 }
 
-/// The checks that need neither Graph nor the ledger, in the order a user meets them.
-pub(crate) fn check(project: &Project, request: &ApplyRequest) -> Result<Checked, Refusal> {
+/// The checks that need neither Graph nor the ledger, in the order a user meets them, at `now`.
+pub(crate) fn check(project: &Project, request: &ApplyRequest, now: jiff::Timestamp) -> Result<Checked, Refusal> {
     let expected = match &request.saved_plan {
         Some(path) => {
             let saved = SavedPlan::read(path)?;
@@ -68,7 +85,7 @@ pub(crate) fn check(project: &Project, request: &ApplyRequest) -> Result<Checked
                 };
                 return Err(SavedError::Unusable { path: path.clone(), why, hint }.into());
             }
-            if let Some(why) = project.settings.policy.plan_too_old(saved.created_at, jiff::Timestamp::now()) {
+            if let Some(why) = project.settings.policy.plan_too_old(saved.created_at, now) {
                 return Err(SavedError::TooOld { path: path.clone(), why }.into());
             }
             Some(ReviewedPlan { path: path.clone(), saved })
@@ -84,7 +101,7 @@ pub(crate) fn check(project: &Project, request: &ApplyRequest) -> Result<Checked
         None => None,
     };
     if policy_override.is_none()
-        && let Err(v) = project.settings.policy.check_window(jiff::Timestamp::now())
+        && let Err(v) = project.settings.policy.check_window(now)
     {
         let mut diags = crate::diag::Diagnostics::default();
         diags.push(*v);
@@ -96,11 +113,80 @@ pub(crate) fn check(project: &Project, request: &ApplyRequest) -> Result<Checked
 /// Why `apply` stopped.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
+    /// The config or the manifests are wrong, or the policy refuses the run: every problem, with
+    /// file and line. Nothing was sent.
+    #[error("{} problem{}: nothing was sent", .0.error_count(), if .0.error_count() == 1 { "" } else { "s" })]
+    Invalid(Diagnostics),
     #[error(transparent)]
-    Apply(#[from] ApplyError),
+    Refused(Refusal),
+    #[error(transparent)]
+    Apply(ApplyError),
     /// The ledger or the tenant (`anyhow`: the connection's own errors).
     #[error(transparent)]
     Connection(#[from] anyhow::Error),
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Policy(diags) => Error::Invalid(diags),
+            other => Error::Refused(other),
+        }
+    }
+}
+
+impl From<ApplyError> for Error {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Policy(diags) => Error::Invalid(diags),
+            other => Error::Apply(other),
+        }
+    }
+}
+
+/// What an apply did, and whether it was against the simulator.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    pub report: ApplyReport,
+    pub simulated: bool,
+}
+
+/// `apply` in `session`, the whole operation (see the module docs): events go to `subscriber`;
+/// once `stop` is ready (a signal, say), no new request is sent and those in flight are recorded.
+pub(crate) fn run(
+    session: &mut Session,
+    overrides: &Overrides,
+    request: &ApplyRequest,
+    env: &dyn Fn(&str) -> Option<String>,
+    subscriber: &mut dyn Subscriber,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<Applied, Error> {
+    // The change is judged by the policy before it too: the saved plan's base, the commit the
+    // caller names (the previous cycle's, under watch), else the first parent of HEAD.
+    let saved =
+        request.saved_plan.as_deref().and_then(|p| SavedPlan::read(p).ok()).and_then(|s| s.policy).and_then(|p| p.base);
+    let base = match saved.or_else(|| request.base.clone()) {
+        Some(commit) => Base::Commit(commit),
+        None => Base::FirstParent,
+    };
+    let overrides = Overrides { base, ..overrides.clone() };
+    let p = project::load(&overrides, &request.paths, env).map_err(Error::Invalid)?;
+    subscriber.event(Event::Warnings(&p.diagnostics));
+    let checked = check(&p, request, session.clock().now())?;
+    let clock = session.clock.clone();
+    let (runtime, conn) = session.connect(&p.settings, request.simulate, env)?;
+    let mut ui = Emitter { subscriber, clock: &*clock };
+    let report = runtime.block_on(async {
+        let (tx, cancel) = watch::channel(false);
+        let stop = tokio::spawn(async move {
+            stop.await;
+            let _ = tx.send(true);
+        });
+        let report = apply(&p, checked, conn, env, &mut ui, cancel).await;
+        stop.abort();
+        report
+    })?;
+    Ok(Applied { report, simulated: conn.simulated })
 }
 
 /// Applies `project` through `conn`: the ledger must exist and belong to the token's tenant; the

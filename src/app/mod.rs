@@ -1,6 +1,8 @@
 //! Operations: what `plan`, `apply` and `refresh` do, with every check and refusal, whoever asks
 //! (cargo's `commands/` → `ops/` split). `cli/` turns flags into a request and renders what comes
-//! back; `watch` calls the same operations through one [`Session`].
+//! back, and the [`event::Event`]s an operation emits while it runs; `watch` calls the same
+//! operations through one [`Session`] and renders the same events its own way. The session also
+//! carries the one [`Clock`] every operation reads the time from.
 //!
 //! The engines below them are pure or nearly so: [`crate::core::plan`] diffs, [`crate::core::policy`] judges,
 //! [`crate::exec`] executes, [`crate::core::refresh`] settles. An operation wires them to the
@@ -9,11 +11,16 @@
 
 pub(crate) mod adopt;
 pub(crate) mod apply;
+pub(crate) mod comment;
 pub(crate) mod connect;
 pub(crate) mod doctor;
+pub(crate) mod event;
+pub(crate) mod init;
 pub(crate) mod plan;
 pub(crate) mod project;
 pub(crate) mod refresh;
+pub(crate) mod state;
+pub(crate) mod watch;
 
 use std::path::PathBuf;
 
@@ -21,8 +28,19 @@ use crate::diag::Diagnostics;
 use crate::settings::Overrides;
 use project::Project;
 
+use crate::clock::{Clock, SharedClock};
 use crate::settings::Settings;
 use connect::Connection;
+
+/// Why an operation did nothing, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The config or the manifests are wrong (every problem, with file and line).
+    #[error("the config or the manifests are invalid")]
+    Invalid(Diagnostics),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
 
 /// What a command (or every cycle of `watch`) works with: one async runtime, and one Graph
 /// connection per configuration, kept so that its pacer's learned slow-down and its token last
@@ -31,11 +49,18 @@ use connect::Connection;
 pub(crate) struct Session {
     runtime: tokio::runtime::Runtime,
     connection: Option<(String, Connection)>,
+    /// Where every operation of the session reads the time.
+    clock: SharedClock,
 }
 
 impl Session {
+    /// A session on this machine's clock.
     pub(crate) fn new() -> anyhow::Result<Self> {
-        Ok(Session { runtime: connect::runtime()?, connection: None })
+        Ok(Session { runtime: connect::runtime()?, connection: None, clock: crate::clock::system() })
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     pub(crate) fn runtime(&self) -> &tokio::runtime::Runtime {

@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::Session;
 use super::connect::Connection;
+use super::{Error, Session};
 use crate::app::project::{self, Project};
 use crate::core::action::Action;
 use crate::core::out_of_band::AuditLog;
 use crate::core::plan::{self, Plan, PlanOptions, Resolutions};
 use crate::core::saved::{Binding, SavedError, SavedPlan};
-use crate::diag::Diagnostics;
 use crate::graph::auth::{Grant, Need};
 use crate::ledger::{Ledger, LocalStore, Store};
 use crate::settings::Overrides;
@@ -27,16 +26,6 @@ pub(crate) struct PlanRequest {
     pub simulate: bool,
     /// `--base REF`: detail only the manifests this change touches.
     pub base: Option<String>,
-}
-
-/// Why there is no plan.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum PlanError {
-    /// The config or the manifests are wrong (every problem, with file and line).
-    #[error("the config or the manifests are invalid")]
-    Invalid(Diagnostics),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
 }
 
 /// Everything a plan is made of; [`Planned::plan`] makes it (pure and cheap).
@@ -66,7 +55,8 @@ pub(crate) fn prepare(
     overrides: &Overrides,
     request: &PlanRequest,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Planned, PlanError> {
+) -> Result<Planned, Error> {
+    let clock = session.clock.clone();
     // A pull request's plan judges its actions by the policy before it too.
     let mut overrides = overrides.clone();
     if let Some(base) = &request.base {
@@ -76,9 +66,7 @@ pub(crate) fn prepare(
     // A broken config stops the run before anything is contacted (with the manifests' problems
     // reported too).
     if diags.has_errors() {
-        return Err(PlanError::Invalid(
-            project::load_manifests(settings, &request.paths, diags).err().unwrap_or_default(),
-        ));
+        return Err(Error::Invalid(project::load_manifests(settings, &request.paths, diags).err().unwrap_or_default()));
     }
     let (runtime, conn) = if request.offline {
         (session.runtime(), None)
@@ -112,14 +100,14 @@ pub(crate) fn prepare(
         });
         (p, ledger.join())
     });
-    let (project, actions) = p.map_err(PlanError::Invalid)?;
+    let (project, actions) = p.map_err(Error::Invalid)?;
     let ledger = ledger
         .map_err(|_| anyhow::anyhow!("reading the ledger panicked"))?
         .context("cannot plan without the ledger")?;
     store.check_tenant(&ledger, tenant.as_deref()).map_err(anyhow::Error::from)?;
     let changed =
         request.base.as_deref().map(crate::ci::git::changed_since).transpose().map_err(anyhow::Error::from)?;
-    let now = jiff::Timestamp::now();
+    let now = clock.now();
     let mut planned = Planned {
         project,
         ledger,
@@ -173,10 +161,26 @@ impl Planned {
         }
     }
 
+    /// The plan as a reviewer sees it: saved to `out` first when asked (for `apply --plan FILE`),
+    /// then given the context it is reviewed in (commit, pull request, tenant).
+    pub(crate) fn reviewed(
+        &self,
+        out: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Plan<'_>, SavedError> {
+        let mut plan = self.plan();
+        let commit = crate::ci::provenance::commit(env, Path::new("."));
+        if let Some(path) = out {
+            self.save(&plan, path, commit.clone())?;
+        }
+        plan.context = Some(crate::ci::provenance::ReviewContext::new(env, self.tenant.as_deref(), commit.as_deref()));
+        Ok(plan)
+    }
+
     /// Saves `plan` (made by [`Planned::plan`]) for `apply --plan FILE`.
-    pub(crate) fn save(&self, plan: &Plan<'_>, path: &Path, commit: Option<String>) -> Result<(), SavedError> {
+    fn save(&self, plan: &Plan<'_>, path: &Path, commit: Option<String>) -> Result<(), SavedError> {
         let binding = Binding::of(&self.ledger, self.tenant.as_deref());
-        SavedPlan::new(plan, &self.ledger, binding, commit, self.simulated, self.offline).write(path)
+        SavedPlan::new(plan, &self.ledger, binding, commit, (self.simulated, self.offline), self.now).write(path)
     }
 }
 

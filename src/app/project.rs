@@ -49,6 +49,18 @@ pub(crate) fn load_settings(overrides: &Overrides, env: &dyn Fn(&str) -> Option<
     (settings, diags)
 }
 
+/// The settings alone, refused when they have an error (a command that reads no manifest).
+pub(crate) fn settings_only(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, super::Error> {
+    let (settings, diags) = load_settings(overrides, env);
+    if diags.has_errors() {
+        return Err(super::Error::Invalid(diags));
+    }
+    Ok(settings)
+}
+
 /// The second half of [`load`]: the manifests, validated, adding to the settings' diagnostics.
 pub(crate) fn load_manifests(
     settings: Settings,

@@ -8,11 +8,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
 use anyhow::Context as _;
 
-use crate::app::project;
-use crate::app::{self, Session, apply::ApplyRequest};
+use crate::app::event::{Event, Subscriber};
+use crate::app::{self, Session, apply::Applied, apply::ApplyRequest};
 use crate::core::plan::Plan;
-use crate::exec::{self, Progress, Ui};
-use crate::ledger::Record;
+use crate::exec::{ApplyReport, Progress};
 use crate::render::{self, Format, PlanContext};
 
 #[derive(Debug, clap::Args)]
@@ -44,9 +43,6 @@ pub(super) struct ApplyArgs {
     /// Why the change windows are ignored.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
-    /// Run by `watch`: the plan and the closing lines go to the watcher; outcomes are logged.
-    #[arg(skip)]
-    pub watch: Option<super::WatchSink>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,13 +51,12 @@ pub(super) enum ApplyFormat {
     Json,
 }
 
+/// Renders an apply's events: the plan, a progress bar on a terminal, outcome lines.
 struct CliUi {
     simulated: bool,
     auto_approve: bool,
     plan_to_stderr: bool,
     bar: Option<ProgressBar>,
-    /// Run by `watch`: the plan goes to it (JSON under `--log-format json`), outcomes to the log.
-    watch: Option<super::WatchSink>,
     /// Outcomes of resets sent before the plan was complete (and shown): printed after it, so the
     /// output reads plan, outcomes, summary.
     early: Option<Vec<String>>,
@@ -91,28 +86,27 @@ impl CliUi {
             self.print_outcome(&line);
         }
     }
-}
 
-impl Ui for CliUi {
-    #[allow(clippy::print_stdout)]
+    /// The run is over: the bar goes, and what it did is shown even when it stopped before its
+    /// plan was complete.
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+            super::logging::set_bar(None);
+        }
+        self.flush_early();
+    }
+
     fn show_plan(&mut self, plan: &Plan<'_>) {
         let ctx = PlanContext::new(false, self.simulated);
         // Resets may already be under way (the plan is complete once every device is looked up).
-        if let Some(bar) = self.bar.clone()
-            && self.watch.is_none()
-        {
+        if let Some(bar) = self.bar.take() {
             bar.set_length(plan.summary.to_send as u64);
-            self.bar = None;
             bar.suspend(|| self.show_plan(plan));
             self.bar = Some(bar);
             return;
         }
-        if let Some(w) = &self.watch {
-            let format = if super::json_logs() { Format::Json } else { Format::Text };
-            let mut buf = Vec::new();
-            let _ = render::plan(&mut buf, plan, ctx, format);
-            w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).plan = buf;
-        } else if self.plan_to_stderr {
+        if self.plan_to_stderr {
             let mut out = std::io::BufWriter::new(crate::diag::safe::stderr());
             let _ = render::plan(&mut out, plan, ctx, Format::Text);
             let _ = out.flush();
@@ -120,6 +114,46 @@ impl Ui for CliUi {
             let _ = super::print_text_plan(plan, ctx);
         }
         self.flush_early();
+    }
+
+    fn started(&mut self, candidates: usize) {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(candidates as u64);
+            if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}") {
+                bar.set_style(style);
+            }
+            bar.set_message(render::progress::label(Progress { candidates, ..Progress::default() }));
+            // Devices may take seconds to look up before the first reset leaves: the clock shows
+            // the run is alive.
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            super::logging::set_bar(Some(bar.clone()));
+            self.bar = Some(bar);
+        }
+    }
+}
+
+impl Subscriber for CliUi {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Warnings(diags) => print_diagnostics(diags),
+            Event::PlanMade(plan) => self.show_plan(plan),
+            Event::Started { candidates } => self.started(candidates),
+            Event::Progress(progress) => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(progress.finished as u64);
+                    bar.set_message(render::progress::label(progress));
+                }
+            }
+            // Outcomes are results: stdout in text mode (above the bar, which is on stderr),
+            // after the plan. With `--format json` stdout is the report, so they go to stderr.
+            Event::Finished { record, at } => {
+                let line = render::progress::outcome_line(record, at);
+                match &mut self.early {
+                    Some(early) => early.push(line),
+                    None => self.print_outcome(&line),
+                }
+            }
+        }
     }
 
     #[allow(clippy::print_stderr)]
@@ -140,61 +174,19 @@ impl Ui for CliUi {
             None => ask(),
         }
     }
-
-    fn started(&mut self, candidates: usize) {
-        if std::io::stderr().is_terminal() && self.watch.is_none() {
-            let bar = ProgressBar::new(candidates as u64);
-            if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}") {
-                bar.set_style(style);
-            }
-            bar.set_message(render::progress::label(Progress { candidates, ..Progress::default() }));
-            // Devices may take seconds to look up before the first reset leaves: the clock shows
-            // the run is alive.
-            bar.enable_steady_tick(std::time::Duration::from_millis(100));
-            super::logging::set_bar(Some(bar.clone()));
-            self.bar = Some(bar);
-        }
-    }
-
-    fn progress(&mut self, progress: Progress) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(progress.finished as u64);
-            bar.set_message(render::progress::label(progress));
-        }
-    }
-
-    /// Outcomes are results: stdout in text mode (above the bar, which is on stderr), after the
-    /// plan. With `--format json` stdout is the report, so they go to stderr; under `watch`, to
-    /// the log.
-    fn outcome(&mut self, r: &Record) {
-        let line = render::progress::outcome_line(r, jiff::Timestamp::now());
-        if self.watch.is_some() {
-            tracing::info!("{line}");
-            return;
-        }
-        match &mut self.early {
-            Some(early) => early.push(line),
-            None => self.print_outcome(&line),
-        }
-    }
 }
 
-/// `apply --plan`: the actions the reviewed plan did not have, named, so that nobody takes "apply
-/// complete" for "everything the manifests ask for was sent".
-fn not_in_plan(watch: Option<&super::WatchSink>, report: &exec::ApplyReport) {
-    let n = report.not_in_plan.len();
-    if n == 0 {
-        return;
-    }
-    let (were, them) = if n == 1 {
-        ("action not in the reviewed plan was", "it")
-    } else {
-        ("actions not in the reviewed plan were", "them")
-    };
-    super::conclude(watch, format!("{n} {were} not sent (plan and review {them} to send {them}):"));
-    for a in &report.not_in_plan {
-        let line = format!("  {} {} {}", a.key.short(), a.manifest, a.selector);
-        super::conclude(watch, crate::diag::safe::text(&line).into_owned());
+/// How an apply (as text) ends: 0 when there was nothing to do or every planned action was
+/// accepted, else 1.
+pub(super) fn exit(report: &ApplyReport) -> CmdResult {
+    if render::summary::nothing_to_do(report) || report.success() { Ok(()) } else { Err(Failure::Exit(1)) }
+}
+
+/// Why an apply failed, for `main` to report.
+pub(super) fn failure(e: app::apply::Error) -> Failure {
+    match e {
+        app::apply::Error::Invalid(diags) => Failure::Invalid(diags),
+        other => Failure::Error(other.into()),
     }
 }
 
@@ -237,135 +229,47 @@ fn question(s: &crate::core::plan::Summary) -> String {
 }
 
 pub(super) fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
-    run_in(&mut Session::new()?, g, args)
-}
-
-/// `apply` in `session` (a command's own, or `watch`'s for its lifetime).
-#[allow(clippy::print_stderr)]
-pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: ApplyArgs) -> CmdResult {
-    let mut overrides = g.overrides();
-    // The change is judged by the policy before it too: the saved plan's base, the previous
-    // cycle's commit under watch, else the first parent of HEAD (the branch before a merge).
-    let watched =
-        args.watch.as_ref().and_then(|w| w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).base.clone());
-    let saved = args
-        .plan
-        .as_deref()
-        .and_then(|p| crate::core::saved::SavedPlan::read(p).ok())
-        .and_then(|s| s.policy)
-        .and_then(|p| p.base);
-    overrides.base = match saved.or(watched) {
-        Some(commit) => crate::settings::Base::Commit(commit),
-        None => crate::settings::Base::FirstParent,
-    };
-    let p = project::load(&overrides, &args.paths, &env).map_err(Failure::Invalid)?;
-    print_diagnostics(&p.diagnostics);
+    let mut session = Session::new()?;
     let request = ApplyRequest {
+        paths: args.paths.clone(),
+        base: None,
         saved_plan: args.plan.clone(),
         simulate: args.simulate,
         auto_approve: args.auto_approve,
         interactive: super::interactive(),
-        ignore_change_windows: if args.ignore_change_windows {
-            Some(args.reason.clone().unwrap_or_default())
-        } else {
-            None
-        },
+        ignore_change_windows: args.ignore_change_windows.then(|| args.reason.clone().unwrap_or_default()),
         max_actions: args.max_actions,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
     };
-    let checked = match app::apply::check(&p, &request) {
-        Err(app::apply::Refusal::Policy(diags)) => return Err(Failure::Invalid(diags)),
-        other => other?,
-    };
-    let (runtime, conn) = session.connect(&p.settings, args.simulate, &env)?;
     let json = args.format == ApplyFormat::Json;
     let mut ui = CliUi {
-        simulated: conn.simulated,
+        simulated: args.simulate,
         auto_approve: args.auto_approve,
         plan_to_stderr: json,
         bar: None,
-        watch: args.watch.clone(),
         early: Some(Vec::new()),
     };
-    let report = runtime.block_on(async {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let plain = args.watch.is_none() && !super::json_logs();
-        let stop = tokio::spawn(async move {
-            super::wait_for_stop_signal().await;
-            // Under `watch` or `--log-format json`, every line of stderr is a log event.
-            if plain {
-                eprintln!("\nstopping: no new requests; waiting for those in flight to be recorded");
-            } else {
-                tracing::warn!("stopping: no new requests; waiting for those in flight to be recorded");
-            }
-            let _ = tx.send(true);
-        });
-        let report = app::apply::apply(&p, checked, conn, &env, &mut ui, rx).await;
-        stop.abort();
-        report
-    });
-    if let Some(bar) = ui.bar.take() {
-        bar.finish_and_clear();
-        super::logging::set_bar(None);
-    }
-    // A run stopped before its plan was complete: what it did is still shown.
-    ui.flush_early();
-    let report = match report {
-        Err(app::apply::Error::Apply(exec::ApplyError::Policy(diags))) => return Err(Failure::Invalid(diags)),
-        other => other?,
-    };
+    // Under `--log-format json`, every line of stderr is a log event.
+    let stop = super::stopping(!super::json_logs());
+    let applied = app::apply::run(&mut session, &g.overrides(), &request, &env, &mut ui, stop);
+    ui.finish();
+    let Applied { report, simulated } = applied.map_err(failure)?;
     if let Some(path) = &args.junit {
         crate::render::report::write_junit(path, &report)
             .with_context(|| format!("cannot write the JUnit report `{}`", path.display()))?;
     }
     if json {
         let mut out = std::io::BufWriter::new(crate::diag::safe::stdout());
-        crate::render::report::json(&mut out, &report, conn.simulated)
+        crate::render::report::json(&mut out, &report, simulated)
             .and_then(|()| out.flush())
             .context("cannot write to stdout")?;
         return if report.success() { Ok(()) } else { Err(Failure::Exit(1)) };
     }
-    let sim = if ui.simulated { "SIMULATED: " } else { "" };
-    let watch = args.watch.as_ref();
-    let adopted = match report.adopted {
-        0 => String::new(),
-        n => format!(" {n} reset{} made outside reconcile adopted (nothing sent).", if n == 1 { "" } else { "s" }),
-    };
-    if report.planned == 0 && report.blocked == 0 {
-        super::conclude(watch, format!("{sim}Nothing to do.{adopted}"));
-        not_in_plan(watch, &report);
-        return Ok(());
+    if !render::summary::nothing_to_do(&report) {
+        say!();
     }
-    // Never sent (stopped first): nothing is recorded for them, so running again sends them.
-    let not_started = match report.not_started {
-        0 => String::new(),
-        n => {
-            let them = if n == 1 { "it" } else { "them" };
-            match watch {
-                Some(_) => format!(" {n} not started: the next apply sends {them}."),
-                None => format!(" {n} not started — run `{}` again to send {them}.", rerun(&args)),
-            }
-        }
-    };
-    super::conclude(
-        watch,
-        format!(
-            "{}{sim}Apply {}: {} accepted, {} rejected, {} unknown, {} not executed, {} blocked.{adopted}{not_started}",
-            if watch.is_some() { "" } else { "\n" },
-            if report.interrupted { "interrupted" } else { "complete" },
-            report.accepted,
-            report.rejected,
-            report.unknown,
-            report.not_executed,
-            report.blocked
-        ),
-    );
-    not_in_plan(watch, &report);
-    if report.unknown > 0 {
-        super::conclude(
-            watch,
-            "Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.".into(),
-        );
+    for line in render::summary::apply(&report, simulated, Some(&rerun(&args))) {
+        say!("{line}");
     }
-    if report.success() { Ok(()) } else { Err(Failure::Exit(1)) }
+    exit(&report)
 }

@@ -1,9 +1,7 @@
 //! `reconcile init [--tenant ID]`: create the ledger, once, on purpose.
 
-use super::{CmdResult, Failure, GlobalArgs, env};
-use crate::app::connect;
-use crate::app::project;
-use crate::ledger::{LocalStore, Store, block_on};
+use super::{CmdResult, GlobalArgs, env};
+use crate::app::{self, init::InitRequest};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct InitArgs {
@@ -19,47 +17,14 @@ pub(super) struct InitArgs {
 
 #[allow(clippy::print_stdout)]
 pub(super) fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
-    let (settings, diags) = project::load_settings(&g.overrides(), &env);
-    if diags.has_errors() {
-        return Err(Failure::Invalid(diags));
-    }
-    let (store, tenant) = if args.simulate {
-        (
-            Store::Local(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
-            connect::SIM_TENANT.to_owned(),
-        )
-    } else {
-        // A ledger is bound to a tenant id (the `tid` of its tokens), never to a name: a domain is
-        // resolved to the id here, once, through Entra's discovery document.
-        let rt = connect::runtime()?;
-        let named = args.tenant.clone().or_else(|| settings.tenant.clone());
-        let tenant = match named {
-            Some(name) => {
-                let id = rt.block_on(connect::tenant_id(&settings, &name))?;
-                // The ledger must be the credential's: `--tenant` naming another tenant than
-                // AZURE_TENANT_ID would bind a ledger no run of this pipeline could use.
-                if let (Some(_), Some(configured)) = (&args.tenant, &settings.tenant) {
-                    let theirs = rt.block_on(connect::tenant_id(&settings, configured))?;
-                    if !theirs.eq_ignore_ascii_case(&id) {
-                        return Err(anyhow::anyhow!(
-                            "--tenant `{name}` is tenant `{id}`, but AZURE_TENANT_ID `{configured}` is tenant `{theirs}`; nothing was created\nhint: bind the ledger to the tenant of the credential that will use it: drop --tenant, or correct AZURE_TENANT_ID"
-                        )
-                        .into());
-                    }
-                }
-                id
-            }
-            None => {
-                let conn = connect::connect(&settings, false, &env)?;
-                let tid = rt.block_on(conn.tenant())?;
-                rt.block_on(connect::tenant_id(&settings, &tid))?
-            }
-        };
-        (connect::open_store(&settings, &env)?, tenant)
+    let request = InitRequest {
+        tenant: args.tenant,
+        simulate: args.simulate,
+        lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
     };
-    let created = block_on(store.create(g.lock_timeout.map(|d| d.0).unwrap_or_default(), &tenant))??;
-    let at = store.location();
-    if created {
+    let done = app::init::init(&g.overrides(), &request, &env).map_err(super::failure)?;
+    let (at, tenant) = (&done.location, &done.tenant);
+    if done.created {
         say!("Created the ledger `{at}` for tenant `{tenant}`.");
     } else {
         say!("The ledger `{at}` already exists for tenant `{tenant}`; nothing to do.");

@@ -143,6 +143,14 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 pub(crate) type CmdResult = Result<(), Failure>;
 
+/// Why an operation of `app` did nothing, for `main` to report.
+fn failure(e: crate::app::Error) -> Failure {
+    match e {
+        crate::app::Error::Invalid(diags) => Failure::Invalid(diags),
+        crate::app::Error::Other(e) => Failure::Error(e),
+    }
+}
+
 /// Reads the process environment; the core gets it as a function so tests can pass their own.
 fn env(name: &str) -> Option<String> {
     crate::env::var(name)
@@ -225,28 +233,6 @@ fn json_logs() -> bool {
     JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// What a command run by `watch` leaves for the watcher to print (or not): the plan it showed,
-/// and its closing lines.
-#[derive(Debug, Default)]
-pub(crate) struct WatchOut {
-    pub plan: Vec<u8>,
-    pub summary: Vec<String>,
-    /// `watch --apply`: the commit of the previous cycle, whose policy this cycle's change is
-    /// judged by too (`None` on the first cycle: the first parent of `HEAD`).
-    pub base: Option<String>,
-}
-
-/// Shared with the command a `watch` cycle runs.
-pub(crate) type WatchSink = std::sync::Arc<std::sync::Mutex<WatchOut>>;
-
-/// A closing line: to stdout, or to the watcher.
-fn conclude(watch: Option<&WatchSink>, line: String) {
-    match watch {
-        Some(w) => w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).summary.push(line),
-        None => say!("{line}"),
-    }
-}
-
 /// Prints a failure to stderr and picks the exit code.
 #[allow(clippy::print_stderr)]
 fn report(f: Failure) -> ExitCode {
@@ -318,6 +304,18 @@ fn print_diagnostics(diags: &Diagnostics) {
 /// Whether stdin and stderr are a terminal (for prompts and progress bars).
 pub(crate) fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Waits for Ctrl-C or SIGTERM, then says the run stops sending: on stderr for a person
+/// (`plain`), else as a log event.
+#[allow(clippy::print_stderr)]
+pub(crate) async fn stopping(plain: bool) {
+    wait_for_stop_signal().await;
+    if plain {
+        eprintln!("\nstopping: no new requests; waiting for those in flight to be recorded");
+    } else {
+        tracing::warn!("stopping: no new requests; waiting for those in flight to be recorded");
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{CmdResult, Failure, GlobalArgs, env, print_diagnostics};
-use crate::app::plan::{PlanError, PlanRequest};
+use crate::app::plan::{PlanRequest, Planned};
 use crate::app::{self, Session};
 use crate::render::{self, Format, PlanContext};
 
@@ -43,17 +43,10 @@ pub(super) struct PlanArgs {
     /// manifests did not name.
     #[arg(long)]
     pub show_user: bool,
-    /// Run by `watch`: the plan goes to the watcher, which prints it only when it changed.
-    #[arg(skip)]
-    pub watch: Option<super::WatchSink>,
 }
 
 pub(super) fn run(g: &GlobalArgs, args: PlanArgs) -> CmdResult {
-    run_in(&mut Session::new()?, g, args)
-}
-
-/// `plan` in `session` (a command's own, or `watch`'s for its lifetime).
-pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> CmdResult {
+    let mut session = Session::new()?;
     let request = PlanRequest {
         paths: args.paths.clone(),
         offline: args.offline,
@@ -61,34 +54,13 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
         base: args.base.clone(),
     };
     let overrides = crate::settings::Overrides { show_user: args.show_user, ..g.overrides() };
-    let planned = match app::plan::prepare(session, &overrides, &request, &env) {
-        Ok(p) => p,
-        Err(PlanError::Invalid(diags)) => return Err(Failure::Invalid(diags)),
-        Err(PlanError::Other(e)) => return Err(e.into()),
-    };
+    let planned = app::plan::prepare(&mut session, &overrides, &request, &env).map_err(super::failure)?;
     print_diagnostics(&planned.project.diagnostics);
-    let mut plan = planned.plan();
+    let plan = planned.reviewed(args.out.as_deref(), &env)?;
     let ctx = PlanContext { show_done: args.show_done, ..PlanContext::new(args.offline, args.simulate) };
-    let commit = crate::ci::provenance::commit(&env, std::path::Path::new("."));
-    if let Some(path) = &args.out {
-        planned.save(&plan, path, commit.clone())?;
-    }
-    plan.context = Some(crate::ci::provenance::ReviewContext::new(&env, planned.tenant.as_deref(), commit.as_deref()));
-    let mut buf = Vec::new();
-    let mut out: Box<dyn Write> = match &args.watch {
-        Some(_) => Box::new(&mut buf),
-        None => Box::new(std::io::BufWriter::new(crate::diag::safe::stdout())),
-    };
-    if let Some(location) = &planned.missing {
-        let note = format!(
-            "No ledger at `{location}`: this plan assumes nothing was ever sent. Run `reconcile init` to create it, or find out why it is missing."
-        );
-        tracing::warn!("{note}");
-        if args.format == Format::Text {
-            writeln!(out, "{note}\n").context("cannot write the plan to stdout")?;
-        }
-    }
-    if args.format == Format::Text && args.watch.is_none() && super::colour() {
+    let mut out = std::io::BufWriter::new(crate::diag::safe::stdout());
+    missing_note(&mut out, &planned, args.format).context("cannot write the plan to stdout")?;
+    if args.format == Format::Text && super::colour() {
         out.flush().context("cannot write the plan to stdout")?;
         drop(out);
         super::print_text_plan(&plan, ctx).context("cannot write the plan to stdout")?;
@@ -96,9 +68,6 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
         render::plan(&mut out, &plan, ctx, args.format).context("cannot write the plan to stdout")?;
         out.flush().context("cannot write the plan to stdout")?;
         drop(out);
-    }
-    if let Some(w) = &args.watch {
-        w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).plan = buf;
     }
     github_outputs(&plan, ctx)?;
     if plan.summary.blocked > 0 || plan.summary.violations > 0 {
@@ -110,9 +79,24 @@ pub(super) fn run_in(session: &mut Session, g: &GlobalArgs, args: PlanArgs) -> C
     Ok(())
 }
 
+/// No ledger (an offline plan): the plan assumes nothing was ever sent. Logged, and said above a
+/// text plan.
+pub(super) fn missing_note(out: &mut impl Write, planned: &Planned, format: Format) -> std::io::Result<()> {
+    if let Some(location) = &planned.missing {
+        let note = format!(
+            "No ledger at `{location}`: this plan assumes nothing was ever sent. Run `reconcile init` to create it, or find out why it is missing."
+        );
+        tracing::warn!("{note}");
+        if format == Format::Text {
+            writeln!(out, "{note}\n")?;
+        }
+    }
+    Ok(())
+}
+
 /// Inside GitHub Actions: the Markdown plan appended to the job summary, and a warning
 /// annotation on the manifest line of every blocked device.
-fn github_outputs(plan: &crate::core::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Result<()> {
+pub(super) fn github_outputs(plan: &crate::core::plan::Plan<'_>, ctx: PlanContext) -> anyhow::Result<()> {
     if let Some(summary) = env(crate::env::GITHUB_STEP_SUMMARY).filter(|s| !s.is_empty()) {
         let mut f = std::fs::OpenOptions::new()
             .append(true)

@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::{CmdResult, Failure, GlobalArgs, env};
-use crate::ledger::{Location, PersonDecision, block_on};
+use crate::app;
+use crate::ledger::{Location, PersonDecision, Record};
 use crate::render;
-use crate::settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(super) enum StateFormat {
@@ -131,140 +131,92 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     if let StateCommand::Adopt { key, reason, within } = &cmd {
         return adopt(g, args.simulate, key, reason.as_deref(), within.0);
     }
-    let mut diags = crate::diag::Diagnostics::default();
-    let settings = settings::load(&g.overrides(), &env, &mut diags);
-    if diags.has_errors() {
-        return Err(Failure::Invalid(diags));
-    }
-    let store = if args.simulate {
-        crate::ledger::Store::Local(
-            crate::ledger::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?,
-        )
-    } else {
-        crate::app::connect::open_store(&settings, &env)?
-    };
     let timeout = g.lock_timeout.map(|d| d.0).unwrap_or_default();
-    let decision = match &cmd {
-        StateCommand::Resolve { key, outcome, reason } => Some((
-            key,
-            match outcome {
+    let state = app::state::open(&g.overrides(), args.simulate, timeout, &env).map_err(super::failure)?;
+    let read = match &cmd {
+        StateCommand::Resolve { key, outcome, reason } => {
+            let decision = match outcome {
                 ResolveAs::Done => PersonDecision::ResolveDone,
                 ResolveAs::NotExecuted => PersonDecision::ResolveNotExecuted,
-            },
-            reason,
-        )),
-        StateCommand::Retry { key, reason } => Some((key, PersonDecision::Retry, reason)),
-        _ => None,
-    };
-    if let Some((key, decision, reason)) = decision {
-        let r =
-            block_on(store.decide_by_person(timeout, key, decision, &crate::ci::provenance::person(&env), reason))??;
-        say!(
-            "{} {} {} {} is now `{}` (recorded with your reason).",
-            r.key.short(),
-            r.manifest,
-            r.selector,
-            r.managed_device_id.as_deref().unwrap_or("-"),
-            r.status
-        );
-        if r.status == crate::ledger::Status::NotExecuted {
-            say!("The next `reconcile apply` sends it.");
-        }
-        return Ok(());
-    }
-    if let StateCommand::Archive { keys, reason } = &cmd {
-        let archived = block_on(store.archive(timeout, keys, &crate::ci::provenance::person(&env), reason))??;
-        for (r, changed) in &archived {
-            let what = if *changed {
-                "is archived (recorded with your reason): plans no longer show it".to_owned()
-            } else {
-                let a = r.archived.as_ref().map(|a| format!(" by {} at {}", a.by, crate::duration::at_second(a.at)));
-                format!("was archived already{}; left as it was", a.unwrap_or_default())
             };
-            let line = format!("{} {} {} ({}) {what}.", r.key.short(), r.manifest, r.selector, r.status);
-            say!("{}", crate::diag::safe::text(&line));
+            return decided(&state.decide(key, decision, reason, &env)?);
         }
-        return Ok(());
-    }
-    let dest = match &cmd {
-        StateCommand::Push { dest } => Some(match Location::parse(dest, settings.graph.cloud) {
-            Ok(Some(url)) => Location::Blob(url),
-            Ok(None) => Location::Local(dest.into()),
-            Err(e) => return Err(anyhow::anyhow!("state push: {e}").into()),
-        }),
-        StateCommand::Pull { file } => Some(Location::Local(file.clone())),
-        _ => None,
-    };
-    if let Some(dest) = dest {
-        let to = crate::app::connect::open_store_at(&settings, &dest, &env)?;
-        if to.same_ledger(&store) {
-            return Err(anyhow::anyhow!("`{dest}` is the ledger itself").into());
+        StateCommand::Retry { key, reason } => {
+            return decided(&state.decide(key, PersonDecision::Retry, reason, &env)?);
         }
-        let verb =
-            if matches!(cmd, StateCommand::Push { .. }) { "reconcile state push" } else { "reconcile state pull" };
-        // The source is read under its lock, the one an apply holds: a copy taken while an apply
-        // writes would lack what it records next, and the copy's next apply would send it again.
-        // It is held until the copy is written, so nothing is recorded in the source meanwhile.
-        let n = block_on(async {
-            let held = store.lock(timeout, verb, None).await?;
-            let copied = to.import(held.ledger(), timeout).await;
-            let released = held.commit().await;
-            let n = copied?;
-            released?;
-            Ok::<_, crate::ledger::StateError>(n)
-        })??;
-        say!("Copied {n} records from `{}` to `{dest}`.", store.location());
-        return Ok(());
-    }
-    if let StateCommand::Unlock { id } = &cmd {
-        let holder = block_on(store.unlock(id))??;
-        say!("Released the lock of `{}` held by {holder}.", store.location());
-        return Ok(());
-    }
-    let read = if matches!(cmd, StateCommand::Export { .. }) {
+        StateCommand::Archive { keys, reason } => {
+            for (r, changed) in &state.archive(keys, reason, &env)? {
+                say!("{}", crate::diag::safe::text(&archived(r, *changed)));
+            }
+            return Ok(());
+        }
+        StateCommand::Push { dest } => return copied(&state, state.destination(dest)?, "reconcile state push"),
+        StateCommand::Pull { file } => return copied(&state, Location::Local(file.clone()), "reconcile state pull"),
+        StateCommand::Unlock { id } => {
+            say!("Released the lock of `{}` held by {}.", state.location(), state.unlock(id)?);
+            return Ok(());
+        }
         // An export is the ledger at one instant: read under the lock, not beside a writer.
-        block_on(async {
-            let held = store.lock(timeout, "reconcile state export", None).await?;
-            let ledger = held.ledger().clone();
-            held.commit().await?;
-            Ok::<_, crate::ledger::StateError>(ledger)
-        })?
-    } else {
-        block_on(store.load_existing())?
-    };
-    let ledger = match read {
-        Err(crate::ledger::StateError::Missing { path }) => {
-            return Err(missing(&settings, args.simulate, &path, cmd.name()).into());
+        StateCommand::Export { .. } => state.read(true, cmd.name())?,
+        StateCommand::List { .. } | StateCommand::Show { .. } | StateCommand::Adopt { .. } => {
+            state.read(false, cmd.name())?
         }
-        other => other?,
     };
     let mut out = std::io::BufWriter::new(crate::diag::safe::stdout());
     match cmd {
         StateCommand::List { format: StateFormat::Text, archived } => {
-            render::state::list_text(&mut out, &only_archived(ledger, archived))
+            render::state::list_text(&mut out, &only_archived(read, archived))
         }
         StateCommand::List { format: StateFormat::Json, archived } => {
-            render::state::list_json(&mut out, &only_archived(ledger, archived))
+            render::state::list_json(&mut out, &only_archived(read, archived))
         }
-        StateCommand::Export { format: ExportFormat::Csv } => render::state::export_csv(&mut out, &ledger),
-        StateCommand::Export { format: ExportFormat::Json } => render::state::list_json(&mut out, &ledger),
+        StateCommand::Export { format: ExportFormat::Csv } => render::state::export_csv(&mut out, &read),
+        StateCommand::Export { format: ExportFormat::Json } => render::state::list_json(&mut out, &read),
         StateCommand::Show { key, format } => {
-            let record = ledger.find(&key)?;
+            let record = read.find(&key)?;
             match format {
                 StateFormat::Text => render::state::show_text(&mut out, record),
                 StateFormat::Json => render::state::show_json(&mut out, record),
             }
         }
-        StateCommand::Resolve { .. }
-        | StateCommand::Retry { .. }
-        | StateCommand::Adopt { .. }
-        | StateCommand::Archive { .. }
-        | StateCommand::Push { .. }
-        | StateCommand::Pull { .. }
-        | StateCommand::Unlock { .. } => unreachable!("handled above"),
+        _ => unreachable!("handled above"),
     }
     .and_then(|()| out.flush())
     .context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// A person's decision, as recorded.
+fn decided(r: &Record) -> CmdResult {
+    say!(
+        "{} {} {} {} is now `{}` (recorded with your reason).",
+        r.key.short(),
+        r.manifest,
+        r.selector,
+        r.managed_device_id.as_deref().unwrap_or("-"),
+        r.status
+    );
+    if r.status == crate::ledger::Status::NotExecuted {
+        say!("The next `reconcile apply` sends it.");
+    }
+    Ok(())
+}
+
+/// One action archived by `state archive` (`changed`: by this call).
+fn archived(r: &Record, changed: bool) -> String {
+    let what = if changed {
+        "is archived (recorded with your reason): plans no longer show it".to_owned()
+    } else {
+        let a = r.archived.as_ref().map(|a| format!(" by {} at {}", a.by, crate::duration::at_second(a.at)));
+        format!("was archived already{}; left as it was", a.unwrap_or_default())
+    };
+    format!("{} {} {} ({}) {what}.", r.key.short(), r.manifest, r.selector, r.status)
+}
+
+/// `state push` and `state pull`.
+fn copied(state: &app::state::Opened, dest: Location, verb: &str) -> CmdResult {
+    let n = state.copy_to(&dest, verb, &env)?;
+    say!("Copied {n} records from `{}` to `{dest}`.", state.location());
     Ok(())
 }
 
@@ -284,26 +236,6 @@ impl StateCommand {
             StateCommand::Unlock { .. } => "unlock",
         }
     }
-}
-
-/// No ledger to read at `path`: what creates it. A newcomer who has only tried `--simulate` has a
-/// simulated ledger and no real one; `reconcile init` alone would send them the wrong way.
-fn missing(settings: &settings::Settings, simulate: bool, path: &std::path::Path, verb: &str) -> anyhow::Error {
-    if simulate {
-        return anyhow::anyhow!(
-            "there is no simulated ledger at `{}`\nhint: a `--simulate` run creates it: `reconcile apply --simulate`",
-            path.display()
-        );
-    }
-    let simulated = settings.simulated_state();
-    if simulated.is_file() {
-        return anyhow::anyhow!(
-            "there is no ledger at `{}`, only the simulated one `{}`\nhint: `reconcile state --simulate {verb}` reads what `--simulate` runs recorded; for a real tenant, run `reconcile init` once to create the ledger (or fix --state, -C or RECONCILE_STATE if it should exist)",
-            path.display(),
-            simulated.display()
-        );
-    }
-    crate::ledger::StateError::Missing { path: path.to_path_buf() }.into()
 }
 
 /// The ledger, or only its archived records (`state list --archived`).
@@ -326,14 +258,15 @@ fn adopt(g: &GlobalArgs, simulate: bool, key: &str, reason: Option<&str>, within
         simulate,
         lock_timeout: g.lock_timeout.map(|d| d.0).unwrap_or_default(),
     };
-    let (record, evidence) = crate::app::adopt::adopt(&mut crate::app::Session::new()?, &project, &request, &env)
-        .map_err(anyhow::Error::from)?;
+    let mut session = crate::app::Session::new()?;
+    let (record, evidence) =
+        crate::app::adopt::adopt(&mut session, &project, &request, &env).map_err(anyhow::Error::from)?;
     let line = format!(
         "{} {} {} is now `done`: adopted the {}; nothing was sent.",
         record.key.short(),
         record.manifest,
         record.selector,
-        evidence.describe(jiff::Timestamp::now())
+        evidence.describe(session.clock().now())
     );
     say!("{}", crate::diag::safe::text(&line));
     Ok(())

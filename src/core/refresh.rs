@@ -46,6 +46,8 @@ pub(crate) struct RefreshOptions {
     /// `graph.unknownGrace`; `None` (`never`): only a person makes an unknown action sendable.
     pub unknown_grace: Option<Duration>,
     pub tenant: Option<String>,
+    /// Where the time of every resolution recorded comes from.
+    pub clock: crate::clock::SharedClock,
 }
 
 /// Why refresh stopped.
@@ -519,7 +521,7 @@ pub(crate) async fn refresh(
         let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
         let refs: Vec<&Record> = records.iter().collect();
         let verdicts = decide(kind, &refs, &ev, opts.unknown_grace);
-        let now = Timestamp::now();
+        let now = opts.clock.now();
         record_verdicts(records.into_iter().zip(verdicts), read.server_date, now, &mut report, &mut updates);
     }
     updates.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));

@@ -328,13 +328,14 @@ impl Binding {
 }
 
 impl SavedPlan {
+    /// `plan`, made against `ledger` at `created_at`, as saved for review.
     pub(crate) fn new(
         plan: &Plan<'_>,
         ledger: &Ledger,
         binding: Binding,
         commit: Option<String>,
-        simulated: bool,
-        offline: bool,
+        (simulated, offline): (bool, bool),
+        created_at: jiff::Timestamp,
     ) -> Self {
         let resets = SentIndex::new(ledger.records.values());
         let entries = plan
@@ -378,7 +379,7 @@ impl SavedPlan {
             kind: KIND.to_owned(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
             id: Uuid::new_v4(),
-            created_at: jiff::Timestamp::now(),
+            created_at,
             simulated,
             offline,
             binding,

@@ -9,6 +9,7 @@ pub mod markdown;
 pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod state;
+pub(crate) mod summary;
 pub(crate) mod text;
 
 use crate::core::plan::Plan;

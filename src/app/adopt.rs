@@ -41,9 +41,11 @@ pub(crate) enum AdoptError {
     #[error("{selector} cannot be looked up: {why}")]
     NoDevice { selector: String, why: String },
     #[error(
-        "Intune shows no passcode reset of device {device} within the last {within} that the ledger does not already account for: nothing was recorded\nhint: check the device in the Intune portal (Device actions status); a reset older than that can be adopted with a longer --within"
+        "Intune shows no {} of device {device} within the last {within} that the ledger does not already account for: nothing was recorded\nhint: check the device in the Intune portal (Device actions status); a {} older than that can be adopted with a longer --within",
+        wording.noun,
+        wording.short
     )]
-    NoEvidence { device: String, within: String },
+    NoEvidence { wording: crate::core::kinds::Wording, device: String, within: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -85,12 +87,12 @@ pub(crate) fn adopt(
             }
         };
         let evidence =
-            crate::core::out_of_band::latest(&device, &audits, &Claims::new(&ledger), since).ok_or_else(|| {
-                AdoptError::NoEvidence {
+            crate::core::out_of_band::latest(action.kind.spec(), &device, &audits, &Claims::new(&ledger), since)
+                .ok_or_else(|| AdoptError::NoEvidence {
+                    wording: action.kind.spec().wording,
                     device: format!("{} ({})", device.id, action.selector),
                     within: crate::duration::HumanDuration(request.within).to_string(),
-                }
-            })?;
+                })?;
         let mut w = conn
             .store
             .lock(request.lock_timeout, "reconcile state adopt", Some(&tenant))

@@ -98,7 +98,7 @@ mod tests {
         fn event(&mut self, event: Event<'_>) {
             self.seen.push(match event {
                 Event::Warnings(d) => format!("warnings {}", d.items().len()),
-                Event::PlanMade(p) => format!("plan {}", p.summary.to_reset),
+                Event::PlanMade(p) => format!("plan {}", p.summary.to_send),
                 Event::Started { candidates } => format!("started {candidates}"),
                 Event::Progress(p) => format!("progress {}/{}", p.finished, p.candidates),
                 Event::Finished { record, at } => format!("finished {} {at}", record.status),

@@ -13,7 +13,7 @@ use crate::core::action::Action;
 use crate::core::out_of_band::AuditLog;
 use crate::core::plan::{self, Plan, PlanOptions, Resolutions};
 use crate::core::saved::{Binding, SavedError, SavedPlan};
-use crate::graph::auth::{Grant, Need, PRIVILEGED_ROLE};
+use crate::graph::auth::{Grant, Need};
 use crate::ledger::{Ledger, LocalStore, Store};
 use crate::settings::Overrides;
 
@@ -124,7 +124,7 @@ pub(crate) fn prepare(
     if let Some(conn) = conn {
         let none = Resolutions::new();
         let candidates: Vec<&Action> = plan::plan(&planned.actions, &planned.ledger, &none, planned.options())
-            .to_reset()
+            .to_send()
             .filter_map(|e| e.action)
             .collect();
         let since = planned.project.settings.policy.out_of_band_since(planned.now);
@@ -194,8 +194,9 @@ async fn lookup(
 ) -> anyhow::Result<(Resolutions, AuditLog)> {
     conn.require(Need::Read, "plan").await?;
     let token = conn.graph.tokens().token().await.context("cannot authenticate to Microsoft Graph")?;
-    if matches!(Need::Apply.judge(&token), Grant::Missing { .. }) {
-        tracing::info!("the token lacks {PRIVILEGED_ROLE}: this identity can plan, but `apply` will refuse to run");
+    if let Grant::Missing { missing, .. } = Need::Apply.judge(&token) {
+        let missing = missing.join(" and ");
+        tracing::info!("the token lacks {missing}: this identity can plan, but `apply` will refuse to run");
     }
     if candidates.is_empty() {
         return Ok((Resolutions::new(), AuditLog::default()));

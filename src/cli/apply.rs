@@ -101,7 +101,7 @@ impl CliUi {
         let ctx = PlanContext::new(false, self.simulated);
         // Resets may already be under way (the plan is complete once every device is looked up).
         if let Some(bar) = self.bar.take() {
-            bar.set_length(plan.summary.to_reset as u64);
+            bar.set_length(plan.summary.to_send as u64);
             bar.suspend(|| self.show_plan(plan));
             self.bar = Some(bar);
             return;

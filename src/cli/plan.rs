@@ -120,10 +120,10 @@ pub(super) fn github_outputs(plan: &crate::core::plan::Plan<'_>, ctx: PlanContex
                 ));
             }
         }
-        if plan.summary.to_reset > render::markdown::LARGE_CHANGE {
+        if plan.summary.to_send > render::markdown::LARGE_CHANGE {
             diags.push(crate::diag::Diagnostic::plain_warning(format!(
                 "large change: {} passcodes will be reset",
-                plan.summary.to_reset
+                plan.summary.to_send
             )));
         }
         for e in plan.entries.iter().filter(|e| e.change == crate::core::plan::Change::Attention) {

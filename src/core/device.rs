@@ -1,6 +1,7 @@
-//! Managed devices as the pure core sees them: the fields plans show, their platform, and whether
-//! Intune can reset their passcode at all. Nothing here talks to Graph (which deserializes into
-//! [`Device`]); the plan, policy and renderers depend on this module, never on `graph`.
+//! Managed devices as the pure core sees them: the fields plans show and their platform (which
+//! devices an action can take is its kind's: [`crate::core::kinds`]). Nothing here talks to Graph
+//! (which deserializes into [`Device`]); the plan, policy and renderers depend on this module,
+//! never on `graph`.
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -96,11 +97,6 @@ impl RemoteActionAudit {
     }
 }
 
-/// Whether an action name resets (or, on iOS/iPadOS, removes) a passcode.
-pub(crate) fn is_passcode_reset(action_name: &str) -> bool {
-    ["resetPasscode", "removePasscode"].iter().any(|n| action_name.eq_ignore_ascii_case(n))
-}
-
 /// The `$select` for [`Device`]: everything but the user.
 pub(crate) const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime,deviceActionResults";
 /// The `$select` for [`Device`] with its primary user (`plan.showUser`).
@@ -134,29 +130,6 @@ impl Platform {
     }
 }
 
-/// Whether Intune can reset (or remove) the passcode of `d`; `Err` says why not.
-pub(crate) fn eligibility(d: &Device) -> Result<&'static str, String> {
-    let os = d.operating_system.as_deref().unwrap_or_default();
-    let owner = d.managed_device_owner_type.as_deref().unwrap_or_default().to_ascii_lowercase();
-    let state = d.management_state.as_deref().unwrap_or_default().to_ascii_lowercase();
-    if let Some(pending) = ["retirepending", "wipepending", "deletepending"].iter().find(|s| **s == state) {
-        let what = pending.trim_end_matches("pending");
-        return Err(format!("device is pending {what}: Intune would cancel the reset"));
-    }
-    match Platform::of(os) {
-        Some(Platform::Android | Platform::Aosp) => Ok("reset passcode"),
-        // Intune did not say: let it decide (a 400 or a later `notSupported` is recorded).
-        None if os.trim().is_empty() => Ok("reset passcode (platform unknown)"),
-        Some(Platform::Ios | Platform::Ipados) if owner == "company" => Ok("remove passcode"),
-        Some(Platform::Ios | Platform::Ipados) => Err(format!(
-            "{} device owned by `{}`: only corporate iOS/iPadOS devices support it",
-            if os.is_empty() { "iOS" } else { os },
-            if owner.is_empty() { "unknown" } else { &owner }
-        )),
-        None => Err(format!("{os} is not supported: only Android, AOSP and corporate iOS/iPadOS")),
-    }
-}
-
 /// Name, serial, OS, owner type and last sync, for messages.
 pub(crate) fn describe(d: &Device) -> String {
     let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
@@ -181,48 +154,18 @@ mod tests {
         assert!(null.device_action_results.is_empty());
         let odd: Device = serde_json::from_str(
             r#"{"id": "a", "deviceActionResults": [
-                {"actionName": "resetPasscode", "actionState": "done", "startDateTime": "2026-11-30T17:01:00", "passcode": "123456"},
+                {"actionName": "aPasscodeAction", "actionState": "done", "startDateTime": "2026-11-30T17:01:00", "passcode": "123456"},
                 {"actionName": "remoteLock", "lastUpdatedDateTime": null}
             ]}"#,
         )
         .expect("odd entries");
-        let [reset, lock] = odd.device_action_results.as_slice() else { panic!("two entries") };
-        assert_eq!(reset.start_date_time, Some("2026-11-30T17:01:00Z".parse().expect("time")), "no offset: UTC");
+        let [first, lock] = odd.device_action_results.as_slice() else { panic!("two entries") };
+        assert_eq!(first.start_date_time, Some("2026-11-30T17:01:00Z".parse().expect("time")), "no offset: UTC");
         assert_eq!((lock.action_state.as_str(), lock.start_date_time), ("", None));
-        // A time that cannot be read at all fails the answer: a reset must not pass for none.
+        // A time that cannot be read at all fails the answer: an action must not pass for none.
         let garbage =
-            r#"{"id": "a", "deviceActionResults": [{"actionName": "resetPasscode", "startDateTime": "yesterday"}]}"#;
+            r#"{"id": "a", "deviceActionResults": [{"actionName": "anAction", "startDateTime": "yesterday"}]}"#;
         assert!(serde_json::from_str::<Device>(garbage).is_err());
         assert!(!format!("{odd:?}").contains("123456"), "the passcode is never read");
-    }
-
-    fn device(os: &str, owner: &str, state: &str) -> Device {
-        Device {
-            id: "x".into(),
-            device_name: None,
-            serial_number: None,
-            imei: None,
-            operating_system: Some(os.into()),
-            os_version: None,
-            managed_device_owner_type: Some(owner.into()),
-            device_enrollment_type: None,
-            management_state: Some(state.into()),
-            last_sync_date_time: None,
-            user_principal_name: None,
-            device_action_results: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn platforms() {
-        assert_eq!(eligibility(&device("Android", "personal", "managed")), Ok("reset passcode"));
-        assert_eq!(eligibility(&device("AOSP", "company", "managed")), Ok("reset passcode"));
-        assert_eq!(eligibility(&device("iOS", "company", "managed")), Ok("remove passcode"));
-        assert_eq!(eligibility(&device("iPadOS", "company", "managed")), Ok("remove passcode"));
-        assert!(eligibility(&device("iOS", "personal", "managed")).is_err());
-        assert!(eligibility(&device("Windows", "company", "managed")).is_err());
-        assert!(eligibility(&device("macOS", "company", "managed")).is_err());
-        assert!(eligibility(&device("Android", "company", "retirePending")).is_err());
-        assert!(eligibility(&device("", "", "")).is_ok(), "unknown platforms are left to Intune");
     }
 }

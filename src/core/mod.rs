@@ -3,7 +3,9 @@
 //! devices and the ledger come in as values, so every rule is a function a unit test can call.
 //!
 //! - [`action`] — an action's identity (the canonical form and its key);
-//! - [`device`] — devices as plans show them, their platform and eligibility;
+//! - [`device`] — devices as plans show them, and their platform;
+//! - [`kinds`] — each kind of device action as data: how it is sent, which devices can take
+//!   it, the names Intune reports it under, its words;
 //! - [`plan`] — the diff `(actions, ledger) → Plan`, with the devices and violations found;
 //! - [`policy`] — guard rails: the rules, the stricter of several policies, change windows;
 //! - [`out_of_band`] — actions made outside this tool, found in what Intune reports;
@@ -14,6 +16,7 @@
 
 pub mod action;
 pub(crate) mod device;
+pub(crate) mod kinds;
 pub(crate) mod out_of_band;
 pub(crate) mod plan;
 pub(crate) mod policy;

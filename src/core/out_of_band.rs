@@ -1,6 +1,7 @@
-//! Resets made outside this tool (the Intune portal, PowerShell, another tool): spotted from what
+//! Actions made outside this tool (the Intune portal, PowerShell, another tool): spotted from what
 //! Intune already tells about each device, so a plan does not send a second reset to a phone
-//! whose owner was just given a passcode.
+//! whose owner was just given a passcode. An action of another tool counts when Intune reports it
+//! under one of the names of the kind at hand ([`crate::core::kinds::DeviceAction::reported_as`]).
 //!
 //! Two sources, both read without an extra request per device where possible:
 //! - the device's `deviceActionResults` (selected with every lookup; [`crate::core::device::Device`]),
@@ -20,7 +21,8 @@ use std::collections::HashMap;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::core::device::{Device, RemoteActionAudit, is_passcode_reset};
+use crate::core::device::{Device, RemoteActionAudit};
+use crate::core::kinds::DeviceAction;
 use crate::ledger::{Adoption, Evidence, EvidenceSource, Ledger, Record};
 
 /// How long after an attempt's answer a result Intune stamps may still be that attempt's. Only
@@ -203,17 +205,17 @@ enum Entries {
     NotRead,
     /// The token may not read it (the reason is logged): who started a reset stays unknown.
     Unreadable,
-    /// Passcode resets and removals since the start of the window, by managed device id
-    /// (lower case).
+    /// Actions of the known kinds since the start of the window, by managed device id (lower
+    /// case).
     Read(HashMap<String, Vec<RemoteActionAudit>>),
 }
 
 impl AuditLog {
-    /// The entries read (passcode resets and removals only are kept).
+    /// The entries read (only those of a known kind of action are kept).
     pub(crate) fn read(entries: Vec<RemoteActionAudit>) -> Self {
         let mut by_device: HashMap<String, Vec<RemoteActionAudit>> = HashMap::new();
         for a in entries {
-            if !a.action.as_deref().is_some_and(is_passcode_reset) {
+            if !a.action.as_deref().is_some_and(crate::core::kinds::is_known) {
                 continue;
             }
             if let Some(id) = a.managed_device_id.as_deref() {
@@ -242,16 +244,18 @@ impl AuditLog {
         matches!(self.entries, Entries::Read(_))
     }
 
-    /// Whether the audit log has an entry for the device.
-    pub(crate) fn has(&self, device_id: &str) -> bool {
-        !self.of(device_id).is_empty()
+    /// Whether the audit log has an entry of the `kind` of action for the device.
+    pub(crate) fn has(&self, kind: &DeviceAction, device_id: &str) -> bool {
+        self.of(kind, device_id).next().is_some()
     }
 
-    fn of(&self, device_id: &str) -> &[RemoteActionAudit] {
-        match &self.entries {
-            Entries::Read(m) => m.get(&device_id.to_ascii_lowercase()).map_or(&[], Vec::as_slice),
+    /// The device's entries of the `kind` of action.
+    fn of<'s>(&'s self, kind: &'s DeviceAction, device_id: &str) -> impl Iterator<Item = &'s RemoteActionAudit> {
+        let all = match &self.entries {
+            Entries::Read(m) => m.get(&device_id.to_ascii_lowercase()).map_or(&[][..], Vec::as_slice),
             _ => &[],
-        }
+        };
+        all.iter().filter(|a| a.action.as_deref().is_some_and(|n| kind.is_reported_as(n)))
     }
 
     /// Whether a reset of `device_id` Intune started at `start` may be this run's own.
@@ -298,20 +302,27 @@ impl<'a> Claims<'a> {
     }
 }
 
-/// The latest reset of `device` started at or after `since` that took (or is taking) effect and
-/// that no record of the ledger accounts for. A reset the audit log attributes to a person is
-/// never taken for this tool's, whatever the times say.
-pub(crate) fn latest(device: &Device, audits: &AuditLog, claims: &Claims<'_>, since: Timestamp) -> Option<OutOfBand> {
+/// The latest action of the `kind` on `device` started at or after `since` that took (or is
+/// taking) effect and that no record of the ledger accounts for. One the audit log attributes to a
+/// person is never taken for this tool's, whatever the times say.
+pub(crate) fn latest(
+    kind: &DeviceAction,
+    device: &Device,
+    audits: &AuditLog,
+    claims: &Claims<'_>,
+    since: Timestamp,
+) -> Option<OutOfBand> {
     let took_effect = |state: &str| ["pending", "active", "done"].iter().any(|s| state.eq_ignore_ascii_case(s));
-    let logged = audits.of(&device.id);
+    let logged: Vec<&RemoteActionAudit> = audits.of(kind, &device.id).collect();
     let audited = audits.audited();
     let mut seen: Vec<OutOfBand> = Vec::new();
-    for r in device.device_action_results.iter().filter(|r| is_passcode_reset(&r.action_name)) {
+    for r in device.device_action_results.iter().filter(|r| kind.is_reported_as(&r.action_name)) {
         let Some(start) = r.start_date_time.filter(|s| *s >= since && !audits.own(&device.id, *s)) else { continue };
         if !took_effect(&r.action_state) {
             continue;
         }
-        let audit = logged.iter().find(|a| a.request_date_time.is_some_and(|t| (t - start).abs() <= SAME_RESET));
+        let audit =
+            logged.iter().copied().find(|a| a.request_date_time.is_some_and(|t| (t - start).abs() <= SAME_RESET));
         if claims.accounts_for(
             &device.id,
             start,

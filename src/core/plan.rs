@@ -1,7 +1,7 @@
 //! The plan: a pure diff of the actions the manifests ask for against what the ledger recorded.
 //!
 //! No I/O and no clock: `(actions, ledger) → Plan`. What `apply` will send is exactly the
-//! [`Change::Reset`] entries.
+//! [`Change::Send`] entries.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,7 +16,8 @@ use crate::manifest::ManifestInfo;
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Change {
     /// Never executed: `apply` sends it.
-    Reset,
+    #[serde(rename = "reset")]
+    Send,
     /// Executed (accepted or done): never sent again.
     AlreadyDone,
     /// Recorded with a result that needs a human or `refresh` (rejected, unknown, failed, …).
@@ -37,7 +38,7 @@ pub(crate) enum Change {
 impl Change {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Change::Reset => "reset",
+            Change::Send => "reset",
             Change::AlreadyDone => "already-done",
             Change::Attention => "attention",
             Change::Orphaned => "orphaned",
@@ -108,11 +109,25 @@ impl Entry<'_> {
         }
     }
 
+    /// The kind of action it is.
+    pub(crate) fn kind(&self) -> crate::core::action::ActionKind {
+        match (&self.action, &self.record) {
+            (Some(a), _) => a.kind,
+            (None, Some(r)) => r.kind,
+            (None, None) => unreachable!("an entry has an action or a record"),
+        }
+    }
+
+    /// What the entry's kind says will be done to its looked-up device (`remove passcode` on
+    /// corporate iOS/iPadOS); `None` when no device was looked up, or it cannot take the action.
+    pub(crate) fn effect(&self) -> Option<&'static str> {
+        self.device.and_then(|d| self.kind().spec().eligible(d).ok())
+    }
+
     /// Whether this reset removes the passcode instead of setting a new one: corporate iOS and
     /// iPadOS, as far as the looked-up device tells.
     pub(crate) fn removes_passcode(&self) -> bool {
-        self.change == Change::Reset
-            && matches!(self.device.map(crate::core::device::eligibility), Some(Ok(v)) if v.starts_with("remove"))
+        self.change == Change::Send && self.effect().is_some_and(|v| v.starts_with("remove"))
     }
 
     /// Whether a compact plan leaves it out: it changes nothing and needs nobody (already done,
@@ -146,8 +161,8 @@ pub(crate) struct Origin {
 pub(crate) struct Summary {
     /// Every reset to send, passcode removals included. In JSON written first, by [`SummaryJson`].
     #[serde(skip)]
-    pub to_reset: usize,
-    /// Of [`Summary::to_reset`], those that remove the passcode (corporate iOS/iPadOS). In
+    pub to_send: usize,
+    /// Of [`Summary::to_send`], those that remove the passcode (corporate iOS/iPadOS). In
     /// JSON `remove_passcode` (saved plans of format 1: `to_remove`).
     #[serde(rename = "remove_passcode", alias = "to_remove")]
     pub to_remove: usize,
@@ -169,7 +184,8 @@ pub(crate) struct Summary {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SummaryJson {
     #[serde(default)]
-    pub to_reset: usize,
+    #[serde(rename = "to_reset")]
+    pub to_send: usize,
     /// `to_reset` − `remove_passcode`.
     #[serde(default)]
     pub reset_passcode: usize,
@@ -179,14 +195,14 @@ pub(crate) struct SummaryJson {
 
 impl From<Summary> for SummaryJson {
     fn from(summary: Summary) -> Self {
-        let reset_passcode = summary.to_reset.saturating_sub(summary.to_remove);
-        SummaryJson { to_reset: summary.to_reset, reset_passcode, summary }
+        let reset_passcode = summary.to_send.saturating_sub(summary.to_remove);
+        SummaryJson { to_send: summary.to_send, reset_passcode, summary }
     }
 }
 
 impl From<SummaryJson> for Summary {
     fn from(s: SummaryJson) -> Self {
-        Summary { to_reset: s.to_reset, ..s.summary }
+        Summary { to_send: s.to_send, ..s.summary }
     }
 }
 
@@ -196,7 +212,7 @@ impl Summary {
             self.to_remove += 1;
         }
         match e.change {
-            Change::Reset => self.to_reset += 1,
+            Change::Send => self.to_send += 1,
             Change::AlreadyDone => self.already_done += 1,
             Change::Attention => self.attention += 1,
             Change::Orphaned => self.orphaned += 1,
@@ -282,7 +298,7 @@ impl<'a> Plan<'a> {
                 let here = e.action.is_some_and(|a| {
                     Some(a.pos.line) == line && v.diagnostic.file.as_deref() == Some(a.file.as_path())
                 });
-                let blockable = matches!(e.change, Change::Reset | Change::Adopt)
+                let blockable = matches!(e.change, Change::Send | Change::Adopt)
                     || (e.change == Change::Blocked && e.block == Some(BlockKind::Policy) && here);
                 if !blockable {
                     continue;
@@ -318,11 +334,11 @@ impl<'a> Plan<'a> {
     }
 
     pub(crate) fn has_changes(&self) -> bool {
-        self.summary.to_reset > 0
+        self.summary.to_send > 0
     }
 
-    pub(crate) fn to_reset(&self) -> impl Iterator<Item = &Entry<'a>> {
-        self.entries.iter().filter(|e| e.change == Change::Reset)
+    pub(crate) fn to_send(&self) -> impl Iterator<Item = &Entry<'a>> {
+        self.entries.iter().filter(|e| e.change == Change::Send)
     }
 
     /// Only the entries (and manifest violations) of the manifests `inside` says are part of the
@@ -426,12 +442,12 @@ pub(crate) fn plan<'a>(
             Some(Resolution::Device(d)) => device = Some(d),
             Some(Resolution::SameDevice(d, why)) => {
                 device = Some(d);
-                if change == Change::Reset {
+                if change == Change::Send {
                     change = Change::SameDevice;
                     reason = why.clone().into();
                 }
             }
-            Some(Resolution::Blocked(kind, why)) if change == Change::Reset => {
+            Some(Resolution::Blocked(kind, why)) if change == Change::Send => {
                 change = Change::Blocked;
                 block = Some(*kind);
                 reason = why.clone().into();
@@ -468,13 +484,13 @@ pub(crate) fn plan<'a>(
 /// blocked, with the fix. A higher `round` than the orphan's says "reset it again" and passes.
 fn block_likely_renames(entries: &mut [Entry<'_>], orphans: &[&Record], guard: RenameGuard) {
     let since = guard.now - jiff::SignedDuration::try_from(guard.within).unwrap_or(jiff::SignedDuration::MAX);
-    let recent = crate::ledger::ResetIndex::new(
-        orphans.iter().copied().filter(|r| r.status.blocks_sending() && r.last_reset().is_some_and(|t| t >= since)),
+    let recent = crate::ledger::SentIndex::new(
+        orphans.iter().copied().filter(|r| r.status.blocks_sending() && r.last_sent().is_some_and(|t| t >= since)),
     );
     if recent.is_empty() {
         return;
     }
-    for e in entries.iter_mut().filter(|e| e.change == Change::Reset && e.record.is_none()) {
+    for e in entries.iter_mut().filter(|e| e.change == Change::Send && e.record.is_none()) {
         let Some(a) = e.action else { continue };
         let Some((when, r)) = recent.last(a, e.device.map(|d| d.id.as_str())).filter(|(_, r)| a.round <= r.round)
         else {
@@ -495,11 +511,11 @@ fn block_likely_renames(entries: &mut [Entry<'_>], orphans: &[&Record], guard: R
 
 fn classify(record: Option<&Record>) -> (Change, Cow<'static, str>) {
     let Some(r) = record else {
-        return (Change::Reset, "new".into());
+        return (Change::Send, "new".into());
     };
     let last_error = r.attempts.last().and_then(|a| a.error_message.clone());
     match r.status {
-        Status::NotExecuted => (Change::Reset, "earlier attempt did not take effect".into()),
+        Status::NotExecuted => (Change::Send, "earlier attempt did not take effect".into()),
         Status::Accepted => (Change::AlreadyDone, "accepted by Intune; `reconcile refresh` learns the result".into()),
         Status::Done => (Change::AlreadyDone, "done".into()),
         Status::Unknown => (
@@ -573,12 +589,12 @@ mod tests {
         use Change::*;
         assert_eq!(
             changes,
-            [AlreadyDone, AlreadyDone, Attention, Attention, Attention, Attention, Attention, Reset, Reset]
+            [AlreadyDone, AlreadyDone, Attention, Attention, Attention, Attention, Attention, Send, Send]
         );
         assert_eq!(
             p.summary,
             Summary {
-                to_reset: 2,
+                to_send: 2,
                 to_remove: 0,
                 already_done: 2,
                 orphaned: 0,
@@ -600,7 +616,7 @@ mod tests {
         let both = [a.clone(), b.clone()];
         let none = Resolutions::new();
         let p = plan(&both, &l, &none, PlanOptions { report_orphans: true, rename_guard: None });
-        assert_eq!(p.to_reset().map(|e| e.key()).collect::<Vec<_>>(), [&b.key]);
+        assert_eq!(p.to_send().map(|e| e.key()).collect::<Vec<_>>(), [&b.key]);
         assert_eq!(p.summary.orphaned, 1);
         assert_eq!(p.entries.last().map(Entry::key), Some(&gone.key));
 
@@ -610,7 +626,7 @@ mod tests {
         let blocked: Resolutions =
             [(b.key.clone(), Resolution::Blocked(BlockKind::NotFound, "not found".into()))].into();
         let p = plan(&both, &l, &blocked, PlanOptions { report_orphans: false, rename_guard: None });
-        assert_eq!((p.summary.to_reset, p.summary.blocked), (0, 1));
+        assert_eq!((p.summary.to_send, p.summary.blocked), (0, 1));
         // A recorded action stays what the ledger says, whatever a lookup found.
         let both_blocked: Resolutions = [
             (a.key.clone(), Resolution::Blocked(BlockKind::NotFound, "gone".into())),
@@ -646,10 +662,10 @@ mod tests {
                     "manifest `m` breaks policy cooldown (line 8): nothing of it is sent"
                 ),
                 (Change::Blocked, Some(BlockKind::Policy), "policy cooldown: too soon"),
-                (Change::Reset, None, "new"),
+                (Change::Send, None, "new"),
             ]
         );
-        assert_eq!((p.summary.to_reset, p.summary.blocked, p.summary.violations), (1, 2, 1));
+        assert_eq!((p.summary.to_send, p.summary.blocked, p.summary.violations), (1, 2, 1));
         assert_eq!(p.run_violations().count(), 0);
         // A second violation at the first entry's line: that entry names it.
         let at_a = crate::diag::Diagnostic::error("m.yaml", Some(Pos::new(7, 7)), "policy allowPlatforms: iOS");
@@ -685,18 +701,18 @@ mod tests {
         assert_eq!((p.entries[0].change, p.entries[0].block), (Change::Blocked, Some(BlockKind::LikelyRename)));
         assert!(p.entries[0].reason.contains("formerNames: [old]"), "{}", p.entries[0].reason);
         assert_eq!(plan(&renamed, &ledger, &none, guard(24)).entries[0].change, Change::Blocked, "24h is within 24h");
-        assert_eq!(plan(&renamed, &ledger, &none, guard(25)).entries[0].change, Change::Reset, "older than the window");
+        assert_eq!(plan(&renamed, &ledger, &none, guard(25)).entries[0].change, Change::Send, "older than the window");
         // An action with its own record (an earlier attempt that did not run) is not new.
         let mut own_ledger = ledger.clone();
         let mut own = Record::new(&renamed[0], None, t0);
         own.status = Status::NotExecuted;
         own_ledger.records.insert(own.key.clone(), own);
-        assert_eq!(plan(&renamed, &own_ledger, &none, guard(1)).entries[0].change, Change::Reset);
+        assert_eq!(plan(&renamed, &own_ledger, &none, guard(1)).entries[0].change, Change::Send);
         let mut again = action("new", "A");
         again.round = 2;
-        assert_eq!(plan(&[again], &ledger, &none, guard(1)).entries[0].change, Change::Reset, "a higher round");
+        assert_eq!(plan(&[again], &ledger, &none, guard(1)).entries[0].change, Change::Send, "a higher round");
         let off = PlanOptions { report_orphans: true, rename_guard: None };
-        assert_eq!(plan(&renamed, &ledger, &none, off).entries[0].change, Change::Reset, "guard off");
+        assert_eq!(plan(&renamed, &ledger, &none, off).entries[0].change, Change::Send, "guard off");
     }
 
     #[test]
@@ -713,7 +729,7 @@ mod tests {
             ])
             .scoped(|e| e.manifest() == "m");
         assert_eq!(p.entries.len(), 1);
-        assert_eq!((p.summary.to_reset, p.summary.violations), (1, 1), "the repository's violation stays");
+        assert_eq!((p.summary.to_send, p.summary.violations), (1, 1), "the repository's violation stays");
         let outside = p.outside.expect("outside");
         assert_eq!((outside.blocked, outside.violations), (2, 1));
     }

@@ -1,8 +1,9 @@
 //! `refresh`: ask Intune what became of `accepted` and `unknown` actions.
 //!
 //! # Expected flow
-//! 1. Take the ledger lock; gather every device with an `accepted` or `unknown` action (and all
-//!    the ledger's other records of those devices, for the results they already claimed).
+//! 1. Take the ledger lock; gather every device with an `accepted` or `unknown` action, by kind
+//!    of action (and all the ledger's other records of that kind on those devices, for the results
+//!    they already claimed).
 //! 2. When some action is `unknown`, read the beta audit log `remoteActionAudits` once (filtered
 //!    by Graph on `requestDateTime`, every page), where the token may read it.
 //! 3. Read each device's `deviceActionResults` (paced under the read budget); its answer's `Date`
@@ -16,7 +17,8 @@
 //! - A result counts for one action only, and never one another record already claimed (recorded
 //!   as `resolution.resultStarted`) or one the audit log attributes to a person.
 //! - An `unknown` action becomes `not-executed` (sendable again) only on evidence: no
-//!   `resetPasscode` result at or after its intent, none in the audit log (where readable), and
+//!   result of its kind ([`crate::core::kinds`]) at or after its intent, none in the audit log
+//!   (where readable), and
 //!   `graph.unknownGrace` of Intune's time passed since. Anything less leaves it `unknown` until
 //!   a person decides with `reconcile state resolve`.
 //!
@@ -31,10 +33,11 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::core::action::Collection;
+use crate::core::action::{ActionKind, Collection};
+use crate::core::kinds::DeviceAction;
 use crate::graph::clock::TOLERANCE;
 use crate::graph::{ActionResult, Audits, Graph, ReadError, RemoteActionAudit};
-use crate::ledger::{Record, Resolution, StateError, Status, Store};
+use crate::ledger::{Ledger, Record, Resolution, StateError, Status, Store};
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ pub(crate) struct RefreshReport {
 /// What the audit log can tell.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum AuditView<'a> {
-    /// Entries of this device (`resetPasscode`, requested since the earliest intent).
+    /// Entries of this device and kind of action, requested since the earliest intent.
     Read(&'a [RemoteActionAudit]),
     /// The token may not read it: decisions rest on `deviceActionResults` alone (noted).
     NotPermitted(&'a str),
@@ -128,16 +131,21 @@ fn is_pending(r: &Record) -> bool {
     matches!(r.status, Status::Accepted | Status::Unknown)
 }
 
-/// Decides every `accepted`/`unknown` record of one device (pure: no I/O, no clock). `records`
-/// are all the ledger's records of the device, whatever their status, so that results they
-/// claimed are not taken again. Returns one verdict per record (`None` for records that are not
-/// pending).
-pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Duration>) -> Vec<Option<Verdict>> {
+/// Decides every `accepted`/`unknown` record of one device and `kind` of action (pure: no I/O,
+/// no clock). `records` are all the ledger's records of the device and kind, whatever their
+/// status, so that results they claimed are not taken again. Returns one verdict per record
+/// (`None` for records that are not pending).
+pub(crate) fn decide(
+    kind: &DeviceAction,
+    records: &[&Record],
+    ev: &Evidence<'_>,
+    grace: Option<Duration>,
+) -> Vec<Option<Verdict>> {
     let resets: Vec<(&ActionResult, Timestamp)> = ev
         .results
         .into_iter()
         .flatten()
-        .filter(|r| r.action_name.eq_ignore_ascii_case("resetPasscode"))
+        .filter(|r| kind.is_own_result(&r.action_name))
         .filter_map(|r| r.start_date_time.map(|s| (r, s)))
         .collect();
     let audits: &[RemoteActionAudit] = match ev.audits {
@@ -148,78 +156,14 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
     let by_person = |start: Timestamp| {
         audits.iter().any(|a| a.by_person() && a.request_date_time.is_some_and(|t| (t - start).abs() <= tol()))
     };
-    // How many records claimed a result with each start: two results stamped alike (a Graph that
-    // keeps every result and stamps whole seconds) are two results, one claim takes one of them.
-    let mut claimed_starts: HashMap<Timestamp, usize> = HashMap::new();
-    let mut claimed_audits: HashSet<&str> = HashSet::new();
-    for r in records {
-        for start in r.claimed_starts() {
-            *claimed_starts.entry(start).or_default() += 1;
-        }
-        claimed_audits.extend(r.claimed_audits());
-    }
+    let mut claimed_audits: HashSet<&str> = records.iter().flat_map(|r| r.claimed_audits()).collect();
     let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
 
     // 1. Records that claimed a result earlier follow that result.
-    let mut unclaimed: Vec<usize> = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let claim = r.attempts.last().and_then(|a| a.resolution.as_ref()).and_then(|x| x.result_started);
-        match claim {
-            Some(start) if is_pending(r) => {
-                verdicts[i] = Some(match resets.iter().find(|(_, s)| *s == start) {
-                    Some((res, _)) if status_of(&res.action_state) != r.status => Verdict::Change {
-                        status: status_of(&res.action_state),
-                        note: format!("Intune reports `{}` for the reset it started at {start}", res.action_state),
-                        result_started: Some(start),
-                        audit_id: None,
-                    },
-                    Some(_) => Verdict::Wait("Intune reports it pending".into()),
-                    None => Verdict::Wait(format!("Intune no longer lists the result it claimed ({start})")),
-                });
-            }
-            Some(_) => {}
-            None => unclaimed.push(i),
-        }
-    }
-
-    // 2. The others take the earliest free result at or after their intent: first the records
-    // that certainly ran (accepted, or final in an older ledger that recorded no claim), then the
-    // unknown ones, each group earliest intent first. An unknown action must never take the
-    // result of one that Intune accepted.
-    let bound = |r: &Record| {
-        let a = r.attempts.last()?;
-        Some(match a.server_sent_at {
-            Some(t) => t - tol(),
-            None => a.started_at - LEGACY_SKEW,
-        })
-    };
-    unclaimed.retain(|&i| bound(records[i]).is_some());
-    unclaimed.sort_by_key(|&i| (records[i].status == Status::Unknown, bound(records[i])));
-    let mut free: Vec<(&ActionResult, Timestamp)> = Vec::new();
-    for &(res, start) in &resets {
-        match claimed_starts.get_mut(&start) {
-            Some(n) if *n > 0 => *n -= 1,
-            _ if by_person(start) => {}
-            _ => free.push((res, start)),
-        }
-    }
-    free.sort_by_key(|(_, s)| *s);
-    for &i in &unclaimed {
-        let r = records[i];
-        let Some(from) = bound(r) else { continue };
-        let Some(pos) = free.iter().position(|(_, s)| *s >= from) else { continue };
-        let (res, start) = free.remove(pos);
-        if !is_pending(r) {
-            continue;
-        }
-        let status = status_of(&res.action_state);
-        verdicts[i] = Some(Verdict::Change {
-            status,
-            note: format!("Intune reports `{}` for a reset started at {start}, after the intent", res.action_state),
-            result_started: Some(start),
-            audit_id: None,
-        });
-    }
+    let unclaimed = follow_claims(kind, records, &resets, &mut verdicts);
+    // 2. The others take the earliest free result at or after their intent.
+    let free = free_results(records, &resets, &by_person);
+    let unclaimed = take_free_results(kind, records, unclaimed, free, &mut verdicts);
 
     // 3. Unknown records without a result: sendable again only on evidence.
     for &i in &unclaimed {
@@ -227,7 +171,8 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
         if r.status != Status::Unknown || verdicts[i].is_some() {
             continue;
         }
-        verdicts[i] = Some(unknown_without_result(r, ev, grace, &resets, audits, &claimed_audits, &by_person));
+        let seen = Seen { results: &resets, audits, claimed_audits: &claimed_audits, by_person: &by_person };
+        verdicts[i] = Some(unknown_without_result(kind, r, ev, grace, &seen));
         if let Some(Verdict::Change { audit_id: Some(id), .. }) = &verdicts[i] {
             claimed_audits.insert(audits.iter().find(|a| a.id == *id).map_or("", |a| a.id.as_str()));
         }
@@ -240,14 +185,125 @@ pub(crate) fn decide(records: &[&Record], ev: &Evidence<'_>, grace: Option<Durat
     verdicts
 }
 
+/// [`decide`], step 1: each pending record that claimed a result earlier follows that result.
+/// Returns the records that claimed none.
+fn follow_claims(
+    kind: &DeviceAction,
+    records: &[&Record],
+    resets: &[(&ActionResult, Timestamp)],
+    verdicts: &mut [Option<Verdict>],
+) -> Vec<usize> {
+    let mut unclaimed: Vec<usize> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let claim = r.attempts.last().and_then(|a| a.resolution.as_ref()).and_then(|x| x.result_started);
+        match claim {
+            Some(start) if is_pending(r) => {
+                verdicts[i] = Some(match resets.iter().find(|(_, s)| *s == start) {
+                    Some((res, _)) if status_of(&res.action_state) != r.status => Verdict::Change {
+                        status: status_of(&res.action_state),
+                        note: format!(
+                            "Intune reports `{}` for the {} it started at {start}",
+                            res.action_state, kind.wording.short
+                        ),
+                        result_started: Some(start),
+                        audit_id: None,
+                    },
+                    Some(_) => Verdict::Wait("Intune reports it pending".into()),
+                    None => Verdict::Wait(format!("Intune no longer lists the result it claimed ({start})")),
+                });
+            }
+            Some(_) => {}
+            None => unclaimed.push(i),
+        }
+    }
+    unclaimed
+}
+
+/// The results no record claimed and the audit log does not attribute to a person, earliest
+/// first. Two results stamped alike (a Graph that keeps every result and stamps whole seconds)
+/// are two results: one claim takes one of them.
+fn free_results<'r>(
+    records: &[&Record],
+    resets: &[(&'r ActionResult, Timestamp)],
+    by_person: &dyn Fn(Timestamp) -> bool,
+) -> Vec<(&'r ActionResult, Timestamp)> {
+    let mut claimed_starts: HashMap<Timestamp, usize> = HashMap::new();
+    for start in records.iter().flat_map(|r| r.claimed_starts()) {
+        *claimed_starts.entry(start).or_default() += 1;
+    }
+    let mut free: Vec<(&ActionResult, Timestamp)> = Vec::new();
+    for &(res, start) in resets {
+        match claimed_starts.get_mut(&start) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ if by_person(start) => {}
+            _ => free.push((res, start)),
+        }
+    }
+    free.sort_by_key(|(_, s)| *s);
+    free
+}
+
+/// Intune's clock can have read no earlier than this when the record's last attempt arrived.
+fn intent_bound(r: &Record) -> Option<Timestamp> {
+    let a = r.attempts.last()?;
+    Some(match a.server_sent_at {
+        Some(t) => t - tol(),
+        None => a.started_at - LEGACY_SKEW,
+    })
+}
+
+/// [`decide`], step 2: the `unclaimed` records take the earliest `free` result at or after their
+/// intent: first the records that certainly ran (accepted, or final in an older ledger that
+/// recorded no claim), then the unknown ones, each group earliest intent first. An unknown action
+/// must never take the result of one that Intune accepted. Returns the records with an intent,
+/// in that order.
+fn take_free_results(
+    kind: &DeviceAction,
+    records: &[&Record],
+    mut unclaimed: Vec<usize>,
+    mut free: Vec<(&ActionResult, Timestamp)>,
+    verdicts: &mut [Option<Verdict>],
+) -> Vec<usize> {
+    unclaimed.retain(|&i| intent_bound(records[i]).is_some());
+    unclaimed.sort_by_key(|&i| (records[i].status == Status::Unknown, intent_bound(records[i])));
+    for &i in &unclaimed {
+        let r = records[i];
+        let Some(from) = intent_bound(r) else { continue };
+        let Some(pos) = free.iter().position(|(_, s)| *s >= from) else { continue };
+        let (res, start) = free.remove(pos);
+        if !is_pending(r) {
+            continue;
+        }
+        let status = status_of(&res.action_state);
+        verdicts[i] = Some(Verdict::Change {
+            status,
+            note: format!(
+                "Intune reports `{}` for a {} started at {start}, after the intent",
+                res.action_state, kind.wording.short
+            ),
+            result_started: Some(start),
+            audit_id: None,
+        });
+    }
+    unclaimed
+}
+
+/// What Intune shows of the kind on the device, and what other records claimed of it.
+struct Seen<'s> {
+    /// The kind's results with their start.
+    results: &'s [(&'s ActionResult, Timestamp)],
+    audits: &'s [RemoteActionAudit],
+    claimed_audits: &'s HashSet<&'s str>,
+    /// Whether the audit log attributes an action started then to a person.
+    by_person: &'s dyn Fn(Timestamp) -> bool,
+}
+
 fn unknown_without_result(
+    kind: &DeviceAction,
     r: &Record,
     ev: &Evidence<'_>,
     grace: Option<Duration>,
-    resets: &[(&ActionResult, Timestamp)],
-    audits: &[RemoteActionAudit],
-    claimed_audits: &HashSet<&str>,
-    by_person: &dyn Fn(Timestamp) -> bool,
+    seen: &Seen<'_>,
 ) -> Verdict {
     let Some(attempt) = r.attempts.last() else { return Verdict::Wait("no attempt recorded".into()) };
     let Some(sent) = attempt.server_sent_at else {
@@ -255,26 +311,8 @@ fn unknown_without_result(
             "its intent has no time on Intune's clock (recorded by an older version): decide with `reconcile state resolve`".into(),
         );
     };
-    let from = sent - tol();
-    // Any reset at or after the intent may be this one (Intune keeps only the latest result of
-    // an action, and another record's claim may be the wrong one): never sendable then.
-    if let Some((_, start)) = resets.iter().find(|(_, s)| *s >= from && !by_person(*s)) {
-        return Verdict::Wait(format!(
-            "Intune shows a reset started at {start} that may be this one, but another action claimed it"
-        ));
-    }
-    let ours = |a: &&RemoteActionAudit| a.request_date_time.is_some_and(|t| t >= from) && !a.by_person();
-    if let Some(a) = audits.iter().filter(ours).find(|a| !claimed_audits.contains(a.id.as_str())) {
-        let at = a.request_date_time.map(|t| t.to_string()).unwrap_or_default();
-        return Verdict::Change {
-            status: Status::Accepted,
-            note: format!("the audit log shows a resetPasscode requested at {at} (audit {}): it reached Intune", a.id),
-            result_started: None,
-            audit_id: Some(a.id.clone()),
-        };
-    }
-    if audits.iter().any(|a| ours(&a)) {
-        return Verdict::Wait("the audit log shows a reset after the intent that another action claimed".into());
+    if let Some(trace) = trace_after_intent(kind, sent - tol(), seen) {
+        return trace;
     }
     let audit_note = match ev.audits {
         AuditView::Read(_) => "no entry in the audit log".to_owned(),
@@ -308,9 +346,9 @@ fn unknown_without_result(
         ));
     }
     let device = if ev.results.is_none() {
-        "the device no longer exists"
+        "the device no longer exists".to_owned()
     } else {
-        "no resetPasscode result at or after the intent"
+        format!("no {} result at or after the intent", kind.graph_name)
     };
     Verdict::Change {
         status: Status::NotExecuted,
@@ -324,6 +362,114 @@ fn unknown_without_result(
     }
 }
 
+/// What Intune shows of the `kind` since `from` (an unknown record's intent) that may be the
+/// record's own: a result (never sendable then), or an audit entry no other record claimed (it
+/// reached Intune). `None`: no trace.
+fn trace_after_intent(kind: &DeviceAction, from: Timestamp, seen: &Seen<'_>) -> Option<Verdict> {
+    let Seen { results: resets, audits, claimed_audits, by_person } = *seen;
+    // Any reset at or after the intent may be this one (Intune keeps only the latest result of
+    // an action, and another record's claim may be the wrong one): never sendable then.
+    if let Some((_, start)) = resets.iter().find(|(_, s)| *s >= from && !by_person(*s)) {
+        return Some(Verdict::Wait(format!(
+            "Intune shows a {} started at {start} that may be this one, but another action claimed it",
+            kind.wording.short
+        )));
+    }
+    let ours = |a: &&RemoteActionAudit| a.request_date_time.is_some_and(|t| t >= from) && !a.by_person();
+    if let Some(a) = audits.iter().filter(ours).find(|a| !claimed_audits.contains(a.id.as_str())) {
+        let at = a.request_date_time.map(|t| t.to_string()).unwrap_or_default();
+        return Some(Verdict::Change {
+            status: Status::Accepted,
+            note: format!(
+                "the audit log shows a {} requested at {at} (audit {}): it reached Intune",
+                kind.graph_name, a.id
+            ),
+            result_started: None,
+            audit_id: Some(a.id.clone()),
+        });
+    }
+    if audits.iter().any(|a| ours(&a)) {
+        return Some(Verdict::Wait(format!(
+            "the audit log shows a {} after the intent that another action claimed",
+            kind.wording.short
+        )));
+    }
+    None
+}
+
+/// Records each verdict on its record: a change (with its evidence, on the record's last
+/// attempt) goes to `updates`, a wait is counted (an unknown one with why it waits).
+fn record_verdicts(
+    verdicts: impl Iterator<Item = (Record, Option<Verdict>)>,
+    server_date: Option<Timestamp>,
+    now: Timestamp,
+    report: &mut RefreshReport,
+    updates: &mut Vec<StatusChange>,
+) {
+    for (mut record, verdict) in verdicts {
+        match verdict {
+            Some(Verdict::Change { status, note, result_started, audit_id }) => {
+                let from = record.status;
+                if from == status {
+                    report.waiting += 1;
+                }
+                record.status = status;
+                record.updated_at = now;
+                if let Some(a) = record.attempts.last_mut() {
+                    a.resolution = Some(Resolution {
+                        by: "refresh".into(),
+                        at: now,
+                        server_time: server_date,
+                        status,
+                        note: note.clone(),
+                        result_started,
+                        audit_id,
+                    });
+                }
+                updates.push(StatusChange { record, from, note });
+            }
+            Some(Verdict::Wait(why)) => {
+                report.waiting += 1;
+                if record.status == Status::Unknown {
+                    report.unresolved.push((record, why));
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// The records of every device with an `accepted` or `unknown` action, by kind, collection and
+/// device id: all of the ledger's records of that device and kind, whatever their status.
+fn pending_by_device(ledger: &Ledger) -> BTreeMap<(ActionKind, Collection, String), Vec<Record>> {
+    let mut by_device: BTreeMap<(ActionKind, Collection, String), Vec<Record>> = BTreeMap::new();
+    let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.kind, r.collection, id.to_ascii_lowercase()));
+    for r in ledger.records.values().filter(|r| is_pending(r)) {
+        if let Some(d) = device_of(r) {
+            by_device.entry(d).or_default();
+        }
+    }
+    for r in ledger.records.values() {
+        if let Some(list) = device_of(r).and_then(|d| by_device.get_mut(&d)) {
+            list.push(r.clone());
+        }
+    }
+    by_device
+}
+
+/// The audit log's entries of the `kind` on device `id` (none when it was not read).
+fn audits_of(audits: &Result<Audits, String>, kind: &DeviceAction, id: &str) -> Vec<RemoteActionAudit> {
+    match audits {
+        Ok(Audits::Read(all)) => all
+            .iter()
+            .filter(|a| a.managed_device_id.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(id)))
+            .filter(|a| a.action.as_deref().is_some_and(|n| kind.is_reported_as(n)))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
 pub(crate) async fn refresh(
     store: &Store,
@@ -331,18 +477,7 @@ pub(crate) async fn refresh(
     opts: &RefreshOptions,
 ) -> Result<RefreshReport, RefreshError> {
     let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
-    let mut by_device: BTreeMap<(Collection, String), Vec<Record>> = BTreeMap::new();
-    let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.collection, id.to_ascii_lowercase()));
-    for r in writer.ledger().records.values().filter(|r| is_pending(r)) {
-        if let Some(d) = device_of(r) {
-            by_device.entry(d).or_default();
-        }
-    }
-    for r in writer.ledger().records.values() {
-        if let Some(list) = device_of(r).and_then(|d| by_device.get_mut(&d)) {
-            list.push(r.clone());
-        }
-    }
+    let by_device = pending_by_device(writer.ledger());
     let pending = |list: &Vec<Record>| list.iter().filter(|r| is_pending(r)).count();
     let mut report = RefreshReport { checked: by_device.values().map(pending).sum(), ..RefreshReport::default() };
 
@@ -355,21 +490,21 @@ pub(crate) async fn refresh(
         .min();
     let audits = match earliest {
         None => Ok(Audits::Read(Vec::new())),
-        Some(t) => graph.reset_audits(t - SignedDuration::from_mins(5)).await.map_err(|e| e.to_string()),
+        Some(t) => graph.action_audits(t - SignedDuration::from_mins(5)).await.map_err(|e| e.to_string()),
     };
 
     let mut tasks = tokio::task::JoinSet::new();
-    for ((collection, id), records) in by_device {
+    for ((kind, collection, id), records) in by_device {
         let graph = graph.clone();
         tasks.spawn(async move {
             let results = graph.device_action_results(collection, &id).await;
-            (id, records, results)
+            (kind.spec(), id, records, results)
         });
     }
     let mut failure = None;
     let mut updates = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((id, records, results)) = joined else { continue };
+        let Ok((kind, id, records, results)) = joined else { continue };
         let read = match results {
             Ok(r) => r,
             Err(e) => {
@@ -377,14 +512,7 @@ pub(crate) async fn refresh(
                 continue;
             }
         };
-        let device_audits: Vec<RemoteActionAudit> = match &audits {
-            Ok(Audits::Read(all)) => all
-                .iter()
-                .filter(|a| a.managed_device_id.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(&id)))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
+        let device_audits = audits_of(&audits, kind, &id);
         let view = match &audits {
             Ok(Audits::Read(_)) => AuditView::Read(&device_audits),
             Ok(Audits::Unreadable(why)) => AuditView::NotPermitted(why),
@@ -392,39 +520,9 @@ pub(crate) async fn refresh(
         };
         let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
         let refs: Vec<&Record> = records.iter().collect();
-        let verdicts = decide(&refs, &ev, opts.unknown_grace);
+        let verdicts = decide(kind, &refs, &ev, opts.unknown_grace);
         let now = opts.clock.now();
-        for (mut record, verdict) in records.into_iter().zip(verdicts) {
-            match verdict {
-                Some(Verdict::Change { status, note, result_started, audit_id }) => {
-                    let from = record.status;
-                    if from == status {
-                        report.waiting += 1;
-                    }
-                    record.status = status;
-                    record.updated_at = now;
-                    if let Some(a) = record.attempts.last_mut() {
-                        a.resolution = Some(Resolution {
-                            by: "refresh".into(),
-                            at: now,
-                            server_time: read.server_date,
-                            status,
-                            note: note.clone(),
-                            result_started,
-                            audit_id,
-                        });
-                    }
-                    updates.push(StatusChange { record, from, note });
-                }
-                Some(Verdict::Wait(why)) => {
-                    report.waiting += 1;
-                    if record.status == Status::Unknown {
-                        report.unresolved.push((record, why));
-                    }
-                }
-                None => {}
-            }
-        }
+        record_verdicts(records.into_iter().zip(verdicts), read.server_date, now, &mut report, &mut updates);
     }
     updates.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));
     report.unresolved.sort_by(|a, b| (&a.0.manifest, &a.0.key).cmp(&(&b.0.manifest, &b.0.key)));

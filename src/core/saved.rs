@@ -19,7 +19,7 @@ use crate::core::action::{Action, ActionKey, ActionKind, Collection, Selector};
 use crate::core::device::Device;
 use crate::core::plan::{BlockKind, Change, Entry, Plan, Violation};
 use crate::diag::Pos;
-use crate::ledger::{Ledger, Record, ResetIndex, Status};
+use crate::ledger::{Ledger, Record, SentIndex, Status};
 use crate::manifest::ManifestInfo;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -121,7 +121,8 @@ pub(crate) struct SavedEntry {
     /// For a reset: the other actions the ledger held for its device when the plan was made. One
     /// recorded since means someone else reset the device after the review.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub prior_resets: Vec<ActionKey>,
+    #[serde(rename = "prior_resets")]
+    pub prior_sends: Vec<ActionKey>,
     /// The device's reset made outside this tool, as the reviewer saw it (`policy.outOfBand`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_of_band: Option<crate::core::out_of_band::OutOfBand>,
@@ -336,14 +337,14 @@ impl SavedPlan {
         (simulated, offline): (bool, bool),
         created_at: jiff::Timestamp,
     ) -> Self {
-        let resets = ResetIndex::new(ledger.records.values());
+        let resets = SentIndex::new(ledger.records.values());
         let entries = plan
             .entries
             .iter()
             .map(|e| {
                 let crate::core::plan::Origin { file, line, round, collection } = e.origin();
-                let prior_resets = match (e.change, e.device, e.action) {
-                    (Change::Reset, Some(d), Some(a)) => {
+                let prior_sends = match (e.change, e.device, e.action) {
+                    (Change::Send, Some(d), Some(a)) => {
                         let mut keys: Vec<ActionKey> = resets
                             .on_device(&d.id)
                             .filter(|r| r.key != a.key && !a.former_keys.contains(&r.key))
@@ -368,7 +369,7 @@ impl SavedPlan {
                     status: e.record.map(|r| r.status),
                     device: e.device.cloned(),
                     recorded_as: e.recorded_as().map(str::to_owned),
-                    prior_resets,
+                    prior_sends,
                     out_of_band: e.out_of_band.clone(),
                 }
             })
@@ -441,7 +442,7 @@ impl SavedPlan {
 
 /// Whether a saved entry was approved for `apply --plan` to act on.
 fn reviewed(change: Change) -> bool {
-    matches!(change, Change::Reset | Change::Adopt)
+    matches!(change, Change::Send | Change::Adopt)
 }
 
 /// The owned pieces a saved plan's entries borrow, so it can be rendered like a fresh one.
@@ -556,7 +557,7 @@ impl Restored {
 /// `fresh` (actions outside the plan) is dropped: it is never sent.
 pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Plan<'a> {
     let saved = &restored.saved;
-    let resets = ResetIndex::new(ledger.records.values());
+    let resets = SentIndex::new(ledger.records.values());
     let plan_id = saved.id.to_string();
     let Plan { entries: fresh_entries, violations, manifests, .. } = fresh;
     let mut fresh_by_key: HashMap<ActionKey, Entry<'a>> =
@@ -607,10 +608,10 @@ pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger
                     .as_ref()
                     .map_or_else(|| "reset outside reconcile".to_owned(), |o| o.describe(jiff::Timestamp::now()))
             )),
-            Change::Reset if s.change == Change::Adopt => {
+            Change::Send if s.change == Change::Adopt => {
                 Some("Intune no longer shows the reset made outside reconcile that the plan adopts".into())
             }
-            Change::Reset => {
+            Change::Send => {
                 if then != now {
                     Some(moved())
                 } else {
@@ -620,7 +621,7 @@ pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger
                     let since = now.iter().flat_map(|id| resets.on_device(id)).find(|r| {
                         r.key != a.key
                             && !a.former_keys.contains(&r.key)
-                            && !s.prior_resets.contains(&r.key)
+                            && !s.prior_sends.contains(&r.key)
                             && !by_this_plan(r)
                     });
                     since.map(|r| {
@@ -628,7 +629,7 @@ pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger
                             "the device was reset since the plan was made, by manifest `{}` ({} at {})",
                             r.manifest,
                             r.status,
-                            r.last_reset().map(crate::duration::at_second).unwrap_or_default()
+                            r.last_sent().map(crate::duration::at_second).unwrap_or_default()
                         )
                     })
                 }

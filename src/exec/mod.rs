@@ -189,7 +189,7 @@ impl ApplyReport {
     /// The report of `plan` before anything is sent: what is planned and what is blocked.
     fn of(plan: &Plan<'_>) -> Self {
         ApplyReport {
-            planned: plan.summary.to_reset,
+            planned: plan.summary.to_send,
             blocked: plan.summary.blocked,
             blocked_actions: plan
                 .entries
@@ -279,7 +279,7 @@ pub(crate) async fn apply(
     let ledger = writer.ledger().clone();
     let none = Resolutions::new();
     let first = plan::plan(actions, &ledger, &none, popts);
-    let candidates: Vec<&Action> = first.to_reset().filter_map(|e| e.action).collect();
+    let candidates: Vec<&Action> = first.to_send().filter_map(|e| e.action).collect();
     if candidates.is_empty() && opts.expected.is_none() {
         let first = first.with_manifests(opts.manifests.clone());
         ui.show_plan(&first);
@@ -412,12 +412,12 @@ pub(crate) async fn apply(
                 ui.show_plan(&plan);
                 report = Some(ApplyReport::of(&plan));
                 if release == Release::All {
-                    if plan.summary.to_reset == 0 && plan.summary.adopt == 0 {
+                    if plan.summary.to_send == 0 && plan.summary.adopt == 0 {
                         break;
                     }
                     // A saved plan was reviewed already: applying it is the approval. Adopting
                     // sends nothing, so it is not asked about.
-                    if opts.expected.is_none() && opts.confirm && plan.summary.to_reset > 0 && !ui.confirm(&plan) {
+                    if opts.expected.is_none() && opts.confirm && plan.summary.to_send > 0 && !ui.confirm(&plan) {
                         return Err(ApplyError::Declined);
                     }
                 }
@@ -588,7 +588,7 @@ fn refusal(plan: &Plan<'_>, limit: Option<usize>) -> Option<ApplyError> {
         return Some(ApplyError::Policy(diags));
     }
     match limit {
-        Some(max) if plan.summary.to_reset > max => Some(ApplyError::TooMany { planned: plan.summary.to_reset, max }),
+        Some(max) if plan.summary.to_send > max => Some(ApplyError::TooMany { planned: plan.summary.to_send, max }),
         _ => None,
     }
 }
@@ -602,7 +602,7 @@ fn jobs(
     opts: &ApplyOptions,
 ) -> Vec<(Action, String, Record, crate::ledger::Provenance)> {
     let wanted: std::collections::HashSet<&crate::core::action::ActionKey> = released.iter().map(|a| &a.key).collect();
-    plan.to_reset()
+    plan.to_send()
         .filter_map(|e| {
             let action = e.action.filter(|a| wanted.contains(&a.key))?;
             let Some(Resolution::Device(d)) = resolutions.get(&action.key) else { return None };
@@ -867,7 +867,7 @@ async fn execute(
         }
         sent_any = true;
         let token = slot.token().clone();
-        let result = ctx.graph.reset_passcode(slot, action.collection, device_id, client_request_id).await;
+        let result = ctx.graph.send_action(action.kind, slot, action.collection, device_id, client_request_id).await;
         let now = Timestamp::now();
         record.updated_at = now;
         let attempt = record.attempts.last_mut().expect("pushed above");

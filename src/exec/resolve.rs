@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::core::action::{Action, Collection, SelectorKind};
-use crate::core::device::{Device, describe, eligibility};
+use crate::core::device::{Device, describe};
 use crate::core::out_of_band::AuditLog;
 use crate::core::plan::{BlockKind, Resolution, Resolutions};
 use crate::graph::{Audits, Graph, ReadError};
@@ -38,7 +38,7 @@ pub(crate) fn key_of(a: &Action) -> LookupKey {
 /// The audit log's passcode resets since `since`, for spotting resets made outside this tool
 /// (one paged read per run). A token that may not read it gives [`AuditLog::unreadable`].
 pub(crate) async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<AuditLog, ReadError> {
-    match graph.reset_audits(since).await {
+    match graph.action_audits(since).await {
         Ok(Audits::Read(all)) => Ok(AuditLog::read(all)),
         Ok(Audits::Unreadable(why)) => {
             tracing::info!(%why, "who started resets made outside reconcile stays unknown");
@@ -117,7 +117,7 @@ pub(crate) fn settle(actions: &[&Action], found: &HashMap<LookupKey, Found>, led
                     describe(device)
                 ),
             ),
-            (Ok(device), _) => match eligibility(device) {
+            (Ok(device), _) => match a.kind.spec().eligible(device) {
                 Ok(_) => Resolution::Device(device.clone()),
                 Err(why) => Resolution::Blocked(BlockKind::NotSupported, format!("{why} ({})", describe(device))),
             },

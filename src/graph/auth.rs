@@ -16,8 +16,9 @@ use serde::Deserialize;
 
 use crate::http::BodyError;
 
-/// The application permission `resetPasscode` needs.
-pub(crate) const PRIVILEGED_ROLE: &str = "DeviceManagementManagedDevices.PrivilegedOperations.All";
+/// The application permission of Intune's privileged device operations, which most kinds of
+/// action need ([`crate::core::kinds::DeviceAction::role`]).
+pub(crate) const PRIVILEGED_ROLE: &str = crate::core::kinds::PRIVILEGED_OPERATIONS;
 /// Roles that allow reading managed devices.
 pub(crate) const READ_ROLES: [&str; 2] =
     ["DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All"];
@@ -204,8 +205,8 @@ impl AccessToken {
 pub(crate) enum Need {
     /// Read managed devices (`plan`, `refresh`, `state adopt`).
     Read,
-    /// Look managed devices up and reset their passcodes (`apply`): reading is a permission of
-    /// its own, which `PrivilegedOperations.All` does not include.
+    /// Look managed devices up and send them actions (`apply`): reading is a permission of its
+    /// own, which `PrivilegedOperations.All` does not include.
     Apply,
 }
 
@@ -222,13 +223,20 @@ pub(crate) enum Grant {
 
 impl Need {
     /// What `self` needs: each requirement is met by any one of its permissions (the first is
-    /// the one to grant). A read permission ([`READ_ROLES`]), and for [`Need::Apply`]
-    /// [`PRIVILEGED_ROLE`] too.
-    fn requirements(self) -> &'static [&'static [&'static str]] {
-        match self {
-            Need::Read => &[&READ_ROLES],
-            Need::Apply => &[&READ_ROLES, &[PRIVILEGED_ROLE]],
+    /// the one to grant). A read permission ([`READ_ROLES`]), and for [`Need::Apply`] the
+    /// permission of every kind of action ([`crate::core::kinds::DeviceAction::role`]), each
+    /// once.
+    fn requirements(self) -> Vec<&'static [&'static str]> {
+        let mut all: Vec<&'static [&'static str]> = vec![&READ_ROLES];
+        if self == Need::Apply {
+            for kind in crate::core::kinds::ALL {
+                let role = std::slice::from_ref(&kind.spec().role);
+                if !all.contains(&role) {
+                    all.push(role);
+                }
+            }
         }
+        all
     }
 
     /// Whether `token`'s permissions (its `roles`, or its delegated `scp`) suffice for `self`:
@@ -238,10 +246,11 @@ impl Need {
     }
 
     fn judge_roles(self, roles: Vec<String>) -> Grant {
+        let requirements = self.requirements();
         let met = |any: &[&str]| roles.iter().any(|r| any.contains(&r.as_str()));
-        let missing: Vec<&'static str> = self.requirements().iter().filter(|any| !met(any)).map(|any| any[0]).collect();
+        let missing: Vec<&'static str> = requirements.iter().filter(|any| !met(any)).map(|any| any[0]).collect();
         if missing.is_empty() {
-            let grants = |r: &str| self.requirements().iter().any(|any| any.contains(&r));
+            let grants = |r: &str| requirements.iter().any(|any| any.contains(&r));
             Grant::Granted(roles.into_iter().filter(|r| grants(r)).collect())
         } else {
             Grant::Missing { missing, has: roles }

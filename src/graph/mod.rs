@@ -1,6 +1,6 @@
 //! Microsoft Graph: the HTTP client, authentication, pacing and error parsing.
 //!
-//! The client offers a handful of domain verbs ([`Graph::reset_passcode`],
+//! The client offers a handful of domain verbs ([`Graph::send_action`],
 //! [`Graph::device_action_results`], [`Graph::device`], [`Graph::find_devices`]) and classifies
 //! every answer so the executor never has to read HTTP: above all, whether a POST may have taken
 //! effect ([`SendResult`]).
@@ -32,8 +32,9 @@ pub(crate) use error::GraphError;
 pub use pacer::Budget;
 pub(crate) use pacer::Pacer;
 
-use crate::core::action::Collection;
+use crate::core::action::{ActionKind, Collection};
 pub(crate) use crate::core::device::{ActionResult, DEVICE_SELECT, DEVICE_SELECT_WITH_USER, Device, RemoteActionAudit};
+use crate::core::kinds::Body;
 use crate::http::BodyError;
 
 /// How the client behaves.
@@ -65,7 +66,7 @@ pub(crate) enum SendResult {
     /// The request may have reached Graph but no usable answer came (timeout, broken
     /// connection): never re-send blindly.
     Unknown(Option<Answer>, String),
-    /// A 5xx: Graph answered, but whether the reset ran is unknown; never re-send blindly.
+    /// A 5xx: Graph answered, but whether the action ran is unknown; never re-send blindly.
     ServerError(Answer, GraphError),
     /// The request was certainly not sent: no connection could be made.
     NotSent(String),
@@ -97,7 +98,7 @@ pub(crate) struct DeviceResults {
 /// What the audit log said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Audits {
-    /// Every `resetPasscode` entry since the time asked for.
+    /// Every entry of a known kind of action ([`crate::core::kinds`]) since the time asked for.
     Read(Vec<RemoteActionAudit>),
     /// The token may not read it (or the tenant has no beta API): why, for the evidence note.
     Unreadable(String),
@@ -111,7 +112,7 @@ pub(crate) const LIST_PAGE: usize = 1_000;
 /// 200 bytes for each of its `deviceActionResults`: a few MiB), or a page of the audit log
 /// (smaller); 16 MiB leaves room for devices with long histories. A longer answer is refused,
 /// never buffered whole.
-/// A reset's 2xx answer is accepted whatever its length: only its status counts.
+/// An action's 2xx answer is accepted whatever its length: only its status counts.
 pub(crate) const GRAPH_ANSWER_CAP: usize = 16 * crate::http::MIB;
 
 /// A failed read (GET).
@@ -274,20 +275,26 @@ impl Graph {
         Ok(resp)
     }
 
-    /// `POST …/{collection}/{id}/resetPasscode`, once, in `slot`. Never retried here: the caller
-    /// records an intent for every attempt.
-    pub(crate) async fn reset_passcode(
+    /// `POST …/{collection}/{id}/{action}` with the body the `kind` of action takes, once, in
+    /// `slot`. Never retried here: the caller records an intent for every attempt.
+    pub(crate) async fn send_action(
         &self,
+        kind: ActionKind,
         slot: WriteSlot<'_>,
         collection: Collection,
         device_id: &str,
         client_request_id: Uuid,
     ) -> SendResult {
+        let spec = kind.spec();
         let url = self.endpoints.device_management(&format!(
-            "{}/{}/resetPasscode",
+            "{}/{}/{}",
             collection.as_str(),
-            endpoints::path_segment(device_id)
+            endpoints::path_segment(device_id),
+            spec.graph_name
         ));
+        let request = match spec.body {
+            Body::Empty => RequestKind::Write,
+        };
         // Counted as it leaves, after its intent was written (docs/graph-facts.md, "How the pacer
         // stays under it"). A 429 answered to another request meanwhile: the pause holds for
         // this one too.
@@ -295,7 +302,7 @@ impl Graph {
             return SendResult::HeldBack;
         }
         let sent_at = Instant::now();
-        let sent = self.request(RequestKind::Write, reqwest::Method::POST, &url, client_request_id, &slot.token).await;
+        let sent = self.request(request, reqwest::Method::POST, &url, client_request_id, &slot.token).await;
         let resp = match sent {
             Ok(r) => r,
             Err(SendError::Auth(e)) => return SendResult::NotSent(format!("no token: {e}")),
@@ -324,7 +331,7 @@ impl Graph {
             }
         };
         if (200..300).contains(&status) {
-            // Accepted whatever its body: a reset Intune took must never turn into an error.
+            // Accepted whatever its body: an action Intune took must never turn into an error.
             if let Err(e) = &body {
                 tracing::debug!(error = %e, "body of a 2xx answer ignored");
             }
@@ -433,11 +440,11 @@ impl Graph {
         Ok(DeviceResults { results: found.map(|d| d.device_action_results), server_date })
     }
 
-    /// The passcode reset (and removal) entries of the beta audit log `remoteActionAudits` requested at or
-    /// after `since` (filtered by Graph), every page. A token that may not read it, or a tenant
+    /// The entries of the beta audit log `remoteActionAudits` of every known kind of action
+    /// ([`crate::core::kinds::is_known`]) requested at or after `since` (filtered by Graph), every page. A token that may not read it, or a tenant
     /// without it, gives [`Audits::Unreadable`]: the audit log is evidence where it can be had,
     /// never a requirement.
-    pub(crate) async fn reset_audits(&self, since: Timestamp) -> Result<Audits, ReadError> {
+    pub(crate) async fn action_audits(&self, since: Timestamp) -> Result<Audits, ReadError> {
         let filter = format!("requestDateTime ge {}", since.strftime("%Y-%m-%dT%H:%M:%SZ"));
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("$filter", &filter)
@@ -449,9 +456,7 @@ impl Graph {
         let url = self.endpoints.beta_device_management(&format!("remoteActionAudits?{query}"));
         match self.get_pages::<RemoteActionAudit>(url, "remoteActionAudits").await {
             Ok(all) => Ok(Audits::Read(
-                all.into_iter()
-                    .filter(|a| a.action.as_deref().is_some_and(crate::core::device::is_passcode_reset))
-                    .collect(),
+                all.into_iter().filter(|a| a.action.as_deref().is_some_and(crate::core::kinds::is_known)).collect(),
             )),
             Err(ReadError::Graph(e)) if matches!(e.status, 400 | 403 | 404) => {
                 Ok(Audits::Unreadable(format!("the audit log could not be read ({e})")))
@@ -674,11 +679,11 @@ mod tests {
         Graph::new(endpoints, Credential::Token(token.to_owned().into()), &opts)
     }
 
-    /// One reset sent to a server at `url` that answers as it pleases.
-    async fn one_reset_to(url: &str, timeout: Duration) -> SendResult {
+    /// One action sent to a server at `url` that answers as it pleases.
+    async fn one_action_to(url: &str, timeout: Duration) -> SendResult {
         let graph = graph_at(url, "token", timeout);
         let slot = graph.write_slot().await.expect("slot");
-        graph.reset_passcode(slot, Collection::ManagedDevices, &device(0), Uuid::new_v4()).await
+        graph.send_action(ActionKind::PasscodeReset, slot, Collection::ManagedDevices, &device(0), Uuid::new_v4()).await
     }
 
     // How a POST that got no answer is classed decides whether it may be sent again: only a
@@ -690,7 +695,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
-        let refused = one_reset_to(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).await;
+        let refused = one_action_to(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).await;
         assert!(matches!(refused, SendResult::NotSent(_)), "nothing listens: {refused:?}");
 
         // Accepts, reads the request, then closes without a word.
@@ -701,7 +706,7 @@ mod tests {
             let mut buf = [0u8; 4096];
             let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
         });
-        let broken = one_reset_to(&url, Duration::from_secs(5)).await;
+        let broken = one_action_to(&url, Duration::from_secs(5)).await;
         server.abort();
         let SendResult::Unknown(None, why) = &broken else { panic!("a broken connection: {broken:?}") };
         assert!(!why.contains("timeout"), "not a timeout: {why}");
@@ -714,7 +719,7 @@ mod tests {
             std::future::pending::<()>().await;
             drop(conn);
         });
-        let quiet = one_reset_to(&url, Duration::from_millis(300)).await;
+        let quiet = one_action_to(&url, Duration::from_millis(300)).await;
         server.abort();
         let SendResult::Unknown(None, why) = &quiet else { panic!("no answer: {quiet:?}") };
         assert!(why.contains("within the timeout"), "{why}");
@@ -751,7 +756,9 @@ mod tests {
         let slots = [graph.write_slot().await, graph.write_slot().await, graph.write_slot().await];
         let [Ok(a), Ok(b), Ok(c)] = slots else { panic!("slots") };
         let ids = [device(0), device(1)];
-        let sent = |s, i: usize| graph.reset_passcode(s, Collection::ManagedDevices, &ids[i], Uuid::new_v4());
+        let sent = |s, i: usize| {
+            graph.send_action(ActionKind::PasscodeReset, s, Collection::ManagedDevices, &ids[i], Uuid::new_v4())
+        };
         assert!(matches!(sent(a, 0).await, SendResult::Accepted(_)));
         let SendResult::Throttled(_, Some(delay), _) = sent(b, 1).await else { panic!("the second meets the limit") };
         // The executor's answer to a 429: the pause, for everyone.

@@ -309,23 +309,23 @@ impl Attempt {
 }
 
 /// When an action last may have reset its device, and the action.
-type Reset<'a> = (Timestamp, &'a Record);
+type Sent<'a> = (Timestamp, &'a Record);
 
-/// The ledger's actions that may have reset a device ([`Record::last_reset`]), indexed once by
+/// The ledger's actions that may have reset a device ([`Record::last_sent`]), indexed once by
 /// device id and by selector, so checking 20,000 actions against 10,000 records is two lookups
 /// each, not a scan of the ledger each. Used by the cooldown, the likely-rename guard and
 /// `apply --plan`'s "reset since the review".
 #[derive(Debug, Default)]
-pub(crate) struct ResetIndex<'a> {
-    by_device: std::collections::HashMap<String, Vec<Reset<'a>>>,
-    by_selector: std::collections::HashMap<(Collection, crate::core::action::SelectorKind, String), Vec<Reset<'a>>>,
+pub(crate) struct SentIndex<'a> {
+    by_device: std::collections::HashMap<String, Vec<Sent<'a>>>,
+    by_selector: std::collections::HashMap<(Collection, crate::core::action::SelectorKind, String), Vec<Sent<'a>>>,
 }
 
-impl<'a> ResetIndex<'a> {
+impl<'a> SentIndex<'a> {
     pub(crate) fn new(records: impl IntoIterator<Item = &'a Record>) -> Self {
-        let mut index = ResetIndex::default();
+        let mut index = SentIndex::default();
         for r in records {
-            let Some(sent) = r.last_reset() else { continue };
+            let Some(sent) = r.last_sent() else { continue };
             if let Some(id) = &r.managed_device_id {
                 index.by_device.entry(id.to_ascii_lowercase()).or_default().push((sent, r));
             }
@@ -360,7 +360,7 @@ impl Record {
     /// When this action last may have reset its device (see [`Attempt::may_have_run`]; an
     /// adopted reset counts at its start in Intune); `None` for a rejected action or one that
     /// never ran.
-    pub(crate) fn last_reset(&self) -> Option<Timestamp> {
+    pub(crate) fn last_sent(&self) -> Option<Timestamp> {
         if self.status == Status::Rejected {
             return None;
         }

@@ -173,7 +173,7 @@ fn warnings(s: &mut String, plan: &Plan) {
     // Resets made outside the tool: adopted (nothing sent), or sent again under `then: send`.
     for (change, what) in [
         (Change::Adopt, "reset outside reconcile lately: adopted, nothing will be sent"),
-        (Change::Reset, "reset outside reconcile lately and **will be reset again** (policy.outOfBand: send)"),
+        (Change::Send, "reset outside reconcile lately and **will be reset again** (policy.outOfBand: send)"),
     ] {
         let hits: Vec<&Entry> = plan.entries.iter().filter(|e| e.change == change && e.out_of_band.is_some()).collect();
         if hits.is_empty() {
@@ -189,10 +189,10 @@ fn warnings(s: &mut String, plan: &Plan) {
         });
         lines.push(format!("- **{} {what}**: {}", devices(hits.len()), first_few(hits.len(), examples, "; ")));
     }
-    if plan.summary.to_reset > LARGE_CHANGE {
+    if plan.summary.to_send > LARGE_CHANGE {
         lines.push(format!(
             "- **Large change: {} passcodes will be reset.** Check this is intended.",
-            plan.summary.to_reset
+            plan.summary.to_send
         ));
     }
     if plan.summary.attention > 0 {
@@ -252,7 +252,7 @@ fn summary_table(s: &mut String, plan: &Plan) {
 
 fn details(group: &[&Entry], plan: &Plan) -> String {
     let first = group[0];
-    let resets = group.iter().filter(|e| e.change == Change::Reset).count();
+    let resets = group.iter().filter(|e| e.change == Change::Send).count();
     let title = match (&first.action, &first.record) {
         (Some(a), _) => format!(
             "{} ({}): {resets} to reset{}",
@@ -275,14 +275,14 @@ fn details(group: &[&Entry], plan: &Plan) -> String {
         let status = match e.change {
             Change::Blocked => format!("blocked: {}", reason(&e.reason)),
             Change::SameDevice | Change::Adopt => reason(&e.reason),
-            Change::Reset if e.out_of_band.is_some() => format!("new — {}", reason(&e.reason)),
+            Change::Send if e.out_of_band.is_some() => format!("new — {}", reason(&e.reason)),
             _ => e.record.map_or("new", |r| r.status.as_str()).to_owned(),
         };
         let device = match e.device {
             Some(d) => format!("{}<br>{}", code(&e.selector().to_string()), code(&device_summary(d))),
             None => code(&e.selector().to_string()),
         };
-        let action = if e.change == Change::Reset { action_verb(e) } else { "" };
+        let action = if e.change == Change::Send { action_verb(e) } else { "" };
         let _ =
             writeln!(s, "| `{}` | {} | {} | {} | `{}` |", symbol(e.change), device, action, status, e.key().short());
     }

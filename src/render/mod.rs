@@ -60,15 +60,15 @@ pub(crate) fn plan(
 /// What will be done to the device: `reset passcode`, or `remove passcode` on corporate iOS/iPadOS
 /// (Intune removes it there), as far as the looked-up device tells.
 pub(crate) fn action_verb(e: &crate::core::plan::Entry<'_>) -> &'static str {
-    match e.device.map(crate::core::device::eligibility) {
-        Some(Ok(v)) if v.starts_with("remove") => "remove passcode",
-        _ => "reset passcode",
+    match e.effect() {
+        Some(v) if v.starts_with("remove") => "remove passcode",
+        _ => e.kind().spec().wording.phrase,
     }
 }
 
 /// The resets of `s` that set a new passcode, and those that remove it.
 pub(crate) fn resets_and_removals(s: &crate::core::plan::Summary) -> (usize, usize) {
-    (s.to_reset.saturating_sub(s.to_remove), s.to_remove)
+    (s.to_send.saturating_sub(s.to_remove), s.to_remove)
 }
 
 /// `5 to reset, 1 to remove a passcode, 1 to adopt` (the removals and the adoptions only when
@@ -86,7 +86,7 @@ fn sends(s: &crate::core::plan::Summary) -> String {
 
 /// Whether the plan changes nothing: no reset to send, no reset made outside reconcile to adopt.
 pub(crate) fn no_changes(plan: &Plan) -> bool {
-    plan.summary.to_reset == 0 && plan.summary.adopt == 0
+    plan.summary.to_send == 0 && plan.summary.adopt == 0
 }
 
 /// The entries a plan in `ctx` lists: every one with `--show-done`, else what changes something
@@ -236,7 +236,7 @@ pub(crate) fn outside_line(plan: &Plan) -> Option<String> {
     let o = plan.outside?;
     let mut parts = Vec::new();
     for (n, what) in [
-        (o.to_reset, "to reset"),
+        (o.to_send, "to reset"),
         (o.blocked, "blocked"),
         (o.attention, "need attention"),
         (o.violations, "policy violations"),

@@ -9,7 +9,7 @@ use crate::diag::safe::text;
 /// The marker at the start of an action line.
 pub(crate) fn symbol(change: Change) -> &'static str {
     match change {
-        Change::Reset => "+",
+        Change::Send => "+",
         Change::AlreadyDone => "=",
         Change::Attention => "!",
         Change::Orphaned => "~",
@@ -21,7 +21,7 @@ pub(crate) fn symbol(change: Change) -> &'static str {
 
 /// What a line of the plan says for each symbol, in the legend's order.
 const LEGEND: [(Change, &str); 7] = [
-    (Change::Reset, "+ reset passcode"),
+    (Change::Send, "+ reset passcode"),
     (Change::AlreadyDone, "= already done"),
     (Change::Attention, "! needs attention"),
     (Change::Orphaned, "~ orphaned"),
@@ -42,8 +42,8 @@ const DETAIL: &str = "      ";
 /// blocked red, needing attention yellow, adoptions cyan; the rest plain.
 fn colour_of(e: &Entry) -> Option<&'static str> {
     match e.change {
-        Change::Reset if e.removes_passcode() => Some("35"),
-        Change::Reset => Some("32"),
+        Change::Send if e.removes_passcode() => Some("35"),
+        Change::Send => Some("32"),
         Change::Blocked => Some("31"),
         Change::Attention => Some("33"),
         Change::Adopt => Some("36"),
@@ -61,7 +61,7 @@ fn sgr(s: &str, code: Option<&str>, on: bool) -> String {
 
 fn verb(e: &Entry) -> String {
     match (e.change, &e.record) {
-        (Change::Reset, _) => super::action_verb(e).to_owned(),
+        (Change::Send, _) => super::action_verb(e).to_owned(),
         (Change::Blocked, _) => "blocked".to_owned(),
         (Change::SameDevice, _) => "same device".to_owned(),
         (Change::Adopt, _) => "adopt".to_owned(),
@@ -120,8 +120,8 @@ fn details(e: &Entry, device_below: Option<String>) -> Vec<String> {
             Some(e.reason.to_string())
         }
         // policy.outOfBand `then: send`: the reason is the warning.
-        Change::Reset if e.out_of_band.is_some() => Some(e.reason.to_string()),
-        Change::Reset | Change::AlreadyDone => None,
+        Change::Send if e.out_of_band.is_some() => Some(e.reason.to_string()),
+        Change::Send | Change::AlreadyDone => None,
     };
     let adopted = match (e.change, e.record.and_then(|r| r.adopted.as_ref())) {
         (Change::AlreadyDone, Some(a)) => Some(format!("adopted: {}", a.seen())),
@@ -154,7 +154,7 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
         let unresolved = plan
             .entries
             .iter()
-            .filter(|e| e.change == Change::Reset && e.selector().kind != crate::core::action::SelectorKind::Id)
+            .filter(|e| e.change == Change::Send && e.selector().kind != crate::core::action::SelectorKind::Id)
             .count();
         if unresolved > 0 {
             writeln!(

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::core::device::ActionResult;
+use crate::core::kinds::reset_passcode::RESET_PASSCODE as RESET;
 use crate::ledger::{Adoption, Attempt, Status};
 
 fn ts(s: &str) -> Timestamp {
@@ -29,7 +30,7 @@ fn device(results: &[(&str, &str, &str)]) -> Device {
 fn audit(id: &str, at: &str, by: &str, state: &str) -> RemoteActionAudit {
     RemoteActionAudit {
         id: id.into(),
-        action: Some("resetPasscode".into()),
+        action: Some(RESET.graph_name.into()),
         action_state: Some(state.into()),
         managed_device_id: Some("dev-1".into()),
         request_date_time: Some(ts(at)),
@@ -57,12 +58,12 @@ fn ledger_with(sent: Option<&str>, http: u16) -> Ledger {
 }
 
 fn find(d: &Device, audits: &AuditLog, ledger: &Ledger) -> Option<OutOfBand> {
-    latest(d, audits, &Claims::new(ledger), ts(SINCE))
+    latest(&RESET, d, audits, &Claims::new(ledger), ts(SINCE))
 }
 
 #[test]
 fn a_portal_reset_with_its_initiator_is_outside() {
-    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let d = device(&[(RESET.graph_name, "done", "2026-11-30T11:20:00Z")]);
     let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "bob@contoso.com", "done")]);
     let o = find(&d, &log, &Ledger::empty()).expect("outside");
     assert_eq!(o.started_at, ts("2026-11-30T11:20:00Z"));
@@ -80,9 +81,9 @@ fn a_portal_reset_with_its_initiator_is_outside() {
 fn resets_before_the_window_failed_ones_and_other_actions_are_not() {
     let none = AuditLog::default();
     let empty = Ledger::empty();
-    assert_eq!(find(&device(&[("resetPasscode", "done", "2026-11-29T23:59:59Z")]), &none, &empty), None);
+    assert_eq!(find(&device(&[(RESET.graph_name, "done", "2026-11-29T23:59:59Z")]), &none, &empty), None);
     for state in ["failed", "canceled", "notSupported", "none"] {
-        assert_eq!(find(&device(&[("resetPasscode", state, "2026-11-30T11:00:00Z")]), &none, &empty), None, "{state}");
+        assert_eq!(find(&device(&[(RESET.graph_name, state, "2026-11-30T11:00:00Z")]), &none, &empty), None, "{state}");
     }
     assert_eq!(find(&device(&[("remoteLock", "done", "2026-11-30T11:00:00Z")]), &none, &empty), None);
     // iOS/iPadOS passcode removal, and names in any case, count.
@@ -91,7 +92,7 @@ fn resets_before_the_window_failed_ones_and_other_actions_are_not() {
 
 #[test]
 fn the_ledgers_own_resets_are_not_outside() {
-    let d = device(&[("resetPasscode", "done", "2026-11-30T10:00:30Z")]);
+    let d = device(&[(RESET.graph_name, "done", "2026-11-30T10:00:30Z")]);
     // Sent at 10:00 (answered 204): its result.
     assert_eq!(find(&d, &AuditLog::default(), &ledger_with(Some("2026-11-30T10:00:00Z"), 204)), None);
     // Sent and answered 429 (never ran): the result is someone else's.
@@ -105,7 +106,7 @@ fn the_ledgers_own_resets_are_not_outside() {
 
 #[test]
 fn an_adopted_or_claimed_reset_is_accounted_for() {
-    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let d = device(&[(RESET.graph_name, "done", "2026-11-30T11:20:00Z")]);
     let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "bob@contoso.com", "done")]);
     let mut ledger = Ledger::empty();
     let mut r = crate::ledger::tests::record("m", "S1", Status::Done);
@@ -132,15 +133,15 @@ fn the_audit_log_alone_shows_a_reset_the_listing_left_out() {
     let o = find(&device(&[]), &log, &Ledger::empty()).expect("outside");
     assert_eq!((o.audit_id.as_deref(), o.initiated_by.as_deref()), (Some("a1"), Some("bob@contoso.com")));
     // The device's own result says that reset failed: not a reset.
-    let d = device(&[("resetPasscode", "failed", "2026-11-30T11:00:00Z")]);
+    let d = device(&[(RESET.graph_name, "failed", "2026-11-30T11:00:00Z")]);
     assert_eq!(find(&d, &log, &Ledger::empty()), None);
 }
 
 #[test]
 fn the_latest_is_shown_and_initiators_cannot_inject_output() {
     let d = device(&[
-        ("resetPasscode", "done", "2026-11-30T08:00:00Z"),
-        ("resetPasscode", "pending", "2026-11-30T11:59:00Z"),
+        (RESET.graph_name, "done", "2026-11-30T08:00:00Z"),
+        (RESET.graph_name, "pending", "2026-11-30T11:59:00Z"),
     ]);
     let log = AuditLog::read(vec![audit("a9", "2026-11-30T11:59:00Z", "x\u{1b}[2J\n::error::pwned", "pending")]);
     let o = find(&d, &log, &Ledger::empty()).expect("outside");
@@ -171,16 +172,16 @@ fn who_and_when_read_as_a_person_says_them() {
 #[test]
 fn the_audit_log_says_which_devices_it_has() {
     let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:00:00Z", "bob@contoso.com", "done")]);
-    assert!(log.has("DEV-1") && !log.has("dev-2"));
-    assert!(!AuditLog::unreadable().has("dev-1"));
+    assert!(log.has(&RESET, "DEV-1") && !log.has(&RESET, "dev-2"));
+    assert!(!AuditLog::unreadable().has(&RESET, "dev-1"));
     let other =
         RemoteActionAudit { action: Some("remoteLock".into()), ..audit("a2", "2026-11-30T11:00:00Z", "x", "done") };
-    assert!(!AuditLog::read(vec![other]).has("dev-1"), "only passcode resets are kept");
+    assert!(!AuditLog::read(vec![other]).has(&RESET, "dev-1"), "only actions of a known kind are kept");
 }
 
 #[test]
 fn claims_count_by_start_alone_and_by_audit_id_alone() {
-    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let d = device(&[(RESET.graph_name, "done", "2026-11-30T11:20:00Z")]);
     let mut ledger = Ledger::empty();
     // Adopted with no audit entry (the audit log was unreadable): the start time claims it.
     let mut r = crate::ledger::tests::record("m", "S1", Status::Done);
@@ -210,7 +211,7 @@ fn claims_count_by_start_alone_and_by_audit_id_alone() {
 
 #[test]
 fn an_audit_only_reset_after_a_matched_one_is_the_latest() {
-    let d = device(&[("resetPasscode", "done", "2026-11-30T11:00:00Z")]);
+    let d = device(&[(RESET.graph_name, "done", "2026-11-30T11:00:00Z")]);
     let log = AuditLog::read(vec![
         audit("a1", "2026-11-30T11:00:01Z", "bob@contoso.com", "done"),
         audit("a2", "2026-11-30T11:40:00Z", "eve@contoso.com", "pending"),
@@ -223,7 +224,7 @@ fn an_audit_only_reset_after_a_matched_one_is_the_latest() {
 fn resets_after_the_runs_intent_for_the_device_may_be_its_own() {
     // apply sends a reset for one manifest, then looks up another manifest's entry for the same
     // device: the ledger as locked does not know the first, but the run does.
-    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let d = device(&[(RESET.graph_name, "done", "2026-11-30T11:20:00Z")]);
     let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "", "done")]);
     assert!(find(&d, &log, &Ledger::empty()).is_some());
     let tolerance = jiff::SignedDuration::from_secs(2);
@@ -292,7 +293,7 @@ fn an_adoption_is_described_from_its_evidence() {
 // and the record done with nothing sent.
 #[test]
 fn an_adoption_records_the_resets_evidence() {
-    let d = device(&[("resetPasscode", "done", "2026-11-30T11:20:00Z")]);
+    let d = device(&[(RESET.graph_name, "done", "2026-11-30T11:20:00Z")]);
     let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:20:01Z", "bob@contoso.com", "done")]);
     let o = find(&d, &log, &Ledger::empty()).expect("outside");
     let provenance = crate::ledger::Provenance { ci: Some("local".into()), ..Default::default() };

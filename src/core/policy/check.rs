@@ -6,35 +6,39 @@ use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::core::action::SelectorKind;
+use crate::core::action::{ActionKind, SelectorKind};
 use crate::core::device::Device;
 use crate::core::device::Platform;
 use crate::core::out_of_band::{AuditLog, Claims, OutOfBand};
 use crate::core::plan::{BlockKind, Change, Plan, Violation};
 use crate::diag::{Diagnostic, Pos};
 use crate::duration::HumanDuration;
-use crate::ledger::{Ledger, ResetIndex};
+use crate::ledger::{Ledger, SentIndex};
 use crate::manifest::Manifest;
 
 use super::{OutOfBandThen, Policy, Protected};
 use crate::core::violation::{Rule, found as violation};
 
-/// The device's latest reset made outside this tool since `since`, if Intune shows one.
+/// The device's latest action of the `kind` made outside this tool since `since`, if Intune
+/// shows one.
 fn outside<'l>(
+    kind: ActionKind,
     d: &crate::core::device::Device,
     audits: &AuditLog,
     claims: &dyn Fn() -> &'l Claims<'l>,
     since: jiff::Timestamp,
 ) -> Option<OutOfBand> {
-    // Most devices have no recent passcode reset to look at: the ledger is indexed (once per
+    // Most devices have no recent action of the kind to look at: the ledger is indexed (once per
     // review) only when one has.
-    let recent = d.device_action_results.iter().any(|r| {
-        crate::core::device::is_passcode_reset(&r.action_name) && r.start_date_time.is_some_and(|t| t >= since)
-    });
-    if !recent && !audits.has(&d.id) {
+    let spec = kind.spec();
+    let recent = d
+        .device_action_results
+        .iter()
+        .any(|r| spec.is_reported_as(&r.action_name) && r.start_date_time.is_some_and(|t| t >= since));
+    if !recent && !audits.has(spec, &d.id) {
         return None;
     }
-    crate::core::out_of_band::latest(d, audits, claims(), since)
+    crate::core::out_of_band::latest(spec, d, audits, claims(), since)
 }
 impl Policy {
     /// What the manifests alone break: tickets, reasons, requesters, protected selectors.
@@ -115,13 +119,13 @@ impl Policy {
         found.extend(self.check_plan(&plan, ledger, audits, &claims, now));
         let mut plan = plan.with_violations(found);
         if let Some((max, at)) = self.max_limit()
-            && plan.summary.to_reset > max as usize
+            && plan.summary.to_send > max as usize
         {
             plan.violations.push(Violation::of_repository(violation(
                 &at.file,
                 Some(at.pos),
                 Rule::MaxActionsPerApply,
-                format!("the plan resets {} devices, more than the limit of {max}", plan.summary.to_reset),
+                format!("the plan resets {} devices, more than the limit of {max}", plan.summary.to_send),
                 &at.hint(
                     "split the change across pull requests, or raise the limit in a reviewed change to reconcile.yaml",
                 ),
@@ -142,9 +146,9 @@ impl Policy {
     ) -> Plan<'a> {
         let (within, then) = self.out_of_band;
         let since = now - jiff::SignedDuration::try_from(within).unwrap_or(jiff::SignedDuration::MAX);
-        for e in plan.entries.iter_mut().filter(|e| e.change == Change::Reset) {
+        for e in plan.entries.iter_mut().filter(|e| e.change == Change::Send) {
             let Some(d) = e.device else { continue };
-            let Some(o) = outside(d, audits, claims, since) else { continue };
+            let Some(o) = outside(e.kind(), d, audits, claims, since) else { continue };
             let seen = o.describe(now);
             match then {
                 OutOfBandThen::Adopt => {
@@ -193,8 +197,8 @@ impl Policy {
         let mut all: Vec<Violation> = Vec::new();
         let mut planned: HashMap<String, &crate::core::action::Action> = HashMap::new();
         let past =
-            if self.cooldown.is_empty() { ResetIndex::default() } else { ResetIndex::new(ledger.records.values()) };
-        for e in plan.entries.iter().filter(|e| e.change == Change::Reset) {
+            if self.cooldown.is_empty() { SentIndex::default() } else { SentIndex::new(ledger.records.values()) };
+        for e in plan.entries.iter().filter(|e| e.change == Change::Send) {
             let Some(a) = e.action else { continue };
             let found = [
                 self.cooldown_in_plan(a, e.device, &mut planned),
@@ -280,7 +284,7 @@ impl Policy {
         &self,
         a: &crate::core::action::Action,
         device: Option<&Device>,
-        past: &ResetIndex<'_>,
+        past: &SentIndex<'_>,
         audits: &AuditLog,
         claims: &dyn Fn() -> &'l Claims<'l>,
         now: jiff::Timestamp,
@@ -289,7 +293,7 @@ impl Policy {
         let span = jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
         let recorded = past.last(a, device.map(|d| d.id.as_str())).map(|(when, r)| (when, format!("`{}`", r.manifest)));
         let elsewhere = device
-            .and_then(|d| outside(d, audits, claims, now - span))
+            .and_then(|d| outside(a.kind, d, audits, claims, now - span))
             .map(|o| (o.started_at, format!("{} outside reconcile", o.who())));
         let (when, by) = recorded.into_iter().chain(elsewhere).max_by_key(|(when, _)| *when)?;
         (now < when + span).then(|| {

@@ -69,7 +69,7 @@ fn every_device_rule_reports_its_own_code() {
     let android = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "Android"});
     let iphone = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "iOS", "managedDeviceOwnerType": "company"});
     let portal = serde_json::json!({"id": "dev-1", "serialNumber": "S1", "operatingSystem": "Android",
-        "deviceActionResults": [{"actionName": "resetPasscode", "actionState": "done", "startDateTime": "2026-11-30T11:00:00Z"}]});
+        "deviceActionResults": [{"actionName": crate::core::kinds::reset_passcode::RESET_PASSCODE.graph_name, "actionState": "done", "startDateTime": "2026-11-30T11:00:00Z"}]});
     let cases: [(&str, &serde_json::Value, Option<i64>, &[Rule]); 9] = [
         ("{}\n", &android, Some(1), &[]),
         ("allowPlatforms: [android]\n", &iphone, None, &[Rule::AllowPlatforms]),

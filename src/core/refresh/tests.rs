@@ -1,6 +1,7 @@
 //! The pure `decide` rule: every case that could send a second reset, or miss one.
 
 use super::*;
+use crate::core::kinds::reset_passcode::RESET_PASSCODE as RESET;
 use crate::ledger::Attempt;
 
 const GRACE: Option<Duration> = Some(Duration::from_secs(900));
@@ -35,7 +36,7 @@ fn result(name: &str, state: &str, start: &str) -> ActionResult {
 fn audit(id: &str, at: &str, by: Option<&str>) -> RemoteActionAudit {
     RemoteActionAudit {
         id: id.into(),
-        action: Some("resetPasscode".into()),
+        action: Some(RESET.graph_name.into()),
         action_state: Some("done".into()),
         managed_device_id: Some("dev-1".into()),
         request_date_time: Some(ts(at)),
@@ -57,7 +58,7 @@ fn statuses(v: &[Option<Verdict>]) -> Vec<Option<Status>> {
 }
 
 fn one(r: &Record, e: &Evidence<'_>, grace: Option<Duration>) -> Option<Status> {
-    statuses(&decide(&[r], e, grace))[0]
+    statuses(&decide(&RESET, &[r], e, grace))[0]
 }
 
 #[test]
@@ -65,8 +66,8 @@ fn a_matching_result_gives_its_state_and_pending_changes_nothing() {
     let r = record("S1", Status::Accepted, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     let done = [result("ResetPasscode", "done", "2026-11-27T10:00:01Z")];
     assert_eq!(one(&r, &ev(&done, "2026-11-27T10:05:00Z", &[]), GRACE), Some(Status::Done));
-    let pending = [result("resetPasscode", "pending", "2026-11-27T10:00:01Z")];
-    let v = decide(&[&r], &ev(&pending, "2026-11-27T10:05:00Z", &[]), GRACE);
+    let pending = [result(RESET.graph_name, "pending", "2026-11-27T10:00:01Z")];
+    let v = decide(&RESET, &[&r], &ev(&pending, "2026-11-27T10:05:00Z", &[]), GRACE);
     assert!(
         matches!(&v[0], Some(Verdict::Change { status: Status::Accepted, result_started: Some(_), .. })),
         "the claim is recorded: {v:?}"
@@ -80,7 +81,7 @@ fn a_matching_result_gives_its_state_and_pending_changes_nothing() {
 #[test]
 fn runner_clock_ahead_of_intune_still_matches_on_intunes_clock() {
     let r = record("S1", Status::Unknown, "2026-11-27T10:01:30Z", Some("2026-11-27T10:00:00Z"));
-    let res = [result("resetPasscode", "done", "2026-11-27T10:00:01Z")];
+    let res = [result(RESET.graph_name, "done", "2026-11-27T10:00:01Z")];
     assert_eq!(one(&r, &ev(&res, "2026-11-27T10:30:00Z", &[]), GRACE), Some(Status::Done));
 }
 
@@ -103,15 +104,17 @@ fn an_intent_without_intunes_time_is_left_to_a_person() {
     let r = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", None);
     assert_eq!(one(&r, &ev(&[], "2026-11-28T10:00:00Z", &[]), GRACE), None);
     // It may still take a result (that can only miss a reset).
-    let res = [result("resetPasscode", "done", "2026-11-27T09:59:30Z")];
+    let res = [result(RESET.graph_name, "done", "2026-11-27T09:59:30Z")];
     assert_eq!(one(&r, &ev(&res, "2026-11-28T10:00:00Z", &[]), GRACE), Some(Status::Done));
 }
 
 #[test]
 fn older_resets_and_other_actions_do_not_match() {
     let r = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
-    let res =
-        [result("resetPasscode", "done", "2026-11-27T09:00:00Z"), result("remoteLock", "done", "2026-11-27T10:00:05Z")];
+    let res = [
+        result(RESET.graph_name, "done", "2026-11-27T09:00:00Z"),
+        result("remoteLock", "done", "2026-11-27T10:00:05Z"),
+    ];
     assert_eq!(one(&r, &ev(&res, "2026-11-27T10:05:00Z", &[]), GRACE), None, "within the grace");
     assert_eq!(one(&r, &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE), Some(Status::NotExecuted));
 }
@@ -121,7 +124,7 @@ fn older_resets_and_other_actions_do_not_match() {
 fn the_audit_log_shows_the_request_reached_intune() {
     let r = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     let audits = [audit("a-1", "2026-11-27T10:00:00Z", None)];
-    let v = decide(&[&r], &ev(&[], "2026-11-27T11:00:00Z", &audits), GRACE);
+    let v = decide(&RESET, &[&r], &ev(&[], "2026-11-27T11:00:00Z", &audits), GRACE);
     assert!(
         matches!(&v[0], Some(Verdict::Change { status: Status::Accepted, audit_id: Some(id), .. }) if id == "a-1"),
         "{v:?}"
@@ -130,7 +133,7 @@ fn the_audit_log_shows_the_request_reached_intune() {
     let unavailable = Evidence { audits: AuditView::Unavailable("timeout"), ..ev(&[], "2026-11-27T11:00:00Z", &[]) };
     assert_eq!(one(&r, &unavailable, GRACE), None);
     let forbidden = Evidence { audits: AuditView::NotPermitted("HTTP 403"), ..ev(&[], "2026-11-27T11:00:00Z", &[]) };
-    let v = decide(&[&r], &forbidden, GRACE);
+    let v = decide(&RESET, &[&r], &forbidden, GRACE);
     assert!(
         matches!(&v[0], Some(Verdict::Change { status: Status::NotExecuted, note, .. }) if note.contains("audit log not consulted")),
         "{v:?}"
@@ -148,13 +151,13 @@ fn claimed_results_and_resets_by_people_are_never_taken() {
         ..Resolution::default()
     });
     let u = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
-    let res = [result("resetPasscode", "done", "2026-11-27T10:00:05Z")];
-    let v = decide(&[&done, &u], &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE);
+    let res = [result(RESET.graph_name, "done", "2026-11-27T10:00:05Z")];
+    let v = decide(&RESET, &[&done, &u], &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE);
     assert_eq!(statuses(&v), [None, None], "the unknown one neither takes it nor becomes sendable: {v:?}");
 
     // A reset the audit log attributes to a person is not ours; with no audit entry of ours the
     // request never reached Intune.
-    let portal = [result("resetPasscode", "done", "2026-11-27T10:10:00Z")];
+    let portal = [result(RESET.graph_name, "done", "2026-11-27T10:10:00Z")];
     let audits = [audit("p-1", "2026-11-27T10:10:00Z", Some("bob@contoso.com"))];
     assert_eq!(one(&u, &ev(&portal, "2026-11-27T10:12:00Z", &audits), GRACE), None, "within the grace");
     assert_eq!(one(&u, &ev(&portal, "2026-11-27T11:00:00Z", &audits), GRACE), Some(Status::NotExecuted));
@@ -168,14 +171,14 @@ fn claimed_results_and_resets_by_people_are_never_taken() {
 fn one_result_counts_for_one_action_and_ambiguity_is_never_resent() {
     let a = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     let b = record("S2", Status::Unknown, "2026-11-27T10:00:10Z", Some("2026-11-27T10:00:10Z"));
-    let one_res = [result("resetPasscode", "done", "2026-11-27T10:00:11Z")];
-    let v = decide(&[&a, &b], &ev(&one_res, "2026-11-27T12:00:00Z", &[]), GRACE);
+    let one_res = [result(RESET.graph_name, "done", "2026-11-27T10:00:11Z")];
+    let v = decide(&RESET, &[&a, &b], &ev(&one_res, "2026-11-27T12:00:00Z", &[]), GRACE);
     assert_eq!(statuses(&v), [Some(Status::Done), None], "the earliest intent takes it; the other stays unknown");
     let two = [
-        result("resetPasscode", "done", "2026-11-27T10:00:01Z"),
-        result("resetPasscode", "failed", "2026-11-27T10:00:11Z"),
+        result(RESET.graph_name, "done", "2026-11-27T10:00:01Z"),
+        result(RESET.graph_name, "failed", "2026-11-27T10:00:11Z"),
     ];
-    let v = decide(&[&a, &b], &ev(&two, "2026-11-27T12:00:00Z", &[]), GRACE);
+    let v = decide(&RESET, &[&a, &b], &ev(&two, "2026-11-27T12:00:00Z", &[]), GRACE);
     assert_eq!(statuses(&v), [Some(Status::Done), Some(Status::Failed)]);
 }
 
@@ -185,8 +188,8 @@ fn a_claimed_result_is_followed_to_its_final_state() {
     r.attempts[0].resolution =
         Some(Resolution { result_started: Some(ts("2026-11-27T10:00:02Z")), ..Resolution::default() });
     let res = [
-        result("resetPasscode", "done", "2026-11-27T10:00:02Z"),
-        result("resetPasscode", "pending", "2026-11-27T10:30:00Z"),
+        result(RESET.graph_name, "done", "2026-11-27T10:00:02Z"),
+        result(RESET.graph_name, "pending", "2026-11-27T10:30:00Z"),
     ];
     assert_eq!(one(&r, &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE), Some(Status::Done));
 }
@@ -205,8 +208,8 @@ fn a_device_that_is_gone_makes_unknown_sendable_after_the_grace_only() {
 fn an_unknown_action_never_takes_the_result_of_an_accepted_one() {
     let u = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     let a = record("S2", Status::Accepted, "2026-11-27T10:05:00Z", Some("2026-11-27T10:05:00Z"));
-    let res = [result("resetPasscode", "done", "2026-11-27T10:05:01Z")];
-    let v = decide(&[&u, &a], &ev(&res, "2026-11-27T12:00:00Z", &[]), GRACE);
+    let res = [result(RESET.graph_name, "done", "2026-11-27T10:05:01Z")];
+    let v = decide(&RESET, &[&u, &a], &ev(&res, "2026-11-27T12:00:00Z", &[]), GRACE);
     assert_eq!(statuses(&v), [None, Some(Status::Done)], "{v:?}");
 }
 
@@ -222,7 +225,7 @@ fn every_action_state_maps_to_its_status() {
         ("active", Some(Status::Accepted)),
     ] {
         let r = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
-        let res = [result("resetPasscode", state, "2026-11-27T10:00:01Z")];
+        let res = [result(RESET.graph_name, state, "2026-11-27T10:00:01Z")];
         assert_eq!(one(&r, &ev(&res, "2026-11-27T10:05:00Z", &[]), GRACE), want, "{state}");
     }
 }
@@ -234,10 +237,10 @@ fn records_that_are_not_pending_get_no_verdict() {
         Some(Resolution { result_started: Some(ts("2026-11-27T09:00:01Z")), ..Resolution::default() });
     let rejected = record("S1", Status::Rejected, "2026-11-27T09:30:00Z", Some("2026-11-27T09:30:00Z"));
     let res = [
-        result("resetPasscode", "done", "2026-11-27T09:00:01Z"),
-        result("resetPasscode", "done", "2026-11-27T09:30:01Z"),
+        result(RESET.graph_name, "done", "2026-11-27T09:00:01Z"),
+        result(RESET.graph_name, "done", "2026-11-27T09:30:01Z"),
     ];
-    let v = decide(&[&done, &rejected], &ev(&res, "2026-11-27T12:00:00Z", &[]), GRACE);
+    let v = decide(&RESET, &[&done, &rejected], &ev(&res, "2026-11-27T12:00:00Z", &[]), GRACE);
     assert_eq!(v, [None, None]);
 }
 
@@ -246,8 +249,8 @@ fn a_claimed_result_still_pending_changes_nothing() {
     let mut r = record("S1", Status::Accepted, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     r.attempts[0].resolution =
         Some(Resolution { result_started: Some(ts("2026-11-27T10:00:02Z")), ..Resolution::default() });
-    let res = [result("resetPasscode", "pending", "2026-11-27T10:00:02Z")];
-    let v = decide(&[&r], &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE);
+    let res = [result(RESET.graph_name, "pending", "2026-11-27T10:00:02Z")];
+    let v = decide(&RESET, &[&r], &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE);
     assert!(matches!(&v[0], Some(Verdict::Wait(_))), "{v:?}");
 }
 
@@ -255,7 +258,7 @@ fn a_claimed_result_still_pending_changes_nothing() {
 #[test]
 fn a_persons_audit_entry_elsewhere_in_time_does_not_hide_our_result() {
     let u = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
-    let res = [result("resetPasscode", "done", "2026-11-27T10:00:01Z")];
+    let res = [result(RESET.graph_name, "done", "2026-11-27T10:00:01Z")];
     let audits = [
         audit("ours", "2026-11-27T10:00:01Z", Some("")),
         audit("bob", "2026-11-27T09:00:00Z", Some("bob@contoso.com")),
@@ -269,7 +272,7 @@ fn one_audit_entry_counts_for_one_action() {
     let a = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     let b = record("S2", Status::Unknown, "2026-11-27T10:00:05Z", Some("2026-11-27T10:00:05Z"));
     let audits = [audit("only", "2026-11-27T10:00:06Z", None)];
-    let v = decide(&[&a, &b], &ev(&[], "2026-11-27T11:00:00Z", &audits), GRACE);
+    let v = decide(&RESET, &[&a, &b], &ev(&[], "2026-11-27T11:00:00Z", &audits), GRACE);
     assert_eq!(statuses(&v), [Some(Status::Accepted), None], "{v:?}");
 }
 
@@ -281,10 +284,10 @@ fn two_results_with_one_start_are_two_results() {
     first.attempts[0].resolution =
         Some(Resolution { result_started: Some(ts("2026-11-27T10:00:01Z")), ..Resolution::default() });
     let second = record("S2", Status::Accepted, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
-    let one_result = [result("resetPasscode", "done", "2026-11-27T10:00:01Z")];
+    let one_result = [result(RESET.graph_name, "done", "2026-11-27T10:00:01Z")];
     let both = [one_result[0].clone(), one_result[0].clone()];
     let e = ev(&one_result, "2026-11-27T10:05:00Z", &[]);
-    assert_eq!(statuses(&decide(&[&first, &second], &e, GRACE)), [None, None], "one result, already claimed");
+    assert_eq!(statuses(&decide(&RESET, &[&first, &second], &e, GRACE)), [None, None], "one result, already claimed");
     let e = ev(&both, "2026-11-27T10:05:00Z", &[]);
-    assert_eq!(statuses(&decide(&[&first, &second], &e, GRACE)), [None, Some(Status::Done)]);
+    assert_eq!(statuses(&decide(&RESET, &[&first, &second], &e, GRACE)), [None, Some(Status::Done)]);
 }

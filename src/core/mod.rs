@@ -10,6 +10,7 @@
 //! - [`policy`] — guard rails: the rules, the stricter of several policies, change windows;
 //! - [`out_of_band`] — actions made outside this tool, found in what Intune reports;
 //! - [`refresh`] — what Intune's evidence says became of an attempt;
+//! - [`release`] — which planned actions may leave while devices are still looked up;
 //! - [`retry`] — one decision for every answer Graph gives;
 //! - [`saved`] — saved plans and whether one still holds;
 //! - [`violation`] — a policy violation and its rule code.
@@ -21,6 +22,7 @@ pub(crate) mod out_of_band;
 pub(crate) mod plan;
 pub(crate) mod policy;
 pub(crate) mod refresh;
+pub(crate) mod release;
 pub(crate) mod retry;
 pub(crate) mod saved;
 pub(crate) mod violation;

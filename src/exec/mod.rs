@@ -7,7 +7,7 @@
 //! 3. Look the candidates' devices up in plan order, at the read budget, and **send while looking
 //!    up**: a reset leaves as soon as its device and every earlier candidate's are looked up and
 //!    the plan made from what is known so far still says to reset it. What "known" needs depends
-//!    on what may still stop it ([`Release`]):
+//!    on what may still stop it (the release rule, [`crate::core::release`]):
 //!    - nothing (the default): each reset leaves once it and the candidates before it are known;
 //!    - device rules in the policy (`allowPlatforms`, `protectedDevices`, `cooldown`), whose
 //!      violation stops a whole manifest: a manifest's resets leave once all its devices are known;
@@ -15,7 +15,7 @@
 //!      radius (`--max-actions`, `maxActionsPerApply`): nothing leaves before every device is known
 //!      and the complete plan is confirmed, judged and counted.
 //!
-//!    Lookups run at most [`LOOKAHEAD`] resets ahead of the sends. Every plan is made against the
+//!    Lookups run at most [`LOOKAHEAD`](crate::core::release::LOOKAHEAD) resets ahead of the sends. Every plan is made against the
 //!    ledger as locked, so each reset gets exactly the decision the complete plan gives it.
 //! 4. The complete plan is shown once every device is known (with `--auto-approve`, resets may
 //!    already be under way: exactly those it shows).
@@ -55,6 +55,7 @@ use uuid::Uuid;
 use crate::core::action::Action;
 use crate::core::out_of_band::AuditLog;
 use crate::core::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
+use crate::core::release::{Gate, Mode, Release, may_look_up};
 use crate::core::saved::{Binding, Restored, SavedError, SavedPlan};
 use crate::exec::resolve::{Found, LookupKey};
 use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
@@ -207,23 +208,6 @@ impl ApplyReport {
     }
 }
 
-/// How far resolution runs ahead of sending (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Release {
-    /// A reset leaves once its device and every earlier candidate's are looked up.
-    Each,
-    /// A manifest's resets leave once all of its devices (and every earlier one) are looked up:
-    /// the policy has device rules, and a violation stops the whole manifest.
-    Manifest,
-    /// Nothing leaves before every device is looked up: the plan is confirmed, judged against a
-    /// saved plan, or may be larger than the blast radius.
-    All,
-}
-
-/// Lookups under way plus resets released but not yet given a send slot, at most: lookups wait
-/// beyond it, so reads run just ahead of writes instead of competing with them for Intune's
-/// request limit.
-const LOOKAHEAD: usize = 256;
 /// While sends are under way, the plan is re-made from the lookups done so far at most this often.
 const REPLAN_EVERY: Duration = Duration::from_millis(100);
 
@@ -305,32 +289,17 @@ pub(crate) async fn apply(
         audits.with_own_intents(own.clone(), tolerance)
     };
     let limit = opts.blast_radius();
-    let release = if opts.expected.is_some() || opts.confirm || limit.is_some_and(|max| candidates.len() > max) {
-        Release::All
-    } else if opts.policy.has_device_rules() {
-        Release::Manifest
-    } else {
-        Release::Each
-    };
+    let release = Release::of(Mode {
+        saved_plan: opts.expected.is_some(),
+        confirm: opts.confirm,
+        limit,
+        candidates: candidates.len(),
+        device_rules: opts.policy.has_device_rules(),
+    });
     tracing::debug!(?release, candidates = candidates.len(), "devices are looked up while resets are sent");
     let keys: Vec<LookupKey> = candidates.iter().map(|a| crate::exec::resolve::key_of(a)).collect();
-    // Candidate i may leave once candidates ..ends[i] are looked up (candidates come in manifest
-    // order, so a manifest is one run of them).
-    let ends: Vec<usize> = match release {
-        Release::Each => (1..=candidates.len()).collect(),
-        Release::Manifest => {
-            let mut ends = vec![0; candidates.len()];
-            let mut start = 0;
-            for i in 1..=candidates.len() {
-                if i == candidates.len() || candidates[i].manifest != candidates[start].manifest {
-                    ends[start..i].fill(i);
-                    start = i;
-                }
-            }
-            ends
-        }
-        Release::All => vec![candidates.len(); candidates.len()],
-    };
+    let manifests: Vec<&str> = candidates.iter().map(|a| a.manifest.as_str()).collect();
+    let gate = Gate::new(release, &manifests);
 
     let ctx = Arc::new(Run {
         graph,
@@ -386,11 +355,7 @@ pub(crate) async fn apply(
             ui.progress(progress);
         }
         let all = looked_up == keys.len();
-        let released = if all {
-            keys.len()
-        } else {
-            (0..=looked_up).rev().find(|&r| r == 0 || ends[r - 1] <= looked_up).unwrap_or(0)
-        };
+        let released = gate.released(looked_up);
         let due = all || replanned.is_none_or(|t| t.elapsed() >= REPLAN_EVERY);
         if !ctx.cancelled() && (released > handled || (all && report.is_none())) && due {
             replanned = Some(tokio::time::Instant::now());
@@ -499,7 +464,8 @@ pub(crate) async fn apply(
 }
 
 /// Looks the devices up in order, each once, at the read budget; when `pace` (resets may leave
-/// before every lookup is done), no further ahead of the sends than [`LOOKAHEAD`].
+/// before every lookup is done), no further ahead of the sends than
+/// [`LOOKAHEAD`](crate::core::release::LOOKAHEAD).
 async fn feed_lookups(
     ctx: Arc<Run>,
     keys: Vec<LookupKey>,
@@ -533,7 +499,7 @@ async fn feed_lookups(
                 }
             }
             let drained = ctx.drained.notified();
-            if tasks.len() + ctx.backlog.load(Ordering::SeqCst) < LOOKAHEAD {
+            if may_look_up(pace, tasks.len(), ctx.backlog.load(Ordering::SeqCst)) {
                 break;
             }
             tokio::select! {

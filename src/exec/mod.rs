@@ -19,8 +19,8 @@
 //!    ledger as locked, so each reset gets exactly the decision the complete plan gives it.
 //! 4. The complete plan is shown once every device is known (with `--auto-approve`, resets may
 //!    already be under way: exactly those it shows).
-//! 5. For each reset, concurrently and paced: take a send slot, durably record the intent
-//!    (status `unknown`), POST once, durably record the outcome.
+//! 5. For each reset, concurrently and paced ([`attempt`]): take a send slot, durably record the
+//!    intent (status `unknown`), POST once, durably record the outcome.
 //! 6. Fold the journal into the ledger and release the lock.
 //!
 //! # Guarantees
@@ -31,7 +31,7 @@
 //!   action is retried (after the server's `Retry-After`, capped at `graph.backoff.max`, or an
 //!   exponential backoff; after a 401 with a renewed token) with a new intent, a bounded number
 //!   of times. A 5xx, a timeout or a broken connection is `unknown` and never retried.
-//! - Every attempt records Intune's clock: the lower bound of its arrival ([`Attempt::server_sent_at`])
+//! - Every attempt records Intune's clock: the lower bound of its arrival ([`crate::ledger::Attempt::server_sent_at`])
 //!   and the answer's `Date`, so `refresh` never has to trust this machine's clock.
 //! - Cancellation (Ctrl-C, SIGTERM) stops taking new send slots; requests in flight finish and
 //!   are recorded.
@@ -40,6 +40,7 @@
 //! Infrastructure failures (ledger unreadable or unwritable, lock held, authentication, missing
 //! permission) abort the run; a failed action is data: an outcome in the ledger.
 
+mod attempt;
 pub(crate) mod resolve;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,7 +51,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::watch;
 use tracing::Instrument as _;
-use uuid::Uuid;
 
 use crate::core::action::Action;
 use crate::core::out_of_band::AuditLog;
@@ -58,8 +58,8 @@ use crate::core::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
 use crate::core::release::{Gate, Mode, Release, may_look_up};
 use crate::core::saved::{Binding, Restored, SavedError, SavedPlan};
 use crate::exec::resolve::{Found, LookupKey};
-use crate::graph::{Answer, AuthError, Graph, GraphError, ReadError, SendResult};
-use crate::ledger::{Attempt, Ledger, Record, StateError, Status, Store, Writer};
+use crate::graph::{AuthError, Graph, ReadError};
+use crate::ledger::{Ledger, Record, StateError, Status, Store, Writer};
 
 /// What the command line decided.
 #[derive(Debug, Clone)]
@@ -406,7 +406,8 @@ pub(crate) async fn apply(
                 let ctx = ctx.clone();
                 let span = tracing::info_span!("action", key = action.key.short(), device = %device_id);
                 sends.spawn(
-                    async move { execute(&ctx, &action, &device_id, record, provenance).await }.instrument(span),
+                    async move { attempt::execute(&ctx, &action, &device_id, record, provenance).await }
+                        .instrument(span),
                 );
             }
             continue;
@@ -781,152 +782,5 @@ impl Run {
     /// Stops every task from taking new send slots (an infrastructure failure happened).
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-    }
-}
-
-/// One action: as many attempts as 429/401/unsendable answers require, each with its own intent.
-/// `Ok(None)`: cancelled before anything was sent.
-async fn execute(
-    ctx: &Run,
-    action: &Action,
-    device_id: &str,
-    mut record: Record,
-    provenance: crate::ledger::Provenance,
-) -> Result<Option<Record>, ApplyError> {
-    use crate::core::retry::{History, Next, Outcome, decide};
-    let policy = crate::core::retry::Policy::graph(ctx.opts.backoff_initial, ctx.opts.backoff_max);
-    let mut history = History::default();
-    let mut sent_any = false;
-    let mut waiting = Some(Waiting(ctx));
-    record.managed_device_id = Some(device_id.to_owned());
-    loop {
-        if ctx.cancelled() {
-            return Ok(sent_any.then_some(record));
-        }
-        let mut cancel = ctx.cancel.clone();
-        let slot = tokio::select! {
-            slot = ctx.graph.write_slot() => slot?,
-            _ = cancel.wait_for(|c| *c) => return Ok(sent_any.then_some(record)),
-        };
-        drop(waiting.take());
-        if ctx.cancelled() {
-            return Ok(sent_any.then_some(record));
-        }
-        let client_request_id = Uuid::new_v4();
-        let now = Timestamp::now();
-        let server_sent_at = ctx.graph.server_time_lower_bound();
-        // Before the request can leave: a reset of this device from now on may be this run's.
-        ctx.own.note(device_id, server_sent_at.unwrap_or(now));
-        record.attempts.push(Attempt {
-            started_at: now,
-            server_sent_at,
-            client_request_id,
-            policy_override: ctx.opts.policy_override.clone(),
-            provenance: Some(provenance.clone()),
-            ..Attempt::default()
-        });
-        record.status = Status::Unknown;
-        record.updated_at = now;
-        ctx.record_intent(&record).await?;
-        if !sent_any {
-            ctx.sent.fetch_add(1, Ordering::SeqCst);
-        }
-        sent_any = true;
-        let token = slot.token().clone();
-        let result = ctx.graph.send_action(action.kind, slot, action.collection, device_id, client_request_id).await;
-        let now = Timestamp::now();
-        record.updated_at = now;
-        let attempt = record.attempts.last_mut().expect("pushed above");
-        attempt.finished_at = Some(now);
-        let outcome = match result {
-            SendResult::Accepted(a) => {
-                record_answer(attempt, Some(&a), None);
-                record.status = Status::Accepted;
-                Outcome::Final
-            }
-            SendResult::Rejected(a, e) => {
-                record_answer(attempt, Some(&a), Some(&e));
-                record.status = Status::Rejected;
-                Outcome::Final
-            }
-            SendResult::ServerError(a, e) => {
-                record_answer(attempt, Some(&a), Some(&e));
-                record.status = Status::Unknown;
-                Outcome::Final
-            }
-            SendResult::Unknown(a, why) => {
-                record_answer(attempt, a.as_ref(), None);
-                attempt.error_message = Some(why);
-                record.status = Status::Unknown;
-                Outcome::Final
-            }
-            SendResult::Throttled(a, retry_after, e) => {
-                record_answer(attempt, Some(&a), Some(&e));
-                record.status = Status::NotExecuted;
-                Outcome::Throttled(retry_after)
-            }
-            SendResult::Unauthorized(a, e) => {
-                record_answer(attempt, Some(&a), Some(&e));
-                record.status = Status::NotExecuted;
-                Outcome::Unauthorized
-            }
-            SendResult::RequestTimeout(a, e) => {
-                record_answer(attempt, Some(&a), Some(&e));
-                record.status = Status::NotExecuted;
-                Outcome::NotSent
-            }
-            SendResult::HeldBack => {
-                attempt.error_message = Some("held back, never sent: a 429's pause began before it left".into());
-                record.status = Status::NotExecuted;
-                Outcome::HeldBack
-            }
-            SendResult::NotSent(why) => {
-                attempt.error_message = Some(why);
-                record.status = Status::NotExecuted;
-                Outcome::NotSent
-            }
-        };
-        let next = crate::core::retry::jitter(decide(outcome, history, &policy), outcome);
-        history = history.after(outcome);
-        if let (Next::RetryAfter(delay), Outcome::Throttled(asked)) = (next, outcome) {
-            crate::core::retry::log_capped(asked, &policy);
-            tracing::info!(delay_ms = delay.as_millis() as u64, "throttled (429); slowing down");
-            // At once, before recording: the pacer holds every task's sends until the pause is over.
-            ctx.graph.writes().throttled(delay).await;
-        }
-        tracing::info!(status = %record.status, "outcome");
-        ctx.record_outcome(&record).await?;
-        let again = match next {
-            Next::Done | Next::GiveUp => false,
-            // Renews the token once for every request that met the same expiry.
-            Next::Reauthenticate => ctx.graph.tokens().invalidate(&token).await,
-            Next::RetryAfter(delay) => {
-                if !matches!(outcome, Outcome::Throttled(_)) {
-                    tokio::time::sleep(delay).await;
-                }
-                true
-            }
-        };
-        if !again {
-            return Ok(Some(record));
-        }
-    }
-}
-
-/// Copies what Graph answered (status, request id, error) into the attempt.
-fn record_answer(a: &mut Attempt, answer: Option<&Answer>, error: Option<&GraphError>) {
-    if let Some(ans) = answer {
-        a.http_status = Some(ans.status);
-        a.request_id = ans.request_id.clone();
-        a.server_date = ans.date;
-        // Both are lower bounds of the same instant: the larger says more.
-        a.server_sent_at = a.server_sent_at.max(ans.server_sent_at);
-    }
-    if let Some(e) = error {
-        a.error_code = e.code.clone();
-        a.error_message = e.message.clone().or_else(|| Some(format!("HTTP {}", e.status)));
-        if a.request_id.is_none() {
-            a.request_id = e.request_id.clone();
-        }
     }
 }

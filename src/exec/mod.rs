@@ -15,8 +15,10 @@
 //!      radius (`--max-actions`, `maxActionsPerApply`): nothing leaves before every device is known
 //!      and the complete plan is confirmed, judged and counted.
 //!
-//!    Lookups run at most [`LOOKAHEAD`](crate::core::release::LOOKAHEAD) resets ahead of the sends. Every plan is made against the
-//!    ledger as locked, so each reset gets exactly the decision the complete plan gives it.
+//!    Lookups run at most [`LOOKAHEAD`](crate::core::release::LOOKAHEAD) resets ahead of the
+//!    sends. Every plan is made against the ledger as locked, so each reset gets exactly the
+//!    decision the complete plan gives it. The loop that looks up, re-plans and releases is
+//!    [`pipeline`].
 //! 4. The complete plan is shown once every device is known (with `--auto-approve`, resets may
 //!    already be under way: exactly those it shows).
 //! 5. For each reset, concurrently and paced ([`attempt`]): take a send slot, durably record the
@@ -41,21 +43,21 @@
 //! permission) abort the run; a failed action is data: an outcome in the ledger.
 
 mod attempt;
+mod pipeline;
 pub(crate) mod resolve;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::watch;
-use tracing::Instrument as _;
 
 use crate::core::action::Action;
 use crate::core::out_of_band::AuditLog;
 use crate::core::plan::{self, Plan, PlanOptions, Resolution, Resolutions};
-use crate::core::release::{Gate, Mode, Release, may_look_up};
+use crate::core::release::{Mode, Release, may_look_up};
 use crate::core::saved::{Binding, Restored, SavedError, SavedPlan};
 use crate::exec::resolve::{Found, LookupKey};
 use crate::graph::{AuthError, Graph, ReadError};
@@ -208,9 +210,6 @@ impl ApplyReport {
     }
 }
 
-/// While sends are under way, the plan is re-made from the lookups done so far at most this often.
-const REPLAN_EVERY: Duration = Duration::from_millis(100);
-
 /// Runs `actions` against Graph. See the module docs for the flow and guarantees.
 pub(crate) async fn apply(
     actions: &[Action],
@@ -221,48 +220,11 @@ pub(crate) async fn apply(
     cancel: watch::Receiver<bool>,
 ) -> Result<ApplyReport, ApplyError> {
     let writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref()).await?;
-    if let Some(exp) = &opts.expected {
-        let (lineage, serial) = writer.ledger_before();
-        let now = Binding { lineage, serial, tenant: opts.tenant.clone() };
-        if let Some(what) = exp.saved.binding.changes_since(&now) {
-            return Err(SavedError::Stale { path: exp.path.clone(), what }.into());
-        }
-    }
-    // A saved plan: its reviewed resets are all that may be sent; nothing else is even planned.
-    let restored = opts.expected.as_ref().map(|exp| Restored::new(exp.saved.clone()));
-    let reviewed: Vec<Action> = match &opts.expected {
-        Some(exp) => {
-            let keys = exp.saved.reviewed_keys();
-            actions.iter().filter(|a| keys.contains(&a.key)).cloned().collect()
-        }
-        None => Vec::new(),
-    };
-    // What the manifests ask for that a plain apply would send but the reviewer never saw: not
-    // sent, and named in the report so nobody thinks it was.
-    let not_in_plan: Vec<Action> = match &opts.expected {
-        Some(exp) => {
-            let keys = exp.saved.reviewed_keys();
-            let ledger = writer.ledger();
-            actions
-                .iter()
-                .filter(|a| !keys.contains(&a.key) && !a.former_keys.iter().any(|k| keys.contains(k)))
-                .filter(|a| plan::record_of(ledger, a).is_none_or(|r| !r.status.blocks_sending()))
-                .cloned()
-                .collect()
-        }
-        None => Vec::new(),
-    };
-    let actions = if opts.expected.is_some() { reviewed.as_slice() } else { actions };
-    let report_orphans = opts.report_orphans && opts.expected.is_none();
-    let popts = PlanOptions {
-        report_orphans,
-        rename_guard: if report_orphans { opts.policy.rename_guard(Timestamp::now()) } else { None },
-    };
-    // Every decision is made against the ledger as it was locked: this run's own records never
-    // change what it plans (a reset just sent is not "in cooldown", nor "already done").
-    let ledger = writer.ledger().clone();
+    still_bound(&writer, opts)?;
+    let scope = Scope::new(actions, &writer, opts);
+    let actions = scope.actions(actions);
     let none = Resolutions::new();
-    let first = plan::plan(actions, &ledger, &none, popts);
+    let first = plan::plan(actions, &scope.ledger, &none, scope.popts);
     let candidates: Vec<&Action> = first.to_send().filter_map(|e| e.action).collect();
     if candidates.is_empty() && opts.expected.is_none() {
         let first = first.with_manifests(opts.manifests.clone());
@@ -278,16 +240,7 @@ pub(crate) async fn apply(
     if !candidates.is_empty() {
         ui.started(candidates.len());
     }
-    let audits = if candidates.is_empty() {
-        AuditLog::default()
-    } else {
-        let audits = crate::exec::resolve::audit_log(&graph, opts.policy.out_of_band_since(Timestamp::now())).await?;
-        // A reset of a device after this run's first intent for it may be the run's own (for
-        // another action of that device): never one made outside reconcile. Per device, on
-        // Intune's clock, less the stamps' tolerance.
-        let tolerance = jiff::SignedDuration::try_from(crate::graph::clock::TOLERANCE).unwrap_or_default();
-        audits.with_own_intents(own.clone(), tolerance)
-    };
+    let audits = audit_log(&graph, opts, &candidates, &own).await?;
     let limit = opts.blast_radius();
     let release = Release::of(Mode {
         saved_plan: opts.expected.is_some(),
@@ -298,23 +251,8 @@ pub(crate) async fn apply(
     });
     tracing::debug!(?release, candidates = candidates.len(), "devices are looked up while resets are sent");
     let keys: Vec<LookupKey> = candidates.iter().map(|a| crate::exec::resolve::key_of(a)).collect();
-    let manifests: Vec<&str> = candidates.iter().map(|a| a.manifest.as_str()).collect();
-    let gate = Gate::new(release, &manifests);
-
-    let ctx = Arc::new(Run {
-        graph,
-        writer: tokio::sync::Mutex::new(writer),
-        queued: Mutex::new(Vec::new()),
-        unsaved: Mutex::new(BTreeMap::new()),
-        cancel,
-        stopped: AtomicBool::new(false),
-        backlog: AtomicUsize::new(0),
-        drained: tokio::sync::Notify::new(),
-        sent: AtomicUsize::new(0),
-        opts: opts.clone(),
-        own,
-    });
-    let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Run::new(graph, writer, cancel, opts, own);
+    let (found_tx, found_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut lookups = tokio::task::JoinSet::new();
     lookups.spawn(feed_lookups(
         ctx.clone(),
@@ -323,145 +261,97 @@ pub(crate) async fn apply(
         crate::exec::resolve::ListedResults::given(&audits),
         found_tx,
     ));
-
-    let mut found: HashMap<LookupKey, Found> = HashMap::new();
-    // Candidates per lookup key (several actions may name one device), to count those looked up.
-    let mut per_key: HashMap<&LookupKey, usize> = HashMap::new();
-    for k in &keys {
-        *per_key.entry(k).or_default() += 1;
-    }
-    let mut progress = Progress { candidates: candidates.len(), ..Progress::default() };
-    let mut looked_up = 0; // candidates ..looked_up all have their lookup done
-    let mut handled = 0; // candidates ..handled were decided: sent, or not
-    let mut report = None;
-    let mut sends = tokio::task::JoinSet::new();
-    let mut started = false;
-    let mut failure = None;
-    let mut outcomes = Outcomes::default();
-    let mut replanned: Option<tokio::time::Instant> = None;
-    let mut lookups_over = false;
-    loop {
-        while looked_up < keys.len() && found.contains_key(&keys[looked_up]) {
-            looked_up += 1;
-        }
-        let now = Progress {
-            sent: ctx.sent.load(Ordering::SeqCst),
-            finished: outcomes.accepted + outcomes.rejected + outcomes.unknown + outcomes.not_executed,
-            accepted: outcomes.accepted,
-            ..progress
-        };
-        if now != progress {
-            progress = now;
-            ui.progress(progress);
-        }
-        let all = looked_up == keys.len();
-        let released = gate.released(looked_up);
-        let due = all || replanned.is_none_or(|t| t.elapsed() >= REPLAN_EVERY);
-        if !ctx.cancelled() && (released > handled || (all && report.is_none())) && due {
-            replanned = Some(tokio::time::Instant::now());
-            let resolutions = crate::exec::resolve::settle(&candidates, &found, &ledger);
-            let plan =
-                review(plan::plan(actions, &ledger, &resolutions, popts), opts, &ledger, &audits, restored.as_ref());
-            if all && report.is_none() {
-                // Every device is looked up: the plan is complete. Before anything is sent
-                // unless every candidate fits the blast radius and no confirmation is asked.
-                if let Some(why) = refusal(&plan, limit) {
-                    if handled == 0 {
-                        return Err(why);
-                    }
-                    // Not reachable by the release rule (which guarantees the limit); kept safe.
-                    ctx.stop();
-                    failure.get_or_insert(why);
-                    continue;
-                }
-                ui.show_plan(&plan);
-                report = Some(ApplyReport::of(&plan));
-                if release == Release::All {
-                    if plan.summary.to_send == 0 && plan.summary.adopt == 0 {
-                        break;
-                    }
-                    // A saved plan was reviewed already: applying it is the approval. Adopting
-                    // sends nothing, so it is not asked about.
-                    if opts.expected.is_none() && opts.confirm && plan.summary.to_send > 0 && !ui.confirm(&plan) {
-                        return Err(ApplyError::Declined);
-                    }
-                }
-            }
-            let jobs = jobs(&plan, &resolutions, &candidates[handled..released], opts);
-            let adopted = adoptions(&plan, &candidates[handled..released], opts);
-            handled = released;
-            drop(plan);
-            for record in adopted {
-                // Nothing is sent: the record is written like an outcome (kept to the end if the
-                // ledger is unreachable; the next run would adopt it again otherwise).
-                let ctx = ctx.clone();
-                sends.spawn(async move { ctx.record_outcome(&record).await.map(|()| Some(record)) });
-            }
-            if !jobs.is_empty() && !started {
-                started = true;
-                ui.started(if all { jobs.len() } else { candidates.len() });
-            }
-            for (action, device_id, record, provenance) in jobs {
-                ctx.backlog.fetch_add(1, Ordering::SeqCst);
-                let ctx = ctx.clone();
-                let span = tracing::info_span!("action", key = action.key.short(), device = %device_id);
-                sends.spawn(
-                    async move { attempt::execute(&ctx, &action, &device_id, record, provenance).await }
-                        .instrument(span),
-                );
-            }
-            continue;
-        }
-        let stopping = ctx.cancelled() || failure.is_some();
-        if (all || stopping || lookups_over) && sends.is_empty() && (report.is_some() || stopping || lookups_over) {
-            break;
-        }
-        let wait = match replanned {
-            Some(t) if released > handled => t + REPLAN_EVERY,
-            _ => tokio::time::Instant::now() + Duration::from_secs(3600),
-        };
-        let mut cancel = ctx.cancel.clone();
-        tokio::select! {
-            msg = found_rx.recv(), if !lookups_over && !stopping => match msg {
-                Some(Ok((key, result))) => {
-                    let mut newly = |key: LookupKey, result: Found| {
-                        let n = per_key.get(&key).copied().unwrap_or_default();
-                        if found.insert(key, result).is_none() {
-                            progress.looked_up += n;
-                        }
-                    };
-                    newly(key, result);
-                    while let Ok(Ok((key, result))) = found_rx.try_recv() {
-                        newly(key, result);
-                    }
-                    ui.progress(progress);
-                }
-                Some(Err(e)) => {
-                    ctx.stop();
-                    failure.get_or_insert(ApplyError::Lookup(e));
-                }
-                None => lookups_over = true,
-            },
-            Some(joined) = sends.join_next(), if !sends.is_empty() => {
-                if let Err(e) = outcomes.add(joined, ui) {
-                    ctx.stop();
-                    failure.get_or_insert(e);
-                }
-            }
-            _ = cancel.wait_for(|c| *c), if !stopping => {}
-            _ = tokio::time::sleep_until(wait), if !stopping && released > handled => {}
-        }
-    }
+    let mut run = pipeline::Pipeline::new(
+        pipeline::Plans { actions, scope: &scope, opts, audits: &audits, limit, release },
+        candidates,
+        &keys,
+        ctx.clone(),
+        found_rx,
+    );
+    run.run(ui).await?;
     // The lookups hold the context: they are over before it is taken apart.
     lookups.shutdown().await;
-    let mut report = report.unwrap_or_else(|| ApplyReport { planned: candidates.len(), ..ApplyReport::default() });
-    report.not_in_plan = not_in_plan;
-    outcomes.into(&mut report);
-    // Planned resets never handed to a send task (the run stopped first) were not started either.
-    let reached = report.accepted + report.rejected + report.unknown + report.not_executed + report.not_started;
-    report.not_started += report.planned.saturating_sub(reached);
-    report.interrupted = *ctx.cancel.borrow();
+    let (report, failure) = run.report(scope.not_in_plan.clone());
     finish(ctx, report, failure).await
+}
+
+/// `apply --plan`: fails when the ledger changed since the plan was saved.
+fn still_bound(writer: &Writer, opts: &ApplyOptions) -> Result<(), ApplyError> {
+    if let Some(exp) = &opts.expected {
+        let (lineage, serial) = writer.ledger_before();
+        let now = Binding { lineage, serial, tenant: opts.tenant.clone() };
+        if let Some(what) = exp.saved.binding.changes_since(&now) {
+            return Err(SavedError::Stale { path: exp.path.clone(), what }.into());
+        }
+    }
+    Ok(())
+}
+
+/// What a run plans against: the ledger as locked, and for a saved plan its reviewed actions.
+struct Scope {
+    /// A saved plan: its reviewed resets are all that may be sent; nothing else is even planned.
+    reviewed: Option<Vec<Action>>,
+    restored: Option<Restored>,
+    /// What the manifests ask for that a plain apply would send but the reviewer never saw: not
+    /// sent, and named in the report so nobody thinks it was.
+    not_in_plan: Vec<Action>,
+    popts: PlanOptions,
+    /// Every decision is made against the ledger as it was locked: this run's own records never
+    /// change what it plans (a reset just sent is not "in cooldown", nor "already done").
+    ledger: Ledger,
+}
+
+impl Scope {
+    fn new(actions: &[Action], writer: &Writer, opts: &ApplyOptions) -> Self {
+        let restored = opts.expected.as_ref().map(|exp| Restored::new(exp.saved.clone()));
+        let reviewed = opts.expected.as_ref().map(|exp| {
+            let keys = exp.saved.reviewed_keys();
+            actions.iter().filter(|a| keys.contains(&a.key)).cloned().collect()
+        });
+        let not_in_plan: Vec<Action> = match &opts.expected {
+            Some(exp) => {
+                let keys = exp.saved.reviewed_keys();
+                let ledger = writer.ledger();
+                actions
+                    .iter()
+                    .filter(|a| !keys.contains(&a.key) && !a.former_keys.iter().any(|k| keys.contains(k)))
+                    .filter(|a| plan::record_of(ledger, a).is_none_or(|r| !r.status.blocks_sending()))
+                    .cloned()
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let report_orphans = opts.report_orphans && opts.expected.is_none();
+        let popts = PlanOptions {
+            report_orphans,
+            rename_guard: if report_orphans { opts.policy.rename_guard(Timestamp::now()) } else { None },
+        };
+        Scope { reviewed, restored, not_in_plan, popts, ledger: writer.ledger().clone() }
+    }
+
+    /// The actions to plan: the reviewed ones of a saved plan, or all of `actions`.
+    fn actions<'a>(&'a self, actions: &'a [Action]) -> &'a [Action] {
+        self.reviewed.as_deref().unwrap_or(actions)
+    }
+}
+
+/// The audit log of out-of-band resets (none to read without candidates), with this run's own
+/// intents discounted.
+async fn audit_log(
+    graph: &Graph,
+    opts: &ApplyOptions,
+    candidates: &[&Action],
+    own: &crate::core::out_of_band::OwnIntents,
+) -> Result<AuditLog, ApplyError> {
+    if candidates.is_empty() {
+        return Ok(AuditLog::default());
+    }
+    let audits = crate::exec::resolve::audit_log(graph, opts.policy.out_of_band_since(Timestamp::now())).await?;
+    // A reset of a device after this run's first intent for it may be the run's own (for
+    // another action of that device): never one made outside reconcile. Per device, on
+    // Intune's clock, less the stamps' tolerance.
+    let tolerance = jiff::SignedDuration::try_from(crate::graph::clock::TOLERANCE).unwrap_or_default();
+    Ok(audits.with_own_intents(own.clone(), tolerance))
 }
 
 /// Looks the devices up in order, each once, at the read budget; when `pace` (resets may leave
@@ -733,6 +623,28 @@ impl Drop for Waiting<'_> {
 }
 
 impl Run {
+    fn new(
+        graph: Arc<Graph>,
+        writer: Writer,
+        cancel: watch::Receiver<bool>,
+        opts: &ApplyOptions,
+        own: crate::core::out_of_band::OwnIntents,
+    ) -> Arc<Self> {
+        Arc::new(Run {
+            graph,
+            writer: tokio::sync::Mutex::new(writer),
+            queued: Mutex::new(Vec::new()),
+            unsaved: Mutex::new(BTreeMap::new()),
+            cancel,
+            stopped: AtomicBool::new(false),
+            backlog: AtomicUsize::new(0),
+            drained: tokio::sync::Notify::new(),
+            sent: AtomicUsize::new(0),
+            opts: opts.clone(),
+            own,
+        })
+    }
+
     /// Durably records an intent before its request is sent. On failure nothing is sent, by this
     /// task or any other.
     async fn record_intent(&self, r: &Record) -> Result<(), ApplyError> {

@@ -195,3 +195,111 @@ fn record_answer(a: &mut Attempt, answer: Option<&Answer>, error: Option<&GraphE
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::action::{ActionKey, ActionKind, Collection, Selector, SelectorKind};
+    use crate::diag::Pos;
+
+    fn record() -> Record {
+        let selector = Selector { kind: SelectorKind::SerialNumber, value: "SN1".into() };
+        let action = Action {
+            key: ActionKey::compute(ActionKind::PasscodeReset, "m", 1, Collection::ManagedDevices, &selector),
+            former_names: Vec::new(),
+            former_keys: Vec::new(),
+            kind: ActionKind::PasscodeReset,
+            manifest: "m".into(),
+            file: "m.yaml".into(),
+            pos: Pos::new(1, 1),
+            round: 1,
+            collection: Collection::ManagedDevices,
+            selector,
+        };
+        let mut r = Record::new(&action, Some("d1".into()), Timestamp::UNIX_EPOCH);
+        r.attempts.push(Attempt::default());
+        r.status = Status::Unknown;
+        r
+    }
+
+    fn answer(status: u16) -> Answer {
+        Answer { status, request_id: Some(format!("req-{status}")), ..Answer::default() }
+    }
+
+    fn error(status: u16) -> GraphError {
+        GraphError { status, code: Some(format!("code{status}")), message: None, request_id: None }
+    }
+
+    /// An answer Graph gives → the status recorded, what it means for a retry, the HTTP status and
+    /// the error message the attempt keeps.
+    type Row = (SendResult, Status, Outcome, Option<u16>, Option<&'static str>);
+
+    #[test]
+    fn answers_map_to_a_status_and_a_retry_outcome() {
+        let retry_after = Some(Duration::from_secs(3));
+        let table: Vec<Row> = vec![
+            (SendResult::Accepted(answer(204)), Status::Accepted, Outcome::Final, Some(204), None),
+            (
+                SendResult::Rejected(answer(400), error(400)),
+                Status::Rejected,
+                Outcome::Final,
+                Some(400),
+                Some("HTTP 400"),
+            ),
+            (
+                SendResult::ServerError(answer(503), error(503)),
+                Status::Unknown,
+                Outcome::Final,
+                Some(503),
+                Some("HTTP 503"),
+            ),
+            (SendResult::Unknown(None, "timed out".into()), Status::Unknown, Outcome::Final, None, Some("timed out")),
+            (
+                SendResult::Throttled(answer(429), retry_after, error(429)),
+                Status::NotExecuted,
+                Outcome::Throttled(retry_after),
+                Some(429),
+                Some("HTTP 429"),
+            ),
+            (
+                SendResult::Unauthorized(answer(401), error(401)),
+                Status::NotExecuted,
+                Outcome::Unauthorized,
+                Some(401),
+                Some("HTTP 401"),
+            ),
+            (
+                SendResult::RequestTimeout(answer(408), error(408)),
+                Status::NotExecuted,
+                Outcome::NotSent,
+                Some(408),
+                Some("HTTP 408"),
+            ),
+            (
+                SendResult::NotSent("no connection".into()),
+                Status::NotExecuted,
+                Outcome::NotSent,
+                None,
+                Some("no connection"),
+            ),
+        ];
+        let now = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(60);
+        for (result, status, outcome, http, message) in table {
+            let what = format!("{result:?}");
+            let mut r = record();
+            assert_eq!(answered(&mut r, result, now), outcome, "{what}");
+            assert_eq!(r.status, status, "{what}");
+            assert_eq!(r.updated_at, now, "{what}");
+            let a = r.attempts.last().expect("one attempt");
+            assert_eq!(a.finished_at, Some(now), "{what}");
+            assert_eq!(a.http_status, http, "{what}");
+            assert_eq!(a.error_message.as_deref(), message, "{what}");
+        }
+        let mut r = record();
+        assert_eq!(answered(&mut r, SendResult::HeldBack, now), Outcome::HeldBack);
+        assert_eq!(r.status, Status::NotExecuted);
+        assert!(r.attempts[0].error_message.as_deref().is_some_and(|m| m.contains("never sent")));
+    }
+}

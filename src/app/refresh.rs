@@ -13,7 +13,8 @@ pub(crate) async fn refresh(
     conn: &Connection,
     lock_timeout: Duration,
 ) -> anyhow::Result<RefreshReport> {
-    conn.store.load_existing().await?;
+    // Read once, before anything is contacted: the lock reuses it when nothing changed since.
+    conn.store.read_before_lock().await?;
     let tenant = conn.tenant().await?;
     conn.require(crate::graph::auth::Need::Read, "refresh").await?;
     let opts = RefreshOptions { lock_timeout, unknown_grace: settings.graph.unknown_grace, tenant: Some(tenant) };

@@ -25,7 +25,7 @@ pub(super) fn run(g: &GlobalArgs, args: InitArgs) -> CmdResult {
     }
     let (store, tenant) = if args.simulate {
         (
-            Store::Local(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
+            Store::from(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
             connect::SIM_TENANT.to_owned(),
         )
     } else {

@@ -137,7 +137,7 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
         return Err(Failure::Invalid(diags));
     }
     let store = if args.simulate {
-        crate::ledger::Store::Local(
+        crate::ledger::Store::from(
             crate::ledger::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?,
         )
     } else {
@@ -188,7 +188,7 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     }
     let dest = match &cmd {
         StateCommand::Push { dest } => Some(match Location::parse(dest, settings.graph.cloud) {
-            Ok(Some(url)) => Location::Blob(url),
+            Ok(Some(url)) => Location::Blob(Box::new(url)),
             Ok(None) => Location::Local(dest.into()),
             Err(e) => return Err(anyhow::anyhow!("state push: {e}").into()),
         }),
@@ -288,22 +288,22 @@ impl StateCommand {
 
 /// No ledger to read at `path`: what creates it. A newcomer who has only tried `--simulate` has a
 /// simulated ledger and no real one; `reconcile init` alone would send them the wrong way.
-fn missing(settings: &settings::Settings, simulate: bool, path: &std::path::Path, verb: &str) -> anyhow::Error {
+fn missing(settings: &settings::Settings, simulate: bool, path: &Location, verb: &str) -> anyhow::Error {
     if simulate {
         return anyhow::anyhow!(
             "there is no simulated ledger at `{}`\nhint: a `--simulate` run creates it: `reconcile apply --simulate`",
-            path.display()
+            path
         );
     }
     let simulated = settings.simulated_state();
     if simulated.is_file() {
         return anyhow::anyhow!(
             "there is no ledger at `{}`, only the simulated one `{}`\nhint: `reconcile state --simulate {verb}` reads what `--simulate` runs recorded; for a real tenant, run `reconcile init` once to create the ledger (or fix --state, -C or RECONCILE_STATE if it should exist)",
-            path.display(),
+            path,
             simulated.display()
         );
     }
-    crate::ledger::StateError::Missing { path: path.to_path_buf() }.into()
+    crate::ledger::StateError::Missing { path: path.clone() }.into()
 }
 
 /// The ledger, or only its archived records (`state list --archived`).

@@ -452,3 +452,6 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     Ok(rt.block_on(f))
 }
+
+#[cfg(test)]
+mod tests;

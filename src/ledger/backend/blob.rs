@@ -435,72 +435,10 @@ impl BlobStore {
                 .buffered(READ_PARALLEL)
                 .try_collect()
                 .await?;
-            let mut restart = false;
-            let mut stale = Vec::new();
-            let mut chain = Vec::new();
-            for (l, bytes) in fetched {
-                let (n, path) = (l.serial, l.path);
-                let Some(bytes) = bytes else {
-                    if n >= snapshot_serial {
-                        restart = true;
-                        break;
-                    }
-                    continue;
-                };
-                let entry: Entry = serde_json::from_slice(&bytes)
-                    .map_err(|e| self.corrupt(format!("journal entry `{path}` is unreadable ({e})")))?;
-                if entry.base_serial != n {
-                    return Err(
-                        self.corrupt(format!("journal entry `{path}` says it extends serial {}", entry.base_serial))
-                    );
-                }
-                self.check_entry(&ledger, &entry, &path)?;
-                if entry.records.is_empty() {
-                    // A tombstone: folded already. On top of the snapshot read, it was folded
-                    // into a newer one meanwhile.
-                    if n >= snapshot_serial {
-                        restart = true;
-                        break;
-                    }
-                    tombstones.push((path, l.modified));
-                    continue;
-                }
-                if n < snapshot_serial {
-                    stale.push((n, path, entry.records));
-                    continue;
-                }
-                if n != ledger.serial {
-                    return Err(self.corrupt(format!(
-                        "journal entry `{path}` does not follow serial {} (an entry is missing)",
-                        ledger.serial
-                    )));
-                }
-                if ledger.lineage.is_none() {
-                    if n != 0 {
-                        return Err(StateError::Diverged {
-                            path: self.where_(),
-                            journal: Box::new(Location::Blob(Box::new(self.url.sibling(path.as_ref())))),
-                            why: format!(
-                                "the journal extends serial {n} of ledger {}, but the snapshot is missing",
-                                entry.lineage
-                            ),
-                            hint: "restore the snapshot blob from its previous version or backup; do not delete the journal",
-                        });
-                    }
-                    ledger.lineage = Some(entry.lineage);
-                }
-                if ledger.tenant.is_none() {
-                    ledger.tenant = entry.tenant.clone();
-                }
-                ledger.serial += entry.records.len() as u64;
-                for r in entry.records {
-                    ledger.records.insert(r.key.clone(), r);
-                }
-                chain.push(path);
-            }
-            if restart {
+            let Some((stale, chain)) = self.fold_entries(&mut ledger, snapshot_serial, fetched, &mut tombstones)?
+            else {
                 continue;
-            }
+            };
             let mut leftovers = Vec::with_capacity(stale.len());
             for (n, path, records) in stale {
                 merge_late(&mut ledger, records, n, &format!("{}/{}", self.url, path.filename().unwrap_or_default()));
@@ -513,6 +451,81 @@ impl BlobStore {
             op: "read",
             why: "the ledger kept changing while it was read; try again".into(),
         })
+    }
+
+    /// Takes the fetched entries into `ledger` (read at `snapshot_serial`): the chain on top of the
+    /// snapshot in order, tombstones noted, entries older than the snapshot kept apart to merge.
+    /// `None`: an entry on top of the snapshot vanished or became a tombstone meanwhile (folded
+    /// into a newer snapshot): the read starts over.
+    #[allow(clippy::type_complexity)]
+    fn fold_entries(
+        &self,
+        ledger: &mut Ledger,
+        snapshot_serial: u64,
+        fetched: Vec<(Listed, Option<Bytes>)>,
+        tombstones: &mut Vec<(ObjPath, jiff::Timestamp)>,
+    ) -> Result<Option<(Vec<(u64, ObjPath, Vec<Record>)>, Vec<ObjPath>)>, StateError> {
+        let mut stale = Vec::new();
+        let mut chain = Vec::new();
+        for (l, bytes) in fetched {
+            let (n, path) = (l.serial, l.path);
+            let Some(bytes) = bytes else {
+                if n >= snapshot_serial {
+                    return Ok(None);
+                }
+                continue;
+            };
+            let entry: Entry = serde_json::from_slice(&bytes)
+                .map_err(|e| self.corrupt(format!("journal entry `{path}` is unreadable ({e})")))?;
+            if entry.base_serial != n {
+                return Err(
+                    self.corrupt(format!("journal entry `{path}` says it extends serial {}", entry.base_serial))
+                );
+            }
+            self.check_entry(ledger, &entry, &path)?;
+            if entry.records.is_empty() {
+                // A tombstone: folded already. On top of the snapshot read, it was folded
+                // into a newer one meanwhile.
+                if n >= snapshot_serial {
+                    return Ok(None);
+                }
+                tombstones.push((path, l.modified));
+                continue;
+            }
+            if n < snapshot_serial {
+                stale.push((n, path, entry.records));
+                continue;
+            }
+            if n != ledger.serial {
+                return Err(self.corrupt(format!(
+                    "journal entry `{path}` does not follow serial {} (an entry is missing)",
+                    ledger.serial
+                )));
+            }
+            if ledger.lineage.is_none() {
+                if n != 0 {
+                    return Err(StateError::Diverged {
+                        path: self.where_(),
+                        journal: Box::new(Location::Blob(Box::new(self.url.sibling(path.as_ref())))),
+                        why: format!(
+                            "the journal extends serial {n} of ledger {}, but the snapshot is missing",
+                            entry.lineage
+                        ),
+                        hint: "restore the snapshot blob from its previous version or backup; do not delete the journal",
+                    });
+                }
+                ledger.lineage = Some(entry.lineage);
+            }
+            if ledger.tenant.is_none() {
+                ledger.tenant = entry.tenant.clone();
+            }
+            ledger.serial += entry.records.len() as u64;
+            for r in entry.records {
+                ledger.records.insert(r.key.clone(), r);
+            }
+            chain.push(path);
+        }
+        Ok(Some((stale, chain)))
     }
 
     fn check_entry(&self, ledger: &Ledger, entry: &Entry, path: &ObjPath) -> Result<(), StateError> {

@@ -56,6 +56,8 @@ struct State {
     lock: Option<LockInfo>,
     /// Changes on every write: what a read before the lock is compared with.
     generation: u64,
+    /// Full reads so far.
+    reads: usize,
     faults: Vec<(Op, Fault)>,
 }
 
@@ -116,6 +118,11 @@ impl MemoryStore {
         self.state().entries.len()
     }
 
+    /// How many times the whole ledger was read.
+    pub fn reads(&self) -> usize {
+        self.state().reads
+    }
+
     /// The snapshot's serial, if there is a snapshot.
     pub fn snapshot_serial(&self) -> Option<u64> {
         self.state().snapshot.as_ref().map(|(l, _)| l.serial)
@@ -130,7 +137,8 @@ impl MemoryStore {
     }
 
     /// Snapshot plus the chain of entries on top of it; older entries are merged as a blob's are.
-    fn read_state(&self, st: &State) -> Result<(Ledger, u64), StateError> {
+    fn read_state(&self, st: &mut State) -> Result<(Ledger, u64), StateError> {
+        st.reads += 1;
         let mut ledger = st.snapshot.as_ref().map_or_else(Ledger::empty, |(l, _)| l.clone());
         let base = ledger.serial;
         for (&n, e) in st.entries.range(..base) {
@@ -198,7 +206,7 @@ impl Backend for MemoryStore {
     }
 
     async fn read(&self) -> Result<Read, StateError> {
-        let (ledger, generation) = self.read_state(&self.state())?;
+        let (ledger, generation) = self.read_state(&mut self.state())?;
         Ok(Read::new(ledger, generation))
     }
 
@@ -259,10 +267,10 @@ impl MemorySession {
 #[async_trait::async_trait]
 impl Session for MemorySession {
     async fn read(&mut self, prior: Option<Read>) -> Result<Ledger, StateError> {
-        let st = self.store.state();
+        let mut st = self.store.state();
         let ledger = match prior {
             Some(Read { ledger, version }) if version.downcast_ref::<u64>() == Some(&st.generation) => ledger,
-            _ => self.store.read_state(&st)?.0,
+            _ => self.store.read_state(&mut st)?.0,
         };
         self.version = st.snapshot.as_ref().map(|(_, v)| *v);
         self.folded = st.entries.keys().copied().collect();

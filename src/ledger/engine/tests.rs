@@ -261,3 +261,56 @@ fn may_replace_takes_an_empty_ledger_or_one_the_source_extends() {
     let empty_but_written = Ledger { serial: 2, ..empty };
     assert!(may_replace(&empty_but_written, &source).expect_err("lineage").contains("another ledger"));
 }
+
+#[test]
+fn a_person_archives_each_record_once_in_one_write() {
+    let (_mem, store, rt) = created();
+    let mut w = lock(&rt, &store);
+    let (a, b) = (record("m", "A", Status::Done), record("m", "B", Status::Done));
+    rt.block_on(w.record_all(vec![a.clone(), b.clone()])).expect("record");
+    let (lineage, serial) = w.ledger_before();
+    assert_eq!((lineage, serial), (w.ledger().lineage, 2));
+    assert!(lineage.is_some());
+    rt.block_on(w.commit()).expect("commit");
+    let keys = [a.key.as_str().to_owned(), a.key.as_str()[..8].to_owned()];
+    let out = rt.block_on(store.archive(Duration::ZERO, &keys, "ann@h", "old")).expect("archive");
+    assert_eq!(out.iter().map(|(r, changed)| (&r.key, *changed)).collect::<Vec<_>>(), [(&a.key, true)], "once");
+    let again = rt.block_on(store.archive(Duration::ZERO, &keys[..1], "bob@h", "again")).expect("archive");
+    assert_eq!(again.iter().map(|(_, changed)| *changed).collect::<Vec<_>>(), [false]);
+    let l = rt.block_on(store.load()).expect("load");
+    assert_eq!(l.records[&a.key].archived.as_ref().map(|x| x.by.as_str()), Some("ann@h"));
+    assert!(l.records[&b.key].archived.is_none());
+}
+
+#[test]
+fn one_ledger_is_one_ledger_however_it_is_reached() {
+    let mem = MemoryStore::new();
+    let store = Store::from(mem.clone());
+    assert!(store.same_ledger(&Store::from(mem)) && store.same_ledger(&store.clone()));
+    assert!(!store.same_ledger(&Store::from(MemoryStore::new())));
+    assert_eq!(store.real_path(), None);
+    let dir = tempfile::tempdir().expect("tmp");
+    let local = Store::from(crate::ledger::LocalStore::new(dir.path().join("state.json")));
+    let real = std::fs::canonicalize(dir.path()).expect("canonical").join("state.json");
+    assert_eq!(local.real_path(), Some(real.as_path()));
+    assert!(!local.same_ledger(&store));
+    let mut l = Ledger::empty();
+    l.tenant = Some("tenant-a".into());
+    assert!(matches!(store.check_tenant(&l, Some("tenant-b")), Err(StateError::WrongTenant { .. })));
+    assert!(store.check_tenant(&l, Some("TENANT-A")).is_ok() && store.check_tenant(&l, None).is_ok());
+}
+
+// A storage key or SAS token that is set but blank is not a credential: the Entra one is used.
+#[test]
+fn a_blank_storage_credential_falls_back_to_entra() {
+    let url = crate::ledger::BlobUrl::parse("http://127.0.0.1:10000/devstoreaccount1/ledgers/state.json", {
+        crate::cloud::Cloud::Global
+    })
+    .expect("url");
+    let at = Location::Blob(Box::new(url));
+    let entra = || anyhow::bail!("entra asked");
+    let env = |blank: &'static str| move |k: &str| (k == crate::env::AZURE_STORAGE_KEY).then(|| blank.to_owned());
+    let err = Store::open(&at, &env(" "), Duration::from_secs(1), entra).expect_err("blank key");
+    assert!(err.to_string().contains("entra asked"), "{err}");
+    assert!(Store::open(&at, &env("a2V5"), Duration::from_secs(1), entra).is_ok(), "a key: no Entra");
+}

@@ -47,7 +47,8 @@ struct Options {
 
 /// Refreshes the ledger of `conn`.
 async fn refresh(settings: &Settings, conn: &Connection, opts: Options) -> anyhow::Result<RefreshReport> {
-    conn.store.load_existing().await?;
+    // Read once, before anything is contacted: the lock reuses it when nothing changed since.
+    conn.store.read_before_lock().await?;
     let tenant = conn.tenant().await?;
     conn.require(crate::graph::auth::Need::Read, "refresh").await?;
     let opts = RefreshOptions {

@@ -25,7 +25,7 @@ pub(crate) fn open(
 ) -> Result<Opened, Error> {
     let settings = super::project::settings_only(overrides, env)?;
     let store = if simulate {
-        Store::Local(crate::ledger::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?)
+        Store::from(crate::ledger::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?)
     } else {
         super::connect::open_store(&settings, env)?
     };
@@ -63,7 +63,7 @@ impl Opened {
     /// Where `state push DEST` copies to: a Blob URL or a path.
     pub(crate) fn destination(&self, dest: &str) -> anyhow::Result<Location> {
         match Location::parse(dest, self.settings.graph.cloud) {
-            Ok(Some(url)) => Ok(Location::Blob(url)),
+            Ok(Some(url)) => Ok(Location::Blob(Box::new(url))),
             Ok(None) => Ok(Location::Local(dest.into())),
             Err(e) => Err(anyhow::anyhow!("state push: {e}")),
         }
@@ -123,20 +123,20 @@ impl Opened {
 
 /// No ledger to read at `path`: what creates it. A newcomer who has only tried `--simulate` has a
 /// simulated ledger and no real one; `reconcile init` alone would send them the wrong way.
-fn missing(settings: &Settings, simulate: bool, path: &std::path::Path, verb: &str) -> anyhow::Error {
+fn missing(settings: &Settings, simulate: bool, path: &Location, verb: &str) -> anyhow::Error {
     if simulate {
         return anyhow::anyhow!(
             "there is no simulated ledger at `{}`\nhint: a `--simulate` run creates it: `reconcile apply --simulate`",
-            path.display()
+            path
         );
     }
     let simulated = settings.simulated_state();
     if simulated.is_file() {
         return anyhow::anyhow!(
             "there is no ledger at `{}`, only the simulated one `{}`\nhint: `reconcile state --simulate {verb}` reads what `--simulate` runs recorded; for a real tenant, run `reconcile init` once to create the ledger (or fix --state, -C or RECONCILE_STATE if it should exist)",
-            path.display(),
+            path,
             simulated.display()
         );
     }
-    StateError::Missing { path: path.to_path_buf() }.into()
+    StateError::Missing { path: path.clone() }.into()
 }

@@ -14,6 +14,8 @@ pub(crate) struct Opened {
     store: Store,
     simulate: bool,
     lock_timeout: Duration,
+    /// When a person's decision is recorded.
+    clock: crate::clock::SharedClock,
 }
 
 /// Reads the config and opens its ledger (nothing is read from it yet).
@@ -29,7 +31,7 @@ pub(crate) fn open(
     } else {
         super::connect::open_store(&settings, env)?
     };
-    Ok(Opened { settings, store, simulate, lock_timeout })
+    Ok(Opened { settings, store, simulate, lock_timeout, clock: crate::clock::system() })
 }
 
 impl Opened {
@@ -46,7 +48,7 @@ impl Opened {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Record> {
         let person = crate::ci::provenance::person(env);
-        Ok(block_on(self.store.decide_by_person(self.lock_timeout, key, decision, &person, reason))??)
+        Ok(block_on(self.store.decide_by_person(self.lock_timeout, key, decision, &person, reason, self.clock.now()))??)
     }
 
     /// Archives the actions of `keys`; each with whether this call archived it.
@@ -57,7 +59,7 @@ impl Opened {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Vec<(Record, bool)>> {
         let person = crate::ci::provenance::person(env);
-        Ok(block_on(self.store.archive(self.lock_timeout, keys, &person, reason))??)
+        Ok(block_on(self.store.archive(self.lock_timeout, keys, &person, reason, self.clock.now()))??)
     }
 
     /// Where `state push DEST` copies to: a Blob URL or a path.

@@ -173,7 +173,7 @@ impl Store {
         Ok(w)
     }
 
-    /// Records a person's decision about one action (`state resolve`, `state retry`).
+    /// Records a person's decision about one action (`state resolve`, `state retry`), made `at`.
     pub async fn decide_by_person(
         &self,
         timeout: Duration,
@@ -181,12 +181,13 @@ impl Store {
         decision: PersonDecision,
         by: &str,
         reason: &str,
+        at: jiff::Timestamp,
     ) -> Result<Record, StateError> {
         let command =
             if decision == PersonDecision::Retry { "reconcile state retry" } else { "reconcile state resolve" };
         self.edit(timeout, command, |ledger| {
             let mut record = ledger.find(key).cloned()?;
-            record.decide_by_person(decision, by, reason, jiff::Timestamp::now())?;
+            record.decide_by_person(decision, by, reason, at)?;
             Ok((vec![record.clone()], record))
         })
         .await
@@ -201,8 +202,8 @@ impl Store {
         keys: &[String],
         by: &str,
         reason: &str,
+        now: jiff::Timestamp,
     ) -> Result<Vec<(Record, bool)>, StateError> {
-        let now = jiff::Timestamp::now();
         self.edit(timeout, "reconcile state archive", |ledger| {
             let mut out: Vec<(Record, bool)> = Vec::new();
             for key in keys {

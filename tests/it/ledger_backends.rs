@@ -228,6 +228,7 @@ fn a_person_decides_about_one_action(s: &Store) {
             intune_reconcile::ledger::PersonDecision::ResolveNotExecuted,
             "ann@h",
             "phone was off",
+            jiff::Timestamp::now(),
         ))
         .expect("resolve");
     assert_eq!(decided.status, Status::NotExecuted);
@@ -239,7 +240,8 @@ fn a_person_decides_about_one_action(s: &Store) {
             r.key.as_str(),
             intune_reconcile::ledger::PersonDecision::Retry,
             "ann@h",
-            "x"
+            "x",
+            jiff::Timestamp::now(),
         ))
         .is_err()
     );

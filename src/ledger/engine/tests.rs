@@ -273,9 +273,12 @@ fn a_person_archives_each_record_once_in_one_write() {
     assert!(lineage.is_some());
     rt.block_on(w.commit()).expect("commit");
     let keys = [a.key.as_str().to_owned(), a.key.as_str()[..8].to_owned()];
-    let out = rt.block_on(store.archive(Duration::ZERO, &keys, "ann@h", "old")).expect("archive");
+    let out =
+        rt.block_on(store.archive(Duration::ZERO, &keys, "ann@h", "old", jiff::Timestamp::now())).expect("archive");
     assert_eq!(out.iter().map(|(r, changed)| (&r.key, *changed)).collect::<Vec<_>>(), [(&a.key, true)], "once");
-    let again = rt.block_on(store.archive(Duration::ZERO, &keys[..1], "bob@h", "again")).expect("archive");
+    let again = rt
+        .block_on(store.archive(Duration::ZERO, &keys[..1], "bob@h", "again", jiff::Timestamp::now()))
+        .expect("archive");
     assert_eq!(again.iter().map(|(_, changed)| *changed).collect::<Vec<_>>(), [false]);
     let l = rt.block_on(store.load()).expect("load");
     assert_eq!(l.records[&a.key].archived.as_ref().map(|x| x.by.as_str()), Some("ann@h"));

@@ -334,7 +334,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
     let mut state_root = None;
     let state = match (&operator, raw.state) {
         (Some((s, from)), _) => match crate::ledger::Location::parse(&s.to_string_lossy(), pinned) {
-            Ok(Some(url)) => crate::ledger::Location::Blob(url),
+            Ok(Some(url)) => crate::ledger::Location::Blob(Box::new(url)),
             Ok(None) => crate::ledger::Location::Local(s.clone()),
             Err(e) => {
                 diags.push(Diagnostic::plain_error(format!("{from}: {e}")));
@@ -344,7 +344,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
         (None, named) => {
             let text = named.as_ref().map_or(DEFAULT_STATE, |s| s.value.as_str());
             match crate::ledger::Location::parse(text, pinned) {
-                Ok(Some(url)) => crate::ledger::Location::Blob(url),
+                Ok(Some(url)) => crate::ledger::Location::Blob(Box::new(url)),
                 Ok(None) => {
                     let path = join(&base, Path::new(text));
                     let at = named.as_ref().and_then(|s| pos_of(s, 0));
@@ -378,7 +378,7 @@ pub(crate) fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>, 
     };
     let sim_state = simulated_path(match &state {
         crate::ledger::Location::Local(p) => p.clone(),
-        crate::ledger::Location::Blob(_) => join(&base, Path::new(DEFAULT_STATE)),
+        crate::ledger::Location::Blob(_) | crate::ledger::Location::Memory(_) => join(&base, Path::new(DEFAULT_STATE)),
     });
     let nonempty = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let mut settings = Settings {

@@ -200,7 +200,8 @@ pub(crate) async fn apply(
     cancel: watch::Receiver<bool>,
 ) -> Result<ApplyReport, Error> {
     let provenance = crate::ci::provenance::run_provenance(env, std::path::Path::new("."));
-    conn.store.load_existing().await.map_err(ApplyError::from)?;
+    // Read once, before anything is contacted: the lock reuses it when nothing changed since.
+    conn.store.read_before_lock().await.map_err(ApplyError::from)?;
     let tenant = conn.tenant().await?;
     // Looking devices up is a read: a token with only the privileged permission would be
     // refused by Graph halfway through the run.

@@ -101,7 +101,7 @@ pub(crate) fn connect(
             timeout: g.timeout,
             expected_tenant: Some(SIM_TENANT.into()),
             cloud: g.cloud,
-            store: crate::ledger::Store::Local(store),
+            store: crate::ledger::Store::from(store),
             simulated: true,
             sim: Some((sim, saved_path)),
         });
@@ -162,10 +162,9 @@ pub(crate) fn open_store_at(
     })?;
     // A ledger the repository names stays inside it: checked again where the store resolved it
     // (through a symlinked ledger or folder), since that is where it will be written.
-    if let (Some(root), crate::ledger::Store::Local(local)) = (&settings.state_root, &store)
+    if let (Some(root), Some(real)) = (&settings.state_root, store.real_path())
         && *location == settings.state
     {
-        let real = local.path();
         let refuse = |why: String| {
             anyhow::anyhow!(
                 "the ledger `{}` that reconcile.yaml names resolves to `{}`: {why}\nhint: the ledger the repository names must be inside it (and not in a hidden folder other than .reconcile); the operator may pass --state or set RECONCILE_STATE",

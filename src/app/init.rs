@@ -35,7 +35,7 @@ pub(crate) fn init(
     let settings = super::project::settings_only(overrides, env)?;
     let (store, tenant) = if request.simulate {
         (
-            Store::Local(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
+            Store::from(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
             connect::SIM_TENANT.to_owned(),
         )
     } else {

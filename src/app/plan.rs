@@ -76,15 +76,12 @@ pub(crate) fn prepare(
     };
     let store = match (conn, request.simulate) {
         (Some(c), _) => c.store.clone(),
-        (None, true) => Store::Local(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
+        (None, true) => Store::from(LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?),
         (None, false) => super::connect::open_store(&settings, env)?,
     };
     let exists = runtime.block_on(store.exists()).map_err(anyhow::Error::from)?;
     if !exists && conn.is_some() {
-        return Err(anyhow::Error::from(crate::ledger::StateError::Missing {
-            path: store.location().to_string().into(),
-        })
-        .into());
+        return Err(anyhow::Error::from(crate::ledger::StateError::Missing { path: store.location() }).into());
     }
     let tenant = match conn {
         Some(c) => Some(runtime.block_on(c.tenant())?),

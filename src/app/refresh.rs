@@ -1,5 +1,18 @@
-//! `refresh`: the ledger must exist and belong to the token's tenant; then every `accepted` and
-//! `unknown` action is settled from Intune.
+//! `refresh`: ask Intune what became of `accepted` and `unknown` actions.
+//!
+//! # Expected flow
+//! 1. The ledger must exist and belong to the token's tenant; the token must read devices.
+//! 2. Take the ledger lock; gather every device with an `accepted` or `unknown` action, by kind
+//!    of action (and all the ledger's other records of that kind on those devices, for the results
+//!    they already claimed).
+//! 3. When some action is `unknown`, read the beta audit log `remoteActionAudits` once (filtered
+//!    by Graph on `requestDateTime`, every page), where the token may read it.
+//! 4. Read each device's `deviceActionResults` (paced under the read budget); its answer's `Date`
+//!    is Intune's clock now.
+//! 5. [`decide`] each action; record every decision with its evidence on the attempt it is about.
+//!
+//! The guarantees (Intune's clock only, one result per action, evidence before a re-send) are
+//! those of the pure rules in [`crate::core::refresh`].
 
 use std::time::Duration;
 
@@ -7,7 +20,14 @@ use super::Error;
 use super::Session;
 use super::connect::Connection;
 use crate::clock::SharedClock;
-use crate::core::refresh::{self, RefreshOptions, RefreshReport};
+use std::sync::Arc;
+
+use crate::core::refresh::{
+    AuditView, Evidence, RefreshReport, audits_of, audits_since, decide, pending_by_device, pending_count,
+    record_verdicts,
+};
+use crate::graph::{Audits, Graph, ReadError};
+use crate::ledger::{Record, StateError, Store};
 use crate::settings::{Overrides, Settings};
 
 /// What was asked for.
@@ -34,27 +54,98 @@ pub(crate) fn run(
     let settings = super::project::settings_only(overrides, env)?;
     let clock = session.clock.clone();
     let (runtime, conn) = session.connect(&settings, request.simulate, env)?;
-    let opts = Options { lock_timeout: request.lock_timeout, clock };
-    let report = runtime.block_on(refresh(&settings, conn, opts))?;
+    let report = runtime.block_on(refresh(&settings, conn, request.lock_timeout, clock))?;
     Ok(Refreshed { report, simulated: conn.simulated })
 }
 
-/// How long to wait for the ledger lock, and the session's clock.
-struct Options {
+/// Refreshes the ledger of `conn`, waiting up to `lock_timeout` for its lock.
+async fn refresh(
+    settings: &Settings,
+    conn: &Connection,
     lock_timeout: Duration,
+    clock: SharedClock,
+) -> anyhow::Result<RefreshReport> {
+    // Read once, before anything is contacted: the lock reuses it when nothing changed since.
+    conn.store.read_before_lock().await?;
+    let tenant = conn.tenant().await?;
+    conn.require(crate::graph::auth::Need::Read, "refresh").await?;
+    let opts =
+        RefreshOptions { lock_timeout, unknown_grace: settings.graph.unknown_grace, tenant: Some(tenant), clock };
+    Ok(settle(&conn.store, conn.graph.clone(), &opts).await?)
+}
+
+/// What settling the ledger needs.
+#[derive(Debug, Clone)]
+struct RefreshOptions {
+    lock_timeout: Duration,
+    /// `graph.unknownGrace`; `None` (`never`): only a person makes an unknown action sendable.
+    unknown_grace: Option<Duration>,
+    tenant: Option<String>,
+    /// Where the time of every resolution recorded comes from.
     clock: SharedClock,
 }
 
-/// Refreshes the ledger of `conn`.
-async fn refresh(settings: &Settings, conn: &Connection, opts: Options) -> anyhow::Result<RefreshReport> {
-    conn.store.load_existing().await?;
-    let tenant = conn.tenant().await?;
-    conn.require(crate::graph::auth::Need::Read, "refresh").await?;
-    let opts = RefreshOptions {
-        lock_timeout: opts.lock_timeout,
-        unknown_grace: settings.graph.unknown_grace,
-        tenant: Some(tenant),
-        clock: opts.clock,
+/// Why refresh stopped.
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot read device results from Graph")]
+    Graph(#[from] ReadError),
+}
+
+/// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
+async fn settle(store: &Store, graph: Arc<Graph>, opts: &RefreshOptions) -> Result<RefreshReport, RefreshError> {
+    let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
+    let by_device = pending_by_device(writer.ledger());
+    let checked = by_device.values().map(|list| pending_count(list)).sum();
+    let mut report = RefreshReport { checked, ..RefreshReport::default() };
+
+    // The audit log, once, from the earliest unknown intent.
+    let audits = match audits_since(&by_device) {
+        None => Ok(Audits::Read(Vec::new())),
+        Some(t) => graph.action_audits(t).await.map_err(|e| e.to_string()),
     };
-    Ok(refresh::refresh(&conn.store, conn.graph.clone(), &opts).await?)
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for ((kind, collection, id), records) in by_device {
+        let graph = graph.clone();
+        tasks.spawn(async move {
+            let results = graph.device_action_results(collection, &id).await;
+            (kind.spec(), id, records, results)
+        });
+    }
+    let mut failure = None;
+    let mut updates = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((kind, id, records, results)) = joined else { continue };
+        let read = match results {
+            Ok(r) => r,
+            Err(e) => {
+                failure.get_or_insert(e);
+                continue;
+            }
+        };
+        let device_audits = audits_of(&audits, kind, &id);
+        let view = match &audits {
+            Ok(Audits::Read(_)) => AuditView::Read(&device_audits),
+            Ok(Audits::Unreadable(why)) => AuditView::NotPermitted(why),
+            Err(why) => AuditView::Unavailable(why),
+        };
+        let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
+        let refs: Vec<&Record> = records.iter().collect();
+        let verdicts = decide(kind, &refs, &ev, opts.unknown_grace);
+        let now = opts.clock.now();
+        record_verdicts(records.into_iter().zip(verdicts), read.server_date, now, &mut report, &mut updates);
+    }
+    updates.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));
+    report.unresolved.sort_by(|a, b| (&a.0.manifest, &a.0.key).cmp(&(&b.0.manifest, &b.0.key)));
+    writer.record_all(updates.iter().map(|c| c.record.clone()).collect()).await?;
+    // A status that did not change but gained a claim is recorded, not reported as a change.
+    report.changes = updates.into_iter().filter(|c| c.from != c.record.status).collect();
+    writer.commit().await?;
+    match failure {
+        Some(e) => Err(RefreshError::Graph(e)),
+        None => Ok(report),
+    }
 }

@@ -14,6 +14,8 @@ pub(crate) struct Opened {
     store: Store,
     simulate: bool,
     lock_timeout: Duration,
+    /// When a person's decision is recorded.
+    clock: crate::clock::SharedClock,
 }
 
 /// Reads the config and opens its ledger (nothing is read from it yet).
@@ -25,11 +27,11 @@ pub(crate) fn open(
 ) -> Result<Opened, Error> {
     let settings = super::project::settings_only(overrides, env)?;
     let store = if simulate {
-        Store::Local(crate::ledger::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?)
+        Store::from(crate::ledger::LocalStore::open(settings.simulated_state()).map_err(anyhow::Error::from)?)
     } else {
         super::connect::open_store(&settings, env)?
     };
-    Ok(Opened { settings, store, simulate, lock_timeout })
+    Ok(Opened { settings, store, simulate, lock_timeout, clock: crate::clock::system() })
 }
 
 impl Opened {
@@ -46,7 +48,7 @@ impl Opened {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Record> {
         let person = crate::ci::provenance::person(env);
-        Ok(block_on(self.store.decide_by_person(self.lock_timeout, key, decision, &person, reason))??)
+        Ok(block_on(self.store.decide_by_person(self.lock_timeout, key, decision, &person, reason, self.clock.now()))??)
     }
 
     /// Archives the actions of `keys`; each with whether this call archived it.
@@ -57,13 +59,13 @@ impl Opened {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Vec<(Record, bool)>> {
         let person = crate::ci::provenance::person(env);
-        Ok(block_on(self.store.archive(self.lock_timeout, keys, &person, reason))??)
+        Ok(block_on(self.store.archive(self.lock_timeout, keys, &person, reason, self.clock.now()))??)
     }
 
     /// Where `state push DEST` copies to: a Blob URL or a path.
     pub(crate) fn destination(&self, dest: &str) -> anyhow::Result<Location> {
         match Location::parse(dest, self.settings.graph.cloud) {
-            Ok(Some(url)) => Ok(Location::Blob(url)),
+            Ok(Some(url)) => Ok(Location::Blob(Box::new(url))),
             Ok(None) => Ok(Location::Local(dest.into())),
             Err(e) => Err(anyhow::anyhow!("state push: {e}")),
         }
@@ -123,20 +125,20 @@ impl Opened {
 
 /// No ledger to read at `path`: what creates it. A newcomer who has only tried `--simulate` has a
 /// simulated ledger and no real one; `reconcile init` alone would send them the wrong way.
-fn missing(settings: &Settings, simulate: bool, path: &std::path::Path, verb: &str) -> anyhow::Error {
+fn missing(settings: &Settings, simulate: bool, path: &Location, verb: &str) -> anyhow::Error {
     if simulate {
         return anyhow::anyhow!(
             "there is no simulated ledger at `{}`\nhint: a `--simulate` run creates it: `reconcile apply --simulate`",
-            path.display()
+            path
         );
     }
     let simulated = settings.simulated_state();
     if simulated.is_file() {
         return anyhow::anyhow!(
             "there is no ledger at `{}`, only the simulated one `{}`\nhint: `reconcile state --simulate {verb}` reads what `--simulate` runs recorded; for a real tenant, run `reconcile init` once to create the ledger (or fix --state, -C or RECONCILE_STATE if it should exist)",
-            path.display(),
+            path,
             simulated.display()
         );
     }
-    StateError::Missing { path: path.to_path_buf() }.into()
+    StateError::Missing { path: path.clone() }.into()
 }

@@ -1,14 +1,5 @@
-//! `refresh`: ask Intune what became of `accepted` and `unknown` actions.
-//!
-//! # Expected flow
-//! 1. Take the ledger lock; gather every device with an `accepted` or `unknown` action, by kind
-//!    of action (and all the ledger's other records of that kind on those devices, for the results
-//!    they already claimed).
-//! 2. When some action is `unknown`, read the beta audit log `remoteActionAudits` once (filtered
-//!    by Graph on `requestDateTime`, every page), where the token may read it.
-//! 3. Read each device's `deviceActionResults` (paced under the read budget); its answer's `Date`
-//!    is Intune's clock now.
-//! 4. [`decide`] each action; record every decision with its evidence on the attempt it is about.
+//! What Intune's evidence says became of `accepted` and `unknown` actions: the pure half of
+//! `refresh` (the operation that reads Graph and records the verdicts is `app::refresh`).
 //!
 //! # Guarantees
 //! - Everything is compared on Intune's clock: an attempt's [`server_sent_at`] (a lower bound of
@@ -28,7 +19,6 @@
 //! [`server_sent_at`]: crate::ledger::Attempt::server_sent_at
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -36,28 +26,8 @@ use jiff::{SignedDuration, Timestamp};
 use crate::core::action::{ActionKind, Collection};
 use crate::core::kinds::DeviceAction;
 use crate::graph::clock::TOLERANCE;
-use crate::graph::{ActionResult, Audits, Graph, ReadError, RemoteActionAudit};
-use crate::ledger::{Ledger, Record, Resolution, StateError, Status, Store};
-
-/// What the command line decided.
-#[derive(Debug, Clone)]
-pub(crate) struct RefreshOptions {
-    pub lock_timeout: Duration,
-    /// `graph.unknownGrace`; `None` (`never`): only a person makes an unknown action sendable.
-    pub unknown_grace: Option<Duration>,
-    pub tenant: Option<String>,
-    /// Where the time of every resolution recorded comes from.
-    pub clock: crate::clock::SharedClock,
-}
-
-/// Why refresh stopped.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RefreshError {
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("cannot read device results from Graph")]
-    Graph(#[from] ReadError),
-}
+use crate::graph::{ActionResult, Audits, RemoteActionAudit};
+use crate::ledger::{Ledger, Record, Resolution, Status};
 
 /// One action's change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,7 +369,7 @@ fn trace_after_intent(kind: &DeviceAction, from: Timestamp, seen: &Seen<'_>) -> 
 
 /// Records each verdict on its record: a change (with its evidence, on the record's last
 /// attempt) goes to `updates`, a wait is counted (an unknown one with why it waits).
-fn record_verdicts(
+pub(crate) fn record_verdicts(
     verdicts: impl Iterator<Item = (Record, Option<Verdict>)>,
     server_date: Option<Timestamp>,
     now: Timestamp,
@@ -441,7 +411,7 @@ fn record_verdicts(
 
 /// The records of every device with an `accepted` or `unknown` action, by kind, collection and
 /// device id: all of the ledger's records of that device and kind, whatever their status.
-fn pending_by_device(ledger: &Ledger) -> BTreeMap<(ActionKind, Collection, String), Vec<Record>> {
+pub(crate) fn pending_by_device(ledger: &Ledger) -> BTreeMap<(ActionKind, Collection, String), Vec<Record>> {
     let mut by_device: BTreeMap<(ActionKind, Collection, String), Vec<Record>> = BTreeMap::new();
     let device_of = |r: &Record| r.managed_device_id.as_ref().map(|id| (r.kind, r.collection, id.to_ascii_lowercase()));
     for r in ledger.records.values().filter(|r| is_pending(r)) {
@@ -458,7 +428,7 @@ fn pending_by_device(ledger: &Ledger) -> BTreeMap<(ActionKind, Collection, Strin
 }
 
 /// The audit log's entries of the `kind` on device `id` (none when it was not read).
-fn audits_of(audits: &Result<Audits, String>, kind: &DeviceAction, id: &str) -> Vec<RemoteActionAudit> {
+pub(crate) fn audits_of(audits: &Result<Audits, String>, kind: &DeviceAction, id: &str) -> Vec<RemoteActionAudit> {
     match audits {
         Ok(Audits::Read(all)) => all
             .iter()
@@ -470,70 +440,21 @@ fn audits_of(audits: &Result<Audits, String>, kind: &DeviceAction, id: &str) -> 
     }
 }
 
-/// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
-pub(crate) async fn refresh(
-    store: &Store,
-    graph: Arc<Graph>,
-    opts: &RefreshOptions,
-) -> Result<RefreshReport, RefreshError> {
-    let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
-    let by_device = pending_by_device(writer.ledger());
-    let pending = |list: &Vec<Record>| list.iter().filter(|r| is_pending(r)).count();
-    let mut report = RefreshReport { checked: by_device.values().map(pending).sum(), ..RefreshReport::default() };
-
-    // The audit log, once, from the earliest unknown intent.
-    let earliest = by_device
+/// Where the audit log must be read from: the earliest intent of an `unknown` action, less five
+/// minutes; `None` when no action is `unknown` (the audit log is then not needed).
+pub(crate) fn audits_since(by_device: &BTreeMap<(ActionKind, Collection, String), Vec<Record>>) -> Option<Timestamp> {
+    by_device
         .values()
         .flatten()
         .filter(|r| r.status == Status::Unknown)
         .filter_map(|r| r.attempts.last().map(|a| a.server_sent_at.unwrap_or(a.started_at - LEGACY_SKEW)))
-        .min();
-    let audits = match earliest {
-        None => Ok(Audits::Read(Vec::new())),
-        Some(t) => graph.action_audits(t - SignedDuration::from_mins(5)).await.map_err(|e| e.to_string()),
-    };
+        .min()
+        .map(|t| t - SignedDuration::from_mins(5))
+}
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for ((kind, collection, id), records) in by_device {
-        let graph = graph.clone();
-        tasks.spawn(async move {
-            let results = graph.device_action_results(collection, &id).await;
-            (kind.spec(), id, records, results)
-        });
-    }
-    let mut failure = None;
-    let mut updates = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((kind, id, records, results)) = joined else { continue };
-        let read = match results {
-            Ok(r) => r,
-            Err(e) => {
-                failure.get_or_insert(e);
-                continue;
-            }
-        };
-        let device_audits = audits_of(&audits, kind, &id);
-        let view = match &audits {
-            Ok(Audits::Read(_)) => AuditView::Read(&device_audits),
-            Ok(Audits::Unreadable(why)) => AuditView::NotPermitted(why),
-            Err(why) => AuditView::Unavailable(why),
-        };
-        let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
-        let refs: Vec<&Record> = records.iter().collect();
-        let verdicts = decide(kind, &refs, &ev, opts.unknown_grace);
-        let now = opts.clock.now();
-        record_verdicts(records.into_iter().zip(verdicts), read.server_date, now, &mut report, &mut updates);
-    }
-    updates.sort_by(|a, b| (&a.record.manifest, &a.record.key).cmp(&(&b.record.manifest, &b.record.key)));
-    report.unresolved.sort_by(|a, b| (&a.0.manifest, &a.0.key).cmp(&(&b.0.manifest, &b.0.key)));
-    writer.record_all(updates.iter().map(|c| c.record.clone()).collect()).await?;
-    // A status that did not change but gained a claim is recorded, not reported as a change.
-    report.changes = updates.into_iter().filter(|c| c.from != c.record.status).collect();
-    writer.commit().await?;
-    match failure {
-        Some(e) => Err(RefreshError::Graph(e)),
-        None => Ok(report),
-    }
+/// How many of `records` are still pending (`accepted` or `unknown`).
+pub(crate) fn pending_count(records: &[Record]) -> usize {
+    records.iter().filter(|r| is_pending(r)).count()
 }
 
 #[cfg(test)]

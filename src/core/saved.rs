@@ -554,8 +554,9 @@ impl Restored {
 /// premise holds, and otherwise blocked ([`BlockKind::PlanChanged`]) with the reason. `fresh`
 /// is planned from the same ledger, for the plan's own actions only. Resets this very plan sent
 /// in an earlier run (its id is on their attempts) are shown as done, not refused. The rest of
-/// `fresh` (actions outside the plan) is dropped: it is never sent.
-pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger) -> Plan<'a> {
+/// `fresh` (actions outside the plan) is dropped: it is never sent. `now` dates what the plan
+/// did not see.
+pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger, now: jiff::Timestamp) -> Plan<'a> {
     let saved = &restored.saved;
     let resets = SentIndex::new(ledger.records.values());
     let plan_id = saved.id.to_string();
@@ -580,68 +581,7 @@ pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger
             ));
             continue;
         };
-        let by_this_plan = |r: &Record| {
-            let adopted = r.adopted.as_ref().and_then(|a| a.provenance.as_ref());
-            r.attempts
-                .iter()
-                .filter_map(|a| a.provenance.as_ref())
-                .chain(adopted)
-                .any(|p| p.plan.as_deref() == Some(&plan_id))
-        };
-        let then = s.device.as_ref().map(|d| d.id.to_ascii_lowercase());
-        let now = e.device.map(|d| d.id.to_ascii_lowercase());
-        let moved = || {
-            format!(
-                "{} now resolves to device {} (it was {} when reviewed)",
-                s.selector,
-                now.as_deref().unwrap_or("none"),
-                then.as_deref().unwrap_or("none")
-            )
-        };
-        let why = match e.change {
-            // Adopting what the reviewer saw adopted; a reset the reviewer saw sent is refused
-            // once Intune shows the device reset outside the tool since, and the other way round.
-            Change::Adopt if s.change == Change::Adopt => (then != now).then(moved),
-            Change::Adopt => Some(format!(
-                "the device was {} since the plan was made",
-                e.out_of_band
-                    .as_ref()
-                    .map_or_else(|| "reset outside reconcile".to_owned(), |o| o.describe(jiff::Timestamp::now()))
-            )),
-            Change::Send if s.change == Change::Adopt => {
-                Some("Intune no longer shows the reset made outside reconcile that the plan adopts".into())
-            }
-            Change::Send => {
-                if then != now {
-                    Some(moved())
-                } else {
-                    let a = e.action.expect("a planned reset has an action");
-                    // Another action's reset of the device that the reviewer did not see; one
-                    // this very plan sent (a run cut short, applied again) was seen.
-                    let since = now.iter().flat_map(|id| resets.on_device(id)).find(|r| {
-                        r.key != a.key
-                            && !a.former_keys.contains(&r.key)
-                            && !s.prior_sends.contains(&r.key)
-                            && !by_this_plan(r)
-                    });
-                    since.map(|r| {
-                        format!(
-                            "the device was reset since the plan was made, by manifest `{}` ({} at {})",
-                            r.manifest,
-                            r.status,
-                            r.last_sent().map(crate::duration::at_second).unwrap_or_default()
-                        )
-                    })
-                }
-            }
-            Change::AlreadyDone | Change::Attention if e.record.is_some_and(by_this_plan) => None,
-            Change::AlreadyDone | Change::Attention => Some(format!(
-                "it was recorded since the plan was made (status {})",
-                e.record.map_or("unknown", |r| r.status.as_str())
-            )),
-            Change::Blocked | Change::SameDevice => Some(e.reason.to_string()),
-            Change::Orphaned => Some("the manifests no longer ask for it".into()),
-        };
+        let why = premise_broken(s, &e, &resets, &plan_id, now);
         match why {
             Some(why) => entries.push(refuse(Some(e), why)),
             None => entries.push(e),
@@ -654,6 +594,77 @@ pub(crate) fn judge<'a>(restored: &'a Restored, fresh: Plan<'a>, ledger: &Ledger
     plan.summary.violations = violations.len();
     plan.violations = violations;
     plan
+}
+
+/// Why the premise a reviewer saw for saved entry `s` no longer holds, given the fresh entry `e`:
+/// `None` when it still holds (or this very plan made the change, in a run cut short).
+fn premise_broken(
+    s: &SavedEntry,
+    e: &Entry<'_>,
+    resets: &SentIndex<'_>,
+    plan_id: &str,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    let by_this_plan = |r: &Record| {
+        let adopted = r.adopted.as_ref().and_then(|a| a.provenance.as_ref());
+        r.attempts
+            .iter()
+            .filter_map(|a| a.provenance.as_ref())
+            .chain(adopted)
+            .any(|p| p.plan.as_deref() == Some(plan_id))
+    };
+    let then = s.device.as_ref().map(|d| d.id.to_ascii_lowercase());
+    let at = e.device.map(|d| d.id.to_ascii_lowercase());
+    let moved = || {
+        format!(
+            "{} now resolves to device {} (it was {} when reviewed)",
+            s.selector,
+            at.as_deref().unwrap_or("none"),
+            then.as_deref().unwrap_or("none")
+        )
+    };
+    match e.change {
+        // Adopting what the reviewer saw adopted; a reset the reviewer saw sent is refused
+        // once Intune shows the device reset outside the tool since, and the other way round.
+        Change::Adopt if s.change == Change::Adopt => (then != at).then(moved),
+        Change::Adopt => Some(format!(
+            "the device was {} since the plan was made",
+            e.out_of_band.as_ref().map_or_else(|| "reset outside reconcile".to_owned(), |o| o.describe(now))
+        )),
+        Change::Send if s.change == Change::Adopt => {
+            Some("Intune no longer shows the reset made outside reconcile that the plan adopts".into())
+        }
+        Change::Send => {
+            if then != at {
+                Some(moved())
+            } else {
+                let a = e.action.expect("a planned reset has an action");
+                // Another action's reset of the device that the reviewer did not see; one
+                // this very plan sent (a run cut short, applied again) was seen.
+                let since = at.iter().flat_map(|id| resets.on_device(id)).find(|r| {
+                    r.key != a.key
+                        && !a.former_keys.contains(&r.key)
+                        && !s.prior_sends.contains(&r.key)
+                        && !by_this_plan(r)
+                });
+                since.map(|r| {
+                    format!(
+                        "the device was reset since the plan was made, by manifest `{}` ({} at {})",
+                        r.manifest,
+                        r.status,
+                        r.last_sent().map(crate::duration::at_second).unwrap_or_default()
+                    )
+                })
+            }
+        }
+        Change::AlreadyDone | Change::Attention if e.record.is_some_and(by_this_plan) => None,
+        Change::AlreadyDone | Change::Attention => Some(format!(
+            "it was recorded since the plan was made (status {})",
+            e.record.map_or("unknown", |r| r.status.as_str())
+        )),
+        Change::Blocked | Change::SameDevice => Some(e.reason.to_string()),
+        Change::Orphaned => Some("the manifests no longer ask for it".into()),
+    }
 }
 
 #[cfg(test)]

@@ -429,7 +429,7 @@ fn review<'a>(
     let plan = plan.with_manifests(opts.manifests.clone());
     let plan = opts.policy.review(plan, opts.static_violations.clone(), ledger, audits, Timestamp::now());
     match restored {
-        Some(r) => crate::core::saved::judge(r, plan, ledger),
+        Some(r) => crate::core::saved::judge(r, plan, ledger, Timestamp::now()),
         None => plan,
     }
 }

@@ -7,9 +7,12 @@ use crate::cloud::Cloud;
 
 /// A ledger's home.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Location {
+pub enum Location {
     Local(PathBuf),
-    Blob(BlobUrl),
+    Blob(Box<BlobUrl>),
+    /// A ledger in this process's memory, by name (tests of the engine; never a setting).
+    #[doc(hidden)]
+    Memory(String),
 }
 
 impl Location {
@@ -32,6 +35,7 @@ impl fmt::Display for Location {
         match self {
             Location::Local(p) => write!(f, "{}", p.display()),
             Location::Blob(b) => b.fmt(f),
+            Location::Memory(name) => write!(f, "memory:{name}"),
         }
     }
 }
@@ -156,6 +160,11 @@ impl BlobUrl {
             ));
         }
         Ok(BlobUrl { endpoint, account, container: container.clone(), path: path.join("/"), loopback })
+    }
+
+    /// The object `path` in the same container (a journal entry, the lock), for messages.
+    pub(crate) fn sibling(&self, path: &str) -> BlobUrl {
+        BlobUrl { path: path.to_owned(), ..self.clone() }
     }
 
     /// Whether requests go to a loopback emulator (plain http allowed, path-style URLs).

@@ -1,16 +1,21 @@
 //! The ledger: what has been requested of Intune, what it answered, and when.
 //!
-//! [`Ledger`] is the in-memory model the planner diffs against. [`local`] stores it on disk as a
-//! checksummed snapshot plus an append-only journal, so that recording one outcome among 100,000
-//! appends one line instead of rewriting the file; [`blob`] keeps the same snapshot in Azure Blob
-//! Storage with one object per journal entry. [`store`] is the seam between the algorithm and the
-//! two homes.
+//! [`Ledger`] is the in-memory model the planner diffs against. [`engine`] holds the one
+//! algorithm that reads and writes it (lock, bind the tenant, append durably, compact, import)
+//! over a narrow [`backend::Backend`]: [`backend::local`] stores it on disk as a checksummed
+//! snapshot plus an append-only journal, so that recording one outcome among 100,000 appends one
+//! line instead of rewriting the file; [`backend::blob`] keeps the same snapshot in Azure Blob
+//! Storage with one object per journal entry; [`backend::memory`] keeps it in memory for tests.
+//! [`snapshot`] is the snapshot document every home stores, [`merge`] the rules between two
+//! copies of a record, [`error`] what can go wrong.
 
-pub mod blob;
-pub(crate) mod local;
+pub mod backend;
+pub(crate) mod engine;
+pub(crate) mod error;
 pub(crate) mod location;
 mod lock;
-pub(crate) mod store;
+pub(crate) mod merge;
+pub(crate) mod snapshot;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,12 +26,13 @@ use uuid::Uuid;
 
 use crate::core::action::{Action, ActionKey, ActionKind, Collection, Selector};
 
-pub use local::{LedgerWriter, LocalStore, StateError};
-pub use location::BlobUrl;
-pub(crate) use location::Location;
+pub use backend::local::LocalStore;
+pub use backend::{blob, memory};
+pub(crate) use engine::block_on;
+pub use engine::{Store, Writer};
+pub use error::StateError;
+pub use location::{BlobUrl, Location};
 pub use lock::LockInfo;
-pub(crate) use store::block_on;
-pub use store::{Store, Writer};
 
 /// The on-disk format version this build reads and writes.
 pub(crate) const LEDGER_VERSION: u32 = 1;

@@ -1,6 +1,6 @@
-//! One ledger suite, run against both homes: a local file and a blob on Azurite. Every promise of
-//! docs/contract.md, Ledger (created on purpose, tenant binding, one writer, durable records, crash leftovers,
-//! copies between homes) holds the same way for both.
+//! One ledger suite, run against every home: a local file, a blob on Azurite, and memory. Every
+//! promise of docs/contract.md, Ledger (created on purpose, tenant binding, one writer, durable
+//! records, crash leftovers, copies between homes) holds the same way for each.
 
 use std::time::Duration;
 
@@ -9,24 +9,26 @@ use crate::common::proxy::{Fault, Proxy};
 use crate::common::{lock_id, wait_until};
 use intune_reconcile::core::action::{Action, ActionKey, ActionKind, Collection, Selector, SelectorKind};
 use intune_reconcile::ledger::blob::{BlobStore, StorageAuth};
-use intune_reconcile::ledger::{Attempt, BlobUrl, Ledger, LocalStore, Record, StateError, Status, Store};
+use intune_reconcile::ledger::memory::MemoryStore;
+use intune_reconcile::ledger::{Attempt, BlobUrl, Ledger, LocalStore, Location, Record, StateError, Status, Store};
 
 /// A home for a ledger, and whatever keeps it alive (held only to be dropped at the end).
 #[allow(dead_code)]
 enum Home {
     Local(tempfile::TempDir),
     Blob(Container),
+    Memory,
 }
 
 fn local() -> (Home, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::Local(LocalStore::new(dir.path().join("state.json")));
+    let store = Store::from(LocalStore::new(dir.path().join("state.json")));
     (Home::Local(dir), store)
 }
 
 fn blob_at(az: &Container, path: &str) -> Store {
     let url = BlobUrl::parse(&az.url(path), intune_reconcile::settings::Cloud::Global).expect("url");
-    Store::Blob(
+    Store::from(
         BlobStore::open(url, StorageAuth::Key(azurite::KEY.to_owned().into()), Duration::from_secs(5)).expect("open"),
     )
 }
@@ -35,6 +37,10 @@ fn blob() -> (Home, Store) {
     let az = Azurite::shared().container();
     let store = blob_at(&az, "team/state.json");
     (Home::Blob(az), store)
+}
+
+fn memory() -> (Home, Store) {
+    (Home::Memory, Store::from(MemoryStore::new()))
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -69,6 +75,7 @@ macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod on_local { $( #[test] fn $name() { let (_h, s) = super::local(); super::$name(&s); } )* }
         mod on_blob { $( #[test] fn $name() { let (_h, s) = super::blob(); super::$name(&s); } )* }
+        mod on_memory { $( #[test] fn $name() { let (_h, s) = super::memory(); super::$name(&s); } )* }
     };
 }
 
@@ -145,7 +152,7 @@ fn every_record_is_durable_before_commit_and_survives_a_crash(s: &Store) {
     drop(w);
     let l = rt.block_on(s.load()).expect("load after crash");
     assert_eq!(l.records.get(&a.key), Some(&done));
-    if let Store::Blob(_) = s {
+    if let Location::Blob(_) = s.location() {
         // The dead holder's lock is still there until it expires or a person releases it.
         let err = rt.block_on(s.lock(Duration::ZERO, "t", Some("tenant-a"))).expect_err("still locked");
         let id = lock_id(&err.to_string());
@@ -221,6 +228,7 @@ fn a_person_decides_about_one_action(s: &Store) {
             intune_reconcile::ledger::PersonDecision::ResolveNotExecuted,
             "ann@h",
             "phone was off",
+            jiff::Timestamp::now(),
         ))
         .expect("resolve");
     assert_eq!(decided.status, Status::NotExecuted);
@@ -232,7 +240,8 @@ fn a_person_decides_about_one_action(s: &Store) {
             r.key.as_str(),
             intune_reconcile::ledger::PersonDecision::Retry,
             "ann@h",
-            "x"
+            "x",
+            jiff::Timestamp::now(),
         ))
         .is_err()
     );
@@ -289,7 +298,7 @@ fn blob_via_proxy(lease: Option<(Duration, Duration)>) -> (Container, Proxy, Sto
     if let Some((renew, safe)) = lease {
         store = store.with_lease_for_tests(renew, safe);
     }
-    (az, proxy, Store::Blob(store))
+    (az, proxy, Store::from(store))
 }
 
 fn is_entry(p: &str) -> bool {

@@ -32,6 +32,50 @@ use crate::manifest::source::{duration, pos_of};
 mod check;
 mod combine;
 mod raw;
+/// A protected device as written: its one selector (`None` unless exactly one of `id`,
+/// `serialNumber`, `deviceName` is given and not blank) and the reason.
+fn protected(d: raw::RawProtected) -> Option<(Selector, String)> {
+    let given: Vec<(SelectorKind, String)> = [
+        (SelectorKind::Id, d.id),
+        (SelectorKind::SerialNumber, d.serial_number),
+        (SelectorKind::DeviceName, d.device_name),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v.trim().to_owned())))
+    .collect();
+    match given.as_slice() {
+        [(kind, value)] if !value.is_empty() => Some((Selector { kind: *kind, value: value.clone() }, d.reason)),
+        _ => None,
+    }
+}
+
+/// `policy.changeWindows` as written → the windows, or `None` when the time zone is unknown (each
+/// problem a diagnostic on its line).
+fn change_windows(w: &raw::RawWindows, file: &Path, diags: &mut Diagnostics) -> Option<Windows> {
+    let tz = TimeZone::get(&w.time_zone.value);
+    if tz.is_err() {
+        diags.push(Diagnostic::error(
+            file,
+            pos_of(&w.time_zone, 0),
+            format!("unknown time zone `{}`: use an IANA name like Europe/Berlin", w.time_zone.value),
+        ));
+    }
+    let mut list = Vec::new();
+    for win in &w.windows {
+        if let (Some(from), Some(to)) = (minutes(&win.from, file, diags), minutes(&win.to, file, diags)) {
+            if from == to {
+                diags.push(Diagnostic::error(
+                    file,
+                    pos_of(&win.from, 0),
+                    "a change window needs `from` and `to` to differ",
+                ));
+            }
+            list.push(Window { days: win.days.iter().map(|d| d.weekday()).collect(), from, to });
+        }
+    }
+    tz.ok().map(|tz| Windows { tz, tz_name: w.time_zone.value.clone(), list })
+}
+
 #[cfg(test)]
 mod tests;
 mod window;
@@ -183,22 +227,9 @@ impl Policy {
         }
         for entry in raw.protected_devices.into_iter().flatten() {
             let pos = pos_of(&entry, 0);
-            let d = entry.value;
-            let given: Vec<(SelectorKind, String)> = [
-                (SelectorKind::Id, d.id),
-                (SelectorKind::SerialNumber, d.serial_number),
-                (SelectorKind::DeviceName, d.device_name),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v.trim().to_owned())))
-            .collect();
-            match given.as_slice() {
-                [(kind, value)] if !value.is_empty() => p.protected.push(Protected {
-                    selector: Selector { kind: *kind, value: value.clone() },
-                    reason: d.reason,
-                    at: at(pos),
-                }),
-                _ => diags.push(Diagnostic::error(
+            match protected(entry.value) {
+                Some((selector, reason)) => p.protected.push(Protected { selector, reason, at: at(pos) }),
+                None => diags.push(Diagnostic::error(
                     file,
                     pos,
                     "a protected device needs exactly one of `id`, `serialNumber`, `deviceName`",
@@ -229,31 +260,10 @@ impl Policy {
             }
             p.out_of_band.1 = o.then.unwrap_or(OutOfBandThen::Adopt);
         }
-        if let Some(w) = raw.change_windows {
-            let tz = TimeZone::get(&w.time_zone.value);
-            if tz.is_err() {
-                diags.push(Diagnostic::error(
-                    file,
-                    pos_of(&w.time_zone, 0),
-                    format!("unknown time zone `{}`: use an IANA name like Europe/Berlin", w.time_zone.value),
-                ));
-            }
-            let mut list = Vec::new();
-            for win in &w.windows {
-                if let (Some(from), Some(to)) = (minutes(&win.from, file, diags), minutes(&win.to, file, diags)) {
-                    if from == to {
-                        diags.push(Diagnostic::error(
-                            file,
-                            pos_of(&win.from, 0),
-                            "a change window needs `from` and `to` to differ",
-                        ));
-                    }
-                    list.push(Window { days: win.days.iter().map(|d| d.weekday()).collect(), from, to });
-                }
-            }
-            if let Ok(tz) = tz {
-                p.windows.push((Windows { tz, tz_name: w.time_zone.value.clone(), list }, at(pos_of(&w.time_zone, 0))));
-            }
+        if let Some(w) = raw.change_windows
+            && let Some(windows) = change_windows(&w, file, diags)
+        {
+            p.windows.push((windows, at(pos_of(&w.time_zone, 0))));
         }
         p
     }

@@ -7,10 +7,12 @@
 //! - `state.json.journal` — one line per recorded change since the snapshot:
 //!   `<sha256 hex of the JSON> <JSON>`. The first line names the snapshot it extends
 //!   (`lineage`, `baseSerial`). Each line is fsynced before the next request is sent.
-//! - `state.json.lock` — the writer lock (see [`super::lock`]).
+//! - `state.json.lock` — the writer lock: an advisory `flock` on this sidecar file, never on the
+//!   ledger itself (which is replaced by rename). The file names its holder so a second writer
+//!   can say who is in the way; the operating system releases the lock when its holder dies.
 //!
 //! # Guarantees
-//! - A change returned from [`LedgerWriter::record`] survives a crash: it is in the journal.
+//! - A change the engine was told is recorded survives a crash: it is in the journal.
 //! - A torn last journal line (a crash mid-write) is ignored: its fsync never completed, so the
 //!   request it announced was never sent. A bad line anywhere else is corruption and refused.
 //! - A journal left by a crash is replayed by every reader and folded into a new snapshot by the
@@ -23,12 +25,11 @@
 //!   snapshot is missing is refused with both files named, and nothing is written.
 //! - A ledger that fails to parse, is of a newer version or fails its checksum is refused, and
 //!   nothing ever overwrites it.
-//! - A ledger is created only on purpose ([`LocalStore::create`], `reconcile init`): a missing
-//!   ledger is never taken for an empty one by a writer.
+//! - A read made before the lock is reused under it only when the snapshot's checksum (read
+//!   from its end) and the journal's identity and length are unchanged: any write changes one.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read as _, Seek as _, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,108 +38,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::lock::{self, LockError, LockGuard};
-use super::{LEDGER_VERSION, Ledger, Record};
-use crate::core::action::{ActionKey, HashWriter};
-
-/// Why the ledger could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("failed to read ledger `{}`", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("failed to write ledger `{}`", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("ledger `{}` is corrupt: {reason}\nhint: restore it from version control or backup; it was not modified", path.display())]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("ledger `{}` has format version {found}, newer than this build reads ({LEDGER_VERSION})\nhint: upgrade intune-reconcile; the ledger was not modified", path.display())]
-    NewerVersion { path: PathBuf, found: u64 },
-    #[error("ledger `{}` belongs to tenant `{ledger}`, not `{current}` (the tenant of this run's token, or AZURE_TENANT_ID offline); nothing was sent\nhint: point --state at the ledger of tenant `{current}`, or use the credentials of tenant `{ledger}`", path.display())]
-    WrongTenant { path: PathBuf, ledger: String, current: String },
-    #[error("there is no ledger at `{}`\nhint: run `reconcile init` once to create it; if it should exist (a CI download, --state, -C), find out why it is missing: planning or applying without it would re-send every reset ever made", path.display())]
-    Missing { path: PathBuf },
-    #[error("ledger `{}` has no tenant, and this run knows none to bind it to\nhint: run `reconcile init --tenant TENANT_ID`", path.display())]
-    NoTenant { path: PathBuf },
-    #[error("journal `{}` does not fit the ledger `{}`: {why}\nhint: the journal holds requests that may have been sent; nothing was changed. {hint}", journal.display(), path.display())]
-    Diverged { path: PathBuf, journal: PathBuf, why: String, hint: &'static str },
-    #[error("cannot {op} the ledger `{}`: {why}\nhint: nothing more is sent while the ledger cannot be written; check the storage account, the container and the credentials (AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or the Entra role Storage Blob Data Contributor)", path.display())]
-    Store { path: PathBuf, op: &'static str, why: String },
-    #[error("this run no longer holds the lock of ledger `{}`: {why}; nothing more was sent\nhint: run `reconcile refresh`, then apply again: actions in flight are `unknown` until refresh settles them", path.display())]
-    LockLost { path: PathBuf, why: String },
-    #[error("ledger `{}` is not locked by `{id}`\nhint: the lock ID is named in the message of the run that was refused", path.display())]
-    NotLocked { path: PathBuf, id: String },
-    #[error("ledger `{}` is local: its lock is released by the operating system when its holder exits, so there is nothing to unlock", path.display())]
-    LocalUnlock { path: PathBuf },
-    #[error("refusing to overwrite ledger `{}`: {why}; nothing was written\nhint: push or pull only to a new location, or to a copy of the same ledger that this one extends", path.display())]
-    ImportRefused { path: PathBuf, why: String },
-    #[error("cannot tell where the ledger `{}` really is: {why}\nhint: name the ledger file itself (or a symlink to an existing one); nothing was read or written", path.display())]
-    Unresolvable { path: PathBuf, why: String },
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    #[error(transparent)]
-    Find(#[from] super::FindError),
-    #[error(transparent)]
-    Decision(#[from] super::DecisionError),
-}
-
-/// The snapshot as stored. Field order is the checksum's order: do not reorder.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Snapshot {
-    version: u32,
-    lineage: Uuid,
-    serial: u64,
-    #[serde(default)]
-    tenant: Option<String>,
-    records: BTreeMap<ActionKey, Record>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    checksum: Option<String>,
-}
-
-impl Snapshot {
-    /// `sha256:` of the compact JSON of every field but the checksum, in declaration order.
-    fn digest(&self) -> String {
-        Body {
-            version: self.version,
-            lineage: &self.lineage,
-            serial: self.serial,
-            tenant: &self.tenant,
-            records: &self.records,
-        }
-        .digest()
-    }
-}
-
-impl Body<'_> {
-    fn digest(&self) -> String {
-        let mut h = HashWriter(Sha256::new());
-        serde_json::to_writer(&mut h, self).expect("hashing into memory cannot fail");
-        format!("sha256:{}", hex::encode(h.0.finalize()))
-    }
-}
-
-/// [`Snapshot`] without its checksum, borrowed: what the checksum covers.
-#[derive(Serialize)]
-struct Body<'a> {
-    version: u32,
-    lineage: &'a Uuid,
-    serial: u64,
-    tenant: &'a Option<String>,
-    records: &'a BTreeMap<ActionKey, Record>,
-}
-
-/// Only the version, read first so a newer file is refused with the right message.
-#[derive(Deserialize)]
-struct VersionProbe {
-    version: serde_json::Value,
-}
+use super::flock::{self, LockGuard};
+use super::{Backend, Compaction, NotWritten, Read, Session};
+use crate::ledger::location::Location;
+use crate::ledger::lock::LockInfo;
+use crate::ledger::merge::merge_stale;
+use crate::ledger::snapshot::{parse_snapshot_at, snapshot_bytes};
+use crate::ledger::{Ledger, Record, StateError};
 
 /// One journal line.
 #[derive(Serialize, Deserialize)]
@@ -222,29 +128,65 @@ impl LocalStore {
         PathBuf::from(s)
     }
 
-    /// Reads the ledger (snapshot plus journal) without locking. A missing ledger is empty: use
-    /// [`exists`](Self::exists) where that must not be mistaken for "nothing was ever sent".
-    pub(crate) fn load(&self) -> Result<Ledger, StateError> {
-        let mut ledger = match std::fs::read(&self.path) {
-            Ok(bytes) => self.parse_snapshot(&bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::empty(),
+    /// Reads the ledger (snapshot plus journal) without locking, with the version it was read at.
+    /// A missing ledger is empty: the engine tells it from "nothing was ever sent".
+    fn read_ledger(&self) -> Result<(Ledger, LocalVersion), StateError> {
+        // The journal's identity is taken before it is read: a line appended meanwhile makes the
+        // version older than the content, never the other way round.
+        let journal = self.journal_identity()?;
+        let (mut ledger, snapshot) = match std::fs::read(&self.path) {
+            Ok(bytes) => {
+                let ledger = self.parse_snapshot(&bytes)?;
+                let checksum = trailing_checksum(&bytes).map(str::to_owned);
+                (ledger, Some((bytes.len() as u64, checksum)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Ledger::empty(), None),
             Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
         };
         self.replay_journal(&mut ledger)?;
-        Ok(ledger)
+        Ok((ledger, LocalVersion { snapshot, journal }))
     }
 
-    /// Whether a ledger (snapshot or journal) is there.
-    pub(crate) fn exists(&self) -> bool {
-        self.path.exists() || self.journal_path().exists()
+    /// The ledger as it is now (tests and fixtures read it this way).
+    pub fn load(&self) -> Result<Ledger, StateError> {
+        Ok(self.read_ledger()?.0)
+    }
+
+    /// The version of the files as they are now, without reading the snapshot: its length and
+    /// the checksum at its end, and the journal's identity and length.
+    fn current_version(&self) -> Result<LocalVersion, StateError> {
+        let journal = self.journal_identity()?;
+        let read = |source| StateError::Read { path: self.path.clone(), source };
+        let snapshot = match File::open(&self.path) {
+            Ok(mut f) => {
+                let len = f.metadata().map_err(read)?.len();
+                let mut tail = Vec::new();
+                f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).map_err(read)?;
+                f.take(TAIL).read_to_end(&mut tail).map_err(read)?;
+                Some((len, trailing_checksum(&tail).map(str::to_owned)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(read(source)),
+        };
+        Ok(LocalVersion { snapshot, journal })
+    }
+
+    fn journal_identity(&self) -> Result<Option<(u64, u64, u64)>, StateError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let jpath = self.journal_path();
+        match std::fs::symlink_metadata(&jpath) {
+            Ok(m) => Ok(Some((m.dev(), m.ino(), m.len()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Read { path: jpath, source }),
+        }
     }
 
     fn corrupt(&self, reason: impl Into<String>) -> StateError {
-        StateError::Corrupt { path: self.path.clone(), reason: reason.into() }
+        StateError::Corrupt { path: Location::Local(self.path.clone()), reason: reason.into() }
     }
 
     fn parse_snapshot(&self, bytes: &[u8]) -> Result<Ledger, StateError> {
-        parse_snapshot_at(&self.path, bytes)
+        parse_snapshot_at(&Location::Local(self.path.clone()), bytes)
     }
 
     /// Applies the journal's changes to `ledger`.
@@ -281,9 +223,10 @@ impl LocalStore {
                 JournalLine::Base { .. } => return Err(jerr(i + 2, "second base line")),
             }
         }
+        let journal = Location::Local(jpath.clone());
         let diverged = |why: String, hint: &'static str| StateError::Diverged {
-            path: self.path.clone(),
-            journal: jpath.clone(),
+            path: Location::Local(self.path.clone()),
+            journal: Box::new(journal.clone()),
             why,
             hint,
         };
@@ -313,7 +256,7 @@ impl LocalStore {
             }
             Some(_) if base_serial == ledger.serial => {}
             // The journal does not extend this snapshot: merged below, record by record.
-            Some(_) => return merge_stale(ledger, puts, base_serial, &jpath, &diverged),
+            Some(_) => return merge_stale(ledger, puts, base_serial, &journal, &diverged),
         }
         ledger.lineage = Some(lineage);
         if ledger.tenant.is_none() {
@@ -326,61 +269,295 @@ impl LocalStore {
         ledger.serial = base_serial + n as u64;
         Ok(())
     }
+}
 
-    /// Takes the writer lock and returns a writer over the current ledger. A journal left by an
-    /// earlier crash is folded into a fresh snapshot first. A missing ledger is refused
-    /// ([`StateError::Missing`]): only [`create`](Self::create) makes one.
-    pub fn lock(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
-        if !self.exists() {
-            return Err(StateError::Missing { path: self.given.clone() });
-        }
-        self.lock_inner(timeout, command, tenant)
+/// The bytes read from a snapshot's end to find its checksum: the document ends with
+/// `"checksum": "sha256:<64 hex>"` and its closing brace.
+const TAIL: u64 = 256;
+
+/// The checksum a snapshot document ends with, if its tail holds one.
+fn trailing_checksum(bytes: &[u8]) -> Option<&str> {
+    let tail = &bytes[bytes.len().saturating_sub(TAIL as usize)..];
+    let at = tail.windows(7).rposition(|w| w == b"sha256:")?;
+    let hex = tail.get(at..at + 7 + 64)?;
+    std::str::from_utf8(hex).ok()
+}
+
+/// What a read saw: the snapshot's length and checksum, and the journal's device, inode and
+/// length. Every write changes one of them: a snapshot is replaced whole (a new checksum, as its
+/// content changed), and a journal only grows, or is removed once folded into a new snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LocalVersion {
+    snapshot: Option<(u64, Option<String>)>,
+    journal: Option<(u64, u64, u64)>,
+}
+
+#[async_trait::async_trait]
+impl Backend for LocalStore {
+    fn location(&self) -> Location {
+        Location::Local(self.given.clone())
     }
 
-    /// Creates the ledger bound to `tenant` (`reconcile init`). An existing ledger of the same
-    /// tenant is left as it is (`Ok(false)`); one of another tenant is refused.
-    pub fn create(&self, timeout: Duration, tenant: &str) -> Result<bool, StateError> {
-        if self.exists() {
-            let w = self.lock_inner(timeout, "reconcile init", Some(tenant))?;
-            let bound_now = w.bound_tenant;
-            w.commit()?;
-            return Ok(bound_now);
-        }
-        let w = self.lock_inner(timeout, "reconcile init", Some(tenant))?;
-        w.commit()?;
-        Ok(true)
+    fn same_as(&self, other: &dyn Backend) -> bool {
+        other.real_path() == Some(self.path.as_path())
     }
 
-    fn lock_inner(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
+    fn real_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn import_command(&self) -> &'static str {
+        "reconcile state pull"
+    }
+
+    async fn exists(&self) -> Result<bool, StateError> {
+        Ok(LocalStore::exists(self))
+    }
+
+    async fn read(&self) -> Result<Read, StateError> {
+        let (ledger, version) = self.read_ledger()?;
+        Ok(Read::new(ledger, version))
+    }
+
+    async fn lock(&self, timeout: Duration, me: LockInfo) -> Result<Box<dyn Session>, StateError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir).map_err(|source| StateError::Write { path: self.path.clone(), source })?;
         }
-        let guard = lock::acquire(&self.path, timeout, &lock::me(command))?;
-        let mut ledger = self.load()?;
-        check_tenant_at(&self.path, &ledger, tenant)?;
-        if ledger.lineage.is_none() {
-            ledger.lineage = Some(Uuid::new_v4());
-        }
-        // A new ledger, or one from before tenants were recorded, is bound now (a new one always
-        // is: without a tenant it is refused below).
-        let bound_tenant = ledger.tenant.is_none() && tenant.is_some();
-        if bound_tenant {
-            ledger.tenant = tenant.map(str::to_owned);
-        }
-        if ledger.tenant.is_none() {
-            return Err(StateError::NoTenant { path: self.path.clone() });
-        }
-        let mut writer =
-            LedgerWriter { store: self.clone(), ledger, journal: None, broken: false, bound_tenant, _guard: guard };
-        if bound_tenant || self.journal_path().exists() {
-            writer.write_snapshot()?;
-        }
-        Ok(writer)
+        let guard = flock::acquire(&self.path, timeout, &me)?;
+        Ok(Box::new(LocalSession {
+            store: self.clone(),
+            guard: Some(guard),
+            journal: None,
+            broken: false,
+            journal_found: false,
+        }))
     }
 
-    /// Locks the ledger for a copy from elsewhere (`state pull`), creating it when missing.
-    pub(crate) fn lock_for_import(&self, timeout: Duration, tenant: Option<&str>) -> Result<LedgerWriter, StateError> {
-        self.lock_inner(timeout, "reconcile state pull", tenant)
+    async fn unlock(&self, _id: &str) -> Result<LockInfo, StateError> {
+        Err(StateError::LocalUnlock { path: Location::Local(self.path.clone()) })
+    }
+}
+
+/// Runs file I/O that may fsync: on a multi-threaded runtime, its other tasks go on meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// The lock on a local ledger, and the journal its writer appends to.
+///
+/// Dropping it without a final snapshot leaves the journal for the next reader to replay:
+/// nothing recorded is lost.
+#[derive(Debug)]
+struct LocalSession {
+    store: LocalStore,
+    guard: Option<LockGuard>,
+    journal: Option<File>,
+    /// A journal write failed: nothing more is appended after a possibly partial line.
+    broken: bool,
+    /// The read under the lock found a journal (left by a crash): folded at once.
+    journal_found: bool,
+}
+
+/// Up to this many records, every recorded change also rewrites the snapshot (see
+/// [`LocalSession::after_append`]); beyond, changes live in the journal until the run ends.
+pub(crate) const WRITE_THROUGH_RECORDS: usize = 256;
+
+#[async_trait::async_trait]
+impl Session for LocalSession {
+    async fn read(&mut self, prior: Option<Read>) -> Result<Ledger, StateError> {
+        let reused = match prior {
+            Some(Read { ledger, version }) => {
+                let unchanged = blocking(|| self.store.current_version())?;
+                version.downcast::<LocalVersion>().ok().filter(|v| **v == unchanged).map(|_| ledger)
+            }
+            None => None,
+        };
+        let ledger = match reused {
+            Some(ledger) => ledger,
+            None => blocking(|| self.store.read_ledger())?.0,
+        };
+        self.journal_found = self.store.journal_path().exists();
+        Ok(ledger)
+    }
+
+    fn needs_fold(&self) -> bool {
+        self.journal_found
+    }
+
+    fn check(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    async fn append(&mut self, base: &Ledger, records: &[Record]) -> Result<(), NotWritten> {
+        blocking(|| self.append_lines(base, records)).map_err(NotWritten::Failed)
+    }
+
+    fn after_append(&self, ledger: &Ledger) -> Compaction {
+        // A small ledger is also folded into its snapshot at once, so `state.json` itself shows
+        // every intent before its request leaves (and after a crash), as a reader of the file
+        // would expect. A large one keeps the journal: rewriting it per record would cost more
+        // than the write budget allows.
+        if ledger.records.len() <= self.store.write_through { Compaction::BestEffort } else { Compaction::Later }
+    }
+
+    fn dirty(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    async fn replace_snapshot(&mut self, ledger: &Ledger) -> Result<(), NotWritten> {
+        blocking(|| self.write_snapshot(ledger)).map_err(NotWritten::Failed)
+    }
+
+    async fn release(&mut self) {
+        self.guard = None;
+    }
+}
+
+impl LocalSession {
+    /// Durably appends `records` to the journal (created with its base line on first use) with
+    /// one fsync: a journal line per record.
+    fn append_lines(&mut self, base: &Ledger, records: &[Record]) -> Result<(), StateError> {
+        let jpath = self.store.journal_path();
+        let werr = |source| StateError::Write { path: jpath.clone(), source };
+        if self.broken {
+            return Err(werr(std::io::Error::other(
+                "an earlier write to the journal failed; nothing more is recorded",
+            )));
+        }
+        let mut lines = Vec::new();
+        if self.journal.is_none() {
+            let f = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&jpath).map_err(werr)?;
+            sync_dir(&jpath).map_err(werr)?;
+            let line = JournalLine::Base {
+                lineage: base.lineage.expect("a locked ledger has a lineage"),
+                base_serial: base.serial,
+                tenant: base.tenant.clone(),
+            };
+            lines.extend(line_bytes(&line));
+            self.journal = Some(f);
+        }
+        for r in records {
+            lines.extend(line_bytes(&JournalLine::Put(Box::new(r.clone()))));
+        }
+        let f = self.journal.as_mut().expect("opened above");
+        // Its length after the last complete, synced write.
+        let meta = f.metadata().map_err(werr)?;
+        let before = meta.len();
+        // The file this handle writes must still be the journal readers read: a line appended to
+        // a journal that was removed or replaced (by a writer that reached this ledger without
+        // this lock, or a removal whose answer was lost) would be an intent nobody ever sees.
+        if !same_file(&meta, &jpath) {
+            self.broken = true;
+            return Err(werr(std::io::Error::other(
+                "the journal this run writes was removed or replaced while it held the lock; nothing more is recorded",
+            )));
+        }
+        if let Err(e) =
+            f.write_all(&lines).and_then(|()| f.sync_data()).and_then(|()| fault::hit(fault::Point::JournalSync))
+        {
+            // Cut a partial line off so the journal stays readable, and append nothing more.
+            let _ = f.set_len(before).and_then(|()| f.sync_data());
+            self.broken = true;
+            return Err(werr(e));
+        }
+        Ok(())
+    }
+
+    /// Writes `ledger` as the new snapshot (write-temp → fsync → rename → fsync folder), then
+    /// drops the journal it includes.
+    fn write_snapshot(&mut self, ledger: &Ledger) -> Result<(), StateError> {
+        let path = self.store.path.clone();
+        let werr = |source| StateError::Write { path: path.clone(), source };
+        replace_file(&path, &snapshot_bytes(ledger)).map_err(werr)?;
+        // The snapshot now holds everything the journal said; a crash before this removal leaves a
+        // journal whose base serial is behind the snapshot's, which readers ignore.
+        self.journal = None;
+        match std::fs::remove_file(self.store.journal_path()) {
+            Ok(()) => sync_dir(&path).map_err(werr),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(werr(e)),
+        }
+    }
+}
+
+/// Replaces the file at `path` with `bytes`, never torn: a temporary file beside it, fsynced,
+/// renamed over it, and the folder fsynced.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new().prefix(".state-").suffix(".tmp").tempfile_in(dir)?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let mut w = BufWriter::new(tmp.as_file());
+    w.write_all(bytes)?;
+    w.flush()?;
+    drop(w);
+    tmp.as_file().sync_all()?;
+    let ours = tmp.as_file().metadata()?;
+    if let Err(e) = tmp.persist(path).map(drop).map_err(|e| e.error).and_then(|()| fault::hit(fault::Point::Rename)) {
+        // A rename whose answer was lost (an error reported after it happened, as network
+        // file systems can): the file at `path` is ours exactly when it is the same inode.
+        // Only then is it a success; otherwise the old snapshot stands and the journal,
+        // kept, still holds every change.
+        if !same_file(&ours, path) {
+            return Err(e);
+        }
+        tracing::warn!(path = %path.display(), error = %e, "the ledger's rename reported an error, but it happened");
+    }
+    sync_dir(path)
+}
+/// A local ledger's operations run here and now: its home never waits on a runtime (its file I/O
+/// blocks), so the engine's futures over it are ready when first polled.
+fn now<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures_util::FutureExt::now_or_never(f).expect("a local ledger's operations never wait on a runtime")
+}
+
+/// The engine over a local ledger, without a runtime: for the simulator's ledger (made on first
+/// use), fixtures and tests.
+impl LocalStore {
+    fn store(&self) -> crate::ledger::Store {
+        crate::ledger::Store::from(self.clone())
+    }
+
+    /// Whether a ledger (snapshot or journal) is there.
+    pub fn exists(&self) -> bool {
+        self.path.exists() || self.journal_path().exists()
+    }
+
+    /// [`Store::create`](crate::ledger::Store::create), here and now.
+    pub fn create(&self, timeout: Duration, tenant: &str) -> Result<bool, StateError> {
+        now(self.store().create(timeout, tenant))
+    }
+
+    /// [`Store::lock`](crate::ledger::Store::lock), here and now.
+    pub fn lock(&self, timeout: Duration, command: &str, tenant: Option<&str>) -> Result<LocalWriter, StateError> {
+        now(self.store().lock(timeout, command, tenant)).map(LocalWriter)
+    }
+}
+
+/// A locked local ledger, written here and now (see [`LocalStore::lock`]).
+#[derive(Debug)]
+pub struct LocalWriter(crate::ledger::Writer);
+
+impl LocalWriter {
+    pub fn ledger(&self) -> &Ledger {
+        self.0.ledger()
+    }
+
+    /// Durably records a record's new content: one fsynced journal line.
+    pub fn record(&mut self, record: Record) -> Result<(), StateError> {
+        now(self.0.record(record))
+    }
+
+    /// Durably records several records with one fsync.
+    pub fn record_all(&mut self, records: impl IntoIterator<Item = Record>) -> Result<(), StateError> {
+        now(self.0.record_all(records.into_iter().collect()))
+    }
+
+    /// Folds the journal into a new snapshot and releases the lock.
+    pub fn commit(self) -> Result<Ledger, StateError> {
+        now(self.0.commit())
     }
 }
 
@@ -433,121 +610,12 @@ fn resolve(given: &Path) -> Result<PathBuf, StateError> {
     }
 }
 
-/// Refuses a ledger bound to another tenant.
-pub(super) fn check_tenant_at(path: &Path, ledger: &Ledger, tenant: Option<&str>) -> Result<(), StateError> {
-    match (&ledger.tenant, tenant) {
-        (Some(l), Some(t)) if !l.eq_ignore_ascii_case(t) => {
-            Err(StateError::WrongTenant { path: path.to_path_buf(), ledger: l.clone(), current: t.to_owned() })
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Parses and verifies a snapshot read from `path` (a file or a blob URL).
-pub(super) fn parse_snapshot_at(path: &Path, bytes: &[u8]) -> Result<Ledger, StateError> {
-    let corrupt = |reason: String| StateError::Corrupt { path: path.to_path_buf(), reason };
-    let version = |v: Option<u64>, shown: &dyn std::fmt::Display| match v {
-        Some(v) if v == u64::from(LEDGER_VERSION) => Ok(()),
-        Some(v) if v > u64::from(LEDGER_VERSION) => {
-            Err(StateError::NewerVersion { path: path.to_path_buf(), found: v })
-        }
-        _ => Err(corrupt(format!("unsupported version {shown}"))),
-    };
-    // One pass on the happy path; the version is probed alone only to explain a failure (a newer
-    // ledger need not parse as this one).
-    let snap: Snapshot = match serde_json::from_slice(bytes) {
-        Ok(snap) => snap,
-        Err(e) => {
-            let probe: VersionProbe =
-                serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a ledger JSON document ({e})")))?;
-            version(probe.version.as_u64(), &probe.version)?;
-            return Err(corrupt(e.to_string()));
-        }
-    };
-    let v = snap.version;
-    version(Some(u64::from(v)), &v)?;
-    let want = snap.digest();
-    match &snap.checksum {
-        Some(c) if *c == want => {}
-        Some(_) => return Err(corrupt("checksum mismatch (was the file edited by hand?)".into())),
-        None => return Err(corrupt("checksum missing".into())),
-    }
-    if let Some((k, r)) = snap.records.iter().find(|(k, r)| **k != r.key) {
-        return Err(corrupt(format!("record `{k}` carries key `{}`", r.key)));
-    }
-    Ok(Ledger { lineage: Some(snap.lineage), serial: snap.serial, tenant: snap.tenant, records: snap.records })
-}
-
-/// Merges a journal that does not extend the snapshot (see the module docs): records the
-/// snapshot lacks or has an older version of are taken from the journal.
-pub(super) fn merge_stale(
-    ledger: &mut Ledger,
-    puts: Vec<Record>,
-    base_serial: u64,
-    journal: &Path,
-    diverged: &dyn Fn(String, &'static str) -> StateError,
-) -> Result<(), StateError> {
-    // The journal's last word on every record it touched.
-    let mut latest: BTreeMap<ActionKey, Record> = BTreeMap::new();
-    for r in puts {
-        latest.insert(r.key.clone(), r);
-    }
-    let mut merged = 0;
-    for (key, j) in latest {
-        match ledger.records.get(&key) {
-            None => {}
-            Some(s) => match newer(s, &j) {
-                Some(Newer::Snapshot) => continue,
-                Some(Newer::Journal) => {}
-                None => {
-                    return Err(diverged(
-                        format!("action {} has attempts in each that the other lacks", key.short()),
-                        "both copies may hold requests that were sent: merge them by hand with `reconcile state show` on each, or ask for help",
-                    ));
-                }
-            },
-        }
-        tracing::warn!(
-            key = key.short(),
-            journal = %journal.display(),
-            "merging a record the ledger file lacked from a journal that did not extend it"
-        );
-        ledger.records.insert(key, j);
-        merged += 1u64;
-    }
-    ledger.serial = ledger.serial.max(base_serial) + merged;
-    Ok(())
-}
-
 fn parse_line(line: &[u8]) -> Option<JournalLine> {
     let line = line.strip_suffix(b"\n")?;
     let sp = line.iter().position(|&b| b == b' ')?;
     let (sum, json) = (&line[..sp], &line[sp + 1..]);
     (hex::encode(Sha256::digest(json)).as_bytes() == sum).then_some(())?;
     serde_json::from_slice(json).ok()
-}
-
-/// Which of two versions of one record is newer, when one extends the other; `None` when they
-/// diverged. Attempts are compared by `client-request-id`: an intent is never lost.
-pub(super) enum Newer {
-    Snapshot,
-    Journal,
-}
-
-pub(super) fn newer(snapshot: &Record, journal: &Record) -> Option<Newer> {
-    let ids = |r: &Record| r.attempts.iter().map(|a| a.client_request_id).collect::<Vec<_>>();
-    let (s, j) = (ids(snapshot), ids(journal));
-    if s.len() > j.len() && s.starts_with(&j) {
-        return Some(Newer::Snapshot);
-    }
-    if j.len() > s.len() && j.starts_with(&s) {
-        return Some(Newer::Journal);
-    }
-    if s != j {
-        return None;
-    }
-    // The same attempts: the later write knows more (an outcome after an intent, a refresh).
-    if journal.updated_at > snapshot.updated_at { Some(Newer::Journal) } else { Some(Newer::Snapshot) }
 }
 
 /// Creates `dir` (and missing parents) private to the user, and makes every new entry durable
@@ -568,180 +636,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         sync_dir(d)?;
     }
     Ok(())
-}
-
-/// Exclusive access to the ledger while the lock is held.
-///
-/// Expected flow: [`LocalStore::lock`] → [`record`](Self::record) before and after each request →
-/// [`commit`](Self::commit) at the end. Dropping it without `commit` leaves the journal for the
-/// next reader to replay: nothing recorded is lost.
-#[derive(Debug)]
-pub struct LedgerWriter {
-    store: LocalStore,
-    ledger: Ledger,
-    journal: Option<File>,
-    /// A journal write failed: nothing more is appended after a possibly partial line.
-    broken: bool,
-    /// This lock created the ledger or bound an older one to a tenant.
-    bound_tenant: bool,
-    _guard: LockGuard,
-}
-
-/// Up to this many records, every recorded change also rewrites the snapshot (see
-/// [`LedgerWriter::record_all`]); beyond, changes live in the journal until the run ends.
-pub(crate) const WRITE_THROUGH_RECORDS: usize = 256;
-
-impl LedgerWriter {
-    pub(crate) fn ledger(&self) -> &Ledger {
-        &self.ledger
-    }
-
-    /// Durably records a record's new content: one fsynced journal line.
-    pub fn record(&mut self, record: Record) -> Result<(), StateError> {
-        self.record_all(std::iter::once(record))
-    }
-
-    /// Durably records several records with one fsync (for outcomes learned together).
-    pub fn record_all(&mut self, records: impl IntoIterator<Item = Record>) -> Result<(), StateError> {
-        let jpath = self.store.journal_path();
-        let werr = |source| StateError::Write { path: jpath.clone(), source };
-        if self.broken {
-            return Err(werr(std::io::Error::other(
-                "an earlier write to the journal failed; nothing more is recorded",
-            )));
-        }
-        let mut lines = Vec::new();
-        if self.journal.is_none() {
-            let f = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&jpath).map_err(werr)?;
-            sync_dir(&jpath).map_err(werr)?;
-            let base = JournalLine::Base {
-                lineage: self.ledger.lineage.expect("a locked ledger has a lineage"),
-                base_serial: self.ledger.serial,
-                tenant: self.ledger.tenant.clone(),
-            };
-            lines.extend(line_bytes(&base));
-            self.journal = Some(f);
-        }
-        let records: Vec<Record> = records.into_iter().collect();
-        for r in &records {
-            lines.extend(line_bytes(&JournalLine::Put(Box::new(r.clone()))));
-        }
-        let f = self.journal.as_mut().expect("opened above");
-        // Its length after the last complete, synced write.
-        let meta = f.metadata().map_err(werr)?;
-        let before = meta.len();
-        // The file this handle writes must still be the journal readers read: a line appended to
-        // a journal that was removed or replaced (by a writer that reached this ledger without
-        // this lock, or a removal whose answer was lost) would be an intent nobody ever sees.
-        if !same_file(&meta, &jpath) {
-            self.broken = true;
-            return Err(werr(std::io::Error::other(
-                "the journal this run writes was removed or replaced while it held the lock; nothing more is recorded",
-            )));
-        }
-        if let Err(e) =
-            f.write_all(&lines).and_then(|()| f.sync_data()).and_then(|()| fault::hit(fault::Point::JournalSync))
-        {
-            // Cut a partial line off so the journal stays readable, and append nothing more.
-            let _ = f.set_len(before).and_then(|()| f.sync_data());
-            self.broken = true;
-            return Err(werr(e));
-        }
-        for r in records {
-            self.ledger.serial += 1;
-            self.ledger.records.insert(r.key.clone(), r);
-        }
-        // A small ledger is also folded into its snapshot at once, so `state.json` itself shows
-        // every intent before its request leaves (and after a crash), as a reader of the file
-        // would expect. A large one keeps the journal: rewriting it per record would cost more
-        // than the write budget allows. The journal line is already durable, so a snapshot that
-        // cannot be written now only leaves the change in the journal (replayed by readers).
-        if self.ledger.records.len() <= self.store.write_through
-            && let Err(e) = self.write_snapshot()
-        {
-            tracing::warn!(error = %e, "the change is in the ledger's journal; the snapshot could not be rewritten");
-        }
-        Ok(())
-    }
-
-    /// Replaces the ledger's content (`state pull`): the caller checked it extends this one.
-    pub(crate) fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
-        let serial = self.ledger.serial.max(ledger.serial) + 1;
-        self.ledger = Ledger { serial, ..ledger };
-        self.write_snapshot()
-    }
-
-    /// Folds the journal into a new snapshot and removes it.
-    pub fn commit(mut self) -> Result<Ledger, StateError> {
-        if self.journal.is_some() {
-            self.write_snapshot()?;
-        }
-        Ok(self.ledger.clone())
-    }
-
-    /// Writes the in-memory ledger as the new snapshot, then drops the journal it includes.
-    fn write_snapshot(&mut self) -> Result<(), StateError> {
-        let path = self.store.path.clone();
-        let werr = |source| StateError::Write { path: path.clone(), source };
-        let bytes = snapshot_bytes(&self.ledger);
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let result = (|| {
-            let tmp = tempfile::Builder::new().prefix(".state-").suffix(".tmp").tempfile_in(dir)?;
-            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            let mut w = BufWriter::new(tmp.as_file());
-            w.write_all(&bytes)?;
-            w.flush()?;
-            drop(w);
-            tmp.as_file().sync_all()?;
-            let ours = tmp.as_file().metadata()?;
-            if let Err(e) =
-                tmp.persist(&path).map(drop).map_err(|e| e.error).and_then(|()| fault::hit(fault::Point::Rename))
-            {
-                // A rename whose answer was lost (an error reported after it happened, as network
-                // file systems can): the file at `path` is ours exactly when it is the same inode.
-                // Only then is it a success; otherwise the old snapshot stands and the journal,
-                // kept, still holds every change.
-                if !same_file(&ours, &path) {
-                    return Err(e);
-                }
-                tracing::warn!(path = %path.display(), error = %e, "the ledger's rename reported an error, but it happened");
-            }
-            sync_dir(&path)
-        })();
-        result.map_err(werr)?;
-        // The snapshot now holds everything the journal said; a crash before this removal leaves a
-        // journal whose base serial is behind the snapshot's, which readers ignore.
-        self.journal = None;
-        match std::fs::remove_file(self.store.journal_path()) {
-            Ok(()) => sync_dir(&path).map_err(werr),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(werr(e)),
-        }
-    }
-}
-
-/// The snapshot document of `ledger` (pretty JSON with its checksum, newline-terminated): the
-/// same bytes for a local file and a blob.
-pub(super) fn snapshot_bytes(ledger: &Ledger) -> Vec<u8> {
-    let body = Body {
-        version: LEDGER_VERSION,
-        lineage: &ledger.lineage.expect("a locked ledger has a lineage"),
-        serial: ledger.serial,
-        tenant: &ledger.tenant,
-        records: &ledger.records,
-    };
-    let doc = Document { body: &body, checksum: body.digest() };
-    let mut out = serde_json::to_vec_pretty(&doc).expect("the ledger serializes");
-    out.push(b'\n');
-    out
-}
-
-/// The snapshot as written: [`Body`] and its checksum, in [`Snapshot`]'s field order.
-#[derive(Serialize)]
-struct Document<'a> {
-    #[serde(flatten)]
-    body: &'a Body<'a>,
-    checksum: String,
 }
 
 fn line_bytes(line: &JournalLine) -> Vec<u8> {
@@ -817,8 +711,12 @@ mod fault {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::ledger::Status;
+    use crate::ledger::merge::check_tenant;
+    use crate::ledger::snapshot::Snapshot;
     use crate::ledger::tests::record;
 
     fn store() -> (tempfile::TempDir, LocalStore) {
@@ -827,7 +725,7 @@ mod tests {
         (dir, store)
     }
 
-    fn lock(store: &LocalStore) -> LedgerWriter {
+    fn lock(store: &LocalStore) -> LocalWriter {
         store.create(Duration::ZERO, "tenant-a").expect("create");
         store.lock(Duration::ZERO, "test", Some("tenant-a")).expect("lock")
     }
@@ -855,33 +753,6 @@ mod tests {
         assert!(matches!(s.create(Duration::ZERO, "tenant-b"), Err(StateError::WrongTenant { .. })));
         let mode = std::fs::metadata(s.path().parent().expect("dir")).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-    }
-
-    #[test]
-    fn newer_compares_attempts_then_update_time() {
-        let with = |ids: &[u128], updated: i64| {
-            let mut r = record("m", "A", Status::Unknown);
-            r.attempts = ids
-                .iter()
-                .map(|i| crate::ledger::Attempt { client_request_id: Uuid::from_u128(*i), ..Default::default() })
-                .collect();
-            r.updated_at = jiff::Timestamp::from_second(updated).expect("ts");
-            r
-        };
-        let is = |x: Option<Newer>| match x {
-            Some(Newer::Snapshot) => "snapshot",
-            Some(Newer::Journal) => "journal",
-            None => "diverged",
-        };
-        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[1], 9))), "snapshot");
-        assert_eq!(is(newer(&with(&[1], 9), &with(&[1, 2], 0))), "journal");
-        assert_eq!(is(newer(&with(&[], 0), &with(&[1], 0))), "journal");
-        assert_eq!(is(newer(&with(&[1], 0), &with(&[], 0))), "snapshot");
-        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[1, 3], 0))), "diverged");
-        assert_eq!(is(newer(&with(&[1, 2], 0), &with(&[3], 0))), "diverged");
-        assert_eq!(is(newer(&with(&[1], 5), &with(&[1], 6))), "journal", "same attempts: the later write");
-        assert_eq!(is(newer(&with(&[1], 6), &with(&[1], 5))), "snapshot");
-        assert_eq!(is(newer(&with(&[1], 5), &with(&[1], 5))), "snapshot");
     }
 
     // A ledger from before tenants were recorded is bound by `init` (which says it changed it).
@@ -1174,8 +1045,14 @@ mod tests {
         let err = s.lock(Duration::ZERO, "test", Some("tenant-b")).expect_err("refused");
         assert!(matches!(err, StateError::WrongTenant { .. }), "{err}");
         let l = s.load().expect("load");
-        assert!(matches!(check_tenant_at(s.path(), &l, Some("tenant-b")), Err(StateError::WrongTenant { .. })));
-        assert!(check_tenant_at(s.path(), &l, Some("TENANT-A")).is_ok() && check_tenant_at(s.path(), &l, None).is_ok());
+        assert!(matches!(
+            check_tenant(&Location::Local(s.path().to_path_buf()), &l, Some("tenant-b")),
+            Err(StateError::WrongTenant { .. })
+        ));
+        assert!(
+            check_tenant(&Location::Local(s.path().to_path_buf()), &l, Some("TENANT-A")).is_ok()
+                && check_tenant(&Location::Local(s.path().to_path_buf()), &l, None).is_ok()
+        );
     }
 
     // Two paths to one ledger (a symlink to the file, a symlinked folder) are one ledger: one
@@ -1239,7 +1116,9 @@ mod tests {
         let mut w = lock(&s);
         fault::arm(fault::Point::Rename, 1);
         w.record(record("m", "A", Status::Unknown)).expect("the intent is durable");
-        let on_disk = parse_snapshot_at(s.path(), &std::fs::read(s.path()).expect("read")).expect("parse");
+        let on_disk =
+            parse_snapshot_at(&Location::Local(s.path().to_path_buf()), &std::fs::read(s.path()).expect("read"))
+                .expect("parse");
         assert_eq!(on_disk.records.len(), 1, "the snapshot holds the intent");
         assert!(!s.journal_path().exists(), "folded: the rename was ours");
         w.record(record("m", "A", Status::Accepted)).expect("outcome");

@@ -17,8 +17,8 @@
 //!   (its `Date` headers against the blob's `Last-Modified`) may be taken over.
 //!
 //! # Guarantees
-//! - An intent is durable before its request is sent: [`BlobWriter::record_all`] returns only after
-//!   its journal entry was created.
+//! - An intent is durable before its request is sent: an append returns only after its journal
+//!   entry was created.
 //! - Every conditional write (lock acquisition, renewal and release, journal entry, snapshot
 //!   compare-and-swap) goes through `BlobStore::put_checked`: a write whose answer was lost
 //!   (object_store retries it and meets its own success as 409 or 412) or unclear (timeout, 5xx,
@@ -38,7 +38,6 @@
 //!   evidence), with a warning; the next writer folds it in.
 //! - A crash at any point loses nothing: the next writer reads snapshot plus entries.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,11 +49,13 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::local::{self, StateError};
-use super::location::BlobUrl;
-use super::lock::{LockError, LockInfo};
-use super::{Ledger, Record};
+use super::{Backend, Compaction, NotWritten, Read, Session};
 use crate::graph::clock::ServerClock;
+use crate::ledger::location::{BlobUrl, Location};
+use crate::ledger::lock::{LockError, LockInfo};
+use crate::ledger::merge::merge_late;
+use crate::ledger::snapshot::{parse_snapshot_at, snapshot_bytes};
+use crate::ledger::{Ledger, Record, StateError};
 
 /// A lock not renewed for this long (store time) may be taken over.
 pub(crate) const LOCK_EXPIRY: Duration = Duration::from_secs(60);
@@ -118,6 +119,18 @@ struct Entry {
     records: Vec<Record>,
 }
 
+/// [`Entry`] as written, borrowing its records (same fields, same order: the same bytes).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryRef<'a> {
+    version: u32,
+    lineage: Uuid,
+    base_serial: u64,
+    tenant: Option<&'a str>,
+    writer: &'a str,
+    records: &'a [Record],
+}
+
 /// The lock object.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -161,16 +174,6 @@ struct Written {
     etag: Option<String>,
     /// The object holds exactly the bytes of this write (not an earlier write of ours).
     exact: bool,
-}
-
-/// A conditional write that does not stand.
-#[derive(Debug)]
-enum NotWritten {
-    /// The object holds someone else's content (or was removed): fence.
-    Theirs,
-    /// Whether it was written is unknown (the write and the read back both failed), or the object
-    /// is as it was: the error.
-    Unclear(StateError),
 }
 
 /// Wraps reqwest for object_store, learning the store's clock from every answer's `Date`.
@@ -291,12 +294,12 @@ impl BlobStore {
             StorageAuth::Entra(p) => b.with_credentials(Arc::new(EntraStorage(p.clone()))),
         };
         let store = b.build().map_err(|e| StateError::Store {
-            path: PathBuf::from(url.to_string()),
+            path: Location::Blob(Box::new(url.clone())),
             op: "configure",
             why: scrub(&e.to_string(), &secrets),
         })?;
         let snapshot = ObjPath::parse(&url.path).map_err(|e| StateError::Store {
-            path: PathBuf::from(url.to_string()),
+            path: Location::Blob(Box::new(url.clone())),
             op: "configure",
             why: e.to_string(),
         })?;
@@ -323,12 +326,8 @@ impl BlobStore {
         self
     }
 
-    pub(crate) fn url(&self) -> &BlobUrl {
-        &self.url
-    }
-
-    fn where_(&self) -> PathBuf {
-        PathBuf::from(self.url.to_string())
+    fn where_(&self) -> Location {
+        Location::Blob(Box::new(self.url.clone()))
     }
 
     fn err(&self, op: &'static str, e: &object_store::Error) -> StateError {
@@ -355,18 +354,13 @@ impl BlobStore {
     }
 
     /// Whether a ledger (snapshot or journal) is there.
-    pub(crate) async fn exists(&self) -> Result<bool, StateError> {
+    async fn ledger_exists(&self) -> Result<bool, StateError> {
         match self.store.head(&self.snapshot).await {
             Ok(_) => return Ok(true),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(self.err("read", &e)),
         }
         Ok(!self.list_entries().await?.is_empty())
-    }
-
-    /// Reads the ledger without locking. A missing ledger is empty.
-    pub(crate) async fn load(&self) -> Result<Ledger, StateError> {
-        Ok(self.load_full().await?.ledger)
     }
 
     async fn list_entries(&self) -> Result<Vec<Listed>, StateError> {
@@ -420,7 +414,7 @@ impl BlobStore {
             let listed = self.list_entries().await?;
             let snap = self.get_bytes(&self.snapshot, "read").await?;
             let (mut ledger, etag) = match snap {
-                Some((bytes, etag)) => (local::parse_snapshot_at(&self.where_(), &bytes)?, etag),
+                Some((bytes, etag)) => (parse_snapshot_at(&self.where_(), &bytes)?, etag),
                 None => (Ledger::empty(), None),
             };
             let snapshot_serial = ledger.serial;
@@ -441,72 +435,10 @@ impl BlobStore {
                 .buffered(READ_PARALLEL)
                 .try_collect()
                 .await?;
-            let mut restart = false;
-            let mut stale = Vec::new();
-            let mut chain = Vec::new();
-            for (l, bytes) in fetched {
-                let (n, path) = (l.serial, l.path);
-                let Some(bytes) = bytes else {
-                    if n >= snapshot_serial {
-                        restart = true;
-                        break;
-                    }
-                    continue;
-                };
-                let entry: Entry = serde_json::from_slice(&bytes)
-                    .map_err(|e| self.corrupt(format!("journal entry `{path}` is unreadable ({e})")))?;
-                if entry.base_serial != n {
-                    return Err(
-                        self.corrupt(format!("journal entry `{path}` says it extends serial {}", entry.base_serial))
-                    );
-                }
-                self.check_entry(&ledger, &entry, &path)?;
-                if entry.records.is_empty() {
-                    // A tombstone: folded already. On top of the snapshot read, it was folded
-                    // into a newer one meanwhile.
-                    if n >= snapshot_serial {
-                        restart = true;
-                        break;
-                    }
-                    tombstones.push((path, l.modified));
-                    continue;
-                }
-                if n < snapshot_serial {
-                    stale.push((n, path, entry.records));
-                    continue;
-                }
-                if n != ledger.serial {
-                    return Err(self.corrupt(format!(
-                        "journal entry `{path}` does not follow serial {} (an entry is missing)",
-                        ledger.serial
-                    )));
-                }
-                if ledger.lineage.is_none() {
-                    if n != 0 {
-                        return Err(StateError::Diverged {
-                            path: self.where_(),
-                            journal: PathBuf::from(path.to_string()),
-                            why: format!(
-                                "the journal extends serial {n} of ledger {}, but the snapshot is missing",
-                                entry.lineage
-                            ),
-                            hint: "restore the snapshot blob from its previous version or backup; do not delete the journal",
-                        });
-                    }
-                    ledger.lineage = Some(entry.lineage);
-                }
-                if ledger.tenant.is_none() {
-                    ledger.tenant = entry.tenant.clone();
-                }
-                ledger.serial += entry.records.len() as u64;
-                for r in entry.records {
-                    ledger.records.insert(r.key.clone(), r);
-                }
-                chain.push(path);
-            }
-            if restart {
+            let Some((stale, chain)) = self.fold_entries(&mut ledger, snapshot_serial, fetched, &mut tombstones)?
+            else {
                 continue;
-            }
+            };
             let mut leftovers = Vec::with_capacity(stale.len());
             for (n, path, records) in stale {
                 merge_late(&mut ledger, records, n, &format!("{}/{}", self.url, path.filename().unwrap_or_default()));
@@ -521,13 +453,88 @@ impl BlobStore {
         })
     }
 
+    /// Takes the fetched entries into `ledger` (read at `snapshot_serial`): the chain on top of the
+    /// snapshot in order, tombstones noted, entries older than the snapshot kept apart to merge.
+    /// `None`: an entry on top of the snapshot vanished or became a tombstone meanwhile (folded
+    /// into a newer snapshot): the read starts over.
+    #[allow(clippy::type_complexity)]
+    fn fold_entries(
+        &self,
+        ledger: &mut Ledger,
+        snapshot_serial: u64,
+        fetched: Vec<(Listed, Option<Bytes>)>,
+        tombstones: &mut Vec<(ObjPath, jiff::Timestamp)>,
+    ) -> Result<Option<(Vec<(u64, ObjPath, Vec<Record>)>, Vec<ObjPath>)>, StateError> {
+        let mut stale = Vec::new();
+        let mut chain = Vec::new();
+        for (l, bytes) in fetched {
+            let (n, path) = (l.serial, l.path);
+            let Some(bytes) = bytes else {
+                if n >= snapshot_serial {
+                    return Ok(None);
+                }
+                continue;
+            };
+            let entry: Entry = serde_json::from_slice(&bytes)
+                .map_err(|e| self.corrupt(format!("journal entry `{path}` is unreadable ({e})")))?;
+            if entry.base_serial != n {
+                return Err(
+                    self.corrupt(format!("journal entry `{path}` says it extends serial {}", entry.base_serial))
+                );
+            }
+            self.check_entry(ledger, &entry, &path)?;
+            if entry.records.is_empty() {
+                // A tombstone: folded already. On top of the snapshot read, it was folded
+                // into a newer one meanwhile.
+                if n >= snapshot_serial {
+                    return Ok(None);
+                }
+                tombstones.push((path, l.modified));
+                continue;
+            }
+            if n < snapshot_serial {
+                stale.push((n, path, entry.records));
+                continue;
+            }
+            if n != ledger.serial {
+                return Err(self.corrupt(format!(
+                    "journal entry `{path}` does not follow serial {} (an entry is missing)",
+                    ledger.serial
+                )));
+            }
+            if ledger.lineage.is_none() {
+                if n != 0 {
+                    return Err(StateError::Diverged {
+                        path: self.where_(),
+                        journal: Box::new(Location::Blob(Box::new(self.url.sibling(path.as_ref())))),
+                        why: format!(
+                            "the journal extends serial {n} of ledger {}, but the snapshot is missing",
+                            entry.lineage
+                        ),
+                        hint: "restore the snapshot blob from its previous version or backup; do not delete the journal",
+                    });
+                }
+                ledger.lineage = Some(entry.lineage);
+            }
+            if ledger.tenant.is_none() {
+                ledger.tenant = entry.tenant.clone();
+            }
+            ledger.serial += entry.records.len() as u64;
+            for r in entry.records {
+                ledger.records.insert(r.key.clone(), r);
+            }
+            chain.push(path);
+        }
+        Ok(Some((stale, chain)))
+    }
+
     fn check_entry(&self, ledger: &Ledger, entry: &Entry, path: &ObjPath) -> Result<(), StateError> {
-        if entry.version != super::LEDGER_VERSION {
+        if entry.version != crate::ledger::LEDGER_VERSION {
             return Err(StateError::NewerVersion { path: self.where_(), found: u64::from(entry.version) });
         }
         let diverged = |why: String, hint: &'static str| StateError::Diverged {
             path: self.where_(),
-            journal: PathBuf::from(path.to_string()),
+            journal: Box::new(Location::Blob(Box::new(self.url.sibling(path.as_ref())))),
             why,
             hint,
         };
@@ -551,8 +558,7 @@ impl BlobStore {
     }
 
     /// Takes the lock (waiting up to `timeout` for a live holder; an expired one is taken over).
-    async fn acquire(&self, timeout: Duration, command: &str) -> Result<Arc<Lease>, StateError> {
-        let mut me = super::lock::me(command);
+    async fn acquire(&self, timeout: Duration, mut me: LockInfo) -> Result<Arc<Lease>, StateError> {
         me.id = Some(Uuid::new_v4().to_string());
         let mine = |b: &[u8]| holds(b, me.id.as_deref(), false);
         let deadline = Instant::now() + timeout;
@@ -562,7 +568,7 @@ impl BlobStore {
             match self.put_checked(&self.lock, body, PutMode::Create, LOCK_OBJECT_CAP, "lock", &mine).await {
                 Ok(w) => return Ok(Lease::start(self.clone(), me, w.etag, started)),
                 Err(NotWritten::Theirs) => {}
-                Err(NotWritten::Unclear(e)) => return Err(e),
+                Err(NotWritten::Unclear(e) | NotWritten::Failed(e)) => return Err(e),
             }
             let Some((bytes, etag, modified)) = self.read_lock().await? else {
                 // Gone since our create met it: try again, within the same deadline.
@@ -591,7 +597,7 @@ impl BlobStore {
                 {
                     Ok(w) => return Ok(Lease::start(self.clone(), me, w.etag, started)),
                     Err(NotWritten::Theirs) => continue,
-                    Err(NotWritten::Unclear(e)) => return Err(e),
+                    Err(NotWritten::Unclear(e) | NotWritten::Failed(e)) => return Err(e),
                 }
             }
             if Instant::now() >= deadline {
@@ -682,92 +688,8 @@ impl BlobStore {
         Ok(self.store.put_opts(path, PutPayload::from(body), opts).await?.e_tag)
     }
 
-    /// Takes the lock and returns a writer over the current ledger. A missing ledger is refused.
-    pub(crate) async fn lock(
-        &self,
-        timeout: Duration,
-        command: &str,
-        tenant: Option<&str>,
-    ) -> Result<BlobWriter, StateError> {
-        if !self.exists().await? {
-            return Err(StateError::Missing { path: self.where_() });
-        }
-        self.lock_inner(timeout, command, tenant).await
-    }
-
-    async fn lock_inner(
-        &self,
-        timeout: Duration,
-        command: &str,
-        tenant: Option<&str>,
-    ) -> Result<BlobWriter, StateError> {
-        let lease = self.acquire(timeout, command).await?;
-        let mut writer = BlobWriter {
-            store: self.clone(),
-            ledger: Ledger::empty(),
-            etag: None,
-            folded: Vec::new(),
-            tombstones: Vec::new(),
-            pending: None,
-            unclear_snapshot: None,
-            lease,
-            bound_tenant: false,
-            fenced: false,
-        };
-        let loaded = match self.load_full().await {
-            Ok(l) => l,
-            Err(e) => {
-                writer.release().await;
-                return Err(e);
-            }
-        };
-        if let Err(e) = local::check_tenant_at(&self.where_(), &loaded.ledger, tenant) {
-            writer.release().await;
-            return Err(e);
-        }
-        writer.ledger = loaded.ledger;
-        writer.etag = loaded.etag;
-        writer.folded = loaded.leftovers.into_iter().chain(loaded.chain).collect();
-        writer.tombstones = loaded.tombstones;
-        if writer.ledger.lineage.is_none() {
-            writer.ledger.lineage = Some(Uuid::new_v4());
-        }
-        writer.bound_tenant = writer.ledger.tenant.is_none() && tenant.is_some();
-        if writer.bound_tenant {
-            writer.ledger.tenant = tenant.map(str::to_owned);
-        }
-        if writer.ledger.tenant.is_none() {
-            writer.release().await;
-            return Err(StateError::NoTenant { path: self.where_() });
-        }
-        if (writer.bound_tenant || writer.etag.is_none() || !writer.folded.is_empty())
-            && let Err(e) = writer.compact().await
-        {
-            writer.release().await;
-            return Err(e);
-        }
-        Ok(writer)
-    }
-
-    /// Creates the ledger bound to `tenant` (`reconcile init`); `Ok(false)` when it exists already.
-    pub(crate) async fn create(&self, timeout: Duration, tenant: &str) -> Result<bool, StateError> {
-        let w = self.lock_inner(timeout, "reconcile init", Some(tenant)).await?;
-        let created = w.bound_tenant;
-        w.commit().await?;
-        Ok(created)
-    }
-
-    /// Locks the ledger for a copy from elsewhere (`state push`), creating it when missing.
-    pub(crate) async fn lock_for_import(
-        &self,
-        timeout: Duration,
-        tenant: Option<&str>,
-    ) -> Result<BlobWriter, StateError> {
-        self.lock_inner(timeout, "reconcile state push", tenant).await
-    }
-
     /// Releases a lock by its id (`reconcile state unlock ID`), returning who held it.
-    pub(crate) async fn unlock(&self, id: &str) -> Result<LockInfo, StateError> {
+    async fn unlock_by_id(&self, id: &str) -> Result<LockInfo, StateError> {
         let not_held = || StateError::NotLocked { path: self.where_(), id: id.to_owned() };
         let Some((bytes, etag, _)) = self.read_lock().await? else { return Err(not_held()) };
         let held: LockBlob = serde_json::from_slice(&bytes).map_err(|_| not_held())?;
@@ -782,7 +704,7 @@ impl BlobStore {
         {
             Ok(_) => Ok(held.holder),
             Err(NotWritten::Theirs) => Err(not_held()),
-            Err(NotWritten::Unclear(e)) => Err(e),
+            Err(NotWritten::Unclear(e) | NotWritten::Failed(e)) => Err(e),
         }
     }
 }
@@ -801,7 +723,7 @@ fn holds(bytes: &[u8], id: Option<&str>, released: bool) -> bool {
 /// from before tombstones reads it as an entry it already folded.
 fn tombstone_bytes(lineage: Uuid, serial: u64) -> Vec<u8> {
     let t = Entry {
-        version: super::LEDGER_VERSION,
+        version: crate::ledger::LEDGER_VERSION,
         lineage,
         base_serial: serial,
         tenant: None,
@@ -809,52 +731,6 @@ fn tombstone_bytes(lineage: Uuid, serial: u64) -> Vec<u8> {
         records: Vec::new(),
     };
     serde_json::to_vec(&t).expect("journal entries serialize")
-}
-
-/// Merges an entry older than the snapshot: left by a crash between a compaction's snapshot and
-/// its tombstones (the snapshot holds it already), or a late write into a freed name. Nothing
-/// is refused: a record the snapshot lacks is taken, a newer one too, and one that diverged keeps
-/// the snapshot's attempts plus the entry's others; if the snapshot had it `not-executed`, it
-/// becomes `unknown`, since the entry's attempt may have been sent (`refresh` decides).
-fn merge_late(ledger: &mut Ledger, records: Vec<Record>, base_serial: u64, entry: &str) {
-    let mut latest: std::collections::BTreeMap<crate::core::action::ActionKey, Record> = Default::default();
-    for r in records {
-        latest.insert(r.key.clone(), r);
-    }
-    let mut merged = 0;
-    for (key, j) in latest {
-        let next = match ledger.records.get(&key) {
-            None => j,
-            Some(s) => match local::newer(s, &j) {
-                Some(local::Newer::Snapshot) => continue,
-                Some(local::Newer::Journal) => j,
-                None => {
-                    let mut both = s.clone();
-                    for a in j.attempts {
-                        if !both.attempts.iter().any(|b| b.client_request_id == a.client_request_id) {
-                            both.attempts.push(a);
-                        }
-                    }
-                    both.attempts.sort_by_key(|a| a.started_at);
-                    if both.status == super::Status::NotExecuted {
-                        both.status = super::Status::Unknown;
-                    }
-                    both.updated_at = both.updated_at.max(j.updated_at);
-                    tracing::warn!(
-                        key = key.short(),
-                        entry,
-                        status = %both.status,
-                        "a journal entry older than the ledger's snapshot disagrees with it (a late write from a run that had lost the lock?): keeping the attempts of both; `refresh` settles an unknown one from Intune"
-                    );
-                    both
-                }
-            },
-        };
-        tracing::warn!(key = key.short(), entry, "merging a record the snapshot lacked from an older journal entry");
-        ledger.records.insert(key, next);
-        merged += 1u64;
-    }
-    ledger.serial = ledger.serial.max(base_serial) + merged;
 }
 
 fn lock_bytes(holder: &LockInfo, released: bool) -> Vec<u8> {
@@ -946,7 +822,7 @@ impl Lease {
                         lease.lost.store(true, Ordering::SeqCst);
                         return;
                     }
-                    Err(NotWritten::Unclear(e)) => {
+                    Err(NotWritten::Unclear(e) | NotWritten::Failed(e)) => {
                         tracing::warn!(error = %e, "cannot renew the ledger lock; retrying");
                         wait = every.min(Duration::from_secs(3));
                     }
@@ -989,128 +865,144 @@ impl Drop for Lease {
     }
 }
 
-/// Exclusive access to a blob ledger while the lock is held. Same flow as the local writer:
-/// [`record_all`](Self::record_all) before and after each request, [`commit`](Self::commit) at the end.
+/// What a read saw, besides the ledger: the snapshot's ETag and the journal objects a writer
+/// folds or tombstones.
+#[derive(Debug, Clone)]
+struct BlobVersion {
+    etag: Option<String>,
+    serial: u64,
+    /// Entries older than the snapshot, then the chain on top of it.
+    folded: Vec<ObjPath>,
+    tombstones: Vec<(ObjPath, jiff::Timestamp)>,
+}
+
+impl From<Loaded> for Read {
+    fn from(l: Loaded) -> Read {
+        let folded = l.leftovers.into_iter().chain(l.chain).collect();
+        let version = BlobVersion { etag: l.etag, serial: l.ledger.serial, folded, tombstones: l.tombstones };
+        Read::new(l.ledger, version)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for BlobStore {
+    fn location(&self) -> Location {
+        self.where_()
+    }
+
+    async fn exists(&self) -> Result<bool, StateError> {
+        self.ledger_exists().await
+    }
+
+    async fn read(&self) -> Result<Read, StateError> {
+        Ok(self.load_full().await?.into())
+    }
+
+    async fn lock(&self, timeout: Duration, me: LockInfo) -> Result<Box<dyn Session>, StateError> {
+        let lease = self.acquire(timeout, me).await?;
+        Ok(Box::new(BlobSession {
+            store: self.clone(),
+            etag: None,
+            folded: Vec::new(),
+            tombstones: Vec::new(),
+            unclear_snapshot: None,
+            lease,
+        }))
+    }
+
+    async fn unlock(&self, id: &str) -> Result<LockInfo, StateError> {
+        self.unlock_by_id(id).await
+    }
+}
+
+impl BlobStore {
+    /// Whether the ledger is still as `v` saw it: the snapshot has the same ETag, and no entry
+    /// extends the serial it read (a writer between would have written one, or compacted into a
+    /// new snapshot). Two requests instead of a listing and a read of everything.
+    async fn unchanged_since(&self, v: &BlobVersion) -> Result<bool, StateError> {
+        let etag = match self.store.head(&self.snapshot).await {
+            Ok(meta) => meta.e_tag,
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(self.err("read", &e)),
+        };
+        if etag != v.etag {
+            return Ok(false);
+        }
+        match self.store.head(&self.entry_path(v.serial)).await {
+            Ok(_) => Ok(false),
+            Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(self.err("read", &e)),
+        }
+    }
+}
+
+/// The held lock on a blob ledger (renewed in the background), and what its writer needs for
+/// compare-and-swap.
 #[derive(Debug)]
-pub struct BlobWriter {
+struct BlobSession {
     store: BlobStore,
-    ledger: Ledger,
     /// The snapshot's ETag, for compare-and-swap.
     etag: Option<String>,
     /// Journal entries the next snapshot folds in (tombstoned after it is written).
     folded: Vec<ObjPath>,
     /// Tombstones found when the lock was taken, and when each was written (store time).
     tombstones: Vec<(ObjPath, jiff::Timestamp)>,
-    /// An entry whose write may or may not have landed (its write and its read back failed):
-    /// written again, the same bytes on the same name, before anything else.
-    pending: Option<Pending>,
     /// A snapshot whose compare-and-swap may or may not have landed: its bytes.
     unclear_snapshot: Option<Vec<u8>>,
     lease: Arc<Lease>,
-    bound_tenant: bool,
-    /// Another writer moved the ledger on: nothing more is written.
-    fenced: bool,
 }
 
-#[derive(Debug)]
-struct Pending {
-    path: ObjPath,
-    body: Vec<u8>,
-    records: Vec<Record>,
-}
-
-impl BlobWriter {
-    pub(crate) fn ledger(&self) -> &Ledger {
-        &self.ledger
+#[async_trait::async_trait]
+impl Session for BlobSession {
+    async fn read(&mut self, prior: Option<Read>) -> Result<Ledger, StateError> {
+        let prior = prior.and_then(|Read { ledger, version }| Some((ledger, *version.downcast::<BlobVersion>().ok()?)));
+        let (ledger, v) = match prior {
+            Some((ledger, v)) if self.store.unchanged_since(&v).await? => (ledger, v),
+            _ => {
+                let Read { ledger, version } = self.store.load_full().await?.into();
+                (ledger, *version.downcast::<BlobVersion>().expect("a blob read"))
+            }
+        };
+        (self.etag, self.folded, self.tombstones) = (v.etag, v.folded, v.tombstones);
+        Ok(ledger)
     }
 
-    /// Durably records records: one journal entry, created only if this writer is still the one
-    /// extending the ledger, and only reported written while the lock is still held.
-    pub(crate) async fn record_all(&mut self, records: Vec<Record>) -> Result<(), StateError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.writable()?;
-        self.settle_pending().await?;
-        let base = self.ledger.serial;
-        let entry = Entry {
-            version: super::LEDGER_VERSION,
-            lineage: self.ledger.lineage.expect("a locked ledger has a lineage"),
-            base_serial: base,
-            tenant: self.ledger.tenant.clone(),
-            writer: self.lease.holder.id.clone().unwrap_or_default(),
+    fn needs_fold(&self) -> bool {
+        self.etag.is_none() || !self.folded.is_empty()
+    }
+
+    fn check(&self) -> Result<(), StateError> {
+        self.lease.check(&self.store)
+    }
+
+    async fn append(&mut self, base: &Ledger, records: &[Record]) -> Result<(), NotWritten> {
+        let entry = EntryRef {
+            version: crate::ledger::LEDGER_VERSION,
+            lineage: base.lineage.expect("a locked ledger has a lineage"),
+            base_serial: base.serial,
+            tenant: base.tenant.as_deref(),
+            writer: self.lease.holder.id.as_deref().unwrap_or_default(),
             records,
         };
         let body = serde_json::to_vec(&entry).expect("journal entries serialize");
-        let path = self.store.entry_path(base);
-        self.pending = Some(Pending { path, body, records: entry.records });
-        self.settle_pending().await
-    }
-
-    /// Writes the pending entry (again: the same bytes on the same name), then takes it in.
-    async fn settle_pending(&mut self) -> Result<(), StateError> {
-        let Some(p) = self.pending.take() else { return Ok(()) };
-        let same = |b: &[u8]| b == p.body.as_slice();
-        match self.store.put_checked(&p.path, p.body.clone(), PutMode::Create, LEDGER_OBJECT_CAP, "write", &same).await
-        {
-            Ok(_) => {}
-            Err(NotWritten::Theirs) => {
-                self.fenced = true;
-                return Err(StateError::LockLost {
-                    path: self.store.where_(),
-                    why: format!("another writer recorded serial {} while this run held the lock", self.ledger.serial),
-                });
-            }
-            Err(NotWritten::Unclear(e)) => {
-                self.pending = Some(p);
-                return Err(e);
-            }
-        }
-        if let Err(e) = self.lease.check(&self.store) {
-            self.fenced = true;
-            return Err(e);
-        }
-        self.ledger.serial += p.records.len() as u64;
-        for r in p.records {
-            self.ledger.records.insert(r.key.clone(), r);
-        }
-        self.folded.push(p.path);
-        if self.folded.len() >= COMPACT_EVERY {
-            self.compact().await?;
-        }
+        let path = self.store.entry_path(base.serial);
+        let same = |b: &[u8]| b == body.as_slice();
+        self.store.put_checked(&path, body.clone(), PutMode::Create, LEDGER_OBJECT_CAP, "write", &same).await?;
+        self.folded.push(path);
         Ok(())
     }
 
-    fn writable(&mut self) -> Result<(), StateError> {
-        if self.fenced {
-            return Err(StateError::LockLost {
-                path: self.store.where_(),
-                why: "an earlier write found the lock lost".into(),
-            });
-        }
-        if let Err(e) = self.lease.check(&self.store) {
-            self.fenced = true;
-            return Err(e);
-        }
-        Ok(())
+    fn after_append(&self, _: &Ledger) -> Compaction {
+        if self.folded.len() >= COMPACT_EVERY { Compaction::Required } else { Compaction::Later }
     }
 
-    /// Writes the ledger as the new snapshot (compare-and-swap), then tombstones the entries it
-    /// holds and deletes the tombstones old enough.
-    async fn compact(&mut self) -> Result<(), StateError> {
-        self.writable()?;
-        if let Some(earlier) = self.unclear_snapshot.take() {
-            // An earlier compare-and-swap that may have landed: if it did, go on from its ETag.
-            match self.store.get_bytes(&self.store.snapshot, "write").await {
-                Ok(Some((b, etag))) if b.as_ref() == earlier.as_slice() => self.etag = etag,
-                Ok(_) => {}
-                Err(e) => {
-                    self.unclear_snapshot = Some(earlier);
-                    return Err(e);
-                }
-            }
-        }
-        let body = local::snapshot_bytes(&self.ledger);
+    fn dirty(&self) -> bool {
+        !self.folded.is_empty() || self.unclear_snapshot.is_some()
+    }
+
+    async fn replace_snapshot(&mut self, ledger: &Ledger) -> Result<(), NotWritten> {
+        self.settle_unclear_snapshot().await.map_err(NotWritten::Unclear)?;
+        let body = snapshot_bytes(ledger);
         let mode = match self.etag.clone() {
             Some(e) => PutMode::Update(version(Some(e))),
             None => PutMode::Create,
@@ -1119,20 +1011,59 @@ impl BlobWriter {
         match self.store.put_checked(&self.store.snapshot, body.clone(), mode, LEDGER_OBJECT_CAP, "write", &same).await
         {
             Ok(w) => self.etag = w.etag,
-            Err(NotWritten::Theirs) => {
-                self.fenced = true;
-                return Err(StateError::LockLost {
-                    path: self.store.where_(),
-                    why: "the snapshot was replaced by another writer".into(),
-                });
-            }
             Err(NotWritten::Unclear(e)) => {
                 self.unclear_snapshot = Some(body);
+                return Err(NotWritten::Unclear(e));
+            }
+            Err(other) => return Err(other),
+        }
+        let lineage = ledger.lineage.expect("a locked ledger has a lineage");
+        self.tombstone_folded(lineage).await;
+        Ok(())
+    }
+
+    async fn release(&mut self) {
+        self.lease.stop();
+        if self.lease.lost.load(Ordering::SeqCst) {
+            return;
+        }
+        let etag = self.lease.etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let body = lock_bytes(&self.lease.holder, true);
+        let released = |b: &[u8]| holds(b, self.lease.holder.id.as_deref(), true);
+        match self
+            .store
+            .put_checked(&self.store.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "unlock", &released)
+            .await
+        {
+            Ok(_) => {}
+            Err(NotWritten::Theirs) => {
+                tracing::warn!("the ledger lock was no longer this run's when it was released: left as it is");
+            }
+            Err(NotWritten::Unclear(e) | NotWritten::Failed(e)) => {
+                tracing::warn!(error = %e, "cannot release the ledger lock; it expires within {}s", LOCK_EXPIRY.as_secs());
+            }
+        }
+    }
+}
+
+impl BlobSession {
+    /// An earlier compare-and-swap that may have landed: if it did, go on from its ETag.
+    async fn settle_unclear_snapshot(&mut self) -> Result<(), StateError> {
+        let Some(earlier) = self.unclear_snapshot.take() else { return Ok(()) };
+        match self.store.get_bytes(&self.store.snapshot, "write").await {
+            Ok(Some((b, etag))) if b.as_ref() == earlier.as_slice() => self.etag = etag,
+            Ok(_) => {}
+            Err(e) => {
+                self.unclear_snapshot = Some(earlier);
                 return Err(e);
             }
         }
+        Ok(())
+    }
+
+    /// Tombstones the entries the new snapshot holds and deletes the tombstones old enough.
+    async fn tombstone_folded(&mut self, lineage: Uuid) {
         let store = &self.store;
-        let lineage = self.ledger.lineage.expect("a locked ledger has a lineage");
         let folded = std::mem::take(&mut self.folded);
         let now = store.clock.lower_bound(Instant::now());
         let keep = jiff::SignedDuration::try_from(TOMBSTONE_KEEP).unwrap_or_default();
@@ -1165,60 +1096,6 @@ impl BlobWriter {
                 }
             })
             .await;
-        Ok(())
-    }
-
-    /// Replaces the ledger's content (`state push`): the caller checked it extends this one.
-    pub(crate) async fn replace(&mut self, ledger: Ledger) -> Result<(), StateError> {
-        self.writable()?;
-        self.settle_pending().await?;
-        let serial = self.ledger.serial.max(ledger.serial) + 1;
-        self.ledger = Ledger { serial, ..ledger };
-        self.compact().await
-    }
-
-    /// Folds the journal into a new snapshot and releases the lock.
-    pub(crate) async fn commit(mut self) -> Result<Ledger, StateError> {
-        let result = if self.fenced {
-            Err(StateError::LockLost { path: self.store.where_(), why: "nothing more was written".into() })
-        } else {
-            match self.settle_pending().await {
-                Err(e) => Err(e),
-                Ok(()) if self.folded.is_empty() && self.unclear_snapshot.is_none() => Ok(()),
-                Ok(()) => self.compact().await,
-            }
-        };
-        self.release().await;
-        result.map(|()| self.ledger.clone())
-    }
-
-    /// Releases the lock without writing anything else (not even folding a journal left behind).
-    pub(crate) async fn release_only(mut self) {
-        self.release().await;
-    }
-
-    /// Marks the lock released, if it is still ours.
-    async fn release(&mut self) {
-        self.lease.stop();
-        if self.lease.lost.load(Ordering::SeqCst) {
-            return;
-        }
-        let etag = self.lease.etag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let body = lock_bytes(&self.lease.holder, true);
-        let released = |b: &[u8]| holds(b, self.lease.holder.id.as_deref(), true);
-        match self
-            .store
-            .put_checked(&self.store.lock, body, PutMode::Update(version(etag)), LOCK_OBJECT_CAP, "unlock", &released)
-            .await
-        {
-            Ok(_) => {}
-            Err(NotWritten::Theirs) => {
-                tracing::warn!("the ledger lock was no longer this run's when it was released: left as it is");
-            }
-            Err(NotWritten::Unclear(e)) => {
-                tracing::warn!(error = %e, "cannot release the ledger lock; it expires within {}s", LOCK_EXPIRY.as_secs());
-            }
-        }
     }
 }
 
@@ -1248,7 +1125,7 @@ mod tests {
             former_keys: Vec::new(),
             kind: crate::core::action::ActionKind::PasscodeReset,
             manifest: String::new(),
-            file: PathBuf::new(),
+            file: std::path::PathBuf::new(),
             pos: crate::diag::Pos::new(1, 1),
             round: 0,
             collection: crate::core::action::Collection::ManagedDevices,

@@ -182,7 +182,7 @@ pub(crate) fn run(
             stop.await;
             let _ = tx.send(true);
         });
-        let report = apply(&p, checked, conn, env, &mut ui, cancel).await;
+        let report = apply(&p, checked, conn, clock.clone(), env, &mut ui, cancel).await;
         stop.abort();
         report
     })?;
@@ -195,6 +195,7 @@ pub(crate) async fn apply(
     project: &Project,
     checked: Checked,
     conn: &Connection,
+    clock: crate::clock::SharedClock,
     env: &dyn Fn(&str) -> Option<String>,
     ui: &mut dyn Ui,
     cancel: watch::Receiver<bool>,
@@ -221,6 +222,7 @@ pub(crate) async fn apply(
         tenant: Some(tenant),
         backoff_initial: p.settings.graph.backoff_initial,
         backoff_max: p.settings.graph.backoff_max,
+        clock,
     };
     Ok(exec::apply(&p.actions(), &conn.store, conn.graph.clone(), &opts, ui, cancel).await?)
 }

@@ -49,7 +49,7 @@ pub(super) async fn execute(
         sent_any = true;
         let token = slot.token().clone();
         let result = ctx.graph.send_action(action.kind, slot, action.collection, device_id, client_request_id).await;
-        let outcome = answered(&mut record, result, Timestamp::now());
+        let outcome = answered(&mut record, result, ctx.opts.clock.now());
         if !after(ctx, &record, outcome, &mut history, &policy, &token).await? {
             return Ok(Some(record));
         }
@@ -78,7 +78,7 @@ async fn send_slot<'g>(ctx: &'g Run, waiting: &mut Option<Waiting<'_>>) -> Resul
 /// leave only after this returns. Returns the attempt's client request id.
 async fn intent(ctx: &Run, record: &mut Record, device_id: &str, provenance: &Provenance) -> Result<Uuid, ApplyError> {
     let client_request_id = Uuid::new_v4();
-    let now = Timestamp::now();
+    let now = ctx.opts.clock.now();
     let server_sent_at = ctx.graph.server_time_lower_bound();
     // Before the request can leave: a reset of this device from now on may be this run's.
     ctx.own.note(device_id, server_sent_at.unwrap_or(now));

@@ -51,7 +51,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jiff::Timestamp;
 use tokio::sync::watch;
 
 use crate::core::action::Action;
@@ -86,6 +85,8 @@ pub(crate) struct ApplyOptions {
     pub tenant: Option<String>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// Where the time of every record and every policy judgement comes from.
+    pub clock: crate::clock::SharedClock,
 }
 
 impl ApplyOptions {
@@ -324,7 +325,7 @@ impl Scope {
         let report_orphans = opts.report_orphans && opts.expected.is_none();
         let popts = PlanOptions {
             report_orphans,
-            rename_guard: if report_orphans { opts.policy.rename_guard(Timestamp::now()) } else { None },
+            rename_guard: if report_orphans { opts.policy.rename_guard(opts.clock.now()) } else { None },
         };
         Scope { reviewed, restored, not_in_plan, popts, ledger: writer.ledger().clone() }
     }
@@ -346,7 +347,7 @@ async fn audit_log(
     if candidates.is_empty() {
         return Ok(AuditLog::default());
     }
-    let audits = crate::exec::resolve::audit_log(graph, opts.policy.out_of_band_since(Timestamp::now())).await?;
+    let audits = crate::exec::resolve::audit_log(graph, opts.policy.out_of_band_since(opts.clock.now())).await?;
     // A reset of a device after this run's first intent for it may be the run's own (for
     // another action of that device): never one made outside reconcile. Per device, on
     // Intune's clock, less the stamps' tolerance.
@@ -427,9 +428,9 @@ fn review<'a>(
     restored: Option<&'a Restored>,
 ) -> Plan<'a> {
     let plan = plan.with_manifests(opts.manifests.clone());
-    let plan = opts.policy.review(plan, opts.static_violations.clone(), ledger, audits, Timestamp::now());
+    let plan = opts.policy.review(plan, opts.static_violations.clone(), ledger, audits, opts.clock.now());
     match restored {
-        Some(r) => crate::core::saved::judge(r, plan, ledger, Timestamp::now()),
+        Some(r) => crate::core::saved::judge(r, plan, ledger, opts.clock.now()),
         None => plan,
     }
 }
@@ -464,7 +465,7 @@ fn jobs(
             let action = e.action.filter(|a| wanted.contains(&a.key))?;
             let Some(Resolution::Device(d)) = resolutions.get(&action.key) else { return None };
             let mut record =
-                e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), Timestamp::now()));
+                e.record.cloned().unwrap_or_else(|| Record::new(action, Some(d.id.clone()), opts.clock.now()));
             record.device_name = d.device_name.clone();
             let provenance = crate::ledger::Provenance {
                 manifest: plan.manifests.get(&action.manifest).cloned().unwrap_or_default(),
@@ -480,7 +481,7 @@ fn jobs(
 /// Intune's evidence, recorded as done. Nothing is sent for them.
 fn adoptions(plan: &Plan<'_>, released: &[&Action], opts: &ApplyOptions) -> Vec<Record> {
     let wanted: std::collections::HashSet<&crate::core::action::ActionKey> = released.iter().map(|a| &a.key).collect();
-    let now = Timestamp::now();
+    let now = opts.clock.now();
     plan.entries
         .iter()
         .filter(|e| e.change == crate::core::plan::Change::Adopt)

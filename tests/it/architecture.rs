@@ -91,3 +91,28 @@ fn no_two_modules_reach_each_other() {
     let loops: Vec<&String> = reach.iter().filter(|(m, r)| r.contains(*m)).map(|(m, _)| m).collect();
     assert!(loops.is_empty(), "modules that reach themselves through crate:: paths: {loops:?}\n{deps:#?}");
 }
+
+/// Time comes from one clock (`src/clock.rs`, carried by the session): nothing else in `src/`
+/// reads the system's time, so a test can set it. The exceptions stamp this machine's own time
+/// where nothing is decided on it: a token's lifetime and assertion (`graph/auth.rs`,
+/// `graph/cert.rs`, which Entra judges), the ledger lock's holder stamps (`ledger/lock.rs`,
+/// `ledger/backend/blob.rs`, shown to people; a stale lock is judged on the store's clock), and
+/// the simulator, which plays Intune's own clock.
+#[test]
+fn only_the_clock_reads_the_time() {
+    const ALLOWED: [&str; 5] =
+        ["clock.rs", "graph/auth.rs", "graph/cert.rs", "ledger/lock.rs", "ledger/backend/blob.rs"];
+    let mut files = Vec::new();
+    sources(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut files);
+    assert!(files.iter().any(|(rel, _)| rel == "clock.rs"), "the scan sees src/clock.rs");
+    let readers: Vec<&String> = files
+        .iter()
+        .filter(|(rel, _)| !rel.starts_with("sim/") && !ALLOWED.contains(&rel.as_str()) && !rel.ends_with("tests.rs"))
+        .filter(|(_, text)| {
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+            code.lines().map(|l| l.split("//").next().unwrap_or_default()).any(|l| l.contains("Timestamp::now()"))
+        })
+        .map(|(rel, _)| rel)
+        .collect();
+    assert!(readers.is_empty(), "read the time through crate::clock, not Timestamp::now(): {readers:?}");
+}

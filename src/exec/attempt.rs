@@ -201,26 +201,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::core::action::{ActionKey, ActionKind, Collection, Selector, SelectorKind};
-    use crate::diag::Pos;
 
     fn record() -> Record {
-        let selector = Selector { kind: SelectorKind::SerialNumber, value: "SN1".into() };
-        let action = Action {
-            key: ActionKey::compute(ActionKind::PasscodeReset, "m", 1, Collection::ManagedDevices, &selector),
-            former_names: Vec::new(),
-            former_keys: Vec::new(),
-            kind: ActionKind::PasscodeReset,
-            manifest: "m".into(),
-            file: "m.yaml".into(),
-            pos: Pos::new(1, 1),
-            round: 1,
-            collection: Collection::ManagedDevices,
-            selector,
-        };
-        let mut r = Record::new(&action, Some("d1".into()), Timestamp::UNIX_EPOCH);
+        let mut r = crate::ledger::tests::record("m", "SN1", Status::Unknown);
+        r.managed_device_id = Some("d1".into());
         r.attempts.push(Attempt::default());
-        r.status = Status::Unknown;
         r
     }
 

@@ -35,12 +35,16 @@ fn module_of(rel: &str) -> String {
     }
 }
 
-/// `crate::name` paths in code (comments and the test module left out), as modules
-/// (`crate::core::plan::Plan` → `core::plan`).
-fn crate_paths(text: &str) -> BTreeSet<String> {
+/// The lines of a source file's code: its test module and comments left out.
+fn code_lines(text: &str) -> impl Iterator<Item = &str> {
     let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+    code.lines().map(|l| l.split("//").next().unwrap_or_default())
+}
+
+/// `crate::name` paths in code, as modules (`crate::core::plan::Plan` → `core::plan`).
+fn crate_paths(text: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    for line in code.lines().map(|l| l.split("//").next().unwrap_or_default()) {
+    for line in code_lines(text) {
         for (i, _) in line.match_indices("crate::") {
             let path: String = line[i + 7..]
                 .chars()
@@ -108,10 +112,7 @@ fn only_the_clock_reads_the_time() {
     let readers: Vec<&String> = files
         .iter()
         .filter(|(rel, _)| !rel.starts_with("sim/") && !ALLOWED.contains(&rel.as_str()) && !rel.ends_with("tests.rs"))
-        .filter(|(_, text)| {
-            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
-            code.lines().map(|l| l.split("//").next().unwrap_or_default()).any(|l| l.contains("Timestamp::now()"))
-        })
+        .filter(|(_, text)| code_lines(text).any(|l| l.contains("Timestamp::now()")))
         .map(|(rel, _)| rel)
         .collect();
     assert!(readers.is_empty(), "read the time through crate::clock, not Timestamp::now(): {readers:?}");

@@ -239,6 +239,26 @@ fn a_429_within_a_window_of_the_last_pause_slows_down_and_each_clean_window_step
     assert_eq!(s.interval(), spacing, "back to the budget's pace");
 }
 
+// The edges agree with `paused`: the instant a pause ends it is over, so a 429 answered then is
+// a new one (and slows the pace down); a window after that end, a 429 is a lone one again.
+#[test]
+fn a_pause_ends_at_its_end_and_its_window_at_the_windows_end() {
+    let t0 = Instant::now();
+    let window = Duration::from_secs(2);
+    let mut s = Schedule::new(100, window, t0);
+    let spacing = s.spacing;
+    s.throttled(t0, Duration::from_secs(1));
+    let end = t0 + Duration::from_secs(1);
+    assert!(s.paused(end - ms(1)) && !s.paused(end));
+    s.throttled(end, Duration::from_secs(1));
+    assert_eq!(s.interval(), spacing.mul_f64(SLOWDOWN), "answered as the pause ended: a second 429");
+
+    let mut s = Schedule::new(100, window, t0);
+    s.throttled(t0, Duration::from_secs(1));
+    s.throttled(end + window, Duration::from_secs(1));
+    assert_eq!(s.interval(), spacing, "a window after the pause: a lone 429");
+}
+
 // Regression: tasks handed a turn before a 429 came back still sent inside its pause.
 #[tokio::test(start_paused = true)]
 async fn a_pause_learned_while_waiting_holds_for_turns_already_handed_out() {

@@ -73,7 +73,7 @@ impl BlobUrl {
     /// Parses and checks a Blob URL. Credentials go only to the pinned cloud's storage hosts
     /// (over https) or to a loopback emulator.
     pub fn parse(text: &str, cloud: Cloud) -> Result<BlobUrl, String> {
-        let shown = text.escape_debug();
+        let shown = text.escape_debug().to_string();
         // The URL parser folds `a/../b` away silently; a ledger's name is taken literally or refused.
         let path_part = text.split_once("://").map_or(text, |(_, rest)| rest);
         if path_part.split(['/', '?', '#']).skip(1).any(|s| s == "." || s == ".." || s.eq_ignore_ascii_case("%2e%2e")) {
@@ -95,18 +95,7 @@ impl BlobUrl {
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             _ => false,
         };
-        let raw_segments: Vec<&str> = url.path().trim_start_matches('/').split('/').collect();
-        let mut segments = Vec::with_capacity(raw_segments.len());
-        for s in raw_segments {
-            let decoded = percent_decode(s).ok_or_else(|| format!("`{shown}`: the path is not valid UTF-8"))?;
-            if decoded.is_empty() || decoded == "." || decoded == ".." || decoded.contains('/') {
-                return Err(format!("`{shown}`: empty, `.` or `..` path segments are not allowed in a Blob URL"));
-            }
-            if decoded.chars().any(char::is_control) {
-                return Err(format!("`{shown}`: control characters are not allowed in a Blob URL"));
-            }
-            segments.push(decoded);
-        }
+        let segments = segments(&url, &shown)?;
         let (endpoint, account, rest) = if loopback {
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!("`{shown}` is not an http(s) URL"));
@@ -137,29 +126,8 @@ impl BlobUrl {
             }
             (format!("https://{account}.{suffix}"), account.to_owned(), segments)
         };
-        if account.len() < 3
-            || account.len() > 24
-            || !account.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        {
-            return Err(format!(
-                "`{shown}`: `{}` is not a storage account name (3–24 lowercase letters and digits)",
-                account.escape_debug()
-            ));
-        }
-        let Some((container, path)) = rest.split_first().filter(|(_, p)| !p.is_empty()) else {
-            return Err(format!("`{shown}` names no blob: the URL is …/CONTAINER/PATH"));
-        };
-        if container.len() < 3
-            || container.len() > 63
-            || !container.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            || container.starts_with('-')
-        {
-            return Err(format!(
-                "`{shown}`: `{}` is not a container name (3–63 lowercase letters, digits and hyphens)",
-                container.escape_debug()
-            ));
-        }
-        Ok(BlobUrl { endpoint, account, container: container.clone(), path: path.join("/"), loopback })
+        let (container, path) = container_and_path(&shown, &account, &rest)?;
+        Ok(BlobUrl { endpoint, account, container, path, loopback })
     }
 
     /// The object `path` in the same container (a journal entry, the lock), for messages.
@@ -171,6 +139,49 @@ impl BlobUrl {
     pub(crate) fn is_loopback(&self) -> bool {
         self.loopback
     }
+}
+
+/// The URL's path, segment by segment, percent-decoded; a segment that could name something other
+/// than itself (empty, `.`, `..`, an encoded `/`, a control character) is refused.
+fn segments(url: &url::Url, shown: &str) -> Result<Vec<String>, String> {
+    let mut segments = Vec::new();
+    for s in url.path().trim_start_matches('/').split('/') {
+        let decoded = percent_decode(s).ok_or_else(|| format!("`{shown}`: the path is not valid UTF-8"))?;
+        if decoded.is_empty() || decoded == "." || decoded == ".." || decoded.contains('/') {
+            return Err(format!("`{shown}`: empty, `.` or `..` path segments are not allowed in a Blob URL"));
+        }
+        if decoded.chars().any(char::is_control) {
+            return Err(format!("`{shown}`: control characters are not allowed in a Blob URL"));
+        }
+        segments.push(decoded);
+    }
+    Ok(segments)
+}
+
+/// Checks the account's and the container's names as Azure defines them, and splits the rest
+/// into the container and the blob's path.
+fn container_and_path(shown: &str, account: &str, rest: &[String]) -> Result<(String, String), String> {
+    if account.len() < 3 || account.len() > 24 || !account.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(format!(
+            "`{shown}`: `{}` is not a storage account name (3–24 lowercase letters and digits)",
+            account.escape_debug()
+        ));
+    }
+    let Some((container, path)) = rest.split_first().filter(|(_, p)| !p.is_empty()) else {
+        return Err(format!("`{shown}` names no blob: the URL is …/CONTAINER/PATH"));
+    };
+    if container.len() < 3
+        || container.len() > 63
+        || !container.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || container.starts_with('-')
+    {
+        return Err(format!(
+            "`{shown}`: `{}` is not a container name (3–63 lowercase letters, digits and hyphens)",
+            container.escape_debug()
+        ));
+    }
+    Ok((container.clone(), path.join("/")))
 }
 
 fn percent_decode(s: &str) -> Option<String> {

@@ -191,101 +191,129 @@ impl Policy {
 
 /// What changing `old` into `new` loosens and tightens, each as a line a reviewer reads.
 pub(crate) fn diff(old: &Policy, new: &Policy) -> (Vec<String>, Vec<String>) {
-    let (mut loosens, mut tightens) = (Vec::new(), Vec::new());
+    let mut c = Changes::default();
     let limit = |n: Option<u32>| n.map_or_else(|| "no limit".to_owned(), |n| n.to_string());
-    let (a, b) = (old.max_limit().map(|(n, _)| n), new.max_limit().map(|(n, _)| n));
-    match (a, b) {
-        (Some(x), Some(y)) if y > x => loosens.push(format!("maxActionsPerApply {x} → {y}")),
-        (Some(_), None) => loosens.push(format!("maxActionsPerApply {} → no limit", limit(a))),
-        (Some(x), Some(y)) if y < x => tightens.push(format!("maxActionsPerApply {x} → {y}")),
-        (None, Some(_)) => tightens.push(format!("maxActionsPerApply no limit → {}", limit(b))),
-        _ => {}
-    }
+    let first = |p: &Policy| p.max_limit().map(|(n, _)| n);
+    c.bound("maxActionsPerApply", Looser::Higher, first(old), first(new), limit);
     for (name, o, n) in [
         ("requireTicket", &old.require_ticket, &new.require_ticket),
         ("requireReason", &old.require_reason, &new.require_reason),
         ("requireRequestedBy", &old.require_requested_by, &new.require_requested_by),
     ] {
         match (o.is_empty(), n.is_empty()) {
-            (false, true) => loosens.push(format!("{name} dropped")),
-            (true, false) => tightens.push(format!("{name} added")),
+            (false, true) => c.loosens.push(format!("{name} dropped")),
+            (true, false) => c.tightens.push(format!("{name} added")),
             _ => {}
         }
     }
     let (po, pn) = (old.patterns(), new.patterns());
-    loosens.extend(po.difference(&pn).map(|p| format!("ticketPattern `{p}` removed")));
-    tightens.extend(pn.difference(&po).map(|p| format!("ticketPattern `{p}` added")));
-    match (old.platforms(), new.platforms()) {
-        (Some(o), None) => {
-            loosens.push(format!("allowPlatforms [{}] removed", o.into_iter().collect::<Vec<_>>().join(", ")))
-        }
-        (None, Some(n)) => {
-            tightens.push(format!("allowPlatforms [{}] added", n.into_iter().collect::<Vec<_>>().join(", ")))
-        }
-        (Some(o), Some(n)) => {
-            loosens.extend(n.difference(&o).map(|p| format!("allowPlatforms allows {p}")));
-            tightens.extend(o.difference(&n).map(|p| format!("allowPlatforms no longer allows {p}")));
-        }
-        (None, None) => {}
-    }
+    c.loosens.extend(po.difference(&pn).map(|p| format!("ticketPattern `{p}` removed")));
+    c.tightens.extend(pn.difference(&po).map(|p| format!("ticketPattern `{p}` added")));
+    c.platforms(old.platforms(), new.platforms());
     let (so, sn) = (old.protected_set(), new.protected_set());
-    loosens
+    c.loosens
         .extend(so.iter().filter(|(k, _)| !sn.contains_key(*k)).map(|(_, p)| format!("protected device {p} removed")));
-    tightens
+    c.tightens
         .extend(sn.iter().filter(|(k, _)| !so.contains_key(*k)).map(|(_, p)| format!("protected device {p} added")));
     let span = |d: Option<Duration>| d.map_or_else(|| "none".to_owned(), |d| HumanDuration(d).to_string());
-    let (a, b) = (old.longest_cooldown().map(|(d, _)| d), new.longest_cooldown().map(|(d, _)| d));
-    match (a, b) {
-        (Some(x), Some(y)) if y < x => loosens.push(format!("cooldown {} → {}", span(a), span(Some(y)))),
-        (Some(_), None) => loosens.push(format!("cooldown {} → none", span(a))),
-        (Some(x), Some(y)) if y > x => tightens.push(format!("cooldown {} → {}", span(Some(x)), span(b))),
-        (None, Some(_)) => tightens.push(format!("cooldown none → {}", span(b))),
-        _ => {}
+    let cooldown = |p: &Policy| p.longest_cooldown().map(|(d, _)| d);
+    c.bound("cooldown", Looser::Lower, cooldown(old), cooldown(new), span);
+    let age = |p: &Policy| p.shortest_plan_max_age().map(|(d, _)| d);
+    c.bound("planMaxAge", Looser::Higher, age(old), age(new), span);
+    c.windows(old.window_slots(), new.window_slots());
+    c.rename(old.rename_within, new.rename_within);
+    c.out_of_band(old.out_of_band, new.out_of_band);
+    (c.loosens, c.tightens)
+}
+
+/// What a change does to the policy, rule by rule: the rules it loosens, the rules it tightens.
+#[derive(Default)]
+struct Changes {
+    loosens: Vec<String>,
+    tightens: Vec<String>,
+}
+
+/// Which way a bounded rule's value loosens it (no value at all is always the loosest).
+#[derive(Clone, Copy)]
+enum Looser {
+    /// A higher value allows more (`maxActionsPerApply`, `planMaxAge`).
+    Higher,
+    /// A lower value allows more (`cooldown`).
+    Lower,
+}
+
+impl Changes {
+    fn push(&mut self, loosens: bool, what: String) {
+        if loosens { self.loosens.push(what) } else { self.tightens.push(what) }
     }
-    let (a, b) = (old.shortest_plan_max_age().map(|(d, _)| d), new.shortest_plan_max_age().map(|(d, _)| d));
-    match (a, b) {
-        (Some(x), Some(y)) if y > x => loosens.push(format!("planMaxAge {} → {}", span(a), span(b))),
-        (Some(_), None) => loosens.push(format!("planMaxAge {} → none", span(a))),
-        (Some(x), Some(y)) if y < x => tightens.push(format!("planMaxAge {} → {}", span(a), span(b))),
-        (None, Some(_)) => tightens.push(format!("planMaxAge none → {}", span(b))),
-        _ => {}
+
+    /// A rule with an optional bound: `name old → new`, shown by `show`.
+    fn bound<T: Ord + Copy>(
+        &mut self,
+        name: &str,
+        looser: Looser,
+        old: Option<T>,
+        new: Option<T>,
+        show: impl Fn(Option<T>) -> String,
+    ) {
+        let loosens = match (old, new) {
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(x), Some(y)) if x != y => matches!(looser, Looser::Higher) == (y > x),
+            _ => return,
+        };
+        self.push(loosens, format!("{name} {} → {}", show(old), show(new)));
     }
-    match (old.window_slots(), new.window_slots()) {
-        (Some(_), None) => loosens.push("changeWindows removed".to_owned()),
-        (None, Some(_)) => tightens.push("changeWindows added".to_owned()),
-        (Some(o), Some(n)) => {
-            if !n.is_subset(&o) {
-                loosens.push("changeWindows widened".to_owned());
+
+    fn platforms(&mut self, old: Option<BTreeSet<String>>, new: Option<BTreeSet<String>>) {
+        let list = |s: BTreeSet<String>| s.into_iter().collect::<Vec<_>>().join(", ");
+        match (old, new) {
+            (Some(o), None) => self.loosens.push(format!("allowPlatforms [{}] removed", list(o))),
+            (None, Some(n)) => self.tightens.push(format!("allowPlatforms [{}] added", list(n))),
+            (Some(o), Some(n)) => {
+                self.loosens.extend(n.difference(&o).map(|p| format!("allowPlatforms allows {p}")));
+                self.tightens.extend(o.difference(&n).map(|p| format!("allowPlatforms no longer allows {p}")));
             }
-            if !o.is_subset(&n) {
-                tightens.push("changeWindows narrowed".to_owned());
+            (None, None) => {}
+        }
+    }
+
+    fn windows<T: Ord>(&mut self, old: Option<BTreeSet<T>>, new: Option<BTreeSet<T>>) {
+        match (old, new) {
+            (Some(_), None) => self.loosens.push("changeWindows removed".to_owned()),
+            (None, Some(_)) => self.tightens.push("changeWindows added".to_owned()),
+            (Some(o), Some(n)) => {
+                if !n.is_subset(&o) {
+                    self.loosens.push("changeWindows widened".to_owned());
+                }
+                if !o.is_subset(&n) {
+                    self.tightens.push("changeWindows narrowed".to_owned());
+                }
             }
+            (None, None) => {}
         }
-        (None, None) => {}
     }
-    match (old.rename_within, new.rename_within) {
-        (Some(_), None) => loosens.push("likelyRename then: send".to_owned()),
-        (None, Some(_)) => tightens.push("likelyRename then: block".to_owned()),
-        (Some(x), Some(y)) if y < x => {
-            loosens.push(format!("likelyRename.within {} → {}", HumanDuration(x), HumanDuration(y)))
+
+    /// `likelyRename`: none sends; a `within` blocks, the shorter the looser.
+    fn rename(&mut self, old: Option<Duration>, new: Option<Duration>) {
+        match (old, new) {
+            (Some(_), None) => self.loosens.push("likelyRename then: send".to_owned()),
+            (None, Some(_)) => self.tightens.push("likelyRename then: block".to_owned()),
+            (Some(x), Some(y)) if x != y => {
+                self.push(y < x, format!("likelyRename.within {} → {}", HumanDuration(x), HumanDuration(y)))
+            }
+            _ => {}
         }
-        (Some(x), Some(y)) if y > x => {
-            tightens.push(format!("likelyRename.within {} → {}", HumanDuration(x), HumanDuration(y)))
+    }
+
+    fn out_of_band(&mut self, (wo, to): (Duration, OutOfBandThen), (wn, tn): (Duration, OutOfBandThen)) {
+        if rank(tn) != rank(to) {
+            self.push(rank(tn) < rank(to), format!("outOfBand.then {} → {}", then_name(to), then_name(tn)));
         }
-        _ => {}
+        if wn != wo {
+            self.push(wn < wo, format!("outOfBand.within {} → {}", HumanDuration(wo), HumanDuration(wn)));
+        }
     }
-    let ((wo, to), (wn, tn)) = (old.out_of_band, new.out_of_band);
-    if rank(tn) < rank(to) {
-        loosens.push(format!("outOfBand.then {} → {}", then_name(to), then_name(tn)));
-    } else if rank(tn) > rank(to) {
-        tightens.push(format!("outOfBand.then {} → {}", then_name(to), then_name(tn)));
-    }
-    if wn < wo {
-        loosens.push(format!("outOfBand.within {} → {}", HumanDuration(wo), HumanDuration(wn)));
-    } else if wn > wo {
-        tightens.push(format!("outOfBand.within {} → {}", HumanDuration(wo), HumanDuration(wn)));
-    }
-    (loosens, tightens)
 }
 
 /// The policy in effect: the operator's `floor`, the repository's `repo`, and the repository's

@@ -17,6 +17,16 @@
 //! [`Selector::normalized`] documents. Example: `inc-4711-lost-phone`, round 1, managedDevices,
 //! `id: 3FA85F64-5717-4562-B3FC-2C963F66AFA6` hashes
 //! `["intune-reconcile/action/v1","PasscodeReset","inc-4711-lost-phone",1,"managedDevices","id","3fa85f64-5717-4562-b3fc-2c963f66afa6"]`.
+//!
+//! Every other kind (`DeviceAction` manifests) names itself by its Graph action and appends its
+//! parameters, every one with its default filled in, as a JSON object with sorted keys:
+//!
+//! ```text
+//! ["intune-reconcile/action/v1","wipe",<metadata.name>,<round>,<collection>,<selector kind>,<normalized value>,{"keepEnrollmentData":false,"keepUserData":true,"persistEsimDataPlan":false}]
+//! ```
+//!
+//! (`{}` for a kind without parameters). A `DeviceAction` manifest with `action: resetPasscode` is
+//! a `PasscodeReset`: same kind, same key.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -24,24 +34,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::core::kinds::{ActionKind, ParamValue, Parameters};
 use crate::diag::Pos;
 
 /// The version tag inside the canonical form; bump only with a ledger migration.
 const CANONICAL_TAG: &str = "intune-reconcile/action/v1";
-
-/// The kind of remote action. Only one exists today; the key carries it so others can follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ActionKind {
-    PasscodeReset,
-}
-
-impl ActionKind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::PasscodeReset => "PasscodeReset",
-        }
-    }
-}
 
 /// Which Graph collection the device lives in (and so which URL the POST goes to).
 #[derive(
@@ -186,19 +183,25 @@ pub(crate) fn match_key_prefix<'a, T>(
 
 impl ActionKey {
     /// Computes the key from the identifying fields; see the module docs for the form.
-    pub fn compute(kind: ActionKind, name: &str, round: u32, collection: Collection, selector: &Selector) -> Self {
+    pub fn compute(
+        kind: ActionKind,
+        parameters: &Parameters,
+        name: &str,
+        round: u32,
+        collection: Collection,
+        selector: &Selector,
+    ) -> Self {
         // A tuple serializes as a JSON array: the canonical form, streamed into the hash.
-        let canonical = (
-            CANONICAL_TAG,
-            kind.as_str(),
-            name,
-            round,
-            collection.as_str(),
-            selector.kind.as_str(),
-            selector.normalized(),
-        );
+        let head = (CANONICAL_TAG, kind.as_str(), name, round, collection.as_str(), selector.kind.as_str());
+        let value = selector.normalized();
         let mut hasher = HashWriter(Sha256::new());
-        serde_json::to_writer(&mut hasher, &canonical).expect("hashing into memory cannot fail");
+        let written = if kind == ActionKind::PasscodeReset {
+            // The form resets have always had: every key in every ledger depends on it.
+            serde_json::to_writer(&mut hasher, &(head.0, head.1, head.2, head.3, head.4, head.5, value))
+        } else {
+            serde_json::to_writer(&mut hasher, &(head.0, head.1, head.2, head.3, head.4, head.5, value, parameters))
+        };
+        written.expect("hashing into memory cannot fail");
         ActionKey(hex::encode(hasher.0.finalize()))
     }
 
@@ -227,6 +230,8 @@ pub struct Action {
     pub former_names: Vec<String>,
     pub former_keys: Vec<ActionKey>,
     pub kind: ActionKind,
+    /// `spec.parameters`, defaults filled in (empty for a kind without a body).
+    pub parameters: Parameters,
     /// `metadata.name` of the manifest.
     pub manifest: String,
     /// The manifest file, as found (relative to the working directory when it was given so).
@@ -244,7 +249,7 @@ mod tests {
 
     fn key(name: &str, round: u32, collection: Collection, kind: SelectorKind, value: &str) -> String {
         let selector = Selector { kind, value: value.to_owned() };
-        ActionKey::compute(ActionKind::PasscodeReset, name, round, collection, &selector).0
+        ActionKey::compute(ActionKind::PasscodeReset, &Default::default(), name, round, collection, &selector).0
     }
 
     // These keys are a compatibility contract with every ledger ever written: if this test fails,
@@ -277,9 +282,47 @@ mod tests {
     fn canonical_form_is_the_documented_json_array() {
         let s = Selector { kind: SelectorKind::Id, value: "3FA85F64-5717-4562-B3FC-2C963F66AFA6".into() };
         let want = r#"["intune-reconcile/action/v1","PasscodeReset","inc-4711-lost-phone",1,"managedDevices","id","3fa85f64-5717-4562-b3fc-2c963f66afa6"]"#;
-        let got =
-            ActionKey::compute(ActionKind::PasscodeReset, "inc-4711-lost-phone", 1, Collection::ManagedDevices, &s);
+        let got = ActionKey::compute(
+            ActionKind::PasscodeReset,
+            &Default::default(),
+            "inc-4711-lost-phone",
+            1,
+            Collection::ManagedDevices,
+            &s,
+        );
         assert_eq!(got.0, hex::encode(Sha256::digest(want.as_bytes())));
+    }
+
+    // Keys of the other kinds are a contract too: the canonical form with the kind's Graph name
+    // and its parameters, every default filled in, as the module documents.
+    #[test]
+    fn other_kinds_hash_their_graph_name_and_parameters() {
+        let s = Selector { kind: SelectorKind::SerialNumber, value: "C02X1".into() };
+        let wipe = |keep_user: bool| {
+            let p = ActionKind::Wipe.spec().with_defaults(Parameters(
+                [("keepUserData".to_owned(), ParamValue::Bool(keep_user))].into_iter().collect(),
+            ));
+            ActionKey::compute(ActionKind::Wipe, &p, "inc-9-stolen", 1, Collection::ManagedDevices, &s)
+        };
+        let want = r#"["intune-reconcile/action/v1","wipe","inc-9-stolen",1,"managedDevices","serialNumber","c02x1",{"keepEnrollmentData":false,"keepUserData":true,"persistEsimDataPlan":false}]"#;
+        assert_eq!(wipe(true).0, hex::encode(Sha256::digest(want.as_bytes())));
+        assert_ne!(wipe(true), wipe(false), "a parameter is part of the identity");
+        let lock = ActionKey::compute(
+            ActionKind::RemoteLock,
+            &Parameters::default(),
+            "inc-9-stolen",
+            1,
+            Collection::ManagedDevices,
+            &s,
+        );
+        let want = r#"["intune-reconcile/action/v1","remoteLock","inc-9-stolen",1,"managedDevices","serialNumber","c02x1",{}]"#;
+        assert_eq!(lock.0, hex::encode(Sha256::digest(want.as_bytes())));
+        assert_eq!(ActionKind::from_graph_name("resetPasscode"), Some(ActionKind::PasscodeReset), "one kind, one key");
+        for kind in crate::core::kinds::ALL {
+            assert_eq!(ActionKind::from_name(kind.as_str()), Some(kind), "{kind:?} reads back");
+            let json = serde_json::to_string(&kind).expect("json");
+            assert_eq!(serde_json::from_str::<ActionKind>(&json).expect("read"), kind);
+        }
     }
 
     #[test]
@@ -306,6 +349,7 @@ mod tests {
     fn short_key_is_a_prefix() {
         let k = ActionKey::compute(
             ActionKind::PasscodeReset,
+            &Default::default(),
             "a",
             1,
             Collection::ManagedDevices,

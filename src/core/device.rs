@@ -28,6 +28,10 @@ pub(crate) struct Device {
     pub device_enrollment_type: Option<String>,
     #[serde(default)]
     pub management_state: Option<String>,
+    /// Whether Apple's supervision is on (iOS/iPadOS): some actions need it. `None` when Intune
+    /// did not say, which leaves the decision to Intune.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_supervised: Option<bool>,
     #[serde(default)]
     pub last_sync_date_time: Option<String>,
     /// The device's primary user: read from Intune only when the plan is to show it
@@ -98,9 +102,9 @@ impl RemoteActionAudit {
 }
 
 /// The `$select` for [`Device`]: everything but the user.
-pub(crate) const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime,deviceActionResults";
+pub(crate) const DEVICE_SELECT: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,isSupervised,lastSyncDateTime,deviceActionResults";
 /// The `$select` for [`Device`] with its primary user (`plan.showUser`).
-pub(crate) const DEVICE_SELECT_WITH_USER: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,lastSyncDateTime,deviceActionResults,userPrincipalName";
+pub(crate) const DEVICE_SELECT_WITH_USER: &str = "id,deviceName,serialNumber,imei,operatingSystem,osVersion,managedDeviceOwnerType,deviceEnrollmentType,managementState,isSupervised,lastSyncDateTime,deviceActionResults,userPrincipalName";
 
 /// A device platform, as policy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -110,6 +114,8 @@ pub(crate) enum Platform {
     Aosp,
     Ios,
     Ipados,
+    Macos,
+    Windows,
 }
 
 impl Platform {
@@ -124,6 +130,10 @@ impl Platform {
             Some(Platform::Ipados)
         } else if os.contains("ios") {
             Some(Platform::Ios)
+        } else if os.contains("macos") || os.contains("mac os") {
+            Some(Platform::Macos)
+        } else if os.contains("windows") {
+            Some(Platform::Windows)
         } else {
             None
         }

@@ -118,6 +118,15 @@ impl Entry<'_> {
         }
     }
 
+    /// The action's parameters (`spec.parameters`).
+    pub(crate) fn parameters(&self) -> &crate::core::action::Parameters {
+        match (&self.action, &self.record) {
+            (Some(a), _) => &a.parameters,
+            (None, Some(r)) => &r.parameters,
+            (None, None) => unreachable!("an entry has an action or a record"),
+        }
+    }
+
     /// What the entry's kind says will be done to its looked-up device (`remove passcode` on
     /// corporate iOS/iPadOS); `None` when no device was looked up, or it cannot take the action.
     pub(crate) fn effect(&self) -> Option<&'static str> {
@@ -127,7 +136,9 @@ impl Entry<'_> {
     /// Whether this reset removes the passcode instead of setting a new one: corporate iOS and
     /// iPadOS, as far as the looked-up device tells.
     pub(crate) fn removes_passcode(&self) -> bool {
-        self.change == Change::Send && self.effect().is_some_and(|v| v.starts_with("remove"))
+        self.change == Change::Send
+            && self.kind() == crate::core::action::ActionKind::PasscodeReset
+            && self.effect().is_some_and(|v| v.starts_with("remove"))
     }
 
     /// Whether a compact plan leaves it out: it changes nothing and needs nobody (already done,
@@ -554,10 +565,18 @@ mod tests {
     fn action(name: &str, serial: &str) -> Action {
         let selector = Selector { kind: SelectorKind::SerialNumber, value: serial.into() };
         Action {
-            key: ActionKey::compute(ActionKind::PasscodeReset, name, 1, Collection::ManagedDevices, &selector),
+            key: ActionKey::compute(
+                ActionKind::PasscodeReset,
+                &Default::default(),
+                name,
+                1,
+                Collection::ManagedDevices,
+                &selector,
+            ),
             former_names: Vec::new(),
             former_keys: Vec::new(),
             kind: ActionKind::PasscodeReset,
+            parameters: Default::default(),
             manifest: name.into(),
             file: "m.yaml".into(),
             pos: Pos::new(1, 1),

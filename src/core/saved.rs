@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::core::action::{Action, ActionKey, ActionKind, Collection, Selector};
+use crate::core::action::{Action, ActionKey, ActionKind, Collection, Parameters, Selector};
 use crate::core::device::Device;
 use crate::core::plan::{BlockKind, Change, Entry, Plan, Violation};
 use crate::diag::Pos;
@@ -103,6 +103,11 @@ pub(crate) struct SavedEntry {
     pub block: Option<BlockKind>,
     pub reason: String,
     pub key: ActionKey,
+    /// The kind of action; left out for a reset (saved plans made when it was the only one).
+    #[serde(default, skip_serializing_if = "is_reset")]
+    pub kind: ActionKind,
+    #[serde(default, skip_serializing_if = "Parameters::is_empty")]
+    pub parameters: Parameters,
     pub manifest: String,
     pub file: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +131,10 @@ pub(crate) struct SavedEntry {
     /// The device's reset made outside this tool, as the reviewer saw it (`policy.outOfBand`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_of_band: Option<crate::core::out_of_band::OutOfBand>,
+}
+
+fn is_reset(kind: &ActionKind) -> bool {
+    *kind == ActionKind::PasscodeReset
 }
 
 /// The saved plan's fields in the vocabulary of plan JSON, reading format 1's names too.
@@ -223,6 +232,8 @@ mod json {
         enrollment_type: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none", alias = "managementState")]
         management_state: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        supervised: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none", alias = "lastSyncDateTime")]
         last_sync: Option<String>,
         /// Only in a plan made to show it (`plan.showUser`): `null` for a device without one, as
@@ -257,6 +268,7 @@ mod json {
                     owner_type: d.managed_device_owner_type.clone(),
                     enrollment_type: d.device_enrollment_type.clone(),
                     management_state: d.management_state.clone(),
+                    supervised: d.is_supervised,
                     last_sync: d.last_sync_date_time.clone(),
                     user_principal_name: d
                         .user_principal_name
@@ -277,6 +289,7 @@ mod json {
                 managed_device_owner_type: d.owner_type,
                 device_enrollment_type: d.enrollment_type,
                 management_state: d.management_state,
+                is_supervised: d.supervised,
                 last_sync_date_time: d.last_sync,
                 user_principal_name: d.user_principal_name.map(Option::unwrap_or_default),
                 device_action_results: Vec::new(),
@@ -360,6 +373,8 @@ impl SavedPlan {
                     block: e.block,
                     reason: e.reason.to_string(),
                     key: e.key().clone(),
+                    kind: e.kind(),
+                    parameters: e.parameters().clone(),
                     manifest: e.manifest().to_owned(),
                     file,
                     line,
@@ -462,7 +477,8 @@ impl Restored {
                 key: e.key.clone(),
                 former_names: Vec::new(),
                 former_keys: Vec::new(),
-                kind: ActionKind::PasscodeReset,
+                kind: e.kind,
+                parameters: e.parameters.clone(),
                 manifest: e.manifest.clone(),
                 file: PathBuf::from(&e.file),
                 pos: Pos::new(e.line.unwrap_or(1), 1),
@@ -472,7 +488,8 @@ impl Restored {
             });
             let record = e.status.map(|status| Record {
                 key: e.key.clone(),
-                kind: ActionKind::PasscodeReset,
+                kind: e.kind,
+                parameters: e.parameters.clone(),
                 manifest: e.manifest.clone(),
                 file: e.file.clone(),
                 round: e.round,

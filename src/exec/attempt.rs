@@ -48,7 +48,10 @@ pub(super) async fn execute(
         }
         sent_any = true;
         let token = slot.token().clone();
-        let result = ctx.graph.send_action(action.kind, slot, action.collection, device_id, client_request_id).await;
+        let result = ctx
+            .graph
+            .send_action(action.kind, &action.parameters, slot, action.collection, device_id, client_request_id)
+            .await;
         let outcome = answered(&mut record, result, ctx.opts.clock.now());
         if !after(ctx, &record, outcome, &mut history, &policy, &token).await? {
             return Ok(Some(record));

@@ -32,9 +32,8 @@ pub(crate) use error::GraphError;
 pub use pacer::Budget;
 pub(crate) use pacer::Pacer;
 
-use crate::core::action::{ActionKind, Collection};
+use crate::core::action::{ActionKind, Collection, Parameters};
 pub(crate) use crate::core::device::{ActionResult, DEVICE_SELECT, DEVICE_SELECT_WITH_USER, Device, RemoteActionAudit};
-use crate::core::kinds::Body;
 use crate::http::BodyError;
 
 /// How the client behaves.
@@ -184,7 +183,8 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 
 enum RequestKind {
     Read,
-    Write,
+    /// A POST with this JSON body, or none (`Content-Length: 0`).
+    Write(Option<Vec<u8>>),
 }
 
 impl Graph {
@@ -265,7 +265,8 @@ impl Graph {
             .header("Accept", "application/json")
             .header("client-request-id", client_request_id.to_string());
         let req = match kind {
-            RequestKind::Write => req.header("Content-Length", "0"),
+            RequestKind::Write(None) => req.header("Content-Length", "0"),
+            RequestKind::Write(Some(body)) => req.header("Content-Type", "application/json").body(body),
             RequestKind::Read => req,
         };
         let resp = req.send().await.map_err(SendError::Http)?;
@@ -280,6 +281,7 @@ impl Graph {
     pub(crate) async fn send_action(
         &self,
         kind: ActionKind,
+        parameters: &Parameters,
         slot: WriteSlot<'_>,
         collection: Collection,
         device_id: &str,
@@ -292,9 +294,7 @@ impl Graph {
             endpoints::path_segment(device_id),
             spec.graph_name
         ));
-        let request = match spec.body {
-            Body::Empty => RequestKind::Write,
-        };
+        let request = RequestKind::Write(spec.body(parameters));
         // Counted as it leaves, after its intent was written (docs/graph-facts.md, "How the pacer
         // stays under it"). A 429 answered to another request meanwhile: the pause holds for
         // this one too.
@@ -683,7 +683,16 @@ mod tests {
     async fn one_action_to(url: &str, timeout: Duration) -> SendResult {
         let graph = graph_at(url, "token", timeout);
         let slot = graph.write_slot().await.expect("slot");
-        graph.send_action(ActionKind::PasscodeReset, slot, Collection::ManagedDevices, &device(0), Uuid::new_v4()).await
+        graph
+            .send_action(
+                ActionKind::PasscodeReset,
+                &Parameters::default(),
+                slot,
+                Collection::ManagedDevices,
+                &device(0),
+                Uuid::new_v4(),
+            )
+            .await
     }
 
     // How a POST that got no answer is classed decides whether it may be sent again: only a
@@ -756,8 +765,9 @@ mod tests {
         let slots = [graph.write_slot().await, graph.write_slot().await, graph.write_slot().await];
         let [Ok(a), Ok(b), Ok(c)] = slots else { panic!("slots") };
         let ids = [device(0), device(1)];
+        let none = Parameters::default();
         let sent = |s, i: usize| {
-            graph.send_action(ActionKind::PasscodeReset, s, Collection::ManagedDevices, &ids[i], Uuid::new_v4())
+            graph.send_action(ActionKind::PasscodeReset, &none, s, Collection::ManagedDevices, &ids[i], Uuid::new_v4())
         };
         assert!(matches!(sent(a, 0).await, SendResult::Accepted(_)));
         let SendResult::Throttled(_, Some(delay), _) = sent(b, 1).await else { panic!("the second meets the limit") };

@@ -24,7 +24,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::core::action::{Action, ActionKey, ActionKind, Collection, Selector};
+use crate::core::action::{Action, ActionKey, ActionKind, Collection, Parameters, Selector};
 
 pub use backend::local::LocalStore;
 pub use backend::{blob, memory};
@@ -174,6 +174,9 @@ pub struct Resolution {
 pub struct Record {
     pub key: ActionKey,
     pub kind: ActionKind,
+    /// The action's parameters (`spec.parameters`, defaults filled in); none for most kinds.
+    #[serde(default, skip_serializing_if = "Parameters::is_empty")]
+    pub parameters: Parameters,
     /// `metadata.name` of the manifest that asked for it.
     pub manifest: String,
     /// The manifest file when it was recorded.
@@ -392,6 +395,7 @@ impl Record {
         Record {
             key: action.key.clone(),
             kind: action.kind,
+            parameters: action.parameters.clone(),
             manifest: action.manifest.clone(),
             file: action.file.display().to_string(),
             round: action.round,
@@ -551,6 +555,7 @@ pub(crate) mod tests {
         let action = Action {
             key: ActionKey::compute(
                 ActionKind::PasscodeReset,
+                &Default::default(),
                 name,
                 1,
                 Collection::ManagedDevices,
@@ -559,6 +564,7 @@ pub(crate) mod tests {
             former_names: Vec::new(),
             former_keys: Vec::new(),
             kind: ActionKind::PasscodeReset,
+            parameters: Default::default(),
             manifest: name.into(),
             file: "manifests/a.yaml".into(),
             pos: crate::diag::Pos::new(1, 1),

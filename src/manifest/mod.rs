@@ -2,6 +2,7 @@
 //!
 //! Pure apart from reading the files named to it: no network, no clock, no environment.
 
+mod action;
 mod discover;
 pub(crate) mod raw;
 pub(crate) mod source;
@@ -12,13 +13,16 @@ use std::path::{Path, PathBuf};
 
 pub use discover::{ManifestInput, discover};
 
-use crate::core::action::{Action, ActionKey, ActionKind, Collection, Selector};
+use crate::core::action::{Action, ActionKey, ActionKind, Collection, Parameters, Selector};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use raw::RawManifest;
 
-/// A validated `PasscodeReset` manifest.
+/// A validated manifest: `PasscodeReset`, or `DeviceAction` with its action and parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Manifest {
+    pub kind: ActionKind,
+    /// `spec.parameters`, defaults filled in.
+    pub parameters: Parameters,
     pub name: String,
     pub name_pos: Pos,
     pub file: PathBuf,
@@ -94,16 +98,17 @@ impl Manifest {
     /// One action per device entry, in manifest order.
     pub(crate) fn actions(&self) -> impl Iterator<Item = Action> + '_ {
         self.devices.iter().map(|d| Action {
-            key: ActionKey::compute(ActionKind::PasscodeReset, &self.name, self.round, self.collection, &d.selector),
+            key: ActionKey::compute(self.kind, &self.parameters, &self.name, self.round, self.collection, &d.selector),
             former_names: self.former_names.iter().map(|(n, _)| n.clone()).collect(),
             former_keys: self
                 .former_names
                 .iter()
                 .map(|(old, _)| {
-                    ActionKey::compute(ActionKind::PasscodeReset, old, self.round, self.collection, &d.selector)
+                    ActionKey::compute(self.kind, &self.parameters, old, self.round, self.collection, &d.selector)
                 })
                 .collect(),
-            kind: ActionKind::PasscodeReset,
+            kind: self.kind,
+            parameters: self.parameters.clone(),
             manifest: self.name.clone(),
             file: self.file.clone(),
             pos: d.pos,

@@ -9,16 +9,17 @@ use serde_saphyr::Spanned;
 
 use crate::core::action::Collection;
 
-/// A request to reset the passcode of the listed Intune-managed devices.
+/// A request for one of Intune's remote actions on the listed Intune-managed devices:
+/// `PasscodeReset`, or `DeviceAction` with the action in `spec.action`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(title = "intune-reconcile PasscodeReset manifest")]
+#[schemars(title = "intune-reconcile manifest")]
 pub(crate) struct RawManifest {
     /// Always `intune-reconcile/v1`.
     #[schemars(with = "String", extend("const" = "intune-reconcile/v1"))]
     pub api_version: Spanned<String>,
-    /// Always `PasscodeReset`.
-    #[schemars(with = "String", extend("const" = "PasscodeReset"))]
+    /// `PasscodeReset`, or `DeviceAction` (any of Intune's remote actions, named in `spec.action`).
+    #[schemars(with = "String", extend("enum" = ["PasscodeReset", "DeviceAction"]))]
     pub kind: Spanned<String>,
     pub metadata: RawMetadata,
     pub spec: RawSpec,
@@ -51,6 +52,14 @@ pub(crate) struct RawMetadata {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawSpec {
+    /// `DeviceAction` only: Graph's name of the action (`remoteLock`, `wipe`, …).
+    #[schemars(with = "Option<String>")]
+    pub action: Option<Spanned<String>>,
+    /// `DeviceAction` only: the action's parameters, for the actions that take a body (`wipe`:
+    /// `keepEnrollmentData`, `keepUserData`, `persistEsimDataPlan`). Part of the action's
+    /// identity: changing one makes a new action.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    pub parameters: Option<Spanned<std::collections::BTreeMap<String, Spanned<RawParam>>>>,
     /// Bump it to reset the same devices again. Default 1.
     #[schemars(with = "Option<u32>", range(min = 1))]
     pub round: Option<Spanned<Round>>,
@@ -105,5 +114,57 @@ impl<'de> Deserialize<'de> for Round {
             }
         }
         d.deserialize_any(Integer)
+    }
+}
+
+/// A parameter's value as written: only a Boolean or a string is ever right, the rest is kept to
+/// be named in the error.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RawParam {
+    Bool(bool),
+    Text(String),
+    /// A number, list, map or null: the kind of thing written.
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for RawParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = RawParam;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Boolean or a string")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawParam, E> {
+                Ok(RawParam::Bool(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawParam, E> {
+                Ok(RawParam::Text(v.to_owned()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<RawParam, E> {
+                Ok(RawParam::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<RawParam, E> {
+                Ok(RawParam::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<RawParam, E> {
+                Ok(RawParam::Other("a number"))
+            }
+            fn visit_unit<E>(self) -> Result<RawParam, E> {
+                Ok(RawParam::Other("null"))
+            }
+            fn visit_none<E>(self) -> Result<RawParam, E> {
+                Ok(RawParam::Other("null"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawParam, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(RawParam::Other("a list"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawParam, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(RawParam::Other("a map"))
+            }
+        }
+        d.deserialize_any(Any)
     }
 }

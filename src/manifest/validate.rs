@@ -12,7 +12,6 @@ use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::manifest::source::pos_of;
 
 pub(crate) const API_VERSION: &str = "intune-reconcile/v1";
-pub(crate) const KIND: &str = "PasscodeReset";
 
 /// What validation needs to know beyond the manifest itself, as plain values (the settings hand
 /// them down; manifests never read the settings).
@@ -40,13 +39,7 @@ pub(crate) fn validate(
             format!("unsupported apiVersion `{}`: expected `{API_VERSION}`", raw.api_version.value),
         ));
     }
-    if raw.kind.value != KIND {
-        diags.push(Diagnostic::error(
-            file,
-            p(&raw.kind),
-            format!("unsupported kind `{}`: expected `{KIND}`", raw.kind.value),
-        ));
-    }
+    let kind = super::action::kind(&raw, file, line_offset, ctx.beta_api, diags);
     let name = &raw.metadata.name;
     if !is_valid_name(&name.value) {
         diags.push(
@@ -158,7 +151,10 @@ pub(crate) fn validate(
         }
     }
 
+    let (kind, parameters) = kind?;
     (diags.error_count() == before).then(|| Manifest {
+        kind,
+        parameters,
         name: name.value.clone(),
         name_pos: pos_of(name, line_offset).unwrap_or(Pos::new(1, 1)),
         file: file.to_path_buf(),

@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::PlanContext;
+use crate::core::action::ActionKind;
 use crate::core::plan::{Entry, Plan};
 
 /// Bumped only when a field changes meaning or disappears: plans and apply reports. 2: one
@@ -50,8 +51,14 @@ struct ViolationDto<'a> {
 struct EntryDto<'a> {
     key: &'a str,
     change: &'static str,
-    /// `reset-passcode`, or `remove-passcode` on corporate iOS/iPadOS.
+    /// `reset-passcode`, or `remove-passcode` on corporate iOS/iPadOS; another kind's Graph name
+    /// (`wipe`).
     action: &'static str,
+    /// The kind of action: `PasscodeReset`, or the Graph name of any other.
+    kind: &'static str,
+    /// The action's parameters, when its kind takes some.
+    #[serde(skip_serializing_if = "crate::core::action::Parameters::is_empty")]
+    parameters: &'a crate::core::action::Parameters,
     manifest: &'a str,
     file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,7 +121,13 @@ fn entry<'a>(e: &'a Entry<'_>) -> EntryDto<'a> {
     EntryDto {
         key: e.key().as_str(),
         change: e.change.as_str(),
-        action: if super::action_verb(e).starts_with("remove") { "remove-passcode" } else { "reset-passcode" },
+        action: match e.kind() {
+            ActionKind::PasscodeReset if e.effect().is_some_and(|v| v.starts_with("remove")) => "remove-passcode",
+            ActionKind::PasscodeReset => "reset-passcode",
+            other => other.spec().graph_name,
+        },
+        kind: e.kind().as_str(),
+        parameters: e.parameters(),
         manifest: e.manifest(),
         file,
         line,

@@ -282,7 +282,7 @@ fn details(group: &[&Entry], plan: &Plan) -> String {
             Some(d) => format!("{}<br>{}", code(&e.selector().to_string()), code(&device_summary(d))),
             None => code(&e.selector().to_string()),
         };
-        let action = if e.change == Change::Send { action_verb(e) } else { "" };
+        let action = if e.change == Change::Send { action_verb(e) } else { String::new() };
         let _ =
             writeln!(s, "| `{}` | {} | {} | {} | `{}` |", symbol(e.change), device, action, status, e.key().short());
     }

@@ -59,11 +59,10 @@ pub(crate) fn plan(
 
 /// What will be done to the device: `reset passcode`, or `remove passcode` on corporate iOS/iPadOS
 /// (Intune removes it there), as far as the looked-up device tells.
-pub(crate) fn action_verb(e: &crate::core::plan::Entry<'_>) -> &'static str {
-    match e.effect() {
-        Some(v) if v.starts_with("remove") => "remove passcode",
-        _ => e.kind().spec().wording.phrase,
-    }
+/// Any other kind: its phrase with the parameters that are on (`wipe (keep enrollment data)`).
+pub(crate) fn action_verb(e: &crate::core::plan::Entry<'_>) -> String {
+    let spec = e.kind().spec();
+    if e.removes_passcode() { "remove passcode".to_owned() } else { spec.describe(spec.wording.phrase, e.parameters()) }
 }
 
 /// The resets of `s` that set a new passcode, and those that remove it.

@@ -61,7 +61,7 @@ fn sgr(s: &str, code: Option<&str>, on: bool) -> String {
 
 fn verb(e: &Entry) -> String {
     match (e.change, &e.record) {
-        (Change::Send, _) => super::action_verb(e).to_owned(),
+        (Change::Send, _) => super::action_verb(e),
         (Change::Blocked, _) => "blocked".to_owned(),
         (Change::SameDevice, _) => "same device".to_owned(),
         (Change::Adopt, _) => "adopt".to_owned(),

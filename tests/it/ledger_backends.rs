@@ -50,10 +50,18 @@ fn rt() -> tokio::runtime::Runtime {
 fn record(serial: &str, status: Status) -> Record {
     let selector = Selector { kind: SelectorKind::SerialNumber, value: serial.into() };
     let action = Action {
-        key: ActionKey::compute(ActionKind::PasscodeReset, "m", 1, Collection::ManagedDevices, &selector),
+        key: ActionKey::compute(
+            ActionKind::PasscodeReset,
+            &Default::default(),
+            "m",
+            1,
+            Collection::ManagedDevices,
+            &selector,
+        ),
         former_names: Vec::new(),
         former_keys: Vec::new(),
         kind: ActionKind::PasscodeReset,
+        parameters: Default::default(),
         manifest: "m".into(),
         file: "manifests/m.yaml".into(),
         pos: intune_reconcile::diag::Pos::new(1, 1),

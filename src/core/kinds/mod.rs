@@ -6,21 +6,134 @@
 //! (`deviceActionResults.actionName`, `remoteActionAudits.action`), whether a second send does
 //! harm, its default cooldown, and the words plans use for it. The Graph client, the executor,
 //! refresh, the out-of-band check and the renderers read these fields; none of them names an
-//! action (docs/graph-facts.md, "Actions and answers").
+//! action (docs/graph-facts.md, "Actions and answers"; every kind's facts: docs/device-actions.md).
 //!
-//! A new kind is one new file here with its description, and one arm in [`ActionKind::spec`].
+//! A new kind is one new file here with its description, a variant of [`ActionKind`] with its arm
+//! in [`ActionKind::spec`], and its place in [`ALL`].
 //! Pure: no I/O, no clock.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::core::action::ActionKind;
-use crate::core::device::Device;
+use serde::{Deserialize, Serialize};
 
+use crate::core::device::{Device, Platform};
+
+mod clean_windows_device;
+mod disable_lost_mode;
+mod enable_lost_mode;
+mod locate_device;
+mod reboot_now;
+mod remote_lock;
 pub(crate) mod reset_passcode;
+mod retire;
+mod rotate_bitlocker_keys;
+mod rotate_filevault_key;
+mod rotate_local_admin_password;
+mod shut_down;
+mod sync_device;
+mod windows_defender_scan;
+mod wipe;
+
+/// The kind of remote action: which of Intune's device actions it is (its description, with the
+/// Graph name, is [`ActionKind::spec`], in `core/kinds`). A reset is `PasscodeReset`, the name its
+/// manifests have always had; every other kind goes by its Graph name (`remoteLock`, `wipe`, …),
+/// in the ledger, plans and keys alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionKind {
+    PasscodeReset,
+    RemoteLock,
+    SyncDevice,
+    RebootNow,
+    ShutDown,
+    Retire,
+    Wipe,
+    CleanWindowsDevice,
+    RotateBitLockerKeys,
+    RotateFileVaultKey,
+    RotateLocalAdminPassword,
+    LocateDevice,
+    WindowsDefenderScan,
+    EnableLostMode,
+    DisableLostMode,
+}
+
+impl ActionKind {
+    /// The kind's name in the ledger, plans and keys.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::PasscodeReset => "PasscodeReset",
+            other => other.spec().graph_name,
+        }
+    }
+
+    /// The kind named `name` as [`ActionKind::as_str`] writes it.
+    pub(crate) fn from_name(name: &str) -> Option<ActionKind> {
+        ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The kind whose Graph action is `name` (`spec.action` of a `DeviceAction` manifest):
+    /// `resetPasscode` is the same kind as a `PasscodeReset` manifest's.
+    pub(crate) fn from_graph_name(name: &str) -> Option<ActionKind> {
+        ALL.into_iter().find(|k| k.spec().graph_name == name)
+    }
+}
+
+/// A record or saved plan that names no kind was written when resets were the only one.
+impl Default for ActionKind {
+    fn default() -> Self {
+        ActionKind::PasscodeReset
+    }
+}
+
+impl Serialize for ActionKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        ActionKind::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown kind of action `{}`", name.escape_debug())))
+    }
+}
+
+/// The parameters of an action (`spec.parameters`): every parameter its kind takes, defaults
+/// filled in, by name. Part of the action's identity: a wipe that keeps user data and one that
+/// does not are two actions. Empty for kinds without a body. Never a secret (a kind refuses
+/// those: docs/device-actions.md, "Secrets and personal data").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Parameters(pub(crate) BTreeMap<String, ParamValue>);
+
+/// One parameter's value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Bool(bool),
+    Text(String),
+}
+
+impl Parameters {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the Boolean parameter `name` is set.
+    pub(crate) fn flag(&self, name: &str) -> bool {
+        matches!(self.0.get(name), Some(ParamValue::Bool(true)))
+    }
+}
 
 /// The application permission of Intune's privileged device operations (reset a passcode, wipe,
 /// retire, lock, …).
 pub(crate) const PRIVILEGED_OPERATIONS: &str = "DeviceManagementManagedDevices.PrivilegedOperations.All";
+
+/// The cooldown of a disruptive kind when the policy sets none: nobody is locked out, rebooted or
+/// rotated twice in a day by accident.
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// One kind of Intune remote action, as data.
 #[derive(Debug)]
@@ -28,10 +141,16 @@ pub(crate) struct DeviceAction {
     /// Graph's name of the action: the last segment of `POST …/{collection}/{id}/{name}`, and the
     /// name Intune reports its results under.
     pub graph_name: &'static str,
-    /// What the POST carries.
-    pub body: Body,
+    /// The parameters its body takes (none: the POST has no body).
+    pub params: &'static [Param],
+    /// Parameters Graph takes that a manifest may not carry, and why (a secret would be in git).
+    pub refused: &'static [(&'static str, &'static str)],
     /// The application permission the POST needs (reading devices is a permission of its own).
     pub role: &'static str,
+    /// Whether Graph has it only in its beta API.
+    pub beta_only: bool,
+    /// How much a second send can hurt; picks the default guard rails.
+    pub class: RiskClass,
     /// Whether Intune can act on a device: `Ok` with what will be done to it (the words a plan
     /// shows, such as `remove passcode`), `Err` with why not.
     pub eligibility: fn(&Device) -> Result<&'static str, String>,
@@ -39,34 +158,58 @@ pub(crate) struct DeviceAction {
     /// portal, a script), in `deviceActionResults.actionName` and `remoteActionAudits.action`,
     /// compared without regard to case: what counts as this action made outside this tool.
     pub reported_as: &'static [&'static str],
-    /// Whether a second send does harm: a harmful action whose outcome is unknown is never sent
-    /// again on a guess. (Every kind so far is harmful, which is what the executor and refresh
-    /// assume throughout; a harmless kind brings the rule that reads this.)
-    #[cfg_attr(not(test), expect(dead_code, reason = "every kind so far is harmful: nothing branches on it yet"))]
-    pub second_send: SecondSend,
     /// How long after this action the same device is left alone when the policy says nothing.
-    /// (None so far: the policy's `cooldown` alone applies.)
-    #[cfg_attr(not(test), expect(dead_code, reason = "no kind so far has a default cooldown"))]
+    #[cfg_attr(not(test), expect(dead_code, reason = "the risk-class rules read it; they land next"))]
     pub default_cooldown: Option<Duration>,
+    /// What a destructive action takes from the device, for the plan's confirmation line.
+    #[expect(dead_code, reason = "the plan's confirmation line reads it; it lands next")]
+    pub loses: Option<fn(&Parameters) -> String>,
     /// The words plans and messages use for it.
     pub wording: Wording,
 }
 
-/// The body of an action's POST.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Body {
-    /// No body (`Content-Length: 0`).
-    Empty,
+/// One parameter of an action's body, as `spec.parameters` names it (Graph's name).
+#[derive(Debug)]
+pub(crate) struct Param {
+    pub name: &'static str,
+    pub ty: ParamType,
+    /// What it does, for the JSON Schema and messages.
+    pub doc: &'static str,
+    /// How a plan says a Boolean parameter that is on (`keep enrollment data`).
+    pub words: &'static str,
 }
 
-/// What a second send of an action does.
+/// The type of a parameter. A Boolean left out is `false`, as in Graph; text left out is not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SecondSend {
-    /// It acts again (a new passcode, a second wipe): exactly once, never re-sent on a guess.
-    Harmful,
-    /// It does no harm (a sync, a scan).
-    #[expect(dead_code, reason = "no harmless kind yet")]
+pub(crate) enum ParamType {
+    Bool,
+    /// Text of at most this many characters, on one line.
+    Text(usize),
+}
+
+/// How much a second send of an action can hurt (docs/device-actions.md, "Risk classes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RiskClass {
+    /// Data, enrolment or access is lost (wipe, retire, fresh start): a ticket, at most a few
+    /// per apply, and nothing leaves before the whole plan is known.
+    Destructive,
+    /// The user is interrupted again, or a credential changes again (lock, reboot, a reset, a key
+    /// rotation): exactly once, never re-sent on a guess.
+    Disruptive,
+    /// A second send does no harm (sync, scan, locate): an unknown one may be sent again once
+    /// Intune shows no trace of it.
     Harmless,
+}
+
+impl RiskClass {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RiskClass::Destructive => "destructive",
+            RiskClass::Disruptive => "disruptive",
+            RiskClass::Harmless => "harmless",
+        }
+    }
 }
 
 /// The words for an action in plans and messages.
@@ -96,6 +239,88 @@ impl DeviceAction {
     pub(crate) fn eligible(&self, d: &Device) -> Result<&'static str, String> {
         (self.eligibility)(d)
     }
+
+    /// Whether a second send does no harm.
+    #[cfg_attr(not(test), expect(dead_code, reason = "refresh's rule for harmless kinds reads it; it lands next"))]
+    pub(crate) fn harmless(&self) -> bool {
+        self.class == RiskClass::Harmless
+    }
+
+    /// The parameter called `name`.
+    pub(crate) fn param(&self, name: &str) -> Option<&'static Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// `what` with the Boolean parameters that are on: `wipe (keep enrollment data)`.
+    pub(crate) fn describe(&self, what: &str, parameters: &Parameters) -> String {
+        let on: Vec<&str> = self.params.iter().filter(|p| parameters.flag(p.name)).map(|p| p.words).collect();
+        if on.is_empty() { what.to_owned() } else { format!("{what} ({})", on.join(", ")) }
+    }
+
+    /// The body of the POST: every parameter by its Graph name, `None` for a kind without one.
+    pub(crate) fn body(&self, parameters: &Parameters) -> Option<Vec<u8>> {
+        (!self.params.is_empty())
+            .then(|| serde_json::to_vec(parameters).expect("parameters serialize: strings and Booleans"))
+    }
+
+    /// `parameters` with every Boolean the kind takes and that is not given set to `false`.
+    pub(crate) fn with_defaults(&self, mut parameters: Parameters) -> Parameters {
+        for p in self.params {
+            if p.ty == ParamType::Bool {
+                parameters.0.entry(p.name.to_owned()).or_insert(ParamValue::Bool(false));
+            }
+        }
+        parameters
+    }
+}
+
+/// Which platforms and owners an action applies to: a table Intune's device-action articles
+/// give (docs/device-actions.md).
+#[derive(Debug)]
+pub(crate) struct Support {
+    /// The platforms it applies to.
+    pub platforms: &'static [Platform],
+    /// Of those, the ones where only corporate-owned devices take it.
+    pub corporate_on: &'static [Platform],
+    /// Of those, the ones where only personally-owned devices take it.
+    pub personal_on: &'static [Platform],
+    /// Of those, the ones where the device must be supervised (Apple).
+    pub supervised_on: &'static [Platform],
+    /// How the platforms are named in a refusal: `Windows and macOS`.
+    pub named: &'static str,
+}
+
+impl Support {
+    /// Whether Intune can `what` device `d` by this table. A pending removal comes first (Intune
+    /// would cancel the action); a platform Intune did not report is left to Intune to decide.
+    pub(crate) fn check(&self, d: &Device, what: &'static str, unknown: &'static str) -> Result<&'static str, String> {
+        let os = d.operating_system.as_deref().unwrap_or_default();
+        let owner = d.managed_device_owner_type.as_deref().unwrap_or_default().to_ascii_lowercase();
+        if let Some(removal) = pending_removal(d) {
+            return Err(format!("device is pending {removal}: Intune would cancel the {what}"));
+        }
+        let Some(platform) = Platform::of(os) else {
+            return if os.trim().is_empty() {
+                Ok(unknown)
+            } else {
+                Err(format!("{os} is not supported: only {}", self.named))
+            };
+        };
+        if !self.platforms.contains(&platform) {
+            return Err(format!("{os} is not supported: only {}", self.named));
+        }
+        let shown = if owner.is_empty() { "unknown" } else { &owner };
+        if self.corporate_on.contains(&platform) && owner != "company" {
+            return Err(format!("{os} device owned by `{shown}`: only corporate-owned {os} devices take it"));
+        }
+        if self.personal_on.contains(&platform) && owner != "personal" {
+            return Err(format!("{os} device owned by `{shown}`: only personally-owned {os} devices take it"));
+        }
+        if self.supervised_on.contains(&platform) && d.is_supervised == Some(false) {
+            return Err(format!("{os} device is not supervised: only supervised {os} devices take it"));
+        }
+        Ok(what)
+    }
 }
 
 impl ActionKind {
@@ -103,12 +328,42 @@ impl ActionKind {
     pub(crate) fn spec(self) -> &'static DeviceAction {
         match self {
             ActionKind::PasscodeReset => &reset_passcode::RESET_PASSCODE,
+            ActionKind::RemoteLock => &remote_lock::REMOTE_LOCK,
+            ActionKind::SyncDevice => &sync_device::SYNC_DEVICE,
+            ActionKind::RebootNow => &reboot_now::REBOOT_NOW,
+            ActionKind::ShutDown => &shut_down::SHUT_DOWN,
+            ActionKind::Retire => &retire::RETIRE,
+            ActionKind::Wipe => &wipe::WIPE,
+            ActionKind::CleanWindowsDevice => &clean_windows_device::CLEAN_WINDOWS_DEVICE,
+            ActionKind::RotateBitLockerKeys => &rotate_bitlocker_keys::ROTATE_BITLOCKER_KEYS,
+            ActionKind::RotateFileVaultKey => &rotate_filevault_key::ROTATE_FILEVAULT_KEY,
+            ActionKind::RotateLocalAdminPassword => &rotate_local_admin_password::ROTATE_LOCAL_ADMIN_PASSWORD,
+            ActionKind::LocateDevice => &locate_device::LOCATE_DEVICE,
+            ActionKind::WindowsDefenderScan => &windows_defender_scan::WINDOWS_DEFENDER_SCAN,
+            ActionKind::EnableLostMode => &enable_lost_mode::ENABLE_LOST_MODE,
+            ActionKind::DisableLostMode => &disable_lost_mode::DISABLE_LOST_MODE,
         }
     }
 }
 
 /// Every kind of action, in a stable order.
-pub(crate) const ALL: [ActionKind; 1] = [ActionKind::PasscodeReset];
+pub(crate) const ALL: [ActionKind; 15] = [
+    ActionKind::PasscodeReset,
+    ActionKind::RemoteLock,
+    ActionKind::SyncDevice,
+    ActionKind::RebootNow,
+    ActionKind::ShutDown,
+    ActionKind::Retire,
+    ActionKind::Wipe,
+    ActionKind::CleanWindowsDevice,
+    ActionKind::RotateBitLockerKeys,
+    ActionKind::RotateFileVaultKey,
+    ActionKind::RotateLocalAdminPassword,
+    ActionKind::LocateDevice,
+    ActionKind::WindowsDefenderScan,
+    ActionKind::EnableLostMode,
+    ActionKind::DisableLostMode,
+];
 
 /// Whether some kind of action is reported under `name`: which audit log entries are kept.
 pub(crate) fn is_known(name: &str) -> bool {
@@ -141,6 +396,7 @@ pub(crate) mod tests {
             managed_device_owner_type: Some(owner.into()),
             device_enrollment_type: None,
             management_state: Some(state.into()),
+            is_supervised: None,
             last_sync_date_time: None,
             user_principal_name: None,
             device_action_results: Vec::new(),

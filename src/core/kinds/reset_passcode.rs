@@ -1,21 +1,24 @@
 //! `resetPasscode`: a new passcode on Android and AOSP devices; on corporate iOS/iPadOS the same
 //! call removes the passcode (docs/graph-facts.md, "Actions and answers").
 
-use super::{Body, DeviceAction, PRIVILEGED_OPERATIONS, SecondSend, Wording};
+use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Wording};
 use crate::core::device::{Device, Platform};
 
 /// `POST …/managedDevices/{id}/resetPasscode`, no body; every accepted call mints a new
 /// passcode, so a second one is never harmless.
 pub(crate) static RESET_PASSCODE: DeviceAction = DeviceAction {
     graph_name: "resetPasscode",
-    body: Body::Empty,
+    params: &[],
+    refused: &[],
     role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Disruptive,
     eligibility,
     // A passcode removed from the portal on iOS/iPadOS is the same effect, reported as such.
     reported_as: &["resetPasscode", "removePasscode"],
-    second_send: SecondSend::Harmful,
-    // The policy's `cooldown` alone: none unless it sets one.
+    // The policy's `cooldown` alone, as resets have always had: bumping `round` resets again.
     default_cooldown: None,
+    loses: None,
     wording: Wording { short: "reset", phrase: "reset passcode", noun: "passcode reset" },
 };
 
@@ -36,7 +39,9 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
             if os.is_empty() { "iOS" } else { os },
             if owner.is_empty() { "unknown" } else { &owner }
         )),
-        None => Err(format!("{os} is not supported: only Android, AOSP and corporate iOS/iPadOS")),
+        Some(Platform::Macos | Platform::Windows) | None => {
+            Err(format!("{os} is not supported: only Android, AOSP and corporate iOS/iPadOS"))
+        }
     }
 }
 
@@ -44,7 +49,7 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 mod tests {
     use super::RESET_PASSCODE as RESET;
     use crate::core::kinds::tests::device;
-    use crate::core::kinds::{PRIVILEGED_OPERATIONS, SecondSend};
+    use crate::core::kinds::{PRIVILEGED_OPERATIONS, RiskClass};
 
     #[test]
     fn platforms() {
@@ -87,9 +92,10 @@ mod tests {
     #[test]
     fn how_it_is_sent() {
         assert_eq!(RESET.graph_name, "resetPasscode");
-        assert_eq!(RESET.body, crate::core::kinds::Body::Empty);
+        assert!(RESET.params.is_empty() && RESET.body(&Default::default()).is_none(), "no body");
         assert_eq!(RESET.role, PRIVILEGED_OPERATIONS);
-        assert_eq!(RESET.second_send, SecondSend::Harmful, "every accepted call mints a new passcode");
+        assert_eq!(RESET.class, RiskClass::Disruptive, "every accepted call mints a new passcode");
+        assert!(!RESET.harmless());
         assert_eq!(RESET.default_cooldown, None);
         assert_eq!(crate::core::action::ActionKind::PasscodeReset.spec().graph_name, "resetPasscode");
     }

@@ -1116,6 +1116,7 @@ mod tests {
         let action = crate::core::action::Action {
             key: crate::core::action::ActionKey::compute(
                 crate::core::action::ActionKind::PasscodeReset,
+                &Default::default(),
                 "",
                 0,
                 crate::core::action::Collection::ManagedDevices,
@@ -1124,6 +1125,7 @@ mod tests {
             former_names: Vec::new(),
             former_keys: Vec::new(),
             kind: crate::core::action::ActionKind::PasscodeReset,
+            parameters: Default::default(),
             manifest: String::new(),
             file: std::path::PathBuf::new(),
             pos: crate::diag::Pos::new(1, 1),

@@ -1,0 +1,51 @@
+//! `disableLostMode`: unlocks a device from Lost Mode. A second send does no harm
+//! (docs/device-actions.md, "disableLostMode").
+
+use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static DISABLE_LOST_MODE: DeviceAction = DeviceAction {
+    graph_name: "disableLostMode",
+    params: &[],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Harmless,
+    eligibility,
+    reported_as: &["disableLostMode"],
+    default_cooldown: None,
+    loses: None,
+    wording: Wording { short: "lost mode off", phrase: "disable lost mode", noun: "disabling of Lost Mode" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Ios, Platform::Ipados],
+    corporate_on: &[Platform::Ios, Platform::Ipados],
+    personal_on: &[],
+    supervised_on: &[Platform::Ios, Platform::Ipados],
+    named: "supervised corporate iOS/iPadOS",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "disable lost mode", "disable lost mode (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            DISABLE_LOST_MODE.eligible(&d)
+        };
+        assert_eq!(e("iPadOS", "company", None), Ok("disable lost mode"), "iPadOS company");
+        assert!(e("macOS", "company", None).is_err(), "macOS company");
+        assert_eq!(e("", "", None), Ok("disable lost mode (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("iPadOS", "company", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(DISABLE_LOST_MODE.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

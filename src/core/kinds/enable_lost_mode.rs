@@ -1,0 +1,62 @@
+//! `enableLostMode` (beta): locks a supervised iPhone or iPad with a message and a phone number on
+//! its screen until Lost Mode is disabled (docs/device-actions.md, "enableLostMode").
+
+use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, Param, ParamType, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static ENABLE_LOST_MODE: DeviceAction = DeviceAction {
+    graph_name: "enableLostMode",
+    params: &[
+        Param { name: "message", ty: ParamType::Text(160), doc: "The message shown on the lock screen.", words: "" },
+        Param {
+            name: "phoneNumber",
+            ty: ParamType::Text(40),
+            doc: "A phone number shown on the lock screen.",
+            words: "",
+        },
+        Param { name: "footer", ty: ParamType::Text(160), doc: "A footnote shown on the lock screen.", words: "" },
+    ],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: true,
+    class: RiskClass::Disruptive,
+    eligibility,
+    reported_as: &["enableLostMode"],
+    default_cooldown: Some(DAY),
+    loses: None,
+    wording: Wording { short: "lost mode", phrase: "enable lost mode", noun: "Lost Mode" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Ios, Platform::Ipados],
+    corporate_on: &[Platform::Ios, Platform::Ipados],
+    personal_on: &[],
+    supervised_on: &[Platform::Ios, Platform::Ipados],
+    named: "supervised corporate iOS/iPadOS",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "enable lost mode", "enable lost mode (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            ENABLE_LOST_MODE.eligible(&d)
+        };
+        assert_eq!(e("iOS", "company", Some(true)), Ok("enable lost mode"), "iOS company");
+        assert!(e("iOS", "personal", Some(true)).is_err(), "iOS personal");
+        assert!(e("iPadOS", "company", Some(false)).is_err(), "iPadOS company");
+        assert!(e("Android", "company", None).is_err(), "Android company");
+        assert_eq!(e("", "", None), Ok("enable lost mode (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("iOS", "company", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(ENABLE_LOST_MODE.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

@@ -1,0 +1,53 @@
+//! `locateDevice`: asks the device where it is. A second ask does no harm; the location it
+//! reports is personal data this tool never reads (docs/device-actions.md, "locateDevice").
+
+use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static LOCATE_DEVICE: DeviceAction = DeviceAction {
+    graph_name: "locateDevice",
+    params: &[],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Harmless,
+    eligibility,
+    reported_as: &["locateDevice"],
+    default_cooldown: None,
+    loses: None,
+    wording: Wording { short: "locate", phrase: "locate", noun: "locate" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Windows],
+    corporate_on: &[Platform::Android],
+    personal_on: &[],
+    supervised_on: &[Platform::Ios, Platform::Ipados],
+    named: "corporate Android, supervised iOS/iPadOS and Windows",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "locate", "locate (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            LOCATE_DEVICE.eligible(&d)
+        };
+        assert_eq!(e("Windows", "company", None), Ok("locate"), "Windows company");
+        assert_eq!(e("iOS", "company", Some(true)), Ok("locate"), "iOS company");
+        assert!(e("Android", "personal", None).is_err(), "Android personal");
+        assert!(e("macOS", "company", None).is_err(), "macOS company");
+        assert_eq!(e("", "", None), Ok("locate (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("Windows", "company", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(LOCATE_DEVICE.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

@@ -1,0 +1,59 @@
+//! `rebootNow`: restarts the device at once (docs/device-actions.md, "rebootNow").
+
+use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static REBOOT_NOW: DeviceAction = DeviceAction {
+    graph_name: "rebootNow",
+    params: &[],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Disruptive,
+    eligibility,
+    reported_as: &["rebootNow"],
+    default_cooldown: Some(DAY),
+    loses: None,
+    wording: Wording { short: "reboot", phrase: "reboot", noun: "reboot" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[
+        Platform::Android,
+        Platform::Aosp,
+        Platform::Ios,
+        Platform::Ipados,
+        Platform::Macos,
+        Platform::Windows,
+    ],
+    corporate_on: &[Platform::Android],
+    personal_on: &[],
+    supervised_on: &[Platform::Ios, Platform::Ipados],
+    named: "corporate Android, AOSP, supervised iOS/iPadOS, macOS and Windows",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "reboot", "reboot (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            REBOOT_NOW.eligible(&d)
+        };
+        assert_eq!(e("Windows", "personal", None), Ok("reboot"), "Windows personal");
+        assert_eq!(e("iOS", "company", Some(true)), Ok("reboot"), "iOS company");
+        assert!(e("iOS", "company", Some(false)).is_err(), "iOS company");
+        assert!(e("Android", "personal", None).is_err(), "Android personal");
+        assert_eq!(e("", "", None), Ok("reboot (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("Windows", "personal", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(REBOOT_NOW.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

@@ -1,0 +1,55 @@
+//! `remoteLock`: locks the screen (useful only where a passcode is set). On a Mac Intune sets a
+//! recovery PIN, and a second lock fails while the first PIN is unused (docs/device-actions.md,
+//! "remoteLock").
+
+use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static REMOTE_LOCK: DeviceAction = DeviceAction {
+    graph_name: "remoteLock",
+    params: &[],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Disruptive,
+    eligibility,
+    reported_as: &["remoteLock"],
+    default_cooldown: Some(DAY),
+    loses: None,
+    wording: Wording { short: "lock", phrase: "lock", noun: "remote lock" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Android, Platform::Aosp, Platform::Ios, Platform::Ipados, Platform::Macos],
+    corporate_on: &[Platform::Android],
+    personal_on: &[],
+    supervised_on: &[],
+    named: "corporate Android, AOSP, iOS/iPadOS and macOS",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "lock", "lock (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            REMOTE_LOCK.eligible(&d)
+        };
+        assert_eq!(e("Android", "company", None), Ok("lock"), "Android company");
+        assert_eq!(e("iOS", "personal", None), Ok("lock"), "iOS personal");
+        assert_eq!(e("macOS", "company", None), Ok("lock"), "macOS company");
+        assert!(e("Windows", "company", None).is_err(), "Windows company");
+        assert!(e("Android", "personal", None).is_err(), "Android personal");
+        assert_eq!(e("", "", None), Ok("lock (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("Android", "company", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(REMOTE_LOCK.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

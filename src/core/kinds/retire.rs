@@ -1,0 +1,53 @@
+//! `retire`: removes company data, apps and profiles and unenrols the device; personal data stays.
+//! The device then leaves Intune. Audited as `removeCompanyData` (docs/device-actions.md, "retire").
+
+use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static RETIRE: DeviceAction = DeviceAction {
+    graph_name: "retire",
+    params: &[],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Destructive,
+    eligibility,
+    reported_as: &["retire", "removeCompanyData"],
+    default_cooldown: None,
+    loses: Some(|_| "company data, apps and profiles, and its enrollment (personal data stays)".to_owned()),
+    wording: Wording { short: "retire", phrase: "retire", noun: "retirement" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Macos, Platform::Windows],
+    corporate_on: &[],
+    personal_on: &[Platform::Android],
+    supervised_on: &[],
+    named: "personally-owned Android, iOS/iPadOS, macOS and Windows",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "retire", "retire (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            RETIRE.eligible(&d)
+        };
+        assert_eq!(e("Android", "personal", None), Ok("retire"), "Android personal");
+        assert_eq!(e("Windows", "company", None), Ok("retire"), "Windows company");
+        assert!(e("Android", "company", None).is_err(), "Android company");
+        assert!(e("AOSP", "company", None).is_err(), "AOSP company");
+        assert_eq!(e("", "", None), Ok("retire (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("Android", "personal", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(RETIRE.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

@@ -1,0 +1,57 @@
+//! `rotateLocalAdminPassword` (beta): a new local administrator password (Windows LAPS, or the
+//! macOS LAPS account of an ADE-enrolled Mac) (docs/device-actions.md, "rotateLocalAdminPassword").
+
+use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static ROTATE_LOCAL_ADMIN_PASSWORD: DeviceAction = DeviceAction {
+    graph_name: "rotateLocalAdminPassword",
+    params: &[],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: true,
+    class: RiskClass::Disruptive,
+    eligibility,
+    reported_as: &["rotateLocalAdminPassword"],
+    default_cooldown: Some(DAY),
+    loses: None,
+    wording: Wording {
+        short: "rotation",
+        phrase: "rotate local admin password",
+        noun: "local admin password rotation",
+    },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Windows, Platform::Macos],
+    corporate_on: &[Platform::Windows, Platform::Macos],
+    personal_on: &[],
+    supervised_on: &[],
+    named: "corporate Windows and macOS",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "rotate local admin password", "rotate local admin password (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            ROTATE_LOCAL_ADMIN_PASSWORD.eligible(&d)
+        };
+        assert_eq!(e("Windows", "company", None), Ok("rotate local admin password"), "Windows company");
+        assert_eq!(e("macOS", "company", None), Ok("rotate local admin password"), "macOS company");
+        assert!(e("Windows", "personal", None).is_err(), "Windows personal");
+        assert!(e("iOS", "company", None).is_err(), "iOS company");
+        assert_eq!(e("", "", None), Ok("rotate local admin password (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("Windows", "company", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(ROTATE_LOCAL_ADMIN_PASSWORD.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

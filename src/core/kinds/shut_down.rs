@@ -1,0 +1,53 @@
+//! `shutDown`: turns the device off; someone must turn it on again (docs/device-actions.md,
+//! "shutDown").
+
+use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static SHUT_DOWN: DeviceAction = DeviceAction {
+    graph_name: "shutDown",
+    params: &[],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Disruptive,
+    eligibility,
+    reported_as: &["shutDown"],
+    default_cooldown: Some(DAY),
+    loses: None,
+    wording: Wording { short: "shutdown", phrase: "shut down", noun: "shutdown" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Ios, Platform::Ipados, Platform::Macos],
+    corporate_on: &[],
+    personal_on: &[],
+    supervised_on: &[Platform::Ios, Platform::Ipados],
+    named: "supervised iOS/iPadOS and macOS",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "shut down", "shut down (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            SHUT_DOWN.eligible(&d)
+        };
+        assert_eq!(e("macOS", "company", None), Ok("shut down"), "macOS company");
+        assert_eq!(e("iPadOS", "company", Some(true)), Ok("shut down"), "iPadOS company");
+        assert!(e("Windows", "company", None).is_err(), "Windows company");
+        assert!(e("iOS", "company", Some(false)).is_err(), "iOS company");
+        assert_eq!(e("", "", None), Ok("shut down (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("macOS", "company", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(SHUT_DOWN.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

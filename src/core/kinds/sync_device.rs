@@ -1,0 +1,52 @@
+//! `syncDevice`: asks the device to check in now. A second sync does no harm; Intune's audit log
+//! has no name for it (docs/device-actions.md, "syncDevice").
+
+use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static SYNC_DEVICE: DeviceAction = DeviceAction {
+    graph_name: "syncDevice",
+    params: &[],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Harmless,
+    eligibility,
+    reported_as: &["syncDevice"],
+    default_cooldown: None,
+    loses: None,
+    wording: Wording { short: "sync", phrase: "sync", noun: "sync" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Macos, Platform::Windows],
+    corporate_on: &[],
+    personal_on: &[],
+    supervised_on: &[],
+    named: "Android, iOS/iPadOS, macOS and Windows",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "sync", "sync (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            SYNC_DEVICE.eligible(&d)
+        };
+        assert_eq!(e("Android", "personal", None), Ok("sync"), "Android personal");
+        assert_eq!(e("Windows", "company", None), Ok("sync"), "Windows company");
+        assert!(e("AOSP", "company", None).is_err(), "AOSP company");
+        assert_eq!(e("", "", None), Ok("sync (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("Android", "personal", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(SYNC_DEVICE.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

@@ -1,0 +1,57 @@
+//! `windowsDefenderScan`: a Microsoft Defender Antivirus scan, full unless `quickScan`. A second
+//! scan does no harm; audited as `quickScan` or `fullScan` (docs/device-actions.md,
+//! "windowsDefenderScan").
+
+use super::{DeviceAction, PRIVILEGED_OPERATIONS, Param, ParamType, RiskClass, Support, Wording};
+use crate::core::device::{Device, Platform};
+
+pub(crate) static WINDOWS_DEFENDER_SCAN: DeviceAction = DeviceAction {
+    graph_name: "windowsDefenderScan",
+    params: &[Param {
+        name: "quickScan",
+        ty: ParamType::Bool,
+        doc: "A quick scan instead of a full one.",
+        words: "quick",
+    }],
+    refused: &[],
+    role: PRIVILEGED_OPERATIONS,
+    beta_only: false,
+    class: RiskClass::Harmless,
+    eligibility,
+    reported_as: &["windowsDefenderScan", "quickScan", "fullScan"],
+    default_cooldown: None,
+    loses: None,
+    wording: Wording { short: "scan", phrase: "scan", noun: "Defender scan" },
+};
+
+static SUPPORT: Support = Support {
+    platforms: &[Platform::Windows],
+    corporate_on: &[],
+    personal_on: &[],
+    supervised_on: &[],
+    named: "Windows",
+};
+
+fn eligibility(d: &Device) -> Result<&'static str, String> {
+    SUPPORT.check(d, "scan", "scan (platform unknown)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let e = |os: &str, owner: &str, supervised: Option<bool>| {
+            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
+            d.is_supervised = supervised;
+            WINDOWS_DEFENDER_SCAN.eligible(&d)
+        };
+        assert_eq!(e("Windows", "personal", None), Ok("scan"), "Windows personal");
+        assert!(e("Android", "company", None).is_err(), "Android company");
+        assert_eq!(e("", "", None), Ok("scan (platform unknown)"));
+        let mut pending = crate::core::kinds::tests::device("Windows", "personal", "wipePending");
+        pending.is_supervised = Some(true);
+        assert!(WINDOWS_DEFENDER_SCAN.eligible(&pending).is_err(), "a pending wipe first");
+    }
+}

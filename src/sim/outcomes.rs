@@ -214,3 +214,25 @@ impl SimState {
         all.into_iter().map(|(_, v)| v).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SimConfig, SimState, actions};
+    use serde_json::json;
+
+    #[test]
+    fn a_wipe_unlock_code_is_never_kept_between_runs() {
+        let mac = json!({"id": "m", "operatingSystem": "macOS", "managedDeviceOwnerType": "company"});
+        let mut state = SimState::new(SimConfig {
+            devices: vec![mac.as_object().expect("an object").clone()],
+            ..SimConfig::default()
+        });
+        let wipe = actions::lookup("wipe").expect("wipe");
+        let body = wipe.parse_body(br#"{"macOsUnlockCode": "123456", "keepUserData": true}"#, false).expect("valid");
+        let now = state.now();
+        assert!(state.apply_at(0, wipe, body, "", now));
+        let saved = state.saved_actions();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].parameters, *json!({"keepUserData": true}).as_object().expect("an object"));
+    }
+}

@@ -24,12 +24,14 @@ pub fn parse_devices(text: &str) -> Result<Vec<Map<String, Value>>, String> {
     if let Some(i) = devices.iter().position(|d| !d.get("id").is_some_and(Value::is_string)) {
         return Err(format!("device #{} has no string `id`", i + 1));
     }
-    for (i, d) in devices.iter().enumerate() {
-        let mut d = d.clone();
-        portal_actions(&mut d).map_err(|e| format!("device #{}: {e}", i + 1))?;
+    for (i, d) in devices.iter().enumerate().filter(|(_, d)| PORTAL_KEYS.iter().any(|k| d.contains_key(*k))) {
+        portal_actions(&mut d.clone()).map_err(|e| format!("device #{}: {e}", i + 1))?;
     }
     Ok(devices)
 }
+
+/// The properties that hold portal actions.
+const PORTAL_KEYS: [&str; 2] = ["_portalResets", "_portalActions"];
 
 /// An action made in the portal before the simulator started.
 #[derive(Debug)]
@@ -48,7 +50,7 @@ pub(crate) fn take_portal_actions(device: &mut Map<String, Value>) -> Vec<Portal
 
 fn portal_actions(device: &mut Map<String, Value>) -> Result<Vec<PortalAction>, String> {
     let mut all = Vec::new();
-    for (key, default_action) in [("_portalResets", Some("resetPasscode")), ("_portalActions", None)] {
+    for (key, default_action) in PORTAL_KEYS.into_iter().zip([Some("resetPasscode"), None]) {
         let Some(list) = device.remove(key) else { continue };
         let Value::Array(list) = list else { return Err(format!("`{key}` is not an array")) };
         for (n, entry) in list.iter().enumerate() {
@@ -78,4 +80,27 @@ fn portal_actions(device: &mut Map<String, Value>) -> Result<Vec<PortalAction>, 
         }
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_devices;
+
+    #[test]
+    fn portal_actions_in_a_fixture_are_checked_with_the_device_named() {
+        let ok = r#"[{"id": "a", "_portalActions": [{"action": "wipe", "ago": "2h", "parameters": {"keepUserData": true}}]}]"#;
+        assert!(parse_devices(ok).is_ok());
+        for (bad, says) in [
+            (
+                r#"[{"id": "a"}, {"id": "b", "_portalActions": [{"action": "selfDestruct"}]}]"#,
+                "device #2: `_portalActions[0]`",
+            ),
+            (r#"[{"id": "a", "_portalActions": [{"action": "wipe", "parameters": {"x": 1}}]}]"#, "parameters"),
+            (r#"[{"id": "a", "_portalResets": [{"ago": "soon"}]}]"#, "`_portalResets[0]`.ago"),
+            (r#"[{"id": "a", "_portalResets": [{"action": "wipe"}]}]"#, "takes no `action`"),
+        ] {
+            let err = parse_devices(bad).expect_err(bad);
+            assert!(err.contains(says), "{err}");
+        }
+    }
 }

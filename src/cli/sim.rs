@@ -27,9 +27,12 @@ pub(super) struct SimArgs {
     /// Added to every request.
     #[arg(long, default_value = "0s")]
     pub latency: HumanDuration,
-    /// How long an accepted reset stays pending.
+    /// How long an accepted device action stays pending.
     #[arg(long, default_value = "5s")]
     pub complete_after: HumanDuration,
+    /// How long a wiped or retired device stays in the tenant once its wipe or retire is done.
+    #[arg(long, default_value = "10s")]
+    pub leave_after: HumanDuration,
     /// Lifetime of issued tokens.
     #[arg(long, default_value = "1h")]
     pub token_lifetime: HumanDuration,
@@ -69,6 +72,7 @@ pub(super) fn run(args: SimArgs) -> CmdResult {
         retry_after,
         latency: args.latency.0,
         complete_after: args.complete_after.0,
+        leave_after: args.leave_after.0,
         token_lifetime: args.token_lifetime.0,
         ..defaults
     };

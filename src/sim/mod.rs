@@ -7,26 +7,64 @@
 //!   which the tool accepts only from a login host on loopback.
 //! - `GET /{v}/deviceManagement/managedDevices` — `$filter` (`eq`, `and`), `$select`, `$top`,
 //!   `@odata.nextLink` paging.
-//! - `GET /{v}/deviceManagement/managedDevices/{id}` — with `deviceActionResults`, including the
-//!   `passcode` the real service returns, so tests can prove the tool never leaks it.
-//! - `POST /{v}/deviceManagement/managedDevices/{id}/resetPasscode` — Android and AOSP accepted
-//!   then `done`; corporate iOS/iPadOS accepted (passcode removed); personal iOS accepted then
-//!   `notSupported`; Windows/macOS 400 as Intune answers; unknown ids 404. `comanagedDevices` on
-//!   beta only.
+//! - `GET /{v}/deviceManagement/managedDevices/{id}` — with `deviceActionResults`, typed as
+//!   Graph types them and including the secrets the real service returns (a reset's `passcode`, a
+//!   lock's `unlockPin`, a locate's `deviceLocation`), so tests can prove the tool never keeps
+//!   them. A device that has left the tenant answers 404 (and is in no list).
+//! - `POST /{v}/deviceManagement/{managedDevices|comanagedDevices}/{id}/{action}` — the device
+//!   actions of [`actions::ACTIONS`]: remoteLock, syncDevice, rebootNow, shutDown, retire, wipe,
+//!   cleanWindowsDevice, rotateBitLockerKeys, rotateFileVaultKey, rotateLocalAdminPassword,
+//!   locateDevice, windowsDefenderScan, enableLostMode, disableLostMode, resetPasscode.
+//!   `comanagedDevices` on beta only; the beta-only actions (rotateBitLockerKeys,
+//!   rotateFileVaultKey, rotateLocalAdminPassword, enableLostMode) answer v1.0 as any unknown
+//!   segment does (400 `Resource not found for the segment '…'`). In order:
+//!   - the body, as Graph checks it: no body or `{}` for the actions without parameters; wipe
+//!     `keepEnrollmentData`, `keepUserData`, `persistEsimDataPlan` (Booleans), `macOsUnlockCode`
+//!     (String), `obliterationBehavior` (enum), beta also `useProtectedWipe`; cleanWindowsDevice
+//!     `keepUserData`; windowsDefenderScan `quickScan`; enableLostMode `message`, `phoneNumber`,
+//!     `footer` (Strings). An unknown property or a wrong type: 400 `BadRequest`;
+//!   - the device: unknown (or gone) 404;
+//!   - a scripted fault ([`Fault`] for any action, [`ActionFault`] for one);
+//!   - the platform, by one rule for every action: an operating system the action does not exist
+//!     for is refused (400, as Intune refuses a reset on Windows); a device of a supported system
+//!     that does not qualify (ownership `managedDeviceOwnerType`, Android enrolment
+//!     `deviceEnrollmentType`, supervision `isSupervised`) is accepted (204) and its result ends
+//!     `notSupported`, as a personal iPhone's reset does. Any action but a wipe or retire on a
+//!     device being wiped or retired ends `canceled` (those take precedence);
+//!   - 204, and a `deviceActionResults` entry `actionName` = the Graph action, `pending` for
+//!     [`SimConfig::complete_after`] then its final state (shown after
+//!     [`SimConfig::report_delay`]), and an audit entry (below).
+//!
+//!   A wipe (without `keepEnrollmentData`) or retire makes the device `wipeIssued`/`retireIssued`
+//!   while pending, `wipePending`/`retirePending` once done, and [`SimConfig::leave_after`] later
+//!   the device leaves the tenant. A done sync moves `lastSyncDateTime`.
+//! - `GET /beta/deviceManagement/remoteActionAudits` — `$filter=requestDateTime ge <time>` and
+//!   `action eq '<remoteAction>'` (any member of the enum; another name is 400 as Graph answers);
+//!   entries are named by the enum: wipe `factoryReset`, retire `removeCompanyData`,
+//!   windowsDefenderScan `quickScan`/`fullScan` by its body, the others their own name; a sync has
+//!   none (the enum has no member for it). Paged like the device list.
 //! - `GET /{tenant}/v2.0/.well-known/openid-configuration` — Entra's discovery document: for the
 //!   configured domain it names the configured tenant id (a GUID), as Entra does; a GUID names
 //!   itself; anything else is an unknown tenant (400, `AADSTS90002`).
 //! - `GET /_github/oidc` — a stand-in for the GitHub Actions OIDC token endpoint.
-//! - `GET /_sim/requests` — every request received, for tests and curious users.
+//! - `GET /_sim/requests` — every request received, for tests and curious users, with the JSON
+//!   body of every POST but a token request's (a wipe's `macOsUnlockCode` value redacted).
+//! - `POST /_sim/portal/{id}/{action}?by=UPN&ago=10m` — an action a person made in the Intune
+//!   portal (`by` defaults to an admin, `ago` to now; the body as Graph's): it shows in results and
+//!   audits with its initiator. A fixture device's `_portalResets: [{by, ago}]` and
+//!   `_portalActions: [{action, by, ago, parameters}]` are such actions made before the start.
 //!
-//! Graph refuses (403) a read whose token carries no read permission, and a reset whose token
-//! lacks `PrivilegedOperations.All`, as Graph does (tokens without readable claims are not judged).
+//! Graph refuses (403) a read whose token carries no read permission, and a device action whose
+//! token lacks `PrivilegedOperations.All`, as Graph does (tokens without readable claims are not
+//! judged).
 //!
 //! Faults: write and read throttling windows with or without `Retry-After`, latency, scripted
 //! per-request faults (503 before applying, 500 after applying, hang after applying, an answer
 //! held until the test releases it, 429, 401), short token lifetimes.
 
+mod actions;
 pub mod fixture;
+mod outcomes;
 mod routes;
 mod state;
 
@@ -36,8 +74,10 @@ use std::time::Duration;
 
 pub use fixture::BUILTIN_DEVICES;
 pub(crate) use fixture::load_devices;
+pub use outcomes::LOCATION;
 pub use state::{
-    Fault, FaultKind, Padding, RecordedRequest, RetryAfter, SIM_DOMAIN, SIM_TENANT_ID, SavedAction, SimConfig, SimState,
+    ActionFault, Fault, FaultKind, Padding, REDACTED, RecordedRequest, RetryAfter, SIM_DOMAIN, SIM_TENANT_ID,
+    SavedAction, SimConfig, SimState,
 };
 
 /// A running simulator. Stops when dropped.
@@ -104,7 +144,14 @@ impl SimHandle {
         self.state().resets_applied(device_id)
     }
 
-    /// Every token issued and every passcode handed out, for leak tests.
+    /// How many `action`s (Graph's name, `wipe`) Intune accepted for `device_id`, made by any
+    /// client or in the portal, even if the device has left the tenant since.
+    pub fn actions_applied(&self, device_id: &str, action: &str) -> usize {
+        self.state().actions_applied(device_id, action)
+    }
+
+    /// Every token issued and every passcode and unlock PIN handed out, for leak tests (a
+    /// locate's coordinates are [`LOCATION`]).
     pub fn secrets(&self) -> Vec<String> {
         let s = self.state();
         let mut all = s.issued_tokens();

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use super::actions;
 use super::state::{FaultKind, RecordedRequest, RetryAfter, SimState};
 
 type Shared = Arc<Mutex<SimState>>;
@@ -34,12 +35,12 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/{version}/deviceManagement/remoteActionAudits", get(audits))
         .route("/{version}/deviceManagement/{collection}", get(list))
         .route("/{version}/deviceManagement/{collection}/{id}", get(get_device))
-        .route("/{version}/deviceManagement/{collection}/{id}/resetPasscode", post(reset))
+        .route("/{version}/deviceManagement/{collection}/{id}/{action}", post(device_action))
         .route_layer(middleware::from_fn_with_state(state.clone(), graph_gate));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/{tenant}/v2.0/.well-known/openid-configuration", get(openid_configuration))
-        .route("/_sim/portal/{id}/resetPasscode", post(portal_reset))
+        .route("/_sim/portal/{id}/{action}", post(portal_action))
         .route("/_sim/requests", get(requests))
         .route("/_github/oidc", get(github))
         .merge(graph)
@@ -66,7 +67,7 @@ struct Reply {
 struct Effects {
     /// A Graph request with a live token.
     authorized: bool,
-    /// The request changed a device (a reset took effect).
+    /// The request changed a device (Intune accepted a device action).
     applied: bool,
     /// Which credential a token request presented.
     credential: Option<String>,
@@ -174,6 +175,14 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
+    // A POST's body is kept for the log (a token request's is a form with a secret: never).
+    let mut body = None;
+    if method == "POST" && !path.ends_with("/oauth2/v2.0/token") {
+        let (parts, b) = req.into_parts();
+        let bytes = axum::body::to_bytes(b, BODY_LIMIT).await.unwrap_or_default();
+        body = logged_body(&bytes);
+        req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    }
     let (latency, probe) = {
         let s = lock(&state);
         (s.config.latency, s.config.intent_probe.clone())
@@ -235,6 +244,7 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
         credential: effects.credential,
         scope: effects.scope,
         intent_durable,
+        body,
     });
     if effects.hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -254,6 +264,23 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
         }
     }
     resp
+}
+
+/// The largest request body the simulator reads (Graph's device actions take a few hundred bytes).
+const BODY_LIMIT: usize = 1 << 20;
+
+/// A request body as the log keeps it: its JSON (text that is not JSON as a string), with a
+/// wipe's unlock code replaced; `None` when empty.
+fn logged_body(bytes: &[u8]) -> Option<Value> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let mut v = serde_json::from_slice::<Value>(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()));
+    if let Some(secret) = v.get_mut(actions::SECRET_PARAM) {
+        *secret = json!(super::state::REDACTED);
+    }
+    Some(v)
 }
 
 /// `resp` with `n` bytes of whitespace streamed after its body, counted into `sent` as the client
@@ -311,10 +338,13 @@ async fn graph_gate(State(state): State<Shared>, call: Call, req: Request, next:
             Some("remoteActionAudits") => beta && segments.len() == 3 && method == Method::GET,
             _ => false,
         };
+        // A device action this version of Graph has (the beta-only ones are unknown to v1.0).
+        let action = segments.get(4).copied().filter(|_| segments.len() == 5 && method == Method::POST);
+        let action_known = action.is_none_or(|a| actions::lookup(a).is_some_and(|a| beta || !a.beta_only));
         if !s.authorized(token) {
             Some(call.unauthorized())
-        } else if !known {
-            let segment = collection.unwrap_or_default();
+        } else if !known || !action_known {
+            let segment = if known { action } else { collection }.unwrap_or_default();
             let message = format!("Resource not found for the segment '{segment}'.");
             Some(authorized(call.error(StatusCode::BAD_REQUEST, "BadRequest", &message)))
         } else if s.config.enforce_permissions
@@ -550,7 +580,7 @@ async fn get_device(
             &intune_message("Service unavailable"),
         );
     }
-    match s.device_index(&id) {
+    match s.present(&id) {
         Some(i) => {
             Reply::new(StatusCode::OK, Some(s.render_device(i, parse_select(&query.unwrap_or_default()).as_deref())))
         }
@@ -558,13 +588,29 @@ async fn get_device(
     }
 }
 
-async fn reset(State(state): State<Shared>, Path((_, _, id)): Path<(String, String, String)>, call: Call) -> Reply {
+/// `POST /{v}/deviceManagement/{collection}/{id}/{action}`: the body checked as Graph checks it,
+/// then the device, a scripted fault, the platform rule (see [`actions`]), and the action
+/// recorded as Intune would carry it out.
+async fn device_action(
+    State(state): State<Shared>,
+    Path((version, _, id, action)): Path<(String, String, String, String)>,
+    call: Call,
+    body: Bytes,
+) -> Reply {
     let s = &mut *lock(&state);
     let call = &call;
-    let Some(i) = s.device_index(&id) else {
+    let Some(action) = actions::lookup(&action) else {
+        let message = format!("Resource not found for the segment '{action}'.");
+        return call.error(StatusCode::BAD_REQUEST, "BadRequest", &message);
+    };
+    let parameters = match action.parse_body(&body, version == "beta") {
+        Ok(p) => p,
+        Err(e) => return call.error(StatusCode::BAD_REQUEST, "BadRequest", &e),
+    };
+    let Some(i) = s.present(&id) else {
         return call.error(StatusCode::NOT_FOUND, "ResourceNotFound", &intune_message("Resource not found"));
     };
-    let fault = s.take_fault(&id);
+    let fault = s.take_fault(&id, action.name);
     match fault {
         Some(FaultKind::UnavailableBefore) => {
             return call.error(
@@ -600,14 +646,10 @@ async fn reset(State(state): State<Shared>, Path((_, _, id)): Path<(String, Stri
         }
         _ => {}
     }
-    if s.unsupported(i) {
-        return call.error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            &intune_message("The requested action is not supported on this platform"),
-        );
+    let now = s.now();
+    if !s.apply_at(i, action, parameters, "", now) {
+        return not_on_this_platform(call);
     }
-    s.apply_reset(i);
     let mut r = match fault {
         Some(FaultKind::ErrorAfter) => call.error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -641,33 +683,56 @@ async fn reset(State(state): State<Shared>, Path((_, _, id)): Path<(String, Stri
     r
 }
 
-/// A reset made in the Intune portal by a person (`?by=UPN`, `&ago=10m` for one made earlier):
-/// it shows in the device's results and in the audit log with its initiator, like one the tool
-/// did not make.
-async fn portal_reset(State(state): State<Shared>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Reply {
+/// Intune's refusal of an action on a platform that does not have it.
+fn not_on_this_platform(call: &Call) -> Reply {
+    call.error(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        &intune_message("The requested action is not supported on this platform"),
+    )
+}
+
+/// `POST /_sim/portal/{id}/{action}`: an action made in the Intune portal by a person (`?by=UPN`,
+/// `&ago=10m` for one made earlier; its body as Graph's, beta properties allowed): it shows in the
+/// device's results and in the audit log with its initiator, like one the tool did not make. The
+/// portal follows the same platform rule as Graph.
+async fn portal_action(
+    State(state): State<Shared>,
+    Path((id, action)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    call: Call,
+    body: Bytes,
+) -> Reply {
     let s = &mut *lock(&state);
     let params = form(query.unwrap_or_default().as_bytes());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let Some(action) = actions::lookup(&action) else {
+        let message = format!("`{action}` is not an action the simulator knows");
+        return Reply::new(StatusCode::NOT_FOUND, Some(json!({"error": message})));
+    };
     let by = get("by").unwrap_or_else(|| super::state::PORTAL_ADMIN.into());
     let ago = match get("ago").map(|a| super::state::ago(&a)) {
         None => jiff::SignedDuration::ZERO,
         Some(Ok(ago)) => ago,
-        Some(Err(e)) => return Reply::new(StatusCode::BAD_REQUEST, Some(serde_json::json!({"error": e}))),
+        Some(Err(e)) => return Reply::new(StatusCode::BAD_REQUEST, Some(json!({"error": e}))),
     };
-    match s.device_index(&id) {
-        Some(i) => {
-            let start = s.now() - ago;
-            s.apply_reset_at(i, &by, start);
-            let mut r = Reply::new(StatusCode::NO_CONTENT, None);
-            r.effects.applied = true;
-            r
-        }
-        None => Reply::new(StatusCode::NOT_FOUND, None),
+    let parameters = match action.parse_body(&body, true) {
+        Ok(p) => p,
+        Err(e) => return call.error(StatusCode::BAD_REQUEST, "BadRequest", &e),
+    };
+    let Some(i) = s.present(&id) else { return Reply::new(StatusCode::NOT_FOUND, None) };
+    let start = s.now() - ago;
+    if !s.apply_at(i, action, parameters, &by, start) {
+        return not_on_this_platform(&call);
     }
+    let mut r = Reply::new(StatusCode::NO_CONTENT, None);
+    r.effects.applied = true;
+    r
 }
 
 /// `GET /beta/deviceManagement/remoteActionAudits`: `$filter=requestDateTime ge <RFC 3339>`
-/// (optionally `and action eq 'resetPasscode'`), paged like the device list.
+/// and/or `action eq '<remoteAction>'` (a member of the enum, `factoryReset` for a wipe), paged
+/// like the device list.
 async fn audits(State(state): State<Shared>, RawQuery(query): RawQuery, call: Call) -> Reply {
     let s = lock(&state);
     let call = &call;
@@ -687,7 +752,7 @@ async fn audits(State(state): State<Shared>, RawQuery(query): RawQuery, call: Ca
     }
     let params = form(query.unwrap_or_default().as_bytes());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let mut since = None;
+    let (mut since, mut only) = (None, None);
     if let Some(f) = get("$filter") {
         for clause in f.split(" and ") {
             let clause = clause.trim();
@@ -698,12 +763,20 @@ async fn audits(State(state): State<Shared>, RawQuery(query): RawQuery, call: Ca
                         return call.error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Invalid date: {e}"));
                     }
                 }
-            } else if clause != "action eq 'resetPasscode'" {
+            } else if let Some(name) = clause.strip_prefix("action eq '").and_then(|n| n.strip_suffix('\'')) {
+                let Some(name) = actions::REMOTE_ACTIONS.iter().find(|a| a.eq_ignore_ascii_case(name)) else {
+                    let message = format!(
+                        "The string '{name}' is not a valid enumeration type constant for 'microsoft.graph.remoteAction'."
+                    );
+                    return call.error(StatusCode::BAD_REQUEST, "BadRequest", &message);
+                };
+                only = Some(*name);
+            } else {
                 return call.error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Unsupported filter '{clause}'"));
             }
         }
     }
-    let all = s.audits(since);
+    let all = s.audits(since, only);
     let url = format!("http://{}/beta/deviceManagement/remoteActionAudits", call.host);
     let (page, next) = page(&all, &params, s.config.page_size, &url);
     let mut body = json!({"value": page});

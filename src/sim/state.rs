@@ -22,23 +22,23 @@ pub enum RetryAfter {
     HttpDate(Duration),
 }
 
-/// What a scripted fault does.
+/// What a scripted fault does to a device action (any of them: "the action" below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
-    /// 503 without applying the reset.
+    /// 503 without applying the action.
     UnavailableBefore,
-    /// Apply the reset, then answer 500.
+    /// Apply the action, then answer 500.
     ErrorAfter,
-    /// Apply the reset, then never answer.
+    /// Apply the action, then never answer.
     HangAfter,
     /// 429 without applying.
     Throttle,
     /// 401 without applying (as after a token revocation).
     Unauthorized,
-    /// Apply the reset, then answer 204 only after this long (a client that gives up or dies
+    /// Apply the action, then answer 204 only after this long (a client that gives up or dies
     /// meanwhile never learns that it was applied).
     AnswerLate(Duration),
-    /// Apply the reset, then answer 204 only once the test says so
+    /// Apply the action, then answer 204 only once the test says so
     /// ([`SimHandle::release_answers`](super::SimHandle::release_answers)): a request held in
     /// flight for as long as the test needs, whatever the machine's load.
     HoldAnswer,
@@ -48,20 +48,28 @@ pub enum FaultKind {
     Forbidden,
     /// Never answer, and never apply (the request was lost before Intune acted on it).
     HangBefore,
-    /// 503 to a GET of the device (a lookup or a refresh read), not to its reset.
+    /// 503 to a GET of the device (a lookup or a refresh read), not to its actions.
     LookupUnavailable,
     /// Answer with this status and a JSON body that is cut off halfway (the connection drops
-    /// mid-body). A 2xx applies the reset first; any other status does not.
+    /// mid-body). A 2xx applies the action first; any other status does not.
     CutAnswer(u16),
 }
 
-/// A fault for the next `times` resetPasscode requests (on one device, or any); for
-/// [`FaultKind::LookupUnavailable`], the next `times` GETs of the device.
+/// A fault for the next `times` device-action requests, whatever the action (on one device, or
+/// any); for [`FaultKind::LookupUnavailable`], the next `times` GETs of the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub device_id: Option<String>,
     pub kind: FaultKind,
     pub times: u32,
+}
+
+/// A [`Fault`] for requests of one action only (its Graph name, `wipe`). Taken before the
+/// faults of [`SimConfig::faults`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionFault {
+    pub action: String,
+    pub fault: Fault,
 }
 
 /// How the simulator behaves.
@@ -77,15 +85,20 @@ pub struct SimConfig {
     pub read_limit: Option<Budget>,
     pub retry_after: RetryAfter,
     pub latency: Duration,
-    /// How long an accepted reset stays `pending` before its final state.
+    /// How long an accepted action stays `pending` before its final state.
     pub complete_after: Duration,
+    /// How long a device stays in the tenant (`wipePending`/`retirePending`) once its wipe or
+    /// retire is done, before it leaves (GET answers 404, lists no longer show it).
+    pub leave_after: Duration,
     /// The largest page of the list endpoint (Graph: 1,000).
     pub page_size: usize,
     pub faults: Vec<Fault>,
+    /// Faults for one action only.
+    pub action_faults: Vec<ActionFault>,
     /// Intune's clock minus the real one: every time the simulator stamps (`Date`, results,
     /// audits) is off by this much, like a runner whose clock is not Intune's.
     pub clock_offset: jiff::SignedDuration,
-    /// How long an applied reset takes to show in `deviceActionResults` (Intune's reports lag;
+    /// How long an applied action takes to show in `deviceActionResults` (Intune's reports lag;
     /// the audit log does not).
     pub report_delay: Duration,
     /// Whether `remoteActionAudits` answers (false: 403, like a token that may not read it).
@@ -126,7 +139,7 @@ pub struct Padding {
     pub reads: usize,
     /// After every token the token endpoint issues.
     pub token: usize,
-    /// After every applied reset, answered `200 {}` instead of 204 (a 204 has no body).
+    /// After every applied device action, answered `200 {}` instead of 204 (a 204 has no body).
     pub resets: usize,
 }
 
@@ -142,8 +155,10 @@ impl Default for SimConfig {
             retry_after: RetryAfter::None,
             latency: Duration::ZERO,
             complete_after: Duration::ZERO,
+            leave_after: Duration::ZERO,
             page_size: 1_000,
             faults: Vec::new(),
+            action_faults: Vec::new(),
             clock_offset: jiff::SignedDuration::ZERO,
             report_delay: Duration::ZERO,
             audits_readable: true,
@@ -194,7 +209,7 @@ pub struct RecordedRequest {
     pub accept: Option<String>,
     pub user_agent: Option<String>,
     pub authorized: bool,
-    /// For resetPasscode: whether the reset took effect.
+    /// For a device action: whether Intune accepted it (it shows in the device's results).
     pub applied: bool,
     /// For token requests: `secret`, `assertion`, or what was missing.
     pub credential: Option<String>,
@@ -203,7 +218,14 @@ pub struct RecordedRequest {
     /// With [`SimConfig::intent_probe`], for a POST: whether its `client-request-id` was in the
     /// ledger on disk when the request arrived.
     pub intent_durable: Option<bool>,
+    /// For a POST other than a token request: its JSON body (a body that is not JSON as a string;
+    /// `None` when empty), with the value of a wipe's `macOsUnlockCode` replaced by
+    /// [`REDACTED`].
+    pub body: Option<Value>,
 }
+
+/// What the request log shows instead of a secret sent in a body.
+pub const REDACTED: &str = "(redacted by the simulator)";
 
 /// Whether `crid` is written in the local ledger at `ledger` (its snapshot or its journal) now.
 pub(crate) fn durable_in(ledger: &std::path::Path, crid: &str) -> bool {
@@ -217,10 +239,10 @@ pub(crate) fn durable_in(ledger: &std::path::Path, crid: &str) -> bool {
         .any(|p| std::fs::read(p).is_ok_and(|b| b.windows(crid.len()).any(|w| w == crid.as_bytes())))
 }
 
-/// Who a portal reset is by when nobody is named.
+/// Who a portal action is by when nobody is named.
 pub(super) const PORTAL_ADMIN: &str = "admin@contoso.com";
 
-/// How long ago a portal reset was made, as written (`40m`).
+/// How long ago a portal action was made, as written (`40m`).
 pub(super) fn ago(text: &str) -> Result<jiff::SignedDuration, String> {
     let d = text.parse::<crate::duration::HumanDuration>().map_err(|e| e.to_string())?;
     Ok(jiff::SignedDuration::try_from(d.0).unwrap_or_default())
@@ -229,26 +251,34 @@ pub(super) fn ago(text: &str) -> Result<jiff::SignedDuration, String> {
 /// A remote action a device went through.
 #[derive(Debug, Clone)]
 pub struct ActionRecord {
+    /// The Graph action (`wipe`).
     pub name: String,
+    /// Its body (never with a secret: a wipe's unlock code is dropped).
+    pub parameters: Map<String, Value>,
     /// On the simulator's (Intune's) clock.
     pub start: jiff::Timestamp,
     pub final_state: String,
+    /// The new passcode of a reset, as Graph returns it (a secret).
     pub passcode: Option<String>,
+    /// The unlock PIN of a remote lock, as Graph returns it (a secret).
+    pub unlock_pin: Option<String>,
     /// Who started it (`initiatedByUserPrincipalName`): empty for an app.
     pub initiator: String,
     /// When it shows in `deviceActionResults` (real time).
     pub visible_at: Instant,
     pub audit_id: String,
-    /// Made at start from the fixture's `_portalResets`: not kept between `--simulate` runs (the
+    /// Made at start from the fixture's `_portalResets`/`_portalActions`: not kept between `--simulate` runs (the
     /// fixture makes it again).
     pub from_fixture: bool,
 }
 
-/// An action as `--simulate` keeps it between runs (never with its passcode).
+/// An action as `--simulate` keeps it between runs (never with its passcode or PIN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SavedAction {
     pub device: String,
     pub name: String,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub parameters: Map<String, Value>,
     pub start: jiff::Timestamp,
     pub final_state: String,
     #[serde(default)]
@@ -285,22 +315,18 @@ pub struct SimState {
 
 impl SimState {
     pub(crate) fn new(config: SimConfig) -> Self {
-        // A fixture device may carry `_portalResets: [{by: UPN, ago: 40m}]`: resets a person made
-        // in the Intune portal before the simulator started (shown, never part of the device).
-        let mut portal: Vec<(usize, String, jiff::SignedDuration)> = Vec::new();
+        // A fixture device may carry `_portalResets: [{by: UPN, ago: 40m}]` and
+        // `_portalActions: [{action: remoteLock, by: UPN, ago: 40m, parameters: {…}}]`: actions a
+        // person made in the Intune portal before the simulator started (shown, never part of the
+        // device).
+        let mut portal: Vec<(usize, super::fixture::PortalAction)> = Vec::new();
         let devices: Vec<SimDevice> = config
             .devices
             .iter()
             .enumerate()
             .map(|(i, d)| {
                 let mut fields = d.clone();
-                if let Some(Value::Array(resets)) = fields.remove("_portalResets") {
-                    for r in resets {
-                        let by = r.get("by").and_then(Value::as_str).unwrap_or(PORTAL_ADMIN).to_owned();
-                        let ago = r.get("ago").and_then(Value::as_str).and_then(|a| ago(a).ok()).unwrap_or_default();
-                        portal.push((i, by, ago));
-                    }
-                }
+                portal.extend(super::fixture::take_portal_actions(&mut fields).into_iter().map(|a| (i, a)));
                 SimDevice { fields, actions: Vec::new() }
             })
             .collect();
@@ -330,10 +356,12 @@ impl SimState {
             padding_sent: Default::default(),
             released: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         };
-        for (i, by, ago) in portal {
-            let start = state.now() - ago;
-            state.apply_reset_at(i, &by, start);
-            if let Some(a) = state.devices[i].actions.last_mut() {
+        for (i, p) in portal {
+            let start = state.now() - p.ago;
+            let Some(action) = super::actions::lookup(&p.action) else { continue };
+            if state.apply_at(i, action, p.parameters, &p.by, start)
+                && let Some(a) = state.devices[i].actions.last_mut()
+            {
                 a.from_fixture = true;
                 a.visible_at = Instant::now();
             }
@@ -348,7 +376,12 @@ impl SimState {
     }
 
     pub(crate) fn resets_applied(&self, device_id: &str) -> usize {
-        self.device(device_id).map_or(0, |d| d.actions.iter().filter(|a| a.name == "resetPasscode").count())
+        self.actions_applied(device_id, "resetPasscode")
+    }
+
+    /// How many `action`s Intune accepted for `device_id` (whether or not it is still there).
+    pub(crate) fn actions_applied(&self, device_id: &str, action: &str) -> usize {
+        self.device(device_id).map_or(0, |d| d.actions.iter().filter(|a| a.name == action).count())
     }
 
     /// Every action taken, for keeping between `--simulate` runs.
@@ -360,6 +393,7 @@ impl SimState {
                 d.actions.iter().filter(|a| !a.from_fixture).map(move |a| SavedAction {
                     device: id.clone(),
                     name: a.name.clone(),
+                    parameters: a.parameters.clone(),
                     start: a.start,
                     final_state: a.final_state.clone(),
                     initiator: a.initiator.clone(),
@@ -375,9 +409,11 @@ impl SimState {
             if let Some(i) = self.device_index(&a.device) {
                 self.devices[i].actions.push(ActionRecord {
                     name: a.name,
+                    parameters: a.parameters,
                     start: a.start,
                     final_state: a.final_state,
                     passcode: None,
+                    unlock_pin: None,
                     initiator: a.initiator,
                     visible_at: Instant::now(),
                     audit_id: a.audit_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
@@ -392,9 +428,12 @@ impl SimState {
         self.tokens.keys().cloned().collect()
     }
 
-    /// Every passcode handed out (for leak tests).
+    /// Every passcode and unlock PIN handed out (for leak tests).
     pub(crate) fn passcodes(&self) -> Vec<String> {
-        self.devices.iter().flat_map(|d| d.actions.iter().filter_map(|a| a.passcode.clone())).collect()
+        self.devices
+            .iter()
+            .flat_map(|d| d.actions.iter().flat_map(|a| a.passcode.iter().chain(&a.unlock_pin).cloned()))
+            .collect()
     }
 
     pub(crate) fn device_index(&self, id: &str) -> Option<usize> {
@@ -402,15 +441,33 @@ impl SimState {
     }
 
     /// Devices whose string property `prop` equals every `(prop, value)` clause, case-insensitively.
+    /// Devices gone from the tenant (wiped, retired) never match; `managementState` is matched
+    /// as it is now, not as the fixture had it.
     pub(crate) fn matching(&self, clauses: &[(String, String)]) -> Vec<usize> {
-        let Some((first, rest)) = clauses.split_first() else { return (0..self.devices.len()).collect() };
-        let key = |(p, v): &(String, String)| (p.to_ascii_lowercase(), v.to_lowercase());
-        let Some(candidates) = self.by_value.get(&key(first)) else { return Vec::new() };
+        let (states, clauses): (Vec<_>, Vec<_>) =
+            clauses.iter().partition(|(p, _)| p.eq_ignore_ascii_case("managementState"));
+        let candidates: Vec<usize> = match clauses.split_first() {
+            None => (0..self.devices.len()).collect(),
+            Some((first, rest)) => {
+                let key = |(p, v): &(String, String)| (p.to_ascii_lowercase(), v.to_lowercase());
+                let Some(candidates) = self.by_value.get(&key(first)) else { return Vec::new() };
+                candidates
+                    .iter()
+                    .copied()
+                    .filter(|i| rest.iter().all(|c| self.by_value.get(&key(c)).is_some_and(|v| v.contains(i))))
+                    .collect()
+            }
+        };
         candidates
-            .iter()
-            .copied()
-            .filter(|i| rest.iter().all(|c| self.by_value.get(&key(c)).is_some_and(|v| v.contains(i))))
+            .into_iter()
+            .filter(|&i| !self.gone(i))
+            .filter(|&i| states.iter().all(|(_, v)| self.management_state(i).eq_ignore_ascii_case(v)))
             .collect()
+    }
+
+    /// Device `i` unless it has left the tenant.
+    pub(crate) fn present(&self, id: &str) -> Option<usize> {
+        self.device_index(id).filter(|&i| !self.gone(i))
     }
 
     pub(crate) fn device(&self, id: &str) -> Option<&SimDevice> {
@@ -481,146 +538,30 @@ impl SimState {
         true
     }
 
-    /// Takes the next scripted fault that applies to `device_id`.
-    /// The next fault for a reset of `device_id`, used up.
-    pub(crate) fn take_fault(&mut self, device_id: &str) -> Option<FaultKind> {
-        self.take_fault_where(device_id, |k| k != FaultKind::LookupUnavailable)
+    /// The next fault for an `action` request to `device_id`, used up: one scripted for that
+    /// action first, then one for any action.
+    pub(crate) fn take_fault(&mut self, device_id: &str, action: &str) -> Option<FaultKind> {
+        let posts = |k: FaultKind| k != FaultKind::LookupUnavailable;
+        let only = self.config.action_faults.iter_mut().filter(|f| f.action == action).map(|f| &mut f.fault);
+        take_fault(only, device_id, posts).or_else(|| take_fault(self.config.faults.iter_mut(), device_id, posts))
     }
 
     /// The next fault for a GET of `device_id`, used up.
     pub(crate) fn take_lookup_fault(&mut self, device_id: &str) -> Option<FaultKind> {
-        self.take_fault_where(device_id, |k| k == FaultKind::LookupUnavailable)
+        take_fault(self.config.faults.iter_mut(), device_id, |k| k == FaultKind::LookupUnavailable)
     }
+}
 
-    fn take_fault_where(&mut self, device_id: &str, kind: impl Fn(FaultKind) -> bool) -> Option<FaultKind> {
-        let f = self.config.faults.iter_mut().find(|f| {
-            f.times > 0 && kind(f.kind) && f.device_id.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(device_id))
-        })?;
-        f.times -= 1;
-        Some(f.kind)
-    }
-
-    /// Applies a reset to device `i` made by this tool (an app: no initiator).
-    pub(crate) fn apply_reset(&mut self, i: usize) {
-        self.apply_reset_by(i, "");
-    }
-
-    /// Applies a reset to device `i` started by `initiator` (a person in the portal, or "" for
-    /// an app): what Intune will report for it, by platform, and an audit log entry.
-    pub(crate) fn apply_reset_by(&mut self, i: usize, initiator: &str) {
-        let now = self.now();
-        self.apply_reset_at(i, initiator, now);
-    }
-
-    /// [`apply_reset_by`](Self::apply_reset_by) started at `start` on the simulator's clock (a
-    /// reset made in the portal a while ago).
-    pub(crate) fn apply_reset_at(&mut self, i: usize, initiator: &str, start: jiff::Timestamp) {
-        let d = &self.devices[i];
-        let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
-        let (os, owner, state) = (field("operatingSystem"), field("managedDeviceOwnerType"), field("managementState"));
-        let ios = os.contains("ios") || os.contains("ipados");
-        let final_state = if matches!(state.as_str(), "retirepending" | "wipepending" | "deletepending") {
-            "canceled"
-        } else if ios && owner != "company" {
-            "notSupported"
-        } else {
-            "done"
-        };
-        // Android gets a new passcode (returned by Graph); iOS gets it removed. Distinctive, so a
-        // leak test can never mistake a timestamp or an id for one.
-        let passcode = (!ios).then(|| format!("Pc{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-        self.devices[i].actions.push(ActionRecord {
-            name: "resetPasscode".into(),
-            start,
-            final_state: final_state.into(),
-            passcode,
-            initiator: initiator.to_owned(),
-            visible_at: Instant::now() + self.config.report_delay,
-            audit_id: uuid::Uuid::new_v4().to_string(),
-            from_fixture: false,
-        });
-    }
-
-    /// Whether a reset on device `i` is refused outright (Windows, macOS).
-    pub(crate) fn unsupported(&self, i: usize) -> bool {
-        let os = self.devices[i]
-            .fields
-            .get("operatingSystem")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        os.contains("windows") || os.contains("macos")
-    }
-
-    /// Device `i` as Graph shows it, with `deviceActionResults` (passcodes included, as the real
-    /// service does), limited to `select` when given.
-    pub(crate) fn render_device(&self, i: usize, select: Option<&[String]>) -> Value {
-        let d = &self.devices[i];
-        let mut obj = d.fields.clone();
-        let results: Vec<Value> = d
-            .actions
-            .iter()
-            .filter(|a| Instant::now() >= a.visible_at)
-            .map(|a| {
-                let elapsed = self.now().duration_since(a.start);
-                let done = jiff::SignedDuration::try_from(self.config.complete_after).is_ok_and(|c| elapsed >= c);
-                let state = if done { a.final_state.as_str() } else { "pending" };
-                let mut r = json!({
-                    "@odata.type": "#microsoft.graph.resetPasscodeActionResult",
-                    "actionName": a.name,
-                    "actionState": state,
-                    "startDateTime": a.start.to_string(),
-                    "lastUpdatedDateTime": self.now().to_string(),
-                });
-                if let Some(p) = &a.passcode {
-                    r["passcode"] = json!(p);
-                }
-                r
-            })
-            .collect();
-        obj.insert("deviceActionResults".into(), Value::Array(results));
-        if let Some(sel) = select {
-            obj.retain(|k, _| k == "id" || sel.iter().any(|s| s.eq_ignore_ascii_case(k)));
-            // Graph answers every property asked for: a device without a primary user has an
-            // empty `userPrincipalName`.
-            if sel.iter().any(|s| s.eq_ignore_ascii_case("userPrincipalName")) {
-                obj.entry("userPrincipalName").or_insert_with(|| json!(""));
-            }
-        }
-        Value::Object(obj)
-    }
-
-    /// The audit log (`remoteActionAudits`): every visible action requested at or after `since`
-    /// on the simulator's clock. No passcode field, like the real one.
-    pub(crate) fn audits(&self, since: Option<jiff::Timestamp>) -> Vec<Value> {
-        let mut all: Vec<(jiff::Timestamp, Value)> = Vec::new();
-        for d in &self.devices {
-            let field = |k: &str| d.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-            // The audit log is written when the request is made; only the results lag.
-            for a in &d.actions {
-                if since.is_some_and(|s| a.start < s) {
-                    continue;
-                }
-                all.push((
-                    a.start,
-                    json!({
-                        "id": a.audit_id,
-                        "action": a.name,
-                        "actionState": a.final_state,
-                        "managedDeviceId": field("id"),
-                        "deviceDisplayName": field("deviceName"),
-                        "requestDateTime": a.start.to_string(),
-                        "initiatedByUserPrincipalName": a.initiator,
-                        "userName": a.initiator,
-                        "deviceOwnerUserPrincipalName": field("userPrincipalName"),
-                        "deviceIMEI": field("imei"),
-                        "bulkDeviceActionId": "",
-                        "deviceActionCategory": "single",
-                    }),
-                ));
-            }
-        }
-        all.sort_by_key(|(t, _)| *t);
-        all.into_iter().map(|(_, v)| v).collect()
-    }
+/// The first of `faults` of a `kind` that applies to `device_id`, used up.
+fn take_fault<'a>(
+    faults: impl Iterator<Item = &'a mut Fault>,
+    device_id: &str,
+    kind: impl Fn(FaultKind) -> bool,
+) -> Option<FaultKind> {
+    let mut faults = faults;
+    let f = faults.find(|f| {
+        f.times > 0 && kind(f.kind) && f.device_id.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(device_id))
+    })?;
+    f.times -= 1;
+    Some(f.kind)
 }

@@ -162,7 +162,7 @@ impl Subscriber for CliUi {
             return true;
         }
         let ask = || {
-            eprint!("\n{} Only 'yes' will be accepted: ", question(&plan.summary));
+            eprint!("\n{} Only 'yes' will be accepted: ", question(plan));
             let _ = std::io::stderr().flush();
             let mut line = String::new();
             let _ = std::io::stdin().lock().read_line(&mut line);
@@ -216,16 +216,24 @@ fn rerun(args: &ApplyArgs) -> String {
 }
 
 /// "Do you want to reset the passcode of 5 devices and remove the passcode of 1?": a passcode
-/// removal is asked about by name.
-fn question(s: &crate::core::plan::Summary) -> String {
+/// removal is asked about by name, and every other kind too ("Do you want to wipe 1 device and
+/// lock 2 devices?").
+fn question(plan: &crate::core::plan::Plan) -> String {
     let devices = |n: usize| format!("{n} device{}", if n == 1 { "" } else { "s" });
-    match render::resets_and_removals(s) {
-        (resets, 0) => format!("Do you want to reset the passcode of {}?", devices(resets)),
-        (0, removals) => format!("Do you want to remove the passcode of {}?", devices(removals)),
-        (resets, removals) => {
-            format!("Do you want to reset the passcode of {} and remove the passcode of {removals}?", devices(resets))
-        }
+    let kinds = render::kinds_to_send(plan);
+    if kinds.iter().all(|(k, _)| *k == crate::core::action::ActionKind::PasscodeReset) {
+        return match render::resets_and_removals(plan) {
+            (resets, 0) => format!("Do you want to reset the passcode of {}?", devices(resets)),
+            (0, removals) => format!("Do you want to remove the passcode of {}?", devices(removals)),
+            (resets, removals) => format!(
+                "Do you want to reset the passcode of {} and remove the passcode of {removals}?",
+                devices(resets)
+            ),
+        };
     }
+    let parts: Vec<String> =
+        kinds.into_iter().map(|(k, n)| format!("{} {}", k.spec().wording.phrase, devices(n))).collect();
+    format!("Do you want to {}?", parts.join(" and "))
 }
 
 pub(super) fn run(g: &GlobalArgs, args: ApplyArgs) -> CmdResult {

@@ -45,6 +45,10 @@ pub(super) enum StateCommand {
         /// Only the archived actions (`state archive`).
         #[arg(long)]
         archived: bool,
+        /// Only actions of these kinds (`PasscodeReset` or a Graph action name such as `wipe`;
+        /// repeat or separate with commas).
+        #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+        kind: Vec<crate::core::action::ActionKind>,
     },
     /// Show one action and all its attempts (a unique key prefix is enough).
     Show {
@@ -164,11 +168,11 @@ pub(super) fn run(g: &GlobalArgs, args: StateArgs) -> CmdResult {
     };
     let mut out = std::io::BufWriter::new(crate::diag::safe::stdout());
     match cmd {
-        StateCommand::List { format: StateFormat::Text, archived } => {
-            render::state::list_text(&mut out, &only_archived(read, archived))
+        StateCommand::List { format: StateFormat::Text, archived, kind } => {
+            render::state::list_text(&mut out, &only(read, archived, &kind))
         }
-        StateCommand::List { format: StateFormat::Json, archived } => {
-            render::state::list_json(&mut out, &only_archived(read, archived))
+        StateCommand::List { format: StateFormat::Json, archived, kind } => {
+            render::state::list_json(&mut out, &only(read, archived, &kind))
         }
         StateCommand::Export { format: ExportFormat::Csv } => render::state::export_csv(&mut out, &read),
         StateCommand::Export { format: ExportFormat::Json } => render::state::list_json(&mut out, &read),
@@ -239,11 +243,23 @@ impl StateCommand {
 }
 
 /// The ledger, or only its archived records (`state list --archived`).
-fn only_archived(mut ledger: crate::ledger::Ledger, only: bool) -> crate::ledger::Ledger {
-    if only {
-        ledger.records.retain(|_, r| r.archived.is_some());
-    }
+/// The ledger's archived actions only (`--archived`), of the given kinds only (`--kind`, none: all).
+fn only(
+    mut ledger: crate::ledger::Ledger,
+    archived: bool,
+    kinds: &[crate::core::action::ActionKind],
+) -> crate::ledger::Ledger {
+    ledger.records.retain(|_, r| (!archived || r.archived.is_some()) && (kinds.is_empty() || kinds.contains(&r.kind)));
     ledger
+}
+
+/// `--kind`: `PasscodeReset`, or any kind's Graph name (`resetPasscode`, `wipe`).
+fn parse_kind(name: &str) -> Result<crate::core::action::ActionKind, String> {
+    use crate::core::action::ActionKind;
+    ActionKind::from_name(name).or_else(|| ActionKind::from_graph_name(name)).ok_or_else(|| {
+        let known: Vec<&str> = crate::core::kinds::ALL.iter().map(|k| k.spec().graph_name).collect();
+        format!("unknown kind `{}`: PasscodeReset or one of {}", name.escape_debug(), known.join(", "))
+    })
 }
 
 /// `state adopt`: the manifests say which action, Intune says which reset.

@@ -56,6 +56,9 @@ pub(crate) struct Diagnostic {
     /// Where else the problem shows (another file's line), rendered as `= note:`.
     pub note: Option<String>,
     pub hint: Option<String>,
+    /// The line it points at holds a secret: the file, line and column are given, the line's text
+    /// is not quoted.
+    pub conceal_source: bool,
 }
 
 impl Diagnostic {
@@ -68,6 +71,7 @@ impl Diagnostic {
             message: message.into(),
             note: None,
             hint: None,
+            conceal_source: false,
         }
     }
 
@@ -172,6 +176,7 @@ impl Diagnostics {
         }
         let _ = writeln!(s, "{}: {}", d.severity.as_str(), safe::text(&d.message));
         if let (Some(f), Some(p)) = (&d.file, d.pos)
+            && !d.conceal_source
             && let Some(line) = self.sources.get(f).and_then(|t| source_line(t, p.line))
         {
             let num = p.line.to_string();

@@ -113,7 +113,10 @@ fn parameters(
         let pos = pos_of(value, line_offset);
         let error = |message: String, hint: String| Diagnostic::error(file, pos, message).with_hint(hint);
         if let Some((_, why)) = spec.refused.iter().find(|(n, _)| n == name) {
-            diags.push(error(format!("spec.parameters.{name} is not accepted"), (*why).to_owned()));
+            // The value may be the very secret: the line is not quoted back.
+            let mut refused = error(format!("spec.parameters.{name} is not accepted"), (*why).to_owned());
+            refused.conceal_source = true;
+            diags.push(refused);
             continue;
         }
         let Some(param) = spec.param(name) else {

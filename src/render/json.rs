@@ -25,6 +25,12 @@ struct PlanDto<'a> {
     offline: bool,
     simulated: bool,
     summary: crate::core::plan::SummaryJson,
+    /// The actions to send by kind, destructive kinds first (`summary.to_reset` counts every
+    /// action to send, of any kind, as it did when resets were the only kind).
+    kinds: Vec<KindDto>,
+    /// What the destructive actions take from their devices, one sentence per kind and
+    /// parameters: the plan's confirmation lines.
+    destructive: Vec<String>,
     actions: Vec<EntryDto<'a>>,
     violations: Vec<ViolationDto<'a>>,
     /// Ticket, reason and requester of each manifest, by name.
@@ -32,6 +38,15 @@ struct PlanDto<'a> {
     /// `plan --base`: the counts of what lies outside the change.
     #[serde(skip_serializing_if = "Option::is_none")]
     outside: Option<crate::core::plan::SummaryJson>,
+}
+
+#[derive(Serialize)]
+struct KindDto {
+    /// `PasscodeReset`, or the Graph name of the action.
+    kind: &'static str,
+    /// `destructive`, `disruptive` or `harmless`.
+    class: &'static str,
+    to_send: usize,
 }
 
 #[derive(Serialize)]
@@ -151,6 +166,11 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
         offline: ctx.offline,
         simulated: ctx.simulated,
         summary: plan.summary.into(),
+        kinds: super::kinds_to_send(plan)
+            .into_iter()
+            .map(|(k, n)| KindDto { kind: k.as_str(), class: k.spec().class.as_str(), to_send: n })
+            .collect(),
+        destructive: super::destructive_lines(plan),
         actions: plan.entries.iter().map(entry).collect(),
         manifests: plan.manifests.iter().map(|(name, info)| (name.as_str(), info.into())).collect(),
         outside: plan.outside.map(Into::into),

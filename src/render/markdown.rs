@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{PlanContext, action_verb, device_summary, manifest_facts, outside_line, summary_line, text::symbol};
+use crate::core::action::ActionKind;
 use crate::core::plan::{BlockKind, Change, Entry, Plan};
 
 /// Marks the comment so a bot can find and update it instead of adding another.
@@ -46,6 +47,10 @@ pub(crate) fn render_within(plan: &Plan, ctx: PlanContext, budget: usize) -> Str
     }
     if ctx.offline {
         let _ = writeln!(s, "> Offline plan: devices were not looked up in Intune.\n");
+    }
+    // The lines are this tool's own words (kinds' phrases, counts), nothing a pull request wrote.
+    for line in super::destructive_lines(plan) {
+        let _ = writeln!(s, "> [!CAUTION]\n> **Destructive:** {line}\n");
     }
     warnings(&mut s, plan);
     summary_table(&mut s, plan);
@@ -227,20 +232,29 @@ fn first_few(total: usize, items: impl Iterator<Item = String>, sep: &str) -> St
     s
 }
 
-/// One column per kind of action, so the cells add up to every action of the plan (compact or
-/// not): what is sent, adopted, blocked, merged into another entry, done, orphaned or stuck.
+/// One column per kind of change, so the cells add up to every action of the plan (compact or
+/// not): what is sent, adopted, blocked, merged into another entry, done, orphaned or stuck. A
+/// plan with other kinds than resets has a column for them, and a table of them by kind below,
+/// destructive first.
 fn summary_table(s: &mut String, plan: &Plan) {
-    let (resets, removes) = super::resets_and_removals(&plan.summary);
+    let (resets, removes) = super::resets_and_removals(plan);
     let not_supported = plan.entries.iter().filter(|e| e.block == Some(BlockKind::NotSupported)).count();
     let sm = plan.summary;
+    let others: Vec<(ActionKind, usize)> =
+        super::kinds_to_send(plan).into_iter().filter(|(k, _)| *k != ActionKind::PasscodeReset).collect();
+    let (head, rule, cell) = if others.is_empty() {
+        ("", "", String::new())
+    } else {
+        ("other actions | ", "---:|", format!("{} | ", others.iter().map(|(_, n)| n).sum::<usize>()))
+    };
     let _ = writeln!(
         s,
-        "| reset passcode | remove passcode | adopted | not supported | other blocked | same device | already done | orphaned | needs attention |"
+        "| {head}reset passcode | remove passcode | adopted | not supported | other blocked | same device | already done | orphaned | needs attention |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|{rule}---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         s,
-        "| {resets} | {removes} | {} | {not_supported} | {} | {} | {} | {} | {} |\n",
+        "| {cell}{resets} | {removes} | {} | {not_supported} | {} | {} | {} | {} | {} |\n",
         sm.adopt,
         sm.blocked - not_supported,
         sm.same_device,
@@ -248,14 +262,27 @@ fn summary_table(s: &mut String, plan: &Plan) {
         sm.orphaned,
         sm.attention
     );
+    if !others.is_empty() {
+        let _ = writeln!(s, "| other action | class | to send |\n|---|---|---:|");
+        for (kind, n) in others {
+            let _ = writeln!(s, "| `{}` | {} | {n} |", kind.spec().graph_name, kind.spec().class.as_str());
+        }
+        let _ = writeln!(s);
+    }
 }
 
 fn details(group: &[&Entry], plan: &Plan) -> String {
     let first = group[0];
-    let resets = group.iter().filter(|e| e.change == Change::Send).count();
+    let sends = group.iter().filter(|e| e.change == Change::Send).count();
+    let spec = first.kind().spec();
+    let (mark, verb) = match first.kind() {
+        crate::core::action::ActionKind::PasscodeReset => ("", "reset"),
+        _ if spec.class == crate::core::kinds::RiskClass::Destructive => ("⚠ destructive: ", spec.wording.phrase),
+        _ => ("", spec.wording.phrase),
+    };
     let title = match (&first.action, &first.record) {
         (Some(a), _) => format!(
-            "{} ({}): {resets} to reset{}",
+            "{mark}{} ({}): {sends} to {verb}{}",
             crate::diag::safe::html_code(&a.manifest),
             crate::diag::safe::html_code(&a.file.display().to_string()),
             plan.manifests

@@ -12,7 +12,9 @@ pub(crate) mod state;
 pub(crate) mod summary;
 pub(crate) mod text;
 
-use crate::core::plan::Plan;
+use crate::core::action::ActionKind;
+use crate::core::kinds::RiskClass;
+use crate::core::plan::{Change, Plan};
 
 /// What the plan was made from, for the header lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +67,48 @@ pub(crate) fn action_verb(e: &crate::core::plan::Entry<'_>) -> String {
     if e.removes_passcode() { "remove passcode".to_owned() } else { spec.describe(spec.wording.phrase, e.parameters()) }
 }
 
-/// The resets of `s` that set a new passcode, and those that remove it.
-pub(crate) fn resets_and_removals(s: &crate::core::plan::Summary) -> (usize, usize) {
-    (s.to_send.saturating_sub(s.to_remove), s.to_remove)
+/// The resets of `plan` that set a new passcode, and those that remove it.
+pub(crate) fn resets_and_removals(plan: &Plan) -> (usize, usize) {
+    let resets = kinds_to_send(plan).into_iter().find(|(k, _)| *k == ActionKind::PasscodeReset).map_or(0, |(_, n)| n);
+    (resets.saturating_sub(plan.summary.to_remove), plan.summary.to_remove)
+}
+
+/// How many actions of each kind the plan sends, destructive kinds first (then in the order of
+/// [`crate::core::kinds::ALL`]); kinds it sends none of are left out.
+pub(crate) fn kinds_to_send(plan: &Plan) -> Vec<(ActionKind, usize)> {
+    let mut counts: Vec<(ActionKind, usize)> = crate::core::kinds::ALL
+        .into_iter()
+        .map(|k| (k, plan.entries.iter().filter(|e| e.change == Change::Send && e.kind() == k).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    counts.sort_by_key(|(k, _)| k.spec().class);
+    counts
 }
 
 /// `5 to reset, 1 to remove a passcode, 1 to adopt` (the removals and the adoptions only when
-/// there are some): what `apply` will do, every action that changes something counted once.
-fn sends(s: &crate::core::plan::Summary) -> String {
-    let mut out = match resets_and_removals(s) {
+/// there are some); other kinds by their phrase, destructive first: `1 to wipe, 2 to lock, 1 to
+/// reset`. What `apply` will do, every action that changes something counted once.
+fn sends(plan: &Plan) -> String {
+    let s = &plan.summary;
+    let resets = match resets_and_removals(plan) {
         (resets, 0) => format!("{resets} to reset"),
         (resets, removals) => format!("{resets} to reset, {removals} to remove a passcode"),
+    };
+    let kinds = kinds_to_send(plan);
+    let mut out = if kinds.iter().all(|(k, _)| *k == ActionKind::PasscodeReset) {
+        resets
+    } else {
+        let parts: Vec<String> = kinds
+            .into_iter()
+            .map(|(k, n)| {
+                if k == ActionKind::PasscodeReset {
+                    resets.clone()
+                } else {
+                    format!("{n} to {}", k.spec().wording.phrase)
+                }
+            })
+            .collect();
+        parts.join(", ")
     };
     if s.adopt > 0 {
         out.push_str(&format!(", {} to adopt", s.adopt));
@@ -90,11 +123,41 @@ pub(crate) fn no_changes(plan: &Plan) -> bool {
 
 /// The entries a plan in `ctx` lists: every one with `--show-done`, else what changes something
 /// or needs someone.
+/// Destructive actions come first (a stable sort: the plan's order otherwise).
 pub(crate) fn shown<'p, 'a>(
     plan: &'p Plan<'a>,
     ctx: PlanContext,
 ) -> impl Iterator<Item = &'p crate::core::plan::Entry<'a>> {
-    plan.entries.iter().filter(move |e| ctx.show_done || !e.is_quiet())
+    let mut shown: Vec<&crate::core::plan::Entry<'a>> =
+        plan.entries.iter().filter(move |e| ctx.show_done || !e.is_quiet()).collect();
+    shown.sort_by_key(|e| e.kind().spec().class != RiskClass::Destructive);
+    shown.into_iter()
+}
+
+/// What the plan's destructive actions take from their devices, one line per kind and
+/// parameters: `2 devices will be wiped: …`. The reviewer confirms these by approving.
+pub(crate) fn destructive_lines(plan: &Plan) -> Vec<String> {
+    let mut groups: Vec<(ActionKind, &crate::core::action::Parameters, usize)> = Vec::new();
+    for e in plan.entries.iter().filter(|e| e.change == Change::Send) {
+        let kind = e.kind();
+        if kind.spec().class != RiskClass::Destructive {
+            continue;
+        }
+        match groups.iter_mut().find(|(k, p, _)| *k == kind && *p == e.parameters()) {
+            Some((_, _, n)) => *n += 1,
+            None => groups.push((kind, e.parameters(), 1)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(kind, parameters, n)| {
+            let spec = kind.spec();
+            let what = spec.describe(spec.wording.phrase, parameters);
+            let loses = spec.loses.map(|f| f(parameters)).unwrap_or_default();
+            let devices = if n == 1 { "1 device".to_owned() } else { format!("{n} devices") };
+            format!("{what} of {devices} erases {loses}. Nothing is sent before every device of the plan is looked up.")
+        })
+        .collect()
 }
 
 /// What a compact plan left out, in one line: `7 already done, 1 orphaned (`--show-done` to list
@@ -171,11 +234,11 @@ pub(crate) fn policy_lines<'p>(plan: &'p Plan<'_>) -> Vec<(&'static str, &'p [St
 pub(crate) fn summary_line(plan: &Plan, ctx: PlanContext) -> String {
     let s = plan.summary;
     if ctx.show_done {
-        format!("Plan: {}, {} already done, {} orphaned.", sends(&s), s.already_done, s.orphaned)
+        format!("Plan: {}, {} already done, {} orphaned.", sends(plan), s.already_done, s.orphaned)
     } else if no_changes(plan) {
         "No changes.".to_owned()
     } else {
-        format!("Plan: {}.", sends(&s))
+        format!("Plan: {}.", sends(plan))
     }
 }
 

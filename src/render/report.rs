@@ -144,20 +144,26 @@ pub(crate) fn junit_xml(r: &ApplyReport) -> String {
             }
             failed
         };
-        let mut case = TestCase::new(text(&format!("{} {}", rec.selector, rec.key.short())), status);
+        let mut case =
+            TestCase::new(text(&format!("{} {} {}", kind_name(rec.kind), rec.selector, rec.key.short())), status);
         case.set_classname(text(&rec.manifest));
         suite.add_test_case(case);
     }
     for (a, why) in &r.blocked_actions {
         let mut skipped = TestCaseStatus::skipped();
         skipped.set_message(text(why));
-        let mut case = TestCase::new(text(&format!("{} {}", a.selector, a.key.short())), skipped);
+        let mut case = TestCase::new(text(&format!("{} {} {}", kind_name(a.kind), a.selector, a.key.short())), skipped);
         case.set_classname(text(&a.manifest));
         suite.add_test_case(case);
     }
     let mut report = Report::new("reconcile");
     report.add_test_suite(suite);
     report.to_string().unwrap_or_default()
+}
+
+/// The kind as a test case's name starts: the Graph name of the action (`resetPasscode`, `wipe`).
+fn kind_name(kind: crate::core::action::ActionKind) -> &'static str {
+    kind.spec().graph_name
 }
 
 pub(crate) fn write_junit(path: &Path, r: &ApplyReport) -> io::Result<()> {

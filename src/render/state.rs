@@ -37,8 +37,8 @@ pub(crate) fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()>
     records.sort_by(|a, b| (b.updated_at, &a.key).cmp(&(a.updated_at, &b.key)));
     writeln!(
         out,
-        "{:<12}  {:<13}  {:<20}  {:<24}  {:<32}  SELECTOR",
-        "KEY", "STATUS", "LAST ATTEMPT", "DEVICE", "MANIFEST"
+        "{:<12}  {:<13}  {:<24}  {:<20}  {:<24}  {:<32}  SELECTOR",
+        "KEY", "STATUS", "KIND", "LAST ATTEMPT", "DEVICE", "MANIFEST"
     )?;
     for r in records {
         let last = r.attempts.last().map_or_else(|| "-".to_owned(), |a| at_second(a.started_at));
@@ -49,9 +49,10 @@ pub(crate) fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()>
             (None, None) => String::new(),
         };
         let line = format!(
-            "{:<12}  {:<13}  {:<20}  {:<24}  {:<32}  {}{archived}",
+            "{:<12}  {:<13}  {:<24}  {:<20}  {:<24}  {:<32}  {}{archived}",
             r.key.short(),
             r.status.as_str(),
+            r.kind.spec().graph_name,
             last,
             device,
             r.manifest,
@@ -212,8 +213,9 @@ pub(crate) fn show_json(out: &mut impl Write, r: &Record) -> io::Result<()> {
 }
 
 /// Columns of `state export --format csv`, one row per attempt (an action never attempted has
-/// one row with the attempt columns empty).
-const CSV_HEADER: [&str; 32] = [
+/// one row with the attempt columns empty). The kind and its parameters (compact JSON, empty for
+/// none) come last, after the columns exports had before there were other kinds.
+const CSV_HEADER: [&str; 34] = [
     "key",
     "manifest",
     "file",
@@ -246,6 +248,8 @@ const CSV_HEADER: [&str; 32] = [
     "reason",
     "requested_by",
     "plan",
+    "kind",
+    "parameters",
 ];
 
 /// The ledger for auditors: one CSV row per attempt (RFC 4180 quoting). Every value was written
@@ -330,6 +334,12 @@ pub(crate) fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()
                     o(p.manifest.reason.as_ref()),
                     o(p.manifest.requested_by.as_ref()),
                     o(p.plan.as_ref()),
+                    r.kind.as_str().to_owned(),
+                    if r.parameters.is_empty() {
+                        String::new()
+                    } else {
+                        serde_json::to_string(&r.parameters).unwrap_or_default()
+                    },
                 ],
             )?;
         }

@@ -157,9 +157,11 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
             .filter(|e| e.change == Change::Send && e.selector().kind != crate::core::action::SelectorKind::Id)
             .count();
         if unresolved > 0 {
+            let resets_only = plan.entries.iter().all(|e| e.kind() == crate::core::action::ActionKind::PasscodeReset);
+            let what = if resets_only { "resets" } else { "actions" };
             writeln!(
                 out,
-                "{unresolved} of the resets name devices by serial number, name or IMEI: they are resolved online."
+                "{unresolved} of the {what} name devices by serial number, name or IMEI: they are resolved online."
             )?;
         }
     }
@@ -167,12 +169,23 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
     if plan.entries.is_empty() {
         writeln!(out, "No actions: the manifests ask for nothing and the ledger is empty.")?;
     } else if !shown.is_empty() {
-        let present: Vec<&str> =
-            LEGEND.iter().filter(|(c, _)| shown.iter().any(|e| e.change == *c)).map(|(_, what)| *what).collect();
+        // Resets alone keep their words; with other kinds each line names its action.
+        let resets_only = shown.iter().all(|e| e.kind() == crate::core::action::ActionKind::PasscodeReset);
+        let present: Vec<&str> = LEGEND
+            .iter()
+            .filter(|(c, _)| shown.iter().any(|e| e.change == *c))
+            .map(|(c, what)| match c {
+                Change::Send if !resets_only => "+ send",
+                Change::Adopt if !resets_only => "* made outside reconcile: adopted",
+                _ => *what,
+            })
+            .collect();
         writeln!(out, "Legend: {}", present.join(", "))?;
     }
     let selector_column =
         shown.iter().map(|e| text(&e.selector().to_string()).chars().count()).max().unwrap_or(0).min(SELECTOR_COLUMN);
+    // The longest action's words set the column (a reset's fit the 15 it always had).
+    let verb_column = shown.iter().map(|e| verb(e).chars().count()).max().unwrap_or(0).max(15);
     let mut current: Option<(&str, bool)> = None;
     for e in shown {
         let orphan = e.change == Change::Orphaned;
@@ -195,7 +208,11 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
         }
         let selector = text(&e.selector().to_string()).into_owned();
         let verb = verb(e);
-        let head = format!("  {} {verb:<15} {selector:<selector_column$}  key {}", symbol(e.change), e.key().short());
+        let head = format!(
+            "  {} {verb:<verb_column$} {selector:<selector_column$}  key {}",
+            symbol(e.change),
+            e.key().short()
+        );
         let room = WIDTH.saturating_sub(head.chars().count() + 2);
         let (line, device_below) = match e.device {
             Some(d) => match device_within(d, room) {
@@ -237,6 +254,9 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
         }
     }
     writeln!(out)?;
+    for line in super::destructive_lines(plan) {
+        writeln!(out, "{}", bold(&format!("DESTRUCTIVE: {}", text(&line))))?;
+    }
     writeln!(out, "{}", bold(&summary_line(plan, ctx)))?;
     if let Some(line) = attention_line(plan) {
         writeln!(out, "{line}")?;

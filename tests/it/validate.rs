@@ -365,6 +365,17 @@ fn every_yaml_block_of_the_docs_parses_and_validates() {
             let Some(map) = doc.as_object() else { continue };
             if map.get("apiVersion").and_then(|v| v.as_str()) == Some("intune-reconcile/v1") {
                 let repo = Repo::empty();
+                // A manifest of an example repository is validated under that repository's
+                // config (the lost-device playbook needs the beta API).
+                let config = std::path::Path::new(at)
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|dir| dir.starts_with(root))
+                    .map(|dir| dir.join("reconcile.yaml"))
+                    .find(|c| c.is_file());
+                if let Some(config) = config {
+                    repo.write("reconcile.yaml", std::fs::read(config).expect("config"));
+                }
                 repo.write("manifests/doc.yaml", text.replace("../schemas/", ""));
                 let out = repo.cmd().arg("validate").output().expect("run");
                 assert!(out.status.success(), "{at}: {}", stderr(&out));

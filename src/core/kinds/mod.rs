@@ -162,7 +162,6 @@ pub(crate) struct DeviceAction {
     #[cfg_attr(not(test), expect(dead_code, reason = "the risk-class rules read it; they land next"))]
     pub default_cooldown: Option<Duration>,
     /// What a destructive action takes from the device, for the plan's confirmation line.
-    #[expect(dead_code, reason = "the plan's confirmation line reads it; it lands next")]
     pub loses: Option<fn(&Parameters) -> String>,
     /// The words plans and messages use for it.
     pub wording: Wording,

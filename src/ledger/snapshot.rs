@@ -43,8 +43,10 @@ impl Snapshot {
 
 impl Body<'_> {
     fn digest(&self) -> String {
-        let mut h = HashWriter(Sha256::new());
+        // Buffered: the serializer writes a few bytes at a time, the hash is fastest in blocks.
+        let mut h = std::io::BufWriter::with_capacity(1 << 16, HashWriter(Sha256::new()));
         serde_json::to_writer(&mut h, self).expect("hashing into memory cannot fail");
+        let h = h.into_inner().unwrap_or_else(|_| unreachable!("hashing into memory cannot fail"));
         format!("sha256:{}", hex::encode(h.0.finalize()))
     }
 }
@@ -75,7 +77,7 @@ pub(crate) fn parse_snapshot_at(path: &Location, bytes: &[u8]) -> Result<Ledger,
     };
     // One pass on the happy path; the version is probed alone only to explain a failure (a newer
     // ledger need not parse as this one).
-    let snap: Snapshot = match serde_json::from_slice(bytes) {
+    let snap: Snapshot = match super::intern::reading(|| serde_json::from_slice(bytes)) {
         Ok(snap) => snap,
         Err(e) => {
             let probe: VersionProbe =
@@ -101,6 +103,14 @@ pub(crate) fn parse_snapshot_at(path: &Location, bytes: &[u8]) -> Result<Ledger,
 /// The snapshot document of `ledger` (pretty JSON with its checksum, newline-terminated): the
 /// same bytes for a local file and a blob.
 pub(crate) fn snapshot_bytes(ledger: &Ledger) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_snapshot(ledger, &mut out).expect("the ledger serializes");
+    out
+}
+
+/// Writes [`snapshot_bytes`] of `ledger` to `out` as they are made, never the whole document in
+/// memory (150 MB for 100,000 records).
+pub(crate) fn write_snapshot(ledger: &Ledger, mut out: impl std::io::Write) -> std::io::Result<()> {
     let body = Body {
         version: LEDGER_VERSION,
         lineage: &ledger.lineage.expect("a locked ledger has a lineage"),
@@ -109,9 +119,8 @@ pub(crate) fn snapshot_bytes(ledger: &Ledger) -> Vec<u8> {
         records: &ledger.records,
     };
     let doc = Document { body: &body, checksum: body.digest() };
-    let mut out = serde_json::to_vec_pretty(&doc).expect("the ledger serializes");
-    out.push(b'\n');
-    out
+    serde_json::to_writer_pretty(&mut out, &doc)?;
+    out.write_all(b"\n")
 }
 
 /// The snapshot as written: [`Body`] and its checksum, in [`Snapshot`]'s field order.

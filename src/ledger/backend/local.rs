@@ -43,7 +43,7 @@ use super::{Backend, Compaction, NotWritten, Read, Session};
 use crate::ledger::location::Location;
 use crate::ledger::lock::LockInfo;
 use crate::ledger::merge::merge_stale;
-use crate::ledger::snapshot::{parse_snapshot_at, snapshot_bytes};
+use crate::ledger::snapshot::{parse_snapshot_at, write_snapshot};
 use crate::ledger::{Ledger, Record, StateError};
 
 /// One journal line.
@@ -202,7 +202,7 @@ impl LocalStore {
         let mut parsed = Vec::with_capacity(lines.len());
         for (i, line) in lines.iter().enumerate() {
             let last = i + 1 == lines.len();
-            match parse_line(line) {
+            match crate::ledger::intern::reading(|| parse_line(line)) {
                 Some(l) => parsed.push(l),
                 // A torn final line: the write never completed, so nothing was sent after it.
                 None if last => break,
@@ -471,7 +471,7 @@ impl LocalSession {
     fn write_snapshot(&mut self, ledger: &Ledger) -> Result<(), StateError> {
         let path = self.store.path.clone();
         let werr = |source| StateError::Write { path: path.clone(), source };
-        replace_file(&path, &snapshot_bytes(ledger)).map_err(werr)?;
+        replace_file(&path, |w| write_snapshot(ledger, w)).map_err(werr)?;
         // The snapshot now holds everything the journal said; a crash before this removal leaves a
         // journal whose base serial is behind the snapshot's, which readers ignore.
         self.journal = None;
@@ -483,14 +483,14 @@ impl LocalSession {
     }
 }
 
-/// Replaces the file at `path` with `bytes`, never torn: a temporary file beside it, fsynced,
-/// renamed over it, and the folder fsynced.
-fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces the file at `path` with what `write` writes, never torn: a temporary file beside it,
+/// fsynced, renamed over it, and the folder fsynced. A failed write leaves the old file.
+fn replace_file(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new().prefix(".state-").suffix(".tmp").tempfile_in(dir)?;
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    let mut w = BufWriter::new(tmp.as_file());
-    w.write_all(bytes)?;
+    let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file());
+    write(&mut w)?;
     w.flush()?;
     drop(w);
     tmp.as_file().sync_all()?;

@@ -13,6 +13,8 @@ use super::location::Location;
 use super::{LEDGER_VERSION, Ledger, Record, StateError};
 use crate::core::action::{ActionKey, HashWriter};
 
+pub(crate) mod streamed;
+
 /// The snapshot as stored. Field order is the checksum's order: do not reorder.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,8 +69,18 @@ struct VersionProbe {
     version: serde_json::Value,
 }
 
-/// Parses and verifies a snapshot read from `path`.
+/// Parses and verifies a snapshot read from `path`: [`streamed`] when it is laid out as this
+/// build writes it, else whole.
 pub(crate) fn parse_snapshot_at(path: &Location, bytes: &[u8]) -> Result<Ledger, StateError> {
+    match streamed::read(bytes) {
+        Ok(Some((ledger, _))) => Ok(ledger),
+        _ => parse_whole_at(path, bytes),
+    }
+}
+
+/// Parses and verifies a snapshot read from `path` as one document: what decides whether a
+/// snapshot is accepted, and why not.
+pub(crate) fn parse_whole_at(path: &Location, bytes: &[u8]) -> Result<Ledger, StateError> {
     let corrupt = |reason: String| StateError::Corrupt { path: path.clone(), reason };
     let version = |v: Option<u64>, shown: &dyn std::fmt::Display| match v {
         Some(v) if v == u64::from(LEDGER_VERSION) => Ok(()),

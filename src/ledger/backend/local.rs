@@ -43,7 +43,7 @@ use super::{Backend, Compaction, NotWritten, Read, Session};
 use crate::ledger::location::Location;
 use crate::ledger::lock::LockInfo;
 use crate::ledger::merge::merge_stale;
-use crate::ledger::snapshot::{parse_snapshot_at, write_snapshot};
+use crate::ledger::snapshot::{parse_whole_at, streamed, write_snapshot};
 use crate::ledger::{Ledger, Record, StateError};
 
 /// One journal line.
@@ -134,14 +134,26 @@ impl LocalStore {
         // The journal's identity is taken before it is read: a line appended meanwhile makes the
         // version older than the content, never the other way round.
         let journal = self.journal_identity()?;
-        let (mut ledger, snapshot) = match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                let ledger = self.parse_snapshot(&bytes)?;
-                let checksum = trailing_checksum(&bytes).map(str::to_owned);
-                (ledger, Some((bytes.len() as u64, checksum)))
+        let read = |source| StateError::Read { path: self.path.clone(), source };
+        // Read as a stream when laid out as written (the file is never in memory whole), else
+        // whole: the snapshot is replaced by rename, never changed in place, so this open file is
+        // one version throughout.
+        let (mut ledger, snapshot) = match File::open(&self.path) {
+            Ok(f) => {
+                let len = f.metadata().map_err(read)?.len();
+                match streamed::read(std::io::BufReader::with_capacity(1 << 16, &f)).map_err(read)? {
+                    Some((ledger, checksum)) => (ledger, Some((len, Some(checksum)))),
+                    None => {
+                        let mut bytes = Vec::new();
+                        (&f).seek(SeekFrom::Start(0)).and_then(|_| (&f).read_to_end(&mut bytes)).map_err(read)?;
+                        let ledger = parse_whole_at(&Location::Local(self.path.clone()), &bytes)?;
+                        let checksum = trailing_checksum(&bytes).map(str::to_owned);
+                        (ledger, Some((bytes.len() as u64, checksum)))
+                    }
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Ledger::empty(), None),
-            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
+            Err(source) => return Err(read(source)),
         };
         self.replay_journal(&mut ledger)?;
         Ok((ledger, LocalVersion { snapshot, journal }))
@@ -183,10 +195,6 @@ impl LocalStore {
 
     fn corrupt(&self, reason: impl Into<String>) -> StateError {
         StateError::Corrupt { path: Location::Local(self.path.clone()), reason: reason.into() }
-    }
-
-    fn parse_snapshot(&self, bytes: &[u8]) -> Result<Ledger, StateError> {
-        parse_snapshot_at(&Location::Local(self.path.clone()), bytes)
     }
 
     /// Applies the journal's changes to `ledger`.
@@ -1116,9 +1124,11 @@ mod tests {
         let mut w = lock(&s);
         fault::arm(fault::Point::Rename, 1);
         w.record(record("m", "A", Status::Unknown)).expect("the intent is durable");
-        let on_disk =
-            parse_snapshot_at(&Location::Local(s.path().to_path_buf()), &std::fs::read(s.path()).expect("read"))
-                .expect("parse");
+        let on_disk = crate::ledger::snapshot::parse_snapshot_at(
+            &Location::Local(s.path().to_path_buf()),
+            &std::fs::read(s.path()).expect("read"),
+        )
+        .expect("parse");
         assert_eq!(on_disk.records.len(), 1, "the snapshot holds the intent");
         assert!(!s.journal_path().exists(), "folded: the rename was ours");
         w.record(record("m", "A", Status::Accepted)).expect("outcome");

@@ -121,8 +121,16 @@ pub(crate) fn snapshot_bytes(ledger: &Ledger) -> Vec<u8> {
 }
 
 /// Writes [`snapshot_bytes`] of `ledger` to `out` as they are made, never the whole document in
-/// memory (150 MB for 100,000 records).
-pub(crate) fn write_snapshot(ledger: &Ledger, mut out: impl std::io::Write) -> std::io::Result<()> {
+/// memory (150 MB for 100,000 records). The checksum is the document's last field: a large
+/// ledger is written while its checksum is computed on another core.
+pub(crate) fn write_snapshot(ledger: &Ledger, out: impl std::io::Write) -> std::io::Result<()> {
+    write_snapshot_with(ledger, out, ledger.records.len() >= PARALLEL_FROM)
+}
+
+/// From this many records a snapshot's checksum is computed on a thread of its own.
+const PARALLEL_FROM: usize = 1_000;
+
+fn write_snapshot_with(ledger: &Ledger, mut out: impl std::io::Write, parallel: bool) -> std::io::Result<()> {
     let body = Body {
         version: LEDGER_VERSION,
         lineage: &ledger.lineage.expect("a locked ledger has a lineage"),
@@ -130,9 +138,51 @@ pub(crate) fn write_snapshot(ledger: &Ledger, mut out: impl std::io::Write) -> s
         tenant: &ledger.tenant,
         records: &ledger.records,
     };
-    let doc = Document { body: &body, checksum: body.digest() };
-    serde_json::to_writer_pretty(&mut out, &doc)?;
-    out.write_all(b"\n")
+    if !parallel {
+        let doc = Document { body: &body, checksum: body.digest() };
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        return out.write_all(b"\n");
+    }
+    std::thread::scope(|s| {
+        let digest = s.spawn(|| body.digest());
+        // The body as a document of its own ends `\n}`: held back, the checksum goes before it.
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, HoldBack { out: &mut out, held: Vec::new() });
+        serde_json::to_writer_pretty(&mut w, &body)?;
+        let rest = w.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        let checksum = digest.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if rest.held != b"\n}" {
+            return Err(std::io::Error::other("the snapshot's body did not end as a JSON object does"));
+        }
+        let end = format!(",\n  \"checksum\": {}\n}}\n", serde_json::to_string(&checksum)?);
+        rest.out.write_all(end.as_bytes())
+    })
+}
+
+/// Passes everything written on to `out` but the last two bytes, which it holds.
+struct HoldBack<W: std::io::Write> {
+    out: W,
+    held: Vec<u8>,
+}
+
+impl<W: std::io::Write> std::io::Write for HoldBack<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() < 2 {
+            self.held.extend_from_slice(buf);
+            let pass = self.held.len().saturating_sub(2);
+            self.out.write_all(&self.held[..pass])?;
+            self.held.drain(..pass);
+        } else {
+            let (pass, hold) = buf.split_at(buf.len() - 2);
+            self.out.write_all(&self.held)?;
+            self.out.write_all(pass)?;
+            self.held.clear();
+            self.held.extend_from_slice(hold);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The snapshot as written: [`Body`] and its checksum, in [`Snapshot`]'s field order.

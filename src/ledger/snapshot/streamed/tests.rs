@@ -63,3 +63,15 @@ fn gives_up_on_another_layout_and_the_whole_read_decides() {
     assert_eq!(read(&bytes[..bytes.len() - 1]).expect("io"), None);
     assert_eq!(read(&[&bytes[..], b"\n"].concat()[..]).expect("io"), None);
 }
+
+#[test]
+fn a_large_ledger_is_written_the_same_while_its_checksum_is_computed_aside() {
+    for ledger in [tricky(), Ledger { records: BTreeMap::new(), ..tricky() }] {
+        let mut aside = Vec::new();
+        crate::ledger::snapshot::write_snapshot_with(&ledger, &mut aside, true).expect("written");
+        let mut inline = Vec::new();
+        crate::ledger::snapshot::write_snapshot_with(&ledger, &mut inline, false).expect("written");
+        assert_eq!(String::from_utf8_lossy(&aside), String::from_utf8_lossy(&inline));
+        assert_eq!(whole(&aside).expect("verifies"), ledger);
+    }
+}

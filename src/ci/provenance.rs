@@ -227,7 +227,7 @@ fn clean(s: &str) -> String {
 
 /// Where an attempt came from. Every field is optional: a local run has
 /// no CI run, a run outside git no commit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Provenance {
     /// The commit the manifests were read at.

@@ -104,7 +104,7 @@ impl Record {
         self.device_name = device_name;
         self.status = crate::ledger::Status::Done;
         self.updated_at = adoption.at;
-        self.adopted = Some(adoption);
+        self.adopted = Some(Box::new(adoption));
     }
 }
 

@@ -386,7 +386,7 @@ pub(crate) fn record_verdicts(
                 record.status = status;
                 record.updated_at = now;
                 if let Some(a) = record.attempts.last_mut() {
-                    a.resolution = Some(Resolution {
+                    a.resolution = Some(Box::new(Resolution {
                         by: "refresh".into(),
                         at: now,
                         server_time: server_date,
@@ -394,7 +394,7 @@ pub(crate) fn record_verdicts(
                         note: note.clone(),
                         result_started,
                         audit_id,
-                    });
+                    }));
                 }
                 updates.push(StatusChange { record, from, note });
             }

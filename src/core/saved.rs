@@ -626,7 +626,7 @@ fn premise_broken(
         let adopted = r.adopted.as_ref().and_then(|a| a.provenance.as_ref());
         r.attempts
             .iter()
-            .filter_map(|a| a.provenance.as_ref())
+            .filter_map(|a| a.provenance.as_deref())
             .chain(adopted)
             .any(|p| p.plan.as_deref() == Some(plan_id))
     };

@@ -134,10 +134,32 @@ pub(crate) fn json(doc: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Serializes `value` as pretty JSON to `out`, made safe by [`json`].
+/// Serializes `value` as pretty JSON to `out`, made safe as [`json`] makes a document, as it is
+/// made: a plan of 20,000 actions is never held whole in memory.
 pub(crate) fn write_json<T: serde::Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> std::io::Result<()> {
-    let doc = serde_json::to_vec_pretty(value)?;
-    out.write_all(&json(&doc))
+    let mut safe = JsonSafe(std::io::BufWriter::with_capacity(1 << 16, out));
+    serde_json::to_writer_pretty(&mut safe, value)?;
+    safe.0.flush()
+}
+
+/// Writes JSON text with every `#` as `\u0023` ([`json`]), a piece at a time: `#` is only ever
+/// inside a string, where the escape reads the same.
+struct JsonSafe<W: Write>(W);
+
+impl<W: Write> Write for JsonSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'#') {
+            self.0.write_all(&rest[..at])?;
+            self.0.write_all(b"\\u0023")?;
+            rest = &rest[at + 1..];
+        }
+        self.0.write_all(rest)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// An XML document made safe for a log: every `#` written as the character reference `&#35;`.
@@ -166,10 +188,20 @@ impl<W: Write> Guarded<W> {
 
 impl<W: Write> Write for Guarded<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.held.extend_from_slice(buf);
-        if let Some(end) = self.held.iter().rposition(|&b| b == b'\n') {
-            self.pass(end + 1)?;
+        // The complete lines pass at once (without a copy when nothing was held); the rest waits.
+        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+            self.held.extend_from_slice(buf);
+            return Ok(buf.len());
+        };
+        let (lines, rest) = buf.split_at(end + 1);
+        if self.held.is_empty() {
+            self.inner.write_all(&commands_bytes(lines))?;
+        } else {
+            self.held.extend_from_slice(lines);
+            let held = std::mem::take(&mut self.held);
+            self.inner.write_all(&commands_bytes(&held))?;
         }
+        self.held.extend_from_slice(rest);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -90,7 +90,7 @@ async fn intent(ctx: &Run, record: &mut Record, device_id: &str, provenance: &Pr
         server_sent_at,
         client_request_id,
         policy_override: ctx.opts.policy_override.clone(),
-        provenance: Some(provenance.clone()),
+        provenance: Some(std::sync::Arc::new(provenance.clone())),
         ..Attempt::default()
     });
     record.status = Status::Unknown;

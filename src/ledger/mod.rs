@@ -12,6 +12,7 @@
 pub mod backend;
 pub(crate) mod engine;
 pub(crate) mod error;
+pub(crate) mod intern;
 pub(crate) mod location;
 mod lock;
 pub(crate) mod merge;
@@ -19,6 +20,7 @@ pub(crate) mod snapshot;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -134,13 +136,15 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_override: Option<String>,
     /// How the fate of this attempt was decided after the fact: by `refresh` on Intune's
-    /// evidence, or by a person (`state resolve`, `state retry`).
+    /// evidence, or by a person (`state resolve`, `state retry`). Boxed: most attempts have none,
+    /// and a ledger holds 100,000 of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolution: Option<Resolution>,
+    pub resolution: Option<Box<Resolution>>,
     /// Where the attempt came from: commit, pull request, CI run, actor, and what the manifest
-    /// said when it was sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provenance: Option<Provenance>,
+    /// said when it was sent. Shared: the attempts of one run and manifest carry the same, and a
+    /// ledger read from disk holds each distinct one once ([`intern`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "intern::provenance")]
+    pub provenance: Option<Arc<Provenance>>,
 }
 
 pub(crate) use crate::ci::provenance::Provenance;
@@ -191,15 +195,19 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
     pub status: Status,
+    /// Sized exactly when read ([`intern::exact`]): most records have one attempt.
+    #[serde(deserialize_with = "intern::exact")]
     pub attempts: Vec<Attempt>,
     /// The reset was made outside this tool (the Intune portal, a script) and adopted instead of
-    /// sent: Intune's evidence for it. Such a record has no attempt of its own.
+    /// sent: Intune's evidence for it. Such a record has no attempt of its own. Boxed: few
+    /// records have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub adopted: Option<Adoption>,
+    pub adopted: Option<Box<Adoption>>,
     /// A person archived the record (`state archive`): plans no longer show it as orphaned. It
     /// still counts for exactly-once: its action, asked for again, is what its status says.
+    /// Boxed: few records are archived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub archived: Option<Archival>,
+    pub archived: Option<Box<Archival>>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -509,8 +517,12 @@ impl Record {
             ..Resolution::default()
         };
         match self.attempts.last_mut() {
-            Some(a) => a.resolution = Some(resolution),
-            None => self.attempts.push(Attempt { started_at: now, resolution: Some(resolution), ..Attempt::default() }),
+            Some(a) => a.resolution = Some(Box::new(resolution)),
+            None => self.attempts.push(Attempt {
+                started_at: now,
+                resolution: Some(Box::new(resolution)),
+                ..Attempt::default()
+            }),
         }
         self.status = status;
         self.updated_at = now;
@@ -529,7 +541,7 @@ impl Record {
         if self.archived.is_some() {
             return Ok(false);
         }
-        self.archived = Some(Archival { at: now, by: by.to_owned(), reason: reason.to_owned() });
+        self.archived = Some(Box::new(Archival { at: now, by: by.to_owned(), reason: reason.to_owned() }));
         self.updated_at = now;
         Ok(true)
     }

@@ -13,6 +13,8 @@ use super::location::Location;
 use super::{LEDGER_VERSION, Ledger, Record, StateError};
 use crate::core::action::{ActionKey, HashWriter};
 
+pub(crate) mod streamed;
+
 /// The snapshot as stored. Field order is the checksum's order: do not reorder.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,8 +45,10 @@ impl Snapshot {
 
 impl Body<'_> {
     fn digest(&self) -> String {
-        let mut h = HashWriter(Sha256::new());
+        // Buffered: the serializer writes a few bytes at a time, the hash is fastest in blocks.
+        let mut h = std::io::BufWriter::with_capacity(1 << 16, HashWriter(Sha256::new()));
         serde_json::to_writer(&mut h, self).expect("hashing into memory cannot fail");
+        let h = h.into_inner().unwrap_or_else(|_| unreachable!("hashing into memory cannot fail"));
         format!("sha256:{}", hex::encode(h.0.finalize()))
     }
 }
@@ -65,8 +69,18 @@ struct VersionProbe {
     version: serde_json::Value,
 }
 
-/// Parses and verifies a snapshot read from `path`.
+/// Parses and verifies a snapshot read from `path`: [`streamed`] when it is laid out as this
+/// build writes it, else whole.
 pub(crate) fn parse_snapshot_at(path: &Location, bytes: &[u8]) -> Result<Ledger, StateError> {
+    match streamed::read(bytes) {
+        Ok(Some((ledger, _))) => Ok(ledger),
+        _ => parse_whole_at(path, bytes),
+    }
+}
+
+/// Parses and verifies a snapshot read from `path` as one document: what decides whether a
+/// snapshot is accepted, and why not.
+pub(crate) fn parse_whole_at(path: &Location, bytes: &[u8]) -> Result<Ledger, StateError> {
     let corrupt = |reason: String| StateError::Corrupt { path: path.clone(), reason };
     let version = |v: Option<u64>, shown: &dyn std::fmt::Display| match v {
         Some(v) if v == u64::from(LEDGER_VERSION) => Ok(()),
@@ -75,7 +89,7 @@ pub(crate) fn parse_snapshot_at(path: &Location, bytes: &[u8]) -> Result<Ledger,
     };
     // One pass on the happy path; the version is probed alone only to explain a failure (a newer
     // ledger need not parse as this one).
-    let snap: Snapshot = match serde_json::from_slice(bytes) {
+    let snap: Snapshot = match super::intern::reading(|| serde_json::from_slice(bytes)) {
         Ok(snap) => snap,
         Err(e) => {
             let probe: VersionProbe =
@@ -101,6 +115,22 @@ pub(crate) fn parse_snapshot_at(path: &Location, bytes: &[u8]) -> Result<Ledger,
 /// The snapshot document of `ledger` (pretty JSON with its checksum, newline-terminated): the
 /// same bytes for a local file and a blob.
 pub(crate) fn snapshot_bytes(ledger: &Ledger) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_snapshot(ledger, &mut out).expect("the ledger serializes");
+    out
+}
+
+/// Writes [`snapshot_bytes`] of `ledger` to `out` as they are made, never the whole document in
+/// memory (150 MB for 100,000 records). The checksum is the document's last field: a large
+/// ledger is written while its checksum is computed on another core.
+pub(crate) fn write_snapshot(ledger: &Ledger, out: impl std::io::Write) -> std::io::Result<()> {
+    write_snapshot_with(ledger, out, ledger.records.len() >= PARALLEL_FROM)
+}
+
+/// From this many records a snapshot's checksum is computed on a thread of its own.
+const PARALLEL_FROM: usize = 1_000;
+
+fn write_snapshot_with(ledger: &Ledger, mut out: impl std::io::Write, parallel: bool) -> std::io::Result<()> {
     let body = Body {
         version: LEDGER_VERSION,
         lineage: &ledger.lineage.expect("a locked ledger has a lineage"),
@@ -108,10 +138,51 @@ pub(crate) fn snapshot_bytes(ledger: &Ledger) -> Vec<u8> {
         tenant: &ledger.tenant,
         records: &ledger.records,
     };
-    let doc = Document { body: &body, checksum: body.digest() };
-    let mut out = serde_json::to_vec_pretty(&doc).expect("the ledger serializes");
-    out.push(b'\n');
-    out
+    if !parallel {
+        let doc = Document { body: &body, checksum: body.digest() };
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        return out.write_all(b"\n");
+    }
+    std::thread::scope(|s| {
+        let digest = s.spawn(|| body.digest());
+        // The body as a document of its own ends `\n}`: held back, the checksum goes before it.
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, HoldBack { out: &mut out, held: Vec::new() });
+        serde_json::to_writer_pretty(&mut w, &body)?;
+        let rest = w.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        let checksum = digest.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if rest.held != b"\n}" {
+            return Err(std::io::Error::other("the snapshot's body did not end as a JSON object does"));
+        }
+        let end = format!(",\n  \"checksum\": {}\n}}\n", serde_json::to_string(&checksum)?);
+        rest.out.write_all(end.as_bytes())
+    })
+}
+
+/// Passes everything written on to `out` but the last two bytes, which it holds.
+struct HoldBack<W: std::io::Write> {
+    out: W,
+    held: Vec<u8>,
+}
+
+impl<W: std::io::Write> std::io::Write for HoldBack<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() < 2 {
+            self.held.extend_from_slice(buf);
+            let pass = self.held.len().saturating_sub(2);
+            self.out.write_all(&self.held[..pass])?;
+            self.held.drain(..pass);
+        } else {
+            let (pass, hold) = buf.split_at(buf.len() - 2);
+            self.out.write_all(&self.held)?;
+            self.out.write_all(pass)?;
+            self.held.clear();
+            self.held.extend_from_slice(hold);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The snapshot as written: [`Body`] and its checksum, in [`Snapshot`]'s field order.

@@ -38,7 +38,7 @@ pub(crate) struct Manifest {
 }
 
 /// What the reviewer needs to see of a manifest next to its name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -31,13 +31,23 @@ struct PlanDto<'a> {
     /// What the destructive actions take from their devices, one sentence per kind and
     /// parameters: the plan's confirmation lines.
     destructive: Vec<String>,
-    actions: Vec<EntryDto<'a>>,
+    actions: Entries<'a>,
     violations: Vec<ViolationDto<'a>>,
     /// Ticket, reason and requester of each manifest, by name.
     manifests: std::collections::BTreeMap<&'a str, crate::manifest::ManifestJson>,
     /// `plan --base`: the counts of what lies outside the change.
     #[serde(skip_serializing_if = "Option::is_none")]
     outside: Option<crate::core::plan::SummaryJson>,
+}
+
+/// The plan's entries, each made into its [`EntryDto`] as it is written: 20,000 of them are
+/// never all in memory at once.
+struct Entries<'a>(&'a [Entry<'a>]);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(entry))
+    }
 }
 
 #[derive(Serialize)]
@@ -171,7 +181,7 @@ pub(crate) fn plan(out: &mut impl Write, plan: &Plan, ctx: PlanContext) -> io::R
             .map(|(k, n)| KindDto { kind: k.as_str(), class: k.spec().class.as_str(), to_send: n })
             .collect(),
         destructive: super::destructive_lines(plan),
-        actions: plan.entries.iter().map(entry).collect(),
+        actions: Entries(&plan.entries),
         manifests: plan.manifests.iter().map(|(name, info)| (name.as_str(), info.into())).collect(),
         outside: plan.outside.map(Into::into),
         violations: plan

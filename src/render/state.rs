@@ -264,7 +264,7 @@ pub(crate) fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()
         // decision (who, why, Intune's evidence) with where it came from.
         let none = match &r.adopted {
             Some(a) => Attempt {
-                resolution: Some(crate::ledger::Resolution {
+                resolution: Some(Box::new(crate::ledger::Resolution {
                     by: a.by.clone(),
                     at: a.at,
                     server_time: None,
@@ -282,8 +282,8 @@ pub(crate) fn export_csv(out: &mut impl Write, ledger: &Ledger) -> io::Result<()
                     ),
                     result_started: Some(a.result_started),
                     audit_id: a.audit_id.clone(),
-                }),
-                provenance: a.provenance.clone(),
+                })),
+                provenance: a.provenance.clone().map(std::sync::Arc::new),
                 ..Attempt::default()
             },
             None => Attempt::default(),

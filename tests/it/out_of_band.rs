@@ -395,7 +395,7 @@ fn an_adoption_recorded_as_a_sentence_by_an_older_version_still_reads() {
     let mut w = repo.store().lock(std::time::Duration::ZERO, "test", None).expect("lock");
     let mut r = Record::new(action, Some(ids[1].clone()), started);
     r.status = Status::Done;
-    r.adopted = Some(Adoption {
+    r.adopted = Some(Box::new(Adoption {
         at: "2026-11-30T12:00:00Z".parse().expect("time"),
         by: "apply".into(),
         reason: legacy.into(),
@@ -405,7 +405,7 @@ fn an_adoption_recorded_as_a_sentence_by_an_older_version_still_reads() {
         initiated_by: Some("bob@contoso.com".into()),
         provenance: None,
         evidence: None,
-    });
+    }));
     w.record(r).expect("record");
     w.commit().expect("commit");
     let file = repo.read(".reconcile/state.json");

@@ -111,12 +111,12 @@ fn an_adopted_or_claimed_reset_is_accounted_for() {
     let mut ledger = Ledger::empty();
     let mut r = crate::ledger::tests::record("m", "S1", Status::Done);
     r.managed_device_id = Some("DEV-1".into());
-    r.adopted = Some(Adoption {
+    r.adopted = Some(Box::new(Adoption {
         result_started: ts("2026-11-30T11:20:00Z"),
         state: "done".into(),
         audit_id: Some("a1".into()),
         ..Adoption::default()
-    });
+    }));
     ledger.records.insert(r.key.clone(), r);
     assert_eq!(find(&d, &log, &ledger), None, "adopted, even though a person started it");
     // The audit entry alone, claimed by id.
@@ -186,7 +186,7 @@ fn claims_count_by_start_alone_and_by_audit_id_alone() {
     // Adopted with no audit entry (the audit log was unreadable): the start time claims it.
     let mut r = crate::ledger::tests::record("m", "S1", Status::Done);
     r.managed_device_id = Some("dev-1".into());
-    r.adopted = Some(Adoption { result_started: ts("2026-11-30T11:20:00Z"), ..Adoption::default() });
+    r.adopted = Some(Box::new(Adoption { result_started: ts("2026-11-30T11:20:00Z"), ..Adoption::default() }));
     ledger.records.insert(r.key.clone(), r);
     assert_eq!(find(&d, &AuditLog::default(), &ledger), None);
 
@@ -194,11 +194,11 @@ fn claims_count_by_start_alone_and_by_audit_id_alone() {
     let claimed = |result_started: Option<&str>, audit_id: Option<&str>| {
         let mut ledger = ledger_with(Some("2026-11-30T06:00:00Z"), 204);
         let r = ledger.records.values_mut().next().expect("record");
-        r.attempts[0].resolution = Some(crate::ledger::Resolution {
+        r.attempts[0].resolution = Some(Box::new(crate::ledger::Resolution {
             result_started: result_started.map(ts),
             audit_id: audit_id.map(str::to_owned),
             ..crate::ledger::Resolution::default()
-        });
+        }));
         ledger
     };
     assert_eq!(find(&d, &AuditLog::default(), &claimed(Some("2026-11-30T11:20:00Z"), None)), None);
@@ -307,5 +307,5 @@ fn an_adoption_records_the_resets_evidence() {
     let mut r = crate::ledger::tests::record("m", "S1", Status::Unknown);
     r.adopt(Some("Phone".into()), a.clone());
     assert_eq!((r.status, r.updated_at, r.device_name.as_deref()), (Status::Done, ts(NOW), Some("Phone")));
-    assert_eq!(r.adopted, Some(a));
+    assert_eq!(r.adopted, Some(Box::new(a)));
 }

@@ -144,12 +144,12 @@ fn the_audit_log_shows_the_request_reached_intune() {
 #[test]
 fn claimed_results_and_resets_by_people_are_never_taken() {
     let mut done = record("S0", Status::Done, "2026-11-27T09:00:00Z", Some("2026-11-27T09:00:00Z"));
-    done.attempts[0].resolution = Some(Resolution {
+    done.attempts[0].resolution = Some(Box::new(Resolution {
         by: "refresh".into(),
         status: Status::Done,
         result_started: Some(ts("2026-11-27T10:00:05Z")),
         ..Resolution::default()
-    });
+    }));
     let u = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     let res = [result(RESET.graph_name, "done", "2026-11-27T10:00:05Z")];
     let v = decide(&RESET, &[&done, &u], &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE);
@@ -186,7 +186,7 @@ fn one_result_counts_for_one_action_and_ambiguity_is_never_resent() {
 fn a_claimed_result_is_followed_to_its_final_state() {
     let mut r = record("S1", Status::Accepted, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     r.attempts[0].resolution =
-        Some(Resolution { result_started: Some(ts("2026-11-27T10:00:02Z")), ..Resolution::default() });
+        Some(Box::new(Resolution { result_started: Some(ts("2026-11-27T10:00:02Z")), ..Resolution::default() }));
     let res = [
         result(RESET.graph_name, "done", "2026-11-27T10:00:02Z"),
         result(RESET.graph_name, "pending", "2026-11-27T10:30:00Z"),
@@ -234,7 +234,7 @@ fn every_action_state_maps_to_its_status() {
 fn records_that_are_not_pending_get_no_verdict() {
     let mut done = record("S0", Status::Done, "2026-11-27T09:00:00Z", Some("2026-11-27T09:00:00Z"));
     done.attempts[0].resolution =
-        Some(Resolution { result_started: Some(ts("2026-11-27T09:00:01Z")), ..Resolution::default() });
+        Some(Box::new(Resolution { result_started: Some(ts("2026-11-27T09:00:01Z")), ..Resolution::default() }));
     let rejected = record("S1", Status::Rejected, "2026-11-27T09:30:00Z", Some("2026-11-27T09:30:00Z"));
     let res = [
         result(RESET.graph_name, "done", "2026-11-27T09:00:01Z"),
@@ -248,7 +248,7 @@ fn records_that_are_not_pending_get_no_verdict() {
 fn a_claimed_result_still_pending_changes_nothing() {
     let mut r = record("S1", Status::Accepted, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     r.attempts[0].resolution =
-        Some(Resolution { result_started: Some(ts("2026-11-27T10:00:02Z")), ..Resolution::default() });
+        Some(Box::new(Resolution { result_started: Some(ts("2026-11-27T10:00:02Z")), ..Resolution::default() }));
     let res = [result(RESET.graph_name, "pending", "2026-11-27T10:00:02Z")];
     let v = decide(&RESET, &[&r], &ev(&res, "2026-11-27T11:00:00Z", &[]), GRACE);
     assert!(matches!(&v[0], Some(Verdict::Wait(_))), "{v:?}");
@@ -282,7 +282,7 @@ fn one_audit_entry_counts_for_one_action() {
 fn two_results_with_one_start_are_two_results() {
     let mut first = record("S1", Status::Done, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     first.attempts[0].resolution =
-        Some(Resolution { result_started: Some(ts("2026-11-27T10:00:01Z")), ..Resolution::default() });
+        Some(Box::new(Resolution { result_started: Some(ts("2026-11-27T10:00:01Z")), ..Resolution::default() }));
     let second = record("S2", Status::Accepted, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
     let one_result = [result(RESET.graph_name, "done", "2026-11-27T10:00:01Z")];
     let both = [one_result[0].clone(), one_result[0].clone()];

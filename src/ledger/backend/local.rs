@@ -43,7 +43,7 @@ use super::{Backend, Compaction, NotWritten, Read, Session};
 use crate::ledger::location::Location;
 use crate::ledger::lock::LockInfo;
 use crate::ledger::merge::merge_stale;
-use crate::ledger::snapshot::{parse_snapshot_at, snapshot_bytes};
+use crate::ledger::snapshot::{parse_whole_at, streamed, write_snapshot};
 use crate::ledger::{Ledger, Record, StateError};
 
 /// One journal line.
@@ -134,14 +134,26 @@ impl LocalStore {
         // The journal's identity is taken before it is read: a line appended meanwhile makes the
         // version older than the content, never the other way round.
         let journal = self.journal_identity()?;
-        let (mut ledger, snapshot) = match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                let ledger = self.parse_snapshot(&bytes)?;
-                let checksum = trailing_checksum(&bytes).map(str::to_owned);
-                (ledger, Some((bytes.len() as u64, checksum)))
+        let read = |source| StateError::Read { path: self.path.clone(), source };
+        // Read as a stream when laid out as written (the file is never in memory whole), else
+        // whole: the snapshot is replaced by rename, never changed in place, so this open file is
+        // one version throughout.
+        let (mut ledger, snapshot) = match File::open(&self.path) {
+            Ok(f) => {
+                let len = f.metadata().map_err(read)?.len();
+                match streamed::read(std::io::BufReader::with_capacity(1 << 16, &f)).map_err(read)? {
+                    Some((ledger, checksum)) => (ledger, Some((len, Some(checksum)))),
+                    None => {
+                        let mut bytes = Vec::new();
+                        (&f).seek(SeekFrom::Start(0)).and_then(|_| (&f).read_to_end(&mut bytes)).map_err(read)?;
+                        let ledger = parse_whole_at(&Location::Local(self.path.clone()), &bytes)?;
+                        let checksum = trailing_checksum(&bytes).map(str::to_owned);
+                        (ledger, Some((bytes.len() as u64, checksum)))
+                    }
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Ledger::empty(), None),
-            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
+            Err(source) => return Err(read(source)),
         };
         self.replay_journal(&mut ledger)?;
         Ok((ledger, LocalVersion { snapshot, journal }))
@@ -185,10 +197,6 @@ impl LocalStore {
         StateError::Corrupt { path: Location::Local(self.path.clone()), reason: reason.into() }
     }
 
-    fn parse_snapshot(&self, bytes: &[u8]) -> Result<Ledger, StateError> {
-        parse_snapshot_at(&Location::Local(self.path.clone()), bytes)
-    }
-
     /// Applies the journal's changes to `ledger`.
     fn replay_journal(&self, ledger: &mut Ledger) -> Result<(), StateError> {
         let jpath = self.journal_path();
@@ -202,7 +210,7 @@ impl LocalStore {
         let mut parsed = Vec::with_capacity(lines.len());
         for (i, line) in lines.iter().enumerate() {
             let last = i + 1 == lines.len();
-            match parse_line(line) {
+            match crate::ledger::intern::reading(|| parse_line(line)) {
                 Some(l) => parsed.push(l),
                 // A torn final line: the write never completed, so nothing was sent after it.
                 None if last => break,
@@ -471,7 +479,7 @@ impl LocalSession {
     fn write_snapshot(&mut self, ledger: &Ledger) -> Result<(), StateError> {
         let path = self.store.path.clone();
         let werr = |source| StateError::Write { path: path.clone(), source };
-        replace_file(&path, &snapshot_bytes(ledger)).map_err(werr)?;
+        replace_file(&path, |w| write_snapshot(ledger, w)).map_err(werr)?;
         // The snapshot now holds everything the journal said; a crash before this removal leaves a
         // journal whose base serial is behind the snapshot's, which readers ignore.
         self.journal = None;
@@ -483,14 +491,14 @@ impl LocalSession {
     }
 }
 
-/// Replaces the file at `path` with `bytes`, never torn: a temporary file beside it, fsynced,
-/// renamed over it, and the folder fsynced.
-fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces the file at `path` with what `write` writes, never torn: a temporary file beside it,
+/// fsynced, renamed over it, and the folder fsynced. A failed write leaves the old file.
+fn replace_file(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new().prefix(".state-").suffix(".tmp").tempfile_in(dir)?;
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    let mut w = BufWriter::new(tmp.as_file());
-    w.write_all(bytes)?;
+    let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file());
+    write(&mut w)?;
     w.flush()?;
     drop(w);
     tmp.as_file().sync_all()?;
@@ -1116,9 +1124,11 @@ mod tests {
         let mut w = lock(&s);
         fault::arm(fault::Point::Rename, 1);
         w.record(record("m", "A", Status::Unknown)).expect("the intent is durable");
-        let on_disk =
-            parse_snapshot_at(&Location::Local(s.path().to_path_buf()), &std::fs::read(s.path()).expect("read"))
-                .expect("parse");
+        let on_disk = crate::ledger::snapshot::parse_snapshot_at(
+            &Location::Local(s.path().to_path_buf()),
+            &std::fs::read(s.path()).expect("read"),
+        )
+        .expect("parse");
         assert_eq!(on_disk.records.len(), 1, "the snapshot holds the intent");
         assert!(!s.journal_path().exists(), "folded: the rename was ours");
         w.record(record("m", "A", Status::Accepted)).expect("outcome");

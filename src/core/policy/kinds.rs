@@ -127,7 +127,7 @@ fn names() -> String {
 }
 
 /// The smallest of `list`'s counts and its place (the first source's on a tie).
-fn smallest<T: Ord + Copy>(list: &[(T, At)]) -> Option<(T, &At)> {
+pub(super) fn smallest<T: Ord + Copy>(list: &[(T, At)]) -> Option<(T, &At)> {
     list.iter().fold(None, |best: Option<(T, &At)>, (n, at)| match best {
         Some((b, _)) if b <= *n => best,
         _ => Some((*n, at)),
@@ -135,7 +135,7 @@ fn smallest<T: Ord + Copy>(list: &[(T, At)]) -> Option<(T, &At)> {
 }
 
 /// The longest of `list`'s durations and its place (the first source's on a tie).
-fn longest(list: &[(Duration, At)]) -> Option<(Duration, &At)> {
+pub(super) fn longest(list: &[(Duration, At)]) -> Option<(Duration, &At)> {
     list.iter().fold(None, |best: Option<(Duration, &At)>, (d, at)| match best {
         Some((b, _)) if b >= *d => best,
         _ => Some((*d, at)),
@@ -159,14 +159,12 @@ impl Policy {
     /// The cooldown of `kind` and its source: the longest of `policy.cooldown`, the kind's
     /// `policy.kinds` entries and the kind's default (a written rule names it on a tie).
     pub(crate) fn kind_cooldown(&self, kind: ActionKind) -> Option<(Duration, Source<'_>)> {
-        let written = [self.longest_cooldown(), self.kinds.get(&kind).and_then(|r| longest(&r.cooldown))]
-            .into_iter()
-            .flatten()
-            .fold(None, |best: Option<(Duration, &At)>, (d, at)| match best {
-                Some((b, _)) if b >= d => best,
-                _ => Some((d, at)),
-            })
-            .map(|(d, at)| (d, Source::Written(at)));
+        let own = self.kinds.get(&kind).map_or(&[][..], |r| &r.cooldown[..]);
+        let written = match (self.longest_cooldown(), longest(own)) {
+            (Some(all), Some(own)) if own.0 > all.0 => Some(own),
+            (all, own) => all.or(own),
+        }
+        .map(|(d, at)| (d, Source::Written(at)));
         let spec = kind.spec();
         let default = spec.default_cooldown.map(|d| (d, Source::Class(spec.class)));
         match (written, default) {
@@ -226,7 +224,7 @@ impl Policy {
                     destructive.len(),
                     source.describe()
                 ),
-                "split the destructive actions across applies: at most 5 in one",
+                &format!("split the destructive actions across applies: at most {DESTRUCTIVE_PER_APPLY} in one"),
             )));
         }
         out

@@ -307,17 +307,11 @@ impl Policy {
     /// The smallest `maxActionsPerApply` and its place (the first source's on a tie: the
     /// operator's before the repository's before the base's).
     fn max_limit(&self) -> Option<(u32, &At)> {
-        self.max_actions.iter().fold(None, |best: Option<(u32, &At)>, (n, at)| match best {
-            Some((b, _)) if b <= *n => best,
-            _ => Some((*n, at)),
-        })
+        kinds::smallest(&self.max_actions)
     }
     /// The longest cooldown and its place (the first source's on a tie).
     fn longest_cooldown(&self) -> Option<(Duration, &At)> {
-        self.cooldown.iter().fold(None, |best: Option<(Duration, &At)>, (d, at)| match best {
-            Some((b, _)) if b >= *d => best,
-            _ => Some((*d, at)),
-        })
+        kinds::longest(&self.cooldown)
     }
 
     /// The shortest `planMaxAge` and its place (the first source's on a tie).

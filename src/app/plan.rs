@@ -124,7 +124,7 @@ pub(crate) fn prepare(
             .to_send()
             .filter_map(|e| e.action)
             .collect();
-        let since = planned.project.settings.policy.out_of_band_since(planned.now);
+        let since = planned.project.settings.policy.out_of_band_since(planned.now, candidates.iter().map(|a| a.kind));
         let (resolutions, audits) = runtime.block_on(lookup(conn, &candidates, &planned.ledger, since))?;
         planned.resolutions = resolutions;
         planned.audits = audits;

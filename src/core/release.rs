@@ -6,9 +6,11 @@
 //!   earlier candidate's are known;
 //! - device rules in the policy ([`Release::Manifest`]), whose violation stops a whole manifest: a
 //!   manifest's actions leave once all of its devices (and every earlier one) are known;
-//! - a confirmation to ask, a saved plan to judge, or more candidates than the blast radius
-//!   ([`Release::All`]): nothing leaves before every device is known (and the complete plan is
-//!   confirmed, judged and counted, which the executor does before its first send).
+//! - a confirmation to ask, a saved plan to judge, more candidates than the blast radius (or than
+//!   a kind's limit), or a destructive action among them ([`Release::All`]): nothing leaves before
+//!   every device is known (and the complete plan is confirmed, judged and counted, which the
+//!   executor does before its first send). A destructive action is never streamed
+//!   (docs/device-actions.md, "Risk classes").
 //!
 //! Lookups run at most [`LOOKAHEAD`] ahead of the sends ([`may_look_up`]).
 
@@ -38,12 +40,17 @@ pub(crate) struct Mode {
     pub candidates: usize,
     /// The policy has device rules (a violation stops a whole manifest).
     pub device_rules: bool,
+    /// A candidate is destructive (wipe, retire, fresh start): never streamed.
+    pub destructive: bool,
+    /// More candidates of a kind (or of the destructive class) than its limit.
+    pub over_kind_limit: bool,
 }
 
 impl Release {
     /// The release mode of a run: the strictest that what may still stop an action requires.
     pub(crate) fn of(mode: Mode) -> Self {
-        if mode.saved_plan || mode.confirm || mode.limit.is_some_and(|max| mode.candidates > max) {
+        let over = mode.limit.is_some_and(|max| mode.candidates > max) || mode.over_kind_limit;
+        if mode.saved_plan || mode.confirm || over || mode.destructive {
             Release::All
         } else if mode.device_rules {
             Release::Manifest
@@ -174,30 +181,41 @@ mod tests {
         }
     }
 
-    /// Saved plan, confirm, limit, candidates, device rules; and the mode.
-    type ModeRow = (bool, bool, Option<usize>, usize, bool, Release);
+    /// Saved plan, confirm, limit, candidates, device rules, destructive, over a kind's limit;
+    /// and the mode.
+    type ModeRow = (bool, bool, Option<usize>, usize, bool, bool, bool, Release);
 
     #[test]
     fn release_mode_table() {
         let table: &[ModeRow] = &[
-            (false, false, None, 5, false, Release::Each),
-            (false, false, None, 5, true, Release::Manifest),
-            (true, false, None, 5, false, Release::All),
-            (true, false, None, 5, true, Release::All),
-            (false, true, None, 5, false, Release::All),
-            (false, true, None, 5, true, Release::All),
+            (false, false, None, 5, false, false, false, Release::Each),
+            (false, false, None, 5, true, false, false, Release::Manifest),
+            (true, false, None, 5, false, false, false, Release::All),
+            (true, false, None, 5, true, false, false, Release::All),
+            (false, true, None, 5, false, false, false, Release::All),
+            (false, true, None, 5, true, false, false, Release::All),
             // Within the blast radius: the limit cannot be exceeded, so it does not hold back.
-            (false, false, Some(5), 5, false, Release::Each),
-            (false, false, Some(5), 5, true, Release::Manifest),
-            (false, false, Some(6), 5, false, Release::Each),
+            (false, false, Some(5), 5, false, false, false, Release::Each),
+            (false, false, Some(5), 5, true, false, false, Release::Manifest),
+            (false, false, Some(6), 5, false, false, false, Release::Each),
             // Beyond it: the complete plan is counted first.
-            (false, false, Some(4), 5, false, Release::All),
-            (false, false, Some(4), 5, true, Release::All),
-            (false, false, Some(0), 1, false, Release::All),
-            (false, false, Some(0), 0, false, Release::Each),
+            (false, false, Some(4), 5, false, false, false, Release::All),
+            (false, false, Some(4), 5, true, false, false, Release::All),
+            (false, false, Some(0), 1, false, false, false, Release::All),
+            (false, false, Some(0), 0, false, false, false, Release::Each),
+            // A destructive candidate: nothing leaves before the whole plan is known, whatever
+            // else holds (the class rule, docs/device-actions.md).
+            (false, false, None, 1, false, true, false, Release::All),
+            (false, false, None, 5, true, true, false, Release::All),
+            (false, false, Some(5), 5, false, true, false, Release::All),
+            (false, true, None, 5, false, true, false, Release::All),
+            // More candidates of a kind than its own limit: counted first.
+            (false, false, None, 2, false, false, true, Release::All),
+            (false, false, None, 2, true, false, true, Release::All),
+            (false, false, Some(9), 2, false, false, true, Release::All),
         ];
-        for &(saved_plan, confirm, limit, candidates, device_rules, expected) in table {
-            let mode = Mode { saved_plan, confirm, limit, candidates, device_rules };
+        for &(saved_plan, confirm, limit, candidates, device_rules, destructive, over_kind_limit, expected) in table {
+            let mode = Mode { saved_plan, confirm, limit, candidates, device_rules, destructive, over_kind_limit };
             assert_eq!(Release::of(mode), expected, "{mode:?}");
         }
     }

@@ -243,12 +243,15 @@ pub(crate) async fn apply(
     }
     let audits = audit_log(&graph, opts, &candidates, &own).await?;
     let limit = opts.blast_radius();
+    let kinds: Vec<crate::core::action::ActionKind> = candidates.iter().map(|a| a.kind).collect();
     let release = Release::of(Mode {
         saved_plan: opts.expected.is_some(),
         confirm: opts.confirm,
         limit,
         candidates: candidates.len(),
-        device_rules: opts.policy.has_device_rules(),
+        device_rules: opts.policy.has_device_rules(kinds.iter().copied()),
+        destructive: kinds.iter().any(|k| k.spec().class == crate::core::kinds::RiskClass::Destructive),
+        over_kind_limit: opts.policy.kind_limits_may_be_exceeded(&kinds),
     });
     tracing::debug!(?release, candidates = candidates.len(), "devices are looked up while resets are sent");
     let keys: Vec<LookupKey> = candidates.iter().map(|a| crate::exec::resolve::key_of(a)).collect();
@@ -347,7 +350,11 @@ async fn audit_log(
     if candidates.is_empty() {
         return Ok(AuditLog::default());
     }
-    let audits = crate::exec::resolve::audit_log(graph, opts.policy.out_of_band_since(opts.clock.now())).await?;
+    let audits = crate::exec::resolve::audit_log(
+        graph,
+        opts.policy.out_of_band_since(opts.clock.now(), candidates.iter().map(|a| a.kind)),
+    )
+    .await?;
     // A reset of a device after this run's first intent for it may be the run's own (for
     // another action of that device): never one made outside reconcile. Per device, on
     // Intune's clock, less the stamps' tolerance.

@@ -367,9 +367,29 @@ impl<'a> SentIndex<'a> {
     /// The latest reset of `a`'s device (by its resolved id, or by the same selector), across
     /// manifests and rounds, `a`'s own earlier attempts included: when, and by which action.
     pub(crate) fn last(&self, a: &Action, device_id: Option<&str>) -> Option<(Timestamp, &'a Record)> {
+        self.latest(a, device_id, |_| true)
+    }
+
+    /// [`SentIndex::last`] among the actions of `a`'s kind only: what a cooldown counts.
+    pub(crate) fn last_of_kind(&self, a: &Action, device_id: Option<&str>) -> Option<(Timestamp, &'a Record)> {
+        self.latest(a, device_id, |r| r.kind == a.kind)
+    }
+
+    fn latest(
+        &self,
+        a: &Action,
+        device_id: Option<&str>,
+        keep: impl Fn(&Record) -> bool,
+    ) -> Option<(Timestamp, &'a Record)> {
         let by_device = device_id.and_then(|id| self.by_device.get(&id.to_ascii_lowercase()));
         let by_selector = self.by_selector.get(&(a.collection, a.selector.kind, a.selector.normalized()));
-        by_device.into_iter().chain(by_selector).flatten().max_by_key(|(sent, _)| *sent).copied()
+        by_device
+            .into_iter()
+            .chain(by_selector)
+            .flatten()
+            .filter(|(_, r)| keep(r))
+            .max_by_key(|(sent, _)| *sent)
+            .copied()
     }
 }
 

@@ -47,7 +47,8 @@ fn device_action_manifests_are_checked_with_positions() {
     assert_eq!(positioned, 8, "{err}");
 }
 
-/// The lost-device playbook of the examples, with a reset beside it.
+/// The lost-device playbook of the examples as its first pull request has it, with a reset
+/// beside it.
 fn playbook() -> Repo {
     let repo = Repo::empty();
     let examples = crate::common::examples().join("lost-device");
@@ -66,8 +67,33 @@ fn playbook() -> Repo {
 }
 
 #[test]
+fn the_playbook_locks_at_once_and_wipes_once_a_ticket_confirms_it() {
+    let repo = playbook();
+    let out = repo.cmd().args(["plan", "--offline"]).output().expect("plan");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "a destructive action without a ticket is a violation:\n{text}");
+    assert!(text.contains("Plan: 1 to reset, 1 to lock, 1 to enable lost mode."), "{text}");
+    assert!(text.contains("x blocked"), "{text}");
+    assert!(text.contains("built in for destructive actions"), "{text}");
+    assert!(!text.contains("DESTRUCTIVE:"), "nothing destructive is sent:\n{text}");
+    let before = keys(&repo);
+    confirm_wipe(&repo);
+    assert_eq!(keys(&repo), before, "the ticket confirms the same wipe, it does not make a new one");
+}
+
+/// The playbook's second pull request: the wipe's manifest gets its ticket.
+fn confirm_wipe(repo: &Repo) {
+    let wipe = repo.read("manifests/wipe.yaml");
+    repo.write(
+        "manifests/wipe.yaml",
+        wipe.replace("  reason: Phone not recovered", "  ticket: SEC-2026-311\n  reason: Phone not recovered"),
+    );
+}
+
+#[test]
 fn plans_name_every_kind_destructive_first_with_what_it_erases() {
     let repo = playbook();
+    confirm_wipe(&repo);
     let text = repo.cmd().args(["plan", "--offline"]).output().expect("plan");
     assert!(text.status.success(), "{}", stderr(&text));
     let text = stdout(&text);

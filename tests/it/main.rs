@@ -13,6 +13,7 @@ mod exactly_once;
 mod guard_rails;
 mod hostile;
 mod kinds_plan;
+mod kinds_policy;
 mod ledger_backends;
 mod ledger_paths;
 mod out_of_band;

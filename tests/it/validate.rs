@@ -378,7 +378,14 @@ fn every_yaml_block_of_the_docs_parses_and_validates() {
                 }
                 repo.write("manifests/doc.yaml", text.replace("../schemas/", ""));
                 let out = repo.cmd().arg("validate").output().expect("run");
-                assert!(out.status.success(), "{at}: {}", stderr(&out));
+                if at.ends_with("lost-device/manifests/wipe.yaml") {
+                    // The playbook's wipe waits for its ticket: that rule, and only it, says no.
+                    let err = stderr(&out);
+                    assert!(!out.status.success() && err.contains("built in for destructive actions"), "{at}: {err}");
+                    assert_eq!(err.matches(": error: ").count(), 1, "{at}: {err}");
+                } else {
+                    assert!(out.status.success(), "{at}: {}", stderr(&out));
+                }
             } else if !map.is_empty() && map.keys().all(|k| config_keys.contains(&k.as_str())) {
                 let repo = Repo::from_examples();
                 repo.write("reconcile.yaml", text);

@@ -159,7 +159,6 @@ pub(crate) struct DeviceAction {
     /// compared without regard to case: what counts as this action made outside this tool.
     pub reported_as: &'static [&'static str],
     /// How long after this action the same device is left alone when the policy says nothing.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the risk-class rules read it; they land next"))]
     pub default_cooldown: Option<Duration>,
     /// What a destructive action takes from the device, for the plan's confirmation line.
     pub loses: Option<fn(&Parameters) -> String>,

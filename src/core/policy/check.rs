@@ -49,15 +49,27 @@ impl Policy {
             let f = &m.file;
             let at = Some(m.name_pos);
             let ticket = m.ticket.as_ref().filter(|(t, _)| !t.trim().is_empty());
-            match (ticket, self.require_ticket.first()) {
-                (None, Some(rule)) => out.push(violation(
+            match (ticket, self.require_ticket.first(), self.kind_requires_ticket(m.kind)) {
+                (None, Some(rule), _) => out.push(violation(
                     f,
                     at,
                     Rule::RequireTicket,
                     format!("manifest `{}` has no metadata.ticket", m.name),
                     &rule.hint("add `ticket:` under `metadata:`"),
                 )),
-                (Some((t, pos)), _) => {
+                (None, None, Some(rule)) => out.push(violation(
+                    f,
+                    at,
+                    Rule::RequireTicket,
+                    format!(
+                        "manifest `{}` has no metadata.ticket, which every {} needs ({})",
+                        m.name,
+                        m.kind.spec().graph_name,
+                        rule.describe()
+                    ),
+                    &rule.hint("add `ticket:` under `metadata:`"),
+                )),
+                (Some((t, pos)), _, _) => {
                     if let Some((_, pat, rule)) = self.ticket_pattern.iter().find(|(re, _, _)| !re.is_match(t)) {
                         out.push(violation(
                             f,
@@ -118,6 +130,9 @@ impl Policy {
         let plan = self.judge_out_of_band(plan, audits, &claims, now);
         found.extend(self.check_plan(&plan, ledger, audits, &claims, now));
         let mut plan = plan.with_violations(found);
+        let per_kind = self.kind_limits(&plan);
+        plan.summary.violations += per_kind.len();
+        plan.violations.extend(per_kind);
         if let Some((max, at)) = self.max_limit()
             && plan.summary.to_send > max as usize
         {
@@ -195,9 +210,9 @@ impl Policy {
         now: jiff::Timestamp,
     ) -> Vec<Violation> {
         let mut all: Vec<Violation> = Vec::new();
-        let mut planned: HashMap<String, &crate::core::action::Action> = HashMap::new();
-        let past =
-            if self.cooldown.is_empty() { SentIndex::default() } else { SentIndex::new(ledger.records.values()) };
+        let mut planned: HashMap<(ActionKind, String), &crate::core::action::Action> = HashMap::new();
+        let cooled = self.longest_kind_cooldown(plan.to_send().map(|e| e.kind())).is_some();
+        let past = if cooled { SentIndex::new(ledger.records.values()) } else { SentIndex::default() };
         for e in plan.entries.iter().filter(|e| e.change == Change::Send) {
             let Some(a) = e.action else { continue };
             let found = [
@@ -211,26 +226,37 @@ impl Policy {
         all
     }
 
-    /// `cooldown`: two manifests of one plan resetting one device; the first one keeps it.
+    /// `cooldown`: two manifests of one plan sending the same kind of action to one device; the
+    /// first one keeps it. Actions of different kinds (a lock and lost mode) both go.
     fn cooldown_in_plan<'a>(
         &self,
         a: &'a crate::core::action::Action,
         device: Option<&Device>,
-        planned: &mut HashMap<String, &'a crate::core::action::Action>,
+        planned: &mut HashMap<(ActionKind, String), &'a crate::core::action::Action>,
     ) -> Option<(Rule, Diagnostic)> {
-        let (_, rule) = self.longest_cooldown()?;
+        let (_, rule) = self.kind_cooldown(a.kind)?;
         let d = device?;
-        match planned.get(&d.id.to_ascii_lowercase()) {
+        let key = (a.kind, d.id.to_ascii_lowercase());
+        match planned.get(&key) {
             Some(first) if first.manifest != a.manifest => Some(violation(
                 &a.file,
                 Some(a.pos),
                 Rule::Cooldown,
-                format!("device {} is also reset by manifest `{}` in this plan", a.selector, first.manifest),
-                &rule.hint("reset it in one manifest only"),
+                if a.kind == ActionKind::PasscodeReset {
+                    format!("device {} is also reset by manifest `{}` in this plan", a.selector, first.manifest)
+                } else {
+                    format!(
+                        "device {} is also sent a {} by manifest `{}` in this plan",
+                        a.selector,
+                        a.kind.spec().graph_name,
+                        first.manifest
+                    )
+                },
+                &rule.hint(&format!("{} it in one manifest only", a.kind.spec().wording.short)),
             )),
             Some(_) => None,
             None => {
-                planned.insert(d.id.to_ascii_lowercase(), a);
+                planned.insert(key, a);
                 None
             }
         }
@@ -289,9 +315,10 @@ impl Policy {
         claims: &dyn Fn() -> &'l Claims<'l>,
         now: jiff::Timestamp,
     ) -> Option<(Rule, Diagnostic)> {
-        let (cooldown, rule) = self.longest_cooldown()?;
+        let (cooldown, rule) = self.kind_cooldown(a.kind)?;
         let span = jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX);
-        let recorded = past.last(a, device.map(|d| d.id.as_str())).map(|(when, r)| (when, format!("`{}`", r.manifest)));
+        let recorded =
+            past.last_of_kind(a, device.map(|d| d.id.as_str())).map(|(when, r)| (when, format!("`{}`", r.manifest)));
         let elsewhere = device
             .and_then(|d| outside(a.kind, d, audits, claims, now - span))
             .map(|o| (o.started_at, format!("{} outside reconcile", o.who())));
@@ -302,10 +329,19 @@ impl Policy {
                 Some(a.pos),
                 Rule::Cooldown,
                 format!(
-                    "device {} was reset at {} by {by}; the {} cooldown lasts until {}",
+                    "device {} {} at {} by {by}; the {} cooldown{} lasts until {}",
                     a.selector,
+                    if a.kind == ActionKind::PasscodeReset {
+                        "was reset".to_owned()
+                    } else {
+                        format!("was sent a {}", a.kind.spec().graph_name)
+                    },
                     crate::duration::at_second(when),
                     HumanDuration(cooldown),
+                    match rule {
+                        super::kinds::Source::Class(c) => format!(" of {} actions (built in)", c.as_str()),
+                        super::kinds::Source::Written(_) => String::new(),
+                    },
                     crate::duration::at_second(when + span)
                 ),
                 &rule.hint("wait until then, or remove the device from the manifest"),

@@ -87,6 +87,7 @@ impl Policy {
         let then =
             if rank(other.out_of_band.1) > rank(self.out_of_band.1) { other.out_of_band.1 } else { self.out_of_band.1 };
         self.out_of_band = (self.out_of_band.0.max(other.out_of_band.0), then);
+        self.kinds = super::kinds::stricter(self.kinds, other.kinds);
         self.change = self.change.or(other.change);
         self
     }
@@ -154,6 +155,7 @@ impl Policy {
         for (w, at) in &self.windows {
             out.push(format!("changeWindows in {} ({})", w.tz_name, at.describe()));
         }
+        out.extend(super::kinds::rules(&self.kinds));
         out
     }
 
@@ -185,6 +187,7 @@ impl Policy {
         if let Some((d, _)) = self.shortest_plan_max_age() {
             canon.push_str(&format!("age={d:?};"));
         }
+        canon.push_str(&super::kinds::digest_part(&self.kinds));
         hex::encode(sha2::Sha256::digest(canon.as_bytes()))[..16].to_owned()
     }
 }
@@ -223,6 +226,7 @@ pub(crate) fn diff(old: &Policy, new: &Policy) -> (Vec<String>, Vec<String>) {
     c.windows(old.window_slots(), new.window_slots());
     c.rename(old.rename_within, new.rename_within);
     c.out_of_band(old.out_of_band, new.out_of_band);
+    c.kinds(&old.kinds, &new.kinds);
     (c.loosens, c.tightens)
 }
 
@@ -303,6 +307,28 @@ impl Changes {
                 self.push(y < x, format!("likelyRename.within {} → {}", HumanDuration(x), HumanDuration(y)))
             }
             _ => {}
+        }
+    }
+
+    /// `policy.kinds`: each kind's rules, like the repository-wide ones of the same name.
+    fn kinds(
+        &mut self,
+        old: &std::collections::BTreeMap<crate::core::action::ActionKind, super::kinds::KindRules>,
+        new: &std::collections::BTreeMap<crate::core::action::ActionKind, super::kinds::KindRules>,
+    ) {
+        let (old, new) = (super::kinds::values(old), super::kinds::values(new));
+        let kinds: BTreeSet<_> = old.keys().chain(new.keys()).copied().collect();
+        let limit = |n: Option<u32>| n.map_or_else(|| "no limit".to_owned(), |n| n.to_string());
+        let span = |d: Option<Duration>| d.map_or_else(|| "none".to_owned(), |d| HumanDuration(d).to_string());
+        for kind in kinds {
+            let name = kind.spec().graph_name;
+            let (om, ot, oc) = old.get(&kind).copied().unwrap_or_default();
+            let (nm, nt, nc) = new.get(&kind).copied().unwrap_or_default();
+            self.bound(&format!("kinds.{name}.maxActionsPerApply"), Looser::Higher, om, nm, limit);
+            if ot != nt {
+                self.push(ot, format!("kinds.{name}.requireTicket {}", if ot { "dropped" } else { "added" }));
+            }
+            self.bound(&format!("kinds.{name}.cooldown"), Looser::Lower, oc, nc, span);
         }
     }
 
@@ -413,6 +439,7 @@ impl Floor {
                 warn(at, format!("{}: false", rule.code()), "true".to_owned(), fat);
             }
         }
+        super::kinds::floor_warnings(&floor.kinds, &repo.kinds, &mut warn);
         if let (Some((w, at)), Some(_)) = (repo.windows.first(), floor.window_slots())
             && floor.window_slots().is_some_and(|f| !w.slots().is_subset(&f))
             && let Some((_, fat)) = floor.windows.first()

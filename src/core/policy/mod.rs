@@ -31,6 +31,7 @@ use crate::manifest::source::{duration, pos_of};
 
 mod check;
 mod combine;
+mod kinds;
 mod raw;
 /// A protected device as written: its one selector (`None` unless exactly one of `id`,
 /// `serialNumber`, `deviceName` is given and not blank) and the reason.
@@ -46,6 +47,21 @@ fn protected(d: raw::RawProtected) -> Option<(Selector, String)> {
     match given.as_slice() {
         [(kind, value)] if !value.is_empty() => Some((Selector { kind: *kind, value: value.clone() }, d.reason)),
         _ => None,
+    }
+}
+
+/// A count of at least 1 as written at `key`, or a diagnostic on its line.
+fn count(m: &serde_saphyr::Spanned<i64>, key: &str, file: &Path, diags: &mut Diagnostics) -> Option<u32> {
+    match u32::try_from(m.value) {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            diags.push(Diagnostic::error(
+                file,
+                pos_of(m, 0),
+                format!("invalid {key} `{}`: must be at least 1", m.value),
+            ));
+            None
+        }
     }
 }
 
@@ -155,6 +171,9 @@ pub(crate) struct Policy {
     /// Rules this policy's own file switched off by name (`requireTicket: false`): a floor's
     /// warning names them.
     switched_off: Vec<(Rule, At)>,
+    /// `policy.kinds`: each kind's rules, every source's (the class defaults are built in: see
+    /// [`kinds`]).
+    kinds: std::collections::BTreeMap<crate::core::action::ActionKind, kinds::KindRules>,
     /// What the change under review does to the repository's policy (see [`combine`]).
     pub(crate) change: Option<PolicyChange>,
 }
@@ -175,6 +194,7 @@ impl Default for Policy {
             rename_within: Some(RENAME_WITHIN),
             out_of_band: (OUT_OF_BAND_WITHIN, OutOfBandThen::Adopt),
             switched_off: Vec::new(),
+            kinds: Default::default(),
             change: None,
         }
     }
@@ -193,15 +213,13 @@ impl Policy {
             origin: origin.clone(),
         };
         let mut p = Policy::default();
-        if let Some(m) = raw.max_actions_per_apply {
-            match u32::try_from(m.value) {
-                Ok(n) if n >= 1 => p.max_actions.push((n, at(pos_of(&m, 0)))),
-                _ => diags.push(Diagnostic::error(
-                    file,
-                    pos_of(&m, 0),
-                    format!("invalid policy.maxActionsPerApply `{}`: must be at least 1", m.value),
-                )),
-            }
+        if let Some(m) = raw.max_actions_per_apply
+            && let Some(n) = count(&m, "policy.maxActionsPerApply", file, diags)
+        {
+            p.max_actions.push((n, at(pos_of(&m, 0))));
+        }
+        if let Some(k) = raw.kinds {
+            p.kinds = kinds::from_raw(k, file, &at, diags);
         }
         for (said, list, rule) in [
             (raw.require_ticket, &mut p.require_ticket, Rule::RequireTicket),
@@ -271,10 +289,15 @@ impl Policy {
     pub(crate) fn rename_guard(&self, now: jiff::Timestamp) -> Option<RenameGuard> {
         self.rename_within.map(|within| RenameGuard { now, within })
     }
-    /// Since when resets made outside this tool matter: `outOfBand.within`, or the cooldown
-    /// when it is longer (it counts them too). The audit log is read from then on.
-    pub(crate) fn out_of_band_since(&self, now: jiff::Timestamp) -> jiff::Timestamp {
-        let back = self.longest_cooldown().map_or(self.out_of_band.0, |(c, _)| c.max(self.out_of_band.0));
+    /// Since when actions made outside this tool matter for actions of `kinds`: `outOfBand.within`,
+    /// or the longest cooldown of those kinds when it is longer (it counts them too). The audit log
+    /// is read from then on.
+    pub(crate) fn out_of_band_since(
+        &self,
+        now: jiff::Timestamp,
+        kinds: impl IntoIterator<Item = crate::core::action::ActionKind>,
+    ) -> jiff::Timestamp {
+        let back = self.longest_kind_cooldown(kinds).map_or(self.out_of_band.0, |c| c.max(self.out_of_band.0));
         now - jiff::SignedDuration::try_from(back).unwrap_or(jiff::SignedDuration::MAX)
     }
     /// `maxActionsPerApply`: the most resets one run may send (the smallest of every source's).
@@ -284,17 +307,11 @@ impl Policy {
     /// The smallest `maxActionsPerApply` and its place (the first source's on a tie: the
     /// operator's before the repository's before the base's).
     fn max_limit(&self) -> Option<(u32, &At)> {
-        self.max_actions.iter().fold(None, |best: Option<(u32, &At)>, (n, at)| match best {
-            Some((b, _)) if b <= *n => best,
-            _ => Some((*n, at)),
-        })
+        kinds::smallest(&self.max_actions)
     }
     /// The longest cooldown and its place (the first source's on a tie).
     fn longest_cooldown(&self) -> Option<(Duration, &At)> {
-        self.cooldown.iter().fold(None, |best: Option<(Duration, &At)>, (d, at)| match best {
-            Some((b, _)) if b >= *d => best,
-            _ => Some((*d, at)),
-        })
+        kinds::longest(&self.cooldown)
     }
 
     /// The shortest `planMaxAge` and its place (the first source's on a tie).
@@ -327,10 +344,10 @@ impl Policy {
         })
     }
 
-    /// Whether a rule looks at what a device resolved to (platforms, protected devices,
-    /// cooldown): such a violation stops the whole manifest, so none of its resets may leave
-    /// before all of its devices are looked up.
-    pub(crate) fn has_device_rules(&self) -> bool {
-        !self.allow_platforms.is_empty() || !self.protected.is_empty() || !self.cooldown.is_empty()
+    /// Whether a rule looks at what the device of an action of `kinds` resolved to (platforms,
+    /// protected devices, a cooldown of the kind): such a violation stops the whole manifest, so
+    /// none of its actions may leave before all of its devices are looked up.
+    pub(crate) fn has_device_rules(&self, mut kinds: impl Iterator<Item = crate::core::action::ActionKind>) -> bool {
+        !self.allow_platforms.is_empty() || !self.protected.is_empty() || kinds.any(|k| self.kind_cooldown(k).is_some())
     }
 }

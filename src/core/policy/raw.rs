@@ -1,6 +1,7 @@
 //! The `policy:` section as written in `reconcile.yaml` (serde and JSON Schema types, with
 //! spans for diagnostics); [`super::Policy::from_raw`] validates it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::civil::Weekday;
@@ -53,6 +54,35 @@ pub(crate) struct RawPolicy {
     /// `24h`): `adopt` that reset as the action's (default: recorded as done with Intune's
     /// evidence, nothing sent), `block` the action, or `send` it anyway with a warning.
     pub out_of_band: Option<RawOutOfBand>,
+    /// Rules for one kind of action, by its Graph name (`wipe`, `remoteLock`, `resetPasscode`):
+    /// each tightens the kind's built-in class defaults and counts only that kind's actions.
+    #[serde(default)]
+    #[schemars(schema_with = "kinds_schema")]
+    pub kinds: Option<HashMap<Spanned<String>, Spanned<RawKindPolicy>>>,
+}
+
+/// `policy.kinds.<graphName>`: the rules of one kind of action.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawKindPolicy {
+    /// The most actions of this kind one apply may send.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_actions_per_apply: Option<Spanned<i64>>,
+    /// Every manifest of this kind must have `metadata.ticket` (always so for a destructive kind).
+    #[schemars(with = "Option<bool>")]
+    pub require_ticket: Option<Spanned<bool>>,
+    /// No second action of this kind on the same device within this duration (e.g. `72h`).
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub cooldown: Option<Spanned<String>>,
+}
+
+/// The schema of `policy.kinds`: one optional property per kind of action, by its Graph name, so
+/// editors complete them and a misspelt one is flagged.
+fn kinds_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let rules = serde_json::to_value(generator.subschema_for::<RawKindPolicy>()).expect("a schema serializes");
+    let properties: serde_json::Map<String, serde_json::Value> =
+        crate::core::kinds::ALL.iter().map(|k| (k.spec().graph_name.to_owned(), rules.clone())).collect();
+    schemars::json_schema!({ "type": "object", "additionalProperties": false, "properties": properties })
 }
 
 /// `policy.outOfBand`.

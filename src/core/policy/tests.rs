@@ -438,3 +438,227 @@ fn the_floor_warns_of_each_looser_repository_rule_and_of_nothing_else() {
         }
     }
 }
+
+/// Manifests of `kind: DeviceAction`: each `(name, action, serials)`, with a ticket unless
+/// `ticket` is false.
+fn action_manifests(list: &[(&str, &str, &[&str])], ticket: bool) -> Vec<Manifest> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files: Vec<std::path::PathBuf> = list
+        .iter()
+        .map(|(name, action, serials)| {
+            let file = dir.path().join(format!("{name}.yaml"));
+            let devices: String = serials.iter().map(|s| format!("    - serialNumber: {s}\n")).collect();
+            let ticket = if ticket { "  ticket: INC-1\n" } else { "" };
+            let yaml = format!(
+                "apiVersion: intune-reconcile/v1\nkind: DeviceAction\nmetadata:\n  name: {name}\n{ticket}spec:\n  action: {action}\n  devices:\n{devices}"
+            );
+            std::fs::write(&file, yaml).expect("write");
+            file
+        })
+        .collect();
+    let loaded = crate::manifest::load(&files, crate::manifest::validate::Context { beta_api: true });
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.manifests
+}
+
+/// The violations `review` finds for `manifests`, each serial resolved to a corporate Android
+/// device `dev-<serial>`, with the ledger `ledger`.
+fn kind_violations(p: &Policy, manifests: &[Manifest], ledger: &Ledger) -> Vec<(Rule, String)> {
+    let now = at("2026-11-30T12:00:00Z");
+    let actions: Vec<crate::core::action::Action> = manifests.iter().flat_map(Manifest::actions).collect();
+    let resolutions: crate::core::plan::Resolutions = actions
+        .iter()
+        .map(|a| {
+            let d = serde_json::json!({"id": format!("dev-{}", a.selector.value), "serialNumber": a.selector.value,
+                "operatingSystem": "Android", "managedDeviceOwnerType": "company"});
+            (a.key.clone(), crate::core::plan::Resolution::Device(serde_json::from_value(d).expect("device")))
+        })
+        .collect();
+    let opts = crate::core::plan::PlanOptions { report_orphans: false, rename_guard: None };
+    let plan = crate::core::plan::plan(&actions, ledger, &resolutions, opts);
+    let plan = p.review(plan, p.check_manifests(manifests), ledger, &AuditLog::default(), now);
+    plan.violations.iter().map(|v| (v.rule, v.diagnostic.message.clone())).collect()
+}
+
+// Built-in class defaults: a destructive kind needs a ticket and at most five leave per apply;
+// a disruptive kind has its default cooldown; resetPasscode and harmless kinds have none.
+#[test]
+fn class_defaults_are_built_into_every_policy() {
+    use crate::core::action::ActionKind;
+    let none = Policy::default();
+    let codes = |v: Vec<(Rule, String)>| v.into_iter().map(|(r, _)| r).collect::<Vec<_>>();
+    let wipe = action_manifests(&[("w", "wipe", &["S1"])], false);
+    let found = kind_violations(&none, &wipe, &Ledger::empty());
+    assert_eq!(codes(found.clone()), [Rule::RequireTicket]);
+    assert!(found[0].1.contains("which every wipe needs (built in for destructive actions)"), "{found:?}");
+    for action in ["retire", "cleanWindowsDevice"] {
+        let m = action_manifests(&[("w", action, &["S1"])], false);
+        assert_eq!(codes(kind_violations(&none, &m, &Ledger::empty())), [Rule::RequireTicket], "{action}");
+    }
+    for action in ["remoteLock", "syncDevice", "resetPasscode"] {
+        let m = action_manifests(&[("m", action, &["S1"])], false);
+        assert!(kind_violations(&none, &m, &Ledger::empty()).is_empty(), "{action}");
+    }
+    let five = action_manifests(&[("w", "wipe", &["S1", "S2", "S3"]), ("r", "retire", &["S4", "S5"])], true);
+    assert!(kind_violations(&none, &five, &Ledger::empty()).is_empty(), "five destructive actions are fine");
+    let six = action_manifests(&[("w", "wipe", &["S1", "S2", "S3"]), ("r", "retire", &["S4", "S5", "S6"])], true);
+    let found = kind_violations(&none, &six, &Ledger::empty());
+    assert_eq!(codes(found.clone()), [Rule::MaxActionsPerApply]);
+    assert!(found[0].1.contains("the plan sends 6 destructive actions"), "{found:?}");
+    // Six locks are not destructive: no class limit.
+    let locks = action_manifests(&[("l", "remoteLock", &["S1", "S2", "S3", "S4", "S5", "S6"])], false);
+    assert!(kind_violations(&none, &locks, &Ledger::empty()).is_empty());
+
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(none.kind_cooldown(ActionKind::RemoteLock).map(|(d, _)| d), Some(day));
+    assert!(none.kind_cooldown(ActionKind::PasscodeReset).is_none(), "a reset's behaviour is unchanged");
+    assert!(none.kind_cooldown(ActionKind::SyncDevice).is_none());
+    assert!(none.kind_cooldown(ActionKind::Wipe).is_none());
+    // A shorter policy cooldown does not loosen the default; a longer one applies.
+    assert_eq!(policy("cooldown: 1h\n").kind_cooldown(ActionKind::RemoteLock).map(|(d, _)| d), Some(day));
+    assert_eq!(
+        policy("kinds:\n  remoteLock: { cooldown: 48h }\n").kind_cooldown(ActionKind::RemoteLock).map(|(d, _)| d),
+        Some(2 * day)
+    );
+    assert_eq!(
+        policy("cooldown: 1h\n").kind_cooldown(ActionKind::PasscodeReset).map(|(d, _)| d),
+        Some(Duration::from_secs(3600))
+    );
+    assert!(!none.has_device_rules([ActionKind::PasscodeReset, ActionKind::Wipe].into_iter()));
+    assert!(none.has_device_rules([ActionKind::RemoteLock].into_iter()));
+}
+
+// `policy.kinds.<kind>`: limits count that kind only, a ticket for that kind, a cooldown that
+// counts that kind's earlier actions on the device only.
+#[test]
+fn kind_rules_count_their_own_kind_only() {
+    let p = policy("kinds:\n  wipe: { maxActionsPerApply: 1 }\n  remoteLock: { requireTicket: true }\n");
+    let codes = |v: Vec<(Rule, String)>| v.into_iter().map(|(r, _)| r).collect::<Vec<_>>();
+    let two = action_manifests(&[("w", "wipe", &["S1", "S2"]), ("r", "retire", &["S3"])], true);
+    let found = kind_violations(&p, &two, &Ledger::empty());
+    assert_eq!(codes(found.clone()), [Rule::MaxActionsPerApply]);
+    assert!(
+        found[0].1.contains("the plan sends 2 wipe actions, more than policy.kinds.wipe's limit of 1"),
+        "{found:?}"
+    );
+    let one = action_manifests(&[("w", "wipe", &["S1"]), ("r", "retire", &["S2", "S3"])], true);
+    assert!(kind_violations(&p, &one, &Ledger::empty()).is_empty(), "retires do not count for the wipe limit");
+    let lock = action_manifests(&[("l", "remoteLock", &["S1"])], false);
+    assert_eq!(codes(kind_violations(&p, &lock, &Ledger::empty())), [Rule::RequireTicket]);
+    let sync = action_manifests(&[("s", "syncDevice", &["S1"])], false);
+    assert!(kind_violations(&p, &sync, &Ledger::empty()).is_empty());
+    let kinds = [crate::core::action::ActionKind::Wipe; 2];
+    assert!(p.kind_limits_may_be_exceeded(&kinds));
+    assert!(!p.kind_limits_may_be_exceeded(&kinds[..1]));
+    assert!(Policy::default().kind_limits_may_be_exceeded(&[crate::core::action::ActionKind::Retire; 6]));
+    assert!(!Policy::default().kind_limits_may_be_exceeded(&[crate::core::action::ActionKind::Retire; 5]));
+}
+
+// The lost-device playbook: a lock and lost mode on one device in one plan both go; two
+// manifests locking one device do not.
+#[test]
+fn a_cooldown_counts_the_same_kind_on_the_same_device() {
+    let none = Policy::default();
+    let playbook = action_manifests(&[("l", "remoteLock", &["S1"]), ("m", "enableLostMode", &["S1"])], false);
+    assert!(kind_violations(&none, &playbook, &Ledger::empty()).is_empty());
+    let twice = action_manifests(&[("a", "remoteLock", &["S1"]), ("b", "remoteLock", &["S1"])], false);
+    let found = kind_violations(&none, &twice, &Ledger::empty());
+    assert_eq!(found.iter().map(|(r, _)| *r).collect::<Vec<_>>(), [Rule::Cooldown]);
+    assert!(found[0].1.contains("is also sent a remoteLock by manifest `a` in this plan"), "{found:?}");
+    // Two resets of one device are fine without a cooldown (unchanged), not with one.
+    let resets = action_manifests(&[("a", "resetPasscode", &["S1"]), ("b", "resetPasscode", &["S1"])], false);
+    assert!(kind_violations(&none, &resets, &Ledger::empty()).is_empty());
+    assert_eq!(kind_violations(&policy("cooldown: 1h\n"), &resets, &Ledger::empty()).len(), 1);
+    // An earlier reset of the device does not hold back a lock, even under policy.cooldown.
+    let mut ledger = Ledger::empty();
+    let mut r = crate::ledger::tests::record("old", "S1", crate::ledger::Status::Done);
+    r.managed_device_id = Some("dev-S1".into());
+    r.attempts.push(crate::ledger::Attempt {
+        started_at: at("2026-11-30T11:00:00Z"),
+        client_request_id: uuid::Uuid::new_v4(),
+        http_status: Some(204),
+        ..crate::ledger::Attempt::default()
+    });
+    ledger.records.insert(r.key.clone(), r);
+    let lock = action_manifests(&[("l", "remoteLock", &["S1"])], false);
+    assert!(kind_violations(&policy("cooldown: 24h\n"), &lock, &ledger).is_empty());
+    assert_eq!(kind_violations(&policy("cooldown: 24h\n"), &resets[..1], &ledger).len(), 1);
+}
+
+// `policy.kinds` as written: unknown kinds and keys point at their line; stricter-of, diff, the
+// floor's warnings and the rules in effect treat each kind's rules like the repository-wide ones.
+#[test]
+fn kind_rules_parse_combine_and_diff() {
+    for (yaml, line, want) in [
+        ("kinds:\n  wipes: { maxActionsPerApply: 1 }\n", 2, "unknown kind of action `wipes` in policy.kinds"),
+        ("kinds:\n  wipe: { maxActionsPerApply: 0 }\n", 2, "invalid policy.kinds.wipe.maxActionsPerApply `0`"),
+        ("kinds:\n  remoteLock:\n    cooldown: 1d\n", 3, "policy.kinds.remoteLock.cooldown"),
+    ] {
+        let raw: RawPolicy = serde_saphyr::from_str(yaml).expect("yaml");
+        let mut diags = Diagnostics::default();
+        Policy::from_raw(raw, Path::new("reconcile.yaml"), &mut diags);
+        let found = diags.items().iter().find(|d| d.message.starts_with(want));
+        assert_eq!(found.and_then(|d| d.pos).map(|p| p.line), Some(line), "{yaml}: {diags:?}");
+    }
+    assert!(serde_saphyr::from_str::<RawPolicy>("kinds:\n  wipe: { maxActions: 1 }\n").is_err(), "unknown key");
+    let mut diags = Diagnostics::default();
+    let raw: RawPolicy = serde_saphyr::from_str("kinds:\n  wipe: { requireTicket: false }\n").expect("yaml");
+    let p = Policy::from_raw(raw, Path::new("reconcile.yaml"), &mut diags);
+    assert!(!diags.has_errors() && diags.warning_count() == 1, "{diags:?}");
+    assert!(p.kind_requires_ticket(crate::core::action::ActionKind::Wipe).is_some(), "false does not loosen");
+
+    let wipe = crate::core::action::ActionKind::Wipe;
+    for p in both_ways("kinds:\n  wipe: { maxActionsPerApply: 1 }\n", "kinds:\n  wipe: { maxActionsPerApply: 3 }\n") {
+        assert_eq!(p.kind_limit(wipe).map(|(n, _)| n), Some(1));
+    }
+    for p in both_ways("kinds:\n  remoteLock: { requireTicket: true }\n", "{}\n") {
+        assert!(p.kind_requires_ticket(crate::core::action::ActionKind::RemoteLock).is_some());
+    }
+    let cases: [(&str, &str, &[&str], &[&str]); 4] = [
+        (
+            "kinds:\n  wipe: { maxActionsPerApply: 1 }\n",
+            "kinds:\n  wipe: { maxActionsPerApply: 3 }\n",
+            &["kinds.wipe.maxActionsPerApply 1 → 3"],
+            &[],
+        ),
+        ("kinds:\n  remoteLock: { requireTicket: true }\n", "{}\n", &["kinds.remoteLock.requireTicket dropped"], &[]),
+        ("{}\n", "kinds:\n  remoteLock: { cooldown: 48h }\n", &[], &["kinds.remoteLock.cooldown none → 48h"]),
+        (
+            "kinds:\n  wipe: { cooldown: 48h }\n",
+            "kinds:\n  wipe: { cooldown: 1h }\n",
+            &["kinds.wipe.cooldown 48h → 1h"],
+            &[],
+        ),
+    ];
+    for (old, new, loosens, tightens) in cases {
+        let (l, t) = super::combine::diff(&policy(old), &policy(new));
+        assert_eq!(l, loosens, "{old:?} → {new:?}");
+        assert_eq!(t, tightens, "{old:?} → {new:?}");
+    }
+    let op = |yaml: &str| {
+        let raw: RawPolicy = serde_saphyr::from_str(yaml).expect("policy YAML");
+        super::Floor {
+            policy: Policy::from_raw_as(raw, Path::new("op.yaml"), Origin::Operator, &mut Diagnostics::default()),
+        }
+    };
+    let floor = op("kinds:\n  wipe: { maxActionsPerApply: 1, cooldown: 48h }\n");
+    let found: Vec<String> = floor
+        .warnings(&policy("kinds:\n  wipe: { maxActionsPerApply: 2, cooldown: 1h }\n"))
+        .into_iter()
+        .map(|d| d.message)
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("policy.kinds.wipe.maxActionsPerApply 2 is looser than the operator's 1"),
+        "{found:?}"
+    );
+    assert!(floor.warnings(&policy("kinds:\n  wipe: { maxActionsPerApply: 1 }\n")).is_empty());
+    let rules = floor.policy.clone().stricter(policy("{}\n")).rules();
+    assert!(rules.contains(&"kinds.wipe.maxActionsPerApply 1 (op.yaml:2 (the operator's))".to_owned()), "{rules:?}");
+    let digest = |yaml: &str| policy(yaml).digest();
+    assert_eq!(digest("{}\n"), Policy::default().digest(), "no kinds: the digest stays what it was");
+    assert_ne!(
+        digest("kinds:\n  wipe: { maxActionsPerApply: 1 }\n"),
+        digest("kinds:\n  wipe: { maxActionsPerApply: 2 }\n")
+    );
+}

@@ -347,7 +347,8 @@ async fn audit_log(
     if candidates.is_empty() {
         return Ok(AuditLog::default());
     }
-    let audits = crate::exec::resolve::audit_log(graph, opts.policy.out_of_band_since(opts.clock.now())).await?;
+    let audits =
+        crate::exec::resolve::audit_log(graph, opts.policy.out_of_band_since(opts.clock.now()), candidates).await?;
     // A reset of a device after this run's first intent for it may be the run's own (for
     // another action of that device): never one made outside reconcile. Per device, on
     // Intune's clock, less the stamps' tolerance.

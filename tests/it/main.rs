@@ -12,6 +12,7 @@ mod crash;
 mod exactly_once;
 mod guard_rails;
 mod hostile;
+mod kinds;
 mod ledger_backends;
 mod ledger_paths;
 mod out_of_band;

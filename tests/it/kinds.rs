@@ -56,53 +56,54 @@ struct Row {
 }
 
 const ROWS: [Row; 15] = [
-    row("resetPasscode", false, "", None, Model::AndroidFullyManaged, Model::Windows),
-    row("remoteLock", false, "", None, Model::IphoneSupervised, Model::Windows),
-    row("syncDevice", false, "", None, Model::Windows, Model::Aosp),
-    row("rebootNow", false, "", None, Model::AndroidFullyManaged, Model::AndroidPersonal),
-    row("shutDown", false, "", None, Model::IphoneSupervised, Model::Windows),
-    row("retire", false, "", None, Model::AndroidPersonal, Model::Aosp),
-    row(
+    row(("resetPasscode", false, "", None, Model::AndroidFullyManaged, Model::Windows)),
+    row(("remoteLock", false, "", None, Model::IphoneSupervised, Model::Windows)),
+    row(("syncDevice", false, "", None, Model::Windows, Model::Aosp)),
+    row(("rebootNow", false, "", None, Model::AndroidFullyManaged, Model::AndroidPersonal)),
+    row(("shutDown", false, "", None, Model::IphoneSupervised, Model::Windows)),
+    row(("retire", false, "", None, Model::AndroidPersonal, Model::Aosp)),
+    row((
         "wipe",
         false,
         "{ keepEnrollmentData: true, keepUserData: true }",
         Some(r#"{"keepEnrollmentData":true,"keepUserData":true,"persistEsimDataPlan":false}"#),
         Model::Windows,
         Model::Mac,
-    ),
-    row(
+    )),
+    row((
         "cleanWindowsDevice",
         false,
         "{ keepUserData: true }",
         Some(r#"{"keepUserData":true}"#),
         Model::Windows,
         Model::Mac,
-    ),
-    row("rotateBitLockerKeys", true, "", None, Model::Windows, Model::Mac),
-    row("rotateFileVaultKey", true, "", None, Model::Mac, Model::Windows),
-    row("rotateLocalAdminPassword", true, "", None, Model::Windows, Model::IphoneSupervised),
-    row("locateDevice", false, "", None, Model::AndroidFullyManaged, Model::Mac),
-    row("windowsDefenderScan", false, "{ quickScan: true }", Some(r#"{"quickScan":true}"#), Model::Windows, Model::Mac),
-    row(
+    )),
+    row(("rotateBitLockerKeys", true, "", None, Model::Windows, Model::Mac)),
+    row(("rotateFileVaultKey", true, "", None, Model::Mac, Model::Windows)),
+    row(("rotateLocalAdminPassword", true, "", None, Model::Windows, Model::IphoneSupervised)),
+    row(("locateDevice", false, "", None, Model::AndroidFullyManaged, Model::Mac)),
+    row((
+        "windowsDefenderScan",
+        false,
+        "{ quickScan: true }",
+        Some(r#"{"quickScan":true}"#),
+        Model::Windows,
+        Model::Mac,
+    )),
+    row((
         "enableLostMode",
         true,
         "{ message: 'Found me? Call us', phoneNumber: '+1 555 0100' }",
         Some(r#"{"message":"Found me? Call us","phoneNumber":"+1 555 0100"}"#),
         Model::IphoneSupervised,
         Model::AndroidFullyManaged,
-    ),
-    row("disableLostMode", false, "", None, Model::IphoneSupervised, Model::Windows),
+    )),
+    row(("disableLostMode", false, "", None, Model::IphoneSupervised, Model::Windows)),
 ];
 
-const fn row(
-    action: &'static str,
-    beta: bool,
-    parameters: &'static str,
-    body: Option<&'static str>,
-    on: Model,
-    not_on: Model,
-) -> Row {
-    Row { action, beta, parameters, body, on, not_on }
+/// A row from its fields in order: action, beta, parameters, body, on, not on.
+const fn row(r: (&'static str, bool, &'static str, Option<&'static str>, Model, Model)) -> Row {
+    Row { action: r.0, beta: r.1, parameters: r.2, body: r.3, on: r.4, not_on: r.5 }
 }
 
 /// The devices of one kind: acted on, acted on in the portal, killed mid-send, ineligible.
@@ -424,12 +425,26 @@ fn removals(complete_after: std::time::Duration) -> (SimHandle, [String; 3]) {
     (sim, ids)
 }
 
-fn removal_repo(ids: &[String; 3]) -> Repo {
+/// Apply, refresh and apply again the wipes and the retire of [`removals`]: every record ends
+/// `status`, each device got one POST, ever. Returns what refresh printed.
+fn removals_refreshed(complete_after: std::time::Duration, status: &str) -> String {
+    let (sim, ids) = removals(complete_after);
     let repo = Repo::empty();
     repo.fast_config("");
     repo.write("manifests/wipe.yaml", manifest("wipe", "wipe", "", &[&ids[0], &ids[1]], "stolen"));
     repo.write("manifests/retire.yaml", manifest("retire", "retire", "", &[&ids[2]], "leaver"));
-    repo
+    let out = run(&repo, &sim, &["apply", "--auto-approve"]);
+    assert!(stdout(&out).contains("1 accepted, 0 rejected, 2 unknown"), "{}", stdout(&out));
+    let out = run(&repo, &sim, &["refresh"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for id in &ids {
+        assert_eq!(record(&repo, id)["status"], status, "{id}: {}", stdout(&out));
+    }
+    run(&repo, &sim, &["apply", "--auto-approve"]);
+    for id in &ids {
+        assert_eq!(any_posts_to(&sim, id), 1, "{id}: one POST, ever");
+    }
+    stdout(&out)
 }
 
 // docs/exactly-once.md, "Wipes and retires": a device gone (404) after a wipe or retire left the
@@ -437,45 +452,21 @@ fn removal_repo(ids: &[String; 3]) -> Repo {
 // done too, and never sent again, though no result and no audit entry ever showed.
 #[test]
 fn a_wipe_whose_device_left_the_tenant_is_done_and_never_sent_again() {
-    let (sim, ids) = removals(std::time::Duration::ZERO);
-    let repo = removal_repo(&ids);
-    let out = run(&repo, &sim, &["apply", "--auto-approve"]);
-    assert!(stdout(&out).contains("1 accepted, 0 rejected, 2 unknown"), "{}", stdout(&out));
-    let out = run(&repo, &sim, &["refresh"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    let text = removals_refreshed(std::time::Duration::ZERO, "done");
     assert_eq!(text.matches("unknown       -> done").count(), 2, "{text}");
     assert_eq!(text.matches("accepted      -> done").count(), 1, "{text}");
     assert!(text.contains("left the tenant (Graph answers 404) after the intent: the wipe most likely ran"), "{text}");
     assert!(text.contains("the retire most likely ran"), "{text}");
-    for id in &ids {
-        assert_eq!(record(&repo, id)["status"], "done", "{id}");
-    }
-    run(&repo, &sim, &["apply", "--auto-approve"]);
-    for id in &ids {
-        assert_eq!(any_posts_to(&sim, id), 1, "{id}: one POST, ever");
-    }
 }
 
 // A pending wipe may show only in `managementState`: an unknown wipe or retire on a device that
 // is `wipeIssued`/`retireIssued` reached Intune (accepted, never sent again).
 #[test]
 fn a_wipe_under_way_in_management_state_reached_intune() {
-    let (sim, ids) = removals(std::time::Duration::from_secs(3600));
-    let repo = removal_repo(&ids);
-    run(&repo, &sim, &["apply", "--auto-approve"]);
-    let out = run(&repo, &sim, &["refresh"]);
-    let text = stdout(&out);
+    let text = removals_refreshed(std::time::Duration::from_secs(3600), "accepted");
     assert!(text.contains("the device is `wipeIssued`: the wipe reached Intune"), "{text}");
     assert!(text.contains("the device is `retireIssued`: the retire reached Intune"), "{text}");
     assert_eq!(text.matches("unknown       -> accepted").count(), 2, "{text}");
-    for id in &ids {
-        assert_eq!(record(&repo, id)["status"], "accepted", "{id}");
-    }
-    run(&repo, &sim, &["apply", "--auto-approve"]);
-    for id in &ids {
-        assert_eq!(any_posts_to(&sim, id), 1, "{id}: one POST, ever");
-    }
 }
 
 // A harmless kind whose request failed (503: nothing ran) and left no trace is sent again after

@@ -450,6 +450,13 @@ fn the_audit_log_is_asked_for_the_unknown_actions_kinds_by_their_enum_names() {
         ["factoryReset", "factoryResetKeepEnrollmentData"],
         "never `wipe`, nor a sync's or an accepted lock's"
     );
-    by_device.retain(|(k, _, _), _| *k != ActionKind::Wipe);
+    // An intent recorded before Intune's clock was: from its local time, less the legacy skew.
+    let mut legacy = record("S2", Status::Unknown, "2026-11-27T09:00:00Z", None);
+    legacy.kind = ActionKind::RemoteLock;
+    by_device.insert((ActionKind::RemoteLock, Collection::ManagedDevices, "d".into()), vec![legacy]);
+    let (since, names) = audit_query(&by_device).expect("unknown actions");
+    assert_eq!(since, ts("2026-11-27T08:54:00Z"), "09:00 less 60 s less 5 min");
+    assert_eq!(names, ["factoryReset", "factoryResetKeepEnrollmentData", "remoteLock"]);
+    by_device.retain(|(k, _, _), _| *k == ActionKind::SyncDevice);
     assert_eq!(audit_query(&by_device), None, "an unknown sync alone: nothing to read");
 }

@@ -6,9 +6,10 @@
 //!    of action (and all the ledger's other records of that kind on those devices, for the results
 //!    they already claimed).
 //! 3. When some action is `unknown`, read the beta audit log `remoteActionAudits` once (filtered
-//!    by Graph on `requestDateTime`, every page), where the token may read it.
-//! 4. Read each device's `deviceActionResults` (paced under the read budget); its answer's `Date`
-//!    is Intune's clock now.
+//!    by Graph on `requestDateTime` and the `remoteAction` names of the unknown actions' kinds,
+//!    every page), where the token may read it; not at all for kinds it does not record (a sync).
+//! 4. Read each device's `deviceActionResults` and `managementState` (paced under the read
+//!    budget); its answer's `Date` is Intune's clock now.
 //! 5. [`decide`] each action; record every decision with its evidence on the attempt it is about.
 //!
 //! The guarantees (Intune's clock only, one result per action, evidence before a re-send) are
@@ -23,7 +24,7 @@ use crate::clock::SharedClock;
 use std::sync::Arc;
 
 use crate::core::refresh::{
-    AuditView, Evidence, RefreshReport, audits_of, audits_since, decide, pending_by_device, pending_count,
+    AuditView, Evidence, RefreshReport, audit_query, audits_of, decide, pending_by_device, pending_count,
     record_verdicts,
 };
 use crate::graph::{Audits, Graph, ReadError};
@@ -101,10 +102,10 @@ async fn settle(store: &Store, graph: Arc<Graph>, opts: &RefreshOptions) -> Resu
     let checked = by_device.values().map(|list| pending_count(list)).sum();
     let mut report = RefreshReport { checked, ..RefreshReport::default() };
 
-    // The audit log, once, from the earliest unknown intent.
-    let audits = match audits_since(&by_device) {
+    // The audit log, once, from the earliest unknown intent, for the kinds of the unknown actions.
+    let audits = match audit_query(&by_device) {
         None => Ok(Audits::Read(Vec::new())),
-        Some(t) => graph.action_audits(t).await.map_err(|e| e.to_string()),
+        Some((t, names)) => graph.action_audits(t, &names).await.map_err(|e| e.to_string()),
     };
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -132,7 +133,12 @@ async fn settle(store: &Store, graph: Arc<Graph>, opts: &RefreshOptions) -> Resu
             Ok(Audits::Unreadable(why)) => AuditView::NotPermitted(why),
             Err(why) => AuditView::Unavailable(why),
         };
-        let ev = Evidence { results: read.results.as_deref(), server_now: read.server_date, audits: view };
+        let ev = Evidence {
+            results: read.results.as_deref(),
+            management_state: read.management_state.as_deref(),
+            server_now: read.server_date,
+            audits: view,
+        };
         let refs: Vec<&Record> = records.iter().collect();
         let verdicts = decide(kind, &refs, &ev, opts.unknown_grace);
         let now = opts.clock.now();

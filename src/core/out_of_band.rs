@@ -347,11 +347,9 @@ pub(crate) fn latest(
         if !took_effect(&state) || seen.iter().any(|o| o.audit_id.as_deref() == Some(a.id.as_str())) {
             continue;
         }
-        if device
-            .device_action_results
-            .iter()
-            .any(|r| r.start_date_time.is_some_and(|s| (s - start).abs() <= SAME_RESET))
-        {
+        if device.device_action_results.iter().any(|r| {
+            kind.is_reported_as(&r.action_name) && r.start_date_time.is_some_and(|s| (s - start).abs() <= SAME_RESET)
+        }) {
             // The device's own result for it decided above (it did not take effect, or is ours).
             continue;
         }

@@ -11,7 +11,11 @@
 //!   result of its kind ([`crate::core::kinds`]) at or after its intent, none in the audit log
 //!   (where readable), and
 //!   `graph.unknownGrace` of Intune's time passed since. Anything less leaves it `unknown` until
-//!   a person decides with `reconcile state resolve`.
+//!   a person decides with `reconcile state resolve`. A harmless kind (a second send does no
+//!   harm: [`DeviceAction::harmless`]) is not held back by an audit log that cannot be read.
+//! - A wipe or retire also shows in the device's `managementState` (`wipePending`): that is
+//!   evidence it reached Intune. A device that left the tenant (404) after one is evidence it ran:
+//!   never a reason to send it again (docs/exactly-once.md, "Wipes and retires").
 //!
 //! The passcode that Graph returns in those results is never deserialized (see
 //! [`crate::graph::ActionResult`]), logged or stored.
@@ -64,6 +68,8 @@ pub(crate) enum AuditView<'a> {
 pub(crate) struct Evidence<'a> {
     /// `None`: the device does not exist (404).
     pub results: Option<&'a [ActionResult]>,
+    /// The device's `managementState`.
+    pub management_state: Option<&'a str>,
     /// The `Date` of the answer that carried the results: Intune's clock now.
     pub server_now: Option<Timestamp>,
     pub audits: AuditView<'a>,
@@ -111,6 +117,9 @@ pub(crate) fn decide(
     ev: &Evidence<'_>,
     grace: Option<Duration>,
 ) -> Vec<Option<Verdict>> {
+    if ev.results.is_none() && kind.removal.is_some() {
+        return records.iter().map(|r| is_pending(r).then(|| left_the_tenant(kind, r))).collect();
+    }
     let resets: Vec<(&ActionResult, Timestamp)> = ev
         .results
         .into_iter()
@@ -147,12 +156,31 @@ pub(crate) fn decide(
             claimed_audits.insert(audits.iter().find(|a| a.id == *id).map_or("", |a| a.id.as_str()));
         }
     }
+    let waiting = match kind.issued_state(ev.management_state) {
+        Some(state) => format!("the device is `{state}`: the {} is under way", kind.wording.short),
+        None => "Intune shows no result for it yet".to_owned(),
+    };
     for (i, r) in records.iter().enumerate() {
         if is_pending(r) && verdicts[i].is_none() {
-            verdicts[i] = Some(Verdict::Wait("Intune shows no result for it yet".into()));
+            verdicts[i] = Some(Verdict::Wait(waiting.clone()));
         }
     }
     verdicts
+}
+
+/// The verdict on a pending wipe or retire whose device Graph no longer knows (404): the device
+/// left the tenant, which is what the action does. An `unknown` one most likely ran; either way
+/// it is never sent again (docs/exactly-once.md, "Wipes and retires").
+fn left_the_tenant(kind: &DeviceAction, r: &Record) -> Verdict {
+    let note = if r.status == Status::Unknown {
+        format!(
+            "the device left the tenant (Graph answers 404) after the intent: the {} most likely ran, and is never sent again on a 404",
+            kind.wording.short
+        )
+    } else {
+        format!("the device left the tenant (Graph answers 404): the {} Intune accepted ran", kind.wording.short)
+    };
+    Verdict::Change { status: Status::Done, note, result_started: None, audit_id: None }
 }
 
 /// [`decide`], step 1: each pending record that claimed a result earlier follows that result.
@@ -284,9 +312,21 @@ fn unknown_without_result(
     if let Some(trace) = trace_after_intent(kind, sent - tol(), seen) {
         return trace;
     }
+    if let Some(state) = kind.issued_state(ev.management_state) {
+        return Verdict::Change {
+            status: Status::Accepted,
+            note: format!("the device is `{state}`: the {} reached Intune", kind.wording.short),
+            result_started: None,
+            audit_id: None,
+        };
+    }
     let audit_note = match ev.audits {
+        // Nothing to read: the audit log has no name for it (a sync).
+        _ if !kind.is_audited() => format!("the audit log does not record a {}", kind.graph_name),
         AuditView::Read(_) => "no entry in the audit log".to_owned(),
         AuditView::NotPermitted(why) => format!("audit log not consulted: {why}"),
+        // A second send of a harmless kind does no harm: the results alone decide.
+        AuditView::Unavailable(why) if kind.harmless() => format!("the audit log could not be read ({why})"),
         AuditView::Unavailable(why) => {
             return Verdict::Wait(format!("the audit log could not be read this time ({why}): no decision"));
         }
@@ -320,10 +360,18 @@ fn unknown_without_result(
     } else {
         format!("no {} result at or after the intent", kind.graph_name)
     };
+    let then = if kind.harmless() {
+        format!(
+            "no trace of it in Intune; a second {} does no harm, so the next apply sends it again without a person",
+            kind.wording.short
+        )
+    } else {
+        "the request never took effect; the next apply sends it".to_owned()
+    };
     Verdict::Change {
         status: Status::NotExecuted,
         note: format!(
-            "{device} ({sent} on Intune's clock), {audit_note}, {} of Intune's time passed (grace {}): the request never took effect; the next apply sends it",
+            "{device} ({sent} on Intune's clock), {audit_note}, {} of Intune's time passed (grace {}): {then}",
             crate::duration::HumanDuration(Duration::try_from(waited).unwrap_or_default()),
             crate::duration::HumanDuration(grace)
         ),
@@ -440,16 +488,20 @@ pub(crate) fn audits_of(audits: &Result<Audits, String>, kind: &DeviceAction, id
     }
 }
 
-/// Where the audit log must be read from: the earliest intent of an `unknown` action, less five
-/// minutes; `None` when no action is `unknown` (the audit log is then not needed).
-pub(crate) fn audits_since(by_device: &BTreeMap<(ActionKind, Collection, String), Vec<Record>>) -> Option<Timestamp> {
-    by_device
-        .values()
-        .flatten()
-        .filter(|r| r.status == Status::Unknown)
+/// What the audit log must be asked for: from the earliest intent of an `unknown` action, less
+/// five minutes, the `remoteAction` names of the kinds of the `unknown` actions
+/// ([`crate::core::kinds::audit_names`]); `None` when no action is `unknown` or none of their
+/// kinds is audited (the audit log is then not needed).
+pub(crate) fn audit_query(
+    by_device: &BTreeMap<(ActionKind, Collection, String), Vec<Record>>,
+) -> Option<(Timestamp, Vec<&'static str>)> {
+    let unknown = || by_device.values().flatten().filter(|r| r.status == Status::Unknown);
+    let names = crate::core::kinds::audit_names(unknown().map(|r| r.kind));
+    let since = unknown()
         .filter_map(|r| r.attempts.last().map(|a| a.server_sent_at.unwrap_or(a.started_at - LEGACY_SKEW)))
         .min()
-        .map(|t| t - SignedDuration::from_mins(5))
+        .map(|t| t - SignedDuration::from_mins(5))?;
+    (!names.is_empty()).then_some((since, names))
 }
 
 /// How many of `records` are still pending (`accepted` or `unknown`).

@@ -353,6 +353,7 @@ async fn audit_log(
     let audits = crate::exec::resolve::audit_log(
         graph,
         opts.policy.out_of_band_since(opts.clock.now(), candidates.iter().map(|a| a.kind)),
+        candidates,
     )
     .await?;
     // A reset of a device after this run's first intent for it may be the run's own (for

@@ -35,10 +35,16 @@ pub(crate) fn key_of(a: &Action) -> LookupKey {
     (a.collection, a.selector.kind, value)
 }
 
-/// The audit log's passcode resets since `since`, for spotting resets made outside this tool
-/// (one paged read per run). A token that may not read it gives [`AuditLog::unreadable`].
-pub(crate) async fn audit_log(graph: &Graph, since: jiff::Timestamp) -> Result<AuditLog, ReadError> {
-    match graph.action_audits(since).await {
+/// The audit log's entries of the kinds of `actions` since `since`, for spotting actions made
+/// outside this tool (one paged read per run and `remoteAction` name). A token that may not read
+/// it gives [`AuditLog::unreadable`].
+pub(crate) async fn audit_log(
+    graph: &Graph,
+    since: jiff::Timestamp,
+    actions: &[&Action],
+) -> Result<AuditLog, ReadError> {
+    let names = crate::core::kinds::audit_names(actions.iter().map(|a| a.kind));
+    match graph.action_audits(since, &names).await {
         Ok(Audits::Read(all)) => Ok(AuditLog::read(all)),
         Ok(Audits::Unreadable(why)) => {
             tracing::info!(%why, "who started resets made outside reconcile stays unknown");
@@ -63,7 +69,7 @@ pub(crate) async fn with_audit_log(
     ledger: &Ledger,
     since: jiff::Timestamp,
 ) -> Result<(Resolutions, AuditLog), ReadError> {
-    let audits = audit_log(graph, since).await?;
+    let audits = audit_log(graph, since, actions).await?;
     let resolutions = resolve(graph, actions, ledger, ListedResults::given(&audits)).await?;
     Ok((resolutions, audits))
 }

@@ -90,6 +90,8 @@ pub(crate) struct Answer {
 pub(crate) struct DeviceResults {
     /// `None`: the device does not exist (404).
     pub results: Option<Vec<ActionResult>>,
+    /// The device's `managementState` (`wipePending`, …), when it exists and says one.
+    pub management_state: Option<String>,
     /// The `Date` of the answer.
     pub server_date: Option<Timestamp>,
 }
@@ -418,8 +420,8 @@ impl Graph {
         }
     }
 
-    /// A device's `deviceActionResults` (`None` when the device does not exist, 404), with the
-    /// answer's `Date`.
+    /// A device's `deviceActionResults` (`None` when the device does not exist, 404) and
+    /// `managementState`, with the answer's `Date`.
     pub(crate) async fn device_action_results(
         &self,
         collection: Collection,
@@ -430,39 +432,56 @@ impl Graph {
         struct WithResults {
             #[serde(default, deserialize_with = "crate::core::device::null_as_empty")]
             device_action_results: Vec<ActionResult>,
+            #[serde(default)]
+            management_state: Option<String>,
         }
         let url = self.endpoints.device_management(&format!(
-            "{}/{}?$select=id,deviceActionResults",
+            "{}/{}?$select=id,managementState,deviceActionResults",
             collection.as_str(),
             endpoints::path_segment(id)
         ));
         let (found, server_date) = self.get_json_dated::<WithResults>(&url).await?;
-        Ok(DeviceResults { results: found.map(|d| d.device_action_results), server_date })
+        let (results, management_state) = match found {
+            Some(d) => (Some(d.device_action_results), d.management_state),
+            None => (None, None),
+        };
+        Ok(DeviceResults { results, management_state, server_date })
     }
 
-    /// The entries of the beta audit log `remoteActionAudits` of every known kind of action
-    /// ([`crate::core::kinds::is_known`]) requested at or after `since` (filtered by Graph), every page. A token that may not read it, or a tenant
+    /// The entries of the beta audit log `remoteActionAudits` logged under the `remoteAction`
+    /// names `names` ([`crate::core::kinds::audit_names`]) and requested at or after `since`
+    /// (both filtered by Graph, one read of every page per name), of a known kind of action
+    /// ([`crate::core::kinds::is_known`]). No name, no read: a kind the audit log does not
+    /// record (a sync) is never looked for there. A token that may not read it, or a tenant
     /// without it, gives [`Audits::Unreadable`]: the audit log is evidence where it can be had,
     /// never a requirement.
-    pub(crate) async fn action_audits(&self, since: Timestamp) -> Result<Audits, ReadError> {
-        let filter = format!("requestDateTime ge {}", since.strftime("%Y-%m-%dT%H:%M:%SZ"));
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("$filter", &filter)
-            .append_pair(
-                "$select",
-                "id,action,actionState,managedDeviceId,requestDateTime,initiatedByUserPrincipalName",
-            )
-            .finish();
-        let url = self.endpoints.beta_device_management(&format!("remoteActionAudits?{query}"));
-        match self.get_pages::<RemoteActionAudit>(url, "remoteActionAudits").await {
-            Ok(all) => Ok(Audits::Read(
-                all.into_iter().filter(|a| a.action.as_deref().is_some_and(crate::core::kinds::is_known)).collect(),
-            )),
-            Err(ReadError::Graph(e)) if matches!(e.status, 400 | 403 | 404) => {
-                Ok(Audits::Unreadable(format!("the audit log could not be read ({e})")))
+    pub(crate) async fn action_audits(&self, since: Timestamp, names: &[&str]) -> Result<Audits, ReadError> {
+        let mut all = Vec::new();
+        for name in names {
+            // Enum names are plain identifiers; quoted as OData quotes, all the same.
+            let filter = format!(
+                "requestDateTime ge {} and action eq '{}'",
+                since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                name.replace('\'', "''")
+            );
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("$filter", &filter)
+                .append_pair(
+                    "$select",
+                    "id,action,actionState,managedDeviceId,requestDateTime,initiatedByUserPrincipalName",
+                )
+                .finish();
+            let url = self.endpoints.beta_device_management(&format!("remoteActionAudits?{query}"));
+            match self.get_pages::<RemoteActionAudit>(url, "remoteActionAudits").await {
+                Ok(page) => all.extend(page),
+                Err(ReadError::Graph(e)) if matches!(e.status, 400 | 403 | 404) => {
+                    return Ok(Audits::Unreadable(format!("the audit log could not be read ({e})")));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+        all.retain(|a| a.action.as_deref().is_some_and(crate::core::kinds::is_known));
+        Ok(Audits::Read(all))
     }
 
     /// One cheap read (`managedDevices?$top=1&$select=id`): whether Graph answers this token's

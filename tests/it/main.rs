@@ -12,6 +12,7 @@ mod crash;
 mod exactly_once;
 mod guard_rails;
 mod hostile;
+mod kinds;
 mod kinds_plan;
 mod kinds_policy;
 mod ledger_backends;

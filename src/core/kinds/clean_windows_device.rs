@@ -19,6 +19,8 @@ pub(crate) static CLEAN_WINDOWS_DEVICE: DeviceAction = DeviceAction {
     class: RiskClass::Destructive,
     eligibility,
     reported_as: &["cleanWindowsDevice"],
+    audited_as: &["cleanWindowsDevice"],
+    removal: None,
     default_cooldown: None,
     loses: Some(|p| {
         if p.flag("keepUserData") {

@@ -13,6 +13,8 @@ pub(crate) static DISABLE_LOST_MODE: DeviceAction = DeviceAction {
     class: RiskClass::Harmless,
     eligibility,
     reported_as: &["disableLostMode"],
+    audited_as: &["disableLostMode"],
+    removal: None,
     default_cooldown: None,
     loses: None,
     wording: Wording { short: "lost mode off", phrase: "disable lost mode", noun: "disabling of Lost Mode" },

@@ -22,6 +22,8 @@ pub(crate) static ENABLE_LOST_MODE: DeviceAction = DeviceAction {
     class: RiskClass::Disruptive,
     eligibility,
     reported_as: &["enableLostMode"],
+    audited_as: &["enableLostMode"],
+    removal: None,
     default_cooldown: Some(DAY),
     loses: None,
     wording: Wording { short: "lost mode", phrase: "enable lost mode", noun: "Lost Mode" },

@@ -13,6 +13,8 @@ pub(crate) static LOCATE_DEVICE: DeviceAction = DeviceAction {
     class: RiskClass::Harmless,
     eligibility,
     reported_as: &["locateDevice"],
+    audited_as: &["locateDevice"],
+    removal: None,
     default_cooldown: None,
     loses: None,
     wording: Wording { short: "locate", phrase: "locate", noun: "locate" },

@@ -158,12 +158,28 @@ pub(crate) struct DeviceAction {
     /// portal, a script), in `deviceActionResults.actionName` and `remoteActionAudits.action`,
     /// compared without regard to case: what counts as this action made outside this tool.
     pub reported_as: &'static [&'static str],
+    /// The members of the audit log's `remoteAction` enum this action is logged under: the only
+    /// names `remoteActionAudits?$filter=action eq '…'` takes (Graph answers 400 for any other,
+    /// such as `wipe`). Empty for an action the audit log does not record (a sync): its audit log
+    /// is never read, and its absence there is no evidence either way.
+    pub audited_as: &'static [&'static str],
+    /// How a wipe or retire shows on the device before (or instead of) its result, and that the
+    /// device then leaves the tenant (docs/exactly-once.md, "Wipes and retires").
+    pub removal: Option<Removal>,
     /// How long after this action the same device is left alone when the policy says nothing.
     pub default_cooldown: Option<Duration>,
     /// What a destructive action takes from the device, for the plan's confirmation line.
     pub loses: Option<fn(&Parameters) -> String>,
     /// The words plans and messages use for it.
     pub wording: Wording,
+}
+
+/// What a wipe or retire does to the device's record in Intune.
+#[derive(Debug)]
+pub(crate) struct Removal {
+    /// The `managementState` values that say Intune has the action under way (`wipeIssued`,
+    /// `wipePending`): it reached Intune, whatever `deviceActionResults` shows.
+    pub issued: &'static [&'static str],
 }
 
 /// One parameter of an action's body, as `spec.parameters` names it (Graph's name).
@@ -233,13 +249,33 @@ impl DeviceAction {
         name.eq_ignore_ascii_case(self.graph_name)
     }
 
+    /// Whether the audit log records this action at all ([`DeviceAction::audited_as`]).
+    pub(crate) fn is_audited(&self) -> bool {
+        !self.audited_as.is_empty()
+    }
+
+    /// The `managementState` of a device that says this action (a wipe, a retire) is under way,
+    /// if `state` is one (any case).
+    pub(crate) fn issued_state<'s>(&self, state: Option<&'s str>) -> Option<&'s str> {
+        let state = state?;
+        self.removal.as_ref()?.issued.iter().any(|s| state.eq_ignore_ascii_case(s)).then_some(state)
+    }
+
+    /// Whether `d` is pending removal by this very action (a wipe on a `wipePending` device) and
+    /// shows a result of it: the action is under way, made by this tool or another, which the
+    /// ledger and the out-of-band check judge (adopted, not sent again). Without such a result
+    /// nobody can say who started it: the device stays blocked, like any pending removal.
+    pub(crate) fn under_way(&self, d: &Device) -> bool {
+        pending_removal(d) == Some(self.graph_name)
+            && d.device_action_results.iter().any(|r| self.is_reported_as(&r.action_name))
+    }
+
     /// Whether Intune can act on `d` ([`DeviceAction::eligibility`]).
     pub(crate) fn eligible(&self, d: &Device) -> Result<&'static str, String> {
         (self.eligibility)(d)
     }
 
     /// Whether a second send does no harm.
-    #[cfg_attr(not(test), expect(dead_code, reason = "refresh's rule for harmless kinds reads it; it lands next"))]
     pub(crate) fn harmless(&self) -> bool {
         self.class == RiskClass::Harmless
     }
@@ -292,11 +328,24 @@ impl Support {
     /// Whether Intune can `what` device `d` by this table. A pending removal comes first (Intune
     /// would cancel the action); a platform Intune did not report is left to Intune to decide.
     pub(crate) fn check(&self, d: &Device, what: &'static str, unknown: &'static str) -> Result<&'static str, String> {
+        match pending_removal(d) {
+            Some(removal) if removal == what => Err(format!(
+                "device is already pending {removal}, and Intune shows no result saying who started it: not sent again"
+            )),
+            Some(removal) => Err(format!("device is pending {removal}: Intune would cancel the {what}")),
+            None => self.check_platform(d, what, unknown),
+        }
+    }
+
+    /// [`Support::check`] without the pending removal: whether the platform and owner take it.
+    pub(crate) fn check_platform(
+        &self,
+        d: &Device,
+        what: &'static str,
+        unknown: &'static str,
+    ) -> Result<&'static str, String> {
         let os = d.operating_system.as_deref().unwrap_or_default();
         let owner = d.managed_device_owner_type.as_deref().unwrap_or_default().to_ascii_lowercase();
-        if let Some(removal) = pending_removal(d) {
-            return Err(format!("device is pending {removal}: Intune would cancel the {what}"));
-        }
         let Some(platform) = Platform::of(os) else {
             return if os.trim().is_empty() {
                 Ok(unknown)
@@ -363,6 +412,15 @@ pub(crate) const ALL: [ActionKind; 15] = [
     ActionKind::DisableLostMode,
 ];
 
+/// The `remoteAction` names the audit log records `kinds` under, each once, in order: what the
+/// audit log is asked for ([`DeviceAction::audited_as`]). Empty when none of them is audited.
+pub(crate) fn audit_names(kinds: impl IntoIterator<Item = ActionKind>) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = kinds.into_iter().flat_map(|k| k.spec().audited_as.iter().copied()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// Whether some kind of action is reported under `name`: which audit log entries are kept.
 pub(crate) fn is_known(name: &str) -> bool {
     ALL.iter().any(|k| k.spec().is_reported_as(name))
@@ -413,6 +471,56 @@ pub(crate) mod tests {
         let names: std::collections::HashSet<&str> = ALL.iter().map(|k| k.spec().graph_name).collect();
         assert_eq!(names.len(), ALL.len(), "one description per Graph action");
         assert!(!is_known("someActionNoKindHas"));
+    }
+
+    // The audit log is asked by the `remoteAction` enum's names (any other name is a 400), and
+    // what it answers is matched by the names the kind is reported under.
+    #[test]
+    fn the_audit_log_is_asked_by_enum_names_each_kind_is_reported_under() {
+        for kind in ALL {
+            let spec = kind.spec();
+            for name in spec.audited_as {
+                assert!(spec.is_reported_as(name), "{kind:?}: {name}");
+            }
+        }
+        assert_eq!(audit_names([ActionKind::SyncDevice]), Vec::<&str>::new(), "a sync is not audited");
+        assert!(!ActionKind::SyncDevice.spec().is_audited() && ActionKind::Wipe.spec().is_audited());
+        assert_eq!(
+            audit_names([ActionKind::Wipe, ActionKind::Retire, ActionKind::Wipe]),
+            ["factoryReset", "factoryResetKeepEnrollmentData", "removeCompanyData"]
+        );
+        assert_eq!(audit_names([ActionKind::WindowsDefenderScan]), ["fullScan", "quickScan"]);
+        assert_eq!(audit_names([ActionKind::PasscodeReset]), ["resetPasscode"]);
+    }
+
+    #[test]
+    fn a_removal_under_way_is_its_own_kinds_only() {
+        let wipe = ActionKind::Wipe.spec();
+        assert_eq!(wipe.issued_state(Some("WipeIssued")), Some("WipeIssued"));
+        assert_eq!(wipe.issued_state(Some("wipePending")), Some("wipePending"));
+        assert_eq!(wipe.issued_state(Some("retirePending")), None);
+        assert_eq!(wipe.issued_state(Some("wipeFailed")), None, "a failed wipe is not under way");
+        assert_eq!(wipe.issued_state(None), None);
+        assert_eq!(ActionKind::Retire.spec().issued_state(Some("retireIssued")), Some("retireIssued"));
+        assert_eq!(ActionKind::RemoteLock.spec().issued_state(Some("wipePending")), None);
+
+        let mut d = device("Windows", "company", "wipePending");
+        assert!(!wipe.under_way(&d), "no result says whose wipe it is");
+        let blocked = wipe.eligible(&d).expect_err("blocked without a result");
+        assert!(blocked.contains("already pending wipe"), "{blocked}");
+        d.device_action_results.push(crate::core::device::ActionResult {
+            action_name: "wipe".into(),
+            action_state: "done".into(),
+            start_date_time: None,
+            last_updated_date_time: None,
+        });
+        assert!(wipe.under_way(&d));
+        assert_eq!(wipe.eligible(&d), Ok("wipe"), "judged by the ledger and the out-of-band check");
+        assert!(ActionKind::Retire.spec().eligible(&d).is_err(), "a wipe under way blocks a retire");
+        assert!(ActionKind::RemoteLock.spec().eligible(&d).is_err());
+        let mut mac = d.clone();
+        mac.operating_system = Some("macOS".into());
+        assert!(wipe.eligible(&mac).is_err(), "the platform still counts");
     }
 
     #[test]

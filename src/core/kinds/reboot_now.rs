@@ -12,6 +12,8 @@ pub(crate) static REBOOT_NOW: DeviceAction = DeviceAction {
     class: RiskClass::Disruptive,
     eligibility,
     reported_as: &["rebootNow"],
+    audited_as: &["rebootNow"],
+    removal: None,
     default_cooldown: Some(DAY),
     loses: None,
     wording: Wording { short: "reboot", phrase: "reboot", noun: "reboot" },

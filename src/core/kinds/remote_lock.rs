@@ -14,6 +14,8 @@ pub(crate) static REMOTE_LOCK: DeviceAction = DeviceAction {
     class: RiskClass::Disruptive,
     eligibility,
     reported_as: &["remoteLock"],
+    audited_as: &["remoteLock"],
+    removal: None,
     default_cooldown: Some(DAY),
     loses: None,
     wording: Wording { short: "lock", phrase: "lock", noun: "remote lock" },

@@ -16,6 +16,8 @@ pub(crate) static RESET_PASSCODE: DeviceAction = DeviceAction {
     eligibility,
     // A passcode removed from the portal on iOS/iPadOS is the same effect, reported as such.
     reported_as: &["resetPasscode", "removePasscode"],
+    audited_as: &["resetPasscode"],
+    removal: None,
     // The policy's `cooldown` alone, as resets have always had: bumping `round` resets again.
     default_cooldown: None,
     loses: None,

@@ -1,7 +1,7 @@
 //! `retire`: removes company data, apps and profiles and unenrols the device; personal data stays.
 //! The device then leaves Intune. Audited as `removeCompanyData` (docs/device-actions.md, "retire").
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use super::{DeviceAction, PRIVILEGED_OPERATIONS, Removal, RiskClass, Support, Wording};
 use crate::core::device::{Device, Platform};
 
 pub(crate) static RETIRE: DeviceAction = DeviceAction {
@@ -13,6 +13,8 @@ pub(crate) static RETIRE: DeviceAction = DeviceAction {
     class: RiskClass::Destructive,
     eligibility,
     reported_as: &["retire", "removeCompanyData"],
+    audited_as: &["removeCompanyData"],
+    removal: Some(Removal { issued: &["retireIssued", "retirePending"] }),
     default_cooldown: None,
     loses: Some(|_| "company data, apps and profiles, and its enrollment (personal data stays)".to_owned()),
     wording: Wording { short: "retire", phrase: "retire", noun: "retirement" },
@@ -27,6 +29,11 @@ static SUPPORT: Support = Support {
 };
 
 fn eligibility(d: &Device) -> Result<&'static str, String> {
+    // A retire already under way with its result shown is judged by the ledger and the
+    // out-of-band check (adopted, never sent twice), not blocked as a removal would block others.
+    if RETIRE.under_way(d) {
+        return SUPPORT.check_platform(d, "retire", "retire (platform unknown)");
+    }
     SUPPORT.check(d, "retire", "retire (platform unknown)")
 }
 

@@ -13,6 +13,8 @@ pub(crate) static ROTATE_BITLOCKER_KEYS: DeviceAction = DeviceAction {
     class: RiskClass::Disruptive,
     eligibility,
     reported_as: &["rotateBitLockerKeys"],
+    audited_as: &["rotateBitLockerKeys"],
+    removal: None,
     default_cooldown: Some(DAY),
     loses: None,
     wording: Wording { short: "rotation", phrase: "rotate BitLocker keys", noun: "BitLocker key rotation" },

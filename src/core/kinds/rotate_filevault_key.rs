@@ -13,6 +13,8 @@ pub(crate) static ROTATE_FILEVAULT_KEY: DeviceAction = DeviceAction {
     class: RiskClass::Disruptive,
     eligibility,
     reported_as: &["rotateFileVaultKey"],
+    audited_as: &["rotateFileVaultKey"],
+    removal: None,
     default_cooldown: Some(DAY),
     loses: None,
     wording: Wording { short: "rotation", phrase: "rotate FileVault key", noun: "FileVault key rotation" },

@@ -13,6 +13,8 @@ pub(crate) static ROTATE_LOCAL_ADMIN_PASSWORD: DeviceAction = DeviceAction {
     class: RiskClass::Disruptive,
     eligibility,
     reported_as: &["rotateLocalAdminPassword"],
+    audited_as: &["rotateLocalAdminPassword"],
+    removal: None,
     default_cooldown: Some(DAY),
     loses: None,
     wording: Wording {

@@ -13,6 +13,8 @@ pub(crate) static SHUT_DOWN: DeviceAction = DeviceAction {
     class: RiskClass::Disruptive,
     eligibility,
     reported_as: &["shutDown"],
+    audited_as: &["shutDown"],
+    removal: None,
     default_cooldown: Some(DAY),
     loses: None,
     wording: Wording { short: "shutdown", phrase: "shut down", noun: "shutdown" },

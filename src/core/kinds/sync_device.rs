@@ -13,6 +13,8 @@ pub(crate) static SYNC_DEVICE: DeviceAction = DeviceAction {
     class: RiskClass::Harmless,
     eligibility,
     reported_as: &["syncDevice"],
+    audited_as: &[],
+    removal: None,
     default_cooldown: None,
     loses: None,
     wording: Wording { short: "sync", phrase: "sync", noun: "sync" },

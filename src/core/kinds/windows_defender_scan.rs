@@ -19,6 +19,8 @@ pub(crate) static WINDOWS_DEFENDER_SCAN: DeviceAction = DeviceAction {
     class: RiskClass::Harmless,
     eligibility,
     reported_as: &["windowsDefenderScan", "quickScan", "fullScan"],
+    audited_as: &["quickScan", "fullScan"],
+    removal: None,
     default_cooldown: None,
     loses: None,
     wording: Wording { short: "scan", phrase: "scan", noun: "Defender scan" },

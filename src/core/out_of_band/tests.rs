@@ -309,3 +309,27 @@ fn an_adoption_records_the_resets_evidence() {
     assert_eq!((r.status, r.updated_at, r.device_name.as_deref()), (Status::Done, ts(NOW), Some("Phone")));
     assert_eq!(r.adopted, Some(Box::new(a)));
 }
+
+// Each kind is judged by its own names: a lock made in the portal is a lock outside reconcile,
+// never a reset; a reset only in the audit log is not hidden by a lock's result started then.
+#[test]
+fn an_action_of_another_kind_does_not_count() {
+    use crate::core::action::ActionKind;
+    let lock = ActionKind::RemoteLock.spec();
+    let d = device(&[("remoteLock", "done", "2026-11-30T11:50:00Z")]);
+    let o = latest(lock, &d, &AuditLog::default(), &Claims::new(&Ledger::empty()), ts(SINCE)).expect("a lock");
+    assert_eq!(o.started_at, ts("2026-11-30T11:50:00Z"));
+    assert_eq!(find(&d, &AuditLog::default(), &Ledger::empty()), None, "a lock is not a reset");
+    let reboot = ActionKind::RebootNow.spec();
+    assert_eq!(latest(reboot, &d, &AuditLog::default(), &Claims::new(&Ledger::empty()), ts(SINCE)), None);
+
+    let log = AuditLog::read(vec![audit("a1", "2026-11-30T11:50:30Z", "bob@contoso.com", "done")]);
+    let o = find(&d, &log, &Ledger::empty()).expect("the reset of the audit log");
+    assert_eq!(o.audit_id.as_deref(), Some("a1"));
+    // A wipe is logged as `factoryReset`: matched by that name.
+    let wipe = ActionKind::Wipe.spec();
+    let wiped =
+        RemoteActionAudit { action: Some("factoryReset".into()), ..audit("a2", "2026-11-30T11:00:00Z", "x", "done") };
+    let o = latest(wipe, &device(&[]), &AuditLog::read(vec![wiped]), &Claims::new(&Ledger::empty()), ts(SINCE));
+    assert_eq!(o.map(|o| o.audit_id), Some(Some("a2".into())));
+}

@@ -45,7 +45,12 @@ fn audit(id: &str, at: &str, by: Option<&str>) -> RemoteActionAudit {
 }
 
 fn ev<'a>(results: &'a [ActionResult], now: &str, audits: &'a [RemoteActionAudit]) -> Evidence<'a> {
-    Evidence { results: Some(results), server_now: Some(ts(now)), audits: AuditView::Read(audits) }
+    Evidence {
+        results: Some(results),
+        management_state: None,
+        server_now: Some(ts(now)),
+        audits: AuditView::Read(audits),
+    }
 }
 
 fn statuses(v: &[Option<Verdict>]) -> Vec<Option<Status>> {
@@ -197,7 +202,7 @@ fn a_claimed_result_is_followed_to_its_final_state() {
 #[test]
 fn a_device_that_is_gone_makes_unknown_sendable_after_the_grace_only() {
     let r = record("S1", Status::Unknown, "2026-11-27T10:00:00Z", Some("2026-11-27T10:00:00Z"));
-    let gone = |now: &str| Evidence { results: None, server_now: Some(ts(now)), audits: AuditView::Read(&[]) };
+    let gone = |now: &str| Evidence { results: None, ..ev(&[], now, &[]) };
     assert_eq!(one(&r, &gone("2026-11-27T10:05:00Z"), GRACE), None);
     assert_eq!(one(&r, &gone("2026-11-27T11:00:00Z"), GRACE), Some(Status::NotExecuted));
 }
@@ -290,4 +295,168 @@ fn two_results_with_one_start_are_two_results() {
     assert_eq!(statuses(&decide(&RESET, &[&first, &second], &e, GRACE)), [None, None], "one result, already claimed");
     let e = ev(&both, "2026-11-27T10:05:00Z", &[]);
     assert_eq!(statuses(&decide(&RESET, &[&first, &second], &e, GRACE)), [None, Some(Status::Done)]);
+}
+
+/// The verdicts of `kind` on `records` with evidence `e`, with their notes.
+fn notes(kind: ActionKind, records: &[&Record], e: &Evidence<'_>) -> Vec<(Option<Status>, String)> {
+    decide(kind.spec(), records, e, GRACE)
+        .into_iter()
+        .map(|v| match v {
+            Some(Verdict::Change { status, note, .. }) => (Some(status), note),
+            Some(Verdict::Wait(why)) => (None, why),
+            None => (None, String::new()),
+        })
+        .collect()
+}
+
+const SENT: &str = "2026-11-27T10:00:00Z";
+const LATER: &str = "2026-11-27T11:00:00Z";
+
+fn unknown() -> Record {
+    record("S1", Status::Unknown, SENT, Some(SENT))
+}
+
+// A harmless kind (a second send does no harm) is not held back by an audit log that could not
+// be read: after the grace, with no result, the next apply sends it again, and the note says so.
+// Every other kind keeps waiting for a person.
+#[test]
+fn a_harmless_unknown_action_is_sendable_again_without_the_audit_log() {
+    let r = unknown();
+    let unavailable = Evidence { audits: AuditView::Unavailable("timeout"), ..ev(&[], LATER, &[]) };
+    for kind in
+        [ActionKind::SyncDevice, ActionKind::WindowsDefenderScan, ActionKind::LocateDevice, ActionKind::DisableLostMode]
+    {
+        let (status, note) = notes(kind, &[&r], &unavailable).remove(0);
+        assert_eq!(status, Some(Status::NotExecuted), "{kind:?}: {note}");
+        assert!(note.contains("does no harm") && note.contains("without a person"), "{kind:?}: {note}");
+    }
+    for kind in [ActionKind::RemoteLock, ActionKind::Wipe, ActionKind::PasscodeReset, ActionKind::EnableLostMode] {
+        let (status, note) = notes(kind, &[&r], &unavailable).remove(0);
+        assert_eq!(status, None, "{kind:?} waits: {note}");
+        assert!(note.contains("no decision"), "{kind:?}: {note}");
+    }
+    // Within the grace, or with a grace of `never`, a harmless one waits like any other.
+    let soon = Evidence { audits: AuditView::Unavailable("timeout"), ..ev(&[], "2026-11-27T10:05:00Z", &[]) };
+    assert_eq!(notes(ActionKind::SyncDevice, &[&r], &soon)[0].0, None);
+    assert_eq!(statuses(&decide(ActionKind::SyncDevice.spec(), &[&r], &unavailable, None)), vec![None]);
+    // A result at or after the intent is a trace: never sent again.
+    let done = [result("syncDevice", "done", "2026-11-27T10:00:01Z")];
+    assert_eq!(notes(ActionKind::SyncDevice, &[&r], &ev(&done, LATER, &[]))[0].0, Some(Status::Done));
+    // The note of a kind that is not harmless says nothing of the kind.
+    let (status, note) = notes(ActionKind::RemoteLock, &[&r], &ev(&[], LATER, &[])).remove(0);
+    assert_eq!(status, Some(Status::NotExecuted));
+    assert!(!note.contains("does no harm"), "{note}");
+}
+
+// The audit log has no name for a sync: it is never asked, and its silence is no evidence.
+#[test]
+fn a_sync_is_judged_without_the_audit_log_which_does_not_record_it() {
+    let r = unknown();
+    let (status, note) = notes(ActionKind::SyncDevice, &[&r], &ev(&[], LATER, &[])).remove(0);
+    assert_eq!(status, Some(Status::NotExecuted));
+    assert!(note.contains("the audit log does not record a syncDevice"), "{note}");
+    let (_, lock) = notes(ActionKind::RemoteLock, &[&r], &ev(&[], LATER, &[])).remove(0);
+    assert!(lock.contains("no entry in the audit log"), "{lock}");
+}
+
+// A pending wipe may show only in `managementState`: evidence it reached Intune. An unknown one
+// becomes accepted (never sent again); an accepted one waits, saying why.
+#[test]
+fn a_wipe_or_retire_under_way_in_management_state_reached_intune() {
+    let r = unknown();
+    for (kind, state) in [
+        (ActionKind::Wipe, "wipeIssued"),
+        (ActionKind::Wipe, "WIPEPENDING"),
+        (ActionKind::Retire, "retireIssued"),
+        (ActionKind::Retire, "retirePending"),
+    ] {
+        let e = Evidence { management_state: Some(state), ..ev(&[], LATER, &[]) };
+        let (status, note) = notes(kind, &[&r], &e).remove(0);
+        assert_eq!(status, Some(Status::Accepted), "{kind:?} {state}: {note}");
+        assert!(note.contains(state) && note.contains("reached Intune"), "{note}");
+        let accepted = record("S1", Status::Accepted, SENT, Some(SENT));
+        let (status, note) = notes(kind, &[&accepted], &e).remove(0);
+        assert_eq!(status, None, "{kind:?}: stays accepted");
+        assert!(note.contains("under way"), "{note}");
+    }
+    // Another removal's state, or another kind: no evidence of this action.
+    let retiring = Evidence { management_state: Some("retirePending"), ..ev(&[], LATER, &[]) };
+    assert_eq!(notes(ActionKind::Wipe, &[&r], &retiring)[0].0, Some(Status::NotExecuted));
+    let wiping = Evidence { management_state: Some("wipePending"), ..ev(&[], LATER, &[]) };
+    assert_eq!(notes(ActionKind::RemoteLock, &[&r], &wiping)[0].0, Some(Status::NotExecuted));
+    let accepted = record("S1", Status::Accepted, SENT, Some(SENT));
+    assert_eq!(notes(ActionKind::Wipe, &[&accepted], &ev(&[], LATER, &[]))[0].1, "Intune shows no result for it yet");
+}
+
+// A device gone (404) after a wipe or retire left the tenant, which is what the action does:
+// done, accepted or unknown alike, never sent again, whatever the audit log says. Any other kind
+// keeps the rule of every action.
+#[test]
+fn a_device_that_left_the_tenant_after_a_wipe_is_done_never_resent() {
+    let r = unknown();
+    let accepted = record("S2", Status::Accepted, SENT, Some(SENT));
+    let done = record("S3", Status::Done, SENT, Some(SENT));
+    for audits in [AuditView::Read(&[]), AuditView::Unavailable("timeout"), AuditView::NotPermitted("403")] {
+        let gone = Evidence { results: None, audits, ..ev(&[], LATER, &[]) };
+        for kind in [ActionKind::Wipe, ActionKind::Retire] {
+            let v = notes(kind, &[&r, &accepted, &done], &gone);
+            assert_eq!(v.iter().map(|x| x.0).collect::<Vec<_>>(), [Some(Status::Done), Some(Status::Done), None]);
+            assert!(v[0].1.contains("left the tenant") && v[0].1.contains("never sent again"), "{}", v[0].1);
+            assert!(v[1].1.contains("left the tenant"), "{}", v[1].1);
+        }
+    }
+    let gone = Evidence { results: None, ..ev(&[], LATER, &[]) };
+    let v = notes(ActionKind::RemoteLock, &[&r, &accepted], &gone);
+    assert_eq!(v.iter().map(|x| x.0).collect::<Vec<_>>(), [Some(Status::NotExecuted), None]);
+    assert!(v[0].1.contains("the device no longer exists"), "{}", v[0].1);
+}
+
+// Each kind's results are matched by its own name only: a lock's result is no evidence of a
+// reboot, and the other way round.
+#[test]
+fn a_result_of_another_kind_is_no_evidence() {
+    let r = unknown();
+    let lock = [result("remoteLock", "done", "2026-11-27T10:00:01Z")];
+    assert_eq!(notes(ActionKind::RebootNow, &[&r], &ev(&lock, LATER, &[]))[0].0, Some(Status::NotExecuted));
+    assert_eq!(notes(ActionKind::RemoteLock, &[&r], &ev(&lock, LATER, &[]))[0].0, Some(Status::Done));
+    let wipe = [result("wipe", "done", "2026-11-27T10:00:01Z")];
+    assert_eq!(notes(ActionKind::Wipe, &[&r], &ev(&wipe, LATER, &[]))[0].0, Some(Status::Done));
+}
+
+#[test]
+fn the_audit_log_is_asked_for_the_unknown_actions_kinds_by_their_enum_names() {
+    let mut by_device: BTreeMap<(ActionKind, Collection, String), Vec<Record>> = BTreeMap::new();
+    let with = |kind: ActionKind, status: Status| {
+        let mut r = record("S1", status, SENT, Some(SENT));
+        r.kind = kind;
+        r
+    };
+    by_device.insert(
+        (ActionKind::Wipe, Collection::ManagedDevices, "a".into()),
+        vec![with(ActionKind::Wipe, Status::Unknown)],
+    );
+    by_device.insert(
+        (ActionKind::SyncDevice, Collection::ManagedDevices, "b".into()),
+        vec![with(ActionKind::SyncDevice, Status::Unknown)],
+    );
+    by_device.insert(
+        (ActionKind::RemoteLock, Collection::ManagedDevices, "c".into()),
+        vec![with(ActionKind::RemoteLock, Status::Accepted)],
+    );
+    let (since, names) = audit_query(&by_device).expect("an unknown wipe");
+    assert_eq!(since, ts(SENT) - SignedDuration::from_mins(5));
+    assert_eq!(
+        names,
+        ["factoryReset", "factoryResetKeepEnrollmentData"],
+        "never `wipe`, nor a sync's or an accepted lock's"
+    );
+    // An intent recorded before Intune's clock was: from its local time, less the legacy skew.
+    let mut legacy = record("S2", Status::Unknown, "2026-11-27T09:00:00Z", None);
+    legacy.kind = ActionKind::RemoteLock;
+    by_device.insert((ActionKind::RemoteLock, Collection::ManagedDevices, "d".into()), vec![legacy]);
+    let (since, names) = audit_query(&by_device).expect("unknown actions");
+    assert_eq!(since, ts("2026-11-27T08:54:00Z"), "09:00 less 60 s less 5 min");
+    assert_eq!(names, ["factoryReset", "factoryResetKeepEnrollmentData", "remoteLock"]);
+    by_device.retain(|(k, _, _), _| *k == ActionKind::SyncDevice);
+    assert_eq!(audit_query(&by_device), None, "an unknown sync alone: nothing to read");
 }

@@ -282,7 +282,7 @@ fn adopt(g: &GlobalArgs, simulate: bool, key: &str, reason: Option<&str>, within
         record.key.short(),
         record.manifest,
         record.selector,
-        evidence.describe(session.clock().now())
+        evidence.describe(session.clock().now(), record.kind.spec().wording.short)
     );
     say!("{}", crate::diag::safe::text(&line));
     Ok(())

@@ -59,9 +59,10 @@ impl OutOfBand {
         who(self.initiated_by.as_deref(), Some(self.audited))
     }
 
-    /// "reset outside reconcile 40 min ago by bob@contoso.com (done)".
-    pub(crate) fn describe(&self, now: Timestamp) -> String {
-        seen(&ago(now.duration_since(self.started_at)), &self.who(), &self.state)
+    /// "reset outside reconcile 40 min ago by bob@contoso.com (done)", with the kind's word
+    /// (`what`: "reset", "lock", …).
+    pub(crate) fn describe(&self, now: Timestamp, what: &str) -> String {
+        seen(what, &ago(now.duration_since(self.started_at)), &self.who(), &self.state)
     }
 
     /// What an adoption of it records: where Intune showed it.
@@ -117,14 +118,14 @@ impl Adoption {
     }
 
     /// "reset outside reconcile at 2026-11-30T11:20:00Z by bob@contoso.com (done)".
-    pub(crate) fn seen(&self) -> String {
+    pub(crate) fn seen(&self, what: &str) -> String {
         let at = format!("at {}", crate::duration::at_second(self.result_started));
-        seen(&at, &self.who(), &self.state)
+        seen(what, &at, &self.who(), &self.state)
     }
 
     /// "reset outside reconcile 40 min ago by bob@contoso.com (done)", as of `now`.
-    pub(crate) fn seen_ago(&self, now: Timestamp) -> String {
-        seen(&ago(now.duration_since(self.result_started)), &self.who(), &self.state)
+    pub(crate) fn seen_ago(&self, now: Timestamp, what: &str) -> String {
+        seen(what, &ago(now.duration_since(self.result_started)), &self.who(), &self.state)
     }
 
     /// "the device's action results and audit entry a1": where Intune showed it, when recorded.
@@ -151,9 +152,10 @@ fn who(initiated_by: Option<&str>, audit_log_read: Option<bool>) -> String {
     }
 }
 
-/// "reset outside reconcile {when} by {who} ({state})", `when` as "40 min ago" or "at …".
-fn seen(when: &str, who: &str, state: &str) -> String {
-    format!("reset outside reconcile {when} by {who} ({})", crate::diag::safe::text(state))
+/// "{what} outside reconcile {when} by {who} ({state})", `what` the kind's word ("reset",
+/// "lock"), `when` as "40 min ago" or "at …".
+fn seen(what: &str, when: &str, who: &str, state: &str) -> String {
+    format!("{what} outside reconcile {when} by {who} ({})", crate::diag::safe::text(state))
 }
 
 /// A past duration as a person says it: "40 min ago", "3 h ago", "2 days ago".

@@ -529,6 +529,13 @@ fn classify(record: Option<&Record>) -> (Change, Cow<'static, str>) {
         Status::NotExecuted => (Change::Send, "earlier attempt did not take effect".into()),
         Status::Accepted => (Change::AlreadyDone, "accepted by Intune; `reconcile refresh` learns the result".into()),
         Status::Done => (Change::AlreadyDone, "done".into()),
+        // A second send of a harmless kind does no harm: refresh lets it go again once Intune
+        // shows no trace of it after the grace, without a person (docs/exactly-once.md).
+        Status::Unknown if r.kind.spec().harmless() => (
+            Change::Attention,
+            "outcome unknown (the request may have reached Intune): run `reconcile refresh`; a second one does no harm, so it is sent again, without a person, once Intune shows no trace of it after graph.unknownGrace"
+                .into(),
+        ),
         Status::Unknown => (
             Change::Attention,
             "outcome unknown (the request may have reached Intune): run `reconcile refresh`; it is not re-sent until then"

@@ -646,7 +646,10 @@ fn premise_broken(
         Change::Adopt if s.change == Change::Adopt => (then != at).then(moved),
         Change::Adopt => Some(format!(
             "the device was {} since the plan was made",
-            e.out_of_band.as_ref().map_or_else(|| "reset outside reconcile".to_owned(), |o| o.describe(now))
+            e.out_of_band.as_ref().map_or_else(
+                || format!("{} outside reconcile", e.kind().spec().wording.short),
+                |o| o.describe(now, e.kind().spec().wording.short)
+            )
         )),
         Change::Send if s.change == Change::Adopt => {
             Some("Intune no longer shows the reset made outside reconcile that the plan adopts".into())

@@ -175,11 +175,22 @@ fn warnings(s: &mut String, plan: &Plan) {
             first_few(plan.violations.len(), examples, "; ")
         ));
     }
-    // Resets made outside the tool: adopted (nothing sent), or sent again under `then: send`.
-    for (change, what) in [
-        (Change::Adopt, "reset outside reconcile lately: adopted, nothing will be sent"),
-        (Change::Send, "reset outside reconcile lately and **will be reset again** (policy.outOfBand: send)"),
-    ] {
+    // Actions made outside the tool: adopted (nothing sent), or sent again under `then: send`.
+    // Resets keep their words; other kinds are named on each line.
+    let resets_only =
+        plan.entries.iter().filter(|e| e.out_of_band.is_some()).all(|e| e.kind() == ActionKind::PasscodeReset);
+    let (adopted, again) = if resets_only {
+        (
+            "reset outside reconcile lately: adopted, nothing will be sent",
+            "reset outside reconcile lately and **will be reset again** (policy.outOfBand: send)",
+        )
+    } else {
+        (
+            "the same action made outside reconcile lately: adopted, nothing will be sent",
+            "the same action made outside reconcile lately and **will be sent again** (policy.outOfBand: send)",
+        )
+    };
+    for (change, what) in [(Change::Adopt, adopted), (Change::Send, again)] {
         let hits: Vec<&Entry> = plan.entries.iter().filter(|e| e.change == change && e.out_of_band.is_some()).collect();
         if hits.is_empty() {
             continue;

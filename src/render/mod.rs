@@ -265,8 +265,14 @@ pub(crate) fn attention_line(plan: &Plan) -> Option<String> {
             "{n} entries name a device another entry of their manifest names: each is reset once (marked `&`)."
         )),
     }
+    let adopted_resets_only =
+        plan.entries.iter().filter(|e| e.change == Change::Adopt).all(|e| e.kind() == ActionKind::PasscodeReset);
     match s.adopt {
         0 => {}
+        n if !adopted_resets_only => parts.push(format!(
+            "{n} device{} had the same action made outside reconcile lately: adopted, nothing is sent (marked `*`).",
+            if n == 1 { "" } else { "s" }
+        )),
         1 => parts.push(
             "1 device was reset outside reconcile lately: that reset is adopted, nothing is sent (marked `*`)."
                 .to_owned(),

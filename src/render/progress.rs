@@ -30,7 +30,7 @@ pub(crate) fn outcome_line(r: &Record, now: jiff::Timestamp) -> String {
             r.key.short(),
             r.manifest,
             r.selector,
-            a.seen_ago(now)
+            a.seen_ago(now, r.kind.spec().wording.short)
         );
         return crate::diag::safe::text(&line).into_owned();
     }

@@ -83,7 +83,7 @@ pub(crate) fn json(out: &mut impl Write, r: &ApplyReport, simulated: bool) -> io
                 request_id: last.and_then(|a| a.request_id.as_deref()),
                 client_request_id: last.map(|a| a.client_request_id.to_string()),
                 error: last.and_then(|a| a.error_message.as_deref()),
-                adopted: rec.adopted.as_deref().map(crate::ledger::Adoption::seen),
+                adopted: rec.adopted.as_deref().map(|a| a.seen(rec.kind.spec().wording.short)),
             }
         })
         .collect();

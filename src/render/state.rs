@@ -45,7 +45,7 @@ pub(crate) fn list_text(out: &mut impl Write, ledger: &Ledger) -> io::Result<()>
         let device = r.device_name.as_deref().or(r.managed_device_id.as_deref()).unwrap_or("-");
         let archived = match (&r.archived, &r.adopted) {
             (Some(_), _) => "  (archived)".to_owned(),
-            (None, Some(a)) => format!("  (adopted: {})", a.seen()),
+            (None, Some(a)) => format!("  (adopted: {})", a.seen(r.kind.spec().wording.short)),
             (None, None) => String::new(),
         };
         let line = format!(

@@ -124,7 +124,7 @@ fn details(e: &Entry, device_below: Option<String>) -> Vec<String> {
         Change::Send | Change::AlreadyDone => None,
     };
     let adopted = match (e.change, e.record.and_then(|r| r.adopted.as_ref())) {
-        (Change::AlreadyDone, Some(a)) => Some(format!("adopted: {}", a.seen())),
+        (Change::AlreadyDone, Some(a)) => Some(format!("adopted: {}", a.seen(e.kind().spec().wording.short))),
         _ => None,
     };
     // A reason's first line is prose, wrapped; the lines after it are a list (the candidates of an

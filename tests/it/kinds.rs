@@ -259,7 +259,13 @@ fn matrix(action: &str) {
     for (name, value) in sent_body.iter().flat_map(|b| b.as_object().expect("object")) {
         assert_eq!(&send["parameters"][name], value, "{}: {send}", what("plan parameters"));
     }
-    assert_eq!(entry(&plan, &portal)["change"], "adopt", "{}: {plan}", what("the portal action is adopted"));
+    let adopt = entry(&plan, &portal);
+    assert_eq!(adopt["change"], "adopt", "{}: {plan}", what("the portal action is adopted"));
+    // Said with the kind's own word: "lock outside reconcile 10 min ago by bob@contoso.com" (a
+    // sync is in no audit log: "by an app").
+    let reason = adopt["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(" outside reconcile 10 min ago by "), "{}: {reason}", what("adoption"));
+    assert_eq!(reason.starts_with("reset "), action == "resetPasscode", "{}: {reason}", what("the kind's word"));
     let blocked = entry(&plan, &ineligible);
     assert_eq!(blocked["change"], "blocked", "{}: {blocked}", what("the other platform"));
     assert!(blocked["reason"].as_str().is_some_and(|r| r.contains("not supported") || r.contains("only")), "{blocked}");

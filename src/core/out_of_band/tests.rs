@@ -69,7 +69,7 @@ fn a_portal_reset_with_its_initiator_is_outside() {
     assert_eq!(o.started_at, ts("2026-11-30T11:20:00Z"));
     assert_eq!(o.initiated_by.as_deref(), Some("bob@contoso.com"));
     assert_eq!(o.audit_id.as_deref(), Some("a1"));
-    assert_eq!(o.describe(ts(NOW)), "reset outside reconcile 40 min ago by bob@contoso.com (done)");
+    assert_eq!(o.describe(ts(NOW), "reset"), "reset outside reconcile 40 min ago by bob@contoso.com (done)");
     // Without the audit log: still seen, initiator unknown.
     let o = find(&d, &AuditLog::unreadable(), &Ledger::empty()).expect("outside");
     assert_eq!(o.who(), "someone (the audit log could not be read)");
@@ -146,7 +146,7 @@ fn the_latest_is_shown_and_initiators_cannot_inject_output() {
     let log = AuditLog::read(vec![audit("a9", "2026-11-30T11:59:00Z", "x\u{1b}[2J\n::error::pwned", "pending")]);
     let o = find(&d, &log, &Ledger::empty()).expect("outside");
     assert_eq!(o.started_at, ts("2026-11-30T11:59:00Z"));
-    let text = o.describe(ts(NOW));
+    let text = o.describe(ts(NOW), "reset");
     assert!(text.starts_with("reset outside reconcile 1 min ago by x"), "{text}");
     assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text}");
 }
@@ -162,11 +162,11 @@ fn who_and_when_read_as_a_person_says_them() {
         source: crate::ledger::EvidenceSource::DeviceActionResult,
     };
     assert_eq!(o.who(), "an app", "a blank initiator is an app");
-    assert_eq!(o.describe(ts(NOW)), "reset outside reconcile just now by an app (done)");
+    assert_eq!(o.describe(ts(NOW), "reset"), "reset outside reconcile just now by an app (done)");
     o.started_at = ts("2026-11-30T09:00:00Z");
-    assert!(o.describe(ts(NOW)).contains(" 3 h ago "), "{}", o.describe(ts(NOW)));
+    assert!(o.describe(ts(NOW), "reset").contains(" 3 h ago "), "{}", o.describe(ts(NOW), "reset"));
     o.started_at = ts("2026-11-27T12:00:00Z");
-    assert!(o.describe(ts(NOW)).contains(" 3 days ago "), "{}", o.describe(ts(NOW)));
+    assert!(o.describe(ts(NOW), "reset").contains(" 3 days ago "), "{}", o.describe(ts(NOW), "reset"));
 }
 
 #[test]
@@ -268,18 +268,18 @@ fn an_adoption_is_described_from_its_evidence() {
         audit_id: Some("a1".into()),
         ..Adoption::default()
     };
-    assert_eq!(a.seen(), "reset outside reconcile at 2026-11-30T11:20:00Z by an app (done)");
-    assert_eq!(a.seen_ago(ts(NOW)), "reset outside reconcile 40 min ago by an app (done)");
+    assert_eq!(a.seen("reset"), "reset outside reconcile at 2026-11-30T11:20:00Z by an app (done)");
+    assert_eq!(a.seen_ago(ts(NOW), "reset"), "reset outside reconcile 40 min ago by an app (done)");
     assert_eq!(a.source().as_deref(), Some("the audit log (audit entry a1)"));
     assert_eq!((a.why(), a.earlier_wording()), (Adoption::BY_POLICY, None));
     a.evidence = Some(Evidence { source: EvidenceSource::DeviceActionResult, audit_log_read: false });
     a.audit_id = None;
-    assert!(a.seen().contains(" by someone (the audit log could not be read) "), "{}", a.seen());
+    assert!(a.seen("reset").contains(" by someone (the audit log could not be read) "), "{}", a.seen("reset"));
     assert_eq!(a.source().as_deref(), Some("the device's action results"));
     // Written by an older version: the sentence of that moment, no evidence.
     a.evidence = None;
     a.reason = "reset outside reconcile 40 min ago by an app (done) — adopted, nothing will be sent".into();
-    assert!(a.seen().contains(" by someone (not recorded) "), "{}", a.seen());
+    assert!(a.seen("reset").contains(" by someone (not recorded) "), "{}", a.seen("reset"));
     assert_eq!(a.source(), None);
     assert_eq!(a.why(), Adoption::BY_POLICY);
     assert_eq!(a.earlier_wording(), Some(a.reason.as_str()));
@@ -298,7 +298,7 @@ fn an_adoption_records_the_resets_evidence() {
     let o = find(&d, &log, &Ledger::empty()).expect("outside");
     let provenance = crate::ledger::Provenance { ci: Some("local".into()), ..Default::default() };
     let a = Adoption::of(&o, ts(NOW), "apply".into(), Adoption::BY_POLICY.into(), provenance.clone());
-    assert_eq!(a.seen(), "reset outside reconcile at 2026-11-30T11:20:00Z by bob@contoso.com (done)");
+    assert_eq!(a.seen("reset"), "reset outside reconcile at 2026-11-30T11:20:00Z by bob@contoso.com (done)");
     assert_eq!(a.source().as_deref(), Some("the device's action results and audit entry a1"));
     assert_eq!(
         (a.at, a.by.as_str(), a.why(), a.provenance.as_ref()),

@@ -164,7 +164,7 @@ impl Policy {
         for e in plan.entries.iter_mut().filter(|e| e.change == Change::Send) {
             let Some(d) = e.device else { continue };
             let Some(o) = outside(e.kind(), d, audits, claims, since) else { continue };
-            let seen = o.describe(now);
+            let seen = o.describe(now, e.kind().spec().wording.short);
             match then {
                 OutOfBandThen::Adopt => {
                     e.change = Change::Adopt;

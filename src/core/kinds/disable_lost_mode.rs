@@ -35,19 +35,14 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            DISABLE_LOST_MODE.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&DISABLE_LOST_MODE, os, owner, supervised);
         assert_eq!(e("iPadOS", "company", None), Ok("disable lost mode"), "iPadOS company");
         assert!(e("macOS", "company", None).is_err(), "macOS company");
         assert_eq!(e("", "", None), Ok("disable lost mode (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("iPadOS", "company", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(DISABLE_LOST_MODE.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&DISABLE_LOST_MODE, "iPadOS", "company").is_err(), "a pending wipe first");
     }
 }

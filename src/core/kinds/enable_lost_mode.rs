@@ -44,21 +44,16 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            ENABLE_LOST_MODE.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&ENABLE_LOST_MODE, os, owner, supervised);
         assert_eq!(e("iOS", "company", Some(true)), Ok("enable lost mode"), "iOS company");
         assert!(e("iOS", "personal", Some(true)).is_err(), "iOS personal");
         assert!(e("iPadOS", "company", Some(false)).is_err(), "iPadOS company");
         assert!(e("Android", "company", None).is_err(), "Android company");
         assert_eq!(e("", "", None), Ok("enable lost mode (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("iOS", "company", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(ENABLE_LOST_MODE.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&ENABLE_LOST_MODE, "iOS", "company").is_err(), "a pending wipe first");
     }
 }

@@ -35,21 +35,16 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            LOCATE_DEVICE.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&LOCATE_DEVICE, os, owner, supervised);
         assert_eq!(e("Windows", "company", None), Ok("locate"), "Windows company");
         assert_eq!(e("iOS", "company", Some(true)), Ok("locate"), "iOS company");
         assert!(e("Android", "personal", None).is_err(), "Android personal");
         assert!(e("macOS", "company", None).is_err(), "macOS company");
         assert_eq!(e("", "", None), Ok("locate (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("Windows", "company", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(LOCATE_DEVICE.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&LOCATE_DEVICE, "Windows", "company").is_err(), "a pending wipe first");
     }
 }

@@ -459,6 +459,25 @@ pub(crate) mod tests {
         }
     }
 
+    /// Whether `spec` takes a managed device of this OS, owner and supervision.
+    pub(crate) fn on(
+        spec: &DeviceAction,
+        os: &str,
+        owner: &str,
+        supervised: Option<bool>,
+    ) -> Result<&'static str, String> {
+        let mut d = device(os, owner, "managed");
+        d.is_supervised = supervised;
+        spec.eligible(&d)
+    }
+
+    /// Whether `spec` takes such a device (supervised) while a wipe is pending on it.
+    pub(crate) fn on_pending_wipe(spec: &DeviceAction, os: &str, owner: &str) -> Result<&'static str, String> {
+        let mut d = device(os, owner, "wipePending");
+        d.is_supervised = Some(true);
+        spec.eligible(&d)
+    }
+
     #[test]
     fn every_kind_is_described_once_and_known_by_its_own_name() {
         for kind in ALL {

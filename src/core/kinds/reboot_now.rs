@@ -41,21 +41,16 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            REBOOT_NOW.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&REBOOT_NOW, os, owner, supervised);
         assert_eq!(e("Windows", "personal", None), Ok("reboot"), "Windows personal");
         assert_eq!(e("iOS", "company", Some(true)), Ok("reboot"), "iOS company");
         assert!(e("iOS", "company", Some(false)).is_err(), "iOS company");
         assert!(e("Android", "personal", None).is_err(), "Android personal");
         assert_eq!(e("", "", None), Ok("reboot (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("Windows", "personal", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(REBOOT_NOW.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&REBOOT_NOW, "Windows", "personal").is_err(), "a pending wipe first");
     }
 }

@@ -36,22 +36,17 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            REMOTE_LOCK.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&REMOTE_LOCK, os, owner, supervised);
         assert_eq!(e("Android", "company", None), Ok("lock"), "Android company");
         assert_eq!(e("iOS", "personal", None), Ok("lock"), "iOS personal");
         assert_eq!(e("macOS", "company", None), Ok("lock"), "macOS company");
         assert!(e("Windows", "company", None).is_err(), "Windows company");
         assert!(e("Android", "personal", None).is_err(), "Android personal");
         assert_eq!(e("", "", None), Ok("lock (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("Android", "company", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(REMOTE_LOCK.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&REMOTE_LOCK, "Android", "company").is_err(), "a pending wipe first");
     }
 }

@@ -40,21 +40,16 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            RETIRE.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&RETIRE, os, owner, supervised);
         assert_eq!(e("Android", "personal", None), Ok("retire"), "Android personal");
         assert_eq!(e("Windows", "company", None), Ok("retire"), "Windows company");
         assert!(e("Android", "company", None).is_err(), "Android company");
         assert!(e("AOSP", "company", None).is_err(), "AOSP company");
         assert_eq!(e("", "", None), Ok("retire (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("Android", "personal", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(RETIRE.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&RETIRE, "Android", "personal").is_err(), "a pending wipe first");
     }
 }

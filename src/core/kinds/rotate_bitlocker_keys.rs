@@ -35,19 +35,14 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            ROTATE_BITLOCKER_KEYS.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&ROTATE_BITLOCKER_KEYS, os, owner, supervised);
         assert_eq!(e("Windows", "company", None), Ok("rotate BitLocker keys"), "Windows company");
         assert!(e("macOS", "company", None).is_err(), "macOS company");
         assert_eq!(e("", "", None), Ok("rotate BitLocker keys (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("Windows", "company", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(ROTATE_BITLOCKER_KEYS.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&ROTATE_BITLOCKER_KEYS, "Windows", "company").is_err(), "a pending wipe first");
     }
 }

@@ -35,20 +35,15 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            ROTATE_FILEVAULT_KEY.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&ROTATE_FILEVAULT_KEY, os, owner, supervised);
         assert_eq!(e("macOS", "company", None), Ok("rotate FileVault key"), "macOS company");
         assert!(e("macOS", "personal", None).is_err(), "macOS personal");
         assert!(e("Windows", "company", None).is_err(), "Windows company");
         assert_eq!(e("", "", None), Ok("rotate FileVault key (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("macOS", "company", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(ROTATE_FILEVAULT_KEY.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&ROTATE_FILEVAULT_KEY, "macOS", "company").is_err(), "a pending wipe first");
     }
 }

@@ -39,21 +39,17 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            ROTATE_LOCAL_ADMIN_PASSWORD.eligible(&d)
-        };
+        let e =
+            |os: &str, owner: &str, supervised: Option<bool>| on(&ROTATE_LOCAL_ADMIN_PASSWORD, os, owner, supervised);
         assert_eq!(e("Windows", "company", None), Ok("rotate local admin password"), "Windows company");
         assert_eq!(e("macOS", "company", None), Ok("rotate local admin password"), "macOS company");
         assert!(e("Windows", "personal", None).is_err(), "Windows personal");
         assert!(e("iOS", "company", None).is_err(), "iOS company");
         assert_eq!(e("", "", None), Ok("rotate local admin password (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("Windows", "company", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(ROTATE_LOCAL_ADMIN_PASSWORD.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&ROTATE_LOCAL_ADMIN_PASSWORD, "Windows", "company").is_err(), "a pending wipe first");
     }
 }

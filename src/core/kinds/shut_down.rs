@@ -35,21 +35,16 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            SHUT_DOWN.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&SHUT_DOWN, os, owner, supervised);
         assert_eq!(e("macOS", "company", None), Ok("shut down"), "macOS company");
         assert_eq!(e("iPadOS", "company", Some(true)), Ok("shut down"), "iPadOS company");
         assert!(e("Windows", "company", None).is_err(), "Windows company");
         assert!(e("iOS", "company", Some(false)).is_err(), "iOS company");
         assert_eq!(e("", "", None), Ok("shut down (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("macOS", "company", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(SHUT_DOWN.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&SHUT_DOWN, "macOS", "company").is_err(), "a pending wipe first");
     }
 }

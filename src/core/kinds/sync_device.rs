@@ -35,20 +35,15 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            SYNC_DEVICE.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&SYNC_DEVICE, os, owner, supervised);
         assert_eq!(e("Android", "personal", None), Ok("sync"), "Android personal");
         assert_eq!(e("Windows", "company", None), Ok("sync"), "Windows company");
         assert!(e("AOSP", "company", None).is_err(), "AOSP company");
         assert_eq!(e("", "", None), Ok("sync (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("Android", "personal", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(SYNC_DEVICE.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&SYNC_DEVICE, "Android", "personal").is_err(), "a pending wipe first");
     }
 }

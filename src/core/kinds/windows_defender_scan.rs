@@ -41,19 +41,14 @@ fn eligibility(d: &Device) -> Result<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinds::tests::{on, on_pending_wipe};
 
     #[test]
     fn platforms() {
-        let e = |os: &str, owner: &str, supervised: Option<bool>| {
-            let mut d = crate::core::kinds::tests::device(os, owner, "managed");
-            d.is_supervised = supervised;
-            WINDOWS_DEFENDER_SCAN.eligible(&d)
-        };
+        let e = |os: &str, owner: &str, supervised: Option<bool>| on(&WINDOWS_DEFENDER_SCAN, os, owner, supervised);
         assert_eq!(e("Windows", "personal", None), Ok("scan"), "Windows personal");
         assert!(e("Android", "company", None).is_err(), "Android company");
         assert_eq!(e("", "", None), Ok("scan (platform unknown)"));
-        let mut pending = crate::core::kinds::tests::device("Windows", "personal", "wipePending");
-        pending.is_supervised = Some(true);
-        assert!(WINDOWS_DEFENDER_SCAN.eligible(&pending).is_err(), "a pending wipe first");
+        assert!(on_pending_wipe(&WINDOWS_DEFENDER_SCAN, "Windows", "personal").is_err(), "a pending wipe first");
     }
 }

@@ -1,6 +1,7 @@
 //! How `apply` and `refresh` end, as text: their closing lines, and refresh's one line per
 //! changed action. The command line prints them; `watch` prints them in its cycle lines.
 
+use crate::core::action::ActionKind;
 use crate::core::refresh::RefreshReport;
 use crate::diag::safe::text;
 use crate::exec::ApplyReport;
@@ -9,9 +10,13 @@ use crate::exec::ApplyReport;
 /// one, the next apply sends it.
 pub(crate) fn apply(report: &ApplyReport, simulated: bool, rerun: Option<&str>) -> Vec<String> {
     let sim = if simulated { "SIMULATED: " } else { "" };
+    // Resets keep their word; with other kinds adopted, "actions".
+    let resets_only =
+        report.records.iter().filter(|r| r.adopted.is_some()).all(|r| r.kind == ActionKind::PasscodeReset);
+    let what = if resets_only { "reset" } else { "action" };
     let adopted = match report.adopted {
         0 => String::new(),
-        n => format!(" {n} reset{} made outside reconcile adopted (nothing sent).", if n == 1 { "" } else { "s" }),
+        n => format!(" {n} {what}{} made outside reconcile adopted (nothing sent).", if n == 1 { "" } else { "s" }),
     };
     let mut lines = Vec::new();
     if nothing_to_do(report) {

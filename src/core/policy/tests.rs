@@ -524,6 +524,13 @@ fn class_defaults_are_built_into_every_policy() {
         policy("cooldown: 1h\n").kind_cooldown(ActionKind::PasscodeReset).map(|(d, _)| d),
         Some(Duration::from_secs(3600))
     );
+    // A kind's own shorter cooldown does not shorten the repository-wide one (the longest holds).
+    assert_eq!(
+        policy("cooldown: 72h\nkinds:\n  remoteLock: { cooldown: 1h }\n")
+            .kind_cooldown(ActionKind::RemoteLock)
+            .map(|(d, _)| d),
+        Some(3 * day)
+    );
     assert!(!none.has_device_rules([ActionKind::PasscodeReset, ActionKind::Wipe].into_iter()));
     assert!(none.has_device_rules([ActionKind::RemoteLock].into_iter()));
 }
@@ -606,6 +613,12 @@ fn kind_rules_parse_combine_and_diff() {
     let p = Policy::from_raw(raw, Path::new("reconcile.yaml"), &mut diags);
     assert!(!diags.has_errors() && diags.warning_count() == 1, "{diags:?}");
     assert!(p.kind_requires_ticket(crate::core::action::ActionKind::Wipe).is_some(), "false does not loosen");
+    // Only a destructive kind, whose ticket is built in, warns that `false` does nothing.
+    let mut diags = Diagnostics::default();
+    let raw: RawPolicy = serde_saphyr::from_str("kinds:\n  remoteLock: { requireTicket: false }\n").expect("yaml");
+    let p = Policy::from_raw(raw, Path::new("reconcile.yaml"), &mut diags);
+    assert!(diags.items().is_empty(), "{diags:?}");
+    assert!(p.kind_requires_ticket(crate::core::action::ActionKind::RemoteLock).is_none());
 
     let wipe = crate::core::action::ActionKind::Wipe;
     for p in both_ways("kinds:\n  wipe: { maxActionsPerApply: 1 }\n", "kinds:\n  wipe: { maxActionsPerApply: 3 }\n") {

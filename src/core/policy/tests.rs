@@ -531,6 +531,13 @@ fn class_defaults_are_built_into_every_policy() {
             .map(|(d, _)| d),
         Some(3 * day)
     );
+    // And a kind's longer one lengthens it for that kind.
+    assert_eq!(
+        policy("cooldown: 1h\nkinds:\n  remoteLock: { cooldown: 48h }\n")
+            .kind_cooldown(ActionKind::RemoteLock)
+            .map(|(d, _)| d),
+        Some(2 * day)
+    );
     assert!(!none.has_device_rules([ActionKind::PasscodeReset, ActionKind::Wipe].into_iter()));
     assert!(none.has_device_rules([ActionKind::RemoteLock].into_iter()));
 }

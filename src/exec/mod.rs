@@ -42,6 +42,7 @@
 //! Infrastructure failures (ledger unreadable or unwritable, lock held, authentication, missing
 //! permission) abort the run; a failed action is data: an outcome in the ledger.
 
+pub(crate) mod approval;
 mod attempt;
 mod pipeline;
 pub(crate) mod resolve;
@@ -220,8 +221,15 @@ pub(crate) async fn apply(
     ui: &mut dyn Ui,
     cancel: watch::Receiver<bool>,
 ) -> Result<ApplyReport, ApplyError> {
-    let writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref()).await?;
+    let mut writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref()).await?;
     still_bound(&writer, opts)?;
+    // Requests held by Multi Admin Approval first: an approved one is re-sent once, and the
+    // plan below sees every outcome (docs/exactly-once.md, "Multi Admin Approval").
+    let clock = &opts.clock;
+    let approvals = approval::settle(&graph, &mut writer, || clock.now()).await?;
+    for (record, _) in &approvals.changed {
+        ui.outcome(record);
+    }
     let scope = Scope::new(actions, &writer, opts);
     let actions = scope.actions(actions);
     let none = Resolutions::new();

@@ -132,6 +132,10 @@ fn an_approved_wipe_is_sent_once_more_with_its_code_and_done() {
     assert!(reason.contains(&code) && reason.contains("needsApproval") && reason.contains("expires"), "{entry}");
     let out = run(&repo, &sim, &["state", "list"]);
     assert!(stdout(&out).contains("awaiting-approval"), "{}", stdout(&out));
+    let key = record(&repo, LAPTOP)["key"].as_str().expect("key").to_owned();
+    let out = run(&repo, &sim, &["state", "show", &key]);
+    let shown = stdout(&out);
+    assert!(shown.contains(&format!("Multi Admin Approval request {code}: needsApproval, expires ")), "{shown}");
 
     // Approved: refresh sends it once more, with the code instead of the justification.
     decide(&sim, &code, "approve");

@@ -63,14 +63,7 @@ fn wipes(sim: &SimHandle, id: &str) -> Vec<RecordedRequest> {
 }
 
 fn record(repo: &Repo, id: &str) -> Value {
-    let ledger = repo.ledger_json();
-    ledger["records"]
-        .as_object()
-        .expect("records")
-        .values()
-        .find(|r| r["managedDeviceId"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("no record of {id}: {ledger}"))
+    repo.record_of_device(id)
 }
 
 fn last_attempt(repo: &Repo, id: &str) -> Value {
@@ -246,21 +239,11 @@ fn the_simulator_refuses_without_justification_and_holds_a_wrong_code() {
     let unapproved = post(&[("x-msft-approval-code", &code)]);
     assert_eq!(unapproved.status, 403, "not approved yet");
     assert_eq!(sim.actions_applied(LAPTOP, "wipe"), 0);
-    let read = crate::common::http::call(
-        &addr,
-        "GET",
-        &format!("/v1.0/deviceManagement/managedDevices/{LAPTOP}"),
-        &[("Authorization", bearer.as_str())],
-        b"",
-    );
+    let get =
+        |target: &str| crate::common::http::call(&addr, "GET", target, &[("Authorization", bearer.as_str())], b"");
+    let read = get(&format!("/v1.0/deviceManagement/managedDevices/{LAPTOP}"));
     assert_eq!(read.status, 200, "reads are never held");
-    let listed = crate::common::http::call(
-        &addr,
-        "GET",
-        &format!("/beta/deviceManagement/operationApprovalRequests?$filter=requestId%20eq%20'{code}'"),
-        &[("Authorization", bearer.as_str())],
-        b"",
-    );
+    let listed = get(&format!("/beta/deviceManagement/operationApprovalRequests?$filter=requestId%20eq%20'{code}'"));
     let v: Value = serde_json::from_str(&listed.body).expect("JSON");
     assert_eq!(v["value"][0]["status"], "needsApproval", "{v}");
     decide(&sim, &code, "approve");

@@ -11,37 +11,12 @@
 //!   never a token, a passcode or any other secret.
 
 use base64::Engine as _;
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
+use crate::graph::Approval;
 use crate::ledger::{Provenance, Record, Status};
 
 /// At most this many characters of justification, decoded (Intune's limit).
 pub(crate) const JUSTIFICATION_MAX: usize = 1024;
-
-/// The header every write carries, unless it carries an approval code.
-pub(crate) const JUSTIFICATION_HEADER: &str = "x-msft-approval-justification";
-/// The header that names an approved request (in a 403, the request just made).
-pub(crate) const CODE_HEADER: &str = "x-msft-approval-code";
-
-/// What a write says to Multi Admin Approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Approval {
-    /// A new request: why, Base64 of a short line.
-    Justification(String),
-    /// The re-send of an approved request: its code.
-    Code(String),
-}
-
-impl Approval {
-    /// The header and its value.
-    pub(crate) fn header(&self) -> (&'static str, &str) {
-        match self {
-            Approval::Justification(b) => (JUSTIFICATION_HEADER, b),
-            Approval::Code(c) => (CODE_HEADER, c),
-        }
-    }
-}
 
 /// The justification of an action of `manifest` sent with `provenance`: one line naming the
 /// manifest, its ticket, the pull request, the commit and the run, Base64-encoded, at most
@@ -85,41 +60,6 @@ impl RequestStatus {
             "expired" => RequestStatus::Expired,
             _ => RequestStatus::Other(s.to_owned()),
         }
-    }
-}
-
-/// What an approval request said when it was looked up, kept on the attempt that awaits it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Seen {
-    /// Graph's `status` as it spelled it (`needsApproval`, `approved`, …).
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<Timestamp>,
-    /// Who approved or rejected it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by: Option<String>,
-    /// Their justification.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
-    /// When it was looked up, on this machine's clock.
-    pub checked_at: Timestamp,
-}
-
-impl Seen {
-    /// `needsApproval, expires 2026-…`: for plans and `state` listings.
-    pub(crate) fn describe(&self) -> String {
-        let mut s = self.status.clone();
-        if let Some(t) = self.expires {
-            s.push_str(&format!(", expires {}", crate::duration::at_second(t)));
-        }
-        if let Some(by) = &self.by {
-            s.push_str(&format!(", by {by}"));
-        }
-        if let Some(why) = &self.why {
-            s.push_str(&format!(": {why}"));
-        }
-        s
     }
 }
 

@@ -16,10 +16,10 @@
 
 use jiff::Timestamp;
 
-use crate::core::approval::{RequestStatus, Seen, Step, next};
+use crate::core::approval::{RequestStatus, Step, next};
 use crate::exec::ApplyError;
 use crate::graph::{ApprovalRequest, Graph};
-use crate::ledger::{Record, Status, Writer};
+use crate::ledger::{ApprovalSeen as Seen, Record, Status, Writer};
 
 /// What settling found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -135,7 +135,7 @@ pub(super) async fn resend_approved(
     record.status = Status::Unknown;
     record.updated_at = started;
     writer.record(record.clone()).await?;
-    let approval = crate::core::approval::Approval::Code(code);
+    let approval = crate::graph::Approval::Code(code);
     let result = graph
         .send_action(
             record.kind,

@@ -49,12 +49,37 @@ pub(crate) struct ClientOptions {
     pub device_user: bool,
 }
 
+/// Multi Admin Approval (docs/graph-facts.md): the header every write carries, unless it carries
+/// an approval code.
+pub(crate) const JUSTIFICATION_HEADER: &str = "x-msft-approval-justification";
+/// The header that names an approved request (in a 403, the request just made).
+pub(crate) const CODE_HEADER: &str = "x-msft-approval-code";
+
+/// What a write says to Multi Admin Approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Approval {
+    /// A new request: why, Base64 of a short line.
+    Justification(String),
+    /// The re-send of an approved request: its code.
+    Code(String),
+}
+
+impl Approval {
+    /// The header and its value.
+    pub(crate) fn header(&self) -> (&'static str, &str) {
+        match self {
+            Approval::Justification(b) => (JUSTIFICATION_HEADER, b),
+            Approval::Code(c) => (CODE_HEADER, c),
+        }
+    }
+}
+
 /// What a device action carries besides its body: its `client-request-id`, and what it says to
 /// Multi Admin Approval (docs/graph-facts.md, "Multi Admin Approval").
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriteHeaders<'a> {
     pub client_request_id: Uuid,
-    pub approval: &'a crate::core::approval::Approval,
+    pub approval: &'a Approval,
 }
 
 /// What became of one POST.
@@ -304,7 +329,7 @@ impl Graph {
         url: &str,
         client_request_id: Uuid,
         token: &AccessToken,
-        approval: Option<&crate::core::approval::Approval>,
+        approval: Option<&Approval>,
     ) -> Result<reqwest::Response, SendError> {
         let mut req = self
             .http
@@ -312,7 +337,7 @@ impl Graph {
             .header("Authorization", token.bearer())
             .header("Accept", "application/json")
             .header("client-request-id", client_request_id.to_string());
-        if let Some((name, value)) = approval.map(crate::core::approval::Approval::header) {
+        if let Some((name, value)) = approval.map(Approval::header) {
             req = req.header(name, value);
         }
         let req = match kind {
@@ -369,8 +394,7 @@ impl Graph {
         let answer = answer_of(&resp, Some(sent_at));
         let status = answer.status;
         let retry_after = retry_after_of(&resp, &answer);
-        let approval_code =
-            resp.headers().get(crate::core::approval::CODE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let approval_code = resp.headers().get(CODE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         // At most the cap is read, whatever the status: a 2xx's body is never used, and an
         // error's is only a message.
         let body = match crate::http::read_capped(resp, GRAPH_ANSWER_CAP).await {
@@ -776,10 +800,7 @@ mod tests {
                 slot,
                 Collection::ManagedDevices,
                 &device(0),
-                WriteHeaders {
-                    client_request_id: Uuid::new_v4(),
-                    approval: &crate::core::approval::Approval::Justification(String::new()),
-                },
+                WriteHeaders { client_request_id: Uuid::new_v4(), approval: &Approval::Justification(String::new()) },
             )
             .await
     }
@@ -855,7 +876,7 @@ mod tests {
         let [Ok(a), Ok(b), Ok(c)] = slots else { panic!("slots") };
         let ids = [device(0), device(1)];
         let none = Parameters::default();
-        let why = crate::core::approval::Approval::Justification(String::new());
+        let why = Approval::Justification(String::new());
         let sent = |s, i: usize| {
             graph.send_action(
                 ActionKind::PasscodeReset,

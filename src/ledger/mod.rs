@@ -157,10 +157,45 @@ pub struct Attempt {
     pub approval_code: Option<String>,
     /// What the approval request said when last looked up (status, expiry, who and why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval: Option<Box<crate::core::approval::Seen>>,
+    pub approval: Option<Box<ApprovalSeen>>,
 }
 
 pub(crate) use crate::ci::provenance::Provenance;
+
+/// What an approval request said when it was looked up, kept on the attempt that awaits it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSeen {
+    /// Graph's `status` as it spelled it (`needsApproval`, `approved`, …).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// Who approved or rejected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Their justification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// When it was looked up, on this machine's clock.
+    pub checked_at: Timestamp,
+}
+
+impl ApprovalSeen {
+    /// `needsApproval, expires 2026-…`: for plans and `state` listings.
+    pub(crate) fn describe(&self) -> String {
+        let mut s = self.status.clone();
+        if let Some(t) = self.expires {
+            s.push_str(&format!(", expires {}", crate::duration::at_second(t)));
+        }
+        if let Some(by) = &self.by {
+            s.push_str(&format!(", by {by}"));
+        }
+        if let Some(why) = &self.why {
+            s.push_str(&format!(": {why}"));
+        }
+        s
+    }
+}
 
 /// A decision about an attempt made after its answer (or its lack of one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

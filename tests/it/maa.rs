@@ -85,6 +85,8 @@ fn decide(sim: &SimHandle, code: &str, verb: &str) {
 fn held(repo: &Repo, sim: &SimHandle, ids: &[&str]) -> Vec<String> {
     let out = run(repo, sim, &["apply", "--auto-approve"]);
     assert!(!out.status.success(), "held is not done: {}", stdout(&out));
+    let said = format!("{} held by Multi Admin Approval (not executed)", ids.len());
+    assert!(stdout(&out).contains(&said), "{}", stdout(&out));
     ids.iter()
         .map(|id| {
             let sent = wipes(sim, id);

@@ -93,14 +93,38 @@ enum RefreshError {
     State(#[from] StateError),
     #[error("cannot read device results from Graph")]
     Graph(#[from] ReadError),
+    #[error("cannot settle the requests awaiting Multi Admin Approval: {0}")]
+    Approval(String),
+}
+
+/// What a change made by Multi Admin Approval rests on.
+fn approval_note(record: &Record) -> String {
+    let last = record.attempts.last();
+    let seen = last.and_then(|a| a.approval.as_ref()).map(|s| s.describe()).unwrap_or_default();
+    format!("Multi Admin Approval request {}: {seen}", last.and_then(|a| a.approval_code.as_deref()).unwrap_or("?"))
 }
 
 /// Refreshes every `accepted` and `unknown` action of the ledger, reading each device once.
 async fn settle(store: &Store, graph: Arc<Graph>, opts: &RefreshOptions) -> Result<RefreshReport, RefreshError> {
     let mut writer = store.lock(opts.lock_timeout, "reconcile refresh", opts.tenant.as_deref()).await?;
+    // Requests held by Multi Admin Approval: approved ones re-sent once, refused ones rejected.
+    let clock = &opts.clock;
+    let approvals = crate::exec::approval::settle(&graph, &mut writer, || clock.now()).await.map_err(|e| match e {
+        crate::exec::ApplyError::State(s) => RefreshError::State(s),
+        other => RefreshError::Approval(other.to_string()),
+    })?;
     let by_device = pending_by_device(writer.ledger());
-    let checked = by_device.values().map(|list| pending_count(list)).sum();
-    let mut report = RefreshReport { checked, ..RefreshReport::default() };
+    let checked: usize = by_device.values().map(|list| pending_count(list)).sum();
+    let mut report = RefreshReport { checked: checked + approvals.waiting, ..RefreshReport::default() };
+    report.waiting += approvals.waiting;
+    let approved: Vec<crate::core::refresh::StatusChange> = approvals
+        .changed
+        .into_iter()
+        .map(|(record, from)| {
+            let note = approval_note(&record);
+            crate::core::refresh::StatusChange { record, from, note }
+        })
+        .collect();
 
     // The audit log, once, from the earliest unknown intent, for the kinds of the unknown actions.
     let audits = match audit_query(&by_device) {
@@ -148,7 +172,7 @@ async fn settle(store: &Store, graph: Arc<Graph>, opts: &RefreshOptions) -> Resu
     report.unresolved.sort_by(|a, b| (&a.0.manifest, &a.0.key).cmp(&(&b.0.manifest, &b.0.key)));
     writer.record_all(updates.iter().map(|c| c.record.clone()).collect()).await?;
     // A status that did not change but gained a claim is recorded, not reported as a change.
-    report.changes = updates.into_iter().filter(|c| c.from != c.record.status).collect();
+    report.changes = approved.into_iter().chain(updates.into_iter().filter(|c| c.from != c.record.status)).collect();
     writer.commit().await?;
     match failure {
         Some(e) => Err(RefreshError::Graph(e)),

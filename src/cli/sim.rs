@@ -45,6 +45,11 @@ pub(super) struct SimArgs {
     /// DeviceManagementManagedDevices.PrivilegedOperations.All].
     #[arg(long, value_name = "ROLE,ROLE", value_delimiter = ',', num_args = 0..)]
     pub roles: Option<Vec<String>>,
+    /// Multi Admin Approval: the device actions (Graph names) an access policy protects,
+    /// comma-separated (`wipe,retire`). Each is held (403) until approved with
+    /// `POST /_sim/approvals/{id}/approve` [default: none].
+    #[arg(long, value_name = "ACTION,ACTION", value_delimiter = ',')]
+    pub maa: Vec<String>,
 }
 
 #[allow(clippy::print_stdout)]
@@ -58,6 +63,10 @@ pub(super) fn run(args: SimArgs) -> CmdResult {
         "date" => RetryAfter::HttpDate(Duration::from_secs(2)),
         secs => RetryAfter::Seconds(secs.parse().context("--retry-after takes `none`, `date` or seconds")?),
     };
+    let known = |a: &str| crate::core::kinds::ALL.iter().any(|k| k.spec().graph_name == a);
+    if let Some(bad) = args.maa.iter().map(|a| a.trim()).find(|a| !a.is_empty() && !known(a)) {
+        return Err(anyhow::anyhow!("--maa: `{bad}` is not a device action (Graph names, like `wipe,retire`)").into());
+    }
     let n = devices.len();
     let defaults = SimConfig::default();
     let roles = match &args.roles {
@@ -74,6 +83,7 @@ pub(super) fn run(args: SimArgs) -> CmdResult {
         complete_after: args.complete_after.0,
         leave_after: args.leave_after.0,
         token_lifetime: args.token_lifetime.0,
+        maa: args.maa.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
         ..defaults
     };
     let sim =
@@ -93,6 +103,12 @@ pub(super) fn run(args: SimArgs) -> CmdResult {
         crate::sim::SIM_DOMAIN,
         crate::sim::SIM_TENANT_ID
     );
+    if !args.maa.is_empty() {
+        say!(
+            "Multi Admin Approval protects {}: approve a held request with POST {url}/_sim/approvals/ID/approve.",
+            args.maa.join(", ")
+        );
+    }
     say!("Requests received: {url}/_sim/requests. Ctrl-C (or SIGTERM) stops it.");
     let rt = crate::app::connect::runtime()?;
     // Ctrl-C or SIGTERM (a test harness, a service manager): a clean stop, exit 0.

@@ -16,6 +16,7 @@
 //! - [`violation`] — a policy violation and its rule code.
 
 pub mod action;
+pub(crate) mod approval;
 pub(crate) mod device;
 pub(crate) mod kinds;
 pub(crate) mod out_of_band;

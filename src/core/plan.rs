@@ -520,6 +520,17 @@ fn block_likely_renames(entries: &mut [Entry<'_>], orphans: &[&Record], guard: R
     }
 }
 
+/// The plan's word for an action held by Multi Admin Approval: certainly not executed, and sent
+/// once when approved (docs/exactly-once.md, "Multi Admin Approval").
+fn awaiting(r: &Record) -> String {
+    let last = r.attempts.last();
+    let code = last.and_then(|a| a.approval_code.as_deref()).unwrap_or("?");
+    let seen = last.and_then(|a| a.approval.as_ref()).map(|s| format!(", {}", s.describe())).unwrap_or_default();
+    format!(
+        "awaiting Multi Admin Approval (request {code}{seen}; not executed): a second administrator approves it in the Intune admin center, then `reconcile apply` or `reconcile refresh` sends it once"
+    )
+}
+
 fn classify(record: Option<&Record>) -> (Change, Cow<'static, str>) {
     let Some(r) = record else {
         return (Change::Send, "new".into());
@@ -553,6 +564,7 @@ fn classify(record: Option<&Record>) -> (Change, Cow<'static, str>) {
                 .into(),
             )
         }
+        Status::AwaitingApproval => (Change::Attention, awaiting(r).into()),
         s @ (Status::Failed | Status::NotSupported | Status::Canceled) => (
             Change::Attention,
             format!("{s}{}; bump spec.round to try again", last_error.map(|m| format!(": {m}")).unwrap_or_default())
@@ -605,7 +617,8 @@ mod tests {
 
     #[test]
     fn every_status_lands_in_its_category() {
-        let acts: Vec<Action> = (0..9).map(|i| action("m", &format!("S{i}"))).collect();
+        // One action per status, and one new.
+        let acts: Vec<Action> = (0..10).map(|i| action("m", &format!("S{i}"))).collect();
         let statuses = Status::ALL;
         let recs: Vec<(&Action, Status)> = acts.iter().zip(statuses).collect();
         let ledger = ledger_with(&recs);
@@ -615,7 +628,7 @@ mod tests {
         use Change::*;
         assert_eq!(
             changes,
-            [AlreadyDone, AlreadyDone, Attention, Attention, Attention, Attention, Attention, Send, Send]
+            [AlreadyDone, AlreadyDone, Attention, Attention, Attention, Attention, Attention, Send, Attention, Send]
         );
         assert_eq!(
             p.summary,
@@ -624,7 +637,7 @@ mod tests {
                 to_remove: 0,
                 already_done: 2,
                 orphaned: 0,
-                attention: 5,
+                attention: 6,
                 blocked: 0,
                 same_device: 0,
                 adopt: 0,

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::core::action::Action;
 use crate::core::retry::{History, Next, Outcome, Policy, decide};
 use crate::exec::{ApplyError, Run, Waiting};
-use crate::graph::{AccessToken, Answer, GraphError, SendResult, WriteSlot};
+use crate::graph::{AccessToken, Answer, GraphError, SendResult, WriteHeaders, WriteSlot};
 use crate::ledger::{Attempt, Provenance, Record, Status};
 
 /// One action: as many attempts as 429/401/unsendable answers require, each with its own intent.
@@ -38,6 +38,8 @@ pub(super) async fn execute(
     let mut sent_any = false;
     let mut waiting = Some(Waiting(ctx));
     record.managed_device_id = Some(device_id.to_owned());
+    // Every write says why, for Multi Admin Approval (docs/graph-facts.md).
+    let justification = crate::core::approval::justification(&action.manifest, &provenance);
     loop {
         let Some(slot) = send_slot(ctx, &mut waiting).await? else {
             return Ok(sent_any.then_some(record));
@@ -50,7 +52,14 @@ pub(super) async fn execute(
         let token = slot.token().clone();
         let result = ctx
             .graph
-            .send_action(action.kind, &action.parameters, slot, action.collection, device_id, client_request_id)
+            .send_action(
+                action.kind,
+                &action.parameters,
+                slot,
+                action.collection,
+                device_id,
+                WriteHeaders { client_request_id, approval: &justification },
+            )
             .await;
         let outcome = answered(&mut record, result, ctx.opts.clock.now());
         if !after(ctx, &record, outcome, &mut history, &policy, &token).await? {
@@ -99,9 +108,56 @@ async fn intent(ctx: &Run, record: &mut Record, device_id: &str, provenance: &Pr
     Ok(client_request_id)
 }
 
+/// Multi Admin Approval: the approved request sent once more, with its code, as every send is:
+/// the intent durable first (status `unknown`: a crash from here on leaves it to `refresh`'s
+/// evidence, never to a second send), then the POST, then its outcome. An answer that says it
+/// was not executed (429, 401, 408, no connection) leaves it awaiting approval with the same code.
+pub(super) async fn resend_approved(
+    graph: &crate::graph::Graph,
+    writer: &mut crate::ledger::Writer,
+    mut record: Record,
+    code: String,
+    now: impl Fn() -> Timestamp,
+) -> Result<Record, ApplyError> {
+    let Some(device_id) = record.managed_device_id.clone() else { return Ok(record) };
+    let slot = graph.write_slot().await?;
+    let client_request_id = Uuid::new_v4();
+    let started = now();
+    let provenance = record.attempts.last().and_then(|a| a.provenance.clone());
+    record.attempts.push(Attempt {
+        started_at: started,
+        server_sent_at: graph.server_time_lower_bound(),
+        client_request_id,
+        approval_code: Some(code.clone()),
+        provenance,
+        ..Attempt::default()
+    });
+    record.status = Status::Unknown;
+    record.updated_at = started;
+    writer.record(record.clone()).await?;
+    let approval = crate::graph::Approval::Code(code);
+    let result = graph
+        .send_action(
+            record.kind,
+            &record.parameters,
+            slot,
+            record.collection,
+            &device_id,
+            WriteHeaders { client_request_id, approval: &approval },
+        )
+        .await;
+    answered(&mut record, result, now());
+    if record.status == Status::NotExecuted {
+        record.status = Status::AwaitingApproval;
+    }
+    tracing::info!(status = %record.status, "outcome of the approved request");
+    writer.record(record.clone()).await?;
+    Ok(record)
+}
+
 /// Copies what Graph answered into the last attempt of `record`, sets its status, and says what
 /// the answer means for a retry.
-fn answered(record: &mut Record, result: SendResult, now: Timestamp) -> Outcome {
+pub(super) fn answered(record: &mut Record, result: SendResult, now: Timestamp) -> Outcome {
     record.updated_at = now;
     let attempt = record.attempts.last_mut().expect("an intent was recorded");
     attempt.finished_at = Some(now);
@@ -112,7 +168,18 @@ fn answered(record: &mut Record, result: SendResult, now: Timestamp) -> Outcome 
         }
         SendResult::Rejected(a, e) => {
             record_answer(attempt, Some(&a), Some(&e));
+            if crate::graph::error::names_approval(&e) {
+                // Refused, with no approval request to wait for: said plainly.
+                let m = attempt.error_message.take().unwrap_or_default();
+                attempt.error_message =
+                    Some(format!("Multi Admin Approval refused the request without an approval code: {m}"));
+            }
             (Status::Rejected, Outcome::Final)
+        }
+        SendResult::ApprovalRequired(a, e, code) => {
+            record_answer(attempt, Some(&a), Some(&e));
+            attempt.approval_code = Some(code);
+            (Status::AwaitingApproval, Outcome::Final)
         }
         SendResult::ServerError(a, e) => {
             record_answer(attempt, Some(&a), Some(&e));

@@ -42,6 +42,7 @@
 //! Infrastructure failures (ledger unreadable or unwritable, lock held, authentication, missing
 //! permission) abort the run; a failed action is data: an outcome in the ledger.
 
+pub(crate) mod approval;
 mod attempt;
 mod pipeline;
 pub(crate) mod resolve;
@@ -177,6 +178,9 @@ pub(crate) struct ApplyReport {
     /// Sent, and certainly not executed (throttled too long, refused unread): recorded so, and
     /// sent again by the next apply.
     pub not_executed: usize,
+    /// Of `not_executed`, those Intune's Multi Admin Approval holds (awaiting a second
+    /// administrator; `apply` or `refresh` sends each once approved).
+    pub awaiting_approval: usize,
     /// Never sent: the run stopped (Ctrl-C) before their turn. No record; the next apply sends them.
     pub not_started: usize,
     pub interrupted: bool,
@@ -220,8 +224,15 @@ pub(crate) async fn apply(
     ui: &mut dyn Ui,
     cancel: watch::Receiver<bool>,
 ) -> Result<ApplyReport, ApplyError> {
-    let writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref()).await?;
+    let mut writer = store.lock(opts.lock_timeout, "reconcile apply", opts.tenant.as_deref()).await?;
     still_bound(&writer, opts)?;
+    // Requests held by Multi Admin Approval first: an approved one is re-sent once, and the
+    // plan below sees every outcome (docs/exactly-once.md, "Multi Admin Approval").
+    let clock = &opts.clock;
+    let approvals = approval::settle(&graph, &mut writer, || clock.now()).await?;
+    for (record, _) in &approvals.changed {
+        ui.outcome(record);
+    }
     let scope = Scope::new(actions, &writer, opts);
     let actions = scope.actions(actions);
     let none = Resolutions::new();
@@ -521,6 +532,7 @@ struct Outcomes {
     rejected: usize,
     unknown: usize,
     not_executed: usize,
+    awaiting_approval: usize,
     not_started: usize,
     records: Vec<Record>,
 }
@@ -538,6 +550,10 @@ impl Outcomes {
                     Status::Accepted => self.accepted += 1,
                     Status::Rejected => self.rejected += 1,
                     Status::Unknown => self.unknown += 1,
+                    Status::AwaitingApproval => {
+                        self.not_executed += 1;
+                        self.awaiting_approval += 1;
+                    }
                     _ => self.not_executed += 1,
                 }
                 ui.outcome(&record);
@@ -559,6 +575,7 @@ impl Outcomes {
         report.rejected = self.rejected;
         report.unknown = self.unknown;
         report.not_executed = self.not_executed;
+        report.awaiting_approval = self.awaiting_approval;
         report.not_started = self.not_started;
         report.records = self.records;
     }

@@ -85,6 +85,32 @@ pub(crate) fn parse(status: u16, header_request_id: Option<String>, body: &[u8])
     }
 }
 
+/// Whether a refusal is Multi Admin Approval's: code `ApprovalRequired`, or a message that names
+/// one of its headers (docs/graph-facts.md, "Multi Admin Approval").
+pub(crate) fn names_approval(err: &GraphError) -> bool {
+    err.code.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("ApprovalRequired"))
+        || err.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("x-msft-approval"))
+}
+
+/// The approval code of a 400 or 403 that Multi Admin Approval answered: the
+/// `x-msft-approval-code` header, else the code its message names. `None`: not such an answer, or
+/// one without a code (then it is a refusal like any other).
+pub(crate) fn approval_code(status: u16, err: &GraphError, header: Option<String>) -> Option<String> {
+    if !matches!(status, 400 | 403) || !names_approval(err) {
+        return None;
+    }
+    let from_message = || {
+        let m = err.message.as_deref()?;
+        let at = m.to_ascii_lowercase().find("x-msft-approval-code:")? + "x-msft-approval-code:".len();
+        let code: String =
+            m[at..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        (!code.is_empty()).then_some(code)
+    };
+    let code = header.map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).or_else(from_message)?;
+    // A code is an identifier: anything else is not kept (it is shown and sent back later).
+    (code.len() <= 128 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then_some(code)
+}
+
 fn shorten(s: &str) -> String {
     if s.chars().count() <= MAX_MESSAGE {
         return s.to_owned();
@@ -137,5 +163,25 @@ mod tests {
         assert_eq!(retry_after("Fri, 27 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn approval_codes_come_from_the_header_or_the_message() {
+        let err = |code: &str, message: &str| GraphError {
+            status: 403,
+            code: Some(code.into()),
+            message: Some(message.into()),
+            request_id: None,
+        };
+        let held = err("ApprovalRequired", "Approval required. x-msft-approval-code: abc-123");
+        assert_eq!(approval_code(403, &held, Some("abc-123".into())), Some("abc-123".into()));
+        assert_eq!(approval_code(403, &held, None), Some("abc-123".into()));
+        assert_eq!(approval_code(500, &held, None), None);
+        let missing = err("BadRequest", "The x-msft-approval-justification header is required");
+        assert_eq!(approval_code(400, &missing, None), None, "no code: refused, not held");
+        assert!(names_approval(&missing));
+        assert!(!names_approval(&err("Forbidden", "no")));
+        assert_eq!(approval_code(403, &err("Forbidden", "no"), Some("x".into())), None);
+        assert_eq!(approval_code(403, &held, Some("bad code\n".into())), None);
     }
 }

@@ -49,6 +49,39 @@ pub(crate) struct ClientOptions {
     pub device_user: bool,
 }
 
+/// Multi Admin Approval (docs/graph-facts.md): the header every write carries, unless it carries
+/// an approval code.
+pub(crate) const JUSTIFICATION_HEADER: &str = "x-msft-approval-justification";
+/// The header that names an approved request (in a 403, the request just made).
+pub(crate) const CODE_HEADER: &str = "x-msft-approval-code";
+
+/// What a write says to Multi Admin Approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Approval {
+    /// A new request: why, Base64 of a short line.
+    Justification(String),
+    /// The re-send of an approved request: its code.
+    Code(String),
+}
+
+impl Approval {
+    /// The header and its value.
+    pub(crate) fn header(&self) -> (&'static str, &str) {
+        match self {
+            Approval::Justification(b) => (JUSTIFICATION_HEADER, b),
+            Approval::Code(c) => (CODE_HEADER, c),
+        }
+    }
+}
+
+/// What a device action carries besides its body: its `client-request-id`, and what it says to
+/// Multi Admin Approval (docs/graph-facts.md, "Multi Admin Approval").
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriteHeaders<'a> {
+    pub client_request_id: Uuid,
+    pub approval: &'a Approval,
+}
+
 /// What became of one POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SendResult {
@@ -71,6 +104,9 @@ pub(crate) enum SendResult {
     NotSent(String),
     /// The request was held back, never sent: a 429's pause began while it was about to leave.
     HeldBack,
+    /// Multi Admin Approval held it (403 `ApprovalRequired`, or a refusal naming the approval
+    /// header with a code): not executed; the approval request has this code.
+    ApprovalRequired(Answer, GraphError, String),
 }
 
 /// Correlation data of an answer.
@@ -83,6 +119,40 @@ pub(crate) struct Answer {
     /// The earliest Intune's clock can have read when the request reached it, from this
     /// answer's `Date` less the round trip.
     pub server_sent_at: Option<Timestamp>,
+}
+
+/// A Multi Admin Approval request as Graph lists it (beta `operationApprovalRequest`): only what
+/// the tool keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ApprovalRequest {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub expiration_date_time: Option<Timestamp>,
+    /// Who approved or rejected it.
+    #[serde(default)]
+    pub approver: Option<Identity>,
+    /// Their justification.
+    #[serde(default)]
+    pub approval_justification: Option<String>,
+}
+
+/// An `identitySet`'s user, as much as is shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Identity {
+    #[serde(default)]
+    pub user: Option<IdentityUser>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct IdentityUser {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub user_principal_name: Option<String>,
 }
 
 /// A device's results as read, with Intune's clock at the time of reading.
@@ -247,7 +317,7 @@ impl Graph {
             if !self.reads.depart().await {
                 continue;
             }
-            let resp = self.request(RequestKind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token).await?;
+            let resp = self.request(RequestKind::Read, reqwest::Method::GET, url, Uuid::new_v4(), &token, None).await?;
             return Ok((resp, token));
         }
     }
@@ -259,13 +329,17 @@ impl Graph {
         url: &str,
         client_request_id: Uuid,
         token: &AccessToken,
+        approval: Option<&Approval>,
     ) -> Result<reqwest::Response, SendError> {
-        let req = self
+        let mut req = self
             .http
             .request(method, url)
             .header("Authorization", token.bearer())
             .header("Accept", "application/json")
             .header("client-request-id", client_request_id.to_string());
+        if let Some((name, value)) = approval.map(Approval::header) {
+            req = req.header(name, value);
+        }
         let req = match kind {
             RequestKind::Write(None) => req.header("Content-Length", "0"),
             RequestKind::Write(Some(body)) => req.header("Content-Type", "application/json").body(body),
@@ -287,8 +361,9 @@ impl Graph {
         slot: WriteSlot<'_>,
         collection: Collection,
         device_id: &str,
-        client_request_id: Uuid,
+        headers: WriteHeaders<'_>,
     ) -> SendResult {
+        let WriteHeaders { client_request_id, approval } = headers;
         let spec = kind.spec();
         let url = self.endpoints.device_management(&format!(
             "{}/{}/{}",
@@ -304,7 +379,8 @@ impl Graph {
             return SendResult::HeldBack;
         }
         let sent_at = Instant::now();
-        let sent = self.request(request, reqwest::Method::POST, &url, client_request_id, &slot.token).await;
+        let sent =
+            self.request(request, reqwest::Method::POST, &url, client_request_id, &slot.token, Some(approval)).await;
         let resp = match sent {
             Ok(r) => r,
             Err(SendError::Auth(e)) => return SendResult::NotSent(format!("no token: {e}")),
@@ -318,6 +394,7 @@ impl Graph {
         let answer = answer_of(&resp, Some(sent_at));
         let status = answer.status;
         let retry_after = retry_after_of(&resp, &answer);
+        let approval_code = resp.headers().get(CODE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         // At most the cap is read, whatever the status: a 2xx's body is never used, and an
         // error's is only a message.
         let body = match crate::http::read_capped(resp, GRAPH_ANSWER_CAP).await {
@@ -347,6 +424,9 @@ impl Graph {
                 GraphError { status, code: None, message: Some(e.to_string()), request_id: answer.request_id.clone() }
             }
         };
+        if let Some(code) = error::approval_code(status, &err, approval_code) {
+            return SendResult::ApprovalRequired(answer, err, code);
+        }
         match status {
             429 => SendResult::Throttled(answer, retry_after, err),
             401 => SendResult::Unauthorized(answer, err),
@@ -482,6 +562,17 @@ impl Graph {
         }
         all.retain(|a| a.action.as_deref().is_some_and(crate::core::kinds::is_known));
         Ok(Audits::Read(all))
+    }
+
+    /// The Multi Admin Approval request `code` names (beta `operationApprovalRequests`, filtered
+    /// by `requestId`); `None` when Graph lists none.
+    pub(crate) async fn approval_request(&self, code: &str) -> Result<Option<ApprovalRequest>, ReadError> {
+        let filter = format!("requestId eq '{}'", code.replace('\'', "''"));
+        let query: String =
+            url::form_urlencoded::Serializer::new(String::new()).append_pair("$filter", &filter).finish();
+        let url = self.endpoints.beta_device_management(&format!("operationApprovalRequests?{query}"));
+        let found: Vec<ApprovalRequest> = self.get_pages(url, "operationApprovalRequests").await?;
+        Ok(found.into_iter().next())
     }
 
     /// One cheap read (`managedDevices?$top=1&$select=id`): whether Graph answers this token's
@@ -709,7 +800,7 @@ mod tests {
                 slot,
                 Collection::ManagedDevices,
                 &device(0),
-                Uuid::new_v4(),
+                WriteHeaders { client_request_id: Uuid::new_v4(), approval: &Approval::Justification(String::new()) },
             )
             .await
     }
@@ -785,8 +876,16 @@ mod tests {
         let [Ok(a), Ok(b), Ok(c)] = slots else { panic!("slots") };
         let ids = [device(0), device(1)];
         let none = Parameters::default();
+        let why = Approval::Justification(String::new());
         let sent = |s, i: usize| {
-            graph.send_action(ActionKind::PasscodeReset, &none, s, Collection::ManagedDevices, &ids[i], Uuid::new_v4())
+            graph.send_action(
+                ActionKind::PasscodeReset,
+                &none,
+                s,
+                Collection::ManagedDevices,
+                &ids[i],
+                WriteHeaders { client_request_id: Uuid::new_v4(), approval: &why },
+            )
         };
         assert!(matches!(sent(a, 0).await, SendResult::Accepted(_)));
         let SendResult::Throttled(_, Some(delay), _) = sent(b, 1).await else { panic!("the second meets the limit") };

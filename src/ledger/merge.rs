@@ -109,7 +109,8 @@ pub(crate) fn merge_late(ledger: &mut Ledger, records: Vec<Record>, base_serial:
                         }
                     }
                     both.attempts.sort_by_key(|a| a.started_at);
-                    if both.status == Status::NotExecuted {
+                    // Awaiting approval is "not executed" too: the entry's attempt may be a re-send.
+                    if matches!(both.status, Status::NotExecuted | Status::AwaitingApproval) {
                         both.status = Status::Unknown;
                     }
                     both.updated_at = both.updated_at.max(j.updated_at);

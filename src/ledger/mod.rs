@@ -63,12 +63,16 @@ pub enum Status {
     /// an unknown one in Intune after the grace period, or a person decided so with `state
     /// resolve` / `state retry`): the next `apply` sends it.
     NotExecuted,
+    /// Intune's Multi Admin Approval held the request (403 `ApprovalRequired`): certainly not
+    /// executed, and waiting for a second administrator. `apply` and `refresh` look the approval
+    /// request up and re-send it once when approved (docs/exactly-once.md, "Multi Admin Approval").
+    AwaitingApproval,
 }
 
 impl Status {
     /// Every status, in declaration order.
     #[cfg(test)]
-    pub(crate) const ALL: [Status; 8] = [
+    pub(crate) const ALL: [Status; 9] = [
         Status::Accepted,
         Status::Done,
         Status::Failed,
@@ -77,6 +81,7 @@ impl Status {
         Status::Rejected,
         Status::Unknown,
         Status::NotExecuted,
+        Status::AwaitingApproval,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -89,6 +94,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Unknown => "unknown",
             Status::NotExecuted => "not-executed",
+            Status::AwaitingApproval => "awaiting-approval",
         }
     }
 
@@ -145,9 +151,51 @@ pub struct Attempt {
     /// ledger read from disk holds each distinct one once ([`intern`]).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "intern::provenance")]
     pub provenance: Option<Arc<Provenance>>,
+    /// Multi Admin Approval: the `x-msft-approval-code` Intune gave this attempt's 403, or the one
+    /// this attempt (a re-send) carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_code: Option<String>,
+    /// What the approval request said when last looked up (status, expiry, who and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Box<ApprovalSeen>>,
 }
 
 pub(crate) use crate::ci::provenance::Provenance;
+
+/// What an approval request said when it was looked up, kept on the attempt that awaits it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSeen {
+    /// Graph's `status` as it spelled it (`needsApproval`, `approved`, …).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// Who approved or rejected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Their justification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// When it was looked up, on this machine's clock.
+    pub checked_at: Timestamp,
+}
+
+impl ApprovalSeen {
+    /// `needsApproval, expires 2026-…`: for plans and `state` listings.
+    pub(crate) fn describe(&self) -> String {
+        let mut s = self.status.clone();
+        if let Some(t) = self.expires {
+            s.push_str(&format!(", expires {}", crate::duration::at_second(t)));
+        }
+        if let Some(by) = &self.by {
+            s.push_str(&format!(", by {by}"));
+        }
+        if let Some(why) = &self.why {
+            s.push_str(&format!(": {why}"));
+        }
+        s
+    }
+}
 
 /// A decision about an attempt made after its answer (or its lack of one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +364,10 @@ impl Attempt {
     /// What a refusal means, by its HTTP status (Intune's error codes are unhelpful, such as
     /// `UnknownError` for a 403, so the status speaks first).
     pub(crate) fn refusal(&self) -> Option<&'static str> {
+        if self.approval_code.is_some() {
+            // Multi Admin Approval's answer: its own message says what happened.
+            return None;
+        }
         match self.http_status? {
             400 => Some("Intune refused the request, often an unsupported platform or no passcode policy"),
             403 => Some("missing permission, licence or consent; not retried"),

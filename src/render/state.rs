@@ -153,6 +153,14 @@ fn attempt_lines(n: usize, a: &Attempt) -> Vec<String> {
             a.error_message.as_deref().unwrap_or("")
         ));
     }
+    if let Some(code) = &a.approval_code {
+        let seen = a
+            .approval
+            .as_ref()
+            .map(|s| format!(": {} (looked up at {})", s.describe(), at_second(s.checked_at)))
+            .unwrap_or_default();
+        lines.push(format!("     Multi Admin Approval request {code}{seen}"));
+    }
     if let Some(p) = &a.policy_override {
         lines.push(format!("     policy override: {p}"));
     }

@@ -45,6 +45,12 @@ pub(crate) fn apply(report: &ApplyReport, simulated: bool, rerun: Option<&str>) 
         report.blocked
     ));
     lines.extend(not_in_plan(report));
+    if report.awaiting_approval > 0 {
+        lines.push(format!(
+            "{} held by Multi Admin Approval (not executed): a second administrator approves each in the Intune admin center; `reconcile refresh` or the next apply then sends it once.",
+            report.awaiting_approval
+        ));
+    }
     if report.unknown > 0 {
         lines.push(
             "Unknown outcomes are never re-sent blindly: run `reconcile refresh` to find out what happened.".into(),

@@ -46,6 +46,15 @@
 //! - `GET /{tenant}/v2.0/.well-known/openid-configuration` — Entra's discovery document: for the
 //!   configured domain it names the configured tenant id (a GUID), as Entra does; a GUID names
 //!   itself; anything else is an unknown tenant (400, `AADSTS90002`).
+//! - Multi Admin Approval ([`SimConfig::maa`]): a POST of a protected action without an
+//!   `x-msft-approval-justification` header is refused (400 naming it); with one, it is held: 403
+//!   `ApprovalRequired`, the request's id in the `x-msft-approval-code` header and the message, and
+//!   nothing applied (one request pending per device and action). Re-sent with
+//!   `x-msft-approval-code` of an approved request for the same device and action, it is applied
+//!   (204) and the request `completed`; any other code: 403 again.
+//!   `GET /beta/deviceManagement/operationApprovalRequests?$filter=requestId eq '…'` lists it;
+//!   `POST /_sim/approvals/{id}/approve|reject|expire?by=UPN&why=…` is the second administrator
+//!   (or the three days passing).
 //! - `GET /_github/oidc` — a stand-in for the GitHub Actions OIDC token endpoint.
 //! - `GET /_sim/requests` — every request received, for tests and curious users, with the JSON
 //!   body of every POST but a token request's (a wipe's `macOsUnlockCode` value redacted).
@@ -77,7 +86,7 @@ pub(crate) use fixture::load_devices;
 pub use outcomes::LOCATION;
 pub use state::{
     ActionFault, Fault, FaultKind, Padding, REDACTED, RecordedRequest, RetryAfter, SIM_DOMAIN, SIM_TENANT_ID,
-    SavedAction, SimConfig, SimState,
+    SavedAction, SimApproval, SimConfig, SimState,
 };
 
 /// A running simulator. Stops when dropped.

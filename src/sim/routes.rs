@@ -33,6 +33,7 @@ type Shared = Arc<Mutex<SimState>>;
 pub(super) fn router(state: Shared) -> Router {
     let graph = Router::new()
         .route("/{version}/deviceManagement/remoteActionAudits", get(audits))
+        .route("/{version}/deviceManagement/operationApprovalRequests", get(approval_requests))
         .route("/{version}/deviceManagement/{collection}", get(list))
         .route("/{version}/deviceManagement/{collection}/{id}", get(get_device))
         .route("/{version}/deviceManagement/{collection}/{id}/{action}", post(device_action))
@@ -41,6 +42,7 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/{tenant}/v2.0/.well-known/openid-configuration", get(openid_configuration))
         .route("/_sim/portal/{id}/{action}", post(portal_action))
+        .route("/_sim/approvals/{id}/{verb}", post(decide_approval))
         .route("/_sim/requests", get(requests))
         .route("/_github/oidc", get(github))
         .merge(graph)
@@ -116,6 +118,9 @@ struct Call {
     rid: String,
     crid: Option<String>,
     host: String,
+    /// Multi Admin Approval: `x-msft-approval-justification` and `x-msft-approval-code`.
+    justification: Option<String>,
+    approval_code: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Call {
@@ -127,6 +132,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
             rid: parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
             crid: header("client-request-id"),
             host: header("host").unwrap_or_else(|| "127.0.0.1".into()),
+            justification: header("x-msft-approval-justification"),
+            approval_code: header("x-msft-approval-code"),
         })
     }
 }
@@ -167,9 +174,16 @@ fn loopback(host: &str) -> bool {
 async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let (crid, accept, user_agent, host) = {
+    let (crid, accept, user_agent, host, justification, approval_code) = {
         let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        (header("client-request-id"), header("accept"), header("user-agent"), header("host"))
+        (
+            header("client-request-id"),
+            header("accept"),
+            header("user-agent"),
+            header("host"),
+            header("x-msft-approval-justification"),
+            header("x-msft-approval-code"),
+        )
     };
     let host = host.unwrap_or_else(|| "127.0.0.1".into());
     let method = req.method().to_string();
@@ -245,6 +259,8 @@ async fn record(State(state): State<Shared>, mut req: Request, next: Next) -> Re
         scope: effects.scope,
         intent_durable,
         body,
+        approval_justification: justification,
+        approval_code,
     });
     if effects.hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -323,7 +339,8 @@ async fn cut(resp: Response) -> Response {
 }
 
 /// The Graph layer: a live token, a version and collection Graph has, then the throttling budget
-/// (reads and writes counted apart). The audit log is beta-only and read-only.
+/// (reads and writes counted apart). The audit log and the approval requests are beta-only and
+/// read-only.
 async fn graph_gate(State(state): State<Shared>, call: Call, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let refused = {
@@ -336,6 +353,7 @@ async fn graph_gate(State(state): State<Shared>, call: Call, req: Request, next:
             Some("managedDevices") => matches!(version, Some("v1.0" | "beta")),
             Some("comanagedDevices") => beta,
             Some("remoteActionAudits") => beta && segments.len() == 3 && method == Method::GET,
+            Some("operationApprovalRequests") => beta && segments.len() == 3 && method == Method::GET,
             _ => false,
         };
         // A device action this version of Graph has (the beta-only ones are unknown to v1.0).
@@ -610,6 +628,11 @@ async fn device_action(
     let Some(i) = s.present(&id) else {
         return call.error(StatusCode::NOT_FOUND, "ResourceNotFound", &intune_message("Resource not found"));
     };
+    if s.config.maa.iter().any(|m| m == action.name)
+        && let Some(held) = approval_gate(s, call, &id, action.name)
+    {
+        return held;
+    }
     let fault = s.take_fault(&id, action.name);
     match fault {
         Some(FaultKind::UnavailableBefore) => {
@@ -681,6 +704,98 @@ async fn device_action(
     };
     r.effects.applied = true;
     r
+}
+
+/// Multi Admin Approval on a protected action: `None` when the request carries the code of an
+/// approved request for this device and action (it goes on, and the request is `completed`);
+/// otherwise the refusal (400 without a justification) or the hold (403 with the code).
+fn approval_gate(s: &mut SimState, call: &Call, id: &str, action: &str) -> Option<Reply> {
+    use base64::Engine as _;
+    let justification = match (&call.approval_code, &call.justification) {
+        (Some(code), _) if s.use_approval(code, id, action) => return None,
+        (Some(_), _) => String::new(),
+        (None, Some(j)) => {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(j.trim()).ok();
+            match decoded.and_then(|d| String::from_utf8(d).ok()).filter(|d| d.chars().count() <= 1024) {
+                Some(d) => d,
+                None => {
+                    let m = "The x-msft-approval-justification header must be Base64 of at most 1024 characters.";
+                    return Some(call.error(StatusCode::BAD_REQUEST, "BadRequest", m));
+                }
+            }
+        }
+        (None, None) => {
+            let m = "The x-msft-approval-justification header is required for this operation.";
+            return Some(call.error(StatusCode::BAD_REQUEST, "BadRequest", m));
+        }
+    };
+    let code = s.hold_for_approval(id, action, &justification);
+    let message = format!("This operation requires approval. Approval request created. x-msft-approval-code: {code}");
+    let mut r = call.error(StatusCode::FORBIDDEN, "ApprovalRequired", &message);
+    r.headers.push(("x-msft-approval-code", code));
+    Some(r)
+}
+
+/// `GET /{v}/deviceManagement/operationApprovalRequests?$filter=requestId eq '…'`: the Multi
+/// Admin Approval requests (all of them without a filter).
+async fn approval_requests(State(state): State<Shared>, RawQuery(query): RawQuery, call: Call) -> Reply {
+    let s = lock(&state);
+    let params = form(query.unwrap_or_default().as_bytes());
+    let filter = match params.iter().find(|(k, _)| k == "$filter").map(|(_, f)| parse_filter(f)) {
+        None => Vec::new(),
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return call.error(StatusCode::BAD_REQUEST, "BadRequest", &e),
+    };
+    let mut value = Vec::new();
+    for a in &s.approvals {
+        if filter.iter().any(|(k, v)| k.eq_ignore_ascii_case("requestId") && !v.eq_ignore_ascii_case(&a.id)) {
+            continue;
+        }
+        let approver = a.approver.as_ref().map(|by| json!({"user": {"userPrincipalName": by, "displayName": by}}));
+        value.push(json!({
+            "id": a.id,
+            "requestId": a.id,
+            "status": a.status,
+            "requestDateTime": a.requested.to_string(),
+            "expirationDateTime": a.expires.to_string(),
+            "requestJustification": a.justification,
+            "approvalJustification": a.approver_why,
+            "approver": approver,
+            "requiredOperationApproval": a.action,
+        }));
+    }
+    authorized(Reply::new(StatusCode::OK, Some(json!({"value": value}))))
+}
+
+/// `POST /_sim/approvals/{id}/approve|reject|expire?by=UPN&why=…`: what the second administrator
+/// does in the Intune admin center (or three days passing). Only a request that needs approval.
+async fn decide_approval(
+    State(state): State<Shared>,
+    Path((id, verb)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Reply {
+    let s = &mut *lock(&state);
+    let params = form(query.unwrap_or_default().as_bytes());
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let status = match verb.as_str() {
+        "approve" => "approved",
+        "reject" => "rejected",
+        "expire" => "expired",
+        "cancel" => "cancelled",
+        _ => return Reply::new(StatusCode::NOT_FOUND, Some(json!({"error": "approve, reject, expire or cancel"}))),
+    };
+    let Some(a) = s.approvals.iter_mut().find(|a| a.id == id) else {
+        return Reply::new(StatusCode::NOT_FOUND, Some(json!({"error": format!("no approval request {id}")})));
+    };
+    if a.status != "needsApproval" {
+        return Reply::new(StatusCode::CONFLICT, Some(json!({"error": format!("the request is {}", a.status)})));
+    }
+    a.status = status.into();
+    if status != "expired" {
+        a.approver = Some(get("by").unwrap_or_else(|| "second.admin@contoso.onmicrosoft.com".into()));
+        a.approver_why = get("why");
+    }
+    Reply::new(StatusCode::NO_CONTENT, None)
 }
 
 /// Intune's refusal of an action on a platform that does not have it.

@@ -129,6 +129,10 @@ pub struct SimConfig {
     /// whether that request's `client-request-id` was durable on disk (in the snapshot or its
     /// journal) before the request left ([`RecordedRequest::intent_durable`]).
     pub intent_probe: Option<std::path::PathBuf>,
+    /// Multi Admin Approval: the device actions (Graph names, `wipe`) an access policy protects.
+    /// Each is held (403 `ApprovalRequired`) until approved through `/_sim/approvals/{id}/approve`
+    /// and re-sent with its code (docs/graph-facts.md, "Multi Admin Approval").
+    pub maa: Vec<String>,
 }
 
 /// Bytes of whitespace streamed after the JSON of some answers (0: none). The JSON stays valid:
@@ -171,6 +175,7 @@ impl Default for SimConfig {
             domain: SIM_DOMAIN.into(),
             tenant_id: SIM_TENANT_ID.into(),
             enforce_permissions: true,
+            maa: Vec::new(),
         }
     }
 }
@@ -222,6 +227,10 @@ pub struct RecordedRequest {
     /// `None` when empty), with the value of a wipe's `macOsUnlockCode` replaced by
     /// [`REDACTED`].
     pub body: Option<Value>,
+    /// The `x-msft-approval-justification` header (Base64), when sent.
+    pub approval_justification: Option<String>,
+    /// The `x-msft-approval-code` header, when sent.
+    pub approval_code: Option<String>,
 }
 
 /// What the request log shows instead of a secret sent in a body.
@@ -311,6 +320,70 @@ pub struct SimState {
     pub(crate) padding_sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Whether answers held by [`FaultKind::HoldAnswer`] may leave.
     pub(crate) released: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Multi Admin Approval requests, oldest first.
+    pub approvals: Vec<SimApproval>,
+}
+
+/// A Multi Admin Approval request the simulator holds (Graph beta `operationApprovalRequest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimApproval {
+    /// The `x-msft-approval-code` and `requestId`.
+    pub id: String,
+    pub device_id: String,
+    /// The Graph action (`wipe`).
+    pub action: String,
+    /// `needsApproval`, `approved`, `rejected`, `cancelled`, `completed` or `expired`.
+    pub status: String,
+    /// The caller's justification, decoded.
+    pub justification: String,
+    pub requested: jiff::Timestamp,
+    pub expires: jiff::Timestamp,
+    /// Who approved or rejected it, and why.
+    pub approver: Option<String>,
+    pub approver_why: Option<String>,
+}
+
+impl SimState {
+    /// The pending request for `action` on device `device_id`, or a new one (one may be pending
+    /// per object): its id.
+    pub(crate) fn hold_for_approval(&mut self, device_id: &str, action: &str, justification: &str) -> String {
+        let pending = self
+            .approvals
+            .iter()
+            .find(|a| a.device_id.eq_ignore_ascii_case(device_id) && a.action == action && a.status == "needsApproval");
+        if let Some(a) = pending {
+            return a.id.clone();
+        }
+        let now = self.now();
+        let id = uuid::Uuid::new_v4().to_string();
+        self.approvals.push(SimApproval {
+            id: id.clone(),
+            device_id: device_id.to_owned(),
+            action: action.to_owned(),
+            status: "needsApproval".into(),
+            justification: justification.to_owned(),
+            requested: now,
+            expires: now + jiff::SignedDuration::from_hours(72),
+            approver: None,
+            approver_why: None,
+        });
+        id
+    }
+
+    /// Takes an approved request's code for `action` on `device_id`: `true` (and the request is
+    /// `completed`) when it names an approved request for exactly that.
+    pub(crate) fn use_approval(&mut self, code: &str, device_id: &str, action: &str) -> bool {
+        let found = self.approvals.iter_mut().find(|a| {
+            a.id == code && a.device_id.eq_ignore_ascii_case(device_id) && a.action == action && a.status == "approved"
+        });
+        match found {
+            Some(a) => {
+                a.status = "completed".into();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl SimState {
@@ -355,6 +428,7 @@ impl SimState {
             seq: 0,
             padding_sent: Default::default(),
             released: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
+            approvals: Vec::new(),
         };
         for (i, p) in portal {
             let start = state.now() - p.ago;

@@ -210,14 +210,7 @@ fn any_posts_to(sim: &SimHandle, id: &str) -> usize {
 
 /// The ledger's record of device `id`.
 fn record(repo: &Repo, id: &str) -> Value {
-    let ledger = repo.ledger_json();
-    ledger["records"]
-        .as_object()
-        .expect("records")
-        .values()
-        .find(|r| r["managedDeviceId"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("no record of {id}: {ledger}"))
+    repo.record_of_device(id)
 }
 
 fn run(repo: &Repo, sim: &SimHandle, args: &[&str]) -> std::process::Output {

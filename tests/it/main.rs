@@ -17,6 +17,7 @@ mod kinds_plan;
 mod kinds_policy;
 mod ledger_backends;
 mod ledger_paths;
+mod maa;
 mod out_of_band;
 mod plan;
 mod policy;

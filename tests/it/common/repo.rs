@@ -121,6 +121,18 @@ impl Repo {
     pub(crate) fn ledger_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.read(".reconcile/state.json")).expect("ledger JSON")
     }
+
+    /// The ledger's record of the device with id `id` (its JSON).
+    pub(crate) fn record_of_device(&self, id: &str) -> serde_json::Value {
+        let ledger = self.ledger_json();
+        ledger["records"]
+            .as_object()
+            .expect("records")
+            .values()
+            .find(|r| r["managedDeviceId"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no record of {id}: {ledger}"))
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

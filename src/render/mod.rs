@@ -76,11 +76,13 @@ pub(crate) fn resets_and_removals(plan: &Plan) -> (usize, usize) {
 /// How many actions of each kind the plan sends, destructive kinds first (then in the order of
 /// [`crate::core::kinds::ALL`]); kinds it sends none of are left out.
 pub(crate) fn kinds_to_send(plan: &Plan) -> Vec<(ActionKind, usize)> {
-    let mut counts: Vec<(ActionKind, usize)> = crate::core::kinds::ALL
-        .into_iter()
-        .map(|k| (k, plan.entries.iter().filter(|e| e.change == Change::Send && e.kind() == k).count()))
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    // One pass over the plan (it may hold tens of thousands of entries), then the kinds in order.
+    let mut sends = std::collections::HashMap::<ActionKind, usize>::new();
+    for e in plan.entries.iter().filter(|e| e.change == Change::Send) {
+        *sends.entry(e.kind()).or_default() += 1;
+    }
+    let mut counts: Vec<(ActionKind, usize)> =
+        crate::core::kinds::ALL.into_iter().filter_map(|k| sends.get(&k).map(|n| (k, *n))).collect();
     counts.sort_by_key(|(k, _)| k.spec().class);
     counts
 }

@@ -2,8 +2,8 @@
 //! the user installed; `keepUserData` keeps the user's files (docs/device-actions.md,
 //! "cleanWindowsDevice").
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, Param, ParamType, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, Param, ParamType, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static CLEAN_WINDOWS_DEVICE: DeviceAction = DeviceAction {
     graph_name: "cleanWindowsDevice",
@@ -17,7 +17,15 @@ pub(crate) static CLEAN_WINDOWS_DEVICE: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Destructive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Windows],
+        corporate_on: &[],
+        personal_on: &[],
+        supervised_on: &[],
+        named: "Windows",
+        what: "fresh start",
+        unknown: "fresh start (platform unknown)",
+    }),
     reported_as: &["cleanWindowsDevice"],
     audited_as: &["cleanWindowsDevice"],
     removal: None,
@@ -31,18 +39,6 @@ pub(crate) static CLEAN_WINDOWS_DEVICE: DeviceAction = DeviceAction {
     }),
     wording: Wording { short: "fresh start", phrase: "fresh start", noun: "fresh start" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Windows],
-    corporate_on: &[],
-    personal_on: &[],
-    supervised_on: &[],
-    named: "Windows",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "fresh start", "fresh start (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,8 @@
 //! `disableLostMode`: unlocks a device from Lost Mode. A second send does no harm
 //! (docs/device-actions.md, "disableLostMode").
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static DISABLE_LOST_MODE: DeviceAction = DeviceAction {
     graph_name: "disableLostMode",
@@ -11,7 +11,15 @@ pub(crate) static DISABLE_LOST_MODE: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Harmless,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Ios, Platform::Ipados],
+        corporate_on: &[Platform::Ios, Platform::Ipados],
+        personal_on: &[],
+        supervised_on: &[Platform::Ios, Platform::Ipados],
+        named: "supervised corporate iOS/iPadOS",
+        what: "disable lost mode",
+        unknown: "disable lost mode (platform unknown)",
+    }),
     reported_as: &["disableLostMode"],
     audited_as: &["disableLostMode"],
     removal: None,
@@ -19,18 +27,6 @@ pub(crate) static DISABLE_LOST_MODE: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "lost mode off", phrase: "disable lost mode", noun: "disabling of Lost Mode" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Ios, Platform::Ipados],
-    corporate_on: &[Platform::Ios, Platform::Ipados],
-    personal_on: &[],
-    supervised_on: &[Platform::Ios, Platform::Ipados],
-    named: "supervised corporate iOS/iPadOS",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "disable lost mode", "disable lost mode (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

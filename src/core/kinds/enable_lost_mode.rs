@@ -1,8 +1,8 @@
 //! `enableLostMode` (beta): locks a supervised iPhone or iPad with a message and a phone number on
 //! its screen until Lost Mode is disabled (docs/device-actions.md, "enableLostMode").
 
-use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, Param, ParamType, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DAY, DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, Param, ParamType, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static ENABLE_LOST_MODE: DeviceAction = DeviceAction {
     graph_name: "enableLostMode",
@@ -20,7 +20,15 @@ pub(crate) static ENABLE_LOST_MODE: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: true,
     class: RiskClass::Disruptive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Ios, Platform::Ipados],
+        corporate_on: &[Platform::Ios, Platform::Ipados],
+        personal_on: &[],
+        supervised_on: &[Platform::Ios, Platform::Ipados],
+        named: "supervised corporate iOS/iPadOS",
+        what: "enable lost mode",
+        unknown: "enable lost mode (platform unknown)",
+    }),
     reported_as: &["enableLostMode"],
     audited_as: &["enableLostMode"],
     removal: None,
@@ -28,18 +36,6 @@ pub(crate) static ENABLE_LOST_MODE: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "lost mode", phrase: "enable lost mode", noun: "Lost Mode" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Ios, Platform::Ipados],
-    corporate_on: &[Platform::Ios, Platform::Ipados],
-    personal_on: &[],
-    supervised_on: &[Platform::Ios, Platform::Ipados],
-    named: "supervised corporate iOS/iPadOS",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "enable lost mode", "enable lost mode (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

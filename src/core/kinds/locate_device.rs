@@ -1,8 +1,8 @@
 //! `locateDevice`: asks the device where it is. A second ask does no harm; the location it
 //! reports is personal data this tool never reads (docs/device-actions.md, "locateDevice").
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static LOCATE_DEVICE: DeviceAction = DeviceAction {
     graph_name: "locateDevice",
@@ -11,7 +11,15 @@ pub(crate) static LOCATE_DEVICE: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Harmless,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Windows],
+        corporate_on: &[Platform::Android],
+        personal_on: &[],
+        supervised_on: &[Platform::Ios, Platform::Ipados],
+        named: "corporate Android, supervised iOS/iPadOS and Windows",
+        what: "locate",
+        unknown: "locate (platform unknown)",
+    }),
     reported_as: &["locateDevice"],
     audited_as: &["locateDevice"],
     removal: None,
@@ -19,18 +27,6 @@ pub(crate) static LOCATE_DEVICE: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "locate", phrase: "locate", noun: "locate" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Windows],
-    corporate_on: &[Platform::Android],
-    personal_on: &[],
-    supervised_on: &[Platform::Ios, Platform::Ipados],
-    named: "corporate Android, supervised iOS/iPadOS and Windows",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "locate", "locate (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

@@ -153,7 +153,7 @@ pub(crate) struct DeviceAction {
     pub class: RiskClass,
     /// Whether Intune can act on a device: `Ok` with what will be done to it (the words a plan
     /// shows, such as `remove passcode`), `Err` with why not.
-    pub eligibility: fn(&Device) -> Result<&'static str, String>,
+    pub eligibility: Eligibility,
     /// Every name under which Intune reports this action, or the same effect made elsewhere (the
     /// portal, a script), in `deviceActionResults.actionName` and `remoteActionAudits.action`,
     /// compared without regard to case: what counts as this action made outside this tool.
@@ -271,8 +271,15 @@ impl DeviceAction {
     }
 
     /// Whether Intune can act on `d` ([`DeviceAction::eligibility`]).
+    /// A removal of this very kind already under way with its result shown is judged by the
+    /// ledger and the out-of-band check (adopted, never sent twice), not blocked as a removal
+    /// blocks other kinds.
     pub(crate) fn eligible(&self, d: &Device) -> Result<&'static str, String> {
-        (self.eligibility)(d)
+        match &self.eligibility {
+            Eligibility::Table(s) if self.under_way(d) => s.check_platform(d),
+            Eligibility::Table(s) => s.check(d),
+            Eligibility::Custom(f) => f(d),
+        }
     }
 
     /// Whether a second send does no harm.
@@ -308,6 +315,16 @@ impl DeviceAction {
     }
 }
 
+/// How a kind decides which devices take it: `Ok` with what will be done (the plan's words),
+/// `Err` with why not.
+#[derive(Debug)]
+pub(crate) enum Eligibility {
+    /// By Intune's table of platforms and owners.
+    Table(Support),
+    /// By a rule of its own (a reset removes the passcode on corporate iOS instead).
+    Custom(fn(&Device) -> Result<&'static str, String>),
+}
+
 /// Which platforms and owners an action applies to: a table Intune's device-action articles
 /// give (docs/device-actions.md).
 #[derive(Debug)]
@@ -322,28 +339,29 @@ pub(crate) struct Support {
     pub supervised_on: &'static [Platform],
     /// How the platforms are named in a refusal: `Windows and macOS`.
     pub named: &'static str,
+    /// What the plan says is done to a device that takes it (`lock`).
+    pub what: &'static str,
+    /// The same, for a device whose platform Intune did not report (`lock (platform unknown)`).
+    pub unknown: &'static str,
 }
 
 impl Support {
     /// Whether Intune can `what` device `d` by this table. A pending removal comes first (Intune
     /// would cancel the action); a platform Intune did not report is left to Intune to decide.
-    pub(crate) fn check(&self, d: &Device, what: &'static str, unknown: &'static str) -> Result<&'static str, String> {
+    pub(crate) fn check(&self, d: &Device) -> Result<&'static str, String> {
+        let what = self.what;
         match pending_removal(d) {
             Some(removal) if removal == what => Err(format!(
                 "device is already pending {removal}, and Intune shows no result saying who started it: not sent again"
             )),
             Some(removal) => Err(format!("device is pending {removal}: Intune would cancel the {what}")),
-            None => self.check_platform(d, what, unknown),
+            None => self.check_platform(d),
         }
     }
 
     /// [`Support::check`] without the pending removal: whether the platform and owner take it.
-    pub(crate) fn check_platform(
-        &self,
-        d: &Device,
-        what: &'static str,
-        unknown: &'static str,
-    ) -> Result<&'static str, String> {
+    pub(crate) fn check_platform(&self, d: &Device) -> Result<&'static str, String> {
+        let (what, unknown) = (self.what, self.unknown);
         let os = d.operating_system.as_deref().unwrap_or_default();
         let owner = d.managed_device_owner_type.as_deref().unwrap_or_default().to_ascii_lowercase();
         let Some(platform) = Platform::of(os) else {

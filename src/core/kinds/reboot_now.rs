@@ -1,7 +1,7 @@
 //! `rebootNow`: restarts the device at once (docs/device-actions.md, "rebootNow").
 
-use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DAY, DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static REBOOT_NOW: DeviceAction = DeviceAction {
     graph_name: "rebootNow",
@@ -10,7 +10,22 @@ pub(crate) static REBOOT_NOW: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Disruptive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[
+            Platform::Android,
+            Platform::Aosp,
+            Platform::Ios,
+            Platform::Ipados,
+            Platform::Macos,
+            Platform::Windows,
+        ],
+        corporate_on: &[Platform::Android],
+        personal_on: &[],
+        supervised_on: &[Platform::Ios, Platform::Ipados],
+        named: "corporate Android, AOSP, supervised iOS/iPadOS, macOS and Windows",
+        what: "reboot",
+        unknown: "reboot (platform unknown)",
+    }),
     reported_as: &["rebootNow"],
     audited_as: &["rebootNow"],
     removal: None,
@@ -18,25 +33,6 @@ pub(crate) static REBOOT_NOW: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "reboot", phrase: "reboot", noun: "reboot" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[
-        Platform::Android,
-        Platform::Aosp,
-        Platform::Ios,
-        Platform::Ipados,
-        Platform::Macos,
-        Platform::Windows,
-    ],
-    corporate_on: &[Platform::Android],
-    personal_on: &[],
-    supervised_on: &[Platform::Ios, Platform::Ipados],
-    named: "corporate Android, AOSP, supervised iOS/iPadOS, macOS and Windows",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "reboot", "reboot (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

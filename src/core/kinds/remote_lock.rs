@@ -2,8 +2,8 @@
 //! recovery PIN, and a second lock fails while the first PIN is unused (docs/device-actions.md,
 //! "remoteLock").
 
-use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DAY, DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static REMOTE_LOCK: DeviceAction = DeviceAction {
     graph_name: "remoteLock",
@@ -12,7 +12,15 @@ pub(crate) static REMOTE_LOCK: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Disruptive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Android, Platform::Aosp, Platform::Ios, Platform::Ipados, Platform::Macos],
+        corporate_on: &[Platform::Android],
+        personal_on: &[],
+        supervised_on: &[],
+        named: "corporate Android, AOSP, iOS/iPadOS and macOS",
+        what: "lock",
+        unknown: "lock (platform unknown)",
+    }),
     reported_as: &["remoteLock"],
     audited_as: &["remoteLock"],
     removal: None,
@@ -20,18 +28,6 @@ pub(crate) static REMOTE_LOCK: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "lock", phrase: "lock", noun: "remote lock" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Android, Platform::Aosp, Platform::Ios, Platform::Ipados, Platform::Macos],
-    corporate_on: &[Platform::Android],
-    personal_on: &[],
-    supervised_on: &[],
-    named: "corporate Android, AOSP, iOS/iPadOS and macOS",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "lock", "lock (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

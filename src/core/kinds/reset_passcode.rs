@@ -1,7 +1,7 @@
 //! `resetPasscode`: a new passcode on Android and AOSP devices; on corporate iOS/iPadOS the same
 //! call removes the passcode (docs/graph-facts.md, "Actions and answers").
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Wording};
+use super::{DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Wording};
 use crate::core::device::{Device, Platform};
 
 /// `POST …/managedDevices/{id}/resetPasscode`, no body; every accepted call mints a new
@@ -13,7 +13,7 @@ pub(crate) static RESET_PASSCODE: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Disruptive,
-    eligibility,
+    eligibility: Eligibility::Custom(eligibility),
     // A passcode removed from the portal on iOS/iPadOS is the same effect, reported as such.
     reported_as: &["resetPasscode", "removePasscode"],
     audited_as: &["resetPasscode"],

@@ -1,8 +1,8 @@
 //! `retire`: removes company data, apps and profiles and unenrols the device; personal data stays.
 //! The device then leaves Intune. Audited as `removeCompanyData` (docs/device-actions.md, "retire").
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, Removal, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, Removal, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static RETIRE: DeviceAction = DeviceAction {
     graph_name: "retire",
@@ -11,7 +11,15 @@ pub(crate) static RETIRE: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Destructive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Macos, Platform::Windows],
+        corporate_on: &[],
+        personal_on: &[Platform::Android],
+        supervised_on: &[],
+        named: "personally-owned Android, iOS/iPadOS, macOS and Windows",
+        what: "retire",
+        unknown: "retire (platform unknown)",
+    }),
     reported_as: &["retire", "removeCompanyData"],
     audited_as: &["removeCompanyData"],
     removal: Some(Removal { issued: &["retireIssued", "retirePending"] }),
@@ -19,23 +27,6 @@ pub(crate) static RETIRE: DeviceAction = DeviceAction {
     loses: Some(|_| "company data, apps and profiles, and its enrollment (personal data stays)".to_owned()),
     wording: Wording { short: "retire", phrase: "retire", noun: "retirement" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Macos, Platform::Windows],
-    corporate_on: &[],
-    personal_on: &[Platform::Android],
-    supervised_on: &[],
-    named: "personally-owned Android, iOS/iPadOS, macOS and Windows",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    // A retire already under way with its result shown is judged by the ledger and the
-    // out-of-band check (adopted, never sent twice), not blocked as a removal would block others.
-    if RETIRE.under_way(d) {
-        return SUPPORT.check_platform(d, "retire", "retire (platform unknown)");
-    }
-    SUPPORT.check(d, "retire", "retire (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,8 @@
 //! `rotateBitLockerKeys` (beta): a new BitLocker recovery key, escrowed to Entra ID; the old one
 //! stops working (docs/device-actions.md, "rotateBitLockerKeys").
 
-use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DAY, DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static ROTATE_BITLOCKER_KEYS: DeviceAction = DeviceAction {
     graph_name: "rotateBitLockerKeys",
@@ -11,7 +11,15 @@ pub(crate) static ROTATE_BITLOCKER_KEYS: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: true,
     class: RiskClass::Disruptive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Windows],
+        corporate_on: &[],
+        personal_on: &[],
+        supervised_on: &[],
+        named: "Windows",
+        what: "rotate BitLocker keys",
+        unknown: "rotate BitLocker keys (platform unknown)",
+    }),
     reported_as: &["rotateBitLockerKeys"],
     audited_as: &["rotateBitLockerKeys"],
     removal: None,
@@ -19,18 +27,6 @@ pub(crate) static ROTATE_BITLOCKER_KEYS: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "rotation", phrase: "rotate BitLocker keys", noun: "BitLocker key rotation" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Windows],
-    corporate_on: &[],
-    personal_on: &[],
-    supervised_on: &[],
-    named: "Windows",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "rotate BitLocker keys", "rotate BitLocker keys (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

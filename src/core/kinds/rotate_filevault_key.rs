@@ -1,8 +1,8 @@
 //! `rotateFileVaultKey` (beta): a new FileVault recovery key for a corporate Mac whose key Intune
 //! escrows (docs/device-actions.md, "rotateFileVaultKey").
 
-use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DAY, DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static ROTATE_FILEVAULT_KEY: DeviceAction = DeviceAction {
     graph_name: "rotateFileVaultKey",
@@ -11,7 +11,15 @@ pub(crate) static ROTATE_FILEVAULT_KEY: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: true,
     class: RiskClass::Disruptive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Macos],
+        corporate_on: &[Platform::Macos],
+        personal_on: &[],
+        supervised_on: &[],
+        named: "corporate macOS",
+        what: "rotate FileVault key",
+        unknown: "rotate FileVault key (platform unknown)",
+    }),
     reported_as: &["rotateFileVaultKey"],
     audited_as: &["rotateFileVaultKey"],
     removal: None,
@@ -19,18 +27,6 @@ pub(crate) static ROTATE_FILEVAULT_KEY: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "rotation", phrase: "rotate FileVault key", noun: "FileVault key rotation" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Macos],
-    corporate_on: &[Platform::Macos],
-    personal_on: &[],
-    supervised_on: &[],
-    named: "corporate macOS",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "rotate FileVault key", "rotate FileVault key (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

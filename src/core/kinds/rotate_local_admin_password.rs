@@ -1,8 +1,8 @@
 //! `rotateLocalAdminPassword` (beta): a new local administrator password (Windows LAPS, or the
 //! macOS LAPS account of an ADE-enrolled Mac) (docs/device-actions.md, "rotateLocalAdminPassword").
 
-use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DAY, DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static ROTATE_LOCAL_ADMIN_PASSWORD: DeviceAction = DeviceAction {
     graph_name: "rotateLocalAdminPassword",
@@ -11,7 +11,15 @@ pub(crate) static ROTATE_LOCAL_ADMIN_PASSWORD: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: true,
     class: RiskClass::Disruptive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Windows, Platform::Macos],
+        corporate_on: &[Platform::Windows, Platform::Macos],
+        personal_on: &[],
+        supervised_on: &[],
+        named: "corporate Windows and macOS",
+        what: "rotate local admin password",
+        unknown: "rotate local admin password (platform unknown)",
+    }),
     reported_as: &["rotateLocalAdminPassword"],
     audited_as: &["rotateLocalAdminPassword"],
     removal: None,
@@ -23,18 +31,6 @@ pub(crate) static ROTATE_LOCAL_ADMIN_PASSWORD: DeviceAction = DeviceAction {
         noun: "local admin password rotation",
     },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Windows, Platform::Macos],
-    corporate_on: &[Platform::Windows, Platform::Macos],
-    personal_on: &[],
-    supervised_on: &[],
-    named: "corporate Windows and macOS",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "rotate local admin password", "rotate local admin password (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,8 @@
 //! `shutDown`: turns the device off; someone must turn it on again (docs/device-actions.md,
 //! "shutDown").
 
-use super::{DAY, DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DAY, DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static SHUT_DOWN: DeviceAction = DeviceAction {
     graph_name: "shutDown",
@@ -11,7 +11,15 @@ pub(crate) static SHUT_DOWN: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Disruptive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Ios, Platform::Ipados, Platform::Macos],
+        corporate_on: &[],
+        personal_on: &[],
+        supervised_on: &[Platform::Ios, Platform::Ipados],
+        named: "supervised iOS/iPadOS and macOS",
+        what: "shut down",
+        unknown: "shut down (platform unknown)",
+    }),
     reported_as: &["shutDown"],
     audited_as: &["shutDown"],
     removal: None,
@@ -19,18 +27,6 @@ pub(crate) static SHUT_DOWN: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "shutdown", phrase: "shut down", noun: "shutdown" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Ios, Platform::Ipados, Platform::Macos],
-    corporate_on: &[],
-    personal_on: &[],
-    supervised_on: &[Platform::Ios, Platform::Ipados],
-    named: "supervised iOS/iPadOS and macOS",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "shut down", "shut down (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

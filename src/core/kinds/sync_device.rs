@@ -1,8 +1,8 @@
 //! `syncDevice`: asks the device to check in now. A second sync does no harm; Intune's audit log
 //! has no name for it (docs/device-actions.md, "syncDevice").
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static SYNC_DEVICE: DeviceAction = DeviceAction {
     graph_name: "syncDevice",
@@ -11,7 +11,15 @@ pub(crate) static SYNC_DEVICE: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Harmless,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Macos, Platform::Windows],
+        corporate_on: &[],
+        personal_on: &[],
+        supervised_on: &[],
+        named: "Android, iOS/iPadOS, macOS and Windows",
+        what: "sync",
+        unknown: "sync (platform unknown)",
+    }),
     reported_as: &["syncDevice"],
     audited_as: &[],
     removal: None,
@@ -19,18 +27,6 @@ pub(crate) static SYNC_DEVICE: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "sync", phrase: "sync", noun: "sync" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Android, Platform::Ios, Platform::Ipados, Platform::Macos, Platform::Windows],
-    corporate_on: &[],
-    personal_on: &[],
-    supervised_on: &[],
-    named: "Android, iOS/iPadOS, macOS and Windows",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "sync", "sync (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

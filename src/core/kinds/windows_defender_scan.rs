@@ -2,8 +2,8 @@
 //! scan does no harm; audited as `quickScan` or `fullScan` (docs/device-actions.md,
 //! "windowsDefenderScan").
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, Param, ParamType, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, Param, ParamType, RiskClass, Support, Wording};
+use crate::core::device::Platform;
 
 pub(crate) static WINDOWS_DEFENDER_SCAN: DeviceAction = DeviceAction {
     graph_name: "windowsDefenderScan",
@@ -17,7 +17,15 @@ pub(crate) static WINDOWS_DEFENDER_SCAN: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Harmless,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Windows],
+        corporate_on: &[],
+        personal_on: &[],
+        supervised_on: &[],
+        named: "Windows",
+        what: "scan",
+        unknown: "scan (platform unknown)",
+    }),
     reported_as: &["windowsDefenderScan", "quickScan", "fullScan"],
     audited_as: &["quickScan", "fullScan"],
     removal: None,
@@ -25,18 +33,6 @@ pub(crate) static WINDOWS_DEFENDER_SCAN: DeviceAction = DeviceAction {
     loses: None,
     wording: Wording { short: "scan", phrase: "scan", noun: "Defender scan" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Windows],
-    corporate_on: &[],
-    personal_on: &[],
-    supervised_on: &[],
-    named: "Windows",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    SUPPORT.check(d, "scan", "scan (platform unknown)")
-}
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,11 @@
 //! A Mac may need a six-digit unlock code with its wipe: that code is a secret, which a manifest
 //! in git must never hold, so this tool neither takes it nor wipes Macs.
 
-use super::{DeviceAction, PRIVILEGED_OPERATIONS, Param, ParamType, Parameters, Removal, RiskClass, Support, Wording};
-use crate::core::device::{Device, Platform};
+use super::{
+    DeviceAction, Eligibility, PRIVILEGED_OPERATIONS, Param, ParamType, Parameters, Removal, RiskClass, Support,
+    Wording,
+};
+use crate::core::device::Platform;
 
 pub(crate) static WIPE: DeviceAction = DeviceAction {
     graph_name: "wipe",
@@ -38,7 +41,15 @@ pub(crate) static WIPE: DeviceAction = DeviceAction {
     role: PRIVILEGED_OPERATIONS,
     beta_only: false,
     class: RiskClass::Destructive,
-    eligibility,
+    eligibility: Eligibility::Table(Support {
+        platforms: &[Platform::Android, Platform::Aosp, Platform::Ios, Platform::Ipados, Platform::Windows],
+        corporate_on: &[Platform::Android],
+        personal_on: &[],
+        supervised_on: &[],
+        named: "corporate Android, AOSP, iOS/iPadOS and Windows (a Mac may need an unlock code, a secret)",
+        what: "wipe",
+        unknown: "wipe (platform unknown)",
+    }),
     reported_as: &["wipe", "factoryReset", "factoryResetKeepEnrollmentData"],
     audited_as: &["factoryReset", "factoryResetKeepEnrollmentData"],
     removal: Some(Removal { issued: &["wipeIssued", "wipePending"] }),
@@ -46,23 +57,6 @@ pub(crate) static WIPE: DeviceAction = DeviceAction {
     loses: Some(loses),
     wording: Wording { short: "wipe", phrase: "wipe", noun: "wipe" },
 };
-
-static SUPPORT: Support = Support {
-    platforms: &[Platform::Android, Platform::Aosp, Platform::Ios, Platform::Ipados, Platform::Windows],
-    corporate_on: &[Platform::Android],
-    personal_on: &[],
-    supervised_on: &[],
-    named: "corporate Android, AOSP, iOS/iPadOS and Windows (a Mac may need an unlock code, a secret)",
-};
-
-fn eligibility(d: &Device) -> Result<&'static str, String> {
-    // A wipe already under way with its result shown is judged by the ledger and the
-    // out-of-band check (adopted, never sent twice), not blocked as a removal would block others.
-    if WIPE.under_way(d) {
-        return SUPPORT.check_platform(d, "wipe", "wipe (platform unknown)");
-    }
-    SUPPORT.check(d, "wipe", "wipe (platform unknown)")
-}
 
 /// What a wipe with these parameters takes from the device.
 fn loses(p: &Parameters) -> String {
